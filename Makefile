@@ -1,0 +1,38 @@
+# make test / make demo create or refresh .venv themselves (idempotent, quick when nothing changed).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.grpolab-installed
+export HF_HUB_OFFLINE ?= 1
+export HF_HUB_DISABLE_TELEMETRY ?= 1
+export WANDB_MODE ?= offline
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: venv test test-fast demo bench clean
+
+venv: $(STAMP)
+
+# Reinstall only when the package metadata changes. torch: keep an importable one,
+# else the pinned CPU wheel (never let pip resolve a multi-GB CUDA build).
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[train,dev]"
+	@touch $(STAMP)
+
+test: venv
+	$(PY) -m pytest -q
+
+# Everything but the slow end-to-end runs.
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow"
+
+demo: venv
+	$(PY) training/grpo_training.py --config configs/grpo_demo.yaml
+
+bench: venv
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""Command line: `grpolab config ...` (no torch/trl import), `grpolab train ...`."""

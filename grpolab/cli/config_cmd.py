@@ -1,0 +1,161 @@
+"""`grpolab config show|validate|explain|diff|set`. Reads and checks configs only: these
+commands never import torch, transformers or trl, so they answer in a fraction of a second."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from grpolab.config import ConfigError, GRPOConfigLoader
+from grpolab.config.derive import derived_quantities
+from grpolab.config.yaml_io import dump_yaml, inline_yaml
+
+
+def add_layer_args(parser: argparse.ArgumentParser) -> None:
+    """The options every command that resolves a config takes."""
+    parser.add_argument("--mode", help="local or cluster (default: the file's `mode:`, else local)")
+    parser.add_argument("--config", metavar="FILE", help="YAML file layered over the mode preset")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one key, e.g. --set grpo.beta=0.04 (repeatable)")
+
+
+def load(args, world_size: int | None = None) -> GRPOConfigLoader:
+    return GRPOConfigLoader(mode=args.mode, config_path=args.config, overrides=args.overrides, world_size=world_size)
+
+
+def print_warnings(loader: GRPOConfigLoader, label: str = "") -> None:
+    for warning in loader.warnings:
+        print(f"warning: {label}{warning}", file=sys.stderr)
+
+
+def register(sub) -> None:
+    config = sub.add_parser("config", help="show, validate, explain, diff and edit configs")
+    csub = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+
+    show = csub.add_parser("show", help="print the resolved config (every value, defaults included)")
+    add_layer_args(show)
+    show.set_defaults(func=cmd_show)
+
+    validate = csub.add_parser("validate", help="check config files; exit 0 if all are valid, 2 otherwise")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.add_argument("--world-size", type=int, help="also check for this many processes")
+    validate.set_defaults(func=cmd_validate)
+
+    explain = csub.add_parser("explain", help="print derived quantities: effective batch size, prompts per round, on-policy ...")
+    add_layer_args(explain)
+    explain.add_argument("--world-size", type=int, help="processes (GPUs) the run will use (default: from the config, else 1)")
+    explain.add_argument("--dataset-size", type=int, help="training prompts, for steps per epoch")
+    explain.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    explain.set_defaults(func=cmd_explain)
+
+    diff = csub.add_parser("diff", help="show the keys whose resolved values differ between two configs")
+    diff.add_argument("a", metavar="A")
+    diff.add_argument("b", metavar="B")
+    diff.set_defaults(func=cmd_diff)
+
+    setp = csub.add_parser("set", help="edit a config file through the loader (comments kept, changes marked)")
+    setp.add_argument("file", metavar="FILE")
+    setp.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+    setp.add_argument("-o", "--output", metavar="OUT", help="write here instead of editing FILE in place")
+    setp.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    setp.set_defaults(func=cmd_set)
+
+
+def cmd_show(args) -> int:
+    loader = load(args)
+    print_warnings(loader)
+    print(dump_yaml(loader.to_dict()), end="")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    failed = 0
+    for path in args.files:
+        try:
+            loader = GRPOConfigLoader(config_path=path, world_size=args.world_size)
+        except ConfigError as exc:
+            failed += 1
+            print(f"{path}: {exc}", file=sys.stderr)
+            continue
+        print_warnings(loader)
+        print(f"{path}: ok (mode {loader.mode}, world size {loader.target_world_size()})")
+    return 2 if failed else 0
+
+
+def cmd_explain(args) -> int:
+    loader = load(args, args.world_size)
+    print_warnings(loader)
+    cfg = loader.config
+    world = loader.target_world_size()
+    d = derived_quantities(cfg, world, args.dataset_size)
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return 0
+    t, g = cfg.training, cfg.grpo
+    P, GA = t.per_device_train_batch_size, t.gradient_accumulation_steps
+    source = args.config or loader.preset_path.name
+    rows = [
+        ("world size", f"{world}", "processes (GPUs); --world-size to change"),
+        ("effective batch size", f"{d['effective_batch_size']} = {P} x {GA} x {world}", "per_device_train_batch_size x gradient_accumulation_steps x world size"),
+        ("completions per round", f"{d['generation_batch_size']}", "generation_batch_size" + (" (auto)" if g.generation_batch_size == "auto" else "")),
+        ("unique prompts per round", f"{d['unique_prompts_per_round']}", f"completions per round / num_generations {g.num_generations}"),
+        ("steps per generation", f"{d['steps_per_generation']}", "micro-steps that consume one round"),
+        ("optimizer steps per round", f"{d['optimizer_steps_per_round']:g}", "steps_per_generation x num_iterations / gradient_accumulation_steps"),
+        ("on-policy", "yes" if d["on_policy"] else "no", "one optimizer step per round: clipping inactive" if d["on_policy"] else "several optimizer steps per round: clipping (epsilon) active"),
+        ("KL tracked", "yes" if d["kl_tracked"] else "no", f"beta {g.beta:g}" + ("" if d["kl_tracked"] else " = 0 disables KL")),
+        ("reference model loaded", "yes" if d["reference_model_loaded"] else "no", "needed only when beta > 0"),
+        ("max completion tokens per round", f"{d['completion_tokens_per_round_max']}", f"completions x max_completion_length {cfg.generation.max_completion_length}"),
+        ("precision", _precision(cfg), "training.bf16"),
+    ]
+    if args.dataset_size is not None:
+        rows += [
+            ("optimizer steps per epoch", f"{d['optimizer_steps_per_epoch']}", f"{d['generation_rounds_per_epoch']} rounds of {d['unique_prompts_per_round']} prompts from {args.dataset_size}"),
+            ("total optimizer steps", f"{d['total_optimizer_steps']}", "training.max_steps" if t.max_steps > 0 else f"x num_train_epochs {t.num_train_epochs:g}"),
+        ]
+    print(f"{source} (mode {cfg.mode})")
+    width = max(len(r[0]) for r in rows)
+    value_width = max(len(r[1]) for r in rows)
+    for label, value, note in rows:
+        print(f"  {label:<{width}}  {value:<{value_width}}  {note}")
+    return 0
+
+
+def _precision(cfg) -> str:
+    bf16 = cfg.training.bf16
+    if bf16 == "auto":
+        return "auto: bf16 on a bf16-capable GPU, fp32 on CPU"
+    return "bf16" if bf16 else "fp32"
+
+
+def _flatten(data, prefix=""):
+    if isinstance(data, dict) and data:
+        for key, value in data.items():
+            yield from _flatten(value, f"{prefix}.{key}" if prefix else key)
+    else:
+        yield prefix, data
+
+
+def cmd_diff(args) -> int:
+    a = dict(_flatten(GRPOConfigLoader(config_path=args.a).to_dict()))
+    b = dict(_flatten(GRPOConfigLoader(config_path=args.b).to_dict()))
+    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k, "<unset>") != b.get(k, "<unset>")]
+    if not keys:
+        print("no differences in the resolved configs")
+        return 0
+    width = max(len(k) for k in keys)
+    print(f"{'key':<{width}}  {args.a}  ->  {args.b}")
+    for key in keys:
+        print(f"{key:<{width}}  {inline_yaml(a.get(key))}  ->  {inline_yaml(b.get(key))}")
+    return 0
+
+
+def cmd_set(args) -> int:
+    loader = GRPOConfigLoader(config_path=args.file)
+    updates = dict(GRPOConfigLoader._parse_overrides(args.assignments))
+    loader.update_params(updates)
+    print_warnings(loader)
+    out = args.output or args.file
+    in_place = args.output is None
+    path = loader.save_config(out, overwrite=in_place or args.force)
+    print(f"wrote {path}: " + ", ".join(f"{k}={inline_yaml(v)}" for k, v in updates.items()))
+    return 0

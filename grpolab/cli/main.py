@@ -1,0 +1,35 @@
+"""`grpolab` entry point. Subcommands import their heavy dependencies only when they run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from grpolab.config import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grpolab", description="GRPO training on TRL, configured by YAML.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from grpolab.cli import config_cmd, train_cmd
+
+    config_cmd.register(sub)
+    train_cmd.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

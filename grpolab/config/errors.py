@@ -1,0 +1,45 @@
+"""Config errors: every problem names where it came from, the key, what is wrong, and the smallest fix."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str  # dotted key, "" for the whole file
+    message: str  # what is wrong and what is allowed
+    fix: str | None = None  # the smallest change that makes it valid
+    origin: str | None = None  # "configs/x.yaml:12", "--set", "update_param", "preset configs/grpo_local.yaml:3"
+
+    def __str__(self) -> str:
+        where = f"{self.origin}: " if self.origin else ""
+        key = f"{self.key}: " if self.key else ""
+        fix = f" Fix: {self.fix}" if self.fix else ""
+        return f"{where}{key}{self.message}{fix}"
+
+
+class ConfigError(ValueError):
+    """One or more config problems, reported together."""
+
+    def __init__(self, problems: list[Problem] | Problem | str):
+        if isinstance(problems, str):
+            problems = [Problem("", problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems = list(problems)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        if len(self.problems) == 1:
+            return f"invalid config: {self.problems[0]}"
+        lines = [f"invalid config ({len(self.problems)} problems):"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def did_you_mean(word: str, candidates) -> str:
+    """' Did you mean `x`?' or '' (difflib, the OmegaConf-main style)."""
+    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" Did you mean `{matches[0]}`?" if matches else ""

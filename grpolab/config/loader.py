@@ -1,0 +1,349 @@
+"""GRPOConfigLoader: layered loading, validated edits, and comment-preserving saves.
+
+Precedence (lowest first): schema defaults < mode preset < --config file < --set overrides
+< explicit flags (--model ...) and update_param(). The mode comes from the `mode` argument,
+else the file's `mode:`, else local.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+from pydantic import ValidationError
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.tokens import CommentToken
+
+from .errors import ConfigError, Problem, did_you_mean
+from .schema import GRPOLabConfig
+from .validate import check_keys, cross_field_problems, pydantic_problems, range_warnings
+from .yaml_io import dump_yaml, inline_yaml, line_of, parse_scalar, parse_yaml_text, read_yaml_file, to_plain, write_atomic
+
+MODES = ("local", "cluster")
+_PART = re.compile(r"^([A-Za-z_][\w-]*)(?:\[(\d+)\])?$")
+
+
+def preset_dir() -> Path:
+    """configs/ beside the grpolab package (the repo root, or site-packages after install)."""
+    return Path(__file__).resolve().parents[2] / "configs"
+
+
+def preset_path(mode: str) -> Path:
+    return preset_dir() / f"grpo_{mode}.yaml"
+
+
+def split_key(key: str, origin: str) -> list[str | int]:
+    """'rewards[0].weight' -> ['rewards', 0, 'weight']."""
+    parts: list[str | int] = []
+    for piece in key.split("."):
+        match = _PART.match(piece)
+        if not match:
+            raise ConfigError(Problem(key, "is not a dotted key like `training.learning_rate` or `rewards[0].weight`.", None, origin))
+        parts.append(match.group(1))
+        if match.group(2) is not None:
+            parts.append(int(match.group(2)))
+    return parts
+
+
+def _get(data, parts):
+    for part in parts:
+        data = data[part]
+    return data
+
+
+def _set(data: dict, parts, value, key: str, origin: str) -> None:
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                raise ConfigError(Problem(key, f"index {part} is out of range.", None, origin))
+            node = node[part]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(Problem(key, f"`{parts[i - 1]}` is not a section.", None, origin))
+        if part not in node or node[part] is None:
+            node[part] = [] if isinstance(nxt, int) else {}
+        node = node[part]
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            raise ConfigError(Problem(key, f"index {last} is out of range.", None, origin))
+    elif not isinstance(node, dict):
+        raise ConfigError(Problem(key, f"`{'.'.join(map(str, parts[:-1]))}` is not a section.", None, origin))
+    node[last] = value
+
+
+def deep_merge(base: dict, top: dict) -> dict:
+    """Mappings merge key by key; anything else (lists included) is replaced."""
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _leaves(data, prefix=""):
+    if isinstance(data, dict) and data:
+        for key, value in data.items():
+            yield from _leaves(value, f"{prefix}.{key}" if prefix else key)
+    else:
+        yield prefix, data
+
+
+def _load_layer(path: Path) -> tuple[CommentedMap, dict]:
+    tree = read_yaml_file(path)
+    return tree, to_plain(tree, str(path), tree)
+
+
+class GRPOConfigLoader:
+    """Load, validate, edit and save a grpolab config.
+
+    >>> loader = GRPOConfigLoader(mode="cluster")
+    >>> loader.update_param("training.learning_rate", 1e-4)
+    >>> loader.save_config("configs/grpo_cluster_experiment1.yaml")
+    """
+
+    def __init__(self, mode: str | None = None, config_path=None, overrides=None, flags: dict | None = None, world_size: int | None = None):
+        self.config_path = Path(config_path) if config_path is not None else None
+        self.world_size = world_size
+        self._origins: dict[str, str] = {}
+        file_data: dict = {}
+        if self.config_path is not None:
+            file_tree, file_data = _load_layer(self.config_path)
+            self._record_origins(file_data, file_tree, str(self.config_path))
+        file_mode = file_data.get("mode")
+        chosen = mode if mode is not None else (file_mode if file_mode is not None else "local")
+        if chosen not in MODES:
+            source = "--mode" if mode is not None else self._origins.get("mode", "mode")
+            raise ConfigError(Problem("mode", f"`{chosen}` is not a mode; allowed: {', '.join(MODES)}.{did_you_mean(str(chosen), MODES)}", "set `mode: local` or `mode: cluster`", source))
+        self.mode = chosen
+        self.preset_path = preset_path(chosen)
+        preset_tree, preset_data = _load_layer(self.preset_path)
+        preset_origins = dict(self._origins)
+        self._origins = {}
+        self._record_origins(preset_data, preset_tree, f"preset {self.preset_path.name}")
+        self._origins.update(preset_origins)
+        # The file save_config() edits: the user's file, else the preset itself.
+        self.source_path = self.config_path or self.preset_path
+        self._base = deep_merge(preset_data, file_data)
+        self._changes: dict[str, tuple[object, object]] = {}  # dotted key -> (value before, value now)
+        self._data = copy.deepcopy(self._base)
+        if mode is not None and mode != (file_mode or ("local" if self.config_path else chosen)):
+            self._apply("mode", chosen, "--mode")
+        self._data["mode"] = chosen
+        for key, value in self._parse_overrides(overrides):
+            self._apply(key, value, f"--set {key}")
+        for key, value in (flags or {}).items():
+            self._apply(key, value, f"flag for {key}")
+        self.config, self.warnings = self._validate(self._data)
+
+    # ---------------------------------------------------------------- loading helpers
+    def _record_origins(self, data: dict, tree, label: str) -> None:
+        for dotted, _ in _leaves(data):
+            line = line_of(tree, dotted)
+            self._origins[dotted] = f"{label}:{line}" if line else label
+
+    def origin_of(self, key: str) -> str | None:
+        """Where a key's value came from: a file and line, --set, a flag, update_param, or default."""
+        probe = key
+        while probe:
+            if probe in self._origins:
+                return self._origins[probe]
+            probe = probe.rpartition(".")[0]
+        for known, origin in self._origins.items():
+            if known.startswith(key + "."):
+                return origin.rsplit(":", 1)[0] if ":" in origin and origin.rsplit(":", 1)[1].isdigit() else origin
+        return "default"
+
+    @staticmethod
+    def _parse_overrides(overrides):
+        if not overrides:
+            return []
+        if isinstance(overrides, dict):
+            return list(overrides.items())
+        parsed = []
+        for item in overrides:
+            key, sep, text = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(Problem("", f"`{item}` is not of the form key=value.", "write e.g. `--set training.learning_rate=1e-4`", "--set"))
+            parsed.append((key.strip(), parse_scalar(text, f"--set {key.strip()}")))
+        return parsed
+
+    def _apply(self, key: str, value, origin: str) -> None:
+        parts = split_key(key, origin)
+        try:
+            before = _get(self._data, parts)
+        except (KeyError, IndexError, TypeError):
+            before = _get_default(key)
+        _set(self._data, parts, copy.deepcopy(value), key, origin)
+        first_before = self._changes.get(key, (before, None))[0]
+        self._changes[key] = (first_before, value)
+        self._origins[key] = origin
+
+    def _validate(self, data: dict):
+        problems = check_keys(data, self.origin_of)
+        config = None
+        try:
+            config = GRPOLabConfig.model_validate(data)
+        except ValidationError as exc:
+            problems += pydantic_problems(exc, self.origin_of)
+        if config is not None and not problems:
+            problems += cross_field_problems(config, self.target_world_size(config), self.origin_of)
+        if problems:
+            raise ConfigError(problems)
+        warnings = range_warnings(config, self.origin_of)
+        if self.world_size is None and config.mode == "cluster" and config.cluster.num_processes == "auto":
+            for w in (2, 4, 8):
+                for p in cross_field_problems(config, w, self.origin_of):
+                    warnings.append(Problem(p.key, f"would fail on {w} processes: {p.message}", p.fix, p.origin))
+        return config, warnings
+
+    def target_world_size(self, config: GRPOLabConfig | None = None) -> int:
+        """Processes the config is checked for: explicit, else cluster.num_processes x num_machines, else 1."""
+        config = config or self.config
+        if self.world_size is not None:
+            return self.world_size
+        if config.mode == "cluster" and isinstance(config.cluster.num_processes, int):
+            return config.cluster.num_processes * config.cluster.num_machines
+        return 1
+
+    # ---------------------------------------------------------------- public API
+    def get_param(self, key: str):
+        parts = split_key(key, "get_param")
+        try:
+            return copy.deepcopy(_get(self.to_dict(), parts))
+        except (KeyError, IndexError, TypeError):
+            raise ConfigError(Problem(key, f"no such key.{did_you_mean(key, [k for k, _ in _leaves(self.to_dict())])}", None, "get_param")) from None
+
+    def update_param(self, key: str, value) -> None:
+        """Set one dotted key; the whole config is re-validated at once (nothing changes if invalid)."""
+        self.update_params({key: value})
+
+    def update_params(self, updates: dict) -> None:
+        """Set several keys together, validated as one change (for edits that only make sense together)."""
+        saved = copy.deepcopy((self._data, self._changes, self._origins))
+        try:
+            for key, value in updates.items():
+                if isinstance(value, float) and value != value:
+                    raise ConfigError(Problem(key, "NaN is not a valid value.", None, "update_param"))
+                self._apply(key, value, "update_param")
+            self.config, self.warnings = self._validate(self._data)
+        except ConfigError:
+            self._data, self._changes, self._origins = saved
+            raise
+
+    def to_dict(self) -> dict:
+        """Every resolved value, defaults included."""
+        return self.config.model_dump(mode="json")
+
+    @property
+    def overrides(self) -> dict:
+        """What --set, flags and update_param changed on top of the files: dotted key -> new value."""
+        return {key: new for key, (_, new) in self._changes.items()}
+
+    def trl_kwargs(self, world_size: int | None = None, *, device: str = "cpu", bf16_supported: bool = False, use_vllm: bool = False) -> dict:
+        """Keyword arguments for trl.GRPOConfig (no trl import). Validated for `world_size` processes."""
+        from .trl_mapping import to_trl_kwargs
+
+        if world_size is not None and world_size != self.target_world_size():
+            problems = cross_field_problems(self.config, world_size, self.origin_of)
+            if problems:
+                raise ConfigError(problems)
+        return to_trl_kwargs(self.config, device=device, bf16_supported=bf16_supported, use_vllm=use_vllm)
+
+    def render(self) -> str:
+        """The source file's text with every change applied and marked `# Changed from OLD`."""
+        tree = read_yaml_file(self.source_path)
+        for key, (before, after) in self._changes.items():
+            _set_with_comment(tree, split_key(key, "save"), after, before)
+        return dump_yaml(tree)
+
+    def save_config(self, path, overwrite: bool = False) -> Path:
+        """Write the config, keeping the source file's comments, order and formatting. Each changed
+        value gets an end-of-line `# Changed from OLD`. Atomic; never overwrites unless asked."""
+        text = self.render()
+        self._check_round_trip(text, str(path))
+        return write_atomic(path, text, overwrite=overwrite)
+
+    def _check_round_trip(self, text: str, origin: str) -> None:
+        data = to_plain(parse_yaml_text(text, origin), origin)
+        reloaded = GRPOConfigLoader._from_data(data, world_size=self.world_size)
+        if reloaded.to_dict() != self.to_dict():
+            raise ConfigError(Problem("", "internal error: the saved file would not reproduce this config; nothing was written.", None, origin))
+
+    @classmethod
+    def _from_data(cls, data: dict, world_size: int | None = None) -> "GRPOConfigLoader":
+        """A loader for in-memory file data (as if it were a --config file)."""
+        self = cls.__new__(cls)
+        self.config_path, self.world_size, self._origins, self._changes = None, world_size, {}, {}
+        self.mode = data.get("mode", "local")
+        if self.mode not in MODES:
+            raise ConfigError(Problem("mode", f"`{self.mode}` is not a mode; allowed: {', '.join(MODES)}.", None, None))
+        self.preset_path = self.source_path = preset_path(self.mode)
+        _, preset_data = _load_layer(self.preset_path)
+        self._base = deep_merge(preset_data, data)
+        self._data = copy.deepcopy(self._base)
+        self._data["mode"] = self.mode
+        self.config, self.warnings = self._validate(self._data)
+        return self
+
+
+def _get_default(key: str):
+    """The schema default for a key the files do not set (for `# Changed from` comments)."""
+    try:
+        return _get(GRPOLabConfig().model_dump(mode="json"), split_key(key, "default"))
+    except (KeyError, IndexError, TypeError, ConfigError):
+        return None
+
+
+def _set_with_comment(tree: CommentedMap, parts, value, before) -> None:
+    """Set a value in a round-trip tree and mark it `# Changed from OLD`, keeping other comments."""
+    node = tree
+    for part, nxt in zip(parts[:-1], parts[1:]):
+        if isinstance(node, dict) and (part not in node or node[part] is None):
+            node[part] = CommentedMap() if not isinstance(nxt, int) else []
+        node = node[part]
+    last = parts[-1]
+    node[last] = _to_tree(value)
+    if not isinstance(node, CommentedMap):
+        return
+    note = f"Changed from {inline_yaml(before)}"
+    token = node.ca.items.get(last, [None, None, None, None])[2]
+    if token is None:
+        # Two spaces before `#`, as in the seed's examples.
+        node.yaml_add_eol_comment(f"# {note}", last, column=_eol_column(node, last, value))
+        return
+    text = token.value
+    first, newline, rest = text.partition("\n")
+    old = first.strip().lstrip("#").strip()
+    if old.startswith("Changed from"):
+        old = old.partition(";")[2].strip()
+    comment = f"# {note}" + (f"; {old}" if old else "")
+    token.value = f"{comment}{newline}{rest}" if first.strip() else f"{comment}\n{first}{newline}{rest}".replace("\n\n\n", "\n\n")
+    token.column = _eol_column(node, last, value) or token.column
+    node.ca.items[last][2] = token
+
+
+def _eol_column(node: CommentedMap, key, value) -> int | None:
+    """Column two spaces after `key: value` (the seed's style), from the key's or a sibling's indent."""
+    try:
+        indent = node.lc.key(key)[1] if key in (node.lc.data or {}) else next(iter(node.lc.data.values()))[1]
+    except (StopIteration, AttributeError, TypeError):
+        return None  # a brand-new mapping: ruamel places the comment
+    shown = "" if isinstance(value, (dict, list)) and value else f" {inline_yaml(value)}"  # block values start below
+    return indent + len(f"{key}:{shown}") + 2
+
+
+def _to_tree(value):
+    if isinstance(value, dict):
+        out = CommentedMap()
+        for k, v in value.items():
+            out[k] = _to_tree(v)
+        return out
+    if isinstance(value, list):
+        return [_to_tree(v) for v in value]
+    return value

@@ -1,0 +1,178 @@
+"""The config schema: one typed class per YAML section.
+
+Defaults mirror TRL's GRPOConfig unless a comment says why they differ. `training:` and
+`grpo:` also accept any other real TrainingArguments / GRPOConfig field as a pass-through;
+those are checked against the snapshot in trl_fields.json (see validate.check_keys).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+BUILTIN_REWARDS = ("exact_match", "numeric_match", "format", "length_penalty")
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+REPORT_TO = ("wandb", "tensorboard", "mlflow", "trackio", "comet_ml", "clearml", "dvclive", "swanlab", "none", "all")
+_USER_REWARD = re.compile(r"^[\w./\\-]+(\.py)?:[A-Za-z_]\w*$")
+
+
+class Section(BaseModel):
+    # strict: a YAML string is never silently turned into a number or a bool.
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+
+
+class PassThroughSection(Section):
+    # Other real TRL fields are allowed here; validate.check_keys vets them first.
+    model_config = ConfigDict(extra="allow", strict=True, validate_default=True)
+
+
+class LoraConfig(Section):
+    enabled: bool = Field(False, description="train a LoRA adapter (peft) instead of all weights")
+    r: int = Field(16, ge=1, description="adapter rank")
+    alpha: int = Field(32, ge=1, description="scaling: the update is multiplied by alpha / r")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter input")
+    target_modules: Union[str, list[str]] = Field("all-linear", description="module names to adapt, or all-linear")
+
+
+class ModelConfig(Section):
+    name_or_path: str | None = Field(None, description="Hub id or local path; null = the embedded demo model")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto = bfloat16 on a bf16 GPU, float32 on CPU")
+    trust_remote_code: bool = Field(False, description="run model code from the Hub repo (off unless you trust it)")
+    revision: str | None = Field(None, description="Hub branch, tag or commit")
+    attn_implementation: str | None = Field(None, description="eager, sdpa, flash_attention_2 ...; null = transformers' choice")
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+
+
+class DataConfig(Section):
+    dataset: str = Field("builtin:addition", description="builtin:NAME, a Hub dataset id, or a .jsonl/.json/.csv/.parquet path")
+    config_name: str | None = Field(None, description="Hub dataset configuration (subset)")
+    split: str = Field("train", description="split to train on")
+    eval_split: str | None = Field(None, description="held-out split for greedy accuracy before/after training; null = none")
+    eval_samples: int = Field(200, ge=1, description="held-out prompts to score")
+    columns: dict[str, str] = Field(default_factory=dict, description="rename source columns, e.g. {question: prompt, solution: answer}")
+    system_prompt: str | None = Field(None, description="system message for chat prompts (needs a chat template)")
+    max_samples: int | None = Field(None, ge=1, description="use at most this many training rows")
+
+
+class RewardSpec(Section):
+    name: str = Field(description="built-in name, module:function, or path/to/file.py:function")
+    weight: float = Field(1.0, description="weight in the summed reward")
+    kwargs: dict = Field(default_factory=dict, description="keyword arguments for the reward (e.g. pattern for format)")
+
+    @field_validator("name")
+    @classmethod
+    def _known_or_importable_spec(cls, name: str) -> str:
+        if name in BUILTIN_REWARDS or _USER_REWARD.match(name):
+            return name
+        from .errors import did_you_mean
+
+        raise ValueError(
+            f"unknown reward `{name}`; built-ins are {', '.join(BUILTIN_REWARDS)}, or give `module:function` "
+            f"or `path/to/file.py:function`.{did_you_mean(name, BUILTIN_REWARDS)}"
+        )
+
+
+class TrainingConfig(PassThroughSection):
+    num_train_epochs: float = Field(3.0, gt=0, description="passes over the training prompts")
+    max_steps: int = Field(-1, ge=-1, description="optimizer steps; -1 = derive from num_train_epochs")
+    per_device_train_batch_size: int = Field(8, ge=1, description="completions (not prompts) per device per micro-step")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="micro-steps per optimizer step")
+    learning_rate: float = Field(1e-6, gt=0, description="peak learning rate (TRL default 1e-6)")
+    warmup_steps: float = Field(0, ge=0, description="warmup steps; a float in [0, 1) is a ratio of total steps")
+    lr_scheduler_type: str = Field("linear", description="linear, cosine, constant, constant_with_warmup ...")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping; 0 = off")
+    seed: int = Field(42, description="seed for data order, init and sampling")
+    logging_steps: float = Field(10, gt=0, description="log every N optimizer steps")
+    save_steps: float = Field(500, gt=0, description="checkpoint every N optimizer steps")
+    save_total_limit: int | None = Field(None, ge=1, description="keep at most N checkpoints")
+    # Differs from TRL (True): it costs ~30% speed and small models do not need it; the cluster preset turns it on.
+    gradient_checkpointing: bool = Field(False, description="trade compute for memory")
+    bf16: Union[bool, Literal["auto"]] = Field("auto", description="auto = bf16 on a bf16-capable GPU, fp32 on CPU")
+
+
+class GRPOSection(PassThroughSection):
+    generation_batch_size: Union[int, Literal["auto"]] = Field("auto", description="completions per generation round, all processes; auto = per_device_train_batch_size x world size x gradient_accumulation_steps")
+    steps_per_generation: int | None = Field(None, ge=1, description="micro-steps per generation round (exclusive with generation_batch_size)")
+    num_generations: int = Field(8, ge=2, description="completions per prompt (the group)")
+    beta: float = Field(0.0, ge=0, description="KL penalty coefficient; 0 = no reference model, no KL")
+    num_iterations: int = Field(1, ge=1, description="optimisation passes over each generation round")
+    epsilon: float = Field(0.2, gt=0, description="clip range of the policy ratio")
+    loss_type: Literal[LOSS_TYPES] = Field("dapo", description="grpo, dr_grpo, dapo, bnpo, cispo, sapo, luspo or vespo")
+    scale_rewards: Union[Literal["group", "batch", "none"], bool] = Field("group", description="advantage scaling: group, batch or none")
+    importance_sampling_level: Literal["token", "sequence"] = Field("token", description="token, or sequence (GSPO)")
+    mask_truncated_completions: bool = Field(False, description="drop completions that did not end with EOS from the loss")
+    log_completions: bool = Field(False, description="log sampled completions to the trackers")
+
+    @field_validator("scale_rewards")
+    @classmethod
+    def _bool_scale_rewards(cls, value):
+        # TRL maps True/False to group/none; do it here so the resolved config shows the real choice.
+        return {True: "group", False: "none"}.get(value, value) if isinstance(value, bool) else value
+
+
+class GenerationConfig(Section):
+    # Differs from TRL (512): long completions on CPU are the main cost of a local run.
+    max_completion_length: int = Field(256, ge=1, description="max new tokens per completion")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling")
+    top_k: int = Field(0, ge=0, description="top-k sampling; 0 = off")
+    min_p: float | None = Field(None, ge=0, le=1, description="min-p sampling; null = off")
+    repetition_penalty: float = Field(1.0, gt=0, description="1.0 = off")
+
+
+class LoggingConfig(Section):
+    report_to: list[Literal[REPORT_TO]] = Field(default_factory=lambda: ["wandb"], description="trackers; wandb falls back to offline mode")
+    project: str = Field("grpolab", description="WandB project")
+    entity: str | None = Field(None, description="WandB team or user; null = your default")
+    group: str | None = Field(None, description="WandB group (sweeps set it)")
+    tags: list[str] = Field(default_factory=list, description="WandB tags")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_tracker_as_list(cls, value):
+        return [value] if isinstance(value, str) else value
+
+
+class ClusterConfig(Section):
+    num_processes: Union[int, Literal["auto"]] = Field("auto", description="processes per machine; auto = visible GPUs")
+    num_machines: int = Field(1, ge=1, description="nodes")
+    machine_rank: int = Field(0, ge=0, description="this node's rank")
+    main_process_ip: str | None = Field(None, description="address of rank 0 (multi-node)")
+    main_process_port: int = Field(29500, ge=1, le=65535, description="port of rank 0")
+    backend: Literal["ddp", "deepspeed", "fsdp"] = Field("ddp", description="ddp, deepspeed or fsdp")
+    zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage (backend: deepspeed)")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field("auto", description="accelerate mixed precision; auto = bf16 on GPU")
+    device: Literal["auto", "cuda", "cpu"] = Field("auto", description="cpu is for tests and debugging")
+    use_vllm: Union[bool, Literal["auto"]] = Field("auto", description="auto = vLLM when importable and CUDA is present")
+    vllm_mode: Literal["colocate", "server"] = Field("colocate", description="colocate (in the training processes) or server")
+    vllm_server_host: str = Field("0.0.0.0", description="vLLM server address (server mode)")
+    vllm_server_port: int = Field(8000, ge=1, le=65535, description="vLLM server port (server mode)")
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="GPU memory share for vLLM (colocate mode)")
+
+
+class GRPOLabConfig(Section):
+    mode: Literal["local", "cluster"] = Field("local", description="local or cluster: picks the preset under this file")
+    output_dir: str = Field("./grpo_results_local", description="each run gets its own folder inside")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="numeric_match")], min_length=1)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    grpo: GRPOSection = Field(default_factory=GRPOSection)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+
+
+# The section class behind each top-level key, for key checks and suggestions.
+SECTIONS: dict[str, type[Section]] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "training": TrainingConfig,
+    "grpo": GRPOSection,
+    "generation": GenerationConfig,
+    "logging": LoggingConfig,
+    "cluster": ClusterConfig,
+}

@@ -1,0 +1,45 @@
+"""Resolved grpolab config -> keyword arguments for trl.GRPOConfig. No trl import here.
+
+Every grpolab key that reaches TRL goes through this one function, so this is the place to
+look for "what does key X become in TRL".
+"""
+
+from __future__ import annotations
+
+from .schema import GRPOLabConfig
+
+
+def to_trl_kwargs(cfg: GRPOLabConfig, *, device: str = "cpu", bf16_supported: bool = False, use_vllm: bool = False) -> dict:
+    """`device` ("cpu" or "cuda"), `bf16_supported` and `use_vllm` are what the launcher found
+    on the machine; they resolve the `auto` values. The run directory (output_dir, run_name)
+    is filled in by the training pipeline."""
+    kwargs: dict = {}
+
+    training = cfg.training.model_dump()  # typed fields and pass-through extras alike
+    bf16 = training.pop("bf16")
+    kwargs.update(training)
+    kwargs["bf16"] = (device == "cuda" and bf16_supported) if bf16 == "auto" else bf16
+    # A pass-through `training.use_cpu: true` forces CPU; without a GPU transformers needs it.
+    kwargs["use_cpu"] = bool(kwargs.get("use_cpu")) or device == "cpu"
+
+    grpo = cfg.grpo.model_dump()
+    if grpo["generation_batch_size"] == "auto":
+        del grpo["generation_batch_size"]  # TRL derives P x W x (steps_per_generation or GA)
+    if grpo["steps_per_generation"] is None:
+        del grpo["steps_per_generation"]  # never emit both (TRL rejects it)
+    kwargs.update(grpo)
+
+    kwargs.update(cfg.generation.model_dump())
+
+    kwargs["reward_weights"] = [reward.weight for reward in cfg.rewards]
+    trackers = [t for t in cfg.logging.report_to if t != "none"]
+    kwargs["report_to"] = trackers or "none"
+    kwargs["output_dir"] = cfg.output_dir
+
+    kwargs["use_vllm"] = use_vllm
+    if use_vllm:
+        c = cfg.cluster
+        kwargs.update(vllm_mode=c.vllm_mode, vllm_gpu_memory_utilization=c.vllm_gpu_memory_utilization)
+        if c.vllm_mode == "server":
+            kwargs.update(vllm_server_host=c.vllm_server_host, vllm_server_port=c.vllm_server_port)
+    return kwargs

@@ -1,0 +1,198 @@
+"""Reading and writing YAML: YAML 1.2 (so `1e-4` is a float), comments kept on round trip,
+strict about everything a config file must not contain, atomic writes that never clobber."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from .errors import ConfigError, Problem
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")  # round trip: keeps comments, order and formatting; YAML 1.2 by default
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096
+    return yaml
+
+
+def parse_yaml_text(text: str, origin: str):
+    """Parse text into a round-trip tree; syntax errors become a Problem with line and column."""
+    try:
+        return _yaml().load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{origin}:{mark.line + 1}:{mark.column + 1}" if mark else origin
+        what = exc.problem or exc.context or "invalid YAML"
+        if "duplicate key" in what:
+            fix = "keep one of the two entries"
+        else:
+            fix = "check indentation, quotes and brackets on that line"
+        raise ConfigError(Problem("", f"YAML error: {what}", fix, where)) from None
+    except YAMLError as exc:
+        raise ConfigError(Problem("", f"YAML error: {exc}", None, origin)) from None
+
+
+def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
+    """Read a config file: a UTF-8 YAML mapping. Every way it can be malformed is a ConfigError."""
+    path = Path(path)
+    origin = str(path)
+    if not path.exists():
+        raise ConfigError(Problem("", "file not found", "check the path (relative paths start from the current directory)", origin))
+    if path.is_dir():
+        raise ConfigError(Problem("", "is a directory, not a YAML file", f"pass a file inside it, e.g. {path}/grpo_local.yaml", origin))
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            Problem("", f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})", "save the file as UTF-8", f"{origin}:{line}")
+        ) from None
+    if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
+        raise ConfigError(Problem("", "file is empty", "add at least one key, e.g. `mode: local`", origin))
+    data = parse_yaml_text(text, origin)
+    if data is None:
+        raise ConfigError(Problem("", "file is empty", "add at least one key, e.g. `mode: local`", origin))
+    if not isinstance(data, CommentedMap):
+        kind = "a list" if isinstance(data, CommentedSeq) else f"a {type(data).__name__}"
+        raise ConfigError(Problem("", f"top level must be a mapping of sections (`training:`, `grpo:` ...), got {kind}", "write `key: value` pairs at the top level", origin))
+    return data
+
+
+def line_of(tree, dotted: str) -> int | None:
+    """1-based line of a dotted key in a round-trip tree, if it is there."""
+    node, line = tree, None
+    for part in dotted.split("."):
+        if not isinstance(node, CommentedMap) or part not in node:
+            return line
+        line = node.lc.key(part)[0] + 1
+        node = node[part]
+    return line
+
+
+def to_plain(node, origin: str, tree=None, path: str = ""):
+    """Round-trip tree -> plain dicts/lists/scalars. Tagged or non-plain values are rejected, never built."""
+    tag = getattr(getattr(node, "tag", None), "value", None)
+    if tag and not tag.startswith("tag:yaml.org,2002:") or (tag and "python/" in tag):
+        line = line_of(tree, path) if tree is not None else None
+        raise ConfigError(
+            Problem(path, f"YAML tag `{tag}` is not allowed (tags are never executed)", "remove the tag and write a plain value", f"{origin}:{line}" if line else origin)
+        )
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if not isinstance(key, str):
+                raise ConfigError(Problem(path, f"keys must be strings, got {key!r}", "quote the key", origin))
+            out[key] = to_plain(value, origin, tree, f"{path}.{key}" if path else key)
+        return out
+    if isinstance(node, list):
+        return [to_plain(v, origin, tree, path) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    line = line_of(tree, path) if tree is not None else None
+    raise ConfigError(
+        Problem(path, f"value of type {type(node).__name__} is not allowed", "use a number, string, boolean, list or mapping", f"{origin}:{line}" if line else origin)
+    )
+
+
+def parse_scalar(text: str, origin: str):
+    """Parse the value of `--set key=value` as YAML 1.2 (`1e-4` -> float, `[a, b]` -> list)."""
+    data = parse_yaml_text(f"v: {text}" if text.strip() else "v: ''", origin)
+    return to_plain(data, origin)["v"]
+
+
+def format_float(value: float) -> str:
+    """Shortest exact text for a float; small and large ones in the seed's `5.0e-5` style."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return {True: ".nan"}.get(value != value, ".inf" if value > 0 else "-.inf")
+    if value == 0 or 1e-3 <= abs(value) < 1e6:
+        text = repr(value)
+        return text if any(c in text for c in ".e") else text + ".0"
+    for digits in range(1, 18):
+        mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+        if float(f"{mantissa}e{exponent}") == value:
+            break
+    if "." not in mantissa:
+        mantissa += ".0"
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _represent_float(representer, value):
+    return representer.represent_scalar("tag:yaml.org,2002:float", format_float(value))
+
+
+def _represent_none(representer, value):
+    return representer.represent_scalar("tag:yaml.org,2002:null", "null")
+
+
+def dump_yaml(data) -> str:
+    yaml = _yaml()
+    yaml.representer.add_representer(float, _represent_float)
+    yaml.representer.add_representer(type(None), _represent_none)
+    stream = io.StringIO()
+    yaml.dump(data, stream)
+    return stream.getvalue()
+
+
+def inline_yaml(value) -> str:
+    """A value as it would appear after `key: ` in flow style, for messages and comments."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return format_float(value)
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        text = str(value)
+        try:
+            reparsed = parse_scalar(text, "<value>")
+        except ConfigError:
+            reparsed = None
+        return text if reparsed == value and "#" not in text else '"' + text.replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(inline_yaml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {inline_yaml(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> Path:
+    """Write text to path via a temp file in the same folder. Without overwrite, an existing
+    file is never replaced (the final step is a hard link, which fails if the name exists)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(Problem("", "is a directory", "give a file path ending in .yaml", str(path)))
+    if path.exists() and not overwrite:
+        raise ConfigError(Problem("", "file exists; refusing to overwrite it", "choose a new file name, or pass overwrite=True (CLI: --force)", str(path)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise ConfigError(Problem("", "file exists; refusing to overwrite it", "choose a new file name, or pass overwrite=True (CLI: --force)", str(path))) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

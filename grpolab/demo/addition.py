@@ -1,0 +1,99 @@
+"""The built-in demo task: two-digit addition ("12+34=" -> "46").
+
+Every (a, b) pair with 10 <= a, b <= 99 belongs to exactly one split, decided by a
+checksum of the unordered pair, so "34+12" is held out whenever "12+34" is and the
+eval split never shares a sum-of-the-same-numbers with training.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import zlib
+from collections.abc import Sequence
+from functools import lru_cache
+
+MIN_OPERAND = 10
+MAX_OPERAND = 99
+SPLITS = ("train", "eval")
+# About 1 in EVAL_MODULUS unordered pairs is held out (~20%: ~1,600 eval, ~6,500 train).
+EVAL_MODULUS = 5
+
+_LEADING_NUMBER = re.compile(r"\s*(\d+)")
+
+
+def _split_of(a: int, b: int) -> str:
+    # crc32 is stable across processes and Python versions (unlike hash()).
+    key = f"{min(a, b)}+{max(a, b)}".encode()
+    return "eval" if zlib.crc32(key) % EVAL_MODULUS == 0 else "train"
+
+
+@lru_cache(maxsize=None)
+def _pool(split: str) -> tuple[tuple[int, int], ...]:
+    operands = range(MIN_OPERAND, MAX_OPERAND + 1)
+    return tuple((a, b) for a in operands for b in operands if _split_of(a, b) == split)
+
+
+def split_size(split: str) -> int:
+    """Number of distinct prompts available in `split`."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    return len(_pool(split))
+
+
+def make_addition_rows(n: int, seed: int, split: str = "train") -> list[dict]:
+    """`n` distinct rows {"prompt": "12+34=", "answer": "46"} drawn from `split`.
+
+    The same (n, seed, split) always gives the same rows in the same order.
+    """
+    size = split_size(split)
+    if not 0 <= n <= size:
+        raise ValueError(f"n must be between 0 and {size} (the size of the {split!r} split), got {n}")
+    pairs = random.Random(seed).sample(_pool(split), n)
+    return [{"prompt": f"{a}+{b}=", "answer": str(a + b)} for a, b in pairs]
+
+
+def parse_number(text: str) -> str | None:
+    """The integer a completion starts with (leading whitespace allowed), or None.
+
+    Reading stops at the first non-digit, so "46<eos>..." and "46+1" both give "46";
+    leading zeros are dropped ("046" -> "46") so the match is numeric.
+    """
+    match = _LEADING_NUMBER.match(text)
+    return str(int(match.group(1))) if match else None
+
+
+def greedy_accuracy(model, tokenizer, rows: Sequence[dict], max_new_tokens: int = 8, batch_size: int = 64) -> float:
+    """Fraction of `rows` whose greedy completion starts with exactly `answer`."""
+    import torch  # local import: the task data above needs no torch
+
+    if not rows:
+        raise ValueError("greedy_accuracy needs at least one row")
+    was_training = model.training
+    model.eval()
+    correct = 0
+    try:
+        with torch.no_grad():
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                # Left padding keeps every prompt's last token next to the generated ones.
+                enc = tokenizer(
+                    [row["prompt"] for row in batch],
+                    return_tensors="pt",
+                    padding=True,
+                    padding_side="left",
+                    add_special_tokens=False,
+                ).to(model.device)
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    num_beams=1,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
+                texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+                correct += sum(parse_number(text) == row["answer"] for text, row in zip(texts, batch))
+    finally:
+        model.train(was_training)
+    return correct / len(rows)
