@@ -7,9 +7,20 @@ import argparse
 import json
 import sys
 
-from grpolab.config import ConfigError, GRPOConfigLoader
+from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.derive import derived_quantities
 from grpolab.config.yaml_io import dump_yaml, inline_yaml
+
+
+def positive_int(text: str) -> int:
+    """argparse type for --world-size and --dataset-size."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
 
 
 def add_layer_args(parser: argparse.ArgumentParser) -> None:
@@ -38,13 +49,13 @@ def register(sub) -> None:
 
     validate = csub.add_parser("validate", help="check config files; exit 0 if all are valid, 2 otherwise")
     validate.add_argument("files", nargs="+", metavar="FILE")
-    validate.add_argument("--world-size", type=int, help="also check for this many processes")
+    validate.add_argument("--world-size", type=positive_int, help="also check for this many processes")
     validate.set_defaults(func=cmd_validate)
 
     explain = csub.add_parser("explain", help="print derived quantities: effective batch size, prompts per round, on-policy ...")
     add_layer_args(explain)
-    explain.add_argument("--world-size", type=int, help="processes (GPUs) the run will use (default: from the config, else 1)")
-    explain.add_argument("--dataset-size", type=int, help="training prompts, for steps per epoch")
+    explain.add_argument("--world-size", type=positive_int, help="processes (GPUs) the run will use (default: from the config, else 1)")
+    explain.add_argument("--dataset-size", type=positive_int, help="training prompts, for steps per epoch")
     explain.add_argument("--json", action="store_true", help="print JSON instead of a table")
     explain.set_defaults(func=cmd_explain)
 
@@ -150,6 +161,9 @@ def cmd_diff(args) -> int:
 
 
 def cmd_set(args) -> int:
+    for item in args.assignments:
+        if "=" not in item or not item.partition("=")[0].strip():
+            raise ConfigError(Problem("", f"`{item}` is not of the form KEY=VALUE.", "write e.g. `grpo.beta=0.05`", "config set"))
     loader = GRPOConfigLoader(config_path=args.file)
     updates = dict(GRPOConfigLoader._parse_overrides(args.assignments))
     loader.update_params(updates)

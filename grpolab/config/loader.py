@@ -12,11 +12,12 @@ import re
 from pathlib import Path
 
 from pydantic import ValidationError
-from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import CommentMark
 from ruamel.yaml.tokens import CommentToken
 
 from .errors import ConfigError, Problem, did_you_mean
-from .schema import GRPOLabConfig
+from .schema import SECTIONS, GRPOLabConfig
 from .validate import check_keys, cross_field_problems, pydantic_problems, range_warnings
 from .yaml_io import dump_yaml, inline_yaml, line_of, parse_scalar, parse_yaml_text, read_yaml_file, to_plain, write_atomic
 
@@ -96,7 +97,11 @@ def _leaves(data, prefix=""):
 
 def _load_layer(path: Path) -> tuple[CommentedMap, dict]:
     tree = read_yaml_file(path)
-    return tree, to_plain(tree, str(path), tree)
+    data = to_plain(tree, str(path), tree)
+    for section in SECTIONS:
+        if section in data and data[section] is None:
+            data[section] = {}  # `training:` with every key commented out sets nothing
+    return tree, data
 
 
 class GRPOConfigLoader:
@@ -109,8 +114,9 @@ class GRPOConfigLoader:
 
     def __init__(self, mode: str | None = None, config_path=None, overrides=None, flags: dict | None = None, world_size: int | None = None):
         self.config_path = Path(config_path) if config_path is not None else None
-        self.world_size = world_size
+        self.world_size = _check_world_size(world_size, "GRPOConfigLoader(world_size=...)")
         self._origins: dict[str, str] = {}
+        self._sections: dict[str, str] = {}  # where each section (a mapping) starts, for messages about it
         file_data: dict = {}
         if self.config_path is not None:
             file_tree, file_data = _load_layer(self.config_path)
@@ -123,10 +129,11 @@ class GRPOConfigLoader:
         self.mode = chosen
         self.preset_path = preset_path(chosen)
         preset_tree, preset_data = _load_layer(self.preset_path)
-        preset_origins = dict(self._origins)
+        preset_origins, file_sections = dict(self._origins), dict(self._sections)
         self._origins = {}
         self._record_origins(preset_data, preset_tree, f"preset {self.preset_path.name}")
         self._origins.update(preset_origins)
+        self._sections.update(file_sections)
         # The file save_config() edits: the user's file, else the preset itself.
         self.source_path = self.config_path or self.preset_path
         self._base = deep_merge(preset_data, file_data)
@@ -146,6 +153,11 @@ class GRPOConfigLoader:
         for dotted, _ in _leaves(data):
             line = line_of(tree, dotted)
             self._origins[dotted] = f"{label}:{line}" if line else label
+            parts = dotted.split(".")
+            for i in range(1, len(parts)):
+                section = ".".join(parts[:i])
+                line = line_of(tree, section)
+                self._sections[section] = f"{label}:{line}" if line else label
 
     def origin_of(self, key: str) -> str | None:
         """Where a key's value came from: a file and line, --set, a flag, update_param, or default."""
@@ -154,6 +166,8 @@ class GRPOConfigLoader:
             if probe in self._origins:
                 return self._origins[probe]
             probe = probe.rpartition(".")[0]
+        if key in self._sections:
+            return self._sections[key]
         for known, origin in self._origins.items():
             if known.startswith(key + "."):
                 return origin.rsplit(":", 1)[0] if ":" in origin and origin.rsplit(":", 1)[1].isdigit() else origin
@@ -179,6 +193,8 @@ class GRPOConfigLoader:
             before = _get(self._data, parts)
         except (KeyError, IndexError, TypeError):
             before = _get_default(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            value = deep_merge(before, value)  # a mapping merges key by key, as a layered file does
         _set(self._data, parts, copy.deepcopy(value), key, origin)
         first_before = self._changes.get(key, (before, None))[0]
         self._changes[key] = (first_before, value)
@@ -249,6 +265,7 @@ class GRPOConfigLoader:
         """Keyword arguments for trl.GRPOConfig (no trl import). Validated for `world_size` processes."""
         from .trl_mapping import to_trl_kwargs
 
+        world_size = _check_world_size(world_size, "trl_kwargs(world_size=...)")
         if world_size is not None and world_size != self.target_world_size():
             problems = cross_field_problems(self.config, world_size, self.origin_of)
             if problems:
@@ -279,7 +296,7 @@ class GRPOConfigLoader:
     def _from_data(cls, data: dict, world_size: int | None = None) -> "GRPOConfigLoader":
         """A loader for in-memory file data (as if it were a --config file)."""
         self = cls.__new__(cls)
-        self.config_path, self.world_size, self._origins, self._changes = None, world_size, {}, {}
+        self.config_path, self.world_size, self._origins, self._sections, self._changes = None, world_size, {}, {}, {}
         self.mode = data.get("mode", "local")
         if self.mode not in MODES:
             raise ConfigError(Problem("mode", f"`{self.mode}` is not a mode; allowed: {', '.join(MODES)}.", None, None))
@@ -292,6 +309,12 @@ class GRPOConfigLoader:
         return self
 
 
+def _check_world_size(world_size, origin: str):
+    if world_size is not None and (isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1):
+        raise ConfigError(Problem("world_size", f"must be a whole number of processes >= 1, got {world_size!r}.", None, origin))
+    return world_size
+
+
 def _get_default(key: str):
     """The schema default for a key the files do not set (for `# Changed from` comments)."""
     try:
@@ -300,32 +323,110 @@ def _get_default(key: str):
         return None
 
 
+def _same(a, b) -> bool:
+    """Equal and of the same types (1, 1.0 and True are different values in a config file)."""
+    return repr(a) == repr(b)
+
+
 def _set_with_comment(tree: CommentedMap, parts, value, before) -> None:
-    """Set a value in a round-trip tree and mark it `# Changed from OLD`, keeping other comments."""
-    node = tree
+    """Set a value in a round-trip tree and mark it `# Changed from OLD`, keeping other comments.
+
+    A mapping value is merged key by key (as layering does); only the keys that change are
+    marked. Comment lines that followed the old last entry of a section (blank lines and the
+    next section's header) stay below whatever is appended or replaced there."""
+    if _same(before, value):
+        return
+    node, tail = tree, ""
     for part, nxt in zip(parts[:-1], parts[1:]):
-        if isinstance(node, dict) and (part not in node or node[part] is None):
-            node[part] = CommentedMap() if not isinstance(nxt, int) else []
+        if isinstance(node, CommentedMap) and (part not in node or node[part] is None):
+            if part not in node:
+                tail = tail or _take_tail(node)
+            node[part] = CommentedMap() if not isinstance(nxt, int) else CommentedSeq()
         node = node[part]
     last = parts[-1]
-    node[last] = _to_tree(value)
     if not isinstance(node, CommentedMap):
+        node[last] = _to_tree(value)  # a list item: no end-of-line comment to add
         return
-    note = f"Changed from {inline_yaml(before)}"
+    old = node.get(last)
+    if isinstance(value, dict) and isinstance(old, CommentedMap):
+        for key, sub in value.items():
+            _set_with_comment(old, [key], sub, before.get(key) if isinstance(before, dict) else None)
+        return
+    if last not in node:
+        tail = tail or _take_tail(node)
+    elif isinstance(old, (CommentedMap, CommentedSeq)):
+        tail = tail or _take_tail(old)
+    node[last] = new = _to_tree(value)
+    note = f"# Changed from {inline_yaml(before)}"
     token = node.ca.items.get(last, [None, None, None, None])[2]
+    first, _, rest = token.value.partition("\n") if token is not None else ("", "", "")
+    kept = first.strip().lstrip("#").strip()
+    if kept.startswith("Changed from"):
+        kept = kept.partition(";")[2].strip()
+    comment = note + (f"; {kept}" if kept else "")
+    if isinstance(new, (CommentedMap, CommentedSeq)) and new:
+        # A block value starts on the next line: the lines after the key's comment go below it.
+        tail, rest = tail or rest, ""
+        _put_tail(new, tail)
+        tail = ""
+    column = _eol_column(node, last, value)
     if token is None:
-        # Two spaces before `#`, as in the seed's examples.
-        node.yaml_add_eol_comment(f"# {note}", last, column=_eol_column(node, last, value))
+        node.yaml_add_eol_comment(comment, last, column=column)
+        token = node.ca.items[last][2]
+    elif column is not None:
+        token.column = column
+    if column is None:
+        comment = " " + comment  # a brand-new mapping has no column yet; with the emitter's space: two, as in the seed
+    token.value = comment + ("\n" + (tail or rest) if (tail or rest) else "")
+
+
+def _last_leaf(container):
+    """(holder, key) of the entry printed last inside a mapping or list, or None."""
+    holder, key = None, None
+    while isinstance(container, (CommentedMap, CommentedSeq)) and len(container):
+        holder = container
+        key = list(container.keys())[-1] if isinstance(container, CommentedMap) else len(container) - 1
+        container = container[key]
+    return (holder, key) if holder is not None else None
+
+
+def _token_slot(holder) -> int:
+    return 2 if isinstance(holder, CommentedMap) else 0
+
+
+def _take_tail(container) -> str:
+    """Detach the comment lines after the last entry's own end-of-line comment; return them."""
+    leaf = _last_leaf(container)
+    if leaf is None:
+        return ""
+    holder, key = leaf
+    slots = holder.ca.items.get(key)
+    token = slots[_token_slot(holder)] if slots else None
+    if token is None:
+        return ""
+    first, _, rest = token.value.partition("\n")
+    if not rest:
+        return ""
+    if first.strip():
+        token.value = first + "\n"
+    else:
+        slots[_token_slot(holder)] = None
+    return rest
+
+
+def _put_tail(container, tail: str) -> None:
+    """Attach comment lines after the last entry of a (new) mapping or list."""
+    leaf = _last_leaf(container) if tail else None
+    if leaf is None:
         return
-    text = token.value
-    first, newline, rest = text.partition("\n")
-    old = first.strip().lstrip("#").strip()
-    if old.startswith("Changed from"):
-        old = old.partition(";")[2].strip()
-    comment = f"# {note}" + (f"; {old}" if old else "")
-    token.value = f"{comment}{newline}{rest}" if first.strip() else f"{comment}\n{first}{newline}{rest}".replace("\n\n\n", "\n\n")
-    token.column = _eol_column(node, last, value) or token.column
-    node.ca.items[last][2] = token
+    holder, key = leaf
+    slots = holder.ca.items.setdefault(key, [None, None, None, None])
+    token = slots[_token_slot(holder)]
+    if token is None:
+        slots[_token_slot(holder)] = CommentToken("\n" + tail, CommentMark(0), None)
+    else:
+        first, _, rest = token.value.partition("\n")
+        token.value = f"{first}\n{rest}{tail}"
 
 
 def _eol_column(node: CommentedMap, key, value) -> int | None:
@@ -345,5 +446,5 @@ def _to_tree(value):
             out[k] = _to_tree(v)
         return out
     if isinstance(value, list):
-        return [_to_tree(v) for v in value]
+        return CommentedSeq(_to_tree(v) for v in value)
     return value

@@ -20,12 +20,13 @@ _USER_REWARD = re.compile(r"^[\w./\\-]+(\.py)?:[A-Za-z_]\w*$")
 
 class Section(BaseModel):
     # strict: a YAML string is never silently turned into a number or a bool.
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+    # allow_inf_nan=False: `.inf` and `.nan` are never valid settings.
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
 
 
 class PassThroughSection(Section):
     # Other real TRL fields are allowed here; validate.check_keys vets them first.
-    model_config = ConfigDict(extra="allow", strict=True, validate_default=True)
+    model_config = ConfigDict(extra="allow", strict=True, validate_default=True, allow_inf_nan=False)
 
 
 class LoraConfig(Section):

@@ -7,6 +7,7 @@ look for "what does key X become in TRL".
 from __future__ import annotations
 
 from .schema import GRPOLabConfig
+from .validate import trl_fields
 
 
 def to_trl_kwargs(cfg: GRPOLabConfig, *, device: str = "cpu", bf16_supported: bool = False, use_vllm: bool = False) -> dict:
@@ -19,6 +20,12 @@ def to_trl_kwargs(cfg: GRPOLabConfig, *, device: str = "cpu", bf16_supported: bo
     bf16 = training.pop("bf16")
     kwargs.update(training)
     kwargs["bf16"] = (device == "cuda" and bf16_supported) if bf16 == "auto" else bf16
+    # transformers 5.x renamed gradient_checkpointing to activation_checkpointing (the old name warns).
+    checkpointing = kwargs.pop("gradient_checkpointing")
+    if "activation_checkpointing" in trl_fields()["training"]:
+        kwargs.setdefault("activation_checkpointing", checkpointing)
+    else:
+        kwargs["gradient_checkpointing"] = checkpointing
     # A pass-through `training.use_cpu: true` forces CPU; without a GPU transformers needs it.
     kwargs["use_cpu"] = bool(kwargs.get("use_cpu")) or device == "cpu"
 

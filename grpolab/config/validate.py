@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -74,7 +75,8 @@ def check_keys(data: dict, origin_of) -> list[Problem]:
                     hint = f" It is a TRL field: put it under `{section}:`."
             if key in SECTIONS.get("generation").model_fields or key in OWNED_ELSEWHERE:
                 hint = f" Set it as {OWNED_ELSEWHERE.get(key, '`generation.' + key + '`')}."
-            problems.append(Problem(key, f"unknown top-level key.{did_you_mean(key, top_fields)}{hint}", None, origin_of(key)))
+            suggestion = did_you_mean(key, top_fields) or f" Allowed: {', '.join(top_fields)}."
+            problems.append(Problem(key, f"unknown top-level key.{suggestion}{hint}", None, origin_of(key)))
             continue
         if key == "rewards":
             problems += _check_rewards(value, origin_of)
@@ -119,7 +121,9 @@ def _check_section(section: str, values: dict, origin_of) -> list[Problem]:
             problems.append(Problem(dotted, f"is set through {OWNED_ELSEWHERE[key]} in grpolab.", f"move it to {OWNED_ELSEWHERE[key]}", where))
         elif section in ("training", "grpo") and key in own_trl:
             spec = own_trl[key]
-            if not _kind_ok(value, spec["kinds"]):
+            if isinstance(value, float) and not math.isfinite(value):
+                problems.append(Problem(dotted, f"must be a finite number, got {value!r}.", None, where))
+            elif not _kind_ok(value, spec["kinds"]):
                 problems.append(Problem(dotted, f"expected {' or '.join(spec['kinds'])} (TRL field), got {type(value).__name__} {value!r}.", None, where))
             elif spec.get("choices") and isinstance(value, str) and value not in spec["choices"]:
                 problems.append(Problem(dotted, f"`{value}` is not one of: {', '.join(spec['choices'])}.{did_you_mean(value, spec['choices'])}", None, where))
@@ -131,36 +135,41 @@ def _check_section(section: str, values: dict, origin_of) -> list[Problem]:
     return problems
 
 
+_UNION_LABELS = {"bool", "int", "float", "str", "dict", "list", "none"}
+
+
 def pydantic_problems(exc: ValidationError, origin_of) -> list[Problem]:
-    problems = []
+    by_key: dict[str, list] = {}  # a union reports each alternative under one key: join them
     for err in exc.errors():
-        loc = err["loc"]
-        parts = []
-        for part in loc:
-            if isinstance(part, int):
-                parts[-1] = f"{parts[-1]}[{part}]" if parts else f"[{part}]"
-            elif part in ("function-after[_known_or_importable_spec(), str]",) or "[" in str(part) and "(" in str(part):
-                continue  # pydantic's internal union/function labels
-            else:
-                parts.append(str(part))
-        key = ".".join(parts)
         if err["type"] == "extra_forbidden":
             continue  # check_keys reported it with a suggestion
+        parts = []
+        for part in err["loc"]:
+            if isinstance(part, int):
+                parts[-1] = f"{parts[-1]}[{part}]" if parts else f"[{part}]"
+            elif "[" in part or part in _UNION_LABELS:
+                continue  # pydantic's labels for union members (`literal[...]`, `bool`, `list[str]` ...)
+            else:
+                parts.append(str(part))
         message = err["msg"]
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]
-        if "input" in err and err["type"] not in ("missing",):
+        by_key.setdefault(".".join(parts), []).append((message.rstrip("."), err))
+    problems = []
+    for key, errs in by_key.items():
+        messages = list(dict.fromkeys(m for m, _ in errs))
+        prefix = "Input should be "
+        if len(messages) > 1 and all(m.startswith(prefix) for m in messages):
+            message = prefix + ", or ".join(m[len(prefix):] for m in messages)
+        else:
+            message = messages[0]
+        err = errs[0][1]
+        if "input" in err and err["type"] != "missing" and repr(err["input"]) not in message and f"`{err['input']}`" not in message:
             message += f" (got {err['input']!r})"
-        top = key.split("[")[0].split(".")[0] if key else ""
         origin = origin_of(key.split("[")[0]) if key else None
-        problems.append(Problem(key, message.rstrip(".") + ".", None, origin or origin_of(top)))
-    # One message per key: unions report each alternative; keep the first.
-    seen, unique = set(), []
-    for p in problems:
-        if p.key not in seen:
-            seen.add(p.key)
-            unique.append(p)
-    return unique
+        message = re.sub(r"a valid dictionary or instance of \w+", "a mapping of `key: value` entries", message)
+        problems.append(Problem(key, message if message.endswith(("?", ".")) else message + ".", None, origin))
+    return problems
 
 
 def resolved_generation(cfg: GRPOLabConfig, world_size: int) -> tuple[int, int]:

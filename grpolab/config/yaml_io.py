@@ -48,7 +48,10 @@ def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
         raise ConfigError(Problem("", "file not found", "check the path (relative paths start from the current directory)", origin))
     if path.is_dir():
         raise ConfigError(Problem("", "is a directory, not a YAML file", f"pass a file inside it, e.g. {path}/grpo_local.yaml", origin))
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(Problem("", f"cannot read the file: {exc.strerror or exc}", "check its permissions", origin)) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -73,7 +76,8 @@ def line_of(tree, dotted: str) -> int | None:
     for part in dotted.split("."):
         if not isinstance(node, CommentedMap) or part not in node:
             return line
-        line = node.lc.key(part)[0] + 1
+        pos = (node.lc.data or {}).get(part)  # keys brought in by a `<<:` merge have no position
+        line = pos[0] + 1 if pos else line
         node = node[part]
     return line
 
@@ -145,7 +149,8 @@ def dump_yaml(data) -> str:
     yaml.representer.add_representer(type(None), _represent_none)
     stream = io.StringIO()
     yaml.dump(data, stream)
-    return stream.getvalue()
+    text = stream.getvalue()
+    return text if text.endswith("\n") else text + "\n"  # an added comment on the last line has none
 
 
 def inline_yaml(value) -> str:
@@ -172,27 +177,45 @@ def inline_yaml(value) -> str:
 
 def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> Path:
     """Write text to path via a temp file in the same folder. Without overwrite, an existing
-    file is never replaced (the final step is a hard link, which fails if the name exists)."""
+    file is never replaced (the final step is a hard link, which fails if the name exists).
+    The new file gets the usual permissions (the replaced file's, else 0666 minus the umask)."""
     path = Path(path)
+    exists = Problem("", "file exists; refusing to overwrite it", "choose a new file name, or pass overwrite=True (CLI: --force)", str(path))
     if path.is_dir():
         raise ConfigError(Problem("", "is a directory", "give a file path ending in .yaml", str(path)))
     if path.exists() and not overwrite:
-        raise ConfigError(Problem("", "file exists; refusing to overwrite it", "choose a new file name, or pass overwrite=True (CLI: --force)", str(path)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        raise ConfigError(exists)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError(Problem("", f"cannot write here: {exc.strerror or exc}", "choose a writable folder", str(path))) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
         if overwrite:
             os.replace(tmp, path)
         else:
             try:
                 os.link(tmp, path)
             except FileExistsError:
-                raise ConfigError(Problem("", "file exists; refusing to overwrite it", "choose a new file name, or pass overwrite=True (CLI: --force)", str(path))) from None
+                raise ConfigError(exists) from None
+            except OSError:  # no hard links on this file system: exclusive create still never clobbers
+                try:
+                    with open(path, "x", encoding="utf-8") as handle:
+                        handle.write(text)
+                except FileExistsError:
+                    raise ConfigError(exists) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
