@@ -71,6 +71,10 @@ def register(sub) -> None:
     setp.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     setp.set_defaults(func=cmd_set)
 
+    from grpolab.cli.experiment_cmd import register_import
+
+    register_import(csub)  # `config import`: TRL recipe -> grpolab config
+
 
 def cmd_show(args) -> int:
     loader = load(args)

@@ -11,10 +11,13 @@ from grpolab.config import ConfigError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grpolab", description="GRPO training on TRL, configured by YAML.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from grpolab.cli import config_cmd, train_cmd
+    from grpolab.cli import config_cmd, experiment_cmd, train_cmd
 
     config_cmd.register(sub)
     train_cmd.register(sub)
+    experiment_cmd.register(sub)
+    from grpolab.cli import launch_cmd
+    launch_cmd.register(sub)
     return parser
 
 

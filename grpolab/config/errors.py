@@ -17,7 +17,8 @@ class Problem:
         where = f"{self.origin}: " if self.origin else ""
         key = f"{self.key}: " if self.key else ""
         fix = f" Fix: {self.fix}" if self.fix else ""
-        return f"{where}{key}{self.message}{fix}"
+        message = self.message if self.message.endswith((".", "?", "!")) else self.message + "."
+        return f"{where}{key}{message}{fix}"
 
 
 class ConfigError(ValueError):

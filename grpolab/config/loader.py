@@ -14,12 +14,13 @@ from pathlib import Path
 from pydantic import ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import CommentMark
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, FoldedScalarString, LiteralScalarString, SingleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
 from .errors import ConfigError, Problem, did_you_mean
 from .schema import SECTIONS, GRPOLabConfig
 from .validate import check_keys, cross_field_problems, pydantic_problems, range_warnings
-from .yaml_io import dump_yaml, inline_yaml, line_of, parse_scalar, parse_yaml_text, read_yaml_file, to_plain, write_atomic
+from .yaml_io import _double_quoted, dump_yaml, inline_yaml, line_of, parse_scalar, parse_yaml_text, read_yaml_file, to_plain, write_atomic
 
 MODES = ("local", "cluster")
 _PART = re.compile(r"^([A-Za-z_][\w-]*)(?:\[(\d+)\])?$")
@@ -207,7 +208,7 @@ class GRPOConfigLoader:
             config = GRPOLabConfig.model_validate(data)
         except ValidationError as exc:
             problems += pydantic_problems(exc, self.origin_of)
-        if config is not None and not problems:
+        if config is not None:  # report cross-field problems alongside key problems
             problems += cross_field_problems(config, self.target_world_size(config), self.origin_of)
         if problems:
             raise ConfigError(problems)
@@ -276,7 +277,17 @@ class GRPOConfigLoader:
         """The source file's text with every change applied and marked `# Changed from OLD`."""
         tree = read_yaml_file(self.source_path)
         for key, (before, after) in self._changes.items():
-            _set_with_comment(tree, split_key(key, "save"), after, before)
+            parts = split_key(key, "save")
+            cut = _list_cut(tree, parts)
+            if cut is not None:  # `rewards[0].weight` and the file has no such entry: write the whole list
+                parts = parts[:cut]
+                key = ".".join(parts)
+                after = _get(self._data, parts)
+                try:
+                    before = _get(self._base, parts)
+                except (KeyError, IndexError, TypeError):
+                    before = _get_default(key)
+            _set_with_comment(tree, parts, after, before, key)
         return dump_yaml(tree)
 
     def save_config(self, path, overwrite: bool = False) -> Path:
@@ -315,12 +326,39 @@ def _check_world_size(world_size, origin: str):
     return world_size
 
 
+class _Missing:
+    """A key with no schema default (a pass-through TRL field): whether it is in the file matters."""
+
+    def __deepcopy__(self, memo):
+        return self  # stays the one sentinel through update_params' rollback copy
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING = _Missing()
+
+
 def _get_default(key: str):
     """The schema default for a key the files do not set (for `# Changed from` comments)."""
     try:
         return _get(GRPOLabConfig().model_dump(mode="json"), split_key(key, "default"))
     except (KeyError, IndexError, TypeError, ConfigError):
-        return None
+        return _MISSING
+
+
+def _list_cut(tree, parts) -> int | None:
+    """If the tree lacks the list item `parts` goes through, how many parts name that list."""
+    node = tree
+    for i, part in enumerate(parts):
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                return i
+        elif not isinstance(node, dict) or part not in node:
+            later = [j for j in range(i + 1, len(parts)) if isinstance(parts[j], int)]
+            return later[0] if later else None
+        node = node[part]
+    return None
 
 
 def _same(a, b) -> bool:
@@ -328,19 +366,19 @@ def _same(a, b) -> bool:
     return repr(a) == repr(b)
 
 
-def _set_with_comment(tree: CommentedMap, parts, value, before) -> None:
+def _set_with_comment(tree: CommentedMap, parts, value, before, key: str) -> None:
     """Set a value in a round-trip tree and mark it `# Changed from OLD`, keeping other comments.
 
     A mapping value is merged key by key (as layering does); only the keys that change are
     marked. Comment lines that followed the old last entry of a section (blank lines and the
     next section's header) stay below whatever is appended or replaced there."""
-    if _same(before, value):
+    if before is not _MISSING and _same(before, value):
         return
     node, tail = tree, ""
     for part, nxt in zip(parts[:-1], parts[1:]):
         if isinstance(node, CommentedMap) and (part not in node or node[part] is None):
             if part not in node:
-                tail = tail or _take_tail(node)
+                tail = tail or _take_tail(node, appending_to=node)
             node[part] = CommentedMap() if not isinstance(nxt, int) else CommentedSeq()
         node = node[part]
     last = parts[-1]
@@ -349,21 +387,25 @@ def _set_with_comment(tree: CommentedMap, parts, value, before) -> None:
         return
     old = node.get(last)
     if isinstance(value, dict) and isinstance(old, CommentedMap):
-        for key, sub in value.items():
-            _set_with_comment(old, [key], sub, before.get(key) if isinstance(before, dict) else None)
+        for name, sub in value.items():
+            sub_before = before[name] if isinstance(before, dict) and name in before else _get_default(f"{key}.{name}")
+            _set_with_comment(old, [name], sub, sub_before, f"{key}.{name}")
         return
     if last not in node:
-        tail = tail or _take_tail(node)
+        tail = tail or _take_tail(node, appending_to=node)
     elif isinstance(old, (CommentedMap, CommentedSeq)):
         tail = tail or _take_tail(old)
+    if isinstance(value, str) and "\n" in value:
+        value = DoubleQuotedScalarString(value)  # one line, "...\n...", whatever quoting the old value had
     node[last] = new = _to_tree(value)
-    note = f"# Changed from {inline_yaml(before)}"
+    note = f"# Changed from {inline_yaml(None if before is _MISSING else before)}"
     token = node.ca.items.get(last, [None, None, None, None])[2]
     first, _, rest = token.value.partition("\n") if token is not None else ("", "", "")
-    kept = first.strip().lstrip("#").strip()
-    if kept.startswith("Changed from"):
-        kept = kept.partition(";")[2].strip()
-    comment = note + (f"; {kept}" if kept else "")
+    kept = first.strip()
+    if kept.startswith("# Changed from"):  # marked by an earlier save: the new mark replaces it
+        _, sep, own = kept.partition("  #")
+        kept = "#" + own if sep else ""
+    comment = note + (f"  {kept}" if kept else "")  # the key's own comment stays, word for word
     if isinstance(new, (CommentedMap, CommentedSeq)) and new:
         # A block value starts on the next line: the lines after the key's comment go below it.
         tail, rest = tail or rest, ""
@@ -394,8 +436,12 @@ def _token_slot(holder) -> int:
     return 2 if isinstance(holder, CommentedMap) else 0
 
 
-def _take_tail(container) -> str:
-    """Detach the comment lines after the last entry's own end-of-line comment; return them."""
+def _take_tail(container, appending_to: CommentedMap | None = None) -> str:
+    """Detach the comment lines after the last entry's own end-of-line comment; return them.
+
+    When a key is appended to `appending_to`, only the lines from the first comment at or left
+    of that mapping's key column move (the next section's header, the file's closing notes);
+    comments indented deeper belong to the entry above and stay with it."""
     leaf = _last_leaf(container)
     if leaf is None:
         return ""
@@ -405,13 +451,29 @@ def _take_tail(container) -> str:
     if token is None:
         return ""
     first, _, rest = token.value.partition("\n")
-    if not rest:
+    lines = rest.splitlines(keepends=True)
+    start = 0
+    if appending_to is not None:
+        column = _key_column(appending_to)
+        starts = [i for i, ln in enumerate(lines) if ln.lstrip().startswith("#") and len(ln) - len(ln.lstrip()) <= column]
+        start = starts[0] if starts else len(lines)
+        while start > 0 and not lines[start - 1].strip():
+            start -= 1  # the blank lines before a header go with it
+    stay, move = "".join(lines[:start]), "".join(lines[start:])
+    if not move:
         return ""
-    if first.strip():
-        token.value = first + "\n"
+    if first.strip() or stay:
+        token.value = first + "\n" + stay
     else:
         slots[_token_slot(holder)] = None
-    return rest
+    return move
+
+
+def _key_column(node: CommentedMap) -> int:
+    try:
+        return next(iter(node.lc.data.values()))[1]
+    except (StopIteration, AttributeError, TypeError):
+        return 0
 
 
 def _put_tail(container, tail: str) -> None:
@@ -435,7 +497,17 @@ def _eol_column(node: CommentedMap, key, value) -> int | None:
         indent = node.lc.key(key)[1] if key in (node.lc.data or {}) else next(iter(node.lc.data.values()))[1]
     except (StopIteration, AttributeError, TypeError):
         return None  # a brand-new mapping: ruamel places the comment
-    shown = "" if isinstance(value, (dict, list)) and value else f" {inline_yaml(value)}"  # block values start below
+    stored = node.get(key)  # ruamel keeps a replaced string's quoting style
+    if isinstance(value, (dict, list)) and value:
+        shown = ""  # block values start below
+    elif isinstance(stored, DoubleQuotedScalarString):
+        shown = " " + _double_quoted(str(value))
+    elif isinstance(stored, SingleQuotedScalarString):
+        shown = " '" + str(value).replace("'", "''") + "'"
+    elif isinstance(stored, (LiteralScalarString, FoldedScalarString)):
+        return None
+    else:
+        shown = f" {inline_yaml(value)}"
     return indent + len(f"{key}:{shown}") + 2
 
 

@@ -165,6 +165,7 @@ class GRPOLabConfig(Section):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    env: dict[str, str] = Field(default_factory=dict, description="environment variables set before training (like TRL recipes' env:)")
 
 
 # The section class behind each top-level key, for key checks and suggestions.

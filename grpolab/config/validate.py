@@ -85,6 +85,12 @@ def check_keys(data: dict, origin_of) -> list[Problem]:
     return problems
 
 
+def _suggest(key: str, known) -> str:
+    """' Did you mean `x`?', else the allowed keys when there are few enough to list."""
+    known = list(known)
+    return did_you_mean(key, known) or (f" Allowed: {', '.join(known)}." if len(known) <= 15 else "")
+
+
 def _check_rewards(value, origin_of) -> list[Problem]:
     if not isinstance(value, list):
         return []  # pydantic reports the type
@@ -110,7 +116,7 @@ def _check_section(section: str, values: dict, origin_of) -> list[Problem]:
             if section == "model" and key == "lora" and isinstance(value, dict):
                 for k in value:
                     if k not in LoraConfig.model_fields:
-                        problems.append(Problem(f"model.lora.{k}", f"unknown key.{did_you_mean(k, LoraConfig.model_fields)}", None, origin_of(f"model.lora.{k}")))
+                        problems.append(Problem(f"model.lora.{k}", f"unknown key.{_suggest(k, LoraConfig.model_fields)}", None, origin_of(f"model.lora.{k}")))
             choices = own_trl.get(key, {}).get("choices")
             if choices and isinstance(value, str) and value not in choices:
                 problems.append(Problem(dotted, f"`{value}` is not one of: {', '.join(choices)}.{did_you_mean(value, choices)}", None, where))
@@ -131,7 +137,7 @@ def _check_section(section: str, values: dict, origin_of) -> list[Problem]:
             problems.append(Problem(dotted, f"is a {'GRPOConfig' if other == 'grpo' else 'TrainingArguments'} field and belongs under `{other}:`.", f"move it to `{other}.{key}`", where))
         else:
             known = list(cls.model_fields) + list(own_trl)
-            problems.append(Problem(dotted, f"unknown key.{did_you_mean(key, known)}", None, where))
+            problems.append(Problem(dotted, f"unknown key.{_suggest(key, known)}", None, where))
     return problems
 
 

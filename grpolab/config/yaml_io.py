@@ -3,14 +3,19 @@ strict about everything a config file must not contain, atomic writes that never
 
 from __future__ import annotations
 
+import datetime
 import io
+import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.representer import RoundTripRepresenter
+from ruamel.yaml.scalarfloat import ScalarFloat
 
 from .errors import ConfigError, Problem
 
@@ -25,6 +30,10 @@ def _yaml() -> YAML:
 
 def parse_yaml_text(text: str, origin: str):
     """Parse text into a round-trip tree; syntax errors become a Problem with line and column."""
+    directive = re.search(r"^%YAML[ \t]+(\S+)", text, re.MULTILINE)
+    if directive and directive.group(1) != "1.2":
+        line = text[: directive.start()].count("\n") + 1
+        raise ConfigError(Problem("", f"`%YAML {directive.group(1)}`: config files are read as YAML 1.2 only", "delete that line", f"{origin}:{line}"))
     try:
         return _yaml().load(text)
     except MarkedYAMLError as exc:
@@ -33,6 +42,8 @@ def parse_yaml_text(text: str, origin: str):
         what = exc.problem or exc.context or "invalid YAML"
         if "duplicate key" in what:
             fix = "keep one of the two entries"
+        elif "another document" in what:
+            what, fix = "a config file holds one YAML document, found a second one", "delete the `---` line and merge the two parts"
         else:
             fix = "check indentation, quotes and brackets on that line"
         raise ConfigError(Problem("", f"YAML error: {what}", fix, where)) from None
@@ -65,7 +76,7 @@ def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
     if data is None:
         raise ConfigError(Problem("", "file is empty", "add at least one key, e.g. `mode: local`", origin))
     if not isinstance(data, CommentedMap):
-        kind = "a list" if isinstance(data, CommentedSeq) else f"a {type(data).__name__}"
+        kind = "a list" if isinstance(data, CommentedSeq) else {str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(type(data), f"a {type(data).__name__}")
         raise ConfigError(Problem("", f"top level must be a mapping of sections (`training:`, `grpo:` ...), got {kind}", "write `key: value` pairs at the top level", origin))
     return data
 
@@ -94,7 +105,9 @@ def to_plain(node, origin: str, tree=None, path: str = ""):
         out = {}
         for key, value in node.items():
             if not isinstance(key, str):
-                raise ConfigError(Problem(path, f"keys must be strings, got {key!r}", "quote the key", origin))
+                pos = (getattr(node, "lc", None) and node.lc.data or {}).get(key)
+                where = f"{origin}:{pos[0] + 1}" if pos else origin
+                raise ConfigError(Problem(path, f"keys must be strings, got {key!r}", "quote the key", where))
             out[key] = to_plain(value, origin, tree, f"{path}.{key}" if path else key)
         return out
     if isinstance(node, list):
@@ -108,9 +121,13 @@ def to_plain(node, origin: str, tree=None, path: str = ""):
     if isinstance(node, str):
         return str(node)
     line = line_of(tree, path) if tree is not None else None
-    raise ConfigError(
-        Problem(path, f"value of type {type(node).__name__} is not allowed", "use a number, string, boolean, list or mapping", f"{origin}:{line}" if line else origin)
-    )
+    if isinstance(node, bytes):
+        what, fix = "binary data (`!!binary`) is not allowed", "write a plain value"
+    elif isinstance(node, (datetime.date, datetime.datetime)):
+        what, fix = f"a date ({node}) is not allowed", f'quote it if you mean a string: "{node}"'
+    else:
+        what, fix = f"value of type {type(node).__name__} is not allowed", "use a number, string, boolean, list or mapping"
+    raise ConfigError(Problem(path, what, fix, f"{origin}:{line}" if line else origin))
 
 
 def parse_scalar(text: str, origin: str):
@@ -139,6 +156,21 @@ def _represent_float(representer, value):
     return representer.represent_scalar("tag:yaml.org,2002:float", format_float(value))
 
 
+def _represent_loaded_float(representer, value):
+    """A float read from the file keeps its text, unless ruamel would print it inexactly."""
+    node = RoundTripRepresenter.represent_scalar_float(representer, value)
+    try:
+        exact = float(node.value.replace("_", "")) == float(value)
+    except ValueError:
+        exact = False
+    # ruamel rebuilds the text from the value; with 16+ digits its last digit can drift from save
+    # to save, so long ones get the shortest exact text instead (stable on every later save).
+    digits = len(re.sub(r"[^0-9]", "", re.split("[eE]", node.value)[0]).lstrip("0"))
+    if (not exact or digits >= 16) and float(value) == float(value):
+        node.value = format_float(float(value))
+    return node
+
+
 def _represent_none(representer, value):
     return representer.represent_scalar("tag:yaml.org,2002:null", "null")
 
@@ -146,6 +178,7 @@ def _represent_none(representer, value):
 def dump_yaml(data) -> str:
     yaml = _yaml()
     yaml.representer.add_representer(float, _represent_float)
+    yaml.representer.add_representer(ScalarFloat, _represent_loaded_float)
     yaml.representer.add_representer(type(None), _represent_none)
     stream = io.StringIO()
     yaml.dump(data, stream)
@@ -154,25 +187,36 @@ def dump_yaml(data) -> str:
 
 
 def inline_yaml(value) -> str:
-    """A value as it would appear after `key: ` in flow style, for messages and comments."""
+    """A value as it would appear after `key: ` in flow style, on one line: for messages and
+    `# Changed from` comments."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
         return "null"
     if isinstance(value, float):
         return format_float(value)
-    if isinstance(value, (int, str)) and not isinstance(value, bool):
-        text = str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
         try:
-            reparsed = parse_scalar(text, "<value>")
+            plain = parse_scalar(value, "<value>") == value
         except ConfigError:
-            reparsed = None
-        return text if reparsed == value and "#" not in text else '"' + text.replace('"', '\\"') + '"'
+            plain = False
+        if plain and value == value.strip() and not any(c in value for c in "#,[]{}\"\'") and value.isprintable():
+            return value
+        return _double_quoted(value)
     if isinstance(value, list):
         return "[" + ", ".join(inline_yaml(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {inline_yaml(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{inline_yaml(k)}: {inline_yaml(v)}" for k, v in value.items()) + "}"
     return str(value)
+
+
+def _double_quoted(text: str) -> str:
+    """A YAML double-quoted scalar on one line: JSON escapes, plus escapes for the characters
+    YAML treats as line breaks or does not allow unescaped."""
+    out = json.dumps(text, ensure_ascii=False)
+    return "".join(c if c.isprintable() or c == " " else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}" for c in out)
 
 
 def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> Path:

@@ -1,16 +1,16 @@
 """Build, briefly pretrain and cache the tiny character-level GPT-2 used by `make demo`.
 
 Nothing is downloaded: the tokenizer and model are created from scratch and
-pretrained for a fixed step budget on the train split of the addition task, so that
-the model half-solves it and GRPO has visible room to improve. The result is cached
-outside the repository, keyed by a hash of the recipe and of this code.
+pretrained on the train split of the addition task only until the model half-solves
+it, so that GRPO has both correct samples to reinforce and visible room to improve.
+The result is cached outside the repository, keyed by a hash of the recipe and of
+this code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import sys
@@ -31,10 +31,18 @@ RECIPE = {
     "n_embd": 128,
     "n_positions": 32,
     "seed": 0,
-    "steps": 600,
     "batch_size": 128,
-    "lr": 3e-3,
+    "lr": 1e-3,
     "warmup_steps": 50,
+    # Learning the carry is a sudden phase change whose timing varies a lot with the
+    # seed (after a fixed 325 steps, seeds gave 19% to 99.7% held-out accuracy), so
+    # instead of a fixed step count, training stops as soon as the greedy accuracy on
+    # a probe set of TRAIN prompts reaches the target: the model half-solves the task
+    # on any machine, leaving room for GRPO.
+    "target_accuracy": 0.35,
+    "check_every": 10,
+    "probe_rows": 512,
+    "max_steps": 2000,
     "eval_rows": 500,
 }
 
@@ -93,19 +101,20 @@ def demo_model_path(cache_dir: str | os.PathLike | None = None, *, quiet: bool =
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp_dirs(root, target.name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=root))
+    if not quiet:
+        print("building the demo model (first run only, ~30 s)...", end="", file=sys.stderr, flush=True)
     try:
-        if not quiet:
-            print("building the demo model (first run only, ~30 s)...", end="", file=sys.stderr, flush=True)
-        info = _build(tmp)
-        if not quiet:
-            print(
-                f" done in {info['pretrain_seconds']:.0f} s (held-out accuracy {info['eval_accuracy']:.0%})",
-                file=sys.stderr,
-                flush=True,
-            )
+        info = _build_with_two_threads(tmp)
         _publish(tmp, target)
+    except BaseException:
+        if not quiet:
+            print(" failed", file=sys.stderr, flush=True)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # no-op once renamed into place
+    if not quiet:
+        message = f" done in {info['pretrain_seconds']:.0f} s (held-out accuracy {info['eval_accuracy']:.0%})"
+        print(message, file=sys.stderr, flush=True)
     return target
 
 
@@ -152,11 +161,33 @@ def _encode_train_split(tokenizer):
     return input_ids, attention_mask, labels
 
 
+def _build_with_two_threads(out_dir: Path) -> dict:
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    # Always 2 threads, the demo's budget: the thread count changes float rounding,
+    # hence the training trajectory, so fixing it keeps builds reproducible. (More
+    # threads barely help a model this small.) transformers' one-off warnings and
+    # save progress bar would break the one-line progress message. All three
+    # settings are restored for the rest of the process.
+    threads, verbosity = torch.get_num_threads(), hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    torch.set_num_threads(2)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        return _build(out_dir)
+    finally:
+        torch.set_num_threads(threads)
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def _build(out_dir: Path) -> dict:
     import torch
     from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))  # the 2-core budget; also keeps runs reproducible
     torch.manual_seed(RECIPE["seed"])
     tokenizer = build_tokenizer()
     special = {
@@ -182,17 +213,14 @@ def _build(out_dir: Path) -> dict:
     input_ids, attention_mask, labels = _encode_train_split(tokenizer)
     gen = torch.Generator().manual_seed(RECIPE["seed"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=RECIPE["lr"], weight_decay=0.0)
-    steps, warmup = RECIPE["steps"], RECIPE["warmup_steps"]
-
-    def lr_factor(step: int) -> float:  # linear warmup, then cosine decay to 0
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    # Linear warmup, then constant: the stopping point is decided by accuracy, not by a schedule.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / RECIPE["warmup_steps"]))
+    probe_rows = addition.make_addition_rows(RECIPE["probe_rows"], seed=1, split="train")
+    probe_accuracy = 0.0
     start = time.perf_counter()
     model.train()
-    for _ in range(steps):
+    step = 0
+    while step < RECIPE["max_steps"] and probe_accuracy < RECIPE["target_accuracy"]:
         idx = torch.randint(0, len(input_ids), (RECIPE["batch_size"],), generator=gen)
         loss = model(input_ids=input_ids[idx], attention_mask=attention_mask[idx], labels=labels[idx]).loss
         loss.backward()
@@ -200,6 +228,9 @@ def _build(out_dir: Path) -> dict:
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        step += 1
+        if step % RECIPE["check_every"] == 0:
+            probe_accuracy = addition.greedy_accuracy(model, tokenizer, probe_rows, max_new_tokens=4, batch_size=512)
     pretrain_seconds = time.perf_counter() - start
 
     eval_rows = addition.make_addition_rows(RECIPE["eval_rows"], seed=0, split="eval")
@@ -207,7 +238,9 @@ def _build(out_dir: Path) -> dict:
         "recipe": RECIPE,
         "parameters": sum(p.numel() for p in model.parameters()),
         "pretrain_seconds": round(pretrain_seconds, 1),
+        "pretrain_steps": step,
         "final_loss": round(loss.item(), 4),
+        "probe_accuracy": probe_accuracy,
         "eval_rows": len(eval_rows),
         "eval_accuracy": addition.greedy_accuracy(model, tokenizer, eval_rows),
     }

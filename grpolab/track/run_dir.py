@@ -54,11 +54,13 @@ def write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
-def write_config_files(run_dir: Path, resolved: dict, overrides: dict) -> str:
-    """Write resolved_config.yaml and overrides.yaml; return the resolved config's sha256."""
+def write_config_files(run_dir: Path, resolved: dict, overrides: dict | None) -> str:
+    """Write resolved_config.yaml and overrides.yaml (kept as it is when `overrides` is None, as on
+    --resume); return the resolved config's sha256."""
     text = dump_yaml(resolved)
     (run_dir / "resolved_config.yaml").write_text(text)
-    (run_dir / "overrides.yaml").write_text(dump_yaml(overrides) if overrides else "{}\n")
+    if overrides is not None:
+        (run_dir / "overrides.yaml").write_text(dump_yaml(overrides) if overrides else "{}\n")
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -71,13 +73,17 @@ def _git(args: list[str], cwd: Path) -> str | None:
 
 
 def git_info(config_path: Path | None) -> dict:
-    """Commit and dirty flag of the repo holding the config (else the cwd), and the config's diff when dirty."""
+    """Commit and dirty flag of the repo holding the config (else the cwd, else the grpolab checkout),
+    and the config's diff when dirty."""
     where = (config_path.resolve().parent if config_path else Path.cwd())
     commit = _git(["rev-parse", "HEAD"], where)
+    if commit is None:  # config and cwd outside any repo: record the grpolab checkout's code instead
+        where = Path(__file__).resolve().parents[2]
+        commit = _git(["rev-parse", "HEAD"], where)
     if commit is None:
         return {"commit": None, "dirty": None}
     dirty = bool((_git(["status", "--porcelain"], where) or "").strip())
-    info = {"commit": commit.strip(), "dirty": dirty}
+    info = {"commit": commit.strip(), "dirty": dirty, "repo": (_git(["rev-parse", "--show-toplevel"], where) or "").strip() or None}
     if config_path is not None:
         tracked = _git(["ls-files", "--error-unmatch", str(config_path.resolve())], where) is not None
         if not tracked:
@@ -123,6 +129,16 @@ def summarize(records: list[dict]) -> dict:
             if key not in best or (value < best[key] if lower_is_better else value > best[key]):
                 best[key] = value
     return {"final": final, "best": best, "steps": max((r.get("step", 0) for r in records), default=0)}
+
+
+def drop_metrics_after(run_dir: Path, step: int) -> None:
+    """Keep only the metrics.jsonl records up to `step` (the checkpoint a run resumes from)."""
+    path = run_dir / "metrics.jsonl"
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

@@ -15,6 +15,7 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="check config, model, data and rewards, print the plan, do not train")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint, with its resolved config")
     parser.add_argument("--force", action="store_true", help="with --resume: accept a config that differs from the run's")
+    parser.add_argument("--print-launch-command", action="store_true", help="print the launch command (and accelerate config) that would run, then exit")
 
 
 def flags_from_args(args) -> dict:

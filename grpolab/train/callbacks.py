@@ -26,17 +26,50 @@ class MetricsFileCallback(TrainerCallback):
 
 
 class NanLossCallback(TrainerCallback):
-    """A NaN loss ends training with a checkpoint, instead of training on garbage."""
+    """A NaN/inf loss, gradient norm or weight ends training with a checkpoint, instead of training
+    on garbage. The weights are checked after every optimizer step: the Trainer's default
+    `logging_nan_inf_filter` hides a NaN loss from the logs, and NaN weights make the next
+    generation round crash in sampling before any loss is computed."""
 
     def __init__(self):
         self.nan_step: int | None = None
+        self.reason: str | None = None
+
+    def _stop(self, state, control, reason: str) -> None:
+        if self.nan_step is None:
+            self.nan_step, self.reason = state.global_step, reason
+        control.should_save = True
+        control.should_training_stop = True
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if model is not None and not _weights_finite(model):
+            self._stop(state, control, "the model's weights became NaN/inf")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        loss = (logs or {}).get("loss")
-        if isinstance(loss, float) and math.isnan(loss) and self.nan_step is None:
-            self.nan_step = state.global_step
-            control.should_save = True
-            control.should_training_stop = True
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                self._stop(state, control, f"{key} is {value}")
+
+
+def _weights_finite(model) -> bool:
+    """All trainable weights finite, on every process (one flag, all-reduced, so ranks agree)."""
+    import torch
+
+    flags = []
+    for param in model.parameters():
+        if param.requires_grad:
+            local = param.detach()
+            local = local.to_local() if hasattr(local, "to_local") else local  # FSDP2 DTensor: this rank's shard
+            if local.numel():  # DeepSpeed ZeRO-3 placeholders are empty
+                flags.append(torch.isfinite(local).all())
+    if flags:
+        finite = torch.stack(flags).all().to(torch.int32)
+    else:
+        finite = torch.ones((), dtype=torch.int32, device=next(model.parameters()).device)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+    return bool(finite.item())
 
 
 class StopOnSignalCallback(TrainerCallback):

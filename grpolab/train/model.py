@@ -20,7 +20,9 @@ def resolve_model_path(model_cfg) -> str:
 def _load_error(name: str, exc: Exception) -> ConfigError:
     local = Path(name).expanduser()
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if local.exists() or name.startswith((".", "/", "~")):
+    if not local.exists() and name.startswith((".", "/", "~")):
+        return ConfigError(Problem("model.name_or_path", f"no model folder at `{name}` (resolved to {local.resolve()}).", "point --model at a folder with config.json and the weights (as written by save_pretrained)"))
+    if local.exists():
         return ConfigError(Problem("model.name_or_path", f"could not load the model at `{name}`: {first}", "point --model at a folder with config.json and the weights (as written by save_pretrained)"))
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
     why = "the Hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache" if offline else "it is not a local folder and the Hub could not be reached or has no such model"

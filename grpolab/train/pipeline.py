@@ -102,10 +102,18 @@ def train(args) -> int:
     cfg = loader.config
     for warning in loader.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    os.environ.update(cfg.env)  # before torch/transformers read their variables
+    if "mlflow" in cfg.logging.report_to:
+        os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", cfg.logging.project)  # group runs like WandB's project
 
     from grpolab.track import run_dir as records
 
     hw = detect_hardware(cfg.cluster)
+    from grpolab.launch.relaunch import maybe_relaunch
+
+    launched = maybe_relaunch(loader, args, hw)  # cluster mode: start the ranks through accelerate/torchrun
+    if launched is not None:
+        return launched
     world = hw["world_size"]
     trl_kwargs = loader.trl_kwargs(world_size=world, device=hw["device"], bf16_supported=hw["bf16_supported"], use_vllm=hw["use_vllm"])
     trl_kwargs["trust_remote_code"] = cfg.model.trust_remote_code
@@ -155,15 +163,19 @@ def train(args) -> int:
     # Run directory (rank 0 writes it; a launcher may have made it already).
     resumed = bool(args.resume)
     run_dir = Path(args.resume) if resumed else _run_dir(loader, args, records)
+    checkpoint = _last_checkpoint(run_dir) if resumed else None  # before the run's records are touched
     is_main = hw["rank"] == 0
+    if resumed and is_main:  # steps logged after the checkpoint (a hard kill) are trained again: drop their records
+        records.drop_metrics_after(run_dir, int(Path(checkpoint).name.rpartition("-")[2]))
     info_path = run_dir / "run_info.json"
     info = _load_json(info_path) if resumed else {}
     if is_main:
-        sha = records.write_config_files(run_dir, loader.to_dict(), loader.overrides) if not resumed else info.get("config_sha256")
+        # A resumed run rewrites only resolved_config.yaml: the same text, unless --force changed values.
+        sha = records.write_config_files(run_dir, loader.to_dict(), None if resumed else loader.overrides)
         info.update({
             "run_name": run_dir.name,
             "command": sys.argv,
-            "config_file": str(loader.config_path) if loader.config_path else None,
+            "config_file": (str(loader.config_path) if loader.config_path else None) if not resumed else info.get("config_file"),
             "mode": cfg.mode,
             "model": model_name,
             "git": records.git_info(loader.config_path) if not resumed else info.get("git"),
@@ -176,6 +188,8 @@ def train(args) -> int:
             "dataset": {"rows": len(train_set), "dropped_too_long": dropped},
             "config_sha256": sha,
             "status": "running",
+            "pid": os.getpid(),  # lets `grpolab runs list` tell a crashed run from a live one
+            "cwd": os.getcwd(),  # resolves a relative config_file for `grpolab runs annotate`
         })
         info.setdefault("started", records.now())
         if resumed:
@@ -210,7 +224,6 @@ def train(args) -> int:
 
     # Train.
     status, exit_code, error = "finished", EXIT_OK, None
-    checkpoint = _last_checkpoint(run_dir) if resumed else None
     started = time.time()
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
@@ -218,12 +231,17 @@ def train(args) -> int:
         status, exit_code, error = "failed", EXIT_FAILED, str(exc)
     except KeyboardInterrupt:
         status, exit_code, error = "interrupted", EXIT_SIGNAL["SIGINT"], "aborted by a second Ctrl-C (no checkpoint)"
+    except Exception as exc:  # anything else: record the failure, then show the real error
+        if is_main:
+            info.update(status="failed", ended=records.now(), error=f"{type(exc).__name__}: {exc}")
+            records.write_json(info_path, info)
+        raise
     finally:
         stopper.uninstall()
     if stopper.signal_name and status == "finished":
         status, exit_code, error = "interrupted", EXIT_SIGNAL.get(stopper.signal_name, 1), f"{stopper.signal_name}: checkpoint saved at step {trainer.state.global_step}"
     if nan_guard.nan_step is not None:
-        status, exit_code, error = "failed", EXIT_FAILED, f"loss became NaN at step {nan_guard.nan_step}; checkpoint saved; lower training.learning_rate or check the rewards"
+        status, exit_code, error = "failed", EXIT_FAILED, f"training diverged (NaN) at step {nan_guard.nan_step}: {nan_guard.reason}; stopped with a checkpoint (checkpoint-{nan_guard.nan_step}); lower training.learning_rate or check the rewards"
 
     # Save the final model, score it again, write the summary.
     eval_after = None
@@ -279,6 +297,12 @@ def _evaluate(model, tokenizer, rows, cfg):
 def _save_final_model(trainer, tokenizer, run_dir: Path, is_main: bool) -> None:
     """run_dir/model loads with AutoModelForCausalLM.from_pretrained; LoRA is merged (adapter kept in run_dir/adapter)."""
     model = trainer.model
+    if (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled) and not hasattr(model, "merge_and_unload"):
+        # ZeRO-3 / FSDP shard the weights: every rank takes part in gathering them, rank 0 writes.
+        trainer.save_model(str(run_dir / "model"))
+        if is_main:
+            tokenizer.save_pretrained(run_dir / "model")
+        return
     if hasattr(model, "merge_and_unload"):
         if is_main:
             model.save_pretrained(run_dir / "adapter")

@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import inspect
 import math
+import numbers
 import re
 import sys
 from pathlib import Path
@@ -143,7 +144,7 @@ def make_reward(spec: str, func, kwargs: dict, label: str):
             got = "None" if values is None else f"{len(values)} values"
             raise RewardFunctionError(f"reward `{spec}` returned {got} for {len(completions)} completions; it must return one float (or None) per completion")
         for i, v in enumerate(values):
-            if v is not None and not isinstance(v, (int, float)) or (isinstance(v, float) and math.isnan(v)):
+            if v is not None and not isinstance(v, numbers.Real) or (isinstance(v, numbers.Real) and math.isnan(v)):  # numpy scalars are Real
                 raise RewardFunctionError(f"reward `{spec}` returned {v!r} for completion {i}; rewards must be numbers (None skips a completion)\n  on sample {_sample(prompts, completions, columns, i)}")
         return values
 

@@ -1,0 +1,100 @@
+"""How fast is `grpolab config validate` next to just importing trl?
+
+Runs `grpolab config validate configs/grpo_cluster.yaml` and `python -c "import trl"`
+interleaved, N times each (after one untimed warm-up of each), prints the medians and their
+ratio, and writes bench/results/cli_latency.json.
+
+trl 1.x imports lazily: `import trl` alone loads almost nothing, and the cost (torch,
+transformers) comes with the first attribute. So a third command, `python -c "from trl
+import GRPOConfig"` (what checking a config against TRL itself would need), is timed too.
+
+    .venv/bin/python bench/cli_latency.py [--n 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "cli_latency.json"
+
+
+def validate_command() -> list[str]:
+    """The venv's `grpolab` console script when it is there, else `python -m grpolab.cli.main`."""
+    script = Path(sys.executable).with_name("grpolab")
+    if script.exists() or shutil.which("grpolab"):
+        return [str(script if script.exists() else shutil.which("grpolab")), "config", "validate", "configs/grpo_cluster.yaml"]
+    return [sys.executable, "-m", "grpolab.cli.main", "config", "validate", "configs/grpo_cluster.yaml"]
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
+    return elapsed
+
+
+def version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=7, help="timed repetitions of each command (default 7)")
+    args = parser.parse_args()
+
+    commands = {
+        "validate": validate_command(),
+        "import_trl": [sys.executable, "-c", "import trl"],
+        "import_trl_grpoconfig": [sys.executable, "-c", "from trl import GRPOConfig"],
+    }
+    for cmd in commands.values():
+        timed(cmd)  # warm-up: page cache, .pyc files
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(args.n):
+        for name, cmd in commands.items():  # interleaved, so drift hits both alike
+            samples[name].append(timed(cmd))
+
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    ratio = medians["import_trl"] / medians["validate"]
+    ratio_config = medians["import_trl_grpoconfig"] / medians["validate"]
+    result = {
+        "n": args.n,
+        "commands": {name: " ".join(os.path.relpath(c, REPO) if os.path.isabs(c) else c for c in cmd) for name, cmd in commands.items()},
+        "seconds": {name: [round(v, 4) for v in values] for name, values in samples.items()},
+        "median_seconds": {name: round(v, 4) for name, v in medians.items()},
+        "import_trl_over_validate": round(ratio, 2),
+        "import_trl_grpoconfig_over_validate": round(ratio_config, 2),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "versions": {name: version(name) for name in ("grpolab", "trl", "transformers", "torch", "pydantic", "ruamel.yaml")},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+
+    print(f"grpolab config validate configs/grpo_cluster.yaml  median {medians['validate'] * 1000:7.1f} ms  (n={args.n})")
+    print(f"python -c 'import trl'                             median {medians['import_trl'] * 1000:7.1f} ms  (n={args.n})")
+    print(f"python -c 'from trl import GRPOConfig'             median {medians['import_trl_grpoconfig'] * 1000:7.1f} ms  (n={args.n})")
+    print(f"import trl / validate: {ratio:.2f}x;  from trl import GRPOConfig / validate: {ratio_config:.1f}x")
+    print(f"wrote {RESULTS.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

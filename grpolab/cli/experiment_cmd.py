@@ -1,0 +1,116 @@
+"""`grpolab runs list|annotate`, `grpolab compare`, `grpolab sweep` and `grpolab config import`:
+the tuning loop from the terminal. Only `sweep` (through its trial subprocesses) trains;
+the rest read run directories and configs and never import torch, transformers or trl."""
+
+from __future__ import annotations
+
+import sys
+
+
+def register(sub) -> None:
+    runs = sub.add_parser("runs", help="list runs and write their outcomes into their configs")
+    rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
+
+    ls = rsub.add_parser("list", help="one line per run: name, start, config, status, steps, best reward, commit")
+    ls.add_argument("dirs", nargs="*", metavar="OUTPUT_DIR", help="output dirs or run dirs (default: ./grpo_results_local and ./grpo_results_cluster)")
+    ls.set_defaults(func=cmd_list)
+
+    ann = rsub.add_parser("annotate", help="write the run's outcome as a comment block at the top of the config file it used")
+    ann.add_argument("run_dir", metavar="RUN_DIR")
+    ann.add_argument("--note", help="your conclusion, e.g. 'reward climbs faster, KL doubles'")
+    ann.set_defaults(func=cmd_annotate)
+
+    cmp = sub.add_parser("compare", help="table of differing hyperparameters and metrics of runs, and a plot")
+    cmp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (or output dirs holding them)")
+    cmp.add_argument("--metric", action="append", metavar="M", help="metric to sort by and plot (repeatable; default: reward)")
+    cmp.add_argument("--out", default="compare.png", metavar="PNG", help="plot file (default: compare.png)")
+    cmp.add_argument("--smooth", type=int, default=1, metavar="N", help="plot a moving average over N steps (raw points stay faint)")
+    cmp.set_defaults(func=cmd_compare)
+
+    sw = sub.add_parser("sweep", help="write one config per trial (grid, random or optuna), train them, compare")
+    sw.add_argument("sweep_file", metavar="SWEEP.yaml", help="see configs/sweeps/example_sweep.yaml")
+    sw.add_argument("--dry-run", action="store_true", help="write the trial configs only")
+    sw.add_argument("--force", action="store_true", help="replace trial files that exist with other content")
+    sw.set_defaults(func=cmd_sweep)
+
+
+def register_import(csub) -> None:
+    """`grpolab config import` (added to the `config` group by config_cmd.register)."""
+    imp = csub.add_parser("import", help="convert a flat TRL / Open-R1 recipe (trl grpo --config) into a grpolab config")
+    imp.add_argument("recipe", metavar="RECIPE.yaml")
+    imp.add_argument("-o", "--output", metavar="OUT", help="write here (default: print to stdout)")
+    imp.add_argument("--mode", choices=("local", "cluster"), help="preset to layer over (default: cluster when the recipe uses vLLM or several processes)")
+    imp.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    imp.set_defaults(func=cmd_import)
+
+
+def cmd_list(args) -> int:
+    from grpolab.experiment.runs import GONE, default_dirs, find_runs, list_table, render_rows
+
+    dirs = args.dirs or default_dirs()
+    if not dirs:
+        print("no runs: neither ./grpo_results_local nor ./grpo_results_cluster exists (pass output dirs)")
+        return 0
+    runs = find_runs(dirs)
+    if not runs:
+        print(f"no runs in {', '.join(map(str, dirs))}")
+        return 0
+    print(render_rows(list_table(runs)))
+    if any(r.status == GONE for r in runs):
+        print(f"\n{GONE}: recorded as running, but its process is gone (killed or crashed)")
+    return 0
+
+
+def cmd_annotate(args) -> int:
+    from grpolab.experiment.annotate import annotate
+
+    path, block = annotate(args.run_dir, args.note)
+    print(f"annotated {path}:\n{block}", end="")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from grpolab.experiment.compare import check_metric, compare_table, plot
+    from grpolab.experiment.runs import find_runs
+
+    runs = find_runs(args.run_dirs)
+    if not runs:
+        print("no runs found", file=sys.stderr)
+        return 2
+    metrics = args.metric or ["reward"]
+    for metric in metrics:
+        check_metric(runs, metric)
+    print(compare_table(runs, metrics[0]))
+    try:
+        counts = plot(runs, metrics, args.out, smooth=max(1, args.smooth))
+    except ImportError:
+        print("note: matplotlib is not installed; no plot (pip install matplotlib)", file=sys.stderr)
+        return 0
+    print(f"\nplot: {args.out} ({', '.join(f'{m}: {n} curves' for m, n in counts.items())})")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from grpolab.experiment.sweep import load_sweep, run_sweep
+
+    def out(line: str) -> None:
+        print(line, flush=True)  # before the trial subprocess writes to the same terminal
+
+    return run_sweep(load_sweep(args.sweep_file), dry_run=args.dry_run, force=args.force, out=out)
+
+
+def cmd_import(args) -> int:
+    from grpolab.experiment.recipe_import import import_recipe, write_imported
+    from grpolab.config.yaml_io import inline_yaml
+
+    imported = import_recipe(args.recipe, mode=args.mode)
+    for key, value, why in imported.unmapped:
+        print(f"not imported: {key}: {inline_yaml(value)} ({why})", file=sys.stderr)
+    for dotted, (default, preset) in imported.pinned.items():
+        print(f"pinned TRL default: {dotted}: {inline_yaml(default)} (the {imported.mode} preset has {inline_yaml(preset)})", file=sys.stderr)
+    if args.output:
+        path = write_imported(imported, args.output, force=args.force)
+        print(f"wrote {path} (mode {imported.mode}; {len(imported.mapped)} keys mapped, {len(imported.unmapped)} not imported, kept as comments)", file=sys.stderr)
+    else:
+        print(imported.text, end="")
+    return 0

@@ -1,0 +1,84 @@
+"""`grpolab runs annotate`: write a run's outcome as a comment block at the top of the config
+file it used (the seed's "document results: add comments to configs about outcomes")."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from ruamel.yaml.error import CommentMark
+from ruamel.yaml.tokens import CommentToken
+
+from grpolab.config import ConfigError, Problem
+from grpolab.config.loader import preset_dir
+from grpolab.config.yaml_io import dump_yaml, parse_yaml_text, to_plain, write_atomic
+
+from .runs import Run, fmt, load_run
+
+
+def outcome_lines(run: Run, note: str | None = None, today: dt.date | None = None) -> list[str]:
+    """The block's lines (without '# '): date, run, status, reward/eval/kl/runtime, the note."""
+    today = today or dt.date.today()
+    lines = [f"Result {today.isoformat()}: run {run.name} ({run.status}, {run.steps} steps)"]
+    metrics = [f"reward final {fmt(run.final('reward'))}, best {fmt(run.best('reward'))}"]
+    before, after = run.eval_accuracy()
+    if after is not None or before is not None:
+        metrics.append(f"eval accuracy {_pct(before)} -> {_pct(after)}")
+    if run.final("kl") is not None:
+        metrics.append(f"kl final {fmt(run.final('kl'))}")
+    if run.runtime() is not None:
+        metrics.append(f"runtime {run.runtime():.0f} s")
+    lines.append("; ".join(metrics))
+    if note:
+        lines += [f"Note: {line}".rstrip() if i == 0 else f"  {line}".rstrip() for i, line in enumerate(note.strip().splitlines())]
+    return lines + [""]  # an empty `#` line ends the block, apart from the file's own header
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def config_file_of(run: Run) -> Path:
+    """The file the run used, refusing presets and missing files (nothing to annotate there)."""
+    recorded = run.info.get("config_file")
+    if not recorded:
+        raise ConfigError(Problem("", "this run used a preset (no --config file); there is no config of its own to annotate.", "copy the preset to a new file and run with --config", str(run.path)))
+    path = Path(recorded)
+    if not path.is_absolute() and run.info.get("cwd"):
+        path = Path(run.info["cwd"]) / path  # relative to where the run was started
+    if not path.is_file():
+        raise ConfigError(Problem("", f"the config file this run used, `{recorded}`, is gone (looked at {path}).", "restore it from git (run_info.json has the commit)", str(run.path)))
+    if path.resolve().parent == preset_dir().resolve():
+        if path.stem in ("grpo_local", "grpo_cluster", "grpo_demo"):
+            raise ConfigError(Problem("", f"this run used the preset `{path.name}`; presets are shared by every run and are not annotated.", "copy it (e.g. configs/grpo_cluster_high_lr.yaml), run with that, annotate that", str(run.path)))
+    return path
+
+
+def annotate(run_dir, note: str | None = None, today: dt.date | None = None) -> tuple[Path, str]:
+    """Put the outcome block above everything in the run's config file. Returns (path, block)."""
+    run = load_run(run_dir)
+    path = config_file_of(run)
+    raw = path.read_bytes()
+    bom = b"\xef\xbb\xbf" if raw.startswith(b"\xef\xbb\xbf") else b""
+    original = raw[len(bom):].decode("utf-8")
+    lines = outcome_lines(run, note, today)
+    block = "".join(f"# {line}\n".replace("# \n", "#\n") for line in lines)
+
+    # ruamel round trip: the block becomes the first comment lines of the top-level mapping.
+    tree = parse_yaml_text(original, str(path))
+    tokens = [CommentToken(f"# {line}\n".replace("# \n", "#\n"), CommentMark(0), None) for line in lines]
+    if tree.ca.comment is None:
+        tree.ca.comment = [None, []]
+    elif tree.ca.comment[1] is None:
+        tree.ca.comment[1] = []
+    tree.ca.comment[1][:0] = tokens
+    text = dump_yaml(tree)
+    if text != block + original:
+        # ruamel would also normalise something else (blank lines, indentation, quotes): the
+        # file must stay byte for byte, so the same block goes in front of the untouched text.
+        text = block + original
+    assert text[len(block):] == original, "annotate must not change anything after its block"
+    if to_plain(parse_yaml_text(text, str(path)), str(path)) != to_plain(tree, str(path)):
+        raise ConfigError(Problem("", "internal error: the annotated file would read differently; nothing was written.", None, str(path)))
+    write_atomic(path, text if not bom else bom.decode("utf-8") + text, overwrite=True)
+    return path, block

@@ -1,0 +1,60 @@
+"""Which launcher started this process, and how many GPUs it can see."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+
+def launcher(environ=os.environ) -> str | None:
+    """The launcher this process runs under, or None for a plain `python` start.
+
+    torchrun (and `accelerate launch` with several processes, which runs torchrun) sets
+    RANK/LOCAL_RANK/WORLD_SIZE; `accelerate launch` with one process sets only its ACCELERATE_*
+    variables; srun sets SLURM_STEP_NUM_TASKS for each task of a job step (sbatch's batch script
+    does not, so a plain `python` in a batch script still self-launches)."""
+    accelerate = "ACCELERATE_DYNAMO_BACKEND" in environ  # every `accelerate launch` path sets it
+    if any(k in environ for k in ("TORCHELASTIC_RUN_ID", "RANK", "LOCAL_RANK", "WORLD_SIZE")):
+        return "accelerate launch" if accelerate else "torchrun"
+    if accelerate:
+        return "accelerate launch"
+    if int(environ.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1 and "SLURM_PROCID" in environ:
+        return "srun"
+    return None
+
+
+def srun_rank_env(environ, main_ip: str | None, port: int) -> dict[str, str]:
+    """torch.distributed's env:// variables for a process that srun started as one rank.
+
+    srun gives each task SLURM_PROCID / SLURM_LOCALID / SLURM_STEP_NUM_TASKS; torch reads
+    RANK / LOCAL_RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT. Rank 0 runs on the step's first node."""
+    main = main_ip or first_slurm_host(environ.get("SLURM_STEP_NODELIST") or environ.get("SLURM_JOB_NODELIST", ""))
+    if not main:
+        main = environ.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1")
+    return {
+        "RANK": environ["SLURM_PROCID"],
+        "WORLD_SIZE": environ["SLURM_STEP_NUM_TASKS"],
+        "LOCAL_RANK": environ.get("SLURM_LOCALID", "0"),
+        "MASTER_ADDR": main,
+        "MASTER_PORT": str(port),
+    }
+
+
+def first_slurm_host(nodelist: str) -> str | None:
+    """The first host of a SLURM node list ("gpu[01-04]" -> "gpu01"), through scontrol."""
+    if not nodelist:
+        return None
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    hosts = out.stdout.split()
+    return hosts[0] if out.returncode == 0 and hosts else None
+
+
+def visible_gpus() -> int:
+    """CUDA GPUs this process can use (CUDA_VISIBLE_DEVICES applies). Imports torch: call it
+    only on the training path."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0

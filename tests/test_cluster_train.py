@@ -1,0 +1,96 @@
+"""A real 2-process cluster run on CPU: `python training/grpo_training.py --mode cluster` with
+cluster.device=cpu starts torchrun, which runs 2 gloo DDP ranks of a tiny local model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TrainResult, read_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+
+RANK_REWARD = '''
+import os
+
+
+def rank_reward(completions, **kwargs):
+    """Reward 0; records which rank scored how many completions (evidence that every rank trains)."""
+    log = os.environ.get("GRPOLAB_TEST_RANK_LOG")
+    if log:
+        with open(log, "a") as handle:
+            handle.write(f"{os.environ.get('RANK', '-')} {len(completions)}\\n")
+    return [0.0] * len(completions)
+'''
+
+
+@pytest.fixture
+def cluster_config(tmp_path, tiny_gpt2, write_config):
+    (tmp_path / "rank_reward.py").write_text(RANK_REWARD)
+    return write_config({
+        "mode": "cluster",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {"name_or_path": tiny_gpt2},
+        "data": {"max_samples": 32},
+        "rewards": [{"name": "numeric_match", "weight": 1.0}, {"name": f"{tmp_path / 'rank_reward.py'}:rank_reward", "weight": 1.0}],
+        "training": {"max_steps": 3, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "logging_steps": 1, "save_steps": 1000, "gradient_checkpointing": False},
+        "grpo": {"num_generations": 2, "generation_batch_size": "auto", "beta": 0.0},
+        "generation": {"max_completion_length": 4},
+        "logging": {"report_to": ["wandb"]},
+        "cluster": {"device": "cpu"},
+    }, "cluster_cpu.yaml")
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_train_one_run(tmp_path, cluster_config, subprocess_env, train):
+    from transformers import AutoModelForCausalLM
+
+    # One process, for comparison (in this process; no tracker).
+    single = train("--config", cluster_config, "--set", "cluster.num_processes=1", "--set", "logging.report_to=[none]", "--output-dir", tmp_path / "single")
+    assert single.code == 0, single
+    single_info = json.loads((single.run_dir / "run_info.json").read_text())
+    assert single_info["world_size"] == 1
+
+    # Two processes: self-launched through torchrun, offline WandB.
+    rank_log = tmp_path / "ranks.log"
+    env = dict(subprocess_env, GRPOLAB_TEST_RANK_LOG=str(rank_log), WANDB_MODE="offline")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "training" / "grpo_training.py"), "--config", str(cluster_config), "--set", "cluster.num_processes=2"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    result = TrainResult(done.returncode, done.stdout, done.stderr)
+    assert result.code == 0, result
+
+    # One run directory (made by the parent, used by both ranks), and it is the one reported.
+    runs = list((tmp_path / "runs").iterdir())
+    assert runs == [result.run_dir], runs
+    run_dir = result.run_dir
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert info["status"] == "finished" and info["global_step"] == 3
+    assert info["world_size"] == 2 and info["device"] == "cpu"
+    assert info["effective_batch_size"] == 2 * single_info["effective_batch_size"] == 4
+    assert info["derived"]["generation_batch_size"] == 2 * single_info["derived"]["generation_batch_size"]
+
+    # Both ranks trained: each printed the 2-process plan and scored its own completions.
+    assert result.out.count("device       cpu x 2 process(es)") == 2
+    ranks = [line.split()[0] for line in rank_log.read_text().splitlines()]
+    assert set(ranks) == {"0", "1"} and ranks.count("0") == ranks.count("1") == 3
+
+    # Every rank resolved the config the parent checked (the hash it handed down).
+    launch = (run_dir / "launch_command.sh").read_text()
+    assert f"GRPOLAB_CONFIG_SHA256={info['config_sha256']}" in launch
+    assert "torch.distributed.run --nproc_per_node 2 --standalone" in launch
+
+    # Rank 0 alone wrote the files: one record per step, one WandB run.
+    steps = [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r]
+    assert steps == [1, 2, 3]
+    wandb_runs = list(tmp_path.rglob("offline-run-*"))
+    assert len(wandb_runs) == 1 and wandb_runs[0].parent == run_dir / "wandb"
+
+    # The final model loads.
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "model")
+    assert model.config.n_layer == 2

@@ -1,0 +1,254 @@
+"""`grpolab sweep`: the sweep file's validation, trial files named by the seed's convention and
+made through the loader, grid / random / optuna, failures recorded, and a REAL 2-trial sweep."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT
+
+from grpolab.cli.main import main
+from grpolab.config import ConfigError, GRPOConfigLoader
+from grpolab.experiment import sweep as sweep_mod
+from grpolab.experiment.sweep import load_sweep, trial_stem, value_text
+
+BASE_TEXT = (REPO_ROOT / "configs" / "grpo_cluster.yaml").read_text()
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A checkout-like folder: configs/grpo_cluster.yaml (a copy of the preset) and configs/sweeps/."""
+    (tmp_path / "configs" / "sweeps").mkdir(parents=True)
+    (tmp_path / "configs" / "grpo_cluster.yaml").write_text(BASE_TEXT)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_sweep(workdir: Path, text: str, name: str = "s.yaml") -> Path:
+    path = workdir / "configs" / "sweeps" / name
+    path.write_text(text)
+    return path
+
+
+GRID = """\
+name: lr_beta
+base: configs/grpo_cluster.yaml
+strategy: grid
+parameters:
+  training.learning_rate: [1.0e-5, 1.0e-4]
+  grpo.beta: [0.01, 0.05]
+set:
+  training.max_steps: 200
+"""
+
+
+def test_names_follow_the_seed_convention():
+    assert trial_stem("grpo_cluster", {"training.learning_rate": 1e-4, "grpo.beta": 0.05}) == "grpo_cluster_lr1e-4_beta0.05"
+    assert [value_text(v) for v in (5e-5, 3e-6, 0.001, 1.5e-5, 16, True, "cosine", [1, 2])] == ["5e-5", "3e-6", "0.001", "1.5e-5", "16", "true", "cosine", "1-2"]
+    # Two keys with one last part are spelled out in full.
+    assert trial_stem("x", {"training.seed": 1, "grpo.seed": 2}) == "x_training-seed1_grpo-seed2"
+
+
+def test_grid_dry_run_writes_four_named_valid_commented_configs(workdir, capsys):
+    path = write_sweep(workdir, GRID)
+    assert main(["sweep", str(path), "--dry-run"]) == 0
+    names = sorted(p.name for p in (workdir / "configs").glob("grpo_cluster_*.yaml"))
+    assert names == [
+        "grpo_cluster_lr1e-4_beta0.01.yaml",
+        "grpo_cluster_lr1e-4_beta0.05.yaml",
+        "grpo_cluster_lr1e-5_beta0.01.yaml",
+        "grpo_cluster_lr1e-5_beta0.05.yaml",
+    ]
+    for name in names:
+        trial = workdir / "configs" / name
+        cfg = GRPOConfigLoader(config_path=trial).config
+        lr, beta = (1e-4 if "lr1e-4" in name else 1e-5), (0.05 if "beta0.05" in name else 0.01)
+        assert (cfg.training.learning_rate, cfg.grpo.beta, cfg.training.max_steps, cfg.logging.group) == (lr, beta, 200, "lr_beta")
+        text = trial.read_text()
+        lines = text.splitlines()
+        assert lines[0].startswith("# Sweep `lr_beta` (grid), trial ") and " of 4, from " in lines[0]
+        assert lines[1] == f"# This trial: training.learning_rate = {'1.0e-4' if lr == 1e-4 else '1.0e-5'}, grpo.beta = {beta}"
+        assert "# Every trial: training.max_steps = 200, logging.group = lr_beta" in lines[2]
+        # The base file's comments are all there, and the changes are marked.
+        for comment in ("# grpolab preset for multi-GPU cluster training", "# KL penalty coefficient", "# processes per machine; auto = the visible GPUs"):
+            assert comment in text
+        assert "learning_rate: " in text and "# Changed from 3.0e-5" in text
+        assert "max_steps: 200  # Changed from -1" in text and "group: lr_beta  # Changed from null" in text
+    assert not (workdir / "grpo_results_cluster").exists()  # nothing trained
+    out = capsys.readouterr().out
+    assert out.count("wrote configs/grpo_cluster_") == 4 and "dry run" in out
+    # Again: identical files are reused, so a dry run can precede the real one.
+    assert main(["sweep", str(path), "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("unchanged") == 4
+    # A file of that name with other content is never replaced without --force.
+    (workdir / "configs" / names[0]).write_text("mode: cluster\n")
+    assert main(["sweep", str(path), "--dry-run"]) == 2
+    assert "exists with other content" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--dry-run", "--force"]) == 0
+
+
+def test_random_is_reproducible_and_rounds_values(workdir):
+    text = """\
+base: configs/grpo_cluster.yaml
+strategy: random
+trials: 5
+seed: 3
+parameters:
+  training.learning_rate: {low: 1.0e-6, high: 1.0e-4, log: true}
+  grpo.num_generations: [4, 8]
+  training.gradient_accumulation_steps: {low: 1, high: 4}
+"""
+    sweep = load_sweep(write_sweep(workdir, text))
+    first, second = sweep_mod.sample_random(sweep), sweep_mod.sample_random(sweep)
+    assert first == second and len(first) == 5
+    assert len({trial_stem("b", p) for p in first}) == 5
+    for params in first:
+        lr = params["training.learning_rate"]
+        assert 1e-6 <= lr <= 1e-4 and float(f"{lr:.3g}") == lr
+        assert isinstance(params["training.gradient_accumulation_steps"], int)
+
+
+def test_optuna_dry_run_writes_trials(workdir, capsys):
+    pytest.importorskip("optuna")
+    text = """\
+name: tpe
+base: configs/grpo_cluster.yaml
+strategy: optuna
+trials: 3
+seed: 0
+parameters:
+  grpo.beta: {low: 0.001, high: 0.1, log: true}
+"""
+    assert main(["sweep", str(write_sweep(workdir, text)), "--dry-run"]) == 0
+    files = list((workdir / "configs").glob("grpo_cluster_beta*.yaml"))
+    assert len(files) == 3
+    for f in files:
+        assert 0.001 <= GRPOConfigLoader(config_path=f).config.grpo.beta <= 0.1
+
+
+def test_optuna_is_imported_only_for_its_strategy(workdir):
+    import subprocess
+
+    path = write_sweep(workdir, GRID)
+    code = f"import sys; from grpolab.experiment.sweep import load_sweep, run_sweep; run_sweep(load_sweep({str(path)!r}), dry_run=True, out=print); assert 'optuna' not in sys.modules"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("wrote") == 4
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("base: configs/grpo_cluster.yaml\nparamters:\n  grpo.beta: [0.1]\n", "s.yaml:2: paramters: unknown sweep key. Did you mean `parameters`?"),
+        ("base: configs/grpo_cluster.yaml\nparameters:\n  grpo.betta: [0.1]\n", "s.yaml:3: grpo.betta: unknown key. Did you mean `beta`?"),
+        ("base: configs/grpo_cluster.yaml\nparameters:\n  trainig.learning_rate: [0.1]\n", "s.yaml:3: trainig: unknown top-level key. Did you mean `training`?"),
+        ("base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: []\n", "s.yaml:3: parameters.grpo.beta: has an empty list of values"),
+        ("base: configs/grpo_cluster.yaml\nparameters: {}\n", "parameters: must be a non-empty mapping"),
+        ("base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: 0.1\n", "must be a list of values or a range"),
+        ("base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: {low: 0.1, high: 0.2}\n", "grid needs a list of values"),
+        ("base: configs/grpo_cluster.yaml\nstrategy: random\ntrials: 2\nparameters:\n  grpo.beta: {low: 0.1, hgh: 0.2}\n", "unknown range key; allowed: low, high, log. Did you mean `high`?"),
+        ("base: configs/grpo_cluster.yaml\nstrategy: random\ntrials: 2\nparameters:\n  grpo.beta: {low: 0.2, high: 0.1}\n", "low < high"),
+        ("base: configs/grpo_cluster.yaml\nstrategy: random\nparameters:\n  grpo.beta: [0.1, 0.2]\n", "strategy random needs `trials:`"),
+        ("base: configs/grpo_cluster.yaml\nstrategy: random\ntrials: 3\nparameters:\n  grpo.beta: [0.1, 0.2]\n", "only 2 distinct combinations"),
+        ("base: configs/grpo_cluster.yaml\ntrials: 3\nparameters:\n  grpo.beta: [0.1, 0.2]\n", "trials: does not apply to strategy grid"),
+        ("base: configs/grpo_cluster.yaml\nstrategy: bayes\nparameters:\n  grpo.beta: [0.1]\n", "`bayes` is not a strategy; allowed: grid, random, optuna"),
+        ("base: configs/missing.yaml\nparameters:\n  grpo.beta: [0.1]\n", "config file `configs/missing.yaml` not found"),
+        ("parameters:\n  grpo.beta: [0.1]\n", "base: is required"),
+        ("base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: [0.1, -0.5]\n", "grpo.beta: Input should be greater than or equal to 0"),
+        ("base: configs/grpo_cluster.yaml\nparameters:\n  grpo.num_generations: [7]\n", "not divisible by grpo.num_generations = 7"),
+        ("base: configs/grpo_cluster.yaml\nset:\n  training.max_step: 3\nparameters:\n  grpo.beta: [0.1]\n", "s.yaml:2: training.max_step: unknown key. Did you mean `max_steps`?"),
+        ("base: configs/grpo_cluster.yaml\nset:\n  logging.group: g\nparameters:\n  grpo.beta: [0.1]\n", "which a sweep sets to its name"),
+        ("name: a b\nbase: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: [0.1]\n", "is not a usable name"),
+        ("base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: [0.1, 0.1]\n", "lists a value twice"),
+    ],
+)
+def test_sweep_file_errors(workdir, text, message):
+    with pytest.raises(ConfigError) as info:
+        load_sweep(write_sweep(workdir, text))
+    assert message in str(info.value)
+    assert not list((workdir / "configs").glob("grpo_cluster_*.yaml"))
+
+
+def test_an_invalid_combination_is_named_and_nothing_is_written(workdir, capsys):
+    """Each value is valid alone; sync_ref_model with beta 0 (no reference model) is not."""
+    text = "base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: [0.01, 0.0]\n  grpo.sync_ref_model: [false, true]\n"
+    assert main(["sweep", str(write_sweep(workdir, text)), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "trial 4 (grpo.beta = 0.0, grpo.sync_ref_model = true)" in err and "needs a reference model" in err
+    assert not list((workdir / "configs").glob("grpo_cluster_*.yaml"))
+
+
+FAKE_TRAINER = """\
+import json, sys
+from pathlib import Path
+from grpolab.config import GRPOConfigLoader
+config, run_name = sys.argv[sys.argv.index("--config") + 1], sys.argv[sys.argv.index("--run-name") + 1]
+loader = GRPOConfigLoader(config_path=config)
+if "{fail}" in config:
+    sys.exit({code})
+run_dir = Path(loader.config.output_dir) / run_name
+run_dir.mkdir(parents=True)
+(run_dir / "resolved_config.yaml").write_text(Path(config).read_text())
+(run_dir / "run_info.json").write_text(json.dumps({{"status": "finished", "config_file": config, "global_step": 2}}))
+lr = loader.config.training.learning_rate
+(run_dir / "summary.json").write_text(json.dumps({{"final": {{"reward": lr * 1000}}, "best": {{"reward": lr * 1000}}}}))
+"""
+
+
+@pytest.mark.parametrize("code, trials_run", [(1, 2), (130, 1)])
+def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(workdir, monkeypatch, capsys, code, trials_run):
+    """Exit 1: recorded, next trial runs. Exit 130 (Ctrl-C): the sweep stops there."""
+    script = workdir / "fake_train.py"
+    script.write_text(FAKE_TRAINER.format(fail="lr1e-5", code=code))
+    monkeypatch.setattr(sweep_mod, "TRAIN_SCRIPT", script)
+    text = "name: f\nbase: configs/grpo_cluster.yaml\nparameters:\n  training.learning_rate: [1.0e-5, 1.0e-4]\n"
+    result = main(["sweep", str(write_sweep(workdir, text))])
+    assert result == code
+    out = capsys.readouterr().out
+    records = list((workdir / "grpo_results_cluster").glob("sweep_f_*.json"))
+    assert len(records) == 1
+    trials = json.loads(records[0].read_text())["trials"]
+    assert len(trials) == trials_run
+    assert trials[0]["exit_code"] == code and trials[0]["status"] == "failed" and trials[0]["run_dir"] is None
+    if code == 1:
+        assert "trial 1 failed (exit 1); going on" in out
+        assert trials[1]["status"] == "finished" and trials[1]["exit_code"] == 0
+        assert "grpo_cluster_lr1e-4_" in out and "FINAL reward" in out  # the compare table of what finished
+    else:
+        assert "sweep interrupted" in out
+
+
+@pytest.mark.slow
+def test_real_two_trial_sweep(tiny_gpt2, tmp_path, monkeypatch, capsys, subprocess_env):
+    """Two trials of a tiny model, trained as `python training/grpo_training.py` subprocesses."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", subprocess_env["PYTHONPATH"])
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "tiny.yaml").write_text(
+        "# tiny base config\n"
+        "mode: local\n"
+        "output_dir: ./results  # runs go here\n"
+        f"model:\n  name_or_path: {tiny_gpt2}\n"
+        "data:\n  max_samples: 8\n"
+        "training:\n  max_steps: 2\n  per_device_train_batch_size: 2\n  logging_steps: 1\n  save_steps: 1000\n  learning_rate: 1.0e-4\n"
+        "grpo:\n  num_generations: 2\n  generation_batch_size: 2\n  beta: 0.01  # KL\n"
+        "generation:\n  max_completion_length: 4\n"
+        "logging:\n  report_to: [none]\n"
+    )
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text("name: tiny_lr\nbase: configs/tiny.yaml\nparameters:\n  training.learning_rate: [1.0e-4, 1.0e-2]\n")
+    assert main(["sweep", str(sweep_file)]) == 0
+    out = capsys.readouterr().out
+    runs = sorted(p for p in (tmp_path / "results").iterdir() if p.is_dir())
+    assert [p.name.rsplit("_", 1)[0] for p in runs] == ["tiny_lr0.01", "tiny_lr1e-4"]  # 1e-2 is written 0.01
+    for run in runs:
+        info = json.loads((run / "run_info.json").read_text())
+        assert info["status"] == "finished" and info["config_file"] in ("configs/tiny_lr0.01.yaml", "configs/tiny_lr1e-4.yaml")
+        assert "tiny_lr" in (run / "resolved_config.yaml").read_text()  # logging.group
+    table = out[out.index("sweep tiny_lr: 2 trials, 2 finished"):]
+    assert "training.learning_rate" in table and runs[0].name in table and runs[1].name in table
+    assert "1.0e-4" in table and "0.01" in table
+    assert list((tmp_path / "results").glob("sweep_tiny_lr_*.png"))
