@@ -11,7 +11,7 @@ from grpolab.demo import addition, tiny_model
 from grpolab.demo.addition import greedy_accuracy, make_addition_rows, parse_number
 
 torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+pytest.importorskip("transformers")
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 
@@ -125,7 +125,11 @@ class OracleModel(torch.nn.Module):
 def test_greedy_accuracy_scores_exact_answers_with_left_padding():
     tokenizer = tiny_model.build_tokenizer()
     # Mixed prompt lengths force padding; the oracle checks that it is on the left.
-    rows = [{"prompt": "1+2=", "answer": "3"}, {"prompt": "12+34=", "answer": "46"}, {"prompt": "5+55=", "answer": "60"}]
+    rows = [
+        {"prompt": "1+2=", "answer": "3"},
+        {"prompt": "12+34=", "answer": "46"},
+        {"prompt": "5+55=", "answer": "60"},
+    ]
     oracle = OracleModel(tokenizer)
     oracle.train()
     assert greedy_accuracy(oracle, tokenizer, rows, batch_size=2) == 1.0

@@ -117,7 +117,7 @@ def cmd_explain(args) -> int:
         ("steps per generation", f"{d['steps_per_generation']}", "micro-steps that consume one round"),
         ("optimizer steps per round", f"{d['optimizer_steps_per_round']:g}", "steps_per_generation x num_iterations / gradient_accumulation_steps"),
         ("on-policy", "yes" if d["on_policy"] else "no", "one optimizer step per round: clipping inactive" if d["on_policy"] else "several optimizer steps per round: clipping (epsilon) active"),
-        ("KL tracked", "yes" if d["kl_tracked"] else "no", f"beta {g.beta:g}" + ("" if d["kl_tracked"] else " = 0 disables KL")),
+        ("KL tracked", "yes" if d["kl_tracked"] else "no", f"beta {g.beta:g}" + ("" if d["kl_tracked"] else ": 0 disables KL")),
         ("reference model loaded", "yes" if d["reference_model_loaded"] else "no", "needed only when beta > 0"),
         ("max completion tokens per round", f"{d['completion_tokens_per_round_max']}", f"completions x max_completion_length {cfg.generation.max_completion_length}"),
         ("precision", _precision(cfg), "training.bf16"),

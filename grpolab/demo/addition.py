@@ -1,8 +1,8 @@
 """The built-in demo task: two-digit addition ("12+34=" -> "46").
 
 Every (a, b) pair with 10 <= a, b <= 99 belongs to exactly one split, decided by a
-checksum of the unordered pair, so "34+12" is held out whenever "12+34" is and the
-eval split never shares a sum-of-the-same-numbers with training.
+checksum of the unordered pair: "34+12" is held out whenever "12+34" is, so
+commutativity cannot leak held-out problems into training.
 """
 
 from __future__ import annotations

@@ -34,11 +34,12 @@ RECIPE = {
     "batch_size": 128,
     "lr": 1e-3,
     "warmup_steps": 50,
-    # Learning the carry is a sudden phase change whose timing varies a lot with the
-    # seed (after a fixed 325 steps, seeds gave 19% to 99.7% held-out accuracy), so
-    # instead of a fixed step count, training stops as soon as the greedy accuracy on
-    # a probe set of TRAIN prompts reaches the target: the model half-solves the task
-    # on any machine, leaving room for GRPO.
+    # Accuracy jumps from ~10% to ~100% within a couple of hundred steps, at a step
+    # that varies a lot with the seed and even with float rounding (after a fixed 325
+    # steps, seeds gave 19% to 99.7% held-out accuracy). So instead of a fixed step
+    # count, training stops as soon as the greedy accuracy on a probe set of TRAIN
+    # prompts reaches the target: the model half-solves the task on any machine,
+    # leaving room for GRPO.
     "target_accuracy": 0.35,
     "check_every": 10,
     "probe_rows": 512,
@@ -167,9 +168,11 @@ def _build_with_two_threads(out_dir: Path) -> dict:
 
     # Always 2 threads, the demo's budget: the thread count changes float rounding,
     # hence the training trajectory, so fixing it keeps builds reproducible. (More
-    # threads barely help a model this small.) transformers' one-off warnings and
-    # save progress bar would break the one-line progress message. All three
-    # settings are restored for the rest of the process.
+    # threads barely help a model this small. On a busy machine OpenMP spin-waiting
+    # can make even 2 threads many times slower, unless GOMP_SPINCOUNT=1000 is set
+    # before torch is imported.) transformers' one-off warnings and save progress
+    # bar would break the one-line progress message. All three settings are
+    # restored for the rest of the process.
     threads, verbosity = torch.get_num_threads(), hf_logging.get_verbosity()
     bars = hf_logging.is_progress_bar_enabled()
     torch.set_num_threads(2)

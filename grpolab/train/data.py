@@ -9,7 +9,6 @@ from grpolab.config import ConfigError, Problem
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 BUILTIN_TASKS = ("addition",)
-BUILTIN_TRAIN_ROWS = 2000
 
 
 def load_split(data_cfg, split: str, n_rows: int | None, seed: int):
@@ -21,11 +20,11 @@ def load_split(data_cfg, split: str, n_rows: int | None, seed: int):
         name = source.partition(":")[2]
         if name not in BUILTIN_TASKS:
             raise ConfigError(Problem("data.dataset", f"unknown built-in task `{name}`; available: {', '.join(BUILTIN_TASKS)}.", "set `data.dataset: builtin:addition`"))
-        from grpolab.demo.addition import make_addition_rows
+        from grpolab.demo.addition import make_addition_rows, split_size
 
         if split not in ("train", "eval"):
             raise ConfigError(Problem("data.split" if split == data_cfg.split else "data.eval_split", f"built-in tasks have the splits train and eval, not `{split}`.", None))
-        rows = make_addition_rows(n_rows or BUILTIN_TRAIN_ROWS, seed=seed, split=split)
+        rows = make_addition_rows(min(n_rows or split_size(split), split_size(split)), seed=seed, split=split)
         dataset = datasets.Dataset.from_list(rows)
     elif Path(source).suffix.lower() in LOCAL_FORMATS or Path(source).is_file():
         dataset = _load_local(source, split, data_cfg)
