@@ -38,7 +38,7 @@ demo: venv
 	$(PY) training/grpo_training.py --config configs/grpo_demo.yaml
 
 bench: venv
-	$(PY) bench/run_all.py
+	$(PY) bench/cli_latency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
