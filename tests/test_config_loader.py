@@ -812,3 +812,14 @@ def test_saved_file_is_readable_by_others(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask
+
+
+def test_trust_remote_code_reaches_trl_from_the_model_section_only():
+    from grpolab.config import ConfigError, GRPOConfigLoader
+
+    loader = GRPOConfigLoader(overrides=["model.trust_remote_code=true"])
+    assert loader.trl_kwargs(world_size=1)["trust_remote_code"] is True
+    assert GRPOConfigLoader().trl_kwargs(world_size=1)["trust_remote_code"] is False
+    with pytest.raises(ConfigError) as err:
+        GRPOConfigLoader(overrides=["grpo.trust_remote_code=true"])
+    assert "is set through `model.trust_remote_code`" in str(err.value)

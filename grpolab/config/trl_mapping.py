@@ -39,6 +39,7 @@ def to_trl_kwargs(cfg: GRPOLabConfig, *, device: str = "cpu", bf16_supported: bo
     kwargs.update(cfg.generation.model_dump())
 
     kwargs["reward_weights"] = [reward.weight for reward in cfg.rewards]
+    kwargs["trust_remote_code"] = cfg.model.trust_remote_code  # TRL loads the reference model with it
     trackers = [t for t in cfg.logging.report_to if t != "none"]
     kwargs["report_to"] = trackers or "none"
     kwargs["output_dir"] = cfg.output_dir

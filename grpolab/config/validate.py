@@ -22,6 +22,7 @@ OWNED_ELSEWHERE = {
     "report_to": "`logging.report_to`",
     "resume_from_checkpoint": "the `--resume RUN_DIR` flag",
     "reward_weights": "the `weight` of each entry in `rewards:`",
+    "trust_remote_code": "`model.trust_remote_code`",
     "model_init_kwargs": "the `model:` section (dtype, trust_remote_code, revision, attn_implementation)",
     **{k: f"`generation.{k}`" for k in ("max_completion_length", "temperature", "top_p", "top_k", "min_p", "repetition_penalty")},
     **{k: f"`cluster.{k}`" for k in ("use_vllm", "vllm_mode", "vllm_server_host", "vllm_server_port", "vllm_gpu_memory_utilization")},

@@ -51,15 +51,15 @@ def resume_config(args) -> GRPOConfigLoader:
     if not resolved.is_file():
         raise ConfigError(Problem("", f"`{run_dir}` is not a run directory (no resolved_config.yaml).", "pass a folder created by a previous run", "--resume"))
     saved = GRPOConfigLoader(config_path=resolved)
-    asked_for = args.config or args.overrides or args.model or args.mode or args.output_dir
-    if asked_for and not args.force:
-        requested = GRPOConfigLoader(mode=args.mode, config_path=args.config or resolved, overrides=args.overrides, flags=flags_from_args(args))
-        differ = _differences(saved.to_dict(), requested.to_dict())
-        if differ:
-            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in differ[:5])
-            raise ConfigError(Problem("", f"the config given differs from the run's ({shown}).", "drop --config/--set to resume as it was, or add --force to resume with the new values", "--resume"))
-    if asked_for and args.force:
-        return GRPOConfigLoader(mode=args.mode, config_path=args.config or resolved, overrides=args.overrides, flags=flags_from_args(args))
+    if not (args.config or args.overrides or args.model or args.mode or args.output_dir):
+        return saved
+    requested = GRPOConfigLoader(mode=args.mode, config_path=args.config or resolved, overrides=args.overrides, flags=flags_from_args(args))
+    if args.force:
+        return requested
+    differ = _differences(saved.to_dict(), requested.to_dict())
+    if differ:
+        shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in differ[:5])
+        raise ConfigError(Problem("", f"the config given differs from the run's ({shown}).", "drop --config/--set to resume as it was, or add --force to resume with the new values", "--resume"))
     return saved
 
 
@@ -120,7 +120,6 @@ def train(args) -> int:
         return launched
     world = hw["world_size"]
     trl_kwargs = loader.trl_kwargs(world_size=world, device=hw["device"], bf16_supported=hw["bf16_supported"], use_vllm=hw["use_vllm"])
-    trl_kwargs["trust_remote_code"] = cfg.model.trust_remote_code
 
     # Logging: quiet libraries, our own lines on stdout.
     import transformers
