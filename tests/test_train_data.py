@@ -184,3 +184,39 @@ def test_missing_data_file(tiny_gpt2, tmp_path, fast_config, train):
     result = train("--config", fast_config(tiny_gpt2, {"data": {"dataset": str(tmp_path / "absent.jsonl")}}), "--dry-run")
     assert result.code == 2
     assert "absent.jsonl` not found" in result.err
+
+
+def test_eval_split_may_be_a_second_local_file(tiny_gpt2, tmp_path, fast_config, train):
+    train_file = _write_rows(tmp_path / "train.jsonl", ROWS, "jsonl")
+    eval_file = _write_rows(tmp_path / "held_out.jsonl", ROWS[:3], "jsonl")
+    data = {"dataset": str(train_file), "eval_split": str(eval_file), "columns": MAPPING}
+    result = train("--config", fast_config(tiny_gpt2, {"data": data}), "--dry-run")
+    assert result.code == 0, result.err
+    assert "held-out     3 prompts" in result.out
+
+
+def test_held_out_scoring_needs_an_answer_column(tiny_gpt2, tmp_path, fast_config, train):
+    train_file = _write_rows(tmp_path / "train.jsonl", ROWS, "jsonl")
+    eval_file = _write_rows(tmp_path / "held_out.jsonl", [{"question": "1+1="}], "jsonl")
+    data = {"dataset": str(train_file), "eval_split": str(eval_file), "columns": {"question": "prompt"}}
+    result = train("--config", fast_config(tiny_gpt2, {"data": data, "rewards": [{"name": "format"}]}), "--dry-run")
+    assert result.code == 2
+    assert "held-out scoring needs string prompts and an `answer` column" in result.err
+
+
+def test_unknown_builtin_task_and_unreadable_file(tiny_gpt2, tmp_path, fast_config, train):
+    unknown = train("--config", fast_config(tiny_gpt2, {"data": {"dataset": "builtin:multiplication"}}), "--dry-run")
+    assert unknown.code == 2
+    assert "unknown built-in task `multiplication`; available: addition" in unknown.err
+
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not a parquet file")
+    unreadable = train("--config", fast_config(tiny_gpt2, {"data": {"dataset": str(broken)}}), "--dry-run")
+    assert unreadable.code == 2
+    assert "could not read" in unreadable.err and "as parquet" in unreadable.err
+
+
+def test_cuda_device_without_a_gpu_is_a_config_error(tiny_gpt2, fast_config, train):
+    result = train("--config", fast_config(tiny_gpt2, {"cluster": {"device": "cuda"}}), "--dry-run")
+    assert result.code == 2
+    assert "cluster.device: is cuda, but no CUDA GPU is visible" in result.err
