@@ -68,8 +68,21 @@ def test_launcher_detection(env, expected):
 
 
 def test_srun_rank_env_maps_slurm_to_torch():
-    env = {"SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_STEP_NUM_TASKS": "8"}
-    assert detect.srun_rank_env(env, "10.0.0.1", 29555) == {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29555"}
+    env = {"SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_STEP_NUM_TASKS": "8", "SLURM_STEP_TASKS_PER_NODE": "4(x2)"}
+    assert detect.srun_rank_env(env, "10.0.0.1", 29555) == {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29555"}
+    del env["SLURM_STEP_TASKS_PER_NODE"]
+    assert detect.srun_rank_env(env, "10.0.0.1", 29555)["LOCAL_WORLD_SIZE"] == "1"
+
+
+@pytest.mark.parametrize("setting, processes, cores, expected", [
+    ("auto", 1, 16, 16),  # one process gets the machine
+    ("auto", 4, 16, 4),  # ranks share the cores
+    ("auto", 8, 2, 1),  # never 0
+    (3, 4, 16, 3),  # an explicit number wins
+])
+def test_cpu_threads_share_the_cores_among_the_processes(monkeypatch, setting, processes, cores, expected):
+    monkeypatch.setattr(detect, "usable_cores", lambda: cores)
+    assert detect.cpu_threads(setting, processes) == expected
 
 
 # ------------------------------------------------------------------------- checks before anything starts

@@ -309,3 +309,24 @@ def test_cli_entry_point_in_a_subprocess(tmp_path):
     bad.write_text("training: [\n")
     fail = subprocess.run([sys.executable, "-m", "grpolab.cli.main", "config", "validate", str(bad)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert fail.returncode == 2 and "Traceback" not in fail.stderr and "YAML error" in fail.stderr
+
+
+def test_explain_shows_every_speed_choice_and_the_key_that_overrides_it(capsys, monkeypatch):
+    from grpolab.launch import detect
+
+    monkeypatch.setattr(detect, "usable_cores", lambda: 16)
+    code, out, _ = run(capsys, "config", "explain", "--mode", "cluster", "--world-size", "8")
+    assert code == 0
+    rows = explain_rows(out)
+    assert rows["precision"] == "auto: bf16 on a bf16-capable GPU, fp32 on CPU"
+    assert rows["gradient checkpointing"] == "on"
+    assert rows["Liger kernels"] == "auto: on with liger-kernel installed and a GPU, off on CPU"
+    assert rows["generation"] == "auto: vLLM (colocate) when installed and on a GPU, else transformers"
+    assert rows["CPU threads per process"] == "auto = 2 (16 cores here / 8 process(es) per machine)"
+    for key in ("training.bf16", "training.gradient_checkpointing", "training.use_liger_kernel", "cluster.use_vllm", "cluster.threads_per_process"):
+        assert key in out
+
+    code, out, _ = run(capsys, "config", "explain", "--set", "training.gradient_checkpointing=true", "--set", "training.use_liger_kernel=false",
+                       "--set", "cluster.threads_per_process=3", "--set", "training.bf16=true")
+    rows = explain_rows(out)
+    assert (rows["gradient checkpointing"], rows["Liger kernels"], rows["CPU threads per process"], rows["precision"], rows["generation"]) == ("on", "off", "3", "bf16", "transformers")

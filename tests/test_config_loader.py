@@ -205,7 +205,7 @@ def test_yaml_12_yes_no_are_strings(tmp_path):
         ("grpo.top_entropy_quantile", 0.2),
         ("grpo.vllm_importance_sampling_correction", False),
         ("training.optim", "adamw_torch_fused"),
-        ("training.use_liger_kernel", True),
+        ("training.dataloader_num_workers", 2),
         ("training.adam_beta2", 0.99),
         ("training.lr_scheduler_kwargs", {"min_lr_rate": 0.1}),
     ],
@@ -219,6 +219,38 @@ def test_pass_through_trl_fields(tmp_path, key, value):
     # ... and from a file, with the same result.
     path = write(tmp_path, f"{section}:\n  {name}: {json.dumps(value)}\n")
     assert GRPOConfigLoader(config_path=path).get_param(key) == value
+
+
+@pytest.mark.parametrize("setting, device, installed, expected", [
+    ("auto", "cpu", True, False),  # Liger's Triton kernels need a GPU
+    ("auto", "cuda", False, False),  # not installed: TRL would fail to import it
+    ("auto", "cuda", True, True),
+    (False, "cuda", True, False),  # an explicit choice wins
+    (True, "cuda", True, True),
+])
+def test_liger_auto_resolves_from_the_machine(setting, device, installed, expected):
+    loader = GRPOConfigLoader(mode="cluster", overrides={"training.use_liger_kernel": setting})
+    assert loader.trl_kwargs(device=device, liger_installed=installed)["use_liger_kernel"] is expected
+
+
+def test_presets_pick_the_fast_choices_for_where_they_run():
+    local, cluster = GRPOConfigLoader(mode="local").config, GRPOConfigLoader(mode="cluster").config
+    assert local.training.gradient_checkpointing is False and cluster.training.gradient_checkpointing is True
+    assert local.training.bf16 == cluster.training.bf16 == "auto"
+    assert local.training.use_liger_kernel == cluster.training.use_liger_kernel == "auto"
+    assert local.cluster.use_vllm is False and cluster.cluster.use_vllm == "auto" and cluster.cluster.vllm_mode == "colocate"
+    assert local.cluster.threads_per_process == cluster.cluster.threads_per_process == "auto"
+    cpu = GRPOConfigLoader(mode="local").trl_kwargs(device="cpu", liger_installed=True)
+    assert cpu["bf16"] is False and cpu["use_liger_kernel"] is False and cpu["activation_checkpointing"] is False
+    gpu = GRPOConfigLoader(mode="cluster").trl_kwargs(device="cuda", bf16_supported=True, liger_installed=True)
+    assert gpu["bf16"] is True and gpu["use_liger_kernel"] is True and gpu["activation_checkpointing"] is True
+
+
+def test_threads_per_process_takes_a_positive_number_or_auto():
+    assert GRPOConfigLoader(overrides={"cluster.threads_per_process": 3}).config.cluster.threads_per_process == 3
+    with pytest.raises(ConfigError) as info:
+        GRPOConfigLoader(overrides={"cluster.threads_per_process": 0})
+    assert "cluster.threads_per_process" in str(info.value)
 
 
 def test_every_pass_through_field_accepts_its_trl_default():
@@ -239,7 +271,7 @@ def test_every_pass_through_field_accepts_its_trl_default():
     "key, value, fragment",
     [
         ("grpo.epsilon_high", "high", "expected float or null"),
-        ("training.use_liger_kernel", "yes", "expected bool"),
+        ("training.use_liger_kernel", "yes", "a valid boolean, or 'auto'"),
         ("training.optim", "adamw", "is not one of"),
         ("training.lr_scheduler_type", "cosin", "Did you mean `cosine`?"),
         ("training.epsilon_high", 0.28, "belongs under `grpo:`"),

@@ -104,3 +104,43 @@ def test_nan_guard_sees_a_nan_loss_the_trainer_hides_from_its_logs():
     other, control = NanLossCallback(), TrainerControl()
     other.on_log(None, state, control, logs={"loss": float("inf")})
     assert other.nan_step == 7 and control.should_save and "loss is inf" in other.reason
+
+
+def test_nan_guard_sees_inf_and_minus_inf_weights_of_any_dtype():
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    from grpolab.train.callbacks import NanLossCallback
+
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        for bad in (float("inf"), float("-inf")):
+            model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2)).to(dtype)
+            guard, state, control = NanLossCallback(), TrainerState(), TrainerControl()
+            with torch.no_grad():
+                model[0].weight.fill_(20000.0)  # finite, but their norm (80000) is past the fp16 maximum
+            guard.on_step_end(None, state, control, model=model)
+            assert guard.nan_step is None, (dtype, "finite weights flagged")
+            with torch.no_grad():
+                model[1].bias[1] = bad
+            guard.on_step_end(None, state, control, model=model)
+            assert guard.nan_step == 0 and control.should_training_stop, (dtype, bad)
+
+
+def test_liger_forced_on_where_it_cannot_run_is_a_usage_error(tiny_gpt2, fast_config, train):
+    result = train("--config", fast_config(tiny_gpt2, {"training": {"use_liger_kernel": True}}), "--dry-run")
+    assert result.code == 2
+    assert "training.use_liger_kernel" in result.err and "set `training.use_liger_kernel: auto`" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_threads_per_process_sets_torch_threads_and_is_shown(tiny_gpt2, fast_config, train):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        result = train("--config", fast_config(tiny_gpt2, {"cluster": {"threads_per_process": 1}}), "--dry-run")
+        assert result.code == 0, result.err
+        assert torch.get_num_threads() == 1
+        assert "1 CPU thread(s) each" in result.out and "gradient checkpointing off" in result.out and "Liger off" in result.out
+    finally:
+        torch.set_num_threads(before)

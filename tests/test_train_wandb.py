@@ -26,7 +26,8 @@ def test_offline_run_records_nested_config_name_and_artifact(tiny_gpt2, tmp_path
     monkeypatch.chdir(tmp_path)
     cfg = fast_config(tiny_gpt2, {"logging": {"report_to": ["wandb"], "project": "grpolab-tests", "tags": ["unit"]},
                                   "training": {"learning_rate": 2.0e-5, "gradient_accumulation_steps": 2},
-                                  "grpo": {"beta": 0.02, "generation_batch_size": 4}})
+                                  "grpo": {"beta": 0.02, "generation_batch_size": 4},
+                                  "data": {"eval_split": "eval", "eval_samples": 4, "eval_every_steps": 1}})
     result = train("--config", cfg)
     assert result.code == 0, result
     assert "wandb: offline" in result.out  # no API key: offline, and it says so
@@ -61,6 +62,7 @@ def test_offline_run_records_nested_config_name_and_artifact(tiny_gpt2, tmp_path
     history = [r.history for r in records if r.WhichOneof("record_type") == "history"]
     logged = {item.nested_key[0] if item.nested_key else item.key for h in history for item in h.item}
     assert "train/loss" in logged and "train/reward" in logged
+    assert "eval/accuracy" in logged and "eval/train_seconds" in logged  # data.eval_every_steps
     assert not (tmp_path / "wandb").exists()  # everything inside the run directory
 
 

@@ -120,7 +120,12 @@ def cmd_explain(args) -> int:
         ("KL tracked", "yes" if d["kl_tracked"] else "no", f"beta {g.beta:g}" + ("" if d["kl_tracked"] else ": 0 disables KL")),
         ("reference model loaded", "yes" if d["reference_model_loaded"] else "no", "needed only when beta > 0"),
         ("max completion tokens per round", f"{d['completion_tokens_per_round_max']}", f"completions x max_completion_length {cfg.generation.max_completion_length}"),
+        # Speed choices: what the preset picked for where it runs; the key on the right overrides it.
         ("precision", _precision(cfg), "training.bf16"),
+        ("gradient checkpointing", "on" if t.gradient_checkpointing else "off", "training.gradient_checkpointing: " + ("saves activation memory, costs ~30% speed" if t.gradient_checkpointing else "faster; turn on when activations do not fit")),
+        ("Liger kernels", _liger(t.use_liger_kernel), "training.use_liger_kernel"),
+        ("generation", _generation(cfg.cluster), "cluster.use_vllm, cluster.vllm_mode"),
+        ("CPU threads per process", _threads(cfg, world), "cluster.threads_per_process"),
     ]
     if args.dataset_size is not None:
         rows += [
@@ -140,6 +145,28 @@ def _precision(cfg) -> str:
     if bf16 == "auto":
         return "auto: bf16 on a bf16-capable GPU, fp32 on CPU"
     return "bf16" if bf16 else "fp32"
+
+
+def _liger(setting) -> str:
+    if setting == "auto":
+        return "auto: on with liger-kernel installed and a GPU, off on CPU"
+    return "on" if setting else "off"
+
+
+def _generation(cluster) -> str:
+    if cluster.use_vllm == "auto":
+        return f"auto: vLLM ({cluster.vllm_mode}) when installed and on a GPU, else transformers"
+    return f"vLLM ({cluster.vllm_mode})" if cluster.use_vllm else "transformers"
+
+
+def _threads(cfg, world: int) -> str:
+    from grpolab.launch.detect import cpu_threads, usable_cores
+
+    setting = cfg.cluster.threads_per_process
+    if setting != "auto":
+        return str(setting)
+    per_machine = max(1, world // cfg.cluster.num_machines)
+    return f"auto = {cpu_threads('auto', per_machine)} ({usable_cores()} cores here / {per_machine} process(es) per machine)"
 
 
 def _flatten(data, prefix=""):

@@ -262,7 +262,7 @@ class GRPOConfigLoader:
         """What --set, flags and update_param changed on top of the files: dotted key -> new value."""
         return {key: new for key, (_, new) in self._changes.items()}
 
-    def trl_kwargs(self, world_size: int | None = None, *, device: str = "cpu", bf16_supported: bool = False, use_vllm: bool = False) -> dict:
+    def trl_kwargs(self, world_size: int | None = None, *, device: str = "cpu", bf16_supported: bool = False, use_vllm: bool = False, liger_installed: bool = False) -> dict:
         """Keyword arguments for trl.GRPOConfig (no trl import). Validated for `world_size` processes."""
         from .trl_mapping import to_trl_kwargs
 
@@ -271,7 +271,7 @@ class GRPOConfigLoader:
             problems = cross_field_problems(self.config, world_size, self.origin_of)
             if problems:
                 raise ConfigError(problems)
-        return to_trl_kwargs(self.config, device=device, bf16_supported=bf16_supported, use_vllm=use_vllm)
+        return to_trl_kwargs(self.config, device=device, bf16_supported=bf16_supported, use_vllm=use_vllm, liger_installed=liger_installed)
 
     def render(self) -> str:
         """The source file's text with every change applied and marked `# Changed from OLD`."""

@@ -8,7 +8,7 @@ those are checked against the snapshot in trl_fields.json (see validate.check_ke
 from __future__ import annotations
 
 import re
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -52,6 +52,7 @@ class DataConfig(Section):
     split: str = Field("train", description="split to train on")
     eval_split: str | None = Field(None, description="held-out split for greedy accuracy before/after training; null = none")
     eval_samples: int = Field(200, ge=1, description="held-out prompts to score")
+    eval_every_steps: int = Field(0, ge=0, description="also score the held-out prompts every N optimizer steps (eval/accuracy); 0 = before and after only")
     columns: dict[str, str] = Field(default_factory=dict, description="rename source columns, e.g. {question: prompt, solution: answer}")
     system_prompt: str | None = Field(None, description="system message for chat prompts (needs a chat template)")
     max_samples: int | None = Field(None, ge=1, description="use at most this many training rows")
@@ -92,6 +93,7 @@ class TrainingConfig(PassThroughSection):
     # Differs from TRL (True): it costs ~30% speed and small models do not need it; the cluster preset turns it on.
     gradient_checkpointing: bool = Field(False, description="trade compute for memory")
     bf16: Union[bool, Literal["auto"]] = Field("auto", description="auto = bf16 on a bf16-capable GPU, fp32 on CPU")
+    use_liger_kernel: Union[bool, Literal["auto"]] = Field(False, description="Liger fused kernels (less memory); auto = on when liger-kernel is installed and training runs on a GPU")
 
 
 class GRPOSection(PassThroughSection):
@@ -152,6 +154,7 @@ class ClusterConfig(Section):
     vllm_server_host: str = Field("0.0.0.0", description="vLLM server address (server mode)")
     vllm_server_port: int = Field(8000, ge=1, le=65535, description="vLLM server port (server mode)")
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="GPU memory share for vLLM (colocate mode)")
+    threads_per_process: Union[Annotated[int, Field(ge=1)], Literal["auto"]] = Field("auto", description="torch CPU threads per process; auto = this machine's cores / processes on it")
 
 
 class GRPOLabConfig(Section):

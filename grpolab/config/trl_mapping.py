@@ -10,9 +10,9 @@ from .schema import GRPOLabConfig
 from .validate import trl_fields
 
 
-def to_trl_kwargs(cfg: GRPOLabConfig, *, device: str = "cpu", bf16_supported: bool = False, use_vllm: bool = False) -> dict:
-    """`device` ("cpu" or "cuda"), `bf16_supported` and `use_vllm` are what the launcher found
-    on the machine; they resolve the `auto` values. The run directory (output_dir, run_name)
+def to_trl_kwargs(cfg: GRPOLabConfig, *, device: str = "cpu", bf16_supported: bool = False, use_vllm: bool = False, liger_installed: bool = False) -> dict:
+    """`device` ("cpu" or "cuda"), `bf16_supported`, `use_vllm` and `liger_installed` are what the
+    launcher found on the machine; they resolve the `auto` values. The run directory (output_dir, run_name)
     is filled in by the training pipeline."""
     kwargs: dict = {}
 
@@ -20,6 +20,8 @@ def to_trl_kwargs(cfg: GRPOLabConfig, *, device: str = "cpu", bf16_supported: bo
     bf16 = training.pop("bf16")
     kwargs.update(training)
     kwargs["bf16"] = (device == "cuda" and bf16_supported) if bf16 == "auto" else bf16
+    if kwargs["use_liger_kernel"] == "auto":  # Liger's Triton kernels need a GPU
+        kwargs["use_liger_kernel"] = device == "cuda" and liger_installed
     # transformers 5.x renamed gradient_checkpointing to activation_checkpointing (the old name warns).
     checkpointing = kwargs.pop("gradient_checkpointing")
     if "activation_checkpointing" in trl_fields()["training"]:

@@ -234,6 +234,8 @@ def cross_field_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> list
         problems.append(Problem("grpo.log_completions_hub_repo", "needs grpo.log_completions: true.", "set `grpo.log_completions: true`", origin_of("grpo.log_completions_hub_repo")))
     if extra.get("auto_find_batch_size"):
         problems.append(Problem("training.auto_find_batch_size", "is not supported by GRPO (halving the batch would split prompt groups).", "delete it and lower `training.per_device_train_batch_size` instead", origin_of("training.auto_find_batch_size")))
+    if cfg.data.eval_every_steps and not cfg.data.eval_split:
+        problems.append(Problem("data.eval_every_steps", "needs held-out prompts, and data.eval_split is null.", "set `data.eval_split` (e.g. eval for builtin:addition) or `data.eval_every_steps: 0`", origin_of("data.eval_every_steps")))
     if t.max_steps == -1 and t.num_train_epochs <= 0:
         problems.append(Problem("training.num_train_epochs", "must be > 0 when training.max_steps is -1.", "set `training.max_steps`", origin_of("training.num_train_epochs")))
     if isinstance(t.warmup_steps, float) and not t.warmup_steps.is_integer() and t.warmup_steps >= 1:

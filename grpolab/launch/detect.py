@@ -35,6 +35,7 @@ def srun_rank_env(environ, main_ip: str | None, port: int) -> dict[str, str]:
         "RANK": environ["SLURM_PROCID"],
         "WORLD_SIZE": environ["SLURM_STEP_NUM_TASKS"],
         "LOCAL_RANK": environ.get("SLURM_LOCALID", "0"),
+        "LOCAL_WORLD_SIZE": str(_tasks_on_first_node(environ.get("SLURM_STEP_TASKS_PER_NODE", "1"))),
         "MASTER_ADDR": main,
         "MASTER_PORT": str(port),
     }
@@ -58,3 +59,26 @@ def visible_gpus() -> int:
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _tasks_on_first_node(tasks_per_node: str) -> int:
+    """SLURM_STEP_TASKS_PER_NODE looks like "4(x2),3": the first node's count (nodes usually match)."""
+    head = tasks_per_node.split(",")[0].split("(")[0]
+    return int(head) if head.isdigit() else 1
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (a container's or taskset's limit, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def cpu_threads(setting, processes_here: int) -> int:
+    """`cluster.threads_per_process`: a number, or auto = this machine's cores shared by its
+    processes (more threads than cores makes every step slower; torchrun's default of 1 leaves
+    cores idle when a few CPU ranks share a machine)."""
+    if setting != "auto":
+        return int(setting)
+    return max(1, usable_cores() // max(1, processes_here))

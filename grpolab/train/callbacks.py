@@ -1,4 +1,5 @@
-"""Trainer callbacks: metrics.jsonl, stop on NaN loss, stop cleanly on Ctrl-C / SIGTERM."""
+"""Trainer callbacks: metrics.jsonl, held-out accuracy during training, stop on NaN loss,
+stop cleanly on Ctrl-C / SIGTERM."""
 
 from __future__ import annotations
 
@@ -23,6 +24,41 @@ class MetricsFileCallback(TrainerCallback):
         record = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time(), 3), **logs}
         with self.path.open("a") as handle:
             handle.write(json.dumps(record, default=float) + "\n")
+
+
+class HeldOutAccuracyCallback(TrainerCallback):
+    """Score the held-out prompts every `every_steps` optimizer steps (`data.eval_every_steps`).
+
+    `score(model)` returns the accuracy. Each score is appended to `metrics_path` (when given) and
+    to the WandB run (when given) as `eval/accuracy` with `eval/train_seconds`: the training time
+    so far, not counting the scoring itself, so accuracy can be plotted against compute spent.
+    `curve` keeps every (step, train_seconds, accuracy). Every rank scores (sharded weights
+    need all of them in the forward pass); rank 0 records."""
+
+    def __init__(self, score, every_steps: int, metrics_path: Path | None = None, wandb_run=None):
+        self.score, self.every_steps = score, every_steps
+        self.metrics_path, self.wandb_run = metrics_path, wandb_run
+        self.curve: list[dict] = []
+        self._started = self._scoring = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._started, self._scoring = time.perf_counter(), 0.0
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if model is None or not self.every_steps or state.global_step % self.every_steps:
+            return
+        train_seconds = time.perf_counter() - self._started - self._scoring
+        began = time.perf_counter()
+        accuracy = self.score(model)
+        if state.is_world_process_zero:
+            point = {"step": state.global_step, "eval/train_seconds": round(train_seconds, 3), "eval/accuracy": accuracy}
+            self.curve.append(point)
+            if self.metrics_path is not None:
+                with self.metrics_path.open("a") as handle:
+                    handle.write(json.dumps({**point, "time": round(time.time(), 3)}) + "\n")
+            if self.wandb_run is not None:
+                self.wandb_run.log({"eval/accuracy": accuracy, "eval/train_seconds": point["eval/train_seconds"], "train/global_step": state.global_step})
+        self._scoring += time.perf_counter() - began
 
 
 class NanLossCallback(TrainerCallback):
@@ -53,18 +89,24 @@ class NanLossCallback(TrainerCallback):
 
 
 def _weights_finite(model) -> bool:
-    """All trainable weights finite, on every process (one flag, all-reduced, so ranks agree)."""
+    """All trainable weights finite, on every process (one flag, all-reduced, so ranks agree).
+
+    One fused norm per tensor: a NaN or inf anywhere makes the norm non-finite. It runs every
+    step, and is ~6x cheaper than isfinite() over every weight (2 ms instead of 13 ms per step for
+    14M parameters on 2 CPU cores). A norm also overflows when weights pass ~1e19, which is a
+    diverged run as well (norms are computed in fp32 for every weight dtype)."""
     import torch
 
-    flags = []
+    tensors = []
     for param in model.parameters():
         if param.requires_grad:
             local = param.detach()
             local = local.to_local() if hasattr(local, "to_local") else local  # FSDP2 DTensor: this rank's shard
             if local.numel():  # DeepSpeed ZeRO-3 placeholders are empty
-                flags.append(torch.isfinite(local).all())
-    if flags:
-        finite = torch.stack(flags).all().to(torch.int32)
+                tensors.append(local)
+    if tensors:
+        norms = torch._foreach_norm(tensors, 2, dtype=torch.float32)  # fp32 result: an fp16 norm would overflow early
+        finite = torch.isfinite(torch.stack(norms)).all().to(torch.int32)
     else:
         finite = torch.ones((), dtype=torch.int32, device=next(model.parameters()).device)
     if torch.distributed.is_available() and torch.distributed.is_initialized():

@@ -72,29 +72,38 @@ def _differences(a, b, prefix=""):
     return [] if a == b else [(prefix, a, b)]
 
 
-def detect_hardware(cluster_cfg) -> dict:
+def detect_hardware(cfg) -> dict:
+    """What this process runs on, and the `auto` choices that follow from it (device, bf16,
+    vLLM, Liger)."""
+    import importlib.util as importlib_util
+
     import torch
+
+    cluster_cfg = cfg.cluster
 
     cuda = torch.cuda.is_available() and cluster_cfg.device != "cpu"
     if cluster_cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError(Problem("cluster.device", "is cuda, but no CUDA GPU is visible.", "set `cluster.device: auto` (or cpu)"))
     use_vllm = cluster_cfg.use_vllm
     if use_vllm is True or use_vllm == "auto":
-        import importlib.util
-
-        have_vllm = importlib.util.find_spec("vllm") is not None
+        have_vllm = importlib_util.find_spec("vllm") is not None
         if use_vllm is True and not (have_vllm and cuda):
             missing = "vLLM is not installed (pip install 'trl[vllm]')" if not have_vllm else "there is no CUDA GPU"
             raise ConfigError(Problem("cluster.use_vllm", f"is true, but {missing}.", "set `cluster.use_vllm: auto` to fall back to transformers generation"))
         if use_vllm == "auto" and cuda and not have_vllm:
             print("note: vLLM is not installed; generating with transformers (pip install 'trl[vllm]' for faster generation)")
         use_vllm = have_vllm and cuda
+    liger_installed = importlib_util.find_spec("liger_kernel") is not None
+    if cfg.training.use_liger_kernel is True and not (liger_installed and cuda):
+        missing = "liger-kernel is not installed (pip install liger-kernel)" if not liger_installed else "there is no CUDA GPU (Liger's kernels need one)"
+        raise ConfigError(Problem("training.use_liger_kernel", f"is true, but {missing}.", "set `training.use_liger_kernel: auto` to use it only where it can run"))
     return {
         "device": "cuda" if cuda else "cpu",
         "bf16_supported": bool(cuda and torch.cuda.is_bf16_supported()),
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "rank": int(os.environ.get("RANK", "0")),
         "use_vllm": bool(use_vllm),
+        "liger": liger_installed and cuda,
     }
 
 
@@ -110,7 +119,7 @@ def train(args) -> int:
 
     from grpolab.track import run_dir as records
 
-    hw = detect_hardware(cfg.cluster)
+    hw = detect_hardware(cfg)
     if hw["device"] == "cpu":
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # deepspeed, when installed, warns on every import otherwise
     from grpolab.launch.relaunch import maybe_relaunch
@@ -119,7 +128,14 @@ def train(args) -> int:
     if launched is not None:
         return launched
     world = hw["world_size"]
-    trl_kwargs = loader.trl_kwargs(world_size=world, device=hw["device"], bf16_supported=hw["bf16_supported"], use_vllm=hw["use_vllm"])
+    trl_kwargs = loader.trl_kwargs(world_size=world, device=hw["device"], bf16_supported=hw["bf16_supported"], use_vllm=hw["use_vllm"], liger_installed=hw["liger"])
+    hw["use_liger_kernel"] = trl_kwargs["use_liger_kernel"]
+    import torch
+
+    from grpolab.launch.detect import cpu_threads
+
+    hw["threads"] = cpu_threads(cfg.cluster.threads_per_process, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # ranks on this machine
+    torch.set_num_threads(hw["threads"])
 
     # Logging: quiet libraries, our own lines on stdout.
     import transformers
@@ -186,6 +202,7 @@ def train(args) -> int:
             "host": records.host_info(),
             "world_size": world,
             "device": hw["device"],
+            "threads_per_process": hw["threads"],
             "effective_batch_size": derived["effective_batch_size"],
             "derived": derived,
             "dataset": {"rows": len(train_set), "dropped_too_long": dropped},
@@ -205,7 +222,7 @@ def train(args) -> int:
     # Trainer.
     from trl import GRPOConfig, GRPOTrainer
 
-    from grpolab.train.callbacks import MetricsFileCallback, NanLossCallback, StopOnSignalCallback
+    from grpolab.train.callbacks import HeldOutAccuracyCallback, MetricsFileCallback, NanLossCallback, StopOnSignalCallback
     from grpolab.track.wandb_run import start_wandb, wandb_enabled
 
     trl_kwargs.update(output_dir=str(run_dir), run_name=run_dir.name)
@@ -215,6 +232,10 @@ def train(args) -> int:
     elif not wandb_enabled(cfg.logging.report_to) and "wandb" in (trl_kwargs["report_to"] or []):
         trl_kwargs["report_to"] = [t for t in trl_kwargs["report_to"] if t != "wandb"] or "none"
     nan_guard, stopper = NanLossCallback(), StopOnSignalCallback().install()
+    callbacks = [MetricsFileCallback(run_dir / "metrics.jsonl"), nan_guard, stopper]
+    if cfg.data.eval_every_steps:
+        score = lambda m: _evaluate(m, tokenizer, eval_rows, cfg)  # noqa: E731
+        callbacks.append(HeldOutAccuracyCallback(score, cfg.data.eval_every_steps, run_dir / "metrics.jsonl" if is_main else None, wandb_run))
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -222,7 +243,7 @@ def train(args) -> int:
         train_dataset=train_set,
         processing_class=tokenizer,
         peft_config=models.lora_config(cfg.model),
-        callbacks=[MetricsFileCallback(run_dir / "metrics.jsonl"), nan_guard, stopper],
+        callbacks=callbacks,
     )
 
     # Train.
@@ -323,14 +344,17 @@ def print_plan(cfg, loader, model_name, model, hw, d, rows, dropped, longest, co
     lines = [
         f"config       {source} (mode {cfg.mode}){' + ' + ', '.join(f'{k}={v}' for k, v in loader.overrides.items()) if loader.overrides else ''}",
         f"model        {model_name} ({params / 1e6:.2f}M parameters, context {context}){' + LoRA r=' + str(cfg.model.lora.r) if cfg.model.lora.enabled else ''}",
-        f"device       {hw['device']} x {d['world_size']} process(es); precision {'bf16' if hw['bf16_supported'] and cfg.training.bf16 != False else 'fp32'}; generation {'vLLM' if hw['use_vllm'] else 'transformers'}",
+        f"device       {hw['device']} x {d['world_size']} process(es), {hw['threads']} CPU thread(s) each; precision {'bf16' if hw['bf16_supported'] and cfg.training.bf16 != False else 'fp32'}; "
+        f"generation {'vLLM ' + cfg.cluster.vllm_mode if hw['use_vllm'] else 'transformers'}; gradient checkpointing {'on' if cfg.training.gradient_checkpointing else 'off'}; "
+        f"Liger {'on' if hw['use_liger_kernel'] else 'off'}",
         f"data         {cfg.data.dataset} [{cfg.data.split}]: {rows} prompts ({dropped} dropped as too long; longest kept {longest} tokens)",
         f"rewards      {', '.join(f'{r.name} x{r.weight:g}' for r in cfg.rewards)}",
         f"batch        effective {d['effective_batch_size']}; {d['generation_batch_size']} completions = {d['unique_prompts_per_round']} prompts x {cfg.grpo.num_generations} per round; {'on' if d['on_policy'] else 'off'}-policy",
         f"steps        {d['total_optimizer_steps']} optimizer steps ({d['optimizer_steps_per_epoch']} per epoch); KL {'on (beta ' + format(cfg.grpo.beta, 'g') + ', reference model loaded)' if d['kl_tracked'] else 'off (beta 0: no reference model)'}",
     ]
     if eval_rows is not None:
-        lines.append(f"held-out     {len(eval_rows)} prompts from [{cfg.data.eval_split}], greedy accuracy before and after")
+        every = f", and every {cfg.data.eval_every_steps} steps" if cfg.data.eval_every_steps else ""
+        lines.append(f"held-out     {len(eval_rows)} prompts from [{cfg.data.eval_split}], greedy accuracy before and after{every}")
     print("\n".join(lines), flush=True)
 
 
