@@ -1,6 +1,7 @@
-"""How fast is `grpolab config validate` next to just importing trl?
+"""How fast are `grpolab config validate` and `config explain` next to just importing trl?
 
-Runs `grpolab config validate configs/grpo_cluster.yaml` and `python -c "import trl"`
+Runs `grpolab config validate configs/grpo_cluster.yaml`, `grpolab config explain --mode
+cluster --world-size 8` and `python -c "import trl"`
 interleaved, N times each (after one untimed warm-up of each), prints the medians and their
 ratio, and writes bench/results/cli_latency.json.
 
@@ -29,12 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "cli_latency.json"
 
 
-def validate_command() -> list[str]:
+def grpolab_command(*args: str) -> list[str]:
     """The venv's `grpolab` console script when it is there, else `python -m grpolab.cli.main`."""
     script = Path(sys.executable).with_name("grpolab")
     if script.exists() or shutil.which("grpolab"):
-        return [str(script if script.exists() else shutil.which("grpolab")), "config", "validate", "configs/grpo_cluster.yaml"]
-    return [sys.executable, "-m", "grpolab.cli.main", "config", "validate", "configs/grpo_cluster.yaml"]
+        return [str(script if script.exists() else shutil.which("grpolab")), *args]
+    return [sys.executable, "-m", "grpolab.cli.main", *args]
 
 
 def timed(cmd: list[str]) -> float:
@@ -59,7 +60,8 @@ def main() -> int:
     args = parser.parse_args()
 
     commands = {
-        "validate": validate_command(),
+        "validate": grpolab_command("config", "validate", "configs/grpo_cluster.yaml"),
+        "explain": grpolab_command("config", "explain", "--mode", "cluster", "--world-size", "8"),
         "import_trl": [sys.executable, "-c", "import trl"],
         "import_trl_grpoconfig": [sys.executable, "-c", "from trl import GRPOConfig"],
     }
@@ -80,6 +82,8 @@ def main() -> int:
         "median_seconds": {name: round(v, 4) for name, v in medians.items()},
         "import_trl_over_validate": round(ratio, 2),
         "import_trl_grpoconfig_over_validate": round(ratio_config, 2),
+        "import_trl_over_explain": round(medians["import_trl"] / medians["explain"], 2),
+        "import_trl_grpoconfig_over_explain": round(medians["import_trl_grpoconfig"] / medians["explain"], 2),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
@@ -89,6 +93,7 @@ def main() -> int:
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"grpolab config validate configs/grpo_cluster.yaml  median {medians['validate'] * 1000:7.1f} ms  (n={args.n})")
+    print(f"grpolab config explain --mode cluster ...      median {medians['explain'] * 1000:7.1f} ms  (n={args.n})")
     print(f"python -c 'import trl'                             median {medians['import_trl'] * 1000:7.1f} ms  (n={args.n})")
     print(f"python -c 'from trl import GRPOConfig'             median {medians['import_trl_grpoconfig'] * 1000:7.1f} ms  (n={args.n})")
     print(f"import trl / validate: {ratio:.2f}x;  from trl import GRPOConfig / validate: {ratio_config:.1f}x")

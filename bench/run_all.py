@@ -1,0 +1,127 @@
+"""`make bench`: every benchmark, one after the other (never two at once: they time the CPU),
+then one table on stdout and in bench/results/summary.md.
+
+    .venv/bin/python bench/run_all.py [--only overhead growth ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import PYTHON, REPO, RESULTS, child_env, machine  # noqa: E402
+
+BENCHMARKS = {  # name: the script and its arguments
+    "cli_latency": ["bench/cli_latency.py"],
+    "overhead": ["bench/overhead.py"],
+    "growth": ["bench/growth.py"],
+    "time_to_accuracy": ["bench/time_to_accuracy.py"],
+}
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def summary_rows() -> list[tuple[str, str, str, str]]:
+    """(benchmark, measured, target, met?) for each result file present."""
+    rows = []
+    cli = load("cli_latency")
+    if cli:
+        med = cli["median_seconds"]
+        rows.append(("`grpolab config validate`", f"{med['validate'] * 1000:.0f} ms", "", ""))
+        if "explain" in med:
+            rows.append(("`grpolab config explain`", f"{med['explain'] * 1000:.0f} ms", "", ""))
+        rows.append(("`python -c \"import trl\"` (lazy) / validate", f"{cli['import_trl_over_validate']:.2f}x", ">= 10x", _met(cli["import_trl_over_validate"] >= 10)))
+        rows.append(("`from trl import GRPOConfig` / validate", f"{cli['import_trl_grpoconfig_over_validate']:.1f}x", ">= 10x", _met(cli["import_trl_grpoconfig_over_validate"] >= 10)))
+    over = load("overhead")
+    if over:
+        for size, r in over["sizes"].items():
+            m = r["median"]
+            label = f"{size} model ({r['parameters'] / 1e6:.2f}M)"
+            rows.append((f"overhead, {label}: step time grpolab / plain TRL",
+                         f"{r['ratio_step_time']:.3f} ({m['grpolab']['step_s'] * 1000:.1f} vs {m['plain_trl']['step_s'] * 1000:.1f} ms)", "<= 1.03", _met(r["ratio_step_time"] <= 1.03)))
+            rows.append((f"overhead, {label}: peak RSS grpolab / plain TRL",
+                         f"{r['ratio_peak_rss']:.3f} ({m['grpolab']['peak_rss_mib']:.0f} vs {m['plain_trl']['peak_rss_mib']:.0f} MiB)", "<= 1.05", _met(r["ratio_peak_rss"] <= 1.05)))
+            rows.append((f"overhead, {label}: FLOP estimate / step time", f"{r['fraction_of_peak']['grpolab']:.1%} of the measured matmul peak", "", ""))
+    tta = load("time_to_accuracy")
+    if tta:
+        med, budget, target = tta["median"], tta["budget_s"], tta["target_accuracy"]
+        fmt = lambda t: f"{t:.1f} s" if t is not None else f"> {budget:g} s"  # noqa: E731
+        speedup = tta["speedup_time_to_target"]
+        bound = ">= " if speedup is not None and tta["speedup_kind"].startswith("lower") else ""
+        rows.append((f"demo task: training time to {target:.0%} held-out, grpolab preset vs TRL defaults",
+                     f"{fmt(med['grpolab']['time_to_target_s'])} vs {fmt(med['trl_defaults']['time_to_target_s'])}: {bound}{speedup:.1f}x" if speedup else "not reached",
+                     ">= 2x", _met(speedup is not None and speedup >= 2)))
+        rows.append((f"demo task: held-out accuracy after {budget:g} s", f"{med['grpolab']['accuracy_at_budget']:.1%} vs {med['trl_defaults']['accuracy_at_budget']:.1%} (from {med['grpolab']['accuracy_before']:.1%})", "", ""))
+    growth = load("growth")
+    if growth:
+        for name, s in growth["series"].items():
+            pts = s["points"]
+            rows.append((f"growth with {name} {s['values'][0]} -> {s['values'][-1]}",
+                         f"step time x{pts[-1]['step_s'] / pts[0]['step_s']:.2f} (~x^{s['time_exponent']:.2f}), peak RSS +{pts[-1]['peak_rss_mib'] - pts[0]['peak_rss_mib']:.0f} MiB", "", ""))
+    return rows
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def write_summary(rows, seconds: dict) -> Path:
+    m = machine()
+    lines = [
+        "# grpolab benchmarks",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} on {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, no GPU; "
+        f"Python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, trl {m['trl']}. Medians; raw samples in the JSON files.",
+        "",
+        "| benchmark | measured | target | met |",
+        "|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows],
+        "",
+        "Plots: `time_to_accuracy.png`, `growth.png`. Run time of each benchmark: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + ".",
+        "",
+    ]
+    path = RESULTS / "summary.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these (the table still shows every result file)")
+    args = parser.parse_args()
+
+    seconds = {}
+    for name, script in BENCHMARKS.items():
+        if args.only and name not in args.only:
+            continue
+        print(f"\n== {name} ==", flush=True)
+        start = time.perf_counter()
+        proc = subprocess.run([PYTHON, *script], cwd=REPO, env=child_env())
+        seconds[name] = time.perf_counter() - start
+        if proc.returncode != 0:
+            print(f"{name} failed (exit {proc.returncode})", file=sys.stderr)
+            return 1
+
+    rows = summary_rows()
+    path = write_summary(rows, seconds)
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    print("\n" + "  ".join(h.ljust(w) for h, w in zip(("benchmark", "measured", "target", "met"), widths)))
+    for row in rows:
+        print("  ".join(cell.replace("**", "").ljust(w) for cell, w in zip(row, widths)))
+    total = sum(seconds.values())
+    print(f"\nall benchmarks: {math.floor(total / 60)} min {total % 60:.0f} s; wrote {path.relative_to(REPO)} and bench/results/*.json, *.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
