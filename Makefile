@@ -37,8 +37,10 @@ test-fast: venv
 demo: venv
 	$(PY) training/grpo_training.py --config configs/grpo_demo.yaml
 
+# All benchmarks, one after the other (~15 min on 2 cores): table on stdout and in
+# bench/results/summary.md, JSON and PNG files in bench/results/.
 bench: venv
-	$(PY) bench/cli_latency.py
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

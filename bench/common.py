@@ -51,8 +51,9 @@ def median(values) -> float:
 
 def build_model(folder: Path, *, n_layer: int, n_embd: int, n_head: int, n_positions: int = 128, seed: int = 0) -> int:
     """A random-init GPT-2 with the demo's character tokenizer, saved like a Hub checkout. Returns
-    its parameter count. Random weights never emit the end token, so every completion runs to
-    max_completion_length and compute per step is the same in every run."""
+    its parameter count. Random weights sample the end token about once in 16 tokens; the
+    benchmarks forbid it with `generation_kwargs: {min_new_tokens: L}`, so every completion runs
+    to max_completion_length and compute per step is the same in every run."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -1,8 +1,8 @@
 """How do step time and memory grow with num_generations and max_completion_length?
 
-`grpolab train` on the ~14M-parameter random-init model of bench/overhead.py (it never emits the
-end token, so every completion is exactly max_completion_length tokens), 2 prompts per optimizer
-step:
+`grpolab train` on the ~14M-parameter random-init model of bench/overhead.py (the end token is
+held back with min_new_tokens, so every completion is exactly max_completion_length tokens), 2
+prompts per optimizer step:
   num_generations 4, 8, 16        at max_completion_length 32
   max_completion_length 16, 32, 64 at num_generations 8
 Per point: the median of TRL's logged per-step `step_time` (the first step left out), the process's
@@ -34,9 +34,11 @@ SERIES = {
 }
 
 
-def run_point(model_dir: Path, data_file: Path, out: Path, G: int, L: int, steps: int) -> dict:
-    overrides = [f"model.name_or_path={model_dir}", f"data.dataset={data_file}", f"output_dir={out}", f"training.max_steps={steps}",
-                 f"training.per_device_train_batch_size={PROMPTS_PER_STEP * G}", f"grpo.num_generations={G}", f"generation.max_completion_length={L}"]
+def run_point(model_dir: Path, data_file: Path, out: Path, G: int, L: int, steps: int, extra: tuple[str, ...] = ()) -> dict:
+    """One `grpolab train` run; `extra` are more --set overrides."""
+    overrides = [*extra, f"model.name_or_path={model_dir}", f"data.dataset={data_file}", f"output_dir={out}", f"training.max_steps={steps}",
+                 f"training.per_device_train_batch_size={PROMPTS_PER_STEP * G}", f"grpo.num_generations={G}", f"generation.max_completion_length={L}",
+                 f'grpo.generation_kwargs={{"min_new_tokens": {L}}}']
     cmd = [PYTHON, "-m", "grpolab.cli.main", "train", "--config", str(CONFIG)]
     for item in overrides:
         cmd += ["--set", item]
@@ -44,6 +46,9 @@ def run_point(model_dir: Path, data_file: Path, out: Path, G: int, L: int, steps
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     step_times = [r["step_time"] for r in records if "step_time" in r and r["step"] > 1]
+    lengths = {r["completions/mean_length"] for r in records if "completions/mean_length" in r}
+    if lengths != {L}:
+        raise SystemExit(f"completions were not all {L} tokens long: mean lengths {sorted(lengths)}")
     return {"step_s": median(step_times), "peak_rss_mib": child["peak_rss_mib"], "steps_timed": len(step_times)}
 
 

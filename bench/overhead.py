@@ -52,7 +52,11 @@ def run_grpolab(overrides: list[str], out: Path) -> dict:
         cmd += ["--set", item]
     child = run_child(cmd)
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    final = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if "train_runtime" in line][-1]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    lengths = {r["completions/mean_length"] for r in records if "completions/mean_length" in r}
+    if lengths != {32}:
+        raise SystemExit(f"grpolab's completions were not all 32 tokens long: mean lengths {sorted(lengths)}")
+    final = [r for r in records if "train_runtime" in r][-1]
     summary = json.loads((run_dir / "summary.json").read_text())
     return {**child, "train_runtime": final["train_runtime"], "global_step": summary["global_step"]}
 

@@ -54,14 +54,14 @@ def classify(stack: list[str]) -> str:
     return "other"
 
 
-def grpolab_in_loop(stack: list[str]) -> bool:
-    """grpolab's own code on a training-loop stack (its callbacks, its reward wrapper)."""
+def grpolab_in_loop(stack: list[str]) -> str | None:
+    """The outermost grpolab frame on a training-loop stack (its callbacks, its reward wrapper), or None."""
     in_loop = False
     for frame in stack:
         in_loop = in_loop or TRAIN_LOOP in frame
         if in_loop and "(grpolab/" in frame:
-            return True
-    return False
+            return frame.split(" (")[0] + " (" + frame.split(" (")[1].split(":")[0] + ")"
+    return None
 
 
 def main() -> int:
@@ -84,14 +84,16 @@ def main() -> int:
         proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True)
         if proc.returncode != 0 or not raw.exists():
             raise SystemExit(f"profiling failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
-        buckets, grpolab, total = Counter(), 0, 0
+        buckets, grpolab, total = Counter(), Counter(), 0
         for line in raw.read_text().splitlines():
             stack_text, _, count = line.rpartition(" ")
             if not stack_text:
                 continue
             stack, n = stack_text.split(";"), int(count)
             buckets[classify(stack)] += n
-            grpolab += n if grpolab_in_loop(stack) else 0
+            own = grpolab_in_loop(stack)
+            if own:
+                grpolab[own] += n
             total += n
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -101,13 +103,16 @@ def main() -> int:
     result = {"command": "grpolab train --config configs/grpo_demo.yaml --set training.max_steps=" + str(args.steps),
               "samples": total, "rate_per_s": args.rate, "share_of_run": shares,
               "share_of_training_loop": {b: n / loop for b, n in buckets.items() if b != "startup"},
-              "grpolab_code_share_of_training_loop": grpolab / loop}
+              "grpolab_code_share_of_training_loop": sum(grpolab.values()) / loop,
+              "grpolab_functions_share_of_training_loop": {f: n / loop for f, n in grpolab.most_common()}}
     path = write_result("profile_demo", result)
     print(f"{'phase':<18} {'% of run':>8} {'% of loop':>9}")  # loop = everything after startup
     for bucket, share in shares.items():
         in_loop = "" if bucket == "startup" else f"{buckets[bucket] / loop:>9.1%}"
         print(f"{bucket:<18} {share:>8.1%} {in_loop}")
-    print(f"grpolab's own code inside the training loop: {grpolab / loop:.2%} of loop samples ({total} samples in all)")
+    print(f"grpolab's own code inside the training loop: {sum(grpolab.values()) / loop:.2%} of loop samples ({total} samples in all):")
+    for func, n in grpolab.most_common(5):
+        print(f"  {n / loop:6.2%}  {func}")
     print(f"wrote {path.relative_to(REPO)}")
     return 0
 

@@ -21,6 +21,8 @@ BENCHMARKS = {  # name: the script and its arguments
     "cli_latency": ["bench/cli_latency.py"],
     "overhead": ["bench/overhead.py"],
     "growth": ["bench/growth.py"],
+    "speed_choices": ["bench/speed_choices.py"],
+    "profile_demo": ["bench/profile_demo.py"],
     "time_to_accuracy": ["bench/time_to_accuracy.py"],
 }
 

@@ -325,3 +325,14 @@ def test_srun_tasks_get_torch_rank_variables(tmp_path, monkeypatch):
         monkeypatch.delenv(key)
     with pytest.raises(ConfigError, match="srun started 2 tasks"):
         relaunch.maybe_relaunch(loader, args, dict(GPU_HW))
+
+
+@pytest.mark.parametrize("cpuinfo, expected", [
+    ("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n", True),  # Zen 4 / Cooper Lake
+    ("flags\t\t: fpu avx2 amx_bf16 amx_tile\n", True),  # Sapphire Rapids
+    ("flags\t\t: fpu sse4_2 avx2 fma\n", False),  # AVX2 only: torch emulates bf16, autocast is slower
+    ("Features\t: fp asimd bf16 i8mm\n", True),  # Arm with BF16
+    ("", False),
+])
+def test_cpu_native_bf16_is_read_from_cpuinfo(cpuinfo, expected):
+    assert detect.cpu_has_bf16(cpuinfo) is expected

@@ -315,10 +315,11 @@ def test_explain_shows_every_speed_choice_and_the_key_that_overrides_it(capsys, 
     from grpolab.launch import detect
 
     monkeypatch.setattr(detect, "usable_cores", lambda: 16)
+    monkeypatch.setattr(detect, "cpu_has_bf16", lambda: False)
     code, out, _ = run(capsys, "config", "explain", "--mode", "cluster", "--world-size", "8")
     assert code == 0
     rows = explain_rows(out)
-    assert rows["precision"] == "auto: bf16 on a bf16-capable GPU, fp32 on CPU"
+    assert rows["precision"] == "auto: bf16 on bf16 GPUs and on CPUs with native bf16 (this CPU: no), else fp32"
     assert rows["gradient checkpointing"] == "on"
     assert rows["Liger kernels"] == "auto: on with liger-kernel installed and a GPU, off on CPU"
     assert rows["generation"] == "auto: vLLM (colocate) when installed and on a GPU, else transformers"

@@ -618,6 +618,7 @@ def test_trl_kwargs_mapping():
     "bf16, device, supported, expect_bf16, expect_cpu",
     [
         ("auto", "cpu", False, False, True),
+        ("auto", "cpu", True, True, True),  # a CPU with AVX512-BF16/AMX: autocast is faster there
         ("auto", "cuda", True, True, False),
         ("auto", "cuda", False, False, False),
         (False, "cuda", True, False, False),

@@ -1,5 +1,5 @@
 """The loader's TRL keyword arguments build the same trl.GRPOConfig, field by field, as one
-written by hand from each preset's YAML values (use_cpu=True, bf16=False on this CPU machine)."""
+written by hand from each preset's YAML values (use_cpu=True; bf16=False as on a CPU without native bf16)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _by_hand_local() -> GRPOConfig:
         save_steps=50,
         seed=42,
         activation_checkpointing=False,  # YAML gradient_checkpointing (renamed in transformers 5)
-        bf16=False,  # bf16: auto -> fp32 on CPU
+        bf16=False,  # bf16: auto -> fp32 on a CPU without native bf16
         use_cpu=True,
         generation_batch_size=8,
         num_generations=8,

@@ -143,7 +143,9 @@ def cmd_explain(args) -> int:
 def _precision(cfg) -> str:
     bf16 = cfg.training.bf16
     if bf16 == "auto":
-        return "auto: bf16 on a bf16-capable GPU, fp32 on CPU"
+        from grpolab.launch.detect import cpu_has_bf16
+
+        return f"auto: bf16 on bf16 GPUs and on CPUs with native bf16 (this CPU: {'yes' if cpu_has_bf16() else 'no'}), else fp32"
     return "bf16" if bf16 else "fp32"
 
 

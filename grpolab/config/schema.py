@@ -92,7 +92,7 @@ class TrainingConfig(PassThroughSection):
     save_total_limit: int | None = Field(None, ge=1, description="keep at most N checkpoints")
     # Differs from TRL (True): it costs ~30% speed and small models do not need it; the cluster preset turns it on.
     gradient_checkpointing: bool = Field(False, description="trade compute for memory")
-    bf16: Union[bool, Literal["auto"]] = Field("auto", description="auto = bf16 on a bf16-capable GPU, fp32 on CPU")
+    bf16: Union[bool, Literal["auto"]] = Field("auto", description="auto = bf16 where the hardware computes it natively (bf16 GPUs, CPUs with AVX512-BF16/AMX), else fp32")
     use_liger_kernel: Union[bool, Literal["auto"]] = Field(False, description="Liger fused kernels (less memory); auto = on when liger-kernel is installed and training runs on a GPU")
 
 

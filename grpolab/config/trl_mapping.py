@@ -11,15 +11,16 @@ from .validate import trl_fields
 
 
 def to_trl_kwargs(cfg: GRPOLabConfig, *, device: str = "cpu", bf16_supported: bool = False, use_vllm: bool = False, liger_installed: bool = False) -> dict:
-    """`device` ("cpu" or "cuda"), `bf16_supported`, `use_vllm` and `liger_installed` are what the
-    launcher found on the machine; they resolve the `auto` values. The run directory (output_dir, run_name)
+    """`device` ("cpu" or "cuda"), `bf16_supported` (the device computes bf16 natively: a bf16 GPU,
+    or a CPU with AVX512-BF16/AMX), `use_vllm` and `liger_installed` are what the launcher found on
+    the machine; they resolve the `auto` values. The run directory (output_dir, run_name)
     is filled in by the training pipeline."""
     kwargs: dict = {}
 
     training = cfg.training.model_dump()  # typed fields and pass-through extras alike
     bf16 = training.pop("bf16")
     kwargs.update(training)
-    kwargs["bf16"] = (device == "cuda" and bf16_supported) if bf16 == "auto" else bf16
+    kwargs["bf16"] = bf16_supported if bf16 == "auto" else bf16  # bf16 autocast where it is native, so fast
     if kwargs["use_liger_kernel"] == "auto":  # Liger's Triton kernels need a GPU
         kwargs["use_liger_kernel"] = device == "cuda" and liger_installed
     # transformers 5.x renamed gradient_checkpointing to activation_checkpointing (the old name warns).

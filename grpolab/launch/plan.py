@@ -45,7 +45,7 @@ def processes_per_machine(cluster, device: str, gpus: int) -> int:
 def resolved_bf16(cfg, device: str, bf16_supported: bool) -> bool:
     """What training.bf16 becomes in TRL (same rule as config.trl_mapping)."""
     bf16 = cfg.training.bf16
-    return (device == "cuda" and bf16_supported) if bf16 == "auto" else bool(bf16)
+    return bf16_supported if bf16 == "auto" else bool(bf16)
 
 
 def mixed_precision(cfg, device: str, bf16_supported: bool) -> str:

@@ -79,6 +79,8 @@ def detect_hardware(cfg) -> dict:
 
     import torch
 
+    from grpolab.launch.detect import cpu_has_bf16
+
     cluster_cfg = cfg.cluster
 
     cuda = torch.cuda.is_available() and cluster_cfg.device != "cpu"
@@ -99,7 +101,7 @@ def detect_hardware(cfg) -> dict:
         raise ConfigError(Problem("training.use_liger_kernel", f"is true, but {missing}.", "set `training.use_liger_kernel: auto` to use it only where it can run"))
     return {
         "device": "cuda" if cuda else "cpu",
-        "bf16_supported": bool(cuda and torch.cuda.is_bf16_supported()),
+        "bf16_supported": bool(torch.cuda.is_bf16_supported()) if cuda else cpu_has_bf16(),  # native bf16: autocast pays off
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "rank": int(os.environ.get("RANK", "0")),
         "use_vllm": bool(use_vllm),
@@ -129,7 +131,7 @@ def train(args) -> int:
         return launched
     world = hw["world_size"]
     trl_kwargs = loader.trl_kwargs(world_size=world, device=hw["device"], bf16_supported=hw["bf16_supported"], use_vllm=hw["use_vllm"], liger_installed=hw["liger"])
-    hw["use_liger_kernel"] = trl_kwargs["use_liger_kernel"]
+    hw["use_liger_kernel"], hw["bf16"] = trl_kwargs["use_liger_kernel"], trl_kwargs["bf16"]
     import torch
 
     from grpolab.launch.detect import cpu_threads
@@ -344,7 +346,7 @@ def print_plan(cfg, loader, model_name, model, hw, d, rows, dropped, longest, co
     lines = [
         f"config       {source} (mode {cfg.mode}){' + ' + ', '.join(f'{k}={v}' for k, v in loader.overrides.items()) if loader.overrides else ''}",
         f"model        {model_name} ({params / 1e6:.2f}M parameters, context {context}){' + LoRA r=' + str(cfg.model.lora.r) if cfg.model.lora.enabled else ''}",
-        f"device       {hw['device']} x {d['world_size']} process(es), {hw['threads']} CPU thread(s) each; precision {'bf16' if hw['bf16_supported'] and cfg.training.bf16 != False else 'fp32'}; "
+        f"device       {hw['device']} x {d['world_size']} process(es), {hw['threads']} CPU thread(s) each; precision {'bf16 autocast' if hw['bf16'] else 'fp32'}; "
         f"generation {'vLLM ' + cfg.cluster.vllm_mode if hw['use_vllm'] else 'transformers'}; gradient checkpointing {'on' if cfg.training.gradient_checkpointing else 'off'}; "
         f"Liger {'on' if hw['use_liger_kernel'] else 'off'}",
         f"data         {cfg.data.dataset} [{cfg.data.split}]: {rows} prompts ({dropped} dropped as too long; longest kept {longest} tokens)",
