@@ -7,7 +7,8 @@ ratio, and writes bench/results/cli_latency.json.
 
 trl 1.x imports lazily: `import trl` alone loads almost nothing, and the cost (torch,
 transformers) comes with the first attribute. So a third command, `python -c "from trl
-import GRPOConfig"` (what checking a config against TRL itself would need), is timed too.
+import GRPOConfig"` (what checking a config against TRL itself would need), is timed too,
+and `python -c pass`, the interpreter's own start, which no command can beat.
 
     .venv/bin/python bench/cli_latency.py [--n 7]
 """
@@ -64,6 +65,7 @@ def main() -> int:
         "explain": grpolab_command("config", "explain", "--mode", "cluster", "--world-size", "8"),
         "import_trl": [sys.executable, "-c", "import trl"],
         "import_trl_grpoconfig": [sys.executable, "-c", "from trl import GRPOConfig"],
+        "python_startup": [sys.executable, "-c", "pass"],  # the floor: the interpreter alone
     }
     for cmd in commands.values():
         timed(cmd)  # warm-up: page cache, .pyc files
@@ -96,6 +98,7 @@ def main() -> int:
     print(f"grpolab config explain --mode cluster ...      median {medians['explain'] * 1000:7.1f} ms  (n={args.n})")
     print(f"python -c 'import trl'                             median {medians['import_trl'] * 1000:7.1f} ms  (n={args.n})")
     print(f"python -c 'from trl import GRPOConfig'             median {medians['import_trl_grpoconfig'] * 1000:7.1f} ms  (n={args.n})")
+    print(f"python -c pass (interpreter start, the floor)   median {medians['python_startup'] * 1000:7.1f} ms  (n={args.n})")
     print(f"import trl / validate: {ratio:.2f}x;  from trl import GRPOConfig / validate: {ratio_config:.1f}x")
     print(f"wrote {RESULTS.relative_to(REPO)}")
     return 0

@@ -2,8 +2,9 @@
 
 The same GRPO run (same local model, data, reward, seed and every GRPOConfig value) goes once
 through `grpolab train --config bench/configs/overhead.yaml` and once through
-bench/plain_trl_grpo.py, which gets the GRPOConfig keyword arguments grpolab resolved. The two
-alternate (the order flips every repetition); each is a fresh process. Reported per model size:
+bench/plain_trl_grpo.py, which gets the GRPOConfig keyword arguments grpolab used (its run_info.json
+`trl_args`; every grpolab run is checked to have used the same). The two alternate (the order
+flips every repetition, grpolab first); each is a fresh process. Reported per model size:
 median time per optimizer step (the Trainer's own train_runtime / steps), median process wall
 time, median peak RSS, and the grpolab / plain ratios; and the FLOP estimate per step (see
 bench/common.py) over the step time, as a fraction of this machine's measured matmul peak.
@@ -37,13 +38,7 @@ def grpolab_overrides(model_dir: Path, data_file: Path, out: Path, steps: int) -
     return [f"model.name_or_path={model_dir}", f"data.dataset={data_file}", f"output_dir={out}", f"training.max_steps={steps}"]
 
 
-def plain_trl_kwargs(overrides: list[str], out: Path) -> dict:
-    """The GRPOConfig keyword arguments grpolab builds for this config (what `grpolab train` passes)."""
-    from grpolab.config import GRPOConfigLoader
-
-    kwargs = GRPOConfigLoader(config_path=CONFIG, overrides=overrides).trl_kwargs(world_size=1, device="cpu")
-    kwargs.update(output_dir=str(out), run_name="plain")
-    return kwargs
+RUN_SPECIFIC = ("output_dir", "run_name")
 
 
 def run_grpolab(overrides: list[str], out: Path) -> dict:
@@ -58,7 +53,8 @@ def run_grpolab(overrides: list[str], out: Path) -> dict:
         raise SystemExit(f"grpolab's completions were not all 32 tokens long: mean lengths {sorted(lengths)}")
     final = [r for r in records if "train_runtime" in r][-1]
     summary = json.loads((run_dir / "summary.json").read_text())
-    return {**child, "train_runtime": final["train_runtime"], "global_step": summary["global_step"]}
+    trl_args = json.loads((run_dir / "run_info.json").read_text())["trl_args"]
+    return {**child, "train_runtime": final["train_runtime"], "global_step": summary["global_step"], "trl_args": trl_args}
 
 
 def run_plain(kwargs: dict, model_dir: Path, data_file: Path, out: Path) -> dict:
@@ -85,13 +81,21 @@ def main() -> int:
             model_dir = work / f"model-{size}"
             params = build_model(model_dir, **shape)
             samples = {"grpolab": [], "plain_trl": []}
+            trl_args = None  # what the first grpolab run passed to GRPOConfig
             for rep in range(args.reps):
                 order = ["grpolab", "plain_trl"] if rep % 2 == 0 else ["plain_trl", "grpolab"]
                 for impl in order:
                     out = work / f"{size}-{impl}-{rep}"
                     out.mkdir()
                     overrides = grpolab_overrides(model_dir, data_file, out, args.steps)
-                    run = run_grpolab(overrides, out) if impl == "grpolab" else run_plain(plain_trl_kwargs(overrides, out), model_dir, data_file, out)
+                    if impl == "grpolab":
+                        run = run_grpolab(overrides, out)
+                        used = {k: v for k, v in run["trl_args"].items() if k not in RUN_SPECIFIC}
+                        if trl_args is not None and used != trl_args:
+                            raise SystemExit(f"grpolab runs used different GRPOConfig arguments: {used} vs {trl_args}")
+                        trl_args = used
+                    else:
+                        run = run_plain({**trl_args, "output_dir": str(out), "run_name": "plain"}, model_dir, data_file, out)
                     if run["global_step"] != args.steps:
                         raise SystemExit(f"{impl} ran {run['global_step']} steps, expected {args.steps}")
                     samples[impl].append({"step_s": run["train_runtime"] / run["global_step"], "wall_s": run["wall_s"], "peak_rss_mib": run["peak_rss_mib"]})
@@ -104,6 +108,7 @@ def main() -> int:
             sizes[size] = {
                 "parameters": params,
                 "shape": shape,
+                "grpo_config": trl_args,  # both scripts' GRPOConfig arguments
                 "samples": samples,
                 "median": med,
                 "ratio_step_time": med["grpolab"]["step_s"] / med["plain_trl"]["step_s"],

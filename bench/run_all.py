@@ -69,6 +69,19 @@ def summary_rows() -> list[tuple[str, str, str, str]]:
             pts = s["points"]
             rows.append((f"growth with {name} {s['values'][0]} -> {s['values'][-1]}",
                          f"step time x{pts[-1]['step_s'] / pts[0]['step_s']:.2f} (~x^{s['time_exponent']:.2f}), peak RSS +{pts[-1]['peak_rss_mib'] - pts[0]['peak_rss_mib']:.0f} MiB", "", ""))
+    choices = load("speed_choices")
+    if choices:
+        names = list(next(iter(choices["sizes"].values()))["choices"])
+        for name in names[1:]:
+            per_size = ", ".join(f"{size} {r['choices'][name]['step_time_vs_preset']:.2f}x" for size, r in choices["sizes"].items())
+            rows.append((f"speed choice: {name} (step time vs the local preset on CPU)", per_size, "> 1 (preset faster)",
+                         _met(all(r["choices"][name]["step_time_vs_preset"] > 1 for r in choices["sizes"].values()))))
+    profile = load("profile_demo")
+    if profile:
+        loop = profile["share_of_training_loop"]
+        top = ", ".join(f"{k} {v:.0%}" for k, v in sorted(loop.items(), key=lambda kv: -kv[1])[:3])
+        rows.append(("demo profile: training loop", top, "", ""))
+        rows.append(("demo profile: grpolab's own code in the loop", f"{profile['grpolab_code_share_of_training_loop']:.1%} of samples", "", ""))
     return rows
 
 

@@ -58,3 +58,16 @@ def test_every_rank_scores_but_only_rank_zero_records(tmp_path):
     state.global_step = 1
     callback.on_step_end(None, state, TrainerControl(), model="model")
     assert calls == ["model"] and callback.curve == [] and not (tmp_path / "m.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_run_info_keeps_the_exact_grpo_config_arguments(tiny_gpt2, fast_config, train):
+    from trl import GRPOConfig
+
+    result = train("--config", fast_config(tiny_gpt2, {"training": {"learning_rate": 3.0e-5}}))
+    assert result.code == 0, result.err
+    args = json.loads((result.run_dir / "run_info.json").read_text())["trl_args"]
+    assert args["output_dir"] == str(result.run_dir) and args["run_name"] == result.run_dir.name
+    assert args["learning_rate"] == 3.0e-5 and args["max_steps"] == 2 and args["report_to"] == "none"
+    rebuilt = GRPOConfig(**args)  # a plain TRL script can rebuild the run's config from it
+    assert rebuilt.num_generations == 2 and rebuilt.generation_batch_size == 2

@@ -233,6 +233,9 @@ def train(args) -> int:
         wandb_run = start_wandb(run_dir, cfg.logging, loader.to_dict(), derived, [run_dir / "resolved_config.yaml", loader.config_path])
     elif not wandb_enabled(cfg.logging.report_to) and "wandb" in (trl_kwargs["report_to"] or []):
         trl_kwargs["report_to"] = [t for t in trl_kwargs["report_to"] if t != "wandb"] or "none"
+    if is_main:  # the exact GRPOConfig arguments: a plain TRL script given these trains the same run
+        info["trl_args"] = trl_kwargs
+        records.write_json(info_path, info)
     nan_guard, stopper = NanLossCallback(), StopOnSignalCallback().install()
     callbacks = [MetricsFileCallback(run_dir / "metrics.jsonl"), nan_guard, stopper]
     if cfg.data.eval_every_steps:

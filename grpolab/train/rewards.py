@@ -133,10 +133,11 @@ def required_columns(spec: str, func) -> list[str]:
 def make_reward(spec: str, func, kwargs: dict, label: str):
     """Wrap a reward: fixed kwargs bound, a stable metric name, and failures that name the
     function and show the first sample it fails on."""
+    takes_prompts = _takes_prompts(func)  # once here, not inspect.signature on every call
 
     def reward(prompts, completions, **columns):
         try:
-            values = func(prompts=prompts, completions=completions, **columns, **kwargs) if _takes_prompts(func) else func(completions=completions, **columns, **kwargs)
+            values = func(prompts=prompts, completions=completions, **columns, **kwargs) if takes_prompts else func(completions=completions, **columns, **kwargs)
         except Exception as exc:
             sample = _first_failing_sample(func, prompts, completions, columns, kwargs)
             raise RewardFunctionError(f"reward `{spec}` raised {type(exc).__name__}: {exc}\n  on sample {sample}") from exc
