@@ -125,12 +125,12 @@ def flops_per_step(params: int, prompt_tokens: int, completion_tokens: int, comp
     return {**parts, "total": sum(parts.values())}
 
 
-def matmul_peak_flops(size: int = 1024, seconds: float = 2.0) -> float:
-    """The machine's measured fp32 matmul throughput (FLOP/s) with torch's default threads: the
-    ceiling the FLOP estimates are compared to."""
+def matmul_peak_flops(size: int = 1024, seconds: float = 2.0, dtype: str = "float32") -> float:
+    """The machine's measured matmul throughput (FLOP/s) in `dtype` with torch's default threads:
+    the ceiling the FLOP estimates are compared to (a run in bf16 autocast against the bf16 one)."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a, b = torch.randn(size, size, dtype=getattr(torch, dtype)), torch.randn(size, size, dtype=getattr(torch, dtype))
     for _ in range(3):
         a @ b  # warm-up
     best, start = 0.0, time.perf_counter()

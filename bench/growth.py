@@ -7,7 +7,7 @@ prompts per optimizer step:
   max_completion_length 16, 32, 64 at num_generations 8
 Per point: the median of TRL's logged per-step `step_time` (the first step left out), the process's
 peak RSS, the FLOP estimate of bench/common.py and that estimate / step time as a fraction of this
-machine's measured matmul throughput. Each series gets a fitted exponent k (time ~ x^k).
+machine's measured matmul throughput in the run's precision. Each series gets a fitted exponent k (time ~ x^k).
 
     .venv/bin/python bench/growth.py [--steps 8]
 """
@@ -49,7 +49,8 @@ def run_point(model_dir: Path, data_file: Path, out: Path, G: int, L: int, steps
     lengths = {r["completions/mean_length"] for r in records if "completions/mean_length" in r}
     if lengths != {L}:
         raise SystemExit(f"completions were not all {L} tokens long: mean lengths {sorted(lengths)}")
-    return {"step_s": median(step_times), "peak_rss_mib": child["peak_rss_mib"], "steps_timed": len(step_times)}
+    bf16 = json.loads((run_dir / "run_info.json").read_text())["trl_args"]["bf16"]
+    return {"step_s": median(step_times), "peak_rss_mib": child["peak_rss_mib"], "steps_timed": len(step_times), "precision": "bfloat16" if bf16 else "float32"}
 
 
 def exponent(xs: list[float], ys: list[float]) -> float:
@@ -96,7 +97,7 @@ def main() -> int:
         data_file = write_addition_jsonl(work / "addition.jsonl")
         model_dir = work / "model"
         params = build_model(model_dir, **SIZES["14M"])
-        peak = matmul_peak_flops()
+        peaks = {dtype: matmul_peak_flops(dtype=dtype) for dtype in ("float32", "bfloat16")}
         cache: dict[tuple[int, int], dict] = {}
         series = {}
         for name, spec in SERIES.items():
@@ -111,10 +112,10 @@ def main() -> int:
                     shutil.rmtree(out)
                     flops = flops_per_step(params, PROMPT_TOKENS, L, PROMPTS_PER_STEP * G, reference=False, old_logprobs=False)
                     point.update(num_generations=G, max_completion_length=L, completions=PROMPTS_PER_STEP * G, flops=flops,
-                                 achieved_flops_per_s=flops["total"] / point["step_s"], fraction_of_peak=flops["total"] / point["step_s"] / peak)
+                                 achieved_flops_per_s=flops["total"] / point["step_s"], fraction_of_peak=flops["total"] / point["step_s"] / peaks[point["precision"]])
                     cache[(G, L)] = point
                     print(f"  G {G:>2} L {L:>2}: {point['step_s'] * 1000:7.0f} ms/step, {point['peak_rss_mib']:6.0f} MiB, "
-                          f"{point['achieved_flops_per_s'] / 1e9:5.1f} GFLOP/s = {point['fraction_of_peak']:.1%} of peak", flush=True)
+                          f"{point['achieved_flops_per_s'] / 1e9:5.1f} GFLOP/s = {point['fraction_of_peak']:.1%} of the {point['precision']} peak", flush=True)
                 points.append(cache[(G, L)])
             series[name] = {**spec, "points": points,
                             "time_exponent": exponent(spec["values"], [p["step_s"] for p in points]),
@@ -125,8 +126,8 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(series, RESULTS / "growth.png")
     path = write_result("growth", {"parameters": params, "prompts_per_step": PROMPTS_PER_STEP, "steps": args.steps,
-                                   "matmul_peak_flops_per_s": peak, "series": series, "plot": "bench/results/growth.png"})
-    print(f"\nmachine fp32 matmul peak: {peak / 1e9:.0f} GFLOP/s")
+                                   "matmul_peak_flops_per_s": peaks, "series": series, "plot": "bench/results/growth.png"})
+    print(f"\nmachine matmul peak: {peaks['float32'] / 1e9:.0f} GFLOP/s fp32, {peaks['bfloat16'] / 1e9:.0f} GFLOP/s bf16 (runs in {points[0]['precision']})")
     for name, s in series.items():
         print(f"{name}: time ~ x^{s['time_exponent']:.2f}, peak RSS ~ x^{s['memory_exponent']:.2f}")
     print(f"wrote {path.relative_to(REPO)} and bench/results/growth.png")

@@ -41,6 +41,8 @@ def summary_rows() -> list[tuple[str, str, str, str]]:
         rows.append(("`grpolab config validate`", f"{med['validate'] * 1000:.0f} ms", "", ""))
         if "explain" in med:
             rows.append(("`grpolab config explain`", f"{med['explain'] * 1000:.0f} ms", "", ""))
+        if "python_startup" in med:
+            rows.append(("`python -c pass` (the interpreter alone: the floor)", f"{med['python_startup'] * 1000:.0f} ms", "", ""))
         rows.append(("`python -c \"import trl\"` (lazy) / validate", f"{cli['import_trl_over_validate']:.2f}x", ">= 10x", _met(cli["import_trl_over_validate"] >= 10)))
         rows.append(("`from trl import GRPOConfig` / validate", f"{cli['import_trl_grpoconfig_over_validate']:.1f}x", ">= 10x", _met(cli["import_trl_grpoconfig_over_validate"] >= 10)))
     over = load("overhead")
@@ -52,7 +54,7 @@ def summary_rows() -> list[tuple[str, str, str, str]]:
                          f"{r['ratio_step_time']:.3f} ({m['grpolab']['step_s'] * 1000:.1f} vs {m['plain_trl']['step_s'] * 1000:.1f} ms)", "<= 1.03", _met(r["ratio_step_time"] <= 1.03)))
             rows.append((f"overhead, {label}: peak RSS grpolab / plain TRL",
                          f"{r['ratio_peak_rss']:.3f} ({m['grpolab']['peak_rss_mib']:.0f} vs {m['plain_trl']['peak_rss_mib']:.0f} MiB)", "<= 1.05", _met(r["ratio_peak_rss"] <= 1.05)))
-            rows.append((f"overhead, {label}: FLOP estimate / step time", f"{r['fraction_of_peak']['grpolab']:.1%} of the measured matmul peak", "", ""))
+            rows.append((f"overhead, {label}: FLOP estimate / step time", f"{r['fraction_of_peak']['grpolab']:.1%} of the measured {r.get('precision', 'float32')} matmul peak", "", ""))
     tta = load("time_to_accuracy")
     if tta:
         med, budget, target = tta["median"], tta["budget_s"], tta["target_accuracy"]
@@ -68,7 +70,8 @@ def summary_rows() -> list[tuple[str, str, str, str]]:
         for name, s in growth["series"].items():
             pts = s["points"]
             rows.append((f"growth with {name} {s['values'][0]} -> {s['values'][-1]}",
-                         f"step time x{pts[-1]['step_s'] / pts[0]['step_s']:.2f} (~x^{s['time_exponent']:.2f}), peak RSS +{pts[-1]['peak_rss_mib'] - pts[0]['peak_rss_mib']:.0f} MiB", "", ""))
+                         f"step time x{pts[-1]['step_s'] / pts[0]['step_s']:.2f} (~x^{s['time_exponent']:.2f}), peak RSS +{pts[-1]['peak_rss_mib'] - pts[0]['peak_rss_mib']:.0f} MiB, "
+                         f"{min(p['fraction_of_peak'] for p in pts):.0%}-{max(p['fraction_of_peak'] for p in pts):.0%} of the {pts[0].get('precision', 'float32')} matmul peak", "", ""))
     choices = load("speed_choices")
     if choices:
         names = list(next(iter(choices["sizes"].values()))["choices"])
