@@ -45,6 +45,23 @@ def run_child(cmd: list[str], *, cwd: Path = REPO, env: dict | None = None, log:
     return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "output": text}  # ru_maxrss is KiB on Linux
 
 
+def grpolab_train(config: Path, overrides: list[str], out: Path, *, completion_length: int | None = None) -> tuple[dict, Path, list[dict], dict]:
+    """`grpolab train --config CONFIG --set ...` as a fresh process, its runs going to `out`:
+    (the child's wall/peak RSS/output, its run directory, metrics.jsonl records, run_info.json).
+    With `completion_length`, every logged step must have completions of exactly that length."""
+    cmd = [PYTHON, "-m", "grpolab.cli.main", "train", "--config", str(config)]
+    for item in overrides:
+        cmd += ["--set", item]
+    child = run_child(cmd)
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    if completion_length is not None:
+        lengths = {r["completions/mean_length"] for r in records if "completions/mean_length" in r}
+        if lengths != {completion_length}:
+            raise SystemExit(f"completions were not all {completion_length} tokens long: mean lengths {sorted(lengths)}")
+    return child, run_dir, records, json.loads((run_dir / "run_info.json").read_text())
+
+
 def median(values) -> float:
     return statistics.median(values)
 

@@ -15,7 +15,6 @@ machine's measured matmul throughput in the run's precision. Each series gets a 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shutil
 import sys
@@ -23,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PYTHON, REPO, RESULTS, build_model, flops_per_step, matmul_peak_flops, median, run_child, write_addition_jsonl, write_result  # noqa: E402
+from common import REPO, RESULTS, build_model, flops_per_step, grpolab_train, matmul_peak_flops, median, write_addition_jsonl, write_result  # noqa: E402
 from overhead import CONFIG, SIZES  # noqa: E402
 
 PROMPTS_PER_STEP = 2
@@ -39,17 +38,9 @@ def run_point(model_dir: Path, data_file: Path, out: Path, G: int, L: int, steps
     overrides = [*extra, f"model.name_or_path={model_dir}", f"data.dataset={data_file}", f"output_dir={out}", f"training.max_steps={steps}",
                  f"training.per_device_train_batch_size={PROMPTS_PER_STEP * G}", f"grpo.num_generations={G}", f"generation.max_completion_length={L}",
                  f'grpo.generation_kwargs={{"min_new_tokens": {L}}}']
-    cmd = [PYTHON, "-m", "grpolab.cli.main", "train", "--config", str(CONFIG)]
-    for item in overrides:
-        cmd += ["--set", item]
-    child = run_child(cmd)
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    child, _, records, info = grpolab_train(CONFIG, overrides, out, completion_length=L)
     step_times = [r["step_time"] for r in records if "step_time" in r and r["step"] > 1]
-    lengths = {r["completions/mean_length"] for r in records if "completions/mean_length" in r}
-    if lengths != {L}:
-        raise SystemExit(f"completions were not all {L} tokens long: mean lengths {sorted(lengths)}")
-    bf16 = json.loads((run_dir / "run_info.json").read_text())["trl_args"]["bf16"]
+    bf16 = info["trl_args"]["bf16"]
     return {"step_s": median(step_times), "peak_rss_mib": child["peak_rss_mib"], "steps_timed": len(step_times), "precision": "bfloat16" if bf16 else "float32"}
 
 

@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PYTHON, REPO, build_model, flops_per_step, matmul_peak_flops, median, run_child, write_addition_jsonl, write_result  # noqa: E402
+from common import PYTHON, REPO, build_model, flops_per_step, grpolab_train, matmul_peak_flops, median, run_child, write_addition_jsonl, write_result  # noqa: E402
 
 CONFIG = REPO / "bench" / "configs" / "overhead.yaml"
 SIZES = {  # GPT-2 shapes: tiny (overhead-bound) and ~14M parameters (compute-bound)
@@ -43,19 +43,10 @@ RUN_SPECIFIC = ("output_dir", "run_name")
 
 
 def run_grpolab(overrides: list[str], out: Path) -> dict:
-    cmd = [PYTHON, "-m", "grpolab.cli.main", "train", "--config", str(CONFIG)]
-    for item in overrides:
-        cmd += ["--set", item]
-    child = run_child(cmd)
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    lengths = {r["completions/mean_length"] for r in records if "completions/mean_length" in r}
-    if lengths != {32}:
-        raise SystemExit(f"grpolab's completions were not all 32 tokens long: mean lengths {sorted(lengths)}")
+    child, run_dir, records, info = grpolab_train(CONFIG, overrides, out, completion_length=32)
     final = [r for r in records if "train_runtime" in r][-1]
     summary = json.loads((run_dir / "summary.json").read_text())
-    trl_args = json.loads((run_dir / "run_info.json").read_text())["trl_args"]
-    return {**child, "train_runtime": final["train_runtime"], "global_step": summary["global_step"], "trl_args": trl_args}
+    return {**child, "train_runtime": final["train_runtime"], "global_step": summary["global_step"], "trl_args": info["trl_args"]}
 
 
 def run_plain(kwargs: dict, model_dir: Path, data_file: Path, out: Path) -> dict:

@@ -29,18 +29,14 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PYTHON, REPO, RESULTS, median, run_child, write_result  # noqa: E402
+from common import PYTHON, REPO, RESULTS, grpolab_train, median, run_child, write_result  # noqa: E402
 
 DEMO = REPO / "configs" / "grpo_demo.yaml"
 
 
 def run_grpolab(seed: int, eval_every: int, out: Path) -> dict:
-    cmd = [PYTHON, "-m", "grpolab.cli.main", "train", "--config", str(DEMO)]
-    for item in (f"training.seed={seed}", f"data.eval_every_steps={eval_every}", f"output_dir={out}", "logging.report_to=[none]"):
-        cmd += ["--set", item]
-    child = run_child(cmd)
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    overrides = [f"training.seed={seed}", f"data.eval_every_steps={eval_every}", f"output_dir={out}", "logging.report_to=[none]"]
+    child, run_dir, records, _ = grpolab_train(DEMO, overrides, out)
     curve = [{"step": r["step"], "train_seconds": r["eval/train_seconds"], "accuracy": r["eval/accuracy"]} for r in records if "eval/accuracy" in r]
     summary = json.loads((run_dir / "summary.json").read_text())
     return {"accuracy_before": summary["eval"]["accuracy_before"], "curve": curve, "wall_s": child["wall_s"], "steps": summary["global_step"]}
