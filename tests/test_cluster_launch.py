@@ -188,7 +188,7 @@ def test_invalid_cluster_config_exits_2_before_anything_starts(tmp_path, subproc
     (["cluster.use_vllm=true"], "pip install 'trl[vllm]'"),
     (["cluster.num_processes=2", "cluster.device=cpu", "cluster.backend=deepspeed"], "cluster.backend: is deepspeed, which runs on GPUs only"),
     (["cluster.num_processes=2", "cluster.device=cpu", "cluster.num_machines=2"], "cluster.main_process_ip: is not set"),
-    (["cluster.num_processes=0"], "cluster.num_processes: must be at least 1"),
+    (["cluster.num_processes=0"], "cluster.num_processes: Input should be greater than or equal to 1, or 'auto' (got 0)"),
 ])
 def test_invalid_cluster_configs(train, tmp_path, tiny_gpt2, no_popen, sets, message):
     result = train("--mode", "cluster", "--model", tiny_gpt2, "--output-dir", tmp_path / "runs", *[x for s in sets for x in ("--set", s)])

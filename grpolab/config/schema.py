@@ -140,7 +140,7 @@ class LoggingConfig(Section):
 
 
 class ClusterConfig(Section):
-    num_processes: Union[int, Literal["auto"]] = Field("auto", description="processes per machine; auto = visible GPUs")
+    num_processes: Union[Annotated[int, Field(ge=1)], Literal["auto"]] = Field("auto", description="processes per machine; auto = visible GPUs")
     num_machines: int = Field(1, ge=1, description="nodes")
     machine_rank: int = Field(0, ge=0, description="this node's rank")
     main_process_ip: str | None = Field(None, description="address of rank 0 (multi-node)")

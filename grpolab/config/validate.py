@@ -154,8 +154,8 @@ def pydantic_problems(exc: ValidationError, origin_of) -> list[Problem]:
         for part in err["loc"]:
             if isinstance(part, int):
                 parts[-1] = f"{parts[-1]}[{part}]" if parts else f"[{part}]"
-            elif "[" in part or part in _UNION_LABELS:
-                continue  # pydantic's labels for union members (`literal[...]`, `bool`, `list[str]` ...)
+            elif "[" in part or part in _UNION_LABELS or part.startswith("constrained-"):
+                continue  # pydantic's labels for union members (`literal[...]`, `bool`, `list[str]`, `constrained-int` ...)
             else:
                 parts.append(str(part))
         message = err["msg"]
@@ -175,8 +175,18 @@ def pydantic_problems(exc: ValidationError, origin_of) -> list[Problem]:
             message += f" (got {err['input']!r})"
         origin = origin_of(key.split("[")[0]) if key else None
         message = re.sub(r"a valid dictionary or instance of \w+", "a mapping of `key: value` entries", message)
-        problems.append(Problem(key, message if message.endswith(("?", ".")) else message + ".", None, origin))
+        problems.append(Problem(key, message if message.endswith(("?", ".")) else message + ".", _bound_fix(key, errs), origin))
     return problems
+
+
+def _bound_fix(key: str, errs) -> str | None:
+    """For a number past an inclusive bound, the nearest allowed value is the smallest fix."""
+    for _, err in errs:
+        ctx = err.get("ctx") or {}
+        for bound in ("ge", "le"):
+            if bound in ctx:
+                return f"set `{key}: {ctx[bound]}`"
+    return None
 
 
 def resolved_generation(cfg: GRPOLabConfig, world_size: int) -> tuple[int, int]:
