@@ -29,17 +29,19 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PYTHON, REPO, RESULTS, grpolab_train, median, run_child, write_result  # noqa: E402
+from common import PYTHON, REPO, RESULTS, grpolab_train, matmul_peak_flops, median, run_child, write_result  # noqa: E402
 
 DEMO = REPO / "configs" / "grpo_demo.yaml"
 
 
 def run_grpolab(seed: int, eval_every: int, out: Path) -> dict:
     overrides = [f"training.seed={seed}", f"data.eval_every_steps={eval_every}", f"output_dir={out}", "logging.report_to=[none]"]
-    child, run_dir, records, _ = grpolab_train(DEMO, overrides, out)
+    child, run_dir, records, info = grpolab_train(DEMO, overrides, out)
     curve = [{"step": r["step"], "train_seconds": r["eval/train_seconds"], "accuracy": r["eval/accuracy"]} for r in records if "eval/accuracy" in r]
     summary = json.loads((run_dir / "summary.json").read_text())
-    return {"accuracy_before": summary["eval"]["accuracy_before"], "curve": curve, "wall_s": child["wall_s"], "steps": summary["global_step"]}
+    tokens = [(r["step"], r["num_tokens"]) for r in records if "num_tokens" in r][-1]
+    return {"accuracy_before": summary["eval"]["accuracy_before"], "curve": curve, "wall_s": child["wall_s"], "steps": summary["global_step"],
+            "num_tokens": tokens, "bf16": info["trl_args"]["bf16"]}
 
 
 def run_trl_defaults(seed: int, eval_every: int, budget: float, out: Path) -> dict:
@@ -48,7 +50,19 @@ def run_trl_defaults(seed: int, eval_every: int, budget: float, out: Path) -> di
     line = [ln for ln in child["output"].splitlines() if ln.startswith("RESULT ")][-1]
     result = json.loads(line.removeprefix("RESULT "))
     curve = [{"step": p["step"], "train_seconds": p["eval/train_seconds"], "accuracy": p["eval/accuracy"]} for p in result["curve"]]
-    return {"accuracy_before": result["accuracy_before"], "curve": curve, "wall_s": child["wall_s"], "steps": result["global_step"], "trl_config": result["config"]}
+    return {"accuracy_before": result["accuracy_before"], "curve": curve, "wall_s": child["wall_s"], "steps": result["global_step"], "trl_config": result["config"],
+            "num_tokens": result["num_tokens"], "bf16": result["config"]["bf16"]}
+
+
+def throughput(run: dict, params: int, peaks: dict) -> dict:
+    """Tokens (prompt + completion) per training second, and the FLOP estimate of
+    bench/common.py (2N generated/prefilled + 6N trained per token; beta 0 and on-policy in both
+    arms, so no reference or old-log-prob pass) as a fraction of the matmul peak of the run's precision."""
+    step, tokens = run["num_tokens"]
+    seconds_per_step = run["curve"][-1]["train_seconds"] / run["curve"][-1]["step"]
+    tokens_per_s = tokens / step / seconds_per_step
+    peak = peaks["bfloat16" if run["bf16"] else "float32"]
+    return {"tokens_per_s": tokens_per_s, "fraction_of_peak": 8 * params * tokens_per_s / peak}
 
 
 def time_to(curve: list[dict], target: float, budget: float) -> float:
@@ -102,6 +116,13 @@ def main() -> int:
     parser.add_argument("--eval-every-trl", type=int, default=40, help="the same for the TRL arm, whose steps are ~2x shorter (default 40)")
     args = parser.parse_args()
 
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from grpolab.demo.tiny_model import demo_model_path
+
+    model_dir = demo_model_path()  # built once here, so no arm's first run pays for it
+    params = sum(p.numel() for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir)).parameters())
+    peaks = {dtype: matmul_peak_flops(dtype=dtype) for dtype in ("float32", "bfloat16")}
     work = Path(tempfile.mkdtemp(prefix="grpolab-bench-tta-"))
     runs: dict[str, dict[int, dict]] = {"grpolab": {}, "trl_defaults": {}}
     try:
@@ -113,6 +134,7 @@ def main() -> int:
                 run = run_grpolab(seed, args.eval_every, out) if arm == "grpolab" else run_trl_defaults(seed, args.eval_every_trl, args.budget, out)
                 run["time_to_target_s"] = time_to(run["curve"], args.target, args.budget)
                 run["accuracy_at_budget"] = accuracy_at(run["curve"], run["accuracy_before"], args.budget)
+                run.update(throughput(run, params, peaks))
                 runs[arm][seed] = run
                 reached = f"{run['time_to_target_s']:.1f} s" if math.isfinite(run["time_to_target_s"]) else f"not within {args.budget:g} s"
                 print(f"  seed {seed} {arm:<13} before {run['accuracy_before']:.1%}, at budget {run['accuracy_at_budget']:.1%}, "
@@ -123,7 +145,9 @@ def main() -> int:
 
     med = {arm: {"time_to_target_s": median([r["time_to_target_s"] for r in seeds.values()]),
                  "accuracy_at_budget": median([r["accuracy_at_budget"] for r in seeds.values()]),
-                 "accuracy_before": median([r["accuracy_before"] for r in seeds.values()])} for arm, seeds in runs.items()}
+                 "accuracy_before": median([r["accuracy_before"] for r in seeds.values()]),
+                 "tokens_per_s": median([r["tokens_per_s"] for r in seeds.values()]),
+                 "fraction_of_peak": median([r["fraction_of_peak"] for r in seeds.values()])} for arm, seeds in runs.items()}
     fast, slow = med["grpolab"]["time_to_target_s"], med["trl_defaults"]["time_to_target_s"]
     if math.isfinite(fast) and math.isfinite(slow):
         speedup, bound = slow / fast, "exact"
@@ -138,7 +162,7 @@ def main() -> int:
         for run in seeds.values():
             run["time_to_target_s"] = as_json(run["time_to_target_s"])
     result = {
-        "seeds": args.seeds, "budget_s": args.budget, "target_accuracy": args.target, "held_out_prompts": 500,
+        "parameters": params, "matmul_peak_flops_per_s": peaks, "seeds": args.seeds, "budget_s": args.budget, "target_accuracy": args.target, "held_out_prompts": 500,
         "arms": {"grpolab": f"grpolab train --config {DEMO.relative_to(REPO)} (report_to none)", "trl_defaults": "bench/trl_defaults_grpo.py"},
         "median": {arm: {k: as_json(v) for k, v in m.items()} for arm, m in med.items()},
         "speedup_time_to_target": speedup, "speedup_kind": bound, "target_speedup": 2.0,
@@ -146,10 +170,10 @@ def main() -> int:
         "plot": "bench/results/time_to_accuracy.png",
     }
     path = write_result("time_to_accuracy", result)
-    print(f"\n{'arm':<14} {'time to ' + format(args.target, '.0%'):>12} {'acc @ ' + format(args.budget, 'g') + ' s':>10}  (median of {len(args.seeds)} seeds)")
+    print(f"\n{'arm':<14} {'time to ' + format(args.target, '.0%'):>12} {'acc @ ' + format(args.budget, 'g') + ' s':>10} {'tokens/s':>9} {'of peak':>8}  (median of {len(args.seeds)} seeds)")
     for arm, m in med.items():
         t = m["time_to_target_s"]
-        print(f"{arm:<14} {(f'{t:.1f} s' if math.isfinite(t) else f'>{args.budget:g} s'):>12} {m['accuracy_at_budget']:>10.1%}")
+        print(f"{arm:<14} {(f'{t:.1f} s' if math.isfinite(t) else f'>{args.budget:g} s'):>12} {m['accuracy_at_budget']:>10.1%} {m['tokens_per_s']:>9.0f} {m['fraction_of_peak']:>8.2%}")
     print(f"speed-up to target: {'n/a' if speedup is None else f'{speedup:.1f}x'} ({bound})")
     print(f"wrote {path.relative_to(REPO)} and bench/results/time_to_accuracy.png")
     return 0

@@ -66,5 +66,6 @@ trainer.add_callback(held_out)
 trainer.add_callback(StopAfter(opts.budget, held_out))
 before = score(trainer.model)
 trainer.train()
-print("RESULT " + json.dumps({"accuracy_before": before, "curve": held_out.curve, "global_step": trainer.state.global_step,
+logged = [(r["step"], r["num_tokens"]) for r in trainer.state.log_history if "num_tokens" in r]
+print("RESULT " + json.dumps({"accuracy_before": before, "curve": held_out.curve, "global_step": trainer.state.global_step, "num_tokens": logged[-1],
                               "config": {k: v for k, v in args.to_dict().items() if k in ("learning_rate", "per_device_train_batch_size", "num_generations", "max_completion_length", "gradient_checkpointing", "bf16", "loss_type", "beta")}}))
