@@ -90,7 +90,7 @@ class TrainingConfig(PassThroughSection):
     logging_steps: float = Field(10, gt=0, description="log every N optimizer steps")
     save_steps: float = Field(500, gt=0, description="checkpoint every N optimizer steps")
     save_total_limit: int | None = Field(None, ge=1, description="keep at most N checkpoints")
-    # Differs from TRL (True): it costs ~30% speed and small models do not need it; the cluster preset turns it on.
+    # Differs from TRL (True): it makes steps ~1.2x slower (bench/speed_choices.py) and small models do not need it; the cluster preset turns it on.
     gradient_checkpointing: bool = Field(False, description="trade compute for memory")
     bf16: Union[bool, Literal["auto"]] = Field("auto", description="auto = bf16 where the hardware computes it natively (bf16 GPUs, CPUs with AVX512-BF16/AMX), else fp32")
     use_liger_kernel: Union[bool, Literal["auto"]] = Field(False, description="Liger fused kernels (less memory); auto = on when liger-kernel is installed and training runs on a GPU")
