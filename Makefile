@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # 20x slower. A short spin keeps idle speed and removes the collapse (measured in the demo build).
 export GOMP_SPINCOUNT ?= 1000
 
-.PHONY: venv test test-fast demo bench clean
+.PHONY: venv lint test test-fast demo bench clean
 
 venv: $(STAMP)
 
@@ -27,11 +27,16 @@ $(STAMP): pyproject.toml
 	@$(PY) -c "import deepspeed" 2>/dev/null || DS_BUILD_OPS=0 $(PY) -m pip install -q --no-build-isolation "deepspeed>=0.14.4" hjson ninja py-cpuinfo msgpack einops
 	@touch $(STAMP)
 
-test: venv
+# Style is part of the suite: a lint or format error fails `make test` (and so CI).
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: venv lint
 	$(PY) -m pytest -q
 
 # Everything but the slow end-to-end runs.
-test-fast: venv
+test-fast: venv lint
 	$(PY) -m pytest -q -m "not slow"
 
 demo: venv

@@ -79,7 +79,10 @@ def main() -> int:
     ratio_config = medians["import_trl_grpoconfig"] / medians["validate"]
     result = {
         "n": args.n,
-        "commands": {name: " ".join(os.path.relpath(c, REPO) if os.path.isabs(c) else c for c in cmd) for name, cmd in commands.items()},
+        "commands": {
+            name: " ".join(os.path.relpath(c, REPO) if os.path.isabs(c) else c for c in cmd)
+            for name, cmd in commands.items()
+        },
         "seconds": {name: [round(v, 4) for v in values] for name, values in samples.items()},
         "median_seconds": {name: round(v, 4) for name, v in medians.items()},
         "import_trl_over_validate": round(ratio, 2),
@@ -89,16 +92,29 @@ def main() -> int:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
-        "versions": {name: version(name) for name in ("grpolab", "trl", "transformers", "torch", "pydantic", "ruamel.yaml")},
+        "versions": {
+            name: version(name) for name in ("grpolab", "trl", "transformers", "torch", "pydantic", "ruamel.yaml")
+        },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
 
-    print(f"grpolab config validate configs/grpo_cluster.yaml  median {medians['validate'] * 1000:7.1f} ms  (n={args.n})")
+    print(
+        f"grpolab config validate configs/grpo_cluster.yaml  median {medians['validate'] * 1000:7.1f} ms  (n={args.n})"
+    )
     print(f"grpolab config explain --mode cluster ...      median {medians['explain'] * 1000:7.1f} ms  (n={args.n})")
-    print(f"python -c 'import trl'                             median {medians['import_trl'] * 1000:7.1f} ms  (n={args.n})")
-    print(f"python -c 'from trl import GRPOConfig'             median {medians['import_trl_grpoconfig'] * 1000:7.1f} ms  (n={args.n})")
-    print(f"python -c pass (interpreter start, the floor)   median {medians['python_startup'] * 1000:7.1f} ms  (n={args.n})")
+    print(
+        "python -c 'import trl'                             median "
+        f"{medians['import_trl'] * 1000:7.1f} ms  (n={args.n})"
+    )
+    print(
+        "python -c 'from trl import GRPOConfig'             median "
+        f"{medians['import_trl_grpoconfig'] * 1000:7.1f} ms  (n={args.n})"
+    )
+    print(
+        "python -c pass (interpreter start, the floor)   median "
+        f"{medians['python_startup'] * 1000:7.1f} ms  (n={args.n})"
+    )
     print(f"import trl / validate: {ratio:.2f}x;  from trl import GRPOConfig / validate: {ratio_config:.1f}x")
     print(f"wrote {RESULTS.relative_to(REPO)}")
     return 0

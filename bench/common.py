@@ -21,8 +21,14 @@ PYTHON = sys.executable
 def child_env(**extra) -> dict:
     """The environment every timed child gets: offline, no telemetry, the Makefile's OpenMP setting."""
     env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", WANDB_MODE="offline", TOKENIZERS_PARALLELISM="false",
-               GOMP_SPINCOUNT=env.get("GOMP_SPINCOUNT", "1000"), PYTHONUNBUFFERED="1")
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        WANDB_MODE="offline",
+        TOKENIZERS_PARALLELISM="false",
+        GOMP_SPINCOUNT=env.get("GOMP_SPINCOUNT", "1000"),
+        PYTHONUNBUFFERED="1",
+    )
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -45,7 +51,9 @@ def run_child(cmd: list[str], *, cwd: Path = REPO, env: dict | None = None, log:
     return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "output": text}  # ru_maxrss is KiB on Linux
 
 
-def grpolab_train(config: Path, overrides: list[str], out: Path, *, completion_length: int | None = None) -> tuple[dict, Path, list[dict], dict]:
+def grpolab_train(
+    config: Path, overrides: list[str], out: Path, *, completion_length: int | None = None
+) -> tuple[dict, Path, list[dict], dict]:
     """`grpolab train --config CONFIG --set ...` as a fresh process, its runs going to `out`:
     (the child's wall/peak RSS/output, its run directory, metrics.jsonl records, run_info.json).
     With `completion_length`, every logged step must have completions of exactly that length."""
@@ -58,7 +66,9 @@ def grpolab_train(config: Path, overrides: list[str], out: Path, *, completion_l
     if completion_length is not None:
         lengths = {r["completions/mean_length"] for r in records if "completions/mean_length" in r}
         if lengths != {completion_length}:
-            raise SystemExit(f"completions were not all {completion_length} tokens long: mean lengths {sorted(lengths)}")
+            raise SystemExit(
+                f"completions were not all {completion_length} tokens long: mean lengths {sorted(lengths)}"
+            )
     return child, run_dir, records, json.loads((run_dir / "run_info.json").read_text())
 
 
@@ -79,8 +89,16 @@ def build_model(folder: Path, *, n_layer: int, n_embd: int, n_head: int, n_posit
     tokenizer = build_tokenizer()
     tokenizer.model_max_length = n_positions
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(tokenizer), n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_positions=n_positions,
-                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_head=n_head,
+        n_positions=n_positions,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model = GPT2LMHeadModel(config)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -116,7 +134,14 @@ def machine() -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem, "gpu": None, "python": platform.python_version(), **versions}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": mem,
+        "gpu": None,
+        "python": platform.python_version(),
+        **versions,
+    }
 
 
 def write_result(name: str, result: dict) -> Path:
@@ -127,7 +152,9 @@ def write_result(name: str, result: dict) -> Path:
     return path
 
 
-def flops_per_step(params: int, prompt_tokens: int, completion_tokens: int, completions: int, *, reference: bool, old_logprobs: bool) -> dict:
+def flops_per_step(
+    params: int, prompt_tokens: int, completion_tokens: int, completions: int, *, reference: bool, old_logprobs: bool
+) -> dict:
     """FLOPs of one optimizer step, by the usual estimate: 2N per generated (and prefilled) token,
     6N per trained token (forward + backward), 2N per token for each extra forward pass (the
     reference model when beta != 0, old log-probs when a round feeds several optimizer steps).

@@ -22,7 +22,17 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, build_model, flops_per_step, grpolab_train, matmul_peak_flops, median, write_addition_jsonl, write_result  # noqa: E402
+from common import (
+    REPO,
+    RESULTS,
+    build_model,
+    flops_per_step,
+    grpolab_train,
+    matmul_peak_flops,
+    median,
+    write_addition_jsonl,
+    write_result,
+)  # noqa: E402
 from overhead import CONFIG, SIZES  # noqa: E402
 
 PROMPTS_PER_STEP = 2
@@ -33,15 +43,30 @@ SERIES = {
 }
 
 
-def run_point(model_dir: Path, data_file: Path, out: Path, G: int, L: int, steps: int, extra: tuple[str, ...] = ()) -> dict:
+def run_point(
+    model_dir: Path, data_file: Path, out: Path, G: int, L: int, steps: int, extra: tuple[str, ...] = ()
+) -> dict:
     """One `grpolab train` run; `extra` are more --set overrides."""
-    overrides = [*extra, f"model.name_or_path={model_dir}", f"data.dataset={data_file}", f"output_dir={out}", f"training.max_steps={steps}",
-                 f"training.per_device_train_batch_size={PROMPTS_PER_STEP * G}", f"grpo.num_generations={G}", f"generation.max_completion_length={L}",
-                 f'grpo.generation_kwargs={{"min_new_tokens": {L}}}']
+    overrides = [
+        *extra,
+        f"model.name_or_path={model_dir}",
+        f"data.dataset={data_file}",
+        f"output_dir={out}",
+        f"training.max_steps={steps}",
+        f"training.per_device_train_batch_size={PROMPTS_PER_STEP * G}",
+        f"grpo.num_generations={G}",
+        f"generation.max_completion_length={L}",
+        f'grpo.generation_kwargs={{"min_new_tokens": {L}}}',
+    ]
     child, _, records, info = grpolab_train(CONFIG, overrides, out, completion_length=L)
     step_times = [r["step_time"] for r in records if "step_time" in r and r["step"] > 1]
     bf16 = info["trl_args"]["bf16"]
-    return {"step_s": median(step_times), "peak_rss_mib": child["peak_rss_mib"], "steps_timed": len(step_times), "precision": "bfloat16" if bf16 else "float32"}
+    return {
+        "step_s": median(step_times),
+        "peak_rss_mib": child["peak_rss_mib"],
+        "steps_timed": len(step_times),
+        "precision": "bfloat16" if bf16 else "float32",
+    }
 
 
 def exponent(xs: list[float], ys: list[float]) -> float:
@@ -60,7 +85,13 @@ def plot(series: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, (name, s) in zip(axes, series.items()):
         xs = s["values"]
-        ax.plot(xs, [p["step_s"] for p in s["points"]], "o-", color="tab:blue", label=f"s / step (~x^{s['time_exponent']:.2f})")
+        ax.plot(
+            xs,
+            [p["step_s"] for p in s["points"]],
+            "o-",
+            color="tab:blue",
+            label=f"s / step (~x^{s['time_exponent']:.2f})",
+        )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])
@@ -80,7 +111,9 @@ def plot(series: dict, path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8, help="optimizer steps per point (default 8; the first is not timed)")
+    parser.add_argument(
+        "--steps", type=int, default=8, help="optimizer steps per point (default 8; the first is not timed)"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="grpolab-bench-growth-"))
@@ -101,24 +134,52 @@ def main() -> int:
                     out.mkdir()
                     point = run_point(model_dir, data_file, out, G, L, args.steps)
                     shutil.rmtree(out)
-                    flops = flops_per_step(params, PROMPT_TOKENS, L, PROMPTS_PER_STEP * G, reference=False, old_logprobs=False)
-                    point.update(num_generations=G, max_completion_length=L, completions=PROMPTS_PER_STEP * G, flops=flops,
-                                 achieved_flops_per_s=flops["total"] / point["step_s"], fraction_of_peak=flops["total"] / point["step_s"] / peaks[point["precision"]])
+                    flops = flops_per_step(
+                        params, PROMPT_TOKENS, L, PROMPTS_PER_STEP * G, reference=False, old_logprobs=False
+                    )
+                    point.update(
+                        num_generations=G,
+                        max_completion_length=L,
+                        completions=PROMPTS_PER_STEP * G,
+                        flops=flops,
+                        achieved_flops_per_s=flops["total"] / point["step_s"],
+                        fraction_of_peak=flops["total"] / point["step_s"] / peaks[point["precision"]],
+                    )
                     cache[(G, L)] = point
-                    print(f"  G {G:>2} L {L:>2}: {point['step_s'] * 1000:7.0f} ms/step, {point['peak_rss_mib']:6.0f} MiB, "
-                          f"{point['achieved_flops_per_s'] / 1e9:5.1f} GFLOP/s = {point['fraction_of_peak']:.1%} of the {point['precision']} peak", flush=True)
+                    print(
+                        f"  G {G:>2} L {L:>2}: {point['step_s'] * 1000:7.0f} ms/step, "
+                        f"{point['peak_rss_mib']:6.0f} MiB, "
+                        f"{point['achieved_flops_per_s'] / 1e9:5.1f} GFLOP/s = "
+                        f"{point['fraction_of_peak']:.1%} of the {point['precision']} peak",
+                        flush=True,
+                    )
                 points.append(cache[(G, L)])
-            series[name] = {**spec, "points": points,
-                            "time_exponent": exponent(spec["values"], [p["step_s"] for p in points]),
-                            "memory_exponent": exponent(spec["values"], [p["peak_rss_mib"] for p in points])}
+            series[name] = {
+                **spec,
+                "points": points,
+                "time_exponent": exponent(spec["values"], [p["step_s"] for p in points]),
+                "memory_exponent": exponent(spec["values"], [p["peak_rss_mib"] for p in points]),
+            }
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(series, RESULTS / "growth.png")
-    path = write_result("growth", {"parameters": params, "prompts_per_step": PROMPTS_PER_STEP, "steps": args.steps,
-                                   "matmul_peak_flops_per_s": peaks, "series": series, "plot": "bench/results/growth.png"})
-    print(f"\nmachine matmul peak: {peaks['float32'] / 1e9:.0f} GFLOP/s fp32, {peaks['bfloat16'] / 1e9:.0f} GFLOP/s bf16 (runs in {points[0]['precision']})")
+    path = write_result(
+        "growth",
+        {
+            "parameters": params,
+            "prompts_per_step": PROMPTS_PER_STEP,
+            "steps": args.steps,
+            "matmul_peak_flops_per_s": peaks,
+            "series": series,
+            "plot": "bench/results/growth.png",
+        },
+    )
+    print(
+        f"\nmachine matmul peak: {peaks['float32'] / 1e9:.0f} GFLOP/s fp32, "
+        f"{peaks['bfloat16'] / 1e9:.0f} GFLOP/s bf16 (runs in {points[0]['precision']})"
+    )
     for name, s in series.items():
         print(f"{name}: time ~ x^{s['time_exponent']:.2f}, peak RSS ~ x^{s['memory_exponent']:.2f}")
     print(f"wrote {path.relative_to(REPO)} and bench/results/growth.png")

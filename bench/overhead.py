@@ -27,7 +27,18 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PYTHON, REPO, build_model, flops_per_step, grpolab_train, matmul_peak_flops, median, run_child, write_addition_jsonl, write_result  # noqa: E402
+from common import (
+    PYTHON,
+    REPO,
+    build_model,
+    flops_per_step,
+    grpolab_train,
+    matmul_peak_flops,
+    median,
+    run_child,
+    write_addition_jsonl,
+    write_result,
+)  # noqa: E402
 
 CONFIG = REPO / "bench" / "configs" / "overhead.yaml"
 SIZES = {  # GPT-2 shapes: tiny (overhead-bound) and ~14M parameters (compute-bound)
@@ -37,7 +48,12 @@ SIZES = {  # GPT-2 shapes: tiny (overhead-bound) and ~14M parameters (compute-bo
 
 
 def grpolab_overrides(model_dir: Path, data_file: Path, out: Path, steps: int) -> list[str]:
-    return [f"model.name_or_path={model_dir}", f"data.dataset={data_file}", f"output_dir={out}", f"training.max_steps={steps}"]
+    return [
+        f"model.name_or_path={model_dir}",
+        f"data.dataset={data_file}",
+        f"output_dir={out}",
+        f"training.max_steps={steps}",
+    ]
 
 
 RUN_SPECIFIC = ("output_dir", "run_name")
@@ -47,13 +63,20 @@ def run_grpolab(overrides: list[str], out: Path) -> dict:
     child, run_dir, records, info = grpolab_train(CONFIG, overrides, out, completion_length=32)
     final = [r for r in records if "train_runtime" in r][-1]
     summary = json.loads((run_dir / "summary.json").read_text())
-    return {**child, "train_runtime": final["train_runtime"], "global_step": summary["global_step"], "trl_args": info["trl_args"]}
+    return {
+        **child,
+        "train_runtime": final["train_runtime"],
+        "global_step": summary["global_step"],
+        "trl_args": info["trl_args"],
+    }
 
 
 def run_plain(kwargs: dict, model_dir: Path, data_file: Path, out: Path) -> dict:
     config_file = out / "grpo_config.json"
     config_file.write_text(json.dumps(kwargs))
-    child = run_child([PYTHON, str(REPO / "bench" / "plain_trl_grpo.py"), str(config_file), str(model_dir), str(data_file)])
+    child = run_child(
+        [PYTHON, str(REPO / "bench" / "plain_trl_grpo.py"), str(config_file), str(model_dir), str(data_file)]
+    )
     line = [ln for ln in child["output"].splitlines() if ln.startswith("RESULT ")][-1]
     result = json.loads(line.removeprefix("RESULT "))
     return {**child, "train_runtime": result["train_runtime"], "global_step": result["global_step"]}
@@ -88,14 +111,28 @@ def main() -> int:
                             raise SystemExit(f"grpolab runs used different GRPOConfig arguments: {used} vs {trl_args}")
                         trl_args = used
                     else:
-                        run = run_plain({**trl_args, "output_dir": str(out), "run_name": "plain"}, model_dir, data_file, out)
+                        run = run_plain(
+                            {**trl_args, "output_dir": str(out), "run_name": "plain"}, model_dir, data_file, out
+                        )
                     if run["global_step"] != args.steps:
                         raise SystemExit(f"{impl} ran {run['global_step']} steps, expected {args.steps}")
-                    samples[impl].append({"step_s": run["train_runtime"] / run["global_step"], "wall_s": run["wall_s"], "peak_rss_mib": run["peak_rss_mib"]})
-                    print(f"  {size:>5} {impl:<10} rep {rep}: {samples[impl][-1]['step_s'] * 1000:7.1f} ms/step, "
-                          f"{run['wall_s']:5.1f} s wall, {run['peak_rss_mib']:6.0f} MiB", flush=True)
+                    samples[impl].append(
+                        {
+                            "step_s": run["train_runtime"] / run["global_step"],
+                            "wall_s": run["wall_s"],
+                            "peak_rss_mib": run["peak_rss_mib"],
+                        }
+                    )
+                    print(
+                        f"  {size:>5} {impl:<10} rep {rep}: {samples[impl][-1]['step_s'] * 1000:7.1f} ms/step, "
+                        f"{run['wall_s']:5.1f} s wall, {run['peak_rss_mib']:6.0f} MiB",
+                        flush=True,
+                    )
                     shutil.rmtree(out)
-            med = {impl: {k: median([s[k] for s in runs]) for k in ("step_s", "wall_s", "peak_rss_mib")} for impl, runs in samples.items()}
+            med = {
+                impl: {k: median([s[k] for s in runs]) for k in ("step_s", "wall_s", "peak_rss_mib")}
+                for impl, runs in samples.items()
+            }
             # overhead.yaml: 16 completions of 32 tokens after a 6-token prompt, beta 0, on-policy.
             flops = flops_per_step(params, 6, 32, 16, reference=False, old_logprobs=False)
             sizes[size] = {
@@ -107,24 +144,48 @@ def main() -> int:
                 "ratio_step_time": med["grpolab"]["step_s"] / med["plain_trl"]["step_s"],
                 # Each repetition's pair ran back to back: the median of the pairs' ratios is the
                 # steadier figure when the machine drifts between repetitions.
-                "ratio_step_time_paired": median([g["step_s"] / p["step_s"] for g, p in zip(samples["grpolab"], samples["plain_trl"])]),
+                "ratio_step_time_paired": median(
+                    [g["step_s"] / p["step_s"] for g, p in zip(samples["grpolab"], samples["plain_trl"])]
+                ),
                 "ratio_wall_time": med["grpolab"]["wall_s"] / med["plain_trl"]["wall_s"],
                 "ratio_peak_rss": med["grpolab"]["peak_rss_mib"] / med["plain_trl"]["peak_rss_mib"],
                 "flops_per_step": flops,
                 "precision": "bfloat16" if trl_args["bf16"] else "float32",
-                "fraction_of_peak": {impl: flops["total"] / m["step_s"] / peaks["bfloat16" if trl_args["bf16"] else "float32"] for impl, m in med.items()},
+                "fraction_of_peak": {
+                    impl: flops["total"] / m["step_s"] / peaks["bfloat16" if trl_args["bf16"] else "float32"]
+                    for impl, m in med.items()
+                },
             }
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    result = {"matmul_peak_flops_per_s": peaks, "reps": args.reps, "steps": args.steps, "config": str(CONFIG.relative_to(REPO)), "targets": {"ratio_step_time": 1.03, "ratio_peak_rss": 1.05}, "sizes": sizes}
+    result = {
+        "matmul_peak_flops_per_s": peaks,
+        "reps": args.reps,
+        "steps": args.steps,
+        "config": str(CONFIG.relative_to(REPO)),
+        "targets": {"ratio_step_time": 1.03, "ratio_peak_rss": 1.05},
+        "sizes": sizes,
+    }
     path = write_result("overhead", result)
-    print(f"\n{'model':>6} {'params':>8} {'grpolab ms/step':>16} {'plain ms/step':>14} {'ratio':>6} {'paired':>7} {'wall ratio':>10} {'peak RSS ratio':>15} {'of peak':>8}")
+    print(
+        f"\n{'model':>6} {'params':>8} {'grpolab ms/step':>16} {'plain ms/step':>14} "
+        f"{'ratio':>6} {'paired':>7} {'wall ratio':>10} {'peak RSS ratio':>15} {'of peak':>8}"
+    )
     for size, r in sizes.items():
         m = r["median"]
-        print(f"{size:>6} {r['parameters'] / 1e6:>7.2f}M {m['grpolab']['step_s'] * 1000:>16.1f} {m['plain_trl']['step_s'] * 1000:>14.1f} "
-              f"{r['ratio_step_time']:>6.3f} {r['ratio_step_time_paired']:>7.3f} {r['ratio_wall_time']:>10.3f} {r['ratio_peak_rss']:>15.3f} {r['fraction_of_peak']['grpolab']:>8.1%}")
-    print(f"(of peak: FLOP estimate / step time / the measured matmul peak: {peaks['float32'] / 1e9:.0f} GFLOP/s fp32, {peaks['bfloat16'] / 1e9:.0f} GFLOP/s bf16)")
+        print(
+            f"{size:>6} {r['parameters'] / 1e6:>7.2f}M {m['grpolab']['step_s'] * 1000:>16.1f} "
+            f"{m['plain_trl']['step_s'] * 1000:>14.1f} "
+            f"{r['ratio_step_time']:>6.3f} {r['ratio_step_time_paired']:>7.3f} "
+            f"{r['ratio_wall_time']:>10.3f} {r['ratio_peak_rss']:>15.3f} "
+            f"{r['fraction_of_peak']['grpolab']:>8.1%}"
+        )
+    print(
+        "(of peak: FLOP estimate / step time / the measured matmul peak: "
+        f"{peaks['float32'] / 1e9:.0f} GFLOP/s fp32, {peaks['bfloat16'] / 1e9:.0f} "
+        "GFLOP/s bf16)"
+    )
     print(f"wrote {path.relative_to(REPO)}")
     return 0
 

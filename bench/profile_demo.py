@@ -36,7 +36,10 @@ from common import PYTHON, REPO, child_env, write_result  # noqa: E402
 PHASES = [
     ("held-out scoring", ["greedy_accuracy ("]),
     ("saving", ["_save_checkpoint (", "save_model (", "_save_final_model (", "save_pretrained ("]),
-    ("logging/callbacks", ["_maybe_log_save_evaluate (", "callback_handler", "call_event (", "log (trl/", "log (transformers/trainer"]),
+    (
+        "logging/callbacks",
+        ["_maybe_log_save_evaluate (", "callback_handler", "call_event (", "log (trl/", "log (transformers/trainer"],
+    ),
     ("reward scoring", ["_calculate_rewards ("]),
     ("generation", ["_generate (", "_generate_single_turn (", "generate (transformers/"]),
     ("optimizer", ["optimizer_step (", "step (torch/optim", "zero_grad ("]),
@@ -78,9 +81,27 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="grpolab-bench-profile-"))
     try:
         raw = work / "profile.txt"
-        cmd = [str(py_spy), "record", "--format", "raw", "--rate", str(args.rate), "--output", str(raw), "--",
-               PYTHON, "-m", "grpolab.cli.main", "train", "--config", "configs/grpo_demo.yaml",
-               "--set", f"training.max_steps={args.steps}", "--set", f"output_dir={work / 'runs'}"]
+        cmd = [
+            str(py_spy),
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            str(args.rate),
+            "--output",
+            str(raw),
+            "--",
+            PYTHON,
+            "-m",
+            "grpolab.cli.main",
+            "train",
+            "--config",
+            "configs/grpo_demo.yaml",
+            "--set",
+            f"training.max_steps={args.steps}",
+            "--set",
+            f"output_dir={work / 'runs'}",
+        ]
         proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True)
         if proc.returncode != 0 or not raw.exists():
             raise SystemExit(f"profiling failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
@@ -100,17 +121,24 @@ def main() -> int:
 
     loop = total - buckets["startup"]
     shares = {bucket: n / total for bucket, n in buckets.most_common()}
-    result = {"command": "grpolab train --config configs/grpo_demo.yaml --set training.max_steps=" + str(args.steps),
-              "samples": total, "rate_per_s": args.rate, "share_of_run": shares,
-              "share_of_training_loop": {b: n / loop for b, n in buckets.items() if b != "startup"},
-              "grpolab_code_share_of_training_loop": sum(grpolab.values()) / loop,
-              "grpolab_functions_share_of_training_loop": {f: n / loop for f, n in grpolab.most_common()}}
+    result = {
+        "command": "grpolab train --config configs/grpo_demo.yaml --set training.max_steps=" + str(args.steps),
+        "samples": total,
+        "rate_per_s": args.rate,
+        "share_of_run": shares,
+        "share_of_training_loop": {b: n / loop for b, n in buckets.items() if b != "startup"},
+        "grpolab_code_share_of_training_loop": sum(grpolab.values()) / loop,
+        "grpolab_functions_share_of_training_loop": {f: n / loop for f, n in grpolab.most_common()},
+    }
     path = write_result("profile_demo", result)
     print(f"{'phase':<18} {'% of run':>8} {'% of loop':>9}")  # loop = everything after startup
     for bucket, share in shares.items():
         in_loop = "" if bucket == "startup" else f"{buckets[bucket] / loop:>9.1%}"
         print(f"{bucket:<18} {share:>8.1%} {in_loop}")
-    print(f"grpolab's own code inside the training loop: {sum(grpolab.values()) / loop:.2%} of loop samples ({total} samples in all):")
+    print(
+        f"grpolab's own code inside the training loop: {sum(grpolab.values()) / loop:.2%} "
+        f"of loop samples ({total} samples in all):"
+    )
     for func, n in grpolab.most_common(5):
         print(f"  {n / loop:6.2%}  {func}")
     print(f"wrote {path.relative_to(REPO)}")

@@ -42,52 +42,145 @@ def summary_rows() -> list[tuple[str, str, str, str]]:
         if "explain" in med:
             rows.append(("`grpolab config explain`", f"{med['explain'] * 1000:.0f} ms", "", ""))
         if "python_startup" in med:
-            rows.append(("`python -c pass` (the interpreter alone: the floor)", f"{med['python_startup'] * 1000:.0f} ms", "", ""))
-        rows.append(("`python -c \"import trl\"` (lazy) / validate", f"{cli['import_trl_over_validate']:.2f}x", ">= 10x", _met(cli["import_trl_over_validate"] >= 10)))
-        rows.append(("`from trl import GRPOConfig` / validate", f"{cli['import_trl_grpoconfig_over_validate']:.1f}x", ">= 10x", _met(cli["import_trl_grpoconfig_over_validate"] >= 10)))
+            rows.append(
+                (
+                    "`python -c pass` (the interpreter alone: the floor)",
+                    f"{med['python_startup'] * 1000:.0f} ms",
+                    "",
+                    "",
+                )
+            )
+        rows.append(
+            (
+                '`python -c "import trl"` (lazy) / validate',
+                f"{cli['import_trl_over_validate']:.2f}x",
+                ">= 10x",
+                _met(cli["import_trl_over_validate"] >= 10),
+            )
+        )
+        rows.append(
+            (
+                "`from trl import GRPOConfig` / validate",
+                f"{cli['import_trl_grpoconfig_over_validate']:.1f}x",
+                ">= 10x",
+                _met(cli["import_trl_grpoconfig_over_validate"] >= 10),
+            )
+        )
     over = load("overhead")
     if over:
         for size, r in over["sizes"].items():
             m = r["median"]
             label = f"{size} model ({r['parameters'] / 1e6:.2f}M)"
-            rows.append((f"overhead, {label}: step time grpolab / plain TRL",
-                         f"{r['ratio_step_time']:.3f} ({m['grpolab']['step_s'] * 1000:.1f} vs {m['plain_trl']['step_s'] * 1000:.1f} ms; median of paired ratios {r.get('ratio_step_time_paired', float('nan')):.3f})", "<= 1.03", _met(r["ratio_step_time"] <= 1.03)))
-            rows.append((f"overhead, {label}: peak RSS grpolab / plain TRL",
-                         f"{r['ratio_peak_rss']:.3f} ({m['grpolab']['peak_rss_mib']:.0f} vs {m['plain_trl']['peak_rss_mib']:.0f} MiB)", "<= 1.05", _met(r["ratio_peak_rss"] <= 1.05)))
-            rows.append((f"overhead, {label}: FLOP estimate / step time", f"{r['fraction_of_peak']['grpolab']:.1%} of the measured {r.get('precision', 'float32')} matmul peak", "", ""))
+            rows.append(
+                (
+                    f"overhead, {label}: step time grpolab / plain TRL",
+                    f"{r['ratio_step_time']:.3f} ({m['grpolab']['step_s'] * 1000:.1f} vs "
+                    f"{m['plain_trl']['step_s'] * 1000:.1f} ms; median of paired ratios "
+                    f"{r.get('ratio_step_time_paired', float('nan')):.3f})",
+                    "<= 1.03",
+                    _met(r["ratio_step_time"] <= 1.03),
+                )
+            )
+            rows.append(
+                (
+                    f"overhead, {label}: peak RSS grpolab / plain TRL",
+                    f"{r['ratio_peak_rss']:.3f} ({m['grpolab']['peak_rss_mib']:.0f} vs "
+                    f"{m['plain_trl']['peak_rss_mib']:.0f} MiB)",
+                    "<= 1.05",
+                    _met(r["ratio_peak_rss"] <= 1.05),
+                )
+            )
+            rows.append(
+                (
+                    f"overhead, {label}: FLOP estimate / step time",
+                    f"{r['fraction_of_peak']['grpolab']:.1%} of the measured "
+                    f"{r.get('precision', 'float32')} matmul peak",
+                    "",
+                    "",
+                )
+            )
     tta = load("time_to_accuracy")
     if tta:
         med, budget, target = tta["median"], tta["budget_s"], tta["target_accuracy"]
         fmt = lambda t: f"{t:.1f} s" if t is not None else f"> {budget:g} s"  # noqa: E731
         speedup = tta["speedup_time_to_target"]
         bound = ">= " if speedup is not None and tta["speedup_kind"].startswith("lower") else ""
-        rows.append((f"demo task: training time to {target:.0%} held-out, grpolab preset vs TRL defaults",
-                     f"{fmt(med['grpolab']['time_to_target_s'])} vs {fmt(med['trl_defaults']['time_to_target_s'])}: {bound}{speedup:.1f}x" if speedup else "not reached",
-                     ">= 2x", _met(speedup is not None and speedup >= 2)))
+        rows.append(
+            (
+                f"demo task: training time to {target:.0%} held-out, grpolab preset vs TRL defaults",
+                f"{fmt(med['grpolab']['time_to_target_s'])} vs "
+                f"{fmt(med['trl_defaults']['time_to_target_s'])}: {bound}{speedup:.1f}x"
+                if speedup
+                else "not reached",
+                ">= 2x",
+                _met(speedup is not None and speedup >= 2),
+            )
+        )
         if "tokens_per_s" in med["grpolab"]:
-            rows.append(("demo task: tokens per training second, FLOP estimate / peak",
-                         f"{med['grpolab']['tokens_per_s']:.0f} ({med['grpolab']['fraction_of_peak']:.2%}) vs {med['trl_defaults']['tokens_per_s']:.0f} ({med['trl_defaults']['fraction_of_peak']:.2%})", "", ""))
-        rows.append((f"demo task: held-out accuracy after {budget:g} s", f"{med['grpolab']['accuracy_at_budget']:.1%} vs {med['trl_defaults']['accuracy_at_budget']:.1%} (from {med['grpolab']['accuracy_before']:.1%})", "", ""))
+            rows.append(
+                (
+                    "demo task: tokens per training second, FLOP estimate / peak",
+                    f"{med['grpolab']['tokens_per_s']:.0f} ({med['grpolab']['fraction_of_peak']:.2%}) "
+                    f"vs {med['trl_defaults']['tokens_per_s']:.0f} "
+                    f"({med['trl_defaults']['fraction_of_peak']:.2%})",
+                    "",
+                    "",
+                )
+            )
+        rows.append(
+            (
+                f"demo task: held-out accuracy after {budget:g} s",
+                f"{med['grpolab']['accuracy_at_budget']:.1%} vs "
+                f"{med['trl_defaults']['accuracy_at_budget']:.1%} (from "
+                f"{med['grpolab']['accuracy_before']:.1%})",
+                "",
+                "",
+            )
+        )
     growth = load("growth")
     if growth:
         for name, s in growth["series"].items():
             pts = s["points"]
-            rows.append((f"growth with {name} {s['values'][0]} -> {s['values'][-1]}",
-                         f"step time x{pts[-1]['step_s'] / pts[0]['step_s']:.2f} (~x^{s['time_exponent']:.2f}), peak RSS +{pts[-1]['peak_rss_mib'] - pts[0]['peak_rss_mib']:.0f} MiB, "
-                         f"{min(p['fraction_of_peak'] for p in pts):.0%}-{max(p['fraction_of_peak'] for p in pts):.0%} of the {pts[0].get('precision', 'float32')} matmul peak", "", ""))
+            rows.append(
+                (
+                    f"growth with {name} {s['values'][0]} -> {s['values'][-1]}",
+                    f"step time x{pts[-1]['step_s'] / pts[0]['step_s']:.2f} "
+                    f"(~x^{s['time_exponent']:.2f}), peak RSS "
+                    f"+{pts[-1]['peak_rss_mib'] - pts[0]['peak_rss_mib']:.0f} MiB, "
+                    f"{min(p['fraction_of_peak'] for p in pts):.0%}-{max(p['fraction_of_peak'] for p in pts):.0%}"
+                    f" of the {pts[0].get('precision', 'float32')} matmul peak",
+                    "",
+                    "",
+                )
+            )
     choices = load("speed_choices")
     if choices:
         names = list(next(iter(choices["sizes"].values()))["choices"])
         for name in names[1:]:
-            per_size = ", ".join(f"{size} {r['choices'][name]['step_time_vs_preset']:.2f}x" for size, r in choices["sizes"].items())
-            rows.append((f"speed choice: {name} (step time vs the local preset on CPU)", per_size, "> 1 (preset faster)",
-                         _met(all(r["choices"][name]["step_time_vs_preset"] > 1 for r in choices["sizes"].values()))))
+            per_size = ", ".join(
+                f"{size} {r['choices'][name]['step_time_vs_preset']:.2f}x" for size, r in choices["sizes"].items()
+            )
+            rows.append(
+                (
+                    f"speed choice: {name} (step time vs the local preset on CPU)",
+                    per_size,
+                    "> 1 (preset faster)",
+                    _met(all(r["choices"][name]["step_time_vs_preset"] > 1 for r in choices["sizes"].values())),
+                )
+            )
     profile = load("profile_demo")
     if profile:
         loop = profile["share_of_training_loop"]
         top = ", ".join(f"{k} {v:.0%}" for k, v in sorted(loop.items(), key=lambda kv: -kv[1])[:3])
         rows.append(("demo profile: training loop", top, "", ""))
-        rows.append(("demo profile: grpolab's own code in the loop", f"{profile['grpolab_code_share_of_training_loop']:.1%} of samples", "", ""))
+        rows.append(
+            (
+                "demo profile: grpolab's own code in the loop",
+                f"{profile['grpolab_code_share_of_training_loop']:.1%} of samples",
+                "",
+                "",
+            )
+        )
     return rows
 
 
@@ -101,14 +194,16 @@ def write_summary(rows, seconds: dict) -> Path:
         "# grpolab benchmarks",
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, no GPU; "
-        f"Python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, trl {m['trl']}. Medians; raw samples in the JSON files.",
+        f"Python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, trl "
+        f"{m['trl']}. Medians; raw samples in the JSON files.",
         "",
         "| benchmark | measured | target | met |",
         "|---|---|---|---|",
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows],
         "",
         "Plots: `time_to_accuracy.png`, `growth.png`. Run time of each benchmark: "
-        + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + ".",
+        + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
+        + ".",
         "",
     ]
     path = RESULTS / "summary.md"
@@ -118,7 +213,9 @@ def write_summary(rows, seconds: dict) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these (the table still shows every result file)")
+    parser.add_argument(
+        "--only", nargs="+", choices=list(BENCHMARKS), help="run only these (the table still shows every result file)"
+    )
     args = parser.parse_args()
 
     seconds = {}
@@ -140,7 +237,10 @@ def main() -> int:
     for row in rows:
         print("  ".join(cell.replace("**", "").ljust(w) for cell, w in zip(row, widths)))
     total = sum(seconds.values())
-    print(f"\nall benchmarks: {math.floor(total / 60)} min {total % 60:.0f} s; wrote {path.relative_to(REPO)} and bench/results/*.json, *.png")
+    print(
+        f"\nall benchmarks: {math.floor(total / 60)} min {total % 60:.0f} s; wrote "
+        f"{path.relative_to(REPO)} and bench/results/*.json, *.png"
+    )
     return 0
 
 

@@ -55,7 +55,9 @@ opts = parser.parse_args()
 
 model_dir = str(demo_model_path())
 prompt_tokens = len("12+34=")  # every prompt: two 2-digit operands, one character per token
-args = GRPOConfig(output_dir=opts.out, seed=opts.seed, use_cpu=True, max_completion_length=RECIPE["n_positions"] - prompt_tokens)
+args = GRPOConfig(
+    output_dir=opts.out, seed=opts.seed, use_cpu=True, max_completion_length=RECIPE["n_positions"] - prompt_tokens
+)
 set_seed(args.seed)
 train = Dataset.from_list(make_addition_rows(split_size("train"), seed=opts.seed, split="train"))
 held_out_rows = make_addition_rows(opts.eval_samples, seed=opts.seed + 1, split="eval")  # the rows grpolab scores
@@ -67,5 +69,29 @@ trainer.add_callback(StopAfter(opts.budget, held_out))
 before = score(trainer.model)
 trainer.train()
 logged = [(r["step"], r["num_tokens"]) for r in trainer.state.log_history if "num_tokens" in r]
-print("RESULT " + json.dumps({"accuracy_before": before, "curve": held_out.curve, "global_step": trainer.state.global_step, "num_tokens": logged[-1],
-                              "config": {k: v for k, v in args.to_dict().items() if k in ("learning_rate", "per_device_train_batch_size", "num_generations", "max_completion_length", "gradient_checkpointing", "bf16", "loss_type", "beta")}}))
+print(
+    "RESULT "
+    + json.dumps(
+        {
+            "accuracy_before": before,
+            "curve": held_out.curve,
+            "global_step": trainer.state.global_step,
+            "num_tokens": logged[-1],
+            "config": {
+                k: v
+                for k, v in args.to_dict().items()
+                if k
+                in (
+                    "learning_rate",
+                    "per_device_train_batch_size",
+                    "num_generations",
+                    "max_completion_length",
+                    "gradient_checkpointing",
+                    "bf16",
+                    "loss_type",
+                    "beta",
+                )
+            },
+        }
+    )
+)

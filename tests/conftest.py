@@ -38,7 +38,12 @@ if "torch" in sys.modules:
     sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 # Keep caches that tests write (datasets' Arrow cache, wandb's config/artifact staging) out of $HOME.
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="grpolab-tests-"))
-for _var, _sub in (("HF_DATASETS_CACHE", "hf_datasets"), ("WANDB_CONFIG_DIR", "wandb_config"), ("WANDB_CACHE_DIR", "wandb_cache"), ("WANDB_DATA_DIR", "wandb_data")):
+for _var, _sub in (
+    ("HF_DATASETS_CACHE", "hf_datasets"),
+    ("WANDB_CONFIG_DIR", "wandb_config"),
+    ("WANDB_CACHE_DIR", "wandb_cache"),
+    ("WANDB_DATA_DIR", "wandb_data"),
+):
     os.environ.setdefault(_var, str(_SESSION_TMP / _sub))
 atexit.register(shutil.rmtree, _SESSION_TMP, ignore_errors=True)
 
@@ -110,11 +115,21 @@ def build_tiny_model(out: Path, kind: str = "gpt2", context: int | None = None) 
     tokenizer = make_char_tokenizer(CHAT_TEMPLATE if kind == "llama" else None)
     ids = {"eos_token_id": 1, "pad_token_id": 0, "bos_token_id": 2}
     if kind == "llama":
-        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=context or 128, **ids)
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=context or 128,
+            **ids,
+        )
         model = LlamaForCausalLM(config)
     elif kind == "gpt2":
-        config = GPT2Config(vocab_size=len(tokenizer), n_positions=context or 64, n_embd=32, n_layer=2, n_head=2, **ids)
+        config = GPT2Config(
+            vocab_size=len(tokenizer), n_positions=context or 64, n_embd=32, n_layer=2, n_head=2, **ids
+        )
         model = GPT2LMHeadModel(config)
     else:
         raise ValueError(f"unknown tiny model kind {kind!r}")
@@ -203,7 +218,10 @@ class TrainResult:
                 self.run_dir = Path(line.split(": ", 1)[1].strip())
 
     def __repr__(self) -> str:
-        return f"TrainResult(code={self.code}, run_dir={self.run_dir})\n--- stdout\n{self.out[-3000:]}\n--- stderr\n{self.err[-3000:]}"
+        return (
+            f"TrainResult(code={self.code}, run_dir={self.run_dir})\n--- "
+            f"stdout\n{self.out[-3000:]}\n--- stderr\n{self.err[-3000:]}"
+        )
 
 
 @pytest.fixture

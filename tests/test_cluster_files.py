@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from grpolab.config.loader import preset_dir
-from grpolab.launch.accelerate_files import ACCELERATE_CONFIG, DEEPSPEED_CONFIG, deepspeed_config, launch_files, preset_file, write_files
+from grpolab.launch.accelerate_files import (
+    ACCELERATE_CONFIG,
+    DEEPSPEED_CONFIG,
+    deepspeed_config,
+    launch_files,
+    preset_file,
+    write_files,
+)
 from grpolab.launch.plan import LaunchPlan
 
 PRESETS = sorted((preset_dir() / "accelerate").glob("*.yaml"))
@@ -24,7 +31,9 @@ def accelerate_launch_args(config_file: Path, *extra: str):
     """accelerate's own parsing and validation of `accelerate launch --config_file F ... -m grpolab.cli.main train`."""
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 
-    args = launch_command_parser().parse_args(["--config_file", str(config_file), *extra, "-m", "grpolab.cli.main", "train"])
+    args = launch_command_parser().parse_args(
+        ["--config_file", str(config_file), *extra, "-m", "grpolab.cli.main", "train"]
+    )
     return _validate_launch_command(args)
 
 
@@ -40,14 +49,17 @@ def test_the_four_presets_exist_and_load_in_accelerate():
         assert cfg.mixed_precision == "bf16" and cfg.downcast_bf16 == "no"  # 'no' is quoted (YAML 1.1)
 
 
-@pytest.mark.parametrize(("backend", "stage", "preset", "kind"), [
-    ("ddp", 2, "ddp.yaml", "MULTI_GPU"),
-    ("deepspeed", 0, "zero2.yaml", "DEEPSPEED"),
-    ("deepspeed", 1, "zero2.yaml", "DEEPSPEED"),
-    ("deepspeed", 2, "zero2.yaml", "DEEPSPEED"),
-    ("deepspeed", 3, "zero3.yaml", "DEEPSPEED"),
-    ("fsdp", 2, "fsdp2.yaml", "FSDP"),
-])
+@pytest.mark.parametrize(
+    ("backend", "stage", "preset", "kind"),
+    [
+        ("ddp", 2, "ddp.yaml", "MULTI_GPU"),
+        ("deepspeed", 0, "zero2.yaml", "DEEPSPEED"),
+        ("deepspeed", 1, "zero2.yaml", "DEEPSPEED"),
+        ("deepspeed", 2, "zero2.yaml", "DEEPSPEED"),
+        ("deepspeed", 3, "zero3.yaml", "DEEPSPEED"),
+        ("fsdp", 2, "fsdp2.yaml", "FSDP"),
+    ],
+)
 def test_generated_config_loads_with_the_counts_filled_in(tmp_path, backend, stage, preset, kind):
     from accelerate.commands.config.config_args import load_config_from_file
 
@@ -62,7 +74,11 @@ def test_generated_config_loads_with_the_counts_filled_in(tmp_path, backend, sta
     assert text.startswith(f"# Written by grpolab from accelerate/{preset}")
     assert "# TOTAL processes" in text  # the preset's comments survive
     if backend == "deepspeed":
-        assert cfg.deepspeed_config == {"deepspeed_config_file": str(tmp_path / DEEPSPEED_CONFIG), "zero3_init_flag": stage == 3, "deepspeed_multinode_launcher": "standard"}
+        assert cfg.deepspeed_config == {
+            "deepspeed_config_file": str(tmp_path / DEEPSPEED_CONFIG),
+            "zero3_init_flag": stage == 3,
+            "deepspeed_multinode_launcher": "standard",
+        }
         assert cfg.mixed_precision is None  # accelerate refuses it next to deepspeed_config_file
         assert json.loads((tmp_path / DEEPSPEED_CONFIG).read_text())["zero_optimization"]["stage"] == stage
     else:
@@ -97,8 +113,26 @@ def test_cpu_plan_writes_no_accelerate_file(tmp_path):
 def test_launch_arguments_override_the_file_as_srun_passes_them(tmp_path):
     """The sbatch script passes --machine_rank / --main_process_ip per node on top of the file."""
     write_files(launch_files(tmp_path, plan(per_machine=8, machines=2, ip=None)))
-    args, _, _ = accelerate_launch_args(tmp_path / ACCELERATE_CONFIG, "--num_machines", "2", "--num_processes", "16", "--machine_rank", "1", "--main_process_ip", "node-a", "--main_process_port", "29501")
-    assert (args.num_processes, args.num_machines, args.machine_rank, args.main_process_ip, args.main_process_port) == (16, 2, 1, "node-a", 29501)
+    args, _, _ = accelerate_launch_args(
+        tmp_path / ACCELERATE_CONFIG,
+        "--num_machines",
+        "2",
+        "--num_processes",
+        "16",
+        "--machine_rank",
+        "1",
+        "--main_process_ip",
+        "node-a",
+        "--main_process_port",
+        "29501",
+    )
+    assert (
+        args.num_processes,
+        args.num_machines,
+        args.machine_rank,
+        args.main_process_ip,
+        args.main_process_port,
+    ) == (16, 2, 1, "node-a", 29501)
 
 
 def test_fsdp_settings_build_accelerates_fsdp2_plugin(tmp_path, monkeypatch):
@@ -129,7 +163,9 @@ def test_deepspeed_files_pass_accelerates_launch_and_plugin_checks(tmp_path, mon
     args, defaults, mp_from_config = accelerate_launch_args(tmp_path / ACCELERATE_CONFIG)
     assert args.use_deepspeed
     # what accelerate's launch_command does before deepspeed_launcher
-    args.deepspeed_fields_from_accelerate_config = ",".join(list(defaults.deepspeed_config) + (["mixed_precision"] if mp_from_config else []))
+    args.deepspeed_fields_from_accelerate_config = ",".join(
+        list(defaults.deepspeed_config) + (["mixed_precision"] if mp_from_config else [])
+    )
     _, env = prepare_deepspeed_cmd_env(args)
     for key, value in env.items():
         if key.startswith("ACCELERATE_"):
@@ -149,7 +185,14 @@ def test_deepspeed_json_is_a_valid_deepspeed_config(stage):
     from transformers import GPT2Config, GPT2LMHeadModel, TrainingArguments
     from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
 
-    args = TrainingArguments(output_dir="unused", per_device_train_batch_size=4, gradient_accumulation_steps=2, max_grad_norm=0.5, use_cpu=True, report_to="none")
+    args = TrainingArguments(
+        output_dir="unused",
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        max_grad_norm=0.5,
+        use_cpu=True,
+        report_to="none",
+    )
     hf = HfTrainerDeepSpeedConfig(deepspeed_config(stage))
     hf.trainer_config_process(args)
     hf.trainer_config_finalize(args, GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2)), 10)

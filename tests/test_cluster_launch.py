@@ -19,8 +19,22 @@ from grpolab.launch.plan import make_plan, plan_problems
 from grpolab.train.args import add_train_args
 
 REPO = Path(__file__).resolve().parents[1]
-DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID", "ACCELERATE_DYNAMO_BACKEND",
-             "SLURM_STEP_NUM_TASKS", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_JOB_ID", "SLURM_STEP_ID", "GRPOLAB_RUN_DIR", "GRPOLAB_CONFIG_SHA256")
+DIST_VARS = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "TORCHELASTIC_RUN_ID",
+    "ACCELERATE_DYNAMO_BACKEND",
+    "SLURM_STEP_NUM_TASKS",
+    "SLURM_PROCID",
+    "SLURM_LOCALID",
+    "SLURM_JOB_ID",
+    "SLURM_STEP_ID",
+    "GRPOLAB_RUN_DIR",
+    "GRPOLAB_CONFIG_SHA256",
+)
 CPU_HW = {"device": "cpu", "bf16_supported": False, "world_size": 1, "rank": 0, "use_vllm": False}
 GPU_HW = {"device": "cuda", "bf16_supported": True, "world_size": 1, "rank": 0, "use_vllm": False}
 
@@ -48,38 +62,66 @@ def parse(*argv) -> argparse.Namespace:
 
 
 def cluster(tmp_path, *sets, model="gpt2"):
-    args = parse("--mode", "cluster", "--model", model, "--output-dir", tmp_path / "runs", *[x for s in sets for x in ("--set", s)])
-    loader = GRPOConfigLoader(mode="cluster", overrides=list(sets), flags={"model.name_or_path": model, "output_dir": str(tmp_path / "runs")})
+    args = parse(
+        "--mode",
+        "cluster",
+        "--model",
+        model,
+        "--output-dir",
+        tmp_path / "runs",
+        *[x for s in sets for x in ("--set", s)],
+    )
+    loader = GRPOConfigLoader(
+        mode="cluster", overrides=list(sets), flags={"model.name_or_path": model, "output_dir": str(tmp_path / "runs")}
+    )
     return loader, args
 
 
 # ------------------------------------------------------------------------- detection
-@pytest.mark.parametrize(("env", "expected"), [
-    ({}, None),
-    ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "TORCHELASTIC_RUN_ID": "x"}, "torchrun"),
-    ({"LOCAL_RANK": "1", "ACCELERATE_DYNAMO_BACKEND": "NO"}, "accelerate launch"),
-    ({"ACCELERATE_DYNAMO_BACKEND": "NO", "ACCELERATE_MIXED_PRECISION": "no"}, "accelerate launch"),  # one process
-    ({"SLURM_STEP_NUM_TASKS": "8", "SLURM_PROCID": "3"}, "srun"),
-    ({"SLURM_STEP_NUM_TASKS": "1", "SLURM_PROCID": "0"}, None),  # `srun python ...` with one task: self-launch
-    ({"SLURM_JOB_ID": "5", "SLURM_PROCID": "0", "SLURM_NTASKS": "2"}, None),  # sbatch's batch script
-])
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, None),
+        ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "TORCHELASTIC_RUN_ID": "x"}, "torchrun"),
+        ({"LOCAL_RANK": "1", "ACCELERATE_DYNAMO_BACKEND": "NO"}, "accelerate launch"),
+        ({"ACCELERATE_DYNAMO_BACKEND": "NO", "ACCELERATE_MIXED_PRECISION": "no"}, "accelerate launch"),  # one process
+        ({"SLURM_STEP_NUM_TASKS": "8", "SLURM_PROCID": "3"}, "srun"),
+        ({"SLURM_STEP_NUM_TASKS": "1", "SLURM_PROCID": "0"}, None),  # `srun python ...` with one task: self-launch
+        ({"SLURM_JOB_ID": "5", "SLURM_PROCID": "0", "SLURM_NTASKS": "2"}, None),  # sbatch's batch script
+    ],
+)
 def test_launcher_detection(env, expected):
     assert detect.launcher(env) == expected
 
 
 def test_srun_rank_env_maps_slurm_to_torch():
-    env = {"SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_STEP_NUM_TASKS": "8", "SLURM_STEP_TASKS_PER_NODE": "4(x2)"}
-    assert detect.srun_rank_env(env, "10.0.0.1", 29555) == {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29555"}
+    env = {
+        "SLURM_PROCID": "5",
+        "SLURM_LOCALID": "1",
+        "SLURM_STEP_NUM_TASKS": "8",
+        "SLURM_STEP_TASKS_PER_NODE": "4(x2)",
+    }
+    assert detect.srun_rank_env(env, "10.0.0.1", 29555) == {
+        "RANK": "5",
+        "WORLD_SIZE": "8",
+        "LOCAL_RANK": "1",
+        "LOCAL_WORLD_SIZE": "4",
+        "MASTER_ADDR": "10.0.0.1",
+        "MASTER_PORT": "29555",
+    }
     del env["SLURM_STEP_TASKS_PER_NODE"]
     assert detect.srun_rank_env(env, "10.0.0.1", 29555)["LOCAL_WORLD_SIZE"] == "1"
 
 
-@pytest.mark.parametrize("setting, processes, cores, expected", [
-    ("auto", 1, 16, 16),  # one process gets the machine
-    ("auto", 4, 16, 4),  # ranks share the cores
-    ("auto", 8, 2, 1),  # never 0
-    (3, 4, 16, 3),  # an explicit number wins
-])
+@pytest.mark.parametrize(
+    "setting, processes, cores, expected",
+    [
+        ("auto", 1, 16, 16),  # one process gets the machine
+        ("auto", 4, 16, 4),  # ranks share the cores
+        ("auto", 8, 2, 1),  # never 0
+        (3, 4, 16, 3),  # an explicit number wins
+    ],
+)
 def test_cpu_threads_share_the_cores_among_the_processes(monkeypatch, setting, processes, cores, expected):
     monkeypatch.setattr(detect, "usable_cores", lambda: cores)
     assert detect.cpu_threads(setting, processes) == expected
@@ -88,7 +130,9 @@ def test_cpu_threads_share_the_cores_among_the_processes(monkeypatch, setting, p
 # ------------------------------------------------------------------------- checks before anything starts
 def problems(loader, hw=GPU_HW, gpus=4):
     plan = make_plan(loader.config, device=hw["device"], gpus=gpus, bf16_supported=hw["bf16_supported"])
-    return plan, plan_problems(loader.config, plan, loader.origin_of, gpus=gpus, bf16_supported=hw["bf16_supported"], use_vllm=hw["use_vllm"])
+    return plan, plan_problems(
+        loader.config, plan, loader.origin_of, gpus=gpus, bf16_supported=hw["bf16_supported"], use_vllm=hw["use_vllm"]
+    )
 
 
 def one(problem_list, key):
@@ -100,14 +144,21 @@ def one(problem_list, key):
 def test_auto_counts_the_visible_gpus(tmp_path):
     loader, _ = cluster(tmp_path)
     plan, found = problems(loader, gpus=4)
-    assert (plan.per_machine, plan.world_size, plan.launcher, plan.mixed_precision) == (4, 4, "accelerate launch", "bf16")
+    assert (plan.per_machine, plan.world_size, plan.launcher, plan.mixed_precision) == (
+        4,
+        4,
+        "accelerate launch",
+        "bf16",
+    )
     assert found == []
     plan, _ = problems(loader, CPU_HW, gpus=0)
     assert (plan.world_size, plan.launcher) == (1, "torchrun")  # no GPU: one CPU process
 
 
 def test_generation_batch_checked_for_the_counted_world_size(tmp_path):
-    loader, _ = cluster(tmp_path, "training.per_device_train_batch_size=2", "grpo.num_generations=2", "grpo.generation_batch_size=12")
+    loader, _ = cluster(
+        tmp_path, "training.per_device_train_batch_size=2", "grpo.num_generations=2", "grpo.generation_batch_size=12"
+    )
     _, found = problems(loader, gpus=4)  # 12 % (2 x 4) != 0
     p = one(found, "grpo.generation_batch_size")
     assert "world size 4" in p.message and "generation_batch_size: 16" in p.fix
@@ -141,21 +192,35 @@ def test_multi_node_needs_rank_zeros_address(tmp_path):
     loader, _ = cluster(tmp_path, "cluster.num_machines=2")
     p = one(problems(loader, gpus=8)[1], "cluster.main_process_ip")
     assert "grpolab launch slurm" in p.fix
-    loader, _ = cluster(tmp_path, "cluster.num_machines=2", "cluster.machine_rank=2", "cluster.main_process_ip=10.0.0.1")
+    loader, _ = cluster(
+        tmp_path, "cluster.num_machines=2", "cluster.machine_rank=2", "cluster.main_process_ip=10.0.0.1"
+    )
     assert "ranks are 0 .. 1" in one(problems(loader, gpus=8)[1], "cluster.machine_rank").message
 
 
 def test_vllm_server_must_be_reachable_and_have_its_own_gpus(tmp_path):
     hw = dict(GPU_HW, use_vllm=True)
-    loader, _ = cluster(tmp_path, "cluster.vllm_mode=server", "cluster.num_machines=2", "cluster.main_process_ip=10.0.0.1")
+    loader, _ = cluster(
+        tmp_path, "cluster.vllm_mode=server", "cluster.num_machines=2", "cluster.main_process_ip=10.0.0.1"
+    )
     p = one(problems(loader, hw, gpus=8)[1], "cluster.vllm_server_host")
     assert "cannot reach" in p.message and "--vllm-server-node" in p.fix
     loader, _ = cluster(tmp_path, "cluster.vllm_mode=server")
     p = one(problems(loader, hw, gpus=8)[1], "cluster.num_processes")
-    assert "needs GPUs of its own" in p.message and "`cluster.num_processes: 7`" in p.fix and "CUDA_VISIBLE_DEVICES=7" in p.fix
+    assert (
+        "needs GPUs of its own" in p.message
+        and "`cluster.num_processes: 7`" in p.fix
+        and "CUDA_VISIBLE_DEVICES=7" in p.fix
+    )
     loader, _ = cluster(tmp_path, "cluster.vllm_mode=server", "cluster.num_processes=7")
     assert problems(loader, hw, gpus=8)[1] == []
-    loader, _ = cluster(tmp_path, "cluster.vllm_mode=server", "cluster.num_machines=2", "cluster.main_process_ip=10.0.0.1", "cluster.vllm_server_host=gpu-node-9")
+    loader, _ = cluster(
+        tmp_path,
+        "cluster.vllm_mode=server",
+        "cluster.num_machines=2",
+        "cluster.main_process_ip=10.0.0.1",
+        "cluster.vllm_server_host=gpu-node-9",
+    )
     assert problems(loader, hw, gpus=8)[1] == []
 
 
@@ -173,8 +238,22 @@ def test_invalid_cluster_config_exits_2_before_anything_starts(tmp_path, subproc
     """The real command line: no GPU here, so 4 processes on device auto cannot start."""
     runs = tmp_path / "runs"
     done = subprocess.run(
-        [sys.executable, str(REPO / "training" / "grpo_training.py"), "--mode", "cluster", "--model", tiny_gpt2, "--output-dir", str(runs), "--set", "cluster.num_processes=4"],
-        env=subprocess_env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(REPO / "training" / "grpo_training.py"),
+            "--mode",
+            "cluster",
+            "--model",
+            tiny_gpt2,
+            "--output-dir",
+            str(runs),
+            "--set",
+            "cluster.num_processes=4",
+        ],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2, done.stderr
     assert "cluster.num_processes: is 4, but no CUDA GPU is visible." in done.stderr
@@ -182,16 +261,44 @@ def test_invalid_cluster_config_exits_2_before_anything_starts(tmp_path, subproc
     assert not runs.exists()
 
 
-@pytest.mark.parametrize(("sets", "message"), [
-    (["cluster.num_processes=2", "cluster.device=cpu", "training.per_device_train_batch_size=2", "grpo.num_generations=2", "grpo.generation_batch_size=6"],
-     "6 must be divisible by per_device_train_batch_size x world size = 2 x 2 = 4 (world size 2)"),
-    (["cluster.use_vllm=true"], "pip install 'trl[vllm]'"),
-    (["cluster.num_processes=2", "cluster.device=cpu", "cluster.backend=deepspeed"], "cluster.backend: is deepspeed, which runs on GPUs only"),
-    (["cluster.num_processes=2", "cluster.device=cpu", "cluster.num_machines=2"], "cluster.main_process_ip: is not set"),
-    (["cluster.num_processes=0"], "cluster.num_processes: Input should be greater than or equal to 1, or 'auto' (got 0)"),
-])
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (
+            [
+                "cluster.num_processes=2",
+                "cluster.device=cpu",
+                "training.per_device_train_batch_size=2",
+                "grpo.num_generations=2",
+                "grpo.generation_batch_size=6",
+            ],
+            "6 must be divisible by per_device_train_batch_size x world size = 2 x 2 = 4 (world size 2)",
+        ),
+        (["cluster.use_vllm=true"], "pip install 'trl[vllm]'"),
+        (
+            ["cluster.num_processes=2", "cluster.device=cpu", "cluster.backend=deepspeed"],
+            "cluster.backend: is deepspeed, which runs on GPUs only",
+        ),
+        (
+            ["cluster.num_processes=2", "cluster.device=cpu", "cluster.num_machines=2"],
+            "cluster.main_process_ip: is not set",
+        ),
+        (
+            ["cluster.num_processes=0"],
+            "cluster.num_processes: Input should be greater than or equal to 1, or 'auto' (got 0)",
+        ),
+    ],
+)
 def test_invalid_cluster_configs(train, tmp_path, tiny_gpt2, no_popen, sets, message):
-    result = train("--mode", "cluster", "--model", tiny_gpt2, "--output-dir", tmp_path / "runs", *[x for s in sets for x in ("--set", s)])
+    result = train(
+        "--mode",
+        "cluster",
+        "--model",
+        tiny_gpt2,
+        "--output-dir",
+        tmp_path / "runs",
+        *[x for s in sets for x in ("--set", s)],
+    )
     assert result.code == 2, result
     assert message in result.err and "Fix:" in result.err
     assert not (tmp_path / "runs").exists()
@@ -199,8 +306,27 @@ def test_invalid_cluster_configs(train, tmp_path, tiny_gpt2, no_popen, sets, mes
 
 def test_print_launch_command_cpu(tmp_path, subprocess_env, tiny_gpt2):
     runs = tmp_path / "runs"
-    argv = ["--model", tiny_gpt2, "--mode", "cluster", "--output-dir", str(runs), "--set", "cluster.num_processes=2", "--set", "cluster.device=cpu", "--set", "grpo.beta=0.02"]
-    done = subprocess.run([sys.executable, "-m", "grpolab.cli.main", "train", *argv, "--print-launch-command"], env=subprocess_env, capture_output=True, text=True, timeout=120)
+    argv = [
+        "--model",
+        tiny_gpt2,
+        "--mode",
+        "cluster",
+        "--output-dir",
+        str(runs),
+        "--set",
+        "cluster.num_processes=2",
+        "--set",
+        "cluster.device=cpu",
+        "--set",
+        "grpo.beta=0.02",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "grpolab.cli.main", "train", *argv, "--print-launch-command"],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "2 process(es) (1 machine) on cpu, DDP (gloo), started by torchrun" in lines[0]
@@ -210,7 +336,18 @@ def test_print_launch_command_cpu(tmp_path, subprocess_env, tiny_gpt2):
     env_part = dict(c.split("=", 1) for c in command[:2])
     assert env_part["GRPOLAB_RUN_DIR"].startswith(str(runs / "grpo_cluster_"))
     assert len(env_part["GRPOLAB_CONFIG_SHA256"]) == 64
-    assert command[2:] == [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "-m", "grpolab.cli.main", "train", *argv]
+    assert command[2:] == [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--standalone",
+        "-m",
+        "grpolab.cli.main",
+        "train",
+        *argv,
+    ]
     assert not runs.exists()  # nothing created, nothing trained
 
 
@@ -235,11 +372,18 @@ def test_print_launch_command_gpu(tmp_path, monkeypatch, capsys, no_popen):
     config_path = Path(command[command.index("--config_file") + 1])
     assert config_path.parent.parent == tmp_path / "runs" and config_path.name == "accelerate_config.yaml"
     assert command[2:6] == [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
-    assert command[command.index("--config_file") + 2:] == ["-m", "grpolab.cli.main", "train", *relaunch.train_argv(args)]
+    assert command[command.index("--config_file") + 2 :] == [
+        "-m",
+        "grpolab.cli.main",
+        "train",
+        *relaunch.train_argv(args),
+    ]
     yaml_text = out.split(f"--- {config_path}\n", 1)[1].split("\n--- ", 1)[0]
     (tmp_path / "shown.yaml").write_text(yaml_text)
     shown = load_config_from_file(str(tmp_path / "shown.yaml"))
-    assert shown.num_processes == 4 and shown.deepspeed_config["deepspeed_config_file"] == str(config_path.parent / "deepspeed_config.json")
+    assert shown.num_processes == 4 and shown.deepspeed_config["deepspeed_config_file"] == str(
+        config_path.parent / "deepspeed_config.json"
+    )
     assert f"--- {config_path.parent / 'deepspeed_config.json'}" in out
     assert not (tmp_path / "runs").exists()
 
@@ -260,7 +404,7 @@ def test_launch_writes_one_run_dir_and_passes_it_down(tmp_path, monkeypatch, cap
     monkeypatch.setattr(detect, "visible_gpus", lambda: 2)
     loader, args = cluster(tmp_path, "cluster.backend=fsdp")
     assert relaunch.maybe_relaunch(loader, args, dict(GPU_HW)) == 3  # the launcher's exit code
-    (cmd, env), = started
+    ((cmd, env),) = started
     run_dirs = list((tmp_path / "runs").iterdir())
     assert len(run_dirs) == 1 and env["GRPOLAB_RUN_DIR"] == str(run_dirs[0])
     assert env["GRPOLAB_CONFIG_SHA256"] == relaunch.config_sha256(loader)
@@ -312,13 +456,31 @@ def test_hand_started_ranks_share_one_run_dir(tmp_path, monkeypatch):
 
 
 def test_srun_tasks_get_torch_rank_variables(tmp_path, monkeypatch):
-    loader, args = cluster(tmp_path, "cluster.num_processes=4", "cluster.num_machines=2", "cluster.main_process_ip=10.9.9.9", "cluster.main_process_port=29600")
-    for key, value in {"SLURM_STEP_NUM_TASKS": "8", "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "77", "SLURM_STEP_ID": "0"}.items():
+    loader, args = cluster(
+        tmp_path,
+        "cluster.num_processes=4",
+        "cluster.num_machines=2",
+        "cluster.main_process_ip=10.9.9.9",
+        "cluster.main_process_port=29600",
+    )
+    for key, value in {
+        "SLURM_STEP_NUM_TASKS": "8",
+        "SLURM_PROCID": "5",
+        "SLURM_LOCALID": "1",
+        "SLURM_JOB_ID": "77",
+        "SLURM_STEP_ID": "0",
+    }.items():
         monkeypatch.setenv(key, value)
     hw = dict(GPU_HW)
     assert relaunch.maybe_relaunch(loader, args, hw) is None
     assert (hw["world_size"], hw["rank"]) == (8, 5)
-    assert [os.environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")] == ["5", "8", "1", "10.9.9.9", "29600"]
+    assert [os.environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")] == [
+        "5",
+        "8",
+        "1",
+        "10.9.9.9",
+        "29600",
+    ]
     assert os.environ["GRPOLAB_RUN_DIR"] == str(tmp_path / "runs" / "grpo_cluster_slurm-77.0")
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")  # one task per node is not one task per rank
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
@@ -327,12 +489,15 @@ def test_srun_tasks_get_torch_rank_variables(tmp_path, monkeypatch):
         relaunch.maybe_relaunch(loader, args, dict(GPU_HW))
 
 
-@pytest.mark.parametrize("cpuinfo, expected", [
-    ("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n", True),  # Zen 4 / Cooper Lake
-    ("flags\t\t: fpu avx2 amx_bf16 amx_tile\n", True),  # Sapphire Rapids
-    ("flags\t\t: fpu sse4_2 avx2 fma\n", False),  # AVX2 only: torch emulates bf16, autocast is slower
-    ("Features\t: fp asimd bf16 i8mm\n", True),  # Arm with BF16
-    ("", False),
-])
+@pytest.mark.parametrize(
+    "cpuinfo, expected",
+    [
+        ("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n", True),  # Zen 4 / Cooper Lake
+        ("flags\t\t: fpu avx2 amx_bf16 amx_tile\n", True),  # Sapphire Rapids
+        ("flags\t\t: fpu sse4_2 avx2 fma\n", False),  # AVX2 only: torch emulates bf16, autocast is slower
+        ("Features\t: fp asimd bf16 i8mm\n", True),  # Arm with BF16
+        ("", False),
+    ],
+)
 def test_cpu_native_bf16_is_read_from_cpuinfo(cpuinfo, expected):
     assert detect.cpu_has_bf16(cpuinfo) is expected

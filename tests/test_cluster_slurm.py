@@ -41,7 +41,11 @@ def slurm(tmp_path, *argv) -> tuple[int, Path]:
 
 def cfg_file(tmp_path, extra: str = "") -> Path:
     path = tmp_path / "exp.yaml"
-    path.write_text(f"mode: cluster\noutput_dir: {tmp_path / 'runs'}\ntraining:\n  per_device_train_batch_size: 4\n  gradient_accumulation_steps: 2\ngrpo:\n  num_generations: 8\n{extra}")
+    path.write_text(
+        f"mode: cluster\noutput_dir: {tmp_path / 'runs'}\ntraining:\n  "
+        "per_device_train_batch_size: 4\n  gradient_accumulation_steps: 2\ngrpo:\n  "
+        f"num_generations: 8\n{extra}"
+    )
     return path
 
 
@@ -53,7 +57,13 @@ def run_with_fake_slurm(tmp_path, script: Path, nodes: list[str]) -> Path:
     (fake / "record").write_text(RECORD)
     for f in fake.iterdir():
         f.chmod(0o755)
-    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}", FAKE_OUT=str(fake), SLURM_JOB_ID="4242", SLURM_JOB_NODELIST="node[1-9]")
+    env = dict(
+        os.environ,
+        PATH=f"{fake}:{os.environ['PATH']}",
+        FAKE_OUT=str(fake),
+        SLURM_JOB_ID="4242",
+        SLURM_JOB_NODELIST="node[1-9]",
+    )
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return fake
@@ -69,7 +79,23 @@ def option(argv: list[str], name: str) -> str:
 
 def test_sbatch_two_nodes_eight_gpus(tmp_path, capsys):
     config = cfg_file(tmp_path)
-    code, script = slurm(tmp_path, "--config", str(config), "--set", "grpo.beta=0.02", "--nodes", "2", "--gpus-per-node", "8", "--partition", "gpu", "--time", "12:00:00", "--model", "gpt2")
+    code, script = slurm(
+        tmp_path,
+        "--config",
+        str(config),
+        "--set",
+        "grpo.beta=0.02",
+        "--nodes",
+        "2",
+        "--gpus-per-node",
+        "8",
+        "--partition",
+        "gpu",
+        "--time",
+        "12:00:00",
+        "--model",
+        "gpt2",
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "16 process(es) (8 per machine x 2 machines)" in out
@@ -77,12 +103,19 @@ def test_sbatch_two_nodes_eight_gpus(tmp_path, capsys):
     text = script.read_text()
     for directive in ("--nodes=2", "--ntasks-per-node=1", "--gpus-per-node=8", "--partition=gpu", "--time=12:00:00"):
         assert f"#SBATCH {directive}" in text
-    assert 'mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")' in text and "export MAIN_NODE=${NODES[0]}" in text
+    assert (
+        'mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")' in text
+        and "export MAIN_NODE=${NODES[0]}" in text
+    )
     assert "--num_machines 2" in text and "--num_processes 16" in text
-    assert '--machine_rank "$SLURM_PROCID"' in text and '--main_process_ip "$MAIN_NODE"' in text and "--main_process_port 29500" in text
+    assert (
+        '--machine_rank "$SLURM_PROCID"' in text
+        and '--main_process_ip "$MAIN_NODE"' in text
+        and "--main_process_port 29500" in text
+    )
     accelerate_config = tmp_path / "job.accelerate_config.yaml"
     assert f"ACCELERATE_CONFIG={accelerate_config}" in text and accelerate_config.exists()
-    assert f"GRPOLAB_RUN_DIR={tmp_path / 'runs'}/exp_slurm-\"$SLURM_JOB_ID\"" in text
+    assert f'GRPOLAB_RUN_DIR={tmp_path / "runs"}/exp_slurm-"$SLURM_JOB_ID"' in text
     assert os.access(script, os.X_OK)
     subprocess.run(["bash", "-n", str(script)], check=True)
 
@@ -92,7 +125,24 @@ def test_sbatch_passes_shellcheck(tmp_path):
         pytest.skip("shellcheck is not installed")
     for name, extra in (("plain", []), ("vllm", ["--vllm-server-node"])):
         script = tmp_path / f"{name}.sbatch"
-        assert main(["launch", "slurm", "--nodes", "3", "--gpus-per-node", "4", "--model", "gpt2", *extra, "-o", str(script)]) == 0
+        assert (
+            main(
+                [
+                    "launch",
+                    "slurm",
+                    "--nodes",
+                    "3",
+                    "--gpus-per-node",
+                    "4",
+                    "--model",
+                    "gpt2",
+                    *extra,
+                    "-o",
+                    str(script),
+                ]
+            )
+            == 0
+        )
         done = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout
 
@@ -101,7 +151,7 @@ def test_each_node_runs_accelerate_launch_with_its_rank(tmp_path):
     """Run the script with fake srun/scontrol: each node gets its machine rank, rank 0's
     address, the totals, and exactly the user's training options."""
     config = cfg_file(tmp_path)
-    odd = "data.system_prompt=It's \"$HOME\" & `x`"
+    odd = 'data.system_prompt=It\'s "$HOME" & `x`'
     code, script = slurm(tmp_path, "--config", str(config), "--set", odd, "--nodes", "2", "--gpus-per-node", "8")
     assert code == 0
     fake = run_with_fake_slurm(tmp_path, script, ["gpu-a", "gpu-b"])
@@ -112,8 +162,20 @@ def test_each_node_runs_accelerate_launch_with_its_rank(tmp_path):
         assert option(argv, "--machine_rank") == str(rank)
         assert option(argv, "--main_process_ip") == "gpu-a"
         assert (option(argv, "--num_machines"), option(argv, "--num_processes")) == ("2", "16")
-        train = argv[argv.index("-m", 2):]
-        assert train == ["-m", "grpolab.cli.main", "train", "--config", str(config), "--set", odd, "--set", "cluster.num_processes=8", "--set", "cluster.num_machines=2"]
+        train = argv[argv.index("-m", 2) :]
+        assert train == [
+            "-m",
+            "grpolab.cli.main",
+            "train",
+            "--config",
+            str(config),
+            "--set",
+            odd,
+            "--set",
+            "cluster.num_processes=8",
+            "--set",
+            "cluster.num_machines=2",
+        ]
     assert (tmp_path / "runs" / "exp_slurm-4242").is_dir()  # one run directory, made by the batch script
     assert not (fake / "vllm.txt").exists()
 
@@ -122,17 +184,43 @@ def test_the_ranks_accelerate_command_parses(tmp_path):
     """What a node runs, through accelerate's own launch parser and validation (CPU-safe)."""
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 
-    code, script = slurm(tmp_path, "--config", str(cfg_file(tmp_path)), "--nodes", "2", "--gpus-per-node", "8", "--set", "cluster.backend=fsdp")
+    code, script = slurm(
+        tmp_path,
+        "--config",
+        str(cfg_file(tmp_path)),
+        "--nodes",
+        "2",
+        "--gpus-per-node",
+        "8",
+        "--set",
+        "cluster.backend=fsdp",
+    )
     assert code == 0
     argv = recorded(run_with_fake_slurm(tmp_path, script, ["n1", "n2"]), 1)
     args, _, _ = _validate_launch_command(launch_command_parser().parse_args(argv[2:]))
-    assert args.use_fsdp and (args.num_processes, args.num_machines, args.machine_rank, args.main_process_ip) == (16, 2, 1, "n1")
+    assert args.use_fsdp and (args.num_processes, args.num_machines, args.machine_rank, args.main_process_ip) == (
+        16,
+        2,
+        1,
+        "n1",
+    )
     assert args.module and args.training_script == "grpolab.cli.main" and args.training_script_args[0] == "train"
 
 
 def test_vllm_server_node(tmp_path, capsys):
     config = cfg_file(tmp_path)
-    code, script = slurm(tmp_path, "--config", str(config), "--nodes", "3", "--gpus-per-node", "4", "--model", "Qwen/Qwen2.5-0.5B", "--vllm-server-node")
+    code, script = slurm(
+        tmp_path,
+        "--config",
+        str(config),
+        "--nodes",
+        "3",
+        "--gpus-per-node",
+        "4",
+        "--model",
+        "Qwen/Qwen2.5-0.5B",
+        "--vllm-server-node",
+    )
     assert code == 0
     assert "8 process(es) (4 per machine x 2 machines)" in capsys.readouterr().out  # training nodes = N - 1
     fake = run_with_fake_slurm(tmp_path, script, ["n1", "n2", "n3"])
@@ -148,13 +236,23 @@ def test_vllm_server_node(tmp_path, capsys):
         assert option(argv, "--main_process_ip") == "n2" and option(argv, "--machine_rank") == str(rank)
         assert option(argv, "--num_machines") == "2" and option(argv, "--num_processes") == "8"
         sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
-        assert {"cluster.use_vllm=true", "cluster.vllm_mode=server", "cluster.vllm_server_host=n1", "cluster.num_machines=2"} <= set(sets)
+        assert {
+            "cluster.use_vllm=true",
+            "cluster.vllm_mode=server",
+            "cluster.vllm_server_host=n1",
+            "cluster.num_machines=2",
+        } <= set(sets)
 
 
 def test_config_is_validated_for_nodes_times_gpus(tmp_path, capsys):
     # 12 completions per round do not split over 2 x 4 = 8 processes with 2 completions each
     config = cfg_file(tmp_path, "  generation_batch_size: 12\n")
-    (tmp_path / "exp.yaml").write_text((tmp_path / "exp.yaml").read_text().replace("per_device_train_batch_size: 4", "per_device_train_batch_size: 2").replace("num_generations: 8", "num_generations: 4"))
+    (tmp_path / "exp.yaml").write_text(
+        (tmp_path / "exp.yaml")
+        .read_text()
+        .replace("per_device_train_batch_size: 4", "per_device_train_batch_size: 2")
+        .replace("num_generations: 8", "num_generations: 4")
+    )
     code, script = slurm(tmp_path, "--config", str(config), "--nodes", "2", "--gpus-per-node", "4")
     assert code == 2
     err = capsys.readouterr().err
@@ -198,7 +296,8 @@ def test_submit_calls_sbatch(tmp_path, monkeypatch, capsys):
 def test_slurm_command_does_not_import_torch(tmp_path, subprocess_env):
     code = (
         "import sys; from grpolab.cli.main import main; "
-        f"rc = main(['launch', 'slurm', '--nodes', '2', '--gpus-per-node', '8', '--set', 'cluster.backend=deepspeed', '-o', {str(tmp_path / 'j.sbatch')!r}]); "
+        "rc = main(['launch', 'slurm', '--nodes', '2', '--gpus-per-node', '8', '--set', "
+        f"'cluster.backend=deepspeed', '-o', {str(tmp_path / 'j.sbatch')!r}]); "
         "print(rc, sorted(m for m in ('torch', 'transformers', 'trl', 'accelerate', 'deepspeed') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True, timeout=60)

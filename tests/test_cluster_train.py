@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import TrainResult, read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,18 +30,31 @@ def rank_reward(completions, **kwargs):
 @pytest.fixture
 def cluster_config(tmp_path, tiny_gpt2, write_config):
     (tmp_path / "rank_reward.py").write_text(RANK_REWARD)
-    return write_config({
-        "mode": "cluster",
-        "output_dir": str(tmp_path / "runs"),
-        "model": {"name_or_path": tiny_gpt2},
-        "data": {"max_samples": 32},
-        "rewards": [{"name": "numeric_match", "weight": 1.0}, {"name": f"{tmp_path / 'rank_reward.py'}:rank_reward", "weight": 1.0}],
-        "training": {"max_steps": 3, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "logging_steps": 1, "save_steps": 1000, "gradient_checkpointing": False},
-        "grpo": {"num_generations": 2, "generation_batch_size": "auto", "beta": 0.0},
-        "generation": {"max_completion_length": 4},
-        "logging": {"report_to": ["wandb"]},
-        "cluster": {"device": "cpu"},
-    }, "cluster_cpu.yaml")
+    return write_config(
+        {
+            "mode": "cluster",
+            "output_dir": str(tmp_path / "runs"),
+            "model": {"name_or_path": tiny_gpt2},
+            "data": {"max_samples": 32},
+            "rewards": [
+                {"name": "numeric_match", "weight": 1.0},
+                {"name": f"{tmp_path / 'rank_reward.py'}:rank_reward", "weight": 1.0},
+            ],
+            "training": {
+                "max_steps": 3,
+                "per_device_train_batch_size": 2,
+                "gradient_accumulation_steps": 1,
+                "logging_steps": 1,
+                "save_steps": 1000,
+                "gradient_checkpointing": False,
+            },
+            "grpo": {"num_generations": 2, "generation_batch_size": "auto", "beta": 0.0},
+            "generation": {"max_completion_length": 4},
+            "logging": {"report_to": ["wandb"]},
+            "cluster": {"device": "cpu"},
+        },
+        "cluster_cpu.yaml",
+    )
 
 
 @pytest.mark.slow
@@ -50,7 +62,16 @@ def test_two_cpu_processes_train_one_run(tmp_path, cluster_config, subprocess_en
     from transformers import AutoModelForCausalLM
 
     # One process, for comparison (in this process; no tracker).
-    single = train("--config", cluster_config, "--set", "cluster.num_processes=1", "--set", "logging.report_to=[none]", "--output-dir", tmp_path / "single")
+    single = train(
+        "--config",
+        cluster_config,
+        "--set",
+        "cluster.num_processes=1",
+        "--set",
+        "logging.report_to=[none]",
+        "--output-dir",
+        tmp_path / "single",
+    )
     assert single.code == 0, single
     single_info = json.loads((single.run_dir / "run_info.json").read_text())
     assert single_info["world_size"] == 1
@@ -59,8 +80,19 @@ def test_two_cpu_processes_train_one_run(tmp_path, cluster_config, subprocess_en
     rank_log = tmp_path / "ranks.log"
     env = dict(subprocess_env, GRPOLAB_TEST_RANK_LOG=str(rank_log), WANDB_MODE="offline")
     done = subprocess.run(
-        [sys.executable, str(REPO / "training" / "grpo_training.py"), "--config", str(cluster_config), "--set", "cluster.num_processes=2"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(REPO / "training" / "grpo_training.py"),
+            "--config",
+            str(cluster_config),
+            "--set",
+            "cluster.num_processes=2",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     result = TrainResult(done.returncode, done.stdout, done.stderr)
     assert result.code == 0, result

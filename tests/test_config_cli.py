@@ -53,10 +53,27 @@ def test_show_prints_the_resolved_config(capsys):
 def test_show_layers(tmp_path, capsys):
     exp = tmp_path / "exp.yaml"
     exp.write_text("training:\n  learning_rate: 1.0e-5\ngrpo:\n  beta: 0.05\n")
-    code, out, _ = run(capsys, "config", "show", "--mode", "cluster", "--config", str(exp), "--set", "grpo.beta=0.02", "--set", "generation.temperature=0.7")
+    code, out, _ = run(
+        capsys,
+        "config",
+        "show",
+        "--mode",
+        "cluster",
+        "--config",
+        str(exp),
+        "--set",
+        "grpo.beta=0.02",
+        "--set",
+        "generation.temperature=0.7",
+    )
     assert code == 0
     shown = parse(out)
-    assert shown == GRPOConfigLoader(mode="cluster", config_path=exp, overrides=["grpo.beta=0.02", "generation.temperature=0.7"]).to_dict()
+    assert (
+        shown
+        == GRPOConfigLoader(
+            mode="cluster", config_path=exp, overrides=["grpo.beta=0.02", "generation.temperature=0.7"]
+        ).to_dict()
+    )
     assert shown["mode"] == "cluster"
     assert shown["training"]["learning_rate"] == 1e-5
     assert shown["grpo"]["beta"] == 0.02
@@ -135,8 +152,15 @@ def test_validate_needs_a_file(capsys):
 @pytest.mark.parametrize("accumulation", [1, 4])
 def test_explain_effective_batch_size(world_size, accumulation, capsys):
     code, out, err = run(
-        capsys, "config", "explain", "--mode", "cluster", "--world-size", str(world_size),
-        "--set", f"training.gradient_accumulation_steps={accumulation}",
+        capsys,
+        "config",
+        "explain",
+        "--mode",
+        "cluster",
+        "--world-size",
+        str(world_size),
+        "--set",
+        f"training.gradient_accumulation_steps={accumulation}",
     )
     assert code == 0 and err == ""
     rows = explain_rows(out)
@@ -158,7 +182,9 @@ def test_explain_cluster_preset(world_size, capsys):
 
 
 def test_explain_json_matches_derived_quantities(capsys):
-    code, out, _ = run(capsys, "config", "explain", "--mode", "cluster", "--world-size", "4", "--dataset-size", "1000", "--json")
+    code, out, _ = run(
+        capsys, "config", "explain", "--mode", "cluster", "--world-size", "4", "--dataset-size", "1000", "--json"
+    )
     assert code == 0
     loader = GRPOConfigLoader(mode="cluster", world_size=4)
     assert json.loads(out) == derived_quantities(loader.config, 4, 1000)
@@ -233,7 +259,9 @@ def test_set_in_place(tmp_path, capsys):
 def test_set_to_output_keeps_source(tmp_path, capsys):
     source = Path(CLUSTER).read_bytes()
     out_path = tmp_path / "grpo_cluster_experiment1.yaml"
-    code, _, _ = run(capsys, "config", "set", CLUSTER, "training.learning_rate=1e-4", "grpo.beta=0.05", "-o", str(out_path))
+    code, _, _ = run(
+        capsys, "config", "set", CLUSTER, "training.learning_rate=1e-4", "grpo.beta=0.05", "-o", str(out_path)
+    )
     assert code == 0
     assert Path(CLUSTER).read_bytes() == source
     text = out_path.read_text()
@@ -303,11 +331,25 @@ def test_config_commands_do_not_import_torch_transformers_trl(tmp_path):
 def test_cli_entry_point_in_a_subprocess(tmp_path):
     """`python -m grpolab.cli.main config validate`, as a user runs it: exit codes and streams."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    ok = subprocess.run([sys.executable, "-m", "grpolab.cli.main", "config", "validate", CLUSTER], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    ok = subprocess.run(
+        [sys.executable, "-m", "grpolab.cli.main", "config", "validate", CLUSTER],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert ok.returncode == 0 and "ok (mode cluster" in ok.stdout and ok.stderr == ""
     bad = tmp_path / "bad.yaml"
     bad.write_text("training: [\n")
-    fail = subprocess.run([sys.executable, "-m", "grpolab.cli.main", "config", "validate", str(bad)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    fail = subprocess.run(
+        [sys.executable, "-m", "grpolab.cli.main", "config", "validate", str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert fail.returncode == 2 and "Traceback" not in fail.stderr and "YAML error" in fail.stderr
 
 
@@ -324,10 +366,33 @@ def test_explain_shows_every_speed_choice_and_the_key_that_overrides_it(capsys, 
     assert rows["Liger kernels"] == "auto: on with liger-kernel installed and a GPU, off on CPU"
     assert rows["generation"] == "auto: vLLM (colocate) when installed and on a GPU, else transformers"
     assert rows["CPU threads per process"] == "auto = 2 (16 cores here / 8 process(es) per machine)"
-    for key in ("training.bf16", "training.gradient_checkpointing", "training.use_liger_kernel", "cluster.use_vllm", "cluster.threads_per_process"):
+    for key in (
+        "training.bf16",
+        "training.gradient_checkpointing",
+        "training.use_liger_kernel",
+        "cluster.use_vllm",
+        "cluster.threads_per_process",
+    ):
         assert key in out
 
-    code, out, _ = run(capsys, "config", "explain", "--set", "training.gradient_checkpointing=true", "--set", "training.use_liger_kernel=false",
-                       "--set", "cluster.threads_per_process=3", "--set", "training.bf16=true")
+    code, out, _ = run(
+        capsys,
+        "config",
+        "explain",
+        "--set",
+        "training.gradient_checkpointing=true",
+        "--set",
+        "training.use_liger_kernel=false",
+        "--set",
+        "cluster.threads_per_process=3",
+        "--set",
+        "training.bf16=true",
+    )
     rows = explain_rows(out)
-    assert (rows["gradient checkpointing"], rows["Liger kernels"], rows["CPU threads per process"], rows["precision"], rows["generation"]) == ("on", "off", "3", "bf16", "transformers")
+    assert (
+        rows["gradient checkpointing"],
+        rows["Liger kernels"],
+        rows["CPU threads per process"],
+        rows["precision"],
+        rows["generation"],
+    ) == ("on", "off", "3", "bf16", "transformers")

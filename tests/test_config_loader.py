@@ -63,7 +63,7 @@ def write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
 
 def comment_lines(text: str) -> list[str]:
     """Every comment in a YAML text, from its `#` to the end of the line, without save marks."""
-    comments = [line[line.index("#"):].rstrip() for line in text.splitlines() if "#" in line]
+    comments = [line[line.index("#") :].rstrip() for line in text.splitlines() if "#" in line]
     comments = [re.sub(r"^# Changed from .*?(  (?=#)|$)", "", c) for c in comments]
     return [c for c in comments if c]
 
@@ -221,13 +221,16 @@ def test_pass_through_trl_fields(tmp_path, key, value):
     assert GRPOConfigLoader(config_path=path).get_param(key) == value
 
 
-@pytest.mark.parametrize("setting, device, installed, expected", [
-    ("auto", "cpu", True, False),  # Liger's Triton kernels need a GPU
-    ("auto", "cuda", False, False),  # not installed: TRL would fail to import it
-    ("auto", "cuda", True, True),
-    (False, "cuda", True, False),  # an explicit choice wins
-    (True, "cuda", True, True),
-])
+@pytest.mark.parametrize(
+    "setting, device, installed, expected",
+    [
+        ("auto", "cpu", True, False),  # Liger's Triton kernels need a GPU
+        ("auto", "cuda", False, False),  # not installed: TRL would fail to import it
+        ("auto", "cuda", True, True),
+        (False, "cuda", True, False),  # an explicit choice wins
+        (True, "cuda", True, True),
+    ],
+)
 def test_liger_auto_resolves_from_the_machine(setting, device, installed, expected):
     loader = GRPOConfigLoader(mode="cluster", overrides={"training.use_liger_kernel": setting})
     assert loader.trl_kwargs(device=device, liger_installed=installed)["use_liger_kernel"] is expected
@@ -238,7 +241,11 @@ def test_presets_pick_the_fast_choices_for_where_they_run():
     assert local.training.gradient_checkpointing is False and cluster.training.gradient_checkpointing is True
     assert local.training.bf16 == cluster.training.bf16 == "auto"
     assert local.training.use_liger_kernel == cluster.training.use_liger_kernel == "auto"
-    assert local.cluster.use_vllm is False and cluster.cluster.use_vllm == "auto" and cluster.cluster.vllm_mode == "colocate"
+    assert (
+        local.cluster.use_vllm is False
+        and cluster.cluster.use_vllm == "auto"
+        and cluster.cluster.vllm_mode == "colocate"
+    )
     assert local.cluster.threads_per_process == cluster.cluster.threads_per_process == "auto"
     cpu = GRPOConfigLoader(mode="local").trl_kwargs(device="cpu", liger_installed=True)
     assert cpu["bf16"] is False and cpu["use_liger_kernel"] is False and cpu["activation_checkpointing"] is False
@@ -429,7 +436,9 @@ def test_generation_batch_and_steps_per_generation_exclusive():
     with pytest.raises(ConfigError, match="cannot both be set") as info:
         GRPOConfigLoader(mode="local", overrides={"grpo.steps_per_generation": 2})
     assert "`generation_batch_size: auto`" in info.value.problems[0].fix
-    loader = GRPOConfigLoader(mode="local", overrides={"grpo.steps_per_generation": 8, "grpo.generation_batch_size": "auto"})
+    loader = GRPOConfigLoader(
+        mode="local", overrides={"grpo.steps_per_generation": 8, "grpo.generation_batch_size": "auto"}
+    )
     assert loader.trl_kwargs()["steps_per_generation"] == 8
     assert "generation_batch_size" not in loader.trl_kwargs()
 
@@ -446,7 +455,9 @@ def test_auto_generation_batch_names_gradient_accumulation_fix(world_size, fix):
     assert info.value.problems[0].key == "training.gradient_accumulation_steps"
     assert "8 x 1 x 1 = 8 completions" in str(info.value)
     assert apply_fix(info.value) == {"training.gradient_accumulation_steps": fix}
-    GRPOConfigLoader(mode="cluster", world_size=world_size, overrides={"grpo.num_generations": 16, **apply_fix(info.value)})
+    GRPOConfigLoader(
+        mode="cluster", world_size=world_size, overrides={"grpo.num_generations": 16, **apply_fix(info.value)}
+    )
 
 
 def test_steps_per_generation_fix_is_valid():
@@ -462,7 +473,10 @@ def test_cluster_auto_processes_warns_about_other_world_sizes():
     """A fixed generation_batch_size of 8 fits 1 GPU of 8 completions, but not 2, 4 or 8 GPUs."""
     loader = GRPOConfigLoader(mode="cluster", overrides={"grpo.generation_batch_size": 8})
     assert [w.message.split(":")[0] for w in loader.warnings] == [
-        "would fail on 2 processes", "would fail on 4 processes", "would fail on 8 processes"]
+        "would fail on 2 processes",
+        "would fail on 4 processes",
+        "would fail on 8 processes",
+    ]
     with pytest.raises(ConfigError):
         GRPOConfigLoader(mode="cluster", world_size=2, overrides={"grpo.generation_batch_size": 8})
 
@@ -542,7 +556,13 @@ def test_update_params_validates_together_and_rolls_back_all():
 def test_update_mapping_merges_like_a_layer():
     loader = GRPOConfigLoader(mode="local")
     loader.update_param("model.lora", {"enabled": True})
-    assert loader.get_param("model.lora") == {"enabled": True, "r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
+    assert loader.get_param("model.lora") == {
+        "enabled": True,
+        "r": 16,
+        "alpha": 32,
+        "dropout": 0.05,
+        "target_modules": "all-linear",
+    }
 
 
 # ----------------------------------------------------------------------------- get_param, to_dict
@@ -634,7 +654,9 @@ def test_trl_kwargs_precision_and_device(bf16, device, supported, expect_bf16, e
 
 
 def test_trl_kwargs_use_cpu_pass_through_forces_cpu():
-    kwargs = GRPOConfigLoader(mode="cluster", overrides={"training.use_cpu": True}).trl_kwargs(device="cuda", bf16_supported=True)
+    kwargs = GRPOConfigLoader(mode="cluster", overrides={"training.use_cpu": True}).trl_kwargs(
+        device="cuda", bf16_supported=True
+    )
     assert kwargs["use_cpu"] is True
 
 
@@ -642,7 +664,9 @@ def test_trl_kwargs_vllm():
     colocate = GRPOConfigLoader(mode="cluster").trl_kwargs(device="cuda", use_vllm=True)
     assert colocate["use_vllm"] is True and colocate["vllm_mode"] == "colocate"
     assert colocate["vllm_gpu_memory_utilization"] == 0.3 and "vllm_server_host" not in colocate
-    server = GRPOConfigLoader(mode="cluster", overrides={"cluster.vllm_mode": "server", "cluster.vllm_server_port": 8001})
+    server = GRPOConfigLoader(
+        mode="cluster", overrides={"cluster.vllm_mode": "server", "cluster.vllm_server_port": 8001}
+    )
     kwargs = server.trl_kwargs(device="cuda", use_vllm=True)
     assert (kwargs["vllm_mode"], kwargs["vllm_server_host"], kwargs["vllm_server_port"]) == ("server", "0.0.0.0", 8001)
 
@@ -693,10 +717,22 @@ def test_derived_quantities_local_and_overrides():
     d = derived_quantities(cfg, 1, dataset_size=100)
     assert (d["generation_batch_size"], d["unique_prompts_per_round"], d["steps_per_generation"]) == (8, 1, 8)
     assert d["optimizer_steps_per_round"] == 8.0 and d["on_policy"] is False
-    assert (d["generation_rounds_per_epoch"], d["optimizer_steps_per_epoch"], d["total_optimizer_steps"]) == (100, 800, 800)
+    assert (d["generation_rounds_per_epoch"], d["optimizer_steps_per_epoch"], d["total_optimizer_steps"]) == (
+        100,
+        800,
+        800,
+    )
     assert "generation_rounds_per_epoch" not in derived_quantities(cfg, 1)
 
-    cfg = GRPOConfigLoader(mode="cluster", overrides={"grpo.beta": 0.0, "training.max_steps": 7, "training.gradient_accumulation_steps": 4, "grpo.num_iterations": 2}).config
+    cfg = GRPOConfigLoader(
+        mode="cluster",
+        overrides={
+            "grpo.beta": 0.0,
+            "training.max_steps": 7,
+            "training.gradient_accumulation_steps": 4,
+            "grpo.num_iterations": 2,
+        },
+    ).config
     d = derived_quantities(cfg, 2, dataset_size=64)
     assert d["effective_batch_size"] == 8 * 4 * 2
     assert d["generation_batch_size"] == 64 and d["steps_per_generation"] == 4
@@ -715,9 +751,16 @@ def test_seed_method_2_runs_verbatim(tmp_path):
     shutil.copytree(REPO / "grpolab", root / "grpolab", ignore=shutil.ignore_patterns("__pycache__"))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     check = "import grpolab, configs; print(grpolab.__file__); print(configs.__file__)"
-    where = subprocess.run([sys.executable, "-c", check], cwd=root, env=env, capture_output=True, text=True, timeout=60)
-    assert where.stdout.splitlines() == [str(root / "grpolab" / "__init__.py"), str(root / "configs" / "__init__.py")], where
-    proc = subprocess.run([sys.executable, "-c", METHOD_2], cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    where = subprocess.run(
+        [sys.executable, "-c", check], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert where.stdout.splitlines() == [
+        str(root / "grpolab" / "__init__.py"),
+        str(root / "configs" / "__init__.py"),
+    ], where
+    proc = subprocess.run(
+        [sys.executable, "-c", METHOD_2], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
 
     saved = root / "configs" / "grpo_cluster_experiment1.yaml"
@@ -732,14 +775,20 @@ def test_seed_method_2_runs_verbatim(tmp_path):
 
     validate = subprocess.run(
         [sys.executable, "-m", "grpolab.cli.main", "config", "validate", "configs/grpo_cluster_experiment1.yaml"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=60,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert validate.returncode == 0, validate.stderr
     assert "ok (mode cluster" in validate.stdout
     loaded = GRPOConfigLoader(config_path=saved)
     assert loaded.get_param("training.learning_rate") == 1e-4 and loaded.get_param("grpo.beta") == 0.05
 
-    again = subprocess.run([sys.executable, "-c", METHOD_2], cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [sys.executable, "-c", METHOD_2], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
     assert again.returncode != 0 and "refusing to overwrite" in again.stderr
     assert saved.read_text() == text
     assert sorted(p.name for p in (REPO / "configs").iterdir()) == real_before
@@ -809,7 +858,10 @@ def test_save_mapping_update_marks_each_changed_key(tmp_path):
     loader = GRPOConfigLoader(mode="local")
     loader.update_param("model.lora", {"enabled": True, "r": 8})
     text = loader.save_config(tmp_path / "x.yaml").read_text()
-    assert "    enabled: true  # Changed from false  # true = train a LoRA adapter (peft) instead of all weights\n" in text
+    assert (
+        "    enabled: true  # Changed from false  # true = train a LoRA adapter (peft) instead of all weights\n"
+        in text
+    )
     assert "    r: 8  # Changed from 16  # adapter rank\n" in text
     assert "    alpha: 32  # scaling" in text
     assert "\n\n# Data\ndata:\n" in text

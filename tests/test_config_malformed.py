@@ -64,7 +64,11 @@ def test_python_tags_are_never_executed(tmp_path):
     before = sorted(p.name for p in tmp_path.iterdir())
     proc = subprocess.run(
         [sys.executable, "-m", "grpolab.cli.main", "config", "validate", *names],
-        cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=60,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -78,7 +82,11 @@ def test_python_tags_are_never_executed(tmp_path):
 def test_cli_validate_whole_corpus_in_one_process(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "grpolab.cli.main", "config", "validate", *[str(CORPUS / n) for n in CASES]],
-        cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=60,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

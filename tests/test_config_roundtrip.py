@@ -19,16 +19,21 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCES = {
     "local": None,
     "cluster": None,
-    "experiment1": "# Experiment 1: Conservative Training\ntraining:\n  learning_rate: 1.0e-5  # Low LR\ngrpo:\n  beta: 0.05  # High KL penalty\n",
-    "experiment2": "# Experiment 2: Aggressive Training\nmode: cluster\n\ntraining:\n  learning_rate: 1.0e-4  # High LR\n\n# GRPO\ngrpo:\n  beta: 0.005  # Low KL penalty\n",
-    "experiment3": "mode: cluster\ntraining:\n  per_device_train_batch_size: 16\n  gradient_accumulation_steps: 4\n  # Effective batch size: 64\n",
+    "experiment1": "# Experiment 1: Conservative Training\ntraining:\n  learning_rate: 1.0e-5  # "
+    "Low LR\ngrpo:\n  beta: 0.05  # High KL penalty\n",
+    "experiment2": "# Experiment 2: Aggressive Training\nmode: cluster\n\ntraining:\n  "
+    "learning_rate: 1.0e-4  # High LR\n\n# GRPO\ngrpo:\n  beta: 0.005  # Low KL penalty\n",
+    "experiment3": "mode: cluster\ntraining:\n  per_device_train_batch_size: 16\n  "
+    "gradient_accumulation_steps: 4\n  # Effective batch size: 64\n",
 }
 
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
+
 def floats(low, high):
     # Subnormals (below 2.2e-308) are left out: ruamel re-prints them with other digits (same value).
     return st.floats(low, high, allow_subnormal=False)
+
 
 safe_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=30)
 
@@ -74,7 +79,9 @@ def updates_for(draw, loader: GRPOConfigLoader) -> dict:
         "model.name_or_path": st.none() | st.sampled_from(["gpt2", "Qwen/Qwen2.5-0.5B-Instruct"]),
         "output_dir": safe_text,
         "data.system_prompt": st.none() | safe_text | st.just("line one\nline two: # not a comment"),
-        "logging.report_to": st.lists(st.sampled_from(["wandb", "tensorboard", "none"]), min_size=1, max_size=2, unique=True),
+        "logging.report_to": st.lists(
+            st.sampled_from(["wandb", "tensorboard", "none"]), min_size=1, max_size=2, unique=True
+        ),
         "logging.tags": st.lists(safe_text, max_size=3),
         "rewards[0].weight": floats(0.1, 5.0),
     }

@@ -42,7 +42,11 @@ def trl_view(loader: GRPOConfigLoader, recipe: dict) -> dict:
 def grpo_config_keys(recipe: dict, unmapped) -> list[str]:
     fields = trl_fields()
     skipped = {key for key, _, _ in unmapped}
-    return [k for k in recipe if (k in fields["grpo"] or k in fields["training"]) and k not in skipped and k not in NOT_IN_KWARGS]
+    return [
+        k
+        for k in recipe
+        if (k in fields["grpo"] or k in fields["training"]) and k not in skipped and k not in NOT_IN_KWARGS
+    ]
 
 
 @pytest.mark.parametrize("name", ["trl_qwen_gsm8k.yaml", "openr1_vllm_zero3.yaml", "trl_colocate_minimal.yaml"])
@@ -71,7 +75,7 @@ def test_every_recipe_key_is_mapped_or_reported():
         reported = {key.split("[")[0] for key, _, _ in imported.unmapped}
         for key in recipe:
             assert key in imported.mapped or key in reported, f"{path.name}: {key} was dropped"
-        for key, value, why in imported.unmapped:
+        for key, _value, why in imported.unmapped:
             assert why and f"# {key}: " in imported.text  # kept as a commented block
 
 
@@ -79,9 +83,22 @@ def test_qwen_recipe_sections(tmp_path):
     imported, loader = imported_loader(tmp_path, "trl_qwen_gsm8k.yaml")
     cfg = loader.config
     assert imported.mode == "local" and cfg.output_dir == "runs/qwen-gsm8k-grpo"
-    assert (cfg.model.name_or_path, cfg.model.revision, cfg.model.dtype, cfg.model.attn_implementation) == ("Qwen/Qwen2.5-0.5B-Instruct", "main", "bfloat16", "sdpa")
-    assert (cfg.data.dataset, cfg.data.config_name, cfg.data.split, cfg.data.eval_split) == ("openai/gsm8k", "main", "train", "test")
-    assert [(r.name, r.weight) for r in cfg.rewards] == [("trl.rewards:accuracy_reward", 1.0), ("trl.rewards:think_format_reward", 0.5)]
+    assert (cfg.model.name_or_path, cfg.model.revision, cfg.model.dtype, cfg.model.attn_implementation) == (
+        "Qwen/Qwen2.5-0.5B-Instruct",
+        "main",
+        "bfloat16",
+        "sdpa",
+    )
+    assert (cfg.data.dataset, cfg.data.config_name, cfg.data.split, cfg.data.eval_split) == (
+        "openai/gsm8k",
+        "main",
+        "train",
+        "test",
+    )
+    assert [(r.name, r.weight) for r in cfg.rewards] == [
+        ("trl.rewards:accuracy_reward", 1.0),
+        ("trl.rewards:think_format_reward", 0.5),
+    ]
     assert loader.trl_kwargs()["reward_weights"] == load_recipe("trl_qwen_gsm8k.yaml")["reward_weights"]
     assert (cfg.generation.max_completion_length, cfg.generation.temperature, cfg.generation.top_p) == (256, 0.9, 0.95)
     assert cfg.logging.report_to == ["wandb"] and cfg.env == {}
@@ -95,14 +112,34 @@ def test_open_r1_recipe_with_env_lora_vllm_and_accelerate(tmp_path):
     imported, loader = imported_loader(tmp_path, "openr1_vllm_zero3.yaml")
     cfg = loader.config
     assert imported.mode == "cluster"
-    assert cfg.env == {"WANDB_PROJECT": "open-r1", "NCCL_DEBUG": "WARN", "HF_DATASETS_CACHE": "/scratch/hf-cache", "OMP_NUM_THREADS": "8"}
+    assert cfg.env == {
+        "WANDB_PROJECT": "open-r1",
+        "NCCL_DEBUG": "WARN",
+        "HF_DATASETS_CACHE": "/scratch/hf-cache",
+        "OMP_NUM_THREADS": "8",
+    }
     lora = cfg.model.lora
-    assert (lora.enabled, lora.r, lora.alpha, lora.dropout, lora.target_modules) == (True, 32, 64, 0.05, ["q_proj", "k_proj", "v_proj", "o_proj"])
+    assert (lora.enabled, lora.r, lora.alpha, lora.dropout, lora.target_modules) == (
+        True,
+        32,
+        64,
+        0.05,
+        ["q_proj", "k_proj", "v_proj", "o_proj"],
+    )
     assert cfg.model.dtype == "bfloat16"  # from torch_dtype
-    assert (cfg.cluster.use_vllm, cfg.cluster.vllm_mode, cfg.cluster.vllm_server_host, cfg.cluster.vllm_server_port) == (True, "server", "10.0.0.5", 8001)
+    assert (
+        cfg.cluster.use_vllm,
+        cfg.cluster.vllm_mode,
+        cfg.cluster.vllm_server_host,
+        cfg.cluster.vllm_server_port,
+    ) == (True, "server", "10.0.0.5", 8001)
     assert (cfg.cluster.backend, cfg.cluster.zero_stage, cfg.cluster.num_processes) == ("deepspeed", 3, 8)
     assert cfg.data.columns == {"problem": "prompt"} and cfg.data.system_prompt.startswith("You are a helpful")
-    assert (cfg.logging.entity, cfg.logging.group, cfg.logging.report_to) == ("my-team", "math-lora", ["wandb", "tensorboard"])
+    assert (cfg.logging.entity, cfg.logging.group, cfg.logging.report_to) == (
+        "my-team",
+        "math-lora",
+        ["wandb", "tensorboard"],
+    )
     # A dotted import path becomes module:function; TRL's soft overlong punishment is length_penalty.
     assert [(r.name, r.weight, r.kwargs) for r in cfg.rewards] == [
         ("my_rewards.math:boxed_accuracy", 1.0, {}),
@@ -135,7 +172,12 @@ def test_cli_import_writes_reports_and_refuses_overwrite(tmp_path, capsys):
     GRPOConfigLoader(config_path=out)
     assert main(["config", "import", str(RECIPES / "trl_qwen_gsm8k.yaml"), "-o", str(out)]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
-    assert main(["config", "import", str(RECIPES / "trl_qwen_gsm8k.yaml"), "-o", str(out), "--force", "--mode", "cluster"]) == 0
+    assert (
+        main(
+            ["config", "import", str(RECIPES / "trl_qwen_gsm8k.yaml"), "-o", str(out), "--force", "--mode", "cluster"]
+        )
+        == 0
+    )
     assert GRPOConfigLoader(config_path=out).mode == "cluster"
     # Without -o: the config on stdout, the report on stderr.
     capsys.readouterr()
@@ -148,7 +190,10 @@ def test_cli_import_writes_reports_and_refuses_overwrite(tmp_path, capsys):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("model_name_or_path: x\nreward_funcs: [accuracy_reward]\nreward_weights: [1.0, 2.0]\n", "reward_weights: has 2 weights for 1 rewards"),
+        (
+            "model_name_or_path: x\nreward_funcs: [accuracy_reward]\nreward_weights: [1.0, 2.0]\n",
+            "reward_weights: has 2 weights for 1 rewards",
+        ),
         ("model_name_or_path: x\nenv: [A, B]\n", "env: must be a mapping"),
         ("model_name_or_path: x\nloss_type: grpoo\n", "recipe.yaml:2: loss_type (-> grpo.loss_type): "),
         ("model_name_or_path: x\nlearning_rate: fast\n", "recipe.yaml:2: learning_rate (-> training.learning_rate)"),

@@ -26,14 +26,22 @@ from grpolab.experiment.runs import GONE, effective_status, find_runs, load_run
 RUNS = [("a_lr1e-4_beta0.01", 1e-4, 0.01), ("b_lr1e-2_beta0.01", 1e-2, 0.01), ("c_lr1e-2_beta0.1", 1e-2, 0.1)]
 
 
-def tiny_config(model: str, output_dir: Path, lr: float, beta: float, report_to=("none",), env: dict | None = None) -> str:
+def tiny_config(
+    model: str, output_dir: Path, lr: float, beta: float, report_to=("none",), env: dict | None = None
+) -> str:
     """A commented YAML config for a seconds-long CPU run."""
     data = {
         "mode": "local",
         "output_dir": str(output_dir),
         "model": {"name_or_path": model},
         "data": {"max_samples": 8},
-        "training": {"max_steps": 3, "per_device_train_batch_size": 2, "logging_steps": 1, "save_steps": 1000, "learning_rate": lr},
+        "training": {
+            "max_steps": 3,
+            "per_device_train_batch_size": 2,
+            "logging_steps": 1,
+            "save_steps": 1000,
+            "learning_rate": lr,
+        },
         "grpo": {"num_generations": 2, "generation_batch_size": 2, "beta": beta},
         "generation": {"max_completion_length": 4},
         "logging": {"report_to": list(report_to)},
@@ -69,7 +77,13 @@ def real_runs(tiny_gpt2, tmp_path_factory) -> list[Path]:
 def fake_run(parent: Path, name: str, **info) -> Path:
     run_dir = parent / name
     run_dir.mkdir(parents=True)
-    record = {"run_name": name, "started": "2026-01-02T03:04:05+00:00", "config_file": f"configs/{name}.yaml", "git": {"commit": "0123456789abcdef", "dirty": True}, "host": {"hostname": socket.gethostname()}}
+    record = {
+        "run_name": name,
+        "started": "2026-01-02T03:04:05+00:00",
+        "config_file": f"configs/{name}.yaml",
+        "git": {"commit": "0123456789abcdef", "dirty": True},
+        "host": {"hostname": socket.gethostname()},
+    }
     (run_dir / "run_info.json").write_text(json.dumps({**record, **info}))
     return run_dir
 
@@ -166,11 +180,21 @@ def test_runs_list_shows_real_and_faked_runs(real_runs, tmp_path, capsys):
 
 def test_running_status_checks_the_process():
     host = {"hostname": socket.gethostname()}
-    assert effective_status({"status": "running", "pid": os.getpid(), "host": host, "started": "2099-01-01T00:00:00+00:00"}) == "running"
+    assert (
+        effective_status(
+            {"status": "running", "pid": os.getpid(), "host": host, "started": "2099-01-01T00:00:00+00:00"}
+        )
+        == "running"
+    )
     assert effective_status({"status": "running", "pid": dead_pid(), "host": host}) == GONE
     # A live pid that started after the run did belongs to another process (pid reuse).
     if Path("/proc/self/stat").exists():
-        assert effective_status({"status": "running", "pid": os.getpid(), "host": host, "started": "2000-01-01T00:00:00+00:00"}) == GONE
+        assert (
+            effective_status(
+                {"status": "running", "pid": os.getpid(), "host": host, "started": "2000-01-01T00:00:00+00:00"}
+            )
+            == GONE
+        )
     # Another machine, or no pid recorded: the record is all there is.
     assert effective_status({"status": "running", "pid": dead_pid(), "host": {"hostname": "elsewhere"}}) == "running"
     assert effective_status({"status": "running"}) == "running"
@@ -186,8 +210,14 @@ def test_runs_list_without_runs(tmp_path, capsys, monkeypatch):
 
 def test_a_run_without_summary_is_summarised_from_metrics(tmp_path):
     run_dir = fake_run(tmp_path, "partial", status="running")
-    records = [{"step": 1, "reward": 0.2, "kl": 0.1}, {"step": 2, "reward": 0.5, "kl": 0.3}, {"step": 3, "reward": 0.4, "kl": 0.2}]
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"step": 4, "rew')  # killed mid-write
+    records = [
+        {"step": 1, "reward": 0.2, "kl": 0.1},
+        {"step": 2, "reward": 0.5, "kl": 0.3},
+        {"step": 3, "reward": 0.4, "kl": 0.2},
+    ]
+    (run_dir / "metrics.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in records) + '{"step": 4, "rew'
+    )  # killed mid-write
     run = find_runs([tmp_path])[0]
     assert (run.steps, run.best("reward"), run.final("reward"), run.best("kl")) == (3, 0.5, 0.4, 0.1)
 
@@ -202,10 +232,15 @@ def test_annotate_writes_the_outcome_on_top_and_nothing_else(real_runs, capsys):
     assert main(["runs", "annotate", str(run.path), "--note", "lr 1e-2 is too high\nreward flat"]) == 0
     after_text = config.read_bytes()
     block = after_text[: len(after_text) - len(before_text)].decode()
-    assert after_text[len(block.encode()):] == before_text  # byte for byte after the block
+    assert after_text[len(block.encode()) :] == before_text  # byte for byte after the block
     lines = block.splitlines()
     assert lines[0].startswith("# Result 20") and "run b_lr1e-2_beta0.01 (finished, 3 steps)" in lines[0]
-    assert lines[1].startswith("# reward final ") and "best" in lines[1] and "kl final" in lines[1] and "runtime" in lines[1]
+    assert (
+        lines[1].startswith("# reward final ")
+        and "best" in lines[1]
+        and "kl final" in lines[1]
+        and "runtime" in lines[1]
+    )
     assert lines[2:] == ["# Note: lr 1e-2 is too high", "#   reward flat", "#"]
     assert GRPOConfigLoader(config_path=config).to_dict() == before  # still the same config
     assert "annotated" in capsys.readouterr().out
@@ -218,10 +253,21 @@ def test_annotate_keeps_odd_formatting_byte_for_byte(tmp_path, monkeypatch):
     """ruamel would drop the leading blank lines and re-indent the list: the block goes on
     top of the untouched text instead."""
     config = tmp_path / "odd.yaml"
-    original = "\n\n# my notes\nmode: local\ntraining:\n    learning_rate: 1.0e-4   # lr\nlogging:\n  report_to:\n  - none\n"
+    original = (
+        "\n\n# my notes\nmode: local\ntraining:\n    learning_rate: 1.0e-4   # lr\nlogging:\n  report_to:\n  - none\n"
+    )
     config.write_text(original)
     run_dir = fake_run(tmp_path / "runs", "odd", status="finished", config_file=str(config), global_step=2)
-    (run_dir / "summary.json").write_text(json.dumps({"final": {"reward": 0.25}, "best": {"reward": 0.5}, "train_seconds": 12.0, "eval": {"accuracy_before": 0.1, "accuracy_after": 0.3}}))
+    (run_dir / "summary.json").write_text(
+        json.dumps(
+            {
+                "final": {"reward": 0.25},
+                "best": {"reward": 0.5},
+                "train_seconds": 12.0,
+                "eval": {"accuracy_before": 0.1, "accuracy_after": 0.3},
+            }
+        )
+    )
     path, block = annotate_mod.annotate(run_dir, "ok")
     assert path == config
     text = config.read_text()
@@ -236,7 +282,9 @@ def test_annotate_refuses_presets_and_missing_files(tmp_path, capsys):
     gone_run = fake_run(tmp_path, "gone", status="finished", config_file=str(tmp_path / "deleted.yaml"))
     assert main(["runs", "annotate", str(gone_run)]) == 2
     assert "is gone" in capsys.readouterr().err
-    shipped = fake_run(tmp_path, "shipped", status="finished", config_file=str(REPO_ROOT / "configs" / "grpo_cluster.yaml"))
+    shipped = fake_run(
+        tmp_path, "shipped", status="finished", config_file=str(REPO_ROOT / "configs" / "grpo_cluster.yaml")
+    )
     before = (REPO_ROOT / "configs" / "grpo_cluster.yaml").read_bytes()
     with pytest.raises(ConfigError, match="preset `grpo_cluster.yaml`"):
         annotate_mod.annotate(shipped)

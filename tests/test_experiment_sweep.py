@@ -46,8 +46,20 @@ set:
 
 
 def test_names_follow_the_seed_convention():
-    assert trial_stem("grpo_cluster", {"training.learning_rate": 1e-4, "grpo.beta": 0.05}) == "grpo_cluster_lr1e-4_beta0.05"
-    assert [value_text(v) for v in (5e-5, 3e-6, 0.001, 1.5e-5, 16, True, "cosine", [1, 2])] == ["5e-5", "3e-6", "0.001", "1.5e-5", "16", "true", "cosine", "1-2"]
+    assert (
+        trial_stem("grpo_cluster", {"training.learning_rate": 1e-4, "grpo.beta": 0.05})
+        == "grpo_cluster_lr1e-4_beta0.05"
+    )
+    assert [value_text(v) for v in (5e-5, 3e-6, 0.001, 1.5e-5, 16, True, "cosine", [1, 2])] == [
+        "5e-5",
+        "3e-6",
+        "0.001",
+        "1.5e-5",
+        "16",
+        "true",
+        "cosine",
+        "1-2",
+    ]
     # Two keys with one last part are spelled out in full.
     assert trial_stem("x", {"training.seed": 1, "grpo.seed": 2}) == "x_training-seed1_grpo-seed2"
 
@@ -66,14 +78,26 @@ def test_grid_dry_run_writes_four_named_valid_commented_configs(workdir, capsys)
         trial = workdir / "configs" / name
         cfg = GRPOConfigLoader(config_path=trial).config
         lr, beta = (1e-4 if "lr1e-4" in name else 1e-5), (0.05 if "beta0.05" in name else 0.01)
-        assert (cfg.training.learning_rate, cfg.grpo.beta, cfg.training.max_steps, cfg.logging.group) == (lr, beta, 200, "lr_beta")
+        assert (cfg.training.learning_rate, cfg.grpo.beta, cfg.training.max_steps, cfg.logging.group) == (
+            lr,
+            beta,
+            200,
+            "lr_beta",
+        )
         text = trial.read_text()
         lines = text.splitlines()
         assert lines[0].startswith("# Sweep `lr_beta` (grid), trial ") and " of 4, from " in lines[0]
-        assert lines[1] == f"# This trial: training.learning_rate = {'1.0e-4' if lr == 1e-4 else '1.0e-5'}, grpo.beta = {beta}"
+        assert (
+            lines[1]
+            == f"# This trial: training.learning_rate = {'1.0e-4' if lr == 1e-4 else '1.0e-5'}, grpo.beta = {beta}"
+        )
         assert "# Every trial: training.max_steps = 200, logging.group = lr_beta" in lines[2]
         # The base file's comments are all there, and the changes are marked.
-        for comment in ("# grpolab preset for multi-GPU cluster training", "# KL penalty coefficient", "# processes per machine; auto = the visible GPUs"):
+        for comment in (
+            "# grpolab preset for multi-GPU cluster training",
+            "# KL penalty coefficient",
+            "# processes per machine; auto = the visible GPUs",
+        ):
             assert comment in text
         assert "learning_rate: " in text and "# Changed from 3.0e-5" in text
         assert "max_steps: 200  # Changed from -1" in text and "group: lr_beta  # Changed from null" in text
@@ -133,7 +157,11 @@ def test_optuna_is_imported_only_for_its_strategy(workdir):
     import subprocess
 
     path = write_sweep(workdir, GRID)
-    code = f"import sys; from grpolab.experiment.sweep import load_sweep, run_sweep; run_sweep(load_sweep({str(path)!r}), dry_run=True, out=print); assert 'optuna' not in sys.modules"
+    code = (
+        "import sys; from grpolab.experiment.sweep import load_sweep, run_sweep; "
+        f"run_sweep(load_sweep({str(path)!r}), dry_run=True, out=print); assert 'optuna' "
+        "not in sys.modules"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("wrote") == 4
@@ -142,25 +170,75 @@ def test_optuna_is_imported_only_for_its_strategy(workdir):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("base: configs/grpo_cluster.yaml\nparamters:\n  grpo.beta: [0.1]\n", "s.yaml:2: paramters: unknown sweep key. Did you mean `parameters`?"),
-        ("base: configs/grpo_cluster.yaml\nparameters:\n  grpo.betta: [0.1]\n", "s.yaml:3: grpo.betta: unknown key. Did you mean `beta`?"),
-        ("base: configs/grpo_cluster.yaml\nparameters:\n  trainig.learning_rate: [0.1]\n", "s.yaml:3: trainig: unknown top-level key. Did you mean `training`?"),
-        ("base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: []\n", "s.yaml:3: parameters.grpo.beta: has an empty list of values"),
+        (
+            "base: configs/grpo_cluster.yaml\nparamters:\n  grpo.beta: [0.1]\n",
+            "s.yaml:2: paramters: unknown sweep key. Did you mean `parameters`?",
+        ),
+        (
+            "base: configs/grpo_cluster.yaml\nparameters:\n  grpo.betta: [0.1]\n",
+            "s.yaml:3: grpo.betta: unknown key. Did you mean `beta`?",
+        ),
+        (
+            "base: configs/grpo_cluster.yaml\nparameters:\n  trainig.learning_rate: [0.1]\n",
+            "s.yaml:3: trainig: unknown top-level key. Did you mean `training`?",
+        ),
+        (
+            "base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: []\n",
+            "s.yaml:3: parameters.grpo.beta: has an empty list of values",
+        ),
         ("base: configs/grpo_cluster.yaml\nparameters: {}\n", "parameters: must be a non-empty mapping"),
         ("base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: 0.1\n", "must be a list of values or a range"),
-        ("base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: {low: 0.1, high: 0.2}\n", "grid needs a list of values"),
-        ("base: configs/grpo_cluster.yaml\nstrategy: random\ntrials: 2\nparameters:\n  grpo.beta: {low: 0.1, hgh: 0.2}\n", "unknown range key; allowed: low, high, log. Did you mean `high`?"),
-        ("base: configs/grpo_cluster.yaml\nstrategy: random\ntrials: 2\nparameters:\n  grpo.beta: {low: 0.2, high: 0.1}\n", "low < high"),
-        ("base: configs/grpo_cluster.yaml\nstrategy: random\nparameters:\n  grpo.beta: [0.1, 0.2]\n", "strategy random needs `trials:`"),
-        ("base: configs/grpo_cluster.yaml\nstrategy: random\ntrials: 3\nparameters:\n  grpo.beta: [0.1, 0.2]\n", "only 2 distinct combinations"),
-        ("base: configs/grpo_cluster.yaml\ntrials: 3\nparameters:\n  grpo.beta: [0.1, 0.2]\n", "trials: does not apply to strategy grid"),
-        ("base: configs/grpo_cluster.yaml\nstrategy: bayes\nparameters:\n  grpo.beta: [0.1]\n", "`bayes` is not a strategy; allowed: grid, random, optuna"),
-        ("base: configs/missing.yaml\nparameters:\n  grpo.beta: [0.1]\n", "config file `configs/missing.yaml` not found"),
+        (
+            "base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: {low: 0.1, high: 0.2}\n",
+            "grid needs a list of values",
+        ),
+        (
+            "base: configs/grpo_cluster.yaml\nstrategy: random\ntrials: 2\nparameters:\n  "
+            "grpo.beta: {low: 0.1, hgh: 0.2}\n",
+            "unknown range key; allowed: low, high, log. Did you mean `high`?",
+        ),
+        (
+            "base: configs/grpo_cluster.yaml\nstrategy: random\ntrials: 2\nparameters:\n  "
+            "grpo.beta: {low: 0.2, high: 0.1}\n",
+            "low < high",
+        ),
+        (
+            "base: configs/grpo_cluster.yaml\nstrategy: random\nparameters:\n  grpo.beta: [0.1, 0.2]\n",
+            "strategy random needs `trials:`",
+        ),
+        (
+            "base: configs/grpo_cluster.yaml\nstrategy: random\ntrials: 3\nparameters:\n  grpo.beta: [0.1, 0.2]\n",
+            "only 2 distinct combinations",
+        ),
+        (
+            "base: configs/grpo_cluster.yaml\ntrials: 3\nparameters:\n  grpo.beta: [0.1, 0.2]\n",
+            "trials: does not apply to strategy grid",
+        ),
+        (
+            "base: configs/grpo_cluster.yaml\nstrategy: bayes\nparameters:\n  grpo.beta: [0.1]\n",
+            "`bayes` is not a strategy; allowed: grid, random, optuna",
+        ),
+        (
+            "base: configs/missing.yaml\nparameters:\n  grpo.beta: [0.1]\n",
+            "config file `configs/missing.yaml` not found",
+        ),
         ("parameters:\n  grpo.beta: [0.1]\n", "base: is required"),
-        ("base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: [0.1, -0.5]\n", "grpo.beta: Input should be greater than or equal to 0"),
-        ("base: configs/grpo_cluster.yaml\nparameters:\n  grpo.num_generations: [7]\n", "not divisible by grpo.num_generations = 7"),
-        ("base: configs/grpo_cluster.yaml\nset:\n  training.max_step: 3\nparameters:\n  grpo.beta: [0.1]\n", "s.yaml:2: training.max_step: unknown key. Did you mean `max_steps`?"),
-        ("base: configs/grpo_cluster.yaml\nset:\n  logging.group: g\nparameters:\n  grpo.beta: [0.1]\n", "which a sweep sets to its name"),
+        (
+            "base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: [0.1, -0.5]\n",
+            "grpo.beta: Input should be greater than or equal to 0",
+        ),
+        (
+            "base: configs/grpo_cluster.yaml\nparameters:\n  grpo.num_generations: [7]\n",
+            "not divisible by grpo.num_generations = 7",
+        ),
+        (
+            "base: configs/grpo_cluster.yaml\nset:\n  training.max_step: 3\nparameters:\n  grpo.beta: [0.1]\n",
+            "s.yaml:2: training.max_step: unknown key. Did you mean `max_steps`?",
+        ),
+        (
+            "base: configs/grpo_cluster.yaml\nset:\n  logging.group: g\nparameters:\n  grpo.beta: [0.1]\n",
+            "which a sweep sets to its name",
+        ),
         ("name: a b\nbase: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: [0.1]\n", "is not a usable name"),
         ("base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: [0.1, 0.1]\n", "lists a value twice"),
     ],
@@ -174,7 +252,10 @@ def test_sweep_file_errors(workdir, text, message):
 
 def test_an_invalid_combination_is_named_and_nothing_is_written(workdir, capsys):
     """Each value is valid alone; sync_ref_model with beta 0 (no reference model) is not."""
-    text = "base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: [0.01, 0.0]\n  grpo.sync_ref_model: [false, true]\n"
+    text = (
+        "base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: [0.01, 0.0]\n  "
+        "grpo.sync_ref_model: [false, true]\n"
+    )
     assert main(["sweep", str(write_sweep(workdir, text)), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "trial 4 (grpo.beta = 0.0, grpo.sync_ref_model = true)" in err and "needs a reference model" in err
@@ -194,7 +275,8 @@ run_dir.mkdir(parents=True)
 (run_dir / "resolved_config.yaml").write_text(Path(config).read_text())
 (run_dir / "run_info.json").write_text(json.dumps({{"status": "finished", "config_file": config, "global_step": 2}}))
 lr = loader.config.training.learning_rate
-(run_dir / "summary.json").write_text(json.dumps({{"final": {{"reward": lr * 1000}}, "best": {{"reward": lr * 1000}}}}))
+score = {{"reward": lr * 1000}}
+(run_dir / "summary.json").write_text(json.dumps({{"final": score, "best": score}}))
 """
 
 
@@ -233,22 +315,28 @@ def test_real_two_trial_sweep(tiny_gpt2, tmp_path, monkeypatch, capsys, subproce
         "output_dir: ./results  # runs go here\n"
         f"model:\n  name_or_path: {tiny_gpt2}\n"
         "data:\n  max_samples: 8\n"
-        "training:\n  max_steps: 2\n  per_device_train_batch_size: 2\n  logging_steps: 1\n  save_steps: 1000\n  learning_rate: 1.0e-4\n"
+        "training:\n  max_steps: 2\n  per_device_train_batch_size: 2\n  logging_steps: "
+        "1\n  save_steps: 1000\n  learning_rate: 1.0e-4\n"
         "grpo:\n  num_generations: 2\n  generation_batch_size: 2\n  beta: 0.01  # KL\n"
         "generation:\n  max_completion_length: 4\n"
         "logging:\n  report_to: [none]\n"
     )
     sweep_file = tmp_path / "sweep.yaml"
-    sweep_file.write_text("name: tiny_lr\nbase: configs/tiny.yaml\nparameters:\n  training.learning_rate: [1.0e-4, 1.0e-2]\n")
+    sweep_file.write_text(
+        "name: tiny_lr\nbase: configs/tiny.yaml\nparameters:\n  training.learning_rate: [1.0e-4, 1.0e-2]\n"
+    )
     assert main(["sweep", str(sweep_file)]) == 0
     out = capsys.readouterr().out
     runs = sorted(p for p in (tmp_path / "results").iterdir() if p.is_dir())
     assert [p.name.rsplit("_", 1)[0] for p in runs] == ["tiny_lr0.01", "tiny_lr1e-4"]  # 1e-2 is written 0.01
     for run in runs:
         info = json.loads((run / "run_info.json").read_text())
-        assert info["status"] == "finished" and info["config_file"] in ("configs/tiny_lr0.01.yaml", "configs/tiny_lr1e-4.yaml")
+        assert info["status"] == "finished" and info["config_file"] in (
+            "configs/tiny_lr0.01.yaml",
+            "configs/tiny_lr1e-4.yaml",
+        )
         assert "tiny_lr" in (run / "resolved_config.yaml").read_text()  # logging.group
-    table = out[out.index("sweep tiny_lr: 2 trials, 2 finished"):]
+    table = out[out.index("sweep tiny_lr: 2 trials, 2 finished") :]
     assert "training.learning_rate" in table and runs[0].name in table and runs[1].name in table
     assert "1.0e-4" in table and "0.01" in table
     assert list((tmp_path / "results").glob("sweep_tiny_lr_*.png"))

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-RECORDER = '''
+RECORDER = """
 import json, os
 
 def record(prompts, completions, answer, **kwargs):
@@ -19,7 +19,7 @@ def record(prompts, completions, answer, **kwargs):
         for p, a in zip(prompts, answer):
             handle.write(json.dumps({"prompt": p, "answer": a}) + "\\n")
     return [0.0] * len(completions)
-'''
+"""
 
 ROWS = [{"question": f"{a}+{a}=", "solution": str(2 * a), "source": "file"} for a in range(10, 22)]
 
@@ -81,8 +81,12 @@ def test_hub_style_dataset_folder(layout, tiny_gpt2, tmp_path, recorder, fast_co
     repo = tmp_path / "my-org__my-dataset"
     fmt = layout.rsplit(".", 1)[1]
     _write_rows(repo / layout, ROWS, fmt)
-    _write_rows(repo / layout.replace("train", "test"), [{"question": "1+1=", "solution": "2", "source": "test"}] * 4, fmt)
-    cfg = fast_config(tiny_gpt2, {"data": {"dataset": str(repo), "columns": MAPPING, "split": "test"}, "rewards": [{"name": spec}]})
+    _write_rows(
+        repo / layout.replace("train", "test"), [{"question": "1+1=", "solution": "2", "source": "test"}] * 4, fmt
+    )
+    cfg = fast_config(
+        tiny_gpt2, {"data": {"dataset": str(repo), "columns": MAPPING, "split": "test"}, "rewards": [{"name": spec}]}
+    )
     result = train("--config", cfg)
     assert result.code == 0, result
     assert {r["prompt"] for r in read()} == {"1+1="}  # the `test` split, not `train`
@@ -95,7 +99,9 @@ def test_hub_style_dataset_folder(layout, tiny_gpt2, tmp_path, recorder, fast_co
 
 def test_builtin_addition_and_max_samples(tiny_gpt2, recorder, fast_config, train):
     spec, read = recorder
-    cfg = fast_config(tiny_gpt2, {"data": {"dataset": "builtin:addition", "max_samples": 3}, "rewards": [{"name": spec}]})
+    cfg = fast_config(
+        tiny_gpt2, {"data": {"dataset": "builtin:addition", "max_samples": 3}, "rewards": [{"name": spec}]}
+    )
     result = train("--config", cfg)
     assert result.code == 0, result
     assert "data         builtin:addition [train]: 3 prompts" in result.out
@@ -111,7 +117,13 @@ def test_chat_prompts_with_system_prompt_on_a_chat_model(tiny_llama, tmp_path, r
     rows = [{"prompt": [{"role": "user", "content": f"{a}+1="}], "answer": str(a + 1)} for a in range(10, 16)]
     data = tmp_path / "chat.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = fast_config(tiny_llama, {"data": {"dataset": str(data), "system_prompt": "answer with a number"}, "rewards": [{"name": spec}, {"name": "numeric_match"}]})
+    cfg = fast_config(
+        tiny_llama,
+        {
+            "data": {"dataset": str(data), "system_prompt": "answer with a number"},
+            "rewards": [{"name": spec}, {"name": "numeric_match"}],
+        },
+    )
     result = train("--config", cfg)
     assert result.code == 0, result
     seen = read()
@@ -125,7 +137,9 @@ def test_chat_prompts_with_system_prompt_on_a_chat_model(tiny_llama, tmp_path, r
 
 def test_string_prompts_with_system_prompt_become_chat(tiny_llama, recorder, fast_config, train):
     spec, read = recorder
-    cfg = fast_config(tiny_llama, {"data": {"system_prompt": "be brief", "max_samples": 4}, "rewards": [{"name": spec}]})
+    cfg = fast_config(
+        tiny_llama, {"data": {"system_prompt": "be brief", "max_samples": 4}, "rewards": [{"name": spec}]}
+    )
     result = train("--config", cfg)
     assert result.code == 0, result
     for rec in read():
@@ -163,7 +177,11 @@ def test_too_long_prompts_are_dropped_and_counted(tiny_gpt2, tmp_path, recorder,
 
 def test_missing_reward_column_names_it_and_the_available_ones(tiny_gpt2, tmp_path, fast_config, train):
     data = _write_rows(tmp_path / "rows.jsonl", ROWS, "jsonl")
-    result = train("--config", fast_config(tiny_gpt2, {"data": {"dataset": str(data), "columns": {"question": "prompt"}}}), "--dry-run")
+    result = train(
+        "--config",
+        fast_config(tiny_gpt2, {"data": {"dataset": str(data), "columns": {"question": "prompt"}}}),
+        "--dry-run",
+    )
     assert result.code == 2
     assert "reward `numeric_match` reads column(s) answer" in result.err
     assert "it has: prompt, solution, source" in result.err
@@ -171,17 +189,27 @@ def test_missing_reward_column_names_it_and_the_available_ones(tiny_gpt2, tmp_pa
 
 def test_missing_prompt_column_and_bad_mapping(tiny_gpt2, tmp_path, fast_config, train):
     data = _write_rows(tmp_path / "rows.csv", ROWS, "csv")
-    no_prompt = train("--config", fast_config(tiny_gpt2, {"data": {"dataset": str(data), "columns": {"solution": "answer"}}}), "--dry-run")
+    no_prompt = train(
+        "--config",
+        fast_config(tiny_gpt2, {"data": {"dataset": str(data), "columns": {"solution": "answer"}}}),
+        "--dry-run",
+    )
     assert no_prompt.code == 2
     assert "no `prompt` column; it has: question, answer, source" in no_prompt.err
 
-    bad_map = train("--config", fast_config(tiny_gpt2, {"data": {"dataset": str(data), "columns": {"query": "prompt"}}}), "--dry-run")
+    bad_map = train(
+        "--config",
+        fast_config(tiny_gpt2, {"data": {"dataset": str(data), "columns": {"query": "prompt"}}}),
+        "--dry-run",
+    )
     assert bad_map.code == 2
     assert "source column(s) query not in the dataset; it has: question, solution, source" in bad_map.err
 
 
 def test_missing_data_file(tiny_gpt2, tmp_path, fast_config, train):
-    result = train("--config", fast_config(tiny_gpt2, {"data": {"dataset": str(tmp_path / "absent.jsonl")}}), "--dry-run")
+    result = train(
+        "--config", fast_config(tiny_gpt2, {"data": {"dataset": str(tmp_path / "absent.jsonl")}}), "--dry-run"
+    )
     assert result.code == 2
     assert "absent.jsonl` not found" in result.err
 

@@ -29,8 +29,20 @@ def test_model_not_local_with_hub_offline(fast_config, train):
 
 def test_model_not_local_exit_code_from_the_cli(tmp_path, subprocess_env):
     proc = subprocess.run(
-        [PYTHON, str(REPO_ROOT / "training" / "grpo_training.py"), "--model", MISSING, "--set", "logging.report_to=[none]", "--dry-run"],
-        cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=120,
+        [
+            PYTHON,
+            str(REPO_ROOT / "training" / "grpo_training.py"),
+            "--model",
+            MISSING,
+            "--set",
+            "logging.report_to=[none]",
+            "--dry-run",
+        ],
+        cwd=tmp_path,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     _assert_offline_model_message(proc.stderr)
@@ -47,7 +59,10 @@ def test_local_model_path_that_does_not_exist(tmp_path, fast_config, train):
 def test_reward_that_does_not_import_exits_2_naming_it(kind, tiny_gpt2, tmp_path, fast_config, train):
     (tmp_path / "have.py").write_text("def there(completions, **kw):\n    return [0.0] * len(completions)\n")
     spec, expected = {
-        "bad module": ("not_a_module_abc:score", "reward `not_a_module_abc:score` could not be imported: ModuleNotFoundError"),
+        "bad module": (
+            "not_a_module_abc:score",
+            "reward `not_a_module_abc:score` could not be imported: ModuleNotFoundError",
+        ),
         "missing function": (f"{tmp_path}/have.py:absent", "has no function `absent`; it has: there"),
         "missing file": (f"{tmp_path}/gone.py:score", f"reward file `{tmp_path}/gone.py` not found"),
     }[kind]
@@ -63,9 +78,17 @@ def test_nan_training_stops_with_a_checkpoint_and_says_so(logging_steps, tiny_gp
     gradients: grad_norm is NaN and the clipped update turns the weights NaN. Without the guard
     the next generation round crashes in sampling ("probability tensor contains inf/nan")."""
     reward = tmp_path / "huge.py"
-    reward.write_text("def huge(completions, **kw):\n    return [1e38 if i % 2 else 0.0 for i in range(len(completions))]\n")
-    cfg = fast_config(tiny_gpt2, {"rewards": [{"name": f"{reward}:huge"}], "grpo": {"scale_rewards": "none"},
-                                  "training": {"max_steps": 4, "logging_steps": logging_steps}})
+    reward.write_text(
+        "def huge(completions, **kw):\n    return [1e38 if i % 2 else 0.0 for i in range(len(completions))]\n"
+    )
+    cfg = fast_config(
+        tiny_gpt2,
+        {
+            "rewards": [{"name": f"{reward}:huge"}],
+            "grpo": {"scale_rewards": "none"},
+            "training": {"max_steps": 4, "logging_steps": logging_steps},
+        },
+    )
     result = train("--config", cfg)
     assert result.code == 1, result
     assert "run failed" in result.out and "diverged (NaN) at step 1" in result.out and "checkpoint" in result.out
@@ -141,6 +164,10 @@ def test_threads_per_process_sets_torch_threads_and_is_shown(tiny_gpt2, fast_con
         result = train("--config", fast_config(tiny_gpt2, {"cluster": {"threads_per_process": 1}}), "--dry-run")
         assert result.code == 0, result.err
         assert torch.get_num_threads() == 1
-        assert "1 CPU thread(s) each" in result.out and "gradient checkpointing off" in result.out and "Liger off" in result.out
+        assert (
+            "1 CPU thread(s) each" in result.out
+            and "gradient checkpointing off" in result.out
+            and "Liger off" in result.out
+        )
     finally:
         torch.set_num_threads(before)

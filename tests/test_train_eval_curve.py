@@ -11,13 +11,18 @@ import pytest
 
 @pytest.mark.slow
 def test_held_out_accuracy_is_scored_every_n_steps(tiny_gpt2, fast_config, train, jsonl):
-    cfg = fast_config(tiny_gpt2, {"data": {"eval_split": "eval", "eval_samples": 6, "eval_every_steps": 2}, "training": {"max_steps": 5}})
+    cfg = fast_config(
+        tiny_gpt2,
+        {"data": {"eval_split": "eval", "eval_samples": 6, "eval_every_steps": 2}, "training": {"max_steps": 5}},
+    )
     result = train("--config", cfg)
     assert result.code == 0, result.err
     assert "greedy accuracy before and after, and every 2 steps" in result.out
     curve = [r for r in jsonl(result.run_dir / "metrics.jsonl") if "eval/accuracy" in r]
     assert [r["step"] for r in curve] == [2, 4]
-    assert all(0.0 <= r["eval/accuracy"] <= 1.0 and r["eval/accuracy"] * 6 == round(r["eval/accuracy"] * 6) for r in curve)
+    assert all(
+        0.0 <= r["eval/accuracy"] <= 1.0 and r["eval/accuracy"] * 6 == round(r["eval/accuracy"] * 6) for r in curve
+    )
     assert 0 < curve[0]["eval/train_seconds"] < curve[1]["eval/train_seconds"]
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["eval"]["prompts"] == 6 and summary["final"]["eval/accuracy"] == curve[-1]["eval/accuracy"]
@@ -52,7 +57,9 @@ def test_every_rank_scores_but_only_rank_zero_records(tmp_path):
     from grpolab.train.callbacks import HeldOutAccuracyCallback
 
     calls = []
-    callback = HeldOutAccuracyCallback(lambda m: calls.append(m) or 0.5, every_steps=1, metrics_path=tmp_path / "m.jsonl")
+    callback = HeldOutAccuracyCallback(
+        lambda m: calls.append(m) or 0.5, every_steps=1, metrics_path=tmp_path / "m.jsonl"
+    )
     state = TrainerState(is_world_process_zero=False)
     callback.on_train_begin(None, state, TrainerControl())
     state.global_step = 1

@@ -16,13 +16,18 @@ from conftest import PYTHON, REPO_ROOT, child_env, fast_settings
 
 MAX_STEPS = 20
 # A reward that takes 0.1 s: the run lasts ~2 s, long enough to be signalled mid-way.
-SLOW_REWARD = "import time\n\ndef slow(completions, **kw):\n    time.sleep(0.1)\n    return [float(i % 2) for i in range(len(completions))]\n"
+SLOW_REWARD = (
+    "import time\n\ndef slow(completions, **kw):\n    time.sleep(0.1)\n    return "
+    "[float(i % 2) for i in range(len(completions))]\n"
+)
 
 
 def _settings(folder) -> dict:
     reward = folder / "slow_reward.py"
     reward.write_text(SLOW_REWARD)
-    return fast_settings(None, folder / "runs", {"rewards": [{"name": f"{reward}:slow"}], "training": {"max_steps": MAX_STEPS}})
+    return fast_settings(
+        None, folder / "runs", {"rewards": [{"name": f"{reward}:slow"}], "training": {"max_steps": MAX_STEPS}}
+    )
 
 
 def _interrupt(folder, model: str, command: list[str], sig: signal.Signals, run_name: str):
@@ -34,8 +39,14 @@ def _interrupt(folder, model: str, command: list[str], sig: signal.Signals, run_
     run_dir = folder / "runs" / run_name
     log = folder / f"{run_name}.log"  # a file, not a pipe: a full pipe would block the child
     with log.open("w") as handle:
-        proc = subprocess.Popen([*command, "--config", str(config), "--run-name", run_name], cwd=folder, env=child_env(),
-                                stdout=handle, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [*command, "--config", str(config), "--run-name", run_name],
+            cwd=folder,
+            env=child_env(),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             deadline = time.time() + 120
             metrics = run_dir / "metrics.jsonl"
@@ -56,7 +67,9 @@ def _interrupt(folder, model: str, command: list[str], sig: signal.Signals, run_
 def interrupted(tiny_gpt2, tmp_path_factory):
     """A run of `python training/grpo_training.py` stopped by SIGTERM after its first logged step."""
     folder = tmp_path_factory.mktemp("sigterm")
-    return _interrupt(folder, tiny_gpt2, [PYTHON, str(REPO_ROOT / "training" / "grpo_training.py")], signal.SIGTERM, "interrupted")
+    return _interrupt(
+        folder, tiny_gpt2, [PYTHON, str(REPO_ROOT / "training" / "grpo_training.py")], signal.SIGTERM, "interrupted"
+    )
 
 
 def _info(run_dir) -> dict:
@@ -83,7 +96,9 @@ def test_sigterm_saves_a_checkpoint_and_records_interrupted(interrupted):
 
 
 def test_ctrl_c_through_grpolab_train(tiny_gpt2, tmp_path):
-    code, out, run_dir, _ = _interrupt(tmp_path, tiny_gpt2, [PYTHON, "-m", "grpolab.cli.main", "train"], signal.SIGINT, "ctrl_c")
+    code, out, run_dir, _ = _interrupt(
+        tmp_path, tiny_gpt2, [PYTHON, "-m", "grpolab.cli.main", "train"], signal.SIGINT, "ctrl_c"
+    )
     _assert_interrupted(code, out, run_dir, 130, "SIGINT")
 
 

@@ -23,7 +23,15 @@ def test_exact_match():
 
 
 def test_numeric_match():
-    completions = ["The sum is 46.", "46.0", "-3 apples", "no number here", "x<answer>12</answer> 46", "4 6", CHAT("about 46!")]
+    completions = [
+        "The sum is 46.",
+        "46.0",
+        "-3 apples",
+        "no number here",
+        "x<answer>12</answer> 46",
+        "4 6",
+        CHAT("about 46!"),
+    ]
     answers = ["46", "46", "-3", "46", "12", "46", "46"]
     assert R.numeric_match(completions, answer=answers) == [1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
     assert R.numeric_match(["46"], answer=["forty-six"]) == [0.0]  # an answer without a number never matches
@@ -80,7 +88,10 @@ def test_reward_that_does_not_import_is_named(kind, tmp_path, monkeypatch):
     (tmp_path / "broken.py").write_text("import no_such_package_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     spec, expected = {
-        "bad module": ("no_such_module_xyz:fn", ["no_such_module_xyz:fn", "could not be imported", "ModuleNotFoundError"]),
+        "bad module": (
+            "no_such_module_xyz:fn",
+            ["no_such_module_xyz:fn", "could not be imported", "ModuleNotFoundError"],
+        ),
         "missing function": (f"{module}:absent", [module, "no function `absent`", "present"]),
         "missing file": (f"{tmp_path}/nowhere.py:fn", ["nowhere.py", "not found"]),
         "module fails on import": (f"{tmp_path}/broken.py:fn", ["broken.py:fn", "no_such_package_xyz"]),
@@ -103,7 +114,9 @@ def test_build_rewards_reports_every_bad_reward_at_once():
 
 def test_build_rewards_labels_kwargs_and_needs(tmp_path):
     path = tmp_path / "r.py"
-    path.write_text("def score(completions, answer, **kw):\n    return [float(c == a) for c, a in zip(completions, answer)]\n")
+    path.write_text(
+        "def score(completions, answer, **kw):\n    return [float(c == a) for c, a in zip(completions, answer)]\n"
+    )
     specs = [
         RewardSpec(name="format", kwargs={"pattern": r"\d+"}),
         RewardSpec(name="length_penalty"),
@@ -132,12 +145,15 @@ def test_wrapper_names_the_function_and_the_failing_sample():
     assert "'prompt': '0+0='" in message and "'answer': '0'" in message and "'completion': '0'" in message
 
 
-@pytest.mark.parametrize("returned, expected", [
-    (lambda n: None, "returned None"),
-    (lambda n: [0.0] * (n - 1), "returned 1 values for 2 completions"),
-    (lambda n: [0.0, float("nan")], "returned nan for completion 1"),
-    (lambda n: [0.0, "1"], "returned '1' for completion 1"),
-])
+@pytest.mark.parametrize(
+    "returned, expected",
+    [
+        (lambda n: None, "returned None"),
+        (lambda n: [0.0] * (n - 1), "returned 1 values for 2 completions"),
+        (lambda n: [0.0, float("nan")], "returned nan for completion 1"),
+        (lambda n: [0.0, "1"], "returned '1' for completion 1"),
+    ],
+)
 def test_wrapper_rejects_unusable_values(returned, expected):
     reward = R.make_reward("m:f", lambda completions, **kw: returned(len(completions)), {}, "f")
     with pytest.raises(R.RewardFunctionError, match="reward `m:f` " + expected.split(" ", 1)[0]) as info:
@@ -182,7 +198,11 @@ def test_every_reward_kind_with_weights_end_to_end(tiny_gpt2, tmp_path, monkeypa
         {"name": "exact_match", "weight": 1.0},
         {"name": "numeric_match", "weight": 1.0},
         {"name": "format", "weight": 1.0, "kwargs": {"pattern": "(?s).*"}},  # matches anything: always 1
-        {"name": "length_penalty", "weight": 1.0, "kwargs": {"max_length": 1, "soft_cache": 1}},  # >= 1 token: always -1
+        {
+            "name": "length_penalty",
+            "weight": 1.0,
+            "kwargs": {"max_length": 1, "soft_cache": 1},
+        },  # >= 1 token: always -1
         {"name": f"{module}:const_one", "weight": 0.5},
         {"name": f"{reward_file}:const_two", "weight": -1.0},
     ]
@@ -190,7 +210,14 @@ def test_every_reward_kind_with_weights_end_to_end(tiny_gpt2, tmp_path, monkeypa
     assert result.code == 0, result
     records = [r for r in jsonl(result.run_dir / "metrics.jsonl") if "reward" in r]
     assert len(records) == 2
-    weights = {"exact_match": 1.0, "numeric_match": 1.0, "format": 1.0, "length_penalty": 1.0, "const_one": 0.5, "const_two": -1.0}
+    weights = {
+        "exact_match": 1.0,
+        "numeric_match": 1.0,
+        "format": 1.0,
+        "length_penalty": 1.0,
+        "const_one": 0.5,
+        "const_two": -1.0,
+    }
     for rec in records:
         means = {name: rec[f"rewards/{name}/mean"] for name in weights}
         assert means["format"] == 1.0  # the custom pattern reached the built-in
@@ -208,8 +235,7 @@ def test_reward_that_raises_stops_the_run_naming_function_and_sample(tiny_gpt2, 
     data.write_text("".join(json.dumps({"prompt": f"{i}+1=", "answer": "boom"}) + "\n" for i in range(4)))
     reward_file = tmp_path / "fragile.py"
     reward_file.write_text(
-        "def fragile(completions, answer, **kw):\n"
-        "    return [float(int(a)) for a in answer]  # ValueError on 'boom'\n"
+        "def fragile(completions, answer, **kw):\n    return [float(int(a)) for a in answer]  # ValueError on 'boom'\n"
     )
     cfg = fast_config(tiny_gpt2, {"data": {"dataset": str(data)}, "rewards": [{"name": f"{reward_file}:fragile"}]})
     result = train("--config", cfg)

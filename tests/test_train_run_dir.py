@@ -44,8 +44,19 @@ def test_seed_command_line_leaves_a_complete_run_directory(tmp_path, subprocess_
     work = tmp_path / "work"
     work.mkdir()
     proc = subprocess.run(
-        [PYTHON, str(REPO_ROOT / "training" / "grpo_training.py"), "--model", str(model_dir), "--set", "training.max_steps=3"],
-        cwd=work, env=subprocess_env, capture_output=True, text=True, timeout=240,
+        [
+            PYTHON,
+            str(REPO_ROOT / "training" / "grpo_training.py"),
+            "--model",
+            str(model_dir),
+            "--set",
+            "training.max_steps=3",
+        ],
+        cwd=work,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = list((work / "grpo_results_local").iterdir())  # the preset's output_dir, relative to the cwd
@@ -62,7 +73,12 @@ def test_seed_command_line_leaves_a_complete_run_directory(tmp_path, subprocess_
     assert resolved["generation"]["top_p"] == 1.0
     reloaded = GRPOConfigLoader(config_path=run_dir / "resolved_config.yaml")
     assert reloaded.to_dict() == resolved
-    assert GRPOConfigLoader(mode="local", overrides=["training.max_steps=3"], flags={"model.name_or_path": str(model_dir)}).to_dict() == resolved
+    assert (
+        GRPOConfigLoader(
+            mode="local", overrides=["training.max_steps=3"], flags={"model.name_or_path": str(model_dir)}
+        ).to_dict()
+        == resolved
+    )
 
     # overrides.yaml: exactly what --set and flags changed.
     assert _load_yaml(run_dir / "overrides.yaml") == {"training.max_steps": 3, "model.name_or_path": str(model_dir)}
@@ -141,7 +157,14 @@ def test_dry_run_validates_and_creates_nothing(tiny_gpt2, tmp_path, fast_config,
     cfg = fast_config(tiny_gpt2)
     result = train("--config", cfg, "--dry-run")
     assert result.code == 0, result
-    for line in ("config ", "model        " + tiny_gpt2, "data         builtin:addition [train]: 8 prompts", "rewards      numeric_match x1", "batch        effective 2", "steps        2 optimizer steps"):
+    for line in (
+        "config ",
+        "model        " + tiny_gpt2,
+        "data         builtin:addition [train]: 8 prompts",
+        "rewards      numeric_match x1",
+        "batch        effective 2",
+        "steps        2 optimizer steps",
+    ):
         assert line in result.out
     assert "dry run:" in result.out
     assert not (tmp_path / "runs").exists()
@@ -182,7 +205,17 @@ def test_grpolab_train_has_the_same_options_and_runs(tiny_gpt2, fast_config, cap
     from grpolab.train.args import add_train_args
 
     add_train_args(script_parser)
-    expected = {"--model", "--mode", "--config", "--set", "--output-dir", "--run-name", "--dry-run", "--resume", "--force"}
+    expected = {
+        "--model",
+        "--mode",
+        "--config",
+        "--set",
+        "--output-dir",
+        "--run-name",
+        "--dry-run",
+        "--resume",
+        "--force",
+    }
     assert expected <= options(train_parser) == options(script_parser)
 
     cfg = fast_config(tiny_gpt2, {"training": {"max_steps": 1}})

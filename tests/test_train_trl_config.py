@@ -164,7 +164,9 @@ def _compare(loader: GRPOConfigLoader, expected: GRPOConfig) -> None:
     assert not differ, f"fields that differ (loader, by hand): {differ}"
 
 
-@pytest.mark.parametrize("preset, by_hand", [("grpo_local.yaml", _by_hand_local), ("grpo_cluster.yaml", _by_hand_cluster)])
+@pytest.mark.parametrize(
+    "preset, by_hand", [("grpo_local.yaml", _by_hand_local), ("grpo_cluster.yaml", _by_hand_cluster)]
+)
 def test_preset_builds_the_hand_written_grpo_config(preset, by_hand):
     _compare(GRPOConfigLoader(config_path=REPO_ROOT / "configs" / preset), by_hand())
 

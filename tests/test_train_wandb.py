@@ -24,10 +24,15 @@ def _offline_run_records(run_dir, timeout: float = 60.0):
 
 def test_offline_run_records_nested_config_name_and_artifact(tiny_gpt2, tmp_path, monkeypatch, fast_config, train):
     monkeypatch.chdir(tmp_path)
-    cfg = fast_config(tiny_gpt2, {"logging": {"report_to": ["wandb"], "project": "grpolab-tests", "tags": ["unit"]},
-                                  "training": {"learning_rate": 2.0e-5, "gradient_accumulation_steps": 2},
-                                  "grpo": {"beta": 0.02, "generation_batch_size": 4},
-                                  "data": {"eval_split": "eval", "eval_samples": 4, "eval_every_steps": 1}})
+    cfg = fast_config(
+        tiny_gpt2,
+        {
+            "logging": {"report_to": ["wandb"], "project": "grpolab-tests", "tags": ["unit"]},
+            "training": {"learning_rate": 2.0e-5, "gradient_accumulation_steps": 2},
+            "grpo": {"beta": 0.02, "generation_batch_size": 4},
+            "data": {"eval_split": "eval", "eval_samples": 4, "eval_every_steps": 1},
+        },
+    )
     result = train("--config", cfg)
     assert result.code == 0, result
     assert "wandb: offline" in result.out  # no API key: offline, and it says so
@@ -68,7 +73,9 @@ def test_offline_run_records_nested_config_name_and_artifact(tiny_gpt2, tmp_path
 
 def test_report_to_none_writes_no_wandb_folder(tiny_gpt2, tmp_path, monkeypatch, fast_config, train):
     monkeypatch.chdir(tmp_path)
-    result = train("--config", fast_config(tiny_gpt2, {"logging": {"report_to": ["none"]}, "training": {"max_steps": 1}}))
+    result = train(
+        "--config", fast_config(tiny_gpt2, {"logging": {"report_to": ["none"]}, "training": {"max_steps": 1}})
+    )
     assert result.code == 0, result
     assert not list(tmp_path.rglob("wandb")) and "wandb: offline" not in result.out
 
@@ -76,7 +83,9 @@ def test_report_to_none_writes_no_wandb_folder(tiny_gpt2, tmp_path, monkeypatch,
 def test_wandb_mode_disabled_writes_no_wandb_folder(tiny_gpt2, tmp_path, monkeypatch, fast_config, train):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    result = train("--config", fast_config(tiny_gpt2, {"logging": {"report_to": ["wandb"]}, "training": {"max_steps": 1}}))
+    result = train(
+        "--config", fast_config(tiny_gpt2, {"logging": {"report_to": ["wandb"]}, "training": {"max_steps": 1}})
+    )
     assert result.code == 0, result
     assert not list(tmp_path.rglob("wandb")), list(tmp_path.rglob("wandb"))
 

@@ -15,7 +15,10 @@ from grpolab.config.schema import SECTIONS  # noqa: E402
 from grpolab.config.trl_snapshot import SNAPSHOT_PATH, build_snapshot  # noqa: E402
 from grpolab.config.validate import OWNED_ELSEWHERE, REMOVED  # noqa: E402
 
-REGENERATE = "the TRL field snapshot is out of date: run `python -m grpolab.config.trl_snapshot` and review the diff of grpolab/config/trl_fields.json"
+REGENERATE = (
+    "the TRL field snapshot is out of date: run `python -m "
+    "grpolab.config.trl_snapshot` and review the diff of grpolab/config/trl_fields.json"
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,10 @@ def stored():
 
 
 def test_versions_match(live, stored):
-    assert (stored["trl_version"], stored["transformers_version"]) == (live["trl_version"], live["transformers_version"]), REGENERATE
+    assert (stored["trl_version"], stored["transformers_version"]) == (
+        live["trl_version"],
+        live["transformers_version"],
+    ), REGENERATE
 
 
 @pytest.mark.parametrize("section", ["training", "grpo"])
@@ -45,7 +51,8 @@ def test_kinds_and_choices_match(live, stored, section):
         name: (stored[section][name], spec)
         for name, spec in live[section].items()
         if name in stored[section]
-        and (spec["kinds"], spec.get("choices")) != (stored[section][name]["kinds"], stored[section][name].get("choices"))
+        and (spec["kinds"], spec.get("choices"))
+        != (stored[section][name]["kinds"], stored[section][name].get("choices"))
     }
     assert not changed, f"{REGENERATE}\n  changed (stored, live): {changed}"
 

@@ -36,10 +36,10 @@ def read_payloads(path) -> list[bytes]:
         if left_in_block < HEADER:  # the block's trailer
             offset += left_in_block
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[offset:offset + HEADER])
+        _crc, length, kind = struct.unpack("<IHB", data[offset : offset + HEADER])
         if offset + HEADER + length > len(data):  # a record still being written
             break
-        body = data[offset + HEADER:offset + HEADER + length]
+        body = data[offset + HEADER : offset + HEADER + length]
         offset += HEADER + length
         if kind == FULL:
             payloads.append(body)

@@ -1,9 +1,9 @@
 """GRPO training from a YAML config (the seed's entry point; same as `grpolab train`).
 
-    python training/grpo_training.py --model gpt2                      # local preset
-    python training/grpo_training.py --model gpt2 --mode cluster       # cluster preset
-    python training/grpo_training.py --model gpt2 --config configs/my_custom_config.yaml
-    python training/grpo_training.py                                   # the embedded offline demo
+python training/grpo_training.py --model gpt2                      # local preset
+python training/grpo_training.py --model gpt2 --mode cluster       # cluster preset
+python training/grpo_training.py --model gpt2 --config configs/my_custom_config.yaml
+python training/grpo_training.py                                   # the embedded offline demo
 """
 
 import argparse

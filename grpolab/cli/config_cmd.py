@@ -27,7 +27,14 @@ def add_layer_args(parser: argparse.ArgumentParser) -> None:
     """The options every command that resolves a config takes."""
     parser.add_argument("--mode", help="local or cluster (default: the file's `mode:`, else local)")
     parser.add_argument("--config", metavar="FILE", help="YAML file layered over the mode preset")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one key, e.g. --set grpo.beta=0.04 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one key, e.g. --set grpo.beta=0.04 (repeatable)",
+    )
 
 
 def load(args, world_size: int | None = None) -> GRPOConfigLoader:
@@ -52,9 +59,13 @@ def register(sub) -> None:
     validate.add_argument("--world-size", type=positive_int, help="also check for this many processes")
     validate.set_defaults(func=cmd_validate)
 
-    explain = csub.add_parser("explain", help="print derived quantities: effective batch size, prompts per round, on-policy ...")
+    explain = csub.add_parser(
+        "explain", help="print derived quantities: effective batch size, prompts per round, on-policy ..."
+    )
     add_layer_args(explain)
-    explain.add_argument("--world-size", type=positive_int, help="processes (GPUs) the run will use (default: from the config, else 1)")
+    explain.add_argument(
+        "--world-size", type=positive_int, help="processes (GPUs) the run will use (default: from the config, else 1)"
+    )
     explain.add_argument("--dataset-size", type=positive_int, help="training prompts, for steps per epoch")
     explain.add_argument("--json", action="store_true", help="print JSON instead of a table")
     explain.set_defaults(func=cmd_explain)
@@ -111,26 +122,74 @@ def cmd_explain(args) -> int:
     source = args.config or loader.preset_path.name
     rows = [
         ("world size", f"{world}", "processes (GPUs); --world-size to change"),
-        ("effective batch size", f"{d['effective_batch_size']} = {P} x {GA} x {world}", "per_device_train_batch_size x gradient_accumulation_steps x world size"),
-        ("completions per round", f"{d['generation_batch_size']}", "generation_batch_size" + (" (auto)" if g.generation_batch_size == "auto" else "")),
-        ("unique prompts per round", f"{d['unique_prompts_per_round']}", f"completions per round / num_generations {g.num_generations}"),
+        (
+            "effective batch size",
+            f"{d['effective_batch_size']} = {P} x {GA} x {world}",
+            "per_device_train_batch_size x gradient_accumulation_steps x world size",
+        ),
+        (
+            "completions per round",
+            f"{d['generation_batch_size']}",
+            "generation_batch_size" + (" (auto)" if g.generation_batch_size == "auto" else ""),
+        ),
+        (
+            "unique prompts per round",
+            f"{d['unique_prompts_per_round']}",
+            f"completions per round / num_generations {g.num_generations}",
+        ),
         ("steps per generation", f"{d['steps_per_generation']}", "micro-steps that consume one round"),
-        ("optimizer steps per round", f"{d['optimizer_steps_per_round']:g}", "steps_per_generation x num_iterations / gradient_accumulation_steps"),
-        ("on-policy", "yes" if d["on_policy"] else "no", "one optimizer step per round: clipping inactive" if d["on_policy"] else "several optimizer steps per round: clipping (epsilon) active"),
-        ("KL tracked", "yes" if d["kl_tracked"] else "no", f"beta {g.beta:g}" + ("" if d["kl_tracked"] else ": 0 disables KL")),
+        (
+            "optimizer steps per round",
+            f"{d['optimizer_steps_per_round']:g}",
+            "steps_per_generation x num_iterations / gradient_accumulation_steps",
+        ),
+        (
+            "on-policy",
+            "yes" if d["on_policy"] else "no",
+            "one optimizer step per round: clipping inactive"
+            if d["on_policy"]
+            else "several optimizer steps per round: clipping (epsilon) active",
+        ),
+        (
+            "KL tracked",
+            "yes" if d["kl_tracked"] else "no",
+            f"beta {g.beta:g}" + ("" if d["kl_tracked"] else ": 0 disables KL"),
+        ),
         ("reference model loaded", "yes" if d["reference_model_loaded"] else "no", "needed only when beta > 0"),
-        ("max completion tokens per round", f"{d['completion_tokens_per_round_max']}", f"completions x max_completion_length {cfg.generation.max_completion_length}"),
+        (
+            "max completion tokens per round",
+            f"{d['completion_tokens_per_round_max']}",
+            f"completions x max_completion_length {cfg.generation.max_completion_length}",
+        ),
         # Speed choices: what the preset picked for where it runs; the key on the right overrides it.
         ("precision", _precision(cfg), "training.bf16"),
-        ("gradient checkpointing", "on" if t.gradient_checkpointing else "off", "training.gradient_checkpointing: " + ("saves activation memory; steps ~1.2x slower" if t.gradient_checkpointing else "faster; turn on when activations do not fit")),
+        (
+            "gradient checkpointing",
+            "on" if t.gradient_checkpointing else "off",
+            "training.gradient_checkpointing: "
+            + (
+                "saves activation memory; steps ~1.2x slower"
+                if t.gradient_checkpointing
+                else "faster; turn on when activations do not fit"
+            ),
+        ),
         ("Liger kernels", _liger(t.use_liger_kernel), "training.use_liger_kernel"),
         ("generation", _generation(cfg.cluster), "cluster.use_vllm, cluster.vllm_mode"),
         ("CPU threads per process", _threads(cfg, world), "cluster.threads_per_process"),
     ]
     if args.dataset_size is not None:
         rows += [
-            ("optimizer steps per epoch", f"{d['optimizer_steps_per_epoch']}", f"{d['generation_rounds_per_epoch']} rounds of {d['unique_prompts_per_round']} prompts from {args.dataset_size}"),
-            ("total optimizer steps", f"{d['total_optimizer_steps']}", "training.max_steps" if t.max_steps > 0 else f"x num_train_epochs {t.num_train_epochs:g}"),
+            (
+                "optimizer steps per epoch",
+                f"{d['optimizer_steps_per_epoch']}",
+                f"{d['generation_rounds_per_epoch']} rounds of {d['unique_prompts_per_round']} "
+                f"prompts from {args.dataset_size}",
+            ),
+            (
+                "total optimizer steps",
+                f"{d['total_optimizer_steps']}",
+                "training.max_steps" if t.max_steps > 0 else f"x num_train_epochs {t.num_train_epochs:g}",
+            ),
         ]
     print(f"{source} (mode {cfg.mode})")
     width = max(len(r[0]) for r in rows)
@@ -145,7 +204,10 @@ def _precision(cfg) -> str:
     if bf16 == "auto":
         from grpolab.launch.detect import cpu_has_bf16
 
-        return f"auto: bf16 on bf16 GPUs and on CPUs with native bf16 (this CPU: {'yes' if cpu_has_bf16() else 'no'}), else fp32"
+        return (
+            "auto: bf16 on bf16 GPUs and on CPUs with native bf16 (this CPU: "
+            f"{'yes' if cpu_has_bf16() else 'no'}), else fp32"
+        )
     return "bf16" if bf16 else "fp32"
 
 
@@ -168,7 +230,10 @@ def _threads(cfg, world: int) -> str:
     if setting != "auto":
         return str(setting)
     per_machine = max(1, world // cfg.cluster.num_machines)
-    return f"auto = {cpu_threads('auto', per_machine)} ({usable_cores()} cores here / {per_machine} process(es) per machine)"
+    return (
+        f"auto = {cpu_threads('auto', per_machine)} ({usable_cores()} cores here / "
+        f"{per_machine} process(es) per machine)"
+    )
 
 
 def _flatten(data, prefix=""):
@@ -196,7 +261,9 @@ def cmd_diff(args) -> int:
 def cmd_set(args) -> int:
     for item in args.assignments:
         if "=" not in item or not item.partition("=")[0].strip():
-            raise ConfigError(Problem("", f"`{item}` is not of the form KEY=VALUE.", "write e.g. `grpo.beta=0.05`", "config set"))
+            raise ConfigError(
+                Problem("", f"`{item}` is not of the form KEY=VALUE.", "write e.g. `grpo.beta=0.05`", "config set")
+            )
     loader = GRPOConfigLoader(config_path=args.file)
     updates = dict(GRPOConfigLoader._parse_overrides(args.assignments))
     loader.update_params(updates)

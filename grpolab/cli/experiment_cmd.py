@@ -12,19 +12,30 @@ def register(sub) -> None:
     rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
 
     ls = rsub.add_parser("list", help="one line per run: name, start, config, status, steps, best reward, commit")
-    ls.add_argument("dirs", nargs="*", metavar="OUTPUT_DIR", help="output dirs or run dirs (default: ./grpo_results_local and ./grpo_results_cluster)")
+    ls.add_argument(
+        "dirs",
+        nargs="*",
+        metavar="OUTPUT_DIR",
+        help="output dirs or run dirs (default: ./grpo_results_local and ./grpo_results_cluster)",
+    )
     ls.set_defaults(func=cmd_list)
 
-    ann = rsub.add_parser("annotate", help="write the run's outcome as a comment block at the top of the config file it used")
+    ann = rsub.add_parser(
+        "annotate", help="write the run's outcome as a comment block at the top of the config file it used"
+    )
     ann.add_argument("run_dir", metavar="RUN_DIR")
     ann.add_argument("--note", help="your conclusion, e.g. 'reward climbs faster, KL doubles'")
     ann.set_defaults(func=cmd_annotate)
 
     cmp = sub.add_parser("compare", help="table of differing hyperparameters and metrics of runs, and a plot")
     cmp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (or output dirs holding them)")
-    cmp.add_argument("--metric", action="append", metavar="M", help="metric to sort by and plot (repeatable; default: reward)")
+    cmp.add_argument(
+        "--metric", action="append", metavar="M", help="metric to sort by and plot (repeatable; default: reward)"
+    )
     cmp.add_argument("--out", default="compare.png", metavar="PNG", help="plot file (default: compare.png)")
-    cmp.add_argument("--smooth", type=int, default=1, metavar="N", help="plot a moving average over N steps (raw points stay faint)")
+    cmp.add_argument(
+        "--smooth", type=int, default=1, metavar="N", help="plot a moving average over N steps (raw points stay faint)"
+    )
     cmp.set_defaults(func=cmd_compare)
 
     sw = sub.add_parser("sweep", help="write one config per trial (grid, random or optuna), train them, compare")
@@ -36,10 +47,16 @@ def register(sub) -> None:
 
 def register_import(csub) -> None:
     """`grpolab config import` (added to the `config` group by config_cmd.register)."""
-    imp = csub.add_parser("import", help="convert a flat TRL / Open-R1 recipe (trl grpo --config) into a grpolab config")
+    imp = csub.add_parser(
+        "import", help="convert a flat TRL / Open-R1 recipe (trl grpo --config) into a grpolab config"
+    )
     imp.add_argument("recipe", metavar="RECIPE.yaml")
     imp.add_argument("-o", "--output", metavar="OUT", help="write here (default: print to stdout)")
-    imp.add_argument("--mode", choices=("local", "cluster"), help="preset to layer over (default: cluster when the recipe uses vLLM or several processes)")
+    imp.add_argument(
+        "--mode",
+        choices=("local", "cluster"),
+        help="preset to layer over (default: cluster when the recipe uses vLLM or several processes)",
+    )
     imp.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     imp.set_defaults(func=cmd_import)
 
@@ -100,17 +117,25 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from grpolab.experiment.recipe_import import import_recipe, write_imported
     from grpolab.config.yaml_io import inline_yaml
+    from grpolab.experiment.recipe_import import import_recipe, write_imported
 
     imported = import_recipe(args.recipe, mode=args.mode)
     for key, value, why in imported.unmapped:
         print(f"not imported: {key}: {inline_yaml(value)} ({why})", file=sys.stderr)
     for dotted, (default, preset) in imported.pinned.items():
-        print(f"pinned TRL default: {dotted}: {inline_yaml(default)} (the {imported.mode} preset has {inline_yaml(preset)})", file=sys.stderr)
+        print(
+            f"pinned TRL default: {dotted}: {inline_yaml(default)} (the {imported.mode} "
+            f"preset has {inline_yaml(preset)})",
+            file=sys.stderr,
+        )
     if args.output:
         path = write_imported(imported, args.output, force=args.force)
-        print(f"wrote {path} (mode {imported.mode}; {len(imported.mapped)} keys mapped, {len(imported.unmapped)} not imported, kept as comments)", file=sys.stderr)
+        print(
+            f"wrote {path} (mode {imported.mode}; {len(imported.mapped)} keys mapped, "
+            f"{len(imported.unmapped)} not imported, kept as comments)",
+            file=sys.stderr,
+        )
     else:
         print(imported.text, end="")
     return 0

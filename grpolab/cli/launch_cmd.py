@@ -24,9 +24,19 @@ def register(sub) -> None:
     slurm.add_argument("--partition", help="SLURM partition")
     slurm.add_argument("--time", help="time limit, e.g. 24:00:00")
     slurm.add_argument("--job-name", default="grpolab", help="SLURM job name (default: grpolab)")
-    slurm.add_argument("-o", "--output", default="job.sbatch", metavar="FILE", help="the sbatch script to write (default: job.sbatch); the accelerate config goes next to it")
+    slurm.add_argument(
+        "-o",
+        "--output",
+        default="job.sbatch",
+        metavar="FILE",
+        help="the sbatch script to write (default: job.sbatch); the accelerate config goes next to it",
+    )
     slurm.add_argument("--force", action="store_true", help="overwrite FILE (and its accelerate config) if they exist")
-    slurm.add_argument("--vllm-server-node", action="store_true", help="run a vLLM server on the first node (TRL server mode); the other nodes train")
+    slurm.add_argument(
+        "--vllm-server-node",
+        action="store_true",
+        help="run a vLLM server on the first node (TRL server mode); the other nodes train",
+    )
     slurm.add_argument("--submit", action="store_true", help="submit the script with sbatch after writing it")
     slurm.set_defaults(func=cmd_slurm)
 
@@ -39,7 +49,14 @@ def cmd_slurm(args) -> int:
 
     G = args.gpus_per_node
     if args.vllm_server_node and args.nodes < 2:
-        raise ConfigError(Problem("", "--vllm-server-node needs at least 2 nodes (one serves, the others train).", "pass --nodes 2 or more", "--nodes"))
+        raise ConfigError(
+            Problem(
+                "",
+                "--vllm-server-node needs at least 2 nodes (one serves, the others train).",
+                "pass --nodes 2 or more",
+                "--nodes",
+            )
+        )
     train_nodes = args.nodes - 1 if args.vllm_server_node else args.nodes
     world = train_nodes * G
     # The job's shape goes into the config every rank resolves, so run_info and the checks agree.
@@ -48,19 +65,41 @@ def cmd_slurm(args) -> int:
         shape += ["cluster.use_vllm=true", "cluster.vllm_mode=server"]
     mode = args.mode or (None if args.config else "cluster")
     flags = {"model.name_or_path": _abs_if_local(args.model)} if args.model else None
-    checked = [*args.overrides, *shape] + (["cluster.vllm_server_host=vllm-node"] if args.vllm_server_node else [])  # the real host is known when the job runs
+    checked = [*args.overrides, *shape] + (
+        ["cluster.vllm_server_host=vllm-node"] if args.vllm_server_node else []
+    )  # the real host is known when the job runs
     loader = GRPOConfigLoader(mode=mode, config_path=args.config, overrides=checked, flags=flags, world_size=world)
     print_warnings(loader)
     cfg = loader.config
     plan = make_plan(cfg, device="cuda", gpus=G, bf16_supported=True, per_machine=G)  # assumes bf16-capable GPUs
-    problems = plan_problems(cfg, plan, loader.origin_of, gpus=None, bf16_supported=True, use_vllm=cfg.cluster.use_vllm is True, self_launch=False)
+    problems = plan_problems(
+        cfg,
+        plan,
+        loader.origin_of,
+        gpus=None,
+        bf16_supported=True,
+        use_vllm=cfg.cluster.use_vllm is True,
+        self_launch=False,
+    )
     if args.vllm_server_node and not cfg.model.name_or_path:
-        problems.append(Problem("model.name_or_path", "is not set, and the vLLM server needs a model to serve.", "pass --model (a Hub id or a path every node can read)", "--vllm-server-node"))
+        problems.append(
+            Problem(
+                "model.name_or_path",
+                "is not set, and the vLLM server needs a model to serve.",
+                "pass --model (a Hub id or a path every node can read)",
+                "--vllm-server-node",
+            )
+        )
     if problems:
         raise ConfigError(problems)
 
     out = Path(args.output).resolve()
-    files = launch_files(out.parent, plan, stem=f"{out.stem}.", note=f" for {out.name} ({train_nodes} nodes x {G} GPUs; srun passes the machine rank and address)")
+    files = launch_files(
+        out.parent,
+        plan,
+        stem=f"{out.stem}.",
+        note=f" for {out.name} ({train_nodes} nodes x {G} GPUs; srun passes the machine rank and address)",
+    )
     accelerate_config = next(iter(files))
     train_args = _train_args(args, mode, shape)
     if args.vllm_server_node:
@@ -87,7 +126,9 @@ def cmd_slurm(args) -> int:
     )
     for path in [out, *files]:
         if path.exists() and not args.force:
-            raise ConfigError(Problem("", "file exists; refusing to overwrite it", "choose another -o, or pass --force", str(path)))
+            raise ConfigError(
+                Problem("", "file exists; refusing to overwrite it", "choose another -o, or pass --force", str(path))
+            )
     for path, text in files.items():
         write_atomic(path, text, overwrite=True)
     write_atomic(out, sbatch_script(job), overwrite=True)
@@ -101,7 +142,11 @@ def cmd_slurm(args) -> int:
         return 0
     sbatch = shutil.which("sbatch")
     if sbatch is None:
-        print(f"error: --submit needs `sbatch` on PATH, and it was not found. The script is written: run `sbatch {out}` on a SLURM login node.", file=sys.stderr)
+        print(
+            "error: --submit needs `sbatch` on PATH, and it was not found. The script is "
+            f"written: run `sbatch {out}` on a SLURM login node.",
+            file=sys.stderr,
+        )
         return 1
     return subprocess.run([sbatch, str(out)]).returncode
 

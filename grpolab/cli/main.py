@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.register(sub)
     experiment_cmd.register(sub)
     from grpolab.cli import launch_cmd
+
     launch_cmd.register(sub)
     return parser
 

@@ -14,13 +14,28 @@ from pathlib import Path
 from pydantic import ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import CommentMark
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString, FoldedScalarString, LiteralScalarString, SingleQuotedScalarString
+from ruamel.yaml.scalarstring import (
+    DoubleQuotedScalarString,
+    FoldedScalarString,
+    LiteralScalarString,
+    SingleQuotedScalarString,
+)
 from ruamel.yaml.tokens import CommentToken
 
 from .errors import ConfigError, Problem, did_you_mean
 from .schema import SECTIONS, GRPOLabConfig
 from .validate import check_keys, cross_field_problems, pydantic_problems, range_warnings
-from .yaml_io import _double_quoted, dump_yaml, inline_yaml, line_of, parse_scalar, parse_yaml_text, read_yaml_file, to_plain, write_atomic
+from .yaml_io import (
+    _double_quoted,
+    dump_yaml,
+    inline_yaml,
+    line_of,
+    parse_scalar,
+    parse_yaml_text,
+    read_yaml_file,
+    to_plain,
+    write_atomic,
+)
 
 MODES = ("local", "cluster")
 _PART = re.compile(r"^([A-Za-z_][\w-]*)(?:\[(\d+)\])?$")
@@ -41,7 +56,9 @@ def split_key(key: str, origin: str) -> list[str | int]:
     for piece in key.split("."):
         match = _PART.match(piece)
         if not match:
-            raise ConfigError(Problem(key, "is not a dotted key like `training.learning_rate` or `rewards[0].weight`.", None, origin))
+            raise ConfigError(
+                Problem(key, "is not a dotted key like `training.learning_rate` or `rewards[0].weight`.", None, origin)
+            )
         parts.append(match.group(1))
         if match.group(2) is not None:
             parts.append(int(match.group(2)))
@@ -113,7 +130,14 @@ class GRPOConfigLoader:
     >>> loader.save_config("configs/grpo_cluster_experiment1.yaml")
     """
 
-    def __init__(self, mode: str | None = None, config_path=None, overrides=None, flags: dict | None = None, world_size: int | None = None):
+    def __init__(
+        self,
+        mode: str | None = None,
+        config_path=None,
+        overrides=None,
+        flags: dict | None = None,
+        world_size: int | None = None,
+    ):
         self.config_path = Path(config_path) if config_path is not None else None
         self.world_size = _check_world_size(world_size, "GRPOConfigLoader(world_size=...)")
         self._origins: dict[str, str] = {}
@@ -126,7 +150,14 @@ class GRPOConfigLoader:
         chosen = mode if mode is not None else (file_mode if file_mode is not None else "local")
         if chosen not in MODES:
             source = "--mode" if mode is not None else self._origins.get("mode", "mode")
-            raise ConfigError(Problem("mode", f"`{chosen}` is not a mode; allowed: {', '.join(MODES)}.{did_you_mean(str(chosen), MODES)}", "set `mode: local` or `mode: cluster`", source))
+            raise ConfigError(
+                Problem(
+                    "mode",
+                    f"`{chosen}` is not a mode; allowed: {', '.join(MODES)}.{did_you_mean(str(chosen), MODES)}",
+                    "set `mode: local` or `mode: cluster`",
+                    source,
+                )
+            )
         self.mode = chosen
         self.preset_path = preset_path(chosen)
         preset_tree, preset_data = _load_layer(self.preset_path)
@@ -184,7 +215,14 @@ class GRPOConfigLoader:
         for item in overrides:
             key, sep, text = item.partition("=")
             if not sep or not key.strip():
-                raise ConfigError(Problem("", f"`{item}` is not of the form key=value.", "write e.g. `--set training.learning_rate=1e-4`", "--set"))
+                raise ConfigError(
+                    Problem(
+                        "",
+                        f"`{item}` is not of the form key=value.",
+                        "write e.g. `--set training.learning_rate=1e-4`",
+                        "--set",
+                    )
+                )
             parsed.append((key.strip(), parse_scalar(text, f"--set {key.strip()}")))
         return parsed
 
@@ -234,7 +272,11 @@ class GRPOConfigLoader:
         try:
             return copy.deepcopy(_get(self.to_dict(), parts))
         except (KeyError, IndexError, TypeError):
-            raise ConfigError(Problem(key, f"no such key.{did_you_mean(key, [k for k, _ in _leaves(self.to_dict())])}", None, "get_param")) from None
+            raise ConfigError(
+                Problem(
+                    key, f"no such key.{did_you_mean(key, [k for k, _ in _leaves(self.to_dict())])}", None, "get_param"
+                )
+            ) from None
 
     def update_param(self, key: str, value) -> None:
         """Set one dotted key; the whole config is re-validated at once (nothing changes if invalid)."""
@@ -262,7 +304,15 @@ class GRPOConfigLoader:
         """What --set, flags and update_param changed on top of the files: dotted key -> new value."""
         return {key: new for key, (_, new) in self._changes.items()}
 
-    def trl_kwargs(self, world_size: int | None = None, *, device: str = "cpu", bf16_supported: bool = False, use_vllm: bool = False, liger_installed: bool = False) -> dict:
+    def trl_kwargs(
+        self,
+        world_size: int | None = None,
+        *,
+        device: str = "cpu",
+        bf16_supported: bool = False,
+        use_vllm: bool = False,
+        liger_installed: bool = False,
+    ) -> dict:
         """Keyword arguments for trl.GRPOConfig (no trl import). Validated for `world_size` processes."""
         from .trl_mapping import to_trl_kwargs
 
@@ -271,7 +321,13 @@ class GRPOConfigLoader:
             problems = cross_field_problems(self.config, world_size, self.origin_of)
             if problems:
                 raise ConfigError(problems)
-        return to_trl_kwargs(self.config, device=device, bf16_supported=bf16_supported, use_vllm=use_vllm, liger_installed=liger_installed)
+        return to_trl_kwargs(
+            self.config,
+            device=device,
+            bf16_supported=bf16_supported,
+            use_vllm=use_vllm,
+            liger_installed=liger_installed,
+        )
 
     def render(self) -> str:
         """The source file's text with every change applied and marked `# Changed from OLD`."""
@@ -301,16 +357,25 @@ class GRPOConfigLoader:
         data = to_plain(parse_yaml_text(text, origin), origin)
         reloaded = GRPOConfigLoader._from_data(data, world_size=self.world_size)
         if reloaded.to_dict() != self.to_dict():
-            raise ConfigError(Problem("", "internal error: the saved file would not reproduce this config; nothing was written.", None, origin))
+            raise ConfigError(
+                Problem(
+                    "",
+                    "internal error: the saved file would not reproduce this config; nothing was written.",
+                    None,
+                    origin,
+                )
+            )
 
     @classmethod
-    def _from_data(cls, data: dict, world_size: int | None = None) -> "GRPOConfigLoader":
+    def _from_data(cls, data: dict, world_size: int | None = None) -> GRPOConfigLoader:
         """A loader for in-memory file data (as if it were a --config file)."""
         self = cls.__new__(cls)
         self.config_path, self.world_size, self._origins, self._sections, self._changes = None, world_size, {}, {}, {}
         self.mode = data.get("mode", "local")
         if self.mode not in MODES:
-            raise ConfigError(Problem("mode", f"`{self.mode}` is not a mode; allowed: {', '.join(MODES)}.", None, None))
+            raise ConfigError(
+                Problem("mode", f"`{self.mode}` is not a mode; allowed: {', '.join(MODES)}.", None, None)
+            )
         self.preset_path = self.source_path = preset_path(self.mode)
         _, preset_data = _load_layer(self.preset_path)
         self._base = deep_merge(preset_data, data)
@@ -322,7 +387,9 @@ class GRPOConfigLoader:
 
 def _check_world_size(world_size, origin: str):
     if world_size is not None and (isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1):
-        raise ConfigError(Problem("world_size", f"must be a whole number of processes >= 1, got {world_size!r}.", None, origin))
+        raise ConfigError(
+            Problem("world_size", f"must be a whole number of processes >= 1, got {world_size!r}.", None, origin)
+        )
     return world_size
 
 
@@ -455,7 +522,9 @@ def _take_tail(container, appending_to: CommentedMap | None = None) -> str:
     start = 0
     if appending_to is not None:
         column = _key_column(appending_to)
-        starts = [i for i, ln in enumerate(lines) if ln.lstrip().startswith("#") and len(ln) - len(ln.lstrip()) <= column]
+        starts = [
+            i for i, ln in enumerate(lines) if ln.lstrip().startswith("#") and len(ln) - len(ln.lstrip()) <= column
+        ]
         start = starts[0] if starts else len(lines)
         while start > 0 and not lines[start - 1].strip():
             start -= 1  # the blank lines before a header go with it

@@ -8,7 +8,7 @@ those are checked against the snapshot in trl_fields.json (see validate.check_ke
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -34,26 +34,41 @@ class LoraConfig(Section):
     r: int = Field(16, ge=1, description="adapter rank")
     alpha: int = Field(32, ge=1, description="scaling: the update is multiplied by alpha / r")
     dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter input")
-    target_modules: Union[str, list[str]] = Field("all-linear", description="module names to adapt, or all-linear")
+    target_modules: str | list[str] = Field("all-linear", description="module names to adapt, or all-linear")
 
 
 class ModelConfig(Section):
     name_or_path: str | None = Field(None, description="Hub id or local path; null = the embedded demo model")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto = bfloat16 on a bf16 GPU, float32 on CPU")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto = bfloat16 on a bf16 GPU, float32 on CPU"
+    )
     trust_remote_code: bool = Field(False, description="run model code from the Hub repo (off unless you trust it)")
     revision: str | None = Field(None, description="Hub branch, tag or commit")
-    attn_implementation: str | None = Field(None, description="eager, sdpa, flash_attention_2 ...; null = transformers' choice")
+    attn_implementation: str | None = Field(
+        None, description="eager, sdpa, flash_attention_2 ...; null = transformers' choice"
+    )
     lora: LoraConfig = Field(default_factory=LoraConfig)
 
 
 class DataConfig(Section):
-    dataset: str = Field("builtin:addition", description="builtin:NAME, a Hub dataset id, or a .jsonl/.json/.csv/.parquet path")
+    dataset: str = Field(
+        "builtin:addition", description="builtin:NAME, a Hub dataset id, or a .jsonl/.json/.csv/.parquet path"
+    )
     config_name: str | None = Field(None, description="Hub dataset configuration (subset)")
     split: str = Field("train", description="split to train on")
-    eval_split: str | None = Field(None, description="held-out split for greedy accuracy before/after training; null = none")
+    eval_split: str | None = Field(
+        None, description="held-out split for greedy accuracy before/after training; null = none"
+    )
     eval_samples: int = Field(200, ge=1, description="held-out prompts to score")
-    eval_every_steps: int = Field(0, ge=0, description="also score the held-out prompts every N optimizer steps (eval/accuracy); 0 = before and after only")
-    columns: dict[str, str] = Field(default_factory=dict, description="rename source columns, e.g. {question: prompt, solution: answer}")
+    eval_every_steps: int = Field(
+        0,
+        ge=0,
+        description="also score the held-out prompts every N optimizer steps (eval/accuracy); 0 = "
+        "before and after only",
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="rename source columns, e.g. {question: prompt, solution: answer}"
+    )
     system_prompt: str | None = Field(None, description="system message for chat prompts (needs a chat template)")
     max_samples: int | None = Field(None, ge=1, description="use at most this many training rows")
 
@@ -61,7 +76,9 @@ class DataConfig(Section):
 class RewardSpec(Section):
     name: str = Field(description="built-in name, module:function, or path/to/file.py:function")
     weight: float = Field(1.0, description="weight in the summed reward")
-    kwargs: dict = Field(default_factory=dict, description="keyword arguments for the reward (e.g. pattern for format)")
+    kwargs: dict = Field(
+        default_factory=dict, description="keyword arguments for the reward (e.g. pattern for format)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -79,7 +96,9 @@ class RewardSpec(Section):
 class TrainingConfig(PassThroughSection):
     num_train_epochs: float = Field(3.0, gt=0, description="passes over the training prompts")
     max_steps: int = Field(-1, ge=-1, description="optimizer steps; -1 = derive from num_train_epochs")
-    per_device_train_batch_size: int = Field(8, ge=1, description="completions (not prompts) per device per micro-step")
+    per_device_train_batch_size: int = Field(
+        8, ge=1, description="completions (not prompts) per device per micro-step"
+    )
     gradient_accumulation_steps: int = Field(1, ge=1, description="micro-steps per optimizer step")
     learning_rate: float = Field(1e-6, gt=0, description="peak learning rate (TRL default 1e-6)")
     warmup_steps: float = Field(0, ge=0, description="warmup steps; a float in [0, 1) is a ratio of total steps")
@@ -90,23 +109,44 @@ class TrainingConfig(PassThroughSection):
     logging_steps: float = Field(10, gt=0, description="log every N optimizer steps")
     save_steps: float = Field(500, gt=0, description="checkpoint every N optimizer steps")
     save_total_limit: int | None = Field(None, ge=1, description="keep at most N checkpoints")
-    # Differs from TRL (True): it makes steps ~1.2x slower (bench/speed_choices.py) and small models do not need it; the cluster preset turns it on.
+    # Differs from TRL (True): it makes steps slower (bench/speed_choices.py) and small models do not need it;
+    # the cluster preset turns it on.
     gradient_checkpointing: bool = Field(False, description="trade compute for memory")
-    bf16: Union[bool, Literal["auto"]] = Field("auto", description="auto = bf16 where the hardware computes it natively (bf16 GPUs, CPUs with AVX512-BF16/AMX), else fp32")
-    use_liger_kernel: Union[bool, Literal["auto"]] = Field(False, description="Liger fused kernels (less memory); auto = on when liger-kernel is installed and training runs on a GPU")
+    bf16: bool | Literal["auto"] = Field(
+        "auto",
+        description="auto = bf16 where the hardware computes it natively (bf16 GPUs, CPUs with "
+        "AVX512-BF16/AMX), else fp32",
+    )
+    use_liger_kernel: bool | Literal["auto"] = Field(
+        False,
+        description="Liger fused kernels (less memory); auto = on when liger-kernel is installed and "
+        "training runs on a GPU",
+    )
 
 
 class GRPOSection(PassThroughSection):
-    generation_batch_size: Union[int, Literal["auto"]] = Field("auto", description="completions per generation round, all processes; auto = per_device_train_batch_size x world size x gradient_accumulation_steps")
-    steps_per_generation: int | None = Field(None, ge=1, description="micro-steps per generation round (exclusive with generation_batch_size)")
+    generation_batch_size: int | Literal["auto"] = Field(
+        "auto",
+        description="completions per generation round, all processes; auto = "
+        "per_device_train_batch_size x world size x gradient_accumulation_steps",
+    )
+    steps_per_generation: int | None = Field(
+        None, ge=1, description="micro-steps per generation round (exclusive with generation_batch_size)"
+    )
     num_generations: int = Field(8, ge=2, description="completions per prompt (the group)")
     beta: float = Field(0.0, ge=0, description="KL penalty coefficient; 0 = no reference model, no KL")
     num_iterations: int = Field(1, ge=1, description="optimisation passes over each generation round")
     epsilon: float = Field(0.2, gt=0, description="clip range of the policy ratio")
-    loss_type: Literal[LOSS_TYPES] = Field("dapo", description="grpo, dr_grpo, dapo, bnpo, cispo, sapo, luspo or vespo")
-    scale_rewards: Union[Literal["group", "batch", "none"], bool] = Field("group", description="advantage scaling: group, batch or none")
+    loss_type: Literal[LOSS_TYPES] = Field(
+        "dapo", description="grpo, dr_grpo, dapo, bnpo, cispo, sapo, luspo or vespo"
+    )
+    scale_rewards: Literal["group", "batch", "none"] | bool = Field(
+        "group", description="advantage scaling: group, batch or none"
+    )
     importance_sampling_level: Literal["token", "sequence"] = Field("token", description="token, or sequence (GSPO)")
-    mask_truncated_completions: bool = Field(False, description="drop completions that did not end with EOS from the loss")
+    mask_truncated_completions: bool = Field(
+        False, description="drop completions that did not end with EOS from the loss"
+    )
     log_completions: bool = Field(False, description="log sampled completions to the trackers")
 
     @field_validator("scale_rewards")
@@ -127,7 +167,9 @@ class GenerationConfig(Section):
 
 
 class LoggingConfig(Section):
-    report_to: list[Literal[REPORT_TO]] = Field(default_factory=lambda: ["wandb"], description="trackers; wandb falls back to offline mode")
+    report_to: list[Literal[REPORT_TO]] = Field(
+        default_factory=lambda: ["wandb"], description="trackers; wandb falls back to offline mode"
+    )
     project: str = Field("grpolab", description="WandB project")
     entity: str | None = Field(None, description="WandB team or user; null = your default")
     group: str | None = Field(None, description="WandB group (sweeps set it)")
@@ -140,25 +182,37 @@ class LoggingConfig(Section):
 
 
 class ClusterConfig(Section):
-    num_processes: Union[Annotated[int, Field(ge=1)], Literal["auto"]] = Field("auto", description="processes per machine; auto = visible GPUs")
+    num_processes: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto", description="processes per machine; auto = visible GPUs"
+    )
     num_machines: int = Field(1, ge=1, description="nodes")
     machine_rank: int = Field(0, ge=0, description="this node's rank")
     main_process_ip: str | None = Field(None, description="address of rank 0 (multi-node)")
     main_process_port: int = Field(29500, ge=1, le=65535, description="port of rank 0")
     backend: Literal["ddp", "deepspeed", "fsdp"] = Field("ddp", description="ddp, deepspeed or fsdp")
     zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage (backend: deepspeed)")
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field("auto", description="accelerate mixed precision; auto = bf16 on GPU")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="accelerate mixed precision; auto = bf16 on GPU"
+    )
     device: Literal["auto", "cuda", "cpu"] = Field("auto", description="cpu is for tests and debugging")
-    use_vllm: Union[bool, Literal["auto"]] = Field("auto", description="auto = vLLM when importable and CUDA is present")
-    vllm_mode: Literal["colocate", "server"] = Field("colocate", description="colocate (in the training processes) or server")
+    use_vllm: bool | Literal["auto"] = Field("auto", description="auto = vLLM when importable and CUDA is present")
+    vllm_mode: Literal["colocate", "server"] = Field(
+        "colocate", description="colocate (in the training processes) or server"
+    )
     vllm_server_host: str = Field("0.0.0.0", description="vLLM server address (server mode)")
     vllm_server_port: int = Field(8000, ge=1, le=65535, description="vLLM server port (server mode)")
-    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="GPU memory share for vLLM (colocate mode)")
-    threads_per_process: Union[Annotated[int, Field(ge=1)], Literal["auto"]] = Field("auto", description="torch CPU threads per process; auto = this machine's cores / processes on it")
+    vllm_gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1, description="GPU memory share for vLLM (colocate mode)"
+    )
+    threads_per_process: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto", description="torch CPU threads per process; auto = this machine's cores / processes on it"
+    )
 
 
 class GRPOLabConfig(Section):
-    mode: Literal["local", "cluster"] = Field("local", description="local or cluster: picks the preset under this file")
+    mode: Literal["local", "cluster"] = Field(
+        "local", description="local or cluster: picks the preset under this file"
+    )
     output_dir: str = Field("./grpo_results_local", description="each run gets its own folder inside")
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -168,7 +222,9 @@ class GRPOLabConfig(Section):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
-    env: dict[str, str] = Field(default_factory=dict, description="environment variables set before training (like TRL recipes' env:)")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="environment variables set before training (like TRL recipes' env:)"
+    )
 
 
 # The section class behind each top-level key, for key checks and suggestions.

@@ -10,7 +10,14 @@ from .schema import GRPOLabConfig
 from .validate import trl_fields
 
 
-def to_trl_kwargs(cfg: GRPOLabConfig, *, device: str = "cpu", bf16_supported: bool = False, use_vllm: bool = False, liger_installed: bool = False) -> dict:
+def to_trl_kwargs(
+    cfg: GRPOLabConfig,
+    *,
+    device: str = "cpu",
+    bf16_supported: bool = False,
+    use_vllm: bool = False,
+    liger_installed: bool = False,
+) -> dict:
     """`device` ("cpu" or "cuda"), `bf16_supported` (the device computes bf16 natively: a bf16 GPU,
     or a CPU with AVX512-BF16/AMX), `use_vllm` and `liger_installed` are what the launcher found on
     the machine; they resolve the `auto` values. The run directory (output_dir, run_name)

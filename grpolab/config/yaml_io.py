@@ -33,7 +33,14 @@ def parse_yaml_text(text: str, origin: str):
     directive = re.search(r"^%YAML[ \t]+(\S+)", text, re.MULTILINE)
     if directive and directive.group(1) != "1.2":
         line = text[: directive.start()].count("\n") + 1
-        raise ConfigError(Problem("", f"`%YAML {directive.group(1)}`: config files are read as YAML 1.2 only", "delete that line", f"{origin}:{line}"))
+        raise ConfigError(
+            Problem(
+                "",
+                f"`%YAML {directive.group(1)}`: config files are read as YAML 1.2 only",
+                "delete that line",
+                f"{origin}:{line}",
+            )
+        )
     try:
         return _yaml().load(text)
     except MarkedYAMLError as exc:
@@ -43,7 +50,10 @@ def parse_yaml_text(text: str, origin: str):
         if "duplicate key" in what:
             fix = "keep one of the two entries"
         elif "another document" in what:
-            what, fix = "a config file holds one YAML document, found a second one", "delete the `---` line and merge the two parts"
+            what, fix = (
+                "a config file holds one YAML document, found a second one",
+                "delete the `---` line and merge the two parts",
+            )
         else:
             fix = "check indentation, quotes and brackets on that line"
         raise ConfigError(Problem("", f"YAML error: {what}", fix, where)) from None
@@ -56,19 +66,32 @@ def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
     path = Path(path)
     origin = str(path)
     if not path.exists():
-        raise ConfigError(Problem("", "file not found", "check the path (relative paths start from the current directory)", origin))
+        raise ConfigError(
+            Problem("", "file not found", "check the path (relative paths start from the current directory)", origin)
+        )
     if path.is_dir():
-        raise ConfigError(Problem("", "is a directory, not a YAML file", f"pass a file inside it, e.g. {path}/grpo_local.yaml", origin))
+        raise ConfigError(
+            Problem(
+                "", "is a directory, not a YAML file", f"pass a file inside it, e.g. {path}/grpo_local.yaml", origin
+            )
+        )
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(Problem("", f"cannot read the file: {exc.strerror or exc}", "check its permissions", origin)) from None
+        raise ConfigError(
+            Problem("", f"cannot read the file: {exc.strerror or exc}", "check its permissions", origin)
+        ) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(
-            Problem("", f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})", "save the file as UTF-8", f"{origin}:{line}")
+            Problem(
+                "",
+                f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+                "save the file as UTF-8",
+                f"{origin}:{line}",
+            )
         ) from None
     if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
         raise ConfigError(Problem("", "file is empty", "add at least one key, e.g. `mode: local`", origin))
@@ -76,8 +99,21 @@ def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
     if data is None:
         raise ConfigError(Problem("", "file is empty", "add at least one key, e.g. `mode: local`", origin))
     if not isinstance(data, CommentedMap):
-        kind = "a list" if isinstance(data, CommentedSeq) else {str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(type(data), f"a {type(data).__name__}")
-        raise ConfigError(Problem("", f"top level must be a mapping of sections (`training:`, `grpo:` ...), got {kind}", "write `key: value` pairs at the top level", origin))
+        kind = (
+            "a list"
+            if isinstance(data, CommentedSeq)
+            else {str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+                type(data), f"a {type(data).__name__}"
+            )
+        )
+        raise ConfigError(
+            Problem(
+                "",
+                f"top level must be a mapping of sections (`training:`, `grpo:` ...), got {kind}",
+                "write `key: value` pairs at the top level",
+                origin,
+            )
+        )
     return data
 
 
@@ -99,7 +135,12 @@ def to_plain(node, origin: str, tree=None, path: str = ""):
     if tag and not tag.startswith("tag:yaml.org,2002:") or (tag and "python/" in tag):
         line = line_of(tree, path) if tree is not None else None
         raise ConfigError(
-            Problem(path, f"YAML tag `{tag}` is not allowed (tags are never executed)", "remove the tag and write a plain value", f"{origin}:{line}" if line else origin)
+            Problem(
+                path,
+                f"YAML tag `{tag}` is not allowed (tags are never executed)",
+                "remove the tag and write a plain value",
+                f"{origin}:{line}" if line else origin,
+            )
         )
     if isinstance(node, dict):
         out = {}
@@ -126,7 +167,10 @@ def to_plain(node, origin: str, tree=None, path: str = ""):
     elif isinstance(node, (datetime.date, datetime.datetime)):
         what, fix = f"a date ({node}) is not allowed", f'quote it if you mean a string: "{node}"'
     else:
-        what, fix = f"value of type {type(node).__name__} is not allowed", "use a number, string, boolean, list or mapping"
+        what, fix = (
+            f"value of type {type(node).__name__} is not allowed",
+            "use a number, string, boolean, list or mapping",
+        )
     raise ConfigError(Problem(path, what, fix, f"{origin}:{line}" if line else origin))
 
 
@@ -202,7 +246,7 @@ def inline_yaml(value) -> str:
             plain = parse_scalar(value, "<value>") == value
         except ConfigError:
             plain = False
-        if plain and value == value.strip() and not any(c in value for c in "#,[]{}\"\'") and value.isprintable():
+        if plain and value == value.strip() and not any(c in value for c in "#,[]{}\"'") and value.isprintable():
             return value
         return _double_quoted(value)
     if isinstance(value, list):
@@ -216,7 +260,10 @@ def _double_quoted(text: str) -> str:
     """A YAML double-quoted scalar on one line: JSON escapes, plus escapes for the characters
     YAML treats as line breaks or does not allow unescaped."""
     out = json.dumps(text, ensure_ascii=False)
-    return "".join(c if c.isprintable() or c == " " else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}" for c in out)
+    return "".join(
+        c if c.isprintable() or c == " " else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
+        for c in out
+    )
 
 
 def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> Path:
@@ -224,7 +271,12 @@ def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False)
     file is never replaced (the final step is a hard link, which fails if the name exists).
     The new file gets the usual permissions (the replaced file's, else 0666 minus the umask)."""
     path = Path(path)
-    exists = Problem("", "file exists; refusing to overwrite it", "choose a new file name, or pass overwrite=True (CLI: --force)", str(path))
+    exists = Problem(
+        "",
+        "file exists; refusing to overwrite it",
+        "choose a new file name, or pass overwrite=True (CLI: --force)",
+        str(path),
+    )
     if path.is_dir():
         raise ConfigError(Problem("", "is a directory", "give a file path ending in .yaml", str(path)))
     if path.exists() and not overwrite:
@@ -233,7 +285,9 @@ def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise ConfigError(Problem("", f"cannot write here: {exc.strerror or exc}", "choose a writable folder", str(path))) from None
+        raise ConfigError(
+            Problem("", f"cannot write here: {exc.strerror or exc}", "choose a writable folder", str(path))
+        ) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -11,7 +11,7 @@ import random
 import re
 import zlib
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 
 MIN_OPERAND = 10
 MAX_OPERAND = 99
@@ -28,7 +28,7 @@ def _split_of(a: int, b: int) -> str:
     return "eval" if zlib.crc32(key) % EVAL_MODULUS == 0 else "train"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pool(split: str) -> tuple[tuple[int, int], ...]:
     operands = range(MIN_OPERAND, MAX_OPERAND + 1)
     return tuple((a, b) for a in operands for b in operands if _split_of(a, b) == split)

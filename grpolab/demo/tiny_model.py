@@ -217,7 +217,9 @@ def _build(out_dir: Path) -> dict:
     gen = torch.Generator().manual_seed(RECIPE["seed"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=RECIPE["lr"], weight_decay=0.0)
     # Linear warmup, then constant: the stopping point is decided by accuracy, not by a schedule.
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / RECIPE["warmup_steps"]))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / RECIPE["warmup_steps"])
+    )
     probe_rows = addition.make_addition_rows(RECIPE["probe_rows"], seed=1, split="train")
     probe_accuracy = 0.0
     start = time.perf_counter()

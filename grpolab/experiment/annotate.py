@@ -30,7 +30,10 @@ def outcome_lines(run: Run, note: str | None = None, today: dt.date | None = Non
         metrics.append(f"runtime {run.runtime():.0f} s")
     lines.append("; ".join(metrics))
     if note:
-        lines += [f"Note: {line}".rstrip() if i == 0 else f"  {line}".rstrip() for i, line in enumerate(note.strip().splitlines())]
+        lines += [
+            f"Note: {line}".rstrip() if i == 0 else f"  {line}".rstrip()
+            for i, line in enumerate(note.strip().splitlines())
+        ]
     return lines + [""]  # an empty `#` line ends the block, apart from the file's own header
 
 
@@ -42,15 +45,36 @@ def config_file_of(run: Run) -> Path:
     """The file the run used, refusing presets and missing files (nothing to annotate there)."""
     recorded = run.info.get("config_file")
     if not recorded:
-        raise ConfigError(Problem("", "this run used a preset (no --config file); there is no config of its own to annotate.", "copy the preset to a new file and run with --config", str(run.path)))
+        raise ConfigError(
+            Problem(
+                "",
+                "this run used a preset (no --config file); there is no config of its own to annotate.",
+                "copy the preset to a new file and run with --config",
+                str(run.path),
+            )
+        )
     path = Path(recorded)
     if not path.is_absolute() and run.info.get("cwd"):
         path = Path(run.info["cwd"]) / path  # relative to where the run was started
     if not path.is_file():
-        raise ConfigError(Problem("", f"the config file this run used, `{recorded}`, is gone (looked at {path}).", "restore it from git (run_info.json has the commit)", str(run.path)))
+        raise ConfigError(
+            Problem(
+                "",
+                f"the config file this run used, `{recorded}`, is gone (looked at {path}).",
+                "restore it from git (run_info.json has the commit)",
+                str(run.path),
+            )
+        )
     if path.resolve().parent == preset_dir().resolve():
         if path.stem in ("grpo_local", "grpo_cluster", "grpo_demo"):
-            raise ConfigError(Problem("", f"this run used the preset `{path.name}`; presets are shared by every run and are not annotated.", "copy it (e.g. configs/grpo_cluster_high_lr.yaml), run with that, annotate that", str(run.path)))
+            raise ConfigError(
+                Problem(
+                    "",
+                    f"this run used the preset `{path.name}`; presets are shared by every run and are not annotated.",
+                    "copy it (e.g. configs/grpo_cluster_high_lr.yaml), run with that, annotate that",
+                    str(run.path),
+                )
+            )
     return path
 
 
@@ -60,7 +84,7 @@ def annotate(run_dir, note: str | None = None, today: dt.date | None = None) -> 
     path = config_file_of(run)
     raw = path.read_bytes()
     bom = b"\xef\xbb\xbf" if raw.startswith(b"\xef\xbb\xbf") else b""
-    original = raw[len(bom):].decode("utf-8")
+    original = raw[len(bom) :].decode("utf-8")
     lines = outcome_lines(run, note, today)
     block = "".join(f"# {line}\n".replace("# \n", "#\n") for line in lines)
 
@@ -77,8 +101,12 @@ def annotate(run_dir, note: str | None = None, today: dt.date | None = None) -> 
         # ruamel would also normalise something else (blank lines, indentation, quotes): the
         # file must stay byte for byte, so the same block goes in front of the untouched text.
         text = block + original
-    assert text[len(block):] == original, "annotate must not change anything after its block"
+    assert text[len(block) :] == original, "annotate must not change anything after its block"
     if to_plain(parse_yaml_text(text, str(path)), str(path)) != to_plain(tree, str(path)):
-        raise ConfigError(Problem("", "internal error: the annotated file would read differently; nothing was written.", None, str(path)))
+        raise ConfigError(
+            Problem(
+                "", "internal error: the annotated file would read differently; nothing was written.", None, str(path)
+            )
+        )
     write_atomic(path, text if not bom else bom.decode("utf-8") + text, overwrite=True)
     return path, block

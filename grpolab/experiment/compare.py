@@ -45,7 +45,14 @@ def check_metric(runs: list[Run], metric: str) -> None:
     """A metric no run logged is a typo: say which ones exist."""
     known = {k for run in runs for rec in run.metrics() for k in rec} - {"step", "epoch", "time"}
     if known and metric not in known:
-        raise ConfigError(Problem("--metric", f"no run logged `{metric}`.{did_you_mean(metric, known)} Logged: {', '.join(sorted(known))}.", None, "compare"))
+        raise ConfigError(
+            Problem(
+                "--metric",
+                f"no run logged `{metric}`.{did_you_mean(metric, known)} Logged: {', '.join(sorted(known))}.",
+                None,
+                "compare",
+            )
+        )
 
 
 def sort_runs(runs: list[Run], metric: str) -> list[Run]:
@@ -66,7 +73,12 @@ def compare_rows(runs: list[Run], metric: str = "reward") -> tuple[list[str], li
     rows = [header]
     for run in sort_runs(runs, metric):
         flat = by_run[id(run)]
-        row = [run.name, *(inline_yaml(flat[k]) if k in flat else "-" for k in keys), fmt(run.final(metric)), fmt(run.best(metric))]
+        row = [
+            run.name,
+            *(inline_yaml(flat[k]) if k in flat else "-" for k in keys),
+            fmt(run.final(metric)),
+            fmt(run.best(metric)),
+        ]
         if show_eval:
             before, after = run.eval_accuracy()
             row.append(f"{_pct(before)} -> {_pct(after)}")
@@ -87,7 +99,10 @@ def compare_table(runs: list[Run], metric: str = "reward") -> str:
 
 def moving_average(values: list[float], window: int) -> list[float]:
     """Trailing mean over up to `window` points (per-step GRPO rewards are noisy)."""
-    return [sum(values[max(0, i - window + 1): i + 1]) / len(values[max(0, i - window + 1): i + 1]) for i in range(len(values))]
+    return [
+        sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1])
+        for i in range(len(values))
+    ]
 
 
 def plot(runs: list[Run], metrics: list[str], out, smooth: int = 1) -> dict[str, int]:
@@ -104,7 +119,11 @@ def plot(runs: list[Run], metrics: list[str], out, smooth: int = 1) -> dict[str,
     for ax, metric in zip(axes, metrics):
         for i, run in enumerate(runs):
             color = f"C{i % 10}"  # the same run has the same colour in every panel
-            points = [(r["step"], r[metric]) for r in run.metrics() if isinstance(r.get(metric), (int, float)) and "step" in r]
+            points = [
+                (r["step"], r[metric])
+                for r in run.metrics()
+                if isinstance(r.get(metric), (int, float)) and "step" in r
+            ]
             if not points:
                 continue
             steps, values = zip(*points)

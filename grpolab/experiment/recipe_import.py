@@ -46,7 +46,17 @@ SCRIPT_KEYS = {
     "wandb_run_group": "logging.group",
 }
 # `trl grpo` hands keys it does not know to `accelerate launch` (TRL notes §7).
-ACCELERATE_KEYS = {k: f"cluster.{k}" for k in ("num_processes", "num_machines", "machine_rank", "main_process_ip", "main_process_port", "mixed_precision")}
+ACCELERATE_KEYS = {
+    k: f"cluster.{k}"
+    for k in (
+        "num_processes",
+        "num_machines",
+        "machine_rank",
+        "main_process_ip",
+        "main_process_port",
+        "mixed_precision",
+    )
+}
 # TRL's bundled accelerate configs (`accelerate_config: zero3`) -> cluster.backend / zero_stage.
 ACCELERATE_CONFIGS = {
     "zero1": {"backend": "deepspeed", "zero_stage": 1},
@@ -66,16 +76,40 @@ TRL_REWARDS = {
 }
 # Known TRL keys with no grpolab equivalent, and why.
 UNSUPPORTED = {
-    **dict.fromkeys(("load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "use_bnb_nested_quant", "bnb_4bit_quant_storage"), "quantized loading is not supported by the model: section"),
-    **dict.fromkeys(("lora_task_type", "use_rslora", "use_dora", "lora_modules_to_save", "lora_target_parameters"), "model.lora has enabled, r, alpha, dropout and target_modules only"),
+    **dict.fromkeys(
+        ("load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "use_bnb_nested_quant", "bnb_4bit_quant_storage"),
+        "quantized loading is not supported by the model: section",
+    ),
+    **dict.fromkeys(
+        ("lora_task_type", "use_rslora", "use_dora", "lora_modules_to_save", "lora_target_parameters"),
+        "model.lora has enabled, r, alpha, dropout and target_modules only",
+    ),
     "dataset_streaming": "grpolab loads the dataset whole (no streaming)",
     "datasets": "dataset mixtures are not supported; set data.dataset",
 }
 # model_init_kwargs entries that the model: section covers.
-INIT_KWARGS = {"dtype": "model.dtype", "torch_dtype": "model.dtype", "trust_remote_code": "model.trust_remote_code", "revision": "model.revision", "attn_implementation": "model.attn_implementation"}
+INIT_KWARGS = {
+    "dtype": "model.dtype",
+    "torch_dtype": "model.dtype",
+    "trust_remote_code": "model.trust_remote_code",
+    "revision": "model.revision",
+    "attn_implementation": "model.attn_implementation",
+}
 # Resolved from the hardware, the run directory or the rewards list: never pinned.
 NOT_PINNED = {"bf16", "use_cpu", "use_vllm", "report_to", "output_dir", "reward_weights", "activation_checkpointing"}
-ORDER = ("mode", "output_dir", "model", "data", "rewards", "training", "grpo", "generation", "logging", "cluster", "env")
+ORDER = (
+    "mode",
+    "output_dir",
+    "model",
+    "data",
+    "rewards",
+    "training",
+    "grpo",
+    "generation",
+    "logging",
+    "cluster",
+    "env",
+)
 
 
 @dataclass
@@ -136,7 +170,14 @@ class _Converter:
                 continue  # together, below
             if key == "env":
                 if not isinstance(value, dict):
-                    raise ConfigError(Problem("env", "must be a mapping of environment variables (TRL refuses anything else).", None, self.origin))
+                    raise ConfigError(
+                        Problem(
+                            "env",
+                            "must be a mapping of environment variables (TRL refuses anything else).",
+                            None,
+                            self.origin,
+                        )
+                    )
                 self.put(key, "env", {str(k): str(v) for k, v in value.items()})  # TRL exports str(value)
             elif key in MODEL_KEYS:
                 self.put(key, MODEL_KEYS[key], value)
@@ -155,7 +196,12 @@ class _Converter:
                         self.put(key, INIT_KWARGS[sub], v)
                     else:
                         self.skip(f"model_init_kwargs.{sub}", v, "the model: section has no such setting")
-            elif key == "warmup_ratio" and isinstance(value, (int, float)) and 0 <= value < 1 and not self.recipe.get("warmup_steps"):
+            elif (
+                key == "warmup_ratio"
+                and isinstance(value, (int, float))
+                and 0 <= value < 1
+                and not self.recipe.get("warmup_steps")
+            ):
                 self.put(key, "training.warmup_steps", float(value))  # a float in [0, 1) is a ratio
             elif key in UNSUPPORTED:
                 self.skip(key, value, UNSUPPORTED[key])
@@ -164,7 +210,14 @@ class _Converter:
             elif key in OWNED_ELSEWHERE:
                 target = _owned_target(key)
                 if target:
-                    self.put(key, target, _coerce(value, (fields["grpo"].get(key) or fields["training"].get(key) or {"kinds": ["any"]})["kinds"]))
+                    self.put(
+                        key,
+                        target,
+                        _coerce(
+                            value,
+                            (fields["grpo"].get(key) or fields["training"].get(key) or {"kinds": ["any"]})["kinds"],
+                        ),
+                    )
                 else:
                     self.skip(key, value, f"grpolab sets it through {OWNED_ELSEWHERE[key]}")
             elif key in fields["grpo"]:
@@ -173,7 +226,12 @@ class _Converter:
                 self.put(key, f"training.{key}", _coerce(value, fields["training"][key]["kinds"]))
             else:
                 known = [*MODEL_KEYS, *SCRIPT_KEYS, *ACCELERATE_KEYS, *fields["grpo"], *fields["training"]]
-                self.skip(key, value, "not a GRPOConfig, TrainingArguments, ModelConfig or script argument grpolab maps" + did_you_mean(key, known).replace(" Did you mean", "; did you mean"))
+                self.skip(
+                    key,
+                    value,
+                    "not a GRPOConfig, TrainingArguments, ModelConfig or script argument grpolab maps"
+                    + did_you_mean(key, known).replace(" Did you mean", "; did you mean"),
+                )
         self.convert_rewards()
 
     def convert_rewards(self) -> None:
@@ -182,22 +240,46 @@ class _Converter:
         model = self.recipe.get("reward_model_name_or_path")
         funcs = [funcs] if isinstance(funcs, str) else list(funcs or [])
         if model:
-            self.skip("reward_model_name_or_path", model, f"grpolab has no reward models, only reward functions; weight {inline_yaml(weights[0]) if isinstance(weights, list) and weights else 1.0}")
+            self.skip(
+                "reward_model_name_or_path",
+                model,
+                "grpolab has no reward models, only reward functions; weight "
+                f"{inline_yaml(weights[0]) if isinstance(weights, list) and weights else 1.0}",
+            )
         if weights is None:
             weights = [1.0] * (len(funcs) + bool(model))
         if not isinstance(weights, list) or len(weights) != len(funcs) + bool(model):
-            raise ConfigError(Problem("reward_weights", f"has {len(weights) if isinstance(weights, list) else 'no list of'} weights for {len(funcs) + bool(model)} rewards.", "give one weight per reward", self.origin))
+            raise ConfigError(
+                Problem(
+                    "reward_weights",
+                    f"has {len(weights) if isinstance(weights, list) else 'no list of'} weights for "
+                    f"{len(funcs) + bool(model)} rewards.",
+                    "give one weight per reward",
+                    self.origin,
+                )
+            )
         rewards = []
-        for i, (name, weight) in enumerate(zip(funcs, weights[bool(model):])):
+        for i, (name, weight) in enumerate(zip(funcs, weights[bool(model) :])):
             if name in TRL_REWARDS:
                 spec = dict(TRL_REWARDS[name])
             elif isinstance(name, str) and re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+", name):
                 module, _, func = name.rpartition(".")
                 spec = {"name": f"{module}:{func}"}  # TRL's dotted import path -> module:function
             else:
-                self.skip(f"reward_funcs[{i}]", name, f"not one of TRL's reward names ({', '.join(TRL_REWARDS)}) nor a dotted import path; weight {inline_yaml(weight)}")
+                self.skip(
+                    f"reward_funcs[{i}]",
+                    name,
+                    f"not one of TRL's reward names ({', '.join(TRL_REWARDS)}) nor a dotted import "
+                    f"path; weight {inline_yaml(weight)}",
+                )
                 continue
-            rewards.append({"name": spec["name"], "weight": float(weight), **({"kwargs": spec["kwargs"]} if "kwargs" in spec else {})})
+            rewards.append(
+                {
+                    "name": spec["name"],
+                    "weight": float(weight),
+                    **({"kwargs": spec["kwargs"]} if "kwargs" in spec else {}),
+                }
+            )
         if rewards:
             self.data["rewards"] = rewards
             self.mapped["reward_funcs"] = ["rewards"]
@@ -206,7 +288,12 @@ class _Converter:
 
     def guess_mode(self) -> str:
         r = self.recipe
-        cluster = r.get("use_vllm") is True or "accelerate_config" in r or (isinstance(r.get("num_processes"), int) and r["num_processes"] > 1) or (r.get("num_machines") or 1) > 1
+        cluster = (
+            r.get("use_vllm") is True
+            or "accelerate_config" in r
+            or (isinstance(r.get("num_processes"), int) and r["num_processes"] > 1)
+            or (r.get("num_machines") or 1) > 1
+        )
         return "cluster" if cluster else "local"
 
 
@@ -307,7 +394,9 @@ def _explain(exc: ConfigError, conv: _Converter, tree, path: Path) -> ConfigErro
     back = {dotted: key for key, targets in conv.mapped.items() for dotted in targets}
     problems = []
     for p in exc.problems:
-        key = next((k for d, k in back.items() if p.key == d or p.key.startswith(d + ".") or p.key.startswith(d + "[")), None)
+        key = next(
+            (k for d, k in back.items() if p.key == d or p.key.startswith(d + ".") or p.key.startswith(d + "[")), None
+        )
         line = line_of(tree, key) if key else None
         where = f"{path}:{line}" if line else str(path)
         problems.append(Problem(f"{key} (-> {p.key})" if key else p.key, p.message, p.fix, where))

@@ -74,7 +74,14 @@ def is_run_dir(path: Path) -> bool:
 def load_run(path) -> Run:
     path = Path(path)
     if not path.is_dir() or not is_run_dir(path):
-        raise ConfigError(Problem("", "is not a run directory (no run_info.json or resolved_config.yaml).", "pass a folder created by a training run", str(path)))
+        raise ConfigError(
+            Problem(
+                "",
+                "is not a run directory (no run_info.json or resolved_config.yaml).",
+                "pass a folder created by a training run",
+                str(path),
+            )
+        )
     info = _read_json(path / "run_info.json")
     summary = _read_json(path / "summary.json") or summarize(read_metrics(path))
     return Run(path, info, summary)
@@ -87,7 +94,11 @@ def find_runs(dirs) -> list[Run]:
     for d in dirs:
         d = Path(d)
         if not d.is_dir():
-            raise ConfigError(Problem("", "no such folder.", "pass an output_dir (e.g. ./grpo_results_local) or a run directory", str(d)))
+            raise ConfigError(
+                Problem(
+                    "", "no such folder.", "pass an output_dir (e.g. ./grpo_results_local) or a run directory", str(d)
+                )
+            )
         if is_run_dir(d):
             runs.append(load_run(d))
         else:
@@ -140,7 +151,9 @@ def _process_start(pid: int) -> float | None:
     """Start time (epoch seconds) of a process, from /proc on Linux; None elsewhere."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime"))
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
         return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError, StopIteration):
         return None
@@ -181,7 +194,17 @@ def list_table(runs: list[Run]) -> list[list[str]]:
     rows = [["NAME", "STARTED", "CONFIG", "STATUS", "STEPS", "BEST REWARD", "COMMIT"]]
     for run in runs:
         started = run.info.get("started", "-").replace("T", " ")[:19]
-        rows.append([run.name, started, run.info.get("config_file") or "(preset)", run.status, str(run.steps), fmt(run.best("reward")), commit_of(run.info)])
+        rows.append(
+            [
+                run.name,
+                started,
+                run.info.get("config_file") or "(preset)",
+                run.status,
+                str(run.steps),
+                fmt(run.best("reward")),
+                commit_of(run.info),
+            ]
+        )
     return rows
 
 

@@ -104,15 +104,31 @@ def load_sweep(path) -> Sweep:
             fail(key, "is required.", "see configs/sweeps/example_sweep.yaml")
     strategy = data.get("strategy", "grid")
     if strategy not in STRATEGIES:
-        fail("strategy", f"`{strategy}` is not a strategy; allowed: {', '.join(STRATEGIES)}.{did_you_mean(str(strategy), STRATEGIES)}")
+        fail(
+            "strategy",
+            f"`{strategy}` is not a strategy; allowed: "
+            f"{', '.join(STRATEGIES)}.{did_you_mean(str(strategy), STRATEGIES)}",
+        )
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not re.fullmatch(r"[\w.-]+", name):
-        fail("name", f"{name!r} is not a usable name (letters, digits, _ . - only): it becomes the WandB group and part of file names.")
+        fail(
+            "name",
+            f"{name!r} is not a usable name (letters, digits, _ . - only): it becomes the "
+            "WandB group and part of file names.",
+        )
     trials = data.get("trials")
     if strategy == "grid" and ("trials" in data or "seed" in data):
-        fail("trials" if "trials" in data else "seed", "does not apply to strategy grid, which runs every combination once.", "delete it, or use strategy: random")
+        fail(
+            "trials" if "trials" in data else "seed",
+            "does not apply to strategy grid, which runs every combination once.",
+            "delete it, or use strategy: random",
+        )
     if strategy != "grid" and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
-        fail("trials", f"strategy {strategy} needs `trials:` (a whole number >= 1), got {trials!r}.", "add e.g. `trials: 8`")
+        fail(
+            "trials",
+            f"strategy {strategy} needs `trials:` (a whole number >= 1), got {trials!r}.",
+            "add e.g. `trials: 8`",
+        )
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         fail("seed", f"must be a whole number, got {seed!r}.")
@@ -123,16 +139,27 @@ def load_sweep(path) -> Sweep:
     if direction not in ("maximize", "minimize"):
         fail("direction", f"`{direction}` must be maximize or minimize.")
     if not isinstance(data["base"], str) or not Path(data["base"]).is_file():
-        fail("base", f"config file `{data['base']}` not found.", "give a path relative to the current directory, e.g. configs/grpo_cluster.yaml")
+        fail(
+            "base",
+            f"config file `{data['base']}` not found.",
+            "give a path relative to the current directory, e.g. configs/grpo_cluster.yaml",
+        )
     base = Path(data["base"])
     fixed = data.get("set") or {}
     if not isinstance(fixed, dict):
         fail("set", "must be a mapping of dotted keys to values, e.g. `training.max_steps: 200`.")
     if "logging.group" in fixed:
-        fail("set", "sets logging.group, which a sweep sets to its name.", "delete it; name the sweep with `name:` instead")
+        fail(
+            "set",
+            "sets logging.group, which a sweep sets to its name.",
+            "delete it; name the sweep with `name:` instead",
+        )
     params = data["parameters"]
     if not isinstance(params, dict) or not params:
-        fail("parameters", "must be a non-empty mapping of dotted config keys to a list of values or a range {low, high}.")
+        fail(
+            "parameters",
+            "must be a non-empty mapping of dotted config keys to a list of values or a range {low, high}.",
+        )
     config_dir = Path(data["config_dir"]) if data.get("config_dir") else base.parent
 
     GRPOConfigLoader(config_path=base)  # the base itself must be valid (its own file:line in errors)
@@ -141,34 +168,75 @@ def load_sweep(path) -> Sweep:
         at = where("parameters", key)
         if isinstance(spec, list):
             if not spec:
-                raise ConfigError(Problem(f"parameters.{key}", "has an empty list of values.", "give at least one value", at))
+                raise ConfigError(
+                    Problem(f"parameters.{key}", "has an empty list of values.", "give at least one value", at)
+                )
             if len({repr(v) for v in spec}) != len(spec):
                 raise ConfigError(Problem(f"parameters.{key}", f"lists a value twice: {inline_yaml(spec)}.", None, at))
             if strategy == "optuna" and any(isinstance(v, (list, dict)) for v in spec):
-                raise ConfigError(Problem(f"parameters.{key}", "optuna can only choose among scalar values (numbers, strings, booleans).", None, at))
+                raise ConfigError(
+                    Problem(
+                        f"parameters.{key}",
+                        "optuna can only choose among scalar values (numbers, strings, booleans).",
+                        None,
+                        at,
+                    )
+                )
             candidates = spec
         elif isinstance(spec, dict):
             candidates = _check_range(key, spec, strategy, at)
         else:
-            raise ConfigError(Problem(f"parameters.{key}", f"must be a list of values or a range {{low, high}}, got {inline_yaml(spec)}.", f"write `{key}: [{inline_yaml(spec)}]`", at))
+            raise ConfigError(
+                Problem(
+                    f"parameters.{key}",
+                    f"must be a list of values or a range {{low, high}}, got {inline_yaml(spec)}.",
+                    f"write `{key}: [{inline_yaml(spec)}]`",
+                    at,
+                )
+            )
         for value in candidates:
             _check_values(base, fixed, {key: value}, at)
     combos = math.prod(len(s) for s in params.values()) if all(isinstance(s, list) for s in params.values()) else None
     if strategy == "random" and combos is not None and combos < trials:
-        fail("trials", f"{trials} trials, but the parameters have only {combos} distinct combinations.", "use strategy: grid, or fewer trials")
+        fail(
+            "trials",
+            f"{trials} trials, but the parameters have only {combos} distinct combinations.",
+            "use strategy: grid, or fewer trials",
+        )
     return Sweep(path, name, base, strategy, params, fixed, trials, seed, metric, direction, config_dir)
 
 
 def _check_range(key: str, spec: dict, strategy: str, at: str) -> list:
     for k in spec:
         if k not in RANGE_KEYS:
-            raise ConfigError(Problem(f"parameters.{key}.{k}", f"unknown range key; allowed: low, high, log.{did_you_mean(k, RANGE_KEYS)}", None, at))
+            raise ConfigError(
+                Problem(
+                    f"parameters.{key}.{k}",
+                    f"unknown range key; allowed: low, high, log.{did_you_mean(k, RANGE_KEYS)}",
+                    None,
+                    at,
+                )
+            )
     if strategy == "grid":
-        raise ConfigError(Problem(f"parameters.{key}", "a range needs strategy random or optuna; grid needs a list of values.", f"write e.g. `{key}: [{inline_yaml(spec.get('low'))}, {inline_yaml(spec.get('high'))}]`", at))
+        raise ConfigError(
+            Problem(
+                f"parameters.{key}",
+                "a range needs strategy random or optuna; grid needs a list of values.",
+                f"write e.g. `{key}: [{inline_yaml(spec.get('low'))}, {inline_yaml(spec.get('high'))}]`",
+                at,
+            )
+        )
     low, high, log = spec.get("low"), spec.get("high"), spec.get("log", False)
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
     if not numbers or not low < high or not isinstance(log, bool) or (log and low <= 0):
-        raise ConfigError(Problem(f"parameters.{key}", f"a range needs numbers low < high (and low > 0 with log: true), got {inline_yaml(spec)}.", None, at))
+        raise ConfigError(
+            Problem(
+                f"parameters.{key}",
+                f"a range needs numbers low < high (and low > 0 with log: true), got {inline_yaml(spec)}.",
+                None,
+                at,
+            )
+        )
     return [low, high]
 
 
@@ -191,7 +259,9 @@ def value_text(value) -> str:
 
 
 def trial_stem(base_stem: str, params: dict) -> str:
-    shorts = [ABBREV.get(re.split(r"[.\[\]]+", k.strip("]"))[-1], re.split(r"[.\[\]]+", k.strip("]"))[-1]) for k in params]
+    shorts = [
+        ABBREV.get(re.split(r"[.\[\]]+", k.strip("]"))[-1], re.split(r"[.\[\]]+", k.strip("]"))[-1]) for k in params
+    ]
     if len(set(shorts)) < len(shorts):  # two keys with one last part: spell them out
         shorts = [re.sub(r"[^\w]+", "-", k).strip("-") for k in params]
     return base_stem + "".join(f"_{short}{value_text(v)}" for short, v in zip(shorts, params.values()))
@@ -203,7 +273,9 @@ def make_trial(sweep: Sweep, index: int, total: int, params: dict) -> Trial:
     try:
         loader.update_params({**sweep.fixed, **params, "logging.group": sweep.name})
     except ConfigError as exc:  # each value was checked alone; this combination is what fails
-        raise ConfigError([Problem(p.key, p.message, p.fix, f"{sweep.path}, trial {index} ({shown})") for p in exc.problems]) from None
+        raise ConfigError(
+            [Problem(p.key, p.message, p.fix, f"{sweep.path}, trial {index} ({shown})") for p in exc.problems]
+        ) from None
     common = ", ".join(f"{k} = {inline_yaml(v)}" for k, v in {**sweep.fixed, "logging.group": sweep.name}.items())
     header = (
         f"# Sweep `{sweep.name}` ({sweep.strategy}), trial {index} of {total}, from {sweep.path}\n"
@@ -242,7 +314,14 @@ def sample_random(sweep: Sweep) -> list[dict]:
             out.append(params)
         if len(out) == sweep.trials:
             return out
-    raise ConfigError(Problem("trials", f"only {len(out)} distinct trials could be drawn from these parameters.", "widen the ranges or lower trials", str(sweep.path)))
+    raise ConfigError(
+        Problem(
+            "trials",
+            f"only {len(out)} distinct trials could be drawn from these parameters.",
+            "widen the ranges or lower trials",
+            str(sweep.path),
+        )
+    )
 
 
 def suggest_optuna(ot, sweep: Sweep) -> dict:
@@ -264,11 +343,20 @@ def write_trial(trial: Trial, force: bool = False) -> str:
         if trial.path.read_text() == trial.text:
             return "unchanged"
         if not force:
-            raise ConfigError(Problem("", "exists with other content.", "delete it, or pass --force to replace it", str(trial.path)))
+            raise ConfigError(
+                Problem("", "exists with other content.", "delete it, or pass --force to replace it", str(trial.path))
+            )
     write_atomic(trial.path, trial.text, overwrite=force)
     if GRPOConfigLoader(config_path=trial.path).to_dict() != trial.loader.to_dict():
         trial.path.unlink()
-        raise ConfigError(Problem("", "internal error: the trial file does not reload to the trial's config; removed.", None, str(trial.path)))
+        raise ConfigError(
+            Problem(
+                "",
+                "internal error: the trial file does not reload to the trial's config; removed.",
+                None,
+                str(trial.path),
+            )
+        )
     return "wrote"
 
 
@@ -290,7 +378,13 @@ def run_trial(trial: Trial, out=print) -> dict:
     except KeyboardInterrupt:
         code = proc.wait()
     run_dir = parent / run_name
-    record = {"trial": trial.index, "config": str(trial.path), "params": trial.params, "run_dir": str(run_dir), "exit_code": code}
+    record = {
+        "trial": trial.index,
+        "config": str(trial.path),
+        "params": trial.params,
+        "run_dir": str(run_dir),
+        "exit_code": code,
+    }
     if is_run_dir(run_dir):
         status = load_run(run_dir).status
         # A crash the pipeline could not record leaves "running" behind: the exit code says more.
@@ -315,7 +409,13 @@ def run_sweep(sweep: Sweep, dry_run: bool = False, force: bool = False, out=prin
             parent = Path(GRPOConfigLoader(config_path=sweep.base, overrides=sweep.fixed).config.output_dir)
             parent.mkdir(parents=True, exist_ok=True)
             record_path = parent / f"sweep_{sweep.name}_{stamp}.json"
-        summary = {"sweep": sweep.name, "file": str(sweep.path), "strategy": sweep.strategy, "metric": sweep.metric, "trials": records}
+        summary = {
+            "sweep": sweep.name,
+            "file": str(sweep.path),
+            "strategy": sweep.strategy,
+            "metric": sweep.metric,
+            "trials": records,
+        }
         record_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
     if sweep.strategy == "optuna":
@@ -326,7 +426,14 @@ def run_sweep(sweep: Sweep, dry_run: bool = False, force: bool = False, out=prin
         trials = [make_trial(sweep, i, len(params_list), p) for i, p in enumerate(params_list, 1)]
         names = [t.path.name for t in trials]
         if len(set(names)) < len(names):
-            raise ConfigError(Problem("parameters", f"two trials would share a file name ({sorted({n for n in names if names.count(n) > 1})[0]}).", "give the values in a form that differs when written", str(sweep.path)))
+            raise ConfigError(
+                Problem(
+                    "parameters",
+                    f"two trials would share a file name ({sorted({n for n in names if names.count(n) > 1})[0]}).",
+                    "give the values in a form that differs when written",
+                    str(sweep.path),
+                )
+            )
         for trial in trials:
             if trial.path.exists() and trial.path.read_text() != trial.text and not force:
                 write_trial(trial)  # raises: say so before anything is written
@@ -355,9 +462,13 @@ def _run_optuna(sweep: Sweep, dry_run: bool, force: bool, out, save) -> int:
     try:
         import optuna
     except ImportError:
-        raise ConfigError(Problem("strategy", "optuna is not installed.", "pip install optuna", str(sweep.path))) from None
+        raise ConfigError(
+            Problem("strategy", "optuna is not installed.", "pip install optuna", str(sweep.path))
+        ) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=sweep.name, direction=sweep.direction, sampler=optuna.samplers.TPESampler(seed=sweep.seed))
+    study = optuna.create_study(
+        study_name=sweep.name, direction=sweep.direction, sampler=optuna.samplers.TPESampler(seed=sweep.seed)
+    )
     done: dict[str, float | None] = {}  # trial file -> objective, for repeated suggestions
     code = 0
     for i in range(1, sweep.trials + 1):
@@ -380,7 +491,9 @@ def _run_optuna(sweep: Sweep, dry_run: bool, force: bool, out, save) -> int:
             done[trial.path.name] = None
             continue
         record = run_trial(trial, out)
-        value = load_run(record["run_dir"]).final(sweep.metric) if record["run_dir"] and record["exit_code"] == 0 else None
+        value = (
+            load_run(record["run_dir"]).final(sweep.metric) if record["run_dir"] and record["exit_code"] == 0 else None
+        )
         record["objective"] = value
         save(record)
         done[trial.path.name] = value
@@ -405,7 +518,10 @@ def finish(sweep: Sweep, records: list[dict], record_path: Path | None, out=prin
     """The compare table of every trial that left a run directory, and its plot."""
     runs = [load_run(r["run_dir"]) for r in records if r.get("run_dir")]
     failed = [r for r in records if r.get("status") != "finished"]
-    out(f"\nsweep {sweep.name}: {len(records)} trials, {len(records) - len(failed)} finished" + (f", {len(failed)} not ({', '.join(str(r['trial']) for r in failed)})" if failed else ""))
+    out(
+        f"\nsweep {sweep.name}: {len(records)} trials, {len(records) - len(failed)} finished"
+        + (f", {len(failed)} not ({', '.join(str(r['trial']) for r in failed)})" if failed else "")
+    )
     if runs:
         out(compare_table(runs, sweep.metric))
     if record_path is not None:

@@ -38,7 +38,13 @@ def _put(tree, key, value, at=None, comment=None, indent=0):
         tree.yaml_add_eol_comment(comment, key)
     token = tree.ca.items.get(key, [None, None, None])[2]
     if token is not None:
-        shown = f"'{value}'" if isinstance(value, SingleQuotedScalarString) else str(value).lower() if isinstance(value, bool) else str(value)
+        shown = (
+            f"'{value}'"
+            if isinstance(value, SingleQuotedScalarString)
+            else str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+        )
         token.column = indent + len(f"{key}: {shown}") + 2
 
 
@@ -52,7 +58,13 @@ def accelerate_config_text(plan, deepspeed_json: Path | None = None, note: str =
     _put(tree, "machine_rank", plan.machine_rank)
     if plan.num_machines > 1:
         at = list(tree).index("machine_rank") + 1
-        _put(tree, "main_process_ip", plan.main_process_ip, at, "address of machine_rank 0" if plan.main_process_ip else "given by the launch command (--main_process_ip)")
+        _put(
+            tree,
+            "main_process_ip",
+            plan.main_process_ip,
+            at,
+            "address of machine_rank 0" if plan.main_process_ip else "given by the launch command (--main_process_ip)",
+        )
         _put(tree, "main_process_port", plan.main_process_port, at + 1)
     if plan.backend == "deepspeed":
         # accelerate refuses zero_stage, offload and mixed_precision next to deepspeed_config_file

@@ -72,14 +72,30 @@ def make_plan(cfg, *, device: str, gpus: int, bf16_supported: bool, per_machine:
     )
 
 
-def plan_problems(cfg, plan: LaunchPlan, origin_of, *, gpus: int | None, bf16_supported: bool, use_vllm: bool, self_launch: bool = True) -> list[Problem]:
+def plan_problems(
+    cfg,
+    plan: LaunchPlan,
+    origin_of,
+    *,
+    gpus: int | None,
+    bf16_supported: bool,
+    use_vllm: bool,
+    self_launch: bool = True,
+) -> list[Problem]:
     """Every reason the plan cannot start, each with the smallest fix. `gpus` None = not known
     here (a SLURM job generated on a login node); `self_launch` False = the caller supplies the
     multi-node addresses (the sbatch script)."""
     c = cfg.cluster
     W = plan.world_size
     if W < 1:  # the schema rejects num_processes < 1; kept for plans built by hand
-        return [Problem("cluster.num_processes", f"must be at least 1 (or auto), got {c.num_processes}.", "set `cluster.num_processes: auto`", origin_of("cluster.num_processes"))]
+        return [
+            Problem(
+                "cluster.num_processes",
+                f"must be at least 1 (or auto), got {c.num_processes}.",
+                "set `cluster.num_processes: auto`",
+                origin_of("cluster.num_processes"),
+            )
+        ]
     problems = list(cross_field_problems(cfg, W, origin_of))
 
     def add(key, message, fix):
@@ -87,32 +103,75 @@ def plan_problems(cfg, plan: LaunchPlan, origin_of, *, gpus: int | None, bf16_su
 
     if gpus is not None and isinstance(c.num_processes, int) and c.device != "cpu":
         if gpus == 0 and c.num_processes > 1:
-            add("cluster.num_processes", f"is {c.num_processes}, but no CUDA GPU is visible.",
-                f"set `cluster.device: cpu` to run {c.num_processes} CPU processes (gloo; for tests and debugging), or `cluster.num_processes: auto`")
+            add(
+                "cluster.num_processes",
+                f"is {c.num_processes}, but no CUDA GPU is visible.",
+                f"set `cluster.device: cpu` to run {c.num_processes} CPU processes (gloo; for "
+                "tests and debugging), or `cluster.num_processes: auto`",
+            )
         elif gpus and c.num_processes > gpus:
-            add("cluster.num_processes", f"is {c.num_processes}, but only {gpus} CUDA GPU(s) are visible.", f"set `cluster.num_processes: {gpus}` (or `auto`)")
+            add(
+                "cluster.num_processes",
+                f"is {c.num_processes}, but only {gpus} CUDA GPU(s) are visible.",
+                f"set `cluster.num_processes: {gpus}` (or `auto`)",
+            )
     if W > 1 and c.backend != "ddp" and plan.device == "cpu":
-        add("cluster.backend", f"is {c.backend}, which runs on GPUs only; this run is on CPU.", "set `cluster.backend: ddp` for CPU runs")
+        add(
+            "cluster.backend",
+            f"is {c.backend}, which runs on GPUs only; this run is on CPU.",
+            "set `cluster.backend: ddp` for CPU runs",
+        )
     if W > 1 and c.backend == "deepspeed" and gpus is not None and importlib.util.find_spec("deepspeed") is None:
-        add("cluster.backend", "is deepspeed, but DeepSpeed is not installed.", "run `pip install deepspeed`, or set `cluster.backend: ddp` (or fsdp)")
+        add(
+            "cluster.backend",
+            "is deepspeed, but DeepSpeed is not installed.",
+            "run `pip install deepspeed`, or set `cluster.backend: ddp` (or fsdp)",
+        )
     if c.machine_rank >= c.num_machines:
-        add("cluster.machine_rank", f"is {c.machine_rank}, but cluster.num_machines is {c.num_machines} (ranks are 0 .. {c.num_machines - 1}).", "set `cluster.machine_rank` to this machine's rank")
+        add(
+            "cluster.machine_rank",
+            f"is {c.machine_rank}, but cluster.num_machines is {c.num_machines} (ranks are 0 "
+            f".. {c.num_machines - 1}).",
+            "set `cluster.machine_rank` to this machine's rank",
+        )
     if self_launch and c.num_machines > 1 and not c.main_process_ip:
-        add("cluster.main_process_ip", f"is not set, and {c.num_machines} machines must find machine_rank 0.",
-            "set `cluster.main_process_ip` to the address of machine 0 (and run the same command on every machine with its own `cluster.machine_rank`), or generate a SLURM job with `grpolab launch slurm`")
+        add(
+            "cluster.main_process_ip",
+            f"is not set, and {c.num_machines} machines must find machine_rank 0.",
+            "set `cluster.main_process_ip` to the address of machine 0 (and run the same "
+            "command on every machine with its own `cluster.machine_rank`), or generate a "
+            "SLURM job with `grpolab launch slurm`",
+        )
     if use_vllm and c.vllm_mode == "server" and c.vllm_server_host in LOCAL_HOSTS:
         if c.num_machines > 1:
-            add("cluster.vllm_server_host", f"is `{c.vllm_server_host}`: machines other than the server's cannot reach a vLLM server there.",
-                "set `cluster.vllm_server_host` to the server machine's address (`grpolab launch slurm --vllm-server-node` does it)")
+            add(
+                "cluster.vllm_server_host",
+                f"is `{c.vllm_server_host}`: machines other than the server's cannot reach a vLLM server there.",
+                "set `cluster.vllm_server_host` to the server machine's address (`grpolab launch "
+                "slurm --vllm-server-node` does it)",
+            )
         elif gpus and plan.per_machine >= gpus:
-            add("cluster.num_processes", f"uses all {gpus} visible GPUs for training, and a vLLM server on this machine needs GPUs of its own.",
-                f"set `cluster.num_processes: {gpus - 1}` and start the server on the last GPU (`CUDA_VISIBLE_DEVICES={gpus - 1} VLLM_SERVER_DEV_MODE=1 vllm serve MODEL ...`), or `cluster.vllm_mode: colocate`")
+            add(
+                "cluster.num_processes",
+                f"uses all {gpus} visible GPUs for training, and a vLLM server on this machine needs GPUs of its own.",
+                f"set `cluster.num_processes: {gpus - 1}` and start the server on the last GPU "
+                f"(`CUDA_VISIBLE_DEVICES={gpus - 1} VLLM_SERVER_DEV_MODE=1 vllm serve MODEL "
+                "...`), or `cluster.vllm_mode: colocate`",
+            )
     if plan.device == "cuda" and c.mixed_precision != "auto":
         bf16 = resolved_bf16(cfg, plan.device, bf16_supported)
         if c.mixed_precision == "bf16" and not bf16:
-            add("cluster.mixed_precision", "is bf16, but training.bf16 resolves to false.", "set `training.bf16: true`, or `cluster.mixed_precision: auto`")
+            add(
+                "cluster.mixed_precision",
+                "is bf16, but training.bf16 resolves to false.",
+                "set `training.bf16: true`, or `cluster.mixed_precision: auto`",
+            )
         elif c.mixed_precision != "bf16" and bf16:
-            add("cluster.mixed_precision", f"is {c.mixed_precision}, but training.bf16 resolves to true (bf16 wins in transformers).", "set `training.bf16: false`, or `cluster.mixed_precision: auto`")
+            add(
+                "cluster.mixed_precision",
+                f"is {c.mixed_precision}, but training.bf16 resolves to true (bf16 wins in transformers).",
+                "set `training.bf16: false`, or `cluster.mixed_precision: auto`",
+            )
     return problems
 
 
@@ -122,11 +181,20 @@ def describe(cfg, plan: LaunchPlan) -> str:
 
     t, g = cfg.training, cfg.grpo
     d = derived_quantities(cfg, plan.world_size)
-    machines = f"{plan.per_machine} per machine x {plan.num_machines} machines" if plan.num_machines > 1 else "1 machine"
-    engine = {"ddp": "DDP", "deepspeed": f"DeepSpeed ZeRO-{plan.zero_stage}", "fsdp": "FSDP2"}[plan.backend] if plan.device == "cuda" else "DDP (gloo)"
+    machines = (
+        f"{plan.per_machine} per machine x {plan.num_machines} machines" if plan.num_machines > 1 else "1 machine"
+    )
+    engine = (
+        {"ddp": "DDP", "deepspeed": f"DeepSpeed ZeRO-{plan.zero_stage}", "fsdp": "FSDP2"}[plan.backend]
+        if plan.device == "cuda"
+        else "DDP (gloo)"
+    )
     return (
-        f"cluster      {plan.world_size} process(es) ({machines}) on {plan.device}, {engine}, started by {plan.launcher if plan.world_size > 1 else 'this process'}\n"
-        f"             effective batch size {d['effective_batch_size']} = {t.per_device_train_batch_size} x {t.gradient_accumulation_steps} x {plan.world_size}"
+        f"cluster      {plan.world_size} process(es) ({machines}) on {plan.device}, "
+        f"{engine}, started by {plan.launcher if plan.world_size > 1 else 'this process'}\n"
+        f"             effective batch size {d['effective_batch_size']} = "
+        f"{t.per_device_train_batch_size} x {t.gradient_accumulation_steps} x {plan.world_size}"
         f" (per_device_train_batch_size x gradient_accumulation_steps x processes); "
-        f"{d['unique_prompts_per_round']} prompts x {g.num_generations} generations = {d['generation_batch_size']} completions per generation round"
+        f"{d['unique_prompts_per_round']} prompts x {g.num_generations} generations = "
+        f"{d['generation_batch_size']} completions per generation round"
     )

@@ -39,23 +39,42 @@ def maybe_relaunch(loader, args, hw: dict) -> int | None:
     if started_by is not None:
         _join_launch(loader, args, hw, started_by)
         if show_only:
-            print(f"started by {started_by} (rank {hw['rank']} of {hw['world_size']}): this process trains directly; nothing to launch")
+            print(
+                f"started by {started_by} (rank {hw['rank']} of {hw['world_size']}): this process "
+                "trains directly; nothing to launch"
+            )
             return 0
         return None
 
     in_process = [sys.executable, *sys.argv]
     if cfg.mode != "cluster":
         if show_only:
-            print(f"local mode: trains in this process ({hw['device']}), no launcher:\n{shlex.join(_without_flag(in_process))}")
+            print(
+                f"local mode: trains in this process ({hw['device']}), no "
+                f"launcher:\n{shlex.join(_without_flag(in_process))}"
+            )
             return 0
         return None
 
     gpus = detect.visible_gpus() if cfg.cluster.device != "cpu" else 0
     plan = make_plan(cfg, device=hw["device"], gpus=gpus, bf16_supported=hw["bf16_supported"])
-    problems = plan_problems(cfg, plan, loader.origin_of, gpus=gpus, bf16_supported=hw["bf16_supported"], use_vllm=hw["use_vllm"])
-    if plan.world_size > 1 and plan.num_machines > 1 and not (os.environ.get(RUN_DIR_ENV) or args.resume or args.run_name):
-        problems.append(Problem("", f"the {plan.num_machines} machines must share one run directory.",
-                                "pass the same --run-name on every machine (output_dir on a shared filesystem), or set GRPOLAB_RUN_DIR", "--run-name"))
+    problems = plan_problems(
+        cfg, plan, loader.origin_of, gpus=gpus, bf16_supported=hw["bf16_supported"], use_vllm=hw["use_vllm"]
+    )
+    if (
+        plan.world_size > 1
+        and plan.num_machines > 1
+        and not (os.environ.get(RUN_DIR_ENV) or args.resume or args.run_name)
+    ):
+        problems.append(
+            Problem(
+                "",
+                f"the {plan.num_machines} machines must share one run directory.",
+                "pass the same --run-name on every machine (output_dir on a shared filesystem), "
+                "or set GRPOLAB_RUN_DIR",
+                "--run-name",
+            )
+        )
     if problems:
         raise ConfigError(problems)
     print(describe(cfg, plan), flush=True)
@@ -91,13 +110,30 @@ def _join_launch(loader, args, hw: dict, started_by: str) -> None:
     cfg = loader.config
     expected = os.environ.get(CONFIG_SHA_ENV)
     if expected and expected != config_sha256(loader):
-        raise ConfigError(Problem("", f"this rank resolved a different config than the process that launched it (sha256 {config_sha256(loader)[:12]} != {expected[:12]}); was a config file edited during the start?", "start the run again", started_by))
+        raise ConfigError(
+            Problem(
+                "",
+                "this rank resolved a different config than the process that launched it (sha256 "
+                f"{config_sha256(loader)[:12]} != {expected[:12]}); was a config file edited "
+                "during the start?",
+                "start the run again",
+                started_by,
+            )
+        )
     if started_by == "srun":
         tasks = int(os.environ["SLURM_STEP_NUM_TASKS"])
         c = cfg.cluster
         if isinstance(c.num_processes, int) and c.num_processes * c.num_machines != tasks:
-            raise ConfigError(Problem("cluster.num_processes", f"x cluster.num_machines = {c.num_processes * c.num_machines}, but srun started {tasks} tasks (one per rank).",
-                                      "start one task per GPU (`srun --ntasks-per-node=GPUS`), or let `grpolab launch slurm` write the job", started_by))
+            raise ConfigError(
+                Problem(
+                    "cluster.num_processes",
+                    f"x cluster.num_machines = {c.num_processes * c.num_machines}, but srun started "
+                    f"{tasks} tasks (one per rank).",
+                    "start one task per GPU (`srun --ntasks-per-node=GPUS`), or let `grpolab launch "
+                    "slurm` write the job",
+                    started_by,
+                )
+            )
         os.environ.update(detect.srun_rank_env(os.environ, c.main_process_ip, c.main_process_port))
         hw["world_size"], hw["rank"] = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
     if hw["world_size"] > 1 and not os.environ.get(RUN_DIR_ENV) and not args.resume:
@@ -118,8 +154,15 @@ def _shared_run_dir(loader, args, started_by: str) -> Path:
     elif env.get("TORCHELASTIC_RUN_ID", "none") != "none":
         name = f"{stem}_{env['TORCHELASTIC_RUN_ID'][:13]}"
     else:
-        raise ConfigError(Problem("", f"{started_by} started several ranks, and they need one shared run directory.",
-                                  "pass --run-name NAME (the same for every rank) or set GRPOLAB_RUN_DIR, or start with plain `python` to let grpolab launch", started_by))
+        raise ConfigError(
+            Problem(
+                "",
+                f"{started_by} started several ranks, and they need one shared run directory.",
+                "pass --run-name NAME (the same for every rank) or set GRPOLAB_RUN_DIR, or start "
+                "with plain `python` to let grpolab launch",
+                started_by,
+            )
+        )
     return Path(loader.config.output_dir) / name
 
 
@@ -131,8 +174,16 @@ def launch_command(plan, accelerate_config: Path, train_args: list[str]) -> list
     if plan.launcher == "torchrun":
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(plan.per_machine)]
         if plan.num_machines > 1:
-            cmd += ["--nnodes", str(plan.num_machines), "--node_rank", str(plan.machine_rank),
-                    "--master_addr", str(plan.main_process_ip), "--master_port", str(plan.main_process_port)]
+            cmd += [
+                "--nnodes",
+                str(plan.num_machines),
+                "--node_rank",
+                str(plan.machine_rank),
+                "--master_addr",
+                str(plan.main_process_ip),
+                "--master_port",
+                str(plan.main_process_port),
+            ]
         else:
             cmd += ["--standalone"]  # a free port, picked by torchrun
         return cmd + entry
@@ -143,7 +194,14 @@ def train_argv(args) -> list[str]:
     """The training options to give every rank: the user's, without --dry-run and
     --print-launch-command (the ranks check GRPOLAB_CONFIG_SHA256 against what they resolve)."""
     out: list[str] = []
-    for flag, attr in (("--model", "model"), ("--mode", "mode"), ("--config", "config"), ("--output-dir", "output_dir"), ("--run-name", "run_name"), ("--resume", "resume")):
+    for flag, attr in (
+        ("--model", "model"),
+        ("--mode", "mode"),
+        ("--config", "config"),
+        ("--output-dir", "output_dir"),
+        ("--run-name", "run_name"),
+        ("--resume", "resume"),
+    ):
         value = getattr(args, attr, None)
         if value:
             out += [flag, str(value)]
@@ -175,7 +233,9 @@ def _run_dir_path(loader, args, num_machines: int) -> Path:
     if getattr(args, "print_launch_command", False):
         import datetime as dt
 
-        return Path(loader.config.output_dir) / (args.run_name or f"{_stem(loader)}_{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+        return Path(loader.config.output_dir) / (
+            args.run_name or f"{_stem(loader)}_{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        )
     from grpolab.track.run_dir import create_run_dir
 
     return create_run_dir(loader.config.output_dir, _stem(loader), args.run_name)
@@ -188,8 +248,10 @@ def run_child(cmd: list[str], env_added: dict) -> int:
     env = dict(os.environ, **env_added)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(cmd, env=env)
-    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
-                signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))}
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum)),
+    }
     try:
         code = proc.wait()
     finally:
@@ -211,7 +273,10 @@ def print_launch(cmd: list[str], env_added: dict, files: dict, run_dir: Path) ->
 
 def _shell_script(cmd: list[str], env_added: dict) -> str:
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env_added.items())
-    return f"#!/bin/sh\n# The command grpolab ran to start this run.\ncd {shlex.quote(os.getcwd())}\n{exports}exec {shlex.join(cmd)}\n"
+    return (
+        "#!/bin/sh\n# The command grpolab ran to start this run.\ncd "
+        f"{shlex.quote(os.getcwd())}\n{exports}exec {shlex.join(cmd)}\n"
+    )
 
 
 def _without_flag(argv: list[str]) -> list[str]:

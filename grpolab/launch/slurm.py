@@ -61,7 +61,7 @@ def sbatch_script(job: SlurmJob) -> str:
         f"export PYTHONPATH={shlex.quote(job.package_root)}${{PYTHONPATH:+:$PYTHONPATH}}",
         f"export ACCELERATE_CONFIG={shlex.quote(job.accelerate_config)}",
         "# One run directory for every rank (rank 0 writes it); the job id makes it unique.",
-        f"export GRPOLAB_RUN_DIR={shlex.quote(job.run_dir_parent)}/{shlex.quote(job.run_stem)}_slurm-\"$SLURM_JOB_ID\"",
+        f'export GRPOLAB_RUN_DIR={shlex.quote(job.run_dir_parent)}/{shlex.quote(job.run_stem)}_slurm-"$SLURM_JOB_ID"',
         'mkdir -p "$GRPOLAB_RUN_DIR"',
         "",
         'mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")',
@@ -70,12 +70,14 @@ def sbatch_script(job: SlurmJob) -> str:
         lines += [
             "VLLM_NODE=${NODES[0]}  # the first node serves generations; the others train",
             'TRAIN_NODES=("${NODES[@]:1}")',
-            'export MAIN_NODE=${TRAIN_NODES[0]}  # machine_rank 0 (the first training node)',
+            "export MAIN_NODE=${TRAIN_NODES[0]}  # machine_rank 0 (the first training node)",
             "",
             "# vLLM server (TRL server mode): the command `trl vllm-serve` runs, started directly.",
-            f'srun --nodes=1 --ntasks=1 --nodelist="$VLLM_NODE" env VLLM_SERVER_DEV_MODE=1 "$PYTHON" -m vllm.entrypoints.cli.main serve {shlex.quote(job.vllm_model)} \\',
+            'srun --nodes=1 --ntasks=1 --nodelist="$VLLM_NODE" env VLLM_SERVER_DEV_MODE=1 '
+            f'"$PYTHON" -m vllm.entrypoints.cli.main serve {shlex.quote(job.vllm_model)} \\',
             f"    --host 0.0.0.0 --port {job.vllm_port} --tensor-parallel-size {job.gpus_per_node} \\",
-            "    --weight-transfer-config '{\"backend\": \"nccl\"}' --logprobs-mode processed_logprobs --max-logprobs -1 &",
+            '    --weight-transfer-config \'{"backend": "nccl"}\' --logprobs-mode '
+            "processed_logprobs --max-logprobs -1 &",
             "VLLM_PID=$!",
         ]
     else:
@@ -92,15 +94,16 @@ def sbatch_script(job: SlurmJob) -> str:
         "# task's rank (SLURM_PROCID, one task per node), read by the inner shell on each node.",
         "status=0",
         "# shellcheck disable=SC2016  # the single-quoted $ variables expand in the shell on each node",
-        f'srun --nodes={job.train_nodes} --ntasks={job.train_nodes} --ntasks-per-node=1 --nodelist="$(IFS=,; echo "${{TRAIN_NODES[*]}}")" --kill-on-bad-exit=1 \\',
-        "    bash -c 'exec \"$PYTHON\" -m accelerate.commands.launch \\",
+        f"srun --nodes={job.train_nodes} --ntasks={job.train_nodes} --ntasks-per-node=1 "
+        f'--nodelist="$(IFS=,; echo "${{TRAIN_NODES[*]}}")" --kill-on-bad-exit=1 \\',
+        '    bash -c \'exec "$PYTHON" -m accelerate.commands.launch \\',
         '        --config_file "$ACCELERATE_CONFIG" \\',
         f"        --num_machines {job.train_nodes} \\",
         f"        --num_processes {job.world_size} \\",
         '        --machine_rank "$SLURM_PROCID" \\',
         '        --main_process_ip "$MAIN_NODE" \\',
         f"        --main_process_port {job.main_process_port} \\",
-        "        -m grpolab.cli.main train \"$@\"' grpolab-train \"${TRAIN_ARGS[@]}\" || status=$?",
+        '        -m grpolab.cli.main train "$@"\' grpolab-train "${TRAIN_ARGS[@]}" || status=$?',
     ]
     if job.vllm_model:
         lines += ['kill "$VLLM_PID" 2>/dev/null || true', "wait || true"]
@@ -124,4 +127,3 @@ def _quote_arg(arg: str) -> str:
     if arg == VLLM_HOST_OVERRIDE:
         return f'"{arg}"'
     return shlex.quote(arg)
-

@@ -1,13 +1,13 @@
 """The run directory: one folder per run under output_dir, never reused by another run.
 
-    <output_dir>/<config stem>_<YYYYmmdd-HHMMSS>/
-        resolved_config.yaml  every value, defaults included (a valid --config file)
-        overrides.yaml        what --set / flags changed on top of the files
-        run_info.json         git, versions, host, world size, effective batch, sha256, times, status
-        metrics.jsonl         every logged step
-        summary.json          final and best metrics (and held-out accuracy before/after)
-        checkpoint-N/         TRL checkpoints
-        model/                the final model (AutoModelForCausalLM.from_pretrained loads it)
+<output_dir>/<config stem>_<YYYYmmdd-HHMMSS>/
+    resolved_config.yaml  every value, defaults included (a valid --config file)
+    overrides.yaml        what --set / flags changed on top of the files
+    run_info.json         git, versions, host, world size, effective batch, sha256, times, status
+    metrics.jsonl         every logged step
+    summary.json          final and best metrics (and held-out accuracy before/after)
+    checkpoint-N/         TRL checkpoints
+    model/                the final model (AutoModelForCausalLM.from_pretrained loads it)
 """
 
 from __future__ import annotations
@@ -26,7 +26,18 @@ from pathlib import Path
 
 from grpolab.config.yaml_io import dump_yaml
 
-PACKAGES = ("grpolab", "trl", "transformers", "torch", "accelerate", "datasets", "peft", "wandb", "pydantic", "ruamel.yaml")
+PACKAGES = (
+    "grpolab",
+    "trl",
+    "transformers",
+    "torch",
+    "accelerate",
+    "datasets",
+    "peft",
+    "wandb",
+    "pydantic",
+    "ruamel.yaml",
+)
 
 
 def now() -> str:
@@ -75,7 +86,7 @@ def _git(args: list[str], cwd: Path) -> str | None:
 def git_info(config_path: Path | None) -> dict:
     """Commit and dirty flag of the repo holding the config (else the cwd, else the grpolab checkout),
     and the config's diff when dirty."""
-    where = (config_path.resolve().parent if config_path else Path.cwd())
+    where = config_path.resolve().parent if config_path else Path.cwd()
     commit = _git(["rev-parse", "HEAD"], where)
     if commit is None:  # config and cwd outside any repo: record the grpolab checkout's code instead
         where = Path(__file__).resolve().parents[2]
@@ -83,7 +94,11 @@ def git_info(config_path: Path | None) -> dict:
     if commit is None:
         return {"commit": None, "dirty": None}
     dirty = bool((_git(["status", "--porcelain"], where) or "").strip())
-    info = {"commit": commit.strip(), "dirty": dirty, "repo": (_git(["rev-parse", "--show-toplevel"], where) or "").strip() or None}
+    info = {
+        "commit": commit.strip(),
+        "dirty": dirty,
+        "repo": (_git(["rev-parse", "--show-toplevel"], where) or "").strip() or None,
+    }
     if config_path is not None:
         tracked = _git(["ls-files", "--error-unmatch", str(config_path.resolve())], where) is not None
         if not tracked:
@@ -106,7 +121,12 @@ def package_versions() -> dict:
 
 
 def host_info() -> dict:
-    info = {"hostname": socket.gethostname(), "platform": platform.platform(), "python": sys.version.split()[0], "cpu_count": os.cpu_count()}
+    info = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+    }
     try:
         import torch
 
@@ -122,7 +142,12 @@ def summarize(records: list[dict]) -> dict:
     final, best = {}, {}
     for rec in records:
         for key, value in rec.items():
-            if key in ("step", "epoch", "time") or not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+            if (
+                key in ("step", "epoch", "time")
+                or not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or math.isnan(value)
+            ):
                 continue
             final[key] = value
             lower_is_better = any(word in key for word in ("loss", "kl", "clip_ratio", "runtime"))
@@ -135,7 +160,9 @@ def drop_metrics_after(run_dir: Path, step: int) -> None:
     """Keep only the metrics.jsonl records up to `step` (the checkpoint a run resumes from)."""
     path = run_dir / "metrics.jsonl"
     if path.exists():
-        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+        kept = [
+            line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step
+        ]
         tmp = path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, path)

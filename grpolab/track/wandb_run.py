@@ -9,7 +9,11 @@ from pathlib import Path
 
 
 def wandb_enabled(report_to: list[str]) -> bool:
-    return ("wandb" in report_to or "all" in report_to) and os.environ.get("WANDB_MODE", "").lower() != "disabled" and os.environ.get("WANDB_DISABLED", "").lower() not in ("true", "1")
+    return (
+        ("wandb" in report_to or "all" in report_to)
+        and os.environ.get("WANDB_MODE", "").lower() != "disabled"
+        and os.environ.get("WANDB_DISABLED", "").lower() not in ("true", "1")
+    )
 
 
 def logged_in() -> bool:
@@ -17,7 +21,10 @@ def logged_in() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
     try:
-        return netrc.netrc().authenticators(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("//")[-1]) is not None
+        return (
+            netrc.netrc().authenticators(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("//")[-1])
+            is not None
+        )
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
 
@@ -47,5 +54,8 @@ def start_wandb(run_dir: Path, logging_cfg, resolved: dict, derived: dict, confi
             artifact.add_file(str(path))
     run.log_artifact(artifact)
     if mode == "offline":
-        print(f"wandb: offline (not logged in); run saved in {run.dir.rsplit('/files', 1)[0]}; upload it with `wandb sync {run.dir.rsplit('/files', 1)[0]}`")
+        print(
+            f"wandb: offline (not logged in); run saved in {run.dir.rsplit('/files', 1)[0]}; "
+            f"upload it with `wandb sync {run.dir.rsplit('/files', 1)[0]}`"
+        )
     return run

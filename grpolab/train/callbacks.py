@@ -51,13 +51,23 @@ class HeldOutAccuracyCallback(TrainerCallback):
         began = time.perf_counter()
         accuracy = self.score(model)
         if state.is_world_process_zero:
-            point = {"step": state.global_step, "eval/train_seconds": round(train_seconds, 3), "eval/accuracy": accuracy}
+            point = {
+                "step": state.global_step,
+                "eval/train_seconds": round(train_seconds, 3),
+                "eval/accuracy": accuracy,
+            }
             self.curve.append(point)
             if self.metrics_path is not None:
                 with self.metrics_path.open("a") as handle:
                     handle.write(json.dumps({**point, "time": round(time.time(), 3)}) + "\n")
             if self.wandb_run is not None:
-                self.wandb_run.log({"eval/accuracy": accuracy, "eval/train_seconds": point["eval/train_seconds"], "train/global_step": state.global_step})
+                self.wandb_run.log(
+                    {
+                        "eval/accuracy": accuracy,
+                        "eval/train_seconds": point["eval/train_seconds"],
+                        "train/global_step": state.global_step,
+                    }
+                )
         self._scoring += time.perf_counter() - began
 
 
@@ -121,7 +131,7 @@ class StopOnSignalCallback(TrainerCallback):
         self.signal_name: str | None = None
         self._previous = {}
 
-    def install(self) -> "StopOnSignalCallback":
+    def install(self) -> StopOnSignalCallback:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -134,7 +144,11 @@ class StopOnSignalCallback(TrainerCallback):
         if self.signal_name is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
-        print(f"\n{self.signal_name} received: saving a checkpoint after this step, then stopping (Ctrl-C again to abort)", flush=True)
+        print(
+            f"\n{self.signal_name} received: saving a checkpoint after this step, then "
+            "stopping (Ctrl-C again to abort)",
+            flush=True,
+        )
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.signal_name is not None:

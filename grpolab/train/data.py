@@ -19,11 +19,23 @@ def load_split(data_cfg, split: str, n_rows: int | None, seed: int):
     if source.startswith("builtin:"):
         name = source.partition(":")[2]
         if name not in BUILTIN_TASKS:
-            raise ConfigError(Problem("data.dataset", f"unknown built-in task `{name}`; available: {', '.join(BUILTIN_TASKS)}.", "set `data.dataset: builtin:addition`"))
+            raise ConfigError(
+                Problem(
+                    "data.dataset",
+                    f"unknown built-in task `{name}`; available: {', '.join(BUILTIN_TASKS)}.",
+                    "set `data.dataset: builtin:addition`",
+                )
+            )
         from grpolab.demo.addition import make_addition_rows, split_size
 
         if split not in ("train", "eval"):
-            raise ConfigError(Problem("data.split" if split == data_cfg.split else "data.eval_split", f"built-in tasks have the splits train and eval, not `{split}`.", None))
+            raise ConfigError(
+                Problem(
+                    "data.split" if split == data_cfg.split else "data.eval_split",
+                    f"built-in tasks have the splits train and eval, not `{split}`.",
+                    None,
+                )
+            )
         rows = make_addition_rows(min(n_rows or split_size(split), split_size(split)), seed=seed, split=split)
         dataset = datasets.Dataset.from_list(rows)
     elif Path(source).suffix.lower() in LOCAL_FORMATS or Path(source).is_file():
@@ -43,14 +55,29 @@ def _load_local(source: str, split: str, data_cfg):
 
     path = Path(split) if split != data_cfg.split and Path(split).suffix.lower() in LOCAL_FORMATS else Path(source)
     if not path.is_file():
-        raise ConfigError(Problem("data.dataset", f"data file `{path}` not found.", "give a path relative to the current directory"))
+        raise ConfigError(
+            Problem("data.dataset", f"data file `{path}` not found.", "give a path relative to the current directory")
+        )
     builder = LOCAL_FORMATS.get(path.suffix.lower())
     if builder is None:
-        raise ConfigError(Problem("data.dataset", f"`{path.suffix}` files are not supported; use one of {', '.join(LOCAL_FORMATS)}.", None))
+        raise ConfigError(
+            Problem(
+                "data.dataset",
+                f"`{path.suffix}` files are not supported; use one of {', '.join(LOCAL_FORMATS)}.",
+                None,
+            )
+        )
     try:
         return datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:
-        raise ConfigError(Problem("data.dataset", f"could not read `{path}` as {builder}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}.", "check the file's format")) from None
+        raise ConfigError(
+            Problem(
+                "data.dataset",
+                f"could not read `{path}` as {builder}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}.",
+                "check the file's format",
+            )
+        ) from None
 
 
 def _load_hub(name: str, config_name: str | None, split: str):
@@ -60,17 +87,27 @@ def _load_hub(name: str, config_name: str | None, split: str):
         return datasets.load_dataset(name, config_name, split=split)
     except Exception as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(Problem(
-            "data.dataset",
-            f"could not load Hub dataset `{name}` (split `{split}`): {text}.",
-            "check the id and split; offline (HF_HUB_OFFLINE=1) only cached datasets load; or point `data.dataset` at a local .jsonl/.csv/.parquet file",
-        )) from None
+        raise ConfigError(
+            Problem(
+                "data.dataset",
+                f"could not load Hub dataset `{name}` (split `{split}`): {text}.",
+                "check the id and split; offline (HF_HUB_OFFLINE=1) only cached datasets load; "
+                "or point `data.dataset` at a local .jsonl/.csv/.parquet file",
+            )
+        ) from None
 
 
 def _rename(dataset, columns: dict[str, str]):
     missing = [src for src in columns if src not in dataset.column_names]
     if missing:
-        raise ConfigError(Problem("data.columns", f"source column(s) {', '.join(missing)} not in the dataset; it has: {', '.join(dataset.column_names)}.", None))
+        raise ConfigError(
+            Problem(
+                "data.columns",
+                f"source column(s) {', '.join(missing)} not in the dataset; it has: "
+                f"{', '.join(dataset.column_names)}.",
+                None,
+            )
+        )
     for src, dst in columns.items():
         if src != dst:
             if dst in dataset.column_names:
@@ -84,11 +121,24 @@ def check_columns(dataset, reward_needs: dict[str, list[str]]) -> None:
     problems = []
     have = dataset.column_names
     if "prompt" not in have:
-        problems.append(Problem("data.columns", f"the dataset has no `prompt` column; it has: {', '.join(have)}.", "map one, e.g. `data.columns: {question: prompt}`"))
+        problems.append(
+            Problem(
+                "data.columns",
+                f"the dataset has no `prompt` column; it has: {', '.join(have)}.",
+                "map one, e.g. `data.columns: {question: prompt}`",
+            )
+        )
     for reward, needed in reward_needs.items():
         absent = [c for c in needed if c not in have]
         if absent:
-            problems.append(Problem("rewards", f"reward `{reward}` reads column(s) {', '.join(absent)}, which the dataset lacks; it has: {', '.join(have)}.", f"map one with `data.columns: {{<column>: {absent[0]}}}`"))
+            problems.append(
+                Problem(
+                    "rewards",
+                    f"reward `{reward}` reads column(s) {', '.join(absent)}, which the dataset lacks; "
+                    f"it has: {', '.join(have)}.",
+                    f"map one with `data.columns: {{<column>: {absent[0]}}}`",
+                )
+            )
     if problems:
         raise ConfigError(problems)
 
@@ -100,7 +150,13 @@ def format_prompts(dataset, tokenizer, system_prompt: str | None):
     conversational = isinstance(first, list)
     if (conversational or system_prompt) and not getattr(tokenizer, "chat_template", None):
         what = "chat-message prompts" if conversational else "`data.system_prompt`"
-        raise ConfigError(Problem("data.system_prompt" if system_prompt else "data.dataset", f"{what} need a tokenizer with a chat template; this model's tokenizer has none.", "use plain string prompts (and put the instruction into the prompt text)"))
+        raise ConfigError(
+            Problem(
+                "data.system_prompt" if system_prompt else "data.dataset",
+                f"{what} need a tokenizer with a chat template; this model's tokenizer has none.",
+                "use plain string prompts (and put the instruction into the prompt text)",
+            )
+        )
     if not system_prompt:
         return dataset
 
@@ -131,11 +187,14 @@ def drop_too_long(dataset, tokenizer, max_completion_length: int, context: int |
         return dataset, 0, max(lengths, default=0)
     keep = [i for i, n in enumerate(lengths) if n + max_completion_length <= context]
     if not keep:
-        raise ConfigError(Problem(
-            "generation.max_completion_length",
-            f"no prompt fits: the shortest prompt has {min(lengths)} tokens, + {max_completion_length} completion tokens > the model's context of {context}.",
-            f"set `generation.max_completion_length: {max(1, context - min(lengths))}` or use shorter prompts",
-        ))
+        raise ConfigError(
+            Problem(
+                "generation.max_completion_length",
+                f"no prompt fits: the shortest prompt has {min(lengths)} tokens, + "
+                f"{max_completion_length} completion tokens > the model's context of {context}.",
+                f"set `generation.max_completion_length: {max(1, context - min(lengths))}` or use shorter prompts",
+            )
+        )
     dropped = len(dataset) - len(keep)
     if dropped:
         dataset = dataset.select(keep)

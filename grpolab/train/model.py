@@ -21,24 +21,45 @@ def _load_error(name: str, exc: Exception) -> ConfigError:
     local = Path(name).expanduser()
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if not local.exists() and name.startswith((".", "/", "~")):
-        return ConfigError(Problem("model.name_or_path", f"no model folder at `{name}` (resolved to {local.resolve()}).", "point --model at a folder with config.json and the weights (as written by save_pretrained)"))
+        return ConfigError(
+            Problem(
+                "model.name_or_path",
+                f"no model folder at `{name}` (resolved to {local.resolve()}).",
+                "point --model at a folder with config.json and the weights (as written by save_pretrained)",
+            )
+        )
     if local.exists():
-        return ConfigError(Problem("model.name_or_path", f"could not load the model at `{name}`: {first}", "point --model at a folder with config.json and the weights (as written by save_pretrained)"))
+        return ConfigError(
+            Problem(
+                "model.name_or_path",
+                f"could not load the model at `{name}`: {first}",
+                "point --model at a folder with config.json and the weights (as written by save_pretrained)",
+            )
+        )
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
-    why = "the Hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache" if offline else "it is not a local folder and the Hub could not be reached or has no such model"
-    return ConfigError(Problem(
-        "model.name_or_path",
-        f"could not load model `{name}`: {why} ({first}).",
-        "pass a local path (--model ./my_model), download it once where the Hub is reachable (`hf download` fills the cache), "
-        "or unset HF_HUB_OFFLINE if you are online",
-    ))
+    why = (
+        "the Hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache"
+        if offline
+        else "it is not a local folder and the Hub could not be reached or has no such model"
+    )
+    return ConfigError(
+        Problem(
+            "model.name_or_path",
+            f"could not load model `{name}`: {why} ({first}).",
+            "pass a local path (--model ./my_model), download it once where the Hub is "
+            "reachable (`hf download` fills the cache), "
+            "or unset HF_HUB_OFFLINE if you are online",
+        )
+    )
 
 
 def load_tokenizer(name: str, model_cfg):
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            name, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code
+        )
     except Exception as exc:
         raise _load_error(name, exc) from None
     if tokenizer.pad_token is None:
@@ -85,4 +106,10 @@ def lora_config(model_cfg):
     from peft import LoraConfig
 
     lora = model_cfg.lora
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules, task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )

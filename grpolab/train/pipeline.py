@@ -41,7 +41,9 @@ def resolve_config(args) -> GRPOConfigLoader:
     if not args.model and not config_path and not any(o.startswith("model.name_or_path=") for o in args.overrides):
         config_path = str(preset_dir() / "grpo_demo.yaml")
         print(f"no --model given: running the embedded demo ({config_path})")
-    return GRPOConfigLoader(mode=args.mode, config_path=config_path, overrides=args.overrides, flags=flags_from_args(args))
+    return GRPOConfigLoader(
+        mode=args.mode, config_path=config_path, overrides=args.overrides, flags=flags_from_args(args)
+    )
 
 
 def resume_config(args) -> GRPOConfigLoader:
@@ -49,17 +51,33 @@ def resume_config(args) -> GRPOConfigLoader:
     run_dir = Path(args.resume)
     resolved = run_dir / "resolved_config.yaml"
     if not resolved.is_file():
-        raise ConfigError(Problem("", f"`{run_dir}` is not a run directory (no resolved_config.yaml).", "pass a folder created by a previous run", "--resume"))
+        raise ConfigError(
+            Problem(
+                "",
+                f"`{run_dir}` is not a run directory (no resolved_config.yaml).",
+                "pass a folder created by a previous run",
+                "--resume",
+            )
+        )
     saved = GRPOConfigLoader(config_path=resolved)
     if not (args.config or args.overrides or args.model or args.mode or args.output_dir):
         return saved
-    requested = GRPOConfigLoader(mode=args.mode, config_path=args.config or resolved, overrides=args.overrides, flags=flags_from_args(args))
+    requested = GRPOConfigLoader(
+        mode=args.mode, config_path=args.config or resolved, overrides=args.overrides, flags=flags_from_args(args)
+    )
     if args.force:
         return requested
     differ = _differences(saved.to_dict(), requested.to_dict())
     if differ:
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in differ[:5])
-        raise ConfigError(Problem("", f"the config given differs from the run's ({shown}).", "drop --config/--set to resume as it was, or add --force to resume with the new values", "--resume"))
+        raise ConfigError(
+            Problem(
+                "",
+                f"the config given differs from the run's ({shown}).",
+                "drop --config/--set to resume as it was, or add --force to resume with the new values",
+                "--resume",
+            )
+        )
     return saved
 
 
@@ -85,23 +103,46 @@ def detect_hardware(cfg) -> dict:
 
     cuda = torch.cuda.is_available() and cluster_cfg.device != "cpu"
     if cluster_cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(Problem("cluster.device", "is cuda, but no CUDA GPU is visible.", "set `cluster.device: auto` (or cpu)"))
+        raise ConfigError(
+            Problem("cluster.device", "is cuda, but no CUDA GPU is visible.", "set `cluster.device: auto` (or cpu)")
+        )
     use_vllm = cluster_cfg.use_vllm
     if use_vllm is True or use_vllm == "auto":
         have_vllm = importlib_util.find_spec("vllm") is not None
         if use_vllm is True and not (have_vllm and cuda):
             missing = "vLLM is not installed (pip install 'trl[vllm]')" if not have_vllm else "there is no CUDA GPU"
-            raise ConfigError(Problem("cluster.use_vllm", f"is true, but {missing}.", "set `cluster.use_vllm: auto` to fall back to transformers generation"))
+            raise ConfigError(
+                Problem(
+                    "cluster.use_vllm",
+                    f"is true, but {missing}.",
+                    "set `cluster.use_vllm: auto` to fall back to transformers generation",
+                )
+            )
         if use_vllm == "auto" and cuda and not have_vllm:
-            print("note: vLLM is not installed; generating with transformers (pip install 'trl[vllm]' for faster generation)")
+            print(
+                "note: vLLM is not installed; generating with transformers (pip install "
+                "'trl[vllm]' for faster generation)"
+            )
         use_vllm = have_vllm and cuda
     liger_installed = importlib_util.find_spec("liger_kernel") is not None
     if cfg.training.use_liger_kernel is True and not (liger_installed and cuda):
-        missing = "liger-kernel is not installed (pip install liger-kernel)" if not liger_installed else "there is no CUDA GPU (Liger's kernels need one)"
-        raise ConfigError(Problem("training.use_liger_kernel", f"is true, but {missing}.", "set `training.use_liger_kernel: auto` to use it only where it can run"))
+        missing = (
+            "liger-kernel is not installed (pip install liger-kernel)"
+            if not liger_installed
+            else "there is no CUDA GPU (Liger's kernels need one)"
+        )
+        raise ConfigError(
+            Problem(
+                "training.use_liger_kernel",
+                f"is true, but {missing}.",
+                "set `training.use_liger_kernel: auto` to use it only where it can run",
+            )
+        )
     return {
         "device": "cuda" if cuda else "cpu",
-        "bf16_supported": bool(torch.cuda.is_bf16_supported()) if cuda else cpu_has_bf16(),  # native bf16: autocast pays off
+        "bf16_supported": bool(torch.cuda.is_bf16_supported())
+        if cuda
+        else cpu_has_bf16(),  # native bf16: autocast pays off
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "rank": int(os.environ.get("RANK", "0")),
         "use_vllm": bool(use_vllm),
@@ -130,13 +171,21 @@ def train(args) -> int:
     if launched is not None:
         return launched
     world = hw["world_size"]
-    trl_kwargs = loader.trl_kwargs(world_size=world, device=hw["device"], bf16_supported=hw["bf16_supported"], use_vllm=hw["use_vllm"], liger_installed=hw["liger"])
+    trl_kwargs = loader.trl_kwargs(
+        world_size=world,
+        device=hw["device"],
+        bf16_supported=hw["bf16_supported"],
+        use_vllm=hw["use_vllm"],
+        liger_installed=hw["liger"],
+    )
     hw["use_liger_kernel"], hw["bf16"] = trl_kwargs["use_liger_kernel"], trl_kwargs["bf16"]
     import torch
 
     from grpolab.launch.detect import cpu_threads
 
-    hw["threads"] = cpu_threads(cfg.cluster.threads_per_process, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # ranks on this machine
+    hw["threads"] = cpu_threads(
+        cfg.cluster.threads_per_process, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    )  # ranks on this machine
     torch.set_num_threads(hw["threads"])
 
     # Logging: quiet libraries, our own lines on stdout.
@@ -167,12 +216,20 @@ def train(args) -> int:
     datas.check_columns(train_set, reward_needs)
     train_set = datas.format_prompts(train_set, tokenizer, cfg.data.system_prompt)
     context = models.context_length(model, tokenizer)
-    train_set, dropped, longest = datas.drop_too_long(train_set, tokenizer, cfg.generation.max_completion_length, context)
+    train_set, dropped, longest = datas.drop_too_long(
+        train_set, tokenizer, cfg.generation.max_completion_length, context
+    )
     eval_rows = None
     if cfg.data.eval_split:
         eval_set = datas.load_split(cfg.data, cfg.data.eval_split, cfg.data.eval_samples, seed=cfg.training.seed + 1)
         if "answer" not in eval_set.column_names or not isinstance(eval_set[0]["prompt"], str):
-            raise ConfigError(Problem("data.eval_split", "held-out scoring needs string prompts and an `answer` column.", "map them with `data.columns`, or set `data.eval_split: null`"))
+            raise ConfigError(
+                Problem(
+                    "data.eval_split",
+                    "held-out scoring needs string prompts and an `answer` column.",
+                    "map them with `data.columns`, or set `data.eval_split: null`",
+                )
+            )
         eval_rows = eval_set.to_list()
     derived = derived_quantities(cfg, world, len(train_set))
 
@@ -193,26 +250,30 @@ def train(args) -> int:
     if is_main:
         # A resumed run rewrites only resolved_config.yaml: the same text, unless --force changed values.
         sha = records.write_config_files(run_dir, loader.to_dict(), None if resumed else loader.overrides)
-        info.update({
-            "run_name": run_dir.name,
-            "command": sys.argv,
-            "config_file": (str(loader.config_path) if loader.config_path else None) if not resumed else info.get("config_file"),
-            "mode": cfg.mode,
-            "model": model_name,
-            "git": records.git_info(loader.config_path) if not resumed else info.get("git"),
-            "packages": records.package_versions(),
-            "host": records.host_info(),
-            "world_size": world,
-            "device": hw["device"],
-            "threads_per_process": hw["threads"],
-            "effective_batch_size": derived["effective_batch_size"],
-            "derived": derived,
-            "dataset": {"rows": len(train_set), "dropped_too_long": dropped},
-            "config_sha256": sha,
-            "status": "running",
-            "pid": os.getpid(),  # lets `grpolab runs list` tell a crashed run from a live one
-            "cwd": os.getcwd(),  # resolves a relative config_file for `grpolab runs annotate`
-        })
+        info.update(
+            {
+                "run_name": run_dir.name,
+                "command": sys.argv,
+                "config_file": (str(loader.config_path) if loader.config_path else None)
+                if not resumed
+                else info.get("config_file"),
+                "mode": cfg.mode,
+                "model": model_name,
+                "git": records.git_info(loader.config_path) if not resumed else info.get("git"),
+                "packages": records.package_versions(),
+                "host": records.host_info(),
+                "world_size": world,
+                "device": hw["device"],
+                "threads_per_process": hw["threads"],
+                "effective_batch_size": derived["effective_batch_size"],
+                "derived": derived,
+                "dataset": {"rows": len(train_set), "dropped_too_long": dropped},
+                "config_sha256": sha,
+                "status": "running",
+                "pid": os.getpid(),  # lets `grpolab runs list` tell a crashed run from a live one
+                "cwd": os.getcwd(),  # resolves a relative config_file for `grpolab runs annotate`
+            }
+        )
         info.setdefault("started", records.now())
         if resumed:
             info.setdefault("resumed", []).append(records.now())
@@ -224,13 +285,20 @@ def train(args) -> int:
     # Trainer.
     from trl import GRPOConfig, GRPOTrainer
 
-    from grpolab.train.callbacks import HeldOutAccuracyCallback, MetricsFileCallback, NanLossCallback, StopOnSignalCallback
     from grpolab.track.wandb_run import start_wandb, wandb_enabled
+    from grpolab.train.callbacks import (
+        HeldOutAccuracyCallback,
+        MetricsFileCallback,
+        NanLossCallback,
+        StopOnSignalCallback,
+    )
 
     trl_kwargs.update(output_dir=str(run_dir), run_name=run_dir.name)
     wandb_run = None
     if is_main and wandb_enabled(cfg.logging.report_to):
-        wandb_run = start_wandb(run_dir, cfg.logging, loader.to_dict(), derived, [run_dir / "resolved_config.yaml", loader.config_path])
+        wandb_run = start_wandb(
+            run_dir, cfg.logging, loader.to_dict(), derived, [run_dir / "resolved_config.yaml", loader.config_path]
+        )
     elif not wandb_enabled(cfg.logging.report_to) and "wandb" in (trl_kwargs["report_to"] or []):
         trl_kwargs["report_to"] = [t for t in trl_kwargs["report_to"] if t != "wandb"] or "none"
     if is_main:  # the exact GRPOConfig arguments: a plain TRL script given these trains the same run
@@ -240,7 +308,11 @@ def train(args) -> int:
     callbacks = [MetricsFileCallback(run_dir / "metrics.jsonl"), nan_guard, stopper]
     if cfg.data.eval_every_steps:
         score = lambda m: _evaluate(m, tokenizer, eval_rows, cfg)  # noqa: E731
-        callbacks.append(HeldOutAccuracyCallback(score, cfg.data.eval_every_steps, run_dir / "metrics.jsonl" if is_main else None, wandb_run))
+        callbacks.append(
+            HeldOutAccuracyCallback(
+                score, cfg.data.eval_every_steps, run_dir / "metrics.jsonl" if is_main else None, wandb_run
+            )
+        )
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -268,9 +340,19 @@ def train(args) -> int:
     finally:
         stopper.uninstall()
     if stopper.signal_name and status == "finished":
-        status, exit_code, error = "interrupted", EXIT_SIGNAL.get(stopper.signal_name, 1), f"{stopper.signal_name}: checkpoint saved at step {trainer.state.global_step}"
+        status, exit_code, error = (
+            "interrupted",
+            EXIT_SIGNAL.get(stopper.signal_name, 1),
+            f"{stopper.signal_name}: checkpoint saved at step {trainer.state.global_step}",
+        )
     if nan_guard.nan_step is not None:
-        status, exit_code, error = "failed", EXIT_FAILED, f"training diverged (NaN) at step {nan_guard.nan_step}: {nan_guard.reason}; stopped with a checkpoint (checkpoint-{nan_guard.nan_step}); lower training.learning_rate or check the rewards"
+        status, exit_code, error = (
+            "failed",
+            EXIT_FAILED,
+            f"training diverged (NaN) at step {nan_guard.nan_step}: {nan_guard.reason}; "
+            f"stopped with a checkpoint (checkpoint-{nan_guard.nan_step}); lower "
+            "training.learning_rate or check the rewards",
+        )
 
     # Save the final model, score it again, write the summary.
     eval_after = None
@@ -279,15 +361,29 @@ def train(args) -> int:
         eval_after = _evaluate(trainer.model, tokenizer, eval_rows, cfg)
     if is_main:
         summary = records.summarize(records.read_metrics(run_dir))
-        summary.update(status=status, train_seconds=round(time.time() - started, 2), global_step=trainer.state.global_step)
+        summary.update(
+            status=status, train_seconds=round(time.time() - started, 2), global_step=trainer.state.global_step
+        )
         if eval_rows is not None:
-            summary["eval"] = {"split": cfg.data.eval_split, "prompts": len(eval_rows), "accuracy_before": eval_before, "accuracy_after": eval_after}
+            summary["eval"] = {
+                "split": cfg.data.eval_split,
+                "prompts": len(eval_rows),
+                "accuracy_before": eval_before,
+                "accuracy_after": eval_after,
+            }
         records.write_json(run_dir / "summary.json", summary)
-        info.update(status=status, ended=records.now(), exit_code=exit_code, global_step=trainer.state.global_step, error=error)
+        info.update(
+            status=status, ended=records.now(), exit_code=exit_code, global_step=trainer.state.global_step, error=error
+        )
         records.write_json(info_path, info)
         print_result(run_dir, summary, status, error)
     if wandb_run is not None:
-        wandb_run.summary.update({"status": status, **({"eval/accuracy_before": eval_before, "eval/accuracy_after": eval_after} if eval_rows else {})})
+        wandb_run.summary.update(
+            {
+                "status": status,
+                **({"eval/accuracy_before": eval_before, "eval/accuracy_after": eval_after} if eval_rows else {}),
+            }
+        )
         wandb_run.finish(exit_code=exit_code)
     return exit_code
 
@@ -311,7 +407,11 @@ def _last_checkpoint(run_dir: Path) -> str:
 
     checkpoint = get_last_checkpoint(str(run_dir))
     if checkpoint is None:
-        raise ConfigError(Problem("", f"`{run_dir}` has no checkpoint-N folder to resume from.", "start a new run instead", "--resume"))
+        raise ConfigError(
+            Problem(
+                "", f"`{run_dir}` has no checkpoint-N folder to resume from.", "start a new run instead", "--resume"
+            )
+        )
     return checkpoint
 
 
@@ -324,7 +424,8 @@ def _evaluate(model, tokenizer, rows, cfg):
 
 
 def _save_final_model(trainer, tokenizer, run_dir: Path, is_main: bool) -> None:
-    """run_dir/model loads with AutoModelForCausalLM.from_pretrained; LoRA is merged (adapter kept in run_dir/adapter)."""
+    """run_dir/model loads with AutoModelForCausalLM.from_pretrained; LoRA is merged (the adapter is
+    kept in run_dir/adapter)."""
     model = trainer.model
     if (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled) and not hasattr(model, "merge_and_unload"):
         # ZeRO-3 / FSDP shard the weights: every rank takes part in gathering them, rank 0 writes.
@@ -347,19 +448,36 @@ def print_plan(cfg, loader, model_name, model, hw, d, rows, dropped, longest, co
     params = sum(p.numel() for p in model.parameters())
     source = loader.config_path or loader.preset_path
     lines = [
-        f"config       {source} (mode {cfg.mode}){' + ' + ', '.join(f'{k}={v}' for k, v in loader.overrides.items()) if loader.overrides else ''}",
-        f"model        {model_name} ({params / 1e6:.2f}M parameters, context {context}){' + LoRA r=' + str(cfg.model.lora.r) if cfg.model.lora.enabled else ''}",
-        f"device       {hw['device']} x {d['world_size']} process(es), {hw['threads']} CPU thread(s) each; precision {'bf16 autocast' if hw['bf16'] else 'fp32'}; "
-        f"generation {'vLLM ' + cfg.cluster.vllm_mode if hw['use_vllm'] else 'transformers'}; gradient checkpointing {'on' if cfg.training.gradient_checkpointing else 'off'}; "
+        f"config       {source} (mode "
+        f"{cfg.mode}){' + ' + ', '.join(f'{k}={v}' for k, v in loader.overrides.items()) if loader.overrides else ''}",
+        f"model        {model_name} ({params / 1e6:.2f}M parameters, context "
+        f"{context}){' + LoRA r=' + str(cfg.model.lora.r) if cfg.model.lora.enabled else ''}",
+        f"device       {hw['device']} x {d['world_size']} process(es), {hw['threads']} "
+        f"CPU thread(s) each; precision {'bf16 autocast' if hw['bf16'] else 'fp32'}; "
+        f"generation {'vLLM ' + cfg.cluster.vllm_mode if hw['use_vllm'] else 'transformers'}; "
+        f"gradient checkpointing {'on' if cfg.training.gradient_checkpointing else 'off'}; "
         f"Liger {'on' if hw['use_liger_kernel'] else 'off'}",
-        f"data         {cfg.data.dataset} [{cfg.data.split}]: {rows} prompts ({dropped} dropped as too long; longest kept {longest} tokens)",
+        f"data         {cfg.data.dataset} [{cfg.data.split}]: {rows} prompts ({dropped} "
+        f"dropped as too long; longest kept {longest} tokens)",
         f"rewards      {', '.join(f'{r.name} x{r.weight:g}' for r in cfg.rewards)}",
-        f"batch        effective {d['effective_batch_size']}; {d['generation_batch_size']} completions = {d['unique_prompts_per_round']} prompts x {cfg.grpo.num_generations} per round; {'on' if d['on_policy'] else 'off'}-policy",
-        f"steps        {d['total_optimizer_steps']} optimizer steps ({d['optimizer_steps_per_epoch']} per epoch); KL {'on (beta ' + format(cfg.grpo.beta, 'g') + ', reference model loaded)' if d['kl_tracked'] else 'off (beta 0: no reference model)'}",
+        f"batch        effective {d['effective_batch_size']}; "
+        f"{d['generation_batch_size']} completions = {d['unique_prompts_per_round']} "
+        f"prompts x {cfg.grpo.num_generations} per round; "
+        f"{'on' if d['on_policy'] else 'off'}-policy",
+        f"steps        {d['total_optimizer_steps']} optimizer steps "
+        f"({d['optimizer_steps_per_epoch']} per epoch); KL "
+        + (
+            f"on (beta {cfg.grpo.beta:g}, reference model loaded)"
+            if d["kl_tracked"]
+            else "off (beta 0: no reference model)"
+        ),
     ]
     if eval_rows is not None:
         every = f", and every {cfg.data.eval_every_steps} steps" if cfg.data.eval_every_steps else ""
-        lines.append(f"held-out     {len(eval_rows)} prompts from [{cfg.data.eval_split}], greedy accuracy before and after{every}")
+        lines.append(
+            f"held-out     {len(eval_rows)} prompts from [{cfg.data.eval_split}], greedy "
+            f"accuracy before and after{every}"
+        )
     print("\n".join(lines), flush=True)
 
 
@@ -370,7 +488,10 @@ def print_result(run_dir: Path, summary: dict, status: str, error: str | None) -
         print(f"  {error}")
     reward = final.get("reward")
     if reward is not None:
-        print(f"  steps {summary['global_step']}, final reward {reward:.3f}, best {summary['best'].get('reward', reward):.3f}, {summary['train_seconds']:.1f} s")
+        print(
+            f"  steps {summary['global_step']}, final reward {reward:.3f}, best "
+            f"{summary['best'].get('reward', reward):.3f}, {summary['train_seconds']:.1f} s"
+        )
     ev = summary.get("eval")
     if ev and ev["accuracy_before"] is not None:
         after = ev["accuracy_after"]

@@ -51,7 +51,9 @@ def numeric_match(completions, answer, **kwargs) -> list[float]:
     for c, a in zip(completions, answer):
         found = _NUMBER.search(_answer_part(completion_text(c)))
         target = _NUMBER.search(str(a))
-        ok = bool(found and target) and math.isclose(float(found.group()), float(target.group()), rel_tol=0, abs_tol=1e-6)
+        ok = bool(found and target) and math.isclose(
+            float(found.group()), float(target.group()), rel_tol=0, abs_tol=1e-6
+        )
         rewards.append(float(ok))
     return rewards
 
@@ -62,11 +64,17 @@ def format_reward(completions, pattern: str = THINK_ANSWER_FORMAT, **kwargs) -> 
     return [float(bool(regex.fullmatch(completion_text(c).strip()))) for c in completions]
 
 
-def length_penalty(completions, completion_ids=None, max_length: int = 256, soft_cache: int | None = None, **kwargs) -> list[float]:
+def length_penalty(
+    completions, completion_ids=None, max_length: int = 256, soft_cache: int | None = None, **kwargs
+) -> list[float]:
     """DAPO's soft overlong punishment: 0 up to max_length - soft_cache tokens, then falling
     linearly to -1 at max_length, -1 beyond. Counts tokens when TRL passes completion_ids."""
     cache = soft_cache if soft_cache is not None else max(1, max_length // 4)
-    lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [len(completion_text(c)) for c in completions]
+    lengths = (
+        [len(ids) for ids in completion_ids]
+        if completion_ids is not None
+        else [len(completion_text(c)) for c in completions]
+    )
     out = []
     for n in lengths:
         if n <= max_length - cache:
@@ -99,7 +107,14 @@ def load_reward(spec: str, index: int):
         if target.endswith(".py"):
             path = Path(target)
             if not path.is_file():
-                raise ConfigError(Problem(key, f"reward file `{target}` not found.", "give a path relative to the current directory", spec))
+                raise ConfigError(
+                    Problem(
+                        key,
+                        f"reward file `{target}` not found.",
+                        "give a path relative to the current directory",
+                        spec,
+                    )
+                )
             module_name = f"grpolab_user_reward_{abs(hash(str(path.resolve())))}"
             module_spec = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(module_spec)
@@ -110,11 +125,22 @@ def load_reward(spec: str, index: int):
     except ConfigError:
         raise
     except Exception as exc:  # the user's module failed to import: say which and why
-        raise ConfigError(Problem(key, f"reward `{spec}` could not be imported: {type(exc).__name__}: {exc}.", "check the module path and that it imports on its own", spec)) from None
+        raise ConfigError(
+            Problem(
+                key,
+                f"reward `{spec}` could not be imported: {type(exc).__name__}: {exc}.",
+                "check the module path and that it imports on its own",
+                spec,
+            )
+        ) from None
     func = getattr(module, func_name, None)
     if not callable(func):
         names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
-        raise ConfigError(Problem(key, f"`{target}` has no function `{func_name}`; it has: {', '.join(names) or 'none'}.", None, spec))
+        raise ConfigError(
+            Problem(
+                key, f"`{target}` has no function `{func_name}`; it has: {', '.join(names) or 'none'}.", None, spec
+            )
+        )
     return func
 
 
@@ -124,7 +150,11 @@ def required_columns(spec: str, func) -> list[str]:
         return BUILTIN_COLUMNS[spec]
     needed = []
     for name, param in inspect.signature(func).parameters.items():
-        if name in _TRL_ARGS or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL) or param.default is not param.empty:
+        if (
+            name in _TRL_ARGS
+            or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL)
+            or param.default is not param.empty
+        ):
             continue
         needed.append(name)
     return needed
@@ -137,16 +167,30 @@ def make_reward(spec: str, func, kwargs: dict, label: str):
 
     def reward(prompts, completions, **columns):
         try:
-            values = func(prompts=prompts, completions=completions, **columns, **kwargs) if takes_prompts else func(completions=completions, **columns, **kwargs)
+            values = (
+                func(prompts=prompts, completions=completions, **columns, **kwargs)
+                if takes_prompts
+                else func(completions=completions, **columns, **kwargs)
+            )
         except Exception as exc:
             sample = _first_failing_sample(func, prompts, completions, columns, kwargs)
-            raise RewardFunctionError(f"reward `{spec}` raised {type(exc).__name__}: {exc}\n  on sample {sample}") from exc
+            raise RewardFunctionError(
+                f"reward `{spec}` raised {type(exc).__name__}: {exc}\n  on sample {sample}"
+            ) from exc
         if values is None or len(values) != len(completions):
             got = "None" if values is None else f"{len(values)} values"
-            raise RewardFunctionError(f"reward `{spec}` returned {got} for {len(completions)} completions; it must return one float (or None) per completion")
+            raise RewardFunctionError(
+                f"reward `{spec}` returned {got} for {len(completions)} completions; it must "
+                "return one float (or None) per completion"
+            )
         for i, v in enumerate(values):
-            if v is not None and not isinstance(v, numbers.Real) or (isinstance(v, numbers.Real) and math.isnan(v)):  # numpy scalars are Real
-                raise RewardFunctionError(f"reward `{spec}` returned {v!r} for completion {i}; rewards must be numbers (None skips a completion)\n  on sample {_sample(prompts, completions, columns, i)}")
+            if (
+                v is not None and not isinstance(v, numbers.Real) or (isinstance(v, numbers.Real) and math.isnan(v))
+            ):  # numpy scalars are Real
+                raise RewardFunctionError(
+                    f"reward `{spec}` returned {v!r} for completion {i}; rewards must be numbers "
+                    f"(None skips a completion)\n  on sample {_sample(prompts, completions, columns, i)}"
+                )
         return values
 
     reward.__name__ = label  # TRL logs rewards/<name>/mean
