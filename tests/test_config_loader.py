@@ -17,9 +17,10 @@ import pytest
 
 from grpolab.config import ConfigError, GRPOConfigLoader, preset_path
 from grpolab.config.derive import derived_quantities
+from grpolab.config.owned import OWNED, REMOVED
 from grpolab.config.schema import SECTIONS, GRPOLabConfig
 from grpolab.config.trl_mapping import to_trl_kwargs
-from grpolab.config.validate import OWNED_ELSEWHERE, REMOVED, trl_fields
+from grpolab.config.trl_snapshot import trl_fields
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "configs" / "grpo_cluster.yaml"
@@ -78,10 +79,12 @@ def apply_fix(error: ConfigError) -> dict:
 
 # ----------------------------------------------------------------------------- presets
 def test_presets_are_the_default_files():
-    assert preset_path("local") == LOCAL and preset_path("cluster") == CLUSTER
+    """The presets are package data; the documented configs/ paths are links to the same files."""
+    assert preset_path("local") == REPO / "grpolab" / "presets" / "grpo_local.yaml"
+    assert preset_path("local") == LOCAL.resolve() and preset_path("cluster") == CLUSTER.resolve()
     assert GRPOConfigLoader().mode == "local"
-    assert GRPOConfigLoader().preset_path == LOCAL
-    assert GRPOConfigLoader(mode="cluster").preset_path == CLUSTER
+    assert GRPOConfigLoader().preset_path == LOCAL.resolve()
+    assert GRPOConfigLoader(mode="cluster").preset_path == CLUSTER.resolve()
 
 
 def test_presets_load_without_warnings():
@@ -135,7 +138,7 @@ def test_seed_experiment_3_large_batch(tmp_path):
 def test_mode_argument_beats_the_files_mode(tmp_path):
     path = write(tmp_path, "mode: local\n" + EXPERIMENT_1)
     loader = GRPOConfigLoader(mode="cluster", config_path=path)
-    assert loader.mode == "cluster" and loader.preset_path == CLUSTER
+    assert loader.mode == "cluster" and loader.preset_path == CLUSTER.resolve()
     assert loader.get_param("training.per_device_train_batch_size") == 8
     assert loader.get_param("training.learning_rate") == 1e-5
     assert "mode: cluster  # Changed from local" in loader.render()
@@ -264,7 +267,7 @@ def test_every_pass_through_field_accepts_its_trl_default():
     updates = {}
     for section in ("training", "grpo"):
         for name, spec in trl_fields()[section].items():
-            if name in OWNED_ELSEWHERE or name in REMOVED or name in SECTIONS[section].model_fields:
+            if name in OWNED or name in REMOVED or name in SECTIONS[section].model_fields:
                 continue
             updates[f"{section}.{name}"] = spec["default"]
     assert len(updates) > 100

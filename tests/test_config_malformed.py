@@ -152,8 +152,8 @@ def test_empty_section_counts_as_no_keys(tmp_path):
 @pytest.mark.parametrize(
     "item, fragment",
     [
-        ("training.learning_rate", "is not of the form key=value"),
-        ("=1e-4", "is not of the form key=value"),
+        ("training.learning_rate", "is not of the form KEY=VALUE"),
+        ("=1e-4", "is not of the form KEY=VALUE"),
         ("training..learning_rate=1", "is not a dotted key"),
         ("trainig.learning_rate=1e-4", "Did you mean `training`?"),
         ("training.learnin_rate=1e-4", "Did you mean `learning_rate`?"),

@@ -10,7 +10,7 @@ from conftest import REPO_ROOT
 
 from grpolab.cli.main import main
 from grpolab.config import ConfigError, GRPOConfigLoader
-from grpolab.config.validate import trl_fields
+from grpolab.config.trl_snapshot import trl_fields
 from grpolab.config.yaml_io import parse_yaml_text, read_yaml_file, to_plain
 from grpolab.experiment.recipe_import import import_recipe
 

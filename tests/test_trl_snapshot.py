@@ -11,9 +11,9 @@ trl = pytest.importorskip("trl")
 
 from grpolab.config import GRPOConfigLoader  # noqa: E402
 from grpolab.config.derive import derived_quantities  # noqa: E402
+from grpolab.config.owned import OWNED, REMOVED  # noqa: E402
 from grpolab.config.schema import SECTIONS  # noqa: E402
 from grpolab.config.trl_snapshot import SNAPSHOT_PATH, build_snapshot  # noqa: E402
-from grpolab.config.validate import OWNED_ELSEWHERE, REMOVED  # noqa: E402
 
 REGENERATE = (
     "the TRL field snapshot is out of date: run `python -m "
@@ -88,7 +88,7 @@ def test_trl_accepts_every_pass_through_field(stored, tmp_path):
         f"{section}.{name}": spec["default"]
         for section in ("training", "grpo")
         for name, spec in stored[section].items()
-        if name not in OWNED_ELSEWHERE and name not in REMOVED and name not in SECTIONS[section].model_fields
+        if name not in OWNED and name not in REMOVED and name not in SECTIONS[section].model_fields
     }
     loader = GRPOConfigLoader(mode="cluster")
     loader.update_params(updates)

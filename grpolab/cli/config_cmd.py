@@ -3,47 +3,18 @@ commands never import torch, transformers or trl, so they answer in a fraction o
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.cli.common import EXIT_OK, EXIT_USAGE, add_layer_args, load, positive_int, print_warnings
+from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import derived_quantities
+from grpolab.config.keys import MISSING, diff
+from grpolab.config.layers import parse_assignments
 from grpolab.config.yaml_io import dump_yaml, inline_yaml
 
-
-def positive_int(text: str) -> int:
-    """argparse type for --world-size and --dataset-size."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
-
-
-def add_layer_args(parser: argparse.ArgumentParser) -> None:
-    """The options every command that resolves a config takes."""
-    parser.add_argument("--mode", help="local or cluster (default: the file's `mode:`, else local)")
-    parser.add_argument("--config", metavar="FILE", help="YAML file layered over the mode preset")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one key, e.g. --set grpo.beta=0.04 (repeatable)",
-    )
-
-
-def load(args, world_size: int | None = None) -> GRPOConfigLoader:
-    return GRPOConfigLoader(mode=args.mode, config_path=args.config, overrides=args.overrides, world_size=world_size)
-
-
-def print_warnings(loader: GRPOConfigLoader, label: str = "") -> None:
-    for warning in loader.warnings:
-        print(f"warning: {label}{warning}", file=sys.stderr)
+# Re-exported for the modules that imported them from here before grpolab.cli.common existed.
+__all__ = ["add_layer_args", "positive_int", "print_warnings", "register"]
 
 
 def register(sub) -> None:
@@ -91,7 +62,7 @@ def cmd_show(args) -> int:
     loader = load(args)
     print_warnings(loader)
     print(dump_yaml(loader.to_dict()), end="")
-    return 0
+    return EXIT_OK
 
 
 def cmd_validate(args) -> int:
@@ -105,7 +76,7 @@ def cmd_validate(args) -> int:
             continue
         print_warnings(loader)
         print(f"{path}: ok (mode {loader.mode}, world size {loader.target_world_size()})")
-    return 2 if failed else 0
+    return EXIT_USAGE if failed else EXIT_OK
 
 
 def cmd_explain(args) -> int:
@@ -236,40 +207,29 @@ def _threads(cfg, world: int) -> str:
     )
 
 
-def _flatten(data, prefix=""):
-    if isinstance(data, dict) and data:
-        for key, value in data.items():
-            yield from _flatten(value, f"{prefix}.{key}" if prefix else key)
-    else:
-        yield prefix, data
+def _shown(value) -> str:
+    return "(unset)" if value is MISSING else inline_yaml(value)
 
 
 def cmd_diff(args) -> int:
-    a = dict(_flatten(GRPOConfigLoader(config_path=args.a).to_dict()))
-    b = dict(_flatten(GRPOConfigLoader(config_path=args.b).to_dict()))
-    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k, "<unset>") != b.get(k, "<unset>")]
-    if not keys:
+    rows = diff(GRPOConfigLoader(config_path=args.a).to_dict(), GRPOConfigLoader(config_path=args.b).to_dict())
+    if not rows:
         print("no differences in the resolved configs")
-        return 0
-    width = max(len(k) for k in keys)
+        return EXIT_OK
+    width = max(len(key) for key, _, _ in rows)
     print(f"{'key':<{width}}  {args.a}  ->  {args.b}")
-    for key in keys:
-        print(f"{key:<{width}}  {inline_yaml(a.get(key))}  ->  {inline_yaml(b.get(key))}")
-    return 0
+    for key, a, b in rows:
+        print(f"{key:<{width}}  {_shown(a)}  ->  {_shown(b)}")
+    return EXIT_OK
 
 
 def cmd_set(args) -> int:
-    for item in args.assignments:
-        if "=" not in item or not item.partition("=")[0].strip():
-            raise ConfigError(
-                Problem("", f"`{item}` is not of the form KEY=VALUE.", "write e.g. `grpo.beta=0.05`", "config set")
-            )
+    updates = dict(parse_assignments(args.assignments, "config set"))
     loader = GRPOConfigLoader(config_path=args.file)
-    updates = dict(GRPOConfigLoader._parse_overrides(args.assignments))
     loader.update_params(updates)
     print_warnings(loader)
     out = args.output or args.file
     in_place = args.output is None
     path = loader.save_config(out, overwrite=in_place or args.force)
     print(f"wrote {path}: " + ", ".join(f"{k}={inline_yaml(v)}" for k, v in updates.items()))
-    return 0
+    return EXIT_OK

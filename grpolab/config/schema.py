@@ -1,16 +1,20 @@
 """The config schema: one typed class per YAML section.
 
 Defaults mirror TRL's GRPOConfig unless a comment says why they differ. `training:` and
-`grpo:` also accept any other real TrainingArguments / GRPOConfig field as a pass-through;
-those are checked against the snapshot in trl_fields.json (see validate.check_keys).
+`grpo:` also accept any other real TrainingArguments / GRPOConfig field as a pass-through.
+`closed_model()` is this schema with those two sections closed over TRL's field list
+(trl_fields.json): validation runs through it, so pydantic itself reports every unknown,
+misplaced or mistyped key, and the JSON Schema of `grpolab config schema` is its schema.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Annotated, Literal
+from functools import lru_cache
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, create_model, field_validator
 
 BUILTIN_REWARDS = ("exact_match", "numeric_match", "format", "length_penalty")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
@@ -25,7 +29,7 @@ class Section(BaseModel):
 
 
 class PassThroughSection(Section):
-    # Other real TRL fields are allowed here; validate.check_keys vets them first.
+    # Other real TRL fields are kept here as extras; closed_model() checks them first.
     model_config = ConfigDict(extra="allow", strict=True, validate_default=True, allow_inf_nan=False)
 
 
@@ -237,3 +241,103 @@ SECTIONS: dict[str, type[Section]] = {
     "logging": LoggingConfig,
     "cluster": ClusterConfig,
 }
+
+
+# --------------------------------------------------------------------------- the closed schema
+_JSON_TYPE = {
+    "bool": "boolean",
+    "int": "integer",
+    "float": "number",
+    "str": "string",
+    "dict": "object",
+    "list": "array",
+    "null": "null",
+}
+_KIND_CHECK = {
+    "bool": lambda v: isinstance(v, bool),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "dict": lambda v: isinstance(v, dict),
+    "list": lambda v: isinstance(v, list),
+    "null": lambda v: v is None,
+    "any": lambda v: True,
+}
+
+
+def _one_of(choices):
+    from .errors import did_you_mean
+
+    def check(value):
+        if isinstance(value, str) and value not in choices:
+            raise ValueError(f"`{value}` is not one of: {', '.join(choices)}.{did_you_mean(value, choices)}")
+        return value
+
+    return check
+
+
+def _trl_kind(spec: dict):
+    kinds = spec["kinds"]
+    one_of = _one_of(spec["choices"]) if spec.get("choices") else (lambda value: value)
+
+    def check(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value!r}.")
+        if not any(_KIND_CHECK[k](value) for k in kinds):
+            raise ValueError(f"expected {' or '.join(kinds)} (TRL field), got {type(value).__name__} {value!r}.")
+        return one_of(value)
+
+    return check
+
+
+def trl_json_schema(spec: dict) -> dict:
+    """JSON Schema of a pass-through TRL field, from its snapshot entry."""
+    kinds = spec["kinds"]
+    out: dict = {}
+    if "any" not in kinds:
+        types = [_JSON_TYPE[k] for k in kinds]
+        out["type"] = types[0] if len(types) == 1 else types
+    if spec.get("choices") and set(kinds) <= {"str", "null"}:
+        out["enum"] = [*spec["choices"], *([None] if "null" in kinds else [])]
+    if spec.get("help"):
+        out["description"] = spec["help"]
+    default = spec.get("default")
+    if any(_KIND_CHECK[k](default) for k in kinds) and (not out.get("enum") or default in out["enum"]):
+        out["default"] = default
+    return out
+
+
+@lru_cache(maxsize=1)
+def closed_model() -> type[GRPOLabConfig]:
+    """GRPOLabConfig with every real TRL field declared under `training:` and `grpo:` and
+    nothing else allowed there. Fields grpolab sets from another key (owned.OWNED) and fields
+    TRL removed (owned.REMOVED) stay undeclared, so they are reported as unknown keys, with
+    the key to use instead (pydantic_errors words that)."""
+    from .owned import OWNED, REMOVED
+    from .trl_snapshot import trl_fields
+
+    fields = trl_fields()
+
+    def close(cls: type[PassThroughSection], section: str):
+        class Closed(cls):
+            model_config = ConfigDict(**{**cls.model_config, "extra": "forbid", "validate_default": False})
+
+        declared: dict = {}
+        for name, spec in fields[section].items():
+            if name in cls.model_fields:
+                if spec.get("choices"):  # a typed field whose TRL values are an enum (lr_scheduler_type)
+                    info = cls.model_fields[name]
+                    declared[name] = (Annotated[info.annotation, AfterValidator(_one_of(spec["choices"]))], info)
+            elif name not in OWNED and name not in REMOVED:
+                kind = Annotated[Any, AfterValidator(_trl_kind(spec)), WithJsonSchema(trl_json_schema(spec))]
+                declared[name] = (kind, Field(None, description=spec.get("help")))
+        return create_model(cls.__name__, __base__=Closed, __module__=__name__, **declared)
+
+    training, grpo = close(TrainingConfig, "training"), close(GRPOSection, "grpo")
+    return create_model(
+        "GRPOLabConfig",
+        __base__=GRPOLabConfig,
+        __module__=__name__,
+        training=(training, Field(default_factory=training)),
+        grpo=(grpo, Field(default_factory=grpo)),
+    )

@@ -15,9 +15,18 @@ import enum
 import json
 import types
 import typing
+from functools import lru_cache
 from pathlib import Path
 
 SNAPSHOT_PATH = Path(__file__).with_name("trl_fields.json")
+
+
+@lru_cache(maxsize=1)
+def trl_fields() -> dict:
+    """The snapshot: {"training": {field: spec}, "grpo": {field: spec}, versions}. A spec has
+    `kinds` (the YAML kinds the field accepts), `default`, and `choices` for enums."""
+    return json.loads(SNAPSHOT_PATH.read_text())
+
 
 _KIND_OF = {bool: "bool", int: "int", float: "float", str: "str", dict: "dict", list: "list", type(None): "null"}
 

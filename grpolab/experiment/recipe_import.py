@@ -9,7 +9,6 @@ is written into the file (marked `# TRL default`), so the imported config trains
 from __future__ import annotations
 
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +16,18 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.errors import did_you_mean
-from grpolab.config.validate import OWNED_ELSEWHERE, REMOVED, trl_fields
-from grpolab.config.yaml_io import dump_yaml, inline_yaml, line_of, read_yaml_file, to_plain, write_atomic
+from grpolab.config.keys import set_path, split_key
+from grpolab.config.owned import OWNED, REMOVED
+from grpolab.config.trl_snapshot import trl_fields
+from grpolab.config.yaml_io import (
+    dump_yaml,
+    inline_yaml,
+    line_of,
+    parse_yaml_text,
+    read_yaml_file,
+    to_plain,
+    write_atomic,
+)
 
 # TRL's ModelConfig -> model:
 MODEL_KEYS = {
@@ -45,7 +54,7 @@ SCRIPT_KEYS = {
     "wandb_entity": "logging.entity",
     "wandb_run_group": "logging.group",
 }
-# `trl grpo` hands keys it does not know to `accelerate launch` (TRL notes §7).
+# `trl grpo` hands the keys it does not know to `accelerate launch`.
 ACCELERATE_KEYS = {
     k: f"cluster.{k}"
     for k in (
@@ -121,12 +130,6 @@ class Imported:
     pinned: dict = field(default_factory=dict)  # dotted key -> (TRL default, the preset's value)
 
 
-def _owned_target(key: str) -> str | None:
-    """OWNED_ELSEWHERE says "`generation.top_p`" or "`output_dir` (top level)": the key to use."""
-    match = re.match(r"^`([\w.]+)`", OWNED_ELSEWHERE.get(key, ""))
-    return match.group(1) if match else None
-
-
 def _coerce(value, kinds: list[str]):
     """TRL's parser turns "1e-6" into a float; do the same for a quoted number in a number field."""
     if isinstance(value, str) and "str" not in kinds:
@@ -139,13 +142,6 @@ def _coerce(value, kinds: list[str]):
     return value
 
 
-def _set(data: dict, dotted: str, value) -> None:
-    *parents, last = dotted.split(".")
-    for part in parents:
-        data = data.setdefault(part, {})
-    data[last] = value
-
-
 class _Converter:
     def __init__(self, recipe: dict, origin: str):
         self.recipe, self.origin = recipe, origin
@@ -155,7 +151,7 @@ class _Converter:
         self.renamed: dict[str, str] = {}  # dotted -> recipe key, for `# from X` comments
 
     def put(self, key: str, dotted: str, value) -> None:
-        _set(self.data, dotted, value)
+        set_path(self.data, split_key(dotted), value)
         self.mapped.setdefault(key, []).append(dotted)
         if dotted.rpartition(".")[2] != key:
             self.renamed[dotted] = key
@@ -206,9 +202,9 @@ class _Converter:
             elif key in UNSUPPORTED:
                 self.skip(key, value, UNSUPPORTED[key])
             elif key in REMOVED:
-                self.skip(key, value, REMOVED[key])
-            elif key in OWNED_ELSEWHERE:
-                target = _owned_target(key)
+                self.skip(key, value, REMOVED[key].why)
+            elif key in OWNED:
+                target = OWNED[key].key
                 if target:
                     self.put(
                         key,
@@ -219,7 +215,7 @@ class _Converter:
                         ),
                     )
                 else:
-                    self.skip(key, value, f"grpolab sets it through {OWNED_ELSEWHERE[key]}")
+                    self.skip(key, value, f"grpolab sets it through {OWNED[key].via}")
             elif key in fields["grpo"]:
                 self.put(key, f"grpo.{key}", _coerce(value, fields["grpo"][key]["kinds"]))
             elif key in fields["training"]:
@@ -299,27 +295,24 @@ class _Converter:
 
 def _route(key: str) -> str:
     """Where a TRL field lives in a grpolab config (for pinned defaults)."""
-    target = _owned_target(key)
-    if target:
-        return target
+    if key in OWNED and OWNED[key].key:
+        return OWNED[key].key
     return f"grpo.{key}" if key in trl_fields()["grpo"] else f"training.{key}"
 
 
 def _load(text: str, name: str) -> GRPOConfigLoader:
-    """Validate through the public loader, from a temporary file."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_text(text)
-        return GRPOConfigLoader(config_path=path)
+    """Validate a config text through the public loader, as the file `name` would be."""
+    tree = parse_yaml_text(text, name)
+    return GRPOConfigLoader.from_dict(to_plain(tree, name, tree))
 
 
-def _pins(conv: _Converter, mode: str, name: str) -> dict:
+def _pins(conv: _Converter, mode: str) -> dict:
     """TRL defaults for the fields the recipe leaves out and the mode preset would change."""
     set_by_recipe = {dotted.rpartition(".")[2] for targets in conv.mapped.values() for dotted in targets}
     set_by_recipe |= set(conv.recipe)
     if "activation_checkpointing" in set_by_recipe:
         set_by_recipe.add("gradient_checkpointing")
-    loader = _load(dump_yaml({"mode": mode, **conv.data}), name)
+    loader = GRPOConfigLoader.from_dict({"mode": mode, **conv.data})
     kwargs = loader.trl_kwargs()
     # transformers 5 renamed gradient_checkpointing; the grpolab key keeps the old name.
     kwargs["gradient_checkpointing"] = loader.config.training.gradient_checkpointing
@@ -366,12 +359,12 @@ def import_recipe(path, mode: str | None = None) -> Imported:
     mode = mode or conv.guess_mode()
     name = path.stem + ".yaml"
     try:
-        pins = _pins(conv, mode, name)
+        pins = _pins(conv, mode)
     except ConfigError as exc:
         raise _explain(exc, conv, tree, path) from None
     comments = {dotted: f"from `{key}`" for dotted, key in conv.renamed.items()}
     for dotted, (default, preset_value) in pins.items():
-        _set(conv.data, dotted, default)
+        set_path(conv.data, split_key(dotted), default)
         comments[dotted] = f"TRL default (the {mode} preset has {inline_yaml(preset_value)})"
     header = (
         f"# Imported from {path} by `grpolab config import` (flat TRL recipe -> grpolab sections).\n"

@@ -1,0 +1,48 @@
+"""Shared by the command modules: argparse types, the options that resolve a config, exit codes.
+Imports nothing heavy (no torch, transformers or trl)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from grpolab.config import GRPOConfigLoader
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the command ran and failed (a training run that crashed)
+EXIT_USAGE = 2  # bad input: an invalid config, flag or file; nothing was started or written
+
+
+def positive_int(text: str) -> int:
+    """argparse type for --world-size, --dataset-size and other counts."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def add_layer_args(parser: argparse.ArgumentParser) -> None:
+    """The options every command that resolves a config takes."""
+    parser.add_argument("--mode", help="local or cluster (default: the file's `mode:`, else local)")
+    parser.add_argument("--config", metavar="FILE", help="YAML file layered over the mode preset")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one key, e.g. --set grpo.beta=0.04 (repeatable)",
+    )
+
+
+def load(args, world_size: int | None = None) -> GRPOConfigLoader:
+    """The loader for the options of add_layer_args."""
+    return GRPOConfigLoader(mode=args.mode, config_path=args.config, overrides=args.overrides, world_size=world_size)
+
+
+def print_warnings(loader: GRPOConfigLoader, label: str = "") -> None:
+    for warning in loader.warnings:
+        print(f"warning: {label}{warning}", file=sys.stderr)

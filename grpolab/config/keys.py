@@ -1,0 +1,151 @@
+"""Dotted keys: the one place that splits, reads, writes, flattens and compares them.
+
+A key names a leaf or a section of a config: `training.learning_rate`, `rewards[0].weight`.
+`flatten` and `diff` name keys the same way, so every command that lists keys (config diff,
+compare, resume's difference check) prints the same names for the same change.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+
+from .errors import ConfigError, Problem
+
+_PART = re.compile(r"^([A-Za-z_][\w-]*)(?:\[(\d+)\])?$")
+
+
+class _Missing:
+    """The value of a key that is not there (a key absent on one side of a diff, a pass-through
+    TRL field with no schema default). Never equal to a real value, including None."""
+
+    def __deepcopy__(self, memo):
+        return self  # one sentinel, through every deepcopy
+
+    def __copy__(self):
+        return self
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+MISSING = _Missing()
+
+
+def split_key(key: str, origin: str | None = None) -> list[str | int]:
+    """'rewards[0].weight' -> ['rewards', 0, 'weight']."""
+    parts: list[str | int] = []
+    for piece in key.split("."):
+        match = _PART.match(piece)
+        if not match:
+            raise ConfigError(
+                Problem(key, "is not a dotted key like `training.learning_rate` or `rewards[0].weight`.", None, origin)
+            )
+        parts.append(match.group(1))
+        if match.group(2) is not None:
+            parts.append(int(match.group(2)))
+    return parts
+
+
+def join_key(parts) -> str:
+    """['rewards', 0, 'weight'] -> 'rewards[0].weight'."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def get_path(data, parts):
+    """The value at `parts`; KeyError, IndexError or TypeError when it is not there."""
+    for part in parts:
+        if isinstance(part, int) and not isinstance(data, list):
+            raise TypeError(part)
+        data = data[part]
+    return data
+
+
+def lookup(data, key: str, default=MISSING):
+    """The value of a dotted key, or `default` when it is not there."""
+    try:
+        return get_path(data, split_key(key))
+    except (KeyError, IndexError, TypeError, ConfigError):
+        return default
+
+
+def set_path(data: dict, parts, value, key: str | None = None, origin: str | None = None) -> None:
+    """Set the value at `parts`, creating the sections on the way. A list item must exist."""
+    key = key if key is not None else join_key(parts)
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                raise ConfigError(Problem(key, f"index {part} is out of range.", None, origin))
+            node = node[part]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(Problem(key, f"`{join_key(parts[:i])}` is not a section.", None, origin))
+        if part not in node or node[part] is None:
+            node[part] = [] if isinstance(nxt, int) else {}
+        node = node[part]
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            raise ConfigError(Problem(key, f"index {last} is out of range.", None, origin))
+    elif not isinstance(node, dict):
+        raise ConfigError(Problem(key, f"`{join_key(parts[:-1])}` is not a section.", None, origin))
+    node[last] = value
+
+
+def deep_merge(base: dict, top: dict) -> dict:
+    """Mappings merge key by key; anything else (lists included) is replaced."""
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def flatten(data, prefix: str = "") -> dict:
+    """{'training': {'learning_rate': 1e-4}} -> {'training.learning_rate': 1e-4}.
+
+    A list that holds mappings is split into its items (`rewards[0].weight`); a list of plain
+    values is one leaf. An empty mapping adds no keys, so `env: {}` against `env: {A: "1"}`
+    differs in the one key `env.A`."""
+    out: dict = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else key))
+    elif isinstance(data, list) and data and any(isinstance(v, dict) for v in data):
+        for i, value in enumerate(data):
+            out.update(flatten(value, f"{prefix}[{i}]"))
+    else:
+        out[prefix] = data
+    return out
+
+
+def same(a, b) -> bool:
+    """Equal and of the same types (1, 1.0 and True are different values in a config file)."""
+    return repr(a) == repr(b)
+
+
+def diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
+    """(key, value in a, value in b) for every flattened key whose values differ, in the order
+    the keys first appear (a's, then b's). A key on one side only has MISSING on the other."""
+    flat_a, flat_b = flatten(a), flatten(b)
+    rows = []
+    for key in dict.fromkeys([*flat_a, *flat_b]):
+        left, right = flat_a.get(key, MISSING), flat_b.get(key, MISSING)
+        if not same(left, right):
+            rows.append((key, left, right))
+    return rows
+
+
+def leaf_keys(data) -> list[str]:
+    """Every flattened key of a config (for did-you-mean suggestions)."""
+    return list(flatten(data))

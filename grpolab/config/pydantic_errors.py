@@ -1,0 +1,145 @@
+"""pydantic's ValidationError -> Problems: one per key, in the config's own words.
+
+Unknown keys come from pydantic's `extra="forbid"` (through schema.closed_model()); this module
+adds what pydantic cannot know: the key the user probably meant, the section a misplaced TRL
+field belongs to, and the grpolab key that owns a TRL field (owned.py).
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import Problem, did_you_mean
+from .keys import join_key
+from .owned import OWNED, REMOVED
+from .schema import SECTIONS, GRPOLabConfig, RewardSpec
+from .trl_snapshot import trl_fields
+
+# pydantic's labels for union members in an error's location (`literal[...]`, `bool`, `constrained-int` ...)
+_UNION_LABELS = {"bool", "int", "float", "str", "dict", "list", "none"}
+_OTHER_SECTION = {"training": "grpo", "grpo": "training"}
+
+
+def pydantic_problems(exc: ValidationError, origin_of) -> list[Problem]:
+    by_key: dict[str, list] = {}  # a union reports each alternative under one key: join them
+    unknown: list[Problem] = []
+    for err in exc.errors():
+        parts = _key_parts(err["loc"])
+        if err["type"] == "extra_forbidden":
+            unknown.append(unknown_key(parts, origin_of))
+            continue
+        message = err["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        by_key.setdefault(join_key(parts), []).append((message.rstrip("."), err))
+    problems = []
+    for key, errs in by_key.items():
+        messages = list(dict.fromkeys(m for m, _ in errs))
+        prefix = "Input should be "
+        if len(messages) > 1 and all(m.startswith(prefix) for m in messages):
+            message = prefix + ", or ".join(m[len(prefix) :] for m in messages)
+        else:
+            message = messages[0]
+        err = errs[0][1]
+        if (
+            "input" in err
+            and err["type"] != "missing"
+            and repr(err["input"]) not in message
+            and f"`{err['input']}`" not in message
+        ):
+            message += f" (got {err['input']!r})"
+        origin = origin_of(key) if key else None
+        message = re.sub(r"a valid dictionary or instance of \w+", "a mapping of `key: value` entries", message)
+        problems.append(
+            Problem(key, message if message.endswith(("?", ".")) else message + ".", _bound_fix(key, errs), origin)
+        )
+    return unknown + problems
+
+
+def _key_parts(loc) -> list:
+    parts: list = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(part)
+        elif "[" in part or part in _UNION_LABELS or part.startswith("constrained-"):
+            continue
+        else:
+            parts.append(str(part))
+    return parts
+
+
+def unknown_key(parts: list, origin_of) -> Problem:
+    """The problem for a key the schema does not have, with the likeliest fix."""
+    key = join_key(parts)
+    name = parts[-1]
+    where = origin_of(key)
+    fields = trl_fields()
+    if len(parts) == 1:
+        top = list(GRPOLabConfig.model_fields)
+        hint = ""
+        for section in ("training", "grpo"):
+            if name in fields[section]:
+                hint = f" It is a TRL field: put it under `{section}:`."
+        if name in SECTIONS["generation"].model_fields or name in OWNED:
+            hint = f" Set it as {OWNED[name].via if name in OWNED else f'`generation.{name}`'}."
+        suggestion = did_you_mean(name, top) or f" Allowed: {', '.join(top)}."
+        return Problem(key, f"unknown top-level key.{suggestion}{hint}", None, where)
+    if len(parts) == 3 and parts[0] == "rewards" and isinstance(parts[1], int):
+        return Problem(
+            key,
+            f"unknown key; allowed: name, weight, kwargs.{did_you_mean(name, RewardSpec.model_fields)}",
+            "put reward arguments under `kwargs:`",
+            origin_of("rewards"),
+        )
+    if len(parts) == 2 and parts[0] in SECTIONS:
+        section = parts[0]
+        own_trl, other = fields.get(section, {}), _OTHER_SECTION.get(section)
+        if name in REMOVED:
+            return Problem(key, REMOVED[name].why + ".", f"delete `{name}`", where)
+        if name in OWNED and (name in own_trl or (other and name in fields[other]) or not other):
+            via = OWNED[name].via
+            return Problem(key, f"is set through {via} in grpolab.", f"move it to {via}", where)
+        if other and name in fields[other]:
+            kind = "GRPOConfig" if other == "grpo" else "TrainingArguments"
+            return Problem(
+                key, f"is a {kind} field and belongs under `{other}:`.", f"move it to `{other}.{name}`", where
+            )
+        known = list(SECTIONS[section].model_fields) + list(own_trl)
+        return Problem(key, f"unknown key.{_suggest(name, known)}", None, where)
+    model = _model_at(parts[:-1])
+    known = list(model.model_fields) if model is not None else []
+    return Problem(key, f"unknown key.{_suggest(name, known)}", None, where)
+
+
+def _suggest(key: str, known) -> str:
+    """' Did you mean `x`?', else the allowed keys when there are few enough to list."""
+    known = list(known)
+    return did_you_mean(key, known) or (f" Allowed: {', '.join(known)}." if len(known) <= 15 else "")
+
+
+def _model_at(parts) -> type[BaseModel] | None:
+    """The schema class of the mapping at `parts` (`model.lora` -> LoraConfig)."""
+    cls: type[BaseModel] | None = GRPOLabConfig
+    for part in parts:
+        if isinstance(part, int):
+            continue
+        if cls is None or part not in cls.model_fields:
+            return None
+        annotation = cls.model_fields[part].annotation
+        if typing.get_origin(annotation) is list:
+            annotation = typing.get_args(annotation)[0]
+        cls = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return cls
+
+
+def _bound_fix(key: str, errs) -> str | None:
+    """For a number past an inclusive bound, the nearest allowed value is the smallest fix."""
+    for _, err in errs:
+        ctx = err.get("ctx") or {}
+        for bound in ("ge", "le"):
+            if bound in ctx:
+                return f"set `{key}: {ctx[bound]}`"
+    return None

@@ -1,0 +1,196 @@
+"""Comment-preserving edits of a round-trip YAML tree, for save_config.
+
+Setting a value keeps every comment of the file: the key's own end-of-line comment stays word
+for word after a `# Changed from OLD` mark, and the comment lines that follow a section's last
+entry (blank lines, the next section's header) stay below whatever is appended or replaced
+there. Values are plain data; `before` is MISSING for a key with no previous value.
+"""
+
+from __future__ import annotations
+
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import CommentMark
+from ruamel.yaml.scalarstring import (
+    DoubleQuotedScalarString,
+    FoldedScalarString,
+    LiteralScalarString,
+    SingleQuotedScalarString,
+)
+from ruamel.yaml.tokens import CommentToken
+
+from .keys import MISSING, same
+from .yaml_io import _double_quoted, inline_yaml
+
+
+def list_cut(tree, parts) -> int | None:
+    """If the tree lacks the list item `parts` goes through, how many parts name that list."""
+    node = tree
+    for i, part in enumerate(parts):
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                return i
+        elif not isinstance(node, dict) or part not in node:
+            later = [j for j in range(i + 1, len(parts)) if isinstance(parts[j], int)]
+            return later[0] if later else None
+        node = node[part]
+    return None
+
+
+def set_with_comment(tree: CommentedMap, parts, value, before, key: str, default_of=lambda key: MISSING) -> None:
+    """Set a value in a round-trip tree and mark it `# Changed from OLD`, keeping other comments.
+
+    A mapping value is merged key by key (as layering does); only the keys that change are
+    marked. Comment lines that followed the old last entry of a section (blank lines and the
+    next section's header) stay below whatever is appended or replaced there. `default_of(key)`
+    gives the previous value of a sub-key the old mapping did not have."""
+    if before is not MISSING and same(before, value):
+        return
+    node, tail = tree, ""
+    for part, nxt in zip(parts[:-1], parts[1:]):
+        if isinstance(node, CommentedMap) and (part not in node or node[part] is None):
+            if part not in node:
+                tail = tail or _take_tail(node, appending_to=node)
+            node[part] = CommentedMap() if not isinstance(nxt, int) else CommentedSeq()
+        node = node[part]
+    last = parts[-1]
+    if not isinstance(node, CommentedMap):
+        node[last] = to_tree(value)  # a list item: no end-of-line comment to add
+        return
+    old = node.get(last)
+    if isinstance(value, dict) and isinstance(old, CommentedMap):
+        for name, sub in value.items():
+            sub_before = before[name] if isinstance(before, dict) and name in before else default_of(f"{key}.{name}")
+            set_with_comment(old, [name], sub, sub_before, f"{key}.{name}", default_of)
+        return
+    if last not in node:
+        tail = tail or _take_tail(node, appending_to=node)
+    elif isinstance(old, (CommentedMap, CommentedSeq)):
+        tail = tail or _take_tail(old)
+    if isinstance(value, str) and "\n" in value:
+        value = DoubleQuotedScalarString(value)  # one line, "...\n...", whatever quoting the old value had
+    node[last] = new = to_tree(value)
+    note = f"# Changed from {inline_yaml(None if before is MISSING else before)}"
+    token = node.ca.items.get(last, [None, None, None, None])[2]
+    first, _, rest = token.value.partition("\n") if token is not None else ("", "", "")
+    kept = first.strip()
+    if kept.startswith("# Changed from"):  # marked by an earlier save: the new mark replaces it
+        _, sep, own = kept.partition("  #")
+        kept = "#" + own if sep else ""
+    comment = note + (f"  {kept}" if kept else "")  # the key's own comment stays, word for word
+    if isinstance(new, (CommentedMap, CommentedSeq)) and new:
+        # A block value starts on the next line: the lines after the key's comment go below it.
+        tail, rest = tail or rest, ""
+        _put_tail(new, tail)
+        tail = ""
+    column = _eol_column(node, last, value)
+    if token is None:
+        node.yaml_add_eol_comment(comment, last, column=column)
+        token = node.ca.items[last][2]
+    elif column is not None:
+        token.column = column
+    if column is None:
+        comment = " " + comment  # a brand-new mapping has no column yet: with the emitter's own space, two
+    token.value = comment + ("\n" + (tail or rest) if (tail or rest) else "")
+
+
+def _last_leaf(container):
+    """(holder, key) of the entry printed last inside a mapping or list, or None."""
+    holder, key = None, None
+    while isinstance(container, (CommentedMap, CommentedSeq)) and len(container):
+        holder = container
+        key = list(container.keys())[-1] if isinstance(container, CommentedMap) else len(container) - 1
+        container = container[key]
+    return (holder, key) if holder is not None else None
+
+
+def _token_slot(holder) -> int:
+    return 2 if isinstance(holder, CommentedMap) else 0
+
+
+def _take_tail(container, appending_to: CommentedMap | None = None) -> str:
+    """Detach the comment lines after the last entry's own end-of-line comment; return them.
+
+    When a key is appended to `appending_to`, only the lines from the first comment at or left
+    of that mapping's key column move (the next section's header, the file's closing notes);
+    comments indented deeper belong to the entry above and stay with it."""
+    leaf = _last_leaf(container)
+    if leaf is None:
+        return ""
+    holder, key = leaf
+    slots = holder.ca.items.get(key)
+    token = slots[_token_slot(holder)] if slots else None
+    if token is None:
+        return ""
+    first, _, rest = token.value.partition("\n")
+    lines = rest.splitlines(keepends=True)
+    start = 0
+    if appending_to is not None:
+        column = _key_column(appending_to)
+        starts = [
+            i for i, ln in enumerate(lines) if ln.lstrip().startswith("#") and len(ln) - len(ln.lstrip()) <= column
+        ]
+        start = starts[0] if starts else len(lines)
+        while start > 0 and not lines[start - 1].strip():
+            start -= 1  # the blank lines before a header go with it
+    stay, move = "".join(lines[:start]), "".join(lines[start:])
+    if not move:
+        return ""
+    if first.strip() or stay:
+        token.value = first + "\n" + stay
+    else:
+        slots[_token_slot(holder)] = None
+    return move
+
+
+def _key_column(node: CommentedMap) -> int:
+    try:
+        return next(iter(node.lc.data.values()))[1]
+    except (StopIteration, AttributeError, TypeError):
+        return 0
+
+
+def _put_tail(container, tail: str) -> None:
+    """Attach comment lines after the last entry of a (new) mapping or list."""
+    leaf = _last_leaf(container) if tail else None
+    if leaf is None:
+        return
+    holder, key = leaf
+    slots = holder.ca.items.setdefault(key, [None, None, None, None])
+    token = slots[_token_slot(holder)]
+    if token is None:
+        slots[_token_slot(holder)] = CommentToken("\n" + tail, CommentMark(0), None)
+    else:
+        first, _, rest = token.value.partition("\n")
+        token.value = f"{first}\n{rest}{tail}"
+
+
+def _eol_column(node: CommentedMap, key, value) -> int | None:
+    """Column two spaces after `key: value` (the presets' style), from the key's or a sibling's indent."""
+    try:
+        indent = node.lc.key(key)[1] if key in (node.lc.data or {}) else next(iter(node.lc.data.values()))[1]
+    except (StopIteration, AttributeError, TypeError):
+        return None  # a brand-new mapping: ruamel places the comment
+    stored = node.get(key)  # ruamel keeps a replaced string's quoting style
+    if isinstance(value, (dict, list)) and value:
+        shown = ""  # block values start below
+    elif isinstance(stored, DoubleQuotedScalarString):
+        shown = " " + _double_quoted(str(value))
+    elif isinstance(stored, SingleQuotedScalarString):
+        shown = " '" + str(value).replace("'", "''") + "'"
+    elif isinstance(stored, (LiteralScalarString, FoldedScalarString)):
+        return None
+    else:
+        shown = f" {inline_yaml(value)}"
+    return indent + len(f"{key}:{shown}") + 2
+
+
+def to_tree(value):
+    """Plain data -> round-trip nodes (so comments can be attached to them)."""
+    if isinstance(value, dict):
+        out = CommentedMap()
+        for k, v in value.items():
+            out[k] = to_tree(v)
+        return out
+    if isinstance(value, list):
+        return CommentedSeq(to_tree(v) for v in value)
+    return value
