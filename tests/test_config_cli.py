@@ -79,7 +79,7 @@ def test_show_layers(tmp_path, capsys):
     assert shown["grpo"]["beta"] == 0.02
     assert shown["generation"]["temperature"] == 0.7
     assert shown["training"]["per_device_train_batch_size"] == 8
-    assert "learning_rate: 1.0e-5" in out  # floats in the seed's style
+    assert "learning_rate: 1.0e-5" in out  # floats in the presets' style
 
 
 def test_show_prints_warnings_on_stderr(capsys):
@@ -187,8 +187,10 @@ def test_explain_json_matches_derived_quantities(capsys):
     )
     assert code == 0
     loader = GRPOConfigLoader(mode="cluster", world_size=4)
-    assert json.loads(out) == derived_quantities(loader.config, 4, 1000)
-    assert json.loads(out)["optimizer_steps_per_epoch"] == 250
+    shown = json.loads(out)
+    assert shown.pop("runtime")["world_size"] == 4
+    assert shown == derived_quantities(loader.config, 4, 1000)
+    assert shown["optimizer_steps_per_epoch"] == 250
 
 
 def test_explain_local_with_config_and_dataset(tmp_path, capsys):
@@ -353,32 +355,31 @@ def test_cli_entry_point_in_a_subprocess(tmp_path):
     assert fail.returncode == 2 and "Traceback" not in fail.stderr and "YAML error" in fail.stderr
 
 
-def test_explain_shows_every_speed_choice_and_the_key_that_overrides_it(capsys, monkeypatch):
-    from grpolab.launch import detect
+def test_explain_shows_every_runtime_decision_and_the_key_that_overrides_it(capsys, monkeypatch):
+    from grpolab.runtime import hardware
+    from grpolab.runtime.hardware import HardwareFacts
 
-    monkeypatch.setattr(detect, "usable_cores", lambda: 16)
-    monkeypatch.setattr(detect, "cpu_has_bf16", lambda: False)
-    code, out, _ = run(capsys, "config", "explain", "--mode", "cluster", "--world-size", "8")
+    monkeypatch.setattr(hardware, "probe", lambda use_torch=True: HardwareFacts(cores=16, cpu_bf16=False))
+    code, out, _ = run(capsys, "config", "explain", "--mode", "cluster", "--world-size", "8", "--json")
     assert code == 0
-    rows = explain_rows(out)
-    assert rows["precision"] == "auto: bf16 on bf16 GPUs and on CPUs with native bf16 (this CPU: no), else fp32"
-    assert rows["gradient checkpointing"] == "on"
-    assert rows["Liger kernels"] == "auto: on with liger-kernel installed and a GPU, off on CPU"
-    assert rows["generation"] == "auto: vLLM (colocate) when installed and on a GPU, else transformers"
-    assert rows["CPU threads per process"] == "auto = 2 (16 cores here / 8 process(es) per machine)"
-    for key in (
-        "training.bf16",
-        "training.gradient_checkpointing",
-        "training.use_liger_kernel",
-        "cluster.use_vllm",
-        "cluster.threads_per_process",
-    ):
-        assert key in out
+    decided = {d["label"]: d for d in json.loads(out)["runtime"]["decisions"]}
+    assert decided["precision"]["value"] == "fp32" and "no native bf16" in decided["precision"]["reason"]
+    assert decided["gradient checkpointing"]["value"] == "on"
+    assert (
+        decided["Liger kernels"]["value"] == "off"
+        and "needs liger-kernel and a GPU" in decided["Liger kernels"]["reason"]
+    )
+    assert decided["generation"]["value"] == "transformers" and "vLLM needs a GPU" in decided["generation"]["reason"]
+    assert decided["CPU threads per process"]["value"] == "2"  # 16 cores / 8 processes on one machine
+    code, text, _ = run(capsys, "config", "explain", "--mode", "cluster", "--world-size", "8")
+    for d in decided.values():  # the table prints the same decisions, each with its key
+        assert f"{d['value']}" in text and f"({d['key']})" in text
 
     code, out, _ = run(
         capsys,
         "config",
         "explain",
+        "--json",
         "--set",
         "training.gradient_checkpointing=true",
         "--set",
@@ -388,11 +389,11 @@ def test_explain_shows_every_speed_choice_and_the_key_that_overrides_it(capsys, 
         "--set",
         "training.bf16=true",
     )
-    rows = explain_rows(out)
+    decided = {d["label"]: d["value"] for d in json.loads(out)["runtime"]["decisions"]}
     assert (
-        rows["gradient checkpointing"],
-        rows["Liger kernels"],
-        rows["CPU threads per process"],
-        rows["precision"],
-        rows["generation"],
-    ) == ("on", "off", "3", "bf16", "transformers")
+        decided["gradient checkpointing"],
+        decided["Liger kernels"],
+        decided["CPU threads per process"],
+        decided["precision"],
+        decided["generation"],
+    ) == ("on", "off", "3", "bf16 autocast", "transformers")

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "configs" / "grpo_cluster.yaml"
 LOCAL = REPO / "configs" / "grpo_local.yaml"
 
-# The seed's "Example Experiments", verbatim.
+# README's example experiments, verbatim.
 EXPERIMENT_1 = """\
 training:
   learning_rate: 1.0e-5  # Low LR
@@ -40,7 +40,7 @@ training:
   # Effective batch size: 64
 """
 
-# The seed's "Method 2: Programmatic Updates", verbatim.
+# README's "Method 2: programmatic updates", verbatim.
 METHOD_2 = """\
 from configs.grpo_config import GRPOConfigLoader
 
@@ -746,7 +746,7 @@ def test_derived_quantities_local_and_overrides():
 
 # ----------------------------------------------------------------------------- save_config
 def test_seed_method_2_runs_verbatim(tmp_path):
-    """The seed's snippet, from a copy of the repo root, saves a valid file that keeps the
+    """README's Method 2 snippet, from a copy of the repo root, saves a valid file that keeps the
     preset's comments; the real configs/ folder is never written."""
     real_before = sorted(p.name for p in (REPO / "configs").iterdir())
     root = tmp_path / "repo"

@@ -15,7 +15,7 @@ from grpolab.config.derive import derived_quantities
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Presets and partial files (the seed's "Example Experiments", with header comments).
+# Presets and partial files (README's example experiments, with header comments).
 SOURCES = {
     "local": None,
     "cluster": None,

@@ -14,7 +14,7 @@ def derived_quantities(cfg: GRPOLabConfig, world_size: int, dataset_size: int | 
     optimizer_steps_per_round = S * mu / GA
     out = {
         "world_size": world_size,
-        # The seed's definition: per_device_train_batch_size x gradient_accumulation_steps x num_gpus.
+        # README's definition: per_device_train_batch_size x gradient_accumulation_steps x num_gpus.
         "effective_batch_size": P * GA * world_size,
         "generation_batch_size": B,
         "unique_prompts_per_round": B // G,

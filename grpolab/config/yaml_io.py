@@ -181,7 +181,7 @@ def parse_scalar(text: str, origin: str):
 
 
 def format_float(value: float) -> str:
-    """Shortest exact text for a float; small and large ones in the seed's `5.0e-5` style."""
+    """Shortest exact text for a float; small and large ones in the presets' `5.0e-5` style."""
     if value != value or value in (float("inf"), float("-inf")):
         return {True: ".nan"}.get(value != value, ".inf" if value > 0 else "-.inf")
     if value == 0 or 1e-3 <= abs(value) < 1e6:
