@@ -39,6 +39,9 @@ def register(sub) -> None:
     )
     explain.add_argument("--dataset-size", type=positive_int, help="training prompts, for steps per epoch")
     explain.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    from grpolab.cli import tune_cmd
+
+    tune_cmd.add_memory_args(explain)  # --memory [--gpu-mem GB | --gpu NAME] [--model ...]: the memory plan
     explain.set_defaults(func=cmd_explain)
 
     diff = csub.add_parser("diff", help="show the keys whose resolved values differ between two configs")
@@ -56,6 +59,7 @@ def register(sub) -> None:
     from grpolab.cli.experiment_cmd import register_import
 
     register_import(csub)  # `config import`: TRL recipe -> grpolab config
+    tune_cmd.register_scale(csub)  # `config scale FILE --gpus N`
 
 
 def cmd_show(args) -> int:
@@ -80,6 +84,10 @@ def cmd_validate(args) -> int:
 
 
 def cmd_explain(args) -> int:
+    from grpolab.cli import tune_cmd
+
+    if tune_cmd.wants_memory(args):
+        return tune_cmd.cmd_explain_memory(args)
     loader = load(args, args.world_size)
     print_warnings(loader)
     cfg = loader.config

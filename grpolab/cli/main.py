@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     from grpolab.cli import launch_cmd
 
     launch_cmd.register(sub)
+    from grpolab.cli import tune_cmd
+
+    tune_cmd.register(sub)
     return parser
 
 

@@ -1,0 +1,227 @@
+"""`grpolab doctor`, `grpolab probe`, `grpolab config scale` and `grpolab config explain --memory`: the
+tuning assistant (grpolab/tune/). Only `probe` imports torch; the others read configs and run files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
+def _gib(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GiB as a number, e.g. 80, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of GiB, got {text}")
+    return value
+
+
+def register(sub) -> None:
+    doctor = sub.add_parser("doctor", help="read runs' metrics and suggest the next config edit")
+    doctor.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run directories made by grpolab train")
+    doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
+    doctor.add_argument("--write-config", metavar="OUT", help="write the next experiment's config (one run only)")
+    doctor.add_argument(
+        "--finding", metavar="ID", help="with --write-config: the finding to apply (default: the first)"
+    )
+    doctor.add_argument("--all", action="store_true", help="with --write-config: apply every finding's edit")
+    doctor.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    doctor.add_argument("--thresholds", action="store_true", help="print the threshold table and exit")
+    doctor.set_defaults(func=cmd_doctor)
+
+    probe = sub.add_parser("probe", help="sample the base model on a few prompts: is there a learning signal?")
+    probe.add_argument("config", metavar="CONFIG", help="the config file to probe")
+    probe.add_argument("--prompts", type=_positive_int, default=32, help="prompts to sample (default 32)")
+    probe.add_argument("--model", metavar="PATH", help="model to sample (default: the config's model)")
+    probe.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one key"
+    )
+    probe.add_argument("--seed", type=int, default=None, help="sampling seed (default: training.seed)")
+    probe.add_argument("--write-filtered", metavar="FILE", help="write prompts with 0 < pass rate < 1 as .jsonl")
+    probe.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    probe.add_argument("--json", action="store_true", help="print the report as JSON")
+    probe.set_defaults(func=cmd_probe)
+
+
+# --------------------------------------------------------------------------- doctor
+def cmd_doctor(args) -> int:
+    from grpolab.tune import doctor, thresholds
+
+    if args.thresholds:
+        print(thresholds.table())
+        return EXIT_OK
+    if not args.runs:
+        raise ConfigError(Problem("", "give at least one run directory.", "grpolab doctor RUN_DIR", "doctor"))
+    if (args.finding or args.all) and not args.write_config:
+        raise ConfigError(Problem("", "--finding and --all go with --write-config OUT.", None, "doctor"))
+    if args.write_config and len(args.runs) != 1:
+        raise ConfigError(
+            Problem("", "--write-config writes the next experiment of one run; give one RUN_DIR.", None, "doctor")
+        )
+    reports = []
+    for run_dir in args.runs:
+        run = doctor.load_run(run_dir)
+        reports.append((run, doctor.diagnose(run)))
+    if args.json:
+        print(
+            json.dumps(
+                [{"run": str(run.path), "findings": [f.to_dict() for f in found]} for run, found in reports], indent=2
+            )
+        )
+    else:
+        print("\n\n".join(doctor.render(run, found) for run, found in reports))
+    if args.write_config:
+        run, found = reports[0]
+        chosen = found
+        if args.finding:
+            chosen = [f for f in found if f.id == args.finding]
+            if not chosen:
+                ids = ", ".join(f.id for f in found) or "none"
+                raise ConfigError(
+                    Problem("", f"no finding `{args.finding}` for this run; its findings: {ids}.", None, "--finding")
+                )
+        elif not args.all:
+            chosen = [f for f in found if f.edits][:1]  # change one thing at a time
+        path, applied = doctor.write_next_config(run, chosen, args.write_config, force=args.force)
+        stream = sys.stderr if args.json else sys.stdout
+        print(f"\nwrote {path}: {', '.join(f.id for f in applied)}", file=stream)
+        print(
+            f"  train it: python -m grpolab train --config {path}"
+            + (f" --model {run.info['model']}" if run.info.get("model") and not run.config.model.name_or_path else ""),
+            file=stream,
+        )
+        others = [f.id for f in found if f.edits and f not in applied]
+        if others:
+            print(f"  other findings with an edit (--finding ID, or --all): {', '.join(others)}", file=stream)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- probe
+def cmd_probe(args) -> int:
+    from grpolab.tune import probe
+
+    loader = GRPOConfigLoader(config_path=args.config, overrides=args.overrides or None)
+    report = probe.run_probe(loader, prompts=args.prompts, model=args.model, seed=args.seed)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(probe.render(report))
+    if args.write_filtered:
+        path, snippet = probe.write_filtered(report, args.write_filtered, force=args.force, config=args.config)
+        stream = sys.stderr if args.json else sys.stdout
+        print(
+            f"\nwrote {path}: {report.mixed_count} of {len(report.prompts)} prompts (0 < pass rate < 1)", file=stream
+        )
+        print("  use it with:\n" + "\n".join("    " + line for line in snippet.splitlines()), file=stream)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- config explain --memory
+def add_memory_args(explain) -> None:
+    """Options of `config explain` that ask for the memory plan."""
+    explain.add_argument("--memory", action="store_true", help="per-GPU memory plan by component")
+    gpu = explain.add_mutually_exclusive_group()
+    gpu.add_argument("--gpu-mem", type=_gib, metavar="GB", help="GPU memory in GiB (with --memory)")
+    gpu.add_argument("--gpu", metavar="NAME", help="GPU model, e.g. h100, a100-40gb, l4 (with --memory)")
+    explain.add_argument("--model", metavar="PATH_OR_PARAMS", help="model folder, cached Hub id, or a count like 1.5B")
+    explain.add_argument(
+        "--prompt-tokens", type=_positive_int, metavar="N", help="prompt length for the plan (with --memory)"
+    )
+
+
+def wants_memory(args) -> bool:
+    return bool(
+        getattr(args, "memory", False)
+        or getattr(args, "gpu", None)
+        or getattr(args, "gpu_mem", None)
+        or getattr(args, "model", None)
+        or getattr(args, "prompt_tokens", None)
+    )
+
+
+def cmd_explain_memory(args) -> int:
+    from grpolab.tune import memory
+
+    if not args.memory:
+        raise ConfigError(
+            Problem(
+                "",
+                "--gpu, --gpu-mem, --model and --prompt-tokens belong to the memory plan.",
+                "add --memory",
+                "config explain",
+            )
+        )
+    loader = GRPOConfigLoader(
+        mode=args.mode, config_path=args.config, overrides=args.overrides, world_size=args.world_size
+    )
+    for warning in loader.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    cfg = loader.config
+    world = loader.target_world_size()
+    gpu = memory.gpu_memory(args.gpu) if args.gpu else args.gpu_mem
+    shape = memory.resolve_shape(args.model or cfg.model.name_or_path)
+    result = memory.plan(cfg, shape, world, gpu, args.prompt_tokens)
+    if args.json:
+        from grpolab.config.derive import derived_quantities
+
+        print(json.dumps({"derived": derived_quantities(cfg, world), "memory": result.to_dict()}, indent=2))
+    else:
+        print(memory.render(result))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- config scale
+def register_scale(csub) -> None:
+    scale = csub.add_parser("scale", help="rewrite a config for N GPUs, keeping prompts per step and the batch")
+    scale.add_argument("file", metavar="FILE")
+    scale.add_argument("--gpus", type=_positive_int, required=True, help="GPUs (processes) of the new run")
+    scale.add_argument("--vllm-gpus", type=_count, default=0, help="of those, GPUs for a vLLM server")
+    scale.add_argument(
+        "--from-world-size", type=_positive_int, help="processes FILE was tuned for (default: from the file)"
+    )
+    scale.add_argument("-o", "--output", metavar="OUT", help="write here (default: print the YAML)")
+    scale.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    scale.set_defaults(func=cmd_scale)
+
+
+def cmd_scale(args) -> int:
+    from grpolab.tune import scale
+
+    loader, reasons, rows, notes = scale.scale_config(args.file, args.gpus, args.vllm_gpus, args.from_world_size)
+    text = scale.scaled_text(loader, reasons, rows, args.file, args.gpus, args.vllm_gpus)
+    world = args.gpus - args.vllm_gpus
+    if args.output:
+        path = scale.write(text, args.output, args.force, world)
+        print(scale.render_table(rows))
+        print(f"\nwrote {path} (valid for {world} training processes)")
+    else:
+        print(text, end="")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return EXIT_OK

@@ -1,0 +1,803 @@
+"""`grpolab doctor RUN_DIR`: read a finished (or crashed) run and say what to change next.
+
+A run directory has resolved_config.yaml, run_info.json, metrics.jsonl (one JSON object per
+logged step, TRL's metric names) and summary.json; with `grpo.log_completions: true` TRL also
+writes completions/completions_NNNNN.parquet. Each finding carries its evidence (metric, values,
+steps), why it matters, and the edit to try as `--set` lines; every limit comes from
+grpolab.tune.thresholds. Reading a run never imports torch, transformers or trl.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config.derive import derived_quantities
+from grpolab.config.yaml_io import inline_yaml, read_yaml_file, to_plain
+
+from .edits import annotate_changes
+from .thresholds import THRESHOLDS, limit
+
+# Findings in the order a user should act on them: a broken run first, tuning last.
+ORDER = (
+    "divergence",
+    "constant_reward",
+    "no_learning_signal",
+    "clipped_completions",
+    "kl_growth",
+    "entropy_collapse",
+    "reward_hacking",
+    "lr_too_low",
+    "small_batch",
+    "range_learning_rate",
+    "range_beta",
+    "range_num_generations",
+)
+
+
+@dataclass
+class Finding:
+    id: str
+    title: str
+    evidence: list[str]  # metric, values, steps
+    why: str
+    edits: dict = field(default_factory=dict)  # dotted key -> new value: the change --write-config makes
+    alternatives: list[str] = field(default_factory=list)  # other things to try, as --set lines or actions
+    thresholds: list[str] = field(default_factory=list)  # names in THRESHOLDS this finding used
+
+    def set_lines(self) -> list[str]:
+        return [f"--set {key}={inline_yaml(value)}" for key, value in self.edits.items()]
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "evidence": self.evidence,
+            "why": self.why,
+            "edits": self.edits,
+            "set": self.set_lines(),
+            "alternatives": self.alternatives,
+            "thresholds": {name: THRESHOLDS[name].value for name in self.thresholds},
+        }
+
+
+@dataclass
+class Run:
+    path: Path
+    metrics: list[dict]
+    summary: dict
+    info: dict
+    loader: GRPOConfigLoader | None
+    config_error: str | None
+    torn_lines: int
+
+    @property
+    def config(self):
+        return self.loader.config if self.loader is not None else None
+
+    @property
+    def world_size(self) -> int:
+        value = self.info.get("world_size")
+        return value if isinstance(value, int) and value >= 1 else 1
+
+
+# --------------------------------------------------------------------------- reading a run
+def read_metrics_tolerant(path: Path) -> tuple[list[dict], int]:
+    """metrics.jsonl records, skipping lines that do not parse (a torn last line of a killed run)."""
+    if not path.is_file():
+        return [], 0
+    records, torn = [], 0
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            torn += 1
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            torn += 1
+    return records, torn
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_run(run_dir) -> Run:
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise ConfigError(Problem("", "no such run directory.", "pass a folder made by `grpolab train`", str(path)))
+    resolved = path / "resolved_config.yaml"
+    metrics_path = path / "metrics.jsonl"
+    if not resolved.is_file() and not metrics_path.is_file():
+        raise ConfigError(
+            Problem(
+                "",
+                "is not a run directory (neither resolved_config.yaml nor metrics.jsonl is there).",
+                "pass a folder made by `grpolab train` (under its output_dir)",
+                str(path),
+            )
+        )
+    metrics, torn = read_metrics_tolerant(metrics_path)
+    info = _read_json(path / "run_info.json")
+    loader, error = None, None
+    if resolved.is_file():
+        world = info.get("world_size") if isinstance(info.get("world_size"), int) else None
+        try:
+            loader = GRPOConfigLoader(config_path=resolved, world_size=world)
+        except ConfigError as exc:
+            error = str(exc)
+    return Run(path, metrics, _read_json(path / "summary.json"), info, loader, error, torn)
+
+
+def series(run: Run, key: str) -> list[tuple[int, float]]:
+    """(step, value) of every finite logged value of `key`, in logged order."""
+    out = []
+    for record in run.metrics:
+        value = record.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out.append((int(record.get("step", len(out))), float(value)))
+    return out
+
+
+def nonfinite(run: Run, keys) -> list[tuple[int, str, float]]:
+    found = []
+    for record in run.metrics:
+        for key in keys:
+            value = record.get(key)
+            if isinstance(value, float) and not math.isfinite(value):
+                found.append((int(record.get("step", 0)), key, value))
+    return found
+
+
+def completions_sample(run_dir: Path, n: int = 3) -> list[dict]:
+    """A few saved completions (TRL's completions/*.parquet with log_completions, or completions.jsonl)."""
+    jsonl = run_dir / "completions.jsonl"
+    if jsonl.is_file():
+        rows, _ = read_metrics_tolerant(jsonl)
+        return rows[-n:]
+    files = sorted((run_dir / "completions").glob("completions_*.parquet"))
+    if not files:
+        return []
+    try:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(files[-1]).to_pylist()
+    except Exception:  # an unreadable or half-written file: the finding stands without a sample
+        return []
+    return table[:n]
+
+
+def _thirds(values: list[float]) -> tuple[float, float]:
+    k = max(1, len(values) // 3)
+    return sum(values[:k]) / k, sum(values[-k:]) / k
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _show(points: list[tuple[int, float]], digits: int = 3) -> str:
+    """'0.88 (step 1), 0.95 (2), ... 0.91 (10)': the first three and last three points."""
+    shown = points if len(points) <= 6 else [*points[:3], None, *points[-3:]]
+    parts = []
+    for i, point in enumerate(shown):
+        if point is None:
+            parts.append("...")
+            continue
+        step, value = point
+        parts.append(f"{value:.{digits}g} (step {step})" if i == 0 else f"{value:.{digits}g} ({step})")
+    return ", ".join(parts)
+
+
+def _span(points) -> str:
+    return f"{len(points)} logged steps ({points[0][0]}-{points[-1][0]})"
+
+
+def _g(value: float) -> str:
+    return inline_yaml(float(value)) if isinstance(value, float) else str(value)
+
+
+# --------------------------------------------------------------------------- edits that stay valid
+def scale_batch_edits(cfg, k: int) -> dict:
+    """Grow a generation round k-fold without going off-policy: gradient_accumulation_steps and the
+    round (generation_batch_size, or steps_per_generation) grow together, so each round still feeds
+    the same number of optimizer steps and divisibility by per_device_train_batch_size x world size
+    and by num_generations is kept."""
+    t, g = cfg.training, cfg.grpo
+    edits = {"training.gradient_accumulation_steps": t.gradient_accumulation_steps * k}
+    if g.generation_batch_size != "auto":
+        edits["grpo.generation_batch_size"] = g.generation_batch_size * k
+    elif g.steps_per_generation is not None:
+        edits["grpo.steps_per_generation"] = g.steps_per_generation * k
+    return edits
+
+
+def generations_edits(cfg, new_g: int) -> dict | None:
+    """num_generations -> new_g, keeping the unique prompts per round (None when that cannot be done
+    by a whole factor)."""
+    g = cfg.grpo.num_generations
+    if new_g % g:
+        return {"grpo.num_generations": new_g} if _prompts_fit(cfg, new_g) else None
+    return {"grpo.num_generations": new_g, **scale_batch_edits(cfg, new_g // g)}
+
+
+def _prompts_fit(cfg, new_g: int) -> bool:
+    b = cfg.grpo.generation_batch_size
+    return b != "auto" and b % new_g == 0
+
+
+def validate_edits(run: Run, edits: dict) -> str | None:
+    """None when the edits give a valid config for the run's world size, else the problem."""
+    if run.loader is None or not edits:
+        return None
+    try:
+        trial = GRPOConfigLoader(config_path=run.path / "resolved_config.yaml", world_size=run.world_size)
+        trial.update_params(edits)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def _model_context(run: Run) -> int | None:
+    """The model's positions from its config.json (the run's model folder), or None."""
+    for candidate in (run.info.get("model"), run.config.model.name_or_path if run.config else None):
+        if not candidate:
+            continue
+        cfg_file = Path(str(candidate)).expanduser() / "config.json"
+        data = _read_json(cfg_file) if cfg_file.is_file() else {}
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            if isinstance(data.get(key), int) and data[key] > 0:
+                return data[key]
+    return None
+
+
+# --------------------------------------------------------------------------- the findings
+def find_divergence(run: Run) -> Finding | None:
+    bad = nonfinite(run, ("loss", "grad_norm", "reward", "kl", "entropy"))
+    evidence, thresholds = [], []
+    if bad:
+        steps = sorted({s for s, _, _ in bad})
+        keys = sorted({k for _, k, _ in bad})
+        evidence.append(f"non-finite {', '.join(keys)} at step(s) {', '.join(map(str, steps[:8]))}")
+    error = str(run.info.get("error") or "")
+    if "NaN" in error or "diverged" in error:
+        evidence.append(f"run_info.json: status {run.info.get('status')}: {error}")
+    grad = series(run, "grad_norm")
+    if len(grad) >= 4:
+        start = sorted(v for _, v in grad[:3])[1]
+        peak_step, peak = max(grad[3:], key=lambda p: p[1])
+        if start > 0 and peak / start > limit("grad_norm_spike"):
+            evidence.append(
+                f"grad_norm rose from {start:.3g} (median of the first 3 logged steps) to {peak:.3g} at step "
+                f"{peak_step}: {peak / start:.0f}x > {limit('grad_norm_spike'):g}x"
+            )
+            thresholds.append("grad_norm_spike")
+    reward = series(run, "reward")
+    if len(reward) >= limit("min_points"):
+        best_step, best = max(reward, key=lambda p: p[1])
+        last = reward[-1][1]
+        if best > 0.1 and best_step < reward[-1][0] and (best - last) / best > limit("reward_collapse"):
+            evidence.append(
+                f"reward fell from its best {best:.3g} (step {best_step}) to {last:.3g} (step {reward[-1][0]}): "
+                f"{(best - last) / best:.0%} lost > {limit('reward_collapse'):.0%}"
+            )
+            thresholds.append("reward_collapse")
+    if not evidence:
+        return None
+    cfg = run.config
+    edits, alternatives = {}, []
+    if cfg is not None:
+        lr = cfg.training.learning_rate
+        edits["training.learning_rate"] = min(lr / 10, limit("lr_range_high"))
+        if cfg.training.max_grad_norm == 0:
+            alternatives.append("--set training.max_grad_norm=1.0  (gradient clipping is off)")
+        if cfg.grpo.beta == 0:
+            alternatives.append("--set grpo.beta=0.04  (a KL penalty holds the policy near the reference model)")
+    return Finding(
+        "divergence",
+        "training diverged (NaN, exploding gradients or a collapsed reward)",
+        evidence,
+        "after a divergence the weights are garbage: later steps learn nothing and checkpoints past it are useless; "
+        "the usual cause is a step size too large for the model",
+        edits,
+        alternatives,
+        thresholds,
+    )
+
+
+def find_constant_reward(run: Run) -> Finding | None:
+    reward = series(run, "reward")
+    std = series(run, "reward_std")
+    if not reward or not std:
+        return None
+    spread = max(v for _, v in reward) - min(v for _, v in reward)
+    if max(v for _, v in std) > limit("constant_reward_std") or spread > limit("constant_reward_std"):
+        return None
+    value = reward[0][1]
+    evidence = [
+        f"reward {value:.4g} at every one of {_span(reward)}; reward_std 0 throughout",
+    ]
+    cfg = run.config
+    if cfg is not None:
+        from grpolab.train.rewards import BUILTIN_COLUMNS
+
+        parts = []
+        for spec in cfg.rewards:
+            cols = BUILTIN_COLUMNS.get(spec.name)
+            reads = f" reads column(s) {', '.join(cols)}" if cols else ""
+            parts.append(f"`{spec.name}` (weight {spec.weight:g}){reads}")
+        evidence.append(
+            "rewards: " + "; ".join(parts) + f"; data: {cfg.data.dataset}, columns {cfg.data.columns or '{}'}"
+        )
+    sample = completions_sample(run.path)
+    if sample:
+        for row in sample:
+            shown = {k: row.get(k) for k in row if k not in ("step",)}
+            text = json.dumps(shown, default=str)
+            evidence.append("sample: " + (text if len(text) < 300 else text[:300] + "..."))
+    else:
+        evidence.append("no completions saved; rerun with --set grpo.log_completions=true to see them")
+    title = "the reward is 0 for every completion" if value == 0 else f"the reward is {value:.4g} for every completion"
+    return Finding(
+        "constant_reward",
+        title,
+        evidence,
+        "every completion gets the same reward, so every advantage is 0 and nothing is learned; the reward "
+        "function or the column it reads is wrong (or the task is out of reach for this model), which no "
+        "hyperparameter fixes",
+        {},
+        [
+            "check the reward on a few prompts first: grpolab probe CONFIG --prompts 8",
+            "check `data.columns` maps the answer column the reward reads",
+            "--set grpo.log_completions=true  (to see what the model writes)",
+        ],
+        ["constant_reward_std"],
+    )
+
+
+def find_no_signal(run: Run) -> Finding | None:
+    zero = series(run, "frac_reward_zero_std")
+    if not zero:
+        return None
+    mean = _mean([v for _, v in zero])
+    if mean <= limit("zero_std_frac"):
+        return None
+    cfg = run.config
+    edits, alternatives = {}, []
+    if cfg is not None:
+        g = cfg.grpo.num_generations
+        temp = cfg.generation.temperature
+        raised = generations_edits(cfg, 2 * g) if 2 * g <= limit("generations_range_high") else None
+        if raised and validate_edits(run, raised) is None:
+            edits = raised
+            alternatives.append(f"--set generation.temperature={_g(round(temp + 0.3, 2))}")
+        else:
+            edits = {"generation.temperature": round(temp + 0.3, 2)}
+        alternatives.append(
+            "keep only prompts the model sometimes solves: grpolab probe CONFIG --write-filtered data/filtered.jsonl"
+        )
+    return Finding(
+        "no_learning_signal",
+        "no learning signal: most groups give every completion the same reward",
+        [f"frac_reward_zero_std mean {mean:.2f} > {limit('zero_std_frac'):g} over {_span(zero)}: {_show(zero, 2)}"],
+        "a group whose completions are all right or all wrong has zero advantage and contributes no gradient; "
+        "more completions per prompt or more sampling diversity make mixed groups likelier",
+        edits,
+        alternatives,
+        ["zero_std_frac"],
+    )
+
+
+def find_clipped(run: Run) -> Finding | None:
+    clipped = series(run, "completions/clipped_ratio")
+    if not clipped:
+        return None
+    mean = _mean([v for _, v in clipped])
+    if mean <= limit("clipped_ratio"):
+        return None
+    evidence = [
+        f"completions/clipped_ratio mean {mean:.2f} > {limit('clipped_ratio'):g} over {_span(clipped)}: "
+        f"{_show(clipped, 2)}"
+    ]
+    length = series(run, "completions/mean_length")
+    cfg = run.config
+    edits, alternatives = {}, []
+    if cfg is not None:
+        mcl = cfg.generation.max_completion_length
+        if length:
+            evidence.append(
+                f"completions/mean_length {_mean([v for _, v in length]):.1f} tokens against "
+                f"generation.max_completion_length {mcl}"
+            )
+        context = _model_context(run)
+        new = 2 * mcl if context is None else min(2 * mcl, context // 2)
+        if new > mcl:
+            edits["generation.max_completion_length"] = new
+        if not cfg.grpo.mask_truncated_completions:
+            alternatives.append(
+                "--set grpo.mask_truncated_completions=true  (leave cut-off completions out of the loss)"
+            )
+        alternatives.append(
+            "add the overlong penalty to `rewards:`: `- {name: length_penalty, weight: 1.0}` (DAPO's soft punishment)"
+        )
+        if not edits and alternatives:  # the model's context leaves no room: masking is the edit
+            edits = {"grpo.mask_truncated_completions": True} if not cfg.grpo.mask_truncated_completions else {}
+    return Finding(
+        "clipped_completions",
+        "completions are cut off at max_completion_length",
+        evidence,
+        "a cut-off completion is rewarded for an answer it never finished, so the reward mostly measures the "
+        "length limit; a model that never ends would also keep every completion at the maximum cost",
+        edits,
+        alternatives,
+        ["clipped_ratio"],
+    )
+
+
+def find_entropy_collapse(run: Run) -> Finding | None:
+    entropy = series(run, "entropy")
+    if len(entropy) < limit("min_points") or entropy[0][1] <= 0:
+        return None
+    first, last = entropy[0][1], entropy[-1][1]
+    if last / first >= limit("entropy_collapse_ratio") or last >= limit("entropy_floor"):
+        return None
+    cfg = run.config
+    edits, alternatives = {}, []
+    if cfg is not None:
+        if cfg.grpo.beta == 0:
+            edits["grpo.beta"] = 0.04
+        else:
+            edits["training.learning_rate"] = cfg.training.learning_rate / 2
+        alternatives += [
+            f"--set generation.temperature={_g(round(cfg.generation.temperature + 0.2, 2))}",
+            "--set grpo.entropy_coef=0.01  (an entropy bonus in the loss)",
+        ]
+    return Finding(
+        "entropy_collapse",
+        "entropy collapsed: sampling has become (almost) deterministic",
+        [
+            f"entropy {first:.3g} -> {last:.3g} nats/token ({last / first:.1%} of the start < "
+            f"{limit('entropy_collapse_ratio'):.0%}, and < {limit('entropy_floor'):g}) over {_span(entropy)}: "
+            f"{_show(entropy)}"
+        ],
+        "with no diversity the completions of a group coincide, the group's rewards coincide and learning "
+        "stops; a KL penalty or a smaller step keeps the policy from sharpening this fast",
+        edits,
+        alternatives,
+        ["entropy_collapse_ratio", "entropy_floor", "min_points"],
+    )
+
+
+def find_kl_growth(run: Run) -> Finding | None:
+    kl = series(run, "kl")
+    if len(kl) < limit("min_points"):
+        return None
+    values = [v for _, v in kl]
+    q = max(1, len(values) // 4)
+    second = _mean(values[q : 2 * q]) if len(values) >= 2 * q else values[0]
+    late = _mean(values[-q:])
+    last = values[-1]
+    growth = late / second if second > 0 else math.inf
+    if not (last > limit("kl_max") and growth > limit("kl_growth")):
+        return None
+    cfg = run.config
+    edits, alternatives = {}, []
+    if cfg is not None:
+        beta, lr = cfg.grpo.beta, cfg.training.learning_rate
+        if beta * 2 <= limit("beta_range_high"):
+            edits["grpo.beta"] = beta * 2
+            alternatives.append(f"--set training.learning_rate={_g(lr / 2)}")
+        else:
+            edits["training.learning_rate"] = lr / 2
+    return Finding(
+        "kl_growth",
+        "KL to the reference model keeps growing",
+        [
+            f"kl {values[0]:.3g} -> {last:.3g} (> {limit('kl_max'):g}); last-quarter mean {late:.3g} is "
+            f"{growth:.1f}x the second quarter's {second:.3g} (> {limit('kl_growth'):g}x) over {_span(kl)}: "
+            f"{_show(kl)}"
+        ],
+        "a KL that keeps multiplying means the penalty is too weak for the step size: the policy drifts from the "
+        "reference model and usually degrades outside what the reward checks",
+        edits,
+        alternatives,
+        ["kl_max", "kl_growth", "min_points"],
+    )
+
+
+def find_lr_too_low(run: Run, zero_signal: bool, constant: bool) -> Finding | None:
+    lr = series(run, "learning_rate")
+    reward = series(run, "reward")
+    if constant or zero_signal or not lr or len(reward) < limit("min_points"):
+        return None
+    peak = max(v for _, v in lr)
+    first, last = _thirds([v for _, v in reward])
+    if peak >= limit("lr_floor") or last - first >= limit("reward_flat"):
+        return None
+    cfg = run.config
+    current = cfg.training.learning_rate if cfg is not None else peak
+    edits = {"training.learning_rate": min(current * 10, limit("lr_range_high"))} if cfg is not None else {}
+    params = _model_parameters(run)
+    size = f" for a {params / 1e6:.1f}M-parameter model" if params else ""
+    return Finding(
+        "lr_too_low",
+        f"reward flat with a tiny update size: the learning rate is too low{size}",
+        [
+            f"learning_rate at most {peak:.3g} < {limit('lr_floor'):g} (Adam moves each weight by about this "
+            "much per step)",
+            f"reward {first:.3f} (first third) -> {last:.3f} (last third): +{last - first:.3f} < "
+            f"{limit('reward_flat'):g} over {_span(reward)}",
+        ],
+        "the groups do carry signal (frac_reward_zero_std is low), but each step moves the weights too little "
+        "for the reward to change within the run",
+        edits,
+        [],
+        ["lr_floor", "reward_flat", "min_points"],
+    )
+
+
+def _model_parameters(run: Run) -> int | None:
+    """Parameter count from the model's config.json, when its shape can be read (no torch)."""
+    from .memory import ModelShape
+
+    for candidate in (run.info.get("model"), run.config.model.name_or_path if run.config else None):
+        if candidate:
+            try:
+                return ModelShape.from_config_dir(Path(str(candidate)).expanduser()).parameters
+            except (ConfigError, OSError):
+                continue
+    return None
+
+
+def find_reward_hacking(run: Run) -> Finding | None:
+    reward = series(run, "reward")
+    if len(reward) < limit("min_points"):
+        return None
+    first, last = _thirds([v for _, v in reward])
+    if last - first <= limit("reward_gain"):
+        return None
+    evals = series(run, "eval/accuracy")
+    ev = run.summary.get("eval") if isinstance(run.summary.get("eval"), dict) else {}
+    before, after = ev.get("accuracy_before"), ev.get("accuracy_after")
+    if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+        start, end, where = float(before), float(after), "summary.json accuracy_before -> accuracy_after"
+    elif len(evals) >= 2:
+        start, end, where = evals[0][1], evals[-1][1], f"eval/accuracy steps {evals[0][0]} -> {evals[-1][0]}"
+    else:
+        return None
+    if start - end <= limit("eval_drop"):
+        return None
+    cfg = run.config
+    edits, alternatives = {}, []
+    if cfg is not None:
+        beta = cfg.grpo.beta
+        edits["grpo.beta"] = 0.04 if beta == 0 else min(beta * 2, limit("beta_range_high"))
+        alternatives.append(f"--set training.learning_rate={_g(cfg.training.learning_rate / 2)}")
+        alternatives.append("make the reward check the task itself (e.g. numeric_match on the answer column)")
+    return Finding(
+        "reward_hacking",
+        "reward rises while held-out accuracy falls (reward hacking)",
+        [
+            f"reward {first:.3f} -> {last:.3f} (+{last - first:.3f} > {limit('reward_gain'):g}) over {_span(reward)}",
+            f"held-out accuracy {start:.1%} -> {end:.1%} ({(end - start) * 100:+.1f} points; a fall > "
+            f"{limit('eval_drop') * 100:g}) from {where}",
+        ],
+        "the policy found a way to score that the held-out check does not reward: it optimises the reward, not "
+        "the task; a KL penalty keeps it near the reference model while the reward is fixed",
+        edits,
+        alternatives,
+        ["reward_gain", "eval_drop", "min_points"],
+    )
+
+
+def find_small_batch(run: Run) -> Finding | None:
+    cfg = run.config
+    if cfg is None:
+        return None
+    d = derived_quantities(cfg, run.world_size)
+    prompts, effective = d["unique_prompts_per_round"], d["effective_batch_size"]
+    low_p, low_b = limit("min_prompts_per_step"), limit("min_effective_batch")
+    if prompts >= low_p and effective >= low_b:
+        return None
+    k = max(math.ceil(low_p / max(prompts, 1)), math.ceil(low_b / max(effective, 1)))
+    edits = scale_batch_edits(cfg, k)
+    t = cfg.training
+    return Finding(
+        "small_batch",
+        "too few prompts per step to estimate a group advantage",
+        [
+            f"{prompts} unique prompt(s) per round (< {low_p:g}) and effective batch {effective} "
+            f"(= {t.per_device_train_batch_size} x {t.gradient_accumulation_steps} x {run.world_size}; "
+            f"minimum {low_b:g})"
+        ],
+        "each update averages over these few prompts, so one easy or impossible prompt decides it; raising "
+        "gradient_accumulation_steps adds prompts per step without more memory per device",
+        edits,
+        [f"--set training.per_device_train_batch_size={t.per_device_train_batch_size * k}  (faster, more memory)"],
+        ["min_prompts_per_step", "min_effective_batch"],
+    )
+
+
+def find_ranges(run: Run) -> list[Finding]:
+    cfg = run.config
+    if cfg is None:
+        return []
+    found = []
+    lr = cfg.training.learning_rate
+    lo, hi = limit("lr_range_low"), limit("lr_range_high")
+    if not lo <= lr <= hi:
+        found.append(
+            Finding(
+                "range_learning_rate",
+                "training.learning_rate is outside the recommended range",
+                [f"training.learning_rate {lr:g}, recommended {lo:g} to {hi:g}"],
+                "below it the policy barely moves; above it updates overshoot and the run tends to diverge",
+                {"training.learning_rate": min(max(lr, lo), hi)},
+                [],
+                ["lr_range_low", "lr_range_high"],
+            )
+        )
+    beta = cfg.grpo.beta
+    lo, hi = limit("beta_range_low"), limit("beta_range_high")
+    if beta != 0 and not lo <= beta <= hi:
+        found.append(
+            Finding(
+                "range_beta",
+                "grpo.beta is outside the recommended range",
+                [f"grpo.beta {beta:g}, recommended {lo:g} to {hi:g}, or exactly 0 to turn KL off"],
+                "a tiny beta costs a reference-model forward pass for no effect; a large one pins the policy to "
+                "the reference model so it cannot learn",
+                {"grpo.beta": min(max(beta, lo), hi)},
+                ["--set grpo.beta=0  (no KL, no reference model)"] if beta < lo else [],
+                ["beta_range_low", "beta_range_high"],
+            )
+        )
+    g = cfg.grpo.num_generations
+    lo, hi = int(limit("generations_range_low")), int(limit("generations_range_high"))
+    if not lo <= g <= hi:
+        target = min(max(g, lo), hi)
+        edits = generations_edits(cfg, target) or {"grpo.num_generations": target}
+        found.append(
+            Finding(
+                "range_num_generations",
+                "grpo.num_generations is outside the recommended range",
+                [f"grpo.num_generations {g}, recommended {lo} to {hi}"],
+                "the advantage is a reward minus its group's mean: with few completions that mean is noisy, with "
+                "many each prompt costs a lot of generation",
+                edits,
+                [],
+                ["generations_range_low", "generations_range_high"],
+            )
+        )
+    return found
+
+
+def diagnose(run: Run) -> list[Finding]:
+    findings = []
+    for finding in (find_divergence(run), find_constant_reward(run)):
+        if finding:
+            findings.append(finding)
+    constant = any(f.id == "constant_reward" for f in findings)
+    signal = None if constant else find_no_signal(run)
+    if signal:
+        findings.append(signal)
+    for finding in (
+        find_clipped(run),
+        find_kl_growth(run),
+        find_entropy_collapse(run),
+        find_reward_hacking(run),
+        find_lr_too_low(run, zero_signal=signal is not None, constant=constant),
+        find_small_batch(run),
+        *find_ranges(run),
+    ):
+        if finding:
+            findings.append(finding)
+    for finding in findings:  # an edit that would not validate is shown as an alternative, never written
+        problem = validate_edits(run, finding.edits)
+        if problem:
+            finding.alternatives.insert(0, " ".join(finding.set_lines()) + f"  (not valid as is: {problem})")
+            finding.edits = {}
+    return sorted(findings, key=lambda f: ORDER.index(f.id))
+
+
+# --------------------------------------------------------------------------- report
+def render(run: Run, findings: list[Finding]) -> str:
+    status = run.info.get("status", "unknown")
+    steps = series(run, "reward")
+    head = f"{run.path}  (status {status}, {len(run.metrics)} metric records"
+    head += f", {len(steps)} with a reward" if steps else ""
+    head += f", {run.torn_lines} unreadable line(s) skipped)" if run.torn_lines else ")"
+    lines = [head]
+    if run.config_error:
+        lines.append(
+            f"  note: resolved_config.yaml does not load any more ({run.config_error}); config checks skipped"
+        )
+    if not run.metrics:
+        lines.append("  no metrics logged yet (metrics.jsonl is missing or empty)")
+    if not findings:
+        lines.append("  no findings: nothing in the logged metrics crosses a threshold (grpolab doctor --thresholds)")
+        return "\n".join(lines)
+    for i, f in enumerate(findings, 1):
+        lines.append(f"  [{i}] {f.id}: {f.title}")
+        for item in f.evidence:
+            lines.append(f"      evidence  {item}")
+        lines.append(f"      why       {f.why}")
+        if f.edits:
+            lines.append(f"      edit      {' '.join(f.set_lines())}")
+        for alt in f.alternatives:
+            lines.append(f"      or        {alt}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the next experiment
+def _source_loader(run: Run) -> tuple[GRPOConfigLoader, str]:
+    """The loader the next config is written from: the run's own config file with the run's overrides
+    (its comments kept) when that still reproduces the run, else resolved_config.yaml."""
+    resolved = run.path / "resolved_config.yaml"
+    original = run.info.get("config_file")
+    if original:
+        path = Path(original)
+        if not path.is_absolute() and run.info.get("cwd"):
+            path = Path(run.info["cwd"]) / path
+        overrides_file = run.path / "overrides.yaml"
+        try:
+            overrides = (
+                to_plain(read_yaml_file(overrides_file), str(overrides_file)) if overrides_file.is_file() else {}
+            )
+            loader = GRPOConfigLoader(config_path=path, overrides=overrides or None, world_size=run.world_size)
+            if path.is_file() and loader.to_dict() == run.loader.to_dict():
+                return loader, str(path)
+        except (ConfigError, OSError):
+            pass
+    return GRPOConfigLoader(config_path=resolved, world_size=run.world_size), str(resolved)
+
+
+def write_next_config(run: Run, findings: list[Finding], out, *, force: bool = False) -> tuple[Path, list[Finding]]:
+    """Write the next experiment: the chosen findings' edits applied to the run's config, each changed
+    line marked `# Changed from OLD: <finding>`. Returns the path and the findings applied."""
+    from grpolab.config.yaml_io import write_atomic
+
+    chosen = [f for f in findings if f.edits]
+    if not chosen:
+        raise ConfigError(
+            Problem(
+                "",
+                "no finding has an edit to write" + (" (there are no findings)" if not findings else ""),
+                "act on the findings' suggestions by hand",
+                str(run.path),
+            )
+        )
+    if run.loader is None:
+        raise ConfigError(
+            Problem("", "resolved_config.yaml does not load; cannot write a config", None, str(run.path))
+        )
+    loader, source = _source_loader(run)
+    edits, reason = {}, {}
+    for f in chosen:
+        for key, value in f.edits.items():
+            if key not in edits:  # the higher-priority finding wins a key
+                edits[key], reason[key] = value, f.id
+    loader.update_params(edits)  # raises ConfigError (nothing written) when they do not validate together
+    text = loader.render()
+    text = annotate_changes(text, reason)
+    header = [
+        f"# grpolab doctor: next experiment for {run.path}",
+        f"# written from {source}; changed keys are marked with the finding that asks for them:",
+        *[f"#   {f.id}: {f.title}" for f in chosen],
+        "",
+    ]
+    out = Path(out)
+    write_atomic(out, "\n".join(header) + text, overwrite=force)
+    GRPOConfigLoader(config_path=out, world_size=run.world_size)  # the file written is a valid config
+    return out, chosen

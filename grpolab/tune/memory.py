@@ -1,0 +1,693 @@
+"""Memory plan before launch: per-device bytes of a GRPO run, by component, from the config and the
+model's shape (its config.json, read as JSON: no torch, transformers or trl).
+
+Components (per device, in the order they are allocated):
+  weights      the policy: parameters x bytes of the dtype it loads in
+  gradients    one per trainable parameter, in the parameter dtype
+  optimizer    AdamW: exp_avg and exp_avg_sq per trainable parameter in the parameter dtype, plus a
+               4-byte `step` tensor per parameter tensor (torch keeps it as a 0-dim float32 tensor);
+               under DeepSpeed a float32 master copy and float32 moments (12 bytes per parameter) when
+               the weights are 16-bit
+  reference    a second copy of the weights, only when beta > 0 (TRL loads no reference model at 0,
+               and a LoRA run disables the adapter instead)
+  activations  what the backward pass keeps for per_device_train_batch_size x (prompt + completion)
+               tokens, with or without gradient checkpointing
+  logits       TRL's fused LM head: one [tokens, vocab] tile (at most 4096 x 32768) and, during
+               backward, float32 gradients of the LM head and of the last hidden state
+  generation   KV cache of one generation round with transformers (not at the same time as the
+               activations: the larger of the two phases counts), or the vLLM colocate share
+Sharding by backend: ddp none; ZeRO-1 optimizer; ZeRO-2 optimizer + gradients; ZeRO-3 and FSDP
+weights, gradients and optimizer (and the reference model, which TRL prepares the same way).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from grpolab.config import ConfigError, Problem
+
+GIB = 2**30
+# Memory each GPU reports (GiB), as `nvidia-smi` shows it for the common models.
+GPUS = {
+    "h200": 139.8,
+    "h100": 79.6,
+    "h100-94gb": 93.1,
+    "a100": 79.2,
+    "a100-80gb": 79.2,
+    "a100-40gb": 39.4,
+    "b200": 178.4,
+    "l40s": 44.4,
+    "l40": 44.4,
+    "a6000": 47.5,
+    "a10g": 22.0,
+    "a10": 22.0,
+    "l4": 22.0,
+    "rtx4090": 23.6,
+    "rtx3090": 23.6,
+    "v100": 31.7,
+    "v100-16gb": 15.8,
+    "t4": 14.6,
+}
+# CUDA context, NCCL buffers and allocator fragmentation: memory a process loses on any GPU.
+CUDA_RESERVE = 1.0 * GIB
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+# TRL's fused LM head (trl/kernels/chunked_logprob.py): tiles of at most this many tokens x vocabulary entries.
+HEAD_TOKEN_TILE, HEAD_VOCAB_TILE = 4096, 32768
+# Assumed prompt tokens when the config cannot tell (a Hub or file dataset); --prompt-tokens overrides it.
+DEFAULT_PROMPT_TOKENS = 256
+
+
+def gpu_memory(name: str) -> float:
+    """GiB of a GPU by name (h100, a100-40gb, ...)."""
+    key = re.sub(r"[\s_]+", "-", name.strip().lower()).replace("nvidia-", "")
+    key = key.replace("-sxm", "").replace("-pcie", "")
+    if key in GPUS:
+        return GPUS[key]
+    from grpolab.config.errors import did_you_mean
+
+    raise ConfigError(
+        Problem(
+            "",
+            f"unknown GPU `{name}`; known: {', '.join(GPUS)}.{did_you_mean(key, GPUS)}",
+            "give its memory instead: --gpu-mem GB",
+            "--gpu",
+        )
+    )
+
+
+# --------------------------------------------------------------------------- the model's shape
+@dataclass(frozen=True)
+class ModelShape:
+    family: str  # gpt2 or llama (the Llama layout covers Mistral, Qwen2/3 and other decoder-only models)
+    vocab: int
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    positions: int
+    tied_embeddings: bool
+    qkv_bias: bool = False
+    qk_norm: bool = False
+    source: str = ""
+    counted: int | None = None  # a parameter count given directly (no config.json)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    def parameter_tensors(self) -> list[tuple[str, int]]:
+        """(name, elements) of every parameter tensor, as the model's modules create them."""
+        h, inner, v = self.hidden, self.intermediate, self.vocab
+        out: list[tuple[str, int]] = []
+        if self.family == "gpt2":
+            out += [("wte", v * h), ("wpe", self.positions * h)]
+            for i in range(self.layers):
+                p = f"h.{i}."
+                out += [
+                    (p + "ln_1.weight", h),
+                    (p + "ln_1.bias", h),
+                    (p + "attn.c_attn.weight", h * 3 * h),
+                    (p + "attn.c_attn.bias", 3 * h),
+                    (p + "attn.c_proj.weight", h * h),
+                    (p + "attn.c_proj.bias", h),
+                    (p + "ln_2.weight", h),
+                    (p + "ln_2.bias", h),
+                    (p + "mlp.c_fc.weight", h * inner),
+                    (p + "mlp.c_fc.bias", inner),
+                    (p + "mlp.c_proj.weight", inner * h),
+                    (p + "mlp.c_proj.bias", h),
+                ]
+            out += [("ln_f.weight", h), ("ln_f.bias", h)]
+        else:
+            q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+            out.append(("embed_tokens", v * h))
+            for i in range(self.layers):
+                p = f"layers.{i}."
+                out += [(p + "q_proj.weight", h * q), (p + "k_proj.weight", h * kv), (p + "v_proj.weight", h * kv)]
+                if self.qkv_bias:
+                    out += [(p + "q_proj.bias", q), (p + "k_proj.bias", kv), (p + "v_proj.bias", kv)]
+                out.append((p + "o_proj.weight", q * h))
+                if self.qk_norm:
+                    out += [(p + "q_norm.weight", self.head_dim), (p + "k_norm.weight", self.head_dim)]
+                out += [
+                    (p + "gate_proj.weight", h * inner),
+                    (p + "up_proj.weight", h * inner),
+                    (p + "down_proj.weight", inner * h),
+                    (p + "input_layernorm.weight", h),
+                    (p + "post_attention_layernorm.weight", h),
+                ]
+            out.append(("norm.weight", h))
+        if not self.tied_embeddings:
+            out.append(("lm_head.weight", v * h))
+        return out
+
+    @property
+    def parameters(self) -> int:
+        return self.counted if self.counted is not None else sum(n for _, n in self.parameter_tensors())
+
+    @property
+    def tensor_count(self) -> int:
+        if self.counted is not None:  # a count only: about 9 tensors per layer in the Llama layout
+            return 9 * self.layers + 3
+        return len(self.parameter_tensors())
+
+    def linear_shapes(self) -> list[tuple[int, int]]:
+        """(in, out) of the linear layers LoRA's `all-linear` adapts (every one but the LM head)."""
+        h, inner = self.hidden, self.intermediate
+        if self.family == "gpt2":
+            per = [(h, 3 * h), (h, h), (h, inner), (inner, h)]
+        else:
+            q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+            per = [(h, q), (h, kv), (h, kv), (q, h), (h, inner), (h, inner), (inner, h)]
+        return per * self.layers
+
+    def lora_parameters(self, r: int, targets) -> int:
+        names_gpt2 = ["c_attn", "c_proj", "c_fc", "c_proj"]
+        names_llama = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        names = names_gpt2 if self.family == "gpt2" else names_llama
+        per_layer = self.linear_shapes()[: len(names)]
+        chosen = names if targets == "all-linear" else [t.rsplit(".", 1)[-1] for t in targets]
+        total = sum(r * (i + o) for name, (i, o) in zip(names, per_layer) if name in chosen)
+        return total * self.layers
+
+    def lora_tensors(self, targets) -> int:
+        names = ["c_attn", "c_proj", "c_fc", "c_proj"] if self.family == "gpt2" else [
+            "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"
+        ]  # fmt: skip
+        chosen = names if targets == "all-linear" else [t.rsplit(".", 1)[-1] for t in targets]
+        return 2 * sum(1 for n in names if n in chosen) * self.layers
+
+    # ---- constructors
+    @classmethod
+    def from_config_dict(cls, data: dict, source: str = "") -> ModelShape:
+        data = data.get("text_config", data) if "text_config" in data and "hidden_size" not in data else data
+        kind = data.get("model_type", "")
+
+        def need(*names):
+            for name in names:
+                if isinstance(data.get(name), int):
+                    return data[name]
+            raise ConfigError(
+                Problem(
+                    "",
+                    f"config.json has none of {', '.join(names)}; cannot read the model's shape.",
+                    "pass the parameter count instead: --model 1.5B",
+                    source or "config.json",
+                )
+            )
+
+        if kind == "gpt2" or "n_embd" in data:
+            h = need("n_embd", "hidden_size")
+            return cls(
+                "gpt2",
+                need("vocab_size"),
+                h,
+                need("n_layer", "num_hidden_layers"),
+                need("n_head", "num_attention_heads"),
+                need("n_head", "num_attention_heads"),
+                data.get("n_inner") or 4 * h,
+                need("n_positions", "max_position_embeddings"),
+                data.get("tie_word_embeddings", True),
+                source=source,
+            )
+        heads = need("num_attention_heads")
+        return cls(
+            "llama",
+            need("vocab_size"),
+            need("hidden_size"),
+            need("num_hidden_layers"),
+            heads,
+            data.get("num_key_value_heads") or heads,
+            need("intermediate_size"),
+            need("max_position_embeddings"),
+            data.get("tie_word_embeddings", False),
+            qkv_bias=bool(data.get("attention_bias", kind in ("qwen2", "qwen2_moe"))),
+            qk_norm=kind in ("qwen3", "olmo2"),
+            source=source,
+        )
+
+    @classmethod
+    def from_config_dir(cls, folder: Path) -> ModelShape:
+        path = Path(folder) / "config.json"
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(
+                Problem("", "no config.json there.", "point --model at a model folder", str(folder))
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(Problem("", f"config.json does not parse: {exc}.", None, str(path))) from None
+        return cls.from_config_dict(data, str(path))
+
+    @classmethod
+    def from_parameter_count(cls, count: int) -> ModelShape:
+        """A Llama-like shape of about `count` parameters (hidden = 128 x layers, MLP 8/3 x hidden,
+        vocabulary 32000): weights, gradients and optimizer use `count` exactly; activations use this shape."""
+        layers = max(1, round((count * 3 / (32 * 128**2)) ** (1 / 3)))
+        hidden = 128 * layers
+        inner = 64 * math.ceil(hidden * 8 / 3 / 64)
+        return cls(
+            "llama",
+            32000,
+            hidden,
+            layers,
+            max(1, hidden // 128),
+            max(1, hidden // 128),
+            inner,
+            4096,
+            False,
+            source=f"{count / 1e9:.3g}B parameters (Llama-like shape assumed for activations)",
+            counted=count,
+        )
+
+
+_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([kKmMbB]?)\s*$")
+
+
+def parse_count(text: str) -> int | None:
+    match = _COUNT.match(text)
+    if not match:
+        return None
+    scale = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9}[match.group(2).lower()]
+    return int(float(match.group(1)) * scale)
+
+
+def hub_cache_config(model_id: str) -> Path | None:
+    """config.json of a Hub model already in the local cache (never downloads)."""
+    root = os.environ.get("HF_HUB_CACHE") or (
+        Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    )
+    snapshots = Path(root) / f"models--{model_id.replace('/', '--')}" / "snapshots"
+    found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime) if snapshots.is_dir() else []
+    return found[-1].parent if found else None
+
+
+def demo_model_shape() -> ModelShape:
+    """The embedded demo model: its cached config.json, else the recipe it is built from."""
+    from grpolab.demo.tiny_model import CHARS, RECIPE, _source_digest, default_cache_dir
+
+    folder = default_cache_dir() / f"demo-addition-{_source_digest()}"
+    if (folder / "config.json").is_file():
+        return ModelShape.from_config_dir(folder)
+    h = RECIPE["n_embd"]
+    vocab = 3 + len(CHARS)
+    return ModelShape(
+        "gpt2", vocab, h, RECIPE["n_layer"], RECIPE["n_head"], RECIPE["n_head"], 4 * h, RECIPE["n_positions"], True,
+        source="the demo model's recipe (not built yet)",
+    )  # fmt: skip
+
+
+def resolve_shape(model: str | None) -> ModelShape:
+    """--model PATH_OR_PARAMS, else the config's model: a folder, a cached Hub id, or a count (1.5B)."""
+    if model is None:
+        return demo_model_shape()
+    count = parse_count(model)
+    if count is not None:
+        return ModelShape.from_parameter_count(count)
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        return ModelShape.from_config_dir(folder)
+    if folder.name == "config.json" and folder.is_file():
+        return ModelShape.from_config_dir(folder.parent)
+    cached = hub_cache_config(model)
+    if cached is not None:
+        return ModelShape.from_config_dir(cached)
+    raise ConfigError(
+        Problem(
+            "model.name_or_path",
+            f"`{model}` is not a local folder and not in the Hugging Face cache (nothing is downloaded).",
+            "pass a folder with config.json, or the parameter count: --model 1.5B",
+            "--model",
+        )
+    )
+
+
+# --------------------------------------------------------------------------- the estimate
+@dataclass
+class Setup:
+    """What the plan depends on, resolved from the config (and the flags of `config explain --memory`)."""
+
+    world: int
+    per_device: int  # per_device_train_batch_size
+    steps_per_generation: int
+    prompt_tokens: int
+    completion_tokens: int
+    dtype: str  # the parameter dtype
+    activation_bytes: int  # bytes per activation value (2 under bf16 autocast)
+    backend: str  # ddp, zero1, zero2, zero3, fsdp
+    checkpointing: bool
+    lora: bool
+    lora_r: int
+    lora_targets: object
+    beta: float
+    vllm: bool
+    vllm_util: float
+    device: str  # cuda or cpu
+    notes: list[str] = field(default_factory=list)
+
+
+def setup_from_config(cfg, world: int, prompt_tokens: int | None, device: str = "cuda") -> Setup:
+    from grpolab.config.validate import resolved_generation  # re-exported from rules.py
+
+    notes = []
+    if prompt_tokens is None:
+        if cfg.data.dataset == "builtin:addition":
+            prompt_tokens = 6  # "12+34=" in the demo's character tokenizer
+        else:
+            prompt_tokens = DEFAULT_PROMPT_TOKENS
+            notes.append(f"prompt length assumed {DEFAULT_PROMPT_TOKENS} tokens (--prompt-tokens N to set it)")
+    dtype = cfg.model.dtype
+    if dtype == "auto":
+        dtype = "bfloat16" if device == "cuda" else "float32"
+    bf16 = cfg.training.bf16
+    autocast = (bf16 is True or bf16 == "auto") and device == "cuda"
+    act = 2 if (autocast or DTYPE_BYTES[dtype] == 2) else 4
+    cluster = cfg.cluster
+    backend = cluster.backend if cluster.backend != "deepspeed" else f"zero{cluster.zero_stage}"
+    if backend == "zero0":
+        backend = "ddp"
+    use_vllm = cluster.use_vllm is True or (cluster.use_vllm == "auto" and device == "cuda")
+    if cluster.use_vllm == "auto" and device == "cuda":
+        notes.append("cluster.use_vllm is auto: planned with vLLM, as on a GPU with vLLM installed")
+    _, steps = resolved_generation(cfg, world)
+    return Setup(
+        world=world,
+        per_device=cfg.training.per_device_train_batch_size,
+        steps_per_generation=steps,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=cfg.generation.max_completion_length,
+        dtype=dtype,
+        activation_bytes=act,
+        backend=backend,
+        checkpointing=cfg.training.gradient_checkpointing,
+        lora=cfg.model.lora.enabled,
+        lora_r=cfg.model.lora.r,
+        lora_targets=cfg.model.lora.target_modules,
+        beta=cfg.grpo.beta,
+        vllm=use_vllm and cluster.vllm_mode == "colocate",
+        vllm_util=cluster.vllm_gpu_memory_utilization,
+        device=device,
+        notes=notes,
+    )
+
+
+def static_bytes(shape: ModelShape, s: Setup) -> dict:
+    """weights, gradients, optimizer and reference model, per device (exact for ddp on one device)."""
+    b = DTYPE_BYTES[s.dtype]
+    params = shape.parameters
+    w = s.world
+    shard_weights = s.backend in ("zero3", "fsdp")
+    shard_grads = s.backend in ("zero2", "zero3", "fsdp")
+    shard_optim = s.backend != "ddp"
+    if s.lora:
+        trainable = shape.lora_parameters(s.lora_r, s.lora_targets)
+        tensors = shape.lora_tensors(s.lora_targets)
+        adapter_b = 4 if b == 2 else b  # peft keeps adapters in float32 over a 16-bit base model
+        weights = params * b + trainable * adapter_b
+        grad_b = adapter_b
+    else:
+        trainable, tensors = params, shape.tensor_count
+        weights, grad_b = params * b, b
+    if s.backend.startswith("zero") and grad_b == 2:
+        optim = trainable * 12  # float32 master weights and moments
+    else:
+        optim = trainable * 2 * grad_b + 4 * tensors  # exp_avg, exp_avg_sq, and a float32 `step` per tensor
+    reference = params * b if s.beta > 0 and not s.lora else 0
+    return {
+        "weights": weights / w if shard_weights else weights,
+        "gradients": trainable * grad_b / w if shard_grads else trainable * grad_b,
+        "optimizer": optim / w if shard_optim else optim,
+        "reference": reference / w if shard_weights else reference,
+        "trainable_parameters": trainable,
+    }
+
+
+def activation_values_per_token(shape: ModelShape, checkpointing: bool) -> float:
+    """Values the backward pass keeps per token, over all layers.
+
+    Per block, what autograd saves (sdpa attention, which keeps q, k, v, its output and a log-sum-exp,
+    never the seq x seq scores):
+      GPT-2: layer-norm inputs and outputs (4h), qkv (3h), attention output and its contiguous copy (2h),
+             the MLP input of the GELU (I) and the four tensors of GPT-2's tanh GELU (4I)
+      Llama: the RMSNorm input, normalised and scaled values twice (6h), q after rotary (h), k and v
+             after rotary (2 kv), attention output and its contiguous copy (2h), gate, SiLU, up and their
+             product (4I)
+    With gradient checkpointing only each block's input (h) is kept, plus one block recomputed at a time.
+    The final norm keeps its input and output, and the LM head a copy of the shifted hidden state (3h)."""
+    h, inner = shape.hidden, shape.intermediate
+    kv = shape.kv_heads * shape.head_dim
+    block = 9 * h + 5 * inner if shape.family == "gpt2" else 10 * h + 2 * kv + 4 * inner
+    layers = (shape.layers * h + block) if checkpointing else shape.layers * block
+    return layers + 3 * h
+
+
+def activation_bytes(shape: ModelShape, s: Setup) -> float:
+    tokens = s.per_device * (s.prompt_tokens + s.completion_tokens)
+    return tokens * activation_values_per_token(shape, s.checkpointing) * s.activation_bytes
+
+
+def logits_bytes(shape: ModelShape, s: Setup) -> float:
+    """TRL's fused LM head: a [tokens, vocab] tile in the compute dtype, the float32 gradient of the last
+    hidden state, and (when the head trains) the float32 gradient of the LM head weight. On a GPU only the
+    completion tokens are scored; elsewhere every position."""
+    seq = s.prompt_tokens + s.completion_tokens
+    scored = s.per_device * (s.completion_tokens if s.device == "cuda" else seq - 1)
+    tile = min(scored, HEAD_TOKEN_TILE) * min(shape.vocab, HEAD_VOCAB_TILE) * s.activation_bytes
+    grad_hidden = scored * shape.hidden * 4
+    grad_head = 0 if s.lora else shape.vocab * shape.hidden * 4
+    return tile + grad_hidden + grad_head
+
+
+def kv_bytes_per_token(shape: ModelShape, b: int) -> int:
+    return 2 * shape.layers * shape.kv_heads * shape.head_dim * b
+
+
+def generation_bytes(shape: ModelShape, s: Setup) -> float:
+    """transformers generation: the KV cache of the device's whole round (per_device x steps_per_generation
+    completions at full length) plus one step's logits for them."""
+    sequences = s.per_device * s.steps_per_generation
+    b = s.activation_bytes
+    return (
+        sequences * (s.prompt_tokens + s.completion_tokens) * kv_bytes_per_token(shape, b)
+        + sequences * shape.vocab * 4
+    )
+
+
+@dataclass
+class Plan:
+    shape: ModelShape
+    setup: Setup
+    components: dict  # name -> bytes
+    total: float
+    gpu_bytes: float | None
+    fits: bool | None
+    vllm_kv_tokens: int | None = None
+    suggestions: list[tuple[list[str], float]] = field(default_factory=list)  # ([--set ...], total after)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.shape.source,
+            "parameters": self.shape.parameters,
+            "trainable_parameters": self.components.get("trainable_parameters"),
+            "components_gib": {
+                k: round(v / GIB, 4) for k, v in self.components.items() if k != "trainable_parameters"
+            },
+            "total_gib": round(self.total / GIB, 4),
+            "gpu_gib": round(self.gpu_bytes / GIB, 2) if self.gpu_bytes else None,
+            "fits": self.fits,
+            "vllm_kv_cache_tokens": self.vllm_kv_tokens,
+            "suggestions": [{"set": s, "total_gib": round(t / GIB, 3)} for s, t in self.suggestions],
+            "notes": self.setup.notes,
+        }
+
+
+def estimate(shape: ModelShape, s: Setup, gpu_bytes: float | None) -> Plan:
+    comp = static_bytes(shape, s)
+    train_phase = activation_bytes(shape, s) + logits_bytes(shape, s)
+    comp["activations"] = activation_bytes(shape, s)
+    comp["logits"] = logits_bytes(shape, s)
+    kv_tokens = None
+    if s.vllm and gpu_bytes:
+        share = s.vllm_util * gpu_bytes
+        comp["vllm"] = share
+        free_kv = share - shape.parameters * 2  # vLLM holds its own 16-bit copy of the weights
+        kv_tokens = int(max(0, free_kv) // kv_bytes_per_token(shape, 2))
+        gen_phase = 0.0
+    else:
+        gen_phase = generation_bytes(shape, s)
+        comp["generation"] = gen_phase
+    if s.device == "cuda":
+        comp["cuda_reserve"] = CUDA_RESERVE
+    static = sum(
+        v for k, v in comp.items() if k not in ("activations", "logits", "generation", "trainable_parameters")
+    )
+    total = static + max(train_phase, gen_phase)
+    fits = None if gpu_bytes is None else total <= gpu_bytes
+    return Plan(shape, s, comp, total, gpu_bytes, fits, kv_tokens)
+
+
+def suggest(shape: ModelShape, s: Setup, gpu_bytes: float, cfg) -> list[tuple[list[str], float]]:
+    """The smallest changes that make the plan fit, one knob at a time in the order that changes the
+    experiment least; when no single change fits, the cheapest combination. Each is a list of --set."""
+    options: list[tuple[list[str], Setup]] = []
+    if not s.checkpointing:
+        options.append((["training.gradient_checkpointing=true"], replace(s, checkpointing=True)))
+    p, ga = s.per_device, cfg.training.gradient_accumulation_steps
+    steps = s.steps_per_generation
+    while p > 1 and p % 2 == 0:
+        p //= 2
+        ga *= 2
+        steps *= 2
+        sets = [f"training.per_device_train_batch_size={p}", f"training.gradient_accumulation_steps={ga}"]
+        if cfg.grpo.steps_per_generation is not None:
+            sets.append(f"grpo.steps_per_generation={steps}")
+        # the effective batch and the round stay the same: a pinned generation_batch_size still divides
+        options.append((sets, replace(s, per_device=p, steps_per_generation=steps)))
+    if s.world > 1:
+        for stage in ("zero2", "zero3"):
+            if s.backend not in ("zero3", "fsdp") and s.backend != stage:
+                options.append(
+                    (["cluster.backend=deepspeed", f"cluster.zero_stage={stage[-1]}"], replace(s, backend=stage))
+                )
+        if s.backend not in ("zero3", "fsdp"):
+            options.append((["cluster.backend=fsdp"], replace(s, backend="fsdp")))
+    if not s.lora:
+        options.append((["model.lora.enabled=true"], replace(s, lora=True)))
+    if s.vllm and s.vllm_util > 0.15:
+        low = round(max(0.1, s.vllm_util - 0.1), 2)
+        options.append(([f"cluster.vllm_gpu_memory_utilization={low}"], replace(s, vllm_util=low)))
+    mcl = s.completion_tokens
+    while mcl > 16:
+        mcl //= 2
+        options.append(([f"generation.max_completion_length={mcl}"], replace(s, completion_tokens=mcl)))
+    singles = []
+    for sets, trial in options:
+        total = estimate(shape, trial, gpu_bytes).total
+        if total <= gpu_bytes:
+            singles.append((sets, total))
+    # one per knob: the first (smallest) batch split or length cut that fits
+    seen, chosen = set(), []
+    for sets, total in singles:
+        knob = sets[0].split("=")[0]
+        if knob not in seen:
+            seen.add(knob)
+            chosen.append((sets, total))
+    if chosen:
+        return chosen
+    combo, trial = [], s
+    for sets, option in options:  # greedy: keep adding knobs until it fits
+        merged = _merge(trial, option, s)
+        combo = [x for x in combo if x.split("=")[0] not in {y.split("=")[0] for y in sets}] + sets
+        trial = merged
+        total = estimate(shape, trial, gpu_bytes).total
+        if total <= gpu_bytes:
+            return [(combo, total)]
+    return []
+
+
+def _merge(current: Setup, option: Setup, base: Setup) -> Setup:
+    """Apply what `option` changed relative to `base` onto `current`."""
+    changed = {k: getattr(option, k) for k in base.__dataclass_fields__ if getattr(option, k) != getattr(base, k)}
+    return replace(current, **changed)
+
+
+def plan_device(cfg, gpu_gib: float | None) -> str:
+    """Where the plan is for: a GPU when one is named or configured; with `cluster.device: auto`, a GPU in
+    cluster mode or when this machine has the NVIDIA driver, else the CPU."""
+    import shutil
+
+    if cfg.cluster.device == "cpu":
+        return "cpu"
+    if gpu_gib is not None or cfg.cluster.device == "cuda" or cfg.mode == "cluster":
+        return "cuda"
+    return "cuda" if shutil.which("nvidia-smi") else "cpu"
+
+
+def plan(cfg, shape: ModelShape, world: int, gpu_gib: float | None, prompt_tokens: int | None = None) -> Plan:
+    device = plan_device(cfg, gpu_gib)
+    s = setup_from_config(cfg, world, prompt_tokens, device)
+    gpu_bytes = gpu_gib * GIB if gpu_gib is not None else None
+    result = estimate(shape, s, gpu_bytes)
+    if result.fits is False:
+        result.suggestions = suggest(shape, s, gpu_bytes, cfg)
+    return result
+
+
+# --------------------------------------------------------------------------- report
+LABELS = {
+    "weights": "policy weights",
+    "gradients": "gradients",
+    "optimizer": "optimizer states (AdamW)",
+    "reference": "reference model",
+    "activations": "activations",
+    "logits": "logits buffer (fused LM head)",
+    "generation": "generation KV cache (transformers)",
+    "vllm": "vLLM colocate share",
+    "cuda_reserve": "CUDA context and allocator reserve",
+}
+
+
+def render(p: Plan) -> str:
+    s, shape = p.setup, p.shape
+    tokens = s.prompt_tokens + s.completion_tokens
+    backend = {"ddp": "DDP (no sharding)", "fsdp": "FSDP (full shard)"}.get(
+        s.backend, f"DeepSpeed ZeRO-{s.backend[-1]}"
+    )
+    trainable = p.components["trainable_parameters"]
+    lines = [
+        f"memory plan per {'GPU' if s.device == 'cuda' else 'process'}: {shape.source}",
+        f"  model      {_count(shape.parameters)} parameters ({shape.family} layout, {shape.layers} layers, hidden "
+        f"{shape.hidden}, vocabulary {shape.vocab}); {s.dtype} weights; "
+        + (f"LoRA r={s.lora_r}: {trainable / 1e6:.3f}M trainable" if s.lora else "all weights trained"),
+        f"  run        {s.world} process(es), {backend}; {s.per_device} sequences x {tokens} tokens "
+        f"({s.prompt_tokens} prompt + {s.completion_tokens} completion) per micro-step; gradient checkpointing "
+        f"{'on' if s.checkpointing else 'off'}; beta {s.beta:g}",
+    ]
+    width = max(len(v) for v in LABELS.values())
+    for key, label in LABELS.items():
+        if key not in p.components:
+            continue
+        value = p.components[key]
+        note = ""
+        if key == "reference" and value == 0:
+            note = "beta 0: not loaded" if s.beta == 0 else "LoRA: the adapter is disabled instead"
+        elif key == "activations":
+            other = activation_bytes(shape, replace(s, checkpointing=not s.checkpointing))
+            note = (
+                f"{'with' if s.checkpointing else 'without'} gradient checkpointing ({_gib(other)} GiB the other way)"
+            )
+        elif key == "generation":
+            note = "generation phase; the larger of it and activations + logits counts"
+        elif key == "vllm" and p.vllm_kv_tokens is not None:
+            note = f"{s.vllm_util:g} of the GPU; KV cache for ~{p.vllm_kv_tokens:,} tokens"
+        lines.append(f"  {label:<{width}}  {_gib(value):>10} GiB  {note}".rstrip())
+    lines.append(f"  {'total':<{width}}  {_gib(p.total):>10} GiB")
+    if p.gpu_bytes is not None:
+        verdict = "fits" if p.fits else "does NOT fit"
+        lines.append(f"  {'GPU':<{width}}  {_gib(p.gpu_bytes):>10} GiB  {verdict} ({p.total / p.gpu_bytes:.0%} used)")
+        if p.fits is False:
+            if p.suggestions:
+                lines.append("  smallest changes that fit:")
+                for sets, total in p.suggestions:
+                    lines.append(f"    {' '.join('--set ' + x for x in sets)}   -> {_gib(total)} GiB")
+            else:
+                lines.append(
+                    "  no change considered here makes it fit: use more GPUs with ZeRO-3/FSDP or a smaller model"
+                )
+    for note in s.notes:
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
+
+
+def _gib(value: float) -> str:
+    return f"{value / GIB:.3f}" if value < 10 * GIB else f"{value / GIB:.1f}"

@@ -1,0 +1,276 @@
+"""`grpolab probe CONFIG`: is there a learning signal before any training?
+
+Samples num_generations completions for N training prompts from the base model, with the configured
+generation settings, scores them with the configured rewards (the training run's own reward and data
+code), and reports what GRPO will see: the pass rate of each prompt's group, the fraction of groups
+whose rewards are all equal (their advantage is 0: TRL logs it as frac_reward_zero_std), completion
+lengths, how many hit max_completion_length, and the time of one generation round. `--write-filtered`
+keeps the prompts the model sometimes but not always solves (0 < pass rate < 1), the ones that carry
+signal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grpolab.config import ConfigError, Problem
+
+# A completion "passes" when its weighted reward is above this: for 0/1 rewards, when it is right.
+PASS_ABOVE = 0.0
+
+
+@dataclass
+class PromptResult:
+    row: dict  # the dataset row (prompt and the columns rewards read)
+    rewards: list[float]
+    lengths: list[int]
+    clipped: list[bool]
+
+    @property
+    def pass_rate(self) -> float:
+        return sum(r > PASS_ABOVE for r in self.rewards) / len(self.rewards)
+
+    @property
+    def zero_spread(self) -> bool:
+        # TRL: torch.isclose(std, 0) with its default tolerances (atol 1e-8)
+        mean = sum(self.rewards) / len(self.rewards)
+        var = sum((r - mean) ** 2 for r in self.rewards) / max(1, len(self.rewards) - 1)
+        return math.sqrt(var) <= 1e-8
+
+
+@dataclass
+class ProbeReport:
+    config: str
+    model: str
+    num_generations: int
+    max_completion_length: int
+    prompts: list[PromptResult]
+    generation_seconds: float
+    prompts_per_round: int
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def zero_spread_fraction(self) -> float:
+        return sum(p.zero_spread for p in self.prompts) / len(self.prompts)
+
+    @property
+    def mixed_count(self) -> int:
+        return sum(0 < p.pass_rate < 1 for p in self.prompts)
+
+    def histogram(self) -> list[tuple[str, int]]:
+        bins = [("0", lambda r: r == 0)]
+        edges = [0, 0.25, 0.5, 0.75, 1.0]
+        for lo, hi in zip(edges, edges[1:]):
+            label = f"({lo:g}, {hi:g}{')' if hi == 1 else ']'}"
+            bins.append((label, lambda r, lo=lo, hi=hi: lo < r <= hi and r < 1))
+        bins.append(("1", lambda r: r == 1))
+        return [(label, sum(test(p.pass_rate) for p in self.prompts)) for label, test in bins]
+
+    def to_dict(self) -> dict:
+        lengths = [n for p in self.prompts for n in p.lengths]
+        clipped = [c for p in self.prompts for c in p.clipped]
+        per_prompt = self.generation_seconds / len(self.prompts)
+        return {
+            "config": self.config,
+            "model": self.model,
+            "prompts": len(self.prompts),
+            "num_generations": self.num_generations,
+            "pass_rate_histogram": dict(self.histogram()),
+            "mean_pass_rate": sum(p.pass_rate for p in self.prompts) / len(self.prompts),
+            "zero_spread_fraction": self.zero_spread_fraction,
+            "mixed_prompts": self.mixed_count,
+            "mean_completion_length": sum(lengths) / len(lengths),
+            "truncation_rate": sum(clipped) / len(clipped),
+            "max_completion_length": self.max_completion_length,
+            "generation_seconds": round(self.generation_seconds, 3),
+            "prompts_per_round": self.prompts_per_round,
+            "seconds_per_generation_round": round(per_prompt * self.prompts_per_round, 3),
+            "settings": self.settings,
+        }
+
+
+def _builtin_rows():
+    try:
+        from grpolab.demo import builtin_rows
+    except ImportError:  # the demo package without the builtin_rows helper: the training data has no builtins
+        return None
+    return builtin_rows
+
+
+def _model_path(cfg, model: str | None) -> str:
+    if model:
+        return model
+    if cfg.model.name_or_path:
+        return cfg.model.name_or_path
+    try:
+        from grpolab.demo import demo_model_path
+    except ImportError:
+        from grpolab.demo.tiny_model import demo_model_path
+    return str(demo_model_path())
+
+
+def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | None = None) -> ProbeReport:
+    import torch
+
+    from grpolab.config.derive import derived_quantities
+    from grpolab.train import data as datas
+    from grpolab.train import model as models
+    from grpolab.train.rewards import build_rewards
+
+    cfg = loader.config
+    gen = cfg.generation
+    G = cfg.grpo.num_generations
+    seed = cfg.training.seed if seed is None else seed
+    name = _model_path(cfg, model)
+    cuda = torch.cuda.is_available() and cfg.cluster.device != "cpu"
+    dtype = cfg.model.dtype if cfg.model.dtype != "auto" else ("bfloat16" if cuda else "float32")
+    tokenizer = models.load_tokenizer(name, cfg.model)
+    lm = models.load_model(name, cfg.model, dtype)
+    device = "cuda" if cuda else "cpu"
+    lm.to(device).eval()
+    funcs, needs = build_rewards(cfg.rewards, gen.max_completion_length)
+    weights = [r.weight for r in cfg.rewards]
+    d = cfg.data
+    dataset = datas.load_split(d, d.split, d.max_samples, seed=cfg.training.seed, builtin_rows=_builtin_rows())
+    datas.check_columns(dataset, needs)
+    dataset = datas.format_prompts(dataset, tokenizer, d.system_prompt)
+    dataset, _, _ = datas.drop_too_long(
+        dataset, tokenizer, gen.max_completion_length, models.context_length(lm, tokenizer)
+    )
+    dataset = dataset.shuffle(seed=seed).select(range(min(prompts, len(dataset))))
+    rows = dataset.to_list()
+
+    sampling = {
+        "do_sample": True,
+        "temperature": gen.temperature,
+        "top_p": gen.top_p,
+        "top_k": gen.top_k if gen.top_k else None,
+        "min_p": gen.min_p,
+        "repetition_penalty": gen.repetition_penalty,
+        "max_new_tokens": gen.max_completion_length,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+    torch.manual_seed(seed)
+    results, seconds = [], 0.0
+    batch = max(1, 256 // G)  # prompts per generate() call: a few hundred sequences at once
+    eos = tokenizer.eos_token_id
+    for start in range(0, len(rows), batch):
+        chunk = rows[start : start + batch]
+        texts = [_prompt_text(tokenizer, r["prompt"]) for r in chunk]
+        enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+        enc = {k: v.to(device) for k, v in enc.items()}
+        began = time.perf_counter()
+        with torch.no_grad():
+            out = lm.generate(**enc, num_return_sequences=G, **sampling)
+        seconds += time.perf_counter() - began
+        completion_ids = out[:, enc["input_ids"].shape[1] :].tolist()
+        for i, row in enumerate(chunk):
+            ids_group = [_until_eos(ids, eos, tokenizer.pad_token_id) for ids in completion_ids[i * G : (i + 1) * G]]
+            completions = [tokenizer.decode(ids, skip_special_tokens=True) for ids, _ in ids_group]
+            if isinstance(row["prompt"], list):
+                completions = [[{"role": "assistant", "content": c}] for c in completions]
+            columns = {k: [v] * G for k, v in row.items() if k != "prompt"}
+            prompts_g = [row["prompt"]] * G
+            total = [0.0] * G
+            for func, w in zip(funcs, weights):
+                values = func(prompts_g, completions, completion_ids=[ids for ids, _ in ids_group], **columns)
+                total = [t + w * (v if v is not None else 0.0) for t, v in zip(total, values)]
+            results.append(
+                PromptResult(
+                    {k: v for k, v in row.items()},
+                    total,
+                    [len(ids) for ids, _ in ids_group],
+                    [not ended for _, ended in ids_group],
+                )
+            )
+    derived = derived_quantities(cfg, loader.target_world_size())
+    return ProbeReport(
+        str(loader.config_path or loader.preset_path),
+        name,
+        G,
+        gen.max_completion_length,
+        results,
+        seconds,
+        derived["unique_prompts_per_round"],
+        {k: v for k, v in sampling.items() if k not in ("pad_token_id", "eos_token_id")},
+    )
+
+
+def _prompt_text(tokenizer, prompt) -> str:
+    if isinstance(prompt, list):
+        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    return prompt
+
+
+def _until_eos(ids: list[int], eos, pad) -> tuple[list[int], bool]:
+    """The completion's tokens up to (not including) the end token, and whether it ended."""
+    for i, tok in enumerate(ids):
+        if tok == eos:
+            return ids[:i], True
+    while ids and pad is not None and ids[-1] == pad and pad != eos:
+        ids = ids[:-1]
+    return ids, False
+
+
+def render(report: ProbeReport) -> str:
+    d = report.to_dict()
+    lines = [
+        f"probe of {report.config}: {d['prompts']} prompts x {report.num_generations} completions from {report.model}",
+        "  pass rate per prompt (fraction of its completions with reward > 0):",
+    ]
+    for label, count in report.histogram():
+        lines.append(f"    {label:<12} {count:>5}  {'#' * round(40 * count / d['prompts'])}")
+    lines += [
+        f"  mean pass rate             {d['mean_pass_rate']:.1%}",
+        f"  zero-spread groups         {d['zero_spread_fraction']:.1%}  (training's frac_reward_zero_std should "
+        "start near this; such groups teach nothing)",
+        f"  prompts with 0 < rate < 1  {d['mixed_prompts']} of {d['prompts']}",
+        f"  mean completion length     {d['mean_completion_length']:.1f} tokens (max_completion_length "
+        f"{report.max_completion_length})",
+        f"  truncated                  {d['truncation_rate']:.1%}  (no end token within max_completion_length)",
+        f"  generation                 {d['seconds_per_generation_round']:.2f} s per round of "
+        f"{report.prompts_per_round} prompts x {report.num_generations} (this machine, one process)",
+    ]
+    if d["zero_spread_fraction"] > 0.5:
+        lines.append(
+            "  most groups carry no signal: raise grpo.num_generations or generation.temperature, or keep the "
+            "mixed prompts with --write-filtered FILE"
+        )
+    return "\n".join(lines)
+
+
+def write_filtered(report: ProbeReport, out, *, force: bool = False, config: str | None = None) -> tuple[Path, str]:
+    """The prompts with 0 < pass rate < 1 as a .jsonl dataset (same columns as the training rows), and
+    the config lines that train on it."""
+    from grpolab.config.yaml_io import write_atomic
+
+    path = Path(out)
+    if path.suffix.lower() != ".jsonl":
+        raise ConfigError(
+            Problem("", "write the filtered prompts as a .jsonl file.", f"use {path.with_suffix('.jsonl')}", str(path))
+        )
+    kept = [p.row for p in report.prompts if 0 < p.pass_rate < 1]
+    if not kept:
+        raise ConfigError(
+            Problem(
+                "",
+                f"no prompt has a pass rate strictly between 0 and 1 (of {len(report.prompts)} probed); "
+                "nothing written.",
+                "probe more prompts (--prompts), or raise generation.temperature / grpo.num_generations",
+                str(path),
+            )
+        )
+    text = "".join(json.dumps(row, default=str) + "\n" for row in kept)
+    write_atomic(path, text, overwrite=force)
+    snippet = (
+        f"data:\n  dataset: {path}\n  columns: {{}}  # the rows already carry the training columns\n"
+        "  eval_split: null  # or a held-out .jsonl file: a file dataset has no built-in eval split"
+    )
+    if config:
+        snippet += f"\n# or: grpolab config set {config} data.dataset={path} -o <new config>"
+    return path, snippet

@@ -1,0 +1,246 @@
+"""`grpolab config scale FILE --gpus N`: the same experiment on N training processes.
+
+What a GRPO step learns from is set by the unique prompts per generation round (generation batch /
+num_generations), the completions per round, the effective batch (per_device_train_batch_size x
+gradient_accumulation_steps x processes) and how many optimizer steps each round feeds (on-policy
+when one). Moving to N processes multiplies the per-process numbers by N, so scale searches the
+per-device batch, gradient accumulation and generation batch that keep those quantities as close as
+the divisibility rules allow (TRL: the round divides by per_device_train_batch_size x processes and
+by num_generations), in that order of priority, and then the per-device batch (memory) closest to
+the original. Reads and writes configs only (no torch).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config.derive import derived_quantities
+from grpolab.config.yaml_io import inline_yaml
+
+from .edits import annotate_changes
+
+
+@dataclass(frozen=True)
+class Batch:
+    per_device: int
+    accumulation: int
+    generation_batch: int | str  # an int, or "auto"
+    steps_per_generation: int | None
+
+    def resolved(self, world: int) -> tuple[int, int]:
+        """(completions per round, steps per generation) as TRL resolves them."""
+        if self.generation_batch == "auto":
+            steps = self.steps_per_generation or self.accumulation
+            return self.per_device * world * steps, steps
+        return self.generation_batch, self.generation_batch // (self.per_device * world)
+
+
+def _cost(batch: Batch, world: int, target: dict, g: int, mu: int) -> tuple:
+    """Lexicographic: unique prompts per round, effective batch, optimizer steps per round, memory per
+    device (per_device_train_batch_size), then fewer changed keys."""
+    b, s = batch.resolved(world)
+    eff = batch.per_device * batch.accumulation * world
+    steps_per_round = s * mu / batch.accumulation
+    keys_changed = sum(
+        (
+            batch.per_device != target["per_device"],
+            batch.accumulation != target["accumulation"],
+            batch.generation_batch != target["generation_batch"],
+            batch.steps_per_generation != target["steps_per_generation"],
+        )
+    )
+    return (
+        round(abs(math.log((b // g) / target["prompts"])), 9),
+        round(abs(math.log(eff / target["effective"])), 9),
+        round(abs(math.log(steps_per_round / target["steps_per_round"])), 9),
+        round(abs(math.log(batch.per_device / target["per_device"])), 9),
+        keys_changed,
+        batch.accumulation,
+    )
+
+
+def best_batch(cfg, old_world: int, new_world: int) -> Batch:
+    t, g = cfg.training, cfg.grpo
+    G, mu = g.num_generations, g.num_iterations
+    d = derived_quantities(cfg, old_world)
+    target = {
+        "prompts": d["unique_prompts_per_round"],
+        "effective": d["effective_batch_size"],
+        "steps_per_round": d["optimizer_steps_per_round"],
+        "per_device": t.per_device_train_batch_size,
+        "accumulation": t.gradient_accumulation_steps,
+        "generation_batch": g.generation_batch_size,
+        "steps_per_generation": g.steps_per_generation,
+    }
+    B = d["generation_batch_size"]
+    max_p = max(1, t.per_device_train_batch_size * max(1, -(-old_world // new_world)))
+    max_ga = max(64, 4 * t.gradient_accumulation_steps * old_world)
+    candidates = []
+    for p in range(1, max_p + 1):
+        for ga in range(1, max_ga + 1):
+            unit = p * new_world
+            if g.generation_batch_size == "auto" and g.steps_per_generation is None:
+                if (unit * ga) % G == 0:
+                    candidates.append(Batch(p, ga, "auto", None))
+            # a pinned round: the multiple of lcm(P x W, G) nearest the original number of completions
+            step = math.lcm(unit, G)
+            for pinned in {max(step, (B // step) * step), max(step, -(-B // step) * step)}:
+                if g.steps_per_generation is not None:
+                    candidates.append(Batch(p, ga, "auto", pinned // unit))
+                else:
+                    candidates.append(Batch(p, ga, pinned, None))
+    if not candidates:
+        raise ConfigError(Problem("", f"no batch layout is valid on {new_world} processes.", None, "config scale"))
+    return min(candidates, key=lambda c: _cost(c, new_world, target, G, mu))
+
+
+def scale_config(path, gpus: int, vllm_gpus: int = 0, from_world: int | None = None):
+    """(the scaled loader, its change reasons, the before/after table rows, notes). Nothing is written."""
+    if gpus < 1:
+        raise ConfigError(Problem("", f"--gpus must be >= 1, got {gpus}.", "pass e.g. --gpus 4", "config scale"))
+    if not 0 <= vllm_gpus < gpus:
+        raise ConfigError(
+            Problem(
+                "",
+                f"--vllm-gpus {vllm_gpus} leaves no GPU for training out of --gpus {gpus}.",
+                f"use --vllm-gpus between 0 and {gpus - 1}",
+                "config scale",
+            )
+        )
+    source = GRPOConfigLoader(config_path=path)
+    cfg = source.config
+    old_world = from_world or source.target_world_size()
+    world = gpus - vllm_gpus
+    machines = cfg.cluster.num_machines
+    if world % machines:
+        raise ConfigError(
+            Problem(
+                "cluster.num_machines",
+                f"{world} training processes do not split evenly over {machines} machines.",
+                f"pass --gpus {machines * math.ceil(world / machines) + vllm_gpus}, or change cluster.num_machines",
+                "config scale",
+            )
+        )
+    before = derived_quantities(cfg, old_world)
+    batch = best_batch(cfg, old_world, world)
+    edits: dict = {}
+    reasons: dict[str, str] = {}
+    notes: list[str] = []
+    loader = source
+    if cfg.mode != "cluster":
+        # Local mode trains in one process; N processes need the launcher. Layer the same file over the
+        # cluster preset, and pin every value that would otherwise change with the preset.
+        loader = GRPOConfigLoader(mode="cluster", config_path=path)
+        reasons["mode"] = f"{world} processes need the launcher (local mode trains in one process)"
+        src, new = _flat(source.to_dict()), _flat(loader.to_dict())
+        for key, value in src.items():
+            if key != "mode" and new.get(key) != value:
+                edits[key] = value
+                reasons[key] = "kept as it was in local mode (the cluster preset differs)"
+    t, g = cfg.training, cfg.grpo
+    changes = {
+        "training.per_device_train_batch_size": (t.per_device_train_batch_size, batch.per_device),
+        "training.gradient_accumulation_steps": (t.gradient_accumulation_steps, batch.accumulation),
+        "grpo.generation_batch_size": (g.generation_batch_size, batch.generation_batch),
+        "grpo.steps_per_generation": (g.steps_per_generation, batch.steps_per_generation),
+    }
+    why = f"keeps the step's prompts and batch on {world} processes (was {old_world})"
+    for key, (old, new) in changes.items():
+        if old != new:
+            edits[key] = new
+            reasons[key] = why
+    edits["cluster.num_processes"] = world // machines
+    reasons["cluster.num_processes"] = f"{world} training processes" + (
+        f" ({world // machines} per machine x {machines})" if machines > 1 else ""
+    )
+    if vllm_gpus:
+        edits["cluster.use_vllm"] = True
+        edits["cluster.vllm_mode"] = "server"
+        reasons["cluster.use_vllm"] = f"generation on {vllm_gpus} GPU(s) of a vLLM server"
+        reasons["cluster.vllm_mode"] = f"{vllm_gpus} GPU(s) run the vLLM server, {world} train"
+        model = cfg.model.name_or_path or "<model>"
+        visible = ",".join(str(i) for i in range(world, gpus))
+        notes.append(
+            f"start the server on the other GPUs first: CUDA_VISIBLE_DEVICES={visible} trl vllm-serve --model {model} "
+            f"--tensor_parallel_size {vllm_gpus} --port {cfg.cluster.vllm_server_port}"
+        )
+    loader.update_params(edits)  # validated for cluster.num_processes x num_machines = world
+    GRPOConfigLoader.from_dict(loader.to_dict(), world_size=world)  # and explicitly for that world size
+    after = derived_quantities(loader.config, world)
+    rows = _table(before, after, cfg, loader.config)
+    return loader, reasons, rows, notes
+
+
+def _flat(data, prefix=""):
+    out = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict) and value and key != "env" and not dotted.endswith(("kwargs", "columns")):
+            out.update(_flat(value, dotted))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _table(before: dict, after: dict, old, new) -> list[tuple[str, str, str]]:
+    def onp(d):
+        return "yes" if d["on_policy"] else "no"
+
+    return [
+        ("processes", str(before["world_size"]), str(after["world_size"])),
+        (
+            "per_device_train_batch_size",
+            str(old.training.per_device_train_batch_size),
+            str(new.training.per_device_train_batch_size),
+        ),
+        (
+            "gradient_accumulation_steps",
+            str(old.training.gradient_accumulation_steps),
+            str(new.training.gradient_accumulation_steps),
+        ),
+        ("effective batch size", str(before["effective_batch_size"]), str(after["effective_batch_size"])),
+        ("completions per round", str(before["generation_batch_size"]), str(after["generation_batch_size"])),
+        ("unique prompts per round", str(before["unique_prompts_per_round"]), str(after["unique_prompts_per_round"])),
+        ("steps per generation", str(before["steps_per_generation"]), str(after["steps_per_generation"])),
+        (
+            "optimizer steps per round",
+            f"{before['optimizer_steps_per_round']:g}",
+            f"{after['optimizer_steps_per_round']:g}",
+        ),
+        ("on-policy", onp(before), onp(after)),
+    ]
+
+
+def render_table(rows) -> str:
+    width = max(len(r[0]) for r in rows)
+    w1 = max(len("before"), *(len(r[1]) for r in rows))
+    lines = [f"{'':<{width}}  {'before':>{w1}}  after"]
+    for label, a, b in rows:
+        mark = "" if a == b else "  (changed)"
+        lines.append(f"{label:<{width}}  {a:>{w1}}  {b}{mark}")
+    return "\n".join(lines)
+
+
+def scaled_text(loader, reasons: dict, rows, source, gpus: int, vllm_gpus: int) -> str:
+    head = [
+        f"# grpolab config scale: {source} for {gpus} GPU(s)"
+        + (f" ({gpus - vllm_gpus} training, {vllm_gpus} vLLM server)" if vllm_gpus else ""),
+        *[f"#   {line}" for line in render_table(rows).splitlines()],
+        "",
+    ]
+    return "\n".join(head) + annotate_changes(loader.render(), reasons)
+
+
+def write(text: str, out, force: bool, world: int) -> Path:
+    from grpolab.config.yaml_io import write_atomic
+
+    path = write_atomic(Path(out), text, overwrite=force)
+    GRPOConfigLoader(config_path=path, world_size=world)  # what was written validates for that world size
+    return path
+
+
+def describe_changes(loader) -> str:
+    return ", ".join(f"{k}={inline_yaml(v)}" for k, v in loader.overrides.items())
