@@ -17,10 +17,12 @@ from conftest import REPO_ROOT
 
 from grpolab.cli.main import main
 from grpolab.config import ConfigError, GRPOConfigLoader
+from grpolab.config.keys import flatten
 from grpolab.config.yaml_io import dump_yaml
 from grpolab.experiment import annotate as annotate_mod
-from grpolab.experiment.compare import compare_rows, differing_keys, flatten, plot
+from grpolab.experiment.compare import compare_rows, differing_keys, plot
 from grpolab.experiment.runs import GONE, effective_status, find_runs, load_run
+from grpolab.run.record import RunInfo
 
 # (run name, learning rate, beta): lr differs between a and b, beta between b and c.
 RUNS = [("a_lr1e-4_beta0.01", 1e-4, 0.01), ("b_lr1e-2_beta0.01", 1e-2, 0.01), ("c_lr1e-2_beta0.1", 1e-2, 0.1)]
@@ -182,23 +184,32 @@ def test_running_status_checks_the_process():
     host = {"hostname": socket.gethostname()}
     assert (
         effective_status(
-            {"status": "running", "pid": os.getpid(), "host": host, "started": "2099-01-01T00:00:00+00:00"}
+            RunInfo.from_dict(
+                {"status": "running", "pid": os.getpid(), "host": host, "started": "2099-01-01T00:00:00+00:00"}
+            )
         )
         == "running"
     )
-    assert effective_status({"status": "running", "pid": dead_pid(), "host": host}) == GONE
+    assert effective_status(RunInfo.from_dict({"status": "running", "pid": dead_pid(), "host": host})) == GONE
     # A live pid that started after the run did belongs to another process (pid reuse).
     if Path("/proc/self/stat").exists():
         assert (
             effective_status(
-                {"status": "running", "pid": os.getpid(), "host": host, "started": "2000-01-01T00:00:00+00:00"}
+                RunInfo.from_dict(
+                    {"status": "running", "pid": os.getpid(), "host": host, "started": "2000-01-01T00:00:00+00:00"}
+                )
             )
             == GONE
         )
     # Another machine, or no pid recorded: the record is all there is.
-    assert effective_status({"status": "running", "pid": dead_pid(), "host": {"hostname": "elsewhere"}}) == "running"
-    assert effective_status({"status": "running"}) == "running"
-    assert effective_status({"status": "failed", "pid": os.getpid(), "host": host}) == "failed"
+    assert (
+        effective_status(
+            RunInfo.from_dict({"status": "running", "pid": dead_pid(), "host": {"hostname": "elsewhere"}})
+        )
+        == "running"
+    )
+    assert effective_status(RunInfo.from_dict({"status": "running"})) == "running"
+    assert effective_status(RunInfo.from_dict({"status": "failed", "pid": os.getpid(), "host": host})) == "failed"
 
 
 def test_runs_list_without_runs(tmp_path, capsys, monkeypatch):
@@ -226,7 +237,7 @@ def test_a_run_without_summary_is_summarised_from_metrics(tmp_path):
 @pytest.mark.slow
 def test_annotate_writes_the_outcome_on_top_and_nothing_else(real_runs, capsys):
     run = load_run(real_runs[1])
-    config = Path(run.info["config_file"])
+    config = Path(run.info.config_file)
     before_text = config.read_bytes()
     before = GRPOConfigLoader(config_path=config).to_dict()
     assert main(["runs", "annotate", str(run.path), "--note", "lr 1e-2 is too high\nreward flat"]) == 0

@@ -13,7 +13,7 @@ from conftest import REPO_ROOT
 from grpolab.cli.main import main
 from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.experiment import sweep as sweep_mod
-from grpolab.experiment.sweep import load_sweep, trial_stem, value_text
+from grpolab.experiment.sweep import load_sweep, runner, trial_stem, value_text
 
 BASE_TEXT = (REPO_ROOT / "configs" / "grpo_cluster.yaml").read_text()
 
@@ -263,15 +263,17 @@ def test_an_invalid_combination_is_named_and_nothing_is_written(workdir, capsys)
 
 
 FAKE_TRAINER = """\
-import json, sys
+import json, os, sys
 from pathlib import Path
 from grpolab.config import GRPOConfigLoader
-config, run_name = sys.argv[sys.argv.index("--config") + 1], sys.argv[sys.argv.index("--run-name") + 1]
+# `grpolab train`'s contract with a sweep: --config, and the run directory handed over in GRPOLAB_RUN_DIR.
+assert sys.argv[1:3] == ["train", "--config"], sys.argv
+config = sys.argv[3]
 loader = GRPOConfigLoader(config_path=config)
 if "{fail}" in config:
     sys.exit({code})
-run_dir = Path(loader.config.output_dir) / run_name
-run_dir.mkdir(parents=True)
+run_dir = Path(os.environ["GRPOLAB_RUN_DIR"])
+assert run_dir.is_dir() and run_dir.parent == Path(loader.config.output_dir) and not any(run_dir.iterdir())
 (run_dir / "resolved_config.yaml").write_text(Path(config).read_text())
 (run_dir / "run_info.json").write_text(json.dumps({{"status": "finished", "config_file": config, "global_step": 2}}))
 lr = loader.config.training.learning_rate
@@ -285,7 +287,7 @@ def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(workdir, monkeypatch, 
     """Exit 1: recorded, next trial runs. Exit 130 (Ctrl-C): the sweep stops there."""
     script = workdir / "fake_train.py"
     script.write_text(FAKE_TRAINER.format(fail="lr1e-5", code=code))
-    monkeypatch.setattr(sweep_mod, "TRAIN_SCRIPT", script)
+    monkeypatch.setattr(runner, "TRAIN_COMMAND", [sys.executable, str(script), "train"])
     text = "name: f\nbase: configs/grpo_cluster.yaml\nparameters:\n  training.learning_rate: [1.0e-5, 1.0e-4]\n"
     result = main(["sweep", str(write_sweep(workdir, text))])
     assert result == code
@@ -305,7 +307,7 @@ def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(workdir, monkeypatch, 
 
 @pytest.mark.slow
 def test_real_two_trial_sweep(tiny_gpt2, tmp_path, monkeypatch, capsys, subprocess_env):
-    """Two trials of a tiny model, trained as `python training/grpo_training.py` subprocesses."""
+    """Two trials of a tiny model, trained as `python -m grpolab train` subprocesses."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYTHONPATH", subprocess_env["PYTHONPATH"])
     (tmp_path / "configs").mkdir()

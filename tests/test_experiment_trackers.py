@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from test_experiment_runs import tiny_config, train_in_process
 
-from grpolab.experiment.runs import read_metrics
+from grpolab.run.metrics import read as read_metrics
 
 
 @pytest.mark.slow

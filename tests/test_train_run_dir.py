@@ -15,7 +15,7 @@ from conftest import PYTHON, REPO_ROOT, build_tiny_model
 
 from grpolab.config import GRPOConfigLoader
 from grpolab.config.yaml_io import read_yaml_file, to_plain
-from grpolab.track.run_dir import create_run_dir
+from grpolab.run.run_dir import create_run_dir
 
 TIMESTAMP = r"\d{8}-\d{6}"
 

@@ -13,7 +13,8 @@ from grpolab.config import ConfigError, Problem
 from grpolab.config.loader import preset_dir
 from grpolab.config.yaml_io import dump_yaml, parse_yaml_text, to_plain, write_atomic
 
-from .runs import Run, fmt, load_run
+from .runs import Run, load_run
+from .tables import fmt, pct
 
 
 def outcome_lines(run: Run, note: str | None = None, today: dt.date | None = None) -> list[str]:
@@ -23,7 +24,7 @@ def outcome_lines(run: Run, note: str | None = None, today: dt.date | None = Non
     metrics = [f"reward final {fmt(run.final('reward'))}, best {fmt(run.best('reward'))}"]
     before, after = run.eval_accuracy()
     if after is not None or before is not None:
-        metrics.append(f"eval accuracy {_pct(before)} -> {_pct(after)}")
+        metrics.append(f"eval accuracy {pct(before)} -> {pct(after)}")
     if run.final("kl") is not None:
         metrics.append(f"kl final {fmt(run.final('kl'))}")
     if run.runtime() is not None:
@@ -37,13 +38,9 @@ def outcome_lines(run: Run, note: str | None = None, today: dt.date | None = Non
     return lines + [""]  # an empty `#` line ends the block, apart from the file's own header
 
 
-def _pct(value) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
 def config_file_of(run: Run) -> Path:
     """The file the run used, refusing presets and missing files (nothing to annotate there)."""
-    recorded = run.info.get("config_file")
+    recorded = run.info.config_file
     if not recorded:
         raise ConfigError(
             Problem(
@@ -54,8 +51,8 @@ def config_file_of(run: Run) -> Path:
             )
         )
     path = Path(recorded)
-    if not path.is_absolute() and run.info.get("cwd"):
-        path = Path(run.info["cwd"]) / path  # relative to where the run was started
+    if not path.is_absolute() and run.info.cwd:
+        path = Path(run.info.cwd) / path  # relative to where the run was started
     if not path.is_file():
         raise ConfigError(
             Problem(

@@ -7,43 +7,26 @@ from pathlib import Path
 
 from grpolab.config import ConfigError, Problem
 from grpolab.config.errors import did_you_mean
+from grpolab.config.keys import MISSING, flatten, same
 from grpolab.config.yaml_io import inline_yaml
+from grpolab.run.metrics import NOT_METRICS, lower_is_better, series
 
-from .runs import Run, fmt, render_rows
+from .runs import Run
+from .tables import fmt, pct, render_rows
 
-# Same rule as grpolab.track.run_dir.summarize: these keys are better when lower.
-_LOWER_IS_BETTER = ("loss", "kl", "clip_ratio", "runtime")
-
-
-def lower_is_better(metric: str) -> bool:
-    return any(word in metric for word in _LOWER_IS_BETTER)
-
-
-def flatten(data, prefix: str = "") -> dict:
-    """{'training': {'learning_rate': 1e-4}} -> {'training.learning_rate': 1e-4}; mappings in lists get [i]."""
-    out = {}
-    if isinstance(data, dict):  # an empty mapping adds no keys: `env: {}` vs `env: {A: 1}` shows as env.A
-        for key, value in data.items():
-            out.update(flatten(value, f"{prefix}.{key}" if prefix else key))
-    elif isinstance(data, list) and data and any(isinstance(v, dict) for v in data):
-        for i, value in enumerate(data):
-            out.update(flatten(value, f"{prefix}[{i}]"))
-    else:
-        out[prefix] = data
-    return out
+__all__ = ["check_metric", "compare_rows", "compare_table", "differing_keys", "lower_is_better", "plot"]
 
 
 def differing_keys(configs: list[dict]) -> list[str]:
     """Dotted keys whose values are not the same in every config (missing counts as different)."""
     flat = [flatten(c) for c in configs]
     keys = list(dict.fromkeys(k for f in flat for k in f))
-    missing = object()
-    return [k for k in keys if len({repr(f.get(k, missing)) for f in flat}) > 1]
+    return [k for k in keys if any(not same(f.get(k, MISSING), flat[0].get(k, MISSING)) for f in flat[1:])]
 
 
 def check_metric(runs: list[Run], metric: str) -> None:
     """A metric no run logged is a typo: say which ones exist."""
-    known = {k for run in runs for rec in run.metrics() for k in rec} - {"step", "epoch", "time"}
+    known = {k for run in runs for rec in run.metrics() for k in rec} - set(NOT_METRICS)
     if known and metric not in known:
         raise ConfigError(
             Problem(
@@ -81,16 +64,12 @@ def compare_rows(runs: list[Run], metric: str = "reward") -> tuple[list[str], li
         ]
         if show_eval:
             before, after = run.eval_accuracy()
-            row.append(f"{_pct(before)} -> {_pct(after)}")
+            row.append(f"{pct(before)} -> {pct(after)}")
         if show_kl:
             row.append(fmt(run.final("kl")))
         row += [fmt(round(run.runtime(), 1) if run.runtime() is not None else None), str(run.steps), run.status]
         rows.append(row)
     return keys, rows
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{value:.1%}"
 
 
 def compare_table(runs: list[Run], metric: str = "reward") -> str:
@@ -119,11 +98,7 @@ def plot(runs: list[Run], metrics: list[str], out, smooth: int = 1) -> dict[str,
     for ax, metric in zip(axes, metrics):
         for i, run in enumerate(runs):
             color = f"C{i % 10}"  # the same run has the same colour in every panel
-            points = [
-                (r["step"], r[metric])
-                for r in run.metrics()
-                if isinstance(r.get(metric), (int, float)) and "step" in r
-            ]
+            points = series(run.metrics(), metric)
             if not points:
                 continue
             steps, values = zip(*points)

@@ -5,7 +5,6 @@ its summary is computed from metrics.jsonl with the same rule the pipeline uses.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -15,22 +14,40 @@ from pathlib import Path
 
 from grpolab.config import ConfigError, Problem
 from grpolab.config.yaml_io import parse_yaml_text, to_plain
-from grpolab.track.run_dir import summarize
+from grpolab.run import metrics
+from grpolab.run.record import RUN_INFO, STATUSES, SUMMARY, RunInfo, Summary, read_json
+from grpolab.run.run_dir import RESOLVED_CONFIG
+
+from .tables import fmt, render_rows
+
+__all__ = [
+    "DEFAULT_DIRS",
+    "GONE",
+    "STATUSES",
+    "Run",
+    "default_dirs",
+    "effective_status",
+    "find_runs",
+    "fmt",
+    "is_run_dir",
+    "list_table",
+    "load_run",
+    "render_rows",
+]
 
 DEFAULT_DIRS = ("./grpo_results_local", "./grpo_results_cluster")
-STATUSES = ("running", "finished", "interrupted", "failed")
 GONE = "interrupted*"  # recorded as running, but its process no longer exists
 
 
 @dataclass
 class Run:
     path: Path
-    info: dict = field(default_factory=dict)
-    summary: dict = field(default_factory=dict)
+    info: RunInfo = field(default_factory=RunInfo)
+    summary: Summary = field(default_factory=Summary)
 
     @property
     def name(self) -> str:
-        return self.info.get("run_name") or self.path.name
+        return self.info.run_name or self.path.name
 
     @property
     def status(self) -> str:
@@ -38,37 +55,43 @@ class Run:
 
     @property
     def steps(self) -> int:
-        return self.info.get("global_step") or self.summary.get("global_step") or self.summary.get("steps") or 0
+        return self.info.global_step or self.summary.step_count
 
     def final(self, metric: str):
-        return self.summary.get("final", {}).get(metric)
+        return self.summary.final.get(metric)
 
     def best(self, metric: str):
-        return self.summary.get("best", {}).get(metric)
+        return self.summary.best.get(metric)
 
     def metrics(self) -> list[dict]:
-        return read_metrics(self.path)
+        if self._metrics is None:
+            self._metrics = metrics.read(self.path)
+        return self._metrics
 
     def config(self) -> dict:
-        path = self.path / "resolved_config.yaml"
-        if not path.is_file():
-            return {}
-        return to_plain(parse_yaml_text(path.read_text(), str(path)), str(path))
+        if self._config is None:
+            path = self.path / RESOLVED_CONFIG
+            self._config = to_plain(parse_yaml_text(path.read_text(), str(path)), str(path)) if path.is_file() else {}
+        return self._config
 
     def runtime(self) -> float | None:
         """Training seconds: the pipeline's own count, else TRL's, else wall time from run_info."""
-        seconds = self.summary.get("train_seconds") or self.final("train_runtime")
-        if seconds is None and self.info.get("started") and self.info.get("ended"):
-            seconds = (_when(self.info["ended"]) - _when(self.info["started"])).total_seconds()
+        seconds = self.summary.train_seconds or self.final("train_runtime")
+        if seconds is None and self.info.started and self.info.ended:
+            seconds = (_when(self.info.ended) - _when(self.info.started)).total_seconds()
         return seconds
 
     def eval_accuracy(self) -> tuple[float | None, float | None]:
-        ev = self.summary.get("eval") or {}
+        ev = self.summary.eval or {}
         return ev.get("accuracy_before"), ev.get("accuracy_after")
+
+    # Read once: compare and plot ask for both many times.
+    _metrics: list[dict] | None = field(default=None, repr=False, compare=False)
+    _config: dict | None = field(default=None, repr=False, compare=False)
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "run_info.json").is_file() or (path / "resolved_config.yaml").is_file()
+    return (path / RUN_INFO).is_file() or (path / RESOLVED_CONFIG).is_file()
 
 
 def load_run(path) -> Run:
@@ -82,8 +105,10 @@ def load_run(path) -> Run:
                 str(path),
             )
         )
-    info = _read_json(path / "run_info.json")
-    summary = _read_json(path / "summary.json") or summarize(read_metrics(path))
+    info = RunInfo.load(path)
+    recorded = read_json(path / SUMMARY)
+    # Still running, or died before writing its end: the same summary, from metrics.jsonl.
+    summary = Summary.from_dict(recorded) if recorded else metrics.summarize(metrics.read(path))
     return Run(path, info, summary)
 
 
@@ -103,36 +128,21 @@ def find_runs(dirs) -> list[Run]:
             runs.append(load_run(d))
         else:
             runs += [load_run(p) for p in sorted(d.iterdir()) if p.is_dir() and is_run_dir(p)]
-    return sorted(runs, key=lambda r: (r.info.get("started") or "", r.name))
+    return sorted(runs, key=lambda r: (r.info.started or "", r.name))
 
 
 def default_dirs() -> list[Path]:
     return [Path(d) for d in DEFAULT_DIRS if Path(d).is_dir()]
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    """metrics.jsonl; a half-written last line (a run being killed mid-write) is skipped."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
-def effective_status(info: dict) -> str:
+def effective_status(info: RunInfo) -> str:
     """The recorded status, except that a "running" run whose process is gone is not running.
     Needs `pid` and `host.hostname` in run_info; a run on another machine is taken at its word."""
-    status = info.get("status") or "unknown"
-    pid = info.get("pid")
-    host = (info.get("host") or {}).get("hostname")
-    if status != "running" or not isinstance(pid, int) or host != socket.gethostname():
+    status = info.status or "unknown"
+    pid = info.pid
+    if status != "running" or not isinstance(pid, int) or info.hostname != socket.gethostname():
         return status
-    return "running" if _alive(pid, info.get("started")) else GONE
+    return "running" if _alive(pid, info.started) else GONE
 
 
 def _alive(pid: int, started: str | None) -> bool:
@@ -166,39 +176,22 @@ def _when(text: str) -> datetime:
         return datetime.fromtimestamp(time.time()).astimezone()
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 # ------------------------------------------------------------------------- `runs list`
-def fmt(value, digits: int = 4) -> str:
-    if value is None:
+def commit_of(info: RunInfo) -> str:
+    if not info.commit:
         return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def commit_of(info: dict) -> str:
-    git = info.get("git") or {}
-    commit = git.get("commit")
-    if not commit:
-        return "-"
-    return commit[:8] + ("+dirty" if git.get("dirty") else "")
+    return info.commit[:8] + ("+dirty" if info.dirty else "")
 
 
 def list_table(runs: list[Run]) -> list[list[str]]:
     rows = [["NAME", "STARTED", "CONFIG", "STATUS", "STEPS", "BEST REWARD", "COMMIT"]]
     for run in runs:
-        started = run.info.get("started", "-").replace("T", " ")[:19]
+        started = (run.info.started or "-").replace("T", " ")[:19]
         rows.append(
             [
                 run.name,
                 started,
-                run.info.get("config_file") or "(preset)",
+                run.info.config_file or "(preset)",
                 run.status,
                 str(run.steps),
                 fmt(run.best("reward")),
@@ -206,8 +199,3 @@ def list_table(runs: list[Run]) -> list[list[str]]:
             ]
         )
     return rows
-
-
-def render_rows(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)

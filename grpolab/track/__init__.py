@@ -1,1 +1,1 @@
-"""Run records: the run directory (run_dir.py) and experiment trackers (wandb_run.py)."""
+"""Re-exports of grpolab/run/ (the run record) for the modules that still import grpolab.track."""

@@ -1,0 +1,162 @@
+"""What a run directory records about its run: run_info.json (RunInfo) and summary.json (Summary).
+
+The JSON keys are the ones users, scripts and older run directories already have. Reading is
+tolerant: a missing or unreadable file gives an empty record, keys a record does not know are
+kept in `extra` and written back unchanged, so an older or newer grpolab can share a folder.
+Writing is atomic (a temporary file renamed over the old one), so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+RUN_INFO = "run_info.json"
+SUMMARY = "summary.json"
+STATUSES = ("running", "finished", "interrupted", "failed")
+
+
+def now() -> str:
+    """The time a record stores: local time with its offset, to the second."""
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def write_json(path: Path, data) -> None:
+    """Write JSON atomically: the old file stays whole until the new one replaces it."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from `path`; {} when the file is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class _Record:
+    """from_dict / to_dict / load / save shared by RunInfo and Summary."""
+
+    FILE: ClassVar[str]
+    # Written as null once the run has ended, even when unset: "no error" is an answer then.
+    KEPT_WHEN_ENDED: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict | None):
+        data = dict(data or {})
+        known = {f.name for f in dataclasses.fields(cls) if f.name != "extra"}
+        values = {k: data.pop(k) for k in list(data) if k in known}
+        for f in dataclasses.fields(cls):
+            # A field of the wrong kind in an old or hand-edited file reads as absent.
+            if f.name in values and f.type in ("dict", "dict | None") and not isinstance(values[f.name], dict):
+                values[f.name] = {} if f.type == "dict" else None
+        return cls(**values, extra=data)
+
+    def to_dict(self) -> dict:
+        out = {}
+        ended = getattr(self, "ended", None) is not None
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if value is not None or (ended and f.name in self.KEPT_WHEN_ENDED):
+                out[f.name] = value
+        for key, value in self.extra.items():
+            out.setdefault(key, value)
+        return out
+
+    @classmethod
+    def load(cls, run_dir: Path | str):
+        """The record in `run_dir` (empty when the file is missing or unreadable)."""
+        return cls.from_dict(read_json(Path(run_dir) / cls.FILE))
+
+    def save(self, run_dir: Path | str) -> Path:
+        path = Path(run_dir) / self.FILE
+        write_json(path, self.to_dict())
+        return path
+
+    def update(self, **values) -> None:
+        """Set fields by name; a name that is not a field goes to `extra` (and into the file)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        for key, value in values.items():
+            if key in names and key != "extra":
+                setattr(self, key, value)
+            else:
+                self.extra[key] = value
+
+
+@dataclass
+class RunInfo(_Record):
+    """run_info.json: where a run came from and what became of it."""
+
+    FILE: ClassVar[str] = RUN_INFO
+    KEPT_WHEN_ENDED: ClassVar[tuple[str, ...]] = ("error",)
+
+    run_name: str | None = None
+    command: list[str] | None = None
+    config_file: str | None = None  # as given on the command line; relative to `cwd`
+    mode: str | None = None
+    model: str | None = None
+    git: dict | None = None  # commit, dirty, repo, config_diff
+    packages: dict | None = None  # name -> version (None: not installed)
+    host: dict | None = None  # hostname, platform, python, cpu_count, gpus
+    world_size: int | None = None
+    device: str | None = None
+    threads_per_process: int | None = None
+    effective_batch_size: int | None = None
+    derived: dict | None = None
+    dataset: dict | None = None
+    config_sha256: str | None = None
+    origins: dict | None = None  # dotted key -> where its value came from ("configs/x.yaml:12", "--set")
+    status: str | None = None  # running | finished | interrupted | failed
+    pid: int | None = None  # tells a crashed run (pid gone) from a live one
+    cwd: str | None = None
+    started: str | None = None
+    resumed: list[str] | None = None
+    trl_args: dict | None = None
+    ended: str | None = None
+    exit_code: int | None = None
+    global_step: int | None = None
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def hostname(self) -> str | None:
+        return (self.host or {}).get("hostname")
+
+    @property
+    def commit(self) -> str | None:
+        return (self.git or {}).get("commit")
+
+    @property
+    def dirty(self) -> bool | None:
+        return (self.git or {}).get("dirty")
+
+
+@dataclass
+class Summary(_Record):
+    """summary.json: final and best value of every logged metric, and how the run ended."""
+
+    FILE: ClassVar[str] = SUMMARY
+
+    final: dict = field(default_factory=dict)  # metric -> last logged value
+    best: dict = field(default_factory=dict)  # metric -> best logged value (see metrics.lower_is_better)
+    steps: int | None = None  # the highest step in metrics.jsonl
+    status: str | None = None
+    train_seconds: float | None = None
+    global_step: int | None = None
+    eval: dict | None = None  # held-out scores: accuracy_before, accuracy_after, ...
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def step_count(self) -> int:
+        return self.global_step or self.steps or 0

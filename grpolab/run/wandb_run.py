@@ -1,0 +1,61 @@
+"""WandB: the nested resolved config, derived values, the config file as an artifact, tags, and a
+run name equal to the run directory's name. Falls back to offline mode when not logged in."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+
+
+def wandb_enabled(report_to: list[str]) -> bool:
+    return (
+        ("wandb" in report_to or "all" in report_to)
+        and os.environ.get("WANDB_MODE", "").lower() != "disabled"
+        and os.environ.get("WANDB_DISABLED", "").lower() not in ("true", "1")
+    )
+
+
+def logged_in() -> bool:
+    """An API key in the environment or ~/.netrc: the only ways wandb can authenticate."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return (
+            netrc.netrc().authenticators(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("//")[-1])
+            is not None
+        )
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def start_wandb(run_dir: Path, logging_cfg, resolved: dict, derived: dict, config_files: list[Path]):
+    """Start the run before the Trainer does, so transformers' WandbCallback reuses it (and adds
+    TRL's flat arguments to the same config). Returns the run."""
+    import wandb
+
+    mode = os.environ.get("WANDB_MODE", "").lower() or None
+    if mode is None and not logged_in():
+        mode = "offline"
+    run = wandb.init(
+        project=logging_cfg.project,
+        entity=logging_cfg.entity,
+        group=logging_cfg.group,
+        tags=list(logging_cfg.tags) + [resolved["mode"]],
+        name=run_dir.name,
+        dir=str(run_dir),
+        config={**resolved, "derived": derived},
+        mode=mode,
+        settings=wandb.Settings(init_timeout=60, silent=True),
+    )
+    artifact = wandb.Artifact(name=f"config-{run_dir.name}", type="config")
+    for path in config_files:
+        if path and Path(path).is_file():
+            artifact.add_file(str(path))
+    run.log_artifact(artifact)
+    if mode == "offline":
+        print(
+            f"wandb: offline (not logged in); run saved in {run.dir.rsplit('/files', 1)[0]}; "
+            f"upload it with `wandb sync {run.dir.rsplit('/files', 1)[0]}`"
+        )
+    return run
