@@ -7,7 +7,7 @@ import json
 import sys
 
 from grpolab.cli.common import EXIT_OK, EXIT_USAGE, add_layer_args, load, positive_int, print_warnings
-from grpolab.config import ConfigError, GRPOConfigLoader
+from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.derive import derived_quantities
 from grpolab.config.keys import MISSING, diff
 from grpolab.config.layers import parse_assignments
@@ -23,6 +23,7 @@ def register(sub) -> None:
 
     show = csub.add_parser("show", help="print the resolved config (every value, defaults included)")
     add_layer_args(show)
+    show.add_argument("--origins", action="store_true", help="end each line with where its value came from")
     show.set_defaults(func=cmd_show)
 
     validate = csub.add_parser("validate", help="check config files; exit 0 if all are valid, 2 otherwise")
@@ -39,6 +40,7 @@ def register(sub) -> None:
     )
     explain.add_argument("--dataset-size", type=positive_int, help="training prompts, for steps per epoch")
     explain.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    explain.add_argument("--key", metavar="KEY", help="explain one key: what it is, allowed values, value and origin")
     from grpolab.cli import tune_cmd
 
     tune_cmd.add_memory_args(explain)  # --memory [--gpu-mem GB | --gpu NAME] [--model ...]: the memory plan
@@ -56,6 +58,7 @@ def register(sub) -> None:
     setp.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     setp.set_defaults(func=cmd_set)
 
+    register_files(csub)  # schema, keys, new, minimize, ls, cp
     from grpolab.cli.experiment_cmd import register_import
 
     register_import(csub)  # `config import`: TRL recipe -> grpolab config
@@ -65,6 +68,11 @@ def register(sub) -> None:
 def cmd_show(args) -> int:
     loader = load(args)
     print_warnings(loader)
+    if args.origins:
+        from grpolab.config.files import origins_yaml
+
+        print(origins_yaml(loader), end="")
+        return EXIT_OK
     print(dump_yaml(loader.to_dict()), end="")
     return EXIT_OK
 
@@ -88,6 +96,8 @@ def cmd_explain(args) -> int:
 
     if tune_cmd.wants_memory(args):
         return tune_cmd.cmd_explain_memory(args)
+    if args.key:
+        return cmd_explain_key(args)
     loader = load(args, args.world_size)
     print_warnings(loader)
     cfg = loader.config
@@ -241,3 +251,158 @@ def cmd_set(args) -> int:
     path = loader.save_config(out, overwrite=in_place or args.force)
     print(f"wrote {path}: " + ", ".join(f"{k}={inline_yaml(v)}" for k, v in updates.items()))
     return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- schema, keys, files
+def register_files(csub) -> None:
+    schema = csub.add_parser("schema", help="print the JSON Schema of a config (editors complete and check keys)")
+    schema.add_argument("-o", "--output", metavar="FILE", help="write it here instead of printing it")
+    schema.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    schema.set_defaults(func=cmd_schema)
+
+    keys = csub.add_parser("keys", help="list every key with its one-line description, filtered by WORD")
+    keys.add_argument(
+        "word", nargs="?", metavar="WORD", help="e.g. lr, kl, vllm (in the key, its description or initials)"
+    )
+    keys.set_defaults(func=cmd_keys)
+
+    new = csub.add_parser("new", help="write configs/NAME.yaml: `base:` plus only the keys you change")
+    new.add_argument("name", metavar="NAME", help="configs/NAME.yaml (or a path ending in .yaml)")
+    new.add_argument("--from", dest="source", required=True, metavar="FILE_OR_MODE", help="local, cluster, or a file")
+    new.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="a changed key (repeatable)"
+    )
+    new.add_argument("--force", action="store_true", help="overwrite the file if it exists")
+    new.set_defaults(func=cmd_new)
+
+    mini = csub.add_parser("minimize", help="rewrite a full config as `base:` plus the keys that differ")
+    mini.add_argument("file", metavar="FILE")
+    mini.add_argument("-o", "--output", metavar="OUT", help="write here instead of rewriting FILE")
+    mini.add_argument("--base", metavar="FILE_OR_MODE", help="the base to compare with (default: FILE's mode preset)")
+    mini.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    mini.set_defaults(func=cmd_minimize)
+
+    ls = csub.add_parser("ls", help="list the shipped presets (and your configs in ./configs)")
+    ls.set_defaults(func=cmd_ls)
+
+    cp = csub.add_parser("cp", help="copy a shipped preset to DEST, with a header naming its source")
+    cp.add_argument("name", metavar="NAME", help="a name from `grpolab config ls` (local and cluster work too)")
+    cp.add_argument("dest", metavar="DEST", help="a file, or a folder to copy into")
+    cp.set_defaults(func=cmd_cp)
+
+
+def cmd_schema(args) -> int:
+    from grpolab.config.json_schema import schema_text
+
+    text = schema_text()
+    if args.output is None:
+        print(text, end="")
+        return EXIT_OK
+    from grpolab.config.yaml_io import write_atomic
+
+    path = write_atomic(args.output, text, overwrite=args.force)
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def cmd_keys(args) -> int:
+    from grpolab.config.describe import all_keys, matches, one_line
+
+    rows = [(key, one_line(text)) for key, text in all_keys() if args.word is None or matches(args.word, key, text)]
+    if not rows:
+        raise ConfigError(
+            Problem(
+                "", f"no key matches `{args.word}`.", "try a shorter word, or no word for every key", "config keys"
+            )
+        )
+    width = max(len(key) for key, _ in rows)
+    for key, text in rows:
+        print(f"{key:<{width}}  {text}".rstrip())
+    return EXIT_OK
+
+
+def cmd_explain_key(args) -> int:
+    from grpolab.config.describe import key_info
+    from grpolab.config.keys import lookup
+
+    info = key_info(args.key)
+    loader = load(args, args.world_size)
+    print_warnings(loader)
+    value = lookup(loader.to_dict(), args.key)
+    rows = [("description", info.description), ("type", info.type)]
+    if info.pass_through:
+        rows.append(("default", f"TRL's: {inline_yaml(info.default)} (a pass-through TRL field)"))
+    elif info.has_default:
+        rows.append(("default", inline_yaml(info.default)))
+    if info.recommended:
+        rows.append(("recommended", info.recommended))
+    if value is MISSING:
+        rows.append(("this config", "not set (TRL's default applies)" if info.pass_through else "not set"))
+    else:
+        rows.append(("this config", f"{inline_yaml(value)}  from {loader.origin_of(args.key)}"))
+    for label, text in _resolved_rows(loader, args.key, value):
+        rows.append((label, text))
+    rows.append(
+        ("TRL field", f"GRPOConfig({info.trl_field}=...)" if info.trl_field else "none (used by grpolab itself)")
+    )
+    print(args.key)
+    width = max(len(label) for label, _ in rows)
+    for label, text in rows:
+        print(f"  {label:<{width}}  {text}")
+    return EXIT_OK
+
+
+def _resolved_rows(loader, key: str, value) -> list[tuple[str, str]]:
+    """What an `auto` (or a value the launcher decides from) becomes on this machine, and why."""
+    from grpolab.runtime import hardware
+    from grpolab.runtime.resolve import resolve
+
+    cfg, world = loader.config, loader.target_world_size()
+    if key == "grpo.generation_batch_size":
+        d = derived_quantities(cfg, world)
+        return [("for this run", f"{d['generation_batch_size']} completions per round (world size {world})")]
+    resolved = resolve(cfg, hardware.probe(use_torch=False), world_size=world)
+    rows = []
+    for decision in resolved.decisions:
+        if key in [k.strip() for k in decision.key.replace(",", " ").split()]:
+            rows.append(("on this machine", f"{decision.label}: {decision.value} ({decision.reason})"))
+    return rows
+
+
+def _write_new(path, text: str, force: bool) -> int:
+    from grpolab.config.yaml_io import write_atomic
+
+    written = write_atomic(path, text, overwrite=force)
+    print(f"wrote {written}")
+    return EXIT_OK
+
+
+def cmd_new(args) -> int:
+    from grpolab.config.files import new_config
+
+    path, text = new_config(args.name, args.source, args.overrides)
+    return _write_new(path, text, args.force)
+
+
+def cmd_minimize(args) -> int:
+    from grpolab.config.files import minimize
+
+    path, text = minimize(args.file, args.output, args.base)
+    return _write_new(path, text, args.force or args.output is None)
+
+
+def cmd_ls(args) -> int:
+    from grpolab.config.files import shipped
+
+    items = shipped()
+    width = max(len(item.name) for item in items)
+    for item in items:
+        print(f"{item.name:<{width}}  {item.kind:<8}  {item.description}".rstrip())
+    return EXIT_OK
+
+
+def cmd_cp(args) -> int:
+    from grpolab.config.files import copy_preset
+
+    path, text = copy_preset(args.name, args.dest)
+    return _write_new(path, text, False)

@@ -111,21 +111,29 @@ def deep_merge(base: dict, top: dict) -> dict:
     return out
 
 
-def flatten(data, prefix: str = "") -> dict:
+def flatten(data, prefix: str = "", *, split_lists: bool = True) -> dict:
     """{'training': {'learning_rate': 1e-4}} -> {'training.learning_rate': 1e-4}.
 
-    A list that holds mappings is split into its items (`rewards[0].weight`); a list of plain
-    values is one leaf. An empty mapping adds no keys, so `env: {}` against `env: {A: "1"}`
-    differs in the one key `env.A`."""
+    A list that holds mappings is split into its items (`rewards[0].weight`) unless
+    `split_lists` is False (a file replaces a list whole); a list of plain values is one leaf.
+    An empty mapping adds no keys, so `env: {}` against `env: {A: "1"}` differs in `env.A`."""
     out: dict = {}
     if isinstance(data, dict):
         for key, value in data.items():
-            out.update(flatten(value, f"{prefix}.{key}" if prefix else key))
-    elif isinstance(data, list) and data and any(isinstance(v, dict) for v in data):
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else key, split_lists=split_lists))
+    elif split_lists and isinstance(data, list) and data and any(isinstance(v, dict) for v in data):
         for i, value in enumerate(data):
             out.update(flatten(value, f"{prefix}[{i}]"))
     else:
         out[prefix] = data
+    return out
+
+
+def unflatten(flat: dict) -> dict:
+    """The inverse of flatten(..., split_lists=False): {'a.b': 1} -> {'a': {'b': 1}}."""
+    out: dict = {}
+    for key, value in flat.items():
+        set_path(out, split_key(key), copy.deepcopy(value), key)
     return out
 
 

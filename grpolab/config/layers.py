@@ -1,12 +1,18 @@
 """Layers and origins: the files a config is built from, and where each value came from.
 
-Precedence (lowest first): schema defaults < mode preset < --config file < --set overrides
-< explicit flags and update_param(). Each value remembers its origin: `FILE:LINE`,
-`preset grpo_local.yaml:LINE`, `--set KEY`, `flag for KEY`, `update_param` or `default`.
+Precedence (lowest first): schema defaults < mode preset < the `base:` chain of the --config
+file, root first < the --config file < --set overrides < explicit flags and update_param().
+Each value remembers its origin: `FILE:LINE` (the file of the chain that set it), `preset
+grpo_local.yaml:LINE`, `--set KEY`, `flag for KEY`, `update_param` or `default`.
+
+`base: PATH` at the top of a file layers it over another config: PATH is relative to the file's
+folder, or `preset:NAME` for a shipped preset. Chains are allowed; a loop, a missing or
+unreadable base, and a base whose `mode:` differs are errors that show the chain.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,22 +37,129 @@ def preset_path(mode: str) -> Path:
 
 @dataclass
 class Layer:
-    """One config file (or in-memory mapping) as plain data, with its round-trip tree for lines."""
+    """One config file (or in-memory mapping) as plain data, with its round-trip tree for lines.
+    `data` holds no `base:` key: `base` keeps its value as written."""
 
     data: dict
     label: str  # how origins name it: the path, or `preset grpo_local.yaml`
     path: Path | None = None
     tree: CommentedMap | None = None
+    base: str | None = None
 
 
 def load_layer(path, label: str | None = None) -> Layer:
     path = Path(path)
     tree = read_yaml_file(path)
-    data = to_plain(tree, str(path), tree)
+    return _layer(to_plain(tree, str(path), tree), label or str(path), path, tree)
+
+
+def _layer(data: dict, label: str, path: Path | None, tree) -> Layer:
+    data = dict(data)
+    base = data.pop("base", None)
+    if base is not None and not isinstance(base, str):
+        where = Origins._at(Layer(data, label, path, tree), ["base"])
+        raise ConfigError(
+            Problem(
+                "base", f"must be a path to a config file, got {base!r}.", "write `base: other_config.yaml`", where
+            )
+        )
     for section in SECTIONS:
         if section in data and data[section] is None:
             data[section] = {}  # `training:` with every key commented out sets nothing
-    return Layer(data, label or str(path), path, tree)
+    return Layer(data, label, path, tree, base)
+
+
+def resolve_base(value: str, folder: Path) -> Path:
+    """Where `base: VALUE` of a file in `folder` points."""
+    if value.startswith("preset:"):
+        name = value[len("preset:") :]
+        return preset_dir() / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+    return Path(os.path.normpath(folder / Path(value).expanduser()))
+
+
+def base_value(target, folder) -> str:
+    """How a file in `folder` names `target` as its base: the path relative to `folder`, or
+    `preset:NAME` for a shipped preset that is not beside it (an installed package's presets)."""
+    target, folder = Path(target), Path(folder)
+    relative = Path(os.path.relpath(os.path.abspath(target), os.path.abspath(folder))).as_posix()
+    if target.resolve().parent == preset_dir().resolve():
+        beside = folder / target.name
+        if beside.exists() and beside.resolve() == target.resolve():
+            return target.name
+        if relative.count("..") > 1:
+            return f"preset:{target.stem}"
+    return relative
+
+
+def load_chain(path=None, data: dict | None = None, label: str = "from_dict", folder=None) -> list[Layer]:
+    """A config file (or in-memory data) and its `base:` chain, root first."""
+    if path is not None:
+        top = load_layer(path)
+        folder = Path(path).parent
+    else:
+        top = _layer(data or {}, label, None, None)
+        folder = Path(folder) if folder is not None else Path.cwd()
+    chain = [top]
+    seen = [Path(path).resolve()] if path is not None else []
+    names = [str(path) if path is not None else label]
+    while chain[0].base is not None:
+        child = chain[0]
+        target = resolve_base(child.base, folder)
+        where = Origins._at(child, ["base"])
+        shown = " -> ".join([*names, str(target)])
+        fix = f"point `base:` at a config file (relative to the folder of {child.label}) or write `preset:NAME`"
+        if target.resolve() in seen:
+            raise ConfigError(
+                Problem("base", f"the base chain loops: {shown}.", "remove `base:` from one of them", where)
+            )
+        if not target.exists():
+            raise ConfigError(
+                Problem(
+                    "base",
+                    f"`{child.base}` not found{'' if str(target) == child.base else f' ({target})'}; chain: {shown}.",
+                    fix,
+                    where,
+                )
+            )
+        if target.is_dir():
+            raise ConfigError(Problem("base", f"`{child.base}` is a directory; chain: {shown}.", fix, where))
+        if target.suffix not in (".yaml", ".yml"):
+            raise ConfigError(
+                Problem("base", f"`{child.base}` is not a YAML config file (.yaml); chain: {shown}.", fix, where)
+            )
+        is_preset = target.resolve().parent == preset_dir().resolve()
+        try:
+            layer = load_layer(target, f"preset {target.name}" if is_preset else str(target))
+        except ConfigError as exc:
+            raise ConfigError([*exc.problems, Problem("base", f"in the base chain {shown}.", None, where)]) from None
+        chain.insert(0, layer)
+        seen.append(target.resolve())
+        names.append(str(target))
+        folder = target.parent
+    return chain
+
+
+def chain_mode(chain: list[Layer]) -> str | None:
+    """The mode a chain sets (its top-most `mode:`), or None. Two files of one chain that set
+    different modes are an error: a base is layered over its own mode's preset."""
+    found: tuple[str, Layer] | None = None
+    for layer in reversed(chain):
+        mode = layer.data.get("mode")
+        if mode is None:
+            continue
+        if found is None:
+            found = (mode, layer)
+        elif mode != found[0]:
+            names = " -> ".join(layer.label for layer in reversed(chain))
+            raise ConfigError(
+                Problem(
+                    "mode",
+                    f"`{found[0]}` here, but its base {layer.label} has mode `{mode}` (chain: {names}).",
+                    f"use a base of mode {found[0]}, or set `mode: {mode}` here",
+                    Origins._at(found[1], ["mode"]),
+                )
+            )
+    return found[0] if found else None
 
 
 def load_preset(mode: str) -> Layer:

@@ -16,8 +16,21 @@ import copy
 from pathlib import Path
 
 from .errors import ConfigError, Problem, did_you_mean
-from .keys import MISSING, deep_merge, get_path, leaf_keys, set_path, split_key
-from .layers import MODES, Layer, Origins, load_layer, load_preset, parse_assignments, preset_dir, preset_path
+from .keys import MISSING, deep_merge, flatten, get_path, leaf_keys, same, set_path, split_key
+from .layers import (
+    MODES,
+    Layer,
+    Origins,
+    base_value,
+    chain_mode,
+    load_chain,
+    load_preset,
+    parse_assignments,
+    preset_dir,
+    preset_path,
+    resolve_base,
+)
+from .refs import resolve_references
 from .schema import GRPOLabConfig
 from .validate import check, cross_field_problems, target_world_size
 from .yaml_edit import list_cut, set_with_comment
@@ -43,23 +56,24 @@ class GRPOConfigLoader:
         world_size: int | None = None,
         *,
         data: dict | None = None,
+        path=None,
     ):
-        """`data` is a config file's content given in memory (see from_dict); it takes the
-        place of `config_path`."""
+        """`data` is a config file's content given in memory (see from_dict), in place of
+        `config_path`; `path` is where that file would be (its `base:` is relative to it)."""
         self.config_path = Path(config_path) if config_path is not None else None
         self.world_size = _check_world_size(world_size, "GRPOConfigLoader(world_size=...)")
         self._origins = Origins()
-        file_layer = None
+        chain: list[Layer] = []
         if self.config_path is not None:
-            file_layer = load_layer(self.config_path)
+            chain = load_chain(self.config_path)
         elif data is not None:
-            file_layer = Layer(copy.deepcopy(data), "from_dict")
-        file_data = file_layer.data if file_layer else {}
-        file_mode = file_data.get("mode")
+            folder = Path(path).parent if path is not None else None
+            chain = load_chain(data=copy.deepcopy(data), label=str(path or "from_dict"), folder=folder)
+        for layer in chain:
+            self._origins.record(layer)
+        file_mode = chain_mode(chain)
         chosen = mode if mode is not None else (file_mode if file_mode is not None else "local")
         if chosen not in MODES:
-            if file_layer is not None:
-                self._origins.record(file_layer)
             source = "--mode" if mode is not None else self._origins.of("mode")
             raise ConfigError(
                 Problem(
@@ -72,34 +86,49 @@ class GRPOConfigLoader:
         self.mode = chosen
         preset = load_preset(chosen)
         self.preset_path = preset.path
-        self.layers: list[Layer] = [preset] + ([file_layer] if file_layer else [])
+        # A chain that starts at this mode's preset file does not layer it twice.
+        chain = [layer for layer in chain if layer.path is None or layer.path.resolve() != preset.path]
+        self.layers: list[Layer] = [preset, *chain]  # lowest first
+        self._origins = Origins()
+        self._base: dict = {}
         for layer in self.layers:
             self._origins.record(layer)
+            self._base = deep_merge(self._base, layer.data)
         # The file save_config() edits: the user's file, else the preset itself.
         self.source_path = self.config_path or self.preset_path
-        self._base = deep_merge(preset.data, file_data)
         self._changes: dict[str, tuple[object, object]] = {}  # dotted key -> (value before, value now)
         self._data = copy.deepcopy(self._base)
-        if mode is not None and mode != (file_mode or ("local" if file_layer else chosen)):
+        if mode is not None and mode != (file_mode or ("local" if chain else chosen)):
             self._apply("mode", chosen, "--mode")
         self._data["mode"] = chosen
         for key, value in parse_assignments(overrides):
             self._apply(key, value, f"--set {key}")
         for key, value in (flags or {}).items():
             self._apply(key, value, f"flag for {key}")
-        self.config, self.warnings = check(self._data, self.origin_of, self.world_size)
+        self._check()
+
+    def _check(self) -> None:
+        """Resolve references, validate everything, keep the typed config and its warnings."""
+        data = resolve_references(self._data, self.origin_of, schema_default)
+        self.config, self.warnings = check(data, self.origin_of, self.world_size)
+
+    @property
+    def base_chain(self) -> list[str]:
+        """The files under the config file, nearest first (its `base:`, that file's base ...)."""
+        return [layer.label for layer in reversed(self.layers[1:-1])] if self.config_path else []
 
     @classmethod
-    def from_dict(cls, data: dict, world_size: int | None = None, *, overrides=None) -> GRPOConfigLoader:
-        """A loader for config data held in memory, layered as a --config file would be."""
-        return cls(data=data, world_size=world_size, overrides=overrides)
+    def from_dict(cls, data: dict, world_size: int | None = None, *, overrides=None, path=None) -> GRPOConfigLoader:
+        """A loader for config data held in memory, layered as a --config file would be
+        (at `path`, if given: a `base:` in the data is relative to that file's folder)."""
+        return cls(data=data, world_size=world_size, overrides=overrides, path=path)
 
     def with_overrides(self, overrides) -> GRPOConfigLoader:
         """A new loader: this one with more `--set` overrides (KEY=VALUE strings or a mapping) on top."""
         new = copy.deepcopy(self)
         for key, value in parse_assignments(overrides):
             new._apply(key, value, f"--set {key}")
-        new.config, new.warnings = check(new._data, new.origin_of, new.world_size)
+        new._check()
         return new
 
     # ---------------------------------------------------------------- origins and checks
@@ -147,7 +176,7 @@ class GRPOConfigLoader:
                 if isinstance(value, float) and value != value:
                     raise ConfigError(Problem(key, "NaN is not a valid value.", None, "update_param"))
                 self._apply(key, value, "update_param")
-            self.config, self.warnings = check(self._data, self.origin_of, self.world_size)
+            self._check()
         except ConfigError:
             self._data, self._changes, self._origins = saved
             raise
@@ -155,6 +184,11 @@ class GRPOConfigLoader:
     def to_dict(self) -> dict:
         """Every resolved value, defaults included."""
         return self.config.model_dump(mode="json")
+
+    @property
+    def layered(self) -> dict:
+        """The layers and changes merged, as written: references unresolved, no schema defaults."""
+        return copy.deepcopy(self._data)
 
     @property
     def overrides(self) -> dict:
@@ -187,10 +221,29 @@ class GRPOConfigLoader:
         )
 
     # ---------------------------------------------------------------- saving
-    def render(self) -> str:
-        """The source file's text with every change applied and marked `# Changed from OLD`."""
-        tree = read_yaml_file(self.source_path)
-        for key, (before, after) in self._changes.items():
+    def render(self, path=None, *, full: bool = False) -> str:
+        """The source file's text with every change applied and marked `# Changed from OLD`.
+
+        Written to `path`, a relative `base:` is rewritten to point at the same file from there.
+        `full=True`: the whole config as one flat file (no `base:`), from the mode preset's text,
+        with every value the layers and changes set on top of it marked."""
+        if full:
+            tree = read_yaml_file(self.preset_path)
+            preset = self.layers[0].data
+            changes = {
+                key: (before if before is not MISSING else schema_default(key), after)
+                for key, before, after in diff_leaves(preset, self._data)
+            }
+            base = preset
+        else:
+            tree = read_yaml_file(self.source_path)
+            changes, base = self._changes, self._base
+            if path is not None and isinstance(tree.get("base"), str) and not tree["base"].startswith("preset:"):
+                target = resolve_base(tree["base"], self.source_path.parent)
+                moved = base_value(target, Path(path).parent)
+                if moved != tree["base"]:
+                    tree["base"] = moved
+        for key, (before, after) in changes.items():
             parts = split_key(key, "save")
             cut = list_cut(tree, parts)
             if cut is not None:  # `rewards[0].weight` and the file has no such entry: write the whole list
@@ -198,22 +251,23 @@ class GRPOConfigLoader:
                 key = ".".join(parts)
                 after = get_path(self._data, parts)
                 try:
-                    before = get_path(self._base, parts)
+                    before = get_path(base, parts)
                 except (KeyError, IndexError, TypeError):
                     before = schema_default(key)
             set_with_comment(tree, parts, after, before, key, schema_default)
         return dump_yaml(tree)
 
-    def save_config(self, path, overwrite: bool = False) -> Path:
+    def save_config(self, path, overwrite: bool = False, full: bool = False) -> Path:
         """Write the config, keeping the source file's comments, order and formatting. Each changed
-        value gets an end-of-line `# Changed from OLD`. Atomic; never overwrites unless asked."""
-        text = self.render()
+        value gets an end-of-line `# Changed from OLD`. A file with `base:` keeps it (and only its
+        own keys) unless `full=True`. Atomic; never overwrites unless asked."""
+        text = self.render(path, full=full)
         self._check_round_trip(text, str(path))
         return write_atomic(path, text, overwrite=overwrite)
 
     def _check_round_trip(self, text: str, origin: str) -> None:
         data = to_plain(parse_yaml_text(text, origin), origin)
-        reloaded = GRPOConfigLoader.from_dict(data, world_size=self.world_size)
+        reloaded = GRPOConfigLoader.from_dict(data, world_size=self.world_size, path=origin)
         if reloaded.to_dict() != self.to_dict():
             raise ConfigError(
                 Problem(
@@ -248,3 +302,9 @@ def _defaults() -> dict:
     if not _DEFAULTS:
         _DEFAULTS.update(GRPOLabConfig().model_dump(mode="json"))
     return _DEFAULTS
+
+
+def diff_leaves(lower: dict, upper: dict) -> list[tuple[str, object, object]]:
+    """(key, value below, value above) for what `upper` sets differently; lists count whole."""
+    low, up = flatten(lower, split_lists=False), flatten(upper, split_lists=False)
+    return [(key, low.get(key, MISSING), value) for key, value in up.items() if not same(low.get(key, MISSING), value)]

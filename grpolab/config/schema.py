@@ -14,7 +14,7 @@ import re
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, create_model, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator
 
 BUILTIN_REWARDS = ("exact_match", "numeric_match", "format", "length_penalty")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
@@ -78,7 +78,13 @@ class DataConfig(Section):
 
 
 class RewardSpec(Section):
-    name: str = Field(description="built-in name, module:function, or path/to/file.py:function")
+    name: str = Field(
+        description="built-in name, module:function, or path/to/file.py:function",
+        json_schema_extra={
+            "pattern": f"^({'|'.join(BUILTIN_REWARDS)})$|{_USER_REWARD.pattern}",
+            "examples": list(BUILTIN_REWARDS),
+        },
+    )
     weight: float = Field(1.0, description="weight in the summed reward")
     kwargs: dict = Field(
         default_factory=dict, description="keyword arguments for the reward (e.g. pattern for format)"
@@ -179,7 +185,7 @@ class LoggingConfig(Section):
     group: str | None = Field(None, description="WandB group (sweeps set it)")
     tags: list[str] = Field(default_factory=list, description="WandB tags")
 
-    @field_validator("report_to", mode="before")
+    @field_validator("report_to", mode="before", json_schema_input_type=list[Literal[REPORT_TO]] | Literal[REPORT_TO])
     @classmethod
     def _one_tracker_as_list(cls, value):
         return [value] if isinstance(value, str) else value
@@ -244,16 +250,7 @@ SECTIONS: dict[str, type[Section]] = {
 
 
 # --------------------------------------------------------------------------- the closed schema
-_JSON_TYPE = {
-    "bool": "boolean",
-    "int": "integer",
-    "float": "number",
-    "str": "string",
-    "dict": "object",
-    "list": "array",
-    "null": "null",
-}
-_KIND_CHECK = {
+KIND_CHECK = {
     "bool": lambda v: isinstance(v, bool),
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
@@ -283,28 +280,11 @@ def _trl_kind(spec: dict):
     def check(value):
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"must be a finite number, got {value!r}.")
-        if not any(_KIND_CHECK[k](value) for k in kinds):
+        if not any(KIND_CHECK[k](value) for k in kinds):
             raise ValueError(f"expected {' or '.join(kinds)} (TRL field), got {type(value).__name__} {value!r}.")
         return one_of(value)
 
     return check
-
-
-def trl_json_schema(spec: dict) -> dict:
-    """JSON Schema of a pass-through TRL field, from its snapshot entry."""
-    kinds = spec["kinds"]
-    out: dict = {}
-    if "any" not in kinds:
-        types = [_JSON_TYPE[k] for k in kinds]
-        out["type"] = types[0] if len(types) == 1 else types
-    if spec.get("choices") and set(kinds) <= {"str", "null"}:
-        out["enum"] = [*spec["choices"], *([None] if "null" in kinds else [])]
-    if spec.get("help"):
-        out["description"] = spec["help"]
-    default = spec.get("default")
-    if any(_KIND_CHECK[k](default) for k in kinds) and (not out.get("enum") or default in out["enum"]):
-        out["default"] = default
-    return out
 
 
 @lru_cache(maxsize=1)
@@ -329,8 +309,7 @@ def closed_model() -> type[GRPOLabConfig]:
                     info = cls.model_fields[name]
                     declared[name] = (Annotated[info.annotation, AfterValidator(_one_of(spec["choices"]))], info)
             elif name not in OWNED and name not in REMOVED:
-                kind = Annotated[Any, AfterValidator(_trl_kind(spec)), WithJsonSchema(trl_json_schema(spec))]
-                declared[name] = (kind, Field(None, description=spec.get("help")))
+                declared[name] = (Annotated[Any, AfterValidator(_trl_kind(spec))], None)
         return create_model(cls.__name__, __base__=Closed, __module__=__name__, **declared)
 
     training, grpo = close(TrainingConfig, "training"), close(GRPOSection, "grpo")

@@ -1,4 +1,4 @@
-"""Generate grpolab/config/trl_fields.json: the names, kinds and defaults of every
+"""Generate grpolab/config/trl_fields.json: the names, kinds, defaults and help texts of every
 TRL GRPOConfig / transformers TrainingArguments field.
 
 The config commands check pass-through keys against this snapshot so they never import
@@ -84,6 +84,9 @@ def build_snapshot() -> dict:
             entry = {"kinds": kinds, "default": _default(field)}
             if choices:
                 entry["choices"] = choices
+            help_text = " ".join(str(field.metadata.get("help") or "").split())
+            if help_text:
+                entry["help"] = help_text  # TRL's own description: the JSON Schema and `config keys` show it
             out[field.name] = entry
         return out
 

@@ -1,0 +1,296 @@
+"""What each key is, in words: one source for the JSON Schema, `config explain --key`, `config
+keys` and the presets' comments.
+
+A key's words are its `description` in schema.py (TRL's help text for a pass-through field).
+A preset's end-of-line comment on a key is that description, optionally followed by `; ` and a
+note on why the preset chose its value; `sync_comments` rewrites a preset that way, and a test
+checks that every shipped preset already reads so.
+
+    python -m grpolab.config.describe   # rewrite the presets' comments from the schema
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ruamel.yaml.comments import CommentedMap
+
+from .errors import ConfigError, Problem, did_you_mean
+from .keys import split_key
+from .owned import OWNED, trl_field_of
+from .rules import RECOMMENDED
+from .trl_snapshot import trl_fields
+from .yaml_io import dump_yaml, inline_yaml, read_yaml_file
+
+
+@lru_cache(maxsize=1)
+def _schema() -> dict:
+    from .json_schema import config_schema
+
+    return config_schema()
+
+
+def _deref(node: dict) -> dict:
+    while "$ref" in node:
+        node = _schema()["$defs"][node["$ref"].rpartition("/")[2]]
+    return node
+
+
+def _object(node: dict) -> dict | None:
+    """The object schema a node holds (through $ref), or None for a leaf."""
+    node = _deref(node)
+    return node if node.get("type") == "object" and "properties" in node else None
+
+
+def schema_node(key: str) -> dict | None:
+    """The JSON Schema of a dotted key (`rewards[0].weight` and `rewards.weight` alike), or None."""
+    node: dict = _schema()
+    for part in split_key(key):
+        node = _deref(node)
+        if isinstance(part, int):
+            if "items" not in node:
+                return None
+            node = node["items"]
+            continue
+        if node.get("type") == "array" and "items" in node:
+            node = _deref(node["items"])
+        props = node.get("properties")
+        if not props or part not in props:
+            return None
+        node = props[part]
+    return node
+
+
+def all_keys() -> list[tuple[str, str]]:
+    """(key, description) of every leaf key the schema knows, pass-through TRL fields included."""
+    out: list[tuple[str, str]] = []
+
+    def walk(node: dict, prefix: str) -> None:
+        for name, sub in node["properties"].items():
+            key = f"{prefix}.{name}" if prefix else name
+            inner = _object(sub)
+            items = _deref(sub).get("items") if _deref(sub).get("type") == "array" else None
+            if inner is not None:
+                walk(inner, key)
+            elif items is not None and _object(items) is not None:
+                walk(_object(items), f"{key}[]")
+            else:
+                out.append((key, description(sub)))
+
+    walk(_schema(), "")
+    return out
+
+
+def description(node: dict | None) -> str:
+    if not node:
+        return ""
+    return node.get("description") or _deref(node).get("description") or ""
+
+
+def one_line(text: str, width: int = 100) -> str:
+    first = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0]
+    return first if len(first) <= width else first[: width - 3].rstrip() + "..."
+
+
+def _initials(name: str) -> str:
+    return "".join(word[0] for word in name.split("_") if word)
+
+
+def matches(word: str, key: str, text: str) -> bool:
+    """`config keys WORD`: in the key, in its description, or the initials of its name (lr)."""
+    word = word.lower()
+    name = key.rpartition(".")[2].replace("[]", "")
+    in_text = re.search(rf"\b{re.escape(word)}", text.lower()) is not None
+    return word in key.lower() or in_text or _initials(name) == word
+
+
+def type_text(node: dict) -> str:
+    """A key's type and allowed values, in words: `number > 0`, `integer >= 1, or auto`."""
+    node = _deref(node)
+    if "anyOf" in node:
+        return ", or ".join(type_text(sub) for sub in node["anyOf"])
+    if "const" in node:
+        return f"`{inline_yaml(node['const'])}`"
+    if "enum" in node:
+        return "one of: " + ", ".join(inline_yaml(v) for v in node["enum"])
+    kinds = node.get("type", "any")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    text = " or ".join(kinds)
+    if "array" in kinds and "items" in node:
+        text = text.replace("array", f"list of ({type_text(node['items'])})")
+    bounds = [
+        f"{op} {inline_yaml(node[name])}"
+        for name, op in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
+        if name in node
+    ]
+    if "minItems" in node:
+        bounds.append(f"at least {node['minItems']} item(s)")
+    return text + (" " + ", ".join(bounds) if bounds else "")
+
+
+@dataclass
+class KeyInfo:
+    key: str
+    description: str
+    type: str
+    default: object
+    has_default: bool
+    recommended: str | None
+    trl_field: str | None
+    pass_through: bool
+
+
+def key_info(key: str) -> KeyInfo:
+    """Everything the schema says about one key; a ConfigError (with a suggestion) if unknown."""
+    node = schema_node(key)
+    canonical = re.sub(r"\[\d+\]", "[]", key)
+    if node is None or _object(node) is not None:
+        known = [k for k, _ in all_keys()]
+        if node is not None:
+            inner = [k for k in known if k.startswith(canonical + ".")]
+            raise ConfigError(
+                Problem(key, f"is a section; its keys: {', '.join(k.rpartition('.')[2] for k in inner)}.", None, None)
+            )
+        raise ConfigError(
+            Problem(key, f"no such key.{did_you_mean(canonical, known)}", "list the keys with `grpolab config keys`")
+        )
+    section, _, name = key.partition(".")
+    fields = trl_fields()
+    pass_through = section in ("training", "grpo") and name in fields[section]
+    rec = RECOMMENDED.get(key)
+    recommended = None
+    if rec:
+        recommended = f"{inline_yaml(rec.low)} to {inline_yaml(rec.high)}" + (
+            f", or {inline_yaml(rec.also)}" if rec.also is not None else ""
+        )
+    node = _deref(node) if "description" not in node else node
+    return KeyInfo(
+        key=key,
+        description=description(node),
+        type=type_text(node),
+        default=node.get("default"),
+        has_default="default" in node,
+        recommended=recommended,
+        trl_field=trl_field(key),
+        pass_through=pass_through and name not in _typed(section),
+    )
+
+
+def _typed(section: str) -> set[str]:
+    from .schema import SECTIONS
+
+    return set(SECTIONS[section].model_fields)
+
+
+def trl_field(key: str) -> str | None:
+    """The GRPOConfig argument a key becomes (trl_mapping.py writes them), or None."""
+    if key == "training.gradient_checkpointing":  # transformers 5 renamed it
+        return (
+            "activation_checkpointing"
+            if "activation_checkpointing" in trl_fields()["training"]
+            else "gradient_checkpointing"
+        )
+    owned = trl_field_of(key)
+    if owned:
+        return owned
+    if key.startswith("rewards") and key.endswith(".weight"):
+        return "reward_weights"
+    section, _, name = key.partition(".")
+    if section in ("training", "grpo") and name in trl_fields()[section] and name not in OWNED:
+        return name
+    return None
+
+
+# ----------------------------------------------------------------------------- preset comments
+def comment_for(key: str, note: str | None = None) -> str:
+    """A preset's comment on a key: the description, then the preset's own note."""
+    text = description(schema_node(key))
+    return f"{text}; {note}" if note and text else (text or note or "")
+
+
+def note_of(key: str, comment: str) -> str | None:
+    """The preset's own note in a comment that follows the description rule, else the whole comment."""
+    text = description(schema_node(key))
+    if text and comment == text:
+        return None
+    if text and comment.startswith(text + "; "):
+        return comment[len(text) + 2 :]
+    return comment
+
+
+def preset_comment_problems(path) -> list[Problem]:
+    """Keys of a preset whose end-of-line comment does not start with the key's description."""
+    problems = []
+    for key, comment, line in _commented_keys(read_yaml_file(path)):
+        text = description(schema_node(key))
+        if text and comment != text and not comment.startswith(text + "; "):
+            problems.append(
+                Problem(
+                    key, f"comment {comment!r} does not start with the description {text!r}.", None, f"{path}:{line}"
+                )
+            )
+    return problems
+
+
+def sync_comments(path) -> str:
+    """The preset's text with every key's comment rewritten as description[; note], and every
+    uncommented key given its description."""
+    tree = read_yaml_file(path)
+
+    def walk(node: CommentedMap, prefix: str) -> None:
+        for name in list(node):
+            key = f"{prefix}.{name}" if prefix else name
+            value = node[name]
+            if isinstance(value, CommentedMap):
+                walk(value, key)
+                continue
+            if key == "rewards" or schema_node(key) is None:
+                continue
+            slots = node.ca.items.get(name)
+            token = slots[2] if slots and len(slots) > 2 else None
+            first, _, rest = token.value.partition("\n") if token is not None else ("", "", "")
+            old = first.strip().lstrip("#").strip()
+            comment = comment_for(key, note_of(key, old) if old else None)
+            if token is None:
+                node.yaml_add_eol_comment("# " + comment, name, column=_column(node, name, value))
+            else:
+                token.value = "# " + comment + ("\n" + rest if rest or token.value.endswith("\n") else "")
+
+    walk(tree, "")
+    return dump_yaml(tree)
+
+
+def _column(node: CommentedMap, name: str, value) -> int:
+    indent = node.lc.key(name)[1] if name in (node.lc.data or {}) else 0
+    return indent + len(f"{name}: {inline_yaml(value)}") + 2
+
+
+def _commented_keys(tree, prefix: str = ""):
+    for name, value in tree.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if isinstance(value, CommentedMap):
+            yield from _commented_keys(value, key)
+            continue
+        slots = tree.ca.items.get(name)
+        token = slots[2] if slots and len(slots) > 2 else None
+        if token is not None and key != "rewards":
+            comment = token.value.partition("\n")[0].strip().lstrip("#").strip()
+            if comment:
+                yield key, comment, tree.lc.key(name)[0] + 1
+
+
+def main() -> None:
+    from .layers import preset_dir
+
+    for path in sorted(Path(preset_dir()).glob("grpo_*.yaml")):
+        text = sync_comments(path)
+        if text != path.read_text():
+            path.write_text(text)
+            print(f"rewrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Config files made from other configs: `config new` (base: plus changed keys), `config minimize`
+(a full copy back to base: plus its differences), `config ls` / `config cp` (the shipped
+presets), and `config show --origins`. Every file is checked to load, and to resolve to the
+config it stands for, before anything is written."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruamel.yaml.comments import CommentedMap
+
+from .errors import ConfigError, Problem, did_you_mean
+from .json_schema import SCHEMA_NAME, schema_path
+from .keys import MISSING, flatten, get_path, lookup, same, split_key, unflatten
+from .layers import MODES, base_value, preset_dir, preset_path
+from .loader import GRPOConfigLoader
+from .yaml_edit import to_tree
+from .yaml_io import dump_yaml, inline_yaml, parse_yaml_text, read_yaml_file, to_plain
+
+SCHEMA_LINE = "yaml-language-server: $schema="
+_NAME = re.compile(r"^[\w][\w.-]*$")
+
+
+def schema_ref(folder) -> str:
+    """What a config file in `folder` writes after `$schema=` (relative, as editors resolve it)."""
+    folder = Path(folder)
+    if (folder / SCHEMA_NAME).exists():
+        return SCHEMA_NAME
+    relative = Path(os.path.relpath(schema_path(), os.path.abspath(folder))).as_posix()
+    return relative if relative.count("..") <= 2 else schema_path().as_posix()
+
+
+# ----------------------------------------------------------------------------- show --origins
+def origins_yaml(loader: GRPOConfigLoader) -> str:
+    """The resolved config with each leaf's origin as its end-of-line comment."""
+    data = loader.to_dict()
+    tree = to_tree(data)
+
+    def walk(node, prefix: str) -> None:
+        for name, value in node.items():
+            key = f"{prefix}.{name}" if prefix else name
+            if isinstance(value, CommentedMap) and value:
+                walk(value, key)
+            else:
+                shown = "" if isinstance(value, (dict, list)) and value else f" {inline_yaml(value)}"
+                column = 2 * prefix.count(".") + (2 if prefix else 0) + len(f"{name}:{shown}") + 2
+                node.yaml_add_eol_comment(f"# {loader.origin_of(key)}", name, column=column)
+
+    walk(tree, "")
+    return dump_yaml(tree)
+
+
+# ----------------------------------------------------------------------------- new / minimize
+def _from_path(source: str) -> Path:
+    """`--from`: a mode, a preset name, or a config file."""
+    if source in MODES:
+        beside = Path("configs") / preset_path(source).name
+        if beside.exists() and beside.resolve() == preset_path(source):
+            return beside
+        return preset_path(source)
+    named = preset_dir() / (source if source.endswith(".yaml") else f"{source}.yaml")
+    if not Path(source).exists() and "/" not in source and named.is_file():
+        return named
+    return Path(source)
+
+
+def _minimal(loader: GRPOConfigLoader, base: GRPOConfigLoader) -> dict:
+    """The keys whose resolved values differ from the base's, as the file wrote them (a `${...}`
+    reference stays a reference); lists count whole, as a file replaces them."""
+    mine, theirs = flatten(loader.to_dict(), split_lists=False), flatten(base.to_dict(), split_lists=False)
+    raw = flatten(loader.layered, split_lists=False)
+    kept = {}
+    for key, value in mine.items():
+        if key == "mode" or same(theirs.get(key, MISSING), value):
+            continue
+        kept[key] = raw.get(key, value)
+    return unflatten(kept)
+
+
+def _changed_from(old) -> str:
+    text = inline_yaml(old)
+    if len(text) > 60 and isinstance(old, list):
+        return f"# Changed from the base's list ({len(old)} item{'s' if len(old) != 1 else ''})"
+    return f"# Changed from {text}"
+
+
+def _build(header: str, folder: Path, base: str, data: dict, comments: dict[str, str]) -> str:
+    tree = CommentedMap()
+    tree["base"] = base
+    for key, value in to_tree(data).items():
+        tree[key] = value
+
+    def walk(node, prefix: str, depth: int) -> None:
+        for name, value in node.items():
+            key = f"{prefix}.{name}" if prefix else name
+            if isinstance(value, CommentedMap) and value:
+                walk(value, key, depth + 1)
+            elif key in comments:
+                shown = "" if isinstance(value, (dict, list)) and value else f" {inline_yaml(value)}"
+                node.yaml_add_eol_comment(comments[key], name, column=2 * depth + len(f"{name}:{shown}") + 2)
+
+    walk(tree, "", 0)
+    lines = [*header.splitlines(), f"{SCHEMA_LINE}{schema_ref(folder)}"]
+    tree.yaml_set_start_comment("\n".join(lines))
+    return dump_yaml(tree)
+
+
+def _verify(text: str, out: Path, expected: GRPOConfigLoader) -> None:
+    tree = parse_yaml_text(text, str(out))
+    again = GRPOConfigLoader.from_dict(to_plain(tree, str(out), tree), path=out)
+    if again.to_dict() != expected.to_dict():
+        raise ConfigError(
+            Problem(
+                "", "internal error: the new file would not reproduce the config; nothing was written.", None, str(out)
+            )
+        )
+
+
+def new_config(name: str, source: str, overrides=None) -> tuple[Path, str]:
+    """(path, text) of `config new NAME --from SOURCE --set ...`: base: SOURCE and the changed keys."""
+    out = _out_path(name)
+    base_file = _from_path(source)
+    base = GRPOConfigLoader(config_path=base_file)
+    loader = base.with_overrides(overrides or [])
+    data = _minimal(loader, base)
+    comments = {
+        key: _changed_from(old)
+        for key in flatten(data, split_lists=False)
+        if (old := lookup(base.to_dict(), key)) is not MISSING
+    }
+    header = (
+        f"{out.stem}: {source} with the changes below (made by `grpolab config new`).\n"
+        "Every key it leaves out keeps its value from `base:`; `grpolab config explain --key KEY`\n"
+        "says what a key does."
+    )
+    text = _build(header, out.parent, base_value(base_file, out.parent), data, comments)
+    _verify(text, out, loader)
+    return out, text
+
+
+def minimize(path, out=None, base_source: str | None = None) -> tuple[Path, str]:
+    """(path, text) of `config minimize FILE`: `base:` (the file's mode preset, or `base_source`)
+    plus only the keys whose values differ from it, each keeping its comment from FILE."""
+    path = Path(path)
+    out = Path(out) if out is not None else path
+    loader = GRPOConfigLoader(config_path=path)
+    base_file = _from_path(base_source or loader.mode)
+    base = GRPOConfigLoader(config_path=base_file)
+    data = _minimal(loader, base)
+    tree = read_yaml_file(path)
+    comments = {}
+    for key in flatten(data, split_lists=False):
+        comment = _eol_comment(tree, key)
+        if comment:
+            comments[key] = comment
+    header = (
+        f"{out.stem}: minimized from {path} by `grpolab config minimize`: `base:` plus the keys whose\n"
+        "values differ from it (comments kept). `grpolab config show --config THIS` prints every value."
+    )
+    text = _build(header, out.parent, base_value(base_file, out.parent), data, comments)
+    _verify(text, out, loader)
+    return out, text
+
+
+def _eol_comment(tree, key: str) -> str | None:
+    parts = split_key(key)
+    try:
+        holder = get_path(tree, parts[:-1]) if len(parts) > 1 else tree
+    except (KeyError, IndexError, TypeError):
+        return None
+    slots = getattr(holder, "ca", None) and holder.ca.items.get(parts[-1])
+    token = slots[2] if slots and len(slots) > 2 else None
+    first = token.value.partition("\n")[0].strip() if token is not None else ""
+    return first or None
+
+
+def _out_path(name: str) -> Path:
+    if "/" in name or name.endswith((".yaml", ".yml")):
+        return Path(name)
+    if not _NAME.match(name):
+        raise ConfigError(
+            Problem(
+                "",
+                f"`{name}` is not a usable config name (letters, digits, `_`, `-` and `.`).",
+                "e.g. `grpolab config new grpo_cluster_high_lr --from cluster`",
+                "config new",
+            )
+        )
+    return Path("configs") / f"{name}.yaml"
+
+
+# ----------------------------------------------------------------------------- ls / cp
+@dataclass
+class Shipped:
+    name: str  # grpo_local, accelerate/zero3, sweeps/example_sweep
+    kind: str  # preset, launcher, sweep, example
+    path: Path
+    description: str
+
+
+def shipped() -> list[Shipped]:
+    """The presets in the package, then the configs beside them in ./configs (your examples)."""
+    root = preset_dir()
+    out = []
+    for pattern, kind in (("grpo_*.yaml", "preset"), ("accelerate/*.yaml", "launcher"), ("sweeps/*.yaml", "sweep")):
+        for path in sorted(root.glob(pattern)):
+            name = path.relative_to(root).with_suffix("").as_posix()
+            out.append(Shipped(name, kind, path, _first_comment(path)))
+    local = Path("configs")
+    if local.is_dir() and local.resolve() != root.resolve():
+        for path in sorted(local.glob("*.yaml")):
+            if path.resolve().parent != root.resolve():
+                out.append(Shipped(path.as_posix(), "example", path, _first_comment(path)))
+    return out
+
+
+def _first_comment(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        text = line.strip()
+        if text.startswith("#") and SCHEMA_LINE not in text:
+            return text.lstrip("#").strip()
+        if text and not text.startswith("#"):
+            break
+    return ""
+
+
+def copy_preset(name: str, dest) -> tuple[Path, str]:
+    """(path, text) of `config cp NAME DEST`: the preset with a header naming its source."""
+    presets = {s.name: s for s in shipped() if s.kind != "example"}
+    key = name[:-5] if name.endswith(".yaml") else name
+    key = f"grpo_{key}" if key in MODES else key
+    if key not in presets:
+        raise ConfigError(
+            Problem(
+                "",
+                f"`{name}` is not a shipped preset.{did_you_mean(key, presets)} Presets: {', '.join(presets)}.",
+                "list them with `grpolab config ls`",
+                "config cp",
+            )
+        )
+    item = presets[key]
+    dest = Path(dest)
+    out = dest / item.path.name if dest.is_dir() else dest
+    text = item.path.read_text(encoding="utf-8")
+    if item.kind == "preset":
+        text = re.sub(
+            r"^# yaml-language-server: \$schema=.*$", f"# {SCHEMA_LINE}{schema_ref(out.parent)}", text, flags=re.M
+        )
+    header = f"# Copied from the grpolab preset {item.name} by `grpolab config cp` (edit freely).\n"
+    if item.kind == "preset":
+        preset = preset_path(_mode_of(text)).name
+        header += f"# It layers over preset {preset}, so a key you delete keeps the preset's value.\n"
+    return out, header + text
+
+
+def _mode_of(text: str) -> str:
+    match = re.search(r"^mode:\s*(\w+)", text, re.M)
+    return match.group(1) if match and match.group(1) in MODES else "local"

@@ -1,0 +1,104 @@
+"""The JSON Schema (draft 2020-12) of a grpolab config, for editors and other tools.
+
+It is the schema of schema.closed_model(), the same model validation runs through, so the
+editor and `grpolab config validate` agree on keys, types, enums and bounds. The pass-through
+TRL fields come from trl_fields.json with TRL's own help text. What the schema cannot say: the
+rules across fields (rules.py), and that a `${...}` reference may stand for a number.
+
+    grpolab config schema -o configs/grpolab.schema.json --force   # regenerate the shipped copy
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .owned import OWNED, REMOVED
+from .schema import KIND_CHECK, SECTIONS, closed_model
+from .trl_snapshot import trl_fields
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_NAME = "grpolab.schema.json"
+_JSON_TYPE = {
+    "bool": "boolean",
+    "int": "integer",
+    "float": "number",
+    "str": "string",
+    "dict": "object",
+    "list": "array",
+    "null": "null",
+}
+BASE_DESCRIPTION = (
+    "another config file this one layers over (relative to this file; it may have a base of its own); "
+    "`preset:NAME` names a shipped preset"
+)
+
+
+def schema_path() -> Path:
+    """The shipped copy, inside the package (configs/grpolab.schema.json links to it)."""
+    return Path(__file__).resolve().parents[1] / "presets" / SCHEMA_NAME
+
+
+def trl_field_schema(spec: dict) -> dict:
+    """JSON Schema of a pass-through TRL field, from its snapshot entry."""
+    kinds = spec["kinds"]
+    out: dict = {}
+    if "any" not in kinds:
+        types = [_JSON_TYPE[k] for k in kinds]
+        out["type"] = types[0] if len(types) == 1 else types
+    if spec.get("choices") and set(kinds) <= {"str", "null"}:
+        out["enum"] = [*spec["choices"], *([None] if "null" in kinds else [])]
+    if spec.get("help"):
+        out["description"] = spec["help"]
+    default = spec.get("default")
+    if any(KIND_CHECK[k](default) for k in kinds) and (not out.get("enum") or default in out["enum"]):
+        out["default"] = default
+    return out
+
+
+def config_schema() -> dict:
+    schema = closed_model().model_json_schema()
+    fields = trl_fields()
+    _strip_titles(schema)
+    defs = schema["$defs"]
+    for section in ("training", "grpo"):
+        ref = schema["properties"][section]["$ref"].rpartition("/")[2]
+        props = defs[ref]["properties"]
+        for name, spec in fields[section].items():
+            if name in SECTIONS[section].model_fields:
+                if spec.get("choices") and props[name].get("type") == "string":
+                    props[name]["enum"] = spec["choices"]  # lr_scheduler_type: TRL's names, for completion
+                continue
+            if name not in OWNED and name not in REMOVED:
+                props[name] = trl_field_schema(spec)
+    properties = {"base": {"type": "string", "description": BASE_DESCRIPTION}, **schema["properties"]}
+    return {
+        "$schema": DRAFT,
+        "title": "grpolab config",
+        "description": "A grpolab GRPO training config (`grpolab config explain --key KEY` explains any key).",
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+        "$defs": defs,
+    }
+
+
+def schema_text() -> str:
+    return json.dumps(config_schema(), indent=1, ensure_ascii=False) + "\n"
+
+
+def _strip_titles(node) -> None:
+    """pydantic titles every property ("Learning Rate"): noise in an editor's hover."""
+    if isinstance(node, dict):
+        props = node.get("properties")
+        if isinstance(props, dict):
+            for sub in props.values():
+                if isinstance(sub, dict):
+                    sub.pop("title", None)
+        for key, value in list(node.items()):
+            if key == "title" and isinstance(value, str) and "$defs" not in node and "properties" in node:
+                continue
+            _strip_titles(value)
+    elif isinstance(node, list):
+        for item in node:
+            _strip_titles(item)
