@@ -23,7 +23,7 @@ from common import REPO, build_model, write_addition_jsonl, write_result  # noqa
 from growth import run_point  # noqa: E402
 from overhead import SIZES  # noqa: E402
 
-from grpolab.launch.detect import cpu_has_bf16  # noqa: E402
+from grpolab.runtime.hardware import cpu_has_bf16  # noqa: E402
 
 NATIVE_BF16 = cpu_has_bf16()
 CHOICES = {  # name: the --set overrides that flip one choice of the local preset

@@ -232,11 +232,11 @@ def train(capsys):
     def run(*argv) -> TrainResult:
         import argparse
 
-        from grpolab.train.args import add_train_args
+        from grpolab.train.request import TrainRequest
         from grpolab.train.pipeline import run_from_args
 
         parser = argparse.ArgumentParser(prog="grpo_training.py")
-        add_train_args(parser)
+        TrainRequest.add_arguments(parser)
         args = parser.parse_args([str(a) for a in argv])
         capsys.readouterr()
         code = run_from_args(args)

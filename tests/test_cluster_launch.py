@@ -14,9 +14,16 @@ from pathlib import Path
 import pytest
 
 from grpolab.config import ConfigError, GRPOConfigLoader
-from grpolab.launch import detect, relaunch
+from grpolab.launch import execute
+from grpolab.launch.decide import decide
 from grpolab.launch.plan import make_plan, plan_problems
-from grpolab.train.args import add_train_args
+from grpolab.run.run_dir import config_sha256
+from grpolab.runtime import dist as dists
+from grpolab.runtime import hardware
+from grpolab.runtime.dist import DistInfo
+from grpolab.runtime.hardware import GPU, HardwareFacts
+from grpolab.runtime.resolve import resolve
+from grpolab.train.request import TrainRequest
 
 REPO = Path(__file__).resolve().parents[1]
 DIST_VARS = (
@@ -35,8 +42,18 @@ DIST_VARS = (
     "GRPOLAB_RUN_DIR",
     "GRPOLAB_CONFIG_SHA256",
 )
-CPU_HW = {"device": "cpu", "bf16_supported": False, "world_size": 1, "rank": 0, "use_vllm": False}
-GPU_HW = {"device": "cuda", "bf16_supported": True, "world_size": 1, "rank": 0, "use_vllm": False}
+CPU = HardwareFacts(cores=2)
+
+
+def gpus(n: int, *installed: str) -> HardwareFacts:
+    """A machine with `n` bf16-native GPUs (and the named engines installed), as the runtime sees it."""
+    return HardwareFacts(gpus=(GPU("test GPU", (9, 0)),) * n, cores=16, installed=frozenset(installed))
+
+
+def launch_step(loader, args, facts: HardwareFacts, dist: DistInfo | None = None):
+    """The launch decision for `args`, as `grpolab train` makes it on a machine with `facts`."""
+    dist = dist or dists.detect()
+    return decide(loader, TrainRequest.from_args(args), resolve(loader.config, facts, dist), dist)
 
 
 @pytest.fixture(autouse=True)
@@ -52,12 +69,12 @@ def no_popen(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("a process was started")
 
-    monkeypatch.setattr(relaunch.subprocess, "Popen", refuse)
+    monkeypatch.setattr(execute.subprocess, "Popen", refuse)
 
 
 def parse(*argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    add_train_args(parser)
+    TrainRequest.add_arguments(parser)
     return parser.parse_args([str(a) for a in argv])
 
 
@@ -91,7 +108,7 @@ def cluster(tmp_path, *sets, model="gpt2"):
     ],
 )
 def test_launcher_detection(env, expected):
-    assert detect.launcher(env) == expected
+    assert dists.launcher(env) == expected
 
 
 def test_srun_rank_env_maps_slurm_to_torch():
@@ -101,7 +118,7 @@ def test_srun_rank_env_maps_slurm_to_torch():
         "SLURM_STEP_NUM_TASKS": "8",
         "SLURM_STEP_TASKS_PER_NODE": "4(x2)",
     }
-    assert detect.srun_rank_env(env, "10.0.0.1", 29555) == {
+    assert dists.srun_rank_env(env, "10.0.0.1", 29555) == {
         "RANK": "5",
         "WORLD_SIZE": "8",
         "LOCAL_RANK": "1",
@@ -110,7 +127,7 @@ def test_srun_rank_env_maps_slurm_to_torch():
         "MASTER_PORT": "29555",
     }
     del env["SLURM_STEP_TASKS_PER_NODE"]
-    assert detect.srun_rank_env(env, "10.0.0.1", 29555)["LOCAL_WORLD_SIZE"] == "1"
+    assert dists.srun_rank_env(env, "10.0.0.1", 29555)["LOCAL_WORLD_SIZE"] == "1"
 
 
 @pytest.mark.parametrize(
@@ -122,17 +139,18 @@ def test_srun_rank_env_maps_slurm_to_torch():
         (3, 4, 16, 3),  # an explicit number wins
     ],
 )
-def test_cpu_threads_share_the_cores_among_the_processes(monkeypatch, setting, processes, cores, expected):
-    monkeypatch.setattr(detect, "usable_cores", lambda: cores)
-    assert detect.cpu_threads(setting, processes) == expected
+def test_cpu_threads_share_the_cores_among_the_processes(tmp_path, setting, processes, cores, expected):
+    loader, _ = cluster(tmp_path, f"cluster.threads_per_process={setting}", "cluster.device=cpu")
+    dist = DistInfo("torchrun", world_size=processes, local_world_size=processes)
+    assert resolve(loader.config, HardwareFacts(cores=cores), dist).threads == expected
 
 
 # ------------------------------------------------------------------------- checks before anything starts
-def problems(loader, hw=GPU_HW, gpus=4):
-    plan = make_plan(loader.config, device=hw["device"], gpus=gpus, bf16_supported=hw["bf16_supported"])
-    return plan, plan_problems(
-        loader.config, plan, loader.origin_of, gpus=gpus, bf16_supported=hw["bf16_supported"], use_vllm=hw["use_vllm"]
-    )
+def problems(loader, facts=None):
+    facts = gpus(4) if facts is None else facts
+    resolved = resolve(loader.config, facts)
+    plan = make_plan(loader.config, resolved)
+    return plan, plan_problems(loader.config, plan, loader.origin_of, resolved, gpus=facts.gpu_count)
 
 
 def one(problem_list, key):
@@ -143,7 +161,7 @@ def one(problem_list, key):
 
 def test_auto_counts_the_visible_gpus(tmp_path):
     loader, _ = cluster(tmp_path)
-    plan, found = problems(loader, gpus=4)
+    plan, found = problems(loader, gpus(4))
     assert (plan.per_machine, plan.world_size, plan.launcher, plan.mixed_precision) == (
         4,
         4,
@@ -151,7 +169,7 @@ def test_auto_counts_the_visible_gpus(tmp_path):
         "bf16",
     )
     assert found == []
-    plan, _ = problems(loader, CPU_HW, gpus=0)
+    plan, _ = problems(loader, CPU)
     assert (plan.world_size, plan.launcher) == (1, "torchrun")  # no GPU: one CPU process
 
 
@@ -159,23 +177,23 @@ def test_generation_batch_checked_for_the_counted_world_size(tmp_path):
     loader, _ = cluster(
         tmp_path, "training.per_device_train_batch_size=2", "grpo.num_generations=2", "grpo.generation_batch_size=12"
     )
-    _, found = problems(loader, gpus=4)  # 12 % (2 x 4) != 0
+    _, found = problems(loader, gpus(4))  # 12 % (2 x 4) != 0
     p = one(found, "grpo.generation_batch_size")
     assert "world size 4" in p.message and "generation_batch_size: 16" in p.fix
 
 
 def test_more_processes_than_gpus(tmp_path):
     loader, _ = cluster(tmp_path, "cluster.num_processes=8")
-    p = one(problems(loader, gpus=2)[1], "cluster.num_processes")
+    p = one(problems(loader, gpus(2))[1], "cluster.num_processes")
     assert "only 2 CUDA GPU(s) are visible" in p.message and p.fix == "set `cluster.num_processes: 2` (or `auto`)"
-    p = one(problems(loader, CPU_HW, gpus=0)[1], "cluster.num_processes")
+    p = one(problems(loader, CPU)[1], "cluster.num_processes")
     assert "no CUDA GPU is visible" in p.message and "`cluster.device: cpu`" in p.fix
 
 
 def test_deepspeed_and_fsdp_need_gpus(tmp_path):
     for backend in ("deepspeed", "fsdp"):
         loader, _ = cluster(tmp_path, "cluster.num_processes=2", "cluster.device=cpu", f"cluster.backend={backend}")
-        p = one(problems(loader, CPU_HW, gpus=0)[1], "cluster.backend")
+        p = one(problems(loader, CPU)[1], "cluster.backend")
         assert "GPUs only" in p.message and "`cluster.backend: ddp`" in p.fix
 
 
@@ -185,35 +203,35 @@ def test_deepspeed_must_be_installed(tmp_path, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real(name, *a))
     loader, _ = cluster(tmp_path, "cluster.backend=deepspeed")
-    assert "pip install deepspeed" in one(problems(loader, gpus=4)[1], "cluster.backend").fix
+    assert "pip install deepspeed" in one(problems(loader, gpus(4))[1], "cluster.backend").fix
 
 
 def test_multi_node_needs_rank_zeros_address(tmp_path):
     loader, _ = cluster(tmp_path, "cluster.num_machines=2")
-    p = one(problems(loader, gpus=8)[1], "cluster.main_process_ip")
+    p = one(problems(loader, gpus(8))[1], "cluster.main_process_ip")
     assert "grpolab launch slurm" in p.fix
     loader, _ = cluster(
         tmp_path, "cluster.num_machines=2", "cluster.machine_rank=2", "cluster.main_process_ip=10.0.0.1"
     )
-    assert "ranks are 0 .. 1" in one(problems(loader, gpus=8)[1], "cluster.machine_rank").message
+    assert "ranks are 0 .. 1" in one(problems(loader, gpus(8))[1], "cluster.machine_rank").message
 
 
 def test_vllm_server_must_be_reachable_and_have_its_own_gpus(tmp_path):
-    hw = dict(GPU_HW, use_vllm=True)
+    hw = gpus(8, "vllm")
     loader, _ = cluster(
         tmp_path, "cluster.vllm_mode=server", "cluster.num_machines=2", "cluster.main_process_ip=10.0.0.1"
     )
-    p = one(problems(loader, hw, gpus=8)[1], "cluster.vllm_server_host")
+    p = one(problems(loader, hw)[1], "cluster.vllm_server_host")
     assert "cannot reach" in p.message and "--vllm-server-node" in p.fix
     loader, _ = cluster(tmp_path, "cluster.vllm_mode=server")
-    p = one(problems(loader, hw, gpus=8)[1], "cluster.num_processes")
+    p = one(problems(loader, hw)[1], "cluster.num_processes")
     assert (
         "needs GPUs of its own" in p.message
         and "`cluster.num_processes: 7`" in p.fix
         and "CUDA_VISIBLE_DEVICES=7" in p.fix
     )
     loader, _ = cluster(tmp_path, "cluster.vllm_mode=server", "cluster.num_processes=7")
-    assert problems(loader, hw, gpus=8)[1] == []
+    assert problems(loader, hw)[1] == []
     loader, _ = cluster(
         tmp_path,
         "cluster.vllm_mode=server",
@@ -221,7 +239,7 @@ def test_vllm_server_must_be_reachable_and_have_its_own_gpus(tmp_path):
         "cluster.main_process_ip=10.0.0.1",
         "cluster.vllm_server_host=gpu-node-9",
     )
-    assert problems(loader, hw, gpus=8)[1] == []
+    assert problems(loader, hw)[1] == []
 
 
 def test_mixed_precision_must_agree_with_bf16(tmp_path):
@@ -230,7 +248,7 @@ def test_mixed_precision_must_agree_with_bf16(tmp_path):
     loader, _ = cluster(tmp_path, "cluster.mixed_precision=fp16")
     assert "bf16 wins" in one(problems(loader)[1], "cluster.mixed_precision").message
     loader, _ = cluster(tmp_path, "training.bf16=false")
-    assert make_plan(loader.config, device="cuda", gpus=4, bf16_supported=True).mixed_precision == "no"
+    assert make_plan(loader.config, resolve(loader.config, gpus(4))).mixed_precision == "no"
 
 
 # ------------------------------------------------------------------------- through the training entry point
@@ -344,9 +362,9 @@ def test_print_launch_command_cpu(tmp_path, subprocess_env, tiny_gpt2):
         "2",
         "--standalone",
         "-m",
-        "grpolab.cli.main",
+        "grpolab",
         "train",
-        *argv,
+        *TrainRequest.from_args(parse(*argv)).to_argv(),
     ]
     assert not runs.exists()  # nothing created, nothing trained
 
@@ -362,10 +380,11 @@ def test_print_launch_command_gpu(tmp_path, monkeypatch, capsys, no_popen):
     """On GPUs: accelerate launch with the per-run config, printed with its contents."""
     from accelerate.commands.config.config_args import load_config_from_file
 
-    monkeypatch.setattr(detect, "visible_gpus", lambda: 4)
     loader, args = cluster(tmp_path, "cluster.backend=deepspeed", "cluster.zero_stage=3")
     args.print_launch_command = True
-    assert relaunch.maybe_relaunch(loader, args, dict(GPU_HW)) == 0
+    step = launch_step(loader, args, gpus(4, "deepspeed"))
+    assert step.kind == "show"
+    execute.print_launch(step.launch)
     out = capsys.readouterr().out
     assert "4 process(es) (1 machine) on cuda, DeepSpeed ZeRO-3, started by accelerate launch" in out
     command = shlex.split(out.splitlines()[-1])
@@ -374,9 +393,9 @@ def test_print_launch_command_gpu(tmp_path, monkeypatch, capsys, no_popen):
     assert command[2:6] == [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
     assert command[command.index("--config_file") + 2 :] == [
         "-m",
-        "grpolab.cli.main",
+        "grpolab",
         "train",
-        *relaunch.train_argv(args),
+        *TrainRequest.from_args(args).for_ranks().to_argv(),
     ]
     yaml_text = out.split(f"--- {config_path}\n", 1)[1].split("\n--- ", 1)[0]
     (tmp_path / "shown.yaml").write_text(yaml_text)
@@ -400,15 +419,15 @@ def test_launch_writes_one_run_dir_and_passes_it_down(tmp_path, monkeypatch, cap
         def wait(self):
             return 3
 
-    monkeypatch.setattr(relaunch.subprocess, "Popen", FakeProcess)
-    monkeypatch.setattr(detect, "visible_gpus", lambda: 2)
+    monkeypatch.setattr(execute.subprocess, "Popen", FakeProcess)
     loader, args = cluster(tmp_path, "cluster.backend=fsdp")
-    assert relaunch.maybe_relaunch(loader, args, dict(GPU_HW)) == 3  # the launcher's exit code
+    step = launch_step(loader, args, gpus(2))
+    assert step.kind == "launch" and execute.execute(step.launch) == 3  # the launcher's exit code
     ((cmd, env),) = started
     run_dirs = list((tmp_path / "runs").iterdir())
     assert len(run_dirs) == 1 and env["GRPOLAB_RUN_DIR"] == str(run_dirs[0])
-    assert env["GRPOLAB_CONFIG_SHA256"] == relaunch.config_sha256(loader)
-    assert str(relaunch.PACKAGE_ROOT) in env["PYTHONPATH"].split(os.pathsep)
+    assert env["GRPOLAB_CONFIG_SHA256"] == config_sha256(loader.to_dict())
+    assert str(execute.PACKAGE_ROOT) in env["PYTHONPATH"].split(os.pathsep)
     assert cmd[cmd.index("--config_file") + 1] == str(run_dirs[0] / "accelerate_config.yaml")
     assert "distributed_type: FSDP" in (run_dirs[0] / "accelerate_config.yaml").read_text()
     assert shlex.join(cmd) in (run_dirs[0] / "launch_command.sh").read_text()
@@ -416,12 +435,11 @@ def test_launch_writes_one_run_dir_and_passes_it_down(tmp_path, monkeypatch, cap
 
 
 def test_dry_run_checks_the_cluster_world_size_without_starting(tmp_path, monkeypatch, no_popen):
-    monkeypatch.setattr(detect, "visible_gpus", lambda: 8)
     loader, args = cluster(tmp_path)
     args.dry_run = True
-    hw = dict(GPU_HW)
-    assert relaunch.maybe_relaunch(loader, args, hw) is None
-    assert hw["world_size"] == 8
+    resolved = resolve(loader.config, gpus(8))
+    step = decide(loader, TrainRequest.from_args(args), resolved, dists.detect())
+    assert step.kind == "train" and resolved.world_size == 8
 
 
 # ------------------------------------------------------------------------- inside a launcher
@@ -432,27 +450,23 @@ def test_rank_refuses_a_different_config(tmp_path, monkeypatch):
     monkeypatch.setenv("GRPOLAB_RUN_DIR", str(tmp_path / "run"))
     monkeypatch.setenv("GRPOLAB_CONFIG_SHA256", "0" * 64)
     with pytest.raises(ConfigError, match="resolved a different config"):
-        relaunch.maybe_relaunch(loader, args, dict(CPU_HW, world_size=2, rank=1))
-    monkeypatch.setenv("GRPOLAB_CONFIG_SHA256", relaunch.config_sha256(loader))
-    assert relaunch.maybe_relaunch(loader, args, dict(CPU_HW, world_size=2, rank=1)) is None
+        launch_step(loader, args, CPU)
+    monkeypatch.setenv("GRPOLAB_CONFIG_SHA256", config_sha256(loader.to_dict()))
+    assert launch_step(loader, args, CPU).kind == "train"
 
 
 def test_hand_started_ranks_share_one_run_dir(tmp_path, monkeypatch):
-    """torchrun started by hand: every rank names the run directory after the rendezvous id; only rank 0 creates it."""
+    """torchrun started by hand: every rank names the run directory after the rendezvous id."""
     loader, args = cluster(tmp_path)
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "6f1c2d3e-aaaa-bbbb")
     monkeypatch.setenv("WORLD_SIZE", "2")
     for rank in (1, 0):
-        monkeypatch.delenv("GRPOLAB_RUN_DIR", raising=False)
         monkeypatch.setenv("RANK", str(rank))
-        assert relaunch.maybe_relaunch(loader, args, dict(CPU_HW, world_size=2, rank=rank)) is None
-        shared = tmp_path / "runs" / "grpo_cluster_6f1c2d3e-aaaa"
-        assert os.environ["GRPOLAB_RUN_DIR"] == str(shared)
-        assert shared.exists() is (rank == 0)
+        step = launch_step(loader, args, CPU)
+        assert step.kind == "train" and step.shared_run_dir == tmp_path / "runs" / "grpo_cluster_6f1c2d3e-aaaa"
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")  # a static rendezvous: no shared id
-    monkeypatch.delenv("GRPOLAB_RUN_DIR")
     with pytest.raises(ConfigError, match="--run-name"):
-        relaunch.maybe_relaunch(loader, args, dict(CPU_HW, world_size=2, rank=0))
+        launch_step(loader, args, CPU)
 
 
 def test_srun_tasks_get_torch_rank_variables(tmp_path, monkeypatch):
@@ -471,9 +485,10 @@ def test_srun_tasks_get_torch_rank_variables(tmp_path, monkeypatch):
         "SLURM_STEP_ID": "0",
     }.items():
         monkeypatch.setenv(key, value)
-    hw = dict(GPU_HW)
-    assert relaunch.maybe_relaunch(loader, args, hw) is None
-    assert (hw["world_size"], hw["rank"]) == (8, 5)
+    from grpolab.train.setup import join_distributed
+
+    dist = join_distributed(loader.config)
+    assert (dist.launcher, dist.world_size, dist.rank) == ("srun", 8, 5)
     assert [os.environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")] == [
         "5",
         "8",
@@ -481,12 +496,13 @@ def test_srun_tasks_get_torch_rank_variables(tmp_path, monkeypatch):
         "10.9.9.9",
         "29600",
     ]
-    assert os.environ["GRPOLAB_RUN_DIR"] == str(tmp_path / "runs" / "grpo_cluster_slurm-77.0")
+    step = launch_step(loader, args, gpus(4), dist)
+    assert step.shared_run_dir == tmp_path / "runs" / "grpo_cluster_slurm-77.0"
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")  # one task per node is not one task per rank
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(key)
     with pytest.raises(ConfigError, match="srun started 2 tasks"):
-        relaunch.maybe_relaunch(loader, args, dict(GPU_HW))
+        launch_step(loader, args, gpus(4), join_distributed(loader.config))
 
 
 @pytest.mark.parametrize(
@@ -500,4 +516,4 @@ def test_srun_tasks_get_torch_rank_variables(tmp_path, monkeypatch):
     ],
 )
 def test_cpu_native_bf16_is_read_from_cpuinfo(cpuinfo, expected):
-    assert detect.cpu_has_bf16(cpuinfo) is expected
+    assert hardware.cpu_has_bf16(cpuinfo) is expected

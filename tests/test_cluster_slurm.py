@@ -23,7 +23,13 @@ while [[ $# -gt 0 && $1 == --* ]]; do
     echo "$1" >> "$FAKE_OUT/srun_options.txt"
     shift
 done
-if [[ "$*" == *vllm.entrypoints* ]]; then printf '%s\n' "$@" > "$FAKE_OUT/vllm.txt"; exit 0; fi
+if [[ "$*" == *vllm.entrypoints* ]]; then
+    printf '%s\n' "$@" > "$FAKE_OUT/vllm.txt"
+    # A stand-in server that answers /health once it is up (FAKE_VLLM_PORT), or one that dies at once.
+    [[ -n "${FAKE_VLLM_PORT:-}" ]] || exit 3
+    mkdir -p "$FAKE_OUT/www" && touch "$FAKE_OUT/www/health"
+    exec python3 -m http.server "$FAKE_VLLM_PORT" --bind 127.0.0.1 --directory "$FAKE_OUT/www" >/dev/null 2>&1
+fi
 for ((i = 0; i < ntasks; i++)); do
     SLURM_PROCID=$i PYTHON="$FAKE_OUT/record" "$@" || exit $?
 done
@@ -49,7 +55,7 @@ def cfg_file(tmp_path, extra: str = "") -> Path:
     return path
 
 
-def run_with_fake_slurm(tmp_path, script: Path, nodes: list[str]) -> Path:
+def run_with_fake_slurm(tmp_path, script: Path, nodes: list[str], ok: bool = True, **extra_env) -> Path:
     fake = tmp_path / "fake"
     fake.mkdir()
     (fake / "srun").write_text(FAKE_SRUN)
@@ -63,10 +69,20 @@ def run_with_fake_slurm(tmp_path, script: Path, nodes: list[str]) -> Path:
         FAKE_OUT=str(fake),
         SLURM_JOB_ID="4242",
         SLURM_JOB_NODELIST="node[1-9]",
+        **extra_env,
     )
-    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert (done.returncode == 0) is ok, done.stderr
+    (fake / "stderr.txt").write_text(done.stderr)
     return fake
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def recorded(fake: Path, rank: int) -> list[str]:
@@ -111,8 +127,13 @@ def test_sbatch_two_nodes_eight_gpus(tmp_path, capsys):
     assert (
         '--machine_rank "$SLURM_PROCID"' in text
         and '--main_process_ip "$MAIN_NODE"' in text
-        and "--main_process_port 29500" in text
+        and '--main_process_port "$MAIN_PORT"' in text
+        and "export MAIN_PORT=$((20000 + SLURM_JOB_ID % 20000))" in text  # a port of the job's own
     )
+    for directive in ("--requeue", "--signal=TERM@300", "--exclusive", "--mem=0", "--open-mode=append"):
+        assert f"#SBATCH {directive}" in text
+    assert '--cpus-per-task="$CPUS"' in text and "--wait=60" in text and "--kill-on-bad-exit=1" in text
+    assert '--tee 3 --log_dir "$GRPOLAB_RUN_DIR/logs/node$SLURM_PROCID"' in text
     accelerate_config = tmp_path / "job.accelerate_config.yaml"
     assert f"ACCELERATE_CONFIG={accelerate_config}" in text and accelerate_config.exists()
     assert f'GRPOLAB_RUN_DIR={tmp_path / "runs"}/exp_slurm-"$SLURM_JOB_ID"' in text
@@ -152,7 +173,9 @@ def test_each_node_runs_accelerate_launch_with_its_rank(tmp_path):
     address, the totals, and exactly the user's training options."""
     config = cfg_file(tmp_path)
     odd = 'data.system_prompt=It\'s "$HOME" & `x`'
-    code, script = slurm(tmp_path, "--config", str(config), "--set", odd, "--nodes", "2", "--gpus-per-node", "8")
+    code, script = slurm(
+        tmp_path, "--config", str(config), "--set", odd, "--nodes", "2", "--gpus-per-node", "8", "--model", "gpt2"
+    )
     assert code == 0
     fake = run_with_fake_slurm(tmp_path, script, ["gpu-a", "gpu-b"])
     for rank in (0, 1):
@@ -165,8 +188,10 @@ def test_each_node_runs_accelerate_launch_with_its_rank(tmp_path):
         train = argv[argv.index("-m", 2) :]
         assert train == [
             "-m",
-            "grpolab.cli.main",
+            "grpolab",
             "train",
+            "--model",
+            "gpt2",
             "--config",
             str(config),
             "--set",
@@ -194,6 +219,8 @@ def test_the_ranks_accelerate_command_parses(tmp_path):
         "8",
         "--set",
         "cluster.backend=fsdp",
+        "--model",
+        "gpt2",
     )
     assert code == 0
     argv = recorded(run_with_fake_slurm(tmp_path, script, ["n1", "n2"]), 1)
@@ -204,11 +231,13 @@ def test_the_ranks_accelerate_command_parses(tmp_path):
         1,
         "n1",
     )
-    assert args.module and args.training_script == "grpolab.cli.main" and args.training_script_args[0] == "train"
+    assert args.module and args.training_script == "grpolab" and args.training_script_args[0] == "train"
 
 
 def test_vllm_server_node(tmp_path, capsys):
     config = cfg_file(tmp_path)
+    port = free_port()
+    (tmp_path / "dead").mkdir()
     code, script = slurm(
         tmp_path,
         "--config",
@@ -220,16 +249,24 @@ def test_vllm_server_node(tmp_path, capsys):
         "--model",
         "Qwen/Qwen2.5-0.5B",
         "--vllm-server-node",
+        "--set",
+        f"cluster.vllm_server_port={port}",
     )
     assert code == 0
     assert "8 process(es) (4 per machine x 2 machines)" in capsys.readouterr().out  # training nodes = N - 1
-    fake = run_with_fake_slurm(tmp_path, script, ["n1", "n2", "n3"])
+    # A server that dies before it is ready stops the job before any trainer starts.
+    dead = run_with_fake_slurm(tmp_path / "dead", script, ["127.0.0.1", "n2", "n3"], ok=False)
+    assert "the vLLM server exited before it was ready" in (dead / "stderr.txt").read_text()
+    assert not (dead / "rank0.txt").exists()
+    fake = run_with_fake_slurm(tmp_path, script, ["127.0.0.1", "n2", "n3"], FAKE_VLLM_PORT=str(port))
     server = (fake / "vllm.txt").read_text().splitlines()
     assert server[:2] == ["env", "VLLM_SERVER_DEV_MODE=1"]
     assert server[server.index("serve") + 1] == "Qwen/Qwen2.5-0.5B"
-    assert option(server, "--tensor-parallel-size") == "4" and option(server, "--port") == "8000"
+    # The model is not cached here, so its head count is unknown: tensor parallel 1, data parallel 4.
+    assert option(server, "--tensor-parallel-size") == "1" and option(server, "--data-parallel-size") == "4"
+    assert option(server, "--port") == str(port)
     assert option(server, "--weight-transfer-config") == '{"backend": "nccl"}'
-    assert "--nodelist=n1" in (fake / "srun_options.txt").read_text()  # the first node serves
+    assert "--nodelist=127.0.0.1" in (fake / "srun_options.txt").read_text()  # the first node serves
     assert "--nodelist=n2,n3" in (fake / "srun_options.txt").read_text()  # the others train
     for rank in (0, 1):
         argv = recorded(fake, rank)
@@ -239,7 +276,7 @@ def test_vllm_server_node(tmp_path, capsys):
         assert {
             "cluster.use_vllm=true",
             "cluster.vllm_mode=server",
-            "cluster.vllm_server_host=n1",
+            "cluster.vllm_server_host=127.0.0.1",
             "cluster.num_machines=2",
         } <= set(sets)
 
@@ -253,7 +290,7 @@ def test_config_is_validated_for_nodes_times_gpus(tmp_path, capsys):
         .replace("per_device_train_batch_size: 4", "per_device_train_batch_size: 2")
         .replace("num_generations: 8", "num_generations: 4")
     )
-    code, script = slurm(tmp_path, "--config", str(config), "--nodes", "2", "--gpus-per-node", "4")
+    code, script = slurm(tmp_path, "--config", str(config), "--nodes", "2", "--gpus-per-node", "4", "--model", "m")
     assert code == 2
     err = capsys.readouterr().err
     assert "world size 8" in err and "grpo.generation_batch_size" in err and "Fix:" in err
@@ -265,18 +302,21 @@ def test_vllm_server_node_needs_two_nodes_and_a_model(tmp_path, capsys):
     assert "--vllm-server-node needs at least 2 nodes" in capsys.readouterr().err
     assert slurm(tmp_path, "--nodes", "2", "--gpus-per-node", "8", "--vllm-server-node")[0] == 2
     assert "needs a model to serve" in capsys.readouterr().err
+    assert slurm(tmp_path, "--nodes", "2", "--gpus-per-node", "8")[0] == 2  # no model: not the toy demo
+    err = capsys.readouterr().err
+    assert "would train the embedded toy demo model" in err and "pass --model" in err
 
 
 def test_refuses_to_overwrite_without_force(tmp_path, capsys):
-    assert slurm(tmp_path, "--nodes", "2", "--gpus-per-node", "8")[0] == 0
-    assert slurm(tmp_path, "--nodes", "2", "--gpus-per-node", "8")[0] == 2
+    assert slurm(tmp_path, "--nodes", "2", "--gpus-per-node", "8", "--model", "m")[0] == 0
+    assert slurm(tmp_path, "--nodes", "2", "--gpus-per-node", "8", "--model", "m")[0] == 2
     assert "refusing to overwrite" in capsys.readouterr().err
-    assert slurm(tmp_path, "--nodes", "2", "--gpus-per-node", "8", "--force")[0] == 0
+    assert slurm(tmp_path, "--nodes", "2", "--gpus-per-node", "8", "--model", "m", "--force")[0] == 0
 
 
 def test_submit_without_sbatch_is_a_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    code, script = slurm(tmp_path, "--nodes", "2", "--gpus-per-node", "8", "--submit")
+    code, script = slurm(tmp_path, "--nodes", "2", "--gpus-per-node", "8", "--model", "m", "--submit")
     assert code == 1
     assert "--submit needs `sbatch` on PATH" in capsys.readouterr().err
     assert script.exists()  # written, just not submitted
@@ -288,7 +328,7 @@ def test_submit_calls_sbatch(tmp_path, monkeypatch, capsys):
     (bin_dir / "sbatch").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/submitted\necho 'Submitted batch job 7'\n")
     (bin_dir / "sbatch").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    code, script = slurm(tmp_path, "--nodes", "2", "--gpus-per-node", "8", "--submit")
+    code, script = slurm(tmp_path, "--nodes", "2", "--gpus-per-node", "8", "--model", "m", "--submit")
     assert code == 0
     assert (tmp_path / "submitted").read_text().strip() == str(script)
 
@@ -296,10 +336,66 @@ def test_submit_calls_sbatch(tmp_path, monkeypatch, capsys):
 def test_slurm_command_does_not_import_torch(tmp_path, subprocess_env):
     code = (
         "import sys; from grpolab.cli.main import main; "
-        "rc = main(['launch', 'slurm', '--nodes', '2', '--gpus-per-node', '8', '--set', "
+        "rc = main(['launch', 'slurm', '--nodes', '2', '--gpus-per-node', '8', '--model', 'm', '--set', "
         f"'cluster.backend=deepspeed', '-o', {str(tmp_path / 'j.sbatch')!r}]); "
         "print(rc, sorted(m for m in ('torch', 'transformers', 'trl', 'accelerate', 'deepspeed') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip().splitlines()[-1] == "0 []", done.stderr
     assert json.loads((tmp_path / "j.deepspeed_config.json").read_text())["zero_optimization"]["stage"] == 2
+
+
+def _model_folder(tmp_path, heads: int) -> Path:
+    folder = tmp_path / f"model_{heads}h"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2", "num_attention_heads": heads}))
+    return folder
+
+
+@pytest.mark.parametrize("heads, gpus, expected", [(14, 4, (2, 2)), (28, 8, (4, 2)), (12, 8, (4, 2)), (16, 8, (8, 1))])
+def test_vllm_tensor_parallel_divides_the_attention_heads(tmp_path, heads, gpus, expected):
+    from grpolab.launch.slurm import attention_heads, vllm_parallel
+
+    assert attention_heads(str(_model_folder(tmp_path, heads))) == heads
+    assert vllm_parallel(heads, gpus) == expected
+
+
+def test_vllm_server_flags_from_the_model_and_a_validated_override(tmp_path, capsys):
+    model = _model_folder(tmp_path, 14)
+    base = ["--nodes", "2", "--gpus-per-node", "4", "--model", str(model), "--vllm-server-node"]
+    code, script = slurm(tmp_path, *base, "--set", "model.revision=abc123", "--set", "grpo.vllm_max_model_length=4096")
+    assert code == 0
+    text = script.read_text()
+    assert "--tensor-parallel-size 2" in text and "--data-parallel-size 2" in text
+    assert "--revision abc123" in text and "--max-model-len 4096" in text
+    assert "grpo.vllm_server_timeout=1800" in text  # TRL waits as long as the script does
+    assert "/health" in text and 'kill -0 "$VLLM_PID"' in text  # readiness poll, and an early crash stops the job
+    code, _ = slurm(tmp_path, *base, "--vllm-tensor-parallel", "4", "--force")
+    assert code == 2 and "must divide the node's 4 GPUs and the model's 14 attention heads" in capsys.readouterr().err
+
+
+def test_shared_partition_resources_are_explicit(tmp_path):
+    code, script = slurm(
+        tmp_path, "--nodes", "2", "--gpus-per-node", "8", "--model", "m", "--cpus-per-node", "64", "--mem", "400G"
+    )
+    assert code == 0
+    text = script.read_text()
+    assert "#SBATCH --cpus-per-task=64" in text and "#SBATCH --mem=400G" in text and "--exclusive" not in text
+
+
+def test_a_requeued_job_resumes_from_its_checkpoint(tmp_path):
+    """The same job id after a requeue: the script finds the run's checkpoint and every node
+    trains with --resume on that run directory."""
+    code, script = slurm(
+        tmp_path, "--config", str(cfg_file(tmp_path)), "--nodes", "2", "--gpus-per-node", "8", "--model", "m"
+    )
+    assert code == 0
+    fake = run_with_fake_slurm(tmp_path, script, ["n1", "n2"])  # first start: nothing to resume
+    assert "--resume" not in recorded(fake, 0)
+    run_dir = tmp_path / "runs" / "exp_slurm-4242"
+    (run_dir / "checkpoint-40").mkdir()
+    shutil.rmtree(fake)
+    fake = run_with_fake_slurm(tmp_path, script, ["n1", "n2"])  # the requeued job
+    for rank in (0, 1):
+        argv = recorded(fake, rank)
+        assert option(argv, "--resume") == str(run_dir)

@@ -55,11 +55,11 @@ def tiny_config(
 
 def train_in_process(config: Path, run_name: str) -> Path:
     """`python training/grpo_training.py --config F --run-name N`, in this process (no 5 s import)."""
-    from grpolab.train.args import add_train_args
     from grpolab.train.pipeline import run_from_args
+    from grpolab.train.request import TrainRequest
 
     parser = argparse.ArgumentParser()
-    add_train_args(parser)
+    TrainRequest.add_arguments(parser)
     assert run_from_args(parser.parse_args(["--config", str(config), "--run-name", run_name])) == 0
     return Path(GRPOConfigLoader(config_path=config).config.output_dir) / run_name
 

@@ -38,7 +38,7 @@ def test_scoring_time_is_left_out_of_the_training_clock(tmp_path):
         return 0.25
 
     metrics = tmp_path / "metrics.jsonl"
-    callback = HeldOutAccuracyCallback(slow_score, every_steps=2, metrics_path=metrics)
+    callback = HeldOutAccuracyCallback(slow_score, every_steps=2, run_dir=tmp_path)
     state, control = TrainerState(), TrainerControl()
     callback.on_train_begin(None, state, control)
     for step in range(1, 6):
@@ -57,14 +57,12 @@ def test_every_rank_scores_but_only_rank_zero_records(tmp_path):
     from grpolab.train.callbacks import HeldOutAccuracyCallback
 
     calls = []
-    callback = HeldOutAccuracyCallback(
-        lambda m: calls.append(m) or 0.5, every_steps=1, metrics_path=tmp_path / "m.jsonl"
-    )
+    callback = HeldOutAccuracyCallback(lambda m: calls.append(m) or 0.5, every_steps=1, run_dir=tmp_path)
     state = TrainerState(is_world_process_zero=False)
     callback.on_train_begin(None, state, TrainerControl())
     state.global_step = 1
     callback.on_step_end(None, state, TrainerControl(), model="model")
-    assert calls == ["model"] and callback.curve == [] and not (tmp_path / "m.jsonl").exists()
+    assert calls == ["model"] and callback.curve == [] and not (tmp_path / "metrics.jsonl").exists()
 
 
 @pytest.mark.slow

@@ -174,3 +174,17 @@ def test_resume_needs_a_run_directory_with_a_checkpoint(interrupted, tmp_path, t
     assert no_checkpoint.code == 2
     assert "has no checkpoint-N folder to resume from" in no_checkpoint.err
     assert (run_dir / "run_info.json").read_text() == before  # still says interrupted, not running
+
+
+def test_resume_after_a_hard_kill_mid_write_drops_the_torn_line(interrupted, tmp_path, train, jsonl):
+    """A SIGKILL during a metrics write leaves half a JSON line: --resume says so once and goes on."""
+    _, _, original, _ = interrupted
+    run_dir = _copy(original, tmp_path)
+    with (run_dir / "metrics.jsonl").open("a") as handle:
+        handle.write('{"step": 9999, "loss": 1.2')  # cut short: no closing brace, no newline
+    result = train("--resume", run_dir)
+    assert result.code == 0, result
+    assert "Traceback" not in result.err + result.out
+    assert result.out.count("dropped 1 torn line") == 1
+    assert _info(run_dir)["status"] == "finished"
+    assert all(r["step"] != 9999 for r in jsonl(run_dir / "metrics.jsonl"))

@@ -202,9 +202,9 @@ def test_grpolab_train_has_the_same_options_and_runs(tiny_gpt2, fast_config, cap
 
     train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
     script_parser = argparse.ArgumentParser()
-    from grpolab.train.args import add_train_args
+    from grpolab.train.request import TrainRequest
 
-    add_train_args(script_parser)
+    TrainRequest.add_arguments(script_parser)
     expected = {
         "--model",
         "--mode",

@@ -1,24 +1,21 @@
-"""GRPO training from a YAML config (the seed's entry point; same as `grpolab train`).
+"""GRPO training from a YAML config (the same as `grpolab train`).
 
-python training/grpo_training.py --model gpt2                      # local preset
-python training/grpo_training.py --model gpt2 --mode cluster       # cluster preset
-python training/grpo_training.py --model gpt2 --config configs/my_custom_config.yaml
-python training/grpo_training.py                                   # the embedded offline demo
+    python training/grpo_training.py --model gpt2                      # local preset
+    python training/grpo_training.py --model gpt2 --mode cluster       # cluster preset
+    python training/grpo_training.py --model gpt2 --config configs/my_custom_config.yaml
+    python training/grpo_training.py                                   # the embedded offline demo
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from grpolab.train.args import add_train_args  # noqa: E402
+from grpolab.train.request import build_parser  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="grpo_training.py", description="GRPO training (TRL) from a grpolab config.")
-    add_train_args(parser)
-    args = parser.parse_args(argv)
+    args = build_parser(prog="grpo_training.py").parse_args(argv)
     from grpolab.train.pipeline import run_from_args
 
     return run_from_args(args)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from grpolab.cli.config_cmd import add_layer_args, positive_int, print_warnings
+from grpolab.cli.common import add_layer_args, positive_int, print_warnings
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.yaml_io import write_atomic
 
@@ -37,15 +37,41 @@ def register(sub) -> None:
         action="store_true",
         help="run a vLLM server on the first node (TRL server mode); the other nodes train",
     )
+    slurm.add_argument(
+        "--vllm-tensor-parallel",
+        type=positive_int,
+        metavar="N",
+        help="tensor parallel size of the vLLM server (default: the largest that divides the model's attention "
+        "heads and the node's GPUs; the rest run data parallel)",
+    )
+    slurm.add_argument(
+        "--vllm-ready-timeout",
+        type=positive_int,
+        default=1800,
+        metavar="SECONDS",
+        help="how long the trainers wait for the vLLM server to answer (default: 1800)",
+    )
+    slurm.add_argument(
+        "--cpus-per-node", type=positive_int, help="CPUs per node (default: the whole node, --exclusive)"
+    )
+    slurm.add_argument("--mem", help="memory per node, e.g. 400G (default: the whole node)")
+    slurm.add_argument(
+        "--signal-lead",
+        type=positive_int,
+        default=300,
+        metavar="SECONDS",
+        help="SIGTERM this long before the time limit, to save a checkpoint (default: 300)",
+    )
     slurm.add_argument("--submit", action="store_true", help="submit the script with sbatch after writing it")
     slurm.set_defaults(func=cmd_slurm)
 
 
 def cmd_slurm(args) -> int:
     from grpolab.launch.accelerate_files import launch_files
+    from grpolab.launch.execute import PACKAGE_ROOT
     from grpolab.launch.plan import describe, make_plan, plan_problems
-    from grpolab.launch.relaunch import PACKAGE_ROOT
-    from grpolab.launch.slurm import VLLM_HOST_OVERRIDE, SlurmJob, sbatch_script
+    from grpolab.launch.slurm import VLLM_HOST_OVERRIDE, SlurmJob, attention_heads, sbatch_script, vllm_parallel
+    from grpolab.runtime.resolve import resolve
 
     G = args.gpus_per_node
     if args.vllm_server_node and args.nodes < 2:
@@ -71,25 +97,28 @@ def cmd_slurm(args) -> int:
     loader = GRPOConfigLoader(mode=mode, config_path=args.config, overrides=checked, flags=flags, world_size=world)
     print_warnings(loader)
     cfg = loader.config
-    plan = make_plan(cfg, device="cuda", gpus=G, bf16_supported=True, per_machine=G)  # assumes bf16-capable GPUs
-    problems = plan_problems(
-        cfg,
-        plan,
-        loader.origin_of,
-        gpus=None,
-        bf16_supported=True,
-        use_vllm=cfg.cluster.use_vllm is True,
-        self_launch=False,
-    )
-    if args.vllm_server_node and not cfg.model.name_or_path:
+    resolved = resolve(cfg, _job_facts(cfg, G), world_size=world)
+    plan = make_plan(cfg, resolved)
+    problems = plan_problems(cfg, plan, loader.origin_of, resolved, gpus=None, self_launch=False)
+    if not cfg.model.name_or_path:
         problems.append(
             Problem(
                 "model.name_or_path",
-                "is not set, and the vLLM server needs a model to serve.",
+                "is not set: the job would train the embedded toy demo model"
+                + (", and the vLLM server needs a model to serve." if args.vllm_server_node else "."),
                 "pass --model (a Hub id or a path every node can read)",
-                "--vllm-server-node",
+                "--model",
             )
         )
+    tensor_parallel = 1
+    if args.vllm_server_node and cfg.model.name_or_path:
+        heads = attention_heads(cfg.model.name_or_path, cfg.model.revision)
+        try:
+            tensor_parallel, _ = vllm_parallel(heads, G, args.vllm_tensor_parallel)
+        except ValueError as exc:
+            problems.append(
+                Problem("", f"{exc}.", "pass a divisor of both, or leave it out", "--vllm-tensor-parallel")
+            )
     if problems:
         raise ConfigError(problems)
 
@@ -101,12 +130,17 @@ def cmd_slurm(args) -> int:
         note=f" for {out.name} ({train_nodes} nodes x {G} GPUs; srun passes the machine rank and address)",
     )
     accelerate_config = next(iter(files))
+    if args.vllm_server_node and "vllm_server_timeout" not in cfg.grpo.model_extra:
+        shape.append(f"grpo.vllm_server_timeout={args.vllm_ready_timeout}")  # TRL's own wait, as long
     train_args = _train_args(args, mode, shape)
     if args.vllm_server_node:
         train_args += ["--set", VLLM_HOST_OVERRIDE]
     summary = describe(cfg, plan).splitlines()
-    if cfg.cluster.mixed_precision == "auto" and cfg.training.bf16 == "auto":
-        summary.append("precision: bf16 (assumes bf16-capable GPUs; on others set training.bf16: false)")
+    if cfg.training.bf16 == "auto":
+        summary.append(
+            "precision: bf16 (assumes GPUs with native bf16, compute capability >= 8.0; "
+            "on others set training.bf16: false)"
+        )
     job = SlurmJob(
         nodes=args.nodes,
         gpus_per_node=G,
@@ -116,12 +150,19 @@ def cmd_slurm(args) -> int:
         run_dir_parent=str(Path(cfg.output_dir).resolve()),
         run_stem=(loader.config_path or loader.preset_path).stem,
         train_args=train_args,
-        main_process_port=cfg.cluster.main_process_port,
         job_name=args.job_name,
         partition=args.partition,
         time=args.time,
         vllm_model=cfg.model.name_or_path if args.vllm_server_node else None,
         vllm_port=cfg.cluster.vllm_server_port,
+        vllm_tensor_parallel=tensor_parallel,
+        vllm_revision=cfg.model.revision,
+        vllm_trust_remote_code=cfg.model.trust_remote_code,
+        vllm_max_model_len=cfg.grpo.model_extra.get("vllm_max_model_length"),
+        vllm_ready_timeout_s=args.vllm_ready_timeout,
+        cpus_per_node=args.cpus_per_node,
+        mem=args.mem,
+        signal_lead_s=args.signal_lead,
         summary=[line.strip() for line in summary],
     )
     for path in [out, *files]:
@@ -153,16 +194,26 @@ def cmd_slurm(args) -> int:
 
 def _train_args(args, mode: str | None, shape: list[str]) -> list[str]:
     """The options of `grpolab train` on every rank: the user's, with absolute paths, plus the job's shape."""
-    out: list[str] = []
-    if mode:
-        out += ["--mode", mode]
-    if args.config:
-        out += ["--config", str(Path(args.config).resolve())]
-    if args.model:
-        out += ["--model", _abs_if_local(args.model)]
-    for item in [*args.overrides, *shape]:
-        out += ["--set", item]
-    return out
+    from grpolab.train.request import TrainRequest
+
+    return TrainRequest(
+        model=_abs_if_local(args.model) if args.model else None,
+        mode=mode,
+        config=str(Path(args.config).resolve()) if args.config else None,
+        overrides=(*args.overrides, *shape),
+    ).to_argv()
+
+
+def _job_facts(cfg, gpus_per_node: int):
+    """The job's nodes, as the sbatch script is written on a login node that cannot see them:
+    GPUs with native bf16, and the engines the config asks for by name installed there."""
+    from grpolab.runtime.hardware import GPU, NATIVE_BF16_CAPABILITY, HardwareFacts
+
+    installed = {"vllm"} if cfg.cluster.use_vllm is True else set()
+    installed |= {"liger_kernel"} if cfg.training.use_liger_kernel is True else set()
+    installed |= {"deepspeed"} if cfg.cluster.backend == "deepspeed" else set()
+    gpu = GPU("GPU of the SLURM job", NATIVE_BF16_CAPABILITY)
+    return HardwareFacts(gpus=(gpu,) * gpus_per_node, cores=gpus_per_node, installed=frozenset(installed))
 
 
 def _abs_if_local(model: str) -> str:

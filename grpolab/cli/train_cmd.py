@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from grpolab.train.request import TrainRequest
+
 
 def register(sub) -> None:
-    from grpolab.train.args import add_train_args
-
     train = sub.add_parser("train", help="train with GRPO (TRL) from a resolved config")
-    add_train_args(train)
+    TrainRequest.add_arguments(train)
     train.set_defaults(func=run)
 
 

@@ -50,6 +50,8 @@ def to_trl_kwargs(
 
     kwargs["reward_weights"] = [reward.weight for reward in cfg.rewards]
     kwargs["trust_remote_code"] = cfg.model.trust_remote_code  # TRL loads the reference model with it
+    if cfg.model.revision:  # the reference model must be the same revision as the policy
+        kwargs["model_init_kwargs"] = {"revision": cfg.model.revision}
     trackers = [t for t in cfg.logging.report_to if t != "none"]
     kwargs["report_to"] = trackers or "none"
     kwargs["output_dir"] = cfg.output_dir

@@ -64,36 +64,11 @@ def parse_number(text: str) -> str | None:
 
 
 def greedy_accuracy(model, tokenizer, rows: Sequence[dict], max_new_tokens: int = 8, batch_size: int = 64) -> float:
-    """Fraction of `rows` whose greedy completion starts with exactly `answer`."""
-    import torch  # local import: the task data above needs no torch
+    """Fraction of `rows` whose greedy completion starts with exactly `answer` (the demo model's
+    own check while it is built; training scores held-out rows with the general evaluator)."""
+    from grpolab.train.evaluate import greedy_completions
 
     if not rows:
         raise ValueError("greedy_accuracy needs at least one row")
-    was_training = model.training
-    model.eval()
-    correct = 0
-    try:
-        with torch.no_grad():
-            for start in range(0, len(rows), batch_size):
-                batch = rows[start : start + batch_size]
-                # Left padding keeps every prompt's last token next to the generated ones.
-                enc = tokenizer(
-                    [row["prompt"] for row in batch],
-                    return_tensors="pt",
-                    padding=True,
-                    padding_side="left",
-                    add_special_tokens=False,
-                ).to(model.device)
-                out = model.generate(
-                    **enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    num_beams=1,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                )
-                texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-                correct += sum(parse_number(text) == row["answer"] for text, row in zip(texts, batch))
-    finally:
-        model.train(was_training)
-    return correct / len(rows)
+    texts = greedy_completions(model, tokenizer, [row["prompt"] for row in rows], max_new_tokens, batch_size)
+    return sum(parse_number(text) == row["answer"] for text, row in zip(texts, rows)) / len(rows)

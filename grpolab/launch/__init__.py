@@ -1,12 +1,11 @@
 """Cluster mode: start training on several processes with the existing distributed engines
 (accelerate launch, torchrun, SLURM's srun), never a launcher protocol of our own.
 
-- detect.py            which launcher started this process; visible GPUs (lazy torch import)
-- plan.py              process counts, mixed precision and the checks that run before anything starts
-- accelerate_files.py  per-run accelerate YAML (+ DeepSpeed JSON) from configs/accelerate/*.yaml
-- relaunch.py          the self-launch: `python training/grpo_training.py --mode cluster` re-executes
-                       itself through `accelerate launch` (GPU) or `torchrun` (CPU)
+- plan.py              the launch for a `Resolved` runtime, and the checks that run before anything starts
+- decide.py            train here, start the ranks, or only show the launch
+- execute.py           the launch command, the files it needs, and running it
+- accelerate_files.py  per-run accelerate YAML (+ DeepSpeed JSON) from the accelerate presets
 - slurm.py             the sbatch script of `grpolab launch slurm`
 
-Nothing here imports torch at module level: `grpolab launch slurm` only reads configs.
+Nothing here imports torch: `grpolab launch slurm` only reads configs.
 """

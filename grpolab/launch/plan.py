@@ -35,52 +35,24 @@ class LaunchPlan:
         return "accelerate launch" if self.device == "cuda" else "torchrun"
 
 
-def processes_per_machine(cluster, device: str, gpus: int) -> int:
-    """cluster.num_processes, where auto = the visible GPUs (one process on CPU)."""
-    if cluster.num_processes == "auto":
-        return max(gpus, 1) if device == "cuda" else 1
-    return cluster.num_processes
-
-
-def resolved_bf16(cfg, device: str, bf16_supported: bool) -> bool:
-    """What training.bf16 becomes in TRL (same rule as config.trl_mapping)."""
-    bf16 = cfg.training.bf16
-    return bf16_supported if bf16 == "auto" else bool(bf16)
-
-
-def mixed_precision(cfg, device: str, bf16_supported: bool) -> str:
-    """accelerate's mixed_precision. It must agree with training.bf16: transformers takes the
-    launcher's ACCELERATE_MIXED_PRECISION whenever training.bf16 is false."""
-    chosen = cfg.cluster.mixed_precision
-    if chosen != "auto":
-        return chosen
-    return "bf16" if resolved_bf16(cfg, device, bf16_supported) else "no"
-
-
-def make_plan(cfg, *, device: str, gpus: int, bf16_supported: bool, per_machine: int | None = None) -> LaunchPlan:
+def make_plan(cfg, resolved) -> LaunchPlan:
+    """The launch for `resolved`: its processes per machine, device and mixed precision."""
     c = cfg.cluster
     return LaunchPlan(
-        per_machine=per_machine if per_machine is not None else processes_per_machine(c, device, gpus),
+        per_machine=resolved.processes_per_machine,
         num_machines=c.num_machines,
         machine_rank=c.machine_rank,
-        device=device,
+        device=resolved.device,
         backend=c.backend,
         zero_stage=c.zero_stage,
-        mixed_precision=mixed_precision(cfg, device, bf16_supported),
+        mixed_precision=resolved.mixed_precision,
         main_process_ip=c.main_process_ip,
         main_process_port=c.main_process_port,
     )
 
 
 def plan_problems(
-    cfg,
-    plan: LaunchPlan,
-    origin_of,
-    *,
-    gpus: int | None,
-    bf16_supported: bool,
-    use_vllm: bool,
-    self_launch: bool = True,
+    cfg, plan: LaunchPlan, origin_of, resolved, *, gpus: int | None, self_launch: bool = True
 ) -> list[Problem]:
     """Every reason the plan cannot start, each with the smallest fix. `gpus` None = not known
     here (a SLURM job generated on a login node); `self_launch` False = the caller supplies the
@@ -115,7 +87,7 @@ def plan_problems(
                 f"is {c.num_processes}, but only {gpus} CUDA GPU(s) are visible.",
                 f"set `cluster.num_processes: {gpus}` (or `auto`)",
             )
-    if W > 1 and c.backend != "ddp" and plan.device == "cpu":
+    if c.backend != "ddp" and plan.device == "cpu":
         add(
             "cluster.backend",
             f"is {c.backend}, which runs on GPUs only; this run is on CPU.",
@@ -142,7 +114,7 @@ def plan_problems(
             "command on every machine with its own `cluster.machine_rank`), or generate a "
             "SLURM job with `grpolab launch slurm`",
         )
-    if use_vllm and c.vllm_mode == "server" and c.vllm_server_host in LOCAL_HOSTS:
+    if resolved.use_vllm and c.vllm_mode == "server" and c.vllm_server_host in LOCAL_HOSTS:
         if c.num_machines > 1:
             add(
                 "cluster.vllm_server_host",
@@ -159,7 +131,7 @@ def plan_problems(
                 "...`), or `cluster.vllm_mode: colocate`",
             )
     if plan.device == "cuda" and c.mixed_precision != "auto":
-        bf16 = resolved_bf16(cfg, plan.device, bf16_supported)
+        bf16 = resolved.bf16
         if c.mixed_precision == "bf16" and not bf16:
             add(
                 "cluster.mixed_precision",
@@ -191,7 +163,7 @@ def describe(cfg, plan: LaunchPlan) -> str:
     )
     return (
         f"cluster      {plan.world_size} process(es) ({machines}) on {plan.device}, "
-        f"{engine}, started by {plan.launcher if plan.world_size > 1 else 'this process'}\n"
+        f"{engine}, started by {plan.launcher if plan.world_size > 1 or plan.backend != 'ddp' else 'this process'}\n"
         f"             effective batch size {d['effective_batch_size']} = "
         f"{t.per_device_train_batch_size} x {t.gradient_accumulation_steps} x {plan.world_size}"
         f" (per_device_train_batch_size x gradient_accumulation_steps x processes); "

@@ -4,8 +4,11 @@ Optionally the first node runs a vLLM server (TRL's server mode) and the others 
 
 from __future__ import annotations
 
+import json
+import math
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # The --set that points the trainer at the vLLM node; expanded by bash when the job runs.
 VLLM_HOST_OVERRIDE = "cluster.vllm_server_host=$VLLM_NODE"
@@ -16,17 +19,25 @@ class SlurmJob:
     nodes: int  # nodes in the allocation (training nodes + the vLLM node, if any)
     gpus_per_node: int
     python: str  # the interpreter with grpolab, trl and accelerate, same path on every node
-    package_root: str  # put on PYTHONPATH so `-m grpolab.cli.main` works from a checkout
+    package_root: str  # put on PYTHONPATH so `-m grpolab` works from a checkout
     accelerate_config: str  # absolute path
     run_dir_parent: str  # absolute output_dir
     run_stem: str  # run directory = <run_dir_parent>/<run_stem>_slurm-<job id>
     train_args: list[str]  # options for `grpolab train` on every rank
-    main_process_port: int = 29500
     job_name: str = "grpolab"
     partition: str | None = None
     time: str | None = None
+    # Node resources: the whole node by default; explicit CPUs/memory for shared partitions.
+    cpus_per_node: int | None = None
+    mem: str | None = None
+    signal_lead_s: int = 300  # SIGTERM this long before the time limit: time for a checkpoint
     vllm_model: str | None = None  # set = reserve the first node for a vLLM server serving this model
     vllm_port: int = 8000
+    vllm_tensor_parallel: int = 1  # tensor x data parallel = GPUs of the vLLM node
+    vllm_revision: str | None = None
+    vllm_trust_remote_code: bool = False
+    vllm_max_model_len: int | None = None  # prompt + completion: no KV cache for the model's full context
+    vllm_ready_timeout_s: int = 1800  # how long the trainers wait for the server before the job fails
     summary: list[str] = field(default_factory=list)  # comment lines at the top (world size, batch ...)
 
     @property
@@ -38,6 +49,43 @@ class SlurmJob:
         return self.train_nodes * self.gpus_per_node
 
 
+def vllm_parallel(attention_heads: int | None, gpus: int, requested: int | None = None) -> tuple[int, int]:
+    """(tensor parallel, data parallel) for a vLLM server on `gpus` GPUs. vLLM refuses a tensor
+    parallel size that does not divide the attention heads (Qwen2.5-7B: 28 heads on 8 GPUs), so
+    the default is the largest size that divides both, and the rest of the GPUs run data parallel."""
+    if requested is not None:
+        if gpus % requested or (attention_heads and attention_heads % requested):
+            raise ValueError(
+                f"--vllm-tensor-parallel {requested} must divide the node's {gpus} GPUs"
+                + (f" and the model's {attention_heads} attention heads" if attention_heads else "")
+            )
+        tp = requested
+    else:
+        tp = math.gcd(attention_heads, gpus) if attention_heads else 1
+    return tp, gpus // tp
+
+
+def attention_heads(model: str, revision: str | None = None) -> int | None:
+    """`num_attention_heads` from the model's config.json: a local folder or the Hub cache (no
+    download); None when neither has it."""
+    folder = Path(model).expanduser()
+    candidates = [folder / "config.json"] if folder.is_dir() else []
+    if not candidates:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model, "config.json", revision=revision)
+        candidates = [Path(cached)] if isinstance(cached, str) else []
+    for path in candidates:
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        heads = config.get("num_attention_heads") or (config.get("text_config") or {}).get("num_attention_heads")
+        if isinstance(heads, int) and heads > 0:
+            return heads
+    return None
+
+
 def sbatch_script(job: SlurmJob) -> str:
     directives = [
         f"--job-name={job.job_name}",
@@ -45,7 +93,15 @@ def sbatch_script(job: SlurmJob) -> str:
         "--ntasks-per-node=1",  # one `accelerate launch` per node; it starts the GPU processes
         f"--gpus-per-node={job.gpus_per_node}",
         "--output=%x-%j.out",
+        "--open-mode=append",  # a requeued job adds to its log instead of replacing it
+        "--requeue",  # preempted or failed nodes: run again, resuming from the last checkpoint
+        f"--signal=TERM@{job.signal_lead_s}",
     ]
+    if job.cpus_per_node or job.mem:  # a shared partition: say what the ranks and vLLM need
+        directives += [f"--cpus-per-task={job.cpus_per_node}"] if job.cpus_per_node else []
+        directives += [f"--mem={job.mem}"] if job.mem else []
+    else:  # else the default share is 1 CPU and little memory per node, for 8 ranks (and vLLM)
+        directives += ["--exclusive", "--mem=0"]
     if job.partition:
         directives.append(f"--partition={job.partition}")
     if job.time:
@@ -60,25 +116,67 @@ def sbatch_script(job: SlurmJob) -> str:
         f"export PYTHON={shlex.quote(job.python)}",
         f"export PYTHONPATH={shlex.quote(job.package_root)}${{PYTHONPATH:+:$PYTHONPATH}}",
         f"export ACCELERATE_CONFIG={shlex.quote(job.accelerate_config)}",
-        "# One run directory for every rank (rank 0 writes it); the job id makes it unique.",
+        "# One run directory for every rank (rank 0 writes it); the job id makes it unique and stays",
+        "# the same when the job is requeued, so a requeued job resumes there.",
         f'export GRPOLAB_RUN_DIR={shlex.quote(job.run_dir_parent)}/{shlex.quote(job.run_stem)}_slurm-"$SLURM_JOB_ID"',
-        'mkdir -p "$GRPOLAB_RUN_DIR"',
+        'mkdir -p "$GRPOLAB_RUN_DIR/logs"',
+        "# The launcher gives the ranks this long to save a checkpoint after SIGTERM before killing them.",
+        f"export TORCH_ELASTIC_SHUTDOWN_TIMEOUT={max(30, job.signal_lead_s - 30)}",
+        "# A port of this job's own: jobs sharing a node do not collide.",
+        "export MAIN_PORT=$((20000 + SLURM_JOB_ID % 20000))",
+        "# srun steps no longer inherit --cpus-per-task (Slurm >= 22.05): pass the node's CPUs on.",
+        "CPUS=${SLURM_CPUS_ON_NODE:-1}",
+        "",
+        "RESUME=()",
+        'if compgen -G "$GRPOLAB_RUN_DIR/checkpoint-*" >/dev/null; then',
+        '    echo "resuming from the last checkpoint in $GRPOLAB_RUN_DIR (restart ${SLURM_RESTART_COUNT:-0})"',
+        '    RESUME=(--resume "$GRPOLAB_RUN_DIR")',
+        "fi",
         "",
         'mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")',
     ]
     if job.vllm_model:
+        server = [
+            f"--host 0.0.0.0 --port {job.vllm_port}",
+            f"--tensor-parallel-size {job.vllm_tensor_parallel}",
+            f"--data-parallel-size {job.gpus_per_node // job.vllm_tensor_parallel}",
+        ]
+        server += [f"--revision {shlex.quote(job.vllm_revision)}"] if job.vllm_revision else []
+        server += ["--trust-remote-code"] if job.vllm_trust_remote_code else []
+        server += [f"--max-model-len {job.vllm_max_model_len}"] if job.vllm_max_model_len else []
+        server += [
+            '--weight-transfer-config \'{"backend": "nccl"}\' --logprobs-mode processed_logprobs --max-logprobs -1'
+        ]
         lines += [
             "VLLM_NODE=${NODES[0]}  # the first node serves generations; the others train",
             'TRAIN_NODES=("${NODES[@]:1}")',
             "export MAIN_NODE=${TRAIN_NODES[0]}  # machine_rank 0 (the first training node)",
             "",
             "# vLLM server (TRL server mode): the command `trl vllm-serve` runs, started directly.",
-            'srun --nodes=1 --ntasks=1 --nodelist="$VLLM_NODE" env VLLM_SERVER_DEV_MODE=1 '
-            f'"$PYTHON" -m vllm.entrypoints.cli.main serve {shlex.quote(job.vllm_model)} \\',
-            f"    --host 0.0.0.0 --port {job.vllm_port} --tensor-parallel-size {job.gpus_per_node} \\",
-            '    --weight-transfer-config \'{"backend": "nccl"}\' --logprobs-mode '
-            "processed_logprobs --max-logprobs -1 &",
+            'srun --nodes=1 --ntasks=1 --cpus-per-task="$CPUS" --nodelist="$VLLM_NODE" \\',
+            '    --output="$GRPOLAB_RUN_DIR/logs/vllm.log" env VLLM_SERVER_DEV_MODE=1 \\',
+            f'    "$PYTHON" -m vllm.entrypoints.cli.main serve {shlex.quote(job.vllm_model)} \\',
+            *[f"    {part} \\" for part in server[:-1]],
+            f"    {server[-1]} &",
             "VLLM_PID=$!",
+            "",
+            "# Trainers start once the server answers: loading, compiling and CUDA graphs can take",
+            "# longer than TRL's own wait. A server that died stops the job at once.",
+            f"deadline=$((SECONDS + {job.vllm_ready_timeout_s}))",
+            f'until "$PYTHON" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)" '
+            f'"http://$VLLM_NODE:{job.vllm_port}/health" 2>/dev/null; do',
+            '    if ! kill -0 "$VLLM_PID" 2>/dev/null; then',
+            '        echo "error: the vLLM server exited before it was ready; see $GRPOLAB_RUN_DIR/logs/vllm.log" >&2',
+            "        exit 1",
+            "    fi",
+            "    if (( SECONDS >= deadline )); then",
+            f'        echo "error: the vLLM server was not ready after {job.vllm_ready_timeout_s} s; see '
+            '$GRPOLAB_RUN_DIR/logs/vllm.log" >&2',
+            '        kill "$VLLM_PID" 2>/dev/null || true',
+            "        exit 1",
+            "    fi",
+            "    sleep 10",
+            "done",
         ]
     else:
         lines += [
@@ -91,19 +189,21 @@ def sbatch_script(job: SlurmJob) -> str:
     lines += ["TRAIN_ARGS=("] + [f"    {line}" for line in _option_lines(job.train_args)] + [")", ""]
     lines += [
         "# One task per training node; each runs accelerate launch for its GPUs. machine_rank is the",
-        "# task's rank (SLURM_PROCID, one task per node), read by the inner shell on each node.",
+        "# task's rank (SLURM_PROCID, one task per node), read by the inner shell on each node. Each",
+        "# rank's output goes to logs/ (--tee 3: also to the job log).",
         "status=0",
         "# shellcheck disable=SC2016  # the single-quoted $ variables expand in the shell on each node",
-        f"srun --nodes={job.train_nodes} --ntasks={job.train_nodes} --ntasks-per-node=1 "
-        f'--nodelist="$(IFS=,; echo "${{TRAIN_NODES[*]}}")" --kill-on-bad-exit=1 \\',
+        f'srun --nodes={job.train_nodes} --ntasks={job.train_nodes} --ntasks-per-node=1 --cpus-per-task="$CPUS" \\',
+        '    --nodelist="$(IFS=,; echo "${TRAIN_NODES[*]}")" --kill-on-bad-exit=1 --wait=60 \\',
         '    bash -c \'exec "$PYTHON" -m accelerate.commands.launch \\',
         '        --config_file "$ACCELERATE_CONFIG" \\',
         f"        --num_machines {job.train_nodes} \\",
         f"        --num_processes {job.world_size} \\",
         '        --machine_rank "$SLURM_PROCID" \\',
         '        --main_process_ip "$MAIN_NODE" \\',
-        f"        --main_process_port {job.main_process_port} \\",
-        '        -m grpolab.cli.main train "$@"\' grpolab-train "${TRAIN_ARGS[@]}" || status=$?',
+        '        --main_process_port "$MAIN_PORT" \\',
+        '        --tee 3 --log_dir "$GRPOLAB_RUN_DIR/logs/node$SLURM_PROCID" \\',
+        '        -m grpolab train "$@"\' grpolab-train "${TRAIN_ARGS[@]}" "${RESUME[@]}" || status=$?',
     ]
     if job.vllm_model:
         lines += ['kill "$VLLM_PID" 2>/dev/null || true', "wait || true"]

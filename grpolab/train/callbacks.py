@@ -3,7 +3,6 @@ stop cleanly on Ctrl-C / SIGTERM."""
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import time
@@ -11,33 +10,34 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from grpolab.run import metrics
+
 
 class MetricsFileCallback(TrainerCallback):
     """Append every logged step to metrics.jsonl (rank 0 only)."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
         record = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time(), 3), **logs}
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record, default=float) + "\n")
+        metrics.append(self.run_dir, record)
 
 
 class HeldOutAccuracyCallback(TrainerCallback):
     """Score the held-out prompts every `every_steps` optimizer steps (`data.eval_every_steps`).
 
-    `score(model)` returns the accuracy. Each score is appended to `metrics_path` (when given) and
+    `score(model)` returns the accuracy. Each score is appended to `run_dir`'s metrics (when given) and
     to the WandB run (when given) as `eval/accuracy` with `eval/train_seconds`: the training time
     so far, not counting the scoring itself, so accuracy can be plotted against compute spent.
     `curve` keeps every (step, train_seconds, accuracy). Every rank scores (sharded weights
     need all of them in the forward pass); rank 0 records."""
 
-    def __init__(self, score, every_steps: int, metrics_path: Path | None = None, wandb_run=None):
+    def __init__(self, score, every_steps: int, run_dir: Path | None = None, wandb_run=None):
         self.score, self.every_steps = score, every_steps
-        self.metrics_path, self.wandb_run = metrics_path, wandb_run
+        self.run_dir, self.wandb_run = run_dir, wandb_run
         self.curve: list[dict] = []
         self._started = self._scoring = 0.0
 
@@ -57,9 +57,8 @@ class HeldOutAccuracyCallback(TrainerCallback):
                 "eval/accuracy": accuracy,
             }
             self.curve.append(point)
-            if self.metrics_path is not None:
-                with self.metrics_path.open("a") as handle:
-                    handle.write(json.dumps({**point, "time": round(time.time(), 3)}) + "\n")
+            if self.run_dir is not None:
+                metrics.append(self.run_dir, {**point, "time": round(time.time(), 3)})
             if self.wandb_run is not None:
                 self.wandb_run.log(
                     {
@@ -110,9 +109,11 @@ def _weights_finite(model) -> bool:
     tensors = []
     for param in model.parameters():
         if param.requires_grad:
-            local = param.detach()
+            # ZeRO-3 parameters are empty placeholders: this rank's partition is `ds_tensor`.
+            local = getattr(param, "ds_tensor", None)
+            local = param.detach() if local is None else local.detach()
             local = local.to_local() if hasattr(local, "to_local") else local  # FSDP2 DTensor: this rank's shard
-            if local.numel():  # DeepSpeed ZeRO-3 placeholders are empty
+            if local.numel():
                 tensors.append(local)
     if tensors:
         norms = torch._foreach_norm(tensors, 2, dtype=torch.float32)  # fp32 result: an fp16 norm would overflow early
@@ -151,6 +152,22 @@ class StopOnSignalCallback(TrainerCallback):
         )
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.signal_name is not None:
+        # Every rank must stop at the same step: a rank that stops alone enters the collective
+        # checkpoint save while the others run one more step, and all of them hang.
+        if _any_rank(self.signal_name is not None):
+            self.signal_name = self.signal_name or "SIGTERM"  # the launcher signalled another rank
             control.should_save = True
             control.should_training_stop = True
+
+
+def _any_rank(flag: bool) -> bool:
+    """`flag` OR-ed over all ranks (itself when not distributed)."""
+    import torch
+
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return flag
+    backend = torch.distributed.get_backend()
+    device = f"cuda:{torch.cuda.current_device()}" if backend == "nccl" else "cpu"
+    value = torch.tensor(int(flag), dtype=torch.int32, device=device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return bool(value.item())

@@ -1,4 +1,4 @@
-"""Training data: built-in synthetic tasks, Hub datasets, or local JSONL/JSON/CSV/Parquet files,
+"""Training data: built-in tasks (rows given by the caller), Hub datasets, or local JSONL/JSON/CSV/Parquet files,
 mapped onto a `prompt` column plus whatever columns the rewards read."""
 
 from __future__ import annotations
@@ -8,55 +8,225 @@ from pathlib import Path
 from grpolab.config import ConfigError, Problem
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-BUILTIN_TASKS = ("addition",)
 
 
-def load_split(data_cfg, split: str, n_rows: int | None, seed: int):
-    """One split of the configured dataset as a datasets.Dataset, columns renamed."""
+def load_split(data_cfg, split: str, n_rows: int | None, seed: int, builtin_rows=None):
+    """One split of the configured data as a datasets.Dataset: transformed, columns renamed.
+
+    With `data.datasets` (a mixture), the training split is the weighted mixture of its sources
+    (see load_mixture); another split (data.eval_split) still comes from `data.dataset`.
+    `builtin_rows(name, split, n_rows, seed)` gives the rows of a `builtin:NAME` dataset (the
+    demo's tasks; the caller passes it, so this module knows nothing of them)."""
+    if data_cfg.datasets and split == data_cfg.split:
+        dataset, _ = load_mixture(data_cfg, seed, builtin_rows)
+        return dataset if n_rows is None or len(dataset) <= n_rows else dataset.select(range(n_rows))
+    key = "data.split" if split == data_cfg.split else "data.eval_split"
+    dataset = _load_source(
+        data_cfg.dataset, data_cfg.config_name, split, n_rows, seed, builtin_rows, key, data_cfg=data_cfg
+    )
+    if data_cfg.transform:
+        dataset = apply_transform(dataset, data_cfg.transform, "data.transform")
+    return _rename(dataset, data_cfg.columns)
+
+
+def _load_source(source, config_name, split, n_rows, seed, builtin_rows, split_key, data_cfg=None, where="data"):
     import datasets
 
-    source = data_cfg.dataset
     if source.startswith("builtin:"):
-        name = source.partition(":")[2]
-        if name not in BUILTIN_TASKS:
-            raise ConfigError(
-                Problem(
-                    "data.dataset",
-                    f"unknown built-in task `{name}`; available: {', '.join(BUILTIN_TASKS)}.",
-                    "set `data.dataset: builtin:addition`",
-                )
-            )
-        from grpolab.demo.addition import make_addition_rows, split_size
-
-        if split not in ("train", "eval"):
-            raise ConfigError(
-                Problem(
-                    "data.split" if split == data_cfg.split else "data.eval_split",
-                    f"built-in tasks have the splits train and eval, not `{split}`.",
-                    None,
-                )
-            )
-        rows = make_addition_rows(min(n_rows or split_size(split), split_size(split)), seed=seed, split=split)
-        dataset = datasets.Dataset.from_list(rows)
+        if builtin_rows is None:
+            raise ConfigError(Problem(f"{where}.dataset", "built-in datasets are not available here.", None))
+        dataset = datasets.Dataset.from_list(
+            builtin_rows(source.partition(":")[2], split, n_rows, seed, key=split_key)
+        )
     elif Path(source).suffix.lower() in LOCAL_FORMATS or Path(source).is_file():
-        dataset = _load_local(source, split, data_cfg)
+        dataset = _load_local(source, split, data_cfg, where)
     else:
         # A Hub id, or a local folder laid out like a Hub dataset repo (same loading code).
-        dataset = _load_hub(source, data_cfg.config_name, split)
-    dataset = _rename(dataset, data_cfg.columns)
+        dataset = _load_hub(source, config_name, split, where)
     if n_rows is not None and len(dataset) > n_rows:
         dataset = dataset.select(range(n_rows))
     return dataset
 
 
-def _load_local(source: str, split: str, data_cfg):
+def source_name(path: str) -> str:
+    """A short label for a source: the file stem, the Hub id's last part, or the built-in task."""
+    if path.startswith("builtin:"):
+        return path.partition(":")[2]
+    p = Path(path)
+    return p.stem if p.suffix.lower() in LOCAL_FORMATS else path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def load_mixture(data_cfg, seed: int, builtin_rows=None, needs: dict | None = None):
+    """`data.datasets`: each source loaded, transformed, renamed and given its system prompt, then
+    weighted (weight 0.5 keeps half its rows, 2 repeats each row twice; rows picked with the
+    seed), concatenated and shuffled with the seed. A `source` column names each row's source.
+    Returns (dataset, {source: {"rows": taken, "of": available}})."""
+    import datasets
+
+    parts, counts, names = [], {}, []
+    for i, src in enumerate(data_cfg.datasets):
+        where = f"data.datasets[{i}]"
+        name = src.name or source_name(src.path)
+        name = name if name not in names else f"{name}_{i}"
+        names.append(name)
+        ds = _load_source(
+            src.path, src.config_name, src.split, src.max_samples, seed, builtin_rows, f"{where}.split", where=where
+        )
+        if src.transform:
+            ds = apply_transform(ds, src.transform, f"{where}.transform")
+        ds = _rename(ds, src.columns, f"{where}.columns")
+        if "prompt" not in ds.column_names:
+            raise ConfigError(
+                Problem(
+                    f"{where}.columns",
+                    f"source `{name}` has no `prompt` column; it has: {', '.join(ds.column_names)}.",
+                    f"map one, e.g. `columns: {{question: prompt}}`, or give it a `transform`",
+                )
+            )
+        for reward, needed in (needs or {}).items():
+            absent = [c for c in needed if c not in ds.column_names]
+            if absent:
+                raise ConfigError(
+                    Problem(
+                        f"{where}.columns",
+                        f"reward `{reward}` reads column(s) {', '.join(absent)}, which source `{name}` lacks; "
+                        f"it has: {', '.join(ds.column_names)}.",
+                        f"map one with `columns: {{<column>: {absent[0]}}}` on this source",
+                    )
+                )
+        if src.system_prompt:
+            ds = ds.map(_with_system(src.system_prompt))
+        available = len(ds)
+        ds = _weighted(ds, src.weight, seed + i)
+        counts[name] = {"rows": len(ds), "of": available, "weight": src.weight}
+        parts.append(ds.add_column("source", [name] * len(ds)))
+    parts = _aligned(parts, names)
+    try:
+        mixed = datasets.concatenate_datasets(parts)
+    except Exception as exc:
+        features = "; ".join(f"{n}: {dict(p.features)}" for n, p in zip(names, parts))
+        raise ConfigError(
+            Problem(
+                "data.datasets",
+                f"the sources do not combine ({type(exc).__name__}: {exc}); their columns: {features}.",
+                "give every source the same column types (a `transform` can convert them)",
+            )
+        ) from None
+    if len(mixed) == 0:
+        raise ConfigError(
+            Problem("data.datasets", "the mixture has no rows.", "raise a source's weight or max_samples")
+        )
+    return mixed.shuffle(seed=seed), counts
+
+
+def _weighted(ds, weight: float, seed: int):
+    whole, frac = int(weight), weight - int(weight)
+    order = ds.shuffle(seed=seed)
+    picks = list(range(len(ds))) * whole + list(range(round(frac * len(ds))))
+    return order.select(picks) if picks != list(range(len(ds))) else order
+
+
+def _aligned(parts, names):
+    """Same columns, same prompt kind in every source: the columns every source has are kept
+    (rewards' columns were checked per source), and plain string prompts become one user message
+    when another source has chat prompts."""
+    common = set(parts[0].column_names)
+    for p in parts[1:]:
+        common &= set(p.column_names)
+    kinds = {isinstance(p[0]["prompt"], list) for p in parts if len(p)}
+    out = []
+    for p in parts:
+        p = p.remove_columns([c for c in p.column_names if c not in common])
+        if len(kinds) > 1 and len(p) and not isinstance(p[0]["prompt"], list):
+            p = p.map(lambda row: {"prompt": [{"role": "user", "content": row["prompt"]}]})
+        out.append(p)
+    return out
+
+
+def _with_system(system_prompt: str):
+    def to_messages(row):
+        prompt = row["prompt"]
+        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+        if not messages or messages[0].get("role") != "system":
+            messages = [{"role": "system", "content": system_prompt}, *messages]
+        return {"prompt": messages}
+
+    return to_messages
+
+
+def load_transform(spec: str, key: str):
+    from grpolab.rewards.python import import_object
+
+    func = import_object(spec, key, "transform")
+    if not callable(func):
+        raise ConfigError(Problem(key, f"transform `{spec}` is a {type(func).__name__}, not a function.", None))
+    return func
+
+
+# Rows a transform is tried on before the whole dataset is mapped: a broken transform fails on
+# a row the user can look at, in a second, not minutes into a map over a large dataset.
+CHECK_ROWS = 3
+
+
+def apply_transform(dataset, spec: str, key: str):
+    """Map every row through the user's `transform(row) -> dict`; the result must have `prompt`.
+    Errors name the transform, the row index and the row."""
+    func = load_transform(spec, key)
+
+    def run(row, index):
+        try:
+            out = func(dict(row))
+        except Exception as exc:
+            raise ConfigError(
+                Problem(
+                    key, f"transform `{spec}` raised {type(exc).__name__}: {exc} on row {index}: {_short(row)}.", None
+                )
+            ) from None
+        if not isinstance(out, dict):
+            raise ConfigError(
+                Problem(
+                    key,
+                    f"transform `{spec}` returned {type(out).__name__} for row {index}; it must return a dict.",
+                    None,
+                )
+            )
+        if "prompt" not in out and "prompt" not in row:
+            raise ConfigError(
+                Problem(
+                    key,
+                    f"transform `{spec}` returned no `prompt` for row {index} (keys: {', '.join(out) or 'none'}).",
+                    "return {'prompt': ..., <the columns the rewards read>: ...}",
+                )
+            )
+        return out
+
+    for i in range(min(CHECK_ROWS, len(dataset))):
+        run(dataset[i], i)
+    mapped = dataset.map(run, with_indices=True)
+    first = run(dataset[0], 0) if len(dataset) else {}
+    # Columns the transform replaced by others are dropped, so the rows hold what it returned.
+    dropped = [c for c in dataset.column_names if c not in first and c != "prompt"]
+    return mapped.remove_columns([c for c in dropped if c in mapped.column_names]) if first else mapped
+
+
+def _short(row) -> str:
+    text = repr(dict(row))
+    return text if len(text) < 300 else text[:300] + "...}"
+
+
+def _load_local(source: str, split: str, data_cfg, where: str = "data"):
     """A local file; for `eval_split` a second file path may be given."""
     import datasets
 
-    path = Path(split) if split != data_cfg.split and Path(split).suffix.lower() in LOCAL_FORMATS else Path(source)
+    second = data_cfg is not None and split != data_cfg.split and Path(split).suffix.lower() in LOCAL_FORMATS
+    path = Path(split) if second else Path(source)
     if not path.is_file():
         raise ConfigError(
-            Problem("data.dataset", f"data file `{path}` not found.", "give a path relative to the current directory")
+            Problem(
+                f"{where}.dataset" if where == "data" else f"{where}.path",
+                f"data file `{path}` not found.",
+                "give a path relative to the current directory",
+            )
         )
     builder = LOCAL_FORMATS.get(path.suffix.lower())
     if builder is None:
@@ -80,7 +250,7 @@ def _load_local(source: str, split: str, data_cfg):
         ) from None
 
 
-def _load_hub(name: str, config_name: str | None, split: str):
+def _load_hub(name: str, config_name: str | None, split: str, where: str = "data"):
     import datasets
 
     try:
@@ -89,7 +259,7 @@ def _load_hub(name: str, config_name: str | None, split: str):
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(
             Problem(
-                "data.dataset",
+                f"{where}.dataset" if where == "data" else f"{where}.path",
                 f"could not load Hub dataset `{name}` (split `{split}`): {text}.",
                 "check the id and split; offline (HF_HUB_OFFLINE=1) only cached datasets load; "
                 "or point `data.dataset` at a local .jsonl/.csv/.parquet file",
@@ -97,12 +267,12 @@ def _load_hub(name: str, config_name: str | None, split: str):
         ) from None
 
 
-def _rename(dataset, columns: dict[str, str]):
+def _rename(dataset, columns: dict[str, str], key: str = "data.columns"):
     missing = [src for src in columns if src not in dataset.column_names]
     if missing:
         raise ConfigError(
             Problem(
-                "data.columns",
+                key,
                 f"source column(s) {', '.join(missing)} not in the dataset; it has: "
                 f"{', '.join(dataset.column_names)}.",
                 None,

@@ -8,15 +8,6 @@ from pathlib import Path
 from grpolab.config import ConfigError, Problem
 
 
-def resolve_model_path(model_cfg) -> str:
-    """model.name_or_path, or the embedded demo model (built and cached on first use)."""
-    if model_cfg.name_or_path:
-        return model_cfg.name_or_path
-    from grpolab.demo.tiny_model import demo_model_path
-
-    return str(demo_model_path())
-
-
 def _load_error(name: str, exc: Exception) -> ConfigError:
     local = Path(name).expanduser()
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -67,18 +58,12 @@ def load_tokenizer(name: str, model_cfg):
     return tokenizer
 
 
-def torch_dtype(model_cfg, device: str, bf16_supported: bool):
+def load_model(name: str, model_cfg, dtype: str):
+    """`dtype`: the torch dtype name the runtime decided (`Resolved.model_dtype`)."""
     import torch
-
-    if model_cfg.dtype == "auto":
-        return torch.bfloat16 if device == "cuda" and bf16_supported else torch.float32
-    return getattr(torch, model_cfg.dtype)
-
-
-def load_model(name: str, model_cfg, dtype):
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"dtype": dtype, "trust_remote_code": model_cfg.trust_remote_code}
+    kwargs = {"dtype": getattr(torch, dtype), "trust_remote_code": model_cfg.trust_remote_code}
     if model_cfg.revision:
         kwargs["revision"] = model_cfg.revision
     if model_cfg.attn_implementation:

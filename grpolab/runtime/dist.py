@@ -1,9 +1,24 @@
-"""Which launcher started this process, and how many GPUs it can see."""
+"""Which launcher started this process, and this process's place in the launch: rank, world
+size, local rank and the number of ranks on this machine. Reads the environment only."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    launcher: str | None  # "torchrun", "accelerate launch", "srun", or None for a plain `python` start
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
 
 def launcher(environ=os.environ) -> str | None:
@@ -23,6 +38,19 @@ def launcher(environ=os.environ) -> str | None:
     return None
 
 
+def detect(environ=os.environ, started_by: str | None = None) -> DistInfo:
+    """torch's rank variables (srun tasks get them from `srun_rank_env` first, and pass
+    `started_by="srun"`, since those variables then look like torchrun's)."""
+    world = int(environ.get("WORLD_SIZE", "1"))
+    return DistInfo(
+        launcher=started_by or launcher(environ),
+        rank=int(environ.get("RANK", "0")),
+        world_size=world,
+        local_rank=int(environ.get("LOCAL_RANK", "0")),
+        local_world_size=int(environ.get("LOCAL_WORLD_SIZE", "1")),
+    )
+
+
 def srun_rank_env(environ, main_ip: str | None, port: int) -> dict[str, str]:
     """torch.distributed's env:// variables for a process that srun started as one rank.
 
@@ -31,10 +59,14 @@ def srun_rank_env(environ, main_ip: str | None, port: int) -> dict[str, str]:
     main = main_ip or first_slurm_host(environ.get("SLURM_STEP_NODELIST") or environ.get("SLURM_JOB_NODELIST", ""))
     if not main:
         main = environ.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1")
+    # With one GPU per task (srun --gpus-per-task=1 or --gpu-bind), the task's only GPU is
+    # cuda:0 whatever its local rank; LOCAL_WORLD_SIZE keeps the real count of ranks here.
+    visible = [d for d in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    local_rank = "0" if len(visible) == 1 else environ.get("SLURM_LOCALID", "0")
     return {
         "RANK": environ["SLURM_PROCID"],
         "WORLD_SIZE": environ["SLURM_STEP_NUM_TASKS"],
-        "LOCAL_RANK": environ.get("SLURM_LOCALID", "0"),
+        "LOCAL_RANK": local_rank,
         "LOCAL_WORLD_SIZE": str(_tasks_on_first_node(environ.get("SLURM_STEP_TASKS_PER_NODE", "1"))),
         "MASTER_ADDR": main,
         "MASTER_PORT": str(port),
@@ -53,51 +85,7 @@ def first_slurm_host(nodelist: str) -> str | None:
     return hosts[0] if out.returncode == 0 and hosts else None
 
 
-def visible_gpus() -> int:
-    """CUDA GPUs this process can use (CUDA_VISIBLE_DEVICES applies). Imports torch: call it
-    only on the training path."""
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
 def _tasks_on_first_node(tasks_per_node: str) -> int:
     """SLURM_STEP_TASKS_PER_NODE looks like "4(x2),3": the first node's count (nodes usually match)."""
     head = tasks_per_node.split(",")[0].split("(")[0]
     return int(head) if head.isdigit() else 1
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (a container's or taskset's limit, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def cpu_threads(setting, processes_here: int) -> int:
-    """`cluster.threads_per_process`: a number, or auto = this machine's cores shared by its
-    processes (more threads than cores makes every step slower; torchrun's default of 1 leaves
-    cores idle when a few CPU ranks share a machine)."""
-    if setting != "auto":
-        return int(setting)
-    return max(1, usable_cores() // max(1, processes_here))
-
-
-def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU computes bf16 natively (x86 AVX512-BF16 or AMX, Arm BF16), read from
-    /proc/cpuinfo so that `config explain` needs no torch. There, bf16 autocast is faster than
-    fp32 (bench/speed_choices.py: 0.65x the step time on an AVX512-BF16 EPYC); without it torch
-    emulates bf16 and autocast slows training down. Elsewhere (macOS, Windows): False."""
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as handle:
-                cpuinfo = handle.read()
-        except OSError:
-            return False
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            flags = set(value.split())
-            return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
-    return False

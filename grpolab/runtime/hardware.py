@@ -1,0 +1,125 @@
+"""Facts about the machine, never decisions. Two probes give the same facts: `probe()` asks
+torch (the training path), `probe(use_torch=False)` asks nvidia-smi and /proc (the config
+commands, which must not import torch). Tests fake the facts by building a `HardwareFacts`."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+# Native bf16 tensor cores start with Ampere (compute capability 8.0). Older GPUs emulate bf16:
+# torch.cuda.is_bf16_supported() says yes there, but autocast then runs slower than fp32.
+NATIVE_BF16_CAPABILITY = (8, 0)
+
+
+@dataclass(frozen=True)
+class GPU:
+    name: str
+    capability: tuple[int, int] | None = None  # CUDA compute capability, None when unknown
+    memory_gib: float | None = None
+
+    @property
+    def native_bf16(self) -> bool:
+        return self.capability is not None and self.capability >= NATIVE_BF16_CAPABILITY
+
+
+@dataclass(frozen=True)
+class HardwareFacts:
+    gpus: tuple[GPU, ...] = ()  # the CUDA GPUs this process may use (CUDA_VISIBLE_DEVICES applied)
+    cpu_bf16: bool = False  # AVX512-BF16, AMX or Arm BF16
+    cores: int = 1  # cores this process may run on
+    installed: frozenset[str] = field(default_factory=frozenset)  # of: vllm, liger_kernel, deepspeed
+    source: str = "none"  # what answered about GPUs: torch, nvidia-smi or none
+
+    @property
+    def gpu_count(self) -> int:
+        return len(self.gpus)
+
+    @property
+    def gpu_bf16(self) -> bool:
+        """Every visible GPU computes bf16 natively."""
+        return bool(self.gpus) and all(gpu.native_bf16 for gpu in self.gpus)
+
+    def has(self, package: str) -> bool:
+        return package in self.installed
+
+
+OPTIONAL_ENGINES = ("vllm", "liger_kernel", "deepspeed")
+
+
+def probe(use_torch: bool = True) -> HardwareFacts:
+    gpus, source = _torch_gpus() if use_torch else _smi_gpus()
+    return HardwareFacts(
+        gpus=gpus,
+        cpu_bf16=cpu_has_bf16(),
+        cores=usable_cores(),
+        installed=frozenset(name for name in OPTIONAL_ENGINES if importlib.util.find_spec(name) is not None),
+        source=source,
+    )
+
+
+def _torch_gpus() -> tuple[tuple[GPU, ...], str]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return (), "torch"
+    gpus = []
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        gpus.append(GPU(props.name, (props.major, props.minor), round(props.total_memory / 2**30, 1)))
+    return tuple(gpus), "torch"
+
+
+def _smi_gpus() -> tuple[tuple[GPU, ...], str]:
+    """nvidia-smi's view, filtered by CUDA_VISIBLE_DEVICES like CUDA would (indices or UUIDs)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return (), "none"
+    query = "--query-gpu=index,uuid,name,compute_cap,memory.total"
+    try:
+        out = subprocess.run([smi, query, "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return (), "none"
+    if out.returncode != 0:
+        return (), "nvidia-smi"
+    rows = [[cell.strip() for cell in line.split(",")] for line in out.stdout.strip().splitlines() if line.strip()]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        wanted = [v.strip() for v in visible.split(",") if v.strip()]
+        rows = [row for w in wanted for row in rows if w in (row[0], row[1])]
+    gpus = []
+    for _index, _uuid, name, cap, memory in (row[:5] for row in rows if len(row) >= 5):
+        major, _, minor = cap.partition(".")
+        capability = (int(major), int(minor or 0)) if major.isdigit() else None
+        gpus.append(
+            GPU(name, capability, round(float(memory) / 1024, 1) if memory.replace(".", "").isdigit() else None)
+        )
+    return tuple(gpus), "nvidia-smi"
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (a container's or taskset's limit, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bf16 natively (x86 AVX512-BF16 or AMX, Arm BF16), read from
+    /proc/cpuinfo so that no torch import is needed. Without it torch emulates bf16 and autocast
+    slows training down. Elsewhere (macOS, Windows): False."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return bool(set(value.split()) & {"avx512_bf16", "amx_bf16", "bf16"})
+    return False

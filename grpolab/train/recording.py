@@ -1,0 +1,120 @@
+"""The run being recorded: its directory (new, handed over by a launcher, shared by ranks
+started by hand, or resumed) and run_info.json, which always ends with a status."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+EXIT_FAILED, EXIT_SIGINT = 1, 130
+
+
+@dataclass
+class Run:
+    """One run being recorded: its directory, run_info.json and how it ended."""
+
+    loader: object
+    resolved: object
+    dist: object
+    dir: Path
+    info: object  # grpolab.run.record.RunInfo
+    checkpoint: str | None  # the checkpoint a resumed run continues from
+    data: object
+    derived: dict
+    model_name: str = ""  # the policy's path or Hub id (a LoRA merge reloads it)
+    wandb_run: object = None
+    eval_before: float | None = None
+    exit_code: int = EXIT_FAILED
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    def save_info(self, **values) -> None:
+        if self.is_main:
+            self.info.update(**values)
+            self.info.save(self.dir)
+
+    def recording(self):
+        return _Recording(self)
+
+
+class _Recording:
+    """Whatever happens inside (building the trainer, training, saving, scoring), run_info.json
+    ends with a status: an exception is recorded as `failed` with its error, then raised."""
+
+    def __init__(self, run: Run):
+        self.run = run
+
+    def __enter__(self):
+        return self.run
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None:
+            return False
+        from grpolab.run.record import now
+
+        status, code = ("interrupted", EXIT_SIGINT) if isinstance(exc, KeyboardInterrupt) else ("failed", EXIT_FAILED)
+        self.run.save_info(status=status, ended=now(), exit_code=code, error=f"{type(exc).__name__}: {exc}")
+        if self.run.wandb_run is not None:
+            self.run.wandb_run.finish(exit_code=code)
+        return False
+
+
+def open_run(loader, request, resolved, dist, shared_run_dir, model_name, derived, data) -> Run:
+    """The run directory (new, handed over by a launcher, shared by hand-started ranks, or the
+    one being resumed) and its record, written by rank 0."""
+    from grpolab.run import metrics, provenance
+    from grpolab.run import run_dir as run_dirs
+    from grpolab.run.record import RunInfo, now
+    from grpolab.train.resume import checkpoint_step, last_checkpoint
+
+    cfg = loader.config
+    resumed = bool(request.resume)
+    if resumed:
+        path = Path(request.resume)
+    elif handed := run_dirs.handed_over_run_dir() or shared_run_dir:
+        path = Path(handed)
+        if dist.is_main:
+            path.mkdir(parents=True, exist_ok=True)
+    else:
+        stem = run_dirs.run_stem(loader.config_path, loader.preset_path)
+        path = run_dirs.create_run_dir(cfg.output_dir, stem, request.run_name)
+    checkpoint = last_checkpoint(path) if resumed else None  # before the run's records are touched
+    info = RunInfo.load(path) if resumed else RunInfo()
+    if resumed and dist.is_main:  # steps logged after the checkpoint (a hard kill) are trained again
+        note = metrics.truncate_after(path, checkpoint_step(checkpoint)).note()
+        if note:
+            print(f"note: {note}")
+    run = Run(loader, resolved, dist, path, info, checkpoint, data, derived, model_name)
+    if dist.is_main:
+        # A resumed run rewrites only resolved_config.yaml: the same text, unless --force changed values.
+        sha = run_dirs.write_config_files(path, loader.to_dict(), None if resumed else loader.overrides)
+        fresh = {
+            "config_file": str(loader.config_path) if loader.config_path else None,
+            "git": provenance.git_info(loader.config_path),
+            "started": now(),
+        }
+        run.save_info(
+            **({} if resumed else fresh),
+            run_name=path.name,
+            command=sys.argv,
+            mode=cfg.mode,
+            model=model_name,
+            packages=provenance.package_versions(),
+            host=provenance.host_info(),
+            world_size=resolved.world_size,
+            device=resolved.device,
+            threads_per_process=resolved.threads,
+            effective_batch_size=derived["effective_batch_size"],
+            derived=derived,
+            dataset={"rows": len(data.train_set), "dropped_too_long": data.dropped},
+            config_sha256=sha,
+            status="running",
+            pid=os.getpid(),  # lets `grpolab runs list` tell a crashed run from a live one
+            cwd=os.getcwd(),  # resolves a relative config_file for `grpolab runs annotate`
+            resumed=[*(info.resumed or []), now()] if resumed else None,
+        )
+    return run

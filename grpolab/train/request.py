@@ -1,0 +1,117 @@
+"""TrainRequest: what one `grpolab train` / `python training/grpo_training.py` call asks for.
+
+The one place that knows the training flags: the parser is built from these fields, and
+`to_argv()` turns a request back into flags for the ranks a launcher starts, the SLURM script
+and the sweep's trials, so a flag added here reaches all of them."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, fields, replace
+
+
+def _flag(name: str, help: str, kind: str = "value", metavar: str | None = None):
+    return {"flag": name, "help": help, "kind": kind, "metavar": metavar}
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    model: str | None = field(
+        default=None,
+        metadata=_flag("--model", "Hub id or local path (sets model.name_or_path); default: the embedded demo model"),
+    )
+    mode: str | None = field(
+        default=None, metadata=_flag("--mode", "local or cluster (default: the file's `mode:`, else local)")
+    )
+    config: str | None = field(
+        default=None, metadata=_flag("--config", "YAML file layered over the mode preset", metavar="FILE")
+    )
+    overrides: tuple[str, ...] = field(
+        default=(),
+        metadata=_flag(
+            "--set", "override one key, e.g. --set grpo.beta=0.04 (repeatable)", kind="list", metavar="KEY=VALUE"
+        ),
+    )
+    output_dir: str | None = field(
+        default=None, metadata=_flag("--output-dir", "parent folder of the run directory (sets output_dir)")
+    )
+    run_name: str | None = field(
+        default=None, metadata=_flag("--run-name", "run directory name (default: <config stem>_<timestamp>)")
+    )
+    resume: str | None = field(
+        default=None,
+        metadata=_flag(
+            "--resume", "continue a run from its last checkpoint, with its resolved config", metavar="RUN_DIR"
+        ),
+    )
+    force: bool = field(
+        default=False,
+        metadata=_flag("--force", "with --resume: accept a config that differs from the run's", "switch"),
+    )
+    dry_run: bool = field(
+        default=False,
+        metadata=_flag("--dry-run", "check config, model, data and rewards, print the plan, do not train", "switch"),
+    )
+    print_launch_command: bool = field(
+        default=False,
+        metadata=_flag(
+            "--print-launch-command",
+            "print the launch command (and accelerate config) that would run, then exit",
+            "switch",
+        ),
+    )
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        for f in fields(TrainRequest):
+            meta = f.metadata
+            if meta["kind"] == "switch":
+                parser.add_argument(meta["flag"], dest=f.name, action="store_true", help=meta["help"])
+            elif meta["kind"] == "list":
+                parser.add_argument(
+                    meta["flag"], dest=f.name, action="append", default=[], metavar=meta["metavar"], help=meta["help"]
+                )
+            else:
+                parser.add_argument(meta["flag"], dest=f.name, metavar=meta["metavar"], help=meta["help"])
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TrainRequest:
+        values = {f.name: getattr(args, f.name) for f in fields(cls)}
+        values["overrides"] = tuple(values["overrides"] or ())
+        return cls(**values)
+
+    def to_argv(self) -> list[str]:
+        argv: list[str] = []
+        for f in fields(self):
+            value, flag = getattr(self, f.name), f.metadata["flag"]
+            if f.metadata["kind"] == "switch":
+                argv += [flag] if value else []
+            elif f.metadata["kind"] == "list":
+                for item in value:
+                    argv += [flag, item]
+            elif value is not None:
+                argv += [flag, str(value)]
+        return argv
+
+    def for_ranks(self) -> TrainRequest:
+        """What every launched rank runs: the same request, training (the parent already
+        printed the plan or the launch command)."""
+        return replace(self, dry_run=False, print_launch_command=False)
+
+    def flags(self) -> dict:
+        """Explicit flags: the top layer of the config."""
+        out = {}
+        if self.model:
+            out["model.name_or_path"] = self.model
+        if self.output_dir:
+            out["output_dir"] = self.output_dir
+        return out
+
+    def gives_model(self) -> bool:
+        return bool(self.model or self.config or any(o.startswith("model.name_or_path=") for o in self.overrides))
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="GRPO training (TRL) from a grpolab config.")
+    TrainRequest.add_arguments(parser)
+    return parser

@@ -1,0 +1,141 @@
+"""The stages before the trainer: the layered config, the process environment, where the run
+executes (every `auto` decided once), the model and tokenizer, and the data."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from grpolab.config import ConfigError, GRPOConfigLoader
+from grpolab.config.loader import preset_dir
+from grpolab.runtime import dist as dists
+from grpolab.runtime import hardware
+from grpolab.runtime.resolve import Resolved, resolve
+from grpolab.train.resume import resume_config
+
+
+def load_config(request) -> GRPOConfigLoader:
+    """The layered config. With no model anywhere (no --model, no --config), the embedded demo runs."""
+    if request.resume:
+        loader = resume_config(request)
+    else:
+        config_path = request.config
+        if not request.gives_model():
+            config_path = str(preset_dir() / "grpo_demo.yaml")
+            print(f"no --model given: running the embedded demo ({config_path})")
+        loader = GRPOConfigLoader(
+            mode=request.mode, config_path=config_path, overrides=list(request.overrides), flags=request.flags()
+        )
+    for warning in loader.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return loader
+
+
+def apply_environment(cfg) -> None:
+    """Every variable the run sets, before torch/transformers read them: the config's `env:`
+    section, quiet Hub telemetry, MLflow grouped by the project like WandB."""
+    os.environ.update(cfg.env)
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    if "mlflow" in cfg.logging.report_to:
+        os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", cfg.logging.project)
+
+
+def join_distributed(cfg) -> dists.DistInfo:
+    """This process's place in a launch. srun tasks get torch's rank variables here."""
+    started_by = dists.launcher()
+    if started_by == "srun":
+        c = cfg.cluster
+        os.environ.update(dists.srun_rank_env(os.environ, c.main_process_ip, c.main_process_port))
+    return dists.detect(started_by=started_by)
+
+
+def pin_one_gpu(cfg, dist, environ=os.environ) -> bool:
+    """A run of one process sees one GPU. With several visible and no launcher, transformers
+    spreads the model over all of them with DataParallel, which TRL refuses. Must run before
+    torch touches CUDA; a CUDA_VISIBLE_DEVICES the user set is kept."""
+    one_process = cfg.mode == "local" or (cfg.cluster.num_processes == 1 and cfg.cluster.num_machines == 1)
+    if not one_process or dist.world_size > 1 or cfg.cluster.device == "cpu" or "CUDA_VISIBLE_DEVICES" in environ:
+        return False
+    environ["CUDA_VISIBLE_DEVICES"] = "0"
+    return True
+
+
+def resolve_runtime(cfg, dist) -> Resolved:
+    """Every `auto` for this machine; a setting the machine cannot honour stops here."""
+    pinned = pin_one_gpu(cfg, dist)
+    resolved = resolve(cfg, hardware.probe(), dist)
+    if pinned and resolved.device == "cuda":
+        print("note: one process trains on one GPU (CUDA_VISIBLE_DEVICES=0); use --mode cluster to train on all")
+    for note in resolved.notes:
+        print(f"note: {note}")
+    if resolved.problems:
+        raise ConfigError(list(resolved.problems))
+    if resolved.device == "cpu":
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # deepspeed, when installed, warns on every import otherwise
+    elif cfg.cluster.use_vllm == "auto" and not resolved.use_vllm:
+        print(
+            "note: vLLM is not installed; generating with transformers (pip install 'trl[vllm]' for faster generation)"
+        )
+    return resolved
+
+
+def prepare_process(cfg, resolved: Resolved) -> None:
+    """Threads, library logging and the seed, once torch may load."""
+    import torch
+    import transformers
+
+    torch.set_num_threads(resolved.threads)
+    transformers.logging.set_verbosity_warning()
+    transformers.utils.logging.disable_progress_bar()  # weight-loading bars; the training bar stays
+    transformers.set_seed(cfg.training.seed)
+
+
+def model_path(cfg) -> str:
+    """model.name_or_path, or the embedded demo model (built and cached on first use)."""
+    if cfg.model.name_or_path:
+        return cfg.model.name_or_path
+    from grpolab.demo import demo_model_path
+
+    return str(demo_model_path())
+
+
+@dataclass
+class TrainingData:
+    train_set: object  # datasets.Dataset with `prompt` and the columns the rewards read
+    dropped: int  # prompts dropped as too long for the context
+    longest: int  # tokens of the longest prompt kept
+    context: int | None
+    eval_rows: list[dict] | None  # held-out rows (string prompt + answer), when data.eval_split is set
+
+
+def training_data(cfg, tokenizer, model, reward_needs) -> TrainingData:
+    """Load, check columns, format prompts, drop prompts that do not fit the context; held-out rows."""
+    from grpolab.config.errors import Problem
+    from grpolab.demo import builtin_rows
+    from grpolab.train import data as datas
+    from grpolab.train.model import context_length
+
+    d = cfg.data
+    train_set = datas.load_split(d, d.split, d.max_samples, seed=cfg.training.seed, builtin_rows=builtin_rows)
+    datas.check_columns(train_set, reward_needs)
+    train_set = datas.format_prompts(train_set, tokenizer, d.system_prompt)
+    context = context_length(model, tokenizer)
+    train_set, dropped, longest = datas.drop_too_long(
+        train_set, tokenizer, cfg.generation.max_completion_length, context
+    )
+    eval_rows = None
+    if d.eval_split:
+        eval_set = datas.load_split(
+            d, d.eval_split, d.eval_samples, seed=cfg.training.seed + 1, builtin_rows=builtin_rows
+        )
+        if "answer" not in eval_set.column_names or not isinstance(eval_set[0]["prompt"], str):
+            raise ConfigError(
+                Problem(
+                    "data.eval_split",
+                    "held-out scoring needs string prompts and an `answer` column.",
+                    "map them with `data.columns`, or set `data.eval_split: null`",
+                )
+            )
+        eval_rows = eval_set.to_list()
+    return TrainingData(train_set, dropped, longest, context, eval_rows)
