@@ -165,6 +165,16 @@ def write_config(tmp_path):
     return write
 
 
+def machine(device: str = "cpu", bf16: bool = False, vllm: bool = False, liger: bool = False):
+    """The facts of a machine for `loader.trl_kwargs(facts=...)`: CPU or one GPU (native bf16 or
+    not), with vLLM / liger-kernel installed or not."""
+    from grpolab.runtime.hardware import GPU, HardwareFacts
+
+    gpus = (GPU("test GPU", (9, 0) if bf16 else (7, 0)),) if device == "cuda" else ()
+    installed = {name for name, on in (("vllm", vllm), ("liger_kernel", liger)) if on}
+    return HardwareFacts(gpus=gpus, cpu_bf16=bf16 and device == "cpu", cores=2, installed=frozenset(installed))
+
+
 def read_jsonl(path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
@@ -232,8 +242,8 @@ def train(capsys):
     def run(*argv) -> TrainResult:
         import argparse
 
-        from grpolab.train.request import TrainRequest
         from grpolab.train.pipeline import run_from_args
+        from grpolab.train.request import TrainRequest
 
         parser = argparse.ArgumentParser(prog="grpo_training.py")
         TrainRequest.add_arguments(parser)

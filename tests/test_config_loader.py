@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import machine
 
 from grpolab.config import ConfigError, GRPOConfigLoader, preset_path
 from grpolab.config.derive import derived_quantities
@@ -21,6 +22,7 @@ from grpolab.config.owned import OWNED, REMOVED
 from grpolab.config.schema import SECTIONS, GRPOLabConfig
 from grpolab.config.trl_mapping import to_trl_kwargs
 from grpolab.config.trl_snapshot import trl_fields
+from grpolab.runtime.resolve import resolve
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "configs" / "grpo_cluster.yaml"
@@ -236,7 +238,7 @@ def test_pass_through_trl_fields(tmp_path, key, value):
 )
 def test_liger_auto_resolves_from_the_machine(setting, device, installed, expected):
     loader = GRPOConfigLoader(mode="cluster", overrides={"training.use_liger_kernel": setting})
-    assert loader.trl_kwargs(device=device, liger_installed=installed)["use_liger_kernel"] is expected
+    assert loader.trl_kwargs(facts=machine(device, liger=installed))["use_liger_kernel"] is expected
 
 
 def test_presets_pick_the_fast_choices_for_where_they_run():
@@ -250,9 +252,9 @@ def test_presets_pick_the_fast_choices_for_where_they_run():
         and cluster.cluster.vllm_mode == "colocate"
     )
     assert local.cluster.threads_per_process == cluster.cluster.threads_per_process == "auto"
-    cpu = GRPOConfigLoader(mode="local").trl_kwargs(device="cpu", liger_installed=True)
+    cpu = GRPOConfigLoader(mode="local").trl_kwargs(facts=machine("cpu", liger=True))
     assert cpu["bf16"] is False and cpu["use_liger_kernel"] is False and cpu["activation_checkpointing"] is False
-    gpu = GRPOConfigLoader(mode="cluster").trl_kwargs(device="cuda", bf16_supported=True, liger_installed=True)
+    gpu = GRPOConfigLoader(mode="cluster").trl_kwargs(facts=machine("cuda", bf16=True, liger=True))
     assert gpu["bf16"] is True and gpu["use_liger_kernel"] is True and gpu["activation_checkpointing"] is True
 
 
@@ -308,7 +310,7 @@ def test_bad_trl_fields(key, value, fragment):
 
 def test_schema_fields_that_reach_trl_are_real_trl_fields():
     fields = trl_fields()
-    kwargs = GRPOConfigLoader(mode="cluster").trl_kwargs(use_vllm=True)
+    kwargs = GRPOConfigLoader(mode="cluster").trl_kwargs(facts=machine("cuda", vllm=True))
     every_trl_field = set(fields["training"]) | set(fields["grpo"])
     assert set(kwargs) <= every_trl_field
     assert set(SECTIONS["training"].model_fields) <= set(fields["training"])
@@ -650,27 +652,28 @@ def test_trl_kwargs_mapping():
 )
 def test_trl_kwargs_precision_and_device(bf16, device, supported, expect_bf16, expect_cpu):
     loader = GRPOConfigLoader(mode="cluster", overrides={"training.bf16": bf16})
-    kwargs = loader.trl_kwargs(device=device, bf16_supported=supported)
+    kwargs = loader.trl_kwargs(facts=machine(device, bf16=supported))
     assert kwargs["bf16"] is expect_bf16
     assert kwargs["use_cpu"] is expect_cpu
-    assert to_trl_kwargs(loader.config, device=device, bf16_supported=supported, use_vllm=False) == kwargs
+    resolved = resolve(loader.config, machine(device, bf16=supported))
+    assert to_trl_kwargs(loader.config, resolved) == kwargs  # the loader adds nothing of its own
 
 
 def test_trl_kwargs_use_cpu_pass_through_forces_cpu():
     kwargs = GRPOConfigLoader(mode="cluster", overrides={"training.use_cpu": True}).trl_kwargs(
-        device="cuda", bf16_supported=True
+        facts=machine("cuda", bf16=True)
     )
     assert kwargs["use_cpu"] is True
 
 
 def test_trl_kwargs_vllm():
-    colocate = GRPOConfigLoader(mode="cluster").trl_kwargs(device="cuda", use_vllm=True)
+    colocate = GRPOConfigLoader(mode="cluster").trl_kwargs(facts=machine("cuda", vllm=True))
     assert colocate["use_vllm"] is True and colocate["vllm_mode"] == "colocate"
     assert colocate["vllm_gpu_memory_utilization"] == 0.3 and "vllm_server_host" not in colocate
     server = GRPOConfigLoader(
         mode="cluster", overrides={"cluster.vllm_mode": "server", "cluster.vllm_server_port": 8001}
     )
-    kwargs = server.trl_kwargs(device="cuda", use_vllm=True)
+    kwargs = server.trl_kwargs(facts=machine("cuda", vllm=True))
     assert (kwargs["vllm_mode"], kwargs["vllm_server_host"], kwargs["vllm_server_port"]) == ("server", "0.0.0.0", 8001)
 
 
@@ -682,7 +685,9 @@ def test_config_code_never_imports_trl_torch_transformers():
         from grpolab.config.derive import derived_quantities
         loader = GRPOConfigLoader(mode="cluster", world_size=8)
         loader.update_param("grpo.beta", 0.05)
-        loader.trl_kwargs(world_size=8, device="cuda", bf16_supported=True, use_vllm=True)
+        from grpolab.runtime.hardware import GPU, HardwareFacts
+
+        loader.trl_kwargs(world_size=8, facts=HardwareFacts(gpus=(GPU("g", (9, 0)),) * 8, installed={"vllm"}))
         derived_quantities(loader.config, 8, 1000)
         loader.render()
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("trl", "torch", "transformers"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, machine
 
 from grpolab.cli.main import main
 from grpolab.config import ConfigError, GRPOConfigLoader
@@ -34,7 +34,10 @@ def imported_loader(tmp_path: Path, name: str):
 
 def trl_view(loader: GRPOConfigLoader, recipe: dict) -> dict:
     """loader.trl_kwargs() as TRL would get them on a GPU machine with vLLM when the recipe asks for it."""
-    kwargs = loader.trl_kwargs(device="cuda", bf16_supported=True, use_vllm=recipe.get("use_vllm") is True)
+    wants = {key: recipe.get(key) is True for key in ("use_vllm", "use_liger_kernel")}
+    kwargs = loader.trl_kwargs(
+        facts=machine("cuda", bf16=True, vllm=wants["use_vllm"], liger=wants["use_liger_kernel"])
+    )
     kwargs["gradient_checkpointing"] = kwargs.pop("activation_checkpointing")  # transformers 5's new name
     return kwargs
 

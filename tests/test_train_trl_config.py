@@ -156,7 +156,7 @@ def _by_hand_custom() -> GRPOConfig:
 
 
 def _compare(loader: GRPOConfigLoader, expected: GRPOConfig) -> None:
-    built = GRPOConfig(**loader.trl_kwargs(world_size=1, device="cpu"))
+    built = GRPOConfig(**loader.trl_kwargs(world_size=1))
     got, want = built.to_dict(), expected.to_dict()
     for key in IGNORED:
         got.pop(key, None), want.pop(key, None)
@@ -182,7 +182,7 @@ def test_demo_preset_if_present():
         pytest.skip("configs/grpo_demo.yaml does not exist in this checkout")
     # No hand-written expectation for a file this test has not seen: check it builds a GRPOConfig.
     loader = GRPOConfigLoader(config_path=path)
-    config = GRPOConfig(**loader.trl_kwargs(world_size=1, device="cpu"))
+    config = GRPOConfig(**loader.trl_kwargs(world_size=1))
     assert config.use_cpu and not config.bf16
 
 

@@ -195,16 +195,13 @@ class GRPOConfigLoader:
         """What --set, flags and update_param changed on top of the files: dotted key -> new value."""
         return {key: new for key, (_, new) in self._changes.items()}
 
-    def trl_kwargs(
-        self,
-        world_size: int | None = None,
-        *,
-        device: str = "cpu",
-        bf16_supported: bool = False,
-        use_vllm: bool = False,
-        liger_installed: bool = False,
-    ) -> dict:
-        """Keyword arguments for trl.GRPOConfig (no trl import). Validated for `world_size` processes."""
+    def trl_kwargs(self, world_size: int | None = None, facts=None) -> dict:
+        """Keyword arguments for trl.GRPOConfig (no trl import). Validated for `world_size` processes.
+        `facts` (a `runtime.hardware.HardwareFacts`) is the machine the `auto` values are decided
+        for; default: a CPU without native bf16."""
+        from grpolab.runtime.hardware import HardwareFacts
+        from grpolab.runtime.resolve import resolve
+
         from .trl_mapping import to_trl_kwargs
 
         world_size = _check_world_size(world_size, "trl_kwargs(world_size=...)")
@@ -212,13 +209,7 @@ class GRPOConfigLoader:
             problems = cross_field_problems(self.config, world_size, self.origin_of)
             if problems:
                 raise ConfigError(problems)
-        return to_trl_kwargs(
-            self.config,
-            device=device,
-            bf16_supported=bf16_supported,
-            use_vllm=use_vllm,
-            liger_installed=liger_installed,
-        )
+        return to_trl_kwargs(self.config, resolve(self.config, facts or HardwareFacts(), world_size=world_size))
 
     # ---------------------------------------------------------------- saving
     def render(self, path=None, *, full: bool = False) -> str:

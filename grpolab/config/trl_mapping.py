@@ -6,30 +6,25 @@ look for "what does key X become in TRL".
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .schema import GRPOLabConfig
 from .validate import trl_fields
 
+if TYPE_CHECKING:
+    from grpolab.runtime.resolve import Resolved
 
-def to_trl_kwargs(
-    cfg: GRPOLabConfig,
-    *,
-    device: str = "cpu",
-    bf16_supported: bool = False,
-    use_vllm: bool = False,
-    liger_installed: bool = False,
-) -> dict:
-    """`device` ("cpu" or "cuda"), `bf16_supported` (the device computes bf16 natively: a bf16 GPU,
-    or a CPU with AVX512-BF16/AMX), `use_vllm` and `liger_installed` are what the launcher found on
-    the machine; they resolve the `auto` values. The run directory (output_dir, run_name)
-    is filled in by the training pipeline."""
+
+def to_trl_kwargs(cfg: GRPOLabConfig, resolved: Resolved) -> dict:
+    """`resolved` holds the runtime's decisions for where the run executes (`auto` precision,
+    Liger, generation engine, device): this function decides nothing itself. The run directory
+    (output_dir, run_name) is filled in by the training pipeline."""
     kwargs: dict = {}
 
     training = cfg.training.model_dump()  # typed fields and pass-through extras alike
-    bf16 = training.pop("bf16")
     kwargs.update(training)
-    kwargs["bf16"] = bf16_supported if bf16 == "auto" else bf16  # bf16 autocast where it is native, so fast
-    if kwargs["use_liger_kernel"] == "auto":  # Liger's Triton kernels need a GPU
-        kwargs["use_liger_kernel"] = device == "cuda" and liger_installed
+    kwargs["bf16"] = resolved.bf16
+    kwargs["use_liger_kernel"] = resolved.liger
     # transformers 5.x renamed gradient_checkpointing to activation_checkpointing (the old name warns).
     checkpointing = kwargs.pop("gradient_checkpointing")
     if "activation_checkpointing" in trl_fields()["training"]:
@@ -37,7 +32,7 @@ def to_trl_kwargs(
     else:
         kwargs["gradient_checkpointing"] = checkpointing
     # A pass-through `training.use_cpu: true` forces CPU; without a GPU transformers needs it.
-    kwargs["use_cpu"] = bool(kwargs.get("use_cpu")) or device == "cpu"
+    kwargs["use_cpu"] = bool(kwargs.get("use_cpu")) or resolved.device == "cpu"
 
     grpo = cfg.grpo.model_dump()
     if grpo["generation_batch_size"] == "auto":
@@ -56,8 +51,8 @@ def to_trl_kwargs(
     kwargs["report_to"] = trackers or "none"
     kwargs["output_dir"] = cfg.output_dir
 
-    kwargs["use_vllm"] = use_vllm
-    if use_vllm:
+    kwargs["use_vllm"] = resolved.use_vllm
+    if resolved.use_vllm:
         c = cfg.cluster
         kwargs.update(vllm_mode=c.vllm_mode, vllm_gpu_memory_utilization=c.vllm_gpu_memory_utilization)
         if c.vllm_mode == "server":

@@ -36,13 +36,7 @@ def training_args(cfg, resolved) -> TrainingArgs:
     from grpolab.config.trl_mapping import to_trl_kwargs
     from grpolab.run.wandb_run import wandb_enabled
 
-    kwargs = to_trl_kwargs(
-        cfg,
-        device=resolved.device,
-        bf16_supported=resolved.bf16,
-        use_vllm=resolved.use_vllm,
-        liger_installed=resolved.liger,
-    )
+    kwargs = to_trl_kwargs(cfg, resolved)
     if not wandb_enabled(cfg.logging.report_to) and "wandb" in (kwargs["report_to"] or []):
         kwargs["report_to"] = [t for t in kwargs["report_to"] if t != "wandb"] or "none"
     return TrainingArgs(GRPOConfig(**kwargs), kwargs)
@@ -60,6 +54,7 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
     )
     from grpolab.train.evaluate import HeldOutScorer
     from grpolab.train.model import lora_config
+    from grpolab.train.tools import load_agent
 
     cfg = run.loader.config
     training.args.output_dir, training.args.run_name = str(run.dir), run.dir.name
@@ -84,6 +79,7 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
         processing_class=tokenizer,
         peft_config=lora_config(cfg.model),
         callbacks=callbacks,
+        **load_agent(cfg).trainer_kwargs(),  # tools, environment_factory, rollout_func from the config
     )
     run.eval_before = scorer(trainer.model) if scorer else None  # on the trainer's device, not the CPU
     return trainer, guards
