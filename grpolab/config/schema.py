@@ -14,12 +14,26 @@ import re
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-BUILTIN_REWARDS = ("exact_match", "numeric_match", "format", "length_penalty")
+BUILTIN_REWARDS = (
+    "exact_match",
+    "numeric_match",
+    "format",
+    "length_penalty",
+    "math_verify",
+    "tag_count",
+    "reasoning_steps",
+    "repetition_penalty",
+    "cosine_length",
+    "kimi_length",
+)
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 REPORT_TO = ("wandb", "tensorboard", "mlflow", "trackio", "comet_ml", "clearml", "dvclive", "swanlab", "none", "all")
 _USER_REWARD = re.compile(r"^[\w./\\-]+(\.py)?:[A-Za-z_]\w*$")
+# `module:object` or `path/to/file.py:object` for data transforms, tools, environments and rollouts.
+IMPORT_SPEC = _USER_REWARD.pattern
+_DTYPES = Literal["auto", "float32", "bfloat16", "float16"]
 
 
 class Section(BaseModel):
@@ -41,6 +55,22 @@ class LoraConfig(Section):
     target_modules: str | list[str] = Field("all-linear", description="module names to adapt, or all-linear")
 
 
+class QuantizationConfig(Section):
+    load_in_4bit: bool = Field(False, description="4-bit weights (QLoRA)")
+    load_in_8bit: bool = Field(False, description="8-bit weights")
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type: nf4 (QLoRA's) or fp4")
+    compute_dtype: _DTYPES = Field("auto", description="matmul dtype of the 4-bit layers; auto = model.dtype")
+    double_quant: bool = Field(True, description="quantize the quantization constants too (saves ~0.4 bit/param)")
+
+    @model_validator(mode="after")
+    def _one_width(self):
+        if self.load_in_4bit == self.load_in_8bit:
+            raise ValueError(
+                "set exactly one of `load_in_4bit: true` or `load_in_8bit: true` (QLoRA uses load_in_4bit)"
+            )
+        return self
+
+
 class ModelConfig(Section):
     name_or_path: str | None = Field(None, description="Hub id or local path; null = the embedded demo model")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -52,6 +82,37 @@ class ModelConfig(Section):
         None, description="eager, sdpa, flash_attention_2 ...; null = transformers' choice"
     )
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    quantization: QuantizationConfig | None = Field(
+        None, description="load the base model quantized with bitsandbytes (QLoRA; needs model.lora.enabled)"
+    )
+
+    @model_validator(mode="after")
+    def _quantization_trains_an_adapter(self):
+        # A quantized base cannot be trained itself: only a LoRA adapter on top of it learns.
+        if self.quantization is not None and not self.lora.enabled:
+            raise ValueError(
+                "model.quantization loads frozen 4/8-bit weights, which only a LoRA adapter can train. "
+                "Fix: set `model.lora.enabled: true` (QLoRA), or remove `model.quantization`"
+            )
+        return self
+
+
+class DataSource(Section):
+    path: str = Field(description="builtin:NAME, a Hub dataset id, or a .jsonl/.json/.csv/.parquet path")
+    name: str | None = Field(None, description="label in the plan and per-source metrics; null = from the path")
+    config_name: str | None = Field(None, description="Hub dataset configuration (subset)")
+    split: str = Field("train", description="split to take rows from")
+    weight: float = Field(
+        1.0, gt=0, description="share of this source's rows in the mixture: 0.5 = half of them, 2 = each twice"
+    )
+    columns: dict[str, str] = Field(default_factory=dict, description="rename this source's columns")
+    system_prompt: str | None = Field(None, description="system message for this source's prompts")
+    max_samples: int | None = Field(None, ge=1, description="rows taken from this source before weighting")
+    transform: str | None = Field(
+        None,
+        description="module:function or file.py:function mapping a row to `prompt` plus the columns rewards read",
+        pattern=IMPORT_SPEC,
+    )
 
 
 class DataConfig(Section):
@@ -75,25 +136,136 @@ class DataConfig(Section):
     )
     system_prompt: str | None = Field(None, description="system message for chat prompts (needs a chat template)")
     max_samples: int | None = Field(None, ge=1, description="use at most this many training rows")
+    transform: str | None = Field(
+        None,
+        description="module:function or file.py:function mapping a row to `prompt` plus the columns rewards read",
+        pattern=IMPORT_SPEC,
+    )
+    datasets: list[DataSource] | None = Field(
+        None,
+        min_length=1,
+        description="a weighted mixture of sources (replaces data.dataset); shuffled together with training.seed",
+    )
+    test_size: Annotated[float, Field(gt=0, lt=1)] | Annotated[int, Field(ge=1)] | None = Field(
+        None, description="carve an eval split from the training rows: a fraction (0.1) or a count (500)"
+    )
+
+    @model_validator(mode="after")
+    def _one_eval_source(self):
+        if self.test_size is not None and self.eval_split is not None:
+            raise ValueError(
+                "data.test_size carves the eval rows from the training data, and data.eval_split names another "
+                "split: set one. Fix: set `data.eval_split: null` or remove `data.test_size`"
+            )
+        return self
+
+
+class HttpReward(Section):
+    url: str = Field(description="http(s) endpoint; POST {prompts, completions, columns} -> {rewards: [...]}")
+    timeout_s: float = Field(30.0, gt=0, description="seconds per request before it counts as failed")
+    retries: int = Field(2, ge=0, description="retries after a timeout, connection error or 5xx, with backoff")
+    concurrency: int = Field(4, ge=1, description="requests in flight at once; the batch is split between them")
+    headers_env: dict[str, str] = Field(
+        default_factory=dict, description="header name -> environment variable holding its value (tokens)"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", url):
+            raise ValueError(f"`{url}` is not an http(s) URL, e.g. http://127.0.0.1:8000/score.")
+        return url
+
+
+class JudgeReward(Section):
+    base_url: str = Field(description="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1 (vLLM serve)")
+    model: str = Field(description="model name the server serves")
+    rubric: str | None = Field(
+        None, description="instructions to the judge; {prompt} and {completion} (and columns) are filled in"
+    )
+    rubric_file: str | None = Field(None, description="read the rubric from this text file instead")
+    parse: Literal["score_0_10", "yes_no", "regex"] = Field(
+        "score_0_10", description="score_0_10 (-> 0..1), yes_no (-> 1/0), or regex (first group -> float)"
+    )
+    pattern: str | None = Field(None, description="for parse: regex, a pattern whose first group is the score")
+    api_key_env: str | None = Field(None, description="environment variable with the API key; null = none")
+    concurrency: int = Field(4, ge=1, description="judge requests in flight at once")
+    timeout_s: float = Field(60.0, gt=0, description="seconds per judge request")
+    retries: int = Field(2, ge=0, description="retries after a timeout, connection error or 5xx")
+    max_tokens: int = Field(16, ge=1, description="tokens the judge may answer with")
+
+    @model_validator(mode="after")
+    def _rubric_and_pattern(self):
+        if (self.rubric is None) == (self.rubric_file is None):
+            raise ValueError("give the judge exactly one of `rubric` (text) or `rubric_file` (a path)")
+        if self.parse == "regex":
+            if not self.pattern:
+                raise ValueError("parse: regex needs `pattern`, a regex whose first group is the score")
+            try:
+                if re.compile(self.pattern).groups < 1:
+                    raise ValueError(f"pattern `{self.pattern}` has no group; wrap the score in ( )")
+            except re.error as exc:
+                raise ValueError(f"pattern `{self.pattern}` is not a valid regex: {exc}") from None
+        return self
+
+
+REWARD_KINDS = ("name", "model", "http", "judge")
 
 
 class RewardSpec(Section):
-    name: str = Field(
-        description="built-in name, module:function, or path/to/file.py:function",
+    name: str | None = Field(
+        None,
+        description="built-in name, module:function, path/to/file.py:function, or trl:NAME (TRL's rewards)",
         json_schema_extra={
             "pattern": f"^({'|'.join(BUILTIN_REWARDS)})$|{_USER_REWARD.pattern}",
             "examples": list(BUILTIN_REWARDS),
         },
     )
+    model: str | None = Field(None, description="a sequence-classification reward model: Hub id or local path")
+    batch_size: int | None = Field(None, ge=1, description="reward model: sequences per forward; null = all")
+    dtype: _DTYPES | None = Field(None, description="reward model dtype; null/auto = float32 on CPU, bf16 on GPU")
+    device: str | None = Field(None, description="reward model device (cpu, cuda, cuda:1); null = training device")
+    http: HttpReward | None = Field(None, description="a reward computed by an HTTP service")
+    judge: JudgeReward | None = Field(None, description="an LLM judge over an OpenAI-compatible API")
     weight: float = Field(1.0, description="weight in the summed reward")
     kwargs: dict = Field(
         default_factory=dict, description="keyword arguments for the reward (e.g. pattern for format)"
     )
 
+    @property
+    def kind(self) -> str:
+        """name, model, http or judge: the one key that says where the reward comes from."""
+        return next((k for k in REWARD_KINDS if getattr(self, k) is not None), "name")
+
+    @property
+    def label(self) -> str:
+        """How the plan, errors and metric names call this reward."""
+        if self.kind == "name":
+            return self.name
+        if self.kind == "model":
+            return f"model:{self.model.rstrip('/').rsplit('/', 1)[-1]}"
+        if self.kind == "http":
+            return f"http:{self.http.url}"
+        return f"judge:{self.judge.model}"
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        given = [k for k in REWARD_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            what = "none" if not given else ", ".join(given)
+            raise ValueError(
+                f"a reward is exactly one of `name`, `model`, `http` or `judge` (got {what}). "
+                "Fix: split it into one entry per reward, each with its own weight"
+            )
+        extra = [k for k in ("batch_size", "dtype", "device") if getattr(self, k) is not None]
+        if extra and self.model is None:
+            raise ValueError(f"{', '.join(extra)} only apply to a reward model (`model:`); remove them here")
+        return self
+
     @field_validator("name")
     @classmethod
-    def _known_or_importable_spec(cls, name: str) -> str:
-        if name in BUILTIN_REWARDS or _USER_REWARD.match(name):
+    def _known_or_importable_spec(cls, name: str | None) -> str | None:
+        if name is None or name in BUILTIN_REWARDS or _USER_REWARD.match(name):
             return name
         from .errors import did_you_mean
 
@@ -227,6 +399,15 @@ class GRPOLabConfig(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="numeric_match")], min_length=1)
+    tools: list[Annotated[str, Field(pattern=IMPORT_SPEC)]] = Field(
+        default_factory=list, description="functions the model may call (module:function), passed to TRL as tools"
+    )
+    environment: (
+        Annotated[str, Field(pattern=IMPORT_SPEC)] | dict[str, Annotated[str, Field(pattern=IMPORT_SPEC)]] | None
+    ) = Field(None, description="module:Class (or name -> module:Class) giving TRL's environment_factory")
+    rollout: Annotated[str, Field(pattern=IMPORT_SPEC)] | None = Field(
+        None, description="module:function replacing TRL's generation (rollout_func(prompts, trainer) -> dict)"
+    )
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     grpo: GRPOSection = Field(default_factory=GRPOSection)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
@@ -235,6 +416,18 @@ class GRPOLabConfig(Section):
     env: dict[str, str] = Field(
         default_factory=dict, description="environment variables set before training (like TRL recipes' env:)"
     )
+
+    @field_validator("rewards")
+    @classmethod
+    def _weights_sum_positive(cls, rewards):
+        # TRL sums weight x reward: a non-positive total turns the objective upside down or off.
+        total = sum(r.weight for r in rewards)
+        if total <= 0:
+            raise ValueError(
+                f"the reward weights sum to {total:g}; they must sum to a positive number. "
+                "Fix: give the main reward a positive `weight`"
+            )
+        return rewards
 
 
 # The section class behind each top-level key, for key checks and suggestions.

@@ -80,7 +80,7 @@ def load_mixture(data_cfg, seed: int, builtin_rows=None, needs: dict | None = No
                 Problem(
                     f"{where}.columns",
                     f"source `{name}` has no `prompt` column; it has: {', '.join(ds.column_names)}.",
-                    f"map one, e.g. `columns: {{question: prompt}}`, or give it a `transform`",
+                    "map one, e.g. `columns: {question: prompt}`, or give it a `transform`",
                 )
             )
         for reward, needed in (needs or {}).items():
@@ -369,3 +369,30 @@ def drop_too_long(dataset, tokenizer, max_completion_length: int, context: int |
     if dropped:
         dataset = dataset.select(keep)
     return dataset, dropped, max(lengths[i] for i in keep)
+
+
+def carve_eval(dataset, test_size, seed: int):
+    """`data.test_size`: (train, eval) split of the training rows with the seed; a fraction or a count."""
+    n = len(dataset)
+    count = test_size if isinstance(test_size, int) else round(test_size * n)
+    if count < 1 or count >= n:
+        raise ConfigError(
+            Problem(
+                "data.test_size",
+                f"{test_size} leaves {'no eval rows' if count < 1 else 'no training rows'} of the {n} "
+                "training prompts.",
+                f"set `data.test_size` to a fraction in (0, 1) or a count below {n}",
+            )
+        )
+    parts = dataset.train_test_split(test_size=count, seed=seed, shuffle=True)
+    return parts["train"], parts["test"]
+
+
+def scorable_rows(eval_set, limit: int) -> list[dict] | None:
+    """The carved rows the held-out greedy scorer can use (string prompts with an `answer`), or None."""
+    if eval_set is None or not len(eval_set) or "answer" not in eval_set.column_names:
+        return None
+    if not isinstance(eval_set[0]["prompt"], str):
+        return None
+    rows = eval_set.select(range(min(limit, len(eval_set)))).to_list()
+    return [{k: v for k, v in r.items() if k != "source"} for r in rows]

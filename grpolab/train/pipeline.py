@@ -59,6 +59,7 @@ def train(request: TrainRequest) -> int:
     derived = derived_quantities(cfg, resolved.world_size, len(data.train_set))
     report.print_plan(loader, model_name, model, resolved, derived, data, request.dry_run)
     if request.dry_run:
+        report.check_rewards(cfg, model, tokenizer, reward_funcs, data)  # tools + one sampled batch scored
         print("dry run: config, model, tokenizer, rewards and data are valid; nothing was trained")
         return EXIT_OK
 

@@ -18,16 +18,23 @@ def print_plan(loader, model_name: str, model, resolved, derived: dict, data, dr
         f"config       {source} (mode {cfg.mode}){overrides}",
         f"model        {model_name} ({params / 1e6:.2f}M parameters, context {data.context}){lora}",
         f"device       {resolved.summary()}",
-        f"data         {cfg.data.dataset} [{cfg.data.split}]: {len(data.train_set)} prompts ({data.dropped} "
+        f"data         {_data_source(cfg, data)}: {len(data.train_set)} prompts ({data.dropped} "
         f"dropped as too long; longest kept {data.longest} tokens)",
-        f"rewards      {', '.join(f'{r.name} x{r.weight:g}' for r in cfg.rewards)}",
+        *_mixture_lines(data),
+        f"rewards      {', '.join(f'{r.label} x{r.weight:g}' for r in cfg.rewards)}",
+        *_reward_model_lines(),
         f"batch        effective {d['effective_batch_size']}; {d['generation_batch_size']} completions = "
         f"{d['unique_prompts_per_round']} prompts x {g.num_generations} per round; "
         f"{'on' if d['on_policy'] else 'off'}-policy",
         f"steps        {d['total_optimizer_steps']} optimizer steps "
         f"({d['optimizer_steps_per_epoch']} per epoch); KL {kl}",
     ]
-    if data.eval_rows is not None:
+    if getattr(data, "eval_set", None) is not None:
+        scored = "; scored greedily before and after" if data.eval_rows is not None else ""
+        lines.append(
+            f"eval split   {len(data.eval_set)} prompts carved from the training data (data.test_size){scored}"
+        )
+    if data.eval_rows is not None and cfg.data.eval_split:
         every = f", and every {cfg.data.eval_every_steps} steps" if cfg.data.eval_every_steps else ""
         lines.append(
             f"held-out     {len(data.eval_rows)} prompts from [{cfg.data.eval_split}], greedy accuracy before "
@@ -36,6 +43,35 @@ def print_plan(loader, model_name: str, model, resolved, derived: dict, data, dr
     if dry_run:
         lines += ["runtime      decisions for this machine:", *(f"  {line}" for line in resolved.table())]
     print("\n".join(lines), flush=True)
+
+
+def check_rewards(cfg, model, tokenizer, reward_funcs, data) -> None:
+    """The dry run after the plan: tools/environment/rollout checked, one sampled batch scored by every reward."""
+    from grpolab.rewards.preview import dry_run_checks
+
+    dry_run_checks(cfg, model, tokenizer, reward_funcs, data)
+
+
+def _data_source(cfg, data) -> str:
+    if cfg.data.datasets:
+        return f"mixture of {len(cfg.data.datasets)} sources (seed {cfg.training.seed})"
+    return f"{cfg.data.dataset} [{cfg.data.split}]"
+
+
+def _mixture_lines(data) -> list[str]:
+    """Per-source rows of a data.datasets mixture (before prompts too long for the context are dropped)."""
+    sources = getattr(data, "sources", None) or {}
+    return [f"  {name:<12} {c['rows']} rows (weight {c['weight']:g} of {c['of']})" for name, c in sources.items()]
+
+
+def _reward_model_lines() -> list[str]:
+    """Reward models are extra models in memory: say so, with their size and device."""
+    from grpolab.rewards.model import LOADED
+
+    return [
+        f"  reward model {m.path}: an extra model is loaded ({m.parameters / 1e6:.2f}M parameters, {m.device})"
+        for m in LOADED
+    ]
 
 
 def print_result(run_dir: Path, summary, error: str | None) -> None:

@@ -107,6 +107,8 @@ class TrainingData:
     longest: int  # tokens of the longest prompt kept
     context: int | None
     eval_rows: list[dict] | None  # held-out rows (string prompt + answer), when data.eval_split is set
+    eval_set: object = None  # the rows data.test_size carved from the training data (datasets.Dataset)
+    sources: dict | None = None  # data.datasets: {source: {"rows", "of", "weight"}} in the mixture
 
 
 def training_data(cfg, tokenizer, model, reward_needs) -> TrainingData:
@@ -117,14 +119,23 @@ def training_data(cfg, tokenizer, model, reward_needs) -> TrainingData:
     from grpolab.train.model import context_length
 
     d = cfg.data
-    train_set = datas.load_split(d, d.split, d.max_samples, seed=cfg.training.seed, builtin_rows=builtin_rows)
+    sources = None
+    if d.datasets:  # a mixture: each source's system prompt is applied while mixing
+        train_set, sources = datas.load_mixture(d, cfg.training.seed, builtin_rows, needs=reward_needs)
+        if d.max_samples is not None and len(train_set) > d.max_samples:
+            train_set = train_set.select(range(d.max_samples))
+    else:
+        train_set = datas.load_split(d, d.split, d.max_samples, seed=cfg.training.seed, builtin_rows=builtin_rows)
     datas.check_columns(train_set, reward_needs)
-    train_set = datas.format_prompts(train_set, tokenizer, d.system_prompt)
+    train_set = datas.format_prompts(train_set, tokenizer, None if d.datasets else d.system_prompt)
     context = context_length(model, tokenizer)
     train_set, dropped, longest = datas.drop_too_long(
         train_set, tokenizer, cfg.generation.max_completion_length, context
     )
-    eval_rows = None
+    eval_rows = eval_set = None
+    if d.test_size is not None:
+        train_set, eval_set = datas.carve_eval(train_set, d.test_size, cfg.training.seed)
+        eval_rows = datas.scorable_rows(eval_set, d.eval_samples)
     if d.eval_split:
         eval_set = datas.load_split(
             d, d.eval_split, d.eval_samples, seed=cfg.training.seed + 1, builtin_rows=builtin_rows
@@ -138,4 +149,4 @@ def training_data(cfg, tokenizer, model, reward_needs) -> TrainingData:
                 )
             )
         eval_rows = eval_set.to_list()
-    return TrainingData(train_set, dropped, longest, context, eval_rows)
+    return TrainingData(train_set, dropped, longest, context, eval_rows, eval_set, sources)

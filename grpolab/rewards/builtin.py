@@ -1,0 +1,98 @@
+"""Rule-based built-in rewards, by name in `rewards: - name: ...`.
+
+Each has TRL's reward signature `f(completions, **columns) -> list[float | None]`. The format
+rewards follow Open-R1's definitions so an imported Open-R1 recipe trains the same reward."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .errors import completion_text
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+THINK_ANSWER_FORMAT = r"<think>.*?</think>\s*<answer>.*?</answer>"
+
+
+def answer_part(text: str) -> str:
+    """The <answer>...</answer> content when present, else the whole completion."""
+    match = _ANSWER_TAG.search(text)
+    return match.group(1) if match else text
+
+
+def exact_match(completions, answer, **kwargs) -> list[float]:
+    """1.0 when the completion (or its <answer> tag) equals the `answer` column, ignoring surrounding space."""
+    return [float(answer_part(completion_text(c)).strip() == str(a).strip()) for c, a in zip(completions, answer)]
+
+
+def numeric_match(completions, answer, **kwargs) -> list[float]:
+    """1.0 when the first number in the completion (or its <answer> tag) equals `answer` numerically."""
+    rewards = []
+    for c, a in zip(completions, answer):
+        found = _NUMBER.search(answer_part(completion_text(c)))
+        target = _NUMBER.search(str(a))
+        ok = bool(found and target) and math.isclose(
+            float(found.group()), float(target.group()), rel_tol=0, abs_tol=1e-6
+        )
+        rewards.append(float(ok))
+    return rewards
+
+
+def format_reward(completions, pattern: str = THINK_ANSWER_FORMAT, **kwargs) -> list[float]:
+    """1.0 when the whole completion matches the regex `pattern` (default `<think>...</think><answer>...</answer>`)."""
+    regex = re.compile(pattern, re.DOTALL)
+    return [float(bool(regex.fullmatch(completion_text(c).strip()))) for c in completions]
+
+
+def tag_count(completions, **kwargs) -> list[float]:
+    """Open-R1's tag_count_reward: 0.25 for each of `<think>\\n`, `\\n</think>\\n`, `\\n<answer>\\n`
+    and `\\n</answer>` appearing exactly once, so a model gets partial credit while it learns the format."""
+    tags = ("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>")
+    return [sum(0.25 for tag in tags if completion_text(c).count(tag) == 1) for c in completions]
+
+
+_STEP = re.compile(r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)", re.MULTILINE)
+
+
+def reasoning_steps(completions, min_steps: int = 3, **kwargs) -> list[float]:
+    """Open-R1's reasoning_steps_reward: step markers (`Step 1:`, `1.`, bullets, First/Next/Finally)
+    counted, full reward from `min_steps` on."""
+    return [min(1.0, len(_STEP.findall(completion_text(c))) / min_steps) for c in completions]
+
+
+def repetition_penalty(completions, ngram_size: int = 3, max_penalty: float = -1.0, **kwargs) -> list[float]:
+    """Open-R1's repetition penalty: max_penalty x the share of repeated word n-grams (0 when none repeat)."""
+    if max_penalty > 0:
+        raise ValueError(f"max_penalty {max_penalty} must be <= 0 (it is a penalty)")
+    out = []
+    for c in completions:
+        words = completion_text(c).lower().split()
+        if len(words) < ngram_size:
+            out.append(0.0)
+            continue
+        grams = list(zip(*[words[i:] for i in range(ngram_size)]))
+        out.append((1 - len(set(grams)) / len(grams)) * max_penalty)
+    return out
+
+
+def length_penalty(
+    completions, completion_ids=None, max_length: int = 256, soft_cache: int | None = None, **kwargs
+) -> list[float]:
+    """DAPO's soft overlong punishment: 0 up to max_length - soft_cache tokens, then falling
+    linearly to -1 at max_length, -1 beyond. Counts tokens when TRL passes completion_ids."""
+    cache = soft_cache if soft_cache is not None else max(1, max_length // 4)
+    lengths = (
+        [len(ids) for ids in completion_ids]
+        if completion_ids is not None
+        else [len(completion_text(c)) for c in completions]
+    )
+    out = []
+    for n in lengths:
+        if n <= max_length - cache:
+            out.append(0.0)
+        elif n <= max_length:
+            out.append((max_length - cache - n) / cache)
+        else:
+            out.append(-1.0)
+    return out

@@ -1,0 +1,105 @@
+"""Reward models: a sequence-classification model (one logit) scoring prompt + completion, as
+TRL scores a reward model: the text is prompt + completion (chat-templated for message prompts),
+right-padded, and the reward is logits[:, 0].
+
+grpolab runs the forward itself rather than handing TRL the model, so `batch_size` (sequences
+per forward: the memory peak) and `device` (e.g. the reward model on a second GPU) hold, and
+the dry run scores with the same code that training does."""
+
+from __future__ import annotations
+
+import os
+
+from grpolab.config import ConfigError, Problem
+
+from .errors import RewardFunctionError, completion_text
+
+
+def _device(device: str | None) -> str:
+    import torch
+
+    if device and device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"  # each rank scores on its own GPU
+    return "cpu"
+
+
+def _dtype(dtype: str | None, device: str):
+    import torch
+
+    if dtype and dtype != "auto":
+        return getattr(torch, dtype)
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+# Reward models loaded in this process, for the plan (extra memory the user should see).
+LOADED: list = []
+
+
+class RewardModel:
+    """A callable reward (TRL's reward signature) backed by a sequence-classification model."""
+
+    def __init__(self, path: str, key: str, batch_size=None, dtype=None, device=None, trust_remote_code=False):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.path, self.key, self.batch_size = path, key, batch_size
+        self.device = _device(device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=1, dtype=_dtype(dtype, self.device), trust_remote_code=trust_remote_code
+            )
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                Problem(
+                    key,
+                    f"could not load the reward model `{path}`: {first}",
+                    "give a local folder with config.json, weights and tokenizer (save_pretrained), or a Hub id "
+                    "of a sequence-classification model (offline: one in the cache)",
+                )
+            ) from None
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        # The model reads the score at the last non-pad token, so it must know the pad id.
+        self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.model.to(self.device).eval()
+        self.parameters = sum(p.numel() for p in self.model.parameters())
+        LOADED.append(self)
+
+    def texts(self, prompts, completions) -> list[str]:
+        if prompts and isinstance(prompts[0], list):
+            if not getattr(self.tokenizer, "chat_template", None):
+                raise RewardFunctionError(
+                    f"reward model `{self.path}` ({self.key}): the prompts are chat messages but its tokenizer "
+                    "has no chat template to render them with"
+                )
+            return [
+                self.tokenizer.apply_chat_template(
+                    p + (c if isinstance(c, list) else [{"role": "assistant", "content": c}]), tokenize=False
+                )
+                for p, c in zip(prompts, completions)
+            ]
+        return [p + completion_text(c) for p, c in zip(prompts, completions)]
+
+    def __call__(self, prompts, completions, **kwargs) -> list[float]:
+        import torch
+
+        texts = self.texts(prompts, completions)
+        step = self.batch_size or max(1, len(texts))
+        scores: list[float] = []
+        for start in range(0, len(texts), step):
+            enc = self.tokenizer(
+                texts[start : start + step],
+                return_tensors="pt",
+                padding=True,
+                padding_side="right",
+                add_special_tokens=False,
+            )
+            enc = {k: v.to(self.device) for k, v in enc.items()}
+            with torch.inference_mode():
+                scores += self.model(**enc).logits[:, 0].float().tolist()
+        return scores

@@ -1,0 +1,126 @@
+"""The wrapper every configured reward goes through: fixed kwargs bound, only the columns the
+function accepts passed, a stable metric name, and each answer checked so that a bad return
+value is an error naming the reward and a sample instead of a NaN deep inside TRL."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import numbers
+
+from .errors import RewardFunctionError, show_sample
+
+# Keyword arguments TRL passes to every reward function besides the dataset columns.
+TRL_ARGS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric", "environments"}
+
+
+def make_reward(spec: str, func, kwargs: dict, label: str):
+    """Wrap `func` (TRL's reward signature) as a reward named `label` for the reward `spec`."""
+    params = inspect.signature(func).parameters
+    takes_all = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    accepted = set(params)
+    is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
+
+    def call(prompts, completions, columns):
+        given = {"prompts": prompts, "completions": completions, **columns}
+        # A function without **kwargs gets only what it names: extra dataset columns (a mixture's
+        # `source`, say) must not break a reward that never asked for them.
+        args = given if takes_all else {k: v for k, v in given.items() if k in accepted}
+        out = func(**args, **kwargs)
+        return asyncio.run(out) if is_async and inspect.iscoroutine(out) else out
+
+    def reward(prompts, completions, **columns):
+        try:
+            values = call(prompts, completions, columns)
+        except RewardFunctionError:
+            raise
+        except Exception as exc:
+            sample = _first_failing_sample(call, prompts, completions, columns)
+            raise RewardFunctionError(
+                f"reward `{spec}` raised {type(exc).__name__}: {exc}\n  on sample {sample}"
+            ) from exc
+        return check_values(spec, values, prompts, completions, columns)
+
+    reward.__name__ = label  # TRL logs rewards/<name>/mean
+    reward.__qualname__ = label
+    return reward
+
+
+def _as_number(value):
+    """A float, None, or the original value when it is not a number. 0-d tensors and numpy
+    scalars are numbers: many reward functions compute with them."""
+    if value is None or isinstance(value, bool):
+        return None if value is None else float(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    shape = getattr(value, "shape", None)
+    if shape is not None and tuple(shape) == () and hasattr(value, "item"):
+        item = value.item()
+        if isinstance(item, numbers.Real):
+            return float(item)
+    return value
+
+
+def check_values(spec: str, values, prompts, completions, columns) -> list:
+    """One finite float or None per completion, or a RewardFunctionError saying what came back."""
+    n = len(completions)
+    where = f"reward `{spec}`"
+    if inspect.isgenerator(values) or inspect.isasyncgen(values) or inspect.iscoroutine(values):
+        raise RewardFunctionError(
+            f"{where} returned a {type(values).__name__}; it must return a list with one float (or None) per "
+            f"completion (wrap a generator in list(...))\n  on sample {show_sample(prompts, completions, columns, 0)}"
+        )
+    if values is None or isinstance(values, (str, bytes, dict, numbers.Number)) or _is_scalar_array(values):
+        raise RewardFunctionError(
+            f"{where} returned {_short(values)} for {n} completions; it must return a list with one float "
+            f"(or None) per completion\n  on sample {show_sample(prompts, completions, columns, 0)}"
+        )
+    try:
+        values = list(values)
+    except TypeError:
+        raise RewardFunctionError(
+            f"{where} returned {_short(values)}; it must return a list with one float (or None) per completion"
+        ) from None
+    if len(values) != n:
+        raise RewardFunctionError(
+            f"{where} returned {len(values)} values for {n} completions; it must return one float (or None) "
+            f"per completion\n  on sample {show_sample(prompts, completions, columns, 0)}"
+        )
+    out = []
+    for i, raw in enumerate(values):
+        v = _as_number(raw)
+        if v is not None and (not isinstance(v, float) or not math.isfinite(v)):
+            raise RewardFunctionError(
+                f"{where} returned {_short(raw)} for completion {i}; rewards must be finite numbers "
+                f"(None skips a completion)\n  on sample {show_sample(prompts, completions, columns, i)}"
+            )
+        out.append(v)
+    if n and all(v is None for v in out):
+        raise RewardFunctionError(
+            f"{where} returned None for all {n} completions: None skips a completion, so this batch got no "
+            f"reward from it (check the columns it reads)\n  on sample {show_sample(prompts, completions, columns, 0)}"
+        )
+    return out
+
+
+def _is_scalar_array(values) -> bool:
+    shape = getattr(values, "shape", None)
+    return shape is not None and tuple(shape) == ()
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) < 120 else text[:120] + "..."
+
+
+def _first_failing_sample(call, prompts, completions, columns) -> str:
+    """Rerun one completion at a time to find which sample the function chokes on."""
+    n = len(completions)
+    for i in range(n):
+        single = {k: [v[i]] if isinstance(v, list) and len(v) == n else v for k, v in columns.items()}
+        try:
+            call([prompts[i]], [completions[i]], single)
+        except Exception:
+            return show_sample(prompts, completions, columns, i)
+    return show_sample(prompts, completions, columns, 0)

@@ -1,0 +1,164 @@
+"""Tools, environments and custom rollouts from the config (`tools:`, `environment:`, `rollout:`),
+imported and checked against what TRL's GRPOTrainer calls, then passed to it as `tools`,
+`environment_factory` and `rollout_func`.
+
+- a tool is a function with type hints and a Google-style docstring (`Args:`): the chat template
+  shows the model its JSON schema, built from those (transformers' get_json_schema);
+- an environment is a class TRL instantiates (no arguments) once per rollout slot; it must have
+  `reset`, and its other public methods become tools (same rules); `get_reward`, if present, is
+  an extra reward;
+- a rollout function is called as `rollout_func(prompts, trainer)` and returns a dict with
+  `prompt_ids`, `completion_ids` and `logprobs`.
+Errors name the config key and the spec, before any model is loaded in training, and in the
+dry run."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+from grpolab.config import ConfigError, Problem
+from grpolab.rewards.python import import_object
+
+
+@dataclass
+class Agent:
+    tools: list = field(default_factory=list)
+    tool_specs: list[str] = field(default_factory=list)
+    environment_factory: object = None  # a class, or {name: class}
+    rollout_func: object = None
+    specs: dict = field(default_factory=dict)
+
+    def trainer_kwargs(self) -> dict:
+        """GRPOTrainer keyword arguments (only those that are set)."""
+        out = {}
+        if self.tools:
+            out["tools"] = list(self.tools)
+        if self.environment_factory is not None:
+            out["environment_factory"] = self.environment_factory
+        if self.rollout_func is not None:
+            out["rollout_func"] = self.rollout_func
+        return out
+
+    def describe(self) -> list[str]:
+        lines = []
+        if self.tools:
+            lines.append(
+                f"tools        {', '.join(self.tool_specs)} (checked: importable, JSON schema from the docstring)"
+            )
+        if self.environment_factory is not None:
+            lines.append(f"environment  {self.specs['environment']} (checked: reset(), public methods as tools)")
+        if self.rollout_func is not None:
+            lines.append(f"rollout      {self.specs['rollout']} (checked: rollout_func(prompts, trainer))")
+        return lines
+
+
+def _tool_schema_problem(func, key: str, spec: str) -> Problem | None:
+    from transformers.utils import get_json_schema
+
+    try:
+        get_json_schema(func)
+    except Exception as exc:
+        return Problem(
+            key,
+            f"tool `{spec}` cannot be shown to the model: {type(exc).__name__}: {exc}",
+            "give it type hints on every argument and a docstring with an `Args:` section describing each",
+        )
+    return None
+
+
+def _load_tools(cfg, problems: list) -> list:
+    tools = []
+    for i, spec in enumerate(cfg.tools):
+        key = f"tools[{i}]"
+        try:
+            func = import_object(spec, key, "tool")
+        except ConfigError as exc:
+            problems += exc.problems
+            continue
+        if not callable(func) or inspect.isclass(func):
+            problems.append(Problem(key, f"tool `{spec}` is a {type(func).__name__}, not a function.", None))
+            continue
+        problem = _tool_schema_problem(func, key, spec)
+        if problem:
+            problems.append(problem)
+            continue
+        tools.append(func)
+    return tools
+
+
+def _check_environment(cls, key: str, spec: str, problems: list) -> None:
+    if not inspect.isclass(cls) and not callable(cls):
+        problems.append(Problem(key, f"environment `{spec}` is a {type(cls).__name__}, not a class.", None))
+        return
+    try:
+        instance = cls()  # TRL builds every environment without arguments
+    except Exception as exc:
+        problems.append(
+            Problem(
+                key, f"environment `{spec}` could not be created with no arguments: {type(exc).__name__}: {exc}.", None
+            )
+        )
+        return
+    methods = dict(inspect.getmembers(type(instance), predicate=inspect.isfunction))
+    if "reset" not in methods:
+        problems.append(
+            Problem(key, f"environment `{spec}` has no `reset` method, which TRL calls per rollout.", None)
+        )
+    for name in methods:
+        if name.startswith("_") or name in ("reset", "get_reward"):
+            continue
+        problem = _tool_schema_problem(getattr(instance, name), key, f"{spec}.{name}")
+        if problem:
+            problems.append(problem)
+
+
+def _check_rollout(func, spec: str, problems: list) -> None:
+    if not callable(func):
+        problems.append(Problem("rollout", f"rollout `{spec}` is a {type(func).__name__}, not a function.", None))
+        return
+    try:
+        inspect.signature(func).bind(["prompt"], object())
+    except TypeError as exc:
+        problems.append(
+            Problem(
+                "rollout",
+                f"rollout `{spec}` cannot be called as rollout_func(prompts, trainer): {exc}.",
+                "define it as `def rollout(prompts: list, trainer) -> dict`",
+            )
+        )
+    except ValueError:
+        pass  # no signature to read (a builtin): TRL will find out
+
+
+def load_agent(cfg) -> Agent:
+    """The config's tools, environment and rollout, imported and checked; ConfigError lists every problem."""
+    problems: list[Problem] = []
+    agent = Agent(tool_specs=list(cfg.tools))
+    agent.tools = _load_tools(cfg, problems)
+    env = cfg.environment
+    if env is not None:
+        named = env if isinstance(env, dict) else {None: env}
+        factories = {}
+        for name, spec in named.items():
+            key = "environment" if name is None else f"environment.{name}"
+            try:
+                cls = import_object(spec, key, "environment")
+            except ConfigError as exc:
+                problems += exc.problems
+                continue
+            _check_environment(cls, key, spec, problems)
+            factories[name] = cls
+        agent.environment_factory = factories if isinstance(env, dict) else factories.get(None)
+        agent.specs["environment"] = env if isinstance(env, str) else ", ".join(f"{k}: {v}" for k, v in env.items())
+    if cfg.rollout is not None:
+        try:
+            func = import_object(cfg.rollout, "rollout", "rollout")
+            _check_rollout(func, cfg.rollout, problems)
+            agent.rollout_func = func
+            agent.specs["rollout"] = cfg.rollout
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    return agent
