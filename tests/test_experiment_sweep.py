@@ -273,7 +273,7 @@ loader = GRPOConfigLoader(config_path=config)
 if "{fail}" in config:
     sys.exit({code})
 run_dir = Path(os.environ["GRPOLAB_RUN_DIR"])
-assert run_dir.is_dir() and run_dir.parent == Path(loader.config.output_dir) and not any(run_dir.iterdir())
+assert run_dir.is_dir() and run_dir.parent == Path(loader.config.output_dir).resolve() and not any(run_dir.iterdir())
 (run_dir / "resolved_config.yaml").write_text(Path(config).read_text())
 (run_dir / "run_info.json").write_text(json.dumps({{"status": "finished", "config_file": config, "global_step": 2}}))
 lr = loader.config.training.learning_rate

@@ -1,10 +1,25 @@
-"""`grpolab runs list|annotate`, `grpolab compare`, `grpolab sweep` and `grpolab config import`:
+"""`grpolab runs list|show|annotate`, `grpolab compare`, `grpolab sweep` and `grpolab config import`:
 the tuning loop from the terminal. Only `sweep` (through its trial subprocesses) trains;
 the rest read run directories and configs and never import torch, transformers or trl."""
 
 from __future__ import annotations
 
 import sys
+
+from grpolab.cli.common import EXIT_USAGE, positive_int
+
+
+def count(text: str) -> int:
+    """argparse type for --gpus-per-trial: a whole number >= 0."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
 
 
 def register(sub) -> None:
@@ -19,6 +34,15 @@ def register(sub) -> None:
         help="output dirs or run dirs (default: ./grpo_results_local and ./grpo_results_cluster)",
     )
     ls.set_defaults(func=cmd_list)
+
+    show = rsub.add_parser("show", help="a run's summary, its config origins and its sampled completions")
+    show.add_argument("run_dir", metavar="RUN_DIR")
+    show.add_argument("--completions", action="store_true", help="list the completions in completions.jsonl")
+    show.add_argument("--step", type=int, metavar="N", help="only the completions of step N")
+    show.add_argument(
+        "--limit", type=positive_int, default=8, metavar="K", help="show at most K completions (default 8)"
+    )
+    show.set_defaults(func=cmd_show)
 
     ann = rsub.add_parser(
         "annotate", help="write the run's outcome as a comment block at the top of the config file it used"
@@ -42,6 +66,26 @@ def register(sub) -> None:
     sw.add_argument("sweep_file", metavar="SWEEP.yaml", help="see configs/sweeps/example_sweep.yaml")
     sw.add_argument("--dry-run", action="store_true", help="write the trial configs only")
     sw.add_argument("--force", action="store_true", help="replace trial files that exist with other content")
+    sw.add_argument(
+        "--parallel",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="runs at once: here, each on its own CPU cores and GPUs; with --slurm, array tasks at once",
+    )
+    sw.add_argument(
+        "--gpus-per-trial",
+        type=count,
+        metavar="G",
+        help="GPUs for each run (default here: the visible GPUs shared out evenly; with --slurm: 0)",
+    )
+    slurm = sw.add_argument_group("SLURM (a job array: submitit when installed, else an sbatch script)")
+    slurm.add_argument("--slurm", action="store_true", help="submit the runs to SLURM and collect their results")
+    slurm.add_argument("--partition", metavar="P", help="SLURM partition (default: the cluster's)")
+    slurm.add_argument(
+        "--time", type=positive_int, default=24 * 60, metavar="MIN", help="time limit of each run in minutes"
+    )
+    slurm.add_argument("--cpus-per-trial", type=positive_int, metavar="C", help="CPU cores for each run")
     sw.set_defaults(func=cmd_sweep)
 
 
@@ -78,6 +122,13 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_show(args) -> int:
+    from grpolab.experiment.show import show
+
+    print(show(args.run_dir, completions=args.completions, step=args.step, limit=args.limit))
+    return 0
+
+
 def cmd_annotate(args) -> int:
     from grpolab.experiment.annotate import annotate
 
@@ -108,12 +159,34 @@ def cmd_compare(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from grpolab.experiment.sweep import load_sweep, run_sweep
+    from grpolab.experiment.sweep import SlurmOptions, load_sweep, run_sweep
 
     def out(line: str) -> None:
         print(line, flush=True)  # before the trial subprocess writes to the same terminal
 
-    return run_sweep(load_sweep(args.sweep_file), dry_run=args.dry_run, force=args.force, out=out)
+    if not args.slurm:
+        given = [f for f, v in (("--partition", args.partition), ("--cpus-per-trial", args.cpus_per_trial)) if v]
+        if given:
+            print(f"error: {given[0]}: applies to --slurm only. Fix: add --slurm, or drop {given[0]}", file=sys.stderr)
+            return EXIT_USAGE
+    slurm = None
+    if args.slurm:
+        slurm = SlurmOptions(
+            partition=args.partition,
+            gpus_per_trial=args.gpus_per_trial or 0,
+            cpus_per_trial=args.cpus_per_trial,
+            time_minutes=args.time,
+            parallel=args.parallel if args.parallel > 1 else None,
+        )
+    return run_sweep(
+        load_sweep(args.sweep_file),
+        dry_run=args.dry_run,
+        force=args.force,
+        out=out,
+        parallel=args.parallel,
+        gpus_per_trial=args.gpus_per_trial,
+        slurm=slurm,
+    )
 
 
 def cmd_import(args) -> int:

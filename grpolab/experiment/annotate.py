@@ -13,7 +13,9 @@ from grpolab.config import ConfigError, Problem
 from grpolab.config.loader import preset_dir
 from grpolab.config.yaml_io import dump_yaml, parse_yaml_text, to_plain, write_atomic
 
+from .compare import seed_siblings
 from .runs import Run, load_run
+from .stats import LEVEL
 from .tables import fmt, pct
 
 
@@ -30,6 +32,13 @@ def outcome_lines(run: Run, note: str | None = None, today: dt.date | None = Non
     if run.runtime() is not None:
         metrics.append(f"runtime {run.runtime():.0f} s")
     lines.append("; ".join(metrics))
+    group = seed_siblings(run)
+    if group.n > 1:  # one run of several seeds: its own numbers are one draw of the seed noise
+        final, best = group.estimate("reward"), group.estimate("reward", "best")
+        lines.append(
+            f"Seeds ({group.n} runs of this config, seeds {', '.join(map(str, group.seeds))}): reward final "
+            f"{final.text() if final else '-'}, best {best.text() if best else '-'} (mean ± {LEVEL:.0%} CI)"
+        )
     if note:
         lines += [
             f"Note: {line}".rstrip() if i == 0 else f"  {line}".rstrip()

@@ -1,8 +1,14 @@
 """`grpolab compare`: the hyperparameters that differ between runs, their final and best
-metrics, and one curve per run. Works from run directories alone."""
+metrics, and one curve per run. Works from run directories alone.
+
+Runs whose resolved configs differ only in training.seed form a seed group: the table then
+shows each group's mean ± 95% CI and n, and says whether each group differs from the best one
+by more than seed noise; the plot draws each group's mean curve with its CI as a band."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from grpolab.config import ConfigError, Problem
@@ -11,10 +17,135 @@ from grpolab.config.keys import MISSING, flatten, same
 from grpolab.config.yaml_io import inline_yaml
 from grpolab.run.metrics import NOT_METRICS, lower_is_better, series
 
-from .runs import Run
+from .runs import Run, find_runs
+from .stats import LEVEL, NOISE_TEST, Estimate, mean_ci, welch
 from .tables import fmt, pct, render_rows
 
-__all__ = ["check_metric", "compare_rows", "compare_table", "differing_keys", "lower_is_better", "plot"]
+__all__ = [
+    "SeedGroup",
+    "check_metric",
+    "compare_rows",
+    "compare_table",
+    "differing_keys",
+    "draw",
+    "group_rows",
+    "lower_is_better",
+    "plot",
+    "seed_groups",
+    "seed_siblings",
+]
+SEED_KEY = "training.seed"
+
+
+# ------------------------------------------------------------------------- seed groups
+def setting_key(config: dict) -> str:
+    """What a run's config says apart from its seed: runs with the same key form one seed group."""
+    flat = flatten(config)
+    flat.pop(SEED_KEY, None)
+    return repr(sorted((k, repr(v)) for k, v in flat.items()))
+
+
+@dataclass
+class SeedGroup:
+    """Runs of one setting that differ only in training.seed (one run: a group of one)."""
+
+    runs: list[Run]
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def seeds(self) -> list:
+        return [flatten(r.config()).get(SEED_KEY, "-") for r in self.runs]
+
+    @property
+    def label(self) -> str:
+        """The runs' common name: sweep run names without their `_seedN` part and timestamp."""
+        names = [re.sub(r"_\d{8}-\d{6}(-\d+)?$", "", re.sub(r"_seed\d+", "", r.name)) for r in self.runs]
+        if len(set(names)) == 1:
+            return names[0]
+        return f"{self.runs[0].name} (+{self.n - 1})"
+
+    def values(self, metric: str, which: str = "final") -> list[float]:
+        got = [r.final(metric) if which == "final" else r.best(metric) for r in self.runs]
+        return [v for v in got if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+    def estimate(self, metric: str, which: str = "final") -> Estimate | None:
+        values = self.values(metric, which)
+        return mean_ci(values) if values else None
+
+
+def seed_groups(runs: list[Run]) -> list[SeedGroup]:
+    """Group runs by everything but training.seed, in the order each setting first appears.
+    A run without resolved_config.yaml cannot be matched and stays alone."""
+    groups: dict[str, SeedGroup] = {}
+    for run in runs:
+        config = run.config()
+        key = setting_key(config) if config else f"alone:{run.path}"
+        groups.setdefault(key, SeedGroup([])).runs.append(run)
+    return list(groups.values())
+
+
+def seed_siblings(run: Run) -> SeedGroup:
+    """The run and the runs beside it (same output_dir) that differ from it only in training.seed."""
+    config = run.config()
+    if not config:
+        return SeedGroup([run])
+    key = setting_key(config)
+    others = [
+        r for r in find_runs([run.path.parent]) if r.path != run.path and r.config() and setting_key(r.config()) == key
+    ]
+    return SeedGroup([run, *others])
+
+
+def noise_verdict(group: SeedGroup, best: SeedGroup, metric: str) -> str:
+    """'best', 'within noise (p=0.41)', 'differs (p=0.003)', or why it cannot be said."""
+    if group is best:
+        return "best"
+    test = welch(group.values(metric), best.values(metric))
+    if test is None:
+        return "- (n < 2)"
+    return f"{'within noise' if test.within_noise else 'differs'} (p={test.p:.2g})"
+
+
+def sort_groups(groups: list[SeedGroup], metric: str) -> list[SeedGroup]:
+    """Best first by the mean final value; groups without the metric last."""
+    sign = 1 if lower_is_better(metric) else -1
+
+    def key(group):
+        est = group.estimate(metric)
+        return (est is None, sign * (est.mean if est else 0))
+
+    return sorted(groups, key=key)
+
+
+def group_rows(groups: list[SeedGroup], metric: str = "reward") -> tuple[list[str], list[list[str]]]:
+    """(differing keys, rows with a header): one row per seed group, best first, each with mean ±
+    95% CI and n, and whether it differs from the best group by more than seed noise."""
+    ordered = sort_groups(groups, metric)
+    configs = [g.runs[0].config() for g in ordered]
+    keys = [k for k in differing_keys(configs) if k != SEED_KEY] if len(ordered) > 1 else []
+    ci = f"mean ± {LEVEL:.0%} CI"
+    header = ["GROUP", *keys, "n", "SEEDS", f"FINAL {metric} ({ci})", f"BEST {metric} ({ci})", "VS BEST", "STATUS"]
+    rows = [header]
+    for group, config in zip(ordered, configs):
+        flat = flatten(config)
+        statuses = [r.status for r in group.runs]
+        final, best = group.estimate(metric), group.estimate(metric, "best")
+        rows.append(
+            [
+                group.label,
+                *(inline_yaml(flat[k]) if k in flat else "-" for k in keys),
+                str(group.n),
+                ",".join(map(str, group.seeds)),
+                final.text() if final else "-",
+                best.text() if best else "-",
+                noise_verdict(group, ordered[0], metric),
+                ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses)),
+            ]
+        )
+    return keys, rows
 
 
 def differing_keys(configs: list[dict]) -> list[str]:
@@ -73,7 +204,17 @@ def compare_rows(runs: list[Run], metric: str = "reward") -> tuple[list[str], li
 
 
 def compare_table(runs: list[Run], metric: str = "reward") -> str:
-    return render_rows(compare_rows(runs, metric)[1])
+    """The per-run table; with seed groups, the group table (mean ± CI, noise) above it."""
+    per_run = render_rows(compare_rows(runs, metric)[1])
+    groups = seed_groups(runs)
+    if all(g.n < 2 for g in groups):
+        return per_run
+    legend = (
+        f"seed groups: runs whose configs differ only in {SEED_KEY}; mean ± {LEVEL:.0%} confidence interval "
+        f"(t-distribution) of the final {metric} over the seeds;\n"
+        f"VS BEST: within noise = no real difference from the best group by {NOISE_TEST} on the final values"
+    )
+    return f"{render_rows(group_rows(groups, metric)[1])}\n\n{legend}\n\nruns:\n{per_run}"
 
 
 def moving_average(values: list[float], window: int) -> list[float]:
@@ -84,34 +225,73 @@ def moving_average(values: list[float], window: int) -> list[float]:
     ]
 
 
-def plot(runs: list[Run], metrics: list[str], out, smooth: int = 1) -> dict[str, int]:
-    """One panel per metric, one curve per run (over optimizer steps); with smooth > 1 the
-    curve is a moving average over the raw points. Returns the number of curves in each panel.
+def _curve(run: Run, metric: str, smooth: int) -> tuple[list, list]:
+    points = series(run.metrics(), metric)
+    if not points:
+        return [], []
+    steps, values = (list(x) for x in zip(*points))
+    return steps, moving_average(values, smooth) if smooth > 1 else values
+
+
+def group_band(group: SeedGroup, metric: str, smooth: int = 1) -> tuple[list, list, list, list]:
+    """(steps, mean, low, high) over the group's runs at each step; low/high are None where
+    fewer than two runs logged that step."""
+    at: dict = {}
+    for run in group.runs:
+        for step, value in zip(*_curve(run, metric, smooth)):
+            at.setdefault(step, []).append(value)
+    steps = sorted(at)
+    estimates = [mean_ci(at[s]) for s in steps]
+    return steps, [e.mean for e in estimates], [e.low for e in estimates], [e.high for e in estimates]
+
+
+def draw(runs: list[Run], metrics: list[str], smooth: int = 1):
+    """The figure: one panel per metric, one curve per run, or per seed group its mean curve with
+    the 95% CI as a band. With smooth > 1 a curve is a moving average (raw points stay faint).
     Agg canvas, no pyplot: no display and no global state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
+    groups = seed_groups(runs)
     fig = Figure(figsize=(7, 3.2 * len(metrics)), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(metrics), 1, squeeze=False)[:, 0]
     for ax, metric in zip(axes, metrics):
-        for i, run in enumerate(runs):
-            color = f"C{i % 10}"  # the same run has the same colour in every panel
-            points = series(run.metrics(), metric)
-            if not points:
+        for i, group in enumerate(groups):
+            color = f"C{i % 10}"  # the same run or group has the same colour in every panel
+            if group.n == 1:
+                run = group.runs[0]
+                steps, values = _curve(run, metric, smooth)
+                if not steps:
+                    continue
+                if smooth > 1:
+                    raw = series(run.metrics(), metric)
+                    ax.scatter([p[0] for p in raw], [p[1] for p in raw], s=6, alpha=0.3, color=color)
+                    ax.plot(steps, values, color=color, label=run.name)
+                else:
+                    ax.plot(steps, values, marker="o", markersize=3, color=color, label=run.name)
                 continue
-            steps, values = zip(*points)
-            if smooth > 1:
-                ax.scatter(steps, values, s=6, alpha=0.3, color=color)
-                ax.plot(steps, moving_average(list(values), smooth), color=color, label=run.name)
-            else:
-                ax.plot(steps, values, marker="o", markersize=3, color=color, label=run.name)
+            steps, mean, low, high = group_band(group, metric, smooth)
+            if not steps:
+                continue
+            ax.plot(steps, mean, color=color, label=f"{group.label} (mean of {group.n} seeds, {LEVEL:.0%} CI)")
+            banded = [(s, lo, hi) for s, lo, hi in zip(steps, low, high) if lo is not None]
+            if banded:
+                ax.fill_between(
+                    [b[0] for b in banded], [b[1] for b in banded], [b[2] for b in banded], color=color, alpha=0.2
+                )
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("step")
         ax.set_ylabel(metric + (f" (mean of {smooth} steps)" if smooth > 1 else ""))
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
+    return fig
+
+
+def plot(runs: list[Run], metrics: list[str], out, smooth: int = 1) -> dict[str, int]:
+    """Draw and save the figure; returns the number of curves in each panel (a seed group is one)."""
+    fig = draw(runs, metrics, smooth)
     fig.savefig(Path(out), dpi=110)
-    return {metric: len(ax.lines) for ax, metric in zip(axes, metrics)}
+    return {metric: len(ax.lines) for ax, metric in zip(fig.axes, metrics)}

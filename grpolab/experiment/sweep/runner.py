@@ -21,7 +21,7 @@ from grpolab.run import metrics
 from grpolab.run.run_dir import create_run_dir, handoff_env, remove_if_empty
 
 from ..runs import GONE, is_run_dir, load_run
-from .backends import LocalBackend, Unit
+from .backends import LocalBackend, SlurmOptions, Unit, slurm_backend
 from .spec import SEED_KEY, Sweep
 from .strategies import COMPLETE, FAIL, PRUNED, Suggestion, make_strategy, trial_stem
 
@@ -116,7 +116,8 @@ def new_unit(trial: Trial) -> Unit:
     """Create the run's directory (named after the trial file) and the command that trains in it."""
     run_dir = create_run_dir(trial.loader.config.output_dir, trial.path.stem)
     command = [*TRAIN_COMMAND, "--config", str(trial.path)]
-    return Unit(trial, run_dir, command, handoff_env(run_dir, trial.loader.to_dict()))
+    # An absolute path: a SLURM task or a launcher may start in another folder.
+    return Unit(trial, run_dir, command, handoff_env(run_dir.resolve(), trial.loader.to_dict()))
 
 
 def unit_record(unit: Unit, code: int) -> dict:
@@ -198,8 +199,18 @@ class _TrialState:
         return sum(finished) / len(finished) if finished else None
 
 
-def run_sweep(sweep: Sweep, dry_run: bool = False, force: bool = False, out=print, backend=None) -> int:
-    """Run the whole sweep; returns 0, 1 when a trial failed, or the exit code of an interruption."""
+def run_sweep(
+    sweep: Sweep,
+    dry_run: bool = False,
+    force: bool = False,
+    out=print,
+    backend=None,
+    parallel: int = 1,
+    gpus_per_trial: int | None = None,
+    slurm: SlurmOptions | None = None,
+) -> int:
+    """Run the whole sweep; returns 0, 1 when a trial failed, or the exit code of an interruption.
+    Runs go to `backend` when given, else to SLURM with `slurm`, else here (`parallel` at once)."""
     strategy = make_strategy(sweep)
     record = SweepRecord(sweep, write=not dry_run)
     planned: list[list[Trial]] | None = None
@@ -208,8 +219,12 @@ def run_sweep(sweep: Sweep, dry_run: bool = False, force: bool = False, out=prin
         total = len(strategy.planned)
         planned = [make_trials(sweep, i, total, p) for i, p in enumerate(strategy.planned, 1)]
         check_planned(sweep, [t for group in planned for t in group], force)
+    if not dry_run and backend is None:
+        if slurm is not None:
+            backend = slurm_backend(record.folder / f"sweep_{sweep.name}_{record.stamp}_slurm", slurm)
+        else:
+            backend = LocalBackend(parallel, gpus_per_trial)
     if not dry_run:
-        backend = backend or LocalBackend()
         if not isinstance(backend, LocalBackend) or backend.slots is not None:
             out(f"sweep {sweep.name}: {backend.describe()}")
 
