@@ -1,6 +1,6 @@
 """doctor on synthetic run directories: each finding fires on metrics engineered to show it, a healthy
 run gets none, and --write-config writes a config that validates (the real tiny runs are in
-test_tune_doctor_runs.py)."""
+test_tune_runs.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ import math
 import subprocess
 
 import pytest
+from conftest import PYTHON, REPO_ROOT, child_env
 
 from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.yaml_io import dump_yaml
 from grpolab.tune import doctor
 from grpolab.tune.thresholds import THRESHOLDS, limit, table
-
-from conftest import PYTHON, REPO_ROOT, child_env
 
 BASE = {
     "mode": "local",
@@ -181,6 +180,19 @@ def test_reward_hacking_from_eval_curve_and_summary(make_run):
     )
 
 
+def test_kl_far_above_the_healthy_range_counts_even_when_flat(make_run):
+    run = make_run(healthy_metrics(kl=lambda i, v: 6.0), config={"grpo": {"beta": 0.04}})
+    (f,) = [f for f in doctor.diagnose(doctor.load_run(run)) if f.id == "kl_growth"]
+    assert f.edits == {"grpo.beta": 0.08}
+
+
+def test_a_lasting_reward_collapse_is_a_divergence_a_dip_is_not(make_run):
+    collapse = make_run(healthy_metrics(reward=lambda i, v: 0.4 if i < 5 else 0.02))
+    assert "divergence" in ids(collapse)
+    dip = make_run(healthy_metrics(reward=lambda i, v: 0.02 if i == 12 else v), name="dip")
+    assert "divergence" not in ids(dip)
+
+
 def test_divergence_nan_and_grad_spike(make_run):
     nan = healthy_metrics(loss=lambda i, v: float("nan") if i == 7 else v)
     run = make_run(nan, info={"status": "failed", "error": "training diverged (NaN) at step 40"})
@@ -212,18 +224,48 @@ def test_write_config_one_finding_marks_the_change_and_validates(make_run, tmp_p
     )
     run = doctor.load_run(run_dir)
     found = doctor.diagnose(run)
-    assert [f.id for f in found][:2] == ["no_learning_signal", "clipped_completions"]
+    # clipping comes first: cut-off answers also make groups look alike
+    assert [f.id for f in found][:2] == ["clipped_completions", "no_learning_signal"]
     out = tmp_path / "next.yaml"
-    path, applied = doctor.write_next_config(run, found[:1], out)
+    path, applied = doctor.write_next_config(run, found[1:2], out)
     text = path.read_text()
     assert "num_generations: 16  # Changed from 8: no_learning_signal" in text
     assert "max_completion_length: 4" in text  # the other finding is not applied
     loaded = GRPOConfigLoader(config_path=path)
     assert loaded.config.grpo.num_generations == 16 and loaded.config.training.gradient_accumulation_steps == 2
     with pytest.raises(ConfigError, match="refusing to overwrite"):
-        doctor.write_next_config(run, found[:1], out)
+        doctor.write_next_config(run, found[1:2], out)
     both, _ = doctor.write_next_config(run, found, tmp_path / "all.yaml")
-    assert GRPOConfigLoader(config_path=both).config.generation.max_completion_length == 8
+    both_cfg = GRPOConfigLoader(config_path=both).config
+    assert both_cfg.generation.max_completion_length == 8 and both_cfg.grpo.num_generations == 16
+
+
+def test_next_config_is_marked_against_the_run_not_its_file(make_run, tmp_path):
+    source = tmp_path / "exp.yaml"
+    source.write_text("mode: local\ngeneration:\n  max_completion_length: 4  # answers are short\n")
+    run_dir = make_run(
+        healthy_metrics(**{"completions/clipped_ratio": lambda i, v: 0.95}),
+        config={"generation": {"max_completion_length": 2}},
+        info={"config_file": str(source)},
+    )
+    (run_dir / "overrides.yaml").write_text(
+        dump_yaml(
+            {
+                k: v
+                for k, v in GRPOConfigLoader.from_dict(_merge(BASE, {"generation": {"max_completion_length": 2}}))
+                .to_dict()
+                .items()
+                if k != "mode"
+            }
+        )
+    )
+    run = doctor.load_run(run_dir)
+    found = [f for f in doctor.diagnose(run) if f.id == "clipped_completions"]
+    path, _ = doctor.write_next_config(run, found, tmp_path / "next.yaml")
+    text = path.read_text()
+    assert "max_completion_length: 4  # Changed from 2: clipped_completions  # answers are short" in text
+    assert text.count("# Changed from") == 1  # the run's own overrides are the base, not changes
+    assert f"written from {source}" in text
 
 
 def _cli(*args):

@@ -9,12 +9,11 @@ import subprocess
 import sys
 
 import pytest
+from conftest import PYTHON, REPO_ROOT, child_env
 
 from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.tune import memory
 from grpolab.tune.memory import GIB, ModelShape, Setup, static_bytes
-
-from conftest import PYTHON, REPO_ROOT, child_env
 
 
 def _setup(**kw) -> Setup:

@@ -7,12 +7,11 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from conftest import PYTHON, REPO_ROOT, child_env
 
 from grpolab.config import ConfigError, GRPOConfigLoader, preset_path
 from grpolab.config.derive import derived_quantities
 from grpolab.tune import scale
-
-from conftest import PYTHON, REPO_ROOT, child_env
 
 
 @pytest.mark.parametrize("gpus", [2, 4, 8])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +26,8 @@ from .thresholds import THRESHOLDS, limit
 ORDER = (
     "divergence",
     "constant_reward",
-    "no_learning_signal",
     "clipped_completions",
+    "no_learning_signal",
     "kl_growth",
     "entropy_collapse",
     "reward_hacking",
@@ -284,13 +285,14 @@ def find_divergence(run: Run) -> Finding | None:
             )
             thresholds.append("grad_norm_spike")
     reward = series(run, "reward")
-    if len(reward) >= limit("min_points"):
+    if len(reward) >= 2 * limit("min_points"):  # a collapse must last: the whole last third of the run
         best_step, best = max(reward, key=lambda p: p[1])
-        last = reward[-1][1]
-        if best > 0.1 and best_step < reward[-1][0] and (best - last) / best > limit("reward_collapse"):
+        _, late = _thirds([v for _, v in reward])
+        k = max(1, len(reward) // 3)
+        if best > 0.1 and best_step < reward[-k][0] and (best - late) / best > limit("reward_collapse"):
             evidence.append(
-                f"reward fell from its best {best:.3g} (step {best_step}) to {last:.3g} (step {reward[-1][0]}): "
-                f"{(best - last) / best:.0%} lost > {limit('reward_collapse'):.0%}"
+                f"reward fell from its best {best:.3g} (step {best_step}) to a mean of {late:.3g} over the last "
+                f"{k} logged steps: {(best - late) / best:.0%} lost > {limit('reward_collapse'):.0%}"
             )
             thresholds.append("reward_collapse")
     if not evidence:
@@ -458,7 +460,7 @@ def find_entropy_collapse(run: Run) -> Finding | None:
         if cfg.grpo.beta == 0:
             edits["grpo.beta"] = 0.04
         else:
-            edits["training.learning_rate"] = cfg.training.learning_rate / 2
+            edits["training.learning_rate"] = min(cfg.training.learning_rate / 2, limit("lr_range_high"))
         alternatives += [
             f"--set generation.temperature={_g(round(cfg.generation.temperature + 0.2, 2))}",
             "--set grpo.entropy_coef=0.01  (an entropy bonus in the loss)",
@@ -489,7 +491,7 @@ def find_kl_growth(run: Run) -> Finding | None:
     late = _mean(values[-q:])
     last = values[-1]
     growth = late / second if second > 0 else math.inf
-    if not (last > limit("kl_max") and growth > limit("kl_growth")):
+    if not (last > limit("kl_max") and (growth > limit("kl_growth") or last > limit("kl_extreme"))):
         return None
     cfg = run.config
     edits, alternatives = {}, []
@@ -497,14 +499,15 @@ def find_kl_growth(run: Run) -> Finding | None:
         beta, lr = cfg.grpo.beta, cfg.training.learning_rate
         if beta * 2 <= limit("beta_range_high"):
             edits["grpo.beta"] = beta * 2
-            alternatives.append(f"--set training.learning_rate={_g(lr / 2)}")
+            alternatives.append(f"--set training.learning_rate={_g(min(lr / 2, limit('lr_range_high')))}")
         else:
-            edits["training.learning_rate"] = lr / 2
+            edits["training.learning_rate"] = min(lr / 2, limit("lr_range_high"))
     return Finding(
         "kl_growth",
         "KL to the reference model keeps growing",
         [
-            f"kl {values[0]:.3g} -> {last:.3g} (> {limit('kl_max'):g}); last-quarter mean {late:.3g} is "
+            f"kl {values[0]:.3g} -> {last:.3g} (> {limit('kl_max'):g}; extreme above {limit('kl_extreme'):g}); "
+            f"last-quarter mean {late:.3g} is "
             f"{growth:.1f}x the second quarter's {second:.3g} (> {limit('kl_growth'):g}x) over {_span(kl)}: "
             f"{_show(kl)}"
         ],
@@ -512,7 +515,7 @@ def find_kl_growth(run: Run) -> Finding | None:
         "reference model and usually degrades outside what the reward checks",
         edits,
         alternatives,
-        ["kl_max", "kl_growth", "min_points"],
+        ["kl_max", "kl_growth", "kl_extreme", "min_points"],
     )
 
 
@@ -783,13 +786,20 @@ def write_next_config(run: Run, findings: list[Finding], out, *, force: bool = F
             Problem("", "resolved_config.yaml does not load; cannot write a config", None, str(run.path))
         )
     loader, source = _source_loader(run)
+    if loader.overrides:
+        loader = _bake_overrides(loader, run)  # the run's own --set values become the base, unmarked
     edits, reason = {}, {}
     for f in chosen:
         for key, value in f.edits.items():
             if key not in edits:  # the higher-priority finding wins a key
                 edits[key], reason[key] = value, f.id
-    loader.update_params(edits)  # raises ConfigError (nothing written) when they do not validate together
-    text = loader.render()
+    try:
+        loader.update_params(edits)  # raises ConfigError (nothing written) when they do not validate together
+        text = loader.render()
+    except ConfigError:
+        if getattr(loader, "_baked_from", None):
+            Path(loader._baked_from).unlink(missing_ok=True)
+        raise
     text = annotate_changes(text, reason)
     header = [
         f"# grpolab doctor: next experiment for {run.path}",
@@ -798,6 +808,26 @@ def write_next_config(run: Run, findings: list[Finding], out, *, force: bool = F
         "",
     ]
     out = Path(out)
+    if getattr(loader, "_baked_from", None):
+        Path(loader._baked_from).unlink(missing_ok=True)
     write_atomic(out, "\n".join(header) + text, overwrite=force)
     GRPOConfigLoader(config_path=out, world_size=run.world_size)  # the file written is a valid config
     return out, chosen
+
+
+_MARK = re.compile(r"  # Changed from .*?(?=  #|$)")
+
+
+def _bake_overrides(loader: GRPOConfigLoader, run: Run) -> GRPOConfigLoader:
+    """A loader whose source file is the run's config with the run's overrides written in (their
+    `# Changed from` marks removed), so that the next experiment's marks compare with the run itself."""
+    import os
+    import tempfile
+
+    text = "\n".join(_MARK.sub("", line) for line in loader.render().splitlines()) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=".grpolab-doctor-", suffix=".yaml")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    baked = GRPOConfigLoader(config_path=tmp, world_size=run.world_size)
+    baked._baked_from = tmp
+    return baked

@@ -12,8 +12,8 @@ Components (per device, in the order they are allocated):
                and a LoRA run disables the adapter instead)
   activations  what the backward pass keeps for per_device_train_batch_size x (prompt + completion)
                tokens, with or without gradient checkpointing
-  logits       TRL's fused LM head: one [tokens, vocab] tile (at most 4096 x 32768) and, during
-               backward, float32 gradients of the LM head and of the last hidden state
+  logits       TRL's fused LM head: its [tokens, 32768] tile buffer (at most 4096 tokens), the
+               unfused tile math on CPU, and float32 gradients of the LM head and the last hidden state
   generation   KV cache of one generation round with transformers (not at the same time as the
                activations: the larger of the two phases counts), or the vLLM colocate share
 Sharding by backend: ddp none; ZeRO-1 optimizer; ZeRO-2 optimizer + gradients; ZeRO-3 and FSDP
@@ -362,13 +362,17 @@ def setup_from_config(cfg, world: int, prompt_tokens: int | None, device: str = 
         else:
             prompt_tokens = DEFAULT_PROMPT_TOKENS
             notes.append(f"prompt length assumed {DEFAULT_PROMPT_TOKENS} tokens (--prompt-tokens N to set it)")
+    cluster = cfg.cluster
+    # Precision as the training run resolves it: bf16 autocast where the device computes bf16 natively
+    # (assumed for a GPU), fp32 weights under autocast (AdamW updates fp32 weights) except where DeepSpeed
+    # or FSDP keep fp32 master weights themselves, then 16-bit weights.
+    bf16 = cfg.training.bf16
+    autocast = bool(bf16) if bf16 != "auto" else (device == "cuda" or _cpu_bf16())
+    masters = cfg.mode == "cluster" and cluster.backend in ("deepspeed", "fsdp") and device == "cuda"
     dtype = cfg.model.dtype
     if dtype == "auto":
-        dtype = "bfloat16" if device == "cuda" else "float32"
-    bf16 = cfg.training.bf16
-    autocast = (bf16 is True or bf16 == "auto") and device == "cuda"
+        dtype = "bfloat16" if autocast and masters else "float32"
     act = 2 if (autocast or DTYPE_BYTES[dtype] == 2) else 4
-    cluster = cfg.cluster
     backend = cluster.backend if cluster.backend != "deepspeed" else f"zero{cluster.zero_stage}"
     if backend == "zero0":
         backend = "ddp"
@@ -397,6 +401,14 @@ def setup_from_config(cfg, world: int, prompt_tokens: int | None, device: str = 
     )
 
 
+def _cpu_bf16() -> bool:
+    try:
+        from grpolab.runtime.hardware import cpu_has_bf16
+    except ImportError:
+        return False
+    return cpu_has_bf16()
+
+
 def static_bytes(shape: ModelShape, s: Setup) -> dict:
     """weights, gradients, optimizer and reference model, per device (exact for ddp on one device)."""
     b = DTYPE_BYTES[s.dtype]
@@ -414,8 +426,8 @@ def static_bytes(shape: ModelShape, s: Setup) -> dict:
     else:
         trainable, tensors = params, shape.tensor_count
         weights, grad_b = params * b, b
-    if s.backend.startswith("zero") and grad_b == 2:
-        optim = trainable * 12  # float32 master weights and moments
+    if s.backend != "ddp" and grad_b == 2:
+        optim = trainable * 12  # DeepSpeed / FSDP: float32 master weights and moments
     else:
         optim = trainable * 2 * grad_b + 4 * tensors  # exp_avg, exp_avg_sq, and a float32 `step` per tensor
     reference = params * b if s.beta > 0 and not s.lora else 0
@@ -453,15 +465,22 @@ def activation_bytes(shape: ModelShape, s: Setup) -> float:
 
 
 def logits_bytes(shape: ModelShape, s: Setup) -> float:
-    """TRL's fused LM head: a [tokens, vocab] tile in the compute dtype, the float32 gradient of the last
-    hidden state, and (when the head trains) the float32 gradient of the LM head weight. On a GPU only the
-    completion tokens are scored; elsewhere every position."""
+    """TRL's fused LM head scores the tokens in tiles instead of materialising [tokens, vocab] logits:
+      - its tile buffer: min(tokens, 4096) x 32768 entries in the compute dtype (always 32768 wide, even
+        for a smaller vocabulary);
+      - the float32 gradients of the last hidden state and (when the head trains) of the LM head weight;
+      - without Triton (CPU), the tile math runs as torch ops on [tokens, vocab] float32 arrays: in the
+        backward pass the scaled logits, log-probs, probabilities, the gradient, the target mask and
+        two intermediates are alive at once (7 arrays). With Triton (GPU) that math is fused.
+    On a GPU only the completion tokens are scored; elsewhere every position."""
     seq = s.prompt_tokens + s.completion_tokens
     scored = s.per_device * (s.completion_tokens if s.device == "cuda" else seq - 1)
-    tile = min(scored, HEAD_TOKEN_TILE) * min(shape.vocab, HEAD_VOCAB_TILE) * s.activation_bytes
+    tile = min(scored, HEAD_TOKEN_TILE) * HEAD_VOCAB_TILE * s.activation_bytes
+    columns = min(shape.vocab, HEAD_VOCAB_TILE)
+    unfused = 0 if s.device == "cuda" else 7 * min(scored, HEAD_TOKEN_TILE) * columns * 4
     grad_hidden = scored * shape.hidden * 4
     grad_head = 0 if s.lora else shape.vocab * shape.hidden * 4
-    return tile + grad_hidden + grad_head
+    return tile + unfused + grad_hidden + grad_head
 
 
 def kv_bytes_per_token(shape: ModelShape, b: int) -> int:

@@ -128,9 +128,13 @@ def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | N
     name = _model_path(cfg, model)
     cuda = torch.cuda.is_available() and cfg.cluster.device != "cpu"
     dtype = cfg.model.dtype if cfg.model.dtype != "auto" else ("bfloat16" if cuda else "float32")
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()  # weight-loading bars
     tokenizer = models.load_tokenizer(name, cfg.model)
     lm = models.load_model(name, cfg.model, dtype)
     device = "cuda" if cuda else "cpu"
+    autocast = _bf16_autocast(cfg, cuda)
     lm.to(device).eval()
     funcs, needs = build_rewards(cfg.rewards, gen.max_completion_length)
     weights = [r.weight for r in cfg.rewards]
@@ -162,10 +166,17 @@ def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | N
     for start in range(0, len(rows), batch):
         chunk = rows[start : start + batch]
         texts = [_prompt_text(tokenizer, r["prompt"]) for r in chunk]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+        enc = tokenizer(
+            texts,
+            return_tensors="pt",
+            padding=True,
+            padding_side="left",
+            add_special_tokens=False,
+            return_attention_mask=True,
+        )
         enc = {k: v.to(device) for k, v in enc.items()}
         began = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
             out = lm.generate(**enc, num_return_sequences=G, **sampling)
         seconds += time.perf_counter() - began
         completion_ids = out[:, enc["input_ids"].shape[1] :].tolist()
@@ -184,7 +195,7 @@ def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | N
                 PromptResult(
                     {k: v for k, v in row.items()},
                     total,
-                    [len(ids) for ids, _ in ids_group],
+                    [len(ids) + ended for ids, ended in ids_group],  # TRL counts the end token in the length
                     [not ended for _, ended in ids_group],
                 )
             )
@@ -197,8 +208,28 @@ def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | N
         results,
         seconds,
         derived["unique_prompts_per_round"],
-        {k: v for k, v in sampling.items() if k not in ("pad_token_id", "eos_token_id")},
+        {
+            **{k: v for k, v in sampling.items() if k not in ("pad_token_id", "eos_token_id")},
+            "bf16_autocast": autocast,
+        },
     )
+
+
+def _bf16_autocast(cfg, cuda: bool) -> bool:
+    """Whether training samples under bf16 autocast (accelerate wraps the model's forward, generation
+    included): `training.bf16`, where auto means the device computes bf16 natively."""
+    setting = cfg.training.bf16
+    if setting != "auto":
+        return bool(setting)
+    if cuda:
+        import torch
+
+        return torch.cuda.is_bf16_supported() and torch.cuda.get_device_capability()[0] >= 8
+    try:
+        from grpolab.runtime.hardware import cpu_has_bf16
+    except ImportError:
+        from grpolab.launch.detect import cpu_has_bf16
+    return cpu_has_bf16()
 
 
 def _prompt_text(tokenizer, prompt) -> str:

@@ -93,6 +93,12 @@ THRESHOLDS: dict[str, Threshold] = {
         "mean kl of the last quarter of the logged steps / mean kl of the second quarter",
         "kl still multiplying late in the run means it is not levelling off: beta is too weak for the step size",
     ),
+    "kl_extreme": Threshold(
+        2.0,
+        "kl of the last logged step, whatever its trend",
+        "a KL this far above the healthy range means the policy jumped away from the reference model "
+        "(often in the first steps) and stayed there",
+    ),
     # ---- learning rate too low
     "lr_floor": Threshold(
         1e-5,
@@ -125,7 +131,8 @@ THRESHOLDS: dict[str, Threshold] = {
     ),
     "reward_collapse": Threshold(
         0.5,
-        "fraction of the best step-mean reward lost by the last logged step (best > 0.1 only)",
+        "fraction of the best step-mean reward lost by the mean of the last third of the logged steps (best > 0.1 "
+        "only, and at least twice min_points logged steps)",
         "a run that learned and then lost most of it has diverged, even without a NaN",
     ),
     # ---- batch
