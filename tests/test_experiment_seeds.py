@@ -118,12 +118,16 @@ def test_runs_that_differ_only_in_the_seed_form_groups(grouped):
     other = ({"x_lr0.0001", "x_lr0.001"} - {best}).pop()
     assert verdicts[other].startswith("within noise (p=") and verdicts["x_lr0.01"].startswith("differs (p=")
     assert rows[-1][0] == "x_lr0.01"  # worst last
+    # Another metric as mean ± CI beside it (steps: every run logged 3).
+    _, rows = group_rows(groups, "reward", also=("reward", "kl"))
+    assert rows[0][-2] == "FINAL kl (mean ± 95% CI)" and rows[1][-2] == "-"
 
 
 def test_compare_cli_shows_groups_and_says_which_test(grouped, tmp_path, capsys):
     out_png = tmp_path / "cmp.png"
-    assert main(["compare", str(grouped), "--out", str(out_png)]) == 0
+    assert main(["compare", str(grouped), "--out", str(out_png), "--metric", "reward", "--metric", "reward"]) == 0
     text = capsys.readouterr().out
+    assert "FINAL reward (mean ± 95% CI)" in text
     assert "mean ± 95% CI" in text and "within noise" in text and "Welch's t-test, p >= 0.05" in text
     assert "t-distribution" in text and "\nruns:\n" in text  # the per-run table follows
     assert "reward: 3 curves" in text and out_png.stat().st_size > 1000

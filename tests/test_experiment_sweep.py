@@ -1,4 +1,4 @@
-"""`grpolab sweep`: the sweep file's validation, trial files named by the seed's convention and
+"""`grpolab sweep`: the sweep file's validation, trial files named after the base and its values,
 made through the loader, grid / random / optuna, failures recorded, and a REAL 2-trial sweep."""
 
 from __future__ import annotations
@@ -16,6 +16,13 @@ from grpolab.experiment import sweep as sweep_mod
 from grpolab.experiment.sweep import load_sweep, runner, trial_stem, value_text
 
 BASE_TEXT = (REPO_ROOT / "configs" / "grpo_cluster.yaml").read_text()
+# The base file's header comment, and the comments of a changed key (beta) and an unchanged one.
+BASE_COMMENTS = [next(line for line in BASE_TEXT.splitlines() if line.startswith("# grpolab preset"))] + [
+    "#" + line.split("#", 1)[1]
+    for line in BASE_TEXT.splitlines()
+    if line.strip().startswith(("beta:", "num_processes:")) and "#" in line
+]
+assert len(BASE_COMMENTS) == 3, BASE_COMMENTS
 
 
 @pytest.fixture
@@ -45,7 +52,7 @@ set:
 """
 
 
-def test_names_follow_the_seed_convention():
+def test_names_follow_the_naming_convention():
     assert (
         trial_stem("grpo_cluster", {"training.learning_rate": 1e-4, "grpo.beta": 0.05})
         == "grpo_cluster_lr1e-4_beta0.05"
@@ -93,11 +100,7 @@ def test_grid_dry_run_writes_four_named_valid_commented_configs(workdir, capsys)
         )
         assert "# Every trial: training.max_steps = 200, logging.group = lr_beta" in lines[2]
         # The base file's comments are all there, and the changes are marked.
-        for comment in (
-            "# grpolab preset for multi-GPU cluster training",
-            "# KL penalty coefficient",
-            "# processes per machine; auto = the visible GPUs",
-        ):
+        for comment in BASE_COMMENTS:
             assert comment in text
         assert "learning_rate: " in text and "# Changed from 3.0e-5" in text
         assert "max_steps: 200  # Changed from -1" in text and "group: lr_beta  # Changed from null" in text

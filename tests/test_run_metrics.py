@@ -33,6 +33,9 @@ def test_append_and_read_round_trip(tmp_path):
 def test_read_skips_torn_blank_and_non_object_lines(tmp_path):
     write(tmp_path, RECORDS[:2], "\n[1, 2]\n" + TORN)
     assert [r["step"] for r in metrics.read(tmp_path)] == [1, 2]
+    records, torn = metrics.read_counted(tmp_path / "metrics.jsonl")
+    assert len(records) == 2 and torn == 2  # the list and the torn line
+    assert metrics.read_counted(tmp_path / "missing.jsonl") == ([], 0)
 
 
 def test_truncate_after_drops_a_torn_last_line_and_later_steps(tmp_path):

@@ -148,7 +148,7 @@ def cmd_compare(args) -> int:
     metrics = args.metric or ["reward"]
     for metric in metrics:
         check_metric(runs, metric)
-    print(compare_table(runs, metrics[0]))
+    print(compare_table(runs, metrics[0], tuple(metrics[1:])))
     try:
         counts = plot(runs, metrics, args.out, smooth=max(1, args.smooth))
     except ImportError:

@@ -1,5 +1,5 @@
 """`grpolab runs annotate`: write a run's outcome as a comment block at the top of the config
-file it used (the seed's "document results: add comments to configs about outcomes")."""
+file it used, so the result of an experiment stays next to the config that produced it."""
 
 from __future__ import annotations
 

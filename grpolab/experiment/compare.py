@@ -120,14 +120,19 @@ def sort_groups(groups: list[SeedGroup], metric: str) -> list[SeedGroup]:
     return sorted(groups, key=key)
 
 
-def group_rows(groups: list[SeedGroup], metric: str = "reward") -> tuple[list[str], list[list[str]]]:
-    """(differing keys, rows with a header): one row per seed group, best first, each with mean ±
-    95% CI and n, and whether it differs from the best group by more than seed noise."""
+def group_rows(
+    groups: list[SeedGroup], metric: str = "reward", also: tuple[str, ...] = ()
+) -> tuple[list[str], list[list[str]]]:
+    """(differing keys, rows with a header): one row per seed group, best first by `metric`, each
+    with mean ± 95% CI and n, and whether it differs from the best group by more than seed noise;
+    the final value of each metric in `also` as mean ± CI too."""
     ordered = sort_groups(groups, metric)
     configs = [g.runs[0].config() for g in ordered]
     keys = [k for k in differing_keys(configs) if k != SEED_KEY] if len(ordered) > 1 else []
     ci = f"mean ± {LEVEL:.0%} CI"
-    header = ["GROUP", *keys, "n", "SEEDS", f"FINAL {metric} ({ci})", f"BEST {metric} ({ci})", "VS BEST", "STATUS"]
+    also = tuple(m for m in also if m != metric)
+    header = ["GROUP", *keys, "n", "SEEDS", f"FINAL {metric} ({ci})", f"BEST {metric} ({ci})", "VS BEST"]
+    header += [f"FINAL {m} ({ci})" for m in also] + ["STATUS"]
     rows = [header]
     for group, config in zip(ordered, configs):
         flat = flatten(config)
@@ -142,6 +147,7 @@ def group_rows(groups: list[SeedGroup], metric: str = "reward") -> tuple[list[st
                 final.text() if final else "-",
                 best.text() if best else "-",
                 noise_verdict(group, ordered[0], metric),
+                *((est.text() if (est := group.estimate(m)) else "-") for m in also),
                 ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses)),
             ]
         )
@@ -203,8 +209,9 @@ def compare_rows(runs: list[Run], metric: str = "reward") -> tuple[list[str], li
     return keys, rows
 
 
-def compare_table(runs: list[Run], metric: str = "reward") -> str:
-    """The per-run table; with seed groups, the group table (mean ± CI, noise) above it."""
+def compare_table(runs: list[Run], metric: str = "reward", also: tuple[str, ...] = ()) -> str:
+    """The per-run table; with seed groups, the group table (mean ± CI of `metric` and of each
+    metric in `also`, and the noise verdict) above it."""
     per_run = render_rows(compare_rows(runs, metric)[1])
     groups = seed_groups(runs)
     if all(g.n < 2 for g in groups):
@@ -214,7 +221,7 @@ def compare_table(runs: list[Run], metric: str = "reward") -> str:
         f"(t-distribution) of the final {metric} over the seeds;\n"
         f"VS BEST: within noise = no real difference from the best group by {NOISE_TEST} on the final values"
     )
-    return f"{render_rows(group_rows(groups, metric)[1])}\n\n{legend}\n\nruns:\n{per_run}"
+    return f"{render_rows(group_rows(groups, metric, also)[1])}\n\n{legend}\n\nruns:\n{per_run}"
 
 
 def moving_average(values: list[float], window: int) -> list[float]:

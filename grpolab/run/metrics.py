@@ -44,13 +44,28 @@ def _parse(line: str) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def read_jsonl(path: Path | str) -> list[dict]:
-    """The JSON objects of a .jsonl file, skipping blank, torn or non-object lines ([] if absent)."""
+def read_counted(path: Path | str) -> tuple[list[dict], int]:
+    """The JSON objects of a .jsonl file and how many non-blank lines were not one (torn or not
+    objects); ([], 0) when the file is absent."""
     try:
         text = Path(path).read_text(errors="replace")
     except OSError:
-        return []
-    return [record for line in text.splitlines() if line.strip() and (record := _parse(line)) is not None]
+        return [], 0
+    records, torn = [], 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        record = _parse(line)
+        if record is None:
+            torn += 1
+        else:
+            records.append(record)
+    return records, torn
+
+
+def read_jsonl(path: Path | str) -> list[dict]:
+    """The JSON objects of a .jsonl file, skipping blank, torn or non-object lines ([] if absent)."""
+    return read_counted(path)[0]
 
 
 def read(run_dir: Path | str) -> list[dict]:
