@@ -316,6 +316,14 @@ def test_config_commands_do_not_import_torch_transformers_trl(tmp_path):
             ["config", "diff", {LOCAL!r}, {CLUSTER!r}],
             ["config", "set", {CLUSTER!r}, "grpo.beta=0.05", "-o", {str(tmp_path / "x.yaml")!r}],
             ["config", "validate", {str(tmp_path / "missing.yaml")!r}],
+            ["config", "schema"],
+            ["config", "keys", "lr"],
+            ["config", "explain", "--key", "training.bf16", "--mode", "cluster"],
+            ["config", "show", "--origins"],
+            ["config", "new", {str(tmp_path / "n.yaml")!r}, "--from", "cluster", "--set", "grpo.beta=0.02"],
+            ["config", "minimize", {str(tmp_path / "x.yaml")!r}, "-o", {str(tmp_path / "m.yaml")!r}],
+            ["config", "ls"],
+            ["config", "cp", "cluster", {str(tmp_path / "c.yaml")!r}],
         ]
         codes = []
         for argv in runs:
@@ -327,7 +335,7 @@ def test_config_commands_do_not_import_torch_transformers_trl(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[0, 0, 0, 0, 0, 0, 2] []"
+    assert proc.stdout.strip() == "[0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0] []"
 
 
 def test_cli_entry_point_in_a_subprocess(tmp_path):

@@ -773,8 +773,8 @@ def test_seed_method_2_runs_verbatim(tmp_path):
 
     saved = root / "configs" / "grpo_cluster_experiment1.yaml"
     text = saved.read_text()
-    assert "  learning_rate: 1.0e-4  # Changed from 3.0e-5\n" in text
-    assert "  beta: 0.05  # Changed from 0.01  # KL penalty coefficient\n" in text
+    assert "  learning_rate: 1.0e-4  # Changed from 3.0e-5  # peak learning rate (TRL default 1e-6)\n" in text
+    assert "  beta: 0.05  # Changed from 0.01  # KL penalty coefficient; 0 = no reference model, no KL\n" in text
     assert "# Training Hyperparameters\n" in text and "# GRPO Specific Parameters\n" in text
     preset = CLUSTER.read_text()
     assert comment_lines(text) == comment_lines(preset)
@@ -853,7 +853,7 @@ def test_save_new_key_keeps_the_next_sections_header_below(tmp_path):
     loader.update_params({"grpo.epsilon_high": 0.28, "training.weight_decay": 0.1})
     text = loader.save_config(tmp_path / "x.yaml").read_text()
     assert (
-        "  scale_rewards: group  # normalise advantages per group, per batch, or none\n"
+        "  scale_rewards: group  # advantage scaling: group, batch or none\n"
         "  epsilon_high: 0.28  # Changed from null\n"
         "\n"
         "# Sampling of completions\n"
@@ -866,10 +866,7 @@ def test_save_mapping_update_marks_each_changed_key(tmp_path):
     loader = GRPOConfigLoader(mode="local")
     loader.update_param("model.lora", {"enabled": True, "r": 8})
     text = loader.save_config(tmp_path / "x.yaml").read_text()
-    assert (
-        "    enabled: true  # Changed from false  # true = train a LoRA adapter (peft) instead of all weights\n"
-        in text
-    )
+    assert "    enabled: true  # Changed from false  # train a LoRA adapter (peft) instead of all weights\n" in text
     assert "    r: 8  # Changed from 16  # adapter rank\n" in text
     assert "    alpha: 32  # scaling" in text
     assert "\n\n# Data\ndata:\n" in text

@@ -176,3 +176,25 @@ def test_reward_name_pattern_agrees_with_the_validator():
     for name, ok in [("format", True), ("pkg.mod:fn", True), ("dir/f.py:fn", True), ("numeric_mach", False)]:
         data = {"rewards": [{"name": name}]}
         assert (not list(validator.iter_errors(data))) == ok, name
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
+def test_preset_comments_start_with_the_schema_description(path):
+    """One source for the words: each preset comment is the key's description (plus the preset's
+    own note); `python -m grpolab.config.describe` rewrites the presets after a description changes."""
+    from grpolab.config.describe import preset_comment_problems, sync_comments
+
+    assert [str(p) for p in preset_comment_problems(path)] == []
+    assert sync_comments(path) == path.read_text(), "run `python -m grpolab.config.describe`"
+
+
+def test_one_description_in_schema_explain_and_preset(capsys):
+    from grpolab.config.schema import TrainingConfig
+
+    words = TrainingConfig.model_fields["per_device_train_batch_size"].description
+    schema = json.loads(schema_text())
+    assert schema["$defs"]["TrainingConfig"]["properties"]["per_device_train_batch_size"]["description"] == words
+    assert main(["config", "explain", "--key", "training.per_device_train_batch_size"]) == 0
+    assert f"description  {words}\n" in capsys.readouterr().out
+    preset = (REPO / "configs" / "grpo_cluster.yaml").read_text()
+    assert f"  per_device_train_batch_size: 8  # {words}" in preset

@@ -2,8 +2,8 @@
 keys` and the presets' comments.
 
 A key's words are its `description` in schema.py (TRL's help text for a pass-through field).
-A preset's end-of-line comment on a key is that description, optionally followed by `; ` and a
-note on why the preset chose its value; `sync_comments` rewrites a preset that way, and a test
+A preset's end-of-line comment on a key is that description, optionally followed by `; NOTE` or
+` (NOTE)` on why the preset chose its value; `sync_comments` rewrites a preset that way, and a test
 checks that every shipped preset already reads so.
 
     python -m grpolab.config.describe   # rewrite the presets' comments from the schema
@@ -208,7 +208,9 @@ def trl_field(key: str) -> str | None:
 def comment_for(key: str, note: str | None = None) -> str:
     """A preset's comment on a key: the description, then the preset's own note."""
     text = description(schema_node(key))
-    return f"{text}; {note}" if note and text else (text or note or "")
+    if not note or not text:
+        return text or note or ""
+    return f"{text} {note}" if note.startswith("(") else f"{text}; {note}"
 
 
 def note_of(key: str, comment: str) -> str | None:
@@ -216,8 +218,8 @@ def note_of(key: str, comment: str) -> str | None:
     text = description(schema_node(key))
     if text and comment == text:
         return None
-    if text and comment.startswith(text + "; "):
-        return comment[len(text) + 2 :]
+    if text and comment.startswith((text + "; ", text + " (")):
+        return comment[len(text) :].lstrip(";").strip()
     return comment
 
 
@@ -226,7 +228,7 @@ def preset_comment_problems(path) -> list[Problem]:
     problems = []
     for key, comment, line in _commented_keys(read_yaml_file(path)):
         text = description(schema_node(key))
-        if text and comment != text and not comment.startswith(text + "; "):
+        if text and comment != text and not comment.startswith((text + "; ", text + " (")):
             problems.append(
                 Problem(
                     key, f"comment {comment!r} does not start with the description {text!r}.", None, f"{path}:{line}"

@@ -130,8 +130,13 @@ def load_chain(path=None, data: dict | None = None, label: str = "from_dict", fo
         is_preset = target.resolve().parent == preset_dir().resolve()
         try:
             layer = load_layer(target, f"preset {target.name}" if is_preset else str(target))
-        except ConfigError as exc:
-            raise ConfigError([*exc.problems, Problem("base", f"in the base chain {shown}.", None, where)]) from None
+        except ConfigError as exc:  # say where in the chain that file is
+            raise ConfigError(
+                [
+                    Problem(p.key, f"{p.message.rstrip('.')} (base chain: {shown}).", p.fix, p.origin)
+                    for p in exc.problems
+                ]
+            ) from None
         chain.insert(0, layer)
         seen.append(target.resolve())
         names.append(str(target))

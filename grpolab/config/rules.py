@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from .errors import Problem
 from .keys import lookup
 from .schema import GRPOLabConfig
+from .yaml_io import format_float
 
 
 def resolved_generation(cfg: GRPOLabConfig, world_size: int) -> tuple[int, int]:
@@ -165,12 +166,17 @@ def range_warnings(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
         warnings.append(
             Problem(
                 key,
-                f"{value:g} is outside the recommended range {rec.low:g} to {rec.high:g}{rec.note}.",
+                f"{_num(value)} is outside the recommended range {_num(rec.low)} to {_num(rec.high)}{rec.note}.",
                 None,
                 origin_of(key),
             )
         )
     return warnings
+
+
+def _num(value) -> str:
+    """A number as the presets write it (`5.0e-4`, `16`)."""
+    return format_float(value) if isinstance(value, float) else str(value)
 
 
 def world_size_warnings(cfg: GRPOLabConfig, origin_of, sizes=(2, 4, 8)) -> list[Problem]:
