@@ -334,3 +334,20 @@ def test_real_parallel_sweep_of_the_tiny_model(tiny_gpt2, tmp_path, monkeypatch,
         assert (run / "model").is_dir() and (run / "output.log").is_file()
     assert infos[0]["started"] <= infos[1]["ended"] and infos[1]["started"] <= infos[0]["ended"]
     assert "sweep par: 2 trials, 2 finished" in out and list((tmp_path / "results").glob("sweep_par_*.png"))
+
+
+def test_slurm_without_sbatch_or_a_refused_job_is_a_clear_error(workdir, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "submitit", None)
+    path = sweep_file(workdir, TWO)
+    monkeypatch.setenv("PATH", str(workdir / "empty"))
+    assert main(["sweep", str(path), "--slurm"]) == 2
+    assert "--slurm: needs `sbatch` on PATH (or pip install submitit)" in capsys.readouterr().err
+    bin_dir = fake_slurm(workdir)
+    (bin_dir / "sbatch").write_text(
+        "#!/bin/bash\necho 'sbatch: error: invalid partition specified: nope' >&2\nexit 1\n"
+    )
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    assert main(["sweep", str(path), "--slurm", "--partition", "nope"]) == 2
+    assert "invalid partition specified: nope" in capsys.readouterr().err
+    runs = [p for p in (workdir / "results").iterdir() if p.is_dir() and not p.name.endswith("_slurm")]
+    assert runs == []  # the run directories made for the refused job are gone again

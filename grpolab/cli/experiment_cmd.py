@@ -83,7 +83,7 @@ def register(sub) -> None:
     slurm.add_argument("--slurm", action="store_true", help="submit the runs to SLURM and collect their results")
     slurm.add_argument("--partition", metavar="P", help="SLURM partition (default: the cluster's)")
     slurm.add_argument(
-        "--time", type=positive_int, default=24 * 60, metavar="MIN", help="time limit of each run in minutes"
+        "--time", type=positive_int, metavar="MIN", help="time limit of each run in minutes (default 1440)"
     )
     slurm.add_argument("--cpus-per-trial", type=positive_int, metavar="C", help="CPU cores for each run")
     sw.set_defaults(func=cmd_sweep)
@@ -165,7 +165,12 @@ def cmd_sweep(args) -> int:
         print(line, flush=True)  # before the trial subprocess writes to the same terminal
 
     if not args.slurm:
-        given = [f for f, v in (("--partition", args.partition), ("--cpus-per-trial", args.cpus_per_trial)) if v]
+        slurm_only = (
+            ("--partition", args.partition),
+            ("--time", args.time),
+            ("--cpus-per-trial", args.cpus_per_trial),
+        )
+        given = [flag for flag, value in slurm_only if value]
         if given:
             print(f"error: {given[0]}: applies to --slurm only. Fix: add --slurm, or drop {given[0]}", file=sys.stderr)
             return EXIT_USAGE
@@ -175,7 +180,7 @@ def cmd_sweep(args) -> int:
             partition=args.partition,
             gpus_per_trial=args.gpus_per_trial or 0,
             cpus_per_trial=args.cpus_per_trial,
-            time_minutes=args.time,
+            time_minutes=args.time or 24 * 60,
             parallel=args.parallel if args.parallel > 1 else None,
         )
     return run_sweep(

@@ -218,8 +218,9 @@ def compare_table(runs: list[Run], metric: str = "reward", also: tuple[str, ...]
         return per_run
     legend = (
         f"seed groups: runs whose configs differ only in {SEED_KEY}; mean ± {LEVEL:.0%} confidence interval "
-        f"(t-distribution) of the final {metric} over the seeds;\n"
-        f"VS BEST: within noise = no real difference from the best group by {NOISE_TEST} on the final values"
+        f"(t-distribution) over the seeds;\n"
+        f"VS BEST: within noise = {NOISE_TEST} against the best group on the final {metric} (the difference "
+        "can be seed noise); differs = p < 0.05"
     )
     return f"{render_rows(group_rows(groups, metric, also)[1])}\n\n{legend}\n\nruns:\n{per_run}"
 

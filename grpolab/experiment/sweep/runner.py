@@ -293,7 +293,12 @@ def run_sweep(
                     units = [(state, new_unit(trial)) for state, trial in batch]
                     for _, unit in units:
                         out(f"$ {' '.join(unit.command)}" + (f"  (run dir {unit.run_dir})" if announce else ""))
-                    backend.start([unit for _, unit in units])
+                    try:
+                        backend.start([unit for _, unit in units])
+                    except BaseException:
+                        for _, unit in units:  # nothing ran in them: leave no empty run directories
+                            remove_if_empty(unit.run_dir)
+                        raise
                     for _, unit in units:
                         if unit.note:
                             out(f"  trial {unit.trial.index}{_seed_text(unit.trial)}: {unit.note}")
