@@ -230,9 +230,17 @@ def test_write_config_one_finding_marks_the_change_and_validates(make_run, tmp_p
     path, applied = doctor.write_next_config(run, found[1:2], out)
     text = path.read_text()
     assert "num_generations: 16  # Changed from 8: no_learning_signal" in text
-    assert "max_completion_length: 4" in text  # the other finding is not applied
+    assert "gradient_accumulation_steps: 2  # Changed from 1: no_learning_signal" in text
+    # minimal: `base:` is the run's config, and only the changed keys follow
+    assert "\nbase: run/resolved_config.yaml\n" in text and "max_completion_length" not in text
     loaded = GRPOConfigLoader(config_path=path)
     assert loaded.config.grpo.num_generations == 16 and loaded.config.training.gradient_accumulation_steps == 2
+    assert loaded.config.generation.max_completion_length == 4  # the other finding is not applied
+    full, _ = doctor.write_next_config(run, found[1:2], tmp_path / "full.yaml", full=True)
+    full_text = full.read_text()
+    assert "base:" not in full_text and "max_completion_length: 4" in full_text
+    assert "num_generations: 16  # Changed from 8: no_learning_signal" in full_text
+    assert GRPOConfigLoader(config_path=full).to_dict() == loaded.to_dict()
     with pytest.raises(ConfigError, match="refusing to overwrite"):
         doctor.write_next_config(run, found[1:2], out)
     both, _ = doctor.write_next_config(run, found, tmp_path / "all.yaml")
@@ -263,9 +271,17 @@ def test_next_config_is_marked_against_the_run_not_its_file(make_run, tmp_path):
     found = [f for f in doctor.diagnose(run) if f.id == "clipped_completions"]
     path, _ = doctor.write_next_config(run, found, tmp_path / "next.yaml")
     text = path.read_text()
-    assert "max_completion_length: 4  # Changed from 2: clipped_completions  # answers are short" in text
-    assert text.count("# Changed from") == 1  # the run's own overrides are the base, not changes
-    assert f"written from {source}" in text
+    # the finding's key is written although it returns to the file's value: the run had 2
+    assert "\nbase: exp.yaml\n" in text
+    assert "max_completion_length: 4  # Changed from 2: clipped_completions" in text
+    assert text.count("# Changed from") == 1  # the run's own overrides are kept, not marked as changes
+    assert "# as the run had it" in text
+    full, _ = doctor.write_next_config(run, found, tmp_path / "full.yaml", full=True)
+    full_text = full.read_text()
+    assert "max_completion_length: 4  # Changed from 2: clipped_completions  # answers are short" in full_text
+    assert full_text.count("# Changed from") == 1
+    assert f"a full copy of {source}" in full_text
+    assert GRPOConfigLoader(config_path=full).to_dict() == GRPOConfigLoader(config_path=path).to_dict()
 
 
 def _cli(*args):

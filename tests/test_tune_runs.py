@@ -112,7 +112,9 @@ def test_constant_reward_and_clipped_completions_then_the_next_config_trains(run
     run = doctor.load_run(made["constant"])
     path, applied = doctor.write_next_config(run, [clipped], tmp_path / "next.yaml")
     assert [f.id for f in applied] == ["clipped_completions"]
-    assert "max_completion_length: 4  # Changed from 2: clipped_completions" in path.read_text()
+    text = path.read_text()
+    assert "max_completion_length: 4  # Changed from 2: clipped_completions" in text
+    assert "\nbase: " in text and "grpo_demo" in text  # minimal: the run's config file is the base
     assert GRPOConfigLoader(config_path=path).config.generation.max_completion_length == 4
     # the next experiment trains (2 steps)
     nxt = _train(tmp_path / "next_run", "--set", "training.max_steps=2", config=path)

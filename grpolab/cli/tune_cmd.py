@@ -51,6 +51,9 @@ def register(sub) -> None:
         "--finding", metavar="ID", help="with --write-config: the finding to apply (default: the first)"
     )
     doctor.add_argument("--all", action="store_true", help="with --write-config: apply every finding's edit")
+    doctor.add_argument(
+        "--full", action="store_true", help="with --write-config: a full config instead of `base:` + the changes"
+    )
     doctor.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     doctor.add_argument("--thresholds", action="store_true", help="print the threshold table and exit")
     doctor.set_defaults(func=cmd_doctor)
@@ -78,8 +81,8 @@ def cmd_doctor(args) -> int:
         return EXIT_OK
     if not args.runs:
         raise ConfigError(Problem("", "give at least one run directory.", "grpolab doctor RUN_DIR", "doctor"))
-    if (args.finding or args.all) and not args.write_config:
-        raise ConfigError(Problem("", "--finding and --all go with --write-config OUT.", None, "doctor"))
+    if (args.finding or args.all or args.full) and not args.write_config:
+        raise ConfigError(Problem("", "--finding, --all and --full go with --write-config OUT.", None, "doctor"))
     if args.write_config and len(args.runs) != 1:
         raise ConfigError(
             Problem("", "--write-config writes the next experiment of one run; give one RUN_DIR.", None, "doctor")
@@ -108,14 +111,10 @@ def cmd_doctor(args) -> int:
                 )
         elif not args.all:
             chosen = [f for f in found if f.edits][:1]  # change one thing at a time
-        path, applied = doctor.write_next_config(run, chosen, args.write_config, force=args.force)
+        path, applied = doctor.write_next_config(run, chosen, args.write_config, force=args.force, full=args.full)
         stream = sys.stderr if args.json else sys.stdout
         print(f"\nwrote {path}: {', '.join(f.id for f in applied)}", file=stream)
-        print(
-            f"  train it: python -m grpolab train --config {path}"
-            + (f" --model {run.info['model']}" if run.info.get("model") and not run.config.model.name_or_path else ""),
-            file=stream,
-        )
+        print(f"  train it: python -m grpolab train --config {path}", file=stream)
         others = [f.id for f in found if f.edits and f not in applied]
         if others:
             print(f"  other findings with an edit (--finding ID, or --all): {', '.join(others)}", file=stream)

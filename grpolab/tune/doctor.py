@@ -766,9 +766,13 @@ def _source_loader(run: Run) -> tuple[GRPOConfigLoader, str]:
     return GRPOConfigLoader(config_path=resolved, world_size=run.world_size), str(resolved)
 
 
-def write_next_config(run: Run, findings: list[Finding], out, *, force: bool = False) -> tuple[Path, list[Finding]]:
-    """Write the next experiment: the chosen findings' edits applied to the run's config, each changed
-    line marked `# Changed from OLD: <finding>`. Returns the path and the findings applied."""
+def write_next_config(
+    run: Run, findings: list[Finding], out, *, force: bool = False, full: bool = False
+) -> tuple[Path, list[Finding]]:
+    """Write the next experiment: the chosen findings' edits on top of the run's config. By default a
+    minimal file, `base: <the run's config file>` plus the run's own --set values and the changed keys,
+    each marked `# Changed from OLD: <finding>`; with `full` (or where the loader has no `base:`) a full
+    copy of the run's config file with the same marks. Returns the path and the findings applied."""
     from grpolab.config.yaml_io import write_atomic
 
     chosen = [f for f in findings if f.edits]
@@ -785,34 +789,78 @@ def write_next_config(run: Run, findings: list[Finding], out, *, force: bool = F
         raise ConfigError(
             Problem("", "resolved_config.yaml does not load; cannot write a config", None, str(run.path))
         )
-    loader, source = _source_loader(run)
-    if loader.overrides:
-        loader = _bake_overrides(loader, run)  # the run's own --set values become the base, unmarked
+    out = Path(out)
+    if out.exists() and not force:
+        raise ConfigError(
+            Problem("", "file exists; refusing to overwrite it", "choose a new file name, or pass --force", str(out))
+        )
     edits, reason = {}, {}
     for f in chosen:
         for key, value in f.edits.items():
             if key not in edits:  # the higher-priority finding wins a key
                 edits[key], reason[key] = value, f.id
+    header = [
+        f"grpolab doctor: next experiment for {run.path}",
+        "changed keys are marked with the finding that asks for them:",
+        *[f"  {f.id}: {f.title}" for f in chosen],
+    ]
+    loader, source = _source_loader(run)
+    files = None if full else _base_support()
+    if files is not None:
+        text = _minimal_text(files, run, loader, Path(source), edits, reason, header, out)
+    else:
+        text = _full_text(run, loader, source, edits, reason, header)
+    write_atomic(out, text, overwrite=force)
+    GRPOConfigLoader(config_path=out, world_size=run.world_size)  # the file written is a valid config
+    return out, chosen
+
+
+def _base_support():
+    """The config room's `base:` file helpers, when this version of the loader has them."""
+    try:
+        from grpolab.config import files
+    except ImportError:
+        return None
+    needed = ("_minimal", "_build", "_verify")
+    return files if all(hasattr(files, name) for name in needed) else None
+
+
+def _minimal_text(files, run: Run, loader, source: Path, edits: dict, reason: dict, header, out: Path) -> str:
+    from grpolab.config.keys import MISSING, flatten, lookup, unflatten
+    from grpolab.config.layers import base_value
+
+    base = GRPOConfigLoader(config_path=source)
+    nxt = loader.with_overrides(edits)  # validated here: nothing is written when the edits do not fit
+    GRPOConfigLoader.from_dict(nxt.to_dict(), world_size=run.world_size)
+    flat = flatten(files._minimal(nxt, base), split_lists=False)
+    resolved = nxt.to_dict()
+    for key in reason:  # a finding's key is written even where it returns to the base file's value
+        flat[key] = lookup(resolved, key)
+    data = unflatten(flat)
+    was = run.loader.to_dict()
+    comments = {}
+    for key in flatten(data, split_lists=False):
+        if key in reason:
+            comments[key] = f"# Changed from {inline_yaml(lookup(was, key))}: {reason[key]}"
+        elif lookup(was, key, MISSING) is not MISSING:
+            comments[key] = "# as the run had it (its --set or flags)"
+    lines = [*header, "`base:` is the run's config; the rest is what the run and this experiment change in it."]
+    text = files._build("\n".join(lines), out.parent, base_value(source, out.parent), data, comments)
+    files._verify(text, out, nxt)
+    return text
+
+
+def _full_text(run: Run, loader, source: str, edits: dict, reason: dict, header) -> str:
+    if loader.overrides:
+        loader = _bake_overrides(loader, run)  # the run's own --set values become the base, unmarked
     try:
         loader.update_params(edits)  # raises ConfigError (nothing written) when they do not validate together
         text = loader.render()
-    except ConfigError:
+    finally:
         if getattr(loader, "_baked_from", None):
             Path(loader._baked_from).unlink(missing_ok=True)
-        raise
-    text = annotate_changes(text, reason)
-    header = [
-        f"# grpolab doctor: next experiment for {run.path}",
-        f"# written from {source}; changed keys are marked with the finding that asks for them:",
-        *[f"#   {f.id}: {f.title}" for f in chosen],
-        "",
-    ]
-    out = Path(out)
-    if getattr(loader, "_baked_from", None):
-        Path(loader._baked_from).unlink(missing_ok=True)
-    write_atomic(out, "\n".join(header) + text, overwrite=force)
-    GRPOConfigLoader(config_path=out, world_size=run.world_size)  # the file written is a valid config
-    return out, chosen
+    lines = [*header, f"a full copy of {source}"]
+    return "".join(f"# {line}\n" for line in lines) + "\n" + annotate_changes(text, reason)
 
 
 _MARK = re.compile(r"  # Changed from .*?(?=  #|$)")
