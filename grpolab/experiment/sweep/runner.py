@@ -227,6 +227,11 @@ def run_sweep(
     if not dry_run:
         if not isinstance(backend, LocalBackend) or backend.slots is not None:
             out(f"sweep {sweep.name}: {backend.describe()}")
+        if sweep.strategy == "optuna" and backend.capacity is None:
+            out(
+                f"note: all {sweep.trials} optuna trials are proposed at once, before any result (so TPE "
+                "learns nothing); pass --parallel N to submit N at a time"
+            )
 
     code = 0
     seen: dict[str, _TrialState] = {}  # trial file -> its state, for parameters proposed again
