@@ -58,6 +58,13 @@ def join_key(parts) -> str:
     return out
 
 
+def parent_key(key: str) -> str:
+    """'rewards[0].weight' -> 'rewards[0]' -> 'rewards' -> ''."""
+    if key.endswith("]"):
+        return key[: key.rindex("[")]
+    return key.rpartition(".")[0]
+
+
 def get_path(data, parts):
     """The value at `parts`; KeyError, IndexError or TypeError when it is not there."""
     for part in parts:

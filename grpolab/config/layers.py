@@ -19,7 +19,7 @@ from pathlib import Path
 from ruamel.yaml.comments import CommentedMap
 
 from .errors import ConfigError, Problem
-from .keys import join_key
+from .keys import join_key, parent_key
 from .schema import SECTIONS
 from .yaml_io import line_of, parse_scalar, read_yaml_file, to_plain
 
@@ -200,7 +200,7 @@ class Origins:
 
     @staticmethod
     def _at(layer: Layer, parts) -> str:
-        line = line_of(layer.tree, ".".join(str(p) for p in parts)) if layer.tree is not None else None
+        line = line_of(layer.tree, parts) if layer.tree is not None else None
         return f"{layer.label}:{line}" if line else layer.label
 
     def set(self, key: str, origin: str) -> None:
@@ -212,7 +212,7 @@ class Origins:
         while probe:
             if probe in self.values:
                 return self.values[probe]
-            probe = _parent(probe)
+            probe = parent_key(probe)
         if key in self.sections:
             return self.sections[key]
         for known, origin in self.values.items():
@@ -220,13 +220,6 @@ class Origins:
                 head, _, line = origin.rpartition(":")
                 return head if head and line.isdigit() else origin
         return "default"
-
-
-def _parent(key: str) -> str:
-    """'rewards[0].weight' -> 'rewards[0]' -> 'rewards' -> ''."""
-    if key.endswith("]"):
-        return key[: key.rindex("[")]
-    return key.rpartition(".")[0]
 
 
 def parse_assignments(items, origin: str = "--set") -> list[tuple[str, object]]:

@@ -18,6 +18,7 @@ from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarfloat import ScalarFloat
 
 from .errors import ConfigError, Problem
+from .keys import split_key
 
 
 def _yaml() -> YAML:
@@ -117,13 +118,20 @@ def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
     return data
 
 
-def line_of(tree, dotted: str) -> int | None:
-    """1-based line of a dotted key in a round-trip tree, if it is there."""
+def line_of(tree, key) -> int | None:
+    """1-based line of a key (dotted, or its parts) in a round-trip tree: the deepest part found."""
+    try:
+        parts = split_key(key) if isinstance(key, str) else list(key)
+    except ConfigError:
+        return None
     node, line = tree, None
-    for part in dotted.split("."):
-        if not isinstance(node, CommentedMap) or part not in node:
+    for part in parts:
+        if isinstance(node, CommentedMap) and part in node:
+            pos = (node.lc.data or {}).get(part)  # keys brought in by a `<<:` merge have no position
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+            pos = (node.lc.data or {}).get(part)
+        else:
             return line
-        pos = (node.lc.data or {}).get(part)  # keys brought in by a `<<:` merge have no position
         line = pos[0] + 1 if pos else line
         node = node[part]
     return line
