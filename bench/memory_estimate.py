@@ -6,7 +6,9 @@ Each point runs the training micro-step the way TRL's GRPOTrainer does: TRL's fu
 loss, and backward, with the gradients already allocated (they are their own component of the plan).
 torch's profiler records every CPU allocation and free; the peak of their running sum is the measured
 activation memory (activations + the fused head's buffers), compared with the plan's activations +
-logits components.
+logits components. The activations alone are also counted directly: the distinct tensors autograd saves
+for backward, against the plan's activations component. All points run in one process: each measurement
+starts from zero at the start of its own profile.
 
     .venv/bin/python bench/memory_estimate.py          # writes bench/results/memory_estimate.json
 """
@@ -87,8 +89,27 @@ def micro_step(model, batch: int, prompt: int, completion: int):
     loss.backward()
 
 
-def measure(kind: str, batch: int, prompt: int, completion: int, checkpointing: bool) -> dict:
+def saved_bytes(model, batch: int, prompt: int, completion: int) -> int:
+    """Bytes of the distinct tensors autograd saves for backward in one micro-step (weights excluded):
+    the activations alone, without the fused head's transient buffers."""
     import torch
+
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            seen.setdefault(storage.data_ptr(), storage.nbytes())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        micro_step(model, batch, prompt, completion)
+    model.zero_grad(set_to_none=False)
+    return sum(seen.values())
+
+
+def measure(kind: str, batch: int, prompt: int, completion: int, checkpointing: bool) -> dict:
     from torch.profiler import ProfilerActivity, profile
     from trl.trainer.utils import add_fused_lm_head
 
@@ -112,6 +133,8 @@ def measure(kind: str, batch: int, prompt: int, completion: int, checkpointing: 
             continue
         running += event["args"]["Bytes"]
         peak = max(peak, running)
+
+    saved = None if checkpointing else saved_bytes(model, batch, prompt, completion)  # recompute hides them
 
     shape = memory.ModelShape.from_config_dict(MODELS[kind])
     setup = memory.Setup(
@@ -147,6 +170,8 @@ def measure(kind: str, batch: int, prompt: int, completion: int, checkpointing: 
         "estimate_activations_mib": round(activations / 2**20, 2),
         "estimate_logits_mib": round(logits / 2**20, 2),
         "error": round((estimate - peak) / peak, 4),
+        "measured_saved_activations_mib": round(saved / 2**20, 2) if saved is not None else None,
+        "activation_error": round((activations - saved) / saved, 4) if saved is not None else None,
     }
 
 
@@ -167,10 +192,17 @@ def main() -> int:
             print(
                 f"{kind:<6} P={batch:<3} {prompt:>4}+{completion:<4} ckpt={'on ' if ckpt else 'off'} "
                 f"measured {row['measured_mib']:8.1f} MiB  estimate {row['estimate_mib']:8.1f} MiB  "
-                f"error {row['error']:+.1%}",
+                f"error {row['error']:+.1%}"
+                + (
+                    f"; saved activations {row['measured_saved_activations_mib']:.1f} MiB vs "
+                    f"{row['estimate_activations_mib']:.1f} ({row['activation_error']:+.1%})"
+                    if row["activation_error"] is not None
+                    else ""
+                ),
                 flush=True,
             )
     errors = [abs(r["error"]) for r in rows]
+    act_errors = [abs(r["activation_error"]) for r in rows if r["activation_error"] is not None]
     result = {
         "question": "activation + logits estimate of `config explain --memory` vs measured peak of a training "
         "micro-step on CPU (torch profiler, every allocation)",
@@ -179,6 +211,8 @@ def main() -> int:
         "max_abs_error": round(max(errors), 4),
         "mean_abs_error": round(sum(errors) / len(errors), 4),
         "within_target": all(e <= 0.25 for e in errors),
+        "activations_alone": "tensors autograd saves (distinct storages, weights excluded), checkpointing off",
+        "max_abs_activation_error": round(max(act_errors), 4) if act_errors else None,
         "seconds": round(time.time() - started, 1),
     }
     path = write_result("memory_estimate", result)

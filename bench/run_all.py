@@ -24,6 +24,7 @@ BENCHMARKS = {  # name: the script and its arguments
     "speed_choices": ["bench/speed_choices.py"],
     "profile_demo": ["bench/profile_demo.py"],
     "time_to_accuracy": ["bench/time_to_accuracy.py"],
+    "memory_estimate": ["bench/memory_estimate.py"],
 }
 
 
@@ -179,6 +180,16 @@ def summary_rows() -> list[tuple[str, str, str, str]]:
                 f"{profile['grpolab_code_share_of_training_loop']:.1%} of samples",
                 "",
                 "",
+            )
+        )
+    mem = load("memory_estimate")
+    if mem:
+        rows.append(
+            (
+                f"memory plan: activations + logits estimate vs measured peak, {len(mem['points'])} points (CPU)",
+                f"max |error| {mem['max_abs_error']:.1%}, mean {mem['mean_abs_error']:.1%}",
+                "<= 25% at every point",
+                _met(mem["within_target"]),
             )
         )
     return rows
