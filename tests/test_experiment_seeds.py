@@ -5,6 +5,7 @@ of a run in a seed group, and a 2-config x 3-seed sweep that ends with that tabl
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,41 @@ def test_bad_seeds_name_the_key(workdir, text, message):
     with pytest.raises(ConfigError) as info:
         load_sweep(path)
     assert message in str(info.value)
+
+
+@pytest.mark.slow
+def test_tiny_model_two_configs_three_seeds(tiny_gpt2, tmp_path, monkeypatch, capsys, subprocess_env):
+    """The acceptance case on the real tiny model: 6 runs, 2 at once; the end is the seed-group
+    table (mean ± CI, a noise verdict against the best group) and a plot with one band per config."""
+    from matplotlib.collections import PolyCollection
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", subprocess_env["PYTHONPATH"])
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "tiny.yaml").write_text(
+        "mode: local\noutput_dir: ./results\n"
+        f"model:\n  name_or_path: {tiny_gpt2}\n"
+        "data:\n  max_samples: 8\n"
+        "training:\n  max_steps: 2\n  per_device_train_batch_size: 2\n  logging_steps: 1\n  save_steps: 1000\n"
+        "grpo:\n  num_generations: 2\n  generation_batch_size: 2\n  beta: 0.0\n"
+        "generation:\n  max_completion_length: 4\nlogging:\n  report_to: [none]\n"
+    )
+    path = tmp_path / "sweep.yaml"
+    path.write_text(
+        "name: tiny_seeds\nbase: configs/tiny.yaml\nseeds: [0, 1, 2]\n"
+        "parameters:\n  training.learning_rate: [1.0e-4, 1.0e-2]\n"
+    )
+    parallel = "2" if len(os.sched_getaffinity(0)) >= 2 else "1"
+    assert main(["sweep", str(path), "--parallel", parallel]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("sweep tiny_seeds: 6 runs, 6 finished") :]
+    rows = [line for line in table.splitlines() if line.startswith("tiny_lr")][:2]
+    assert len(rows) == 2 and all(" 3 " in row and "0,1,2" in row and " ± " in row for row in rows)
+    assert "best" in table and ("within noise (p=" in table or "differs (p=" in table)
+    runs = find_runs([tmp_path / "results"])
+    assert sorted(r.name.rsplit("_", 1)[0] for r in runs) == sorted(
+        f"tiny_lr{lr}_seed{s}" for lr in ("1e-4", "0.01") for s in (0, 1, 2)
+    )
+    fig = draw(runs, ["reward"])
+    assert sum(isinstance(c, PolyCollection) for c in fig.axes[0].collections) == 2
+    assert list((tmp_path / "results").glob("sweep_tiny_seeds_*.png"))
