@@ -82,6 +82,16 @@ def test_run_dir_names_are_owned_here(tmp_path):
     assert not rd.remove_if_empty(first) and first.is_dir()
 
 
+def test_names_a_launch_shares_come_from_here():
+    assert rd.shared_run_name("exp", {"SLURM_JOB_ID": "42"}) == "exp_slurm-42"
+    assert rd.shared_run_name("exp", {"SLURM_JOB_ID": "42", "SLURM_STEP_ID": "3"}) == "exp_slurm-42.3"
+    assert rd.shared_run_name("exp", {"TORCHELASTIC_RUN_ID": "abcdef0123456789"}) == "exp_abcdef0123456"
+    assert rd.shared_run_name("exp", {"TORCHELASTIC_RUN_ID": "none"}) is None
+    assert rd.slurm_run_name("exp").replace("${SLURM_JOB_ID}", "42") == rd.shared_run_name(
+        "exp", {"SLURM_JOB_ID": "42"}
+    )
+
+
 def test_config_sha_is_the_sha_of_resolved_config_yaml(tmp_path):
     """The launcher's hand-off and the run directory's record are the same hash."""
     loader = GRPOConfigLoader(mode="cluster", overrides=["grpo.beta=0.05"])

@@ -44,6 +44,23 @@ def stamped_name(stem: str, when: dt.datetime | None = None) -> str:
     return f"{stem}_{(when or dt.datetime.now()).strftime(STAMP_FORMAT)}"
 
 
+def shared_run_name(stem: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The name that every rank of one launch arrives at by itself, from the launch's id: the
+    SLURM job (and step), else torchrun's rendezvous id; None when the launch has neither."""
+    env = os.environ if env is None else env
+    if env.get("SLURM_JOB_ID"):
+        return f"{stem}_slurm-{env['SLURM_JOB_ID']}" + (f".{env['SLURM_STEP_ID']}" if env.get("SLURM_STEP_ID") else "")
+    if env.get("TORCHELASTIC_RUN_ID", "none") != "none":
+        return f"{stem}_{env['TORCHELASTIC_RUN_ID'][:13]}"
+    return None
+
+
+def slurm_run_name(stem: str) -> str:
+    """The run directory's name as an sbatch script writes it (the shell fills in the job id);
+    the same name `shared_run_name` gives a rank of that job without a step."""
+    return f"{stem}_slurm-${{SLURM_JOB_ID}}"
+
+
 def create_run_dir(output_dir: str | Path, stem: str, run_name: str | None = None) -> Path:
     """Create and return a new run directory: `run_name`, else `<stem>_<time>`. mkdir is atomic,
     so a name another run holds gets a -2, -3 ... suffix instead of being shared."""
