@@ -159,7 +159,8 @@ def test_slots_share_out_gpus_and_cores():
 # --------------------------------------------------------------------------- --parallel
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPU cores")
 def test_two_trials_run_at_once_on_their_own_cores(workdir, monkeypatch, capsys):
-    monkeypatch.setattr(runner, "TRAIN_COMMAND", train_command(fake_trainer(workdir, steps=3, delay=0.5)))
+    # 3 s of steps each: the two runs overlap even when one starts its interpreter much later.
+    monkeypatch.setattr(runner, "TRAIN_COMMAND", train_command(fake_trainer(workdir, steps=3, delay=1.0)))
     assert main(["sweep", str(sweep_file(workdir, TWO)), "--parallel", "2"]) == 0
     out = capsys.readouterr().out
     trials = record_of(workdir, "two")["trials"]
