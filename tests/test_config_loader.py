@@ -983,3 +983,20 @@ def test_unknown_keys_come_from_the_closed_schema():
         ("extra_forbidden", ("training", "temperature")),
         ("extra_forbidden", ("grpo", "optim")),
     }
+
+
+def test_list_items_have_their_own_lines_and_a_set_list_replaces_them(tmp_path):
+    path = write(
+        tmp_path, "rewards:\n  - name: format\n  - name: numeric_match\n    patern: x\nmodel:\n  lora:\n    rnk: 2\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        GRPOConfigLoader(config_path=path)
+    text = str(info.value)
+    assert f"{path}:4: rewards[1].patern: unknown key" in text and f"{path}:7: model.lora.rnk" in text
+    ok = write(tmp_path, "rewards:\n  - name: format\n  - name: numeric_match\n    weight: 0.5\n", "ok.yaml")
+    loader = GRPOConfigLoader(config_path=ok)
+    assert loader.origin_of("rewards[1].weight") == f"{ok}:4" and loader.origin_of("rewards") == f"{ok}:1"
+    loader = GRPOConfigLoader(config_path=ok, overrides=["rewards=[{name: format}]"])
+    assert loader.origin_of("rewards[0].name") == "--set rewards" and loader.origin_of("rewards[1].weight") == (
+        "--set rewards"
+    )

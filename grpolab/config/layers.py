@@ -193,8 +193,13 @@ class Origins:
                     self.sections[join_key(parts)] = self._at(layer, parts)
                 for key, value in node.items():
                     walk(value, [*parts, key])
-            else:
-                self.values[join_key(parts)] = self._at(layer, parts)
+                return
+            if parts:
+                self.set(join_key(parts), self._at(layer, parts))  # a list replaces the one below it whole
+            if isinstance(node, list):
+                for i, item in enumerate(node):
+                    if isinstance(item, dict):
+                        walk(item, [*parts, i])
 
         walk(layer.data, [])
 
@@ -204,17 +209,20 @@ class Origins:
         return f"{layer.label}:{line}" if line else layer.label
 
     def set(self, key: str, origin: str) -> None:
+        """`key` now comes from `origin`, and so does everything inside it."""
+        for known in [k for k in self.values if k.startswith((key + ".", key + "["))]:
+            del self.values[known]
         self.values[key] = origin
 
     def of(self, key: str) -> str:
         """Where a key's value came from: its own entry, else its closest section's, else default."""
+        if key not in self.values and key in self.sections:
+            return self.sections[key]
         probe = key
         while probe:
             if probe in self.values:
                 return self.values[probe]
             probe = parent_key(probe)
-        if key in self.sections:
-            return self.sections[key]
         for known, origin in self.values.items():
             if known.startswith(key + "."):
                 head, _, line = origin.rpartition(":")

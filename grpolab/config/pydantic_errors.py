@@ -13,7 +13,7 @@ import typing
 from pydantic import BaseModel, ValidationError
 
 from .errors import Problem, did_you_mean
-from .keys import join_key
+from .keys import join_key, parent_key
 from .owned import OWNED, REMOVED
 from .schema import SECTIONS, GRPOLabConfig, RewardSpec
 from .trl_snapshot import trl_fields
@@ -51,7 +51,12 @@ def pydantic_problems(exc: ValidationError, origin_of) -> list[Problem]:
             and f"`{err['input']}`" not in message
         ):
             message += f" (got {err['input']!r})"
-        origin = origin_of(key) if key else None
+        if not key:
+            origin = None
+        elif err["type"] == "missing":  # the key is not in the file: point at the mapping that lacks it
+            origin = origin_of(parent_key(key))
+        else:
+            origin = origin_of(key)
         message = re.sub(r"a valid dictionary or instance of \w+", "a mapping of `key: value` entries", message)
         problems.append(
             Problem(key, message if message.endswith(("?", ".")) else message + ".", _bound_fix(key, errs), origin)
@@ -92,7 +97,7 @@ def unknown_key(parts: list, origin_of) -> Problem:
             key,
             f"unknown key; allowed: name, weight, kwargs.{did_you_mean(name, RewardSpec.model_fields)}",
             "put reward arguments under `kwargs:`",
-            origin_of("rewards"),
+            where,
         )
     if len(parts) == 2 and parts[0] in SECTIONS:
         section = parts[0]
@@ -128,11 +133,19 @@ def _model_at(parts) -> type[BaseModel] | None:
             continue
         if cls is None or part not in cls.model_fields:
             return None
-        annotation = cls.model_fields[part].annotation
-        if typing.get_origin(annotation) is list:
-            annotation = typing.get_args(annotation)[0]
-        cls = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        cls = _model_in(cls.model_fields[part].annotation)
     return cls
+
+
+def _model_in(annotation) -> type[BaseModel] | None:
+    """The schema class inside an annotation: `X`, `list[X]`, `X | None`, `list[X] | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _bound_fix(key: str, errs) -> str | None:
