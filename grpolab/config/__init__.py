@@ -1,13 +1,19 @@
 """grpolab's configuration system. Importing it never imports torch, transformers or trl.
 
-- schema.py          one typed class per YAML section (what a key is, its default and bounds)
+- schema.py          one typed class per YAML section (what a key is, its default and bounds);
+                     closed_model(): the same, closed over TRL's field list (validation uses it)
 - keys.py            dotted keys: split, get, set, flatten, diff
-- layers.py          the files a config is built from (presets, --config), origins, KEY=VALUE
-- loader.py          GRPOConfigLoader: layering, update_param, save_config
+- layers.py          the files a config is built from (preset, `base:` chain, --config), origins,
+                     KEY=VALUE parsing
+- refs.py            `${key}` and `${env:NAME,default}` references, resolved before validation
+- loader.py          GRPOConfigLoader: layering, from_dict, with_overrides, update_param, save_config
 - validate.py        every problem at once: pydantic_errors.py (schema), rules.py (cross-field,
                      recommended ranges), owned.py (TRL fields grpolab sets from its own keys)
 - yaml_io.py         reading/writing YAML (round trip, strict YAML 1.2, atomic)
 - yaml_edit.py       comment-preserving edits, for save_config
+- json_schema.py     the JSON Schema editors use (`grpolab config schema`)
+- describe.py        the words for each key: explain --key, config keys, preset comments
+- files.py           config new / minimize / ls / cp, show --origins
 - trl_mapping.py     resolved config -> trl.GRPOConfig keyword arguments
 - trl_snapshot.py    TRL's field list (trl_fields.json), checked against the installed trl
 - derive.py          derived quantities shown by `grpolab config explain`
