@@ -148,7 +148,9 @@ def test_sharding_reference_model_and_zero_master_copy():
     z3 = static_bytes(shape, _setup(dtype="bfloat16", world=8, backend="zero3", beta=0.04))
     assert z3["weights"] == z3["reference"] == n * 2 / 8
     fsdp = static_bytes(shape, _setup(dtype="bfloat16", world=4, backend="fsdp"))
-    assert fsdp["optimizer"] == (n * 4 + 4 * shape.tensor_count) / 4
+    assert fsdp["optimizer"] == n * 12 / 4 and fsdp["weights"] == n * 2 / 4  # fp32 masters and moments, sharded
+    fp32 = static_bytes(shape, _setup(world=4, backend="fsdp"))
+    assert fp32["optimizer"] == (n * 8 + 4 * shape.tensor_count) / 4  # fp32 weights are their own master copy
     lora = static_bytes(shape, _setup(dtype="bfloat16", lora=True, beta=0.04))
     assert lora["reference"] == 0  # TRL disables the adapter instead of loading a second model
 
@@ -184,6 +186,26 @@ def test_a_7b_model_on_one_24gb_gpu_does_not_fit_and_the_suggestions_do(write_co
         GRPOConfigLoader(config_path=path, overrides=sets)
     text = memory.render(result)
     assert "does NOT fit" in text and "--set " in text
+
+
+def test_a_backend_suggestion_plans_the_dtype_that_backend_resolves_to(write_config):
+    path = write_config(
+        {
+            "mode": "cluster",
+            "training": {"per_device_train_batch_size": 1, "gradient_checkpointing": True},
+            "generation": {"max_completion_length": 256},
+            "cluster": {"num_processes": 8, "use_vllm": False},
+        }
+    )
+    cfg = GRPOConfigLoader(config_path=path).config
+    shape = ModelShape.from_parameter_count(8_000_000_000)
+    ddp = memory.plan(cfg, shape, 8, 80.0, prompt_tokens=256)
+    assert ddp.setup.dtype == "float32" and ddp.fits is False  # fp32 weights under bf16 autocast
+    zero = [(sets, total) for sets, total in ddp.suggestions if "cluster.backend=deepspeed" in sets]
+    assert zero  # ZeRO shards what DDP replicates: the smallest stage that fits is offered
+    sets, total = zero[0]
+    planned = memory.plan(GRPOConfigLoader(config_path=path, overrides=sets).config, shape, 8, 80.0, prompt_tokens=256)
+    assert planned.setup.dtype == "bfloat16" and planned.total == total and planned.fits
 
 
 def test_shape_from_param_count_and_errors(tmp_path):

@@ -537,6 +537,12 @@ def estimate(shape: ModelShape, s: Setup, gpu_bytes: float | None) -> Plan:
         comp["vllm"] = share
         free_kv = share - shape.parameters * 2  # vLLM holds its own 16-bit copy of the weights
         kv_tokens = int(max(0, free_kv) // kv_bytes_per_token(shape, 2))
+        if free_kv <= 0:
+            s.notes.append(
+                f"the vLLM share ({s.vllm_util:g} of the GPU) does not hold vLLM's 16-bit copy of the weights "
+                f"({shape.parameters * 2 / GIB:.1f} GiB): raise cluster.vllm_gpu_memory_utilization, or use "
+                "cluster.vllm_mode: server on other GPUs"
+            )
         gen_phase = 0.0
     else:
         gen_phase = generation_bytes(shape, s)
@@ -553,67 +559,76 @@ def estimate(shape: ModelShape, s: Setup, gpu_bytes: float | None) -> Plan:
 
 def suggest(shape: ModelShape, s: Setup, gpu_bytes: float, cfg) -> list[tuple[list[str], float]]:
     """The smallest changes that make the plan fit, one knob at a time in the order that changes the
-    experiment least; when no single change fits, the cheapest combination. Each is a list of --set."""
-    options: list[tuple[list[str], Setup]] = []
-    if not s.checkpointing:
-        options.append((["training.gradient_checkpointing=true"], replace(s, checkpointing=True)))
-    p, ga = s.per_device, cfg.training.gradient_accumulation_steps
-    steps = s.steps_per_generation
+    experiment least; when no single change fits, the cheapest combination. Each is a list of --set,
+    applied to the config and validated for the world size before it is planned (so a backend change
+    also brings the weight dtype that backend resolves to)."""
+    options: list[list[str]] = []
+    t = cfg.training
+    if not t.gradient_checkpointing:
+        options.append(["training.gradient_checkpointing=true"])
+    p, ga, steps = t.per_device_train_batch_size, t.gradient_accumulation_steps, cfg.grpo.steps_per_generation
     while p > 1 and p % 2 == 0:
-        p //= 2
-        ga *= 2
-        steps *= 2
-        sets = [f"training.per_device_train_batch_size={p}", f"training.gradient_accumulation_steps={ga}"]
-        if cfg.grpo.steps_per_generation is not None:
-            sets.append(f"grpo.steps_per_generation={steps}")
         # the effective batch and the round stay the same: a pinned generation_batch_size still divides
-        options.append((sets, replace(s, per_device=p, steps_per_generation=steps)))
-    if s.world > 1:
-        for stage in ("zero2", "zero3"):
-            if s.backend not in ("zero3", "fsdp") and s.backend != stage:
-                options.append(
-                    (["cluster.backend=deepspeed", f"cluster.zero_stage={stage[-1]}"], replace(s, backend=stage))
-                )
-        if s.backend not in ("zero3", "fsdp"):
-            options.append((["cluster.backend=fsdp"], replace(s, backend="fsdp")))
+        p, ga = p // 2, ga * 2
+        sets = [f"training.per_device_train_batch_size={p}", f"training.gradient_accumulation_steps={ga}"]
+        if steps is not None:
+            steps *= 2
+            sets.append(f"grpo.steps_per_generation={steps}")
+        options.append(sets)
+    if s.world > 1 and s.backend not in ("zero3", "fsdp"):
+        if s.backend != "zero2":
+            options.append(["cluster.backend=deepspeed", "cluster.zero_stage=2"])
+        options.append(["cluster.backend=deepspeed", "cluster.zero_stage=3"])
+        options.append(["cluster.backend=fsdp"])
     if not s.lora:
-        options.append((["model.lora.enabled=true"], replace(s, lora=True)))
+        options.append(["model.lora.enabled=true"])
+    if s.dtype == "float32":
+        # 16-bit weights: fine for a frozen LoRA base; for full training the optimizer then updates
+        # bf16 weights directly (the runtime warns about it)
+        options.append(["model.dtype=bfloat16"])
     if s.vllm and s.vllm_util > 0.15:
-        low = round(max(0.1, s.vllm_util - 0.1), 2)
-        options.append(([f"cluster.vllm_gpu_memory_utilization={low}"], replace(s, vllm_util=low)))
-    mcl = s.completion_tokens
+        options.append([f"cluster.vllm_gpu_memory_utilization={round(max(0.1, s.vllm_util - 0.1), 2)}"])
+    mcl = cfg.generation.max_completion_length
     while mcl > 16:
         mcl //= 2
-        options.append(([f"generation.max_completion_length={mcl}"], replace(s, completion_tokens=mcl)))
-    singles = []
-    for sets, trial in options:
-        total = estimate(shape, trial, gpu_bytes).total
-        if total <= gpu_bytes:
-            singles.append((sets, total))
-    # one per knob: the first (smallest) batch split or length cut that fits
-    seen, chosen = set(), []
-    for sets, total in singles:
+        options.append([f"generation.max_completion_length={mcl}"])
+
+    def total_with(sets: list[str]) -> float | None:
+        try:
+            trial_cfg = _reconfigure(cfg, sets, s.world)
+        except ConfigError:
+            return None
+        trial = setup_from_config(trial_cfg, s.world, s.prompt_tokens, s.device)
+        return estimate(shape, trial, gpu_bytes).total
+
+    chosen, seen = [], set()
+    for sets in options:  # one per knob: the first (smallest) batch split or length cut that fits
         knob = sets[0].split("=")[0]
-        if knob not in seen:
+        if knob in seen:
+            continue
+        total = total_with(sets)
+        if total is not None and total <= gpu_bytes:
             seen.add(knob)
             chosen.append((sets, total))
     if chosen:
         return chosen
-    combo, trial = [], s
-    for sets, option in options:  # greedy: keep adding knobs until it fits
-        merged = _merge(trial, option, s)
-        combo = [x for x in combo if x.split("=")[0] not in {y.split("=")[0] for y in sets}] + sets
-        trial = merged
-        total = estimate(shape, trial, gpu_bytes).total
+    combo: list[str] = []
+    for sets in options:  # greedy: keep adding knobs until it fits
+        keys = {x.split("=")[0] for x in sets}
+        trial = [x for x in combo if x.split("=")[0] not in keys] + sets
+        total = total_with(trial)
+        if total is None:
+            continue
+        combo = trial
         if total <= gpu_bytes:
             return [(combo, total)]
     return []
 
 
-def _merge(current: Setup, option: Setup, base: Setup) -> Setup:
-    """Apply what `option` changed relative to `base` onto `current`."""
-    changed = {k: getattr(option, k) for k in base.__dataclass_fields__ if getattr(option, k) != getattr(base, k)}
-    return replace(current, **changed)
+def _reconfigure(cfg, sets: list[str], world: int):
+    from grpolab.config import GRPOConfigLoader
+
+    return GRPOConfigLoader.from_dict(cfg.model_dump(mode="json"), world_size=world, overrides=sets).config
 
 
 def plan_device(cfg, gpu_gib: float | None) -> str:
