@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 
 from .builtin import answer_part
 from .errors import completion_text
+
+# A gold answer worth reading as LaTeX: digits, operators or commands, not plain words.
+_MATHY = re.compile(r"[\\^_{}=+*/\d-]")
 
 
 def _verifier():
@@ -38,7 +42,7 @@ def _verifier():
 
     def gold(text: str):
         parsed = parse(str(text), **timeouts)
-        if not parsed:
+        if not parsed and _MATHY.search(str(text)):  # bare LaTeX (\sqrt{4}, x^2+1): read it as math mode
             parsed = parse(f"${text}$", **timeouts)
         return parsed
 

@@ -40,11 +40,27 @@ def make_reward(spec: str, func, kwargs: dict, label: str):
             raise RewardFunctionError(
                 f"reward `{spec}` raised {type(exc).__name__}: {exc}\n  on sample {sample}"
             ) from exc
-        return check_values(spec, values, prompts, completions, columns)
+        values = check_values(spec, values, prompts, completions, columns)
+        _log_by_source(label, values, columns)
+        return values
 
     reward.__name__ = label  # TRL logs rewards/<name>/mean
     reward.__qualname__ = label
     return reward
+
+
+def _log_by_source(label: str, values: list, columns: dict) -> None:
+    """In a data.datasets mixture, this reward's mean per source (reward_by_source/<source>/<label>),
+    through TRL's log_metric: a mixture can improve on one source while getting worse on another."""
+    sources, log_metric = columns.get("source"), columns.get("log_metric")
+    if not callable(log_metric) or not isinstance(sources, list) or len(sources) != len(values):
+        return
+    groups: dict = {}
+    for src, v in zip(sources, values):
+        if v is not None:
+            groups.setdefault(src, []).append(v)
+    for src, vs in groups.items():
+        log_metric(f"reward_by_source/{src}/{label}", sum(vs) / len(vs))
 
 
 def _as_number(value):

@@ -84,7 +84,7 @@ def load_mixture(data_cfg, seed: int, builtin_rows=None, needs: dict | None = No
                 )
             )
         for reward, needed in (needs or {}).items():
-            absent = [c for c in needed if c not in ds.column_names]
+            absent = [c for c in needed if c not in ds.column_names and c != "source"]  # `source` is added here
             if absent:
                 raise ConfigError(
                     Problem(

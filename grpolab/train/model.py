@@ -68,10 +68,71 @@ def load_model(name: str, model_cfg, dtype: str):
         kwargs["revision"] = model_cfg.revision
     if model_cfg.attn_implementation:
         kwargs["attn_implementation"] = model_cfg.attn_implementation
+    if model_cfg.quantization is not None:
+        device = quantization_device()
+        kwargs["quantization_config"] = quantization_config(model_cfg, dtype, device)
+        kwargs["device_map"] = {"": device}  # bitsandbytes quantizes while placing the weights
     try:
         return AutoModelForCausalLM.from_pretrained(name, **kwargs)
     except Exception as exc:
         raise _load_error(name, exc) from None
+
+
+def quantization_device() -> str:
+    """Where a quantized model is placed: this rank's GPU, else the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return "cpu"
+
+
+def check_quantization(model_cfg, device: str) -> None:
+    """bitsandbytes must be installed and have a backend for `device` (its CPU backend ships in
+    recent releases); otherwise a ConfigError that names the fix, before anything loads."""
+    import importlib.util
+
+    q = model_cfg.quantization
+    if q is None:
+        return
+    width = "4-bit" if q.load_in_4bit else "8-bit"
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(
+            Problem(
+                "model.quantization",
+                f"{width} loading needs bitsandbytes, which is not installed.",
+                "pip install bitsandbytes (CUDA GPUs; recent releases run on CPU too), or remove `model.quantization`",
+            )
+        )
+    if device == "cpu" and importlib.util.find_spec("bitsandbytes.backends.cpu") is None:
+        import bitsandbytes
+
+        raise ConfigError(
+            Problem(
+                "model.quantization",
+                f"{width} loading on this machine needs a CUDA GPU: no GPU is visible and bitsandbytes "
+                f"{getattr(bitsandbytes, '__version__', '?')} has no CPU backend.",
+                "run on a CUDA GPU, upgrade bitsandbytes (its CPU backend), or remove `model.quantization`",
+            )
+        )
+
+
+def quantization_config(model_cfg, dtype: str, device: str):
+    """transformers' BitsAndBytesConfig for `model.quantization` (checked first)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    check_quantization(model_cfg, device)
+    q = model_cfg.quantization
+    compute = getattr(torch, dtype if q.compute_dtype == "auto" else q.compute_dtype)
+    if q.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=q.quant_type,
+        bnb_4bit_compute_dtype=compute,
+        bnb_4bit_use_double_quant=q.double_quant,
+    )
 
 
 def context_length(model, tokenizer) -> int | None:

@@ -12,6 +12,9 @@ def print_plan(loader, model_name: str, model, resolved, derived: dict, data, dr
     source = loader.config_path or loader.preset_path
     overrides = " + " + ", ".join(f"{k}={v}" for k, v in loader.overrides.items()) if loader.overrides else ""
     lora = f" + LoRA r={cfg.model.lora.r}" if cfg.model.lora.enabled else ""
+    q = cfg.model.quantization
+    if q is not None:  # QLoRA: the base weights are frozen at 4/8 bits
+        lora += f", base {'4-bit ' + q.quant_type if q.load_in_4bit else '8-bit'} (bitsandbytes)"
     d, g = derived, cfg.grpo
     kl = f"on (beta {g.beta:g}, reference model loaded)" if d["kl_tracked"] else "off (beta 0: no reference model)"
     lines = [
