@@ -332,7 +332,10 @@ def find_constant_reward(run: Run) -> Finding | None:
     ]
     cfg = run.config
     if cfg is not None:
-        from grpolab.train.rewards import BUILTIN_COLUMNS
+        try:
+            from grpolab.rewards.build import BUILTIN_COLUMNS
+        except ImportError:  # the rewards lived in the train room before
+            from grpolab.train.rewards import BUILTIN_COLUMNS
 
         parts = []
         for spec in cfg.rewards:
