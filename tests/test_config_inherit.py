@@ -316,10 +316,14 @@ def test_show_origins_ends_each_leaf_with_its_origin(chain, capsys):
 
 
 def test_validate_stays_fast_in_a_fresh_process(tmp_path):
+    """The best of three runs, each a fresh interpreter: well under a second on an idle machine,
+    with slack for a busy one (bench/cli_latency.py measures it properly)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "grpolab.cli.main", "config", "validate", str(REPO / "configs" / "grpo_cluster.yaml")]
-    subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, timeout=60)  # warm the file cache
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert time.perf_counter() - start < 2.0  # well under a second on an idle machine; slack for a busy one
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        times.append(time.perf_counter() - start)
+        assert proc.returncode == 0, proc.stderr
+    assert min(times) < 1.5, times
