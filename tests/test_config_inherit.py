@@ -199,7 +199,7 @@ def test_config_new_from_a_mode_in_a_checkout_names_the_configs_link(tmp_path, m
 @pytest.mark.parametrize(
     "argv, fragment",
     [
-        (["exp", "--from", "clustr"], "file not found"),
+        (["exp", "--from", "clustr"], "`clustr` is not a mode, a preset or an existing file. Did you mean `cluster`?"),
         (["exp", "--from", "cluster", "--set", "grpo.bta=1"], "Did you mean `beta`?"),
         (["exp", "--from", "cluster", "--set", "grpo.num_generations=1"], "greater than or equal to 2"),
         (["exp", "--from", "cluster", "--set", "nokey"], "is not of the form KEY=VALUE"),

@@ -64,6 +64,16 @@ def _from_path(source: str) -> Path:
     named = preset_dir() / (source if source.endswith(".yaml") else f"{source}.yaml")
     if not Path(source).exists() and "/" not in source and named.is_file():
         return named
+    if not Path(source).exists():
+        choices = [*MODES, *(p.stem for p in sorted(preset_dir().glob("grpo_*.yaml")))]
+        raise ConfigError(
+            Problem(
+                "--from",
+                f"`{source}` is not a mode, a preset or an existing file.{did_you_mean(source, choices)}",
+                f"use one of {', '.join(choices)}, or a path to a config file",
+                "config new",
+            )
+        )
     return Path(source)
 
 
