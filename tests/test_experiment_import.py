@@ -143,12 +143,14 @@ def test_open_r1_recipe_with_env_lora_vllm_and_accelerate(tmp_path):
         "math-lora",
         ["wandb", "tensorboard"],
     )
-    # A dotted import path becomes module:function; TRL's soft overlong punishment is length_penalty.
+    # A dotted import path becomes module:function; TRL's soft overlong punishment is length_penalty;
+    # Open-R1's tag_count is the built-in of the same definition.
     assert [(r.name, r.weight, r.kwargs) for r in cfg.rewards] == [
         ("my_rewards.math:boxed_accuracy", 1.0, {}),
         ("length_penalty", 0.2, {"max_length": 1280, "soft_cache": 256}),
+        ("tag_count", 0.1, {}),
     ]
-    assert {k for k, _, _ in imported.unmapped} == {"callbacks", "benchmarks", "reward_funcs[2]"}
+    assert {k for k, _, _ in imported.unmapped} == {"callbacks", "benchmarks"}
     assert cfg.training.num_train_epochs == 3.0  # TRL's default, not the cluster preset's 1
 
 
@@ -157,17 +159,22 @@ def test_colocate_recipe_reward_model_and_trl_defaults(tmp_path):
     cfg = loader.config
     assert cfg.training.warmup_steps == 0.05  # warmup_ratio -> a ratio in warmup_steps
     assert cfg.grpo.beta == 0.0 and cfg.generation.max_completion_length == 512  # TRL defaults, pinned over the preset
-    assert [(r.name, r.weight) for r in cfg.rewards] == [("trl.rewards:reasoning_accuracy_reward", 1.0)]
+    # The reward model comes first in TRL's reward_weights.
+    assert [(r.label, r.weight) for r in cfg.rewards] == [
+        ("model:tldr-reward-model", 0.5),
+        ("trl.rewards:reasoning_accuracy_reward", 1.0),
+    ]
+    assert cfg.rewards[0].model == "my-org/tldr-reward-model"
     reasons = {k: why for k, _, why in imported.unmapped}
-    assert set(reasons) == {"reward_model_name_or_path", "load_in_4bit", "dataset_streaming"}
-    assert "weight 0.5" in reasons["reward_model_name_or_path"]
+    assert set(reasons) == {"load_in_4bit", "dataset_streaming"}
+    assert "use_peft" in reasons["load_in_4bit"]  # 4-bit weights train only through LoRA
 
 
 def test_cli_import_writes_reports_and_refuses_overwrite(tmp_path, capsys):
     out = tmp_path / "imported.yaml"
     assert main(["config", "import", str(RECIPES / "openr1_vllm_zero3.yaml"), "-o", str(out)]) == 0
     err = capsys.readouterr().err
-    for key in ("callbacks", "benchmarks", "reward_funcs[2]"):
+    for key in ("callbacks", "benchmarks"):
         assert f"not imported: {key}: " in err
     assert "pinned TRL default: training.num_train_epochs: 3.0" in err
     text = out.read_text()

@@ -102,6 +102,15 @@ def register_import(csub) -> None:
         help="preset to layer over (default: cluster when the recipe uses vLLM or several processes)",
     )
     imp.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    imp.add_argument(
+        "--gpus",
+        type=int,
+        metavar="N",
+        help="GPUs the recipe is meant for: validated for N - K training processes, written as cluster.num_processes",
+    )
+    imp.add_argument(
+        "--vllm-gpus", type=int, default=0, metavar="K", help="of those, GPUs running the vLLM server (default 0)"
+    )
     imp.set_defaults(func=cmd_import)
 
 
@@ -198,7 +207,7 @@ def cmd_import(args) -> int:
     from grpolab.config.yaml_io import inline_yaml
     from grpolab.experiment.recipe_import import import_recipe, write_imported
 
-    imported = import_recipe(args.recipe, mode=args.mode)
+    imported = import_recipe(args.recipe, mode=args.mode, gpus=args.gpus, vllm_gpus=args.vllm_gpus)
     for key, value, why in imported.unmapped:
         print(f"not imported: {key}: {inline_yaml(value)} ({why})", file=sys.stderr)
     for dotted, (default, preset) in imported.pinned.items():

@@ -83,11 +83,49 @@ TRL_REWARDS = {
     "think_format_reward": {"name": "trl.rewards:think_format_reward"},
     "get_soft_overlong_punishment": {"name": "length_penalty", "kwargs": {"max_length": 1280, "soft_cache": 256}},
 }
+# Open-R1's reward registry (open_r1/rewards.py) -> grpolab rewards with the same definition.
+# `kwargs` name the recipe keys Open-R1 reads for that reward, with Open-R1's defaults.
+OPEN_R1_FORMAT = r"(?sm)^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$"
+OPEN_R1_REWARDS = {
+    "accuracy": {"name": "math_verify", "reads_solution": True},
+    "format": {"name": "format", "fixed": {"pattern": OPEN_R1_FORMAT, "anchor": "start", "strip": False}},
+    "tag_count": {"name": "tag_count"},
+    "reasoning_steps": {"name": "reasoning_steps"},
+    "length": {"name": "kimi_length", "reads_solution": True},
+    "cosine": {
+        "name": "cosine_length",
+        "reads_solution": True,
+        "kwargs": {
+            "cosine_min_value_wrong": ("min_value_wrong", 0.0),
+            "cosine_max_value_wrong": ("max_value_wrong", -0.5),
+            "cosine_min_value_correct": ("min_value_correct", 0.5),
+            "cosine_max_value_correct": ("max_value_correct", 1.0),
+            "cosine_max_len": ("max_len", 1000),
+        },
+    },
+    "repetition_penalty": {
+        "name": "repetition_penalty",
+        "kwargs": {"repetition_n_grams": ("ngram_size", 3), "repetition_max_penalty": ("max_penalty", -1.0)},
+    },
+    "soft_overlong_punishment": {
+        "name": "length_penalty",
+        "kwargs": {"max_completion_len": ("max_length", 16384), "soft_punish_cache": ("soft_cache", 4096)},
+    },
+}
+# Open-R1 rewards grpolab has no equivalent for: they run code in sandboxes (E2B, Morph, Piston).
+OPEN_R1_NO_EQUIVALENT = {
+    "code": "runs the completion's code against test cases in an E2B/Morph sandbox",
+    "binary_code": "runs the completion's code against test cases in a sandbox",
+    "ioi_code": "runs IOI problems in a Piston sandbox",
+    "cf_code": "runs Codeforces problems in a Piston sandbox",
+    "code_format": "checks a fenced code block in the recipe's language",
+}
+REWARD_KWARG_KEYS = {key for spec in OPEN_R1_REWARDS.values() for key in spec.get("kwargs", {})}
 # Known TRL keys with no grpolab equivalent, and why.
 UNSUPPORTED = {
     **dict.fromkeys(
-        ("load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "use_bnb_nested_quant", "bnb_4bit_quant_storage"),
-        "quantized loading is not supported by the model: section",
+        ("bnb_4bit_quant_storage",),
+        "model.quantization has load_in_4bit/8bit, quant_type, compute_dtype and double_quant only",
     ),
     **dict.fromkeys(
         ("lora_task_type", "use_rslora", "use_dora", "lora_modules_to_save", "lora_target_parameters"),
@@ -95,6 +133,13 @@ UNSUPPORTED = {
     ),
     "dataset_streaming": "grpolab loads the dataset whole (no streaming)",
     "datasets": "dataset mixtures are not supported; set data.dataset",
+}
+# TRL's ModelConfig quantization keys -> model.quantization (QLoRA needs use_peft).
+QUANT_KEYS = {
+    "load_in_4bit": "load_in_4bit",
+    "load_in_8bit": "load_in_8bit",
+    "bnb_4bit_quant_type": "quant_type",
+    "use_bnb_nested_quant": "double_quant",
 }
 # model_init_kwargs entries that the model: section covers.
 INIT_KWARGS = {
@@ -143,8 +188,9 @@ def _coerce(value, kinds: list[str]):
 
 
 class _Converter:
-    def __init__(self, recipe: dict, origin: str):
+    def __init__(self, recipe: dict, origin: str, gpus: int | None = None, vllm_gpus: int = 0):
         self.recipe, self.origin = recipe, origin
+        self.gpus, self.vllm_gpus = gpus, vllm_gpus
         self.data: dict = {}
         self.mapped: dict[str, list[str]] = {}
         self.unmapped: list[tuple[str, object, str]] = []
@@ -162,8 +208,19 @@ class _Converter:
     def convert(self) -> None:
         fields = trl_fields()
         for key, value in self.recipe.items():
-            if key in ("reward_funcs", "reward_weights", "reward_model_name_or_path"):
+            if key in ("reward_funcs", "reward_weights", "reward_model_name_or_path") or key in REWARD_KWARG_KEYS:
                 continue  # together, below
+            if key in QUANT_KEYS:
+                if self.recipe.get("use_peft") is True:
+                    self.put(key, f"model.quantization.{QUANT_KEYS[key]}", value)
+                else:
+                    self.skip(
+                        key, value, "quantized weights train only through LoRA: the recipe has no use_peft: true"
+                    )
+                continue
+            if key == "num_processes" and self.gpus is not None:
+                self.skip(key, value, f"--gpus {self.gpus} --vllm-gpus {self.vllm_gpus} set cluster.num_processes")
+                continue
             if key == "env":
                 if not isinstance(value, dict):
                     raise ConfigError(
@@ -229,19 +286,32 @@ class _Converter:
                     + did_you_mean(key, known).replace(" Did you mean", "; did you mean"),
                 )
         self.convert_rewards()
+        self.convert_world()
+
+    def convert_world(self) -> None:
+        """`--gpus N --vllm-gpus K`: N - K training processes (K GPUs serve vLLM), validated for that world."""
+        if self.gpus is None:
+            return
+        self.put("--gpus", "cluster.num_processes", self.gpus - self.vllm_gpus)
+        if self.vllm_gpus:
+            if self.recipe.get("vllm_mode") == "colocate":
+                raise ConfigError(
+                    Problem(
+                        "vllm_mode",
+                        f"is colocate (vLLM inside the training processes), but --vllm-gpus {self.vllm_gpus} "
+                        "reserves GPUs for a vLLM server.",
+                        "drop --vllm-gpus for colocate, or set `vllm_mode: server` in the recipe",
+                        self.origin,
+                    )
+                )
+            self.put("--vllm-gpus", "cluster.use_vllm", True)
+            self.put("--vllm-gpus", "cluster.vllm_mode", "server")
 
     def convert_rewards(self) -> None:
         funcs = self.recipe.get("reward_funcs")
         weights = self.recipe.get("reward_weights")
         model = self.recipe.get("reward_model_name_or_path")
         funcs = [funcs] if isinstance(funcs, str) else list(funcs or [])
-        if model:
-            self.skip(
-                "reward_model_name_or_path",
-                model,
-                "grpolab has no reward models, only reward functions; weight "
-                f"{inline_yaml(weights[0]) if isinstance(weights, list) and weights else 1.0}",
-            )
         if weights is None:
             weights = [1.0] * (len(funcs) + bool(model))
         if not isinstance(weights, list) or len(weights) != len(funcs) + bool(model):
@@ -254,20 +324,24 @@ class _Converter:
                     self.origin,
                 )
             )
-        rewards = []
-        for i, (name, weight) in enumerate(zip(funcs, weights[bool(model) :])):
-            if name in TRL_REWARDS:
+        rewards, missing, reads_solution = [], [], False
+        if model:  # TRL scores the reward model first, so its weight is the first one
+            rewards.append({"model": model, "weight": float(weights[0])})
+            self.mapped["reward_model_name_or_path"] = ["rewards"]
+        for name, weight in zip(funcs, weights[bool(model) :]):
+            if name in OPEN_R1_REWARDS:
+                spec = self.open_r1_reward(name)
+                reads_solution |= OPEN_R1_REWARDS[name].get("reads_solution", False)
+            elif name in OPEN_R1_NO_EQUIVALENT:
+                missing.append(f"{name} (Open-R1: {OPEN_R1_NO_EQUIVALENT[name]})")
+                continue
+            elif name in TRL_REWARDS:
                 spec = dict(TRL_REWARDS[name])
             elif isinstance(name, str) and re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+", name):
                 module, _, func = name.rpartition(".")
                 spec = {"name": f"{module}:{func}"}  # TRL's dotted import path -> module:function
             else:
-                self.skip(
-                    f"reward_funcs[{i}]",
-                    name,
-                    f"not one of TRL's reward names ({', '.join(TRL_REWARDS)}) nor a dotted import "
-                    f"path; weight {inline_yaml(weight)}",
-                )
+                missing.append(f"{name} (neither an Open-R1 nor a TRL reward name, nor a dotted import path)")
                 continue
             rewards.append(
                 {
@@ -276,13 +350,40 @@ class _Converter:
                     **({"kwargs": spec["kwargs"]} if "kwargs" in spec else {}),
                 }
             )
+        if missing:
+            # Writing the config without them would train a different reward (the preset's): refuse.
+            raise ConfigError(
+                Problem(
+                    "reward_funcs",
+                    f"{len(missing)} reward(s) have no grpolab equivalent: {'; '.join(missing)}.",
+                    "write each as a Python reward and list it by its dotted import path (my_rewards.code_reward), "
+                    "or remove it from reward_funcs and reward_weights",
+                    self.origin,
+                )
+            )
+        if reads_solution and "answer" not in self.data.get("data", {}).get("columns", {}).values():
+            # Open-R1's math rewards read `solution`; grpolab's read `answer`.
+            columns = self.data.setdefault("data", {}).setdefault("columns", {})
+            columns["solution"] = "answer"
+            self.mapped.setdefault("reward_funcs", []).append("data.columns")
         if rewards:
             self.data["rewards"] = rewards
             self.mapped["reward_funcs"] = ["rewards"]
             if "reward_weights" in self.recipe:
                 self.mapped["reward_weights"] = ["rewards"]
+            for key in REWARD_KWARG_KEYS & set(self.recipe):
+                self.mapped[key] = ["rewards"]
+
+    def open_r1_reward(self, name: str) -> dict:
+        entry = OPEN_R1_REWARDS[name]
+        kwargs = dict(entry.get("fixed", {}))
+        for recipe_key, (kwarg, default) in entry.get("kwargs", {}).items():
+            kwargs[kwarg] = self.recipe.get(recipe_key, default)
+        return {"name": entry["name"], **({"kwargs": kwargs} if kwargs else {})}
 
     def guess_mode(self) -> str:
+        if self.gpus is not None and self.gpus > 1:
+            return "cluster"
         r = self.recipe
         cluster = (
             r.get("use_vllm") is True
@@ -350,11 +451,21 @@ def _tree(data: dict, comments: dict[str, str], prefix: str = "") -> CommentedMa
     return out
 
 
-def import_recipe(path, mode: str | None = None) -> Imported:
+def import_recipe(path, mode: str | None = None, gpus: int | None = None, vllm_gpus: int = 0) -> Imported:
+    """`gpus`/`vllm_gpus`: the world the recipe is meant for (`--gpus N --vllm-gpus K`): it is
+    validated for N - K training processes and cluster.num_processes is written."""
     path = Path(path)
+    if gpus is not None and not 0 <= vllm_gpus < gpus:
+        raise ConfigError(
+            Problem(
+                "--vllm-gpus",
+                f"{vllm_gpus} of {gpus} GPUs for vLLM leaves {gpus - vllm_gpus} for training.",
+                "keep at least one GPU for training: --vllm-gpus below --gpus",
+            )
+        )
     tree = read_yaml_file(path)
     recipe = to_plain(tree, str(path), tree)
-    conv = _Converter(recipe, str(path))
+    conv = _Converter(recipe, str(path), gpus, vllm_gpus)
     conv.convert()
     mode = mode or conv.guess_mode()
     name = path.stem + ".yaml"

@@ -39,10 +39,17 @@ def numeric_match(completions, answer, **kwargs) -> list[float]:
     return rewards
 
 
-def format_reward(completions, pattern: str = THINK_ANSWER_FORMAT, **kwargs) -> list[float]:
-    """1.0 when the whole completion matches the regex `pattern` (default `<think>...</think><answer>...</answer>`)."""
+def format_reward(
+    completions, pattern: str = THINK_ANSWER_FORMAT, anchor: str = "full", strip: bool = True, **kwargs
+) -> list[float]:
+    """1.0 when the completion matches the regex `pattern` (default `<think>...</think><answer>...</answer>`):
+    the whole (stripped) completion, or with `anchor: start` a match from its start as Open-R1's
+    format reward checks (re.match), `strip: false` keeping surrounding whitespace."""
+    if anchor not in ("full", "start"):
+        raise ValueError(f"anchor must be full or start, not {anchor!r}")
     regex = re.compile(pattern, re.DOTALL)
-    return [float(bool(regex.fullmatch(completion_text(c).strip()))) for c in completions]
+    check = regex.fullmatch if anchor == "full" else regex.match
+    return [float(bool(check(completion_text(c).strip() if strip else completion_text(c)))) for c in completions]
 
 
 def tag_count(completions, **kwargs) -> list[float]:
