@@ -139,7 +139,7 @@ def dry_run_checks(cfg, model, tokenizer, reward_funcs, data, prompts: int = 2) 
     signatures TRL calls; then one sampled batch scored by every reward. Prints both."""
     from grpolab.train.tools import load_agent
 
-    agent = load_agent(cfg)
+    agent = load_agent(cfg, tokenizer)
     for line in agent.describe():
         print(line)
     generations = max(2, min(cfg.grpo.num_generations, 8))

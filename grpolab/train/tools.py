@@ -131,8 +131,25 @@ def _check_rollout(func, spec: str, problems: list) -> None:
         pass  # no signature to read (a builtin): TRL will find out
 
 
-def load_agent(cfg) -> Agent:
-    """The config's tools, environment and rollout, imported and checked; ConfigError lists every problem."""
+def _template_problem(tokenizer) -> Problem | None:
+    """TRL shows tools to the model and reads its calls through the chat template: it must render a
+    tool-calling exchange (assistant tool_calls, then a tool message)."""
+    from trl.chat_template_utils import supports_tool_calling
+
+    if supports_tool_calling(tokenizer):
+        return None
+    return Problem(
+        "model.name_or_path",
+        "tools and environments need a chat template that renders tool calls and tool results; this "
+        "model's tokenizer "
+        + ("has no chat template." if not getattr(tokenizer, "chat_template", None) else "ignores them."),
+        "use a model whose template supports tools (Qwen2.5/Qwen3, Llama 3.1+, ...), or remove `tools`/`environment`",
+    )
+
+
+def load_agent(cfg, tokenizer=None) -> Agent:
+    """The config's tools, environment and rollout, imported and checked (with `tokenizer`, also its
+    chat template); ConfigError lists every problem."""
     problems: list[Problem] = []
     agent = Agent(tool_specs=list(cfg.tools))
     agent.tools = _load_tools(cfg, problems)
@@ -159,6 +176,10 @@ def load_agent(cfg) -> Agent:
             agent.specs["rollout"] = cfg.rollout
         except ConfigError as exc:
             problems += exc.problems
+    if tokenizer is not None and (cfg.tools or cfg.environment is not None) and not problems:
+        problem = _template_problem(tokenizer)
+        if problem:
+            problems.append(problem)
     if problems:
         raise ConfigError(problems)
     return agent

@@ -79,7 +79,7 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
         processing_class=tokenizer,
         peft_config=lora_config(cfg.model),
         callbacks=callbacks,
-        **load_agent(cfg).trainer_kwargs(),  # tools, environment_factory, rollout_func from the config
+        **load_agent(cfg, tokenizer).trainer_kwargs(),  # tools, environment_factory, rollout_func from the config
     )
     run.eval_before = scorer(trainer.model) if scorer else None  # on the trainer's device, not the CPU
     return trainer, guards
