@@ -77,6 +77,19 @@ def test_vllm_gpus_reserve_a_server(write_config):
         scale.scale_config(path, 2, vllm_gpus=2)
 
 
+def test_a_cluster_file_with_auto_processes_needs_its_world_size(tmp_path):
+    cluster = preset_path("cluster")
+    with pytest.raises(ConfigError, match="--from-world-size"):
+        scale.scale_config(cluster, 16)
+    loader, _, _, _ = scale.scale_config(cluster, 16, from_world=8)
+    before = derived_quantities(GRPOConfigLoader(config_path=cluster, world_size=8).config, 8)
+    after = derived_quantities(GRPOConfigLoader.from_dict(loader.to_dict(), world_size=16).config, 16)
+    assert (after["unique_prompts_per_round"], after["effective_batch_size"]) == (
+        before["unique_prompts_per_round"],
+        before["effective_batch_size"],
+    )
+
+
 def _grpolab(*args):
     return subprocess.run(
         [PYTHON, "-m", "grpolab", *map(str, args)],

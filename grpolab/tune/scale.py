@@ -112,6 +112,15 @@ def scale_config(path, gpus: int, vllm_gpus: int = 0, from_world: int | None = N
         )
     source = GRPOConfigLoader(config_path=path)
     cfg = source.config
+    if from_world is None and cfg.mode == "cluster" and cfg.cluster.num_processes == "auto":
+        raise ConfigError(
+            Problem(
+                "cluster.num_processes",
+                "is auto, so the file does not say how many processes its batch sizes were chosen for.",
+                "pass --from-world-size N (e.g. 8 for the cluster preset's 8 GPUs)",
+                str(path),
+            )
+        )
     old_world = from_world or source.target_world_size()
     world = gpus - vllm_gpus
     machines = cfg.cluster.num_machines
@@ -231,7 +240,8 @@ def scaled_text(loader, reasons: dict, rows, source, gpus: int, vllm_gpus: int) 
         *[f"#   {line}" for line in render_table(rows).splitlines()],
         "",
     ]
-    return "\n".join(head) + annotate_changes(loader.render(), reasons)
+    text = "\n".join(head) + annotate_changes(loader.render(), reasons)
+    return text if text.endswith("\n") else text + "\n"
 
 
 def write(text: str, out, force: bool, world: int) -> Path:
