@@ -21,7 +21,7 @@ import pytest
 from grpolab.cli.main import main
 from grpolab.config import ConfigError
 from grpolab.experiment.sweep import SbatchBackend, SlurmOptions, SubmititBackend, load_sweep, run_sweep, runner
-from grpolab.experiment.sweep.backends import Unit, plan_slots
+from grpolab.experiment.sweep.backends import Unit, plan_slots, visible_gpus
 
 # Writes run_info.json (with where it ran: CPU affinity, CUDA_VISIBLE_DEVICES, start/end time),
 # resolved_config.yaml, metrics.jsonl (one record per step, `delay` seconds apart) and summary.json.
@@ -154,6 +154,24 @@ def test_slots_share_out_gpus_and_cores():
         plan_slots(3, None, ["0", "1"], list(range(8)))
     with pytest.raises(ConfigError, match=r"--parallel: 3 runs at once need a CPU core each; .* 2\..*--parallel 2"):
         plan_slots(3, 0, [], [0, 1])
+
+
+def test_visible_gpus_are_what_exists_narrowed_by_cuda_visible_devices(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/bash\necho '0, GPU-aaa'\necho '1, GPU-bbb'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert visible_gpus() == ["0", "1"]
+    for value, expected in (("1", ["1"]), ("GPU-bbb,0", ["GPU-bbb", "0"]), ("0,7,1", ["0"]), ("", []), ("-1", [])):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)
+        assert visible_gpus() == expected, value
+    # No GPU on the machine: a CUDA_VISIBLE_DEVICES=0 left in the environment names none.
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert visible_gpus() == []
 
 
 # --------------------------------------------------------------------------- --parallel

@@ -60,19 +60,32 @@ def run_training(command: list[str], env: dict[str, str], cwd: str) -> int:
 
 # ------------------------------------------------------------------------- this machine
 def visible_gpus() -> list[str]:
-    """GPU ids this process may use: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists.
-    No torch import: the sweep itself never trains."""
-    if "CUDA_VISIBLE_DEVICES" in os.environ:
-        return [g.strip() for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip() and g.strip() != "-1"]
+    """GPU ids this process may use: the GPUs nvidia-smi lists, narrowed by CUDA_VISIBLE_DEVICES
+    (indices or UUIDs; like CUDA, the list ends at the first id that names no GPU). No torch
+    import: the sweep itself never trains. A machine without nvidia-smi has none."""
     if not shutil.which("nvidia-smi"):
         return []
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, timeout=20
+            ["nvidia-smi", "--query-gpu=index,uuid", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
         )
     except (OSError, subprocess.TimeoutExpired):
         return []
-    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+    if out.returncode != 0:
+        return []
+    gpus = [tuple(part.strip() for part in line.split(",", 1)) for line in out.stdout.splitlines() if "," in line]
+    known = {ident for gpu in gpus for ident in gpu}
+    if "CUDA_VISIBLE_DEVICES" not in os.environ:
+        return [index for index, _ in gpus]
+    visible = []
+    for ident in os.environ["CUDA_VISIBLE_DEVICES"].split(","):
+        if ident.strip() not in known:
+            break
+        visible.append(ident.strip())
+    return visible
 
 
 def usable_cores() -> list[int]:
