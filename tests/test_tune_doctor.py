@@ -90,6 +90,17 @@ def test_healthy_run_has_no_findings(make_run):
     assert ids(make_run(healthy_metrics())) == []
 
 
+def test_notes_explain_a_zero_loss_and_a_missing_kl_without_a_finding(make_run):
+    run = doctor.load_run(make_run(healthy_metrics()))
+    text = doctor.render(run, doctor.diagnose(run))
+    assert "loss stays near 0" in text and "kl is not logged: grpo.beta is 0" in text
+    assert "no findings" in text
+    with_kl = doctor.load_run(
+        make_run(healthy_metrics(kl=lambda i, v: 0.01), config={"grpo": {"beta": 0.02}}, name="kl")
+    )
+    assert not any("kl is not logged" in n for n in doctor.notes(with_kl))
+
+
 def test_torn_last_line_is_skipped(make_run):
     run = doctor.load_run(make_run(healthy_metrics(), torn=True))
     assert run.torn_lines == 1 and len(run.metrics) == 20

@@ -84,11 +84,33 @@ def _measured(model, lr=1e-3):
     return weights, grads, state
 
 
+def _auto(model_type, **spec):
+    """A tiny model of another decoder family through AutoConfig (Qwen2: q/k/v biases; Qwen3: q/k norms)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(model_type, **spec)
+    return AutoModelForCausalLM.from_config(config), config
+
+
+_SMALL = dict(
+    vocab_size=512,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+)
+
 CASES = {
     # the embedded demo model's recipe (3 layers, 128 wide, 16-token vocabulary, 32 positions)
     "demo": lambda: _gpt2(3, 128, 4, 16, 32),
     "gpt2_14M": lambda: _gpt2(6, 448, 7, 16, 128),
     "llama_14M": lambda: _llama(),
+    "qwen2_tiny": lambda: _auto("qwen2", **_SMALL),
+    "qwen3_tiny": lambda: _auto("qwen3", head_dim=32, **_SMALL),  # head_dim != hidden / heads, as in Qwen3
 }
 
 
@@ -103,7 +125,7 @@ def test_weights_gradients_optimizer_equal_measured_bytes(case):
     assert planned["weights"] == weights
     assert planned["gradients"] == grads
     assert planned["optimizer"] == state
-    if case != "demo":
+    if case.endswith("14M"):
         assert 12e6 < shape.parameters < 16e6
 
 
@@ -222,6 +244,30 @@ def test_shape_from_param_count_and_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown GPU"):
         memory.gpu_memory("h1000")
     assert memory.gpu_memory("NVIDIA H100 SXM") == 79.6
+
+
+def test_a_hub_id_is_read_from_the_local_cache_only(tmp_path, monkeypatch):
+    snapshot = tmp_path / "hub" / "models--org--tiny" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "qwen2",
+                "vocab_size": 1000,
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "max_position_embeddings": 256,
+                "tie_word_embeddings": True,
+            }
+        )
+    )
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    shape = memory.resolve_shape("org/tiny")
+    assert shape.family == "llama" and shape.qkv_bias and shape.kv_heads == 2 and shape.tied_embeddings
+    assert shape.source.endswith("abc123/config.json")
 
 
 def _grpolab(*args):

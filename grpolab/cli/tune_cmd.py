@@ -94,7 +94,11 @@ def cmd_doctor(args) -> int:
     if args.json:
         print(
             json.dumps(
-                [{"run": str(run.path), "findings": [f.to_dict() for f in found]} for run, found in reports], indent=2
+                [
+                    {"run": str(run.path), "findings": [f.to_dict() for f in found], "notes": doctor.notes(run)}
+                    for run, found in reports
+                ],
+                indent=2,
             )
         )
     else:

@@ -718,6 +718,21 @@ def diagnose(run: Run) -> list[Finding]:
 
 
 # --------------------------------------------------------------------------- report
+def notes(run: Run) -> list[str]:
+    """What looks wrong in a GRPO run but is not: said once so nobody tunes against it."""
+    out = []
+    loss = [v for _, v in series(run, "loss")]
+    if loss and max(abs(v) for v in loss) < 0.05:
+        out.append(
+            f"loss stays near 0 (|loss| <= {max(abs(v) for v in loss):.2g}): expected for GRPO, whose advantages are "
+            "centred per group, so the mean policy term is ~0 while its gradient is not; watch reward instead"
+        )
+    cfg = run.config
+    if cfg is not None and cfg.grpo.beta == 0 and not series(run, "kl"):
+        out.append("kl is not logged: grpo.beta is 0, so TRL loads no reference model and computes no KL")
+    return out
+
+
 def render(run: Run, findings: list[Finding]) -> str:
     status = run.info.get("status", "unknown")
     steps = series(run, "reward")
@@ -731,6 +746,7 @@ def render(run: Run, findings: list[Finding]) -> str:
         )
     if not run.metrics:
         lines.append("  no metrics logged yet (metrics.jsonl is missing or empty)")
+    lines += [f"  note: {note}" for note in notes(run)]
     if not findings:
         lines.append("  no findings: nothing in the logged metrics crosses a threshold (grpolab doctor --thresholds)")
         return "\n".join(lines)

@@ -83,7 +83,8 @@ def gpu_memory(name: str) -> float:
 # --------------------------------------------------------------------------- the model's shape
 @dataclass(frozen=True)
 class ModelShape:
-    family: str  # gpt2 or llama (the Llama layout covers Mistral, Qwen2/3 and other decoder-only models)
+    family: str  # gpt2 or llama: parameter counts are exact (tested) for GPT-2, Llama, Mistral-style GQA, Qwen2 and
+    # Qwen3; other decoder-only families are counted in the Llama layout, which can miss their extra norms
     vocab: int
     hidden: int
     layers: int
@@ -96,10 +97,11 @@ class ModelShape:
     qk_norm: bool = False
     source: str = ""
     counted: int | None = None  # a parameter count given directly (no config.json)
+    explicit_head_dim: int | None = None  # config.json's head_dim, where it is not hidden / heads (Qwen3)
 
     @property
     def head_dim(self) -> int:
-        return self.hidden // self.heads
+        return self.explicit_head_dim or self.hidden // self.heads
 
     def parameter_tensors(self) -> list[tuple[str, int]]:
         """(name, elements) of every parameter tensor, as the model's modules create them."""
@@ -228,8 +230,9 @@ class ModelShape:
             need("max_position_embeddings"),
             data.get("tie_word_embeddings", False),
             qkv_bias=bool(data.get("attention_bias", kind in ("qwen2", "qwen2_moe"))),
-            qk_norm=kind in ("qwen3", "olmo2"),
+            qk_norm=kind == "qwen3",
             source=source,
+            explicit_head_dim=data.get("head_dim") if isinstance(data.get("head_dim"), int) else None,
         )
 
     @classmethod
