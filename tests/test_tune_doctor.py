@@ -101,6 +101,15 @@ def test_notes_explain_a_zero_loss_and_a_missing_kl_without_a_finding(make_run):
     assert not any("kl is not logged" in n for n in doctor.notes(with_kl))
 
 
+def test_odd_records_do_not_break_the_reading(make_run):
+    metrics = healthy_metrics()
+    metrics[3]["step"] = None
+    metrics[4]["reward"] = None  # TRL logs None when a window had no valid value
+    metrics.append(["not", "a", "record"])
+    run = doctor.load_run(make_run(metrics))
+    assert run.torn_lines == 1 and doctor.diagnose(run) == []
+
+
 def test_torn_last_line_is_skipped(make_run):
     run = doctor.load_run(make_run(healthy_metrics(), torn=True))
     assert run.torn_lines == 1 and len(run.metrics) == 20

@@ -147,8 +147,13 @@ def series(run: Run, key: str) -> list[tuple[int, float]]:
     for record in run.metrics:
         value = record.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            out.append((int(record.get("step", len(out))), float(value)))
+            out.append((_step(record, len(out)), float(value)))
     return out
+
+
+def _step(record: dict, default: int) -> int:
+    step = record.get("step")
+    return int(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else default
 
 
 def nonfinite(run: Run, keys) -> list[tuple[int, str, float]]:
@@ -157,7 +162,7 @@ def nonfinite(run: Run, keys) -> list[tuple[int, str, float]]:
         for key in keys:
             value = record.get(key)
             if isinstance(value, float) and not math.isfinite(value):
-                found.append((int(record.get("step", 0)), key, value))
+                found.append((_step(record, 0), key, value))
     return found
 
 

@@ -152,7 +152,7 @@ def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | N
         "do_sample": True,
         "temperature": gen.temperature,
         "top_p": gen.top_p,
-        "top_k": gen.top_k if gen.top_k else None,
+        "top_k": gen.top_k,  # 0 = off, passed as TRL does so a model's own generation_config cannot set it
         "min_p": gen.min_p,
         "repetition_penalty": gen.repetition_penalty,
         "max_new_tokens": gen.max_completion_length,
