@@ -126,3 +126,80 @@ def test_two_cpu_processes_train_one_run(tmp_path, cluster_config, subprocess_en
     # The final model loads.
     model = AutoModelForCausalLM.from_pretrained(run_dir / "model")
     assert model.config.n_layer == 2
+
+
+@pytest.mark.slow
+def test_ranks_started_by_hand_share_one_run_dir_without_a_run_name(tmp_path, cluster_config, subprocess_env):
+    """The documented hand launch with a static rendezvous (TORCHELASTIC_RUN_ID=none): no
+    --run-name needed; rank 0 creates the run directory and the other rank learns it."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(port),  # static rendezvous (no --rdzv-id): every rank sees TORCHELASTIC_RUN_ID=none
+            "-m",
+            "grpolab.cli.main",
+            "train",
+            "--config",
+            str(cluster_config),
+            "--set",
+            "cluster.num_processes=2",
+            "--set",
+            "logging.report_to=[none]",
+        ],
+        cwd=tmp_path,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert info["status"] == "finished" and info["world_size"] == 2
+    assert (run_dir / "model" / "config.json").is_file()
+
+
+BAD_REWARD = """
+def explodes(completions, **kwargs):
+    raise ValueError("the grader is down")
+"""
+
+
+def _cluster_run(cluster_config, tmp_path, subprocess_env, *sets):
+    args = [sys.executable, str(REPO / "training" / "grpo_training.py"), "--config", str(cluster_config)]
+    args += ["--set", "cluster.num_processes=2", "--set", "logging.report_to=[none]"]
+    for item in sets:
+        args += ["--set", item]
+    return subprocess.run(args, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_what_dry_run_checks_fails_before_any_rank_starts(tmp_path, cluster_config, subprocess_env):
+    done = _cluster_run(cluster_config, tmp_path, subprocess_env, "generation.max_completion_length=5000")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "no prompt fits" in done.stderr and "ChildFailedError" not in done.stderr
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.slow
+def test_an_error_inside_the_ranks_is_reported_once_and_recorded(tmp_path, cluster_config, subprocess_env):
+    (tmp_path / "bad_reward.py").write_text(BAD_REWARD)
+    done = _cluster_run(
+        cluster_config, tmp_path, subprocess_env, f"rewards=[{{name: {tmp_path}/bad_reward.py:explodes}}]"
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    last = [line for line in done.stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("error (rank 0): ") and "the grader is down" in last
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert info["status"] == "failed" and "the grader is down" in info["error"]

@@ -188,3 +188,43 @@ def test_resume_after_a_hard_kill_mid_write_drops_the_torn_line(interrupted, tmp
     assert result.out.count("dropped 1 torn line") == 1
     assert _info(run_dir)["status"] == "finished"
     assert all(r["step"] != 9999 for r in jsonl(run_dir / "metrics.jsonl"))
+
+
+def test_resume_refuses_another_world_size_unless_forced(interrupted, tmp_path, train):
+    _, _, original, _ = interrupted
+    run_dir = _copy(original, tmp_path)
+    info = _info(run_dir)
+    info["world_size"] = 4  # as if it had trained on 4 processes
+    (run_dir / "run_info.json").write_text(json.dumps(info))
+    result = train("--resume", run_dir)
+    assert result.code == 2, result
+    assert "trained on 4 process(es), and this start has 1" in result.err and "--force" in result.err
+    assert _info(run_dir)["status"] == "interrupted"  # nothing was touched
+
+
+def test_resume_skips_a_checkpoint_cut_short_by_a_kill(interrupted, tmp_path, train):
+    _, _, original, _ = interrupted
+    run_dir = _copy(original, tmp_path)
+    stopped_at = _info(run_dir)["global_step"]
+    broken = run_dir / f"checkpoint-{stopped_at + 1}"
+    shutil.copytree(run_dir / f"checkpoint-{stopped_at}", broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # the process died while writing the weights
+    result = train("--resume", run_dir)
+    assert result.code == 0, result
+    assert f"skipping checkpoint-{stopped_at + 1}: model.safetensors is truncated" in result.out
+    assert f"resuming from checkpoint-{stopped_at}" in result.out
+    assert _info(run_dir)["status"] == "finished"
+
+
+def test_a_leftover_run_dir_hand_off_does_not_touch_the_old_run(interrupted, tmp_path, train, monkeypatch):
+    _, _, original, config = interrupted
+    old = _copy(original, tmp_path)
+    before = (old / "run_info.json").read_text()
+    monkeypatch.setenv("GRPOLAB_RUN_DIR", str(old))  # as an sbatch script leaves it in a shell
+    monkeypatch.setenv("GRPOLAB_RUN_DIR_OWNER", "slurm:12345")
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    result = train("--config", config, "--set", "training.max_steps=1", "--output-dir", tmp_path / "new")
+    assert result.code == 0, result
+    assert result.run_dir.parent == tmp_path / "new" and (old / "run_info.json").read_text() == before
+    assert "ignoring GRPOLAB_RUN_DIR" in result.err

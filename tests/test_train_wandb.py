@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from wandb_offline import config_from_records, read_payloads, read_records
 
 
@@ -115,3 +116,17 @@ def test_reader_reassembles_records_split_across_blocks(tmp_path):
     path.write_bytes(bytes(data))
     payloads = read_payloads(path)
     assert payloads[0] == b"small" and payloads[1] == big and payloads[-1] == b"last"
+
+
+@pytest.mark.slow
+def test_resume_continues_the_same_wandb_run(tiny_gpt2, tmp_path, monkeypatch, fast_config, train):
+    monkeypatch.chdir(tmp_path)
+    cfg = fast_config(tiny_gpt2, {"logging": {"report_to": ["wandb"]}, "training": {"save_steps": 1}})
+    first = train("--config", cfg)
+    assert first.code == 0, first
+    wandb_id = json.loads((first.run_dir / "run_info.json").read_text())["wandb_id"]
+    again = train("--resume", first.run_dir)
+    assert again.code == 0, again
+    assert json.loads((first.run_dir / "run_info.json").read_text())["wandb_id"] == wandb_id
+    runs = sorted((first.run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(run.name.endswith(f"-{wandb_id}") for run in runs)  # one WandB run, resumed

@@ -119,9 +119,11 @@ def _join_launch(loader, request, dist) -> Path | None:
     return None
 
 
-def _shared_run_dir(loader, request, started_by: str) -> Path:
-    """One run directory for ranks started by hand: named by --run-name or by the launch's id
-    (SLURM job/step, or torchrun's rendezvous id), which every rank of the launch shares."""
+def _shared_run_dir(loader, request, started_by: str) -> Path | None:
+    """One run directory for ranks started by hand, named by --run-name or by the launch's id
+    (SLURM job/step, or torchrun's rendezvous id), which every rank of the launch shares. None
+    for a static rendezvous (accelerate launch, torchrun without --rdzv-id): then rank 0 creates
+    the directory and tells the others once the process group is up."""
     env = os.environ
     stem = run_dirs.run_stem(loader.config_path, loader.preset_path)
     if request.run_name:
@@ -131,15 +133,7 @@ def _shared_run_dir(loader, request, started_by: str) -> Path:
     elif env.get("TORCHELASTIC_RUN_ID", "none") != "none":
         name = f"{stem}_{env['TORCHELASTIC_RUN_ID'][:13]}"
     else:
-        raise ConfigError(
-            Problem(
-                "",
-                f"{started_by} started several ranks, and they need one shared run directory.",
-                f"pass --run-name NAME (the same for every rank) or set {run_dirs.RUN_DIR_ENV}, or start "
-                "with plain `python` to let grpolab launch",
-                started_by,
-            )
-        )
+        return None
     return Path(loader.config.output_dir) / name
 
 

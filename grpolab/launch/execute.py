@@ -29,7 +29,37 @@ def execute(spec: LaunchSpec) -> int:
     write_files(spec.files)
     (spec.run_dir / "launch_command.sh").write_text(_shell_script(spec.cmd, spec.env))
     print(f"run dir      {spec.run_dir}\nlaunching    {shlex.join(spec.cmd)}", flush=True)
-    return run_child(spec.cmd, spec.env)
+    code = run_child(spec.cmd, spec.env)
+    return code if code == 0 else report_failure(spec, code)
+
+
+def report_failure(spec: LaunchSpec, code: int) -> int:
+    """The ranks failed: say rank 0's error once (the launcher printed every child's traceback
+    above), keep its exit code (2 for a config error), record the run as failed, and remove a
+    run directory in which no run ever started."""
+    from grpolab.run import run_dir as run_dirs
+    from grpolab.run.record import RunInfo, now
+
+    errors = run_dirs.rank_errors(spec.run_dir)
+    if errors:
+        first = errors[0]
+        code = first.get("exit_code", code)
+        print(f"\nerror (rank {first.get('rank', 0)}): {first.get('message')}", file=sys.stderr)
+    if not run_dirs.started(spec.run_dir):
+        for name in [*(p.name for p in spec.files), "launch_command.sh"]:
+            (spec.run_dir / name).unlink(missing_ok=True)
+        for path in (spec.run_dir / "logs").glob("error-rank*.json"):
+            path.unlink()
+        run_dirs.remove_if_empty(spec.run_dir / "logs")
+        if run_dirs.remove_if_empty(spec.run_dir):
+            print(f"removed {spec.run_dir}: the run never started", file=sys.stderr)
+        return code
+    info = RunInfo.load(spec.run_dir)
+    if info.status == "running":  # the ranks died without recording their end
+        message = errors[0].get("message") if errors else f"the launcher exited with {code}"
+        info.update(status="failed", ended=now(), exit_code=code, error=message)
+        info.save(spec.run_dir)
+    return code
 
 
 def launch_command(plan, accelerate_config: Path, train_args: list[str]) -> list[str]:

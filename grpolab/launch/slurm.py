@@ -119,6 +119,7 @@ def sbatch_script(job: SlurmJob) -> str:
         "# One run directory for every rank (rank 0 writes it); the job id makes it unique and stays",
         "# the same when the job is requeued, so a requeued job resumes there.",
         f'export GRPOLAB_RUN_DIR={shlex.quote(job.run_dir_parent)}/{shlex.quote(job.run_stem)}_slurm-"$SLURM_JOB_ID"',
+        'export GRPOLAB_RUN_DIR_OWNER="slurm:$SLURM_JOB_ID"  # ignored outside this job',
         'mkdir -p "$GRPOLAB_RUN_DIR/logs"',
         "# The launcher gives the ranks this long to save a checkpoint after SIGTERM before killing them.",
         f"export TORCH_ELASTIC_SHUTDOWN_TIMEOUT={max(30, job.signal_lead_s - 30)}",

@@ -18,13 +18,20 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
+import socket
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from grpolab.config.yaml_io import dump_yaml
 
 RUN_DIR_ENV = "GRPOLAB_RUN_DIR"  # the run directory a started process must use
+# Whom the hand-off belongs to: `pid:<pid>@<host>` (a local launch or sweep: only its descendants)
+# or `slurm:<job id>` (one SLURM job). A GRPOLAB_RUN_DIR left in a shell by an earlier launch or an
+# sbatch script is then ignored instead of making a new run write into another run's directory.
+RUN_DIR_OWNER_ENV = "GRPOLAB_RUN_DIR_OWNER"
 CONFIG_SHA_ENV = "GRPOLAB_CONFIG_SHA256"  # the resolved config it must arrive at
 STAMP_FORMAT = "%Y%m%d-%H%M%S"
 RESOLVED_CONFIG = "resolved_config.yaml"
@@ -96,16 +103,53 @@ def write_config_files(run_dir: Path, resolved: Mapping, overrides: Mapping | No
 def handoff_env(run_dir: Path | str, resolved: Mapping | None = None) -> dict[str, str]:
     """The variables that make a started training process use `run_dir` (and, when `resolved` is
     given, refuse to train if it resolves a different config)."""
-    env = {RUN_DIR_ENV: str(run_dir)}
+    env = {RUN_DIR_ENV: str(run_dir), RUN_DIR_OWNER_ENV: f"pid:{os.getpid()}@{socket.gethostname()}"}
     if resolved is not None:
         env[CONFIG_SHA_ENV] = config_sha256(resolved)
     return env
 
 
 def handed_over_run_dir(env: Mapping[str, str] | None = None) -> Path | None:
-    """The run directory a launcher or sweep handed to this process, if any."""
-    value = (os.environ if env is None else env).get(RUN_DIR_ENV)
-    return Path(value) if value else None
+    """The run directory a launcher or sweep handed to this process, if any. A hand-off bound to
+    another launch (see RUN_DIR_OWNER_ENV) is ignored, with one line saying so; one set by hand,
+    without an owner, is taken as given."""
+    env = os.environ if env is None else env
+    value = env.get(RUN_DIR_ENV)
+    if not value:
+        return None
+    owner = env.get(RUN_DIR_OWNER_ENV)
+    if owner is None or _owned_by_this_launch(owner, env):
+        return Path(value)
+    if value not in _IGNORED:
+        _IGNORED.add(value)
+        print(f"note: ignoring {RUN_DIR_ENV}={value}: it was left by another launch ({owner})", file=sys.stderr)
+    return None
+
+
+_IGNORED: set[str] = set()
+
+
+def _owned_by_this_launch(owner: str, env: Mapping[str, str]) -> bool:
+    kind, _, ident = owner.partition(":")
+    if kind == "slurm":
+        return env.get("SLURM_JOB_ID") == ident
+    pid, _, host = ident.partition("@")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # started on another machine (a SLURM array trial): nothing to check here
+    return int(pid) in _ancestors()
+
+
+def _ancestors() -> set[int]:
+    """This process and its parents, from /proc (elsewhere: only this process and its parent)."""
+    found, pid = set(), os.getpid()
+    while pid > 1 and pid not in found:
+        found.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            found.add(os.getppid())
+            break
+    return found
 
 
 def handed_over_sha(env: Mapping[str, str] | None = None) -> str | None:
@@ -120,3 +164,76 @@ def remove_if_empty(run_dir: Path) -> bool:
         return True
     except OSError:
         return False
+
+
+LOCK = ".grpolab.lock"  # held by the main process of the run writing this directory
+
+
+def take_lock(run_dir: Path) -> Path:
+    """Mark `run_dir` as being written by this process (a stale lock of a dead process on this
+    host is taken over)."""
+    path = Path(run_dir) / LOCK
+    text = f"{os.getpid()}@{socket.gethostname()}\n"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        if live_lock(run_dir):
+            raise
+        path.write_text(text)
+        return path
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    return path
+
+
+def release_lock(run_dir: Path) -> None:
+    path = Path(run_dir) / LOCK
+    try:
+        if path.read_text().strip() == f"{os.getpid()}@{socket.gethostname()}":
+            path.unlink()
+    except OSError:
+        pass
+
+
+def live_lock(run_dir: Path) -> str | None:
+    """ "pid N on HOST" when another live process holds `run_dir`'s lock, else None. A lock from
+    another host is taken as live (its process cannot be checked from here)."""
+    try:
+        pid, _, host = (Path(run_dir) / LOCK).read_text().strip().partition("@")
+    except OSError:
+        return None
+    if not pid.isdigit() or (host == socket.gethostname() and int(pid) == os.getpid()):
+        return None
+    if host == socket.gethostname():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+    return f"pid {pid} on {host}"
+
+
+def record_rank_error(run_dir: Path, rank: int, exit_code: int, message: str) -> None:
+    """A rank's error, kept for the launcher: it prints rank 0's (or the first) message once,
+    instead of the launcher's traceback of every failed child."""
+    folder = Path(run_dir) / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"rank": rank, "exit_code": exit_code, "message": message})
+    (folder / f"error-rank{rank}.json").write_text(text + "\n")
+
+
+def rank_errors(run_dir: Path) -> list[dict]:
+    """The errors ranks recorded, lowest rank first."""
+    found = []
+    for path in (Path(run_dir) / "logs").glob("error-rank*.json"):
+        try:
+            found.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return sorted(found, key=lambda e: e.get("rank", 0))
+
+
+def started(run_dir: Path) -> bool:
+    """Whether a run began in `run_dir` (it has a record), as opposed to a launch that failed first."""
+    return (Path(run_dir) / "run_info.json").is_file()

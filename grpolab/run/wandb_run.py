@@ -29,9 +29,12 @@ def logged_in() -> bool:
         return False
 
 
-def start_wandb(run_dir: Path, logging_cfg, resolved: dict, derived: dict, config_files: list[Path]):
+def start_wandb(
+    run_dir: Path, logging_cfg, resolved: dict, derived: dict, config_files: list[Path], run_id: str | None = None
+):
     """Start the run before the Trainer does, so transformers' WandbCallback reuses it (and adds
-    TRL's flat arguments to the same config). Returns the run."""
+    TRL's flat arguments to the same config). `run_id`: the WandB run a resumed run continues
+    (its curves go on in the same run). Returns the run."""
     import wandb
 
     mode = os.environ.get("WANDB_MODE", "").lower() or None
@@ -46,6 +49,8 @@ def start_wandb(run_dir: Path, logging_cfg, resolved: dict, derived: dict, confi
         dir=str(run_dir),
         config={**resolved, "derived": derived},
         mode=mode,
+        id=run_id,
+        resume="allow" if run_id else None,
         settings=wandb.Settings(init_timeout=60, silent=True),
     )
     artifact = wandb.Artifact(name=f"config-{run_dir.name}", type="config")

@@ -8,7 +8,7 @@ from pathlib import Path
 from grpolab.config import ConfigError, Problem
 
 
-def _load_error(name: str, exc: Exception) -> ConfigError:
+def load_error(name: str, exc: Exception) -> ConfigError:
     local = Path(name).expanduser()
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if not local.exists() and name.startswith((".", "/", "~")):
@@ -52,7 +52,7 @@ def load_tokenizer(name: str, model_cfg):
             name, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code
         )
     except Exception as exc:
-        raise _load_error(name, exc) from None
+        raise load_error(name, exc) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # gpt2 and friends have no pad token
     return tokenizer
@@ -75,7 +75,7 @@ def load_model(name: str, model_cfg, dtype: str):
     try:
         return AutoModelForCausalLM.from_pretrained(name, **kwargs)
     except Exception as exc:
-        raise _load_error(name, exc) from None
+        raise load_error(name, exc) from None
 
 
 def quantization_device() -> str:

@@ -21,32 +21,47 @@ def run_from_args(args) -> int:
     try:
         return train(TrainRequest.from_args(args))
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(EXIT_USAGE, str(exc))
     except RewardFunctionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _fail(EXIT_FAILED, str(exc))
+
+
+def _fail(code: int, message: str) -> int:
+    """Print the error; a rank of a launch also records it for the launcher to report once."""
+    from grpolab.run import run_dir as run_dirs
+    from grpolab.runtime.dist import detect
+
+    print(f"error: {message}", file=sys.stderr)
+    dist, handed = detect(), run_dirs.handed_over_run_dir()
+    if dist.launcher is not None and handed is not None and handed.is_dir():
+        run_dirs.record_rank_error(handed, dist.rank, code, message)
+    return code
 
 
 def train(request: TrainRequest) -> int:
     from grpolab.launch.decide import decide
     from grpolab.launch.execute import execute, print_launch
     from grpolab.train import model as models
-    from grpolab.train import report, setup
+    from grpolab.train import report, resume, setup
     from grpolab.train.recording import open_run
     from grpolab.train.rewards import build_rewards
     from grpolab.train.trainer import build_trainer, finish, fit, training_args
 
+    if request.resume:
+        request = resume.prepare(request)
     loader = setup.load_config(request)
     cfg = loader.config
     setup.apply_environment(cfg)
     dist = setup.join_distributed(cfg)
     resolved = setup.resolve_runtime(cfg, dist)
+    if request.resume:
+        resume.check_resumable(request, resolved)
     step = decide(loader, request, resolved, dist)
     if step.kind == "show":
         print_launch(step.launch) if step.launch else print(step.message)
         return EXIT_OK
     if step.kind == "launch":
+        setup.preflight(cfg)  # the --dry-run checks, once, before any rank starts
         return execute(step.launch)
     setup.prepare_process(cfg, resolved)
 

@@ -41,6 +41,44 @@ class Run:
         return _Recording(self)
 
 
+def _refuse_another_runs_record(path: Path, loader) -> None:
+    """A handed-over directory belongs to this run only: one that holds another run's record (a
+    finished run, another config, or a live run) is refused. The same config started again after
+    a start that never saved a checkpoint (a requeued job) may use it."""
+    from grpolab.config import ConfigError, Problem
+    from grpolab.run import run_dir as run_dirs
+    from grpolab.run.record import RunInfo
+
+    info = RunInfo.load(path)
+    if info.status is None:
+        return
+    holder = run_dirs.live_lock(path)
+    same = info.config_sha256 == run_dirs.config_sha256(loader.to_dict())
+    if info.status == "finished" or not same or holder:
+        why = f"it is in use ({holder})" if holder else f"status {info.status}" + ("" if same else ", another config")
+        raise ConfigError(
+            Problem(
+                "",
+                f"`{path}` already holds the record of run {info.run_name} ({why}); a run directory belongs "
+                "to one run.",
+                f"unset {run_dirs.RUN_DIR_ENV} to start a new run, or --resume {path} to continue that one",
+                run_dirs.RUN_DIR_ENV,
+            )
+        )
+
+
+def _made_by_rank_zero(make) -> Path:
+    """Ranks started by hand with nothing to name a shared directory after: rank 0 creates it,
+    and the others learn its path once the process group is up."""
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    state = PartialState()  # joins the process group the launcher set up (the trainer reuses it)
+    path = [str(make()) if state.is_main_process else None]
+    broadcast_object_list(path, from_process=0)
+    return Path(path[0])
+
+
 class _Recording:
     """Whatever happens inside (building the trainer, training, saving, scoring), run_info.json
     ends with a status: an exception is recorded as `failed` with its error, then raised."""
@@ -52,6 +90,10 @@ class _Recording:
         return self.run
 
     def __exit__(self, kind, exc, tb):
+        from grpolab.run.run_dir import release_lock
+
+        if self.run.is_main:
+            release_lock(self.run.dir)
         if exc is None:
             return False
         from grpolab.run.record import now
@@ -79,9 +121,11 @@ def open_run(loader, request, resolved, dist, shared_run_dir, model_name, derive
         path = Path(handed)
         if dist.is_main:
             path.mkdir(parents=True, exist_ok=True)
+            _refuse_another_runs_record(path, loader)
     else:
         stem = run_dirs.run_stem(loader.config_path, loader.preset_path)
-        path = run_dirs.create_run_dir(cfg.output_dir, stem, request.run_name)
+        make = lambda: run_dirs.create_run_dir(cfg.output_dir, stem, request.run_name)  # noqa: E731
+        path = make() if dist.world_size == 1 else _made_by_rank_zero(make)
     checkpoint = last_checkpoint(path) if resumed else None  # before the run's records are touched
     info = RunInfo.load(path) if resumed else RunInfo()
     if resumed and dist.is_main:  # steps logged after the checkpoint (a hard kill) are trained again
@@ -90,6 +134,7 @@ def open_run(loader, request, resolved, dist, shared_run_dir, model_name, derive
             print(f"note: {note}")
     run = Run(loader, resolved, dist, path, info, checkpoint, data, derived, model_name)
     if dist.is_main:
+        run_dirs.take_lock(path)  # `--resume` of a run that is still training is refused
         # A resumed run rewrites only resolved_config.yaml: the same text, unless --force changed values.
         sha = run_dirs.write_config_files(path, loader.to_dict(), None if resumed else loader.overrides)
         fresh = {

@@ -46,18 +46,112 @@ def resume_config(request) -> GRPOConfigLoader:
     return saved
 
 
-def last_checkpoint(run_dir: Path) -> str:
-    from transformers.trainer_utils import get_last_checkpoint
+def prepare(request):
+    """A resumed run continues where it was started: --resume as an absolute path, and the
+    working directory the run recorded, so its relative data, reward and config paths still
+    resolve when resuming from elsewhere."""
+    import os
+    from dataclasses import replace
 
-    checkpoint = get_last_checkpoint(str(run_dir))
-    if checkpoint is None:
+    from grpolab.run.record import RunInfo
+
+    request = replace(request, resume=str(Path(request.resume).resolve()))
+    recorded = RunInfo.load(request.resume).cwd
+    if recorded and Path(recorded).is_dir() and Path(recorded).resolve() != Path.cwd().resolve():
+        print(f"note: resuming in the run's working directory {recorded} (its relative paths start there)")
+        os.chdir(recorded)
+    return request
+
+
+def last_checkpoint(run_dir: Path) -> str:
+    """The newest complete checkpoint-N: a run killed while saving leaves a half-written newest
+    one, which is skipped (and said) in favour of the one before."""
+    folders = sorted(
+        (p for p in Path(run_dir).glob("checkpoint-*") if p.is_dir() and p.name.rpartition("-")[2].isdigit()),
+        key=checkpoint_step,
+        reverse=True,
+    )
+    if not folders:
         raise ConfigError(
             Problem(
                 "", f"`{run_dir}` has no checkpoint-N folder to resume from.", "start a new run instead", "--resume"
             )
         )
-    return checkpoint
+    for folder in folders:
+        why = incomplete(folder)
+        if why is None:
+            print(f"resuming from {folder.name}")
+            return str(folder)
+        print(f"note: skipping {folder.name}: {why} (a save cut short)")
+    raise ConfigError(
+        Problem(
+            "",
+            f"no complete checkpoint in `{run_dir}`: every checkpoint-N is cut short.",
+            "start a new run instead",
+            "--resume",
+        )
+    )
+
+
+def incomplete(folder: Path) -> str | None:
+    """Why `folder` cannot be resumed from, or None: the trainer state must parse, and the
+    weights must be there with whole safetensors headers (the save writes the state last)."""
+    import json
+    import struct
+
+    try:
+        json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return "trainer_state.json is missing or unreadable"
+    weights = [*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin"), *folder.glob("global_step*")]
+    if not weights:
+        return "it holds no model weights"
+    for path in folder.glob("*.safetensors"):
+        try:
+            with path.open("rb") as handle:
+                (size,) = struct.unpack("<Q", handle.read(8))
+                json.loads(handle.read(size))
+        except (OSError, ValueError, struct.error):
+            return f"{path.name} is truncated"
+    return None
+
+
+def check_resumable(request, resolved) -> None:
+    """Before anything loads: the run is not training right now, and keeps its world size."""
+    from grpolab.run.run_dir import live_lock
+
+    holder = live_lock(Path(request.resume))
+    if holder:
+        raise ConfigError(
+            Problem(
+                "",
+                f"the run is still training ({holder}); two trainers would write one directory.",
+                "wait for it to end or stop it, then resume",
+                "--resume",
+            )
+        )
+    check_world_size(request, resolved)
 
 
 def checkpoint_step(checkpoint: str) -> int:
     return int(Path(checkpoint).name.rpartition("-")[2])
+
+
+def check_world_size(request, resolved) -> None:
+    """A resumed run keeps its world size: another one silently changes the effective batch and
+    the generation batch, and a sharded (ZeRO/FSDP) checkpoint does not load on it."""
+    from grpolab.run.record import RunInfo
+
+    before = RunInfo.load(request.resume).world_size
+    if not before or before == resolved.world_size or request.force:
+        return
+    raise ConfigError(
+        Problem(
+            "",
+            f"the run trained on {before} process(es), and this start has {resolved.world_size}: the effective "
+            "batch would change, and a sharded checkpoint would not load.",
+            f"resume with {before} processes (`--set cluster.num_processes={before}` per machine), or add --force "
+            f"to continue on {resolved.world_size}",
+            "--resume",
+        )
+    )

@@ -150,3 +150,25 @@ def training_data(cfg, tokenizer, model, reward_needs) -> TrainingData:
             )
         eval_rows = eval_set.to_list()
     return TrainingData(train_set, dropped, longest, context, eval_rows, eval_set, sources)
+
+
+def preflight(cfg) -> None:
+    """What --dry-run checks, without the weights (tokenizer, model config and context, rewards,
+    data): before a launch starts its ranks, so a bad path, reward or dataset fails here once."""
+    from types import SimpleNamespace
+
+    from transformers import AutoConfig
+
+    from grpolab.train import model as models
+    from grpolab.train.rewards import build_rewards
+
+    name = model_path(cfg)
+    tokenizer = models.load_tokenizer(name, cfg.model)
+    try:
+        config = AutoConfig.from_pretrained(
+            name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
+        )
+    except Exception as exc:
+        raise models.load_error(name, exc) from None
+    _, reward_needs = build_rewards(cfg.rewards, cfg.generation.max_completion_length)
+    training_data(cfg, tokenizer, SimpleNamespace(config=config), reward_needs)  # reads only model.config

@@ -61,7 +61,9 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
     training.kwargs.update(output_dir=str(run.dir), run_name=run.dir.name)
     if run.is_main and wandb_enabled(cfg.logging.report_to):
         files = [run.dir / "resolved_config.yaml", run.loader.config_path]
-        run.wandb_run = start_wandb(run.dir, cfg.logging, run.loader.to_dict(), run.derived, files)
+        previous = run.info.extra.get("wandb_id")  # a resumed run continues its WandB run
+        run.wandb_run = start_wandb(run.dir, cfg.logging, run.loader.to_dict(), run.derived, files, previous)
+        run.save_info(wandb_id=run.wandb_run.id)
     # The exact GRPOConfig arguments: a plain TRL script given these trains the same run.
     run.save_info(trl_args=training.kwargs)
 
@@ -144,6 +146,10 @@ def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> No
         run.save_info(
             status=outcome.status, ended=now(), exit_code=outcome.exit_code, global_step=step, error=outcome.error
         )
+        if outcome.status == "failed" and run.dist.launcher is not None:  # the launcher reports it once
+            from grpolab.run.run_dir import record_rank_error
+
+            record_rank_error(run.dir, run.dist.rank, outcome.exit_code, outcome.error)
         report.print_result(run.dir, summary, outcome.error)
     if run.wandb_run is not None:
         scores = {"eval/accuracy_before": run.eval_before, "eval/accuracy_after": eval_after} if guards.scorer else {}
