@@ -244,6 +244,7 @@ def test_slurm_array_script_without_submitit(workdir, monkeypatch, capsys):
         assert line in script
     assert script.count("-m grpolab train --config") == 0  # the fake's command: the sweep's TRAIN_COMMAND
     assert script.count("GRPOLAB_RUN_DIR=") == 2 and script.count("GRPOLAB_CONFIG_SHA256=") == 2
+    assert "GRPOLAB_RUN_DIR_OWNER" not in script  # SLURM starts the task, not the sweep's process
     assert (workdir / "sbatch_args.txt").read_text().splitlines()[0] == "--parsable"
     subprocess.run(["bash", "-n", str(workdir / "submitted.sbatch")], check=True)
     trials = record_of(workdir, "two")["trials"]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from grpolab.config import ConfigError, Problem
+from grpolab.run.run_dir import CONFIG_SHA_ENV, RUN_DIR_ENV
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[3]  # the folder holding grpolab/ (a checkout or site-packages)
 EXIT_NO_STATUS = 1  # a SLURM task that ended without writing its exit code (preempted, timed out, cancelled)
@@ -46,6 +47,12 @@ def child_env(added: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ, **added)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
     return env
+
+
+def slurm_env(env: dict[str, str]) -> dict[str, str]:
+    """The hand-off a SLURM task gets: the run directory and the config's sha256 only. The task is
+    started by SLURM, not by this process, so a hand-off bound to this process would not apply."""
+    return {k: v for k, v in env.items() if k in (RUN_DIR_ENV, CONFIG_SHA_ENV)}
 
 
 def exit_code_of(code: int) -> int:
@@ -277,7 +284,7 @@ class SubmititBackend:
 
     def start(self, units: list[Unit]) -> None:
         with self.executor.batch():
-            jobs = [self.executor.submit(run_training, u.command, u.env, str(self.cwd)) for u in units]
+            jobs = [self.executor.submit(run_training, u.command, slurm_env(u.env), str(self.cwd)) for u in units]
         for unit, job in zip(units, jobs):
             unit.handle, unit.started = job, time.time()
             unit.note = f"job {job.job_id}"
@@ -362,7 +369,7 @@ class SbatchBackend:
             'case "$SLURM_ARRAY_TASK_ID" in',
         ]
         for i, unit in enumerate(units):
-            exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in unit.env.items())
+            exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in slurm_env(unit.env).items())
             lines.append(f"    {i}) env {exports} {shlex.join(unit.command)} ;;")
         lines += [
             '    *) echo "no run for array task $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;',
