@@ -146,3 +146,17 @@ def test_unreachable_url_fails_fast():
 def test_url_must_be_http():
     with pytest.raises(ValueError, match="not an http"):
         RewardSpec(http={"url": "ftp://example.com/score"})
+
+
+@pytest.mark.slow
+def test_http_reward_in_a_training_run(tiny_gpt2, fast_config, train, jsonl):
+    with LocalServer(lambda p, b, h: (200, {"rewards": [float(len(str(c))) for c in b["completions"]]})) as server:
+        config = fast_config(
+            tiny_gpt2, {"rewards": [{"name": "numeric_match"}, {"http": {"url": server.url}, "weight": 0.5}]}
+        )
+        result = train("--config", config)
+    assert result.code == 0, result
+    port = server.url.rsplit(":", 1)[1]
+    rows = [r for r in jsonl(result.run_dir / "metrics.jsonl") if f"rewards/http_127.0.0.1_{port}/mean" in r]
+    assert len(rows) == 2  # TRL called the service at both steps and logged its scores
+    assert all("answer" in body["columns"] for _, body, _ in server.requests)

@@ -134,3 +134,20 @@ def test_bad_judge_specs():
         JudgeReward(base_url="http://x/v1", model="m", rubric="r", parse="regex", pattern=r"\d")
     with pytest.raises(ConfigError, match="rubric file"):
         build_rewards([RewardSpec(judge={"base_url": "http://x/v1", "model": "m", "rubric_file": "nope.txt"})], 8)
+
+
+@pytest.mark.slow
+def test_judge_reward_in_a_training_run(judge_server, tiny_gpt2, fast_config, train, jsonl):
+    judge_spec = {
+        "base_url": judge_server.url + "/v1",
+        "model": "tiny-judge",
+        "rubric": "{prompt}",  # the dataset's "a+b=" prompt: the demo model answers the sum
+        "parse": "regex",
+        "pattern": r"(\d+)",
+    }
+    judge_server.answers.clear()
+    result = train("--config", fast_config(tiny_gpt2, {"rewards": [{"judge": judge_spec, "weight": 0.01}]}))
+    assert result.code == 0, result
+    rows = [r for r in jsonl(result.run_dir / "metrics.jsonl") if "rewards/judge_tiny-judge/mean" in r]
+    assert len(rows) == 2 and all(r["rewards/judge_tiny-judge/mean"] > 0 for r in rows)
+    assert len(judge_server.answers) == 4  # 2 steps x 2 completions, one judge request each
