@@ -69,6 +69,9 @@ def test_config_commands_do_not_import_the_training_stack(subprocess_env):
         f"for name in {names!r}:\n"
         "    main(['config', 'validate', name])\n"
         "    main(['config', 'explain', '--config', name])\n"
+        "    from grpolab.config import GRPOConfigLoader\n"
+        "    from grpolab.rewards.describe import explain_lines\n"
+        "    explain_lines(GRPOConfigLoader(config_path=name).config)\n"
         "heavy = ('torch', 'transformers', 'trl', 'openai', 'httpx', 'bitsandbytes', 'math_verify', 'datasets')\n"
         "print('LOADED', [m for m in heavy if m in sys.modules])\n"
     )
