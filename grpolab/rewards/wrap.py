@@ -17,8 +17,11 @@ TRL_ARGS = {"prompts", "completions", "completion_ids", "trainer_state", "log_ex
 
 def make_reward(spec: str, func, kwargs: dict, label: str):
     """Wrap `func` (TRL's reward signature) as a reward named `label` for the reward `spec`."""
-    params = inspect.signature(func).parameters
-    takes_all = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):  # no readable signature (a C callable): pass everything, as TRL does
+        params = {}
+    takes_all = not params or any(p.kind == p.VAR_KEYWORD for p in params.values())
     accepted = set(params)
     is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
 
