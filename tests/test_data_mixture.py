@@ -145,7 +145,7 @@ def test_plan_shows_per_source_counts_and_carved_eval(tiny_gpt2, sources, fast_c
     assert "data         mixture of 2 sources (seed 42): 27 prompts" in result.out
     assert "  math         20 rows (weight 0.5 of 40)" in result.out
     assert "  words        10 rows (weight 1 of 10)" in result.out
-    assert "eval split   3 prompts carved from the training data (data.test_size); scored greedily" in result.out
+    assert "3 prompts carved from the training data (data.test_size)" in result.out
 
 
 def test_transform_that_raises_exits_2_before_anything_is_written(tiny_gpt2, sources, fast_config, train, tmp_path):
