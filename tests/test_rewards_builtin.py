@@ -160,6 +160,7 @@ def _loader(tmp_path, rewards):
         ([{"name": "format", "weight": 1.0}, {"name": "tag_count", "weight": -1.0}], "sum to 0"),
         ([{"name": "format", "weight": -0.5}], "sum to -0.5"),
         ([{"webhook": {"url": "http://x"}}], "webhook"),
+        ([{"http": {"url": "http://x"}, "kwargs": {"a": 1}}], "kwargs are arguments of a reward function"),
     ],
 )
 def test_bad_reward_specs_are_config_errors(tmp_path, rewards, expected):

@@ -260,6 +260,11 @@ class RewardSpec(Section):
         extra = [k for k in ("batch_size", "dtype", "device") if getattr(self, k) is not None]
         if extra and self.model is None:
             raise ValueError(f"{', '.join(extra)} only apply to a reward model (`model:`); remove them here")
+        if self.kwargs and self.name is None:
+            raise ValueError(
+                "kwargs are arguments of a reward function (`name:`); a model, http or judge reward takes its "
+                "settings in its own keys. Fix: remove `kwargs` here"
+            )
         return self
 
     @field_validator("name")
