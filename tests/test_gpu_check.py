@@ -185,3 +185,35 @@ def test_stage(cpu_report, stage):
     assert result["status_in_run"] == "finished" and result["weights_changed"] > 0.5
     if stage == "lora_zero3":
         assert result["lora_ok"]
+
+
+def test_backend_stages_start_the_hand_launch_or_grpolab_own_launch(tmp_path):
+    stage = next(s for s in gpu_check.STAGES if s.name == "zero3_ref")
+    ctx = gpu_check.Context(
+        cpu=True,
+        size=gpu_check.CPU_SIZE,
+        work=tmp_path,
+        env={},
+        model_dir=tmp_path,
+        params=1,
+        prompt_tokens=6.0,
+        machine={},
+        peak_flops=None,
+        peak_source="",
+        deadline=0.0,
+    )
+    hand = gpu_check.grpolab_cmd(ctx, stage, tmp_path / "c.json", "r", stage.sets)
+    i = hand.index("--config_file")
+    assert (
+        hand[1:3] == ["-m", "accelerate.commands.launch"]
+        and Path(hand[i + 1]) == REPO / "configs/accelerate/zero3.yaml"
+    )
+    assert hand[hand.index("--num_processes") + 1] == "1" and hand[hand.index("--mixed_precision") + 1] == "no"
+    assert hand[hand.index("-m", 3) : hand.index("-m", 3) + 3] == ["-m", "grpolab", "train"]
+    assert "grpo.beta=0.04" in hand and hand[-2:] == ["--mode", "cluster"]
+    ctx.launch = "self"
+    own = gpu_check.grpolab_cmd(ctx, stage, tmp_path / "c.json", "r", stage.sets)
+    assert own[1:4] == ["-m", "grpolab", "train"] and "accelerate.commands.launch" not in own
+    for item in ("cluster.backend=deepspeed", "cluster.zero_stage=3", "cluster.num_processes=1", "cluster.device=cpu"):
+        assert item in own
+    assert all((REPO / "configs" / "accelerate" / s.preset).exists() for s in gpu_check.STAGES if s.preset)

@@ -153,7 +153,13 @@ STAGES = (
         300,
         preset="zero3.yaml",
         engine=("DEEPSPEED", 3, None),
-        sets=("model.lora.enabled=true", "model.lora.dropout=0.0", "training.learning_rate=1e-4"),
+        sets=(
+            "model.lora.enabled=true",
+            "model.lora.r=16",
+            "model.lora.alpha=32",  # lora_merge_check's alpha / r
+            "model.lora.dropout=0.0",
+            "training.learning_rate=1e-4",
+        ),
     ),
     Stage(
         "fsdp2",
@@ -219,6 +225,7 @@ class Context:
     peak_flops: float | None
     peak_source: str
     deadline: float
+    launch: str = "hand"  # "hand": accelerate launch of the preset; "self": grpolab --mode cluster launches
     results: dict = field(default_factory=dict)
 
 
@@ -402,12 +409,22 @@ def base_config(ctx: Context, out_dir: Path) -> dict:
     }
 
 
+SELF_LAUNCH = {"zero2.yaml": ("deepspeed", 2), "zero3.yaml": ("deepspeed", 3), "fsdp2.yaml": ("fsdp", None)}
+
+
 def grpolab_cmd(ctx: Context, stage: Stage, config: Path, run_name: str, sets: tuple) -> list[str]:
     train = ["-m", "grpolab", "train", "--config", str(config), "--run-name", run_name]
     for item in sets:
         train += ["--set", item]
     if stage.preset is None:
         return [sys.executable, *train, "--mode", "local"]
+    if ctx.launch == "self":
+        # grpolab's own launch: the plan picks the launcher and writes the per-run accelerate files.
+        backend, zero_stage = SELF_LAUNCH[stage.preset]
+        own = ["--set", f"cluster.backend={backend}", "--set", "cluster.num_processes=1"]
+        own += ["--set", f"cluster.zero_stage={zero_stage}"] if zero_stage else []
+        own += ["--set", "cluster.device=cpu"] if ctx.cpu else []
+        return [sys.executable, *train, *own, "--mode", "cluster"]
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(PRESETS / stage.preset)]
     launch += ["--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no" if ctx.cpu else "bf16"]
     return [*launch, *train, "--mode", "cluster"]
@@ -624,6 +641,11 @@ def run_training(
         re.search(r"; precision [^;\n]*; weights (\w+);", log.read_text(errors="replace")) if log.exists() else None
     )
     result["policy_weights"] = dtype.group(1) if dtype else None
+    errors = (
+        [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("error")] if log.exists() else []
+    )
+    if errors:
+        result["log_error"] = errors[-1][:600]  # grpolab's one-line error (a config refused before training)
     if (run_dir / "model").is_dir():
         result.update(weights_changed(ctx.model_dir, run_dir / "model"))
     result["run_dir"] = str(run_dir)
@@ -636,7 +658,8 @@ def verdict(result: dict, expect_status: str = "finished") -> tuple[str, str | N
     if result.get("error"):
         return "fail", result["error"]
     if result.get("exit_code") not in (0,) and expect_status == "finished":
-        return "fail", f"exit code {result.get('exit_code')}: {result.get('run_error') or 'see the log tail'}"
+        why = result.get("run_error") or result.get("log_error") or "see the log tail"
+        return "fail", f"exit code {result.get('exit_code')}: {why}"
     if result.get("status_in_run") != expect_status:
         return "fail", f"run status {result.get('status_in_run')!r}, expected {expect_status!r}"
     if result.get("engine_error"):
@@ -671,8 +694,8 @@ def stage_backend(ctx: Context, stage: Stage, timeout: float) -> dict:
 
 
 def stage_contrast(ctx: Context, stage: Stage, timeout: float) -> dict:
-    """bf16 weights (AdamW straight on bf16, what model.dtype auto gives on a bf16 GPU today) vs
-    fp32 weights with bf16 autocast (TRL's default), same small constant learning rate."""
+    """bf16 weights (AdamW straight on bf16, no fp32 master copy) vs fp32 weights with bf16
+    autocast (TRL's default), same small constant learning rate: how many updates bf16 drops."""
     common = ("training.learning_rate=1e-6", "training.lr_scheduler_type=constant")
     out: dict = {"arms": {}}
     started = time.monotonic()
@@ -682,6 +705,7 @@ def stage_contrast(ctx: Context, stage: Stage, timeout: float) -> dict:
         r = run_training(ctx, stage, f"{stage.name}_{arm}", (*common, f"model.dtype={dtype}"), left)
         r["status"], r["reason"] = verdict(r)
         r.update(flop_fraction(ctx, r, reference=False, lora=False))
+        r.pop("trl_args", None)
         out["arms"][arm] = r
     arms = out["arms"]
     failed = [f"{k}: {v['reason']}" for k, v in arms.items() if v["status"] != "pass"]
@@ -849,6 +873,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated stages to run (the others are skipped)")
     parser.add_argument("--wheels", type=Path, default=DEFAULT_WHEELS, help="wheels to install when packages lack")
     parser.add_argument("--no-install", action="store_true", help="never install wheels")
+    parser.add_argument(
+        "--launch",
+        choices=("hand", "self"),
+        default="hand",
+        help="backends: `accelerate launch` of the preset (hand, default) or grpolab's own "
+        "`--mode cluster --set cluster.backend=...` launch with 1 process (self)",
+    )
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one, removed at the end)")
     args = parser.parse_args(argv)
 
@@ -869,6 +900,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {
         "check": "gpu_check",
         "mode": "cpu" if args.cpu else "gpu",
+        "launch": args.launch,
         "budget_s": budget,
         "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
         "packages": setup,
@@ -927,6 +959,7 @@ def main(argv: list[str] | None = None) -> int:
         peak_flops=peak,
         peak_source=source,
         deadline=t0 + budget,
+        launch=args.launch,
     )
     print(f"model built: {params / 1e6:.1f}M parameters; {remaining(ctx):.0f} s of budget left", flush=True)
 
