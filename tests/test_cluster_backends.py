@@ -60,6 +60,8 @@ def engine_reward(completions, **kwargs):
 # grpolab's CPU ranks are MULTI_CPU (trl_mapping.py passes use_cpu=True on CPU), so an FSDP launch
 # trains DDP over gloo without a word; with use_cpu=False they are DistributedType.NO (no DDP wrapper
 # at all). torch's own fully_shard does run on 2 gloo CPU ranks: only accelerate never applies it.
+# Under that DDP fallback the fsdp2 preset's LoRA run merges exactly (max diff 0.0 against an offline
+# merge), so a CPU run that only checks the merge cannot tell FSDP2 from DDP: check_engine does.
 # DeepSpeed is not affected: its branch (state.py:974) tests ACCELERATE_USE_DEEPSPEED and the
 # Accelerator's own `cpu` argument, which transformers' Trainer leaves False.
 FSDP_HAS_NO_CPU_PATH = (
