@@ -254,3 +254,19 @@ def train(capsys):
         return TrainResult(code, captured.out, captured.err)
 
     return run
+
+
+def copy_tracked(folder: str, dest: Path) -> Path:
+    """Copy the files git tracks under `folder` of the checkout (links followed) into dest/folder:
+    a test never sees the user's own files there (Method 2's configs/grpo_cluster_experiment1.yaml)."""
+    import shutil
+    import subprocess
+
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--", folder], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    for name in filter(None, listed.split("\0")):
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_ROOT / name, target)
+    return dest / folder

@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import machine
+from conftest import copy_tracked, machine
 
 from grpolab.config import ConfigError, GRPOConfigLoader, preset_path
 from grpolab.config.derive import derived_quantities
@@ -755,7 +755,7 @@ def test_seed_method_2_runs_verbatim(tmp_path):
     preset's comments; the real configs/ folder is never written."""
     real_before = sorted(p.name for p in (REPO / "configs").iterdir())
     root = tmp_path / "repo"
-    shutil.copytree(REPO / "configs", root / "configs", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_tracked("configs", root)  # the shipped files only, never the user's own configs
     shutil.copytree(REPO / "grpolab", root / "grpolab", ignore=shutil.ignore_patterns("__pycache__"))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     check = "import grpolab, configs; print(grpolab.__file__); print(configs.__file__)"

@@ -4,11 +4,14 @@ commands never import torch, transformers or trl, so they answer in a fraction o
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 
 from grpolab.cli.common import EXIT_OK, EXIT_USAGE, add_layer_args, load, positive_int, print_warnings
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.derive import derived_quantities
+from grpolab.config.errors import BAD_ARGUMENTS
 from grpolab.config.keys import MISSING, diff
 from grpolab.config.layers import parse_assignments
 from grpolab.config.yaml_io import dump_yaml, inline_yaml
@@ -243,6 +246,19 @@ def cmd_diff(args) -> int:
 
 def cmd_set(args) -> int:
     updates = dict(parse_assignments(args.assignments, "config set"))
+    if args.output is None and _is_preset(args.file):
+        # Every later run of that mode layers over it: a shipped preset changes only by a commit.
+        name = Path(args.file).name
+        raise ConfigError(
+            Problem(
+                "",
+                "is a shipped preset; editing it in place would change every later run of its mode.",
+                f"write a copy: `grpolab config set {args.file} {' '.join(args.assignments)} "
+                f"-o configs/{Path(name).stem}_mine.yaml` (or start one with `grpolab config new`)",
+                args.file,
+            ),
+            BAD_ARGUMENTS,
+        )
     loader = GRPOConfigLoader(config_path=args.file)
     loader.update_params(updates)
     print_warnings(loader)
@@ -251,6 +267,13 @@ def cmd_set(args) -> int:
     path = loader.save_config(out, overwrite=in_place or args.force)
     print(f"wrote {path}: " + ", ".join(f"{k}={inline_yaml(v)}" for k, v in updates.items()))
     return EXIT_OK
+
+
+def _is_preset(path) -> bool:
+    """A file inside grpolab/presets (configs/ links there), followed through links."""
+    from grpolab.config.layers import preset_dir
+
+    return Path(os.path.realpath(path)).parent == preset_dir().resolve()
 
 
 # ----------------------------------------------------------------------------- schema, keys, files

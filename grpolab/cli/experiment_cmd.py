@@ -31,7 +31,7 @@ def register(sub) -> None:
         "dirs",
         nargs="*",
         metavar="OUTPUT_DIR",
-        help="output dirs or run dirs (default: ./grpo_results_local and ./grpo_results_cluster)",
+        help="output dirs or run dirs (default: every ./grpo_results* folder)",
     )
     ls.set_defaults(func=cmd_list)
 
@@ -49,6 +49,11 @@ def register(sub) -> None:
     )
     ann.add_argument("run_dir", metavar="RUN_DIR")
     ann.add_argument("--note", help="your conclusion, e.g. 'reward climbs faster, KL doubles'")
+    ann.add_argument(
+        "--allow-changed",
+        action="store_true",
+        help="annotate a config whose values changed since the run (the block lists the changes)",
+    )
     ann.set_defaults(func=cmd_annotate)
 
     cmp = sub.add_parser("compare", help="table of differing hyperparameters and metrics of runs, and a plot")
@@ -119,7 +124,7 @@ def cmd_list(args) -> int:
 
     dirs = args.dirs or default_dirs()
     if not dirs:
-        print("no runs: neither ./grpo_results_local nor ./grpo_results_cluster exists (pass output dirs)")
+        print("no runs: no ./grpo_results* folder here (pass output dirs)")
         return 0
     runs = find_runs(dirs)
     if not runs:
@@ -141,7 +146,7 @@ def cmd_show(args) -> int:
 def cmd_annotate(args) -> int:
     from grpolab.experiment.annotate import annotate
 
-    path, block = annotate(args.run_dir, args.note)
+    path, block = annotate(args.run_dir, args.note, allow_changed=args.allow_changed)
     print(f"annotated {path}:\n{block}", end="")
     return 0
 

@@ -6,10 +6,12 @@ import argparse
 import sys
 
 from grpolab.config import ConfigError
+from grpolab.config.errors import set_audience
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grpolab", description="GRPO training on TRL, configured by YAML.")
+    parser.add_argument("--version", action="version", version=f"grpolab {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from grpolab.cli import config_cmd, experiment_cmd, train_cmd
 
@@ -25,7 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    """The installed distribution's version; a checkout run without installing says so."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("grpolab")
+    except PackageNotFoundError:
+        return "(not installed: run from a checkout)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    set_audience("cli")  # errors from shared code give command-line advice (--force, not overwrite=True)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -21,21 +21,34 @@ class Problem:
         return f"{where}{key}{message}{fix}"
 
 
-class ConfigError(ValueError):
-    """One or more config problems, reported together."""
+# What kind of problem a ConfigError is: its message starts with it, so "invalid config" is only
+# ever said of a config. Every kind exits 2 (bad input, nothing started).
+INVALID_CONFIG = "invalid config"
+FILE_EXISTS = "file exists"
+CANNOT_WRITE = "cannot write"
+MODEL_NOT_FOUND = "model not found"
+NO_CHECKPOINT = "no checkpoint"
+BAD_ARGUMENTS = "bad arguments"
+CONFIG_CHANGED = "config changed"
 
-    def __init__(self, problems: list[Problem] | Problem | str):
+
+class ConfigError(ValueError):
+    """One or more problems with the user's input, reported together. `kind` says what kind
+    (INVALID_CONFIG unless given): the message starts with it."""
+
+    def __init__(self, problems: list[Problem] | Problem | str, kind: str = INVALID_CONFIG):
         if isinstance(problems, str):
             problems = [Problem("", problems)]
         elif isinstance(problems, Problem):
             problems = [problems]
         self.problems = list(problems)
+        self.kind = kind
         super().__init__(self.render())
 
     def render(self) -> str:
         if len(self.problems) == 1:
-            return f"invalid config: {self.problems[0]}"
-        lines = [f"invalid config ({len(self.problems)} problems):"]
+            return f"{self.kind}: {self.problems[0]}"
+        lines = [f"{self.kind} ({len(self.problems)} problems):"]
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
 
@@ -44,3 +57,17 @@ def did_you_mean(word: str, candidates) -> str:
     """' Did you mean `x`?' or '' (difflib, the OmegaConf-main style)."""
     matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f" Did you mean `{matches[0]}`?" if matches else ""
+
+
+# Who reads the advice: "python" (the library API) or "cli" (grpolab's commands set it), so an
+# error raised in shared code names `--force` on the command line and `overwrite=True` in Python.
+_AUDIENCE = ["python"]
+
+
+def set_audience(audience: str) -> None:
+    _AUDIENCE[0] = audience
+
+
+def advise(*, cli: str, python: str) -> str:
+    """The advice for whoever called: the CLI wording in a command, else the Python wording."""
+    return cli if _AUDIENCE[0] == "cli" else python

@@ -13,7 +13,7 @@ else the file's `mode:`, else local.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from .errors import ConfigError, Problem, did_you_mean
 from .keys import MISSING, deep_merge, flatten, get_path, leaf_keys, same, set_path, split_key
@@ -72,6 +72,11 @@ class GRPOConfigLoader:
         for layer in chain:
             self._origins.record(layer)
         file_mode = chain_mode(chain)
+        # `--set mode=cluster` picks the preset as --mode does: a mode is never set over the other
+        # mode's preset values.
+        set_modes = [value for key, value in parse_assignments(overrides) if key == "mode"]
+        if set_modes and mode is None:
+            mode = set_modes[-1]
         chosen = mode if mode is not None else (file_mode if file_mode is not None else "local")
         if chosen not in MODES:
             source = "--mode" if mode is not None else self._origins.of("mode")
@@ -83,19 +88,8 @@ class GRPOConfigLoader:
                     source,
                 )
             )
-        self.mode = chosen
-        preset = load_preset(chosen)
-        self.preset_path = preset.path
-        # A chain that starts at this mode's preset file does not layer it twice.
-        chain = [layer for layer in chain if layer.path is None or layer.path.resolve() != preset.path]
-        self.layers: list[Layer] = [preset, *chain]  # lowest first
-        self._origins = Origins()
-        self._base: dict = {}
-        for layer in self.layers:
-            self._origins.record(layer)
-            self._base = deep_merge(self._base, layer.data)
-        # The file save_config() edits: the user's file, else the preset itself.
-        self.source_path = self.config_path or self.preset_path
+        self._chain = chain  # the --config file and its bases, root first (no preset)
+        self._layer_preset(chosen)
         self._changes: dict[str, tuple[object, object]] = {}  # dotted key -> (value before, value now)
         self._data = copy.deepcopy(self._base)
         if mode is not None and mode != (file_mode or ("local" if chain else chosen)):
@@ -106,6 +100,55 @@ class GRPOConfigLoader:
         for key, value in (flags or {}).items():
             self._apply(key, value, f"flag for {key}")
         self._check()
+
+    def _layer_preset(self, mode: str) -> None:
+        """Layer the file chain over `mode`'s preset: layers, origins and the merged base."""
+        self.mode = mode
+        preset = load_preset(mode)
+        self.preset_path = preset.path
+        # A chain that starts at this mode's preset file does not layer it twice.
+        chain = [layer for layer in self._chain if layer.path is None or layer.path.resolve() != preset.path]
+        self.layers: list[Layer] = [preset, *chain]  # lowest first
+        self._origins = Origins()
+        self._base: dict = {}
+        for layer in self.layers:
+            self._origins.record(layer)
+            self._base = deep_merge(self._base, layer.data)
+        # The file save_config() edits: the user's file, else the preset itself.
+        self.source_path = self.config_path or self.preset_path
+
+    def _change_mode(self, mode, origin: str) -> None:
+        """update_param("mode", ...): the other preset goes under the files, as a file whose
+        `mode:` says so would load; the changes made so far are kept on top."""
+        if mode not in MODES:
+            raise ConfigError(
+                Problem(
+                    "mode",
+                    f"`{mode}` is not a mode; allowed: {', '.join(MODES)}.{did_you_mean(str(mode), MODES)}",
+                    "set `mode: local` or `mode: cluster`",
+                    origin,
+                )
+            )
+        bases = [layer for layer in self._chain[:-1] if layer.data.get("mode") not in (None, mode)]
+        if bases:
+            raise ConfigError(
+                Problem(
+                    "mode",
+                    f"cannot become `{mode}`: its base {bases[0].label} has mode `{bases[0].data['mode']}`.",
+                    f"start from a config of mode {mode} (e.g. `grpolab config new --mode {mode}`)",
+                    origin,
+                )
+            )
+        changes, origins = self._changes, {key: self._origins.of(key) for key in self._changes}
+        before = changes.get("mode", (self._data.get("mode", self.mode), None))[0]
+        self._layer_preset(mode)
+        self._data = copy.deepcopy(self._base)
+        self._changes = {}
+        for key, (_, value) in changes.items():
+            self._apply(key, value, origins[key])
+        self._data["mode"] = mode
+        self._changes["mode"] = (before, mode)  # saved files say `mode:`, so they reload over this preset
+        self._origins.set("mode", origin)
 
     def _check(self) -> None:
         """Resolve references, validate everything, keep the typed config and its warnings."""
@@ -127,6 +170,8 @@ class GRPOConfigLoader:
         """A new loader: this one with more `--set` overrides (KEY=VALUE strings or a mapping) on top."""
         new = copy.deepcopy(self)
         for key, value in parse_assignments(overrides):
+            if key == "mode" and value != new.mode:
+                new._change_mode(value, "--set mode")
             new._apply(key, value, f"--set {key}")
         new._check()
         return new
@@ -170,15 +215,18 @@ class GRPOConfigLoader:
 
     def update_params(self, updates: dict) -> None:
         """Set several keys together, validated as one change (for edits that only make sense together)."""
-        saved = copy.deepcopy((self._data, self._changes, self._origins))
+        saved = copy.deepcopy(self.__dict__)
         try:
+            if "mode" in updates and updates["mode"] != self.mode:
+                self._change_mode(updates["mode"], "update_param")
+            updates = {key: plain_value(value) for key, value in updates.items()}
             for key, value in updates.items():
                 if isinstance(value, float) and value != value:
                     raise ConfigError(Problem(key, "NaN is not a valid value.", None, "update_param"))
                 self._apply(key, value, "update_param")
             self._check()
         except ConfigError:
-            self._data, self._changes, self._origins = saved
+            self.__dict__.update(saved)
             raise
 
     def to_dict(self) -> dict:
@@ -268,6 +316,22 @@ class GRPOConfigLoader:
                     origin,
                 )
             )
+
+
+def plain_value(value):
+    """A value from Python code as the YAML it stands for: numpy numbers (np.int64 from a sweep
+    grid, np.float32 from a tuner) as int/float/bool, paths as strings, tuples as lists."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        item = value.item()
+        # np.float32(1e-4).item() is 9.99999974e-05: its shortest repr is the number that was meant.
+        return float(str(value)) if isinstance(item, float) else item
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [plain_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain_value(v) for k, v in value.items()}
+    return value
 
 
 def _check_world_size(world_size, origin: str):

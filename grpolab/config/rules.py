@@ -5,7 +5,9 @@ Each problem names the key to change and the nearest value that works."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import Problem
 from .keys import lookup
@@ -186,3 +188,274 @@ def world_size_warnings(cfg: GRPOLabConfig, origin_of, sizes=(2, 4, 8)) -> list[
         for p in cross_field_problems(cfg, size, origin_of):
             warnings.append(Problem(p.key, f"would fail on {size} processes: {p.message}", p.fix, p.origin))
     return warnings
+
+
+# ----------------------------------------------------------------------------- pass-through fields
+# transformers' TrainingArguments.__post_init__, TRL's GRPOConfig.__post_init__ and GRPOTrainer's
+# init reject these values; they are found here, before the run directory exists.
+FSDP_OPTIONS = (
+    "full_shard",
+    "shard_grad_op",
+    "no_shard",
+    "hybrid_shard",
+    "hybrid_shard_zero2",
+    "offload",
+    "auto_wrap",
+)
+DEBUG_OPTIONS = ("underflow_overflow", "tpu_metrics_debug")
+IS_MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
+# Set by the launcher for each rank: one inherited from `env:` makes a single process wait for
+# ranks that never come, or a rank write another run's directory.
+LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK")
+
+
+def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
+    """Values TRL / transformers would reject when the trainer is built, checked up front."""
+    t, g = cfg.training, cfg.grpo
+    tx, gx = dict(t.model_extra or {}), dict(g.model_extra or {})
+    problems: list[Problem] = []
+
+    def add(key, message, fix):
+        problems.append(Problem(key, message, fix, origin_of(key)))
+
+    # Evaluation: grpolab scores held-out prompts itself; TRL's evaluation loop needs an
+    # eval_dataset grpolab never passes, so the trainer fails on the first evaluation.
+    held_out = "set `data.eval_split` (or `data.test_size`) and `data.eval_every_steps: N` instead"
+    if tx.get("eval_strategy", "no") != "no":
+        add(
+            "training.eval_strategy",
+            f"`{tx['eval_strategy']}` starts TRL's evaluation loop, which GRPO runs "
+            "here have no eval dataset for; grpolab scores held-out prompts itself.",
+            f"delete it (or `no`) and {held_out}",
+        )
+    if tx.get("do_eval"):
+        add(
+            "training.do_eval",
+            "turns on TRL's evaluation loop, which GRPO runs here have no eval dataset for.",
+            f"delete it and {held_out}",
+        )
+    if tx.get("load_best_model_at_end"):
+        add(
+            "training.load_best_model_at_end",
+            "needs TRL's evaluation loop (eval strategy = save strategy), which GRPO runs here do not use.",
+            "delete it; `grpolab compare` picks the best checkpoint by metric",
+        )
+    if t.lr_scheduler_type in ("reduce_lr_on_plateau", "greedy"):
+        add(
+            "training.lr_scheduler_type",
+            f"`{t.lr_scheduler_type}` steps on an evaluation metric, and GRPO runs here have no TRL evaluation.",
+            "set `training.lr_scheduler_type: cosine` (or linear)",
+        )
+
+    # Intervals: above 1 a step count must be whole (below 1 it is a ratio of the total).
+    for key in ("logging_steps", "save_steps", "eval_steps"):
+        value = getattr(t, key, None) if key != "eval_steps" else tx.get(key)
+        if isinstance(value, float) and value > 1 and not value.is_integer():
+            add(
+                f"training.{key}",
+                f"{value:g} is neither a whole number of steps nor a ratio below 1.",
+                f"set `training.{key}: {round(value)}`",
+            )
+    steps = tx.get("torch_empty_cache_steps")
+    if steps is not None and steps <= 0:
+        add(
+            "training.torch_empty_cache_steps",
+            f"must be a number of steps >= 1, got {steps}.",
+            "set it to e.g. 100, or delete it",
+        )
+
+    # Precision: at most one of fp16 and bf16; bf16 `auto` turns bf16 on where the hardware has it.
+    if tx.get("fp16") and t.bf16 is not False:
+        add(
+            "training.fp16",
+            f"and training.bf16 = {t.bf16} would both be on"
+            + (" (auto picks bf16 on bf16 GPUs and CPUs)" if t.bf16 == "auto" else "")
+            + ".",
+            "set `training.bf16: false` with fp16, or delete `training.fp16`",
+        )
+    if tx.get("fp16_full_eval") and tx.get("bf16_full_eval"):
+        add("training.fp16_full_eval", "and training.bf16_full_eval cannot both be true.", "delete one of them")
+
+    # Options of the distributed engines (strings transformers parses into enums).
+    fsdp = tx.get("fsdp")
+    if isinstance(fsdp, str) and fsdp:
+        bad = [w for w in fsdp.split() if w not in FSDP_OPTIONS]
+        if bad:
+            add(
+                "training.fsdp",
+                f"`{bad[0]}` is not an FSDP option; allowed: {', '.join(FSDP_OPTIONS)}.",
+                "use `cluster.backend: fsdp` (grpolab writes the accelerate FSDP config)",
+            )
+    debug = tx.get("debug")
+    words = debug.split() if isinstance(debug, str) else debug if isinstance(debug, list) else []
+    bad = [w for w in words if w not in DEBUG_OPTIONS]
+    if bad:
+        add(
+            "training.debug",
+            f"`{bad[0]}` is not a debug option; allowed: {', '.join(DEBUG_OPTIONS)}.",
+            "delete it, or set `training.debug: underflow_overflow`",
+        )
+    if tx.get("ddp_backend") is not None:
+        add(
+            "training.ddp_backend",
+            "makes transformers join a process group, and the launcher already picks "
+            "the backend for each run (nccl on GPUs, gloo on CPU ranks).",
+            "delete it",
+        )
+    for key in ("deepspeed", "accelerator_config"):
+        value = tx.get(key)
+        if isinstance(value, str) and not Path(value).expanduser().is_file():
+            add(
+                f"training.{key}",
+                f"`{value}` is not a JSON file (looked at {Path(value).expanduser().resolve()}).",
+                "give the path of an existing file, or a mapping"
+                + ("; `cluster.backend: deepspeed` writes one for you" if key == "deepspeed" else ""),
+            )
+    if tx.get("dataloader_prefetch_factor") is not None and not tx.get("dataloader_num_workers"):
+        add(
+            "training.dataloader_prefetch_factor",
+            "only applies with worker processes, and training.dataloader_num_workers is 0.",
+            "delete it, or set `training.dataloader_num_workers` >= 1",
+        )
+    parallelism = tx.get("parallelism_config")
+    if isinstance(parallelism, dict) and any((parallelism.get(k) or 1) > 1 for k in ("cp_size", "sp_size")):
+        add(
+            "training.parallelism_config",
+            "GRPO does not support sequence parallelism (cp_size or sp_size > 1).",
+            "set `cp_size: 1` and `sp_size: 1`, or delete it",
+        )
+
+    # GRPOConfig's own rules on pass-through fields.
+    pad = gx.get("pad_to_multiple_of")
+    if isinstance(pad, str) and pad.lower() not in ("auto", "none", "null") and not pad.isdigit():
+        add(
+            "grpo.pad_to_multiple_of",
+            f"`{pad}` is neither a number, auto nor null.",
+            "set `grpo.pad_to_multiple_of: 8` (or delete it)",
+        )
+    elif isinstance(pad, int) and pad < 1:
+        add("grpo.pad_to_multiple_of", f"must be >= 1, got {pad}.", "set `grpo.pad_to_multiple_of: 8` (or delete it)")
+    mode = gx.get("vllm_importance_sampling_mode", "sequence_mask")
+    if mode not in IS_MODES:
+        add(
+            "grpo.vllm_importance_sampling_mode",
+            f"`{mode}` is not one of: {', '.join(IS_MODES)}.",
+            "set `grpo.vllm_importance_sampling_mode: sequence_mask`",
+        )
+    elif (
+        g.loss_type == "vespo"
+        and cfg.cluster.use_vllm is not False
+        and gx.get("vllm_importance_sampling_correction", True)
+        and not mode.startswith("token_")
+    ):
+        # GRPOTrainer's init: VESPO weights tokens, so it needs a token-level correction mode.
+        add(
+            "grpo.vllm_importance_sampling_mode",
+            f"`{mode}` is sequence-level, and grpo.loss_type vespo needs a token-level one.",
+            "set `grpo.vllm_importance_sampling_mode: token_truncate` (or token_mask)",
+        )
+    low = gx.get("vllm_importance_sampling_clip_min")
+    high = gx.get("vllm_importance_sampling_clip_max", gx.get("vllm_importance_sampling_cap", 3.0))
+    if low is not None and high is not None and low >= high:
+        add(
+            "grpo.vllm_importance_sampling_clip_min",
+            f"{low:g} must be less than grpo.vllm_importance_sampling_clip_max = {high:g}.",
+            f"set `grpo.vllm_importance_sampling_clip_min` below {high:g}, or delete it",
+        )
+    if (
+        gx.get("vllm_importance_sampling_correction", True)
+        and mode.endswith("_truncate")
+        and low is None
+        and "vllm_importance_sampling_clip_max" in gx
+        and gx["vllm_importance_sampling_clip_max"] is None
+    ):
+        add(
+            "grpo.vllm_importance_sampling_clip_max",
+            f"a `{mode}` mode needs a clip bound, and both are null.",
+            "set `grpo.vllm_importance_sampling_clip_max: 3.0`",
+        )
+
+    # GRPOTrainer: log-probabilities come from lm_head.weight directly, so an adapter there never trains.
+    lora = cfg.model.lora
+    targets = [lora.target_modules] if isinstance(lora.target_modules, str) else lora.target_modules
+    if lora.enabled and "lm_head" in targets:
+        add(
+            "model.lora.target_modules",
+            "includes lm_head, and GRPO computes log-probabilities from "
+            "lm_head.weight directly: that adapter would never train.",
+            "remove `lm_head` from the list",
+        )
+
+    # Launcher-owned environment variables.
+    for name, value in cfg.env.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            add(
+                f"env.{name}",
+                "is not an environment variable name (letters, digits and _, not starting with a digit).",
+                f"rename it, e.g. `{re.sub(r'[^A-Za-z0-9_]', '_', name)}`",
+            )
+        elif "\x00" in value:
+            add(f"env.{name}", "holds a NUL character, which no environment variable can.", "remove it")
+        if name in LAUNCHER_ENV or name.startswith("GRPOLAB_"):
+            add(
+                f"env.{name}",
+                "is set per rank by the launcher (and grpolab's hand-off to its ranks); from "
+                "`env:` every process would inherit it.",
+                "delete it; set `cluster.num_processes` / `cluster.num_machines` / `cluster.main_process_*` instead",
+            )
+    return problems
+
+
+def step_count_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> tuple[list[Problem], list[Problem]]:
+    """(errors, warnings) for a run that trains nothing or almost nothing, where that is known
+    without loading data: max_steps, or data.max_samples (an upper bound on the rows)."""
+    from .derive import derived_quantities
+
+    t = cfg.training
+    errors, warnings = [], []
+    if t.max_steps == 0:
+        errors.append(
+            Problem(
+                "training.max_steps",
+                "is 0: the run would train nothing.",
+                "set `training.max_steps: -1` (use num_train_epochs) or a number of steps",
+                origin_of("training.max_steps"),
+            )
+        )
+        return errors, warnings
+    rows = cfg.data.max_samples if not cfg.data.datasets and cfg.data.test_size is None else None
+    if rows is None:
+        if t.max_steps == 1:
+            warnings.append(
+                Problem(
+                    "training.max_steps",
+                    "is 1: one optimizer step, which says little about a run.",
+                    None,
+                    origin_of("training.max_steps"),
+                )
+            )
+        return errors, warnings
+    d = derived_quantities(cfg, world_size, rows)
+    per_round = d["unique_prompts_per_round"]
+    if d["generation_rounds_per_epoch"] == 0:
+        errors.append(
+            Problem(
+                "data.max_samples",
+                f"{rows} prompts are fewer than one generation round ({per_round} prompts = generation_batch_size "
+                f"{d['generation_batch_size']} / num_generations {cfg.grpo.num_generations}), so every prompt is "
+                "dropped and nothing trains.",
+                f"set `data.max_samples: {per_round}` or more (or lower training.per_device_train_batch_size)",
+                origin_of("data.max_samples"),
+            )
+        )
+    elif d["total_optimizer_steps"] <= 1:
+        warnings.append(
+            Problem(
+                "data.max_samples",
+                f"{rows} prompts give at most {d['total_optimizer_steps']} optimizer step(s) "
+                f"({per_round} prompts per generation round).",
+                None,
+                origin_of("data.max_samples"),
+            )
+        )
+    return errors, warnings

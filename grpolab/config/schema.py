@@ -288,13 +288,13 @@ class TrainingConfig(PassThroughSection):
     )
     gradient_accumulation_steps: int = Field(1, ge=1, description="micro-steps per optimizer step")
     learning_rate: float = Field(1e-6, gt=0, description="peak learning rate (TRL default 1e-6)")
-    warmup_steps: float = Field(0, ge=0, description="warmup steps; a float in [0, 1) is a ratio of total steps")
+    warmup_steps: int | float = Field(0, ge=0, description="warmup steps; a float in [0, 1) is a ratio of total steps")
     lr_scheduler_type: str = Field("linear", description="linear, cosine, constant, constant_with_warmup ...")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping; 0 = off")
     seed: int = Field(42, description="seed for data order, init and sampling")
-    logging_steps: float = Field(10, gt=0, description="log every N optimizer steps")
-    save_steps: float = Field(500, gt=0, description="checkpoint every N optimizer steps")
+    logging_steps: int | float = Field(10, gt=0, description="log every N optimizer steps")
+    save_steps: int | float = Field(500, gt=0, description="checkpoint every N optimizer steps")
     save_total_limit: int | None = Field(None, ge=1, description="keep at most N checkpoints")
     # Differs from TRL (True): it makes steps slower (bench/speed_choices.py) and small models do not need it;
     # the cluster preset turns it on.
@@ -312,7 +312,7 @@ class TrainingConfig(PassThroughSection):
 
 
 class GRPOSection(PassThroughSection):
-    generation_batch_size: int | Literal["auto"] = Field(
+    generation_batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         "auto",
         description="completions per generation round, all processes; auto = "
         "per_device_train_batch_size x world size x gradient_accumulation_steps",
@@ -421,6 +421,23 @@ class GRPOLabConfig(Section):
     env: dict[str, str] = Field(
         default_factory=dict, description="environment variables set before training (like TRL recipes' env:)"
     )
+
+    @field_validator("env", mode="before", json_schema_input_type=dict[str, str | int | float | bool])
+    @classmethod
+    def _env_values_as_strings(cls, env):
+        # `CUDA_VISIBLE_DEVICES: 0` is how people write it: a number or boolean is the string the
+        # shell would see. Lists, mappings and null stay as they are, for the type error.
+        if not isinstance(env, dict):
+            return env
+
+        def shell(value):
+            if isinstance(value, bool):
+                return "true" if value else "false"
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                return str(value)
+            return value
+
+        return {name: shell(value) for name, value in env.items()}
 
     @field_validator("rewards")
     @classmethod

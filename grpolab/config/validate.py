@@ -15,7 +15,14 @@ from pydantic import ValidationError
 
 from .errors import ConfigError, Problem
 from .pydantic_errors import pydantic_problems
-from .rules import cross_field_problems, range_warnings, resolved_generation, world_size_warnings
+from .rules import (
+    cross_field_problems,
+    pass_through_problems,
+    range_warnings,
+    resolved_generation,
+    step_count_problems,
+    world_size_warnings,
+)
 from .schema import GRPOLabConfig, closed_model
 from .trl_snapshot import trl_fields
 
@@ -33,10 +40,12 @@ def check(data: dict, origin_of, world_size: int | None) -> tuple[GRPOLabConfig,
     except ValidationError as exc:
         raise ConfigError(pydantic_problems(exc, origin_of)) from None
     config = GRPOLabConfig.model_validate(data)
-    problems = cross_field_problems(config, target_world_size(config, world_size), origin_of)
-    if problems:
-        raise ConfigError(problems)
-    warnings = range_warnings(config, origin_of)
+    world = target_world_size(config, world_size)
+    problems = cross_field_problems(config, world, origin_of) + pass_through_problems(config, origin_of)
+    steps, step_warnings = step_count_problems(config, world, origin_of) if not problems else ([], [])
+    if problems or steps:
+        raise ConfigError(problems + steps)
+    warnings = range_warnings(config, origin_of) + step_warnings
     if world_size is None and config.mode == "cluster" and config.cluster.num_processes == "auto":
         warnings += world_size_warnings(config, origin_of)
     return config, warnings

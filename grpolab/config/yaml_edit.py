@@ -46,13 +46,20 @@ def set_with_comment(tree: CommentedMap, parts, value, before, key: str, default
     if before is not MISSING and same(before, value):
         return
     node, tail = tree, ""
+    in_flow = _flow(tree)
     for part, nxt in zip(parts[:-1], parts[1:]):
         if isinstance(node, CommentedMap) and (part not in node or node[part] is None):
             if part not in node:
                 tail = tail or _take_tail(node, appending_to=node)
             node[part] = CommentedMap() if not isinstance(nxt, int) else CommentedSeq()
         node = node[part]
+        in_flow = in_flow or _flow(node)
     last = parts[-1]
+    if in_flow:
+        # Inside `{...}` / `[...]` an end-of-line comment would break the collection over lines:
+        # the value changes, the user's flow style stays, and the mark is left out.
+        node[last] = to_tree(value)
+        return
     if not isinstance(node, CommentedMap):
         node[last] = to_tree(value)  # a list item: no end-of-line comment to add
         return
@@ -91,6 +98,11 @@ def set_with_comment(tree: CommentedMap, parts, value, before, key: str, default
     if column is None:
         comment = " " + comment  # a brand-new mapping has no column yet: with the emitter's own space, two
     token.value = comment + ("\n" + (tail or rest) if (tail or rest) else "")
+
+
+def _flow(node) -> bool:
+    """A mapping or list written in flow style (`{a: 1}`, `[a, b]`)."""
+    return isinstance(node, (CommentedMap, CommentedSeq)) and bool(node.fa.flow_style())
 
 
 def _last_leaf(container):

@@ -17,7 +17,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarfloat import ScalarFloat
 
-from .errors import ConfigError, Problem
+from .errors import CANNOT_WRITE, FILE_EXISTS, ConfigError, Problem, advise
 from .keys import split_key
 
 
@@ -277,48 +277,90 @@ def _double_quoted(text: str) -> str:
 def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> Path:
     """Write text to path via a temp file in the same folder. Without overwrite, an existing
     file is never replaced (the final step is a hard link, which fails if the name exists).
-    The new file gets the usual permissions (the replaced file's, else 0666 minus the umask)."""
+
+    What the user had around an existing file stays: a symbolic link stays a link (the file it
+    points at is written), a file with several hard links is rewritten in place so every name
+    sees the new text, and its permissions, owner, CRLF line endings and UTF-8 BOM are kept. Only
+    regular files (or new paths) are written: a device, pipe or socket is refused."""
     path = Path(path)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
     exists = Problem(
         "",
-        "file exists; refusing to overwrite it",
-        "choose a new file name, or pass overwrite=True (CLI: --force)",
+        "refusing to overwrite it",
+        advise(cli="choose a new file name, or pass --force", python="choose a new file name, or pass overwrite=True"),
         str(path),
     )
-    if path.is_dir():
-        raise ConfigError(Problem("", "is a directory", "give a file path ending in .yaml", str(path)))
-    if path.exists() and not overwrite:
-        raise ConfigError(exists)
+    if target.is_dir():
+        raise ConfigError(Problem("", "is a directory", "give a file path ending in .yaml", str(path)), CANNOT_WRITE)
+    if target.exists() and not target.is_file():
+        raise ConfigError(
+            Problem(
+                "",
+                "is not a regular file (a device, pipe or socket); grpolab only writes regular files",
+                "give the path of a new or regular file",
+                str(path),
+            ),
+            CANNOT_WRITE,
+        )
+    if (target.exists() or path.is_symlink()) and not overwrite:
+        raise ConfigError(exists, FILE_EXISTS)
+    old = target.stat() if target.is_file() else None
+    if old is not None:
+        text = keep_file_style(target.read_bytes(), text)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise ConfigError(
-            Problem("", f"cannot write here: {exc.strerror or exc}", "choose a writable folder", str(path))
+            Problem("", f"{exc.strerror or exc}", "choose a writable folder", str(path)), CANNOT_WRITE
         ) from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
-        if overwrite:
-            os.replace(tmp, path)
+        os.chmod(tmp, old.st_mode & 0o7777 if old is not None else 0o666 & ~_umask())
+        if old is not None:
+            try:
+                os.chown(tmp, old.st_uid, old.st_gid)
+            except OSError:  # not ours to give away: the new file keeps our own owner
+                pass
+        if overwrite and old is not None and old.st_nlink > 1:
+            # Replacing the name would split it from its other hard links; the temp file is
+            # complete, so copying it into the file is the shortest window left.
+            with open(target, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+        elif overwrite:
+            os.replace(tmp, target)
         else:
             try:
-                os.link(tmp, path)
+                os.link(tmp, target)
             except FileExistsError:
-                raise ConfigError(exists) from None
+                raise ConfigError(exists, FILE_EXISTS) from None
             except OSError:  # no hard links on this file system: exclusive create still never clobbers
                 try:
-                    with open(path, "x", encoding="utf-8") as handle:
+                    with open(target, "x", encoding="utf-8", newline="") as handle:
                         handle.write(text)
                 except FileExistsError:
-                    raise ConfigError(exists) from None
+                    raise ConfigError(exists, FILE_EXISTS) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+_BOM = "\ufeff"
+
+
+def keep_file_style(old: bytes, text: str) -> str:
+    """`text` in the line endings and BOM of the file it replaces (`old`, its bytes): a CRLF
+    file stays CRLF, a file with a UTF-8 BOM keeps it."""
+    bom = old.startswith(_BOM.encode())
+    body = old[len(_BOM.encode()) :] if bom else old
+    text = text[1:] if text.startswith(_BOM) else text
+    if body.count(b"\r\n") and body.count(b"\r\n") == body.count(b"\n"):
+        text = text.replace("\r\n", "\n").replace("\n", "\r\n")
+    return _BOM + text if bom else text
 
 
 def _umask() -> int:

@@ -9,9 +9,12 @@ from pathlib import Path
 from ruamel.yaml.error import CommentMark
 from ruamel.yaml.tokens import CommentToken
 
-from grpolab.config import ConfigError, Problem
+from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config.errors import CONFIG_CHANGED, advise
+from grpolab.config.keys import flatten
 from grpolab.config.loader import preset_dir
-from grpolab.config.yaml_io import dump_yaml, parse_yaml_text, to_plain, write_atomic
+from grpolab.config.yaml_io import dump_yaml, inline_yaml, parse_yaml_text, read_yaml_file, to_plain, write_atomic
+from grpolab.run.run_dir import OVERRIDES, RESOLVED_CONFIG
 
 from .compare import seed_siblings
 from .runs import Run, load_run
@@ -84,14 +87,61 @@ def config_file_of(run: Run) -> Path:
     return path
 
 
-def annotate(run_dir, note: str | None = None, today: dt.date | None = None) -> tuple[Path, str]:
-    """Put the outcome block above everything in the run's config file. Returns (path, block)."""
+# Set by the training pipeline for the run itself, not by the config file.
+_RUN_SET = ("output_dir",)
+
+
+def changed_since_run(run: Run, path: Path) -> list[str]:
+    """`key: run value -> value now` for each value the config file now gives differently from
+    what the run trained with (its resolved_config.yaml, with its recorded --set and flags)."""
+    recorded = run.path / RESOLVED_CONFIG
+    if not recorded.is_file():
+        return []  # a run recorded before resolved configs were kept: nothing to compare with
+    then = to_plain(read_yaml_file(recorded), str(recorded))
+    overrides_file = run.path / OVERRIDES
+    overrides = to_plain(read_yaml_file(overrides_file), str(overrides_file)) if overrides_file.is_file() else {}
+    try:
+        now = GRPOConfigLoader(config_path=path, overrides=overrides or None).to_dict()
+    except ConfigError as exc:
+        return [f"the file no longer loads ({exc.problems[0]})"]
+    before, after = flatten(then, split_lists=False), flatten(now, split_lists=False)
+    return [
+        f"{key}: {inline_yaml(before.get(key))} -> {inline_yaml(after.get(key))}"
+        for key in sorted(set(before) | set(after))
+        if key not in _RUN_SET and before.get(key) != after.get(key)
+    ]
+
+
+def annotate(
+    run_dir, note: str | None = None, today: dt.date | None = None, *, allow_changed: bool = False
+) -> tuple[Path, str]:
+    """Put the outcome block above everything in the run's config file. Returns (path, block).
+    A file whose values changed since the run is refused (its results would sit next to other
+    values) unless `allow_changed`: then the block names what changed."""
     run = load_run(run_dir)
     path = config_file_of(run)
+    changed = changed_since_run(run, path)
+    if changed and not allow_changed:
+        shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
+        raise ConfigError(
+            Problem(
+                "",
+                f"changed since run {run.name} used it ({shown}); its results belong to the old values.",
+                advise(
+                    cli="restore the file (its values are in RUN_DIR/resolved_config.yaml), or pass --allow-changed "
+                    "to annotate anyway (the block names the changes)",
+                    python="restore the file, or pass allow_changed=True (the block names the changes)",
+                ),
+                str(path),
+            ),
+            CONFIG_CHANGED,
+        )
     raw = path.read_bytes()
     bom = b"\xef\xbb\xbf" if raw.startswith(b"\xef\xbb\xbf") else b""
     original = raw[len(bom) :].decode("utf-8")
     lines = outcome_lines(run, note, today)
+    if changed:  # allow_changed: say that the numbers came from other values
+        lines[-1:-1] = [f"Warning: this file changed since the run: {change}" for change in changed]
     block = "".join(f"# {line}\n".replace("# \n", "#\n") for line in lines)
 
     # ruamel round trip: the block becomes the first comment lines of the top-level mapping.

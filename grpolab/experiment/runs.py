@@ -35,7 +35,9 @@ __all__ = [
     "render_rows",
 ]
 
-DEFAULT_DIRS = ("./grpo_results_local", "./grpo_results_cluster")
+# What `runs list` reads with no folder given: every `grpo_results*` folder here, so the demo's
+# grpo_results_demo and a config's own output_dir (grpo_results_sweep ...) are listed too.
+DEFAULT_DIRS = "./grpo_results*"
 GONE = "interrupted*"  # recorded as running, but its process no longer exists
 
 
@@ -131,8 +133,9 @@ def find_runs(dirs) -> list[Run]:
     return sorted(runs, key=lambda r: (r.info.started or "", r.name))
 
 
-def default_dirs() -> list[Path]:
-    return [Path(d) for d in DEFAULT_DIRS if Path(d).is_dir()]
+def default_dirs(where=".") -> list[Path]:
+    """Every `grpo_results*` folder in `where`, by name."""
+    return sorted(p for p in Path(where).glob(Path(DEFAULT_DIRS).name) if p.is_dir())
 
 
 def effective_status(info: RunInfo) -> str:

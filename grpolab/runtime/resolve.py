@@ -151,6 +151,43 @@ def resolve(cfg, facts: HardwareFacts, dist: DistInfo | None = None, world_size:
                 "weight memory) with bf16 autocast"
             )
 
+    # Half precision needs a GPU: on CPU fp16 autocast and float16 weights fail in the first
+    # forward pass (after the run directory exists); tf32 is an Ampere GPU mode.
+    extra = t.model_extra or {}
+    if not cuda:
+        if extra.get("fp16"):
+            problems.append(
+                Problem(
+                    "training.fp16",
+                    f"is true, but training runs on CPU ({device_why}).",
+                    "delete `training.fp16` (bf16: auto picks bf16 where this CPU has it)",
+                )
+            )
+        if cfg.model.dtype == "float16":
+            problems.append(
+                Problem(
+                    "model.dtype",
+                    f"float16 weights cannot train on CPU ({device_why}).",
+                    "set `model.dtype: auto` (float32 on CPU)",
+                )
+            )
+        if extra.get("tf32"):
+            problems.append(
+                Problem(
+                    "training.tf32",
+                    f"is true, but tf32 needs an Ampere or newer GPU ({device_why}).",
+                    "delete `training.tf32`",
+                )
+            )
+        if c.mixed_precision == "fp16":
+            problems.append(
+                Problem(
+                    "cluster.mixed_precision",
+                    f"fp16 needs a GPU ({device_why}).",
+                    "set `cluster.mixed_precision: auto`",
+                )
+            )
+
     # Kernels and generation engine.
     if t.use_liger_kernel is True and not (facts.has("liger_kernel") and cuda):
         missing = (
