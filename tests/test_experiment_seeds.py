@@ -160,8 +160,8 @@ def test_runs_without_seed_siblings_compare_as_before(tmp_path):
 
 
 def test_annotate_writes_mean_and_ci_of_the_seed_group(grouped, tmp_path):
-    config = tmp_path / "x.yaml"
-    config.write_text("mode: local\n")
+    config = tmp_path / "x.yaml"  # the values its runs recorded (annotate refuses a file that changed since)
+    config.write_text("mode: local\ntraining:\n  learning_rate: 1.0e-4\n  seed: 0\ngrpo:\n  beta: 0.0\n")
     run_dir = grouped / "x_lr0.0001_seed0_20260101-000000"
     info = json.loads((run_dir / "run_info.json").read_text())
     (run_dir / "run_info.json").write_text(json.dumps({**info, "config_file": str(config)}))

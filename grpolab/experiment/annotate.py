@@ -105,10 +105,11 @@ def changed_since_run(run: Run, path: Path) -> list[str]:
     except ConfigError as exc:
         return [f"the file no longer loads ({exc.problems[0]})"]
     before, after = flatten(then, split_lists=False), flatten(now, split_lists=False)
+    # The keys the run recorded (an older or hand-made record may hold only some of them).
     return [
-        f"{key}: {inline_yaml(before.get(key))} -> {inline_yaml(after.get(key))}"
-        for key in sorted(set(before) | set(after))
-        if key not in _RUN_SET and before.get(key) != after.get(key)
+        f"{key}: {inline_yaml(value)} -> {inline_yaml(after.get(key))}"
+        for key, value in sorted(before.items())
+        if key not in _RUN_SET and value != after.get(key)
     ]
 
 
