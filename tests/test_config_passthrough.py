@@ -144,6 +144,7 @@ STRICTER = {
     "grpo.steps_per_generation": "0: generation rounds of 0 completions",
     "grpo.generation_batch_size": "0: generation rounds of 0 completions",
     "grpo.vllm_importance_sampling_mode": "read by the trainer (VESPO: at init; vLLM's correction: mid-run)",
+    "training.warmup_steps": "a fraction above 1 (1.5) is truncated to whole steps without a word",
     "training.logging_steps": "0 or less: with the steps strategy transformers divides by it",
     "training.save_steps": "0 or less: with the steps strategy transformers divides by it",
 }
@@ -274,6 +275,7 @@ def test_the_property_test_knows_every_stricter_rule():
         "grpo.steps_per_generation": {"grpo": {"steps_per_generation": 0, "generation_batch_size": "auto"}},
         "grpo.generation_batch_size": {"grpo": {"generation_batch_size": 0}},
         "training.logging_steps": {"training": {"logging_steps": -1}},
+        "training.warmup_steps": {"training": {"warmup_steps": 1.5}},
         "grpo.vllm_importance_sampling_mode": {"grpo": {"vllm_importance_sampling_mode": "token"}},
         "training.save_steps": {"training": {"save_steps": 0}},
     }

@@ -247,10 +247,14 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             "set `training.lr_scheduler_type: cosine` (or linear)",
         )
 
-    # Intervals: above 1 a step count must be whole (below 1 it is a ratio of the total).
-    for key in ("logging_steps", "save_steps", "eval_steps"):
-        value = getattr(t, key, None) if key != "eval_steps" else tx.get(key)
-        if isinstance(value, float) and value > 1 and not value.is_integer():
+    # Intervals: above 1 a step count must be whole (below 1 it is a ratio of the total), where
+    # transformers reads it: under its `steps` strategy.
+    defaults = {"logging": "steps", "save": "steps", "eval": "no"}
+    for kind, default in defaults.items():
+        key = f"{kind}_steps"
+        value = getattr(t, key, None) if kind != "eval" else tx.get(key)
+        steps_strategy = tx.get(f"{kind}_strategy", default) == "steps"
+        if steps_strategy and isinstance(value, float) and value > 1 and not value.is_integer():
             add(
                 f"training.{key}",
                 f"{value:g} is neither a whole number of steps nor a ratio below 1.",
