@@ -26,8 +26,6 @@ class Problem:
 INVALID_CONFIG = "invalid config"
 FILE_EXISTS = "file exists"
 CANNOT_WRITE = "cannot write"
-MODEL_NOT_FOUND = "model not found"
-NO_CHECKPOINT = "no checkpoint"
 BAD_ARGUMENTS = "bad arguments"
 CONFIG_CHANGED = "config changed"
 
