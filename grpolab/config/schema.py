@@ -281,7 +281,7 @@ class RewardSpec(Section):
 
 
 class TrainingConfig(PassThroughSection):
-    num_train_epochs: float = Field(3.0, gt=0, description="passes over the training prompts")
+    num_train_epochs: int | float = Field(3, gt=0, description="passes over the training prompts")
     max_steps: int = Field(-1, ge=-1, description="optimizer steps; -1 = derive from num_train_epochs")
     per_device_train_batch_size: int = Field(
         8, ge=1, description="completions (not prompts) per device per micro-step"
