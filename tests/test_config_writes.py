@@ -181,6 +181,15 @@ def test_set_mode_cluster_layers_the_cluster_preset():
     by_set = GRPOConfigLoader(overrides=["mode=cluster"]).to_dict()
     assert by_set == GRPOConfigLoader(mode="cluster").to_dict()
     assert by_set["training"]["gradient_checkpointing"] is True  # the cluster preset's value, not local's
+    with pytest.raises(ConfigError, match="--mode local and --set mode=cluster disagree"):
+        GRPOConfigLoader(mode="local", overrides=["mode=cluster"])
+    assert GRPOConfigLoader(mode="cluster", overrides=["mode=cluster"]).to_dict() == by_set
+    shown = subprocess.run(
+        [sys.executable, "-m", "grpolab.cli.main", "config", "show", "--set", "mode=cluster"],
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0 and "gradient_checkpointing: true" in shown.stdout
 
 
 def test_config_set_mode_relayers_and_saves_a_file_that_reloads_the_same(tmp_path, capsys):

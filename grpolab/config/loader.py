@@ -77,6 +77,15 @@ class GRPOConfigLoader:
         set_modes = [value for key, value in parse_assignments(overrides) if key == "mode"]
         if set_modes and mode is None:
             mode = set_modes[-1]
+        elif set_modes and set_modes[-1] != mode:
+            raise ConfigError(
+                Problem(
+                    "mode",
+                    f"--mode {mode} and --set mode={set_modes[-1]} disagree.",
+                    "give the mode once (--mode)",
+                    "--set mode",
+                )
+            )
         chosen = mode if mode is not None else (file_mode if file_mode is not None else "local")
         if chosen not in MODES:
             source = "--mode" if mode is not None else self._origins.of("mode")
