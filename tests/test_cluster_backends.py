@@ -64,11 +64,6 @@ def engine_reward(completions, **kwargs):
 # merge), so a CPU run that only checks the merge cannot tell FSDP2 from DDP: check_engine does.
 # DeepSpeed is not affected: its branch (state.py:974) tests ACCELERATE_USE_DEEPSPEED and the
 # Accelerator's own `cpu` argument, which transformers' Trainer leaves False.
-FSDP_HAS_NO_CPU_PATH = (
-    "defect: on CPU ranks accelerate 1.15 never applies FSDP (state.py:986-1013 covers GPU-like types only; "
-    "grpolab's CPU ranks are MULTI_CPU), and grpolab does not notice: `distributed_type: FSDP` silently "
-    "trains DDP over gloo (trainer.is_fsdp_enabled is False)"
-)
 
 RUN_TIMEOUT_S = 900  # 2 cores shared with other jobs; DeepSpeed JIT-builds its shm op on first use
 
@@ -204,35 +199,10 @@ def test_deepspeed_zero3_with_reference_model_two_cpu_ranks(tmp_path, backend_co
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=FSDP_HAS_NO_CPU_PATH)
-def test_fsdp2_two_cpu_ranks(tmp_path, backend_config, tiny_llama, subprocess_env):
-    result, engines = hand_launch(tmp_path, backend_config(), "fsdp2.yaml", subprocess_env)
-    assert result.code == 0, result
-    check_engine(engines, "FSDP", fsdp_version=2)
-    check_run(tmp_path, result, tiny_llama)
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=FSDP_HAS_NO_CPU_PATH)
-def test_fsdp2_lora_merges_like_an_offline_merge(tmp_path, backend_config, tiny_llama, subprocess_env):
-    """LoRA under FSDP2: run_dir/adapter holds the trained adapter, and run_dir/model equals the
-    base model merged with that adapter offline (an empty or sharded adapter fails both)."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    lora = {"model": {"lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0}}}
-    result, engines = hand_launch(tmp_path, backend_config(lora), "fsdp2.yaml", subprocess_env)
-    assert result.code == 0, result
-    check_engine(engines, "FSDP", fsdp_version=2)
-    run_dir = check_run(tmp_path, result, tiny_llama)
-
-    merged = AutoModelForCausalLM.from_pretrained(run_dir / "model").state_dict()
-    offline = (
-        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), run_dir / "adapter")
-        .merge_and_unload()
-        .state_dict()
-    )
-    assert merged.keys() == offline.keys()
-    assert max(float((merged[k] - offline[k]).abs().max()) for k in merged) <= 1e-6
-    assert not any(torch.is_floating_point(v) and v.numel() == 0 for v in offline.values())
+def test_fsdp_on_cpu_ranks_is_refused_instead_of_training_ddp(tmp_path, backend_config, subprocess_env):
+    """accelerate applies FSDP only on GPUs: on CPU ranks `distributed_type: FSDP` would quietly
+    train DDP over gloo, so every rank stops with the reason before loading anything."""
+    result, _ = hand_launch(tmp_path, backend_config(), "fsdp2.yaml", subprocess_env)
+    assert result.code != 0
+    assert "accelerate runs FSDP on GPUs only" in result.err
+    assert not list((tmp_path / "runs").glob("*/run_info.json"))

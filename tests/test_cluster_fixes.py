@@ -40,13 +40,28 @@ def loader(mode="cluster", *sets):
         ("local", [], 2, {}, False),  # a rank of a launch: the launcher assigns its GPU
     ],
 )
-def test_one_process_is_pinned_to_one_gpu_before_torch_sees_cuda(mode, sets, world, preset_env, pinned):
+def test_one_process_is_pinned_to_one_gpu_before_torch_sees_cuda(mode, sets, world, preset_env, pinned, monkeypatch):
+    from grpolab.runtime import hardware
     from grpolab.train.setup import pin_one_gpu
 
+    monkeypatch.setattr(hardware, "probe", lambda use_torch=True: gpus(8))  # nvidia-smi sees 8 GPUs
     env = dict(preset_env)
     dist = DistInfo("torchrun" if world > 1 else None, world_size=world)
     assert pin_one_gpu(loader(mode, *sets).config, dist, env) is pinned
     assert env.get("CUDA_VISIBLE_DEVICES") == ("0" if pinned else preset_env.get("CUDA_VISIBLE_DEVICES"))
+    monkeypatch.setattr(hardware, "probe", lambda use_torch=True: HardwareFacts())  # no GPU: nothing to pin
+    assert pin_one_gpu(loader(mode, *sets).config, dist, {}) is False
+
+
+def test_one_process_seeing_several_gpus_it_could_not_pin_is_refused(monkeypatch):
+    from grpolab.config import ConfigError
+    from grpolab.runtime import hardware
+    from grpolab.train.setup import resolve_runtime
+
+    monkeypatch.setattr(hardware, "probe", lambda use_torch=True: gpus(4) if use_torch else HardwareFacts())
+    with pytest.raises(ConfigError, match="4 GPUs are visible") as info:
+        resolve_runtime(loader("local").config, DistInfo(None))
+    assert "CUDA_VISIBLE_DEVICES=0" in str(info.value)
 
 
 # C7 ----------------------------------------------------------------------------------------------

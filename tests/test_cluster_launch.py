@@ -295,7 +295,7 @@ def test_invalid_cluster_config_exits_2_before_anything_starts(tmp_path, subproc
         (["cluster.use_vllm=true"], "pip install 'trl[vllm]'"),
         (
             ["cluster.num_processes=2", "cluster.device=cpu", "cluster.backend=deepspeed"],
-            "cluster.backend: is deepspeed, which runs on GPUs only",
+            "cluster.backend: is deepspeed, and grpolab starts deepspeed on GPUs only",
         ),
         (
             ["cluster.num_processes=2", "cluster.device=cpu", "cluster.num_machines=2"],
@@ -351,10 +351,11 @@ def test_print_launch_command_cpu(tmp_path, subprocess_env, tiny_gpt2):
     assert "effective batch size 16 = 8 x 1 x 2" in lines[1]
     assert "(torchrun on CPU: no accelerate config file)" in lines
     command = shlex.split(lines[-1])
-    env_part = dict(c.split("=", 1) for c in command[:2])
+    assignments = [c for c in command if "=" in c and c.split("=", 1)[0].isupper()]
+    env_part = dict(c.split("=", 1) for c in assignments)
     assert env_part["GRPOLAB_RUN_DIR"].startswith(str(runs / "grpo_cluster_"))
-    assert len(env_part["GRPOLAB_CONFIG_SHA256"]) == 64
-    assert command[2:] == [
+    assert len(env_part["GRPOLAB_CONFIG_SHA256"]) == 64 and env_part["GRPOLAB_RUN_DIR_OWNER"].startswith("pid:")
+    assert command[len(assignments) :] == [
         sys.executable,
         "-m",
         "torch.distributed.run",
@@ -390,7 +391,9 @@ def test_print_launch_command_gpu(tmp_path, monkeypatch, capsys, no_popen):
     command = shlex.split(out.splitlines()[-1])
     config_path = Path(command[command.index("--config_file") + 1])
     assert config_path.parent.parent == tmp_path / "runs" and config_path.name == "accelerate_config.yaml"
-    assert command[2:6] == [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
+    start = command.index(sys.executable)  # after the hand-off variables
+    assert all("=" in c for c in command[:start])
+    assert command[start : start + 4] == [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
     assert command[command.index("--config_file") + 2 :] == [
         "-m",
         "grpolab",
@@ -415,6 +418,7 @@ def test_launch_writes_one_run_dir_and_passes_it_down(tmp_path, monkeypatch, cap
     class FakeProcess:
         def __init__(self, cmd, env):
             started.append((cmd, env))
+            (Path(env["GRPOLAB_RUN_DIR"]) / "run_info.json").write_text('{"status": "failed"}')  # as rank 0 would
 
         def wait(self):
             return 3

@@ -136,7 +136,7 @@ def test_sbatch_two_nodes_eight_gpus(tmp_path, capsys):
     assert '--tee 3 --log_dir "$GRPOLAB_RUN_DIR/logs/node$SLURM_PROCID"' in text
     accelerate_config = tmp_path / "job.accelerate_config.yaml"
     assert f"ACCELERATE_CONFIG={accelerate_config}" in text and accelerate_config.exists()
-    assert f'GRPOLAB_RUN_DIR={tmp_path / "runs"}/exp_slurm-"$SLURM_JOB_ID"' in text
+    assert f'GRPOLAB_RUN_DIR={tmp_path / "runs"}/"exp_slurm-${{SLURM_JOB_ID}}"' in text
     assert os.access(script, os.X_OK)
     subprocess.run(["bash", "-n", str(script)], check=True)
 

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, copy_tracked
 
 DOC = REPO_ROOT / "docs" / "cluster.md"
 # Commands that need what this machine lacks (they are checked elsewhere at the seams).
@@ -30,7 +30,7 @@ EXPECTED = {
         "1 process: trains in this process, no launcher",
     ),
     "python training/grpo_training.py --model gpt2 --mode cluster --set cluster.backend=deepspeed --set "
-    "cluster.zero_stage=3": (2, "cluster.backend: is deepspeed, which runs on GPUs only"),
+    "cluster.zero_stage=3": (2, "cluster.backend: is deepspeed, and grpolab starts deepspeed on GPUs only"),
     "grpolab launch slurm --config configs/my_exp.yaml --nodes 2 --gpus-per-node 8 --partition gpu --time "
     "24:00:00 --model Qwen/Qwen2.5-1.5B -o job.sbatch": (0, "wrote "),
     "grpolab launch slurm --config configs/my_exp.yaml --nodes 3 --gpus-per-node 8 --model Qwen/Qwen2.5-7B "
@@ -57,7 +57,7 @@ def test_every_command_is_run_or_explained():
 @pytest.mark.parametrize("command", sorted(EXPECTED))
 def test_command_runs_as_written(command, tmp_path, subprocess_env):
     (tmp_path / "training").symlink_to(REPO_ROOT / "training")
-    shutil.copytree(REPO_ROOT / "configs", tmp_path / "configs", symlinks=False)
+    copy_tracked("configs", tmp_path)  # never the user's own files in configs/
     shutil.copy(tmp_path / "configs" / "grpo_cluster.yaml", tmp_path / "configs" / "my_exp.yaml")  # the user's file
     env = dict(subprocess_env, PATH=f"{Path(os.sys.executable).parent}:{subprocess_env.get('PATH', '')}")
     argv = shlex.split(command)

@@ -23,13 +23,6 @@ _spec = importlib.util.spec_from_file_location("gpu_check_run", REPO / "bench" /
 gpu_check = sys.modules["gpu_check_run"] = importlib.util.module_from_spec(_spec)  # dataclasses look it up
 _spec.loader.exec_module(gpu_check)
 
-# C4 of issue 11: under ZeRO-3 the policy's parameters are 0-element placeholders, and the final
-# save merges the LoRA adapter into them (grpolab/train/trainer.py save_final_model -> merge_adapter
-# -> peft merge_and_unload) instead of saving the adapter collectively and merging from a fresh base.
-LORA_ZERO3 = (
-    "defect C4: LoRA + ZeRO-3 final save merges into ZeRO-3 placeholders: peft lora/layer.py merge raises "
-    "`RuntimeError: The size of tensor a (0) must match the size of tensor b (32)` (trainer.py merge_adapter)"
-)
 EXPECTED = {name: "pass" for name in gpu_check.STAGE_NAMES}
 EXPECTED.update(fsdp2="skip", vllm_colocate="skip", zero3_vllm="skip")
 
@@ -153,10 +146,7 @@ def test_report_has_every_stage_in_priority_order(cpu_report):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "stage",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=LORA_ZERO3)) if name == "lora_zero3" else name
-        for name in gpu_check.STAGE_NAMES
-    ],
+    [name for name in gpu_check.STAGE_NAMES],
 )
 def test_stage(cpu_report, stage):
     _, report, _ = cpu_report

@@ -52,14 +52,11 @@ def test_truncate_after_drops_a_torn_last_line_and_later_steps(tmp_path):
     assert not (tmp_path / "empty" / "metrics.jsonl").exists()
 
 
-def test_the_pipelines_name_for_it_survives_a_torn_line(tmp_path, capsys):
-    """grpolab.track.run_dir.drop_metrics_after (what --resume calls) says once what it dropped."""
-    from grpolab.track.run_dir import drop_metrics_after
-
+def test_truncation_note_says_once_what_it_dropped(tmp_path):
+    """metrics.truncate_after (what --resume calls) drops the torn line, and its note says so once."""
     write(tmp_path, RECORDS, TORN)
-    drop_metrics_after(tmp_path, 3)
-    err = capsys.readouterr().err
-    assert err.count("torn line") == 1
+    note = metrics.truncate_after(tmp_path, 3).note()
+    assert note.count("torn line") == 1
     assert [r["step"] for r in metrics.read(tmp_path)] == [1, 2, 3]
 
 

@@ -108,16 +108,3 @@ def test_config_sha_is_the_sha_of_resolved_config_yaml(tmp_path):
     (tmp_path / "overrides.yaml").write_text("mine\n")
     rd.write_config_files(tmp_path, loader.to_dict(), None)
     assert (tmp_path / "overrides.yaml").read_text() == "mine\n"
-
-
-def test_track_modules_still_answer_for_the_pipeline():
-    from grpolab.run import wandb_run
-    from grpolab.track import run_dir as track_run_dir
-    from grpolab.track import wandb_run as track_wandb
-
-    assert track_run_dir.create_run_dir is rd.create_run_dir and track_wandb.start_wandb is wandb_run.start_wandb
-    assert track_run_dir.summarize([{"step": 1, "reward": 1.0}]) == {
-        "final": {"reward": 1.0},
-        "best": {"reward": 1.0},
-        "steps": 1,
-    }

@@ -63,7 +63,7 @@ def test_reward_that_does_not_import_exits_2_naming_it(kind, tiny_gpt2, tmp_path
             "not_a_module_abc:score",
             "reward `not_a_module_abc:score` could not be imported: ModuleNotFoundError",
         ),
-        "missing function": (f"{tmp_path}/have.py:absent", "has no function `absent`; it has: there"),
+        "missing function": (f"{tmp_path}/have.py:absent", "it has: there"),
         "missing file": (f"{tmp_path}/gone.py:score", f"reward file `{tmp_path}/gone.py` not found"),
     }[kind]
     result = train("--config", fast_config(tiny_gpt2, {"rewards": [{"name": spec}]}))

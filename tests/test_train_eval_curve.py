@@ -17,9 +17,9 @@ def test_held_out_accuracy_is_scored_every_n_steps(tiny_gpt2, fast_config, train
     )
     result = train("--config", cfg)
     assert result.code == 0, result.err
-    assert "greedy accuracy before and after, and every 2 steps" in result.out
+    assert "6 prompts [eval], greedy, evaluated before, after and every 2 steps" in result.out
     curve = [r for r in jsonl(result.run_dir / "metrics.jsonl") if "eval/accuracy" in r]
-    assert [r["step"] for r in curve] == [2, 4]
+    assert [r["step"] for r in curve] == [0, 2, 4, 5]  # before training, every 2 steps, and the final model
     assert all(
         0.0 <= r["eval/accuracy"] <= 1.0 and r["eval/accuracy"] * 6 == round(r["eval/accuracy"] * 6) for r in curve
     )

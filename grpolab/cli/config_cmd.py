@@ -15,6 +15,8 @@ from grpolab.config.errors import BAD_ARGUMENTS
 from grpolab.config.keys import MISSING, diff
 from grpolab.config.layers import parse_assignments
 from grpolab.config.yaml_io import dump_yaml, inline_yaml
+from grpolab.runtime import hardware
+from grpolab.runtime.resolve import resolve
 
 # Re-exported for the modules that imported them from here before grpolab.cli.common existed.
 __all__ = ["add_layer_args", "positive_int", "print_warnings", "register"]
@@ -106,8 +108,13 @@ def cmd_explain(args) -> int:
     cfg = loader.config
     world = loader.target_world_size()
     d = derived_quantities(cfg, world, args.dataset_size)
+    # The decisions training would make on this machine for this world size (no torch: facts
+    # come from nvidia-smi and /proc).
+    resolved = resolve(cfg, hardware.probe(use_torch=False), world_size=world)
+    for problem in resolved.problems:
+        print(f"warning: on this machine: {problem}", file=sys.stderr)
     if args.json:
-        print(json.dumps(d, indent=2))
+        print(json.dumps({**d, "runtime": resolved.to_dict()}, indent=2))
         return 0
     t, g = cfg.training, cfg.grpo
     P, GA = t.per_device_train_batch_size, t.gradient_accumulation_steps
@@ -153,21 +160,6 @@ def cmd_explain(args) -> int:
             f"{d['completion_tokens_per_round_max']}",
             f"completions x max_completion_length {cfg.generation.max_completion_length}",
         ),
-        # Speed choices: what the preset picked for where it runs; the key on the right overrides it.
-        ("precision", _precision(cfg), "training.bf16"),
-        (
-            "gradient checkpointing",
-            "on" if t.gradient_checkpointing else "off",
-            "training.gradient_checkpointing: "
-            + (
-                "saves activation memory; steps ~1.2x slower"
-                if t.gradient_checkpointing
-                else "faster; turn on when activations do not fit"
-            ),
-        ),
-        ("Liger kernels", _liger(t.use_liger_kernel), "training.use_liger_kernel"),
-        ("generation", _generation(cfg.cluster), "cluster.use_vllm, cluster.vllm_mode"),
-        ("CPU threads per process", _threads(cfg, world), "cluster.threads_per_process"),
     ]
     if args.dataset_size is not None:
         rows += [
@@ -188,44 +180,10 @@ def cmd_explain(args) -> int:
     value_width = max(len(r[1]) for r in rows)
     for label, value, note in rows:
         print(f"  {label:<{width}}  {value:<{value_width}}  {note}")
+    print("  decisions for this machine (the key in brackets overrides each):")
+    for line in resolved.table():
+        print(f"    {line}")
     return 0
-
-
-def _precision(cfg) -> str:
-    bf16 = cfg.training.bf16
-    if bf16 == "auto":
-        from grpolab.launch.detect import cpu_has_bf16
-
-        return (
-            "auto: bf16 on bf16 GPUs and on CPUs with native bf16 (this CPU: "
-            f"{'yes' if cpu_has_bf16() else 'no'}), else fp32"
-        )
-    return "bf16" if bf16 else "fp32"
-
-
-def _liger(setting) -> str:
-    if setting == "auto":
-        return "auto: on with liger-kernel installed and a GPU, off on CPU"
-    return "on" if setting else "off"
-
-
-def _generation(cluster) -> str:
-    if cluster.use_vllm == "auto":
-        return f"auto: vLLM ({cluster.vllm_mode}) when installed and on a GPU, else transformers"
-    return f"vLLM ({cluster.vllm_mode})" if cluster.use_vllm else "transformers"
-
-
-def _threads(cfg, world: int) -> str:
-    from grpolab.launch.detect import cpu_threads, usable_cores
-
-    setting = cfg.cluster.threads_per_process
-    if setting != "auto":
-        return str(setting)
-    per_machine = max(1, world // cfg.cluster.num_machines)
-    return (
-        f"auto = {cpu_threads('auto', per_machine)} ({usable_cores()} cores here / "
-        f"{per_machine} process(es) per machine)"
-    )
 
 
 def _shown(value) -> str:

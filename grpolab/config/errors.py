@@ -28,6 +28,8 @@ FILE_EXISTS = "file exists"
 CANNOT_WRITE = "cannot write"
 BAD_ARGUMENTS = "bad arguments"
 CONFIG_CHANGED = "config changed"
+MODEL_NOT_LOADED = "model not loaded"
+NO_CHECKPOINT = "cannot resume"
 
 
 class ConfigError(ValueError):

@@ -105,7 +105,7 @@ def cross_field_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> list
                 origin_of("training.auto_find_batch_size"),
             )
         )
-    if cfg.data.eval_every_steps and not cfg.data.eval_split:
+    if cfg.data.eval_every_steps and not (cfg.data.eval_split or cfg.data.test_size or cfg.eval.split):
         problems.append(
             Problem(
                 "data.eval_every_steps",
@@ -114,6 +114,7 @@ def cross_field_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> list
                 origin_of("data.eval_every_steps"),
             )
         )
+    problems += eval_problems(cfg, origin_of)
     if t.max_steps == -1 and t.num_train_epochs <= 0:
         problems.append(
             Problem(
@@ -130,6 +131,63 @@ def cross_field_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> list
                 f"{t.warmup_steps} is neither a whole number of steps nor a ratio in [0, 1).",
                 f"set `training.warmup_steps: {int(t.warmup_steps)}`",
                 origin_of("training.warmup_steps"),
+            )
+        )
+    return problems
+
+
+def eval_metric_names(cfg: GRPOLabConfig) -> list[str]:
+    """The metrics one evaluation point computes (eval/accuracy needs an `answer` column)."""
+    e = cfg.eval
+    k = e.samples_per_prompt
+    names = ["eval/reward", *(f"eval/rewards/{r.label}" for r in e.rewards or cfg.rewards)]
+    names += [f"eval/mean@{k}", "eval/pass@1", *([f"eval/pass@{k}"] if k > 1 else [])]
+    return names + ["eval/accuracy", "eval/truncated", "eval/length"]
+
+
+def eval_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
+    """The `eval:` section names metrics and rewards that must exist, and needs held-out prompts."""
+    e, problems = cfg.eval, []
+    names = eval_metric_names(cfg)
+    rewards = [r.label for r in e.rewards or cfg.rewards]
+    held_out = e.split or cfg.data.eval_split or cfg.data.test_size
+    for key, metric in (("eval.keep_best.metric", e.keep_best), ("eval.stop_at.metric", e.stop_at)):
+        if metric is not None and metric.metric not in names:
+            problems.append(
+                Problem(
+                    key,
+                    f"`{metric.metric}` is not an eval metric; computed: {', '.join(names)}.",
+                    f"set `{key}: {names[0]}`",
+                    origin_of(key),
+                )
+            )
+    if e.pass_reward is not None and e.pass_reward not in rewards:
+        problems.append(
+            Problem(
+                "eval.pass_reward",
+                f"`{e.pass_reward}` is not one of the eval rewards: {', '.join(rewards)}.",
+                f"set `eval.pass_reward: {rewards[0]}`",
+                origin_of("eval.pass_reward"),
+            )
+        )
+    if e.patience is not None and e.keep_best is None:
+        problems.append(
+            Problem(
+                "eval.patience",
+                "counts evaluations without a better eval.keep_best.metric, and eval.keep_best is not set.",
+                "set `eval.keep_best: {metric: eval/reward}` or remove `eval.patience`",
+                origin_of("eval.patience"),
+            )
+        )
+    wants = [k for k in ("every_steps", "keep_best", "stop_at", "dataset") if getattr(e, k)]
+    if wants and not held_out:
+        key = f"eval.{wants[0]}"
+        problems.append(
+            Problem(
+                key,
+                "needs held-out prompts, and none of eval.split, data.eval_split or data.test_size is set.",
+                "set `data.test_size: 0.1` (rows carved from the training data) or `eval.split: test`",
+                origin_of(key),
             )
         )
     return problems

@@ -14,7 +14,16 @@ import re
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 BUILTIN_REWARDS = (
     "exact_match",
@@ -232,6 +241,11 @@ class RewardSpec(Section):
         default_factory=dict, description="keyword arguments for the reward (e.g. pattern for format)"
     )
 
+    @model_serializer(mode="wrap")
+    def _only_its_own_keys(self, handler):
+        # A reward is one kind: the resolved config shows its own keys, not the other kinds' nulls.
+        return {k: v for k, v in handler(self).items() if v is not None}
+
     @property
     def kind(self) -> str:
         """name, model, http or judge: the one key that says where the reward comes from."""
@@ -288,6 +302,8 @@ class TrainingConfig(PassThroughSection):
     )
     gradient_accumulation_steps: int = Field(1, ge=1, description="micro-steps per optimizer step")
     learning_rate: float = Field(1e-6, gt=0, description="peak learning rate (TRL default 1e-6)")
+    # int | float: a whole number stays one in the resolved config (`save_steps: 200`, not 200.0);
+    # a float below 1 is a ratio, as transformers reads it.
     warmup_steps: int | float = Field(0, ge=0, description="warmup steps; a float in [0, 1) is a ratio of total steps")
     lr_scheduler_type: str = Field("linear", description="linear, cosine, constant, constant_with_warmup ...")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
@@ -353,6 +369,45 @@ class GenerationConfig(Section):
     repetition_penalty: float = Field(1.0, gt=0, description="1.0 = off")
 
 
+class KeepBest(Section):
+    metric: str = Field(description="the eval metric ranking the evaluation points, e.g. eval/pass@4")
+    mode: Literal["max", "min"] = Field("max", description="max: higher is better; min: lower is better")
+    top_k: int = Field(1, ge=1, description="models kept: the best as best/, the others as best-step<N>/")
+
+
+class StopAt(Section):
+    metric: str = Field(description="the eval metric that ends training once it reaches `value`")
+    value: float = Field(description="the target (reached: >= for scores, <= for losses and kl)")
+
+
+class EvalConfig(Section):
+    split: str | None = Field(
+        None, description="held-out split of eval.dataset (default: data.eval_split, or data.test_size's rows)"
+    )
+    dataset: str | None = Field(None, description="another dataset to evaluate on; null = data.dataset")
+    every_steps: int | None = Field(
+        None, ge=0, description="evaluate every N optimizer steps; null = data.eval_every_steps"
+    )
+    before_training: bool = Field(True, description="also evaluate before the first step")
+    samples_per_prompt: int = Field(1, ge=1, description="completions per prompt (k of pass@k); 1 = greedy")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature when samples_per_prompt > 1")
+    max_completion_length: int | None = Field(
+        None, ge=1, description="max new tokens; null = generation.max_completion_length"
+    )
+    max_prompts: int | None = Field(None, ge=1, description="held-out prompts to evaluate; null = data.eval_samples")
+    batch_size: int = Field(64, ge=1, description="prompts generated together")
+    rewards: list[RewardSpec] | None = Field(None, description="rewards to score with; null = the training rewards")
+    pass_reward: str | None = Field(
+        None, description="the reward that decides pass/fail for pass@k and mean@k; null = the first reward"
+    )
+    pass_threshold: float = Field(1.0, description="a completion passes when the pass reward reaches this value")
+    keep_best: KeepBest | None = Field(None, description="keep the best models by an eval metric")
+    stop_at: StopAt | None = Field(None, description="stop training once an eval metric reaches a value")
+    patience: int | None = Field(
+        None, ge=1, description="stop after this many evaluations without a better keep_best.metric"
+    )
+
+
 class LoggingConfig(Section):
     report_to: list[Literal[REPORT_TO]] = Field(
         default_factory=lambda: ["wandb"], description="trackers; wandb falls back to offline mode"
@@ -416,6 +471,7 @@ class GRPOLabConfig(Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     grpo: GRPOSection = Field(default_factory=GRPOSection)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     env: dict[str, str] = Field(
@@ -459,6 +515,7 @@ SECTIONS: dict[str, type[Section]] = {
     "training": TrainingConfig,
     "grpo": GRPOSection,
     "generation": GenerationConfig,
+    "eval": EvalConfig,
     "logging": LoggingConfig,
     "cluster": ClusterConfig,
 }

@@ -7,7 +7,6 @@ torchrun / srun) see a launcher in their environment and train directly."""
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from dataclasses import dataclass
@@ -124,17 +123,9 @@ def _shared_run_dir(loader, request, started_by: str) -> Path | None:
     (SLURM job/step, or torchrun's rendezvous id), which every rank of the launch shares. None
     for a static rendezvous (accelerate launch, torchrun without --rdzv-id): then rank 0 creates
     the directory and tells the others once the process group is up."""
-    env = os.environ
     stem = run_dirs.run_stem(loader.config_path, loader.preset_path)
-    if request.run_name:
-        name = request.run_name
-    elif env.get("SLURM_JOB_ID"):
-        name = f"{stem}_slurm-{env['SLURM_JOB_ID']}" + (f".{env['SLURM_STEP_ID']}" if env.get("SLURM_STEP_ID") else "")
-    elif env.get("TORCHELASTIC_RUN_ID", "none") != "none":
-        name = f"{stem}_{env['TORCHELASTIC_RUN_ID'][:13]}"
-    else:
-        return None
-    return Path(loader.config.output_dir) / name
+    name = request.run_name or run_dirs.shared_run_name(stem)
+    return Path(loader.config.output_dir) / name if name else None
 
 
 def _run_dir_for_launch(loader, request, num_machines: int, create: bool) -> Path:

@@ -24,7 +24,17 @@ class LaunchSpec:
     run_dir: Path
 
 
-def execute(spec: LaunchSpec) -> int:
+def execute(spec: LaunchSpec, preflight=None) -> int:
+    """`preflight()`: checks to pass before any rank starts; a run directory made for this launch
+    is removed again when they fail."""
+    if preflight is not None:
+        try:
+            preflight()
+        except BaseException:
+            from grpolab.run.run_dir import remove_if_empty
+
+            remove_if_empty(spec.run_dir)
+            raise
     spec.run_dir.mkdir(parents=True, exist_ok=True)  # made already, unless shared or resumed
     write_files(spec.files)
     (spec.run_dir / "launch_command.sh").write_text(_shell_script(spec.cmd, spec.env))
@@ -55,6 +65,8 @@ def report_failure(spec: LaunchSpec, code: int) -> int:
             print(f"removed {spec.run_dir}: the run never started", file=sys.stderr)
         return code
     info = RunInfo.load(spec.run_dir)
+    if info.status in ("interrupted", "failed") and info.exit_code:
+        return info.exit_code  # the launcher maps every rank's exit to 1: rank 0's own code says more
     if info.status == "running":  # the ranks died without recording their end
         message = errors[0].get("message") if errors else f"the launcher exited with {code}"
         info.update(status="failed", ended=now(), exit_code=code, error=message)

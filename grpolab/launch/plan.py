@@ -90,8 +90,15 @@ def plan_problems(
     if c.backend != "ddp" and plan.device == "cpu":
         add(
             "cluster.backend",
-            f"is {c.backend}, which runs on GPUs only; this run is on CPU.",
-            "set `cluster.backend: ddp` for CPU runs",
+            f"is {c.backend}, and grpolab starts {c.backend} on GPUs only; this run is on CPU"
+            + (" (accelerate has no FSDP on CPU)." if c.backend == "fsdp" else "."),
+            "set `cluster.backend: ddp` for CPU runs"
+            + (
+                " (DeepSpeed does run on CPU ranks started by hand: `DS_ACCELERATOR=cpu accelerate launch "
+                "--config_file configs/accelerate/zero2.yaml -m grpolab train ...`)"
+                if c.backend == "deepspeed"
+                else ""
+            ),
         )
     if W > 1 and c.backend == "deepspeed" and gpus is not None and importlib.util.find_spec("deepspeed") is None:
         add(

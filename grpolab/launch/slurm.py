@@ -10,6 +10,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grpolab.run import run_dir as run_dirs
+
 # The --set that points the trainer at the vLLM node; expanded by bash when the job runs.
 VLLM_HOST_OVERRIDE = "cluster.vllm_server_host=$VLLM_NODE"
 
@@ -118,7 +120,7 @@ def sbatch_script(job: SlurmJob) -> str:
         f"export ACCELERATE_CONFIG={shlex.quote(job.accelerate_config)}",
         "# One run directory for every rank (rank 0 writes it); the job id makes it unique and stays",
         "# the same when the job is requeued, so a requeued job resumes there.",
-        f'export GRPOLAB_RUN_DIR={shlex.quote(job.run_dir_parent)}/{shlex.quote(job.run_stem)}_slurm-"$SLURM_JOB_ID"',
+        f'export GRPOLAB_RUN_DIR={shlex.quote(job.run_dir_parent)}/"{run_dirs.slurm_run_name(job.run_stem)}"',
         'export GRPOLAB_RUN_DIR_OWNER="slurm:$SLURM_JOB_ID"  # ignored outside this job',
         'mkdir -p "$GRPOLAB_RUN_DIR/logs"',
         "# The launcher gives the ranks this long to save a checkpoint after SIGTERM before killing them.",

@@ -30,8 +30,11 @@ def _dtype(dtype: str | None, device: str):
 
     if dtype and dtype != "auto":
         return getattr(torch, dtype)
-    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
+    if device.startswith("cuda"):
+        from grpolab.runtime.hardware import probe
+
+        if probe().gpu_bf16:  # native bf16 only (runtime.hardware decides what counts)
+            return torch.bfloat16
     return torch.float32
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -26,20 +27,36 @@ class MetricsFileCallback(TrainerCallback):
         metrics.append(self.run_dir, record)
 
 
-class HeldOutAccuracyCallback(TrainerCallback):
-    """Score the held-out prompts every `every_steps` optimizer steps (`data.eval_every_steps`).
+@dataclass
+class EvalGoals:
+    """What the evaluation points decide besides logging (the `eval:` section)."""
 
-    `score(model)` returns the accuracy. Each score is appended to `run_dir`'s metrics (when given) and
-    to the WandB run (when given) as `eval/accuracy` with `eval/train_seconds`: the training time
-    so far, not counting the scoring itself, so accuracy can be plotted against compute spent.
-    `curve` keeps every (step, train_seconds, accuracy). Every rank scores (sharded weights
-    need all of them in the forward pass); rank 0 records."""
+    best_metric: str | None = None  # keep_best.metric: rank eval points by it
+    mode: str = "max"  # keep_best.mode
+    top_k: int = 1  # how many best models to keep (best/, then best-2/ ...)
+    stop_metric: str | None = None  # stop_at.metric
+    stop_value: float | None = None  # stop_at.value: stop once reached
+    patience: int | None = None  # stop after this many points without a better best_metric
 
-    def __init__(self, score, every_steps: int, run_dir: Path | None = None, wandb_run=None):
-        self.score, self.every_steps = score, every_steps
+
+class EvalCallback(TrainerCallback):
+    """Evaluate every `every_steps` optimizer steps (`eval.every_steps`).
+
+    `evaluate(model)` returns {"eval/...": value} (or one number, taken as eval/accuracy). Each
+    point goes to `run_dir`'s metrics (when given) and to the WandB run (when given) with
+    `eval/train_seconds`: the training time so far without the evaluations, so scores can be
+    plotted against compute spent. `curve` keeps every point. Every rank evaluates (sharded
+    weights need all of them in the forward pass); rank 0 records and saves the best models."""
+
+    def __init__(self, evaluate, every_steps: int, run_dir: Path | None = None, wandb_run=None, goals=None, save=None):
+        self.evaluate, self.every_steps = evaluate, every_steps
         self.run_dir, self.wandb_run = run_dir, wandb_run
+        self.goals, self.save = goals or EvalGoals(), save  # save(model, folder): writes a loadable model
         self.curve: list[dict] = []
+        self.best: list[tuple[float, int]] = []  # (value, step), best first
+        self.stopped: str | None = None  # why training stopped early, if it did
         self._started = self._scoring = 0.0
+        self._since_better = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._started, self._scoring = time.perf_counter(), 0.0
@@ -49,25 +66,76 @@ class HeldOutAccuracyCallback(TrainerCallback):
             return
         train_seconds = time.perf_counter() - self._started - self._scoring
         began = time.perf_counter()
-        accuracy = self.score(model)
-        if state.is_world_process_zero:
-            point = {
-                "step": state.global_step,
-                "eval/train_seconds": round(train_seconds, 3),
-                "eval/accuracy": accuracy,
-            }
+        scores = self.evaluate(model)
+        scores = scores if isinstance(scores, dict) else {"eval/accuracy": scores}
+        self.record(state.global_step, scores, train_seconds, state.is_world_process_zero, model)
+        self._scoring += time.perf_counter() - began
+        if self.stopped:
+            control.should_training_stop = True
+
+    def record(self, step: int, scores: dict, train_seconds: float | None, is_main: bool, model=None) -> None:
+        """One evaluation point; `train_seconds` None = the training time so far (0 before training)."""
+        if train_seconds is None:
+            train_seconds = time.perf_counter() - self._started - self._scoring if self._started else 0.0
+        point = {"step": step, "eval/train_seconds": round(train_seconds, 3), **scores}
+        if is_main:
             self.curve.append(point)
             if self.run_dir is not None:
                 metrics.append(self.run_dir, {**point, "time": round(time.time(), 3)})
             if self.wandb_run is not None:
-                self.wandb_run.log(
-                    {
-                        "eval/accuracy": accuracy,
-                        "eval/train_seconds": point["eval/train_seconds"],
-                        "train/global_step": state.global_step,
-                    }
+                self.wandb_run.log({**{k: v for k, v in point.items() if k != "step"}, "train/global_step": step})
+        self._keep_best(step, scores, is_main, model)
+        self._check_stop(step, scores)
+
+    def _better(self, a: float, b: float) -> bool:
+        return a > b if self.goals.mode == "max" else a < b
+
+    def _keep_best(self, step: int, scores: dict, is_main: bool, model) -> None:
+        """Keep the `top_k` best models as best-step<N>/ (rank 0 writes them); `finish_best`
+        renames the best one to best/ when training ends."""
+        g = self.goals
+        if g.best_metric is None or g.best_metric not in scores:
+            return
+        value = scores[g.best_metric]
+        improved = not self.best or self._better(value, self.best[0][0])
+        self._since_better = 0 if improved else self._since_better + 1
+        ranked = sorted([*self.best, (value, step)], key=lambda p: p[0], reverse=g.mode == "max")[: g.top_k]
+        if self.save is not None and self.run_dir is not None and model is not None:
+            if (value, step) in ranked:
+                self.save(model, self.run_dir / f"best-step{step}")
+            if is_main:
+                import shutil
+
+                for _, dropped in set(self.best) - set(ranked):
+                    shutil.rmtree(self.run_dir / f"best-step{dropped}", ignore_errors=True)
+        self.best = ranked
+
+    def finish_best(self) -> dict | None:
+        """best-step<N>/ of the best point becomes best/; {metric, value, step} of it."""
+        if not self.best:
+            return None
+        value, step = self.best[0]
+        if self.run_dir is not None and (self.run_dir / f"best-step{step}").is_dir():
+            (self.run_dir / f"best-step{step}").rename(self.run_dir / "best")
+        return {"metric": self.goals.best_metric, "value": value, "step": step}
+
+    def _check_stop(self, step: int, scores: dict) -> None:
+        g = self.goals
+        if g.stop_metric in scores and g.stop_value is not None:
+            value = scores[g.stop_metric]
+            if value <= g.stop_value if metrics.lower_is_better(g.stop_metric) else value >= g.stop_value:
+                self.stopped = (
+                    f"{g.stop_metric} reached {value:.4g} (eval.stop_at.value {g.stop_value:g}) at step {step}"
                 )
-        self._scoring += time.perf_counter() - began
+        if g.patience is not None and self.best and self._since_better >= g.patience:
+            self.stopped = (
+                f"{g.best_metric} did not improve for {g.patience} evaluations (eval.patience); best "
+                f"{self.best[0][0]:.4g} at step {self.best[0][1]}"
+            )
+
+
+# The name the held-out accuracy callback had before evaluation got its own section.
+HeldOutAccuracyCallback = EvalCallback
 
 
 class NanLossCallback(TrainerCallback):

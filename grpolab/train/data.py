@@ -219,6 +219,15 @@ def _load_local(source: str, split: str, data_cfg, where: str = "data"):
     import datasets
 
     second = data_cfg is not None and split != data_cfg.split and Path(split).suffix.lower() in LOCAL_FORMATS
+    if data_cfg is not None and split != data_cfg.split and not second:
+        # A local file has one split: naming another would score the training rows as held-out.
+        raise ConfigError(
+            Problem(
+                "data.eval_split" if split == data_cfg.eval_split else "eval.split",
+                f"`{split}` is not a split of the local file `{source}` (a file has one split) nor a data file.",
+                "carve held-out rows with `data.test_size: 0.1`, or give the held-out file's path",
+            )
+        )
     path = Path(split) if second else Path(source)
     if not path.is_file():
         raise ConfigError(
@@ -357,12 +366,18 @@ def drop_too_long(dataset, tokenizer, max_completion_length: int, context: int |
         return dataset, 0, max(lengths, default=0)
     keep = [i for i, n in enumerate(lengths) if n + max_completion_length <= context]
     if not keep:
+        room = context - min(lengths)  # completion tokens the shortest prompt leaves
+        fix = (
+            f"set `generation.max_completion_length: {room}` or use shorter prompts"
+            if room >= 16
+            else f"use shorter prompts, or a model with a longer context than {context} tokens"
+        )
         raise ConfigError(
             Problem(
                 "generation.max_completion_length",
                 f"no prompt fits: the shortest prompt has {min(lengths)} tokens, + "
                 f"{max_completion_length} completion tokens > the model's context of {context}.",
-                f"set `generation.max_completion_length: {max(1, context - min(lengths))}` or use shorter prompts",
+                fix,
             )
         )
     dropped = len(dataset) - len(keep)

@@ -1,46 +1,161 @@
-"""Held-out scoring: greedy completions for held-out prompts, scored by numeric match against
-their `answer` column. Runs on the model's own device, batched."""
+"""Held-out evaluation: completions for the held-out prompts (greedy, or k samples each), scored
+by the evaluation rewards. Prompts arrive as the training path made them (columns mapped, system
+prompt and chat template, too-long prompts dropped); generation runs on the model's own device,
+batched.
+
+Metrics of one evaluation point (all under `eval/`):
+  reward, rewards/<name>   mean weighted reward, and each reward's mean, over all completions
+  mean@k                   mean over prompts of the fraction of its k completions that pass
+  pass@1, pass@k           prompts solved by 1 / any of k tries (unbiased estimator, see pass_at_k)
+  accuracy                 greedy completions that match the `answer` column numerically
+  truncated, length        completions cut at max_completion_length, and mean completion tokens
+A completion passes when the pass reward reaches `pass_threshold`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import time
+from dataclasses import dataclass
 
-from grpolab.train.rewards import numeric_match
+from grpolab.train.rewards import completion_text, numeric_match
 
 
-def greedy_completions(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 64):
-    """Greedy completion texts for string prompts, left-padded so every prompt ends next to its
-    generated tokens."""
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The chance that at least one of k completions drawn from n (c of which pass) passes:
+    1 - C(n-c, k) / C(n, k), the unbiased estimator from n >= k samples."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    samples: int  # completions per prompt (k); 1 = greedy
+    temperature: float
+    max_new_tokens: int
+    batch_size: int
+    pass_reward: str  # the reward whose value decides pass/fail
+    pass_threshold: float
+
+
+class Evaluator:
+    """`evaluator(model)` -> {"eval/...": value} for one evaluation point."""
+
+    def __init__(self, rows: list[dict], tokenizer, reward_funcs, reward_names, weights, settings: EvalSettings):
+        if not rows:
+            raise ValueError("evaluation needs at least one prompt")
+        self.rows, self.tokenizer, self.settings = rows, tokenizer, settings
+        self.rewards = [
+            (name, func, w) for name, func, w in zip(reward_names, reward_funcs, weights) if callable(func)
+        ]
+        self.columns = [k for k in rows[0] if k != "prompt"]
+        self.seconds = 0.0  # time spent evaluating, kept out of the training clock
+
+    def __call__(self, model) -> dict:
+        began = time.perf_counter()
+        s = self.settings
+        texts, lengths, truncated = generate(model, self.tokenizer, [r["prompt"] for r in self.rows], s)
+        k = s.samples
+        prompts = [r["prompt"] for r in self.rows for _ in range(k)]
+        completions = [_as_completion(self.rows[i // k]["prompt"], t) for i, t in enumerate(texts)]
+        columns = {c: [r[c] for r in self.rows for _ in range(k)] for c in self.columns}
+        out: dict = {}
+        total = [0.0] * len(completions)
+        passing = None
+        for name, func, weight in self.rewards:
+            values = [
+                0.0 if v is None else float(v) for v in func(prompts=prompts, completions=completions, **columns)
+            ]
+            out[f"eval/rewards/{name}"] = sum(values) / len(values)
+            total = [t + weight * v for t, v in zip(total, values)]
+            if name == s.pass_reward:
+                passing = [v >= s.pass_threshold for v in values]
+        out["eval/reward"] = sum(total) / len(total)
+        if passing is not None:
+            per_prompt = [sum(passing[i * k : (i + 1) * k]) for i in range(len(self.rows))]
+            out[f"eval/mean@{k}"] = sum(c / k for c in per_prompt) / len(per_prompt)
+            out["eval/pass@1"] = sum(pass_at_k(k, c, 1) for c in per_prompt) / len(per_prompt)
+            if k > 1:
+                out[f"eval/pass@{k}"] = sum(pass_at_k(k, c, k) for c in per_prompt) / len(per_prompt)
+        if "answer" in self.columns:
+            greedy = (
+                texts if k == 1 else generate(model, self.tokenizer, [r["prompt"] for r in self.rows], _greedy(s))[0]
+            )
+            scores = numeric_match([completion_text(t) for t in greedy], [r["answer"] for r in self.rows])
+            out["eval/accuracy"] = sum(scores) / len(scores)
+        out["eval/truncated"] = sum(truncated) / len(truncated)
+        out["eval/length"] = sum(lengths) / len(lengths)
+        spent = time.perf_counter() - began
+        self.seconds += spent
+        out["eval/seconds"] = round(spent, 3)
+        return out
+
+
+def _greedy(s: EvalSettings) -> EvalSettings:
+    return EvalSettings(1, 1.0, s.max_new_tokens, s.batch_size, s.pass_reward, s.pass_threshold)
+
+
+def _as_completion(prompt, text: str):
+    """A completion as TRL hands it to rewards: text for text prompts, a message list for chat."""
+    return [{"role": "assistant", "content": text}] if isinstance(prompt, list) else text
+
+
+def generate(model, tokenizer, prompts, s: EvalSettings) -> tuple[list[str], list[int], list[bool]]:
+    """k completions per prompt (greedy when k is 1), in prompt order: texts, token counts, and
+    whether each was cut at max_new_tokens without an end-of-sequence token."""
     import torch
 
     was_training = model.training
     model.eval()
-    texts: list[str] = []
+    texts, lengths, cut = [], [], []
+    eos = tokenizer.eos_token_id
     try:
         with torch.no_grad():
-            for start in range(0, len(prompts), batch_size):
-                batch = list(prompts[start : start + batch_size])
+            for start in range(0, len(prompts), s.batch_size):
+                batch = [_prompt_text(tokenizer, p) for p in prompts[start : start + s.batch_size]]
+                # Left padding keeps every prompt's last token next to the generated ones.
                 enc = tokenizer(
                     batch, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
                 ).to(model.device)
+                sampling = {"do_sample": True, "temperature": s.temperature} if s.samples > 1 else {"do_sample": False}
                 out = model.generate(
                     **enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
+                    max_new_tokens=s.max_new_tokens,
+                    num_return_sequences=s.samples,
                     num_beams=1,
                     pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
+                    eos_token_id=eos,
+                    **sampling,
                 )
-                texts += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+                new = out[:, enc["input_ids"].shape[1] :]
+                for row in new.tolist():
+                    ended = eos in row
+                    n = row.index(eos) + 1 if ended else len([t for t in row if t != tokenizer.pad_token_id])
+                    lengths.append(n)
+                    cut.append(not ended and n >= s.max_new_tokens)
+                texts += tokenizer.batch_decode(new, skip_special_tokens=True)
     finally:
         model.train(was_training)
-    return texts
+    return texts, lengths, cut
+
+
+def _prompt_text(tokenizer, prompt) -> str:
+    if isinstance(prompt, list):  # chat messages: the template the trainer uses, ready for the answer
+        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    return prompt
+
+
+def greedy_completions(model, tokenizer, prompts, max_new_tokens: int, batch_size: int = 64) -> list[str]:
+    """Greedy completion texts for string prompts (the demo model's own check while it is built)."""
+    settings = EvalSettings(1, 1.0, max_new_tokens, batch_size, "", 1.0)
+    return generate(model, tokenizer, list(prompts), settings)[0]
 
 
 class HeldOutScorer:
     """`scorer(model)` -> the fraction of held-out rows whose greedy completion matches `answer`."""
 
-    def __init__(self, rows: Sequence[dict], tokenizer, max_new_tokens: int):
+    def __init__(self, rows, tokenizer, max_new_tokens: int):
         if not rows:
             raise ValueError("held-out scoring needs at least one row")
         self.rows, self.tokenizer, self.max_new_tokens = list(rows), tokenizer, max_new_tokens
@@ -49,3 +164,53 @@ class HeldOutScorer:
         texts = greedy_completions(model, self.tokenizer, [r["prompt"] for r in self.rows], self.max_new_tokens)
         scores = numeric_match(texts, [r["answer"] for r in self.rows])
         return sum(scores) / len(scores)
+
+
+def make_evaluator(cfg, rows, tokenizer, reward_funcs) -> Evaluator:
+    """The evaluator of the `eval:` section: its own rewards when given, else the training ones."""
+    import inspect
+
+    from grpolab.config import ConfigError, Problem
+    from grpolab.train.rewards import build_rewards
+
+    e, specs = cfg.eval, cfg.eval.rewards or cfg.rewards
+    max_new = e.max_completion_length or cfg.generation.max_completion_length
+    if e.rewards:
+        reward_funcs, needs = build_rewards(e.rewards, max_new)
+        missing = sorted({c for cols in needs.values() for c in cols} - set(rows[0]))
+        if missing:
+            raise ConfigError(
+                Problem(
+                    "eval.rewards",
+                    f"read column(s) {', '.join(missing)}, which the held-out rows lack; they have: "
+                    f"{', '.join(rows[0])}.",
+                    f"map one with `data.columns: {{<column>: {missing[0]}}}`",
+                )
+            )
+    # Reward models are scored by TRL inside training; the evaluator scores the function rewards.
+    functions = [f if inspect.isroutine(f) or not hasattr(f, "parameters") else None for f in reward_funcs]
+    settings = EvalSettings(
+        samples=e.samples_per_prompt,
+        temperature=e.temperature,
+        max_new_tokens=max_new,
+        batch_size=e.batch_size,
+        pass_reward=e.pass_reward or specs[0].label,
+        pass_threshold=e.pass_threshold,
+    )
+    return Evaluator(rows, tokenizer, functions, [s.label for s in specs], [s.weight for s in specs], settings)
+
+
+def best_of(curve: list[dict]) -> dict:
+    """{metric: {value, step}} of the best evaluation point for every metric (lower is better for
+    losses, kl, truncation and length; higher for the rest)."""
+    from grpolab.run.metrics import lower_is_better
+
+    best: dict = {}
+    for point in curve:
+        for key, value in point.items():
+            if not key.startswith("eval/") or key in ("eval/seconds", "eval/train_seconds"):
+                continue
+            low = lower_is_better(key) or key in ("eval/truncated", "eval/length")
+            if key not in best or (value < best[key]["value"] if low else value > best[key]["value"]):
+                best[key] = {"value": value, "step": point["step"]}
+    return best

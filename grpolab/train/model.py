@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from grpolab.config import ConfigError, Problem
+from grpolab.config.errors import MODEL_NOT_LOADED
 
 
 def load_error(name: str, exc: Exception) -> ConfigError:
@@ -13,19 +14,21 @@ def load_error(name: str, exc: Exception) -> ConfigError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if not local.exists() and name.startswith((".", "/", "~")):
         return ConfigError(
-            Problem(
+            kind=MODEL_NOT_LOADED,
+            problems=Problem(
                 "model.name_or_path",
                 f"no model folder at `{name}` (resolved to {local.resolve()}).",
                 "point --model at a folder with config.json and the weights (as written by save_pretrained)",
-            )
+            ),
         )
     if local.exists():
         return ConfigError(
-            Problem(
+            kind=MODEL_NOT_LOADED,
+            problems=Problem(
                 "model.name_or_path",
                 f"could not load the model at `{name}`: {first}",
                 "point --model at a folder with config.json and the weights (as written by save_pretrained)",
-            )
+            ),
         )
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
     why = (
@@ -34,18 +37,33 @@ def load_error(name: str, exc: Exception) -> ConfigError:
         else "it is not a local folder and the Hub could not be reached or has no such model"
     )
     return ConfigError(
-        Problem(
+        kind=MODEL_NOT_LOADED,
+        problems=Problem(
             "model.name_or_path",
             f"could not load model `{name}`: {why} ({first}).",
             "pass a local path (--model ./my_model), download it once where the Hub is "
             "reachable (`hf download` fills the cache), "
             "or unset HF_HUB_OFFLINE if you are online",
-        )
+        ),
     )
+
+
+# A local model folder needs one of these to have a tokenizer (as save_pretrained writes them).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model")
 
 
 def load_tokenizer(name: str, model_cfg):
     from transformers import AutoTokenizer
+
+    folder = Path(name).expanduser()
+    if folder.is_dir() and not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        raise ConfigError(
+            Problem(
+                "model.name_or_path",
+                f"`{name}` has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}).",
+                "save the tokenizer next to the weights (`tokenizer.save_pretrained(folder)`)",
+            )
+        )
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(

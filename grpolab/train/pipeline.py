@@ -45,6 +45,7 @@ def train(request: TrainRequest) -> int:
     from grpolab.train import report, resume, setup
     from grpolab.train.recording import open_run
     from grpolab.train.rewards import build_rewards
+    from grpolab.train.tools import load_agent
     from grpolab.train.trainer import build_trainer, finish, fit, training_args
 
     if request.resume:
@@ -60,9 +61,8 @@ def train(request: TrainRequest) -> int:
     if step.kind == "show":
         print_launch(step.launch) if step.launch else print(step.message)
         return EXIT_OK
-    if step.kind == "launch":
-        setup.preflight(cfg)  # the --dry-run checks, once, before any rank starts
-        return execute(step.launch)
+    if step.kind == "launch":  # after the --dry-run checks, once, before any rank starts
+        return execute(step.launch, preflight=lambda: setup.preflight(cfg))
     setup.prepare_process(cfg, resolved)
 
     model_name = setup.model_path(cfg)
@@ -70,6 +70,7 @@ def train(request: TrainRequest) -> int:
     training = training_args(cfg, resolved)  # before the policy loads: ZeRO-3 loads it partitioned
     model = models.load_model(model_name, cfg.model, resolved.model_dtype)
     reward_funcs, reward_needs = build_rewards(cfg.rewards, cfg.generation.max_completion_length)
+    agent = load_agent(cfg, tokenizer)  # tools, environment, rollout: imported and checked
     data = setup.training_data(cfg, tokenizer, model, reward_needs)
     derived = derived_quantities(cfg, resolved.world_size, len(data.train_set))
     report.print_plan(loader, model_name, model, resolved, derived, data, request.dry_run)
@@ -80,7 +81,7 @@ def train(request: TrainRequest) -> int:
 
     run = open_run(loader, request, resolved, dist, step.shared_run_dir, model_name, derived, data)
     with run.recording():
-        trainer, guards = build_trainer(run, training, model, tokenizer, reward_funcs, data)
+        trainer, guards = build_trainer(run, training, model, tokenizer, reward_funcs, data, agent)
         outcome = fit(trainer, guards, run.checkpoint)
         finish(run, trainer, tokenizer, guards, outcome)
     return run.exit_code

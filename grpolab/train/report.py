@@ -32,17 +32,8 @@ def print_plan(loader, model_name: str, model, resolved, derived: dict, data, dr
         f"steps        {d['total_optimizer_steps']} optimizer steps "
         f"({d['optimizer_steps_per_epoch']} per epoch); KL {kl}",
     ]
-    if getattr(data, "eval_set", None) is not None:
-        scored = "; scored greedily before and after" if data.eval_rows is not None else ""
-        lines.append(
-            f"eval split   {len(data.eval_set)} prompts carved from the training data (data.test_size){scored}"
-        )
-    if data.eval_rows is not None and cfg.data.eval_split:
-        every = f", and every {cfg.data.eval_every_steps} steps" if cfg.data.eval_every_steps else ""
-        lines.append(
-            f"held-out     {len(data.eval_rows)} prompts from [{cfg.data.eval_split}], greedy accuracy before "
-            f"and after{every}"
-        )
+    if data.eval_rows is not None:
+        lines.append(_eval_line(cfg, data))
     if dry_run:
         lines += ["runtime      decisions for this machine:", *(f"  {line}" for line in resolved.table())]
     print("\n".join(lines), flush=True)
@@ -77,6 +68,21 @@ def _reward_model_lines() -> list[str]:
     ]
 
 
+def _eval_line(cfg, data) -> str:
+    e, d = cfg.eval, cfg.data
+    source = (
+        f"[{e.split or d.eval_split}]"
+        if (e.split or d.eval_split)
+        else "carved from the training data (data.test_size)"
+    )
+    k = e.samples_per_prompt
+    how = "greedy" if k == 1 else f"{k} samples each at temperature {e.temperature:g}"
+    every = e.every_steps if e.every_steps is not None else d.eval_every_steps
+    when = ("before, " if e.before_training else "") + "after" + (f" and every {every} steps" if every else "")
+    dropped = f" ({data.eval_dropped} dropped as too long)" if data.eval_dropped else ""
+    return f"held-out     {len(data.eval_rows)} prompts {source}{dropped}, {how}, evaluated {when}"
+
+
 def print_result(run_dir: Path, summary, error: str | None) -> None:
     final = summary.final
     print(f"\nrun {summary.status}: {run_dir}")
@@ -89,6 +95,11 @@ def print_result(run_dir: Path, summary, error: str | None) -> None:
             f"{summary.best.get('reward', reward):.3f}, {summary.train_seconds:.1f} s"
         )
     ev = summary.eval
+    if ev and ev.get("stopped_early"):
+        print(f"  stopped early: {ev['stopped_early']}")
+    if ev and ev.get("best_model"):
+        best = ev["best_model"]
+        print(f"  best model: {run_dir / 'best'} ({best['metric']} {best['value']:.4g} at step {best['step']})")
     if ev and ev.get("accuracy_before") is not None:
         before, after = ev["accuracy_before"], ev["accuracy_after"]
         print(f"\n  held-out accuracy ({ev['prompts']} prompts, greedy)")

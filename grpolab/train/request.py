@@ -108,7 +108,12 @@ class TrainRequest:
         return out
 
     def gives_model(self) -> bool:
-        return bool(self.model or self.config or any(o.startswith("model.name_or_path=") for o in self.overrides))
+        """A model named by a flag, a file, or `--set` (`model.name_or_path=X` or `model={name_or_path: X}`)."""
+        for override in self.overrides:
+            key, _, value = override.partition("=")
+            if key.strip() == "model.name_or_path" or (key.strip() == "model" and "name_or_path" in value):
+                return True
+        return bool(self.model or self.config)
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config.errors import NO_CHECKPOINT
 from grpolab.config.keys import diff
 
 
@@ -73,9 +74,10 @@ def last_checkpoint(run_dir: Path) -> str:
     )
     if not folders:
         raise ConfigError(
-            Problem(
+            kind=NO_CHECKPOINT,
+            problems=Problem(
                 "", f"`{run_dir}` has no checkpoint-N folder to resume from.", "start a new run instead", "--resume"
-            )
+            ),
         )
     for folder in folders:
         why = incomplete(folder)
@@ -84,12 +86,13 @@ def last_checkpoint(run_dir: Path) -> str:
             return str(folder)
         print(f"note: skipping {folder.name}: {why} (a save cut short)")
     raise ConfigError(
-        Problem(
+        kind=NO_CHECKPOINT,
+        problems=Problem(
             "",
             f"no complete checkpoint in `{run_dir}`: every checkpoint-N is cut short.",
             "start a new run instead",
             "--resume",
-        )
+        ),
     )
 
 

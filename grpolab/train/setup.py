@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from grpolab.config import ConfigError, GRPOConfigLoader
+from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.loader import preset_dir
 from grpolab.runtime import dist as dists
 from grpolab.runtime import hardware
@@ -57,6 +57,8 @@ def pin_one_gpu(cfg, dist, environ=os.environ) -> bool:
     one_process = cfg.mode == "local" or (cfg.cluster.num_processes == 1 and cfg.cluster.num_machines == 1)
     if not one_process or dist.world_size > 1 or cfg.cluster.device == "cpu" or "CUDA_VISIBLE_DEVICES" in environ:
         return False
+    if hardware.probe(use_torch=False).gpu_count < 2:  # nothing to choose between (nvidia-smi's count)
+        return False
     environ["CUDA_VISIBLE_DEVICES"] = "0"
     return True
 
@@ -65,10 +67,28 @@ def resolve_runtime(cfg, dist) -> Resolved:
     """Every `auto` for this machine; a setting the machine cannot honour stops here."""
     pinned = pin_one_gpu(cfg, dist)
     resolved = resolve(cfg, hardware.probe(), dist)
+    if resolved.world_size == 1 and resolved.visible_gpus > 1 and resolved.launcher == "this process":
+        raise ConfigError(
+            Problem(
+                "cluster.num_processes",
+                f"is 1, and {resolved.visible_gpus} GPUs are visible: TRL refuses to spread one process over them.",
+                "set CUDA_VISIBLE_DEVICES=0 for one GPU, or `--mode cluster` to train on all of them",
+            )
+        )
     if pinned and resolved.device == "cuda":
         print("note: one process trains on one GPU (CUDA_VISIBLE_DEVICES=0); use --mode cluster to train on all")
     for note in resolved.notes:
         print(f"note: {note}")
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and resolved.device == "cpu":
+        # accelerate would quietly train plain DDP: FSDP has no CPU path there.
+        raise ConfigError(
+            Problem(
+                "cluster.backend",
+                "is FSDP (from the accelerate config), but accelerate runs FSDP on GPUs only; this run is on CPU.",
+                "use an accelerate config with DDP or DeepSpeed for CPU ranks",
+                "accelerate launch",
+            )
+        )
     if resolved.problems:
         raise ConfigError(list(resolved.problems))
     if resolved.device == "cpu":
@@ -109,9 +129,10 @@ class TrainingData:
     eval_rows: list[dict] | None  # held-out rows (string prompt + answer), when data.eval_split is set
     eval_set: object = None  # the rows data.test_size carved from the training data (datasets.Dataset)
     sources: dict | None = None  # data.datasets: {source: {"rows", "of", "weight"}} in the mixture
+    eval_dropped: int = 0  # held-out prompts dropped as too long
 
 
-def training_data(cfg, tokenizer, model, reward_needs) -> TrainingData:
+def training_data(cfg, tokenizer, model, reward_needs, eval_reward_needs=None) -> TrainingData:
     """Load, check columns, format prompts, drop prompts that do not fit the context; held-out rows."""
     from grpolab.config.errors import Problem
     from grpolab.demo import builtin_rows
@@ -132,24 +153,32 @@ def training_data(cfg, tokenizer, model, reward_needs) -> TrainingData:
     train_set, dropped, longest = datas.drop_too_long(
         train_set, tokenizer, cfg.generation.max_completion_length, context
     )
-    eval_rows = eval_set = None
+    # Held-out prompts take the training path: columns, system prompt, chat template, too-long drop.
+    e, eval_set, eval_dropped = cfg.eval, None, 0
+    limit = e.max_prompts or d.eval_samples
     if d.test_size is not None:
         train_set, eval_set = datas.carve_eval(train_set, d.test_size, cfg.training.seed)
-        eval_rows = datas.scorable_rows(eval_set, d.eval_samples)
-    if d.eval_split:
-        eval_set = datas.load_split(
-            d, d.eval_split, d.eval_samples, seed=cfg.training.seed + 1, builtin_rows=builtin_rows
-        )
-        if "answer" not in eval_set.column_names or not isinstance(eval_set[0]["prompt"], str):
+    split = e.split or d.eval_split
+    if split:
+        source = d.model_copy(update={"dataset": e.dataset}) if e.dataset else d
+        eval_set = datas.load_split(source, split, limit, seed=cfg.training.seed + 1, builtin_rows=builtin_rows)
+        datas.check_columns(eval_set, eval_reward_needs or reward_needs)
+        eval_set = datas.format_prompts(eval_set, tokenizer, d.system_prompt)
+        max_new = e.max_completion_length or cfg.generation.max_completion_length
+        eval_set, eval_dropped, _ = datas.drop_too_long(eval_set, tokenizer, max_new, context)
+    eval_rows = None
+    if eval_set is not None:
+        rows = eval_set.select(range(min(limit, len(eval_set)))).to_list()
+        eval_rows = [{k: v for k, v in r.items() if k != "source"} for r in rows]
+        if not eval_rows:
             raise ConfigError(
                 Problem(
-                    "data.eval_split",
-                    "held-out scoring needs string prompts and an `answer` column.",
-                    "map them with `data.columns`, or set `data.eval_split: null`",
+                    "eval.split" if e.split else "data.eval_split" if d.eval_split else "data.test_size",
+                    "leaves no held-out prompts after filtering.",
+                    "use a split with rows that fit the context, or a larger data.test_size",
                 )
             )
-        eval_rows = eval_set.to_list()
-    return TrainingData(train_set, dropped, longest, context, eval_rows, eval_set, sources)
+    return TrainingData(train_set, dropped, longest, context, eval_rows, eval_set, sources, eval_dropped)
 
 
 def preflight(cfg) -> None:

@@ -18,7 +18,7 @@ EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 class Guards:
     nan: object
     stopper: object
-    scorer: object  # held-out scoring, or None
+    evaluation: object  # the EvalCallback, or None without held-out prompts
 
 
 @dataclass
@@ -42,19 +42,13 @@ def training_args(cfg, resolved) -> TrainingArgs:
     return TrainingArgs(GRPOConfig(**kwargs), kwargs)
 
 
-def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_funcs, data):
+def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_funcs, data, agent):
     from trl import GRPOTrainer
 
     from grpolab.run.wandb_run import start_wandb, wandb_enabled
-    from grpolab.train.callbacks import (
-        HeldOutAccuracyCallback,
-        MetricsFileCallback,
-        NanLossCallback,
-        StopOnSignalCallback,
-    )
-    from grpolab.train.evaluate import HeldOutScorer
+    from grpolab.train.callbacks import EvalCallback, MetricsFileCallback, NanLossCallback, StopOnSignalCallback
+    from grpolab.train.evaluate import make_evaluator
     from grpolab.train.model import lora_config
-    from grpolab.train.tools import load_agent
 
     cfg = run.loader.config
     training.args.output_dir, training.args.run_name = str(run.dir), run.dir.name
@@ -67,12 +61,15 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
     # The exact GRPOConfig arguments: a plain TRL script given these trains the same run.
     run.save_info(trl_args=training.kwargs)
 
-    scorer = HeldOutScorer(data.eval_rows, tokenizer, cfg.generation.max_completion_length) if data.eval_rows else None
-    guards = Guards(NanLossCallback(), StopOnSignalCallback().install(), scorer)
-    callbacks = [MetricsFileCallback(run.dir), guards.nan, guards.stopper]
-    if scorer and cfg.data.eval_every_steps:
-        where = run.dir if run.is_main else None
-        callbacks.append(HeldOutAccuracyCallback(scorer, cfg.data.eval_every_steps, where, run.wandb_run))
+    e = cfg.eval
+    evaluation = None
+    if data.eval_rows:
+        every = e.every_steps if e.every_steps is not None else cfg.data.eval_every_steps
+        evaluation = EvalCallback(
+            make_evaluator(cfg, data.eval_rows, tokenizer, reward_funcs), every, run.dir, run.wandb_run, eval_goals(e)
+        )
+    guards = Guards(NanLossCallback(), StopOnSignalCallback().install(), evaluation)
+    callbacks = [MetricsFileCallback(run.dir), guards.nan, guards.stopper, *([evaluation] if evaluation else [])]
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -81,10 +78,30 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
         processing_class=tokenizer,
         peft_config=lora_config(cfg.model),
         callbacks=callbacks,
-        **load_agent(cfg, tokenizer).trainer_kwargs(),  # tools, environment_factory, rollout_func from the config
+        **agent.trainer_kwargs(),  # tools, environment_factory, rollout_func from the config
     )
-    run.eval_before = scorer(trainer.model) if scorer else None  # on the trainer's device, not the CPU
+    if evaluation is not None:
+        evaluation.save = lambda model, folder: save_final_model(
+            trainer, tokenizer, folder, run.is_main, run.model_name, cfg.model, adapter=folder / "adapter"
+        )
+        if e.before_training:  # on the trainer's device, not the CPU
+            run.eval_before = evaluation.evaluate(trainer.model)
+            evaluation.record(trainer.state.global_step, run.eval_before, None, run.is_main, trainer.model)
     return trainer, guards
+
+
+def eval_goals(e):
+    from grpolab.train.callbacks import EvalGoals
+
+    keep, stop = e.keep_best, e.stop_at
+    return EvalGoals(
+        best_metric=keep.metric if keep else None,
+        mode=keep.mode if keep else "max",
+        top_k=keep.top_k if keep else 1,
+        stop_metric=stop.metric if stop else None,
+        stop_value=stop.value if stop else None,
+        patience=e.patience,
+    )
 
 
 @dataclass
@@ -125,22 +142,39 @@ def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> No
     from grpolab.run import metrics
     from grpolab.run.record import now
     from grpolab.train import report
+    from grpolab.train.evaluate import best_of
 
     cfg = run.loader.config
+    evaluation, step = guards.evaluation, trainer.state.global_step
     eval_after = None
     if outcome.status == "finished":
-        save_final_model(trainer, tokenizer, run.dir, run.is_main, run.model_name, cfg.model)
-        eval_after = guards.scorer(trainer.model) if guards.scorer else None
-    step = trainer.state.global_step
+        save_final_model(trainer, tokenizer, run.dir / "model", run.is_main, run.model_name, cfg.model)
+        if evaluation is not None:
+            last = evaluation.curve[-1] if evaluation.curve else {}
+            if last.get("step") == step and step > 0:  # the last evaluation point was this very model
+                eval_after = {k: v for k, v in last.items() if k.startswith("eval/") and k != "eval/train_seconds"}
+            else:
+                eval_after = evaluation.evaluate(trainer.model)
+                evaluation.record(step, eval_after, None, run.is_main, trainer.model)
+    if evaluation is not None and run.is_main:
+        best_model = evaluation.finish_best()
     if run.is_main:
         summary = metrics.summarize(metrics.read(run.dir))
         summary.update(status=outcome.status, train_seconds=outcome.seconds, global_step=step)
-        if guards.scorer:
+        if evaluation is not None:
+            before, after = run.eval_before or {}, eval_after or {}
             summary.eval = {
-                "split": cfg.data.eval_split,
+                "split": cfg.eval.split or cfg.data.eval_split or ("test_size" if cfg.data.test_size else None),
                 "prompts": len(run.data.eval_rows),
-                "accuracy_before": run.eval_before,
-                "accuracy_after": eval_after,
+                "dropped_too_long": run.data.eval_dropped,
+                "before": run.eval_before,
+                "after": eval_after,
+                "best": best_of(evaluation.curve),
+                "best_model": best_model,
+                "stopped_early": evaluation.stopped,
+                "seconds": round(evaluation.evaluate.seconds, 2),
+                "accuracy_before": before.get("eval/accuracy"),
+                "accuracy_after": after.get("eval/accuracy"),
             }
         summary.save(run.dir)
         run.save_info(
@@ -152,50 +186,47 @@ def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> No
             record_rank_error(run.dir, run.dist.rank, outcome.exit_code, outcome.error)
         report.print_result(run.dir, summary, outcome.error)
     if run.wandb_run is not None:
-        scores = {"eval/accuracy_before": run.eval_before, "eval/accuracy_after": eval_after} if guards.scorer else {}
+        scores = {f"{k}_before": v for k, v in (run.eval_before or {}).items()}
+        scores |= {f"{k}_after": v for k, v in (eval_after or {}).items()}
         run.wandb_run.summary.update({"status": outcome.status, **scores})
         run.wandb_run.finish(exit_code=outcome.exit_code)
         run.wandb_run = None
     run.exit_code = outcome.exit_code
 
 
-def save_final_model(trainer, tokenizer, run_dir: Path, is_main: bool, base_model: str, model_cfg) -> None:
-    """run_dir/model loads with AutoModelForCausalLM.from_pretrained; LoRA is merged (the adapter is
-    kept in run_dir/adapter)."""
-    from transformers.integrations import is_deepspeed_zero3_enabled
-
-    model = trainer.model
-    lora = hasattr(model, "merge_and_unload")
-    if lora and is_deepspeed_zero3_enabled():
-        # ZeRO-3 parameters are empty placeholders on every rank: the adapter is gathered by the
-        # collective save, then merged into a fresh copy of the base model on rank 0.
-        trainer.save_model(str(run_dir / "adapter"))
+def save_final_model(
+    trainer, tokenizer, out: Path, is_main: bool, base_model: str, model_cfg, adapter: Path | None = None
+) -> None:
+    """`out` (run_dir/model, or a best model) loads with AutoModelForCausalLM.from_pretrained.
+    Every rank calls it: under ZeRO-3 / FSDP the save gathers the shards, and rank 0 writes."""
+    if hasattr(trainer.model, "merge_and_unload"):
+        # LoRA: the adapter (kept in `adapter`, default run_dir/adapter), merged into a fresh copy
+        # of the base model on rank 0. ZeRO-3 ranks hold only placeholders, and the model being
+        # trained stays unmerged (a best model is saved mid-training).
+        adapter = adapter or out.parent / "adapter"
+        trainer.save_model(str(adapter))
         if is_main:
-            merge_adapter(base_model, model_cfg, run_dir / "adapter", run_dir / "model")
-            tokenizer.save_pretrained(run_dir / "model")
+            merge_adapter(base_model, model_cfg, adapter, out)
+            tokenizer.save_pretrained(out)
         trainer.accelerator.wait_for_everyone()
         return
-    if (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled) and not lora:
-        # ZeRO-3 / FSDP shard the weights: every rank takes part in gathering them, rank 0 writes.
-        trainer.save_model(str(run_dir / "model"))
-        if is_main:
-            tokenizer.save_pretrained(run_dir / "model")
-        return
-    if lora:
-        if is_main:
-            model.save_pretrained(run_dir / "adapter")
-        model = model.merge_and_unload()
-    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(out))
     if is_main:
-        model.save_pretrained(run_dir / "model")
-        tokenizer.save_pretrained(run_dir / "model")
+        tokenizer.save_pretrained(out)
 
 
 def merge_adapter(base_model: str, model_cfg, adapter: Path, out: Path) -> None:
-    """base + LoRA adapter -> one model folder, on the CPU of this process."""
+    """base + LoRA adapter -> one model folder, on the CPU of this process. Under ZeRO-3 the base
+    is loaded whole: while the DeepSpeed config is registered, from_pretrained would partition it."""
     from peft import PeftModel
+    from transformers.integrations import deepspeed as hf_deepspeed
 
     from grpolab.train.model import load_model
 
-    merged = PeftModel.from_pretrained(load_model(base_model, model_cfg, "float32"), str(adapter)).merge_and_unload()
-    merged.save_pretrained(out)
+    registered = hf_deepspeed._hf_deepspeed_config_weak_ref  # set by accelerate's DeepSpeed plugin
+    hf_deepspeed._hf_deepspeed_config_weak_ref = None
+    try:
+        merged = PeftModel.from_pretrained(load_model(base_model, model_cfg, "float32"), str(adapter))
+        merged.merge_and_unload().save_pretrained(out)
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = registered

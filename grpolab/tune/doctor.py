@@ -87,23 +87,10 @@ class Run:
 
 # --------------------------------------------------------------------------- reading a run
 def read_metrics_tolerant(path: Path) -> tuple[list[dict], int]:
-    """metrics.jsonl records, skipping lines that do not parse (a torn last line of a killed run)."""
-    if not path.is_file():
-        return [], 0
-    records, torn = [], 0
-    for line in path.read_text(errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            torn += 1
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            torn += 1
-    return records, torn
+    """metrics.jsonl records and the count of lines skipped (a torn last line of a killed run)."""
+    from grpolab.run.metrics import read_counted
+
+    return read_counted(path)
 
 
 def _read_json(path: Path) -> dict:
@@ -346,7 +333,7 @@ def find_constant_reward(run: Run) -> Finding | None:
         for spec in cfg.rewards:
             cols = BUILTIN_COLUMNS.get(spec.name)
             reads = f" reads column(s) {', '.join(cols)}" if cols else ""
-            parts.append(f"`{spec.name}` (weight {spec.weight:g}){reads}")
+            parts.append(f"`{spec.label}` (weight {spec.weight:g}){reads}")
         evidence.append(
             "rewards: " + "; ".join(parts) + f"; data: {cfg.data.dataset}, columns {cfg.data.columns or '{}'}"
         )

@@ -366,20 +366,24 @@ def setup_from_config(cfg, world: int, prompt_tokens: int | None, device: str = 
             prompt_tokens = DEFAULT_PROMPT_TOKENS
             notes.append(f"prompt length assumed {DEFAULT_PROMPT_TOKENS} tokens (--prompt-tokens N to set it)")
     cluster = cfg.cluster
-    # Precision as the training run resolves it: bf16 autocast where the device computes bf16 natively
-    # (assumed for a GPU), fp32 weights under autocast (AdamW updates fp32 weights) except where DeepSpeed
-    # or FSDP keep fp32 master weights themselves, then 16-bit weights.
-    bf16 = cfg.training.bf16
-    autocast = bool(bf16) if bf16 != "auto" else (device == "cuda" or _cpu_bf16())
-    masters = cfg.mode == "cluster" and cluster.backend in ("deepspeed", "fsdp") and device == "cuda"
-    dtype = cfg.model.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if autocast and masters else "float32"
+    # Precision, weights and generation engine as training decides them (runtime.resolve), on the
+    # planned machine: GPUs with native bf16 and vLLM installed, or this CPU.
+    from dataclasses import replace
+
+    from grpolab.runtime.hardware import GPU, NATIVE_BF16_CAPABILITY, HardwareFacts, probe
+    from grpolab.runtime.resolve import resolve
+
+    if device == "cuda":
+        gpus = (GPU("planned GPU", NATIVE_BF16_CAPABILITY),) * max(1, world)
+        facts = HardwareFacts(gpus=gpus, installed=frozenset({"vllm", "deepspeed"}))
+    else:
+        facts = replace(probe(use_torch=False), gpus=())
+    resolved = resolve(cfg, facts, world_size=world)
+    autocast, dtype, use_vllm = resolved.bf16, resolved.model_dtype, resolved.use_vllm
     act = 2 if (autocast or DTYPE_BYTES[dtype] == 2) else 4
     backend = cluster.backend if cluster.backend != "deepspeed" else f"zero{cluster.zero_stage}"
     if backend == "zero0":
         backend = "ddp"
-    use_vllm = cluster.use_vllm is True or (cluster.use_vllm == "auto" and device == "cuda")
     if cluster.use_vllm == "auto" and device == "cuda":
         notes.append("cluster.use_vllm is auto: planned with vLLM, as on a GPU with vLLM installed")
     _, steps = resolved_generation(cfg, world)
@@ -402,14 +406,6 @@ def setup_from_config(cfg, world: int, prompt_tokens: int | None, device: str = 
         device=device,
         notes=notes,
     )
-
-
-def _cpu_bf16() -> bool:
-    try:
-        from grpolab.runtime.hardware import cpu_has_bf16
-    except ImportError:
-        return False
-    return cpu_has_bf16()
 
 
 def static_bytes(shape: ModelShape, s: Setup) -> dict:

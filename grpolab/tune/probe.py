@@ -126,15 +126,18 @@ def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | N
     G = cfg.grpo.num_generations
     seed = cfg.training.seed if seed is None else seed
     name = _model_path(cfg, model)
-    cuda = torch.cuda.is_available() and cfg.cluster.device != "cpu"
-    dtype = cfg.model.dtype if cfg.model.dtype != "auto" else ("bfloat16" if cuda else "float32")
+    from grpolab.runtime import hardware
+    from grpolab.runtime.resolve import resolve
+
+    resolved = resolve(cfg, hardware.probe())  # the device, weights and precision training would use
+    cuda, dtype = resolved.device == "cuda", resolved.model_dtype
     import transformers
 
     transformers.utils.logging.disable_progress_bar()  # weight-loading bars
     tokenizer = models.load_tokenizer(name, cfg.model)
     lm = models.load_model(name, cfg.model, dtype)
     device = "cuda" if cuda else "cpu"
-    autocast = _bf16_autocast(cfg, cuda)
+    autocast = resolved.bf16
     lm.to(device).eval()
     funcs, needs = build_rewards(cfg.rewards, gen.max_completion_length)
     weights = [r.weight for r in cfg.rewards]
@@ -213,23 +216,6 @@ def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | N
             "bf16_autocast": autocast,
         },
     )
-
-
-def _bf16_autocast(cfg, cuda: bool) -> bool:
-    """Whether training samples under bf16 autocast (accelerate wraps the model's forward, generation
-    included): `training.bf16`, where auto means the device computes bf16 natively."""
-    setting = cfg.training.bf16
-    if setting != "auto":
-        return bool(setting)
-    if cuda:
-        import torch
-
-        return torch.cuda.is_bf16_supported() and torch.cuda.get_device_capability()[0] >= 8
-    try:
-        from grpolab.runtime.hardware import cpu_has_bf16
-    except ImportError:
-        from grpolab.launch.detect import cpu_has_bf16
-    return cpu_has_bf16()
 
 
 def _prompt_text(tokenizer, prompt) -> str:
