@@ -184,7 +184,8 @@ def test_deepspeed_zero2_two_cpu_ranks(tmp_path, backend_config, tiny_llama, sub
     result, engines = hand_launch(tmp_path, backend_config(), "zero2.yaml", subprocess_env)
     assert result.code == 0, result
     check_engine(engines, "DEEPSPEED", zero_stage=2)
-    check_run(tmp_path, result, tiny_llama)
+    run_dir = check_run(tmp_path, result, tiny_llama)
+    assert json.loads((run_dir / "run_info.json").read_text())["policy_partitioned_at_load"] is False
 
 
 @pytest.mark.slow
@@ -195,6 +196,8 @@ def test_deepspeed_zero3_with_reference_model_two_cpu_ranks(tmp_path, backend_co
     assert result.code == 0, result
     check_engine(engines, "DEEPSPEED", zero_stage=3)
     run_dir = check_run(tmp_path, result, tiny_llama)
+    # The training arguments exist before the policy loads, so zero.Init partitions it at load.
+    assert json.loads((run_dir / "run_info.json").read_text())["policy_partitioned_at_load"] is True
     assert any("kl" in r for r in read_jsonl(run_dir / "metrics.jsonl")), "beta > 0 but no KL was logged"
 
 

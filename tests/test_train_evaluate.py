@@ -139,3 +139,24 @@ def test_chat_prompts_from_a_jsonl_file_are_evaluated_every_n_steps(
     history = [r.history for r in read_records(wandb_file) if r.WhichOneof("record_type") == "history"]
     logged = {item.nested_key[0] if item.nested_key else item.key for h in history for item in h.item}
     assert {"eval/reward", "eval/pass@4", "eval/mean@4"} <= logged
+
+
+@pytest.mark.slow
+def test_sampled_completions_are_kept_in_the_run_directory(tmp_path, fast_config, train, capsys):
+    from grpolab.cli.main import main
+
+    result = train(
+        "--config",
+        fast_config(
+            None,
+            {"training": {"max_steps": 4}, "logging": {"save_completions": {"every_steps": 2, "max_per_step": 1}}},
+        ),
+    )
+    assert result.code == 0, result
+    rows = read_jsonl(result.run_dir / "completions.jsonl")
+    assert [r["step"] for r in rows] == [2, 4]  # every 2 steps, at most 1 each
+    assert set(rows[0]) == {"step", "prompt", "completion", "rewards", "advantage", "length", "truncated"}
+    assert "numeric_match" in rows[0]["rewards"] and rows[0]["length"] <= 4
+    capsys.readouterr()
+    assert main(["runs", "show", str(result.run_dir), "--completions", "--step", "4"]) == 0
+    assert rows[1]["completion"].strip()[:3] in capsys.readouterr().out

@@ -408,6 +408,11 @@ class EvalConfig(Section):
     )
 
 
+class SaveCompletions(Section):
+    every_steps: int = Field(10, ge=1, description="keep sampled completions every N optimizer steps")
+    max_per_step: int = Field(8, ge=1, description="completions kept per saved step (the file stays small)")
+
+
 class LoggingConfig(Section):
     report_to: list[Literal[REPORT_TO]] = Field(
         default_factory=lambda: ["wandb"], description="trackers; wandb falls back to offline mode"
@@ -416,6 +421,9 @@ class LoggingConfig(Section):
     entity: str | None = Field(None, description="WandB team or user; null = your default")
     group: str | None = Field(None, description="WandB group (sweeps set it)")
     tags: list[str] = Field(default_factory=list, description="WandB tags")
+    save_completions: SaveCompletions | None = Field(
+        None, description="write sampled completions to completions.jsonl in the run directory; null = off"
+    )
 
     @field_validator("report_to", mode="before", json_schema_input_type=list[Literal[REPORT_TO]] | Literal[REPORT_TO])
     @classmethod

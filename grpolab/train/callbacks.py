@@ -138,6 +138,44 @@ class EvalCallback(TrainerCallback):
 HeldOutAccuracyCallback = EvalCallback
 
 
+class CompletionsCallback(TrainerCallback):
+    """`logging.save_completions`: every `every_steps` steps, the last generation round's first
+    `max_per_step` completions go to completions.jsonl (step, prompt, completion, each reward,
+    advantage, length in tokens, truncated), from what the trainer keeps for its own completion
+    logging. Rank 0 writes."""
+
+    def __init__(self, run_dir: Path, every_steps: int, max_per_step: int, tokenizer, max_completion_length: int):
+        self.path, self.every, self.limit = run_dir / metrics.COMPLETIONS, every_steps, max_per_step
+        self.tokenizer, self.max_length = tokenizer, max_completion_length
+        self.trainer = None  # set once the trainer exists
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.trainer is None or not state.is_world_process_zero or state.global_step % self.every:
+            return
+        import json
+
+        from grpolab.train.rewards import completion_text
+
+        logs = self.trainer._logs  # TRL keeps the last round here for log_completions
+        prompts, completions = list(logs["prompt"]), list(logs["completion"])
+        rewards = {name: list(values) for name, values in logs["rewards"].items()}
+        advantages = list(logs["advantages"])
+        with self.path.open("a") as handle:
+            for i, (prompt, completion) in enumerate(list(zip(prompts, completions))[: self.limit]):
+                text = completion_text(completion)
+                length = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+                record = {
+                    "step": state.global_step,
+                    "prompt": prompt if isinstance(prompt, str) else completion_text(prompt),
+                    "completion": text,
+                    "rewards": {name: values[i] for name, values in rewards.items() if i < len(values)},
+                    "advantage": advantages[i] if i < len(advantages) else None,
+                    "length": length,
+                    "truncated": length >= self.max_length,
+                }
+                handle.write(json.dumps(record, default=float) + "\n")
+
+
 class NanLossCallback(TrainerCallback):
     """A NaN/inf loss, gradient norm or weight ends training with a checkpoint, instead of training
     on garbage. The weights are checked after every optimizer step: the Trainer's default

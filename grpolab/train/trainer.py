@@ -46,7 +46,13 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
     from trl import GRPOTrainer
 
     from grpolab.run.wandb_run import start_wandb, wandb_enabled
-    from grpolab.train.callbacks import EvalCallback, MetricsFileCallback, NanLossCallback, StopOnSignalCallback
+    from grpolab.train.callbacks import (
+        CompletionsCallback,
+        EvalCallback,
+        MetricsFileCallback,
+        NanLossCallback,
+        StopOnSignalCallback,
+    )
     from grpolab.train.evaluate import make_evaluator
     from grpolab.train.model import lora_config
 
@@ -58,8 +64,10 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
         previous = run.info.extra.get("wandb_id")  # a resumed run continues its WandB run
         run.wandb_run = start_wandb(run.dir, cfg.logging, run.loader.to_dict(), run.derived, files, previous)
         run.save_info(wandb_id=run.wandb_run.id)
-    # The exact GRPOConfig arguments: a plain TRL script given these trains the same run.
-    run.save_info(trl_args=training.kwargs)
+    # The exact GRPOConfig arguments: a plain TRL script given these trains the same run. Whether
+    # ZeRO-3 loaded the policy already partitioned (its parameters carry DeepSpeed ids) is recorded.
+    partitioned = any(hasattr(p, "ds_id") for p in model.parameters())
+    run.save_info(trl_args=training.kwargs, policy_partitioned_at_load=partitioned)
 
     e = cfg.eval
     evaluation = None
@@ -70,6 +78,12 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
         )
     guards = Guards(NanLossCallback(), StopOnSignalCallback().install(), evaluation)
     callbacks = [MetricsFileCallback(run.dir), guards.nan, guards.stopper, *([evaluation] if evaluation else [])]
+    keep = cfg.logging.save_completions
+    completions = None
+    if keep is not None and run.is_main:
+        max_len = cfg.generation.max_completion_length
+        completions = CompletionsCallback(run.dir, keep.every_steps, keep.max_per_step, tokenizer, max_len)
+        callbacks.append(completions)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -80,6 +94,8 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
         callbacks=callbacks,
         **agent.trainer_kwargs(),  # tools, environment_factory, rollout_func from the config
     )
+    if completions is not None:
+        completions.trainer = trainer
     if evaluation is not None:
         evaluation.save = lambda model, folder: save_final_model(
             trainer, tokenizer, folder, run.is_main, run.model_name, cfg.model, adapter=folder / "adapter"
