@@ -24,6 +24,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def count(text: str) -> int:
+    """argparse type for counts that may be 0 (--gpus-per-trial, --finding ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
 def add_layer_args(parser: argparse.ArgumentParser) -> None:
     """The options every command that resolves a config takes."""
     parser.add_argument("--mode", help="local or cluster (default: the file's `mode:`, else local)")

@@ -6,20 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from grpolab.cli.common import EXIT_USAGE, positive_int
-
-
-def count(text: str) -> int:
-    """argparse type for --gpus-per-trial: a whole number >= 0."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
-    return value
+from grpolab.cli.common import EXIT_USAGE, count, positive_int
 
 
 def register(sub) -> None:

@@ -7,29 +7,8 @@ import argparse
 import json
 import sys
 
+from grpolab.cli.common import EXIT_OK, count, positive_int
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
-
-EXIT_OK, EXIT_USAGE = 0, 2
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
-    return value
 
 
 def _gib(text: str) -> float:
@@ -60,7 +39,7 @@ def register(sub) -> None:
 
     probe = sub.add_parser("probe", help="sample the base model on a few prompts: is there a learning signal?")
     probe.add_argument("config", metavar="CONFIG", help="the config file to probe")
-    probe.add_argument("--prompts", type=_positive_int, default=32, help="prompts to sample (default 32)")
+    probe.add_argument("--prompts", type=positive_int, default=32, help="prompts to sample (default 32)")
     probe.add_argument("--model", metavar="PATH", help="model to sample (default: the config's model)")
     probe.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one key"
@@ -154,7 +133,7 @@ def add_memory_args(explain) -> None:
     gpu.add_argument("--gpu", metavar="NAME", help="GPU model, e.g. h100, a100-40gb, l4 (with --memory)")
     explain.add_argument("--model", metavar="PATH_OR_PARAMS", help="model folder, cached Hub id, or a count like 1.5B")
     explain.add_argument(
-        "--prompt-tokens", type=_positive_int, metavar="N", help="prompt length for the plan (with --memory)"
+        "--prompt-tokens", type=positive_int, metavar="N", help="prompt length for the plan (with --memory)"
     )
 
 
@@ -203,10 +182,10 @@ def cmd_explain_memory(args) -> int:
 def register_scale(csub) -> None:
     scale = csub.add_parser("scale", help="rewrite a config for N GPUs, keeping prompts per step and the batch")
     scale.add_argument("file", metavar="FILE")
-    scale.add_argument("--gpus", type=_positive_int, required=True, help="GPUs (processes) of the new run")
-    scale.add_argument("--vllm-gpus", type=_count, default=0, help="of those, GPUs for a vLLM server")
+    scale.add_argument("--gpus", type=positive_int, required=True, help="GPUs (processes) of the new run")
+    scale.add_argument("--vllm-gpus", type=count, default=0, help="of those, GPUs for a vLLM server")
     scale.add_argument(
-        "--from-world-size", type=_positive_int, help="processes FILE was tuned for (default: from the file)"
+        "--from-world-size", type=positive_int, help="processes FILE was tuned for (default: from the file)"
     )
     scale.add_argument("-o", "--output", metavar="OUT", help="write here (default: print the YAML)")
     scale.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
