@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[train,experiment,dev]"
+	$(PY) -m pip install -q -e ".[train,experiment,dev,qlora]"
 	@# deepspeed (tests check our ZeRO files with its own parser) ships only as source: build it
 	@# against the installed torch, never in an isolated env that would fetch another torch.
 	@$(PY) -c "import deepspeed" 2>/dev/null || DS_BUILD_OPS=0 $(PY) -m pip install -q --no-build-isolation "deepspeed>=0.14.4" hjson ninja py-cpuinfo msgpack einops
