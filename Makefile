@@ -17,7 +17,7 @@ venv: $(STAMP)
 
 # Reinstall only when the package metadata changes. torch: keep an importable one,
 # else the pinned CPU wheel (never let pip resolve a multi-GB CUDA build).
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
