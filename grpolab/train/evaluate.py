@@ -152,20 +152,6 @@ def greedy_completions(model, tokenizer, prompts, max_new_tokens: int, batch_siz
     return generate(model, tokenizer, list(prompts), settings)[0]
 
 
-class HeldOutScorer:
-    """`scorer(model)` -> the fraction of held-out rows whose greedy completion matches `answer`."""
-
-    def __init__(self, rows, tokenizer, max_new_tokens: int):
-        if not rows:
-            raise ValueError("held-out scoring needs at least one row")
-        self.rows, self.tokenizer, self.max_new_tokens = list(rows), tokenizer, max_new_tokens
-
-    def __call__(self, model) -> float:
-        texts = greedy_completions(model, self.tokenizer, [r["prompt"] for r in self.rows], self.max_new_tokens)
-        scores = numeric_match(texts, [r["answer"] for r in self.rows])
-        return sum(scores) / len(scores)
-
-
 def make_evaluator(cfg, rows, tokenizer, reward_funcs) -> Evaluator:
     """The evaluator of the `eval:` section: its own rewards when given, else the training ones."""
     import inspect
