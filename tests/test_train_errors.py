@@ -105,6 +105,59 @@ def test_nan_training_stops_with_a_checkpoint_and_says_so(logging_steps, tiny_gp
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
 
 
+@pytest.mark.slow
+def test_huge_but_finite_weights_stop_at_sampling_with_a_checkpoint(tiny_gpt2, tmp_path, fast_config, train):
+    """A learning rate of 1e9 moves every weight by ~1e9 in one Adam step: still finite (the NaN
+    guard passes them), but the next round's logits overflow and torch.multinomial refuses them."""
+    reward = tmp_path / "alternate.py"
+    reward.write_text(
+        "def alternate(completions, **kw):\n    return [float(i % 2) for i in range(len(completions))]\n"
+    )
+    cfg = fast_config(
+        tiny_gpt2, {"rewards": [{"name": f"{reward}:alternate"}], "training": {"max_steps": 4, "learning_rate": 1e9}}
+    )
+    result = train("--config", cfg)
+    assert result.code == 1, result
+    assert "Traceback" not in result.err and "probability tensor" not in result.err
+    assert "inf/NaN probabilities" in result.out and "checkpoint-1" in result.out and "learning_rate" in result.out
+    run_dir = result.run_dir
+    assert (run_dir / "checkpoint-1" / "trainer_state.json").is_file()  # a full checkpoint: --resume can use it
+    assert not (run_dir / "model").exists()
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert info["status"] == "failed" and info["exit_code"] == 1 and info["global_step"] == 1
+    assert "logits overflowed" in info["error"]
+
+
+def test_sampling_failure_across_ranks_names_no_new_checkpoint():
+    """With several ranks a save is collective and the others may still be sampling: no save."""
+    from types import SimpleNamespace
+
+    from grpolab.train.callbacks import NanLossCallback
+    from grpolab.train.trainer import Guards, fit
+
+    class Trainer:
+        accelerator = SimpleNamespace(num_processes=2)
+        state = SimpleNamespace(global_step=3)
+
+        def train(self, resume_from_checkpoint=None):
+            raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+
+        def _save_checkpoint(self, model, trial):
+            raise AssertionError("saved from one rank")
+
+    stopper = SimpleNamespace(uninstall=lambda: None, signal_name=None)
+    outcome = fit(Trainer(), Guards(NanLossCallback(), stopper, None), None)
+    assert outcome.status == "failed" and outcome.exit_code == 1
+    assert "step 3" in outcome.error and "last checkpoint saved before it stands" in outcome.error
+
+    class Broken(Trainer):
+        def train(self, resume_from_checkpoint=None):
+            raise RuntimeError("some other failure")
+
+    with pytest.raises(RuntimeError, match="some other failure"):  # only sampling's refusal is caught
+        fit(Broken(), Guards(NanLossCallback(), stopper, None), None)
+
+
 def test_nan_guard_sees_a_nan_loss_the_trainer_hides_from_its_logs():
     """transformers' logging_nan_inf_filter replaces a NaN loss in the logs; the guard checks the weights."""
     import torch

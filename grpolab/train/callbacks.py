@@ -185,10 +185,14 @@ class NanLossCallback(TrainerCallback):
     def __init__(self):
         self.nan_step: int | None = None
         self.reason: str | None = None
+        self.checkpoint_saved = True  # a stop from a callback saves through the Trainer
+
+    def diverged(self, step: int, reason: str) -> None:
+        if self.nan_step is None:
+            self.nan_step, self.reason = step, reason
 
     def _stop(self, state, control, reason: str) -> None:
-        if self.nan_step is None:
-            self.nan_step, self.reason = state.global_step, reason
+        self.diverged(state.global_step, reason)
         control.should_save = True
         control.should_training_stop = True
 
@@ -201,6 +205,11 @@ class NanLossCallback(TrainerCallback):
             value = (logs or {}).get(key)
             if isinstance(value, (int, float)) and not math.isfinite(value):
                 self._stop(state, control, f"{key} is {value}")
+
+
+def non_finite_sampling(exc: BaseException) -> bool:
+    """torch.multinomial's refusal of the next-token probabilities (inf/NaN logits)."""
+    return "probability tensor contains" in str(exc)
 
 
 def _weights_finite(model) -> bool:

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from grpolab.train.callbacks import non_finite_sampling
 from grpolab.train.recording import Run
 from grpolab.train.rewards import RewardFunctionError
 
@@ -138,6 +139,17 @@ def fit(trainer, guards: Guards, checkpoint: str | None) -> Outcome:
         status, exit_code, error = "failed", EXIT_FAILED, str(exc)
     except KeyboardInterrupt:
         status, exit_code, error = "interrupted", EXIT_SIGNAL["SIGINT"], "aborted by a second Ctrl-C (no checkpoint)"
+    except RuntimeError as exc:
+        if not non_finite_sampling(exc):
+            raise
+        # Weights grown huge but still finite pass the NaN guard; the logits then overflow and
+        # sampling refuses them. One process saves the checkpoint here; across ranks a save is
+        # collective and the other ranks may still be sampling, so the last saved one stands.
+        saved = trainer.accelerator.num_processes == 1
+        if saved:
+            trainer._save_checkpoint(trainer.model, trial=None)
+        guards.nan.diverged(trainer.state.global_step, "sampling met inf/NaN probabilities (the logits overflowed)")
+        guards.nan.checkpoint_saved = saved
     finally:
         guards.stopper.uninstall()
     stopper, nan = guards.stopper, guards.nan
@@ -146,9 +158,14 @@ def fit(trainer, guards: Guards, checkpoint: str | None) -> Outcome:
         error = f"{stopper.signal_name}: checkpoint saved at step {trainer.state.global_step}"
     if nan.nan_step is not None:
         status, exit_code = "failed", EXIT_FAILED
+        checkpoint = (
+            f"stopped with a checkpoint (checkpoint-{nan.nan_step})"
+            if nan.checkpoint_saved
+            else "stopped; the last checkpoint saved before it stands"
+        )
         error = (
-            f"training diverged (NaN) at step {nan.nan_step}: {nan.reason}; stopped with a checkpoint "
-            f"(checkpoint-{nan.nan_step}); lower training.learning_rate or check the rewards"
+            f"training diverged (NaN) at step {nan.nan_step}: {nan.reason}; {checkpoint}; "
+            "lower training.learning_rate or check the rewards"
         )
     return Outcome(status, exit_code, error, round(time.time() - started, 2))
 
