@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from grpolab.config import ConfigError, Problem
+from grpolab.runtime import hub
 
 from .errors import RewardFunctionError, completion_text
 
@@ -50,6 +51,7 @@ class RewardModel:
 
         self.path, self.key, self.batch_size = path, key, batch_size
         self.device = _device(device)
+        hub.check_reachable(path, key)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
             self.model = AutoModelForSequenceClassification.from_pretrained(

@@ -262,6 +262,9 @@ def _load_local(source: str, split: str, data_cfg, where: str = "data"):
 def _load_hub(name: str, config_name: str | None, split: str, where: str = "data"):
     import datasets
 
+    from grpolab.runtime import hub
+
+    hub.check_reachable(name, f"{where}.dataset" if where == "data" else f"{where}.path", repo_type="dataset")
     try:
         return datasets.load_dataset(name, config_name, split=split)
     except Exception as exc:

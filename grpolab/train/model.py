@@ -7,6 +7,7 @@ from pathlib import Path
 
 from grpolab.config import ConfigError, Problem
 from grpolab.config.errors import MODEL_NOT_LOADED
+from grpolab.runtime import hub
 
 
 def load_error(name: str, exc: Exception) -> ConfigError:
@@ -30,21 +31,21 @@ def load_error(name: str, exc: Exception) -> ConfigError:
                 "point --model at a folder with config.json and the weights (as written by save_pretrained)",
             ),
         )
-    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
-    why = (
-        "the Hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache"
-        if offline
-        else "it is not a local folder and the Hub could not be reached or has no such model"
-    )
+    if hub.offline():
+        why = "the Hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache"
+        fix = (
+            "pass a local path (--model ./my_model), download it once where the Hub is "
+            "reachable (`hf download` fills the cache), or unset HF_HUB_OFFLINE if you are online"
+        )
+    else:
+        why = "it is not a local folder and the Hub has no such model (or it is gated/private)"
+        fix = (
+            "check the id (owner/name) and model.revision, log in for a gated model "
+            "(`hf auth login`), or pass a local path"
+        )
     return ConfigError(
         kind=MODEL_NOT_LOADED,
-        problems=Problem(
-            "model.name_or_path",
-            f"could not load model `{name}`: {why} ({first}).",
-            "pass a local path (--model ./my_model), download it once where the Hub is "
-            "reachable (`hf download` fills the cache), "
-            "or unset HF_HUB_OFFLINE if you are online",
-        ),
+        problems=Problem("model.name_or_path", f"could not load model `{name}`: {why} ({first}).", fix),
     )
 
 
@@ -65,6 +66,7 @@ def load_tokenizer(name: str, model_cfg):
             )
         )
 
+    hub.check_reachable(name, "model.name_or_path", revision=model_cfg.revision)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             name, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code
@@ -90,6 +92,7 @@ def load_model(name: str, model_cfg, dtype: str):
         device = quantization_device()
         kwargs["quantization_config"] = quantization_config(model_cfg, dtype, device)
         kwargs["device_map"] = {"": device}  # bitsandbytes quantizes while placing the weights
+    hub.check_reachable(name, "model.name_or_path", revision=model_cfg.revision)
     try:
         return AutoModelForCausalLM.from_pretrained(name, **kwargs)
     except Exception as exc:

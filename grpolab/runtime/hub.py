@@ -1,0 +1,95 @@
+"""Can this machine reach the Hugging Face Hub? Asked once before a Hub model or dataset loads.
+
+Without an answer, a missing model on a machine with no network costs about 50 s of HTTP
+retries (huggingface_hub backs off five times) before a generic "couldn't connect" error. One
+TCP connect to the Hub's endpoint answers in milliseconds (refused) or a few seconds (no route).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from functools import cache
+from urllib.parse import urlparse
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+CONNECT_TIMEOUT_S = 3.0
+
+
+def offline() -> bool:
+    """The user asked for the local cache only (as huggingface_hub reads it)."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+@dataclass(frozen=True)
+class HubReach:
+    reachable: bool
+    endpoint: str
+    reason: str | None = None  # why not, as the socket said it
+
+
+@cache
+def reach(url: str | None = None) -> HubReach:
+    """One TCP connect to the endpoint's host and port (cached for the process)."""
+    url = url or endpoint()
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            return HubReach(True, url)
+    except OSError as exc:
+        return HubReach(False, url, exc.strerror or type(exc).__name__)
+
+
+def in_cache(repo_id: str, filename: str, revision: str | None = None, repo_type: str = "model") -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, filename, revision=revision, repo_type=repo_type)
+    except Exception:  # an id the cache cannot even name (bad characters): not cached
+        return False
+    return isinstance(found, str)
+
+
+def looks_local(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.path.exists(os.path.expanduser(name))
+
+
+def check_reachable(name: str, key: str, repo_type: str = "model", revision: str | None = None) -> None:
+    """Before a Hub load of `name` (read from config key `key`): when the Hub cannot be reached
+    and offline mode is not set, fail now with the fix instead of after a minute of retries."""
+    from grpolab.config import ConfigError, Problem
+    from grpolab.config.errors import INVALID_CONFIG, MODEL_NOT_LOADED
+
+    if offline() or looks_local(name):
+        return
+    hub = reach()
+    if hub.reachable:
+        return
+    filename = "config.json" if repo_type == "model" else "README.md"
+    cached = in_cache(name, filename, revision, repo_type)
+    if cached:
+        fix = "it is in the local cache: set HF_HUB_OFFLINE=1 to load it from there"
+    elif repo_type == "model":
+        fix = (
+            "pass a local path (--model ./my_model), or download it once where the Hub is reachable "
+            "(`hf download` fills the cache) and set HF_HUB_OFFLINE=1 here"
+        )
+    else:
+        fix = (
+            "set HF_HUB_OFFLINE=1 if it was loaded once before (the datasets cache), "
+            "or point the key at a local .jsonl/.csv/.parquet file"
+        )
+    raise ConfigError(
+        kind=MODEL_NOT_LOADED if repo_type == "model" else INVALID_CONFIG,
+        problems=Problem(
+            key, f"`{name}` is not a local path and the Hub at {hub.endpoint} cannot be reached ({hub.reason}).", fix
+        ),
+    )

@@ -1,0 +1,133 @@
+"""An unreachable Hub with HF_HUB_OFFLINE unset is found with one TCP connect, before any Hub
+load: a short error with the fix, not a minute of HTTP retries. Every "Hub" here is a port on
+127.0.0.1, so nothing leaves the machine."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+
+import pytest
+from conftest import PYTHON, REPO_ROOT
+
+from grpolab.config import ConfigError
+from grpolab.runtime import hub
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # free once closed: a connect is refused at once
+
+
+@pytest.fixture
+def online_mode(monkeypatch):
+    """HF_HUB_OFFLINE unset (the test session sets it), with a fresh reachability answer."""
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(key, raising=False)
+    hub.reach.cache_clear()
+    yield monkeypatch
+    hub.reach.cache_clear()
+
+
+def test_unreachable_hub_fails_before_loading_with_the_fix(online_mode):
+    online_mode.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    with pytest.raises(ConfigError) as err:
+        hub.check_reachable("someorg/not-cached-model", "model.name_or_path")
+    text = str(err.value)
+    assert text.startswith("model not loaded: model.name_or_path:")
+    assert "`someorg/not-cached-model` is not a local path" in text and "cannot be reached" in text
+    assert "pass a local path" in text and "HF_HUB_OFFLINE=1" in text
+
+
+def test_a_cached_model_says_offline_mode_would_load_it(online_mode, tmp_path):
+    import huggingface_hub.constants
+
+    snapshot = tmp_path / "models--someorg--cached" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "models--someorg--cached" / "refs").mkdir()
+    (tmp_path / "models--someorg--cached" / "refs" / "main").write_text("0123abc")
+    online_mode.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    online_mode.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    with pytest.raises(ConfigError, match="it is in the local cache: set HF_HUB_OFFLINE=1"):
+        hub.check_reachable("someorg/cached", "model.name_or_path")
+
+
+def test_no_probe_when_offline_local_or_reachable(online_mode, tmp_path):
+    online_mode.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    hub.check_reachable(str(tmp_path), "model.name_or_path")  # a local folder: the Hub is not asked
+    hub.check_reachable("./relative/model", "model.name_or_path")  # local-looking: its own error later
+    online_mode.setenv("HF_HUB_OFFLINE", "1")
+    hub.check_reachable("someorg/model", "model.name_or_path")  # offline: the cache answers
+    online_mode.delenv("HF_HUB_OFFLINE")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        online_mode.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        hub.reach.cache_clear()
+        assert hub.reach().reachable
+        hub.check_reachable("someorg/model", "model.name_or_path")
+
+
+def test_a_hub_dataset_names_its_key(online_mode, tiny_gpt2, fast_config, train):
+    online_mode.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    result = train("--config", fast_config(tiny_gpt2, {"data": {"dataset": "someorg/some-dataset"}}), "--dry-run")
+    assert result.code == 2, result
+    assert "data.dataset: `someorg/some-dataset` is not a local path" in result.err
+    assert "HF_HUB_OFFLINE=1" in result.err and "local .jsonl" in result.err
+
+
+def test_the_cli_answers_at_once_without_retries(tmp_path, subprocess_env):
+    env = {k: v for k, v in subprocess_env.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env["HF_ENDPOINT"] = f"http://127.0.0.1:{closed_port()}"
+    env["HF_HUB_CACHE"] = str(tmp_path / "empty-cache")
+    proc = subprocess.run(
+        [PYTHON, str(REPO_ROOT / "training" / "grpo_training.py"), "--model", "someorg/tiny", "--dry-run"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Retrying" not in proc.stderr and "Traceback" not in proc.stderr  # huggingface_hub never asked
+    assert proc.stderr.count("error:") == 1 and "cannot be reached (Connection refused)" in proc.stderr
+    assert "kernels-community" not in proc.stderr  # bitsandbytes' CPU-kernel warning is quieted
+
+
+def test_a_reachable_hub_without_the_model_does_not_blame_offline_mode(tmp_path, subprocess_env):
+    """A Hub that answers 404 (an http.server on 127.0.0.1): the id is wrong, offline mode is not
+    set, so the fix is about the id and access, never "unset HF_HUB_OFFLINE"."""
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RepoNotFound")
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {k: v for k, v in subprocess_env.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}", HF_HUB_CACHE=str(tmp_path / "cache"))
+    try:
+        proc = subprocess.run(
+            [PYTHON, str(REPO_ROOT / "training" / "grpo_training.py"), "--model", "someorg/typo", "--dry-run"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.shutdown()
+    assert proc.returncode == 2, proc.stderr
+    assert "could not load model `someorg/typo`" in proc.stderr and "check the id" in proc.stderr
+    assert "HF_HUB_OFFLINE" not in proc.stderr and "Traceback" not in proc.stderr
