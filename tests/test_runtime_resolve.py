@@ -59,6 +59,16 @@ def test_threads_and_launcher():
     assert (gpus.world_size, gpus.launcher) == (4, "accelerate launch")
 
 
+def test_cluster_mode_without_a_gpu_says_it_trains_on_cpu():
+    def warned(resolved):
+        return any("no CUDA GPU is visible: training runs on CPU" in note for note in resolved.notes)
+
+    assert warned(decide(mode="cluster"))
+    assert not warned(decide("cluster.device=cpu", mode="cluster"))  # asked for: no warning
+    assert not warned(decide(mode="local"))  # local mode is meant for CPUs too
+    assert not warned(decide(mode="cluster", facts=HardwareFacts(gpus=(AMPERE,))))
+
+
 def test_every_decision_names_its_key_and_reason():
     resolved = decide()
     assert len(resolved.decisions) == len(resolved.table()) >= 9

@@ -85,6 +85,13 @@ def resolve(cfg, facts: HardwareFacts, dist: DistInfo | None = None, world_size:
         else ("set to cpu" if c.device == "cpu" else "no CUDA GPU visible")
     )
 
+    if cfg.mode == "cluster" and not cuda and c.device == "auto":
+        # A GPU preset on a machine without a GPU trains, slowly, on CPU: say so before it starts.
+        notes.append(
+            "cluster mode, but no CUDA GPU is visible: training runs on CPU, far slower than the preset "
+            "is sized for; run it on a GPU node (check `nvidia-smi`), or set `cluster.device: cpu` to mean it"
+        )
+
     # Processes.
     if cfg.mode == "cluster" and c.num_processes == "auto":
         per_machine = max(facts.gpu_count, 1) if cuda else 1
