@@ -8,10 +8,6 @@ import sys
 
 from grpolab.config import GRPOConfigLoader
 
-EXIT_OK = 0
-EXIT_FAILED = 1  # the command ran and failed (a training run that crashed)
-EXIT_USAGE = 2  # bad input: an invalid config, flag or file; nothing was started or written
-
 
 def positive_int(text: str) -> int:
     """argparse type for --world-size, --dataset-size and other counts."""

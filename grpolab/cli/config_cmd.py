@@ -8,13 +8,14 @@ import os
 import sys
 from pathlib import Path
 
-from grpolab.cli.common import EXIT_OK, EXIT_USAGE, add_layer_args, load, positive_int, print_warnings
+from grpolab.cli.common import add_layer_args, load, positive_int, print_warnings
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.derive import derived_quantities
 from grpolab.config.errors import BAD_ARGUMENTS
 from grpolab.config.keys import MISSING, diff
 from grpolab.config.layers import parse_assignments
 from grpolab.config.yaml_io import dump_yaml, inline_yaml
+from grpolab.run.exit_codes import EXIT_OK, EXIT_USAGE
 from grpolab.runtime import hardware
 from grpolab.runtime.resolve import resolve
 

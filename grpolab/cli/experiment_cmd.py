@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from grpolab.cli.common import EXIT_USAGE, count, positive_int
+from grpolab.cli.common import count, positive_int
+from grpolab.run.exit_codes import EXIT_USAGE
 
 
 def register(sub) -> None:

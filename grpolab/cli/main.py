@@ -7,6 +7,7 @@ import sys
 
 from grpolab.config import ConfigError
 from grpolab.config.errors import set_audience
+from grpolab.run.exit_codes import EXIT_SIGNAL, EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,10 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_SIGNAL["SIGINT"]
 
 
 if __name__ == "__main__":

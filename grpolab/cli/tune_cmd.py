@@ -7,8 +7,9 @@ import argparse
 import json
 import sys
 
-from grpolab.cli.common import EXIT_OK, count, positive_int
+from grpolab.cli.common import count, positive_int
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.run.exit_codes import EXIT_OK
 
 
 def _gib(text: str) -> float:

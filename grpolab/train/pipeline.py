@@ -9,10 +9,9 @@ import sys
 
 from grpolab.config import ConfigError
 from grpolab.config.derive import derived_quantities
+from grpolab.run.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from grpolab.train.request import TrainRequest
 from grpolab.train.rewards import RewardFunctionError
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def run_from_args(args) -> int:

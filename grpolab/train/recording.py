@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-EXIT_FAILED, EXIT_SIGINT = 1, 130
+from grpolab.run.exit_codes import EXIT_FAILED, EXIT_SIGNAL
 
 
 @dataclass
@@ -98,7 +98,9 @@ class _Recording:
             return False
         from grpolab.run.record import now
 
-        status, code = ("interrupted", EXIT_SIGINT) if isinstance(exc, KeyboardInterrupt) else ("failed", EXIT_FAILED)
+        status, code = (
+            ("interrupted", EXIT_SIGNAL["SIGINT"]) if isinstance(exc, KeyboardInterrupt) else ("failed", EXIT_FAILED)
+        )
         self.run.save_info(status=status, ended=now(), exit_code=code, error=f"{type(exc).__name__}: {exc}")
         if self.run.wandb_run is not None:
             self.run.wandb_run.finish(exit_code=code)

@@ -7,12 +7,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from grpolab.run.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_SIGNAL
 from grpolab.train.callbacks import non_finite_sampling
 from grpolab.train.recording import Run
 from grpolab.train.rewards import RewardFunctionError
-
-EXIT_OK, EXIT_FAILED = 0, 1
-EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
 @dataclass

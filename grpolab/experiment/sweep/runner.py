@@ -18,6 +18,7 @@ from pathlib import Path
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.yaml_io import inline_yaml, write_atomic
 from grpolab.run import metrics
+from grpolab.run.exit_codes import EXIT_INTERRUPTED, EXIT_SIGNAL
 from grpolab.run.run_dir import create_run_dir, handoff_env, remove_if_empty
 
 from ..runs import GONE, is_run_dir, load_run
@@ -27,7 +28,6 @@ from .strategies import COMPLETE, FAIL, PRUNED, Suggestion, make_strategy, trial
 
 # Every run starts through the one entry point that every other start uses.
 TRAIN_COMMAND = [sys.executable, "-m", "grpolab", "train"]
-EXIT_INTERRUPTED = (130, 143)  # SIGINT / SIGTERM: the user stopped the sweep
 
 
 @dataclass
@@ -348,7 +348,7 @@ def run_sweep(
             if not stopping:
                 out("sweep interrupted: waiting for the running trials to save a checkpoint and stop")
                 backend.interrupt([unit for _, unit in running])
-            stopping, code = True, 130
+            stopping, code = True, EXIT_SIGNAL["SIGINT"]
             queue.clear()
 
     finish(sweep, record.records, record.path, out)
