@@ -19,7 +19,7 @@ DOC = REPO_ROOT / "docs" / "cluster.md"
 ELSEWHERE = {
     "python training/grpo_training.py --model gpt2 --mode cluster": "trains gpt2 from the Hub on GPUs",
     "accelerate launch --config_file configs/accelerate/zero2.yaml -m grpolab train --mode cluster --model gpt2": (
-        "DeepSpeed on GPUs; the same hand launch runs on CPU ranks in test_cluster_train.py"
+        "DeepSpeed on GPUs; the same hand launch (zero2.yaml, 2 CPU ranks) runs in test_cluster_backends.py"
     ),
     "sbatch job.sbatch": "needs a SLURM cluster; the script runs under fake srun in test_cluster_slurm.py",
 }
