@@ -101,6 +101,18 @@ def test_presets_name_the_schema_and_pass_it(path, validator):
     assert errors == []
 
 
+SHIPPED = sorted((REPO / "configs").glob("*.yaml")) + sorted((REPO / "configs" / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_every_shipped_config_names_the_schema_and_passes_it(path, validator):
+    """The examples and the worked-example file too, each through its own `$schema` line."""
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# yaml-language-server: $schema=") and first.endswith("grpolab.schema.json")
+    assert (path.parent / first.split("$schema=")[1]).resolve() == schema_path()
+    assert [e.message for e in validator.iter_errors(file_data(path))] == []
+
+
 VALID = {
     "partial": "training:\n  learning_rate: 1.0e-5\ngrpo:\n  beta: 0.05\n",
     "pass_through": "grpo:\n  epsilon_high: 0.28\n  loss_type: dr_grpo\ntraining:\n  lr_scheduler_type: cosine\n",
