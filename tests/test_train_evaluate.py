@@ -160,3 +160,15 @@ def test_sampled_completions_are_kept_in_the_run_directory(tmp_path, fast_config
     capsys.readouterr()
     assert main(["runs", "show", str(result.run_dir), "--completions", "--step", "4"]) == 0
     assert rows[1]["completion"].strip()[:3] in capsys.readouterr().out
+
+
+def test_held_out_prompts_that_all_get_dropped_are_an_error_before_training(tmp_path, tiny_gpt2, fast_config, train):
+    """Every eval prompt is longer than the model's context: refused with the key, nothing written."""
+    rows = [{"prompt": "1+" * 40 + "1=", "answer": "41"} for _ in range(5)]
+    (tmp_path / "long_eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = fast_config(tiny_gpt2, {"eval": {"dataset": str(tmp_path / "long_eval.jsonl"), "split": "train"}})
+    result = train("--config", cfg)
+    assert result.code == 2, result
+    assert "eval.max_completion_length: no held-out prompt fits: the shortest prompt has" in result.err
+    assert "the model's context of 64" in result.err and "use shorter prompts" in result.err
+    assert not (tmp_path / "runs").exists()

@@ -361,24 +361,28 @@ def prompt_length(tokenizer, prompt) -> int:
     return len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
 
-def drop_too_long(dataset, tokenizer, max_completion_length: int, context: int | None):
+def drop_too_long(
+    dataset, tokenizer, max_completion_length: int, context: int | None, length_key="generation.max_completion_length"
+):
     """TRL never truncates prompts: drop those whose tokens + max_completion_length exceed the
-    model's context, and count them. Returns (dataset, dropped, longest prompt kept)."""
+    model's context, and count them. Returns (dataset, dropped, longest prompt kept).
+    `length_key`: where max_completion_length came from (the held-out prompts may have their own)."""
     lengths = [prompt_length(tokenizer, p) for p in dataset["prompt"]]
-    if context is None:
+    if context is None or not lengths:
         return dataset, 0, max(lengths, default=0)
     keep = [i for i, n in enumerate(lengths) if n + max_completion_length <= context]
     if not keep:
         room = context - min(lengths)  # completion tokens the shortest prompt leaves
         fix = (
-            f"set `generation.max_completion_length: {room}` or use shorter prompts"
+            f"set `{length_key}: {room}` or use shorter prompts"
             if room >= 16
             else f"use shorter prompts, or a model with a longer context than {context} tokens"
         )
         raise ConfigError(
             Problem(
-                "generation.max_completion_length",
-                f"no prompt fits: the shortest prompt has {min(lengths)} tokens, + "
+                length_key,
+                f"no {'held-out ' if length_key.startswith('eval.') else ''}prompt fits: the shortest prompt has "
+                f"{min(lengths)} tokens, + "
                 f"{max_completion_length} completion tokens > the model's context of {context}.",
                 fix,
             )
@@ -404,13 +408,3 @@ def carve_eval(dataset, test_size, seed: int):
         )
     parts = dataset.train_test_split(test_size=count, seed=seed, shuffle=True)
     return parts["train"], parts["test"]
-
-
-def scorable_rows(eval_set, limit: int) -> list[dict] | None:
-    """The carved rows the held-out greedy scorer can use (string prompts with an `answer`), or None."""
-    if eval_set is None or not len(eval_set) or "answer" not in eval_set.column_names:
-        return None
-    if not isinstance(eval_set[0]["prompt"], str):
-        return None
-    rows = eval_set.select(range(min(limit, len(eval_set)))).to_list()
-    return [{k: v for k, v in r.items() if k != "source"} for r in rows]

@@ -165,7 +165,10 @@ def training_data(cfg, tokenizer, model, reward_needs, eval_reward_needs=None) -
         datas.check_columns(eval_set, eval_reward_needs or reward_needs)
         eval_set = datas.format_prompts(eval_set, tokenizer, d.system_prompt)
         max_new = e.max_completion_length or cfg.generation.max_completion_length
-        eval_set, eval_dropped, _ = datas.drop_too_long(eval_set, tokenizer, max_new, context)
+        # The held-out prompts' own completion limit is the fix that leaves training as it is.
+        eval_set, eval_dropped, _ = datas.drop_too_long(
+            eval_set, tokenizer, max_new, context, "eval.max_completion_length"
+        )
     eval_rows = None
     if eval_set is not None:
         rows = eval_set.select(range(min(limit, len(eval_set)))).to_list()
