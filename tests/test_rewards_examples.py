@@ -81,3 +81,52 @@ def test_config_commands_do_not_import_the_training_stack(subprocess_env):
     assert out.returncode == 0, out.stderr
     assert "LOADED []" in out.stdout, out.stdout[-2000:]
     assert out.stdout.count(": ok (mode local") == len(KINDS)  # every example validated
+
+
+@pytest.mark.slow
+def test_the_math_example_trains_with_its_transform_and_every_text_reward(
+    tmp_path, tiny_llama, fast_config, train, monkeypatch
+):
+    """math_think.yaml as a base, on local GSM8K-shaped rows: its transform runs, math_verify,
+    the <think> format rewards, Open-R1's repetition and reasoning-step rewards and a TRL reward by
+    name all score real completions in a 2-step run, and the carved held-out rows are scored."""
+    import json
+
+    from conftest import copy_tracked, read_jsonl
+
+    copy_tracked("configs/examples", tmp_path)
+    rows = [{"question": f"What is {a} plus {a + 1}?", "answer": f"#### {2 * a + 1}"} for a in range(40)]
+    (tmp_path / "gsm.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rewards = [
+        "math_verify",
+        "format",
+        "tag_count",
+        "repetition_penalty",
+        "reasoning_steps",
+        "trl:think_format_reward",
+    ]
+    cfg = fast_config(
+        tiny_llama,
+        {
+            "base": str(tmp_path / "configs" / "examples" / "math_think.yaml"),
+            "data": {
+                "dataset": str(tmp_path / "gsm.jsonl"),
+                "config_name": None,
+                "system_prompt": "Think.",
+                "max_samples": 40,
+            },
+            "rewards": [{"name": name} for name in rewards],
+            "generation": {"max_completion_length": 8},
+        },
+    )
+    monkeypatch.chdir(tmp_path)  # the example's transform path is relative to the working directory
+    result = train("--config", cfg)
+    assert result.code == 0, result
+    logged = set().union(*(r.keys() for r in read_jsonl(result.run_dir / "metrics.jsonl")))
+    trained = {f"rewards/{name.removeprefix('trl:')}/mean" for name in rewards}  # TRL logs the function's name
+    assert trained <= logged, sorted(k for k in logged if k.startswith("rewards/"))
+    assert {f"eval/rewards/{name}" for name in rewards} <= logged  # held-out: the names as configured
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["eval"]["prompts"] == 2 and summary["eval"]["after"] is not None  # test_size 0.05 of 40
+    resolved = (result.run_dir / "resolved_config.yaml").read_text()
+    assert "transforms.py:gsm8k" in resolved
