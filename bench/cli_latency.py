@@ -78,6 +78,7 @@ def main() -> int:
     ratio = medians["import_trl"] / medians["validate"]
     ratio_config = medians["import_trl_grpoconfig"] / medians["validate"]
     result = {
+        "measured": time.strftime("%Y-%m-%d"),
         "n": args.n,
         "commands": {
             name: " ".join(os.path.relpath(c, REPO) if os.path.isabs(c) else c for c in cmd)

@@ -201,20 +201,26 @@ def _met(ok: bool) -> str:
 
 def write_summary(rows, seconds: dict) -> Path:
     m = machine()
+    dates = {name: (load(name) or {}).get("measured") for name in BENCHMARKS}  # a rerun with --only keeps the others
     lines = [
         "# grpolab benchmarks",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, no GPU; "
+        f"Measured on {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, no GPU; "
         f"Python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, trl "
-        f"{m['trl']}. Medians; raw samples in the JSON files.",
+        f"{m['trl']}. Medians; raw samples in the JSON files. Measured on: "
+        + ", ".join(f"{name} {day}" for name, day in dates.items() if day)
+        + ".",
         "",
         "| benchmark | measured | target | met |",
         "|---|---|---|---|",
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows],
         "",
-        "Plots: `time_to_accuracy.png`, `growth.png`. Run time of each benchmark: "
-        + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
-        + ".",
+        "Plots: `time_to_accuracy.png`, `growth.png`."
+        + (
+            " Run time of each benchmark: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + "."
+            if seconds
+            else ""
+        ),
         "",
     ]
     path = RESULTS / "summary.md"
