@@ -23,7 +23,7 @@ def closed_port() -> int:
 @pytest.fixture
 def online_mode(monkeypatch):
     """HF_HUB_OFFLINE unset (the test session sets it), with a fresh reachability answer."""
-    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", *hub.PROXY_VARIABLES):
         monkeypatch.delenv(key, raising=False)
     hub.reach.cache_clear()
     yield monkeypatch
@@ -61,6 +61,9 @@ def test_no_probe_when_offline_local_or_reachable(online_mode, tmp_path):
     online_mode.setenv("HF_HUB_OFFLINE", "1")
     hub.check_reachable("someorg/model", "model.name_or_path")  # offline: the cache answers
     online_mode.delenv("HF_HUB_OFFLINE")
+    online_mode.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    hub.check_reachable("someorg/model", "model.name_or_path")  # behind a proxy a direct connect proves nothing
+    online_mode.delenv("HTTPS_PROXY")
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
@@ -79,7 +82,11 @@ def test_a_hub_dataset_names_its_key(online_mode, tiny_gpt2, fast_config, train)
 
 
 def test_the_cli_answers_at_once_without_retries(tmp_path, subprocess_env):
-    env = {k: v for k, v in subprocess_env.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env = {
+        k: v
+        for k, v in subprocess_env.items()
+        if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", *hub.PROXY_VARIABLES)
+    }
     env["HF_ENDPOINT"] = f"http://127.0.0.1:{closed_port()}"
     env["HF_HUB_CACHE"] = str(tmp_path / "empty-cache")
     proc = subprocess.run(
@@ -115,7 +122,11 @@ def test_a_reachable_hub_without_the_model_does_not_blame_offline_mode(tmp_path,
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = {k: v for k, v in subprocess_env.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env = {
+        k: v
+        for k, v in subprocess_env.items()
+        if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", *hub.PROXY_VARIABLES)
+    }
     env.update(HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}", HF_HUB_CACHE=str(tmp_path / "cache"))
     try:
         proc = subprocess.run(

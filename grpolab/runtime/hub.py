@@ -23,6 +23,14 @@ def offline() -> bool:
     return value.strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def proxied() -> bool:
+    """Requests go through a proxy: a direct connect says nothing about whether they get through."""
+    return any(os.environ.get(name) for name in PROXY_VARIABLES)
+
+
 def endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
@@ -68,7 +76,7 @@ def check_reachable(name: str, key: str, repo_type: str = "model", revision: str
     from grpolab.config import ConfigError, Problem
     from grpolab.config.errors import INVALID_CONFIG, MODEL_NOT_LOADED
 
-    if offline() or looks_local(name):
+    if offline() or looks_local(name) or proxied():
         return
     hub = reach()
     if hub.reachable:
