@@ -32,8 +32,9 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The 15 slowest tests are listed at the end: the suite must stay under 15 minutes on 2 cores.
 test: venv lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # Everything but the slow end-to-end runs.
 test-fast: venv lint
