@@ -81,10 +81,19 @@ def test_schema_command_prints_and_writes(tmp_path, capsys):
     assert main(["config", "schema", "-o", str(out), "--force"]) == 0 and out.read_text() == schema_text()
 
 
+def value_schema(prop: dict) -> dict:
+    """A value's own schema: every non-string value may also be a `${...}` reference."""
+    from grpolab.config.json_schema import REFERENCE
+
+    assert prop["anyOf"][1] == REFERENCE, prop
+    return prop["anyOf"][0]
+
+
 def test_schema_has_pass_through_trl_fields_with_their_help(validator):
     grpo = validator.schema["$defs"]["GRPOSection"]["properties"]
-    assert "TRL" not in grpo["beta"].get("description", "") and grpo["beta"]["minimum"] == 0
-    assert grpo["epsilon_high"]["type"] == ["number", "null"] and "epsilon" in grpo["epsilon_high"]["description"]
+    assert "TRL" not in grpo["beta"].get("description", "") and value_schema(grpo["beta"])["minimum"] == 0
+    assert value_schema(grpo["epsilon_high"])["type"] == ["number", "null"]
+    assert "epsilon" in grpo["epsilon_high"]["description"]
     training = validator.schema["$defs"]["TrainingConfig"]["properties"]
     assert "cosine" in training["lr_scheduler_type"]["enum"] and "adamw_torch" in training["optim"]["enum"]
     assert "temperature" not in grpo and "report_to" not in training  # set through other keys
@@ -120,6 +129,10 @@ VALID = {
     "cluster": "mode: cluster\ncluster:\n  num_processes: 4\n  backend: deepspeed\n  zero_stage: 3\n",
     "rewards": "rewards:\n  - name: format\n    weight: 0.2\n    kwargs: {pattern: x}\n  - name: my.py:fn\n",
     "base": "base: preset:grpo_cluster\ntraining:\n  learning_rate: 1.0e-4\n",
+    "references": (
+        "training:\n  learning_rate: ${env:GRPOLAB_TEST_UNSET_LR,2.0e-5}\n  max_steps: 10\n"
+        "  save_steps: ${training.max_steps}\n  bf16: ${env:GRPOLAB_TEST_UNSET_BF16,false}\n"
+    ),
 }
 
 
@@ -210,3 +223,10 @@ def test_one_description_in_schema_explain_and_preset(capsys):
     assert f"description  {words}\n" in capsys.readouterr().out
     preset = (REPO / "configs" / "grpo_cluster.yaml").read_text()
     assert f"  per_device_train_batch_size: 8  # {words}" in preset
+
+
+def test_a_reference_passes_where_a_number_goes_but_a_word_does_not(validator):
+    ok = {"training": {"learning_rate": "${env:LR,1.0e-5}", "max_steps": "${grpo.num_generations}"}}
+    assert [e.message for e in validator.iter_errors(ok)] == []
+    bad = {"training": {"learning_rate": "fast"}}
+    assert list(validator.iter_errors(bad))  # a string that is not a reference is still a wrong type

@@ -2,8 +2,9 @@
 
 It is the schema of schema.closed_model(), the same model validation runs through, so the
 editor and `grpolab config validate` agree on keys, types, enums and bounds. The pass-through
-TRL fields come from trl_fields.json with TRL's own help text. What the schema cannot say: the
-rules across fields (rules.py), and that a `${...}` reference may stand for a number.
+TRL fields come from trl_fields.json with TRL's own help text. Every value that is not a string
+may also be a `${...}` reference (refs.py resolves it before validation). What the schema cannot
+say: the rules across fields (rules.py).
 
     grpolab config schema -o configs/grpolab.schema.json --force   # regenerate the shipped copy
 """
@@ -71,6 +72,9 @@ def config_schema() -> dict:
                 continue
             if name not in OWNED and name not in REMOVED:
                 props[name] = trl_field_schema(spec)
+    for definition in defs.values():
+        for name, prop in definition.get("properties", {}).items():
+            definition["properties"][name] = _or_reference(prop)
     properties = {"base": {"type": "string", "description": BASE_DESCRIPTION}, **schema["properties"]}
     return {
         "$schema": DRAFT,
@@ -81,6 +85,20 @@ def config_schema() -> dict:
         "additionalProperties": False,
         "$defs": defs,
     }
+
+
+# `${training.learning_rate}` or `${env:LR,1e-5}` where a number, list or boolean goes.
+REFERENCE = {"type": "string", "pattern": r"^\$\{[^{}]*\}$"}
+_META = ("description", "default")
+
+
+def _or_reference(prop: dict) -> dict:
+    """A value's schema, or a reference: for every value a string does not already cover."""
+    text = json.dumps(prop)
+    if '"$ref"' in text or prop.get("type") == "string" or not prop:
+        return prop  # sub-sections are objects of their own; any string already admits a reference
+    core = {k: v for k, v in prop.items() if k not in _META}
+    return {"anyOf": [core, REFERENCE], **{k: prop[k] for k in _META if k in prop}}
 
 
 def schema_text() -> str:
