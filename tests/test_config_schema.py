@@ -85,8 +85,9 @@ def value_schema(prop: dict) -> dict:
     """A value's own schema: every non-string value may also be a `${...}` reference."""
     from grpolab.config.json_schema import REFERENCE
 
-    assert prop["anyOf"][1] == REFERENCE, prop
-    return prop["anyOf"][0]
+    *options, last = prop["anyOf"]
+    assert last == REFERENCE, prop
+    return options[0] if len(options) == 1 else {"anyOf": options}
 
 
 def test_schema_has_pass_through_trl_fields_with_their_help(validator):
@@ -95,7 +96,8 @@ def test_schema_has_pass_through_trl_fields_with_their_help(validator):
     assert value_schema(grpo["epsilon_high"])["type"] == ["number", "null"]
     assert "epsilon" in grpo["epsilon_high"]["description"]
     training = validator.schema["$defs"]["TrainingConfig"]["properties"]
-    assert "cosine" in training["lr_scheduler_type"]["enum"] and "adamw_torch" in training["optim"]["enum"]
+    assert "cosine" in value_schema(training["lr_scheduler_type"])["enum"]
+    assert "adamw_torch" in value_schema(training["optim"])["enum"]
     assert "temperature" not in grpo and "report_to" not in training  # set through other keys
     assert "warmup_ratio" not in training  # removed from transformers
     assert validator.schema["$defs"]["TrainingConfig"]["additionalProperties"] is False
@@ -230,3 +232,5 @@ def test_a_reference_passes_where_a_number_goes_but_a_word_does_not(validator):
     assert [e.message for e in validator.iter_errors(ok)] == []
     bad = {"training": {"learning_rate": "fast"}}
     assert list(validator.iter_errors(bad))  # a string that is not a reference is still a wrong type
+    assert not list(validator.iter_errors({"cluster": {"backend": "${env:BACKEND,ddp}"}}))  # enums too
+    assert list(validator.iter_errors({"cluster": {"backend": "horovod"}}))

@@ -81,22 +81,24 @@ def test_a_hub_dataset_names_its_key(online_mode, tiny_gpt2, fast_config, train)
     assert "HF_HUB_OFFLINE=1" in result.err and "local .jsonl" in result.err
 
 
-def test_the_cli_answers_at_once_without_retries(tmp_path, subprocess_env):
-    env = {
-        k: v
-        for k, v in subprocess_env.items()
-        if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", *hub.PROXY_VARIABLES)
-    }
-    env["HF_ENDPOINT"] = f"http://127.0.0.1:{closed_port()}"
-    env["HF_HUB_CACHE"] = str(tmp_path / "empty-cache")
-    proc = subprocess.run(
-        [PYTHON, str(REPO_ROOT / "training" / "grpo_training.py"), "--model", "someorg/tiny", "--dry-run"],
+def dry_run_online(model: str, endpoint: str, tmp_path, subprocess_env) -> subprocess.CompletedProcess:
+    """`grpo_training.py --model MODEL --dry-run` in a child with offline mode and proxies unset,
+    the Hub at `endpoint` and an empty cache."""
+    dropped = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", *hub.PROXY_VARIABLES)
+    env = {k: v for k, v in subprocess_env.items() if k not in dropped}
+    env.update(HF_ENDPOINT=endpoint, HF_HUB_CACHE=str(tmp_path / "empty-cache"))
+    return subprocess.run(
+        [PYTHON, str(REPO_ROOT / "training" / "grpo_training.py"), "--model", model, "--dry-run"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_the_cli_answers_at_once_without_retries(tmp_path, subprocess_env):
+    proc = dry_run_online("someorg/tiny", f"http://127.0.0.1:{closed_port()}", tmp_path, subprocess_env)
     assert proc.returncode == 2, proc.stderr
     assert "Retrying" not in proc.stderr and "Traceback" not in proc.stderr  # huggingface_hub never asked
     assert proc.stderr.count("error:") == 1 and "cannot be reached (Connection refused)" in proc.stderr
@@ -122,23 +124,21 @@ def test_a_reachable_hub_without_the_model_does_not_blame_offline_mode(tmp_path,
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = {
-        k: v
-        for k, v in subprocess_env.items()
-        if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", *hub.PROXY_VARIABLES)
-    }
-    env.update(HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}", HF_HUB_CACHE=str(tmp_path / "cache"))
     try:
-        proc = subprocess.run(
-            [PYTHON, str(REPO_ROOT / "training" / "grpo_training.py"), "--model", "someorg/typo", "--dry-run"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        proc = dry_run_online("someorg/typo", f"http://127.0.0.1:{server.server_address[1]}", tmp_path, subprocess_env)
     finally:
         server.shutdown()
     assert proc.returncode == 2, proc.stderr
     assert "could not load model `someorg/typo`" in proc.stderr and "check the id" in proc.stderr
     assert "HF_HUB_OFFLINE" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_hub_reward_model_names_its_key_not_the_policy_flag(online_mode):
+    from grpolab.rewards.model import RewardModel
+
+    online_mode.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    with pytest.raises(ConfigError) as err:
+        RewardModel("someorg/reward-model", "rewards[0].model")
+    text = str(err.value)
+    assert "rewards[0].model: `someorg/reward-model` is not a local path" in text
+    assert "pass a local path, or download it" in text and "--model" not in text

@@ -92,13 +92,21 @@ REFERENCE = {"type": "string", "pattern": r"^\$\{[^{}]*\}$"}
 _META = ("description", "default")
 
 
+def _any_string(schema: dict) -> bool:
+    """Admits every string (so every reference too): a plain string, or a union with one."""
+    if schema.get("type") == "string" and not {"enum", "const", "pattern"} & set(schema):
+        return True
+    return any(_any_string(option) for option in schema.get("anyOf", []))
+
+
 def _or_reference(prop: dict) -> dict:
-    """A value's schema, or a reference: for every value a string does not already cover."""
-    text = json.dumps(prop)
-    if '"$ref"' in text or prop.get("type") == "string" or not prop:
-        return prop  # sub-sections are objects of their own; any string already admits a reference
+    """A value's schema, or a reference, for every value whose schema does not already admit it."""
+    if not prop or '"$ref"' in json.dumps(prop) or _any_string(prop):
+        return prop  # sub-sections are objects of their own
+    meta = {k: prop[k] for k in _META if k in prop}
     core = {k: v for k, v in prop.items() if k not in _META}
-    return {"anyOf": [core, REFERENCE], **{k: prop[k] for k in _META if k in prop}}
+    options = core["anyOf"] if set(core) == {"anyOf"} else [core]  # a union grows by one member
+    return {"anyOf": [*options, REFERENCE], **meta}
 
 
 def schema_text() -> str:

@@ -86,8 +86,9 @@ def check_reachable(name: str, key: str, repo_type: str = "model", revision: str
     if cached:
         fix = "it is in the local cache: set HF_HUB_OFFLINE=1 to load it from there"
     elif repo_type == "model":
+        flag = " (--model ./my_model)" if key == "model.name_or_path" else ""
         fix = (
-            "pass a local path (--model ./my_model), or download it once where the Hub is reachable "
+            f"pass a local path{flag}, or download it once where the Hub is reachable "
             "(`hf download` fills the cache) and set HF_HUB_OFFLINE=1 here"
         )
     else:

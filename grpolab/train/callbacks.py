@@ -187,9 +187,9 @@ class NanLossCallback(TrainerCallback):
         self.reason: str | None = None
         self.checkpoint_saved = True  # a stop from a callback saves through the Trainer
 
-    def diverged(self, step: int, reason: str) -> None:
+    def diverged(self, step: int, reason: str, checkpoint_saved: bool = True) -> None:
         if self.nan_step is None:
-            self.nan_step, self.reason = step, reason
+            self.nan_step, self.reason, self.checkpoint_saved = step, reason, checkpoint_saved
 
     def _stop(self, state, control, reason: str) -> None:
         self.diverged(state.global_step, reason)

@@ -146,8 +146,8 @@ def fit(trainer, guards: Guards, checkpoint: str | None) -> Outcome:
         saved = trainer.accelerator.num_processes == 1
         if saved:
             trainer._save_checkpoint(trainer.model, trial=None)
-        guards.nan.diverged(trainer.state.global_step, "sampling met inf/NaN probabilities (the logits overflowed)")
-        guards.nan.checkpoint_saved = saved
+        reason = "sampling met inf/NaN probabilities (the logits overflowed)"
+        guards.nan.diverged(trainer.state.global_step, reason, checkpoint_saved=saved)
     finally:
         guards.stopper.uninstall()
     stopper, nan = guards.stopper, guards.nan
