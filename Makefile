@@ -11,21 +11,49 @@ export TOKENIZERS_PARALLELISM ?= false
 # 20x slower. A short spin keeps idle speed and removes the collapse (measured in the demo build).
 export GOMP_SPINCOUNT ?= 1000
 
-.PHONY: venv lint test test-fast demo bench clean
+.PHONY: venv lock upgrade lint test test-fast demo bench clean
+
+# requirements.lock is the exact set every machine gets (CI included); requirements.in and
+# pyproject.toml's extras are what it is resolved from. uv installs it; pip only bootstraps uv.
+UV_VERSION := 0.13.9
+UV    := $(VENV)/bin/uv
+LOCK  := requirements.lock
+EXTRAS := --extra train --extra experiment --extra dev --extra qlora
+TORCH := $(shell grep -m1 '^torch==' requirements.in)
+# The CPU torch wheel: from a folder of wheels where the machine keeps one, else PyTorch's CPU
+# index (PyPI's Linux torch is a multi-GB CUDA build).
+TORCH_WHEELS ?= /opt/wheels
+TORCH_SOURCE = $(if $(wildcard $(TORCH_WHEELS)/torch-*.whl),--find-links $(TORCH_WHEELS),--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
+# DeepSpeed builds against the venv's torch, never in an isolated env that would fetch another.
+UV_BUILD := --no-build-isolation-package deepspeed
 
 venv: $(STAMP)
 
-# Reinstall only when the package metadata changes. torch: keep an importable one,
-# else the pinned CPU wheel (never let pip resolve a multi-GB CUDA build).
-$(STAMP): pyproject.toml Makefile
+$(UV):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[train,experiment,dev,qlora]"
-	@# deepspeed (tests check our ZeRO files with its own parser) ships only as source: build it
-	@# against the installed torch, never in an isolated env that would fetch another torch.
-	@$(PY) -c "import deepspeed" 2>/dev/null || DS_BUILD_OPS=0 $(PY) -m pip install -q --no-build-isolation "deepspeed>=0.14.4" hjson ninja py-cpuinfo msgpack einops
+	@$(PY) -m pip install -q uv==$(UV_VERSION)
+
+# A torch that already imports is kept (a GPU machine's CUDA build); the lock pins the rest.
+# --no-deps: the lock already holds torch's own dependencies.
+$(STAMP): pyproject.toml $(LOCK) requirements.in Makefile | $(UV)
+	@$(PY) -c "import torch" 2>/dev/null || $(UV) pip install -q --python $(PY) --no-deps $(TORCH_SOURCE) "$(TORCH)"
+	$(UV) pip install -q --python $(PY) --no-deps $(UV_BUILD) -r $(LOCK)
+	$(UV) pip install -q --python $(PY) --no-deps -e .
 	@touch $(STAMP)
+
+# Re-resolve after a change to pyproject.toml or requirements.in, keeping every pin that still fits.
+lock: | $(UV)
+	@$(PY) -c "import torch" 2>/dev/null || $(UV) pip install -q --python $(PY) --no-deps $(TORCH_SOURCE) "$(TORCH)"
+	$(UV) pip compile -q $(UPGRADE) pyproject.toml requirements.in $(EXTRAS) $(TORCH_SOURCE) $(UV_BUILD) \
+		--python $(PY) --no-emit-package torch --no-header --annotation-style line -o $(LOCK)
+
+# Move to the newest releases the ranges allow: re-resolve, install, regenerate the TRL field
+# snapshot, then run the suite, which says what changed (review `git diff`).
+upgrade: | $(UV)
+	$(MAKE) lock UPGRADE=--upgrade
+	$(MAKE) venv
+	$(PY) -m grpolab.config.trl_snapshot
+	$(MAKE) test
 
 # Style is part of the suite: a lint or format error fails `make test` (and so CI).
 lint: venv
