@@ -27,7 +27,10 @@ TORCH_SOURCE = $(if $(wildcard $(TORCH_WHEELS)/torch-*.whl),--find-links $(TORCH
 # DeepSpeed builds against the venv's torch, never in an isolated env that would fetch another.
 UV_BUILD := --no-build-isolation-package deepspeed
 
+# The lock is installed on every call: a venv that drifted from it (a hand `pip install -U`) is
+# put back; when nothing differs uv answers in a fraction of a second.
 venv: $(STAMP)
+	@$(UV) pip install -q --python $(PY) --no-deps $(UV_BUILD) -r $(LOCK)
 
 $(UV):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

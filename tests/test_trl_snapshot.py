@@ -1,5 +1,7 @@
-"""The TRL field snapshot (grpolab/config/trl_fields.json) matches the installed trl, and what
-the config system hands to trl.GRPOConfig is accepted by it. Imports trl (a few seconds)."""
+"""The TRL field snapshot (grpolab/config/trl_fields.json) has the field names, kinds and choices
+of the installed trl/transformers, and what the config system hands to trl.GRPOConfig is accepted
+by it. Versions are not compared: a release that changes no field is no drift (help texts and
+defaults may differ). Imports trl (a few seconds)."""
 
 from __future__ import annotations
 
@@ -31,13 +33,6 @@ def stored():
     return json.loads(SNAPSHOT_PATH.read_text())
 
 
-def test_versions_match(live, stored):
-    assert (stored["trl_version"], stored["transformers_version"]) == (
-        live["trl_version"],
-        live["transformers_version"],
-    ), REGENERATE
-
-
 @pytest.mark.parametrize("section", ["training", "grpo"])
 def test_field_names_match(live, stored, section):
     missing = sorted(set(live[section]) - set(stored[section]))
@@ -55,10 +50,6 @@ def test_kinds_and_choices_match(live, stored, section):
         != (stored[section][name]["kinds"], stored[section][name].get("choices"))
     }
     assert not changed, f"{REGENERATE}\n  changed (stored, live): {changed}"
-
-
-def test_snapshot_file_is_exactly_what_the_generator_writes(live, stored):
-    assert stored == live, REGENERATE
 
 
 def test_snapshot_kinds_are_known(stored):

@@ -14,6 +14,8 @@ from grpolab.config.derive import derived_quantities
 from grpolab.config.errors import BAD_ARGUMENTS
 from grpolab.config.keys import MISSING, diff
 from grpolab.config.layers import parse_assignments
+from grpolab.config.trl_compat import check_installed
+from grpolab.config.trl_mapping import to_trl_kwargs
 from grpolab.config.yaml_io import dump_yaml, inline_yaml
 from grpolab.run.exit_codes import EXIT_OK, EXIT_USAGE
 from grpolab.runtime import hardware
@@ -114,6 +116,7 @@ def cmd_explain(args) -> int:
     resolved = resolve(cfg, hardware.probe(use_torch=False), world_size=world)
     for problem in resolved.problems:
         print(f"warning: on this machine: {problem}", file=sys.stderr)
+    check_installed(to_trl_kwargs(cfg, resolved))  # imports trl only when it is not the snapshot's version
     if args.json:
         print(json.dumps({**d, "runtime": resolved.to_dict()}, indent=2))
         return 0

@@ -30,6 +30,7 @@ BAD_ARGUMENTS = "bad arguments"
 CONFIG_CHANGED = "config changed"
 MODEL_NOT_LOADED = "model not loaded"
 NO_CHECKPOINT = "cannot resume"
+INCOMPATIBLE = "incompatible trl/transformers"
 
 
 class ConfigError(ValueError):

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.loader import preset_dir
+from grpolab.config.trl_compat import check_installed
+from grpolab.config.trl_mapping import to_trl_kwargs
 from grpolab.runtime import dist as dists
 from grpolab.runtime import hardware
 from grpolab.runtime.resolve import Resolved, resolve
@@ -91,6 +93,7 @@ def resolve_runtime(cfg, dist) -> Resolved:
         )
     if resolved.problems:
         raise ConfigError(list(resolved.problems))
+    check_installed(to_trl_kwargs(cfg, resolved))  # a field the installed TRL lacks, before any model loads
     if resolved.device == "cpu":
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # deepspeed, when installed, warns on every import otherwise
     elif cfg.cluster.use_vllm == "auto" and not resolved.use_vllm:

@@ -1,0 +1,52 @@
+"""The environment the suite runs in is requirements.lock, exactly.
+
+`make venv` installs the lock with uv; a `.venv` that drifted from it (an old venv, a hand
+`pip install -U`, a lock changed by `make lock` but not installed) fails here with every package
+that differs and the command that fixes it, instead of failing somewhere else for a reason that
+names no package.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+from pathlib import Path
+
+LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)")
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked() -> dict[str, str]:
+    pins = {}
+    for line in LOCK.read_text().splitlines():
+        match = PIN.match(line)
+        if match:
+            pins[normalize(match.group(1))] = match.group(2)
+    return pins
+
+
+def installed() -> dict[str, str]:
+    return {normalize(dist.metadata["Name"]): dist.version for dist in metadata.distributions()}
+
+
+def test_the_lock_is_a_full_pinned_set():
+    pins = locked()
+    assert {"trl", "transformers", "accelerate", "pydantic", "ruamel-yaml", "deepspeed", "pytest"} <= set(pins)
+    # torch is kept as installed (a GPU user's CUDA build); the lock has its dependencies, not it.
+    assert "torch" not in pins and "sympy" in pins
+    lines = [line for line in LOCK.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert all(PIN.match(line) for line in lines), [line for line in lines if not PIN.match(line)]
+
+
+def test_installed_packages_equal_the_lock():
+    have = installed()
+    drift = {name: (have.get(name), version) for name, version in locked().items() if have.get(name) != version}
+    assert not drift, (
+        "this environment is not requirements.lock:\n"
+        + "\n".join(f"  {n}: installed {got or 'nothing'}, locked {want}" for n, (got, want) in sorted(drift.items()))
+        + "\nFix: `make venv` (installs the lock exactly; `rm -rf .venv && make venv` for a clean one)"
+    )
