@@ -100,7 +100,7 @@ def test_the_launcher_waits_long_enough_for_a_checkpoint(monkeypatch):
     seen = {}
 
     class Proc:
-        def __init__(self, cmd, env):
+        def __init__(self, cmd, env, **streams):
             seen.update(env)
 
         def wait(self):

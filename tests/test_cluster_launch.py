@@ -416,9 +416,10 @@ def test_launch_writes_one_run_dir_and_passes_it_down(tmp_path, monkeypatch, cap
     started = []
 
     class FakeProcess:
-        def __init__(self, cmd, env):
+        def __init__(self, cmd, env, **streams):
             started.append((cmd, env))
             (Path(env["GRPOLAB_RUN_DIR"]) / "run_info.json").write_text('{"status": "failed"}')  # as rank 0 would
+            self.stdout, self.stderr = open(os.devnull, "rb"), open(os.devnull, "rb")  # it printed nothing
 
         def wait(self):
             return 3

@@ -107,8 +107,11 @@ def test_two_cpu_processes_train_one_run(tmp_path, cluster_config, subprocess_en
     assert info["effective_batch_size"] == 2 * single_info["effective_batch_size"] == 4
     assert info["derived"]["generation_batch_size"] == 2 * single_info["derived"]["generation_batch_size"]
 
-    # Both ranks trained: each printed the 2-process plan and scored its own completions.
-    assert result.out.count("device       cpu x 2 process(es)") == 2
+    # Both ranks trained and scored their own completions; the console shows the plan once (rank
+    # 0's), and rank 1 printed its own into logs/rank1.log.
+    assert result.out.count("device       cpu x 2 process(es)") == 1
+    assert "device       cpu x 2 process(es)" in (run_dir / "logs" / "rank1.log").read_text()
+    assert "device       cpu x 2 process(es)" in (run_dir / "logs" / "rank0.log").read_text()
     ranks = [line.split()[0] for line in rank_log.read_text().splitlines()]
     assert set(ranks) == {"0", "1"} and ranks.count("0") == ranks.count("1") == 3
 
@@ -198,8 +201,38 @@ def test_an_error_inside_the_ranks_is_reported_once_and_recorded(tmp_path, clust
         cluster_config, tmp_path, subprocess_env, f"rewards=[{{name: {tmp_path}/bad_reward.py:explodes}}]"
     )
     assert done.returncode == 1, done.stderr[-2000:]
-    tail = done.stderr[done.stderr.rindex("\nerror (rank 0): ") :]  # said once, after the launcher's output
-    assert "the grader is down" in tail and "Traceback" not in tail and done.stderr.count("error (rank 0)") == 1
+    tail = done.stderr[done.stderr.rindex("\nerror (rank ") :]  # said once, after the launcher's output
+    assert "the grader is down" in tail and "Traceback" not in tail and done.stderr.count("\nerror (rank ") == 1
     (run_dir,) = list((tmp_path / "runs").iterdir())
     info = json.loads((run_dir / "run_info.json").read_text())
     assert info["status"] == "failed" and "the grader is down" in info["error"]
+
+
+RANK_ONE_REWARD = """
+import os
+
+
+def rank_one_fails(completions, **kwargs):
+    if os.environ.get("RANK") == "1":
+        raise ValueError("boom on rank 1")
+    return [0.0] * len(completions)
+"""
+
+
+@pytest.mark.slow
+def test_the_first_rank_to_fail_is_the_error_reported_and_recorded(tmp_path, cluster_config, subprocess_env):
+    """Rank 1 fails alone; rank 0 then sees only its peer vanish. The user is told rank 1's error,
+    in the console and in run_info.json; each rank's own output is kept under logs/."""
+    (tmp_path / "rank_one.py").write_text(RANK_ONE_REWARD)
+    done = _cluster_run(
+        cluster_config, tmp_path, subprocess_env, f"rewards=[{{name: {tmp_path}/rank_one.py:rank_one_fails}}]"
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    tail = done.stderr[done.stderr.rindex("\nerror (rank 1): ") :]
+    assert "boom on rank 1" in tail and "Traceback" not in tail, done.stderr[-3000:]
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert info["status"] == "failed" and "boom on rank 1" in info["error"] and info["failed_rank"] == 1
+    logs = {path.name: path.read_text() for path in (run_dir / "logs").glob("rank*.log")}
+    assert set(logs) == {"rank0.log", "rank1.log"} and "boom on rank 1" in logs["rank1.log"], logs.keys()
+    assert done.stdout.count("effective batch") <= 1  # the plan is printed by rank 0 only

@@ -8,10 +8,12 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from grpolab.launch.accelerate_files import write_files
+from grpolab.run.rank_logs import rank_log
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding grpolab/ (a checkout or site-packages)
 
@@ -39,37 +41,48 @@ def execute(spec: LaunchSpec, preflight=None) -> int:
     write_files(spec.files)
     (spec.run_dir / "launch_command.sh").write_text(_shell_script(spec.cmd, spec.env))
     print(f"run dir      {spec.run_dir}\nlaunching    {shlex.join(spec.cmd)}", flush=True)
-    code = run_child(spec.cmd, spec.env)
+    code = run_child(spec.cmd, spec.env, rank_log(spec.run_dir, 0))
     return code if code == 0 else report_failure(spec, code)
 
 
 def report_failure(spec: LaunchSpec, code: int) -> int:
-    """The ranks failed: say rank 0's error once (the launcher printed every child's traceback
-    above), keep its exit code (2 for a config error), record the run as failed, and remove a
-    run directory in which no run ever started."""
+    """The ranks failed: say the first failed rank's error once (the launcher printed its own
+    traceback above), keep its exit code (2 for a config error), record it as the run's error,
+    and remove a run directory in which no run ever started. The first to fail, by time, is the
+    cause: the ranks that fail after it usually only saw their peer vanish."""
     from grpolab.run import run_dir as run_dirs
+    from grpolab.run.rank_logs import rank_log
     from grpolab.run.record import RunInfo, now
 
     errors = run_dirs.rank_errors(spec.run_dir)
-    if errors:
-        first = errors[0]
-        code = first.get("exit_code", code)
-        print(f"\nerror (rank {first.get('rank', 0)}): {first.get('message')}", file=sys.stderr)
+    first = errors[0] if errors else None
+    if first is not None:
+        rank = first.get("rank", 0)
+        code = first["exit_code"] if isinstance(first.get("exit_code"), int) else code
+        log = rank_log(spec.run_dir, rank)
+        where = f"\n  its full output: {log}" if rank != 0 and log.is_file() else ""
+        print(f"\nerror (rank {rank}): {first.get('message')}{where}", file=sys.stderr)
     if not run_dirs.started(spec.run_dir):
         for name in [*(p.name for p in spec.files), "launch_command.sh"]:
             (spec.run_dir / name).unlink(missing_ok=True)
         for path in (spec.run_dir / "logs").glob("error-rank*.json"):
+            path.unlink()
+        for path in (spec.run_dir / "logs").glob("rank*.log"):
             path.unlink()
         run_dirs.remove_if_empty(spec.run_dir / "logs")
         if run_dirs.remove_if_empty(spec.run_dir):
             print(f"removed {spec.run_dir}: the run never started", file=sys.stderr)
         return code
     info = RunInfo.load(spec.run_dir)
+    if first is not None and info.status in ("running", "failed"):
+        info.update(status="failed", ended=info.ended or now(), exit_code=code, error=first.get("message"))
+        info.update(failed_rank=first.get("rank", 0))
+        info.save(spec.run_dir)
+        return code
     if info.status in ("interrupted", "failed") and info.exit_code:
         return info.exit_code  # the launcher maps every rank's exit to 1: rank 0's own code says more
     if info.status == "running":  # the ranks died without recording their end
-        message = errors[0].get("message") if errors else f"the launcher exited with {code}"
-        info.update(status="failed", ended=now(), exit_code=code, error=message)
+        info.update(status="failed", ended=now(), exit_code=code, error=f"the launcher exited with {code}")
         info.save(spec.run_dir)
     return code
 
@@ -106,14 +119,21 @@ def launch_command(plan, accelerate_config: Path, train_args: list[str]) -> list
 SHUTDOWN_SECONDS = "300"
 
 
-def run_child(cmd: list[str], env_added: dict) -> int:
+def run_child(cmd: list[str], env_added: dict, log: Path | None = None) -> int:
     """Run the launcher and return its exit code. Ctrl-C reaches the ranks straight from the
     terminal (same process group), so it is ignored here rather than sent twice (a second
-    Ctrl-C aborts without a checkpoint); SIGTERM sent to this process is passed on."""
+    Ctrl-C aborts without a checkpoint); SIGTERM sent to this process is passed on. With `log`,
+    what the launcher prints (rank 0's output: the other ranks write to their own logs) is
+    copied there as it passes to the console."""
     env = dict(os.environ, **env_added)
     env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", SHUTDOWN_SECONDS)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
-    proc = subprocess.Popen(cmd, env=env)
+    if log is not None:
+        env.setdefault("PYTHONUNBUFFERED", "1")  # through a pipe, Python would hold lines back
+        log.parent.mkdir(parents=True, exist_ok=True)
+    pipe = subprocess.PIPE if log is not None else None
+    proc = subprocess.Popen(cmd, env=env, stdout=pipe, stderr=pipe)
+    copies = _copy_output(proc, log) if log is not None else []
     previous = {
         signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
         signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum)),
@@ -123,7 +143,40 @@ def run_child(cmd: list[str], env_added: dict) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        for copy in copies:
+            copy.join()
     return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
+
+
+def _copy_output(proc: subprocess.Popen, log: Path) -> list[threading.Thread]:
+    """Two threads: the child's stdout and stderr, each to this process's own stream and to `log`."""
+    handle = log.open("ab")
+    lock = threading.Lock()
+    open_streams = [2]
+
+    def copy(source, target) -> None:
+        sink = getattr(target, "buffer", None)
+        for chunk in iter(lambda: os.read(source.fileno(), 65536), b""):
+            if sink is not None:
+                sink.write(chunk)
+            else:
+                target.write(chunk.decode(errors="replace"))
+            target.flush()
+            with lock:
+                handle.write(chunk)
+                handle.flush()
+        with lock:
+            open_streams[0] -= 1
+            if not open_streams[0]:
+                handle.close()
+
+    threads = [
+        threading.Thread(target=copy, args=(proc.stdout, sys.stdout), daemon=True),
+        threading.Thread(target=copy, args=(proc.stderr, sys.stderr), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 def print_launch(spec: LaunchSpec) -> None:

@@ -127,6 +127,7 @@ class RunInfo(_Record):
     exit_code: int | None = None
     global_step: int | None = None
     error: str | None = None
+    failed_rank: int | None = None  # in a launch: the rank that failed first, whose error `error` is
     extra: dict = field(default_factory=dict)
 
     @property

@@ -22,6 +22,7 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -215,23 +216,34 @@ def live_lock(run_dir: Path) -> str | None:
 
 
 def record_rank_error(run_dir: Path, rank: int, exit_code: int, message: str) -> None:
-    """A rank's error, kept for the launcher: it prints rank 0's (or the first) message once,
-    instead of the launcher's traceback of every failed child."""
+    """A rank's error, kept for the launcher: it reports the first rank to fail once, instead of
+    the launcher's traceback of every failed child. A rank records only its first error (what it
+    meets after that is the fallout)."""
     folder = Path(run_dir) / "logs"
     folder.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"rank": rank, "exit_code": exit_code, "message": message})
-    (folder / f"error-rank{rank}.json").write_text(text + "\n")
+    path = folder / f"error-rank{rank}.json"
+    if path.exists():
+        return
+    text = json.dumps({"rank": rank, "exit_code": exit_code, "message": message, "time": time.time()})
+    path.write_text(text + "\n")
 
 
 def rank_errors(run_dir: Path) -> list[dict]:
-    """The errors ranks recorded, lowest rank first."""
+    """The errors ranks recorded, the first to fail first (by the time each recorded it; rank
+    order breaks a tie). The others are usually the fallout: a peer that vanished mid-collective."""
     found = []
     for path in (Path(run_dir) / "logs").glob("error-rank*.json"):
         try:
-            found.append(json.loads(path.read_text()))
+            error = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-    return sorted(found, key=lambda e: e.get("rank", 0))
+        if isinstance(error, dict):
+            found.append(error)
+    return sorted(found, key=lambda e: (_number(e.get("time"), float("inf")), _number(e.get("rank"), 0)))
+
+
+def _number(value, default: float) -> float:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else default
 
 
 def started(run_dir: Path) -> bool:

@@ -21,12 +21,25 @@ def run_from_args(args) -> int:
     # bitsandbytes (imported by TRL/PEFT when installed) warns on every start on CPUs with
     # AVX512-BF16 that an optional kernels package is missing; QLoRA runs on GPUs do not need it.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    _rank_output_to_log()
     try:
         return train(TrainRequest.from_args(args))
     except ConfigError as exc:
         return _fail(EXIT_USAGE, str(exc))
     except RewardFunctionError as exc:
         return _fail(EXIT_FAILED, str(exc))
+
+
+def _rank_output_to_log() -> None:
+    """A rank other than 0 of a launch grpolab started writes to RUN_DIR/logs/rankN.log, not the
+    console: the plan and every warning print once (rank 0's), and nothing of the rank is lost."""
+    from grpolab.run import run_dir as run_dirs
+    from grpolab.run.rank_logs import send_output_to_log
+    from grpolab.runtime.dist import detect
+
+    dist, handed = detect(), run_dirs.handed_over_run_dir()
+    if dist.launcher is not None and not dist.is_main and handed is not None:
+        send_output_to_log(handed, dist.rank)
 
 
 def _fail(code: int, message: str) -> int:

@@ -101,7 +101,12 @@ class _Recording:
         status, code = (
             ("interrupted", EXIT_SIGNAL["SIGINT"]) if isinstance(exc, KeyboardInterrupt) else ("failed", EXIT_FAILED)
         )
-        self.run.save_info(status=status, ended=now(), exit_code=code, error=f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        self.run.save_info(status=status, ended=now(), exit_code=code, error=error)
+        if status == "failed" and self.run.dist.launcher is not None:  # every rank: the launcher reports the first
+            from grpolab.run.run_dir import record_rank_error
+
+            record_rank_error(self.run.dir, self.run.dist.rank, code, error)
         if self.run.wandb_run is not None:
             self.run.wandb_run.finish(exit_code=code)
         return False

@@ -3,6 +3,7 @@ finished: final model, held-out score after training, summary.json and the recor
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,11 +212,13 @@ def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> No
         run.save_info(
             status=outcome.status, ended=now(), exit_code=outcome.exit_code, global_step=step, error=outcome.error
         )
-        if outcome.status == "failed" and run.dist.launcher is not None:  # the launcher reports it once
-            from grpolab.run.run_dir import record_rank_error
-
-            record_rank_error(run.dir, run.dist.rank, outcome.exit_code, outcome.error)
         report.print_result(run.dir, summary, outcome.error)
+    if outcome.status == "failed" and run.dist.launcher is not None:  # any rank: the launcher reports the first
+        from grpolab.run.run_dir import record_rank_error
+
+        record_rank_error(run.dir, run.dist.rank, outcome.exit_code, outcome.error)
+        if not run.is_main:  # into this rank's own log (rank 0's result is printed above)
+            print(f"error (rank {run.dist.rank}): {outcome.error}", file=sys.stderr)
     if run.wandb_run is not None:
         scores = {f"{k}_before": v for k, v in (run.eval_before or {}).items()}
         scores |= {f"{k}_after": v for k, v in (eval_after or {}).items()}

@@ -1,0 +1,92 @@
+"""The first rank to fail is the error the user sees (launch/execute.report_failure), for every
+rank of every world size; the launcher's copy of rank 0's output (run_child's log)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from grpolab.launch import execute
+from grpolab.run import run_dir as run_dirs
+from grpolab.run.rank_logs import rank_log
+from grpolab.run.record import RunInfo
+
+
+def _spec(run_dir: Path) -> execute.LaunchSpec:
+    return execute.LaunchSpec(cmd=["true"], env={}, files={}, run_dir=run_dir)
+
+
+def _started(run_dir: Path) -> None:
+    run_dir.mkdir(parents=True)
+    RunInfo(run_name=run_dir.name, status="running").save(run_dir)
+
+
+@pytest.mark.parametrize("world", [2, 3, 4])
+def test_every_rank_failing_first_is_the_one_reported_and_recorded(tmp_path, capsys, world):
+    for first in range(world):
+        run_dir = tmp_path / f"w{world}-first{first}"
+        _started(run_dir)
+        # The others fail later, each with the fallout of a vanished peer (rank 0 records that too).
+        order = [first] + [r for r in range(world) if r != first]
+        for position, rank in enumerate(order):
+            message = f"boom on rank {rank}" if rank == first else "Connection closed by peer"
+            code = 7 if rank == first else 1
+            run_dirs.record_rank_error(run_dir, rank, code, message)
+            path = run_dir / "logs" / f"error-rank{rank}.json"
+            record = json.loads(path.read_text())
+            path.write_text(json.dumps({**record, "time": 1000.0 + position}))  # a clear order
+        assert execute.report_failure(_spec(run_dir), 1) == 7
+        err = capsys.readouterr().err
+        assert err.count("error (rank") == 1 and f"error (rank {first}): boom on rank {first}" in err
+        info = json.loads((run_dir / "run_info.json").read_text())
+        assert (info["status"], info["failed_rank"], info["exit_code"]) == ("failed", first, 7)
+        assert info["error"] == f"boom on rank {first}"
+
+
+def test_a_rank_keeps_its_first_error(tmp_path):
+    run_dirs.record_rank_error(tmp_path, 1, 1, "the cause")
+    run_dirs.record_rank_error(tmp_path, 1, 1, "the fallout")
+    assert [e["message"] for e in run_dirs.rank_errors(tmp_path)] == ["the cause"]
+
+
+def test_unreadable_or_odd_error_records_are_skipped_not_a_crash(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "error-rank0.json").write_text("{torn")
+    (logs / "error-rank1.json").write_text('["not a dict"]')
+    (logs / "error-rank2.json").write_text('{"rank": 2, "time": "soon", "message": "m"}')
+    assert [e["rank"] for e in run_dirs.rank_errors(tmp_path)] == [2]
+
+
+def test_a_run_that_never_started_loses_its_logs_with_its_folder(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dirs.record_rank_error(run_dir, 1, 2, "invalid config: x")
+    rank_log(run_dir, 1).write_text("rank 1 said this\n")
+    assert execute.report_failure(_spec(run_dir), 1) == 2
+    assert "error (rank 1): invalid config: x" in capsys.readouterr().err and not run_dir.exists()
+
+
+def test_run_child_copies_the_launchers_output_to_the_log_and_the_console(tmp_path, capfd):
+    log = tmp_path / "logs" / "rank0.log"
+    script = "import sys; print('out line'); print('err line', file=sys.stderr); sys.exit(3)"
+    assert execute.run_child([sys.executable, "-c", script], {}, log) == 3
+    captured = capfd.readouterr()
+    assert "out line" in captured.out and "err line" in captured.err
+    assert "out line" in log.read_text() and "err line" in log.read_text()
+
+
+def test_a_rank_other_than_zero_writes_to_its_own_log(tmp_path):
+    import subprocess
+
+    script = (
+        "import sys, os; from grpolab.run.rank_logs import send_output_to_log; "
+        f"send_output_to_log({str(tmp_path)!r}, 1); print('to the file'); "
+        "os.write(2, b'c-level stderr\\n'); raise SystemExit('dying words')"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout == "" and done.stderr == ""
+    text = rank_log(tmp_path, 1).read_text()
+    assert "to the file" in text and "c-level stderr" in text and "dying words" in text
