@@ -273,6 +273,24 @@ def test_the_budget_plan_and_the_start_rule():
     assert cpu["next_call_only"] == [] and cpu["worst_case_s"] <= cpu["budget_s"]
 
 
+def test_the_summary_lists_every_stage_with_its_timeout_and_what_the_image_keeps():
+    report = {
+        "mode": "gpu",
+        "budget_s": 390.0,
+        "plan": gpu_check.stage_plan(cpu=False, budget=390.0),
+        "model": {"params": 494_000_000},
+        "machine": {"gpu": "NVIDIA H100", "versions": {}},
+        "packages": {"from_image": {"huggingface-hub": {"here": "1.33.0", "locked": "2.4.0", "why": "needs httpx2"}}},
+        "stages": {"gpu1": {"status": "pass", "stage_s": 50.0, "plan_total_gib": 10.4, "peak_reserved_gib": 12.0}},
+    }
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in gpu_check.markdown(report).splitlines()[6:15]}
+    assert list(rows) == gpu_check.STAGE_NAMES
+    assert all(rows[s.name][2] == str(s.timeout_gpu) for s in gpu_check.STAGES)
+    assert rows["gpu1"][1] == "pass" and rows["gpu1"][7] == "10.4" and rows["mfu"][1] == "-"
+    text = gpu_check.markdown(report)
+    assert "huggingface-hub 1.33.0 here (lock 2.4.0): needs httpx2" in text and "--only " in text
+
+
 def test_a_stage_starts_only_with_most_of_its_timeout_left(tmp_path):
     stage = gpu_check.STAGES[0]
     timeout = stage.timeout(True)
@@ -359,7 +377,7 @@ def test_stage(cpu_report, stage):
     assert [(e["type"], e["zero_stage"]) for e in result["engines"]] == [(want_type, want_stage)]
     if stage == "sigterm_zero2":
         assert result["status_in_run"] == "interrupted" and result["checkpoints"]
-        assert result["checkpoint_gib"] > 0 and result["resume"]["status"] == "pass"
+        assert result["checkpoint_mib"] > 0 and result["resume"]["status"] == "pass"
         return
     assert result["status_in_run"] == "finished" and result["weights_changed"] > 0.5
     if stage == "zero3_self":
@@ -388,3 +406,32 @@ def test_zero3_self_is_grpolab_own_launch_on_a_gpu_and_a_hand_launch_on_cpu(tmp_
     for item in ("cluster.backend=deepspeed", "cluster.zero_stage=3", "cluster.num_processes=1", "grpo.beta=0.04"):
         assert item in own
     assert all((REPO / "configs" / "accelerate" / s.preset).exists() for s in gpu_check.STAGES if s.preset)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("GPU_CHECK_REHEARSAL") != "1",
+    reason="builds a venv like the GPU machine's image and the wheels for it (a few minutes); "
+    "GPU_CHECK_REHEARSAL=1 runs it",
+)
+def test_rehearsal_in_a_venv_like_the_gpu_image(tmp_path):
+    """run.py through the same bootstrap as on the GPU machine: the image's transformers and Hub
+    client, the carried wheels installed into a private folder that shadows them."""
+    done = subprocess.run(
+        ["bash", str(REPO / "bench" / "gpu_check" / "rehearse.sh"), "--only", "gpu1,plain_trl,mfu"],
+        env={**child_env(), "REHEARSAL_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=2400,
+    )
+    out = tmp_path / "gpu_check.json"
+    assert out.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    packages, versions = report["packages"], report["machine"]["versions"]
+    assert packages["site"] and {"trl", "deepspeed", "datasets", "pydantic"} <= set(packages["differ_here"])
+    pins = gpu_check.pins()
+    assert all(versions[name] == pins[name] for name in ("trl", "transformers", "accelerate", "deepspeed"))
+    # the Hub client stays the image's: not the lock's
+    assert versions["huggingface-hub"] == packages["from_image"]["huggingface-hub"]["here"]
+    assert versions["huggingface-hub"] != packages["from_image"]["huggingface-hub"]["locked"]
+    assert [report["stages"][s]["status"] for s in ("gpu1", "plain_trl", "mfu")] == ["pass"] * 3, report["stages"]

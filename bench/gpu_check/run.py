@@ -1072,7 +1072,7 @@ def checkpoint_facts(checkpoint: Path, params: int) -> dict:
     files = [p for p in checkpoint.rglob("*") if p.is_file()]
     optim = sum(p.stat().st_size for p in files if "optim_states" in p.name)
     return {
-        "checkpoint_gib": round(sum(p.stat().st_size for p in files) / GIB, 3),
+        "checkpoint_mib": round(sum(p.stat().st_size for p in files) / 2**20, 1),
         "optimizer_bytes_per_param": round(optim / params, 2) if optim else None,
     }
 
@@ -1180,9 +1180,9 @@ def stage_note(name: str, r: dict) -> str:
             peak = f"{of_peak:.1%} of datasheet, " if of_peak else ""
             parts.append(f"{s['batch']}x{s['sequence']}: {peak}{s['fraction_of_measured_matmul']:.1%} of matmul")
         return "; ".join(parts)
-    if name == "sigterm_zero2" and r.get("checkpoint_gib") is not None:
+    if name == "sigterm_zero2" and r.get("checkpoint_mib") is not None:
         return (
-            f"checkpoint {r['checkpoint_gib']:.3g} GiB, exit {r.get('exit_after_sigterm_s')} s after SIGTERM "
+            f"checkpoint {r['checkpoint_mib']:.0f} MiB, exit {r.get('exit_after_sigterm_s')} s after SIGTERM "
             f"(grace 30 s), optimizer {r.get('optimizer_bytes_per_param')} B/param; resumed to step "
             f"{r.get('resume', {}).get('global_step')}"
         )
@@ -1219,6 +1219,9 @@ def markdown(report: dict) -> str:
         "config; alloc / reserved: the largest torch.cuda peak of any of its processes. bf16_vs_fp32 cells read "
         "bf16 weights / fp32 weights.",
     ]
+    for name, kept in report.get("packages", {}).get("from_image", {}).items():
+        if kept["here"] != kept["locked"]:  # the check says where it does not follow the lock
+            lines.append(f"Not the lock's: {name} {kept['here']} here (lock {kept['locked']}): {kept['why']}.")
     if report["plan"]["next_call_only"]:
         lines.append(f"Not in the budget's worst case: `--only {','.join(report['plan']['next_call_only'])}`.")
     return "\n".join(lines) + "\n"
