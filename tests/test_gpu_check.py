@@ -270,7 +270,7 @@ def test_the_budget_plan_and_the_start_rule():
     # the three stages worth the most fit even if the setup and each of them run to their timeouts
     assert [s["fits_budget"] for s in gpu["stages"][:3]] == [True, True, True]
     cpu = gpu_check.stage_plan(cpu=True, budget=gpu_check.DEFAULT_BUDGET_S["cpu"])
-    assert cpu["next_call_only"] == [] and cpu["worst_case_s"] <= cpu["budget_s"]
+    assert cpu["beyond_worst_case"] == [] and cpu["worst_case_s"] <= cpu["budget_s"]
 
 
 def test_the_summary_lists_every_stage_with_its_timeout_and_what_the_image_keeps():
@@ -281,14 +281,18 @@ def test_the_summary_lists_every_stage_with_its_timeout_and_what_the_image_keeps
         "model": {"params": 494_000_000},
         "machine": {"gpu": "NVIDIA H100", "versions": {}},
         "packages": {"from_image": {"huggingface-hub": {"here": "1.33.0", "locked": "2.4.0", "why": "needs httpx2"}}},
-        "stages": {"gpu1": {"status": "pass", "stage_s": 50.0, "plan_total_gib": 10.4, "peak_reserved_gib": 12.0}},
+        "stages": {
+            "gpu1": {"status": "pass", "stage_s": 50.0, "plan_total_gib": 10.4, "peak_reserved_gib": 12.0},
+            "fsdp2": {"status": "skip", "reason": "time budget: 40 s left, under 0.8 x its 75 s timeout"},
+            "lora_zero3": {"status": "skip", "reason": "time budget: 40 s left, under 0.8 x its 90 s timeout"},
+        },
     }
     rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in gpu_check.markdown(report).splitlines()[6:15]}
     assert list(rows) == gpu_check.STAGE_NAMES
     assert all(rows[s.name][2] == str(s.timeout_gpu) for s in gpu_check.STAGES)
     assert rows["gpu1"][1] == "pass" and rows["gpu1"][7] == "10.4" and rows["mfu"][1] == "-"
     text = gpu_check.markdown(report)
-    assert "huggingface-hub 1.33.0 here (lock 2.4.0): needs httpx2" in text and "--only " in text
+    assert "huggingface-hub 1.33.0 here (lock 2.4.0): needs httpx2" in text and "--only fsdp2,lora_zero3`" in text
 
 
 def test_a_stage_starts_only_with_most_of_its_timeout_left(tmp_path):
