@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Fill .carry/wheels/ with the wheels bench/gpu_check/run.py installs on the GPU machine, whose
 # image lacks trl, deepspeed, datasets, pydantic and ruamel.yaml (see requirements.txt there).
-# That machine cannot reach a package index, and its Python is 3.12 on x86-64 Linux, so the
-# wheels are fetched here for that target with --no-deps (each dependency is named in
-# requirements.txt, exactly once). DeepSpeed ships only as a source archive: it is built here as
+# The versions are requirements.lock's, as `run.py --pins` resolves them (with requirements.txt's
+# documented exceptions). That machine cannot reach a package index, and its Python is 3.12 on
+# x86-64 Linux, so the wheels are fetched here for that target with --no-deps (each dependency
+# is named in requirements.txt, exactly once). DeepSpeed ships only as a source archive: it is built here as
 # a pure-Python wheel (DS_BUILD_OPS=0, no CUDA ops compiled; it JIT-builds what it needs there),
 # against this venv's torch (--no-build-isolation, so pip never fetches a torch to build with).
 #
 #   bench/gpu_check/build_wheels.sh            # from the repository root
+#   TARGET_PY=3.11 WHEELS=/tmp/w bench/gpu_check/build_wheels.sh   # for another Python (rehearsal)
 #
 # The folder is ignored through .git/info/exclude and travels with `carry: [".carry/wheels"]`;
 # the whole working tree that travels must stay under 64 MiB, so the script prints the total.
@@ -16,14 +18,19 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 OUT="${WHEELS:-$ROOT/.carry/wheels}"
-REQS="$ROOT/bench/gpu_check/requirements.txt"
 TARGET_PY="${TARGET_PY:-3.12}"
 ABI="cp${TARGET_PY/./}"
 
 mkdir -p "$OUT"
-grep -qxF "/.carry/" "$ROOT/.git/info/exclude" 2>/dev/null || echo "/.carry/" >>"$ROOT/.git/info/exclude"
+if [[ "$OUT" == "$ROOT/.carry/"* ]]; then
+    # git rev-parse: in a worktree .git is a file, and the exclude file lives in the main repository
+    EXCLUDE="$(git -C "$ROOT" rev-parse --git-path info/exclude)"
+    mkdir -p "$(dirname "$EXCLUDE")"
+    grep -qxF "/.carry/" "$EXCLUDE" 2>/dev/null || echo "/.carry/" >>"$EXCLUDE"
+fi
 
-mapfile -t PINS < <(grep -vE '^\s*(#|$)' "$REQS")
+PINS_TEXT="$("$PYTHON" "$ROOT/bench/gpu_check/run.py" --pins)"  # fails loudly on a pin the lock lacks
+mapfile -t PINS <<<"$PINS_TEXT"
 for pin in "${PINS[@]}"; do
     name="${pin%%==*}"
     if [[ "$name" == "deepspeed" ]]; then
