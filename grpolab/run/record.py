@@ -18,7 +18,7 @@ from typing import ClassVar
 
 RUN_INFO = "run_info.json"
 SUMMARY = "summary.json"
-STATUSES = ("running", "finished", "interrupted", "failed")
+STATUSES = ("running", "finished", "stopped", "interrupted", "failed")  # stopped: by the live guard
 
 
 def now() -> str:
@@ -117,7 +117,7 @@ class RunInfo(_Record):
     dataset: dict | None = None
     config_sha256: str | None = None
     origins: dict | None = None  # dotted key -> where its value came from ("configs/x.yaml:12", "--set")
-    status: str | None = None  # running | finished | interrupted | failed
+    status: str | None = None  # running | finished | stopped (the guard) | interrupted | failed
     pid: int | None = None  # tells a crashed run (pid gone) from a live one
     cwd: str | None = None
     started: str | None = None
