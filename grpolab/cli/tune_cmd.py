@@ -67,10 +67,12 @@ def cmd_doctor(args) -> int:
         raise ConfigError(
             Problem("", "--write-config writes the next experiment of one run; give one RUN_DIR.", None, "doctor")
         )
+    from grpolab.guard.recorded import stop_line, with_stop_finding
+
     reports = []
     for run_dir in args.runs:
         run = doctor.load_run(run_dir)
-        reports.append((run, doctor.diagnose(run)))
+        reports.append((run, with_stop_finding(run.info, doctor.diagnose(run))))
     if args.json:
         print(
             json.dumps(
@@ -82,7 +84,12 @@ def cmd_doctor(args) -> int:
             )
         )
     else:
-        print("\n\n".join(doctor.render(run, found) for run, found in reports))
+        texts = []
+        for run, found in reports:  # a run the guard stopped says so under its heading
+            head, _, rest = doctor.render(run, found).partition("\n")
+            line = stop_line(run.info)
+            texts.append("\n".join([head, *([line] if line else []), *([rest] if rest else [])]))
+        print("\n\n".join(texts))
     if args.write_config:
         run, found = reports[0]
         chosen = found

@@ -127,7 +127,15 @@ class RunInfo(_Record):
     exit_code: int | None = None
     global_step: int | None = None
     error: str | None = None
+    guard: dict | None = None  # the live guard's findings, and the one that stopped the run (grpolab.guard)
+    forecast: dict | None = None  # the run's time projected after its first steps, and the actual time
     extra: dict = field(default_factory=dict)
+
+    @property
+    def guard_stop(self) -> dict | None:
+        """The finding that stopped the run (kind, step, title, evidence, set ...), or None."""
+        stopped = (self.guard or {}).get("stopped")
+        return stopped if isinstance(stopped, dict) else None
 
     @property
     def hostname(self) -> str | None:
@@ -155,6 +163,8 @@ class Summary(_Record):
     train_seconds: float | None = None
     global_step: int | None = None
     eval: dict | None = None  # held-out scores: accuracy_before, accuracy_after, ...
+    guard: dict | None = None  # as in run_info.json
+    forecast: dict | None = None  # as in run_info.json
     extra: dict = field(default_factory=dict)
 
     @property
