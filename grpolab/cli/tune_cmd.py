@@ -49,6 +49,11 @@ def register(sub) -> None:
     probe.add_argument("--write-filtered", metavar="FILE", help="write prompts with 0 < pass rate < 1 as .jsonl")
     probe.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
+    probe.add_argument(
+        "--forecast",
+        action="store_true",
+        help="time the config's first steps (guard.forecast_after) and print the whole run's projected time",
+    )
     probe.set_defaults(func=cmd_probe)
 
 
@@ -114,6 +119,8 @@ def cmd_doctor(args) -> int:
 
 # --------------------------------------------------------------------------- probe
 def cmd_probe(args) -> int:
+    if args.forecast:
+        return _probe_forecast(args)
     from grpolab.tune import probe
 
     loader = GRPOConfigLoader(config_path=args.config, overrides=args.overrides or None)
@@ -129,6 +136,18 @@ def cmd_probe(args) -> int:
             f"\nwrote {path}: {report.mixed_count} of {len(report.prompts)} prompts (0 < pass rate < 1)", file=stream
         )
         print("  use it with:\n" + "\n".join("    " + line for line in snippet.splitlines()), file=stream)
+    return EXIT_OK
+
+
+def _probe_forecast(args) -> int:
+    from grpolab.train.forecast_probe import forecast_config
+
+    forecast, _ = forecast_config(args.config, tuple(args.overrides), model=args.model)
+    if args.json:
+        print(json.dumps(forecast.to_dict(), indent=2))
+    else:
+        print(forecast.line())
+        print(f"             measured on this machine, 1 process, over {forecast.after_step} steps; nothing was kept")
     return EXIT_OK
 
 

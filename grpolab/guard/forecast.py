@@ -31,6 +31,12 @@ class Forecast:
     def to_dict(self) -> dict:
         return {**asdict(self), "gpu_hours": self.gpu_hours}
 
+    def for_steps(self, total_steps: int, world_size: int, on_gpu: bool) -> Forecast:
+        """The same measured rate, projected over another number of steps (probe --forecast: the
+        timed steps ran alone, the real run trains `total_steps`)."""
+        first = self.elapsed_seconds - self.seconds_per_step * (self.after_step - 1)
+        return project(self.after_step, total_steps, first, self.elapsed_seconds, world_size, on_gpu)
+
     def line(self) -> str:
         finish = dt.datetime.fromisoformat(self.finish_at)
         day = "" if finish.date() == dt.datetime.now().astimezone().date() else f" on {finish:%Y-%m-%d}"
