@@ -65,8 +65,8 @@ def report_failure(spec: LaunchSpec, code: int) -> int:
             print(f"removed {spec.run_dir}: the run never started", file=sys.stderr)
         return code
     info = RunInfo.load(spec.run_dir)
-    if info.status in ("interrupted", "failed") and info.exit_code:
-        return info.exit_code  # the launcher maps every rank's exit to 1: rank 0's own code says more
+    if info.status in ("interrupted", "failed", "stopped") and info.exit_code:
+        return info.exit_code  # the launcher maps every rank's exit to 1: rank 0's own code says more (3: guard stop)
     if info.status == "running":  # the ranks died without recording their end
         message = errors[0].get("message") if errors else f"the launcher exited with {code}"
         info.update(status="failed", ended=now(), exit_code=code, error=message)

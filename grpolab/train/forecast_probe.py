@@ -11,6 +11,7 @@ from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.derive import derived_quantities
+from grpolab.config.schema import GUARD_KINDS
 from grpolab.guard.forecast import Forecast
 from grpolab.run.record import RunInfo
 
@@ -22,6 +23,7 @@ _TIMING_ONLY = (
     "data.test_size=null",
     "training.save_steps=1000000",
     "cluster.num_processes=1",
+    *(f"guard.{kind}=off" for kind in GUARD_KINDS),  # a few steps are timed, not judged
 )
 
 
