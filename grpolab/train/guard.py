@@ -83,6 +83,7 @@ class GuardCallback(TrainerCallback):
             out["guard"] = {
                 "findings": [v.to_dict() for v in reported],
                 "stopped": self.stopped.to_dict() if self.stopped else None,
+                "seconds": round(self.seconds_in_guard, 3),  # the guard's own cost in the training loop
             }
         if self.forecast is not None:
             out["forecast"] = self.forecast.to_dict()
