@@ -144,6 +144,7 @@ def test_probe_forecast_times_the_first_steps_and_keeps_nothing(tiny_gpt2, fast_
 @pytest.mark.slow
 def test_two_cpu_ranks_stop_together(tiny_gpt2, fast_config, tmp_path):
     extra = {"mode": "cluster", "cluster": {"device": "cpu", "num_processes": 2}, "training": {"max_steps": 30}}
+    extra["grpo"] = {"generation_batch_size": "auto"}  # 2 completions per rank
     config = fast_config(tiny_gpt2, {**extra, "guard": QUICK_GUARD})
     done = subprocess.run(
         [sys.executable, str(REPO_ROOT / "training" / "grpo_training.py"), "--config", str(config)],
