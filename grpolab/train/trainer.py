@@ -120,6 +120,10 @@ def live_guard(run: Run, evaluation):
         return None
     curve = (lambda: evaluation.curve) if evaluation is not None else None
     watcher = Watcher(g, run.dir, run.loader, run.resolved.world_size, extra_rows=curve) if watching else None
+    if watcher is not None and run.checkpoint and run.is_main:  # a resumed run: read once, then kept in memory
+        from grpolab.run import metrics
+
+        watcher.rows = [r for r in metrics.read(run.dir) if "guard" not in r and "eval/train_seconds" not in r]
     return GuardCallback(
         watcher,
         g.forecast_after,
@@ -128,7 +132,7 @@ def live_guard(run: Run, evaluation):
         on_gpu=run.resolved.device == "cuda",
         record=run.save_info,
         wandb_run=run.wandb_run,
-        scoring_seconds=(lambda: evaluation._scoring) if evaluation is not None else (lambda: 0.0),
+        scoring_seconds=(lambda: evaluation.scoring_seconds) if evaluation is not None else (lambda: 0.0),
     )
 
 
