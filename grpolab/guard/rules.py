@@ -87,9 +87,12 @@ def live_findings(
     found: dict[str, Finding] = {}
     with guard_limits(limits):
         if "divergence" in kinds:
-            finding = doctor.find_divergence(run) or weight_blowup(run, weight_growth, limits["weight_growth"])
-            if finding:
-                found["divergence"] = finding
+            finding = doctor.find_divergence(run)
+            blown = weight_blowup(run, weight_growth, limits["weight_growth"])
+            if finding and blown:  # both seen: the weights are the most direct evidence
+                finding.evidence.insert(0, blown.evidence[0])
+            if finding or blown:
+                found["divergence"] = finding or blown
         zero = zero_spread_window(run.metrics, window, limits["constant_reward_std"])
         if zero is not None:
             recent = dataclasses.replace(run, metrics=zero)
