@@ -161,3 +161,22 @@ def test_two_cpu_ranks_stop_together(tiny_gpt2, fast_config, tmp_path):
     assert info["guard"]["stopped"]["kind"] == "constant_reward" and info["global_step"] == 3
     assert done.stdout.count("guard: stopping the run") == 1  # rank 0 decides and reports
     assert (run_dir / "checkpoint-3").is_dir()
+
+
+def test_a_reward_collapse_alone_warns_and_hard_evidence_still_stops(tmp_path):
+    """Early batch means are noisy: a divergence seen only as a fallen reward warns; blown-up
+    weights later in the same run still stop it (no torch: the Watcher is fed numbers)."""
+    from grpolab.config import GRPOConfigLoader
+    from grpolab.guard.watch import Watcher
+
+    loader = GRPOConfigLoader.from_dict({"guard": {"min_steps": 1}})
+    watcher = Watcher(loader.config.guard, tmp_path, None)
+    rewards = [0.1, 0.5, 0.2, 0.1, 0.2, 0.1, 0.0, 0.1, 0.0, 0.0]
+    verdicts = []
+    for step, reward in enumerate(rewards, 1):
+        logs = {"reward": reward, "reward_std": 0.3, "frac_reward_zero_std": 0.2, "loss": 0.0}
+        verdicts += watcher.observe(step, logs, weight_growth=1.0)
+    assert [(v.kind, v.action) for v in verdicts] == [("divergence", "warn")]
+    hard = watcher.observe(11, {"reward": 0.0, "reward_std": 0.3, "frac_reward_zero_std": 0.2}, weight_growth=1e4)
+    assert [(v.kind, v.action) for v in hard] == [("divergence", "stop")] and watcher.stop is hard[0]
+    assert "weight norm" in hard[0].finding.evidence[0]

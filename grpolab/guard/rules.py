@@ -80,6 +80,13 @@ def weight_blowup(run: doctor.Run, growth: float | None, limit: float) -> Findin
     return finding
 
 
+def only_reward_collapse(finding: Finding) -> bool:
+    """A divergence whose sole evidence is a reward that fell from its best step: early in a run a
+    few noisy batch means can look like that, so the guard warns on it and stops only on hard
+    evidence (a non-finite value, exploding gradients, blown-up weights)."""
+    return finding.id == "divergence" and finding.thresholds == ["reward_collapse"] and len(finding.evidence) == 1
+
+
 def live_findings(
     run: doctor.Run, kinds: list[str], window: int, limits: dict[str, float], weight_growth: float | None
 ) -> list[Finding]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from grpolab.tune.doctor import Finding
 
-from .rules import live_findings, view
+from .rules import live_findings, only_reward_collapse, view
 
 
 @dataclass
@@ -59,7 +59,7 @@ class Watcher:
         """Add one logged step; the verdicts new at it (none before guard.min_steps)."""
         self.rows.append({"step": step, **logs})
         g = self.guard
-        kinds = [k for k, action in g.kinds.items() if action != "off" and k not in self.reported]
+        kinds = [k for k, action in g.kinds.items() if action != "off" and self._open(k)]
         if step < g.min_steps or not kinds:
             return []
         rows = self.rows + list(self.extra_rows() if self.extra_rows else [])
@@ -67,7 +67,19 @@ class Watcher:
         limits = g.thresholds.model_dump()
         new = []
         for finding in live_findings(run, kinds, g.window, limits, weight_growth):
-            verdict = Verdict(finding.id, g.kinds[finding.id], step, finding)
+            action = g.kinds[finding.id]
+            if only_reward_collapse(finding):
+                action = "warn"
+                if finding.id in self.reported:  # already warned on; wait for hard evidence
+                    continue
+            verdict = Verdict(finding.id, action, step, finding)
             self.reported[finding.id] = verdict
             new.append(verdict)
         return new
+
+    def _open(self, kind: str) -> bool:
+        """Still checked: not reported yet, or a divergence only warned on that may still harden."""
+        earlier = self.reported.get(kind)
+        if earlier is None:
+            return True
+        return kind == "divergence" and earlier.action == "warn" and self.guard.divergence == "stop"
