@@ -7,9 +7,11 @@ it is not checked again, so a warning is printed once and nothing is re-read fro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grpolab.config.schema import GuardConfig
 from grpolab.tune.doctor import Finding
 
 from .rules import live_findings, only_reward_collapse, view
@@ -42,12 +44,12 @@ class Verdict:
 
 @dataclass
 class Watcher:
-    guard: object  # grpolab.config.schema.GuardConfig
+    guard: GuardConfig
     run_dir: Path
     loader: object  # the run's GRPOConfigLoader (edits are validated against it)
     world_size: int = 1
     rows: list[dict] = field(default_factory=list)
-    extra_rows: object = None  # () -> rows logged elsewhere (the evaluation points)
+    extra_rows: Callable[[], list[dict]] | None = None  # rows logged elsewhere (the evaluation points)
     reported: dict[str, Verdict] = field(default_factory=dict)
 
     @property
