@@ -25,6 +25,7 @@ BENCHMARKS = {  # name: the script and its arguments
     "profile_demo": ["bench/profile_demo.py"],
     "time_to_accuracy": ["bench/time_to_accuracy.py"],
     "memory_estimate": ["bench/memory_estimate.py"],
+    "guard": ["bench/guard.py"],
 }
 
 
@@ -192,6 +193,63 @@ def summary_rows() -> list[tuple[str, str, str, str]]:
                 _met(mem["within_target"]),
             )
         )
+    rows += guard_rows(load("guard"))
+    return rows
+
+
+def guard_rows(guard: dict | None) -> list[tuple[str, str, str, str]]:
+    """The live guard's engineered runs and the demo over seeds (bench/guard.py)."""
+    if not guard:
+        return []
+    c, h, k, t = guard["constant_reward"], guard["huge_lr"], guard["clipping"], guard["targets"]
+    rows = [
+        (
+            f"guard: constant reward, {c['planned_steps']} planned steps",
+            f"stopped at step {c['stopped_at_step']}, {c['time_saved']:.1%} of the forecast time saved",
+            ">= 80% saved",
+            _met(t["constant_reward_saves_80pct"]),
+        ),
+        (
+            "guard: learning rate 1e3",
+            f"{h['stopped_kind']} stop at step {h['stopped_at_step']}, {h['non_finite_losses_logged']} non-finite "
+            f"losses, checkpoint loads: {h['checkpoint_loads_finite']}",
+            "stop before NaN, loadable checkpoint",
+            _met(t["huge_lr_stops_before_nan_with_loadable_checkpoint"]),
+        ),
+        (
+            "guard: clipping length limit",
+            f"warned at logged step {k['warned_at_logged_step']} (clipped ratio {k['mean_clipped_ratio']:.2f})",
+            "<= 10 logged steps",
+            _met(t["clipping_warns_within_10_logged_steps"]),
+        ),
+    ]
+    demo = [d for d in guard.get("demo", []) if d["guard"]]
+    if demo:
+        rows.append(
+            (
+                f"guard: demo preset, {len(demo)} seeds",
+                ", ".join(f"seed {d['seed']}: {d['status']}, {len(d['findings'])} findings" for d in demo),
+                "no stop, no warning",
+                _met(t["demo_quiet"]),
+            )
+        )
+        if "demo_accuracy_unchanged" in t:
+            off = next(d for d in guard["demo"] if not d["guard"])
+            on = next(d for d in demo if d["seed"] == off["seed"])
+            rows.append(
+                (
+                    f"guard: demo held-out accuracy, seed {off['seed']}, guard on / off",
+                    f"{on['accuracy_after']:.1%} / {off['accuracy_after']:.1%}",
+                    "unchanged",
+                    _met(t["demo_accuracy_unchanged"]),
+                )
+            )
+        errors = ", ".join(f"{d['forecast_error']:+.1%}" for d in demo)
+        rows.append(
+            ("guard: demo forecast after step 10 vs actual", errors, "within 15%", _met(t["forecast_within_15pct"]))
+        )
+        shares = ", ".join(f"{d['guard_share']:.2%}" for d in demo)
+        rows.append(("guard: its own time / training time (demo)", shares, "< 1%", _met(t["guard_under_1pct"])))
     return rows
 
 

@@ -184,10 +184,20 @@ def cmd_explain(args) -> int:
     value_width = max(len(r[1]) for r in rows)
     for label, value, note in rows:
         print(f"  {label:<{width}}  {value:<{value_width}}  {note}")
+    print(f"  live guard (guard.*): {guard_text(cfg.guard)}")
     print("  decisions for this machine (the key in brackets overrides each):")
     for line in resolved.table():
         print(f"    {line}")
     return 0
+
+
+def guard_text(guard) -> str:
+    """What the live guard will do, in one line: which findings stop, which warn, from when."""
+    by_action = {a: [k for k, v in guard.kinds.items() if v == a] for a in ("stop", "warn")}
+    parts = [f"{a} on {', '.join(kinds)}" for a, kinds in by_action.items() if kinds] or ["every finding off"]
+    parts.append(f"from step {guard.min_steps}")
+    forecast = f"forecast after step {guard.forecast_after}" if guard.forecast_after else "no forecast"
+    return "; ".join(parts) + f"; {forecast}"
 
 
 def _shown(value) -> str:

@@ -49,6 +49,11 @@ def register(sub) -> None:
     probe.add_argument("--write-filtered", metavar="FILE", help="write prompts with 0 < pass rate < 1 as .jsonl")
     probe.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
+    probe.add_argument(
+        "--forecast",
+        action="store_true",
+        help="time the config's first steps (guard.forecast_after) and print the whole run's projected time",
+    )
     probe.set_defaults(func=cmd_probe)
 
 
@@ -67,10 +72,12 @@ def cmd_doctor(args) -> int:
         raise ConfigError(
             Problem("", "--write-config writes the next experiment of one run; give one RUN_DIR.", None, "doctor")
         )
+    from grpolab.guard.recorded import stop_line, with_stop_finding
+
     reports = []
     for run_dir in args.runs:
         run = doctor.load_run(run_dir)
-        reports.append((run, doctor.diagnose(run)))
+        reports.append((run, with_stop_finding(run.info, doctor.diagnose(run))))
     if args.json:
         print(
             json.dumps(
@@ -82,7 +89,12 @@ def cmd_doctor(args) -> int:
             )
         )
     else:
-        print("\n\n".join(doctor.render(run, found) for run, found in reports))
+        texts = []
+        for run, found in reports:  # a run the guard stopped says so under its heading
+            head, _, rest = doctor.render(run, found).partition("\n")
+            line = stop_line(run.info)
+            texts.append("\n".join([head, *([line] if line else []), *([rest] if rest else [])]))
+        print("\n\n".join(texts))
     if args.write_config:
         run, found = reports[0]
         chosen = found
@@ -107,6 +119,8 @@ def cmd_doctor(args) -> int:
 
 # --------------------------------------------------------------------------- probe
 def cmd_probe(args) -> int:
+    if args.forecast:
+        return _probe_forecast(args)
     from grpolab.tune import probe
 
     loader = GRPOConfigLoader(config_path=args.config, overrides=args.overrides or None)
@@ -122,6 +136,18 @@ def cmd_probe(args) -> int:
             f"\nwrote {path}: {report.mixed_count} of {len(report.prompts)} prompts (0 < pass rate < 1)", file=stream
         )
         print("  use it with:\n" + "\n".join("    " + line for line in snippet.splitlines()), file=stream)
+    return EXIT_OK
+
+
+def _probe_forecast(args) -> int:
+    from grpolab.train.forecast_probe import forecast_config
+
+    forecast, _ = forecast_config(args.config, tuple(args.overrides), model=args.model)
+    if args.json:
+        print(json.dumps(forecast.to_dict(), indent=2))
+    else:
+        print(forecast.line())
+        print(f"             measured on this machine, 1 process, over {forecast.after_step} steps; nothing was kept")
     return EXIT_OK
 
 

@@ -155,4 +155,17 @@ def _bound_fix(key: str, errs) -> str | None:
         for bound in ("ge", "le"):
             if bound in ctx:
                 return f"set `{key}: {ctx[bound]}`"
+    return _choice_fix(key, errs)
+
+
+def _choice_fix(key: str, errs) -> str | None:
+    """For a word that is not one of a few choices: the closest choice, else the choices to pick from."""
+    import difflib
+
+    for _, err in errs:
+        if err.get("type") != "literal_error" or not isinstance(err.get("input"), str):
+            continue
+        choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+        close = difflib.get_close_matches(err["input"], choices, n=1)
+        return f"set `{key}: {close[0]}`" if close else f"set `{key}` to one of {', '.join(choices)}"
     return None

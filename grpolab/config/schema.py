@@ -459,6 +459,111 @@ class ClusterConfig(Section):
     )
 
 
+# --------------------------------------------------------------------------- guard
+# What the live guard does with each doctor finding that can hold on the metrics of a running run.
+GUARD_ACTIONS = ("warn", "stop", "off")
+_ACTION = Literal["warn", "stop", "off"]
+
+
+class GuardThresholds(Section):
+    """The limits the live guard judges by: the same names and defaults as `grpolab doctor
+    --thresholds` (grpolab.tune.thresholds; a test keeps them equal), plus the guard's own."""
+
+    min_points: int = Field(4, ge=2, description="logged steps a trend finding needs (reward flat, entropy or KL)")
+    zero_std_frac: float = Field(
+        0.5, gt=0, le=1, description="mean frac_reward_zero_std above which most groups carry no signal"
+    )
+    constant_reward_std: float = Field(
+        1e-9, ge=0, description="reward_std at or below this counts as zero reward spread"
+    )
+    clipped_ratio: float = Field(
+        0.3, gt=0, le=1, description="mean completions/clipped_ratio above which completions are cut off"
+    )
+    entropy_collapse_ratio: float = Field(
+        0.1, gt=0, lt=1, description="entropy of the last logged step / the first, below which entropy collapsed"
+    )
+    entropy_floor: float = Field(0.02, ge=0, description="entropy (nats/token) below which sampling is near-greedy")
+    kl_max: float = Field(0.5, gt=0, description="kl of the last logged step above which KL is too high")
+    kl_growth: float = Field(3.0, gt=1, description="last-quarter mean kl / second-quarter mean kl: still growing")
+    kl_extreme: float = Field(2.0, gt=0, description="kl of the last logged step that is too high whatever its trend")
+    lr_floor: float = Field(1e-5, gt=0, description="a peak learning_rate below this is too small to move the model")
+    reward_flat: float = Field(0.02, ge=0, description="reward gain (last third - first third) within noise")
+    reward_gain: float = Field(0.05, ge=0, description="reward rise that counts as real (reward hacking check)")
+    eval_drop: float = Field(0.05, ge=0, description="fall of held-out accuracy that counts (reward hacking check)")
+    grad_norm_spike: float = Field(
+        50.0, gt=1, description="largest grad_norm / median of the first three logged: exploding gradients"
+    )
+    reward_collapse: float = Field(
+        0.5, gt=0, le=1, description="fraction of the best reward lost by the last third: a collapsed run"
+    )
+    weight_growth: float = Field(
+        10.0,
+        gt=1,
+        description="trainable-weight norm / its norm before step 1 above which the update blew up the weights "
+        "(divergence; caught before the loss turns NaN)",
+    )
+
+
+class GuardConfig(Section):
+    """`guard:` the doctor's rules, run live on the metrics logged so far; each finding kind warns
+    (printed once, recorded), stops the run with a checkpoint, or is off."""
+
+    min_steps: int = Field(
+        10, ge=1, description="optimizer steps before any finding may act (the first steps are noisy)"
+    )
+    window: int = Field(
+        10,
+        ge=1,
+        description="logged steps in a row with zero reward spread before constant_reward / no_learning_signal hold",
+    )
+    divergence: _ACTION = Field(
+        "stop", description="non-finite or exploding loss / grad_norm / kl, blown-up weights, a collapsed reward"
+    )
+    constant_reward: _ACTION = Field(
+        "stop", description="every completion got the same reward for `window` logged steps in a row"
+    )
+    no_learning_signal: _ACTION = Field(
+        "stop", description="every group had zero reward spread for `window` logged steps in a row"
+    )
+    clipped_completions: _ACTION = Field("warn", description="completions cut off at max_completion_length")
+    kl_growth: _ACTION = Field("warn", description="KL to the reference model keeps growing")
+    entropy_collapse: _ACTION = Field("warn", description="sampling has become (almost) deterministic")
+    reward_hacking: _ACTION = Field("warn", description="reward rises while held-out accuracy falls")
+    lr_too_low: _ACTION = Field("warn", description="reward flat with a learning rate too small to move the model")
+    forecast_after: int = Field(
+        10,
+        ge=0,
+        description="optimizer steps timed before the run's time is forecast (step 1, the warm-up, is left out); "
+        "0 = no forecast",
+    )
+    thresholds: GuardThresholds = Field(default_factory=GuardThresholds)
+
+    @field_validator("forecast_after")
+    @classmethod
+    def _not_only_warm_up(cls, value: int) -> int:
+        # Step 1 pays the warm-up and is left out: one step alone leaves nothing to time.
+        if value == 1:
+            raise ValueError("must be 0 (no forecast) or at least 2: step 1 pays the warm-up and is not timed")
+        return value
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        """finding kind -> warn | stop | off."""
+        return {kind: getattr(self, kind) for kind in GUARD_KINDS}
+
+
+GUARD_KINDS = (
+    "divergence",
+    "constant_reward",
+    "no_learning_signal",
+    "clipped_completions",
+    "kl_growth",
+    "entropy_collapse",
+    "reward_hacking",
+    "lr_too_low",
+)
+
+
 class GRPOLabConfig(Section):
     mode: Literal["local", "cluster"] = Field(
         "local", description="local or cluster: picks the preset under this file"
@@ -482,6 +587,7 @@ class GRPOLabConfig(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    guard: GuardConfig = Field(default_factory=GuardConfig)
     env: dict[str, str] = Field(
         default_factory=dict, description="environment variables set before training (like TRL recipes' env:)"
     )
@@ -526,6 +632,7 @@ SECTIONS: dict[str, type[Section]] = {
     "eval": EvalConfig,
     "logging": LoggingConfig,
     "cluster": ClusterConfig,
+    "guard": GuardConfig,
 }
 
 

@@ -136,7 +136,7 @@ def group_rows(
     rows = [header]
     for group, config in zip(ordered, configs):
         flat = flatten(config)
-        statuses = [r.status for r in group.runs]
+        statuses = [r.status_shown for r in group.runs]
         final, best = group.estimate(metric), group.estimate(metric, "best")
         rows.append(
             [
@@ -204,7 +204,7 @@ def compare_rows(runs: list[Run], metric: str = "reward") -> tuple[list[str], li
             row.append(f"{pct(before)} -> {pct(after)}")
         if show_kl:
             row.append(fmt(run.final("kl")))
-        row += [fmt(round(run.runtime(), 1) if run.runtime() is not None else None), str(run.steps), run.status]
+        row += [fmt(round(run.runtime(), 1) if run.runtime() is not None else None), str(run.steps), run.status_shown]
         rows.append(row)
     return keys, rows
 

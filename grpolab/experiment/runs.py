@@ -56,6 +56,12 @@ class Run:
         return effective_status(self.info)
 
     @property
+    def status_shown(self) -> str:
+        """The status, with the finding for a run the guard stopped: `stopped (constant_reward)`."""
+        stop = self.info.guard_stop
+        return f"{self.status} ({stop.get('kind')})" if stop and self.status == "stopped" else self.status
+
+    @property
     def steps(self) -> int:
         return self.info.global_step or self.summary.step_count
 
@@ -195,7 +201,7 @@ def list_table(runs: list[Run]) -> list[list[str]]:
                 run.name,
                 started,
                 run.info.config_file or "(preset)",
-                run.status,
+                run.status_shown,
                 str(run.steps),
                 fmt(run.best("reward")),
                 commit_of(run.info),

@@ -79,8 +79,8 @@ def report_failure(spec: LaunchSpec, code: int) -> int:
         info.update(failed_rank=first.get("rank", 0))
         info.save(spec.run_dir)
         return code
-    if info.status in ("interrupted", "failed") and info.exit_code:
-        return info.exit_code  # the launcher maps every rank's exit to 1: rank 0's own code says more
+    if info.status in ("interrupted", "failed", "stopped") and info.exit_code:
+        return info.exit_code  # the launcher maps every rank's exit to 1: rank 0's own code says more (3: guard stop)
     if info.status == "running":  # the ranks died without recording their end
         info.update(status="failed", ended=now(), exit_code=code, error=f"the launcher exited with {code}")
         info.save(spec.run_dir)

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 RUN_INFO = "run_info.json"
 SUMMARY = "summary.json"
-STATUSES = ("running", "finished", "interrupted", "failed")
+STATUSES = ("running", "finished", "stopped", "interrupted", "failed")  # stopped: by the live guard
 
 
 def now() -> str:
@@ -117,7 +117,7 @@ class RunInfo(_Record):
     dataset: dict | None = None
     config_sha256: str | None = None
     origins: dict | None = None  # dotted key -> where its value came from ("configs/x.yaml:12", "--set")
-    status: str | None = None  # running | finished | interrupted | failed
+    status: str | None = None  # running | finished | stopped (the guard) | interrupted | failed
     pid: int | None = None  # tells a crashed run (pid gone) from a live one
     cwd: str | None = None
     started: str | None = None
@@ -128,7 +128,15 @@ class RunInfo(_Record):
     global_step: int | None = None
     error: str | None = None
     failed_rank: int | None = None  # in a launch: the rank that failed first, whose error `error` is
+    guard: dict | None = None  # the live guard's findings, and the one that stopped the run (grpolab.guard)
+    forecast: dict | None = None  # the run's time projected after its first steps, and the actual time
     extra: dict = field(default_factory=dict)
+
+    @property
+    def guard_stop(self) -> dict | None:
+        """The finding that stopped the run (kind, step, title, evidence, set ...), or None."""
+        stopped = (self.guard or {}).get("stopped")
+        return stopped if isinstance(stopped, dict) else None
 
     @property
     def hostname(self) -> str | None:
@@ -156,6 +164,8 @@ class Summary(_Record):
     train_seconds: float | None = None
     global_step: int | None = None
     eval: dict | None = None  # held-out scores: accuracy_before, accuracy_after, ...
+    guard: dict | None = None  # as in run_info.json
+    forecast: dict | None = None  # as in run_info.json
     extra: dict = field(default_factory=dict)
 
     @property

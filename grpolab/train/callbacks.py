@@ -61,6 +61,11 @@ class EvalCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self._started, self._scoring = time.perf_counter(), 0.0
 
+    @property
+    def scoring_seconds(self) -> float:
+        """Time spent evaluating since training began (clocks of training time leave it out)."""
+        return self._scoring
+
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if model is None or not self.every_steps or state.global_step % self.every_steps:
             return

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from grpolab.run.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_SIGNAL
+from grpolab.run.exit_codes import EXIT_FAILED, EXIT_GUARD_STOP, EXIT_OK, EXIT_SIGNAL
 from grpolab.train.callbacks import non_finite_sampling
 from grpolab.train.recording import Run
 from grpolab.train.rewards import RewardFunctionError
@@ -19,6 +19,7 @@ class Guards:
     nan: object
     stopper: object
     evaluation: object  # the EvalCallback, or None without held-out prompts
+    live: object = None  # the GuardCallback (`guard:`: the doctor's rules live, and the forecast)
 
 
 @dataclass
@@ -76,8 +77,11 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
         evaluation = EvalCallback(
             make_evaluator(cfg, data.eval_rows, tokenizer, reward_funcs), every, run.dir, run.wandb_run, eval_goals(e)
         )
-    guards = Guards(NanLossCallback(), StopOnSignalCallback().install(), evaluation)
-    callbacks = [MetricsFileCallback(run.dir), guards.nan, guards.stopper, *([evaluation] if evaluation else [])]
+    guards = Guards(NanLossCallback(), StopOnSignalCallback().install(), evaluation, live_guard(run, evaluation))
+    # The live guard comes before evaluation, so a step's time is taken before any held-out scoring.
+    live = [guards.live] if guards.live else []
+    scoring = [evaluation] if evaluation else []
+    callbacks = [MetricsFileCallback(run.dir), guards.nan, guards.stopper, *live, *scoring]
     keep = cfg.logging.save_completions
     completions = None
     if keep is not None and run.is_main:
@@ -104,6 +108,33 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
             run.eval_before = evaluation.evaluate(trainer.model)
             evaluation.record(trainer.state.global_step, run.eval_before, None, run.is_main, trainer.model)
     return trainer, guards
+
+
+def live_guard(run: Run, evaluation):
+    """The GuardCallback for `guard:` (None when every kind is off and there is no forecast)."""
+    from grpolab.guard.watch import Watcher
+    from grpolab.train.guard import GuardCallback
+
+    g = run.loader.config.guard
+    watching = any(action != "off" for action in g.kinds.values())
+    if not watching and not g.forecast_after:
+        return None
+    curve = (lambda: evaluation.curve) if evaluation is not None else None
+    watcher = Watcher(g, run.dir, run.loader, run.resolved.world_size, extra_rows=curve) if watching else None
+    if watcher is not None and run.checkpoint and run.is_main:  # a resumed run: read once, then kept in memory
+        from grpolab.run import metrics
+
+        watcher.rows = [r for r in metrics.read(run.dir) if "guard" not in r and "eval/train_seconds" not in r]
+    return GuardCallback(
+        watcher,
+        g.forecast_after,
+        run.dir,
+        run.is_main,
+        on_gpu=run.resolved.device == "cuda",
+        record=run.save_info,
+        wandb_run=run.wandb_run,
+        scoring_seconds=(lambda: evaluation.scoring_seconds) if evaluation is not None else (lambda: 0.0),
+    )
 
 
 def eval_goals(e):
@@ -155,6 +186,10 @@ def fit(trainer, guards: Guards, checkpoint: str | None) -> Outcome:
     if stopper.signal_name and status == "finished":
         status, exit_code = "interrupted", EXIT_SIGNAL.get(stopper.signal_name, 1)
         error = f"{stopper.signal_name}: checkpoint saved at step {trainer.state.global_step}"
+    live = guards.live
+    if live is not None and live.stopped_at is not None and status == "finished" and nan.nan_step is None:
+        status, exit_code = "stopped", EXIT_GUARD_STOP
+        error = live_stop_reason(live, trainer.state.global_step)
     if nan.nan_step is not None:
         status, exit_code = "failed", EXIT_FAILED
         checkpoint = (
@@ -167,6 +202,15 @@ def fit(trainer, guards: Guards, checkpoint: str | None) -> Outcome:
             "lower training.learning_rate or check the rewards"
         )
     return Outcome(status, exit_code, error, round(time.time() - started, 2))
+
+
+def live_stop_reason(live, step: int) -> str:
+    """One line for run_info.json's `error`, `runs list` and the end of the log."""
+    v = live.stopped
+    if v is None:  # not rank 0: the reason is rank 0's to record
+        return f"stopped by the guard at step {step}; checkpoint-{step} saved"
+    edit = f"; next: {' '.join(v.finding.set_lines())}" if v.finding.edits else ""
+    return f"stopped by the guard at step {v.step}: {v.kind}: {v.finding.title}; checkpoint-{step} saved{edit}"
 
 
 def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> None:
@@ -193,6 +237,8 @@ def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> No
     if run.is_main:
         summary = metrics.summarize(metrics.read(run.dir))
         summary.update(status=outcome.status, train_seconds=outcome.seconds, global_step=step)
+        live = guards.live.outcome() if guards.live is not None else {}
+        summary.update(**live)
         if evaluation is not None:
             before, after = run.eval_before or {}, eval_after or {}
             summary.eval = {
@@ -210,7 +256,12 @@ def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> No
             }
         summary.save(run.dir)
         run.save_info(
-            status=outcome.status, ended=now(), exit_code=outcome.exit_code, global_step=step, error=outcome.error
+            status=outcome.status,
+            ended=now(),
+            exit_code=outcome.exit_code,
+            global_step=step,
+            error=outcome.error,
+            **live,
         )
         report.print_result(run.dir, summary, outcome.error)
     if outcome.status == "failed" and run.dist.launcher is not None:  # any rank: the launcher reports the first

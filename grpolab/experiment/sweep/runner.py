@@ -18,7 +18,7 @@ from pathlib import Path
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.yaml_io import inline_yaml, write_atomic
 from grpolab.run import metrics
-from grpolab.run.exit_codes import EXIT_INTERRUPTED, EXIT_SIGNAL
+from grpolab.run.exit_codes import EXIT_GUARD_STOP, EXIT_INTERRUPTED, EXIT_SIGNAL
 from grpolab.run.run_dir import create_run_dir, handoff_env, remove_if_empty
 
 from ..runs import GONE, is_run_dir, load_run
@@ -324,12 +324,16 @@ def run_sweep(
                     run["objective"] = value
                 record.add(run)
                 state.values.append(value)
-                state.pruned = state.pruned or unit.stopped
+                # A guard stop is a trial result (the run went nowhere), not a crash: optuna prunes it.
+                guarded = exit_code == EXIT_GUARD_STOP
+                state.pruned = state.pruned or unit.stopped or guarded
                 if state.done():
                     finish_trial(state)
                 label = f"trial {unit.trial.index}{_seed_text(unit.trial)}"
                 if unit.stopped:
                     out(f"{label} pruned (its {sweep.metric} is below the median of earlier trials)")
+                elif guarded:
+                    out(f"{label} stopped by the guard (see `grpolab doctor {unit.run_dir}`); going on")
                 elif exit_code in EXIT_INTERRUPTED:
                     out("sweep interrupted: the remaining trials were not run")
                     code, stopping = exit_code, True

@@ -1,0 +1,43 @@
+"""The guard's stop, read back from a run's record, for `grpolab doctor` on a stopped run.
+
+Some evidence exists only while training (the weight norm), so the doctor, reading files
+afterwards, may not reach the finding the guard stopped on; the recorded finding is added to the
+doctor's, and `--write-config` applies its edit like any other.
+"""
+
+from __future__ import annotations
+
+from grpolab.run.record import RunInfo
+from grpolab.tune.doctor import ORDER, Finding
+
+
+def stop_finding(info: dict) -> Finding | None:
+    """The Finding the guard stopped the run on, from run_info.json's dict, or None."""
+    stop = RunInfo.from_dict(info).guard_stop
+    if not stop or stop.get("id") not in ORDER:
+        return None
+    return Finding(
+        stop["id"],
+        stop.get("title", ""),
+        [*stop.get("evidence", []), f"the guard stopped the run on this at step {stop.get('step')}"],
+        stop.get("why", ""),
+        dict(stop.get("edits") or {}),
+        list(stop.get("alternatives") or []),
+        list(stop.get("thresholds") or {}),
+    )
+
+
+def with_stop_finding(info: dict, found: list[Finding]) -> list[Finding]:
+    """The doctor's findings, plus the guard's stop finding where the doctor did not reach it."""
+    stop = stop_finding(info)
+    if stop is None or any(f.id == stop.id for f in found):
+        return found
+    return sorted([*found, stop], key=lambda f: ORDER.index(f.id))
+
+
+def stop_line(info: dict) -> str | None:
+    """'  stopped by the guard at step 5: constant_reward: ...' for a stopped run's report."""
+    stop = RunInfo.from_dict(info).guard_stop
+    if not stop:
+        return None
+    return f"  stopped by the guard at step {stop.get('step')}: {stop.get('id')}: {stop.get('title')}"

@@ -1,0 +1,129 @@
+"""The doctor's rules on a running run's metrics: the rows logged so far, kept in memory.
+
+Each live kind calls the doctor's own finder (grpolab.tune.doctor) on a doctor `Run` built from
+those rows, so a live finding reads exactly like `grpolab doctor` would. Two kinds look at a
+window instead of the whole history (a run that *had* signal and lost it is caught too):
+constant_reward and no_learning_signal hold when the reward spread was zero at each of the last
+`guard.window` logged steps. Divergence also counts blown-up weights (the callback measures the
+trainable-weight norm), because a huge step under Adam saturates the softmax and the loss and
+gradient go to 0, never to NaN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from grpolab.tune import doctor
+from grpolab.tune.doctor import Finding
+from grpolab.tune.thresholds import THRESHOLDS
+
+
+@contextmanager
+def guard_limits(values: dict[str, float]) -> Iterator[None]:
+    """The doctor's finders read every limit from THRESHOLDS: for the length of a check they read
+    the guard's values instead (the table is restored after; training calls this from one thread)."""
+    saved = {name: THRESHOLDS[name] for name in values if name in THRESHOLDS}
+    try:
+        for name, old in saved.items():
+            THRESHOLDS[name] = dataclasses.replace(old, value=values[name])
+        yield
+    finally:
+        THRESHOLDS.update(saved)
+
+
+def view(run_dir: Path, rows: list[dict], loader, world_size: int) -> doctor.Run:
+    """A doctor Run over rows in memory (nothing is read from run_dir until a finding first holds)."""
+    return doctor.Run(Path(run_dir), rows, {}, {"world_size": world_size}, loader, None, 0)
+
+
+def _zero_spread(row: dict, limit: float) -> bool | None:
+    """Whether every group of this logged step had the same reward; None for a row without rewards."""
+    frac, std = row.get("frac_reward_zero_std"), row.get("reward_std")
+    if _number(frac):
+        return frac >= 1.0 - 1e-9
+    if _number(std):
+        return std <= limit
+    return None
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def zero_spread_window(rows: list[dict], window: int, limit: float) -> list[dict] | None:
+    """The last `window` rows that logged a reward, when each had zero reward spread; else None."""
+    scored = [row for row in rows if _zero_spread(row, limit) is not None]
+    last = scored[-window:]
+    return last if len(last) == window and all(_zero_spread(row, limit) for row in last) else None
+
+
+def weight_blowup(run: doctor.Run, growth: float | None, limit: float) -> Finding | None:
+    """Divergence from the weight norm: the doctor's divergence finding (its edits and why), with
+    the weight growth as its evidence. The doctor's finder is given an `error` that says
+    "diverged" so that it builds the finding; that line of evidence is replaced by the measured one."""
+    if growth is None or not growth > limit:
+        return None
+    marked = dataclasses.replace(run, info={**run.info, "error": "diverged"})
+    finding = doctor.find_divergence(marked)
+    if finding is None:  # cannot happen while find_divergence reads info["error"]; kept safe
+        return None
+    finding.evidence = [e for e in finding.evidence if not e.startswith("run_info.json")]
+    finding.evidence.insert(
+        0,
+        f"the trainable-weight norm is {growth:.3g}x its value before step 1 (> {limit:g}x): one or more "
+        "updates blew up the weights",
+    )
+    return finding
+
+
+def only_reward_collapse(finding: Finding) -> bool:
+    """A divergence whose sole evidence is a reward that fell from its best step: early in a run a
+    few noisy batch means can look like that, so the guard warns on it and stops only on hard
+    evidence (a non-finite value, exploding gradients, blown-up weights)."""
+    return finding.id == "divergence" and finding.thresholds == ["reward_collapse"] and len(finding.evidence) == 1
+
+
+def live_findings(
+    run: doctor.Run, kinds: list[str], window: int, limits: dict[str, float], weight_growth: float | None
+) -> list[Finding]:
+    """The findings among `kinds` that hold on the rows of `run` now, in the doctor's order."""
+    found: dict[str, Finding] = {}
+    with guard_limits(limits):
+        if "divergence" in kinds:
+            finding = doctor.find_divergence(run)
+            blown = weight_blowup(run, weight_growth, limits["weight_growth"])
+            if finding and blown:  # both seen: the weights are the most direct evidence
+                finding.evidence.insert(0, blown.evidence[0])
+            if finding or blown:
+                found["divergence"] = finding or blown
+        zero = zero_spread_window(run.metrics, window, limits["constant_reward_std"])
+        if zero is not None:
+            recent = dataclasses.replace(run, metrics=zero)
+            constant = doctor.find_constant_reward(recent) if "constant_reward" in kinds else None
+            signal = None if constant else doctor.find_no_signal(recent)
+            if constant:
+                found["constant_reward"] = constant
+            elif signal and "no_learning_signal" in kinds:
+                found["no_learning_signal"] = signal
+        finders = {
+            "clipped_completions": lambda: doctor.find_clipped(run),
+            "kl_growth": lambda: doctor.find_kl_growth(run),
+            "entropy_collapse": lambda: doctor.find_entropy_collapse(run),
+            "reward_hacking": lambda: doctor.find_reward_hacking(run),
+            "lr_too_low": lambda: doctor.find_lr_too_low(run, zero_signal=zero is not None, constant=False),
+        }
+        for kind, find in finders.items():
+            if kind in kinds:
+                finding = find()
+                if finding:
+                    found[kind] = finding
+        for finding in found.values():  # an edit that would not validate is shown, never suggested as is
+            problem = doctor.validate_edits(run, finding.edits)
+            if problem:
+                finding.alternatives.insert(0, " ".join(finding.set_lines()) + f"  (not valid as is: {problem})")
+                finding.edits = {}
+    return sorted(found.values(), key=lambda f: doctor.ORDER.index(f.id))

@@ -1,0 +1,149 @@
+"""The trainer's side of the live guard (grpolab.guard): a callback that feeds each logged step to
+the Watcher, acts on what it finds, and forecasts the run's time from its first steps.
+
+Rank 0 decides; every rank stops at the same step (one all-reduced flag at each log step, which
+every rank reaches together), since a rank that stopped alone would hang the others in the
+collective checkpoint save.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from grpolab.guard.forecast import Forecast, project
+from grpolab.guard.watch import Verdict, Watcher
+from grpolab.run import metrics
+from grpolab.train.callbacks import _any_rank
+
+
+class GuardCallback(TrainerCallback):
+    def __init__(
+        self,
+        watcher: Watcher | None,
+        forecast_after: int,
+        run_dir: Path,
+        is_main: bool,
+        on_gpu: bool,
+        record: Callable[..., None] = lambda **values: None,  # run_info.json (rank 0 writes)
+        wandb_run=None,
+        scoring_seconds: Callable[[], float] = lambda: 0.0,  # held-out scoring, left out of the clock
+    ):
+        self.watcher, self.forecast_after = watcher, forecast_after
+        self.run_dir, self.is_main, self.on_gpu = run_dir, is_main, on_gpu
+        self.record, self.wandb_run, self.scoring_seconds = record, wandb_run, scoring_seconds
+        self.forecast: Forecast | None = None
+        self.stopped: Verdict | None = None  # rank 0: the finding that stopped the run
+        self.stopped_at: int | None = None  # every rank: the step it stopped at
+        self.seconds_in_guard = 0.0  # this callback's own cost (the bench compares it to the loop)
+        self._norm0: float | None = None
+        self._started = self._first_step_end = 0.0
+        self._first_step = 0
+
+    # ------------------------------------------------------------------ the clock
+    def _training_seconds(self) -> float:
+        return time.perf_counter() - self._started - self.scoring_seconds()
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._started, self._first_step = time.perf_counter(), state.global_step
+        if self.watcher is not None and model is not None:
+            self._norm0 = _weight_norm(model)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        done = state.global_step - self._first_step
+        if done == 1:
+            self._first_step_end = self._training_seconds()
+        if self.forecast is None and self.forecast_after and done == self.forecast_after:
+            self.forecast = project(
+                done,
+                state.max_steps - self._first_step,
+                self._first_step_end,
+                self._training_seconds(),
+                args.world_size,
+                self.on_gpu,
+            )
+            if self.is_main:
+                print(f"\n{self.forecast.line()}", flush=True)
+                self.record(forecast=self.forecast.to_dict())
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.forecast is not None:
+            self.forecast.actual_seconds = round(self._training_seconds(), 2)
+            if self.is_main:
+                self.record(forecast=self.forecast.to_dict())
+
+    def outcome(self) -> dict:
+        """What run_info.json and summary.json keep: the findings, the one that stopped the run, the forecast."""
+        out: dict = {}
+        if self.watcher is not None:
+            reported = list(self.watcher.reported.values())
+            out["guard"] = {
+                "findings": [v.to_dict() for v in reported],
+                "stopped": self.stopped.to_dict() if self.stopped else None,
+                "seconds": round(self.seconds_in_guard, 3),  # the guard's own cost in the training loop
+            }
+        if self.forecast is not None:
+            out["forecast"] = self.forecast.to_dict()
+        return out
+
+    # ------------------------------------------------------------------ the rules
+    def on_log(self, args, state, control, logs=None, model=None, **kwargs):
+        if self.watcher is None or not logs or "train_runtime" in logs:  # the Trainer's closing summary
+            return
+        began = time.perf_counter()
+        stop = False
+        if self.is_main:
+            growth = None
+            if self._norm0 and model is not None:
+                growth = _weight_norm(model) / self._norm0
+            for verdict in self.watcher.observe(state.global_step, logs, growth):
+                self._report(verdict)
+            if self.watcher.stop is not None and self.stopped is None:
+                self.stopped, stop = self.watcher.stop, True
+        if _any_rank(stop):
+            self.stopped_at = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+        self.seconds_in_guard += time.perf_counter() - began
+
+    def _report(self, verdict: Verdict) -> None:
+        """Once per finding: printed in the doctor's format, in metrics.jsonl and the trackers."""
+        print(f"\n{verdict.render()}", flush=True)
+        metrics.append(self.run_dir, {"step": verdict.step, "time": round(time.time(), 3), "guard": verdict.to_dict()})
+        if self.wandb_run is not None:
+            _alert(self.wandb_run, verdict)
+
+
+def _alert(wandb_run, verdict: Verdict) -> None:
+    """A WandB alert (e-mail / Slack where the user set them up) and a point on the run's charts."""
+    import wandb
+
+    f = verdict.finding
+    level = wandb.AlertLevel.ERROR if verdict.action == "stop" else wandb.AlertLevel.WARN
+    text = "\n".join([*f.evidence, f"why: {f.why}", *(["edit: " + " ".join(f.set_lines())] if f.edits else [])])
+    try:
+        wandb_run.alert(title=f"grpolab guard ({verdict.action}): {f.id}", text=text, level=level)
+    except Exception as exc:  # offline runs, or a server without alerts: the finding is recorded anyway
+        print(f"note: the WandB alert was not sent ({type(exc).__name__}: {exc})")
+    wandb_run.log({f"guard/{f.id}": 2 if verdict.action == "stop" else 1, "train/global_step": verdict.step})
+
+
+def _weight_norm(model) -> float:
+    """The L2 norm of this rank's trainable weights (ZeRO-3 / FSDP: its shard), in fp32."""
+    import torch
+
+    tensors = []
+    for param in model.parameters():
+        if param.requires_grad:
+            local = getattr(param, "ds_tensor", None)
+            local = param.detach() if local is None else local.detach()
+            local = local.to_local() if hasattr(local, "to_local") else local
+            if local.numel():
+                tensors.append(local)
+    if not tensors:
+        return 0.0
+    norms = torch._foreach_norm(tensors, 2, dtype=torch.float32)
+    return float(torch.linalg.vector_norm(torch.stack(norms)).item())
