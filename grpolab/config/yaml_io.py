@@ -3,12 +3,15 @@ strict about everything a config file must not contain, atomic writes that never
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
 import io
 import json
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -17,7 +20,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarfloat import ScalarFloat
 
-from .errors import CANNOT_WRITE, FILE_EXISTS, ConfigError, Problem, advise
+from .errors import CANNOT_WRITE, CONFIG_CHANGED, FILE_EXISTS, ConfigError, Problem, advise
 from .keys import split_key
 
 
@@ -82,6 +85,7 @@ def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
         raise ConfigError(
             Problem("", f"cannot read the file: {exc.strerror or exc}", "check its permissions", origin)
         ) from None
+    remember_read(path, raw)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -274,15 +278,137 @@ def _double_quoted(text: str) -> str:
     )
 
 
-def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> Path:
+# ---------------------------------------------------------------- concurrent edits
+# Every read-modify-write of a user file (config set, save_config, minimize, annotate, sweep trial
+# files, doctor --write-config) ends in write_atomic, so that is where lost updates are stopped:
+#  - edit_lock(path) is held across the whole edit by the commands, so two edits of one file run
+#    one after the other and the second re-reads what the first wrote;
+#  - write_atomic compares the file with the version this thread last read of it (read_yaml_file
+#    and read_for_edit remember it) and refuses "changed while editing: rerun" where another
+#    writer got in between, so even an edit made without the lock never silently drops one.
+
+_held = threading.local()  # folder -> [fd or None, depth]: the lock is re-entrant within a thread
+_thread_locks: dict[str, threading.RLock] = {}
+_thread_locks_guard = threading.Lock()
+_seen = threading.local()  # real path -> digest of the bytes this thread last read or wrote there
+
+
+def _digest(raw: bytes | None) -> str | None:
+    return None if raw is None else hashlib.sha256(raw).hexdigest()
+
+
+def _key(path) -> str:
+    return os.path.realpath(path)
+
+
+def remember_read(path, raw: bytes | None) -> None:
+    """Record the bytes this thread read from (or wrote to) `path`: the version its edit starts from."""
+    if not hasattr(_seen, "files"):
+        _seen.files = {}
+    _seen.files[_key(path)] = _digest(raw)
+
+
+def forget_reads() -> None:
+    """Start a new command: what earlier commands of this thread read is not what this one edits."""
+    _seen.files = {}
+
+
+def version_read(path) -> str | None:
+    """The digest of `path` as this thread last read it, None if it has not read it."""
+    return getattr(_seen, "files", {}).get(_key(path))
+
+
+def read_for_edit(path) -> bytes:
+    """The bytes of a file about to be edited; write_atomic refuses if it changes before the write."""
+    raw = Path(path).read_bytes()
+    remember_read(path, raw)
+    return raw
+
+
+def _current(path) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def changed_while_editing(path) -> ConfigError:
+    return ConfigError(
+        Problem(
+            "",
+            "changed while editing (another command or editor wrote it after this one read it); nothing was written",
+            "rerun",
+            str(path),
+        ),
+        CONFIG_CHANGED,
+    )
+
+
+def check_unchanged(path, expected: str | None) -> None:
+    """Refuse the edit if `path` no longer holds the version `expected` (a digest from version_read)."""
+    if expected is not None and _digest(_current(path)) != expected:
+        raise changed_while_editing(path)
+
+
+@contextlib.contextmanager
+def edit_lock(path):
+    """Hold the edit lock of `path` (an exclusive flock on its folder, re-entrant in a thread,
+    exclusive across threads and processes). The folder, not the file, is locked: an atomic
+    write replaces the file's inode, so a lock on the file itself would not be seen by the next
+    writer. Where the folder cannot be locked (no flock, no read access) the version check of
+    write_atomic still refuses a lost update."""
+    folder = Path(os.path.realpath(path)).parent
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent  # a new file in a folder not made yet: its nearest existing folder
+    key = str(folder)
+    held = getattr(_held, "folders", None)
+    if held is None:
+        held = _held.folders = {}
+    if key in held:
+        held[key][1] += 1
+        try:
+            yield
+        finally:
+            held[key][1] -= 1
+        return
+    with _thread_locks_guard:
+        rlock = _thread_locks.setdefault(key, threading.RLock())
+    with rlock:
+        fd = None
+        try:
+            import fcntl
+
+            fd = os.open(key, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except (ImportError, OSError):
+            if fd is not None:
+                os.close(fd)
+            fd = None
+        held[key] = [fd, 1]
+        try:
+            yield
+        finally:
+            del held[key]
+            if fd is not None:
+                os.close(fd)  # closing the descriptor releases the flock
+
+
+def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False, expect: str | None = None) -> Path:
     """Write text to path via a temp file in the same folder. Without overwrite, an existing
     file is never replaced (the final step is a hard link, which fails if the name exists).
+
+    Under the file's edit lock, an existing file that changed since this thread read it (or
+    since `expect`, a digest from version_read) is refused: "changed while editing: rerun".
 
     What the user had around an existing file stays: a symbolic link stays a link (the file it
     points at is written), a file with several hard links is rewritten in place so every name
     sees the new text, and its permissions, owner, CRLF line endings and UTF-8 BOM are kept. Only
     regular files (or new paths) are written: a device, pipe or socket is refused."""
-    path = Path(path)
+    with edit_lock(path):
+        return _write_atomic(Path(path), text, overwrite, expect)
+
+
+def _write_atomic(path: Path, text: str, overwrite: bool, expect: str | None) -> Path:
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     exists = Problem(
         "",
@@ -306,7 +432,11 @@ def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False)
         raise ConfigError(exists, FILE_EXISTS)
     old = target.stat() if target.is_file() else None
     if old is not None:
-        text = keep_file_style(target.read_bytes(), text)
+        raw = target.read_bytes()
+        expected = expect if expect is not None else version_read(target)
+        if expected is not None and _digest(raw) != expected:
+            raise changed_while_editing(path)
+        text = keep_file_style(raw, text)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -346,6 +476,7 @@ def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    remember_read(target, _current(target))  # this thread's next edit starts from what it wrote
     return path
 
 

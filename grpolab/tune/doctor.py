@@ -784,7 +784,7 @@ def write_next_config(
     minimal file, `base: <the run's config file>` plus the run's own --set values and the changed keys,
     each marked `# Changed from OLD: <finding>`; with `full` (or where the loader has no `base:`) a full
     copy of the run's config file with the same marks. Returns the path and the findings applied."""
-    from grpolab.config.yaml_io import write_atomic
+    from grpolab.config.yaml_io import edit_lock, write_atomic
 
     chosen = [f for f in findings if f.edits]
     if not chosen:
@@ -801,29 +801,34 @@ def write_next_config(
             Problem("", "resolved_config.yaml does not load; cannot write a config", None, str(run.path))
         )
     out = Path(out)
-    if out.exists() and not force:
-        raise ConfigError(
-            Problem("", "file exists; refusing to overwrite it", "choose a new file name, or pass --force", str(out))
-        )
-    edits, reason = {}, {}
-    for f in chosen:
-        for key, value in f.edits.items():
-            if key not in edits:  # the higher-priority finding wins a key
-                edits[key], reason[key] = value, f.id
-    header = [
-        f"grpolab doctor: next experiment for {run.path}",
-        "changed keys are marked with the finding that asks for them:",
-        *[f"  {f.id}: {f.title}" for f in chosen],
-    ]
-    loader, source = _source_loader(run)
-    files = None if full else _base_support()
-    if files is not None:
-        text = _minimal_text(files, run, loader, Path(source), edits, reason, header, out)
-    else:
-        text = _full_text(run, loader, source, edits, reason, header)
-    write_atomic(out, text, overwrite=force)
-    GRPOConfigLoader(config_path=out, world_size=run.world_size)  # the file written is a valid config
-    return out, chosen
+    # Under OUT's lock: written over the run's own config (--force), it is read and rewritten as
+    # one edit, and write_atomic refuses if it changed since it was read.
+    with edit_lock(out):
+        if out.exists() and not force:
+            raise ConfigError(
+                Problem(
+                    "", "file exists; refusing to overwrite it", "choose a new file name, or pass --force", str(out)
+                )
+            )
+        edits, reason = {}, {}
+        for f in chosen:
+            for key, value in f.edits.items():
+                if key not in edits:  # the higher-priority finding wins a key
+                    edits[key], reason[key] = value, f.id
+        header = [
+            f"grpolab doctor: next experiment for {run.path}",
+            "changed keys are marked with the finding that asks for them:",
+            *[f"  {f.id}: {f.title}" for f in chosen],
+        ]
+        loader, source = _source_loader(run)
+        files = None if full else _base_support()
+        if files is not None:
+            text = _minimal_text(files, run, loader, Path(source), edits, reason, header, out)
+        else:
+            text = _full_text(run, loader, source, edits, reason, header)
+        write_atomic(out, text, overwrite=force)
+        GRPOConfigLoader(config_path=out, world_size=run.world_size)  # the file written is a valid config
+        return out, chosen
 
 
 def _base_support():
