@@ -32,8 +32,116 @@ def _yaml() -> YAML:
     return yaml
 
 
+# Bounds on untrusted YAML, so reading any file costs bounded time and memory: a config is a few
+# KB, so these are far above any real one and far below what would take minutes or gigabytes.
+# Below them reading is linear in the file's size (bench/yaml_scaling.py measures it).
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: ~8 s to read and validate at the limit on a slow core
+MAX_DEPTH = 64  # nested mappings/lists; ruamel itself recurses about 300 levels deep at most
+MAX_VALUES = 500_000  # values once every alias (`*name`) is expanded (a "billion laughs" file)
+
+
+def _too_large(size: int, origin: str) -> ConfigError:
+    return ConfigError(
+        Problem(
+            "",
+            f"is {size:,} bytes; a config file may be at most {MAX_CONFIG_BYTES:,} bytes (1 MiB)",
+            "move large data (prompts, tables, long texts) into a data file the config names",
+            origin,
+        )
+    )
+
+
+def _too_deep(origin: str, line: int | None) -> ConfigError:
+    return ConfigError(
+        Problem(
+            "",
+            f"nested more than {MAX_DEPTH} levels deep (mappings and lists inside each other)",
+            "flatten the structure: a config is a few levels deep",
+            f"{origin}:{line}" if line else origin,
+        )
+    )
+
+
+def _line(node) -> int | None:
+    lc = getattr(node, "lc", None)
+    return lc.line + 1 if lc is not None and lc.line is not None else None
+
+
+def check_bounds(tree, origin: str) -> None:
+    """Refuse a parsed tree nested deeper than MAX_DEPTH or holding more than MAX_VALUES values
+    once its aliases are expanded. Each distinct node is visited once (sizes are memoised), so a
+    file whose aliases expand to billions of values is refused in time linear in its size."""
+    seen: dict[int, tuple[int, int] | None] = {}  # id -> (expanded size, height); None while open
+
+    def walk(node, depth: int) -> tuple[int, int]:
+        if not isinstance(node, (dict, list)):
+            return 1, 0
+        if depth > MAX_DEPTH:
+            raise _too_deep(origin, _line(node))
+        known = seen.get(id(node), False)
+        if known is None:
+            raise ConfigError(
+                Problem(
+                    "",
+                    "an alias (`*name`) refers to a mapping or list that contains it",
+                    "write the values out instead of the alias",
+                    f"{origin}:{_line(node)}" if _line(node) else origin,
+                )
+            )
+        if known is not False:
+            size, height = known
+            if depth + height > MAX_DEPTH:
+                raise _too_deep(origin, _line(node))
+            return known
+        seen[id(node)] = None
+        size, height = 1, 0
+        for child in node.values() if isinstance(node, dict) else node:
+            child_size, child_height = walk(child, depth + 1)
+            size, height = size + child_size, max(height, child_height + 1)
+            if size > MAX_VALUES:
+                raise ConfigError(
+                    Problem(
+                        "",
+                        f"its aliases (`*name`) expand to more than {MAX_VALUES:,} values; a config needs far fewer",
+                        "write the values out, or share settings with `base:` instead of aliases",
+                        f"{origin}:{_line(node)}" if _line(node) else origin,
+                    )
+                )
+        seen[id(node)] = (size, height)
+        return size, height
+
+    walk(tree, 0)
+
+
+# Quoted strings and comments (skipped), and the brackets of flow collections (counted).
+_FLOW_TOKEN = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\n]|'')*'|(?:^|(?<=\s))#[^\n]*|[\[\]{}]""", re.MULTILINE)
+
+
+def _flow_too_deep(text: str) -> int | None:
+    """The line where `[`/`{` nest deeper than MAX_DEPTH, found by one scan of the text, or None.
+    ruamel's scanner costs time quadratic in the flow nesting depth (10 s at 1000 levels) before
+    its own recursion fails, so depth is refused before parsing."""
+    depth = 0
+    for match in _FLOW_TOKEN.finditer(text):
+        char = match.group()
+        if char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return text.count("\n", 0, match.start()) + 1
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return None
+
+
 def parse_yaml_text(text: str, origin: str):
-    """Parse text into a round-trip tree; syntax errors become a Problem with line and column."""
+    """Parse text into a round-trip tree; syntax errors become a Problem with line and column.
+    Input past the bounds above (size, depth, expanded aliases) is a Problem too, never a hang
+    or a RecursionError."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise _too_large(len(text.encode("utf-8", "surrogatepass")), origin)
+    deep_line = _flow_too_deep(text)
+    if deep_line is not None:
+        raise _too_deep(origin, deep_line)
     directive = re.search(r"^%YAML[ \t]+(\S+)", text, re.MULTILINE)
     if directive and directive.group(1) != "1.2":
         line = text[: directive.start()].count("\n") + 1
@@ -46,7 +154,9 @@ def parse_yaml_text(text: str, origin: str):
             )
         )
     try:
-        return _yaml().load(text)
+        tree = _yaml().load(text)
+    except RecursionError:
+        raise _too_deep(origin, None) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{origin}:{mark.line + 1}:{mark.column + 1}" if mark else origin
@@ -63,6 +173,8 @@ def parse_yaml_text(text: str, origin: str):
         raise ConfigError(Problem("", f"YAML error: {what}", fix, where)) from None
     except YAMLError as exc:
         raise ConfigError(Problem("", f"YAML error: {exc}", None, origin)) from None
+    check_bounds(tree, origin)
+    return tree
 
 
 def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
@@ -80,6 +192,9 @@ def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
             )
         )
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:  # refused before reading it: memory stays bounded too
+            raise _too_large(size, origin)
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(
