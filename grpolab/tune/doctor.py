@@ -74,6 +74,7 @@ class Run:
     loader: GRPOConfigLoader | None
     config_error: str | None
     torn_lines: int
+    problems: list[str] = field(default_factory=list)  # record fields of the wrong type, named
 
     @property
     def config(self):
@@ -116,8 +117,15 @@ def load_run(run_dir) -> Run:
                 str(path),
             )
         )
-    metrics, torn = read_metrics_tolerant(metrics_path)
-    info = _read_json(path / "run_info.json")
+    from grpolab.run import metrics as run_metrics
+    from grpolab.run.record import RunInfo, Summary
+
+    _, torn = read_metrics_tolerant(metrics_path)
+    metrics, problems = run_metrics.read_checked(path)
+    # Through the typed readers: a field of the wrong type is dropped and named, never met later.
+    typed_info, typed_summary = RunInfo.load(path), Summary.load(path)
+    problems = [*typed_info.unreadable, *typed_summary.unreadable, *problems]
+    info = typed_info.to_dict()
     loader, error = None, None
     if resolved.is_file():
         world = info.get("world_size") if isinstance(info.get("world_size"), int) else None
@@ -125,7 +133,8 @@ def load_run(run_dir) -> Run:
             loader = GRPOConfigLoader(config_path=resolved, world_size=world)
         except ConfigError as exc:
             error = str(exc)
-    return Run(path, metrics, _read_json(path / "summary.json"), info, loader, error, torn)
+    summary = typed_summary.to_dict() if _read_json(path / "summary.json") else {}
+    return Run(path, metrics, summary, info, loader, error, torn, problems)
 
 
 def series(run: Run, key: str) -> list[tuple[int, float]]:
@@ -711,8 +720,9 @@ def diagnose(run: Run) -> list[Finding]:
 
 # --------------------------------------------------------------------------- report
 def notes(run: Run) -> list[str]:
-    """What looks wrong in a GRPO run but is not: said once so nobody tunes against it."""
-    out = []
+    """What looks wrong in a GRPO run but is not: said once so nobody tunes against it. First, what
+    in the run's records could not be read (file and field): the findings leave those values out."""
+    out = [f"unreadable record, left out: {problem}" for problem in run.problems]
     loss = [v for _, v in series(run, "loss")]
     if loss and max(abs(v) for v in loss) < 0.05:
         out.append(
@@ -726,7 +736,7 @@ def notes(run: Run) -> list[str]:
 
 
 def render(run: Run, findings: list[Finding]) -> str:
-    status = run.info.get("status", "unknown")
+    status = "unreadable" if run.problems else run.info.get("status", "unknown")
     steps = series(run, "reward")
     head = f"{run.path}  (status {status}, {len(run.metrics)} metric records"
     head += f", {len(steps)} with a reward" if steps else ""
