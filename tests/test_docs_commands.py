@@ -33,6 +33,9 @@ ELSEWHERE = {
     "python training/grpo_training.py --resume grpo_results_local/grpo_local_20261126-101500": (
         "needs that run's checkpoint; resume runs in tests/test_train_resume.py"
     ),
+    "grpolab train --resume grpo_results_local/grpo_local_20261126-101500 --set training.max_steps=400": (
+        "needs that run's checkpoint; training a finished run longer runs in tests/test_train_finished.py"
+    ),
     "grpolab compare grpo_results_local --metric reward --metric kl --smooth 8 --out docs/img/compare.png": (
         "needs the four trained sweep runs; compare of real runs is in tests/test_experiment_runs.py"
     ),

@@ -4,6 +4,7 @@ line (a hard kill mid-write), summaries, and "lower is better" in one place."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -96,6 +97,11 @@ def test_resume_after_a_hard_kill_with_a_torn_line(tiny_gpt2, fast_config, train
     first = train("--config", cfg, "--run-name", "killed")
     assert first.code == 0, first
     run_dir = first.run_dir
+    # Killed hard after step 2 was logged but before its checkpoint and its end were written (a
+    # finished run is not resumed at all: tests/test_train_finished.py).
+    shutil.rmtree(run_dir / "checkpoint-2")
+    info = json.loads((run_dir / "run_info.json").read_text())
+    (run_dir / "run_info.json").write_text(json.dumps({**info, "status": "interrupted", "global_step": 1}))
     with (run_dir / "metrics.jsonl").open("a") as handle:
         handle.write(TORN)
     resumed = train("--resume", run_dir)

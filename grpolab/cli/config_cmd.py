@@ -231,12 +231,17 @@ def cmd_set(args) -> int:
             ),
             BAD_ARGUMENTS,
         )
-    loader = GRPOConfigLoader(config_path=args.file)
-    loader.update_params(updates)
-    print_warnings(loader)
+    from grpolab.config.yaml_io import edit_lock
+
     out = args.output or args.file
     in_place = args.output is None
-    path = loader.save_config(out, overwrite=in_place or args.force)
+    # Read, change and write under the file's lock: a concurrent `config set` of the same file
+    # waits, then reads this one's result, so neither edit is lost.
+    with edit_lock(out):
+        loader = GRPOConfigLoader(config_path=args.file)
+        loader.update_params(updates)
+        print_warnings(loader)
+        path = loader.save_config(out, overwrite=in_place or args.force)
     print(f"wrote {path}: " + ", ".join(f"{k}={inline_yaml(v)}" for k, v in updates.items()))
     return EXIT_OK
 
@@ -381,9 +386,11 @@ def cmd_new(args) -> int:
 
 def cmd_minimize(args) -> int:
     from grpolab.config.files import minimize
+    from grpolab.config.yaml_io import edit_lock
 
-    path, text = minimize(args.file, args.output, args.base)
-    return _write_new(path, text, args.force or args.output is None)
+    with edit_lock(args.output or args.file):  # in place: read and rewrite FILE as one edit
+        path, text = minimize(args.file, args.output, args.base)
+        return _write_new(path, text, args.force or args.output is None)
 
 
 def cmd_ls(args) -> int:

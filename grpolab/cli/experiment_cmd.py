@@ -121,7 +121,15 @@ def cmd_list(args) -> int:
     print(render_rows(list_table(runs)))
     if any(r.status == GONE for r in runs):
         print(f"\n{GONE}: recorded as running, but its process is gone (killed or crashed)")
+    _say_unreadable(runs, sys.stdout)
     return 0
+
+
+def _say_unreadable(runs, stream) -> None:
+    """One line per run whose records hold a field of the wrong type, naming file and field."""
+    for run in runs:
+        if run.problems:
+            print(f"unreadable {run.path}: {'; '.join(run.problems[:3])}", file=stream)
 
 
 def cmd_show(args) -> int:
@@ -144,8 +152,11 @@ def cmd_compare(args) -> int:
     from grpolab.experiment.runs import find_runs
 
     runs = find_runs(args.run_dirs)
+    _say_unreadable(runs, sys.stderr)
+    unreadable = [r for r in runs if r.problems]
+    runs = [r for r in runs if not r.problems]  # their numbers cannot be trusted: left out, and said
     if not runs:
-        print("no runs found", file=sys.stderr)
+        print("no runs found" if not unreadable else "no readable runs to compare", file=sys.stderr)
         return 2
     metrics = args.metric or ["reward"]
     for metric in metrics:

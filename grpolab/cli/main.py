@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     set_audience("cli")  # errors from shared code give command-line advice (--force, not overwrite=True)
     parser = build_parser()
     args = parser.parse_args(argv)
+    from grpolab.config.yaml_io import forget_reads
+
+    forget_reads()  # a command edits the files as it reads them, not as an earlier command did
     try:
         return args.func(args) or 0
     except ConfigError as exc:

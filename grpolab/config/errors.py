@@ -33,6 +33,9 @@ NO_CHECKPOINT = "cannot resume"
 INCOMPATIBLE = "incompatible trl/transformers"
 
 
+SHOWN = 50  # problems printed in full; `problems` keeps every one
+
+
 class ConfigError(ValueError):
     """One or more problems with the user's input, reported together. `kind` says what kind
     (INVALID_CONFIG unless given): the message starts with it."""
@@ -50,7 +53,9 @@ class ConfigError(ValueError):
         if len(self.problems) == 1:
             return f"{self.kind}: {self.problems[0]}"
         lines = [f"{self.kind} ({len(self.problems)} problems):"]
-        lines += [f"  - {p}" for p in self.problems]
+        lines += [f"  - {p}" for p in self.problems[:SHOWN]]
+        if len(self.problems) > SHOWN:  # thousands of lines help nobody: the first ones show the kind
+            lines.append(f"  ... and {len(self.problems) - SHOWN} more (fix these and validate again)")
         return "\n".join(lines)
 
 

@@ -18,7 +18,15 @@ from .keys import MISSING, flatten, get_path, lookup, same, split_key, unflatten
 from .layers import MODES, base_value, preset_dir, preset_path
 from .loader import GRPOConfigLoader
 from .yaml_edit import to_tree
-from .yaml_io import dump_yaml, inline_yaml, parse_yaml_text, read_yaml_file, to_plain
+from .yaml_io import (
+    changed_while_editing,
+    dump_yaml,
+    inline_yaml,
+    parse_yaml_text,
+    read_yaml_file,
+    to_plain,
+    version_read,
+)
 
 SCHEMA_LINE = "yaml-language-server: $schema="
 _NAME = re.compile(r"^[\w][\w.-]*$")
@@ -161,6 +169,8 @@ def minimize(path, out=None, base_source: str | None = None) -> tuple[Path, str]
     base = GRPOConfigLoader(config_path=base_file)
     data = _minimal(loader, base)
     tree = read_yaml_file(path)
+    if version_read(path) != loader._source_version:  # the comments would come from another version
+        raise changed_while_editing(path)
     comments = {}
     for key in flatten(data, split_lists=False):
         comment = _eol_comment(tree, key)

@@ -178,10 +178,15 @@ class Origins:
     def __init__(self):
         self.values: dict[str, str] = {}
         self.sections: dict[str, str] = {}
+        # key -> the recorded keys below it (`a` -> `a.b`, `a.b[0]` ...), so that replacing a key
+        # drops what was below it without scanning every key: recording a layer stays linear in
+        # its size (a 60k-entry `env:` map took minutes when each key scanned all the others).
+        self._below: dict[str, dict[str, None]] = {}
 
     def copy(self) -> Origins:
         out = Origins()
         out.values, out.sections = dict(self.values), dict(self.sections)
+        out._below = {key: dict(below) for key, below in self._below.items()}
         return out
 
     def record(self, layer: Layer) -> None:
@@ -210,9 +215,13 @@ class Origins:
 
     def set(self, key: str, origin: str) -> None:
         """`key` now comes from `origin`, and so does everything inside it."""
-        for known in [k for k in self.values if k.startswith((key + ".", key + "["))]:
-            del self.values[known]
+        for known in self._below.pop(key, ()):
+            if known.startswith((key + ".", key + "[")):
+                self.values.pop(known, None)
         self.values[key] = origin
+        for i, char in enumerate(key):
+            if char in ".[" and i:
+                self._below.setdefault(key[:i], {})[key] = None
 
     def of(self, key: str) -> str:
         """Where a key's value came from: its own entry, else its closest section's, else default."""
@@ -223,8 +232,9 @@ class Origins:
             if probe in self.values:
                 return self.values[probe]
             probe = parent_key(probe)
-        for known, origin in self.values.items():
-            if known.startswith(key + "."):
+        for known in self._below.get(key, ()):
+            origin = self.values.get(known)
+            if origin is not None and known.startswith(key + "."):
                 head, _, line = origin.rpartition(":")
                 return head if head and line.isdigit() else origin
         return "default"

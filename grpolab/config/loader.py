@@ -13,6 +13,7 @@ else the file's `mode:`, else local.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path, PurePath
 
 from .errors import ConfigError, Problem, did_you_mean
@@ -34,7 +35,16 @@ from .refs import resolve_references
 from .schema import GRPOLabConfig
 from .validate import check, cross_field_problems, target_world_size
 from .yaml_edit import list_cut, set_with_comment
-from .yaml_io import dump_yaml, parse_yaml_text, read_yaml_file, to_plain, write_atomic
+from .yaml_io import (
+    changed_while_editing,
+    dump_yaml,
+    edit_lock,
+    parse_yaml_text,
+    read_yaml_file,
+    to_plain,
+    version_read,
+    write_atomic,
+)
 
 __all__ = ["GRPOConfigLoader", "preset_dir", "preset_path"]  # preset_* re-exported for their old import path
 
@@ -64,8 +74,10 @@ class GRPOConfigLoader:
         self.world_size = _check_world_size(world_size, "GRPOConfigLoader(world_size=...)")
         self._origins = Origins()
         chain: list[Layer] = []
+        self._source_version = None  # the config file as read here: save_config edits that version only
         if self.config_path is not None:
             chain = load_chain(self.config_path)
+            self._source_version = version_read(self.config_path)
         elif data is not None:
             folder = Path(path).parent if path is not None else None
             chain = load_chain(data=copy.deepcopy(data), label=str(path or "from_dict"), folder=folder)
@@ -285,6 +297,10 @@ class GRPOConfigLoader:
             base = preset
         else:
             tree = read_yaml_file(self.source_path)
+            if self.config_path is not None and version_read(self.source_path) != self._source_version:
+                # The changes would land on someone else's newer text, and the saved file would
+                # hold neither version: refuse, as write_atomic does.
+                raise changed_while_editing(self.source_path)
             changes, base = self._changes, self._base
             if path is not None and isinstance(tree.get("base"), str) and not tree["base"].startswith("preset:"):
                 target = resolve_base(tree["base"], self.source_path.parent)
@@ -308,10 +324,13 @@ class GRPOConfigLoader:
     def save_config(self, path, overwrite: bool = False, full: bool = False) -> Path:
         """Write the config, keeping the source file's comments, order and formatting. Each changed
         value gets an end-of-line `# Changed from OLD`. A file with `base:` keeps it (and only its
-        own keys) unless `full=True`. Atomic; never overwrites unless asked."""
-        text = self.render(path, full=full)
-        self._check_round_trip(text, str(path))
-        return write_atomic(path, text, overwrite=overwrite)
+        own keys) unless `full=True`. Atomic; never overwrites unless asked. Saving over the file
+        this loader read refuses ("changed while editing: rerun") if it changed since."""
+        with edit_lock(path):
+            text = self.render(path, full=full)
+            self._check_round_trip(text, str(path))
+            edits_source = self.config_path is not None and _same_file(path, self.config_path)
+            return write_atomic(path, text, overwrite=overwrite, expect=self._source_version if edits_source else None)
 
     def _check_round_trip(self, text: str, origin: str) -> None:
         data = to_plain(parse_yaml_text(text, origin), origin)
@@ -325,6 +344,10 @@ class GRPOConfigLoader:
                     origin,
                 )
             )
+
+
+def _same_file(a, b) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def plain_value(value):

@@ -23,13 +23,20 @@ _UNION_LABELS = {"bool", "int", "float", "str", "dict", "list", "none"}
 _OTHER_SECTION = {"training": "grpo", "grpo": "training"}
 
 
+# Unknown keys past this many get no suggestion: a file of 50k unknown keys is refused in seconds.
+SUGGESTED = 25
+
+
 def pydantic_problems(exc: ValidationError, origin_of) -> list[Problem]:
     by_key: dict[str, list] = {}  # a union reports each alternative under one key: join them
     unknown: list[Problem] = []
     for err in exc.errors():
         parts = _key_parts(err["loc"])
         if err["type"] == "extra_forbidden":
-            unknown.append(unknown_key(parts, origin_of))
+            if len(unknown) < SUGGESTED:
+                unknown.append(unknown_key(parts, origin_of))
+            else:  # a "did you mean" costs a fuzzy match over every known key: only the first few get one
+                unknown.append(Problem(join_key(parts), "unknown key.", None, origin_of(join_key(parts))))
             continue
         message = err["msg"]
         if message.startswith("Value error, "):

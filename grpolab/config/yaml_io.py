@@ -3,12 +3,15 @@ strict about everything a config file must not contain, atomic writes that never
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
 import io
 import json
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -17,7 +20,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarfloat import ScalarFloat
 
-from .errors import CANNOT_WRITE, FILE_EXISTS, ConfigError, Problem, advise
+from .errors import CANNOT_WRITE, CONFIG_CHANGED, FILE_EXISTS, ConfigError, Problem, advise
 from .keys import split_key
 
 
@@ -29,8 +32,116 @@ def _yaml() -> YAML:
     return yaml
 
 
+# Bounds on untrusted YAML, so reading any file costs bounded time and memory: a config is a few
+# KB, so these are far above any real one and far below what would take minutes or gigabytes.
+# Below them reading is linear in the file's size (bench/yaml_scaling.py measures it).
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: ~8 s to read and validate at the limit on a slow core
+MAX_DEPTH = 64  # nested mappings/lists; ruamel itself recurses about 300 levels deep at most
+MAX_VALUES = 500_000  # values once every alias (`*name`) is expanded (a "billion laughs" file)
+
+
+def _too_large(size: int, origin: str) -> ConfigError:
+    return ConfigError(
+        Problem(
+            "",
+            f"is {size:,} bytes; a config file may be at most {MAX_CONFIG_BYTES:,} bytes (1 MiB)",
+            "move large data (prompts, tables, long texts) into a data file the config names",
+            origin,
+        )
+    )
+
+
+def _too_deep(origin: str, line: int | None) -> ConfigError:
+    return ConfigError(
+        Problem(
+            "",
+            f"nested more than {MAX_DEPTH} levels deep (mappings and lists inside each other)",
+            "flatten the structure: a config is a few levels deep",
+            f"{origin}:{line}" if line else origin,
+        )
+    )
+
+
+def _line(node) -> int | None:
+    lc = getattr(node, "lc", None)
+    return lc.line + 1 if lc is not None and lc.line is not None else None
+
+
+def check_bounds(tree, origin: str) -> None:
+    """Refuse a parsed tree nested deeper than MAX_DEPTH or holding more than MAX_VALUES values
+    once its aliases are expanded. Each distinct node is visited once (sizes are memoised), so a
+    file whose aliases expand to billions of values is refused in time linear in its size."""
+    seen: dict[int, tuple[int, int] | None] = {}  # id -> (expanded size, height); None while open
+
+    def walk(node, depth: int) -> tuple[int, int]:
+        if not isinstance(node, (dict, list)):
+            return 1, 0
+        if depth > MAX_DEPTH:
+            raise _too_deep(origin, _line(node))
+        known = seen.get(id(node), False)
+        if known is None:
+            raise ConfigError(
+                Problem(
+                    "",
+                    "an alias (`*name`) refers to a mapping or list that contains it",
+                    "write the values out instead of the alias",
+                    f"{origin}:{_line(node)}" if _line(node) else origin,
+                )
+            )
+        if known is not False:
+            size, height = known
+            if depth + height > MAX_DEPTH:
+                raise _too_deep(origin, _line(node))
+            return known
+        seen[id(node)] = None
+        size, height = 1, 0
+        for child in node.values() if isinstance(node, dict) else node:
+            child_size, child_height = walk(child, depth + 1)
+            size, height = size + child_size, max(height, child_height + 1)
+            if size > MAX_VALUES:
+                raise ConfigError(
+                    Problem(
+                        "",
+                        f"its aliases (`*name`) expand to more than {MAX_VALUES:,} values; a config needs far fewer",
+                        "write the values out, or share settings with `base:` instead of aliases",
+                        f"{origin}:{_line(node)}" if _line(node) else origin,
+                    )
+                )
+        seen[id(node)] = (size, height)
+        return size, height
+
+    walk(tree, 0)
+
+
+# Quoted strings and comments (skipped), and the brackets of flow collections (counted).
+_FLOW_TOKEN = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\n]|'')*'|(?:^|(?<=\s))#[^\n]*|[\[\]{}]""", re.MULTILINE)
+
+
+def _flow_too_deep(text: str) -> int | None:
+    """The line where `[`/`{` nest deeper than MAX_DEPTH, found by one scan of the text, or None.
+    ruamel's scanner costs time quadratic in the flow nesting depth (10 s at 1000 levels) before
+    its own recursion fails, so depth is refused before parsing."""
+    depth = 0
+    for match in _FLOW_TOKEN.finditer(text):
+        char = match.group()
+        if char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return text.count("\n", 0, match.start()) + 1
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return None
+
+
 def parse_yaml_text(text: str, origin: str):
-    """Parse text into a round-trip tree; syntax errors become a Problem with line and column."""
+    """Parse text into a round-trip tree; syntax errors become a Problem with line and column.
+    Input past the bounds above (size, depth, expanded aliases) is a Problem too, never a hang
+    or a RecursionError."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise _too_large(len(text.encode("utf-8", "surrogatepass")), origin)
+    deep_line = _flow_too_deep(text)
+    if deep_line is not None:
+        raise _too_deep(origin, deep_line)
     directive = re.search(r"^%YAML[ \t]+(\S+)", text, re.MULTILINE)
     if directive and directive.group(1) != "1.2":
         line = text[: directive.start()].count("\n") + 1
@@ -43,7 +154,9 @@ def parse_yaml_text(text: str, origin: str):
             )
         )
     try:
-        return _yaml().load(text)
+        tree = _yaml().load(text)
+    except RecursionError:
+        raise _too_deep(origin, None) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{origin}:{mark.line + 1}:{mark.column + 1}" if mark else origin
@@ -60,6 +173,8 @@ def parse_yaml_text(text: str, origin: str):
         raise ConfigError(Problem("", f"YAML error: {what}", fix, where)) from None
     except YAMLError as exc:
         raise ConfigError(Problem("", f"YAML error: {exc}", None, origin)) from None
+    check_bounds(tree, origin)
+    return tree
 
 
 def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
@@ -77,11 +192,15 @@ def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
             )
         )
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:  # refused before reading it: memory stays bounded too
+            raise _too_large(size, origin)
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(
             Problem("", f"cannot read the file: {exc.strerror or exc}", "check its permissions", origin)
         ) from None
+    remember_read(path, raw)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -274,15 +393,137 @@ def _double_quoted(text: str) -> str:
     )
 
 
-def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> Path:
+# ---------------------------------------------------------------- concurrent edits
+# Every read-modify-write of a user file (config set, save_config, minimize, annotate, sweep trial
+# files, doctor --write-config) ends in write_atomic, so that is where lost updates are stopped:
+#  - edit_lock(path) is held across the whole edit by the commands, so two edits of one file run
+#    one after the other and the second re-reads what the first wrote;
+#  - write_atomic compares the file with the version this thread last read of it (read_yaml_file
+#    and read_for_edit remember it) and refuses "changed while editing: rerun" where another
+#    writer got in between, so even an edit made without the lock never silently drops one.
+
+_held = threading.local()  # folder -> [fd or None, depth]: the lock is re-entrant within a thread
+_thread_locks: dict[str, threading.RLock] = {}
+_thread_locks_guard = threading.Lock()
+_seen = threading.local()  # real path -> digest of the bytes this thread last read or wrote there
+
+
+def _digest(raw: bytes | None) -> str | None:
+    return None if raw is None else hashlib.sha256(raw).hexdigest()
+
+
+def _key(path) -> str:
+    return os.path.realpath(path)
+
+
+def remember_read(path, raw: bytes | None) -> None:
+    """Record the bytes this thread read from (or wrote to) `path`: the version its edit starts from."""
+    if not hasattr(_seen, "files"):
+        _seen.files = {}
+    _seen.files[_key(path)] = _digest(raw)
+
+
+def forget_reads() -> None:
+    """Start a new command: what earlier commands of this thread read is not what this one edits."""
+    _seen.files = {}
+
+
+def version_read(path) -> str | None:
+    """The digest of `path` as this thread last read it, None if it has not read it."""
+    return getattr(_seen, "files", {}).get(_key(path))
+
+
+def read_for_edit(path) -> bytes:
+    """The bytes of a file about to be edited; write_atomic refuses if it changes before the write."""
+    raw = Path(path).read_bytes()
+    remember_read(path, raw)
+    return raw
+
+
+def _current(path) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def changed_while_editing(path) -> ConfigError:
+    return ConfigError(
+        Problem(
+            "",
+            "changed while editing (another command or editor wrote it after this one read it); nothing was written",
+            "rerun",
+            str(path),
+        ),
+        CONFIG_CHANGED,
+    )
+
+
+def check_unchanged(path, expected: str | None) -> None:
+    """Refuse the edit if `path` no longer holds the version `expected` (a digest from version_read)."""
+    if expected is not None and _digest(_current(path)) != expected:
+        raise changed_while_editing(path)
+
+
+@contextlib.contextmanager
+def edit_lock(path):
+    """Hold the edit lock of `path` (an exclusive flock on its folder, re-entrant in a thread,
+    exclusive across threads and processes). The folder, not the file, is locked: an atomic
+    write replaces the file's inode, so a lock on the file itself would not be seen by the next
+    writer. Where the folder cannot be locked (no flock, no read access) the version check of
+    write_atomic still refuses a lost update."""
+    folder = Path(os.path.realpath(path)).parent
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent  # a new file in a folder not made yet: its nearest existing folder
+    key = str(folder)
+    held = getattr(_held, "folders", None)
+    if held is None:
+        held = _held.folders = {}
+    if key in held:
+        held[key][1] += 1
+        try:
+            yield
+        finally:
+            held[key][1] -= 1
+        return
+    with _thread_locks_guard:
+        rlock = _thread_locks.setdefault(key, threading.RLock())
+    with rlock:
+        fd = None
+        try:
+            import fcntl
+
+            fd = os.open(key, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except (ImportError, OSError):
+            if fd is not None:
+                os.close(fd)
+            fd = None
+        held[key] = [fd, 1]
+        try:
+            yield
+        finally:
+            del held[key]
+            if fd is not None:
+                os.close(fd)  # closing the descriptor releases the flock
+
+
+def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False, expect: str | None = None) -> Path:
     """Write text to path via a temp file in the same folder. Without overwrite, an existing
     file is never replaced (the final step is a hard link, which fails if the name exists).
+
+    Under the file's edit lock, an existing file that changed since this thread read it (or
+    since `expect`, a digest from version_read) is refused: "changed while editing: rerun".
 
     What the user had around an existing file stays: a symbolic link stays a link (the file it
     points at is written), a file with several hard links is rewritten in place so every name
     sees the new text, and its permissions, owner, CRLF line endings and UTF-8 BOM are kept. Only
     regular files (or new paths) are written: a device, pipe or socket is refused."""
-    path = Path(path)
+    with edit_lock(path):
+        return _write_atomic(Path(path), text, overwrite, expect)
+
+
+def _write_atomic(path: Path, text: str, overwrite: bool, expect: str | None) -> Path:
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     exists = Problem(
         "",
@@ -306,7 +547,11 @@ def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False)
         raise ConfigError(exists, FILE_EXISTS)
     old = target.stat() if target.is_file() else None
     if old is not None:
-        text = keep_file_style(target.read_bytes(), text)
+        raw = target.read_bytes()
+        expected = expect if expect is not None else version_read(target)
+        if expected is not None and _digest(raw) != expected:
+            raise changed_while_editing(path)
+        text = keep_file_style(raw, text)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -346,6 +591,7 @@ def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    remember_read(target, _current(target))  # this thread's next edit starts from what it wrote
     return path
 
 

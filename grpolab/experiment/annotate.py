@@ -13,7 +13,17 @@ from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.errors import CONFIG_CHANGED, advise
 from grpolab.config.keys import flatten
 from grpolab.config.loader import preset_dir
-from grpolab.config.yaml_io import dump_yaml, inline_yaml, parse_yaml_text, read_yaml_file, to_plain, write_atomic
+from grpolab.config.yaml_io import (
+    dump_yaml,
+    edit_lock,
+    inline_yaml,
+    parse_yaml_text,
+    read_for_edit,
+    read_yaml_file,
+    to_plain,
+    version_read,
+    write_atomic,
+)
 from grpolab.run.run_dir import OVERRIDES, RESOLVED_CONFIG
 
 from .compare import seed_siblings
@@ -121,6 +131,11 @@ def annotate(
     values) unless `allow_changed`: then the block names what changed."""
     run = load_run(run_dir)
     path = config_file_of(run)
+    with edit_lock(path):  # read and rewrite the file as one edit: a concurrent annotate waits
+        return _annotate(run, path, note, today, allow_changed)
+
+
+def _annotate(run, path: Path, note, today, allow_changed: bool) -> tuple[Path, str]:
     changed = changed_since_run(run, path)
     if changed and not allow_changed:
         shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
@@ -137,7 +152,7 @@ def annotate(
             ),
             CONFIG_CHANGED,
         )
-    raw = path.read_bytes()
+    raw = read_for_edit(path)
     bom = b"\xef\xbb\xbf" if raw.startswith(b"\xef\xbb\xbf") else b""
     original = raw[len(bom) :].decode("utf-8")
     lines = outcome_lines(run, note, today)
@@ -165,5 +180,6 @@ def annotate(
                 "", "internal error: the annotated file would read differently; nothing was written.", None, str(path)
             )
         )
-    write_atomic(path, text if not bom else bom.decode("utf-8") + text, overwrite=True)
+    # Built from `raw`: refused if anything rewrote the file since (no edit is lost).
+    write_atomic(path, text if not bom else bom.decode("utf-8") + text, overwrite=True, expect=version_read(path))
     return path, block

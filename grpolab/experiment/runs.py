@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_DIRS",
     "GONE",
     "STATUSES",
+    "UNREADABLE",
     "Run",
     "default_dirs",
     "effective_status",
@@ -39,6 +40,7 @@ __all__ = [
 # grpo_results_demo and a config's own output_dir (grpo_results_sweep ...) are listed too.
 DEFAULT_DIRS = "./grpo_results*"
 GONE = "interrupted*"  # recorded as running, but its process no longer exists
+UNREADABLE = "unreadable"  # a record holds a field of the wrong type (Run.problems names it)
 
 
 @dataclass
@@ -53,7 +55,12 @@ class Run:
 
     @property
     def status(self) -> str:
-        return effective_status(self.info)
+        return UNREADABLE if self.problems else effective_status(self.info)
+
+    @property
+    def problems(self) -> list[str]:
+        """What in the run's records has the wrong type (file and field named); [] when none."""
+        return [*self.info.unreadable, *self.summary.unreadable, *self.metric_problems]
 
     @property
     def status_shown(self) -> str:
@@ -73,7 +80,7 @@ class Run:
 
     def metrics(self) -> list[dict]:
         if self._metrics is None:
-            self._metrics = metrics.read(self.path)
+            self._metrics, self.metric_problems = metrics.read_checked(self.path)
         return self._metrics
 
     def config(self) -> dict:
@@ -95,6 +102,7 @@ class Run:
 
     # Read once: compare and plot ask for both many times.
     _metrics: list[dict] | None = field(default=None, repr=False, compare=False)
+    metric_problems: list[str] = field(default_factory=list, repr=False, compare=False)
     _config: dict | None = field(default=None, repr=False, compare=False)
 
 
@@ -115,9 +123,11 @@ def load_run(path) -> Run:
         )
     info = RunInfo.load(path)
     recorded = read_json(path / SUMMARY)
+    run = Run(path, info)
     # Still running, or died before writing its end: the same summary, from metrics.jsonl.
-    summary = Summary.from_dict(recorded) if recorded else metrics.summarize(metrics.read(path))
-    return Run(path, info, summary)
+    run.summary = Summary.from_dict(recorded) if recorded else metrics.summarize(run.metrics())
+    run.metrics()  # read once here: a record of the wrong type makes the run unreadable
+    return run
 
 
 def find_runs(dirs) -> list[Run]:

@@ -69,8 +69,47 @@ def read_jsonl(path: Path | str) -> list[dict]:
 
 
 def read(run_dir: Path | str) -> list[dict]:
-    """Every record of a run's metrics.jsonl, in order; a torn line is skipped."""
-    return read_jsonl(path_of(run_dir))
+    """Every record of a run's metrics.jsonl, in order; a torn line, or a record whose step,
+    epoch or time has the wrong type, is skipped (read_checked names those)."""
+    return read_checked(run_dir)[0]
+
+
+# The bookkeeping fields every reader relies on, and their types (record.fits); a metric's value
+# may be anything (readers take the numbers: is_number).
+TYPED = {"step": "int", "epoch": "float | None", "time": "float | None"}
+
+
+def record_problem(record: dict) -> str | None:
+    """What is wrong with one metrics record's bookkeeping fields, or None."""
+    from .record import described, fits
+
+    for key, annotation in TYPED.items():
+        value = record.get(key)
+        if key == "step" and isinstance(value, float) and value.is_integer():
+            continue  # 3.0 is step 3
+        if (key in record or key == "step") and not fits(value, annotation):
+            return f"`{key}` should be {described(annotation)}, got {value!r:.60}"
+    return None
+
+
+def read_checked(run_dir: Path | str) -> tuple[list[dict], list[str]]:
+    """The records of metrics.jsonl whose bookkeeping fields have the right types, and one line
+    naming the line and field of each record that does not ("metrics.jsonl line 3: `step` ...")."""
+    records, problems = [], []
+    try:
+        text = path_of(run_dir).read_text(errors="replace")
+    except OSError:
+        return [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        record = _parse(line) if line.strip() else None
+        if record is None:
+            continue  # blank or torn (a write cut short): counted by read_counted, never an error
+        why = record_problem(record)
+        if why is None:
+            records.append(record)
+        else:
+            problems.append(f"{METRICS} line {number}: {why}")
+    return records, problems
 
 
 def read_completions(run_dir: Path | str, step: int | None = None) -> list[dict]:

@@ -43,6 +43,47 @@ def read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+_NOT_STORED = ("extra", "unreadable")  # fields of a record object that are not keys of its file
+# The Python type each annotation word stands for (annotations are strings: `from __future__`).
+_TYPES = {"str": str, "int": int, "float": (int, float), "dict": dict, "list": list, "bool": bool, "None": type(None)}
+
+
+def _split(text: str, sep: str) -> list[str]:
+    """`text` split at `sep` outside brackets: `dict[str, int] | None` -> [`dict[str, int]`, `None`]."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == sep and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    return [*parts, text[start:].strip()]
+
+
+def fits(value, annotation: str) -> bool:
+    """Whether a JSON value has the annotated type (`int | None`, `list[str] | None`,
+    `dict[str, float | None]` ...). A bool is not a number here: JSON's `true` is no step count."""
+    for option in _split(annotation, "|"):
+        name, _, inner = option.partition("[")
+        inner = inner[:-1] if inner.endswith("]") else inner
+        kind = _TYPES.get(name)
+        if kind is None or not isinstance(value, kind):
+            continue
+        if isinstance(value, bool) and name in ("int", "float"):
+            continue
+        if name == "list" and inner and not all(fits(item, inner) for item in value):
+            continue
+        if name == "dict" and inner and not all(fits(item, _split(inner, ",")[1]) for item in value.values()):
+            continue
+        return True
+    return False
+
+
+def described(annotation: str) -> str:
+    words = {"str": "a string", "int": "a whole number", "float": "a number", "dict": "a JSON object", "None": "null"}
+    words |= {"list[str]": "a list of strings", "bool": "true or false", "dict[str, float | None]": "numbers by name"}
+    return " or ".join(words.get(part, part) for part in _split(annotation, "|"))
+
+
 class _Record:
     """from_dict / to_dict / load / save shared by RunInfo and Summary."""
 
@@ -52,20 +93,26 @@ class _Record:
 
     @classmethod
     def from_dict(cls, data: dict | None):
+        """The record from parsed JSON. A field of the wrong type (an old or hand-edited file)
+        reads as absent and is named in `unreadable`, so that every command that reads records
+        says which field of which file is wrong instead of failing on it later."""
         data = dict(data or {})
-        known = {f.name for f in dataclasses.fields(cls) if f.name != "extra"}
+        known = {f.name for f in dataclasses.fields(cls) if f.name not in _NOT_STORED}
         values = {k: data.pop(k) for k in list(data) if k in known}
+        unreadable = []
         for f in dataclasses.fields(cls):
-            # A field of the wrong kind in an old or hand-edited file reads as absent.
-            if f.name in values and f.type in ("dict", "dict | None") and not isinstance(values[f.name], dict):
-                values[f.name] = {} if f.type == "dict" else None
-        return cls(**values, extra=data)
+            if f.name in values and not fits(values[f.name], f.type):
+                unreadable.append(f"{cls.FILE}: `{f.name}` should be {described(f.type)}, got {values[f.name]!r:.60}")
+                values[f.name] = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        record = cls(**values, extra=data)
+        record.unreadable = unreadable
+        return record
 
     def to_dict(self) -> dict:
         out = {}
         ended = getattr(self, "ended", None) is not None
         for f in dataclasses.fields(self):
-            if f.name == "extra":
+            if f.name in _NOT_STORED:
                 continue
             value = getattr(self, f.name)
             if value is not None or (ended and f.name in self.KEPT_WHEN_ENDED):
@@ -88,7 +135,7 @@ class _Record:
         """Set fields by name; a name that is not a field goes to `extra` (and into the file)."""
         names = {f.name for f in dataclasses.fields(self)}
         for key, value in values.items():
-            if key in names and key != "extra":
+            if key in names and key not in _NOT_STORED:
                 setattr(self, key, value)
             else:
                 self.extra[key] = value
@@ -131,6 +178,7 @@ class RunInfo(_Record):
     guard: dict | None = None  # the live guard's findings, and the one that stopped the run (grpolab.guard)
     forecast: dict | None = None  # the run's time projected after its first steps, and the actual time
     extra: dict = field(default_factory=dict)
+    unreadable: list = field(default_factory=list)  # "FILE: `field` should be ..., got ..." (see from_dict)
 
     @property
     def guard_stop(self) -> dict | None:
@@ -157,8 +205,8 @@ class Summary(_Record):
 
     FILE: ClassVar[str] = SUMMARY
 
-    final: dict = field(default_factory=dict)  # metric -> last logged value
-    best: dict = field(default_factory=dict)  # metric -> best logged value (see metrics.lower_is_better)
+    final: dict[str, float | None] = field(default_factory=dict)  # metric -> last logged value
+    best: dict[str, float | None] = field(default_factory=dict)  # metric -> best (see metrics.lower_is_better)
     steps: int | None = None  # the highest step in metrics.jsonl
     status: str | None = None
     train_seconds: float | None = None
@@ -167,7 +215,23 @@ class Summary(_Record):
     guard: dict | None = None  # as in run_info.json
     forecast: dict | None = None  # as in run_info.json
     extra: dict = field(default_factory=dict)
+    unreadable: list = field(default_factory=list)
 
     @property
     def step_count(self) -> int:
         return self.global_step or self.steps or 0
+
+
+@dataclass
+class TrainerState(_Record):
+    """checkpoint-N/trainer_state.json, written by transformers' Trainer: how far the run trained."""
+
+    FILE: ClassVar[str] = "trainer_state.json"
+
+    global_step: int | None = None
+    max_steps: int | None = None  # the step the run was to stop at
+    num_train_epochs: int | float | None = None
+    epoch: int | float | None = None
+    log_history: list | None = None
+    extra: dict = field(default_factory=dict)
+    unreadable: list = field(default_factory=list)

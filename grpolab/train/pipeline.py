@@ -73,6 +73,10 @@ def train(request: TrainRequest) -> int:
     resolved = setup.resolve_runtime(cfg, dist)
     if request.resume:
         resume.check_resumable(request, resolved)
+        done = resume.finished(request, loader)
+        if done:  # before any launch, model or record: a finished run stays as it is
+            print(done)
+            return EXIT_OK
     step = decide(loader, request, resolved, dist)
     if step.kind == "show":
         print_launch(step.launch) if step.launch else print(step.message)

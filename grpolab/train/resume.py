@@ -33,7 +33,9 @@ def resume_config(request) -> GRPOConfigLoader:
     )
     if request.force:
         return requested
-    differ = diff(saved.to_dict(), requested.to_dict())
+    # Training longer (a larger max_steps or num_train_epochs) is what --resume of a finished run
+    # is for: allowed without --force; any other change is refused.
+    differ = [row for row in diff(saved.to_dict(), requested.to_dict()) if row[0] not in EXTENDS]
     if differ:
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in differ[:5])
         raise ConfigError(
@@ -44,7 +46,7 @@ def resume_config(request) -> GRPOConfigLoader:
                 "--resume",
             )
         )
-    return saved
+    return requested  # the run's config, with a longer max_steps / num_train_epochs if one was given
 
 
 def prepare(request):
@@ -64,14 +66,56 @@ def prepare(request):
     return request
 
 
-def last_checkpoint(run_dir: Path) -> str:
-    """The newest complete checkpoint-N: a run killed while saving leaves a half-written newest
-    one, which is skipped (and said) in favour of the one before."""
-    folders = sorted(
+# What `--resume` may change without --force: how far to train. The rest of a resumed run is its own.
+EXTENDS = ("training.max_steps", "training.num_train_epochs")
+
+
+def finished(request, loader) -> str | None:
+    """Why the run needs no more training, or None. A run that trained as far as its config asks
+    is finished: resuming it would add a checkpoint of unchanged weights, duplicate metric rows
+    and a step past max_steps, so nothing is changed and the way to train longer is said."""
+    from grpolab.run.record import RunInfo, TrainerState
+
+    run_dir = Path(request.resume)
+    info = RunInfo.load(run_dir)
+    folders = _checkpoints(run_dir)
+    newest = next((f for f in folders if incomplete(f) is None), None)
+    state = TrainerState.load(newest) if newest is not None else TrainerState()
+    steps = [s for s in (state.global_step, info.global_step if info.status == "finished" else None) if s is not None]
+    if not steps:
+        return None
+    step = max(steps)
+    training = loader.config.training
+    if training.max_steps > 0:
+        done = step >= training.max_steps
+        asked = f"training.max_steps {training.max_steps}"
+        longer = f"--set training.max_steps={max(step * 2, step + 1)}"
+    else:  # by epochs: finished when the last run's own end was reached with no more epochs asked
+        ran = state.num_train_epochs if state.num_train_epochs is not None else 0
+        done = info.status == "finished" and training.num_train_epochs <= ran
+        asked = f"training.num_train_epochs {training.num_train_epochs:g}"
+        longer = f"--set training.num_train_epochs={ran * 2:g}"
+    if not done:
+        return None
+    return (
+        f"nothing to resume: {run_dir} is finished (it trained {step} steps, {asked}); nothing was changed. "
+        f"To train longer: grpolab train --resume {run_dir} {longer}"
+    )
+
+
+def _checkpoints(run_dir: Path) -> list[Path]:
+    """The checkpoint-N folders of a run, newest first."""
+    return sorted(
         (p for p in Path(run_dir).glob("checkpoint-*") if p.is_dir() and p.name.rpartition("-")[2].isdigit()),
         key=checkpoint_step,
         reverse=True,
     )
+
+
+def last_checkpoint(run_dir: Path) -> str:
+    """The newest complete checkpoint-N: a run killed while saving leaves a half-written newest
+    one, which is skipped (and said) in favour of the one before."""
+    folders = _checkpoints(run_dir)
     if not folders:
         raise ConfigError(
             kind=NO_CHECKPOINT,

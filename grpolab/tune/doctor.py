@@ -74,6 +74,7 @@ class Run:
     loader: GRPOConfigLoader | None
     config_error: str | None
     torn_lines: int
+    problems: list[str] = field(default_factory=list)  # record fields of the wrong type, named
 
     @property
     def config(self):
@@ -116,8 +117,15 @@ def load_run(run_dir) -> Run:
                 str(path),
             )
         )
-    metrics, torn = read_metrics_tolerant(metrics_path)
-    info = _read_json(path / "run_info.json")
+    from grpolab.run import metrics as run_metrics
+    from grpolab.run.record import RunInfo, Summary
+
+    _, torn = read_metrics_tolerant(metrics_path)
+    metrics, problems = run_metrics.read_checked(path)
+    # Through the typed readers: a field of the wrong type is dropped and named, never met later.
+    typed_info, typed_summary = RunInfo.load(path), Summary.load(path)
+    problems = [*typed_info.unreadable, *typed_summary.unreadable, *problems]
+    info = typed_info.to_dict()
     loader, error = None, None
     if resolved.is_file():
         world = info.get("world_size") if isinstance(info.get("world_size"), int) else None
@@ -125,7 +133,8 @@ def load_run(run_dir) -> Run:
             loader = GRPOConfigLoader(config_path=resolved, world_size=world)
         except ConfigError as exc:
             error = str(exc)
-    return Run(path, metrics, _read_json(path / "summary.json"), info, loader, error, torn)
+    summary = typed_summary.to_dict() if _read_json(path / "summary.json") else {}
+    return Run(path, metrics, summary, info, loader, error, torn, problems)
 
 
 def series(run: Run, key: str) -> list[tuple[int, float]]:
@@ -711,8 +720,9 @@ def diagnose(run: Run) -> list[Finding]:
 
 # --------------------------------------------------------------------------- report
 def notes(run: Run) -> list[str]:
-    """What looks wrong in a GRPO run but is not: said once so nobody tunes against it."""
-    out = []
+    """What looks wrong in a GRPO run but is not: said once so nobody tunes against it. First, what
+    in the run's records could not be read (file and field): the findings leave those values out."""
+    out = [f"unreadable record, left out: {problem}" for problem in run.problems]
     loss = [v for _, v in series(run, "loss")]
     if loss and max(abs(v) for v in loss) < 0.05:
         out.append(
@@ -726,7 +736,7 @@ def notes(run: Run) -> list[str]:
 
 
 def render(run: Run, findings: list[Finding]) -> str:
-    status = run.info.get("status", "unknown")
+    status = "unreadable" if run.problems else run.info.get("status", "unknown")
     steps = series(run, "reward")
     head = f"{run.path}  (status {status}, {len(run.metrics)} metric records"
     head += f", {len(steps)} with a reward" if steps else ""
@@ -784,7 +794,7 @@ def write_next_config(
     minimal file, `base: <the run's config file>` plus the run's own --set values and the changed keys,
     each marked `# Changed from OLD: <finding>`; with `full` (or where the loader has no `base:`) a full
     copy of the run's config file with the same marks. Returns the path and the findings applied."""
-    from grpolab.config.yaml_io import write_atomic
+    from grpolab.config.yaml_io import edit_lock, write_atomic
 
     chosen = [f for f in findings if f.edits]
     if not chosen:
@@ -801,29 +811,34 @@ def write_next_config(
             Problem("", "resolved_config.yaml does not load; cannot write a config", None, str(run.path))
         )
     out = Path(out)
-    if out.exists() and not force:
-        raise ConfigError(
-            Problem("", "file exists; refusing to overwrite it", "choose a new file name, or pass --force", str(out))
-        )
-    edits, reason = {}, {}
-    for f in chosen:
-        for key, value in f.edits.items():
-            if key not in edits:  # the higher-priority finding wins a key
-                edits[key], reason[key] = value, f.id
-    header = [
-        f"grpolab doctor: next experiment for {run.path}",
-        "changed keys are marked with the finding that asks for them:",
-        *[f"  {f.id}: {f.title}" for f in chosen],
-    ]
-    loader, source = _source_loader(run)
-    files = None if full else _base_support()
-    if files is not None:
-        text = _minimal_text(files, run, loader, Path(source), edits, reason, header, out)
-    else:
-        text = _full_text(run, loader, source, edits, reason, header)
-    write_atomic(out, text, overwrite=force)
-    GRPOConfigLoader(config_path=out, world_size=run.world_size)  # the file written is a valid config
-    return out, chosen
+    # Under OUT's lock: written over the run's own config (--force), it is read and rewritten as
+    # one edit, and write_atomic refuses if it changed since it was read.
+    with edit_lock(out):
+        if out.exists() and not force:
+            raise ConfigError(
+                Problem(
+                    "", "file exists; refusing to overwrite it", "choose a new file name, or pass --force", str(out)
+                )
+            )
+        edits, reason = {}, {}
+        for f in chosen:
+            for key, value in f.edits.items():
+                if key not in edits:  # the higher-priority finding wins a key
+                    edits[key], reason[key] = value, f.id
+        header = [
+            f"grpolab doctor: next experiment for {run.path}",
+            "changed keys are marked with the finding that asks for them:",
+            *[f"  {f.id}: {f.title}" for f in chosen],
+        ]
+        loader, source = _source_loader(run)
+        files = None if full else _base_support()
+        if files is not None:
+            text = _minimal_text(files, run, loader, Path(source), edits, reason, header, out)
+        else:
+            text = _full_text(run, loader, source, edits, reason, header)
+        write_atomic(out, text, overwrite=force)
+        GRPOConfigLoader(config_path=out, world_size=run.world_size)  # the file written is a valid config
+        return out, chosen
 
 
 def _base_support():

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
-from grpolab.config.yaml_io import inline_yaml, write_atomic
+from grpolab.config.yaml_io import edit_lock, inline_yaml, write_atomic
 from grpolab.run import metrics
 from grpolab.run.exit_codes import EXIT_GUARD_STOP, EXIT_INTERRUPTED, EXIT_SIGNAL
 from grpolab.run.run_dir import create_run_dir, handoff_env, remove_if_empty
@@ -73,25 +73,29 @@ def make_trials(sweep: Sweep, index: int, total: int, params: dict) -> list[Tria
 def write_trial(trial: Trial, force: bool = False) -> str:
     """Write the trial file: 'wrote', or 'unchanged' when an identical file is there (a dry run
     before the real one). A different file of that name is only replaced with force."""
-    if trial.path.exists():
-        if trial.path.read_text() == trial.text:
-            return "unchanged"
-        if not force:
+    # Under the file's lock: two sweeps writing one trial file check and write it in turn.
+    with edit_lock(trial.path):
+        if trial.path.exists():
+            if trial.path.read_text() == trial.text:
+                return "unchanged"
+            if not force:
+                raise ConfigError(
+                    Problem(
+                        "", "exists with other content.", "delete it, or pass --force to replace it", str(trial.path)
+                    )
+                )
+        write_atomic(trial.path, trial.text, overwrite=force)
+        if GRPOConfigLoader(config_path=trial.path).to_dict() != trial.loader.to_dict():
+            trial.path.unlink()
             raise ConfigError(
-                Problem("", "exists with other content.", "delete it, or pass --force to replace it", str(trial.path))
+                Problem(
+                    "",
+                    "internal error: the trial file does not reload to the trial's config; removed.",
+                    None,
+                    str(trial.path),
+                )
             )
-    write_atomic(trial.path, trial.text, overwrite=force)
-    if GRPOConfigLoader(config_path=trial.path).to_dict() != trial.loader.to_dict():
-        trial.path.unlink()
-        raise ConfigError(
-            Problem(
-                "",
-                "internal error: the trial file does not reload to the trial's config; removed.",
-                None,
-                str(trial.path),
-            )
-        )
-    return "wrote"
+        return "wrote"
 
 
 def check_planned(sweep: Sweep, trials: list[Trial], force: bool) -> None:
