@@ -16,7 +16,7 @@
 - files.py           config new / minimize / ls / cp, show --origins
 - trl_mapping.py     resolved config -> trl.GRPOConfig keyword arguments
 - trl_snapshot.py    TRL's field list (trl_fields.json), checked against the installed trl
-- derive.py          derived quantities shown by `grpolab config explain`
+- derive.py          `Derived`: batch arithmetic and the reference-model rule (explain, plans)
 """
 
 from .errors import ConfigError, Problem

@@ -116,7 +116,7 @@ def _model_path(cfg, model: str | None) -> str:
 def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | None = None) -> ProbeReport:
     import torch
 
-    from grpolab.config.derive import derived_quantities
+    from grpolab.config.derive import derive
     from grpolab.train import data as datas
     from grpolab.train import model as models
     from grpolab.train.rewards import build_rewards
@@ -202,7 +202,7 @@ def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | N
                     [not ended for _, ended in ids_group],
                 )
             )
-    derived = derived_quantities(cfg, loader.target_world_size())
+    derived = derive(cfg, loader.target_world_size())
     return ProbeReport(
         str(loader.config_path or loader.preset_path),
         name,
@@ -210,7 +210,7 @@ def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | N
         gen.max_completion_length,
         results,
         seconds,
-        derived["unique_prompts_per_round"],
+        derived.unique_prompts_per_round,
         {
             **{k: v for k, v in sampling.items() if k not in ("pad_token_id", "eos_token_id")},
             "bf16_autocast": autocast,
