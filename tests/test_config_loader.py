@@ -20,9 +20,9 @@ from grpolab.config import ConfigError, GRPOConfigLoader, preset_path
 from grpolab.config.derive import Derived, derive
 from grpolab.config.owned import OWNED, REMOVED
 from grpolab.config.schema import SECTIONS, GRPOLabConfig
-from grpolab.config.trl_mapping import to_trl_kwargs
 from grpolab.config.trl_snapshot import trl_fields
 from grpolab.runtime.resolve import resolve
+from grpolab.runtime.trl_args import to_trl_kwargs
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "configs" / "grpo_cluster.yaml"

@@ -32,8 +32,8 @@ def training_args(cfg, resolved) -> TrainingArgs:
     rank. The run directory is filled in once it exists (`build_trainer`)."""
     from trl import GRPOConfig
 
-    from grpolab.config.trl_mapping import to_trl_kwargs
     from grpolab.run.wandb_run import wandb_enabled
+    from grpolab.runtime.trl_args import to_trl_kwargs
 
     kwargs = to_trl_kwargs(cfg, resolved)
     if not wandb_enabled(cfg.logging.report_to) and "wandb" in (kwargs["report_to"] or []):
