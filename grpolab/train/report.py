@@ -42,7 +42,7 @@ def print_plan(loader, model_name: str, model, resolved, derived: Derived, data,
 
 def check_rewards(cfg, model, tokenizer, reward_funcs, data) -> None:
     """The dry run after the plan: tools/environment/rollout checked, one sampled batch scored by every reward."""
-    from grpolab.rewards.preview import dry_run_checks
+    from grpolab.train.preview import dry_run_checks
 
     dry_run_checks(cfg, model, tokenizer, reward_funcs, data)
 

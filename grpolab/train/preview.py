@@ -11,9 +11,8 @@ import math
 from dataclasses import dataclass
 
 from grpolab.config import ConfigError, Problem
-
-from .build import describe
-from .errors import RewardFunctionError
+from grpolab.rewards.build import describe
+from grpolab.rewards.errors import RewardFunctionError
 
 
 @dataclass
