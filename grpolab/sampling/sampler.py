@@ -24,6 +24,21 @@ class Sampling:
     seed: int | None = None  # seeds torch before the first call, for a reproducible draw
     bf16_autocast: bool = False  # generate under bf16 autocast, as a bf16 training run does
 
+    @classmethod
+    def as_training(cls, generation, samples: int, **more) -> Sampling:
+        """The run's own sampling (the config's `generation:` section), as TRL's trainer generates."""
+        g = generation
+        return cls(
+            g.max_completion_length,
+            samples=samples,
+            temperature=g.temperature,
+            top_p=g.top_p,
+            top_k=g.top_k,
+            min_p=g.min_p,
+            repetition_penalty=g.repetition_penalty,
+            **more,
+        )
+
     def generate_kwargs(self, tokenizer) -> dict:
         decoding = (
             {"do_sample": False}
@@ -128,3 +143,54 @@ def sample(model, tokenizer, prompts: list, s: Sampling) -> Samples:
     finally:
         model.train(was_training)
     return Samples(groups, seconds)
+
+
+@dataclass(frozen=True)
+class Scored:
+    rows: list[dict]  # the dataset rows sampled, one per prompt
+    samples: Samples
+    values: list[list | None]  # per reward function, one value (or None) per completion in prompt order
+    errors: dict[int, Exception]  # reward index -> the tolerated error it raised (its values are None)
+
+    def weighted_total(self, weights: list[float]) -> list[float]:
+        """Per completion: the weighted sum of the rewards, None and failed rewards counting 0."""
+        total = [0.0] * len(self.samples.flat)
+        for values, w in zip(self.values, weights):
+            if values is not None:
+                total = [t + w * (0.0 if v is None else float(v)) for t, v in zip(total, values)]
+        return total
+
+
+def reward_inputs(rows: list[dict], samples: Samples) -> dict:
+    """What TRL passes a reward function: prompts, completions and their token ids, and every other
+    dataset column, one entry per completion."""
+    per = [(row, c) for row, group in zip(rows, samples.groups) for c in group]
+    columns = [k for k in rows[0] if k != "prompt"] if rows else []
+    return {
+        "prompts": [row["prompt"] for row, _ in per],
+        "completions": [as_completion(row["prompt"], c.text) for row, c in per],
+        "completion_ids": [c.ids for _, c in per],
+        **{k: [row[k] for row, _ in per] for k in columns},
+    }
+
+
+def sample_and_score(
+    model, tokenizer, rows: list[dict], s: Sampling, reward_funcs: list, tolerate: tuple = ()
+) -> Scored:
+    """The one generate-and-score path: `s.samples` completions for each row's prompt, scored by
+    every reward function (None entries are skipped) as TRL calls them. A reward raising one of
+    `tolerate` is recorded in `errors` (the dry run reports every failing reward at once)."""
+    samples = sample(model, tokenizer, [r["prompt"] for r in rows], s)
+    inputs = reward_inputs(rows, samples)
+    values: list[list | None] = []
+    errors: dict[int, Exception] = {}
+    for i, func in enumerate(reward_funcs):
+        if func is None:
+            values.append(None)
+            continue
+        try:
+            values.append(list(func(**inputs)))
+        except tolerate as exc:
+            values.append(None)
+            errors[i] = exc
+    return Scored(rows, samples, values, errors)

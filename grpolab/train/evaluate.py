@@ -51,29 +51,22 @@ class Evaluator:
         self.rewards = [
             (name, func, w) for name, func, w in zip(reward_names, reward_funcs, weights) if callable(func)
         ]
-        self.columns = [k for k in rows[0] if k != "prompt"]
         self.seconds = 0.0  # time spent evaluating, kept out of the training clock
 
     def __call__(self, model) -> dict:
         began = time.perf_counter()
-        s = self.settings
-        drawn = sampler.sample(model, self.tokenizer, [r["prompt"] for r in self.rows], _sampling(s)).flat
-        texts = [c.text for c in drawn]
-        k = s.samples
-        prompts = [r["prompt"] for r in self.rows for _ in range(k)]
-        completions = [sampler.as_completion(self.rows[i // k]["prompt"], t) for i, t in enumerate(texts)]
-        columns = {c: [r[c] for r in self.rows for _ in range(k)] for c in self.columns}
+        s, k = self.settings, self.settings.samples
+        funcs = [func for _, func, _ in self.rewards]
+        scored = sampler.sample_and_score(model, self.tokenizer, self.rows, _sampling(s), funcs)
+        drawn = scored.samples.flat
         out: dict = {}
-        total = [0.0] * len(completions)
         passing = None
-        for name, func, weight in self.rewards:
-            values = [
-                0.0 if v is None else float(v) for v in func(prompts=prompts, completions=completions, **columns)
-            ]
+        for (name, _, _), values in zip(self.rewards, scored.values):
+            values = [0.0 if v is None else float(v) for v in values]
             out[f"eval/rewards/{name}"] = sum(values) / len(values)
-            total = [t + weight * v for t, v in zip(total, values)]
             if name == s.pass_reward:
                 passing = [v >= s.pass_threshold for v in values]
+        total = scored.weighted_total([w for _, _, w in self.rewards])
         out["eval/reward"] = sum(total) / len(total)
         if passing is not None:
             per_prompt = [sum(passing[i * k : (i + 1) * k]) for i in range(len(self.rows))]
@@ -81,9 +74,9 @@ class Evaluator:
             out["eval/pass@1"] = sum(pass_at_k(k, c, 1) for c in per_prompt) / len(per_prompt)
             if k > 1:
                 out[f"eval/pass@{k}"] = sum(pass_at_k(k, c, k) for c in per_prompt) / len(per_prompt)
-        if "answer" in self.columns:
+        if "answer" in self.rows[0]:
             if k == 1:
-                greedy = texts
+                greedy = [c.text for c in drawn]
             else:
                 prompts = [r["prompt"] for r in self.rows]
                 greedy = [c.text for c in sampler.sample(model, self.tokenizer, prompts, _sampling(s, True)).flat]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from grpolab.config import ConfigError, Problem
 from grpolab.rewards.build import describe
 from grpolab.rewards.errors import RewardFunctionError
+from grpolab.sampling import sampler
+from grpolab.sampling.sampler import Sampling
 
 
 @dataclass
@@ -39,80 +41,29 @@ class RewardStats:
         return math.sqrt(sum((v - m) ** 2 for v in s) / (len(s) - 1))
 
 
-def sample_batch(cfg, model, tokenizer, dataset, prompts: int, generations: int):
-    """(rows, prompts, completions, completion_ids): `generations` sampled completions for each
-    of the first `prompts` rows, with the run's sampling settings."""
+def score_sampled_batch(
+    cfg, model, tokenizer, reward_funcs, dataset, prompts: int, generations: int
+) -> list[RewardStats]:
+    """`generations` completions for each of the first `prompts` rows (shuffled with the run's
+    seed), sampled with the run's settings and scored by every reward as TRL calls them; a reward
+    that fails is a ConfigError naming its entry, after all of them ran."""
     import torch
 
-    gen = cfg.generation
     rows = dataset.shuffle(seed=cfg.training.seed).select(range(min(prompts, len(dataset)))).to_list()
-    device = next(model.parameters()).device
-    if device.type == "cpu" and torch.cuda.is_available() and cfg.cluster.device != "cpu":
-        model.to("cuda")
-        device = next(model.parameters()).device
-    texts = [
-        tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True)
-        if isinstance(r["prompt"], list)
-        else r["prompt"]
-        for r in rows
+    if model.device.type == "cpu" and torch.cuda.is_available() and cfg.cluster.device != "cpu":
+        model.to("cuda")  # as training would place it
+    sampling = Sampling.as_training(cfg.generation, generations, seed=cfg.training.seed)
+    scored = sampler.sample_and_score(model, tokenizer, rows, sampling, reward_funcs, tolerate=(RewardFunctionError,))
+    problems = [
+        Problem(f"rewards[{i}]", f"failed on a sampled batch in the dry run: {exc}", "fix the reward or its service")
+        for i, exc in sorted(scored.errors.items())
     ]
-    enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-    enc = {k: v.to(device) for k, v in enc.items()}
-    torch.manual_seed(cfg.training.seed)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        out = model.generate(
-            **enc,
-            do_sample=True,
-            temperature=gen.temperature,
-            top_p=gen.top_p,
-            top_k=gen.top_k or None,
-            min_p=gen.min_p,
-            repetition_penalty=gen.repetition_penalty,
-            max_new_tokens=gen.max_completion_length,
-            num_return_sequences=generations,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    model.train(was_training)
-    ids_all = out[:, enc["input_ids"].shape[1] :].tolist()
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    prompt_list, completions, completion_ids, batch_rows = [], [], [], []
-    for j, ids in enumerate(ids_all):
-        row = rows[j // generations]
-        cut = ids.index(eos) if eos in ids else len(ids)
-        ids = ids[:cut]
-        while ids and pad is not None and ids[-1] == pad:
-            ids = ids[:-1]
-        text = tokenizer.decode(ids, skip_special_tokens=True)
-        prompt_list.append(row["prompt"])
-        completions.append([{"role": "assistant", "content": text}] if isinstance(row["prompt"], list) else text)
-        completion_ids.append(ids)
-        batch_rows.append(row)
-    return batch_rows, prompt_list, completions, completion_ids
-
-
-def score_batch(cfg, reward_funcs, rows, prompts, completions, completion_ids) -> list[RewardStats]:
-    """Every reward on the batch, as TRL calls them; a failing one is a ConfigError naming its entry."""
-    columns = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"} if rows else {}
-    stats, problems = [], []
-    for i, (func, spec) in enumerate(zip(reward_funcs, cfg.rewards)):
-        try:
-            values = func(prompts, completions, completion_ids=completion_ids, **columns)
-        except RewardFunctionError as exc:
-            problems.append(
-                Problem(
-                    f"rewards[{i}]",
-                    f"failed on a sampled batch in the dry run: {exc}",
-                    "fix the reward or its service",
-                )
-            )
-            continue
-        stats.append(RewardStats(func.__name__, spec.weight, values))
     if problems:
         raise ConfigError(problems)
-    return stats
+    return [
+        RewardStats(func.__name__, spec.weight, values)
+        for func, spec, values in zip(reward_funcs, cfg.rewards, scored.values)
+    ]
 
 
 def render(stats: list[RewardStats], reward_funcs, n_prompts: int, generations: int) -> str:
@@ -142,7 +93,6 @@ def dry_run_checks(cfg, model, tokenizer, reward_funcs, data, prompts: int = 2) 
     for line in agent.describe():
         print(line)
     generations = max(2, min(cfg.grpo.num_generations, 8))
-    batch = sample_batch(cfg, model, tokenizer, data.train_set, prompts, generations)
-    stats = score_batch(cfg, reward_funcs, *batch)
+    stats = score_sampled_batch(cfg, model, tokenizer, reward_funcs, data.train_set, prompts, generations)
     print(render(stats, reward_funcs, min(prompts, len(data.train_set)), generations), flush=True)
     return stats
