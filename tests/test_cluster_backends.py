@@ -57,7 +57,7 @@ def engine_reward(completions, **kwargs):
 
 # FSDP has no CPU path in accelerate 1.15: AcceleratorState.__init__ sets DistributedType.FSDP only
 # inside its branch for MULTI_GPU/MLU/SDAA/MUSA/NPU/XPU/HPU/NEURON (accelerate/state.py:986-1013).
-# grpolab's CPU ranks are MULTI_CPU (trl_mapping.py passes use_cpu=True on CPU), so an FSDP launch
+# grpolab's CPU ranks are MULTI_CPU (runtime/trl_args.py passes use_cpu=True on CPU), so an FSDP launch
 # trains DDP over gloo without a word; with use_cpu=False they are DistributedType.NO (no DDP wrapper
 # at all). torch's own fully_shard does run on 2 gloo CPU ranks: only accelerate never applies it.
 # Under that DDP fallback the fsdp2 preset's LoRA run merges exactly (max diff 0.0 against an offline

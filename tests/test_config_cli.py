@@ -15,7 +15,7 @@ from ruamel.yaml import YAML
 
 from grpolab.cli.main import main
 from grpolab.config import GRPOConfigLoader
-from grpolab.config.derive import derived_quantities
+from grpolab.config.derive import derive
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL = str(REPO / "configs" / "grpo_local.yaml")
@@ -181,7 +181,7 @@ def test_explain_cluster_preset(world_size, capsys):
     assert rows["KL tracked"] == "yes" and rows["reference model loaded"] == "yes"
 
 
-def test_explain_json_matches_derived_quantities(capsys):
+def test_explain_json_matches_derived(capsys):
     code, out, _ = run(
         capsys, "config", "explain", "--mode", "cluster", "--world-size", "4", "--dataset-size", "1000", "--json"
     )
@@ -189,7 +189,7 @@ def test_explain_json_matches_derived_quantities(capsys):
     loader = GRPOConfigLoader(mode="cluster", world_size=4)
     shown = json.loads(out)
     assert shown.pop("runtime")["world_size"] == 4
-    assert shown == derived_quantities(loader.config, 4, 1000)
+    assert shown == derive(loader.config, 4, 1000).to_dict()
     assert shown["optimizer_steps_per_epoch"] == 250
 
 

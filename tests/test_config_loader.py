@@ -17,12 +17,12 @@ import pytest
 from conftest import copy_tracked, machine
 
 from grpolab.config import ConfigError, GRPOConfigLoader, preset_path
-from grpolab.config.derive import derived_quantities
+from grpolab.config.derive import Derived, derive
 from grpolab.config.owned import OWNED, REMOVED
 from grpolab.config.schema import SECTIONS, GRPOLabConfig
-from grpolab.config.trl_mapping import to_trl_kwargs
 from grpolab.config.trl_snapshot import trl_fields
 from grpolab.runtime.resolve import resolve
+from grpolab.runtime.trl_args import to_trl_kwargs
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "configs" / "grpo_cluster.yaml"
@@ -134,7 +134,7 @@ def test_partial_file_layers_over_its_modes_preset(tmp_path):
 
 def test_seed_experiment_3_large_batch(tmp_path):
     loader = GRPOConfigLoader(mode="cluster", config_path=write(tmp_path, EXPERIMENT_3))
-    assert derived_quantities(loader.config, 1)["effective_batch_size"] == 64
+    assert derive(loader.config, 1).effective_batch_size == 64
 
 
 def test_mode_argument_beats_the_files_mode(tmp_path):
@@ -405,9 +405,9 @@ def test_cluster_preset_valid_for_world_sizes(world_size):
     assert loader.warnings == []
     kwargs = loader.trl_kwargs(world_size=world_size)
     assert "generation_batch_size" not in kwargs and "steps_per_generation" not in kwargs
-    d = derived_quantities(loader.config, world_size)
-    assert d["effective_batch_size"] == 8 * 1 * world_size
-    assert d["generation_batch_size"] % 8 == 0  # whole groups of num_generations
+    d = derive(loader.config, world_size)
+    assert d.effective_batch_size == 8 * 1 * world_size
+    assert d.generation_batch_size % 8 == 0  # whole groups of num_generations
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 4, 8])
@@ -682,13 +682,13 @@ def test_config_code_never_imports_trl_torch_transformers():
         """
         import sys
         from grpolab.config import GRPOConfigLoader
-        from grpolab.config.derive import derived_quantities
+        from grpolab.config.derive import derive
         loader = GRPOConfigLoader(mode="cluster", world_size=8)
         loader.update_param("grpo.beta", 0.05)
         from grpolab.runtime.hardware import GPU, HardwareFacts
 
         loader.trl_kwargs(world_size=8, facts=HardwareFacts(gpus=(GPU("g", (9, 0)),) * 8, installed={"vllm"}))
-        derived_quantities(loader.config, 8, 1000)
+        derive(loader.config, 8, 1000)
         loader.render()
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("trl", "torch", "transformers"))
         print(heavy)
@@ -702,35 +702,32 @@ def test_config_code_never_imports_trl_torch_transformers():
 # ----------------------------------------------------------------------------- derived quantities
 def test_derived_quantities_cluster():
     cfg = GRPOConfigLoader(mode="cluster", world_size=4).config
-    d = derived_quantities(cfg, 4, dataset_size=1000)
-    assert d == {
-        "world_size": 4,
-        "effective_batch_size": 32,
-        "generation_batch_size": 32,
-        "unique_prompts_per_round": 4,
-        "steps_per_generation": 1,
-        "optimizer_steps_per_round": 1.0,
-        "on_policy": True,
-        "kl_tracked": True,
-        "reference_model_loaded": True,
-        "completion_tokens_per_round_max": 32 * 256,
-        "generation_rounds_per_epoch": 250,
-        "optimizer_steps_per_epoch": 250,
-        "total_optimizer_steps": 250,
-    }
+    d = derive(cfg, 4, dataset_size=1000)
+    assert d == Derived(
+        world_size=4,
+        effective_batch_size=32,
+        generation_batch_size=32,
+        unique_prompts_per_round=4,
+        steps_per_generation=1,
+        optimizer_steps_per_round=1.0,
+        on_policy=True,
+        kl_tracked=True,
+        reference_model=True,
+        reference_model_why="reference model loaded: a frozen copy of the policy",
+        completion_tokens_per_round_max=32 * 256,
+        generation_rounds_per_epoch=250,
+        optimizer_steps_per_epoch=250,
+        total_optimizer_steps=250,
+    )
 
 
 def test_derived_quantities_local_and_overrides():
     cfg = GRPOConfigLoader(mode="local").config
-    d = derived_quantities(cfg, 1, dataset_size=100)
-    assert (d["generation_batch_size"], d["unique_prompts_per_round"], d["steps_per_generation"]) == (8, 1, 8)
-    assert d["optimizer_steps_per_round"] == 8.0 and d["on_policy"] is False
-    assert (d["generation_rounds_per_epoch"], d["optimizer_steps_per_epoch"], d["total_optimizer_steps"]) == (
-        100,
-        800,
-        800,
-    )
-    assert "generation_rounds_per_epoch" not in derived_quantities(cfg, 1)
+    d = derive(cfg, 1, dataset_size=100)
+    assert (d.generation_batch_size, d.unique_prompts_per_round, d.steps_per_generation) == (8, 1, 8)
+    assert d.optimizer_steps_per_round == 8.0 and d.on_policy is False
+    assert (d.generation_rounds_per_epoch, d.optimizer_steps_per_epoch, d.total_optimizer_steps) == (100, 800, 800)
+    assert "generation_rounds_per_epoch" not in derive(cfg, 1).to_dict()
 
     cfg = GRPOConfigLoader(
         mode="cluster",
@@ -741,12 +738,12 @@ def test_derived_quantities_local_and_overrides():
             "grpo.num_iterations": 2,
         },
     ).config
-    d = derived_quantities(cfg, 2, dataset_size=64)
-    assert d["effective_batch_size"] == 8 * 4 * 2
-    assert d["generation_batch_size"] == 64 and d["steps_per_generation"] == 4
-    assert d["optimizer_steps_per_round"] == 2.0 and d["on_policy"] is False
-    assert d["kl_tracked"] is False and d["reference_model_loaded"] is False
-    assert d["total_optimizer_steps"] == 7
+    d = derive(cfg, 2, dataset_size=64)
+    assert d.effective_batch_size == 8 * 4 * 2
+    assert d.generation_batch_size == 64 and d.steps_per_generation == 4
+    assert d.optimizer_steps_per_round == 2.0 and d.on_policy is False
+    assert d.kl_tracked is False and d.reference_model is False
+    assert d.total_optimizer_steps == 7
 
 
 # ----------------------------------------------------------------------------- save_config

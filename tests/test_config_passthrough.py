@@ -219,7 +219,7 @@ def _trl_accepts_raw(training: dict, grpo: dict) -> Exception | None:
         kwargs["bf16"] = False  # what auto decides on this test's CPU (no native bf16)
     for key in ("generation_batch_size", "steps_per_generation"):
         if kwargs.get(key) in ("auto", None):
-            kwargs.pop(key, None)  # as trl_mapping does: TRL derives it
+            kwargs.pop(key, None)  # as runtime/trl_args.py does: TRL derives it
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

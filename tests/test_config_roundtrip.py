@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from grpolab.config import ConfigError, GRPOConfigLoader
-from grpolab.config.derive import derived_quantities
+from grpolab.config.derive import derive
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def updates_for(draw, loader: GRPOConfigLoader) -> dict:
     updates = {key: draw(candidates[key]) for key in keys}
     if draw(st.booleans()):
         # num_generations must divide the completions per round (at the loader's world size).
-        per_round = derived_quantities(loader.config, loader.target_world_size())["generation_batch_size"]
+        per_round = derive(loader.config, loader.target_world_size()).generation_batch_size
         divisors = [g for g in range(2, per_round + 1) if per_round % g == 0]
         updates["grpo.num_generations"] = draw(st.sampled_from(divisors))
     return updates
@@ -152,5 +152,5 @@ def test_invalid_update_never_changes_the_saved_text(source, g):
             assert (loader.render(), loader.to_dict()) == before
         else:
             assert loader.get_param("grpo.num_generations") == g
-            per_round = derived_quantities(loader.config, loader.target_world_size())["generation_batch_size"]
+            per_round = derive(loader.config, loader.target_world_size()).generation_batch_size
             assert per_round % g == 0

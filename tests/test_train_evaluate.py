@@ -8,7 +8,8 @@ import json
 import pytest
 from conftest import read_jsonl
 
-from grpolab.train import evaluate
+from grpolab.sampling import sampler
+from grpolab.sampling.sampler import Completion, Samples
 from grpolab.train.evaluate import EvalSettings, Evaluator, pass_at_k
 
 
@@ -22,11 +23,12 @@ def test_pass_at_k_matches_the_hand_computed_estimator():
 def test_evaluator_metrics_by_hand(monkeypatch):
     """Two prompts, four samples each: 1 and 3 of them pass."""
     canned = ["5", "x", "x", "x", "7", "7", "7", "y"]
-    monkeypatch.setattr(
-        evaluate,
-        "generate",
-        lambda model, tok, prompts, s: (canned[: len(prompts) * s.samples], [1] * 8, [False] * 7 + [True]),
-    )
+
+    def canned_sample(model, tokenizer, prompts, s):
+        flat = [Completion(t, [0], ended=i < 7) for i, t in enumerate(canned[: len(prompts) * s.samples])]
+        return Samples([flat[i : i + s.samples] for i in range(0, len(flat), s.samples)], 0.0)
+
+    monkeypatch.setattr(sampler, "sample", canned_sample)
 
     def exact(prompts, completions, answer, **kwargs):
         return [float(c == a) for c, a in zip(completions, answer)]

@@ -12,7 +12,7 @@ import pytest
 trl = pytest.importorskip("trl")
 
 from grpolab.config import GRPOConfigLoader  # noqa: E402
-from grpolab.config.derive import derived_quantities  # noqa: E402
+from grpolab.config.derive import derive  # noqa: E402
 from grpolab.config.owned import OWNED, REMOVED  # noqa: E402
 from grpolab.config.schema import SECTIONS  # noqa: E402
 from grpolab.config.trl_snapshot import SNAPSHOT_PATH, build_snapshot  # noqa: E402
@@ -65,9 +65,9 @@ def test_trl_accepts_trl_kwargs_and_resolves_like_grpolab(mode, tmp_path):
     kwargs = loader.trl_kwargs(world_size=1)
     kwargs.update(output_dir=str(tmp_path), report_to="none")
     config = trl.GRPOConfig(**kwargs)
-    derived = derived_quantities(loader.config, 1)
-    assert config.generation_batch_size == derived["generation_batch_size"]
-    assert config.steps_per_generation == derived["steps_per_generation"]
+    derived = derive(loader.config, 1)
+    assert config.generation_batch_size == derived.generation_batch_size
+    assert config.steps_per_generation == derived.steps_per_generation
     assert config.num_generations == loader.config.grpo.num_generations
     assert config.learning_rate == loader.config.training.learning_rate
     assert config.beta == loader.config.grpo.beta

@@ -10,22 +10,22 @@ import pytest
 from conftest import PYTHON, REPO_ROOT, child_env
 
 from grpolab.config import ConfigError, GRPOConfigLoader, preset_path
-from grpolab.config.derive import derived_quantities
+from grpolab.config.derive import derive
 from grpolab.tune import scale
 
 
 @pytest.mark.parametrize("gpus", [2, 4, 8])
 def test_local_preset_scales_and_keeps_prompts_per_step(gpus, tmp_path):
     source = preset_path("local")
-    before = derived_quantities(GRPOConfigLoader(config_path=source).config, 1)
+    before = derive(GRPOConfigLoader(config_path=source).config, 1)
     loader, reasons, rows, notes = scale.scale_config(source, gpus)
     text = scale.scaled_text(loader, reasons, rows, source, gpus, 0)
     path = scale.write(text, tmp_path / f"local_{gpus}.yaml", False, gpus)
     written = GRPOConfigLoader(config_path=path, world_size=gpus)
     assert written.config.mode == "cluster" and written.target_world_size() == gpus
-    after = derived_quantities(written.config, gpus)
-    assert after["unique_prompts_per_round"] == before["unique_prompts_per_round"]
-    assert after["generation_batch_size"] == before["generation_batch_size"]
+    after = derive(written.config, gpus)
+    assert after.unique_prompts_per_round == before.unique_prompts_per_round
+    assert after.generation_batch_size == before.generation_batch_size
     # everything the run does apart from the batch layout stays as it was in the local file
     old, new = GRPOConfigLoader(config_path=source).to_dict(), written.to_dict()
     for section in ("generation", "model", "data", "rewards"):
@@ -38,11 +38,11 @@ def test_local_preset_scales_and_keeps_prompts_per_step(gpus, tmp_path):
 @pytest.mark.parametrize("gpus", [2, 4, 8])
 def test_demo_preset_keeps_prompts_effective_batch_and_on_policy(gpus):
     source = preset_path("local").with_name("grpo_demo.yaml")
-    before = derived_quantities(GRPOConfigLoader(config_path=source).config, 1)
+    before = derive(GRPOConfigLoader(config_path=source).config, 1)
     loader, _, rows, _ = scale.scale_config(source, gpus)
-    after = derived_quantities(GRPOConfigLoader.from_dict(loader.to_dict(), world_size=gpus).config, gpus)
+    after = derive(GRPOConfigLoader.from_dict(loader.to_dict(), world_size=gpus).config, gpus)
     for key in ("unique_prompts_per_round", "effective_batch_size", "generation_batch_size", "on_policy"):
-        assert after[key] == before[key], key
+        assert getattr(after, key) == getattr(before, key), key
     assert loader.config.training.per_device_train_batch_size == 64 // gpus
     table = scale.render_table(rows)
     assert "(changed)" in table and "unique prompts per round" in table
@@ -59,9 +59,9 @@ def test_a_pinned_round_that_cannot_divide_moves_to_the_nearest_valid_one(write_
     )
     loader, _, _, _ = scale.scale_config(path, 8)
     cfg = loader.config
-    d = derived_quantities(cfg, 8)
-    assert d["generation_batch_size"] % (cfg.training.per_device_train_batch_size * 8) == 0
-    assert d["generation_batch_size"] % 6 == 0
+    d = derive(cfg, 8)
+    assert d.generation_batch_size % (cfg.training.per_device_train_batch_size * 8) == 0
+    assert d.generation_batch_size % 6 == 0
     GRPOConfigLoader.from_dict(loader.to_dict(), world_size=8)
 
 
@@ -82,11 +82,11 @@ def test_a_cluster_file_with_auto_processes_needs_its_world_size(tmp_path):
     with pytest.raises(ConfigError, match="--from-world-size"):
         scale.scale_config(cluster, 16)
     loader, _, _, _ = scale.scale_config(cluster, 16, from_world=8)
-    before = derived_quantities(GRPOConfigLoader(config_path=cluster, world_size=8).config, 8)
-    after = derived_quantities(GRPOConfigLoader.from_dict(loader.to_dict(), world_size=16).config, 16)
-    assert (after["unique_prompts_per_round"], after["effective_batch_size"]) == (
-        before["unique_prompts_per_round"],
-        before["effective_batch_size"],
+    before = derive(GRPOConfigLoader(config_path=cluster, world_size=8).config, 8)
+    after = derive(GRPOConfigLoader.from_dict(loader.to_dict(), world_size=16).config, 16)
+    assert (after.unique_prompts_per_round, after.effective_batch_size) == (
+        before.unique_prompts_per_round,
+        before.effective_batch_size,
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from grpolab.cli.common import add_layer_args, load, positive_int, print_warnings
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
-from grpolab.config.derive import derived_quantities
+from grpolab.config.derive import derive
 from grpolab.config.errors import BAD_ARGUMENTS
 from grpolab.config.keys import MISSING, diff
 from grpolab.config.layers import parse_assignments
@@ -110,7 +110,7 @@ def cmd_explain(args) -> int:
     print_warnings(loader)
     cfg = loader.config
     world = loader.target_world_size()
-    d = derived_quantities(cfg, world, args.dataset_size)
+    d = derive(cfg, world, args.dataset_size)
     # The decisions training would make on this machine for this world size (no torch: facts
     # come from nvidia-smi and /proc).
     resolved = resolve(cfg, hardware.probe(use_torch=False), world_size=world)
@@ -118,7 +118,7 @@ def cmd_explain(args) -> int:
         print(f"warning: on this machine: {problem}", file=sys.stderr)
     check_installed(to_trl_kwargs(cfg, resolved))  # imports trl only when it is not the snapshot's version
     if args.json:
-        print(json.dumps({**d, "runtime": resolved.to_dict()}, indent=2))
+        print(json.dumps({**d.to_dict(), "runtime": resolved.to_dict()}, indent=2))
         return 0
     t, g = cfg.training, cfg.grpo
     P, GA = t.per_device_train_batch_size, t.gradient_accumulation_steps
@@ -127,41 +127,41 @@ def cmd_explain(args) -> int:
         ("world size", f"{world}", "processes (GPUs); --world-size to change"),
         (
             "effective batch size",
-            f"{d['effective_batch_size']} = {P} x {GA} x {world}",
+            f"{d.effective_batch_size} = {P} x {GA} x {world}",
             "per_device_train_batch_size x gradient_accumulation_steps x world size",
         ),
         (
             "completions per round",
-            f"{d['generation_batch_size']}",
+            f"{d.generation_batch_size}",
             "generation_batch_size" + (" (auto)" if g.generation_batch_size == "auto" else ""),
         ),
         (
             "unique prompts per round",
-            f"{d['unique_prompts_per_round']}",
+            f"{d.unique_prompts_per_round}",
             f"completions per round / num_generations {g.num_generations}",
         ),
-        ("steps per generation", f"{d['steps_per_generation']}", "micro-steps that consume one round"),
+        ("steps per generation", f"{d.steps_per_generation}", "micro-steps that consume one round"),
         (
             "optimizer steps per round",
-            f"{d['optimizer_steps_per_round']:g}",
+            f"{d.optimizer_steps_per_round:g}",
             "steps_per_generation x num_iterations / gradient_accumulation_steps",
         ),
         (
             "on-policy",
-            "yes" if d["on_policy"] else "no",
+            "yes" if d.on_policy else "no",
             "one optimizer step per round: clipping inactive"
-            if d["on_policy"]
+            if d.on_policy
             else "several optimizer steps per round: clipping (epsilon) active",
         ),
         (
             "KL tracked",
-            "yes" if d["kl_tracked"] else "no",
-            f"beta {g.beta:g}" + ("" if d["kl_tracked"] else ": 0 disables KL"),
+            "yes" if d.kl_tracked else "no",
+            f"beta {g.beta:g}" + ("" if d.kl_tracked else ": 0 disables KL"),
         ),
-        ("reference model loaded", "yes" if d["reference_model_loaded"] else "no", "needed only when beta > 0"),
+        ("reference model loaded", "yes" if d.reference_model else "no", d.reference_model_why),
         (
             "max completion tokens per round",
-            f"{d['completion_tokens_per_round_max']}",
+            f"{d.completion_tokens_per_round_max}",
             f"completions x max_completion_length {cfg.generation.max_completion_length}",
         ),
     ]
@@ -169,13 +169,13 @@ def cmd_explain(args) -> int:
         rows += [
             (
                 "optimizer steps per epoch",
-                f"{d['optimizer_steps_per_epoch']}",
-                f"{d['generation_rounds_per_epoch']} rounds of {d['unique_prompts_per_round']} "
+                f"{d.optimizer_steps_per_epoch}",
+                f"{d.generation_rounds_per_epoch} rounds of {d.unique_prompts_per_round} "
                 f"prompts from {args.dataset_size}",
             ),
             (
                 "total optimizer steps",
-                f"{d['total_optimizer_steps']}",
+                f"{d.total_optimizer_steps}",
                 "training.max_steps" if t.max_steps > 0 else f"x num_train_epochs {t.num_train_epochs:g}",
             ),
         ]
@@ -359,8 +359,8 @@ def _resolved_rows(loader, key: str, value) -> list[tuple[str, str]]:
 
     cfg, world = loader.config, loader.target_world_size()
     if key == "grpo.generation_batch_size":
-        d = derived_quantities(cfg, world)
-        return [("for this run", f"{d['generation_batch_size']} completions per round (world size {world})")]
+        d = derive(cfg, world)
+        return [("for this run", f"{d.generation_batch_size} completions per round (world size {world})")]
     resolved = resolve(cfg, hardware.probe(use_torch=False), world_size=world)
     rows = []
     for decision in resolved.decisions:

@@ -197,9 +197,9 @@ def cmd_explain_memory(args) -> int:
     shape = memory.resolve_shape(args.model or cfg.model.name_or_path)
     result = memory.plan(cfg, shape, world, gpu, args.prompt_tokens)
     if args.json:
-        from grpolab.config.derive import derived_quantities
+        from grpolab.config.derive import derive
 
-        print(json.dumps({"derived": derived_quantities(cfg, world), "memory": result.to_dict()}, indent=2))
+        print(json.dumps({"derived": derive(cfg, world).to_dict(), "memory": result.to_dict()}, indent=2))
     else:
         print(memory.render(result))
     return EXIT_OK

@@ -14,9 +14,8 @@
 - json_schema.py     the JSON Schema editors use (`grpolab config schema`)
 - describe.py        the words for each key: explain --key, config keys, preset comments
 - files.py           config new / minimize / ls / cp, show --origins
-- trl_mapping.py     resolved config -> trl.GRPOConfig keyword arguments
 - trl_snapshot.py    TRL's field list (trl_fields.json), checked against the installed trl
-- derive.py          derived quantities shown by `grpolab config explain`
+- derive.py          `Derived`: batch arithmetic and the reference-model rule (explain, plans)
 """
 
 from .errors import ConfigError, Problem

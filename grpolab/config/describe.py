@@ -186,7 +186,7 @@ def _typed(section: str) -> set[str]:
 
 
 def trl_field(key: str) -> str | None:
-    """The GRPOConfig argument a key becomes (trl_mapping.py writes them), or None."""
+    """The GRPOConfig argument a key becomes (runtime/trl_args.py writes them), or None."""
     if key == "training.gradient_checkpointing":  # transformers 5 renamed it
         return (
             "activation_checkpointing"

@@ -267,18 +267,18 @@ class GRPOConfigLoader:
     def trl_kwargs(self, world_size: int | None = None, facts=None) -> dict:
         """Keyword arguments for trl.GRPOConfig (no trl import). Validated for `world_size` processes.
         `facts` (a `runtime.hardware.HardwareFacts`) is the machine the `auto` values are decided
-        for; default: a CPU without native bf16."""
-        from grpolab.runtime.hardware import HardwareFacts
-        from grpolab.runtime.resolve import resolve
-
-        from .trl_mapping import to_trl_kwargs
-
+        for; default: this machine, probed without torch (as `config explain` does)."""
         world_size = _check_world_size(world_size, "trl_kwargs(world_size=...)")
         if world_size is not None and world_size != self.target_world_size():
             problems = cross_field_problems(self.config, world_size, self.origin_of)
             if problems:
                 raise ConfigError(problems)
-        return to_trl_kwargs(self.config, resolve(self.config, facts or HardwareFacts(), world_size=world_size))
+        # The config room's one call upward, named in tests/test_package_layers.py (SEAMS): the mapping
+        # consumes the runtime's decisions, so it lives above them; importing it here, at call time,
+        # keeps `import grpolab.config` free of the runtime room.
+        from grpolab.runtime.trl_args import trl_kwargs
+
+        return trl_kwargs(self.config, world_size, facts)
 
     # ---------------------------------------------------------------- saving
     def render(self, path=None, *, full: bool = False) -> str:

@@ -9,20 +9,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .derive import derive, reference_model, resolved_generation
 from .errors import Problem
 from .keys import lookup
 from .schema import GRPOLabConfig
 from .yaml_io import format_float
-
-
-def resolved_generation(cfg: GRPOLabConfig, world_size: int) -> tuple[int, int]:
-    """(generation_batch_size B, steps_per_generation S) exactly as TRL's GRPOConfig resolves them."""
-    t, g = cfg.training, cfg.grpo
-    per_step = t.per_device_train_batch_size * world_size
-    if g.generation_batch_size == "auto":
-        steps = g.steps_per_generation or t.gradient_accumulation_steps
-        return per_step * steps, steps
-    return g.generation_batch_size, g.generation_batch_size // per_step
 
 
 def cross_field_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> list[Problem]:
@@ -78,12 +69,14 @@ def cross_field_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> list
                 )
             )
     extra = {**(t.model_extra or {}), **(g.model_extra or {})}
-    if extra.get("sync_ref_model") and g.beta == 0:
+    has_reference, why = reference_model(cfg)
+    if extra.get("sync_ref_model") and not has_reference:  # TRL raises for both reasons
         problems.append(
             Problem(
                 "grpo.sync_ref_model",
-                "needs a reference model, and grpo.beta is 0 (no reference model is loaded).",
-                "set `grpo.beta` > 0 or `grpo.sync_ref_model: false`",
+                f"needs a reference model, and none is loaded ({why}).",
+                "set `grpo.sync_ref_model: false`"
+                + (", or `grpo.beta` > 0" if g.beta == 0 else ", or train all weights (`model.lora.enabled: false`)"),
                 origin_of("grpo.sync_ref_model"),
             )
         )
@@ -471,8 +464,6 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
 def step_count_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> tuple[list[Problem], list[Problem]]:
     """(errors, warnings) for a run that trains nothing or almost nothing, where that is known
     without loading data: max_steps, or data.max_samples (an upper bound on the rows)."""
-    from .derive import derived_quantities
-
     t = cfg.training
     errors, warnings = [], []
     if t.max_steps == 0:
@@ -497,24 +488,24 @@ def step_count_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> tuple
                 )
             )
         return errors, warnings
-    d = derived_quantities(cfg, world_size, rows)
-    per_round = d["unique_prompts_per_round"]
-    if d["generation_rounds_per_epoch"] == 0:
+    d = derive(cfg, world_size, rows)
+    per_round = d.unique_prompts_per_round
+    if d.generation_rounds_per_epoch == 0:
         errors.append(
             Problem(
                 "data.max_samples",
                 f"{rows} prompts are fewer than one generation round ({per_round} prompts = generation_batch_size "
-                f"{d['generation_batch_size']} / num_generations {cfg.grpo.num_generations}), so every prompt is "
+                f"{d.generation_batch_size} / num_generations {cfg.grpo.num_generations}), so every prompt is "
                 "dropped and nothing trains.",
                 f"set `data.max_samples: {per_round}` or more (or lower training.per_device_train_batch_size)",
                 origin_of("data.max_samples"),
             )
         )
-    elif d["total_optimizer_steps"] <= 1:
+    elif d.total_optimizer_steps <= 1:
         warnings.append(
             Problem(
                 "data.max_samples",
-                f"{rows} prompts give at most {d['total_optimizer_steps']} optimizer step(s) "
+                f"{rows} prompts give at most {d.total_optimizer_steps} optimizer step(s) "
                 f"({per_round} prompts per generation round).",
                 None,
                 origin_of("data.max_samples"),

@@ -19,14 +19,13 @@ from .rules import (
     cross_field_problems,
     pass_through_problems,
     range_warnings,
-    resolved_generation,
     step_count_problems,
     world_size_warnings,
 )
 from .schema import GRPOLabConfig, closed_model
 from .trl_snapshot import trl_fields
 
-__all__ = ["check", "cross_field_problems", "resolved_generation", "trl_fields"]
+__all__ = ["check", "cross_field_problems", "trl_fields"]
 
 
 def check(data: dict, origin_of, world_size: int | None) -> tuple[GRPOLabConfig, list[Problem]]:

@@ -66,9 +66,10 @@ def parse_number(text: str) -> str | None:
 def greedy_accuracy(model, tokenizer, rows: Sequence[dict], max_new_tokens: int = 8, batch_size: int = 64) -> float:
     """Fraction of `rows` whose greedy completion starts with exactly `answer` (the demo model's
     own check while it is built; training scores held-out rows with the general evaluator)."""
-    from grpolab.train.evaluate import greedy_completions
+    from grpolab.sampling.sampler import Sampling, sample
 
     if not rows:
         raise ValueError("greedy_accuracy needs at least one row")
-    texts = greedy_completions(model, tokenizer, [row["prompt"] for row in rows], max_new_tokens, batch_size)
-    return sum(parse_number(text) == row["answer"] for text, row in zip(texts, rows)) / len(rows)
+    greedy = Sampling(max_new_tokens, greedy=True, batch_size=batch_size)
+    drawn = sample(model, tokenizer, [row["prompt"] for row in rows], greedy).flat
+    return sum(parse_number(c.text) == row["answer"] for c, row in zip(drawn, rows)) / len(rows)

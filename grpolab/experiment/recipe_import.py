@@ -28,6 +28,7 @@ from grpolab.config.yaml_io import (
     to_plain,
     write_atomic,
 )
+from grpolab.runtime.hardware import HardwareFacts
 
 # TRL's ModelConfig -> model:
 MODEL_KEYS = {
@@ -414,7 +415,9 @@ def _pins(conv: _Converter, mode: str) -> dict:
     if "activation_checkpointing" in set_by_recipe:
         set_by_recipe.add("gradient_checkpointing")
     loader = GRPOConfigLoader.from_dict({"mode": mode, **conv.data})
-    kwargs = loader.trl_kwargs()
+    # A machine with nothing on it: the pins come from the recipe and TRL's defaults, never from the
+    # hardware the import happens to run on (those fields are NOT_PINNED anyway).
+    kwargs = loader.trl_kwargs(facts=HardwareFacts())
     # transformers 5 renamed gradient_checkpointing; the grpolab key keeps the old name.
     kwargs["gradient_checkpointing"] = loader.config.training.gradient_checkpointing
     fields = trl_fields()

@@ -156,10 +156,10 @@ def plan_problems(
 
 def describe(cfg, plan: LaunchPlan) -> str:
     """Two lines for the console: processes, launcher, and the batch arithmetic."""
-    from grpolab.config.derive import derived_quantities
+    from grpolab.config.derive import derive
 
     t, g = cfg.training, cfg.grpo
-    d = derived_quantities(cfg, plan.world_size)
+    d = derive(cfg, plan.world_size)
     machines = (
         f"{plan.per_machine} per machine x {plan.num_machines} machines" if plan.num_machines > 1 else "1 machine"
     )
@@ -171,9 +171,9 @@ def describe(cfg, plan: LaunchPlan) -> str:
     return (
         f"cluster      {plan.world_size} process(es) ({machines}) on {plan.device}, "
         f"{engine}, started by {plan.launcher if plan.world_size > 1 or plan.backend != 'ddp' else 'this process'}\n"
-        f"             effective batch size {d['effective_batch_size']} = "
+        f"             effective batch size {d.effective_batch_size} = "
         f"{t.per_device_train_batch_size} x {t.gradient_accumulation_steps} x {plan.world_size}"
         f" (per_device_train_batch_size x gradient_accumulation_steps x processes); "
-        f"{d['unique_prompts_per_round']} prompts x {g.num_generations} generations = "
-        f"{d['generation_batch_size']} completions per generation round"
+        f"{d.unique_prompts_per_round} prompts x {g.num_generations} generations = "
+        f"{d.generation_batch_size} completions per generation round"
     )

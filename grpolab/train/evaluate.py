@@ -1,7 +1,7 @@
 """Held-out evaluation: completions for the held-out prompts (greedy, or k samples each), scored
 by the evaluation rewards. Prompts arrive as the training path made them (columns mapped, system
-prompt and chat template, too-long prompts dropped); generation runs on the model's own device,
-batched.
+prompt and chat template, too-long prompts dropped); generation is the one sampler's
+(grpolab/sampling), on the model's own device, batched.
 
 Metrics of one evaluation point (all under `eval/`):
   reward, rewards/<name>   mean weighted reward, and each reward's mean, over all completions
@@ -18,6 +18,8 @@ import math
 import time
 from dataclasses import dataclass
 
+from grpolab.sampling import sampler
+from grpolab.sampling.sampler import Sampling
 from grpolab.train.rewards import completion_text, numeric_match
 
 
@@ -49,28 +51,22 @@ class Evaluator:
         self.rewards = [
             (name, func, w) for name, func, w in zip(reward_names, reward_funcs, weights) if callable(func)
         ]
-        self.columns = [k for k in rows[0] if k != "prompt"]
         self.seconds = 0.0  # time spent evaluating, kept out of the training clock
 
     def __call__(self, model) -> dict:
         began = time.perf_counter()
-        s = self.settings
-        texts, lengths, truncated = generate(model, self.tokenizer, [r["prompt"] for r in self.rows], s)
-        k = s.samples
-        prompts = [r["prompt"] for r in self.rows for _ in range(k)]
-        completions = [_as_completion(self.rows[i // k]["prompt"], t) for i, t in enumerate(texts)]
-        columns = {c: [r[c] for r in self.rows for _ in range(k)] for c in self.columns}
+        s, k = self.settings, self.settings.samples
+        funcs = [func for _, func, _ in self.rewards]
+        scored = sampler.sample_and_score(model, self.tokenizer, self.rows, _sampling(s), funcs)
+        drawn = scored.samples.flat
         out: dict = {}
-        total = [0.0] * len(completions)
         passing = None
-        for name, func, weight in self.rewards:
-            values = [
-                0.0 if v is None else float(v) for v in func(prompts=prompts, completions=completions, **columns)
-            ]
+        for (name, _, _), values in zip(self.rewards, scored.values):
+            values = [0.0 if v is None else float(v) for v in values]
             out[f"eval/rewards/{name}"] = sum(values) / len(values)
-            total = [t + weight * v for t, v in zip(total, values)]
             if name == s.pass_reward:
                 passing = [v >= s.pass_threshold for v in values]
+        total = scored.weighted_total([w for _, _, w in self.rewards])
         out["eval/reward"] = sum(total) / len(total)
         if passing is not None:
             per_prompt = [sum(passing[i * k : (i + 1) * k]) for i in range(len(self.rows))]
@@ -78,78 +74,26 @@ class Evaluator:
             out["eval/pass@1"] = sum(pass_at_k(k, c, 1) for c in per_prompt) / len(per_prompt)
             if k > 1:
                 out[f"eval/pass@{k}"] = sum(pass_at_k(k, c, k) for c in per_prompt) / len(per_prompt)
-        if "answer" in self.columns:
-            greedy = (
-                texts if k == 1 else generate(model, self.tokenizer, [r["prompt"] for r in self.rows], _greedy(s))[0]
-            )
+        if "answer" in self.rows[0]:
+            if k == 1:
+                greedy = [c.text for c in drawn]
+            else:
+                prompts = [r["prompt"] for r in self.rows]
+                greedy = [c.text for c in sampler.sample(model, self.tokenizer, prompts, _sampling(s, True)).flat]
             scores = numeric_match([completion_text(t) for t in greedy], [r["answer"] for r in self.rows])
             out["eval/accuracy"] = sum(scores) / len(scores)
-        out["eval/truncated"] = sum(truncated) / len(truncated)
-        out["eval/length"] = sum(lengths) / len(lengths)
+        out["eval/truncated"] = sum(c.truncated for c in drawn) / len(drawn)
+        out["eval/length"] = sum(c.length for c in drawn) / len(drawn)
         spent = time.perf_counter() - began
         self.seconds += spent
         out["eval/seconds"] = round(spent, 3)
         return out
 
 
-def _greedy(s: EvalSettings) -> EvalSettings:
-    return EvalSettings(1, 1.0, s.max_new_tokens, s.batch_size, s.pass_reward, s.pass_threshold)
-
-
-def _as_completion(prompt, text: str):
-    """A completion as TRL hands it to rewards: text for text prompts, a message list for chat."""
-    return [{"role": "assistant", "content": text}] if isinstance(prompt, list) else text
-
-
-def generate(model, tokenizer, prompts, s: EvalSettings) -> tuple[list[str], list[int], list[bool]]:
-    """k completions per prompt (greedy when k is 1), in prompt order: texts, token counts, and
-    whether each was cut at max_new_tokens without an end-of-sequence token."""
-    import torch
-
-    was_training = model.training
-    model.eval()
-    texts, lengths, cut = [], [], []
-    eos = tokenizer.eos_token_id
-    try:
-        with torch.no_grad():
-            for start in range(0, len(prompts), s.batch_size):
-                batch = [_prompt_text(tokenizer, p) for p in prompts[start : start + s.batch_size]]
-                # Left padding keeps every prompt's last token next to the generated ones.
-                enc = tokenizer(
-                    batch, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
-                ).to(model.device)
-                sampling = {"do_sample": True, "temperature": s.temperature} if s.samples > 1 else {"do_sample": False}
-                out = model.generate(
-                    **enc,
-                    max_new_tokens=s.max_new_tokens,
-                    num_return_sequences=s.samples,
-                    num_beams=1,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=eos,
-                    **sampling,
-                )
-                new = out[:, enc["input_ids"].shape[1] :]
-                for row in new.tolist():
-                    ended = eos in row
-                    n = row.index(eos) + 1 if ended else len([t for t in row if t != tokenizer.pad_token_id])
-                    lengths.append(n)
-                    cut.append(not ended and n >= s.max_new_tokens)
-                texts += tokenizer.batch_decode(new, skip_special_tokens=True)
-    finally:
-        model.train(was_training)
-    return texts, lengths, cut
-
-
-def _prompt_text(tokenizer, prompt) -> str:
-    if isinstance(prompt, list):  # chat messages: the template the trainer uses, ready for the answer
-        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    return prompt
-
-
-def greedy_completions(model, tokenizer, prompts, max_new_tokens: int, batch_size: int = 64) -> list[str]:
-    """Greedy completion texts for string prompts (the demo model's own check while it is built)."""
-    settings = EvalSettings(1, 1.0, max_new_tokens, batch_size, "", 1.0)
-    return generate(model, tokenizer, list(prompts), settings)[0]
+def _sampling(s: EvalSettings, greedy: bool = False) -> Sampling:
+    """Plain temperature sampling for k > 1 (top_k and top_p off, explicitly), greedy for k = 1."""
+    k = 1 if greedy else s.samples
+    return Sampling(s.max_new_tokens, samples=k, greedy=k == 1, temperature=s.temperature, batch_size=s.batch_size)
 
 
 def make_evaluator(cfg, rows, tokenizer, reward_funcs) -> Evaluator:

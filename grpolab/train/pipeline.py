@@ -8,7 +8,7 @@ import os
 import sys
 
 from grpolab.config import ConfigError
-from grpolab.config.derive import derived_quantities
+from grpolab.config.derive import derive
 from grpolab.run.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from grpolab.train.request import TrainRequest
 from grpolab.train.rewards import RewardFunctionError
@@ -92,7 +92,7 @@ def train(request: TrainRequest) -> int:
     reward_funcs, reward_needs = build_rewards(cfg.rewards, cfg.generation.max_completion_length)
     agent = load_agent(cfg, tokenizer)  # tools, environment, rollout: imported and checked
     data = setup.training_data(cfg, tokenizer, model, reward_needs)
-    derived = derived_quantities(cfg, resolved.world_size, len(data.train_set))
+    derived = derive(cfg, resolved.world_size, len(data.train_set))
     report.print_plan(loader, model_name, model, resolved, derived, data, request.dry_run)
     if request.dry_run:
         report.check_rewards(cfg, model, tokenizer, reward_funcs, data)  # tools + one sampled batch scored

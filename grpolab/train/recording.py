@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from grpolab.config.derive import Derived
 from grpolab.run.exit_codes import EXIT_FAILED, EXIT_SIGNAL
 
 
@@ -22,7 +23,7 @@ class Run:
     info: object  # grpolab.run.record.RunInfo
     checkpoint: str | None  # the checkpoint a resumed run continues from
     data: object
-    derived: dict
+    derived: Derived
     model_name: str = ""  # the policy's path or Hub id (a LoRA merge reloads it)
     wandb_run: object = None
     eval_before: float | None = None
@@ -160,8 +161,8 @@ def open_run(loader, request, resolved, dist, shared_run_dir, model_name, derive
             world_size=resolved.world_size,
             device=resolved.device,
             threads_per_process=resolved.threads,
-            effective_batch_size=derived["effective_batch_size"],
-            derived=derived,
+            effective_batch_size=derived.effective_batch_size,
+            derived=derived.to_dict(),
             dataset={"rows": len(data.train_set), "dropped_too_long": data.dropped},
             config_sha256=sha,
             status="running",

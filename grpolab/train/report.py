@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from grpolab.config.derive import Derived
 
-def print_plan(loader, model_name: str, model, resolved, derived: dict, data, dry_run: bool) -> None:
+
+def print_plan(loader, model_name: str, model, resolved, derived: Derived, data, dry_run: bool) -> None:
     cfg = loader.config
     params = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())  # ZeRO-3: the full size
     source = loader.config_path or loader.preset_path
@@ -16,7 +18,7 @@ def print_plan(loader, model_name: str, model, resolved, derived: dict, data, dr
     if q is not None:  # QLoRA: the base weights are frozen at 4/8 bits
         lora += f", base {'4-bit ' + q.quant_type if q.load_in_4bit else '8-bit'} (bitsandbytes)"
     d, g = derived, cfg.grpo
-    kl = f"on (beta {g.beta:g}, reference model loaded)" if d["kl_tracked"] else "off (beta 0: no reference model)"
+    kl = f"on (beta {g.beta:g}, {d.reference_model_why})" if d.kl_tracked else f"off ({d.reference_model_why})"
     lines = [
         f"config       {source} (mode {cfg.mode}){overrides}",
         f"model        {model_name} ({params / 1e6:.2f}M parameters, context {data.context}){lora}",
@@ -26,11 +28,10 @@ def print_plan(loader, model_name: str, model, resolved, derived: dict, data, dr
         *_mixture_lines(data),
         f"rewards      {', '.join(f'{r.label} x{r.weight:g}' for r in cfg.rewards)}",
         *_reward_model_lines(),
-        f"batch        effective {d['effective_batch_size']}; {d['generation_batch_size']} completions = "
-        f"{d['unique_prompts_per_round']} prompts x {g.num_generations} per round; "
-        f"{'on' if d['on_policy'] else 'off'}-policy",
-        f"steps        {d['total_optimizer_steps']} optimizer steps "
-        f"({d['optimizer_steps_per_epoch']} per epoch); KL {kl}",
+        f"batch        effective {d.effective_batch_size}; {d.generation_batch_size} completions = "
+        f"{d.unique_prompts_per_round} prompts x {g.num_generations} per round; "
+        f"{'on' if d.on_policy else 'off'}-policy",
+        f"steps        {d.total_optimizer_steps} optimizer steps ({d.optimizer_steps_per_epoch} per epoch); KL {kl}",
     ]
     if data.eval_rows is not None:
         lines.append(_eval_line(cfg, data))
@@ -41,7 +42,7 @@ def print_plan(loader, model_name: str, model, resolved, derived: dict, data, dr
 
 def check_rewards(cfg, model, tokenizer, reward_funcs, data) -> None:
     """The dry run after the plan: tools/environment/rollout checked, one sampled batch scored by every reward."""
-    from grpolab.rewards.preview import dry_run_checks
+    from grpolab.train.preview import dry_run_checks
 
     dry_run_checks(cfg, model, tokenizer, reward_funcs, data)
 

@@ -34,8 +34,8 @@ def training_args(cfg, resolved) -> TrainingArgs:
     rank. The run directory is filled in once it exists (`build_trainer`)."""
     from trl import GRPOConfig
 
-    from grpolab.config.trl_mapping import to_trl_kwargs
     from grpolab.run.wandb_run import wandb_enabled
+    from grpolab.runtime.trl_args import to_trl_kwargs
 
     kwargs = to_trl_kwargs(cfg, resolved)
     if not wandb_enabled(cfg.logging.report_to) and "wandb" in (kwargs["report_to"] or []):
@@ -63,7 +63,7 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
     if run.is_main and wandb_enabled(cfg.logging.report_to):
         files = [run.dir / "resolved_config.yaml", run.loader.config_path]
         previous = run.info.extra.get("wandb_id")  # a resumed run continues its WandB run
-        run.wandb_run = start_wandb(run.dir, cfg.logging, run.loader.to_dict(), run.derived, files, previous)
+        run.wandb_run = start_wandb(run.dir, cfg.logging, run.loader.to_dict(), run.derived.to_dict(), files, previous)
         run.save_info(wandb_id=run.wandb_run.id)
     # The exact GRPOConfig arguments: a plain TRL script given these trains the same run. Whether
     # ZeRO-3 loaded the policy already partitioned (its parameters carry DeepSpeed ids) is recorded.

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
-from grpolab.config.derive import derived_quantities
+from grpolab.config.derive import derive
 from grpolab.config.yaml_io import inline_yaml, read_yaml_file, to_plain
 
 from .edits import annotate_changes
@@ -612,8 +612,8 @@ def find_small_batch(run: Run) -> Finding | None:
     cfg = run.config
     if cfg is None:
         return None
-    d = derived_quantities(cfg, run.world_size)
-    prompts, effective = d["unique_prompts_per_round"], d["effective_batch_size"]
+    d = derive(cfg, run.world_size)
+    prompts, effective = d.unique_prompts_per_round, d.effective_batch_size
     low_p, low_b = limit("min_prompts_per_step"), limit("min_effective_batch")
     if prompts >= low_p and effective >= low_b:
         return None

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from grpolab.config import ConfigError, Problem
+from grpolab.config.derive import derive, reference_model_rule
 
 GIB = 2**30
 # Memory each GPU reports (GiB), as `nvidia-smi` shows it for the common models.
@@ -354,10 +355,13 @@ class Setup:
     device: str  # cuda or cpu
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def reference(self) -> tuple[bool, str]:
+        """(a separate reference model is loaded, why): config.derive's rule, TRL's."""
+        return reference_model_rule(self.beta, peft=self.lora)
+
 
 def setup_from_config(cfg, world: int, prompt_tokens: int | None, device: str = "cuda") -> Setup:
-    from grpolab.config.validate import resolved_generation  # re-exported from rules.py
-
     notes = []
     if prompt_tokens is None:
         if cfg.data.dataset == "builtin:addition":
@@ -386,11 +390,11 @@ def setup_from_config(cfg, world: int, prompt_tokens: int | None, device: str = 
         backend = "ddp"
     if cluster.use_vllm == "auto" and device == "cuda":
         notes.append("cluster.use_vllm is auto: planned with vLLM, as on a GPU with vLLM installed")
-    _, steps = resolved_generation(cfg, world)
+    derived = derive(cfg, world)
     return Setup(
         world=world,
         per_device=cfg.training.per_device_train_batch_size,
-        steps_per_generation=steps,
+        steps_per_generation=derived.steps_per_generation,
         prompt_tokens=prompt_tokens,
         completion_tokens=cfg.generation.max_completion_length,
         dtype=dtype,
@@ -429,7 +433,7 @@ def static_bytes(shape: ModelShape, s: Setup) -> dict:
         optim = trainable * 12  # DeepSpeed / FSDP: float32 master weights and moments
     else:
         optim = trainable * 2 * grad_b + 4 * tensors  # exp_avg, exp_avg_sq, and a float32 `step` per tensor
-    reference = params * b if s.beta > 0 and not s.lora else 0
+    reference = params * b if s.reference[0] else 0
     return {
         "weights": weights / w if shard_weights else weights,
         "gradients": trainable * grad_b / w if shard_grads else trainable * grad_b,
@@ -689,7 +693,7 @@ def render(p: Plan) -> str:
         value = p.components[key]
         note = ""
         if key == "reference" and value == 0:
-            note = "beta 0: not loaded" if s.beta == 0 else "LoRA: the adapter is disabled instead"
+            note = s.reference[1]
         elif key == "activations":
             other = activation_bytes(shape, replace(s, checkpointing=not s.checkpointing))
             note = (

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from grpolab.config import ConfigError, Problem
+from grpolab.sampling import sampler
+from grpolab.sampling.sampler import Sampling
 
 # A completion "passes" when its weighted reward is above this: for 0/1 rewards, when it is right.
 PASS_ABOVE = 0.0
+# generate() arguments that are not sampling settings, left out of the report's `settings`
+NOT_SETTINGS = ("pad_token_id", "eos_token_id", "num_return_sequences", "num_beams")
 
 
 @dataclass
@@ -93,30 +96,19 @@ class ProbeReport:
         }
 
 
-def _builtin_rows():
-    try:
-        from grpolab.demo import builtin_rows
-    except ImportError:  # the demo package without the builtin_rows helper: the training data has no builtins
-        return None
-    return builtin_rows
-
-
 def _model_path(cfg, model: str | None) -> str:
     if model:
         return model
     if cfg.model.name_or_path:
         return cfg.model.name_or_path
-    try:
-        from grpolab.demo import demo_model_path
-    except ImportError:
-        from grpolab.demo.tiny_model import demo_model_path
+    from grpolab.demo import demo_model_path
+
     return str(demo_model_path())
 
 
 def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | None = None) -> ProbeReport:
-    import torch
-
-    from grpolab.config.derive import derived_quantities
+    from grpolab.config.derive import derive
+    from grpolab.demo import builtin_rows
     from grpolab.train import data as datas
     from grpolab.train import model as models
     from grpolab.train.rewards import build_rewards
@@ -142,7 +134,7 @@ def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | N
     funcs, needs = build_rewards(cfg.rewards, gen.max_completion_length)
     weights = [r.weight for r in cfg.rewards]
     d = cfg.data
-    dataset = datas.load_split(d, d.split, d.max_samples, seed=cfg.training.seed, builtin_rows=_builtin_rows())
+    dataset = datas.load_split(d, d.split, d.max_samples, seed=cfg.training.seed, builtin_rows=builtin_rows)
     datas.check_columns(dataset, needs)
     dataset = datas.format_prompts(dataset, tokenizer, d.system_prompt)
     dataset, _, _ = datas.drop_too_long(
@@ -151,87 +143,33 @@ def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | N
     dataset = dataset.shuffle(seed=seed).select(range(min(prompts, len(dataset))))
     rows = dataset.to_list()
 
-    sampling = {
-        "do_sample": True,
-        "temperature": gen.temperature,
-        "top_p": gen.top_p,
-        "top_k": gen.top_k,  # 0 = off, passed as TRL does so a model's own generation_config cannot set it
-        "min_p": gen.min_p,
-        "repetition_penalty": gen.repetition_penalty,
-        "max_new_tokens": gen.max_completion_length,
-        "pad_token_id": tokenizer.pad_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-    }
-    torch.manual_seed(seed)
-    results, seconds = [], 0.0
-    batch = max(1, 256 // G)  # prompts per generate() call: a few hundred sequences at once
-    eos = tokenizer.eos_token_id
-    for start in range(0, len(rows), batch):
-        chunk = rows[start : start + batch]
-        texts = [_prompt_text(tokenizer, r["prompt"]) for r in chunk]
-        enc = tokenizer(
-            texts,
-            return_tensors="pt",
-            padding=True,
-            padding_side="left",
-            add_special_tokens=False,
-            return_attention_mask=True,
+    # The run's own sampling, as TRL generates; a few hundred sequences per generate() call.
+    sampling = Sampling.as_training(gen, G, batch_size=max(1, 256 // G), seed=seed, bf16_autocast=autocast)
+    scored = sampler.sample_and_score(lm, tokenizer, rows, sampling, funcs)
+    total = scored.weighted_total(weights)
+    results = [
+        PromptResult(
+            dict(row),
+            total[i * G : (i + 1) * G],
+            [c.length for c in group],  # TRL counts the end token in the length
+            [c.truncated for c in group],
         )
-        enc = {k: v.to(device) for k, v in enc.items()}
-        began = time.perf_counter()
-        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
-            out = lm.generate(**enc, num_return_sequences=G, **sampling)
-        seconds += time.perf_counter() - began
-        completion_ids = out[:, enc["input_ids"].shape[1] :].tolist()
-        for i, row in enumerate(chunk):
-            ids_group = [_until_eos(ids, eos, tokenizer.pad_token_id) for ids in completion_ids[i * G : (i + 1) * G]]
-            completions = [tokenizer.decode(ids, skip_special_tokens=True) for ids, _ in ids_group]
-            if isinstance(row["prompt"], list):
-                completions = [[{"role": "assistant", "content": c}] for c in completions]
-            columns = {k: [v] * G for k, v in row.items() if k != "prompt"}
-            prompts_g = [row["prompt"]] * G
-            total = [0.0] * G
-            for func, w in zip(funcs, weights):
-                values = func(prompts_g, completions, completion_ids=[ids for ids, _ in ids_group], **columns)
-                total = [t + w * (v if v is not None else 0.0) for t, v in zip(total, values)]
-            results.append(
-                PromptResult(
-                    {k: v for k, v in row.items()},
-                    total,
-                    [len(ids) + ended for ids, ended in ids_group],  # TRL counts the end token in the length
-                    [not ended for _, ended in ids_group],
-                )
-            )
-    derived = derived_quantities(cfg, loader.target_world_size())
+        for i, (row, group) in enumerate(zip(rows, scored.samples.groups))
+    ]
+    derived = derive(cfg, loader.target_world_size())
     return ProbeReport(
         str(loader.config_path or loader.preset_path),
         name,
         G,
         gen.max_completion_length,
         results,
-        seconds,
-        derived["unique_prompts_per_round"],
+        scored.samples.seconds,
+        derived.unique_prompts_per_round,
         {
-            **{k: v for k, v in sampling.items() if k not in ("pad_token_id", "eos_token_id")},
+            **{k: v for k, v in sampling.generate_kwargs(tokenizer).items() if k not in NOT_SETTINGS},
             "bf16_autocast": autocast,
         },
     )
-
-
-def _prompt_text(tokenizer, prompt) -> str:
-    if isinstance(prompt, list):
-        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    return prompt
-
-
-def _until_eos(ids: list[int], eos, pad) -> tuple[list[int], bool]:
-    """The completion's tokens up to (not including) the end token, and whether it ended."""
-    for i, tok in enumerate(ids):
-        if tok == eos:
-            return ids[:i], True
-    while ids and pad is not None and ids[-1] == pad and pad != eos:
-        ids = ids[:-1]
-    return ids, False
 
 
 def render(report: ProbeReport) -> str:

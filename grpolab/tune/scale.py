@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
-from grpolab.config.derive import derived_quantities
+from grpolab.config.derive import Derived, derive, generation_round
 from grpolab.config.yaml_io import inline_yaml
 
 from .edits import annotate_changes
@@ -32,10 +32,9 @@ class Batch:
 
     def resolved(self, world: int) -> tuple[int, int]:
         """(completions per round, steps per generation) as TRL resolves them."""
-        if self.generation_batch == "auto":
-            steps = self.steps_per_generation or self.accumulation
-            return self.per_device * world * steps, steps
-        return self.generation_batch, self.generation_batch // (self.per_device * world)
+        return generation_round(
+            self.per_device, self.accumulation, self.generation_batch, self.steps_per_generation, world
+        )
 
 
 def _cost(batch: Batch, world: int, target: dict, g: int, mu: int) -> tuple:
@@ -65,17 +64,17 @@ def _cost(batch: Batch, world: int, target: dict, g: int, mu: int) -> tuple:
 def best_batch(cfg, old_world: int, new_world: int) -> Batch:
     t, g = cfg.training, cfg.grpo
     G, mu = g.num_generations, g.num_iterations
-    d = derived_quantities(cfg, old_world)
+    d = derive(cfg, old_world)
     target = {
-        "prompts": d["unique_prompts_per_round"],
-        "effective": d["effective_batch_size"],
-        "steps_per_round": d["optimizer_steps_per_round"],
+        "prompts": d.unique_prompts_per_round,
+        "effective": d.effective_batch_size,
+        "steps_per_round": d.optimizer_steps_per_round,
         "per_device": t.per_device_train_batch_size,
         "accumulation": t.gradient_accumulation_steps,
         "generation_batch": g.generation_batch_size,
         "steps_per_generation": g.steps_per_generation,
     }
-    B = d["generation_batch_size"]
+    B = d.generation_batch_size
     max_p = max(1, t.per_device_train_batch_size * max(1, -(-old_world // new_world)))
     max_ga = max(64, 4 * t.gradient_accumulation_steps * old_world)
     candidates = []
@@ -133,7 +132,7 @@ def scale_config(path, gpus: int, vllm_gpus: int = 0, from_world: int | None = N
                 "config scale",
             )
         )
-    before = derived_quantities(cfg, old_world)
+    before = derive(cfg, old_world)
     batch = best_batch(cfg, old_world, world)
     edits: dict = {}
     reasons: dict[str, str] = {}
@@ -178,7 +177,7 @@ def scale_config(path, gpus: int, vllm_gpus: int = 0, from_world: int | None = N
         )
     loader.update_params(edits)  # validated for cluster.num_processes x num_machines = world
     GRPOConfigLoader.from_dict(loader.to_dict(), world_size=world)  # and explicitly for that world size
-    after = derived_quantities(loader.config, world)
+    after = derive(loader.config, world)
     rows = _table(before, after, cfg, loader.config)
     return loader, reasons, rows, notes
 
@@ -194,12 +193,12 @@ def _flat(data, prefix=""):
     return out
 
 
-def _table(before: dict, after: dict, old, new) -> list[tuple[str, str, str]]:
+def _table(before: Derived, after: Derived, old, new) -> list[tuple[str, str, str]]:
     def onp(d):
-        return "yes" if d["on_policy"] else "no"
+        return "yes" if d.on_policy else "no"
 
     return [
-        ("processes", str(before["world_size"]), str(after["world_size"])),
+        ("processes", str(before.world_size), str(after.world_size)),
         (
             "per_device_train_batch_size",
             str(old.training.per_device_train_batch_size),
@@ -210,14 +209,14 @@ def _table(before: dict, after: dict, old, new) -> list[tuple[str, str, str]]:
             str(old.training.gradient_accumulation_steps),
             str(new.training.gradient_accumulation_steps),
         ),
-        ("effective batch size", str(before["effective_batch_size"]), str(after["effective_batch_size"])),
-        ("completions per round", str(before["generation_batch_size"]), str(after["generation_batch_size"])),
-        ("unique prompts per round", str(before["unique_prompts_per_round"]), str(after["unique_prompts_per_round"])),
-        ("steps per generation", str(before["steps_per_generation"]), str(after["steps_per_generation"])),
+        ("effective batch size", str(before.effective_batch_size), str(after.effective_batch_size)),
+        ("completions per round", str(before.generation_batch_size), str(after.generation_batch_size)),
+        ("unique prompts per round", str(before.unique_prompts_per_round), str(after.unique_prompts_per_round)),
+        ("steps per generation", str(before.steps_per_generation), str(after.steps_per_generation)),
         (
             "optimizer steps per round",
-            f"{before['optimizer_steps_per_round']:g}",
-            f"{after['optimizer_steps_per_round']:g}",
+            f"{before.optimizer_steps_per_round:g}",
+            f"{after.optimizer_steps_per_round:g}",
         ),
         ("on-policy", onp(before), onp(after)),
     ]

@@ -1,18 +1,26 @@
-"""Resolved grpolab config -> keyword arguments for trl.GRPOConfig. No trl import here.
+"""Resolved grpolab config + the runtime's decisions -> keyword arguments for trl.GRPOConfig. No trl
+import here.
 
-Every grpolab key that reaches TRL goes through this one function, so this is the place to
-look for "what does key X become in TRL".
+Every grpolab key that reaches TRL goes through `to_trl_kwargs`, so this is the place to look for
+"what does key X become in TRL". It lives above `resolve` because it consumes its decisions (the
+config room imports nothing from runtime).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from grpolab.config.schema import GRPOLabConfig
+from grpolab.config.trl_snapshot import trl_fields
 
-from .schema import GRPOLabConfig
-from .validate import trl_fields
+from . import hardware
+from .hardware import HardwareFacts
+from .resolve import Resolved, resolve
 
-if TYPE_CHECKING:
-    from grpolab.runtime.resolve import Resolved
+
+def trl_kwargs(cfg: GRPOLabConfig, world_size: int | None = None, facts: HardwareFacts | None = None) -> dict:
+    """GRPOConfig kwargs with every `auto` decided for `facts`; default: this machine, probed as
+    `config explain` does (nvidia-smi and /proc, no torch), so a GPU box gets its GPU's precision."""
+    facts = facts if facts is not None else hardware.probe(use_torch=False)
+    return to_trl_kwargs(cfg, resolve(cfg, facts, world_size=world_size))
 
 
 def to_trl_kwargs(cfg: GRPOLabConfig, resolved: Resolved) -> dict:

@@ -1,0 +1,196 @@
+"""k completions per prompt from a transformers model, the way TRL's trainer generates them: the
+chat template the trainer applies, prompts left-padded so each prompt's last token sits next to
+the generated ones, every sampling setting passed explicitly (so a model's own generation_config
+cannot change `top_k` or `top_p` behind the config's back), and each completion cut at its first
+end-of-sequence token. Nothing here imports torch until a model is sampled."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_new_tokens: int
+    samples: int = 1  # completions per prompt
+    greedy: bool = False  # argmax decoding; the sampling settings below are then unused
+    temperature: float = 1.0
+    top_p: float = 1.0  # 1 = off
+    top_k: int = 0  # 0 = off, as in TRL's GRPOConfig (transformers' own default would be 50)
+    min_p: float | None = None
+    repetition_penalty: float = 1.0
+    batch_size: int = 64  # prompts per generate() call
+    seed: int | None = None  # seeds torch before the first call, for a reproducible draw
+    bf16_autocast: bool = False  # generate under bf16 autocast, as a bf16 training run does
+
+    @classmethod
+    def as_training(cls, generation, samples: int, **more) -> Sampling:
+        """The run's own sampling (the config's `generation:` section), as TRL's trainer generates."""
+        g = generation
+        return cls(
+            g.max_completion_length,
+            samples=samples,
+            temperature=g.temperature,
+            top_p=g.top_p,
+            top_k=g.top_k,
+            min_p=g.min_p,
+            repetition_penalty=g.repetition_penalty,
+            **more,
+        )
+
+    def generate_kwargs(self, tokenizer) -> dict:
+        decoding = (
+            {"do_sample": False}
+            if self.greedy
+            else {
+                "do_sample": True,
+                "temperature": self.temperature,
+                "top_p": self.top_p,
+                "top_k": self.top_k,
+                "min_p": self.min_p,
+                "repetition_penalty": self.repetition_penalty,
+            }
+        )
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "num_return_sequences": self.samples,
+            "num_beams": 1,
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            **decoding,
+        }
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    ids: list[int]  # the generated tokens up to, not including, the end token
+    ended: bool  # an end-of-sequence token ended it (else it ran to max_new_tokens)
+
+    @property
+    def length(self) -> int:
+        """Tokens, the end token included, as TRL counts completion length."""
+        return len(self.ids) + self.ended
+
+    @property
+    def truncated(self) -> bool:
+        return not self.ended
+
+
+@dataclass(frozen=True)
+class Samples:
+    groups: list[list[Completion]]  # one group of `samples` completions per prompt, in prompt order
+    seconds: float  # time in generate() calls
+
+    @property
+    def flat(self) -> list[Completion]:
+        return [c for group in self.groups for c in group]
+
+
+def prompt_text(tokenizer, prompt) -> str:
+    """A prompt as the model sees it: chat messages through the template the trainer uses, ready
+    for the answer; a string as it is."""
+    if isinstance(prompt, list):
+        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    return prompt
+
+
+def as_completion(prompt, text: str):
+    """A completion as TRL hands it to rewards: text for text prompts, a message list for chat."""
+    return [{"role": "assistant", "content": text}] if isinstance(prompt, list) else text
+
+
+def trim(ids: list[int], eos, pad) -> tuple[list[int], bool]:
+    """The tokens before the first end token, and whether there was one (trailing padding dropped)."""
+    if eos in ids:
+        return ids[: ids.index(eos)], True
+    while ids and pad is not None and ids[-1] == pad:
+        ids = ids[:-1]
+    return ids, False
+
+
+def sample(model, tokenizer, prompts: list, s: Sampling) -> Samples:
+    """`s.samples` completions for every prompt, in prompt order, with the model in eval mode and
+    no gradients (its training mode is restored after)."""
+    import torch
+
+    if s.seed is not None:
+        torch.manual_seed(s.seed)
+    device = model.device
+    was_training = model.training
+    model.eval()
+    groups, seconds = [], 0.0
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    try:
+        for start in range(0, len(prompts), s.batch_size):
+            batch = [prompt_text(tokenizer, p) for p in prompts[start : start + s.batch_size]]
+            enc = tokenizer(batch, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+            enc = {k: v.to(device) for k, v in enc.items()}
+            began = time.perf_counter()
+            with (
+                torch.no_grad(),
+                torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.bf16_autocast),
+            ):
+                out = model.generate(**enc, **s.generate_kwargs(tokenizer))
+            seconds += time.perf_counter() - began
+            rows = out[:, enc["input_ids"].shape[1] :].tolist()
+            done = []
+            for row in rows:
+                ids, ended = trim(row, eos, pad)
+                done.append(Completion(tokenizer.decode(ids, skip_special_tokens=True), ids, ended))
+            groups += [done[i : i + s.samples] for i in range(0, len(done), s.samples)]
+    finally:
+        model.train(was_training)
+    return Samples(groups, seconds)
+
+
+@dataclass(frozen=True)
+class Scored:
+    rows: list[dict]  # the dataset rows sampled, one per prompt
+    samples: Samples
+    values: list[list | None]  # per reward function, one value (or None) per completion in prompt order
+    errors: dict[int, Exception]  # reward index -> the tolerated error it raised (its values are None)
+
+    def weighted_total(self, weights: list[float]) -> list[float]:
+        """Per completion: the weighted sum of the rewards, None and failed rewards counting 0."""
+        total = [0.0] * len(self.samples.flat)
+        for values, w in zip(self.values, weights):
+            if values is not None:
+                total = [t + w * (0.0 if v is None else float(v)) for t, v in zip(total, values)]
+        return total
+
+
+def reward_inputs(rows: list[dict], samples: Samples) -> dict:
+    """What TRL passes a reward function: prompts, completions and their token ids, and every other
+    dataset column, one entry per completion."""
+    per = [(row, c) for row, group in zip(rows, samples.groups) for c in group]
+    columns = [k for k in rows[0] if k != "prompt"] if rows else []
+    return {
+        "prompts": [row["prompt"] for row, _ in per],
+        "completions": [as_completion(row["prompt"], c.text) for row, c in per],
+        "completion_ids": [c.ids for _, c in per],
+        **{k: [row[k] for row, _ in per] for k in columns},
+    }
+
+
+def sample_and_score(
+    model, tokenizer, rows: list[dict], s: Sampling, reward_funcs: list, tolerate: tuple = ()
+) -> Scored:
+    """The one generate-and-score path: `s.samples` completions for each row's prompt, scored by
+    every reward function (None entries are skipped) as TRL calls them. A reward raising one of
+    `tolerate` is recorded in `errors` (the dry run reports every failing reward at once)."""
+    samples = sample(model, tokenizer, [r["prompt"] for r in rows], s)
+    inputs = reward_inputs(rows, samples)
+    values: list[list | None] = []
+    errors: dict[int, Exception] = {}
+    for i, func in enumerate(reward_funcs):
+        if func is None:
+            values.append(None)
+            continue
+        try:
+            values.append(list(func(**inputs)))
+        except tolerate as exc:
+            values.append(None)
+            errors[i] = exc
+    return Scored(rows, samples, values, errors)

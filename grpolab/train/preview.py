@@ -1,0 +1,98 @@
+"""The dry run's reward check: sample one real batch of completions from the model and score it
+with every configured reward, printing the mean and spread of each, so a reward that is
+constant (no learning signal), failing, or on a different scale shows before training.
+
+A reward that fails here is a bad spec (an unreachable URL, a judge answering garbage, a
+function returning the wrong shape): it becomes a ConfigError naming the entry (exit 2)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from grpolab.config import ConfigError, Problem
+from grpolab.rewards.build import describe
+from grpolab.rewards.errors import RewardFunctionError
+from grpolab.sampling import sampler
+from grpolab.sampling.sampler import Sampling
+
+
+@dataclass
+class RewardStats:
+    label: str
+    weight: float
+    values: list
+
+    @property
+    def scored(self) -> list[float]:
+        return [v for v in self.values if v is not None]
+
+    @property
+    def mean(self) -> float:
+        s = self.scored
+        return sum(s) / len(s) if s else math.nan
+
+    @property
+    def std(self) -> float:
+        s = self.scored
+        if len(s) < 2:
+            return 0.0
+        m = self.mean
+        return math.sqrt(sum((v - m) ** 2 for v in s) / (len(s) - 1))
+
+
+def score_sampled_batch(
+    cfg, model, tokenizer, reward_funcs, dataset, prompts: int, generations: int
+) -> list[RewardStats]:
+    """`generations` completions for each of the first `prompts` rows (shuffled with the run's
+    seed), sampled with the run's settings and scored by every reward as TRL calls them; a reward
+    that fails is a ConfigError naming its entry, after all of them ran."""
+    import torch
+
+    rows = dataset.shuffle(seed=cfg.training.seed).select(range(min(prompts, len(dataset)))).to_list()
+    if model.device.type == "cpu" and torch.cuda.is_available() and cfg.cluster.device != "cpu":
+        model.to("cuda")  # as training would place it
+    sampling = Sampling.as_training(cfg.generation, generations, seed=cfg.training.seed)
+    scored = sampler.sample_and_score(model, tokenizer, rows, sampling, reward_funcs, tolerate=(RewardFunctionError,))
+    problems = [
+        Problem(f"rewards[{i}]", f"failed on a sampled batch in the dry run: {exc}", "fix the reward or its service")
+        for i, exc in sorted(scored.errors.items())
+    ]
+    if problems:
+        raise ConfigError(problems)
+    return [
+        RewardStats(func.__name__, spec.weight, values)
+        for func, spec, values in zip(reward_funcs, cfg.rewards, scored.values)
+    ]
+
+
+def render(stats: list[RewardStats], reward_funcs, n_prompts: int, generations: int) -> str:
+    lines = [f"reward check one sampled batch ({n_prompts} prompts x {generations} completions), every reward:"]
+    width = max((len(s.label) for s in stats), default=0)
+    for s, func in zip(stats, reward_funcs):
+        skipped = len(s.values) - len(s.scored)
+        line = (
+            f"  {s.label:<{width}}  x{s.weight:<4g} mean {s.mean:8.3f}  std {s.std:7.3f}  "
+            f"min {min(s.scored, default=math.nan):7.3f}  max {max(s.scored, default=math.nan):7.3f}"
+        )
+        if skipped:
+            line += f"  ({skipped} None: skipped)"
+        if s.std == 0 and len(s.scored) > 1:
+            line += "  constant on this batch: no learning signal from it here"
+        what = describe(func)
+        lines.append(line + (f"\n  {'':<{width}}  {what}" if what else ""))
+    return "\n".join(lines)
+
+
+def dry_run_checks(cfg, model, tokenizer, reward_funcs, data, prompts: int = 2) -> list[RewardStats]:
+    """What `--dry-run` checks after the plan: tools, environment and rollout import and have the
+    signatures TRL calls; then one sampled batch scored by every reward. Prints both."""
+    from grpolab.train.tools import load_agent
+
+    agent = load_agent(cfg, tokenizer)
+    for line in agent.describe():
+        print(line)
+    generations = max(2, min(cfg.grpo.num_generations, 8))
+    stats = score_sampled_batch(cfg, model, tokenizer, reward_funcs, data.train_set, prompts, generations)
+    print(render(stats, reward_funcs, min(prompts, len(data.train_set)), generations), flush=True)
+    return stats
