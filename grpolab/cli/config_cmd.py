@@ -15,11 +15,11 @@ from grpolab.config.errors import BAD_ARGUMENTS
 from grpolab.config.keys import MISSING, diff
 from grpolab.config.layers import parse_assignments
 from grpolab.config.trl_compat import check_installed
-from grpolab.config.trl_mapping import to_trl_kwargs
 from grpolab.config.yaml_io import dump_yaml, inline_yaml
 from grpolab.run.exit_codes import EXIT_OK, EXIT_USAGE
 from grpolab.runtime import hardware
 from grpolab.runtime.resolve import resolve
+from grpolab.runtime.trl_args import to_trl_kwargs
 
 # Re-exported for the modules that imported them from here before grpolab.cli.common existed.
 __all__ = ["add_layer_args", "positive_int", "print_warnings", "register"]

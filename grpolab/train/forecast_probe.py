@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
-from grpolab.config.derive import derived_quantities
+from grpolab.config.derive import derive
 from grpolab.config.schema import GUARD_KINDS
 from grpolab.guard.forecast import Forecast
 from grpolab.run.record import RunInfo
@@ -52,6 +52,6 @@ def forecast_config(config: str, overrides: tuple[str, ...] = (), model: str | N
             raise ConfigError(Problem("", f"the timed steps did not run (exit {code})", None, config))
         info = RunInfo.load(runs[0])
     rows = (info.dataset or {}).get("rows")  # the real run's step count may follow from the data
-    total = derived_quantities(cfg, world, rows)["total_optimizer_steps"]
+    total = derive(cfg, world, rows).total_optimizer_steps
     measured = Forecast(**{k: v for k, v in timed.items() if k != "gpu_hours"})
     return measured.for_steps(total, world, on_gpu=info.device == "cuda"), out.getvalue()

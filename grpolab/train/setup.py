@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.loader import preset_dir
 from grpolab.config.trl_compat import check_installed
-from grpolab.config.trl_mapping import to_trl_kwargs
 from grpolab.runtime import dist as dists
 from grpolab.runtime import hardware
 from grpolab.runtime.resolve import Resolved, resolve
+from grpolab.runtime.trl_args import to_trl_kwargs
 from grpolab.train.resume import resume_config
 
 
