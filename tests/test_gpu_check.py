@@ -356,9 +356,8 @@ def test_stage(cpu_report, stage):
         arms = result["arms"].values() if stage == "bf16_vs_fp32" else [result]
         assert all(a["plan_total_gib"] > 0 and a["peak_reserved_gib"] is None for a in arms), result
     if stage == "mfu":
-        assert [(s["batch"], s["sequence"]) for s in result["shapes"]] == [
-            list(x) for x in gpu_check.CPU_SIZE.mfu_shapes
-        ]
+        shapes = [(s["batch"], s["sequence"]) for s in result["shapes"]]
+        assert shapes == list(gpu_check.CPU_SIZE.mfu_shapes)
         assert all(s["ms"] > 0 and 0 < s["fraction_of_measured_matmul"] for s in result["shapes"])
         return
     if stage == "bf16_vs_fp32":

@@ -1182,7 +1182,7 @@ def stage_note(name: str, r: dict) -> str:
         return "; ".join(parts)
     if name == "sigterm_zero2" and r.get("checkpoint_mib") is not None:
         return (
-            f"checkpoint {r['checkpoint_mib']:.0f} MiB, exit {r.get('exit_after_sigterm_s')} s after SIGTERM "
+            f"checkpoint {r['checkpoint_mib']:.4g} MiB, exit {r.get('exit_after_sigterm_s')} s after SIGTERM "
             f"(grace 30 s), optimizer {r.get('optimizer_bytes_per_param')} B/param; resumed to step "
             f"{r.get('resume', {}).get('global_step')}"
         )
