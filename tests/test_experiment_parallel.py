@@ -198,7 +198,7 @@ def test_two_trials_run_at_once_on_their_own_cores(workdir, monkeypatch, capsys)
 
 
 def test_a_failed_parallel_trial_is_recorded_and_the_others_go_on(workdir, monkeypatch, capsys):
-    monkeypatch.setattr(runner, "TRAIN_COMMAND", train_command(fake_trainer(workdir, fail="lr1e-4", code=3)))
+    monkeypatch.setattr(runner, "TRAIN_COMMAND", train_command(fake_trainer(workdir, fail="lr1e-4", code=5)))
     text = TWO.replace("2.0e-4]", "2.0e-4, 3.0e-4]")
     assert main(["sweep", str(sweep_file(workdir, text)), "--parallel", "2"]) == 1
     out = capsys.readouterr().out
