@@ -327,7 +327,7 @@ def find_constant_reward(run: Run) -> Finding | None:
         try:
             from grpolab.rewards.build import BUILTIN_COLUMNS
         except ImportError:  # the rewards lived in the train room before
-            from grpolab.train.rewards import BUILTIN_COLUMNS
+            from grpolab.rewards.build import BUILTIN_COLUMNS
 
         parts = []
         for spec in cfg.rewards:
