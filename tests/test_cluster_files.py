@@ -24,7 +24,7 @@ PRESETS = sorted((preset_dir() / "accelerate").glob("*.yaml"))
 
 
 def plan(backend="ddp", zero_stage=2, per_machine=8, machines=1, mp="bf16", ip=None) -> LaunchPlan:
-    return LaunchPlan(per_machine, machines, 0, "cuda", backend, zero_stage, mp, ip, 29500)
+    return LaunchPlan(per_machine, machines, 0, "cuda", backend, zero_stage, mp, ip, 29500, "accelerate launch")
 
 
 def accelerate_launch_args(config_file: Path, *extra: str):
@@ -105,9 +105,8 @@ def test_single_machine_config_has_no_addresses(tmp_path):
 
 
 def test_cpu_plan_writes_no_accelerate_file(tmp_path):
-    cpu = LaunchPlan(2, 1, 0, "cpu", "ddp", 2, "no", None, 29500)
+    cpu = LaunchPlan(2, 1, 0, "cpu", "ddp", 2, "no", None, 29500, "torchrun")
     assert launch_files(tmp_path, cpu) == {}
-    assert cpu.launcher == "torchrun"
 
 
 def test_launch_arguments_override_the_file_as_srun_passes_them(tmp_path):

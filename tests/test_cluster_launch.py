@@ -170,7 +170,7 @@ def test_auto_counts_the_visible_gpus(tmp_path):
     )
     assert found == []
     plan, _ = problems(loader, CPU)
-    assert (plan.world_size, plan.launcher) == (1, "torchrun")  # no GPU: one CPU process
+    assert (plan.world_size, plan.launcher) == (1, "this process")  # no GPU: one CPU process, no launcher
 
 
 def test_generation_batch_checked_for_the_counted_world_size(tmp_path):

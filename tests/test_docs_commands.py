@@ -23,7 +23,7 @@ ELSEWHERE = {
     "make test-fast": "runs this test suite",
     "make bench": "runs the benchmarks (~15 min)",
     "make venv": "make test runs it first; tests/test_environment_lock.py checks what it installed",
-    "make lock": "re-resolves requirements.lock from the registry (network); tests/test_environment_lock.py checks the lock",
+    "make lock": "re-resolves requirements.lock (network); tests/test_environment_lock.py checks the lock",
     "make upgrade": "moves to newer releases (network) and runs the suite; tests/test_trl_compat.py checks the pins",
     "python3 -m venv .venv && .venv/bin/pip install torch": "a GPU user's own CUDA torch (a multi-GB download)",
     "python training/grpo_training.py --model gpt2": HUB,

@@ -12,7 +12,8 @@ import torch
 
 from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.schema import RewardSpec
-from grpolab.train import rewards as R
+from grpolab.rewards import build, builtin, errors, wrap
+from grpolab.rewards import math as reward_math
 
 CHAT = lambda text: [{"role": "assistant", "content": text}]  # noqa: E731
 
@@ -27,51 +28,51 @@ def test_math_verify_compares_mathematically():
         CHAT(r"$\boxed{\sqrt{4}}$"),
     ]
     answers = [r"\frac{1}{3}", "1/2", "4", "42", "2"]
-    assert R.math_verify(completions, answer=answers) == [1.0, 1.0, 0.0, 1.0, 1.0]
+    assert reward_math.math_verify(completions, answer=answers) == [1.0, 1.0, 0.0, 1.0, 1.0]
 
 
 def test_math_verify_skips_unparsable_gold():
-    assert R.math_verify(["42"], answer=["no math here"]) == [None]
+    assert reward_math.math_verify(["42"], answer=["no math here"]) == [None]
 
 
 def test_cosine_length_prefers_short_correct_and_long_wrong():
     short_right, long_right = r"\boxed{1}", "x" * 900 + r" \boxed{1}"
     short_wrong, long_wrong = r"\boxed{2}", "x" * 900 + r" \boxed{2}"
-    r = R.cosine_length([short_right, long_right, short_wrong, long_wrong], answer=["1"] * 4, max_len=1000)
+    r = reward_math.cosine_length([short_right, long_right, short_wrong, long_wrong], answer=["1"] * 4, max_len=1000)
     assert r[0] > r[1] > 0 > r[3] > r[2]
     assert r[0] == pytest.approx(1.0, abs=1e-3) and r[2] == pytest.approx(-1.0, abs=1e-3)
 
 
 def test_kimi_length_rewards_short_correct_answers():
-    out = R.kimi_length([r"\boxed{1}", "y" * 50 + r"\boxed{1}", r"\boxed{9}"], answer=["1"] * 3)
+    out = reward_math.kimi_length([r"\boxed{1}", "y" * 50 + r"\boxed{1}", r"\boxed{9}"], answer=["1"] * 3)
     assert out[0] == pytest.approx(0.5) and out[1] == pytest.approx(-0.5) and out[2] == pytest.approx(0.0, abs=0.05)
-    assert R.kimi_length(["a", "b"], answer=["1", "1"]) == [0.0, 0.0]  # equal lengths: no length signal
+    assert reward_math.kimi_length(["a", "b"], answer=["1", "1"]) == [0.0, 0.0]  # equal lengths: no length signal
 
 
 # --------------------------------------------------------------------------- format and repetition
 def test_tag_count_gives_partial_credit():
     full = "<think>\nstep\n</think>\n<answer>\n3\n</answer>"
-    assert R.tag_count([full, "<think>\nstep", "none", full + "\n</answer>"]) == [1.0, 0.25, 0.0, 0.75]
+    assert builtin.tag_count([full, "<think>\nstep", "none", full + "\n</answer>"]) == [1.0, 0.25, 0.0, 0.75]
 
 
 def test_reasoning_steps():
     text = "Step 1: add\nStep 2: carry\nStep 3: done"
-    assert R.reasoning_steps([text, "First, add. Finally, done.", "just 3"]) == [1.0, pytest.approx(2 / 3), 0.0]
+    assert builtin.reasoning_steps([text, "First, add. Finally, done.", "just 3"]) == [1.0, pytest.approx(2 / 3), 0.0]
 
 
 def test_repetition_penalty():
-    assert R.repetition_penalty(["a b c d e f", "a b c a b c a b c", "a b"], ngram_size=3) == [
+    assert builtin.repetition_penalty(["a b c d e f", "a b c a b c a b c", "a b"], ngram_size=3) == [
         0.0,
         pytest.approx(-(1 - 3 / 7)),
         0.0,
     ]
     with pytest.raises(ValueError, match="must be <= 0"):
-        R.repetition_penalty(["a b c"], max_penalty=0.5)
+        builtin.repetition_penalty(["a b c"], max_penalty=0.5)
 
 
 # --------------------------------------------------------------------------- TRL's rewards
 def test_trl_rewards_by_name_and_factories():
-    funcs, needs = R.build_rewards(
+    funcs, needs = build.build_rewards(
         [
             RewardSpec(name="trl:accuracy_reward"),
             RewardSpec(
@@ -89,12 +90,12 @@ def test_trl_rewards_by_name_and_factories():
 
 def test_unknown_trl_reward_lists_what_exists():
     with pytest.raises(ConfigError, match="TRL has no reward `acuracy_reward`.*accuracy_reward"):
-        R.build_rewards([RewardSpec(name="trl:acuracy_reward")], 8)
+        build.build_rewards([RewardSpec(name="trl:acuracy_reward")], 8)
 
 
 # --------------------------------------------------------------------------- the shape check
 def _wrapped(returned):
-    return R.make_reward("m:f", lambda completions, **kw: returned, {}, "f")
+    return wrap.make_reward("m:f", lambda completions, **kw: returned, {}, "f")
 
 
 @pytest.mark.parametrize(
@@ -112,7 +113,7 @@ def _wrapped(returned):
     ],
 )
 def test_every_bad_return_shape_names_the_reward_and_a_sample(returned, expected):
-    with pytest.raises(R.RewardFunctionError) as info:
+    with pytest.raises(errors.RewardFunctionError) as info:
         _wrapped(returned)(["p1", "p2"], ["a", "b"])
     message = str(info.value)
     assert "reward `m:f`" in message and expected in message
@@ -130,14 +131,14 @@ def test_async_reward_is_awaited():
     async def slow_reward(completions, **kwargs):
         return [1.0] * len(completions)
 
-    assert R.make_reward("m:a", slow_reward, {}, "a")(["p"], ["c"]) == [1.0]
+    assert wrap.make_reward("m:a", slow_reward, {}, "a")(["p"], ["c"]) == [1.0]
 
 
 def test_extra_columns_do_not_break_a_function_without_kwargs():
     def strict(completions, answer):
         return [float(c == a) for c, a in zip(completions, answer)]
 
-    reward = R.make_reward("m:strict", strict, {}, "strict")
+    reward = wrap.make_reward("m:strict", strict, {}, "strict")
     assert reward(["p"], ["4"], answer=["4"], source=["gsm8k"], trainer_state=None) == [1.0]
 
 

@@ -11,7 +11,8 @@ from rewards_servers import LocalServer, slow
 
 from grpolab.config import ConfigError
 from grpolab.config.schema import RewardSpec
-from grpolab.train.rewards import RewardFunctionError, build_rewards
+from grpolab.rewards.build import build_rewards
+from grpolab.rewards.errors import RewardFunctionError
 
 PROMPTS = ["1+1=", "2+2=", "3+3=", "4+4="]
 COMPLETIONS = ["2", "5", "6", "x"]

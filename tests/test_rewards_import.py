@@ -10,7 +10,7 @@ import pytest
 
 from grpolab.cli.main import main
 from grpolab.config import GRPOConfigLoader
-from grpolab.train import rewards as R
+from grpolab.rewards import build
 
 # The batch shape of Open-R1's recipes/.../config_demo_code.yaml: valid on 7 training GPUs
 # (16 x 7 x 4 = 448 completions, 32 groups of 14), not on one (64 is not a multiple of 14).
@@ -94,7 +94,7 @@ def test_open_r1_format_reward_is_open_r1s_definition(tmp_path):
     out = tmp_path / "out.yaml"
     assert main(["config", "import", recipe, "-o", str(out), "--gpus", "7"]) == 0
     spec = GRPOConfigLoader(config_path=out).config.rewards[0]
-    (reward,), _ = R.build_rewards([spec], 8)
+    (reward,), _ = build.build_rewards([spec], 8)
     pattern = r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$"  # open_r1/rewards.py format_reward
     samples = [
         "<think>\nx\n</think>\n<answer>\n1\n</answer>",

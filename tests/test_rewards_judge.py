@@ -11,7 +11,8 @@ from rewards_servers import LocalServer, ModelChatServer
 
 from grpolab.config import ConfigError
 from grpolab.config.schema import JudgeReward, RewardSpec
-from grpolab.train.rewards import RewardFunctionError, build_rewards
+from grpolab.rewards.build import build_rewards
+from grpolab.rewards.errors import RewardFunctionError
 
 
 @pytest.fixture(scope="module")

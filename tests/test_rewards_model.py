@@ -12,7 +12,7 @@ from conftest import CHAT_TEMPLATE, make_char_tokenizer
 
 from grpolab.config import ConfigError
 from grpolab.config.schema import RewardSpec
-from grpolab.train.rewards import build_rewards
+from grpolab.rewards.build import build_rewards
 
 
 def build_reward_model(out, chat_template=None, seed=1):
@@ -65,7 +65,7 @@ def test_chat_prompts_are_scored_through_the_chat_template(reward_model):
 def test_chat_prompts_need_a_template(tmp_path):
     path = build_reward_model(tmp_path / "plain")
     reward = build_rewards([RewardSpec(model=path)], 8)[0][0]
-    from grpolab.train.rewards import RewardFunctionError
+    from grpolab.rewards.errors import RewardFunctionError
 
     with pytest.raises(RewardFunctionError, match="no chat template"):
         reward([[{"role": "user", "content": "hi"}]], [[{"role": "assistant", "content": "yo"}]])
@@ -97,30 +97,3 @@ def test_reward_model_trains_with_weights_and_the_plan_names_it(
     assert info["trl_args"]["reward_weights"] == [1.0, 0.5]
     rows = [r for r in jsonl(result.run_dir / "metrics.jsonl") if "rewards/rm" in json.dumps(r)]
     assert rows, "TRL logs the reward model's score as rewards/<folder name>/mean"
-
-
-def test_explain_reads_the_reward_model_size_without_loading_it(reward_model, tmp_path):
-    from transformers import AutoModelForSequenceClassification
-
-    from grpolab.config.schema import GRPOLabConfig
-    from grpolab.rewards.describe import explain_lines, safetensors_parameters
-
-    loaded = AutoModelForSequenceClassification.from_pretrained(reward_model)
-    assert safetensors_parameters(reward_model) == sum(p.numel() for p in loaded.parameters())
-    assert safetensors_parameters("org/hub-id") is None
-    cfg = GRPOLabConfig(
-        rewards=[
-            {"name": "numeric_match"},
-            {"model": reward_model, "weight": 0.5, "batch_size": 4},
-            {"http": {"url": "http://127.0.0.1:9/s"}},
-            {"judge": {"base_url": "http://127.0.0.1:9/v1", "model": "q", "rubric": "r"}},
-        ],
-        tools=["m:add"],
-    )
-    lines = explain_lines(cfg)
-    n = sum(p.numel() for p in loaded.parameters()) / 1e6
-    assert lines[0].endswith(
-        f"an extra model is loaded ({n:.2f}M parameters, 4 sequences per forward, device of training)"
-    )
-    assert "POSTs each batch to http://127.0.0.1:9/s" in lines[1] and "one chat request per completion" in lines[2]
-    assert lines[3].startswith("tools: m:add")

@@ -10,7 +10,8 @@ import pytest
 
 from grpolab.config import ConfigError
 from grpolab.config.schema import RewardSpec
-from grpolab.train import rewards as R
+from grpolab.rewards import build, builtin, errors, wrap
+from grpolab.rewards.python import load_python_reward, required_columns
 
 CHAT = lambda text: [{"role": "assistant", "content": text}]  # noqa: E731
 
@@ -18,8 +19,8 @@ CHAT = lambda text: [{"role": "assistant", "content": text}]  # noqa: E731
 # --------------------------------------------------------------------------- built-ins
 def test_exact_match():
     completions = ["46", "  46\n", "<think>4+6</think><answer> 46 </answer>", "47", "460", CHAT("46")]
-    assert R.exact_match(completions, answer=["46"] * 6) == [1.0, 1.0, 1.0, 0.0, 0.0, 1.0]
-    assert R.exact_match(["7"], answer=[7]) == [1.0]  # non-string answers are compared as text
+    assert builtin.exact_match(completions, answer=["46"] * 6) == [1.0, 1.0, 1.0, 0.0, 0.0, 1.0]
+    assert builtin.exact_match(["7"], answer=[7]) == [1.0]  # non-string answers are compared as text
 
 
 def test_numeric_match():
@@ -33,33 +34,39 @@ def test_numeric_match():
         CHAT("about 46!"),
     ]
     answers = ["46", "46", "-3", "46", "12", "46", "46"]
-    assert R.numeric_match(completions, answer=answers) == [1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
-    assert R.numeric_match(["46"], answer=["forty-six"]) == [0.0]  # an answer without a number never matches
+    assert builtin.numeric_match(completions, answer=answers) == [1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+    assert builtin.numeric_match(["46"], answer=["forty-six"]) == [0.0]  # an answer without a number never matches
 
 
 def test_format_default_and_custom_pattern():
     good = "<think>a+b</think>\n<answer>3</answer>"
-    assert R.format_reward([good, "3", "<answer>3</answer>", CHAT(good)]) == [1.0, 0.0, 0.0, 1.0]
+    assert builtin.format_reward([good, "3", "<answer>3</answer>", CHAT(good)]) == [1.0, 0.0, 0.0, 1.0]
     # A custom pattern must match the whole (stripped) completion.
-    assert R.format_reward(["123", " 123 ", "12a", ""], pattern=r"\d+") == [1.0, 1.0, 0.0, 0.0]
+    assert builtin.format_reward(["123", " 123 ", "12a", ""], pattern=r"\d+") == [1.0, 1.0, 0.0, 0.0]
 
 
 def test_length_penalty_soft_overlong():
     # max_length 10, soft cache 4: 0 up to 6 tokens, then linearly down to -1 at 10, -1 beyond.
     ids = [[0] * n for n in (3, 6, 8, 10, 12)]
-    assert R.length_penalty([""] * 5, completion_ids=ids, max_length=10, soft_cache=4) == [0.0, 0.0, -0.5, -1.0, -1.0]
+    assert builtin.length_penalty([""] * 5, completion_ids=ids, max_length=10, soft_cache=4) == [
+        0.0,
+        0.0,
+        -0.5,
+        -1.0,
+        -1.0,
+    ]
     # Without completion_ids it counts characters; the default cache is max_length // 4.
-    assert R.length_penalty(["a" * 7, "a" * 2], max_length=8) == [-1.0 * (7 - 6) / 2, 0.0]
+    assert builtin.length_penalty(["a" * 7, "a" * 2], max_length=8) == [-1.0 * (7 - 6) / 2, 0.0]
 
 
 def test_builtin_columns_and_user_columns():
-    assert R.required_columns("numeric_match", R.numeric_match) == ["answer"]
-    assert R.required_columns("format", R.format_reward) == []
+    assert build.BUILTIN_COLUMNS["numeric_match"] == ["answer"]
+    assert build.BUILTIN_COLUMNS["format"] == []
 
     def user(prompts, completions, answer, difficulty=1, completion_ids=None, **kwargs):
         return [0.0] * len(completions)
 
-    assert R.required_columns("m:user", user) == ["answer"]
+    assert required_columns(user, {}) == ["answer"]
 
 
 # --------------------------------------------------------------------------- loading user rewards
@@ -71,14 +78,14 @@ def test_load_reward_by_module_and_by_file(tmp_path, monkeypatch):
     module = _unique("user_rewards")
     (tmp_path / f"{module}.py").write_text("def shout(completions, **kw):\n    return [1.0 for _ in completions]\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert R.load_reward(f"{module}:shout", 0)(["a"]) == [1.0]
+    assert load_python_reward(f"{module}:shout", "rewards[0].name", {})[0](["a"]) == [1.0]
 
     path = tmp_path / "sub" / "my_reward.py"
     path.parent.mkdir()
     path.write_text("def two(completions, **kw):\n    return [2.0 for _ in completions]\n")
-    assert R.load_reward(f"{path}:two", 0)(["a", "b"]) == [2.0, 2.0]
+    assert load_python_reward(f"{path}:two", "rewards[0].name", {})[0](["a", "b"]) == [2.0, 2.0]
     monkeypatch.chdir(tmp_path)  # relative paths work from the current directory
-    assert R.load_reward("sub/my_reward.py:two", 0)(["a"]) == [2.0]
+    assert load_python_reward("sub/my_reward.py:two", "rewards[0].name", {})[0](["a"]) == [2.0]
 
 
 @pytest.mark.parametrize("kind", ["bad module", "missing function", "missing file", "module fails on import"])
@@ -97,7 +104,7 @@ def test_reward_that_does_not_import_is_named(kind, tmp_path, monkeypatch):
         "module fails on import": (f"{tmp_path}/broken.py:fn", ["broken.py:fn", "no_such_package_xyz"]),
     }[kind]
     with pytest.raises(ConfigError) as info:
-        R.build_rewards([RewardSpec(name=spec)], 8)
+        build.build_rewards([RewardSpec(name=spec)], 8)
     message = str(info.value)
     for part in expected:
         assert part in message, message
@@ -107,7 +114,7 @@ def test_reward_that_does_not_import_is_named(kind, tmp_path, monkeypatch):
 def test_build_rewards_reports_every_bad_reward_at_once():
     specs = [RewardSpec(name="numeric_match"), RewardSpec(name="nope_a:f"), RewardSpec(name="nope_b:g")]
     with pytest.raises(ConfigError) as info:
-        R.build_rewards(specs, 8)
+        build.build_rewards(specs, 8)
     assert "nope_a:f" in str(info.value) and "nope_b:g" in str(info.value)
     assert "rewards[1].name" in str(info.value) and "rewards[2].name" in str(info.value)
 
@@ -123,7 +130,7 @@ def test_build_rewards_labels_kwargs_and_needs(tmp_path):
         RewardSpec(name=f"{path}:score"),
         RewardSpec(name=f"{path}:score", weight=2.0),
     ]
-    funcs, needs = R.build_rewards(specs, max_completion_length=8)
+    funcs, needs = build.build_rewards(specs, max_completion_length=8)
     assert [f.__name__ for f in funcs] == ["format", "length_penalty", "score", "score_3"]  # metric names, unique
     assert funcs[0](["p"], ["12"]) == [1.0]  # the pattern kwarg is bound
     assert funcs[1](["p"], ["x"], completion_ids=[[0] * 8]) == [-1.0]  # max_length defaults to max_completion_length
@@ -136,8 +143,8 @@ def test_wrapper_names_the_function_and_the_failing_sample():
     def picky(completions, answer, **kwargs):
         return [1.0 / int(a) for a in answer]  # ZeroDivisionError on answer "0"
 
-    reward = R.make_reward("my_mod:picky", picky, {}, "picky")
-    with pytest.raises(R.RewardFunctionError) as info:
+    reward = wrap.make_reward("my_mod:picky", picky, {}, "picky")
+    with pytest.raises(errors.RewardFunctionError) as info:
         reward(["1+1=", "0+0=", "2+2="], ["2", "0", "4"], answer=["2", "0", "4"])
     message = str(info.value)
     assert "my_mod:picky" in message and "ZeroDivisionError" in message
@@ -155,8 +162,8 @@ def test_wrapper_names_the_function_and_the_failing_sample():
     ],
 )
 def test_wrapper_rejects_unusable_values(returned, expected):
-    reward = R.make_reward("m:f", lambda completions, **kw: returned(len(completions)), {}, "f")
-    with pytest.raises(R.RewardFunctionError, match="reward `m:f` " + expected.split(" ", 1)[0]) as info:
+    reward = wrap.make_reward("m:f", lambda completions, **kw: returned(len(completions)), {}, "f")
+    with pytest.raises(errors.RewardFunctionError, match="reward `m:f` " + expected.split(" ", 1)[0]) as info:
         reward(["a", "b"], ["x", "y"])
     assert expected in str(info.value)
 
@@ -164,10 +171,12 @@ def test_wrapper_rejects_unusable_values(returned, expected):
 def test_wrapper_accepts_numpy_values():
     import numpy as np
 
-    reward = R.make_reward("m:np", lambda completions, **kw: np.array([0.5, 1], dtype=np.float32), {}, "np")
+    reward = wrap.make_reward("m:np", lambda completions, **kw: np.array([0.5, 1], dtype=np.float32), {}, "np")
     assert [float(v) for v in reward(["a", "b"], ["x", "y"])] == [0.5, 1.0]
-    bad = R.make_reward("m:np_nan", lambda completions, **kw: np.array([0.5, np.nan], dtype=np.float32), {}, "np_nan")
-    with pytest.raises(R.RewardFunctionError, match="returned np.float32\\(nan\\) for completion 1"):
+    bad = wrap.make_reward(
+        "m:np_nan", lambda completions, **kw: np.array([0.5, np.nan], dtype=np.float32), {}, "np_nan"
+    )
+    with pytest.raises(errors.RewardFunctionError, match="returned np.float32\\(nan\\) for completion 1"):
         bad(["a", "b"], ["x", "y"])
 
 
@@ -178,7 +187,7 @@ def test_wrapper_passes_none_and_prompts_through():
         seen["prompts"] = prompts
         return [None, 1]
 
-    reward = R.make_reward("m:with_prompts", with_prompts, {}, "with_prompts")
+    reward = wrap.make_reward("m:with_prompts", with_prompts, {}, "with_prompts")
     assert reward(["p1", "p2"], ["a", "b"]) == [None, 1]
     assert seen["prompts"] == ["p1", "p2"]
 

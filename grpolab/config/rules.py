@@ -209,22 +209,24 @@ RECOMMENDED: dict[str, Recommended] = {
 }
 
 
-def range_warnings(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
+def out_of_range(cfg: GRPOLabConfig) -> list[tuple[str, float, Recommended]]:
+    """(key, value, its recommended range) of every value outside RECOMMENDED: the one range check,
+    read by `config validate`'s warnings and by doctor's range findings."""
     data = cfg.model_dump(mode="json")
-    warnings = []
+    found = []
     for key, rec in RECOMMENDED.items():
         value = lookup(data, key)
-        if value == rec.also or rec.low <= value <= rec.high:
-            continue
-        warnings.append(
-            Problem(
-                key,
-                f"{_num(value)} is outside the recommended range {_num(rec.low)} to {_num(rec.high)}{rec.note}.",
-                None,
-                origin_of(key),
-            )
-        )
-    return warnings
+        if value != rec.also and not rec.low <= value <= rec.high:
+            found.append((key, value, rec))
+    return found
+
+
+def range_text(value, rec: Recommended) -> str:
+    return f"{_num(value)} is outside the recommended range {_num(rec.low)} to {_num(rec.high)}{rec.note}"
+
+
+def range_warnings(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
+    return [Problem(key, range_text(value, rec) + ".", None, origin_of(key)) for key, value, rec in out_of_range(cfg)]
 
 
 def _num(value) -> str:

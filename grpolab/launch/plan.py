@@ -23,16 +23,11 @@ class LaunchPlan:
     mixed_precision: str  # "no", "bf16" or "fp16" (accelerate's values)
     main_process_ip: str | None
     main_process_port: int
+    launcher: str  # runtime.resolve's decision: "this process", "accelerate launch" or "torchrun"
 
     @property
     def world_size(self) -> int:
         return self.per_machine * self.num_machines
-
-    @property
-    def launcher(self) -> str:
-        # accelerate's MULTI_CPU path needs mpirun and starts one process without it;
-        # torchrun starts real gloo processes on CPU.
-        return "accelerate launch" if self.device == "cuda" else "torchrun"
 
 
 def make_plan(cfg, resolved) -> LaunchPlan:
@@ -48,6 +43,7 @@ def make_plan(cfg, resolved) -> LaunchPlan:
         mixed_precision=resolved.mixed_precision,
         main_process_ip=c.main_process_ip,
         main_process_port=c.main_process_port,
+        launcher=resolved.launcher,
     )
 
 
@@ -170,7 +166,7 @@ def describe(cfg, plan: LaunchPlan) -> str:
     )
     return (
         f"cluster      {plan.world_size} process(es) ({machines}) on {plan.device}, "
-        f"{engine}, started by {plan.launcher if plan.world_size > 1 or plan.backend != 'ddp' else 'this process'}\n"
+        f"{engine}, started by {plan.launcher}\n"
         f"             effective batch size {d.effective_batch_size} = "
         f"{t.per_device_train_batch_size} x {t.gradient_accumulation_steps} x {plan.world_size}"
         f" (per_device_train_batch_size x gradient_accumulation_steps x processes); "

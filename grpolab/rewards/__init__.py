@@ -8,7 +8,6 @@ http.py      rewards computed by an HTTP service (`http: {url, ...}`)
 judge.py     LLM judges over an OpenAI-compatible API (`judge: {base_url, model, rubric, ...}`)
 wrap.py      the check every reward's answer goes through (one number or None per completion)
 build.py     `build_rewards(specs, max_completion_length)`, what the pipeline calls
-describe.py  what rewards and tools cost and call, without torch (for `config explain`)
 
 Nothing here is imported by the config commands; torch, transformers, httpx and openai load
 only inside the functions that need them.

@@ -189,5 +189,10 @@ def summarize(records: list[dict]) -> Summary:
 
 
 def series(records: list[dict], metric: str) -> list[tuple[float, float]]:
-    """(step, value) of every record that logged `metric` as a number."""
-    return [(r["step"], r[metric]) for r in records if "step" in r and is_number(r.get(metric))]
+    """(step, value) of every record that logged `metric` as a finite number, in logged order (the
+    one reader of a metric's curve: compare, sweeps and the doctor)."""
+    return [
+        (r["step"], r[metric])
+        for r in records
+        if "step" in r and is_number(r.get(metric)) and math.isfinite(r[metric])
+    ]

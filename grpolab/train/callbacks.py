@@ -159,7 +159,7 @@ class CompletionsCallback(TrainerCallback):
             return
         import json
 
-        from grpolab.train.rewards import completion_text
+        from grpolab.rewards.errors import completion_text
 
         logs = self.trainer._logs  # TRL keeps the last round here for log_completions
         prompts, completions = list(logs["prompt"]), list(logs["completion"])

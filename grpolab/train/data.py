@@ -341,15 +341,7 @@ def format_prompts(dataset, tokenizer, system_prompt: str | None):
         )
     if not system_prompt:
         return dataset
-
-    def to_messages(row):
-        prompt = row["prompt"]
-        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-        if not messages or messages[0].get("role") != "system":
-            messages = [{"role": "system", "content": system_prompt}, *messages]
-        return {"prompt": messages}
-
-    return dataset.map(to_messages)
+    return dataset.map(_with_system(system_prompt))
 
 
 def prompt_length(tokenizer, prompt) -> int:

@@ -18,9 +18,10 @@ import math
 import time
 from dataclasses import dataclass
 
+from grpolab.rewards.builtin import numeric_match
+from grpolab.rewards.errors import completion_text
 from grpolab.sampling import sampler
 from grpolab.sampling.sampler import Sampling
-from grpolab.train.rewards import completion_text, numeric_match
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -101,7 +102,7 @@ def make_evaluator(cfg, rows, tokenizer, reward_funcs) -> Evaluator:
     import inspect
 
     from grpolab.config import ConfigError, Problem
-    from grpolab.train.rewards import build_rewards
+    from grpolab.rewards.build import build_rewards
 
     e, specs = cfg.eval, cfg.eval.rewards or cfg.rewards
     max_new = e.max_completion_length or cfg.generation.max_completion_length

@@ -9,9 +9,9 @@ import sys
 
 from grpolab.config import ConfigError
 from grpolab.config.derive import derive
+from grpolab.rewards.errors import RewardFunctionError
 from grpolab.run.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from grpolab.train.request import TrainRequest
-from grpolab.train.rewards import RewardFunctionError
 
 
 def run_from_args(args) -> int:
@@ -57,10 +57,10 @@ def _fail(code: int, message: str) -> int:
 def train(request: TrainRequest) -> int:
     from grpolab.launch.decide import decide
     from grpolab.launch.execute import execute, print_launch
+    from grpolab.rewards.build import build_rewards
     from grpolab.train import model as models
     from grpolab.train import report, resume, setup
     from grpolab.train.recording import open_run
-    from grpolab.train.rewards import build_rewards
     from grpolab.train.tools import load_agent
     from grpolab.train.trainer import build_trainer, finish, fit, training_args
 

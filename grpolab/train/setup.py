@@ -194,8 +194,8 @@ def preflight(cfg) -> None:
 
     from transformers import AutoConfig
 
+    from grpolab.rewards.build import build_rewards
     from grpolab.train import model as models
-    from grpolab.train.rewards import build_rewards
 
     name = model_path(cfg)
     tokenizer = models.load_tokenizer(name, cfg.model)

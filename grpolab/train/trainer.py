@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from grpolab.rewards.errors import RewardFunctionError
 from grpolab.run.exit_codes import EXIT_FAILED, EXIT_GUARD_STOP, EXIT_OK, EXIT_SIGNAL
 from grpolab.train.callbacks import non_finite_sampling
 from grpolab.train.recording import Run
-from grpolab.train.rewards import RewardFunctionError
 
 
 @dataclass

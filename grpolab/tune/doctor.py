@@ -17,7 +17,10 @@ from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.derive import derive
+from grpolab.config.rules import out_of_range, range_text
 from grpolab.config.yaml_io import inline_yaml, read_yaml_file, to_plain
+from grpolab.run import metrics
+from grpolab.run.record import read_json
 
 from .edits import annotate_changes
 from .thresholds import THRESHOLDS, limit
@@ -87,21 +90,6 @@ class Run:
 
 
 # --------------------------------------------------------------------------- reading a run
-def read_metrics_tolerant(path: Path) -> tuple[list[dict], int]:
-    """metrics.jsonl records and the count of lines skipped (a torn last line of a killed run)."""
-    from grpolab.run.metrics import read_counted
-
-    return read_counted(path)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def load_run(run_dir) -> Run:
     path = Path(run_dir)
     if not path.is_dir():
@@ -117,11 +105,10 @@ def load_run(run_dir) -> Run:
                 str(path),
             )
         )
-    from grpolab.run import metrics as run_metrics
     from grpolab.run.record import RunInfo, Summary
 
-    _, torn = read_metrics_tolerant(metrics_path)
-    metrics, problems = run_metrics.read_checked(path)
+    _, torn = metrics.read_counted(metrics_path)  # a torn last line of a killed run is counted, not an error
+    records, problems = metrics.read_checked(path)
     # Through the typed readers: a field of the wrong type is dropped and named, never met later.
     typed_info, typed_summary = RunInfo.load(path), Summary.load(path)
     problems = [*typed_info.unreadable, *typed_summary.unreadable, *problems]
@@ -133,23 +120,12 @@ def load_run(run_dir) -> Run:
             loader = GRPOConfigLoader(config_path=resolved, world_size=world)
         except ConfigError as exc:
             error = str(exc)
-    summary = typed_summary.to_dict() if _read_json(path / "summary.json") else {}
-    return Run(path, metrics, summary, info, loader, error, torn, problems)
+    summary = typed_summary.to_dict() if read_json(path / "summary.json") else {}
+    return Run(path, records, summary, info, loader, error, torn, problems)
 
 
-def series(run: Run, key: str) -> list[tuple[int, float]]:
-    """(step, value) of every finite logged value of `key`, in logged order."""
-    out = []
-    for record in run.metrics:
-        value = record.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            out.append((_step(record, len(out)), float(value)))
-    return out
-
-
-def _step(record: dict, default: int) -> int:
-    step = record.get("step")
-    return int(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else default
+def series(run: Run, key: str) -> list[tuple[float, float]]:
+    return metrics.series(run.metrics, key)
 
 
 def nonfinite(run: Run, keys) -> list[tuple[int, str, float]]:
@@ -158,7 +134,7 @@ def nonfinite(run: Run, keys) -> list[tuple[int, str, float]]:
         for key in keys:
             value = record.get(key)
             if isinstance(value, float) and not math.isfinite(value):
-                found.append((_step(record, 0), key, value))
+                found.append((record.get("step", 0), key, value))
     return found
 
 
@@ -166,7 +142,7 @@ def completions_sample(run_dir: Path, n: int = 3) -> list[dict]:
     """A few saved completions (TRL's completions/*.parquet with log_completions, or completions.jsonl)."""
     jsonl = run_dir / "completions.jsonl"
     if jsonl.is_file():
-        rows, _ = read_metrics_tolerant(jsonl)
+        rows, _ = metrics.read_counted(jsonl)
         return rows[-n:]
     files = sorted((run_dir / "completions").glob("completions_*.parquet"))
     if not files:
@@ -257,7 +233,7 @@ def _model_context(run: Run) -> int | None:
         if not candidate:
             continue
         cfg_file = Path(str(candidate)).expanduser() / "config.json"
-        data = _read_json(cfg_file) if cfg_file.is_file() else {}
+        data = read_json(cfg_file) if cfg_file.is_file() else {}
         for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
             if isinstance(data.get(key), int) and data[key] > 0:
                 return data[key]
@@ -333,10 +309,7 @@ def find_constant_reward(run: Run) -> Finding | None:
     ]
     cfg = run.config
     if cfg is not None:
-        try:
-            from grpolab.rewards.build import BUILTIN_COLUMNS
-        except ImportError:  # the rewards lived in the train room before
-            from grpolab.train.rewards import BUILTIN_COLUMNS
+        from grpolab.rewards.build import BUILTIN_COLUMNS
 
         parts = []
         for spec in cfg.rewards:
@@ -636,56 +609,44 @@ def find_small_batch(run: Run) -> Finding | None:
     )
 
 
+# key -> (finding, why it matters, the thresholds that mirror its range); the ranges themselves are
+# config/rules.py's RECOMMENDED, the same check `config validate` warns with.
+RANGE_FINDINGS = {
+    "training.learning_rate": (
+        "range_learning_rate",
+        "below it the policy barely moves; above it updates overshoot and the run tends to diverge",
+        ["lr_range_low", "lr_range_high"],
+    ),
+    "grpo.beta": (
+        "range_beta",
+        "a tiny beta costs a reference-model forward pass for no effect; a large one pins the policy to "
+        "the reference model so it cannot learn",
+        ["beta_range_low", "beta_range_high"],
+    ),
+    "grpo.num_generations": (
+        "range_num_generations",
+        "the advantage is a reward minus its group's mean: with few completions that mean is noisy, with "
+        "many each prompt costs a lot of generation",
+        ["generations_range_low", "generations_range_high"],
+    ),
+}
+
+
 def find_ranges(run: Run) -> list[Finding]:
     cfg = run.config
     if cfg is None:
         return []
     found = []
-    lr = cfg.training.learning_rate
-    lo, hi = limit("lr_range_low"), limit("lr_range_high")
-    if not lo <= lr <= hi:
-        found.append(
-            Finding(
-                "range_learning_rate",
-                "training.learning_rate is outside the recommended range",
-                [f"training.learning_rate {lr:g}, recommended {lo:g} to {hi:g}"],
-                "below it the policy barely moves; above it updates overshoot and the run tends to diverge",
-                {"training.learning_rate": min(max(lr, lo), hi)},
-                [],
-                ["lr_range_low", "lr_range_high"],
-            )
+    for key, value, rec in out_of_range(cfg):
+        name, why, names = RANGE_FINDINGS[key]
+        target = type(value)(min(max(value, rec.low), rec.high))
+        edits = (generations_edits(cfg, target) if key == "grpo.num_generations" else None) or {key: target}
+        alternatives = (
+            ["--set grpo.beta=0  (no KL, no reference model)"] if key == "grpo.beta" and value < rec.low else []
         )
-    beta = cfg.grpo.beta
-    lo, hi = limit("beta_range_low"), limit("beta_range_high")
-    if beta != 0 and not lo <= beta <= hi:
+        evidence = [f"{key} {range_text(value, rec)}"]
         found.append(
-            Finding(
-                "range_beta",
-                "grpo.beta is outside the recommended range",
-                [f"grpo.beta {beta:g}, recommended {lo:g} to {hi:g}, or exactly 0 to turn KL off"],
-                "a tiny beta costs a reference-model forward pass for no effect; a large one pins the policy to "
-                "the reference model so it cannot learn",
-                {"grpo.beta": min(max(beta, lo), hi)},
-                ["--set grpo.beta=0  (no KL, no reference model)"] if beta < lo else [],
-                ["beta_range_low", "beta_range_high"],
-            )
-        )
-    g = cfg.grpo.num_generations
-    lo, hi = int(limit("generations_range_low")), int(limit("generations_range_high"))
-    if not lo <= g <= hi:
-        target = min(max(g, lo), hi)
-        edits = generations_edits(cfg, target) or {"grpo.num_generations": target}
-        found.append(
-            Finding(
-                "range_num_generations",
-                "grpo.num_generations is outside the recommended range",
-                [f"grpo.num_generations {g}, recommended {lo} to {hi}"],
-                "the advantage is a reward minus its group's mean: with few completions that mean is noisy, with "
-                "many each prompt costs a lot of generation",
-                edits,
-                [],
-                ["generations_range_low", "generations_range_high"],
-            )
+            Finding(name, f"{key} is outside the recommended range", evidence, why, edits, alternatives, names)
         )
     return found
 
@@ -831,9 +792,8 @@ def write_next_config(
             *[f"  {f.id}: {f.title}" for f in chosen],
         ]
         loader, source = _source_loader(run)
-        files = None if full else _base_support()
-        if files is not None:
-            text = _minimal_text(files, run, loader, Path(source), edits, reason, header, out)
+        if not full:
+            text = _minimal_text(run, loader, Path(source), edits, reason, header, out)
         else:
             text = _full_text(run, loader, source, edits, reason, header)
         write_atomic(out, text, overwrite=force)
@@ -841,17 +801,8 @@ def write_next_config(
         return out, chosen
 
 
-def _base_support():
-    """The config room's `base:` file helpers, when this version of the loader has them."""
-    try:
-        from grpolab.config import files
-    except ImportError:
-        return None
-    needed = ("_minimal", "_build", "_verify")
-    return files if all(hasattr(files, name) for name in needed) else None
-
-
-def _minimal_text(files, run: Run, loader, source: Path, edits: dict, reason: dict, header, out: Path) -> str:
+def _minimal_text(run: Run, loader, source: Path, edits: dict, reason: dict, header, out: Path) -> str:
+    from grpolab.config import files
     from grpolab.config.keys import MISSING, flatten, lookup, unflatten
     from grpolab.config.layers import base_value
 

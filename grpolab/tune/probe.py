@@ -109,9 +109,9 @@ def _model_path(cfg, model: str | None) -> str:
 def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | None = None) -> ProbeReport:
     from grpolab.config.derive import derive
     from grpolab.demo import builtin_rows
+    from grpolab.rewards.build import build_rewards
     from grpolab.train import data as datas
     from grpolab.train import model as models
-    from grpolab.train.rewards import build_rewards
 
     cfg = loader.config
     gen = cfg.generation

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.derive import Derived, derive, generation_round
-from grpolab.config.yaml_io import inline_yaml
 
 from .edits import annotate_changes
 
@@ -249,7 +248,3 @@ def write(text: str, out, force: bool, world: int) -> Path:
     path = write_atomic(Path(out), text, overwrite=force)
     GRPOConfigLoader(config_path=path, world_size=world)  # what was written validates for that world size
     return path
-
-
-def describe_changes(loader) -> str:
-    return ", ".join(f"{k}={inline_yaml(v)}" for k, v in loader.overrides.items())

@@ -19,12 +19,10 @@ from dataclasses import dataclass
 def _recommended(key: str) -> tuple[float, float]:
     """(low, high) of a recommended range, from the config system's table (the warnings of
     `grpolab config validate` and doctor's range findings use the same numbers)."""
-    try:
-        from grpolab.config.rules import RECOMMENDED
-    except ImportError:  # older layout: the table lived in validate.py
-        from grpolab.config.validate import RECOMMENDED
+    from grpolab.config.rules import RECOMMENDED
+
     rec = RECOMMENDED[key]
-    return (rec.low, rec.high) if hasattr(rec, "low") else (rec[0], rec[1])
+    return rec.low, rec.high
 
 
 _LR, _BETA, _G = (

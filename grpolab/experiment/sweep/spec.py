@@ -66,9 +66,6 @@ class Range(BaseModel):
     def integer(self) -> bool:
         return isinstance(self.low, int) and isinstance(self.high, int)
 
-    def as_yaml(self) -> dict:
-        return self.model_dump(exclude_unset=True)
-
 
 def _kind(value) -> str | None:
     if isinstance(value, list):
@@ -263,10 +260,6 @@ class Sweep:
     config_dir: Path | None = None
     seeds: list[int] | None = None
     prune: bool = False  # optuna with the median pruner
-
-    @property
-    def runs_per_trial(self) -> int:
-        return len(self.seeds) if self.seeds else 1
 
 
 class _Locator:
