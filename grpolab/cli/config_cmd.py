@@ -35,6 +35,8 @@ def register(sub) -> None:
     validate = csub.add_parser("validate", help="check config files; exit 0 if all are valid, 2 otherwise")
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.add_argument("--world-size", type=positive_int, help="also check for this many processes")
+    # As for show and explain: a partial file (no `mode:`) is checked over the mode it will run in.
+    validate.add_argument("--mode", help="local or cluster (default: each file's `mode:`, else local)")
     validate.set_defaults(func=cmd_validate)
 
     explain = csub.add_parser(
@@ -87,7 +89,7 @@ def cmd_validate(args) -> int:
     failed = 0
     for path in args.files:
         try:
-            loader = GRPOConfigLoader(config_path=path, world_size=args.world_size)
+            loader = GRPOConfigLoader(mode=args.mode, config_path=path, world_size=args.world_size)
         except ConfigError as exc:
             failed += 1
             print(f"{path}: {exc}", file=sys.stderr)
