@@ -74,3 +74,21 @@ def test_good_rows_load(tmp_path):
     assert len(_load(path)) == 1
     path.write_text(json.dumps(chat) + "\n")
     assert len(_load(path)) == 1
+
+
+@pytest.mark.parametrize("contents", [[], ["notes.md"], ["sub/"]], ids=["empty", "no data files", "only a folder"])
+def test_a_folder_that_is_no_dataset_is_not_called_a_hub_dataset(contents, tmp_path):
+    folder = tmp_path / "mydata"
+    folder.mkdir()
+    for name in contents:
+        if name.endswith("/"):
+            (folder / name).mkdir()
+        else:
+            (folder / name).write_text("# notes\n")
+    try:
+        _load(folder)
+    except ConfigError as exc:
+        text = str(exc)
+        assert "Hub dataset `" not in text and "the local folder" in text and str(folder) in text, text
+    else:
+        pytest.fail("a folder without data files loaded")

@@ -265,14 +265,28 @@ def _load_hub(name: str, config_name: str | None, split: str, where: str = "data
 
     from grpolab.runtime import hub
 
-    hub.check_reachable(name, f"{where}.dataset" if where == "data" else f"{where}.path", repo_type="dataset")
+    key = f"{where}.dataset" if where == "data" else f"{where}.path"
+    folder = Path(name).is_dir()  # a local folder: no Hub involved, and none is named in its errors
+    if not folder:
+        hub.check_reachable(name, key, repo_type="dataset")
     try:
         return datasets.load_dataset(name, config_name, split=split)
     except Exception as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if folder:
+            files = sorted(p.name for p in Path(name).iterdir())[:5]
+            raise ConfigError(
+                Problem(
+                    key,
+                    f"could not load the local folder `{name}` as a dataset (split `{split}`): {text}; "
+                    f"it holds: {', '.join(files) or 'nothing'}.",
+                    f"point `{key}` at a data file inside it (.jsonl/.json/.csv/.parquet), or give a folder "
+                    "laid out like a Hub dataset (data files named by split, e.g. train.jsonl)",
+                )
+            ) from None
         raise ConfigError(
             Problem(
-                f"{where}.dataset" if where == "data" else f"{where}.path",
+                key,
                 f"could not load Hub dataset `{name}` (split `{split}`): {text}.",
                 "check the id and split; offline (HF_HUB_OFFLINE=1) only cached datasets load; "
                 "or point `data.dataset` at a local .jsonl/.csv/.parquet file",
