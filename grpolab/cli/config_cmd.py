@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -325,6 +326,16 @@ def cmd_explain_key(args) -> int:
         rows.append(("default", inline_yaml(info.default)))
     if info.recommended:
         rows.append(("recommended", info.recommended))
+    from grpolab.config.schema import path_keys
+
+    if re.sub(r"\[\d+\]", "[]", args.key) in path_keys():
+        rows.append(
+            (
+                "paths",
+                "a relative path starts from the current directory (on --resume, the run's own); "
+                "`~` is your home directory",
+            )
+        )
     if value is MISSING:
         rows.append(("this config", "not set (TRL's default applies)" if info.pass_through else "not set"))
     else:

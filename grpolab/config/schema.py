@@ -619,3 +619,27 @@ def closed_model() -> type[GRPOLabConfig]:
         training=(training, Field(default_factory=training)),
         grpo=(grpo, Field(default_factory=grpo)),
     )
+
+
+@lru_cache(maxsize=1)
+def path_keys() -> frozenset[str]:
+    """Every key whose value is a path on this machine (UserPath, ImportPath), in the canonical
+    form `rewards[].name`: what `config explain --key` says relative paths are relative to."""
+    import typing
+
+    def walk(model: type[BaseModel], prefix: str) -> set[str]:
+        keys: set[str] = set()
+        for name, field in model.model_fields.items():
+            key = f"{prefix}{name}"
+            if "expand_home" in str(field.annotation) + str(field.metadata):
+                keys.add(key)
+            seen: set = set()
+            for arg in [field.annotation, *typing.get_args(field.annotation)]:
+                in_list = typing.get_origin(arg) is list
+                for candidate in [arg, *typing.get_args(arg)]:
+                    if isinstance(candidate, type) and issubclass(candidate, BaseModel) and candidate not in seen:
+                        seen.add(candidate)
+                        keys |= walk(candidate, f"{key}{'[].' if in_list else '.'}")
+        return keys
+
+    return frozenset(walk(GRPOLabConfig, ""))
