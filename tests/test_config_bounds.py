@@ -7,6 +7,7 @@ same on larger files."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -159,3 +160,24 @@ def test_any_nesting_depth_is_read_or_refused_cleanly(depth_and_kinds):
         assert "nested more than" in str(exc)
     else:
         assert depth_and_kinds[0] + 1 <= MAX_DEPTH
+
+
+def _float_keys() -> list[str]:
+    from grpolab.config.keys import flatten
+
+    data = GRPOConfigLoader().to_dict()
+    return sorted(k for k, v in flatten(data).items() if isinstance(v, float) and "[" not in k)
+
+
+@pytest.mark.parametrize("key", _float_keys())
+@pytest.mark.parametrize("typed", ["1e400", "-2.5E+999", "1_0e400"])
+def test_a_number_past_a_floats_range_shows_what_was_typed(key, typed, tmp_path):
+    """`1e400` said "a finite number (got inf)"; every float key, from a file and from --set."""
+    path = tmp_path / "c.yaml"
+    section, _, name = key.rpartition(".")
+    path.write_text(f"mode: local\n{section}:\n  {name}: {typed}\n" if section else f"mode: local\n{name}: {typed}\n")
+    with pytest.raises(ConfigError, match=f"`{re.escape(typed)}` is beyond the largest number") as info:
+        GRPOConfigLoader(config_path=path)
+    assert f"{path}:{3 if section else 2}" in str(info.value)
+    with pytest.raises(ConfigError, match=f"--set {re.escape(key)}: `{re.escape(typed)}` is beyond"):
+        GRPOConfigLoader(overrides=[f"{key}={typed}"])

@@ -163,3 +163,17 @@ def test_the_issue_example_a_string_step_count(tmp_path, capsys):
     assert main(["runs", "list", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "run_info.json: `global_step` should be a whole number or null, got '2'" in out
+
+
+def test_compare_writes_its_plot_only_where_asked(tmp_path, capsys, monkeypatch):
+    """Issue 21 section 8: compare left compare.png in whatever folder it was run from."""
+    pytest.importorskip("matplotlib")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    first, second = _run(tmp_path / "runs", "a"), _run(tmp_path / "runs", "b", reward=0.7)
+    assert main(["compare", str(first), str(second)]) == 0
+    out = capsys.readouterr().out
+    assert list(work.iterdir()) == []
+    plots = [p for p in (first / "compare.png", second / "compare.png") if p.exists()]
+    assert len(plots) == 1 and f"plot: {plots[0]}" in out

@@ -94,7 +94,8 @@ def test_hub_style_dataset_folder(layout, tiny_gpt2, tmp_path, recorder, fast_co
 
     missing = train("--config", cfg, "--set", "data.split=validation", "--dry-run")
     assert missing.code == 2
-    assert "could not load Hub dataset" in missing.err and "validation" in missing.err
+    # a local folder is named as one, not as a Hub dataset (issue 21, section 8)
+    assert "could not load the local folder" in missing.err and "validation" in missing.err
 
 
 def test_builtin_addition_and_max_samples(tiny_gpt2, recorder, fast_config, train):

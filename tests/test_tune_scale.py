@@ -114,3 +114,18 @@ def test_cli_config_scale_writes_validates_and_never_overwrites(tmp_path):
     assert printed.returncode == 0 and "num_processes: 2" in printed.stdout
     bad = _grpolab("config", "scale", tmp_path / "missing.yaml", "--gpus", "2")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("name", ["local", "demo"])
+@pytest.mark.parametrize("gpus", range(1, 10))
+def test_scale_never_claims_to_keep_what_its_table_shows_changing(name, gpus):
+    """Issue 21 section 8: every changed batch key said "keeps the step's prompts and batch" while
+    the table beside it showed the effective batch and the prompts per round changing."""
+    loader, reasons, rows, _ = scale.scale_config(preset_path(name), gpus)
+    table = {label: (a, b) for label, a, b in rows}
+    changed = [label for label in ("effective batch size", "unique prompts per round") if len(set(table[label])) > 1]
+    claims = [text for text in reasons.values() if text.startswith("keeps the step's prompts and batch")]
+    assert not (claims and changed), f"{gpus} GPUs: claims {claims} while {changed} change"
+    for text in reasons.values():
+        if text.startswith("the nearest fit"):
+            assert all(f"{a} -> {b}" in text for label, (a, b) in table.items() if label in changed and a != b)

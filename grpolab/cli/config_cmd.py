@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -37,6 +38,8 @@ def register(sub) -> None:
     validate = csub.add_parser("validate", help="check config files; exit 0 if all are valid, 2 otherwise")
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.add_argument("--world-size", type=positive_int, help="also check for this many processes")
+    # As for show and explain: a partial file (no `mode:`) is checked over the mode it will run in.
+    validate.add_argument("--mode", help="local or cluster (default: each file's `mode:`, else local)")
     validate.set_defaults(func=cmd_validate)
 
     explain = csub.add_parser(
@@ -89,7 +92,7 @@ def cmd_validate(args) -> int:
     failed = 0
     for path in args.files:
         try:
-            loader = GRPOConfigLoader(config_path=path, world_size=args.world_size)
+            loader = GRPOConfigLoader(mode=args.mode, config_path=path, world_size=args.world_size)
         except ConfigError as exc:
             failed += 1
             print(f"{path}: {exc}", file=sys.stderr)
@@ -336,6 +339,16 @@ def cmd_explain_key(args) -> int:
         rows.append(("default", inline_yaml(info.default)))
     if info.recommended:
         rows.append(("recommended", info.recommended))
+    from grpolab.config.schema import path_keys
+
+    if re.sub(r"\[\d+\]", "[]", args.key) in path_keys():
+        rows.append(
+            (
+                "paths",
+                "a relative path starts from the current directory (on --resume, the run's own); "
+                "`~` is your home directory",
+            )
+        )
     if value is MISSING:
         rows.append(("this config", "not set (TRL's default applies)" if info.pass_through else "not set"))
     else:

@@ -49,7 +49,9 @@ def register(sub) -> None:
     cmp.add_argument(
         "--metric", action="append", metavar="M", help="metric to sort by and plot (repeatable; default: reward)"
     )
-    cmp.add_argument("--out", default="compare.png", metavar="PNG", help="plot file (default: compare.png)")
+    cmp.add_argument(
+        "--out", metavar="PNG", help="plot file (default: compare.png in the first run's folder, not the current one)"
+    )
     cmp.add_argument(
         "--smooth", type=int, default=1, metavar="N", help="plot a moving average over N steps (raw points stay faint)"
     )
@@ -162,12 +164,14 @@ def cmd_compare(args) -> int:
     for metric in metrics:
         check_metric(runs, metric)
     print(compare_table(runs, metrics[0], tuple(metrics[1:])))
+    # Only where asked: a compare run from anywhere must not leave files in the current folder.
+    out = args.out if args.out is not None else runs[0].path / "compare.png"
     try:
-        counts = plot(runs, metrics, args.out, smooth=max(1, args.smooth))
+        counts = plot(runs, metrics, out, smooth=max(1, args.smooth))
     except ImportError:
         print("note: matplotlib is not installed; no plot (pip install matplotlib)", file=sys.stderr)
         return 0
-    print(f"\nplot: {args.out} ({', '.join(f'{m}: {n} curves' for m, n in counts.items())})")
+    print(f"\nplot: {out} ({', '.join(f'{m}: {n} curves' for m, n in counts.items())})")
     return 0
 
 

@@ -70,7 +70,8 @@ class GRPOConfigLoader:
     ):
         """`data` is a config file's content given in memory (see from_dict), in place of
         `config_path`; `path` is where that file would be (its `base:` is relative to it)."""
-        self.config_path = Path(config_path) if config_path is not None else None
+        # `~` as the shell would expand it (a quoted or programmatic path): see schema.expand_home.
+        self.config_path = Path(config_path).expanduser() if config_path is not None else None
         self.world_size = _check_world_size(world_size, "GRPOConfigLoader(world_size=...)")
         self._origins = Origins()
         chain: list[Layer] = []

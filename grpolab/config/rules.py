@@ -98,7 +98,7 @@ def cross_field_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> list
                 origin_of("training.auto_find_batch_size"),
             )
         )
-    if cfg.data.eval_every_steps and not (cfg.data.eval_split or cfg.data.test_size or cfg.eval.split):
+    if cfg.data.eval_every_steps and not has_held_out(cfg):
         problems.append(
             Problem(
                 "data.eval_every_steps",
@@ -138,12 +138,27 @@ def eval_metric_names(cfg: GRPOLabConfig) -> list[str]:
     return names + ["eval/accuracy", "eval/truncated", "eval/length"]
 
 
+# The local data file formats (train/data.py reads them); such a file has one split, all of it.
+DATA_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+def eval_file(cfg: GRPOLabConfig) -> bool:
+    """`eval.dataset` is a local data file: a separate held-out file, its own split (no eval.split)."""
+    dataset = cfg.eval.dataset
+    return bool(dataset) and not cfg.eval.split and dataset.lower().endswith(DATA_FILE_SUFFIXES)
+
+
+def has_held_out(cfg: GRPOLabConfig) -> bool:
+    """Held-out prompts exist: a split (eval.split, data.eval_split), carved rows, or a held-out file."""
+    return bool(cfg.eval.split or cfg.data.eval_split or cfg.data.test_size or eval_file(cfg))
+
+
 def eval_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
     """The `eval:` section names metrics and rewards that must exist, and needs held-out prompts."""
     e, problems = cfg.eval, []
     names = eval_metric_names(cfg)
     rewards = [r.label for r in e.rewards or cfg.rewards]
-    held_out = e.split or cfg.data.eval_split or cfg.data.test_size
+    held_out = has_held_out(cfg)
     for key, metric in (("eval.keep_best.metric", e.keep_best), ("eval.stop_at.metric", e.stop_at)):
         if metric is not None and metric.metric not in names:
             problems.append(
@@ -260,6 +275,44 @@ IS_MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"
 # Set by the launcher for each rank: one inherited from `env:` makes a single process wait for
 # ranks that never come, or a rank write another run's directory.
 LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK")
+
+
+# The whole numbers the layers under grpolab hold: numpy's seed (np.random.seed, called by
+# transformers' set_seed) takes 0 to 2**32 - 1, and torch, numpy and accelerate keep every count in
+# 64 bits. A value outside validates as a Python int and then dies in the first step (seed -1 was
+# numpy's "Seed must be between 0 and 2**32 - 1" after the model had loaded).
+SEED_MAX = 2**32 - 1
+INT64_MAX = 2**63 - 1
+
+
+def integer_range_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
+    """Every whole-number value of the config (grpolab's keys and TRL's pass-through fields alike)
+    within what the libraries below hold: seeds 0..2**32-1, every other number 64-bit."""
+    from .keys import flatten
+
+    problems = []
+    for key, value in flatten(cfg.model_dump(mode="python")).items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            continue
+        if key.rpartition(".")[2].endswith("seed") and not 0 <= value <= SEED_MAX:
+            problems.append(
+                Problem(
+                    key,
+                    f"{value} is not a seed: numpy and torch take a seed from 0 to {SEED_MAX:,}",
+                    f"`{key}: 42` (any whole number from 0 to {SEED_MAX})",
+                    origin_of(key),
+                )
+            )
+        elif not -INT64_MAX - 1 <= value <= INT64_MAX:
+            problems.append(
+                Problem(
+                    key,
+                    f"{value} does not fit in 64 bits, the whole numbers torch and numpy hold",
+                    "a whole number below 9223372036854775807 (2**63), in practice a far smaller one",
+                    origin_of(key),
+                )
+            )
+    return problems
 
 
 def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     create_model,
@@ -39,10 +40,30 @@ BUILTIN_REWARDS = (
 )
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 REPORT_TO = ("wandb", "tensorboard", "mlflow", "trackio", "comet_ml", "clearml", "dvclive", "swanlab", "none", "all")
-_USER_REWARD = re.compile(r"^[\w./\\-]+(\.py)?:[A-Za-z_]\w*$")
+_USER_REWARD = re.compile(r"^~?[\w./\\-]+(\.py)?:[A-Za-z_]\w*$")  # `~/x.py:f`: see expand_home
 # `module:object` or `path/to/file.py:object` for data transforms, tools, environments and rollouts.
 IMPORT_SPEC = _USER_REWARD.pattern
 _DTYPES = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+def expand_home(value):
+    """`~/x` (or `~user/x`) as the shell means it: under the home directory. The one normalizer of
+    every path-valued key (UserPath below), whether it comes from a file, `--set`, a flag or a
+    base: every later reader (mkdir, open, import) sees the real path; `output_dir: ~/runs`
+    made a folder literally named `~` in the working directory."""
+    if isinstance(value, str) and value.startswith("~"):
+        import os
+
+        return os.path.expanduser(value)
+    return value
+
+
+# A key whose value is (or may be) a path on this machine. A Hub id, `builtin:NAME` or
+# `module:function` never starts with `~`, so those are left as they are.
+UserPath = Annotated[str, BeforeValidator(expand_home)]
+# `module:function` or `path/file.py:function`. The pattern sits inside the normalizer, so that it
+# checks the expanded path and the JSON schema (editors) still shows it.
+ImportPath = Annotated[str, Field(pattern=IMPORT_SPEC), BeforeValidator(expand_home)]
 
 
 class Section(BaseModel):
@@ -81,7 +102,7 @@ class QuantizationConfig(Section):
 
 
 class ModelConfig(Section):
-    name_or_path: str | None = Field(None, description="Hub id or local path; null = the embedded demo model")
+    name_or_path: UserPath | None = Field(None, description="Hub id or local path; null = the embedded demo model")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto = bfloat16 on a bf16 GPU, float32 on CPU"
     )
@@ -107,7 +128,7 @@ class ModelConfig(Section):
 
 
 class DataSource(Section):
-    path: str = Field(description="builtin:NAME, a Hub dataset id, or a .jsonl/.json/.csv/.parquet path")
+    path: UserPath = Field(description="builtin:NAME, a Hub dataset id, or a .jsonl/.json/.csv/.parquet path")
     name: str | None = Field(None, description="label in the plan and per-source metrics; null = from the path")
     config_name: str | None = Field(None, description="Hub dataset configuration (subset)")
     split: str = Field("train", description="split to take rows from")
@@ -117,15 +138,14 @@ class DataSource(Section):
     columns: dict[str, str] = Field(default_factory=dict, description="rename this source's columns")
     system_prompt: str | None = Field(None, description="system message for this source's prompts")
     max_samples: int | None = Field(None, ge=1, description="rows taken from this source before weighting")
-    transform: str | None = Field(
+    transform: ImportPath | None = Field(
         None,
         description="module:function or file.py:function mapping a row to `prompt` plus the columns rewards read",
-        pattern=IMPORT_SPEC,
     )
 
 
 class DataConfig(Section):
-    dataset: str = Field(
+    dataset: UserPath = Field(
         "builtin:addition", description="builtin:NAME, a Hub dataset id, or a .jsonl/.json/.csv/.parquet path"
     )
     config_name: str | None = Field(None, description="Hub dataset configuration (subset)")
@@ -145,10 +165,9 @@ class DataConfig(Section):
     )
     system_prompt: str | None = Field(None, description="system message for chat prompts (needs a chat template)")
     max_samples: int | None = Field(None, ge=1, description="use at most this many training rows")
-    transform: str | None = Field(
+    transform: ImportPath | None = Field(
         None,
         description="module:function or file.py:function mapping a row to `prompt` plus the columns rewards read",
-        pattern=IMPORT_SPEC,
     )
     datasets: list[DataSource] | None = Field(
         None,
@@ -192,7 +211,7 @@ class JudgeReward(Section):
     rubric: str | None = Field(
         None, description="instructions to the judge; {prompt} and {completion} (and columns) are filled in"
     )
-    rubric_file: str | None = Field(None, description="read the rubric from this text file instead")
+    rubric_file: UserPath | None = Field(None, description="read the rubric from this text file instead")
     parse: Literal["score_0_10", "yes_no", "regex"] = Field(
         "score_0_10", description="score_0_10 (-> 0..1), yes_no (-> 1/0), or regex (first group -> float)"
     )
@@ -222,7 +241,7 @@ REWARD_KINDS = ("name", "model", "http", "judge")
 
 
 class RewardSpec(Section):
-    name: str | None = Field(
+    name: UserPath | None = Field(
         None,
         description="built-in name, module:function, path/to/file.py:function, or trl:NAME (TRL's rewards)",
         json_schema_extra={
@@ -230,7 +249,7 @@ class RewardSpec(Section):
             "examples": list(BUILTIN_REWARDS),
         },
     )
-    model: str | None = Field(None, description="a sequence-classification reward model: Hub id or local path")
+    model: UserPath | None = Field(None, description="a sequence-classification reward model: Hub id or local path")
     batch_size: int | None = Field(None, ge=1, description="reward model: sequences per forward; null = all")
     dtype: _DTYPES | None = Field(None, description="reward model dtype; null/auto = float32 on CPU, bf16 on GPU")
     device: str | None = Field(None, description="reward model device (cpu, cuda, cuda:1); null = training device")
@@ -384,7 +403,7 @@ class EvalConfig(Section):
     split: str | None = Field(
         None, description="held-out split of eval.dataset (default: data.eval_split, or data.test_size's rows)"
     )
-    dataset: str | None = Field(None, description="another dataset to evaluate on; null = data.dataset")
+    dataset: UserPath | None = Field(None, description="another dataset to evaluate on; null = data.dataset")
     every_steps: int | None = Field(
         None, ge=0, description="evaluate every N optimizer steps; null = data.eval_every_steps"
     )
@@ -568,17 +587,17 @@ class GRPOLabConfig(Section):
     mode: Literal["local", "cluster"] = Field(
         "local", description="local or cluster: picks the preset under this file"
     )
-    output_dir: str = Field("./grpo_results_local", description="each run gets its own folder inside")
+    output_dir: UserPath = Field("./grpo_results_local", description="each run gets its own folder inside")
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="numeric_match")], min_length=1)
-    tools: list[Annotated[str, Field(pattern=IMPORT_SPEC)]] = Field(
+    tools: list[ImportPath] = Field(
         default_factory=list, description="functions the model may call (module:function), passed to TRL as tools"
     )
-    environment: (
-        Annotated[str, Field(pattern=IMPORT_SPEC)] | dict[str, Annotated[str, Field(pattern=IMPORT_SPEC)]] | None
-    ) = Field(None, description="module:Class (or name -> module:Class) giving TRL's environment_factory")
-    rollout: Annotated[str, Field(pattern=IMPORT_SPEC)] | None = Field(
+    environment: ImportPath | dict[str, ImportPath] | None = Field(
+        None, description="module:Class (or name -> module:Class) giving TRL's environment_factory"
+    )
+    rollout: ImportPath | None = Field(
         None, description="module:function replacing TRL's generation (rollout_func(prompts, trainer) -> dict)"
     )
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -707,3 +726,27 @@ def closed_model() -> type[GRPOLabConfig]:
         training=(training, Field(default_factory=training)),
         grpo=(grpo, Field(default_factory=grpo)),
     )
+
+
+@lru_cache(maxsize=1)
+def path_keys() -> frozenset[str]:
+    """Every key whose value is a path on this machine (UserPath, ImportPath), in the canonical
+    form `rewards[].name`: what `config explain --key` says relative paths are relative to."""
+    import typing
+
+    def walk(model: type[BaseModel], prefix: str) -> set[str]:
+        keys: set[str] = set()
+        for name, field in model.model_fields.items():
+            key = f"{prefix}{name}"
+            if "expand_home" in str(field.annotation) + str(field.metadata):
+                keys.add(key)
+            seen: set = set()
+            for arg in [field.annotation, *typing.get_args(field.annotation)]:
+                in_list = typing.get_origin(arg) is list
+                for candidate in [arg, *typing.get_args(arg)]:
+                    if isinstance(candidate, type) and issubclass(candidate, BaseModel) and candidate not in seen:
+                        seen.add(candidate)
+                        keys |= walk(candidate, f"{key}{'[].' if in_list else '.'}")
+        return keys
+
+    return frozenset(walk(GRPOLabConfig, ""))

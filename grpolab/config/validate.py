@@ -17,6 +17,7 @@ from .errors import ConfigError, Problem
 from .pydantic_errors import pydantic_problems
 from .rules import (
     cross_field_problems,
+    integer_range_problems,
     pass_through_problems,
     range_warnings,
     step_count_problems,
@@ -40,7 +41,8 @@ def check(data: dict, origin_of, world_size: int | None) -> tuple[GRPOLabConfig,
         raise ConfigError(pydantic_problems(exc, origin_of)) from None
     config = GRPOLabConfig.model_validate(data)
     world = target_world_size(config, world_size)
-    problems = cross_field_problems(config, world, origin_of) + pass_through_problems(config, origin_of)
+    problems = integer_range_problems(config, origin_of)
+    problems += cross_field_problems(config, world, origin_of) + pass_through_problems(config, origin_of)
     steps, step_warnings = step_count_problems(config, world, origin_of) if not problems else ([], [])
     if problems or steps:
         raise ConfigError(problems + steps)

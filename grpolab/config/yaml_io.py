@@ -8,6 +8,7 @@ import datetime
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import tempfile
@@ -174,7 +175,48 @@ def parse_yaml_text(text: str, origin: str):
     except YAMLError as exc:
         raise ConfigError(Problem("", f"YAML error: {exc}", None, origin)) from None
     check_bounds(tree, origin)
+    _check_overflow(tree, text, origin)
     return tree
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)[eE][-+]?\d+")
+
+
+def _check_overflow(tree, text: str, origin: str) -> None:
+    """A number written past a float's range (`1e400`) reads as infinity, and then fails as "a
+    finite number (got inf)" with nothing the user wrote in it: named here as typed, with its line.
+    `.inf` is YAML's own infinity, a plain float, and is left to the schema."""
+    lines = text.splitlines()
+    seen: set[int] = set()
+
+    def walk(node) -> None:
+        if id(node) in seen or not isinstance(node, (dict, list)):
+            return
+        seen.add(id(node))
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            if isinstance(value, ScalarFloat) and math.isinf(value):
+                try:
+                    line = (node.lc.value(key) if isinstance(node, dict) else node.lc.item(key))[0]
+                except (AttributeError, KeyError, TypeError, IndexError):
+                    line = None
+                typed = None
+                if line is not None and line < len(lines):
+                    found = [m.group() for m in _NUMBER.finditer(lines[line])]
+                    typed = next((t for t in found if math.isinf(float(t.replace("_", "")))), None)
+                in_file = line is not None and not origin.startswith("--set")  # a --set value is one line
+                raise ConfigError(
+                    Problem(
+                        "",
+                        f"{f'`{typed}`' if typed else 'a number'} is beyond the largest number a float holds "
+                        "(about 1.8e308): it would read as infinity",
+                        "write the number you mean (e.g. 1.0e-4); YAML's `.inf` is infinity, if that is meant",
+                        f"{origin}:{line + 1}" if in_file else origin,
+                    )
+                )
+            walk(value)
+
+    walk(tree)
 
 
 def read_yaml_file(path: str | os.PathLike) -> CommentedMap:

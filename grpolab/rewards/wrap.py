@@ -5,14 +5,20 @@ value is an error naming the reward and a sample instead of a NaN deep inside TR
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import math
 import numbers
+import sys
+import time
 
 from .errors import RewardFunctionError, show_sample
 
 # Keyword arguments TRL passes to every reward function besides the dataset columns.
 TRL_ARGS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric", "environments"}
+# Of those, TRL's objects (not data): passed as they are, never copied.
+SHARED_ARGS = {"trainer_state", "log_extra", "log_metric", "environments"}
+SLOW_SECONDS = 5.0  # a reward slower than this per batch gets one note naming it
 
 
 def make_reward(spec: str, func, kwargs: dict, label: str):
@@ -26,7 +32,14 @@ def make_reward(spec: str, func, kwargs: dict, label: str):
     is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
 
     def call(prompts, completions, columns):
-        given = {"prompts": prompts, "completions": completions, **columns}
+        # Each reward gets its own copies of the data: one that edits `completions[i]` (or a
+        # column) in place would otherwise change what the next reward scores and what grpolab
+        # checks (a random model reached numeric_match 1.0 that way). TRL's objects are shared.
+        given = {
+            "prompts": copy.deepcopy(prompts),
+            "completions": copy.deepcopy(completions),
+            **{k: v if k in SHARED_ARGS else copy.deepcopy(v) for k, v in columns.items()},
+        }
         # A function without **kwargs gets only what it names: extra dataset columns (a mixture's
         # `source`, say) must not break a reward that never asked for them.
         args = given if takes_all else {k: v for k, v in given.items() if k in accepted}
@@ -34,6 +47,7 @@ def make_reward(spec: str, func, kwargs: dict, label: str):
         return asyncio.run(out) if is_async and inspect.iscoroutine(out) else out
 
     def reward(prompts, completions, **columns):
+        started = time.perf_counter()
         try:
             values = call(prompts, completions, columns)
         except RewardFunctionError:
@@ -43,9 +57,19 @@ def make_reward(spec: str, func, kwargs: dict, label: str):
             raise RewardFunctionError(
                 f"reward `{spec}` raised {type(exc).__name__}: {exc}\n  on sample {sample}"
             ) from exc
+        seconds = time.perf_counter() - started
+        if seconds > SLOW_SECONDS and not noted:
+            noted.append(seconds)  # once per reward: the time shows which one stalls the steps
+            print(
+                f"note: reward `{spec}` took {seconds:.1f} s for a batch of {len(completions)} completions; "
+                "every training step waits for it (HTTP rewards have timeouts; a Python reward has none)",
+                file=sys.stderr,
+            )
         values = check_values(spec, values, prompts, completions, columns)
         _log_by_source(label, values, columns)
         return values
+
+    noted: list = []
 
     reward.__name__ = label  # TRL logs rewards/<name>/mean
     reward.__qualname__ = label

@@ -249,3 +249,31 @@ def _number(value, default: float) -> float:
 def started(run_dir: Path) -> bool:
     """Whether a run began in `run_dir` (it has a record), as opposed to a launch that failed first."""
     return (Path(run_dir) / "run_info.json").is_file()
+
+
+def check_writable(folder: Path | str, key: str) -> None:
+    """Refuse a run whose folder cannot be written, before the model loads (and in --dry-run): a
+    permission error after minutes of loading is lost time. Nothing is created: the folder, or
+    the nearest existing folder above it, must take a new file."""
+    import tempfile
+
+    from grpolab.config.errors import CANNOT_WRITE, ConfigError, Problem
+
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = f"`{existing}` is a file, so `{folder}` cannot be made"
+    else:
+        try:
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        except OSError as exc:
+            problem = f"`{folder}` cannot be written: {exc.strerror or exc} in `{existing}`"
+    if problem:
+        raise ConfigError(
+            Problem(key, problem + ".", "choose a folder you can write to, e.g. `output_dir: ./grpo_results`"),
+            CANNOT_WRITE,
+        )

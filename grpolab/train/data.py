@@ -237,6 +237,7 @@ def _load_local(source: str, split: str, data_cfg, where: str = "data"):
                 "give a path relative to the current directory",
             )
         )
+    _check_file_rows(path, f"{where}.dataset" if where == "data" else f"{where}.path")
     builder = LOCAL_FORMATS.get(path.suffix.lower())
     if builder is None:
         raise ConfigError(
@@ -264,14 +265,28 @@ def _load_hub(name: str, config_name: str | None, split: str, where: str = "data
 
     from grpolab.runtime import hub
 
-    hub.check_reachable(name, f"{where}.dataset" if where == "data" else f"{where}.path", repo_type="dataset")
+    key = f"{where}.dataset" if where == "data" else f"{where}.path"
+    folder = Path(name).is_dir()  # a local folder: no Hub involved, and none is named in its errors
+    if not folder:
+        hub.check_reachable(name, key, repo_type="dataset")
     try:
         return datasets.load_dataset(name, config_name, split=split)
     except Exception as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if folder:
+            files = sorted(p.name for p in Path(name).iterdir())[:5]
+            raise ConfigError(
+                Problem(
+                    key,
+                    f"could not load the local folder `{name}` as a dataset (split `{split}`): {text}; "
+                    f"it holds: {', '.join(files) or 'nothing'}.",
+                    f"point `{key}` at a data file inside it (.jsonl/.json/.csv/.parquet), or give a folder "
+                    "laid out like a Hub dataset (data files named by split, e.g. train.jsonl)",
+                )
+            ) from None
         raise ConfigError(
             Problem(
-                f"{where}.dataset" if where == "data" else f"{where}.path",
+                key,
                 f"could not load Hub dataset `{name}` (split `{split}`): {text}.",
                 "check the id and split; offline (HF_HUB_OFFLINE=1) only cached datasets load; "
                 "or point `data.dataset` at a local .jsonl/.csv/.parquet file",
@@ -298,9 +313,44 @@ def _rename(dataset, columns: dict[str, str], key: str = "data.columns"):
     return dataset
 
 
-def check_columns(dataset, reward_needs: dict[str, list[str]]) -> None:
-    """`prompt` plus every column a reward reads must be there, named with what exists."""
+def _check_file_rows(path: Path, key: str) -> None:
+    """An empty data file, or a JSONL line that is not one JSON object, named by file and line
+    (the datasets library says `StopIteration` or a pyarrow error instead)."""
+    import json
+
+    text = path.read_text(encoding="utf-8", errors="replace") if path.suffix.lower() != ".parquet" else None
+    if path.stat().st_size == 0 or (text is not None and not text.strip()):
+        raise ConfigError(
+            Problem(key, f"data file `{path}` is empty (no rows).", 'add rows, e.g. {"prompt": "2+2=", "answer": "4"}')
+        )
+    if path.suffix.lower() != ".jsonl":
+        return
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            row, why = None, f"is not JSON ({exc.msg})"
+        else:
+            why = f"is a JSON {type(row).__name__}, not an object"
+        if not isinstance(row, dict):
+            raise ConfigError(
+                Problem(
+                    key,
+                    f"`{path}` line {number} {why}.",
+                    'one JSON object per line, e.g. {"prompt": "2+2=", "answer": "4"}',
+                    f"{path}:{number}",
+                )
+            )
+
+
+def check_columns(dataset, reward_needs: dict[str, list[str]], source: str = "the dataset") -> None:
+    """`prompt` plus every column a reward reads must be there, named with what exists; the data
+    has rows, and every prompt is text or a list of chat messages (row and column named)."""
     problems = []
+    if len(dataset) == 0:
+        raise ConfigError(Problem("data.dataset", f"{source} has no rows.", "give a dataset with rows"))
     have = dataset.column_names
     if "prompt" not in have:
         problems.append(
@@ -321,6 +371,19 @@ def check_columns(dataset, reward_needs: dict[str, list[str]]) -> None:
                     f"map one with `data.columns: {{<column>: {absent[0]}}}`",
                 )
             )
+    if "prompt" in have:
+        for i, prompt in enumerate(dataset["prompt"]):
+            chat = isinstance(prompt, list) and all(isinstance(m, dict) and "content" in m for m in prompt)
+            if not (isinstance(prompt, str) or chat):
+                problems.append(
+                    Problem(
+                        "data.columns",
+                        f"{source}, row {i + 1}, column `prompt`: {prompt!r:.60} is a {type(prompt).__name__}; "
+                        "a prompt is text or a list of chat messages ({role, content}).",
+                        "fix that row (quote a number as text), or map another column to `prompt`",
+                    )
+                )
+                break  # the first such row says what is wrong; the file may have thousands
     if problems:
         raise ConfigError(problems)
 

@@ -84,6 +84,10 @@ def train(request: TrainRequest) -> int:
     if step.kind == "launch":  # after the --dry-run checks, once, before any rank starts
         return execute(step.launch, preflight=lambda: setup.preflight(cfg))
     setup.prepare_process(cfg, resolved)
+    from grpolab.run.run_dir import check_writable
+
+    # Where the run will write, checked before the model loads (and in --dry-run).
+    check_writable(*((request.resume, "--resume") if request.resume else (cfg.output_dir, "output_dir")))
 
     model_name = setup.model_path(cfg)
     tokenizer = models.load_tokenizer(model_name, cfg.model)

@@ -71,8 +71,12 @@ def _reward_model_lines() -> list[str]:
 
 def _eval_line(cfg, data) -> str:
     e, d = cfg.eval, cfg.data
+    from grpolab.config.rules import eval_file
+
     source = (
-        f"[{e.split or d.eval_split}]"
+        f"{e.dataset} (a held-out file)"
+        if eval_file(cfg)
+        else f"[{e.split or d.eval_split}]"
         if (e.split or d.eval_split)
         else "carved from the training data (data.test_size)"
     )

@@ -58,7 +58,7 @@ def prepare(request):
 
     from grpolab.run.record import RunInfo
 
-    request = replace(request, resume=str(Path(request.resume).resolve()))
+    request = replace(request, resume=str(Path(request.resume).expanduser().resolve()))
     recorded = RunInfo.load(request.resume).cwd
     if recorded and Path(recorded).is_dir() and Path(recorded).resolve() != Path.cwd().resolve():
         print(f"note: resuming in the run's working directory {recorded} (its relative paths start there)")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.loader import preset_dir
+from grpolab.config.rules import eval_file
 from grpolab.config.trl_compat import check_installed
 from grpolab.runtime import dist as dists
 from grpolab.runtime import hardware
@@ -150,7 +151,7 @@ def training_data(cfg, tokenizer, model, reward_needs, eval_reward_needs=None) -
             train_set = train_set.select(range(d.max_samples))
     else:
         train_set = datas.load_split(d, d.split, d.max_samples, seed=cfg.training.seed, builtin_rows=builtin_rows)
-    datas.check_columns(train_set, reward_needs)
+    datas.check_columns(train_set, reward_needs, f"`{d.dataset}`" if d.dataset else "the mixture")
     train_set = datas.format_prompts(train_set, tokenizer, None if d.datasets else d.system_prompt)
     context = context_length(model, tokenizer)
     train_set, dropped, longest = datas.drop_too_long(
@@ -162,10 +163,14 @@ def training_data(cfg, tokenizer, model, reward_needs, eval_reward_needs=None) -
     if d.test_size is not None:
         train_set, eval_set = datas.carve_eval(train_set, d.test_size, cfg.training.seed)
     split = e.split or d.eval_split
-    if split:
+    if eval_file(cfg):  # a held-out file is its own split: all of its rows, whatever data.split names
+        source = d.model_copy(update={"dataset": e.dataset, "datasets": None})
+        split = source.split
+    elif split:
         source = d.model_copy(update={"dataset": e.dataset}) if e.dataset else d
+    if split:
         eval_set = datas.load_split(source, split, limit, seed=cfg.training.seed + 1, builtin_rows=builtin_rows)
-        datas.check_columns(eval_set, eval_reward_needs or reward_needs)
+        datas.check_columns(eval_set, eval_reward_needs or reward_needs, f"`{source.dataset}` [{split}]")
         eval_set = datas.format_prompts(eval_set, tokenizer, d.system_prompt)
         max_new = e.max_completion_length or cfg.generation.max_completion_length
         # The held-out prompts' own completion limit is the fix that leaves training as it is.

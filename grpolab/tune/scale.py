@@ -177,6 +177,17 @@ def scale_config(path, gpus: int, vllm_gpus: int = 0, from_world: int | None = N
     loader.update_params(edits)  # validated for cluster.num_processes x num_machines = world
     GRPOConfigLoader.from_dict(loader.to_dict(), world_size=world)  # and explicitly for that world size
     after = derive(loader.config, world)
+    # "keeps" only where it does: the nearest fit on another world size may change what a step
+    # trains on, and then the reason says what, as the table below it shows.
+    watched = (("effective batch", "effective_batch_size"), ("prompts per round", "unique_prompts_per_round"))
+    moved = [
+        f"{label} {getattr(before, name)} -> {getattr(after, name)}"
+        for label, name in watched
+        if getattr(before, name) != getattr(after, name)
+    ]
+    if moved:
+        nearest = f"the nearest fit on {world} processes (was {old_world}); it changes {', '.join(moved)}"
+        reasons.update({key: nearest for key, text in reasons.items() if text == why})
     rows = _table(before, after, cfg, loader.config)
     return loader, reasons, rows, notes
 
