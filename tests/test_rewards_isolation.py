@@ -8,9 +8,9 @@ from __future__ import annotations
 import copy
 
 import pytest
-from grpolab.train.rewards import numeric_match
 
 from grpolab.rewards import wrap
+from grpolab.rewards.builtin import numeric_match
 from grpolab.rewards.wrap import make_reward
 
 PLAIN = {"prompts": ["1+1=", "2+2="], "completions": ["7", "9"], "answer": ["2", "4"]}
