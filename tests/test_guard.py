@@ -112,7 +112,7 @@ def test_warn_only_prints_each_finding_once_and_the_run_finishes(tiny_gpt2, fast
     assert "constant_reward" in [f["kind"] for f in info["guard"]["findings"]]
 
 
-def test_huge_learning_rate_stops_as_divergence_before_any_nan(tiny_gpt2, fast_config, train):
+def test_huge_learning_rate_stops_as_divergence_before_any_nan(tiny_gpt2, fast_config, train, tmp_path):
     from transformers import AutoModelForCausalLM
 
     extra = {
@@ -131,6 +131,12 @@ def test_huge_learning_rate_stops_as_divergence_before_any_nan(tiny_gpt2, fast_c
     assert losses and all(math.isfinite(v) for v in losses)
     model = AutoModelForCausalLM.from_pretrained(result.run_dir / f"checkpoint-{stop['step']}")
     assert all(p.isfinite().all() for p in model.parameters())
+
+    # doctor --write-config writes the next experiment with the stop's edit (a far smaller step).
+    nxt = tmp_path / "next.yaml"
+    assert main(["doctor", str(result.run_dir), "--write-config", str(nxt)]) == 0
+    changed = [line for line in nxt.read_text().splitlines() if "# Changed from 1000.0: divergence" in line]
+    assert len(changed) == 1 and changed[0].strip().startswith("learning_rate: ")
 
 
 def test_probe_forecast_times_the_first_steps_and_keeps_nothing(tiny_gpt2, fast_config, capsys, tmp_path):
