@@ -70,7 +70,7 @@ def test_forecast_projection_and_line():
 
 
 # --------------------------------------------------------------------------- training runs
-def test_constant_reward_stops_with_a_checkpoint_and_says_why(tiny_gpt2, fast_config, train, capsys):
+def test_constant_reward_stops_with_a_checkpoint_and_says_why(tiny_gpt2, fast_config, train, capsys, tmp_path):
     from transformers import AutoModelForCausalLM
 
     config = fast_config(tiny_gpt2, {"training": {"max_steps": 30}, "guard": QUICK_GUARD})
@@ -94,7 +94,7 @@ def test_constant_reward_stops_with_a_checkpoint_and_says_why(tiny_gpt2, fast_co
     capsys.readouterr()
     assert main(["runs", "list", str(run_dir.parent)]) == 0
     assert "stopped (constant_reward)" in capsys.readouterr().out
-    assert main(["compare", str(run_dir)]) == 0
+    assert main(["compare", str(run_dir), "--out", str(tmp_path / "compare.png")]) == 0
     assert "stopped (constant_reward)" in capsys.readouterr().out
     assert main(["doctor", str(run_dir)]) == 0
     assert "  stopped by the guard at step 3: constant_reward" in capsys.readouterr().out
