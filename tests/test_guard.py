@@ -102,9 +102,11 @@ def test_constant_reward_stops_with_a_checkpoint_and_says_why(tiny_gpt2, fast_co
 
 def test_warn_only_prints_each_finding_once_and_the_run_finishes(tiny_gpt2, fast_config, train):
     guard = {**QUICK_GUARD, "constant_reward": "warn", "no_learning_signal": "off", "forecast_after": 0}
-    config = fast_config(tiny_gpt2, {"training": {"max_steps": 6}, "guard": guard})
+    wandb = {"report_to": ["wandb"]}  # offline (conftest): the alert path must not break the run
+    config = fast_config(tiny_gpt2, {"training": {"max_steps": 6}, "guard": guard, "logging": wandb})
     result = train("--config", config)
     assert result.code == 0, result
+    assert list((result.run_dir / "wandb").glob("offline-run-*"))
     assert result.out.count("guard: warning at step 3: constant_reward") == 1
     assert "guard: stopping" not in result.out and "forecast  " not in result.out
     info = _json(result.run_dir / "run_info.json")
