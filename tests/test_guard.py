@@ -70,7 +70,7 @@ def test_forecast_projection_and_line():
 
 
 # --------------------------------------------------------------------------- training runs
-def test_constant_reward_stops_with_a_checkpoint_and_says_why(tiny_gpt2, fast_config, train, capsys):
+def test_constant_reward_stops_with_a_checkpoint_and_says_why(tiny_gpt2, fast_config, train, capsys, tmp_path):
     from transformers import AutoModelForCausalLM
 
     config = fast_config(tiny_gpt2, {"training": {"max_steps": 30}, "guard": QUICK_GUARD})
@@ -94,7 +94,7 @@ def test_constant_reward_stops_with_a_checkpoint_and_says_why(tiny_gpt2, fast_co
     capsys.readouterr()
     assert main(["runs", "list", str(run_dir.parent)]) == 0
     assert "stopped (constant_reward)" in capsys.readouterr().out
-    assert main(["compare", str(run_dir)]) == 0
+    assert main(["compare", str(run_dir), "--out", str(tmp_path / "compare.png")]) == 0
     assert "stopped (constant_reward)" in capsys.readouterr().out
     assert main(["doctor", str(run_dir)]) == 0
     assert "  stopped by the guard at step 3: constant_reward" in capsys.readouterr().out
@@ -102,9 +102,11 @@ def test_constant_reward_stops_with_a_checkpoint_and_says_why(tiny_gpt2, fast_co
 
 def test_warn_only_prints_each_finding_once_and_the_run_finishes(tiny_gpt2, fast_config, train):
     guard = {**QUICK_GUARD, "constant_reward": "warn", "no_learning_signal": "off", "forecast_after": 0}
-    config = fast_config(tiny_gpt2, {"training": {"max_steps": 6}, "guard": guard})
+    wandb = {"report_to": ["wandb"]}  # offline (conftest): the alert path must not break the run
+    config = fast_config(tiny_gpt2, {"training": {"max_steps": 6}, "guard": guard, "logging": wandb})
     result = train("--config", config)
     assert result.code == 0, result
+    assert list((result.run_dir / "wandb").glob("offline-run-*"))
     assert result.out.count("guard: warning at step 3: constant_reward") == 1
     assert "guard: stopping" not in result.out and "forecast  " not in result.out
     info = _json(result.run_dir / "run_info.json")
@@ -112,7 +114,7 @@ def test_warn_only_prints_each_finding_once_and_the_run_finishes(tiny_gpt2, fast
     assert "constant_reward" in [f["kind"] for f in info["guard"]["findings"]]
 
 
-def test_huge_learning_rate_stops_as_divergence_before_any_nan(tiny_gpt2, fast_config, train):
+def test_huge_learning_rate_stops_as_divergence_before_any_nan(tiny_gpt2, fast_config, train, tmp_path):
     from transformers import AutoModelForCausalLM
 
     extra = {
@@ -131,6 +133,12 @@ def test_huge_learning_rate_stops_as_divergence_before_any_nan(tiny_gpt2, fast_c
     assert losses and all(math.isfinite(v) for v in losses)
     model = AutoModelForCausalLM.from_pretrained(result.run_dir / f"checkpoint-{stop['step']}")
     assert all(p.isfinite().all() for p in model.parameters())
+
+    # doctor --write-config writes the next experiment with the stop's edit (a far smaller step).
+    nxt = tmp_path / "next.yaml"
+    assert main(["doctor", str(result.run_dir), "--write-config", str(nxt)]) == 0
+    changed = [line for line in nxt.read_text().splitlines() if "# Changed from 1000.0: divergence" in line]
+    assert len(changed) == 1 and changed[0].strip().startswith("learning_rate: ")
 
 
 def test_probe_forecast_times_the_first_steps_and_keeps_nothing(tiny_gpt2, fast_config, capsys, tmp_path):
