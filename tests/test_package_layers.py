@@ -23,9 +23,10 @@ ALLOWED: dict[str, set[str]] = {
     "demo": {"config", "sampling"},
     "launch": {"config", "run", "runtime"},
     "experiment": {"config", "run", "runtime"},
-    "train": {"config", "runtime", "run", "sampling", "rewards", "demo", "launch"},
-    "tune": {"config", "runtime", "run", "sampling", "rewards", "demo", "train"},
-    "cli": {"config", "runtime", "run", "launch", "experiment", "train", "tune"},
+    "tune": {"config", "runtime", "run", "rewards", "demo"},
+    "guard": {"config", "run", "tune"},
+    "train": {"config", "runtime", "run", "sampling", "rewards", "demo", "launch", "guard"},
+    "cli": {"config", "runtime", "run", "launch", "experiment", "guard", "train", "tune"},
 }
 # Imports against the direction above, each at one named place and only inside a function, so
 # that importing the lower room never loads the upper one: GRPOConfigLoader.trl_kwargs() is the

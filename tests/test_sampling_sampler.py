@@ -156,7 +156,7 @@ def test_eval_probe_and_preview_all_go_through_the_one_sampler(spy, tiny_gpt2, w
     from grpolab.train import model as models
     from grpolab.train.evaluate import EvalSettings, Evaluator
     from grpolab.train.preview import dry_run_checks
-    from grpolab.tune.probe import run_probe
+    from grpolab.train.probe import run_probe
 
     config = write_config(
         {

@@ -121,7 +121,7 @@ def cmd_doctor(args) -> int:
 def cmd_probe(args) -> int:
     if args.forecast:
         return _probe_forecast(args)
-    from grpolab.tune import probe
+    from grpolab.train import probe
 
     loader = GRPOConfigLoader(config_path=args.config, overrides=args.overrides or None)
     report = probe.run_probe(loader, prompts=args.prompts, model=args.model, seed=args.seed)

@@ -11,7 +11,7 @@ import pytest
 from conftest import PYTHON, REPO_ROOT, child_env
 
 from grpolab.config import ConfigError, GRPOConfigLoader
-from grpolab.tune import probe
+from grpolab.train import probe
 
 
 @pytest.fixture
