@@ -27,10 +27,15 @@ TORCH_SOURCE = $(if $(wildcard $(TORCH_WHEELS)/torch-*.whl),--find-links $(TORCH
 # DeepSpeed builds against the venv's torch, never in an isolated env that would fetch another.
 UV_BUILD := --no-build-isolation-package deepspeed
 
-# The lock is installed on every call: a venv that drifted from it (a hand `pip install -U`) is
-# put back; when nothing differs uv answers in a fraction of a second.
+# The venv is synced to the lock on every call: a venv that drifted from it (a hand `pip install
+# -U`, a package left by an older lock) is put back exactly. Kept besides the lock: the torch that
+# was there (with a CUDA build's own nvidia/triton packages), pip, uv and grpolab itself. When
+# nothing differs uv answers in a fraction of a second. Builds use the venv (it has the lock's
+# setuptools and torch): DeepSpeed must build against that torch.
 venv: $(STAMP)
-	@$(UV) pip install -q --python $(PY) --no-deps $(UV_BUILD) -r $(LOCK)
+	@$(UV) pip freeze --python $(PY) | grep -iE '^(torch|triton|nvidia-[a-z0-9-]+|pip|uv)==' > $(VENV)/keep.txt
+	@echo "-e $(CURDIR)" >> $(VENV)/keep.txt
+	@$(UV) pip sync -q --python $(PY) --no-build-isolation $(LOCK) $(VENV)/keep.txt
 
 $(UV):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -181,3 +181,33 @@ def test_a_number_past_a_floats_range_shows_what_was_typed(key, typed, tmp_path)
     assert f"{path}:{3 if section else 2}" in str(info.value)
     with pytest.raises(ConfigError, match=f"--set {re.escape(key)}: `{re.escape(typed)}` is beyond"):
         GRPOConfigLoader(overrides=[f"{key}={typed}"])
+
+
+def _special_files(tmp_path):
+    """Paths that are not regular files, each as a config would be given: directly, or behind a link."""
+    import os
+
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    return {"/dev/zero": "/dev/zero", "link to /dev/zero": str(tmp_path / "zero.yaml"), "named pipe": str(fifo)}
+
+
+@pytest.mark.parametrize("how", ["--config", "validate", "base:"])
+def test_a_device_or_pipe_is_refused_before_it_is_read(how, tmp_path, capsys):
+    """Every way a config file is named, and every kind of non-file: exit 2 at once, never a read
+    that never ends (/dev/zero fills memory, a pipe waits forever)."""
+    for label, target in _special_files(tmp_path).items():
+        start = time.perf_counter()
+        if how == "validate":
+            code = main(["config", "validate", target])
+        elif how == "--config":
+            code = main(["config", "show", "--config", target])
+        else:
+            child = tmp_path / "child.yaml"
+            child.write_text(f"base: {target}\n")
+            code = main(["config", "validate", str(child)])
+        err = capsys.readouterr().err
+        refused = "is not a regular file" in err or (how == "base:" and "is not a YAML config file" in err)
+        assert code == 2 and refused and "Traceback" not in err, (label, err)
+        assert time.perf_counter() - start < 5, label

@@ -42,11 +42,20 @@ def test_the_lock_is_a_full_pinned_set():
     assert all(PIN.match(line) for line in lines), [line for line in lines if not PIN.match(line)]
 
 
+# Installed besides the lock by `make venv`: the torch that was there (a CUDA build brings its own
+# nvidia-* and triton packages), the installers, and grpolab itself.
+KEPT = re.compile(r"^(torch|triton|nvidia-.*|pip|uv|grpolab)$")
+
+
 def test_installed_packages_equal_the_lock():
-    have = installed()
-    drift = {name: (have.get(name), version) for name, version in locked().items() if have.get(name) != version}
+    have, pins = installed(), locked()
+    drift = {name: (have.get(name), version) for name, version in pins.items() if have.get(name) != version}
+    drift |= {name: (version, None) for name, version in have.items() if name not in pins and not KEPT.match(name)}
     assert not drift, (
         "this environment is not requirements.lock:\n"
-        + "\n".join(f"  {n}: installed {got or 'nothing'}, locked {want}" for n, (got, want) in sorted(drift.items()))
+        + "\n".join(
+            f"  {n}: installed {got or 'nothing'}, locked {want or 'nothing'}"
+            for n, (got, want) in sorted(drift.items())
+        )
         + "\nFix: `make venv` (installs the lock exactly; `rm -rf .venv && make venv` for a clean one)"
     )

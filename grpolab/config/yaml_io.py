@@ -233,11 +233,18 @@ def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
                 "", "is a directory, not a YAML file", f"pass a file inside it, e.g. {path}/grpo_local.yaml", origin
             )
         )
+    if not path.is_file():  # a device (/dev/zero), a pipe, a socket: reading it may never end
+        raise ConfigError(
+            Problem("", "is not a regular file (a device, pipe or socket)", "pass a YAML file", origin)
+        )
     try:
         size = path.stat().st_size
         if size > MAX_CONFIG_BYTES:  # refused before reading it: memory stays bounded too
             raise _too_large(size, origin)
-        raw = path.read_bytes()
+        with path.open("rb") as handle:  # at most one byte past the limit, whatever stat said
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:  # a file that grew after stat (or a /proc file that says 0)
+            raise _too_large(len(raw), origin)
     except OSError as exc:
         raise ConfigError(
             Problem("", f"cannot read the file: {exc.strerror or exc}", "check its permissions", origin)
