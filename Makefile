@@ -47,6 +47,9 @@ $(STAMP): pyproject.toml $(LOCK) requirements.in Makefile | $(UV)
 	@$(PY) -c "import torch" 2>/dev/null || $(UV) pip install -q --python $(PY) --no-deps $(TORCH_SOURCE) "$(TORCH)"
 	$(UV) pip install -q --python $(PY) --no-deps $(UV_BUILD) -r $(LOCK)
 	$(UV) pip install -q --python $(PY) --no-deps -e .
+	@# The spec's `from configs.grpo_config import GRPOConfigLoader` works in a script anywhere, not
+	@# only from the checkout's root: the venv's Python finds the checkout's configs/ package.
+	@$(PY) -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'grpolab_checkout.pth').write_text('$(CURDIR)\\n')"
 	@touch $(STAMP)
 
 # Re-resolve after a change to pyproject.toml or requirements.in, keeping every pin that still fits.

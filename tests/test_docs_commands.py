@@ -153,3 +153,17 @@ def test_scratch_holds_only_tracked_files(tmp_path, env):
         assert (folder / "configs" / "grpo_local.yaml").is_file()
     finally:
         mine.unlink()
+
+
+def test_method_2_runs_from_a_script_in_any_folder(tmp_path, env):
+    """The spec's Method 2 snippet saved as a script outside the checkout's root (Python puts the
+    script's folder on sys.path, not the current one) still imports `configs`: `make venv` puts
+    the checkout on the venv's path."""
+    copy_tracked("configs", tmp_path)
+    script = tmp_path / "experiments" / "method2.py"
+    script.parent.mkdir()
+    script.write_text(doc_commands()[METHOD_2] + "\n")
+    bare = {k: v for k, v in env.items() if k != "PYTHONPATH"}  # as the user runs it
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=bare, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "learning_rate: 1.0e-4  # Changed from 3.0e-5" in (tmp_path / EXPERIMENT).read_text()

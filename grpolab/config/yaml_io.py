@@ -234,9 +234,7 @@ def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
             )
         )
     if not path.is_file():  # a device (/dev/zero), a pipe, a socket: reading it may never end
-        raise ConfigError(
-            Problem("", "is not a regular file (a device, pipe or socket)", "pass a YAML file", origin)
-        )
+        raise ConfigError(Problem("", "is not a regular file (a device, pipe or socket)", "pass a YAML file", origin))
     try:
         size = path.stat().st_size
         if size > MAX_CONFIG_BYTES:  # refused before reading it: memory stays bounded too
