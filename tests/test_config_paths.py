@@ -148,3 +148,48 @@ def test_explain_says_what_a_relative_path_is_relative_to(key, capsys):
     finally:
         set_audience("python")
     assert "a relative path starts from the current directory" in capsys.readouterr().out
+
+
+def _file_commands(ok: str) -> dict:
+    """Every config command that reads or writes a file the user names, each given `~/...` as a
+    quoted shell word or a Python string would pass it (the shell expands only unquoted ones)."""
+    return {
+        "validate": ["config", "validate", "~/in.yaml"],
+        "show --config": ["config", "show", "--config", "~/in.yaml"],
+        "set FILE": ["config", "set", "~/in.yaml", "grpo.beta=0.02"],
+        "set -o": ["config", "set", ok, "grpo.beta=0.03", "-o", "~/set_out.yaml"],
+        "minimize -o": ["config", "minimize", ok, "-o", "~/min_out.yaml"],
+        "new": ["config", "new", "~/new_exp.yaml", "--from", "local", "--set", "grpo.beta=0.04"],
+    }
+
+
+@pytest.mark.parametrize("command", list(_file_commands("x")))
+def test_every_file_a_command_names_expands_the_home_directory(command, tmp_path, monkeypatch, capsys):
+    """`~` in a file argument is the home folder, never a folder named `~` in the current one."""
+    from grpolab.cli.main import main
+    from grpolab.config.layers import preset_path
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    (home / "in.yaml").write_text(preset_path("local").read_text())
+    ok = work / "ok.yaml"
+    ok.write_text(preset_path("local").read_text())
+    assert main(_file_commands(str(ok))[command]) == 0, capsys.readouterr().err
+    assert not (work / "~").exists()
+    written = {p.name for p in home.iterdir()} - {"in.yaml"}
+    expected = {"set -o": {"set_out.yaml"}, "minimize -o": {"min_out.yaml"}, "new": {"new_exp.yaml"}}
+    assert written == expected.get(command, set())
+
+
+def test_save_config_expands_the_home_directory(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    loader = GRPOConfigLoader(mode="local")
+    loader.update_param("grpo.beta", 0.05)
+    loader.save_config("~/exp.yaml")
+    assert "beta: 0.05" in (home / "exp.yaml").read_text() and not (tmp_path / "~").exists()

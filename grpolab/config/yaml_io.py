@@ -221,8 +221,8 @@ def _check_overflow(tree, text: str, origin: str) -> None:
 
 def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
     """Read a config file: a UTF-8 YAML mapping. Every way it can be malformed is a ConfigError."""
-    path = Path(path)
-    origin = str(path)
+    origin = str(path)  # as the user wrote it
+    path = Path(path).expanduser()
     if not path.exists():
         raise ConfigError(
             Problem("", "file not found", "check the path (relative paths start from the current directory)", origin)
@@ -460,7 +460,7 @@ def _digest(raw: bytes | None) -> str | None:
 
 
 def _key(path) -> str:
-    return os.path.realpath(path)
+    return os.path.realpath(os.path.expanduser(path))
 
 
 def remember_read(path, raw: bytes | None) -> None:
@@ -519,7 +519,7 @@ def edit_lock(path):
     write replaces the file's inode, so a lock on the file itself would not be seen by the next
     writer. Where the folder cannot be locked (no flock, no read access) the version check of
     write_atomic still refuses a lost update."""
-    folder = Path(os.path.realpath(path)).parent
+    folder = Path(os.path.realpath(os.path.expanduser(path))).parent
     while not folder.is_dir() and folder != folder.parent:
         folder = folder.parent  # a new file in a folder not made yet: its nearest existing folder
     key = str(folder)
@@ -566,8 +566,9 @@ def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False,
     points at is written), a file with several hard links is rewritten in place so every name
     sees the new text, and its permissions, owner, CRLF line endings and UTF-8 BOM are kept. Only
     regular files (or new paths) are written: a device, pipe or socket is refused."""
+    path = Path(path).expanduser()  # `~/x.yaml` from Python or a quoted shell word: the home folder
     with edit_lock(path):
-        return _write_atomic(Path(path), text, overwrite, expect)
+        return _write_atomic(path, text, overwrite, expect)
 
 
 def _write_atomic(path: Path, text: str, overwrite: bool, expect: str | None) -> Path:
