@@ -211,3 +211,27 @@ def test_a_device_or_pipe_is_refused_before_it_is_read(how, tmp_path, capsys):
         refused = "is not a regular file" in err or (how == "base:" and "is not a YAML config file" in err)
         assert code == 2 and refused and "Traceback" not in err, (label, err)
         assert time.perf_counter() - start < 5, label
+
+
+def test_a_huge_value_makes_a_short_error_line_for_every_key(tmp_path):
+    """Every scalar key of a preset given a 200,000-character word: each problem is one short line
+    that still names the file, line and key, not an echo of the whole value."""
+    from grpolab.config.keys import flatten
+    from grpolab.config.layers import preset_path
+
+    flat = flatten(GRPOConfigLoader(config_path=preset_path("local")).to_dict(), split_lists=False)
+    keys = [k for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    assert len(keys) > 20
+    huge = "x" * 200_000
+    for key in keys:
+        section, _, name = key.rpartition(".")
+        text = f"{section}:\n  {name}: {huge}\n" if section and "." not in section else None
+        if text is None:
+            continue
+        path = tmp_path / "huge_value.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            GRPOConfigLoader(config_path=path)
+        lines = str(info.value).splitlines()
+        assert all(len(line) < 1000 for line in lines), (key, max(map(len, lines)))
+        assert f"{path}:2: {key}:" in str(info.value) and "characters not shown" in str(info.value), key

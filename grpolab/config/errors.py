@@ -16,9 +16,21 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.origin}: " if self.origin else ""
         key = f"{self.key}: " if self.key else ""
-        fix = f" Fix: {self.fix}" if self.fix else ""
+        fix = f" Fix: {_shortened(self.fix)}" if self.fix else ""
         message = self.message if self.message.endswith((".", "?", "!")) else self.message + "."
-        return f"{where}{key}{message}{fix}"
+        return f"{where}{key}{_shortened(message)}{fix}"
+
+
+# A message echoes what the user wrote; a value of megabytes (a pasted file, an alias expanded
+# a hundred times) would make one error line of megabytes. Its head and tail say enough.
+MAX_SHOWN = 600
+
+
+def _shortened(text: str) -> str:
+    if len(text) <= MAX_SHOWN:
+        return text
+    head, tail = text[: MAX_SHOWN - 200], text[-150:]
+    return f"{head} ... ({len(text) - len(head) - len(tail):,} characters not shown) ... {tail}"
 
 
 # What kind of problem a ConfigError is: its message starts with it, so "invalid config" is only
