@@ -405,3 +405,23 @@ def test_explain_shows_every_runtime_decision_and_the_key_that_overrides_it(caps
         decided["precision"],
         decided["generation"],
     ) == ("on", "off", "3", "bf16 autocast", "transformers")
+
+
+@pytest.mark.parametrize(
+    "argv", [["config", "keys"], ["config", "schema"], ["config", "explain", "--key", "training"]]
+)
+def test_a_reader_that_leaves_early_is_no_traceback(argv, subprocess_env):
+    """`grpolab ... | head -1`: the pipe closes under the command; it ends quietly (141, as a shell
+    reports SIGPIPE, or its own code), never with a BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader has already gone
+    done = subprocess.run(
+        [sys.executable, "-m", "grpolab", *argv], stdout=write, stderr=subprocess.PIPE, env=subprocess_env, text=True
+    )
+    os.close(write)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr[-2000:]
+    assert done.returncode in (0, 2, 141)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from grpolab.config import ConfigError
@@ -53,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_SIGNAL["SIGINT"]
+    except BrokenPipeError:
+        # `grpolab ... | head`: the reader left, which is no error of the command. Point stdout at
+        # /dev/null so that Python's own flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command whose reader left
 
 
 if __name__ == "__main__":

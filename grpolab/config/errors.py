@@ -23,7 +23,7 @@ class Problem:
 
 # A message echoes what the user wrote; a value of megabytes (a pasted file, an alias expanded
 # a hundred times) would make one error line of megabytes. Its head and tail say enough.
-MAX_SHOWN = 600
+MAX_SHOWN = 4000
 
 
 def _shortened(text: str) -> str:
