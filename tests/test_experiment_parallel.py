@@ -204,7 +204,7 @@ def test_a_failed_parallel_trial_is_recorded_and_the_others_go_on(workdir, monke
     out = capsys.readouterr().out
     trials = record_of(workdir, "two")["trials"]
     assert [(t["trial"], t["status"], t["exit_code"]) for t in trials] == [
-        (1, "failed", 3),
+        (1, "failed", 5),
         (2, "finished", 0),
         (3, "finished", 0),
     ]

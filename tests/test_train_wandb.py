@@ -125,7 +125,7 @@ def test_resume_continues_the_same_wandb_run(tiny_gpt2, tmp_path, monkeypatch, f
     first = train("--config", cfg)
     assert first.code == 0, first
     wandb_id = json.loads((first.run_dir / "run_info.json").read_text())["wandb_id"]
-    again = train("--resume", first.run_dir)
+    again = train("--resume", first.run_dir, "--set", "training.max_steps=3")  # a finished run trains longer
     assert again.code == 0, again
     assert json.loads((first.run_dir / "run_info.json").read_text())["wandb_id"] == wandb_id
     runs = sorted((first.run_dir / "wandb").glob("offline-run-*"))
