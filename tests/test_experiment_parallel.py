@@ -210,7 +210,7 @@ def test_a_failed_parallel_trial_is_recorded_and_the_others_go_on(workdir, monke
     ]
     # The failed start wrote nothing but its output: no run directory, the log is kept.
     assert trials[0]["run_dir"] is None and Path(trials[0]["log"]).is_file()
-    assert "trial 1 failed (exit 3); going on" in out
+    assert "trial 1 failed (exit 5); going on" in out
 
 
 def test_parallel_bad_input_is_a_usage_error(workdir, capsys):
