@@ -47,15 +47,35 @@ def test_the_lock_is_a_full_pinned_set():
 KEPT = re.compile(r"^(torch|triton|nvidia-.*|pip|uv|grpolab)$")
 
 
-def test_installed_packages_equal_the_lock():
-    have, pins = installed(), locked()
-    drift = {name: (have.get(name), version) for name, version in pins.items() if have.get(name) != version}
-    drift |= {name: (version, None) for name, version in have.items() if name not in pins and not KEPT.match(name)}
-    assert not drift, (
+def drift(have: dict[str, str], pins: dict[str, str]) -> dict[str, tuple[str | None, str | None]]:
+    """name -> (installed, locked) for every package where the environment is not the lock."""
+    out = {name: (have.get(name), version) for name, version in pins.items() if have.get(name) != version}
+    out |= {name: (version, None) for name, version in have.items() if name not in pins and not KEPT.match(name)}
+    return out
+
+
+def message(found: dict) -> str:
+    return (
         "this environment is not requirements.lock:\n"
         + "\n".join(
             f"  {n}: installed {got or 'nothing'}, locked {want or 'nothing'}"
-            for n, (got, want) in sorted(drift.items())
+            for n, (got, want) in sorted(found.items())
         )
         + "\nFix: `make venv` (installs the lock exactly; `rm -rf .venv && make venv` for a clean one)"
     )
+
+
+def test_installed_packages_equal_the_lock():
+    found = drift(installed(), locked())
+    assert not found, message(found)
+
+
+def test_every_kind_of_drift_is_named_with_the_fix():
+    pins = {"transformers": "5.24.0", "accelerate": "1.15.0"}
+    have = {"transformers": "5.25.0", "kernels": "0.19.1", "torch": "2.13.0+cpu", "nvidia-cublas": "13.0", "pip": "23"}
+    found = drift(have, pins)
+    assert found == {"transformers": ("5.25.0", "5.24.0"), "accelerate": (None, "1.15.0"), "kernels": ("0.19.1", None)}
+    text = message(found)
+    assert "transformers: installed 5.25.0, locked 5.24.0" in text
+    assert "accelerate: installed nothing, locked 1.15.0" in text
+    assert "kernels: installed 0.19.1, locked nothing" in text and "Fix: `make venv`" in text
