@@ -1,7 +1,7 @@
 """`grpolab sweep --parallel N` and `--slurm`: runs at once on their own cores, separate run
-directories, failures recorded, SLURM through an sbatch array (fake sbatch) and through
-submitit's local executor, optuna pruning from metrics.jsonl while a trial runs, and one real
-parallel sweep of the tiny model.
+directories, failures recorded, SLURM through submitit (its local executor, and a fake sbatch
+that records the array script and refuses it), optuna pruning from metrics.jsonl while a trial
+runs, a guard stop recorded as a pruned trial, and one real parallel sweep of the tiny model.
 
 The fake `grpolab train` below keeps the sweep's contract with training (--config, the run
 directory handed over in GRPOLAB_RUN_DIR) and writes a run directory like the pipeline's in a
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,13 +18,16 @@ import pytest
 
 from grpolab.cli.main import main
 from grpolab.config import ConfigError
-from grpolab.experiment.sweep import SbatchBackend, SlurmOptions, SubmititBackend, load_sweep, run_sweep, runner
-from grpolab.experiment.sweep.backends import Unit, plan_slots, visible_gpus
+from grpolab.experiment.sweep import LocalBackend, SlurmOptions, SubmititBackend, load_sweep, run_sweep, runner
+from grpolab.experiment.sweep.backends import Unit, plan_slots
+from grpolab.run.exit_codes import EXIT_GUARD_STOP
 
 # Writes run_info.json (with where it ran: CPU affinity, CUDA_VISIBLE_DEVICES, start/end time),
 # resolved_config.yaml, metrics.jsonl (one record per step, `delay` seconds apart) and summary.json.
 # reward = lr x 1000 + NOISE[seed] at every step. A config whose path contains FAIL exits CODE.
-# SIGTERM (a pruned trial) ends it as interrupted with exit 143, as the pipeline does.
+# SIGTERM (a pruned trial) ends it as interrupted with exit 143, as the pipeline does. A config
+# whose path contains GUARD is stopped by the live guard after step 2, as the pipeline records it:
+# status `stopped`, the finding in run_info's `guard.stopped`, exit code EXIT_GUARD_STOP.
 FAKE_TRAINER = r"""
 import json, os, signal, sys, time
 from pathlib import Path
@@ -62,6 +63,10 @@ for step in range(1, STEPS + 1):
     records.append({"step": step, "reward": reward + 0.01 * step, "kl": 0.1})
     with (run_dir / "metrics.jsonl").open("a") as handle:
         handle.write(json.dumps(records[-1]) + "\n")
+    if GUARD and GUARD in config and step == 2:
+        info.update(status="stopped", global_step=step, guard={"stopped": {"kind": "constant_reward", "step": step}})
+        (run_dir / "run_info.json").write_text(json.dumps(info))
+        sys.exit(EXIT_GUARD_STOP)
 final = records[-1]
 (run_dir / "summary.json").write_text(json.dumps({"final": final, "best": final, "steps": STEPS}))
 info.update(status="finished", global_step=STEPS, ended_at=time.time())
@@ -69,9 +74,14 @@ info.update(status="finished", global_step=STEPS, ended_at=time.time())
 """
 
 
-def fake_trainer(folder: Path, fail: str = "", code: int = 1, steps: int = 3, delay: float = 0.0, noise=None) -> Path:
+def fake_trainer(
+    folder: Path, fail: str = "", code: int = 1, steps: int = 3, delay: float = 0.0, noise=None, guard: str = ""
+) -> Path:
     script = folder / "fake_train.py"
-    header = f"FAIL = {fail!r}\nCODE = {code}\nSTEPS = {steps}\nDELAY = {delay}\nNOISE = {dict(noise or {})!r}\n"
+    header = (
+        f"FAIL = {fail!r}\nCODE = {code}\nSTEPS = {steps}\nDELAY = {delay}\nNOISE = {dict(noise or {})!r}\n"
+        f"GUARD = {guard!r}\nEXIT_GUARD_STOP = {EXIT_GUARD_STOP}\n"
+    )
     script.write_text(header + FAKE_TRAINER)
     return script
 
@@ -80,30 +90,22 @@ def train_command(script: Path) -> list[str]:
     return [sys.executable, str(script), "train"]
 
 
-# A fake `sbatch --parsable SCRIPT`: runs every array task of the script here, one after another,
-# with SLURM_ARRAY_TASK_ID set, and prints a job id, as sbatch does once the job is queued.
-FAKE_SBATCH = r"""#!/bin/bash
-script="${@: -1}"
-printf '%s\n' "$@" > "$FAKE_OUT/sbatch_args.txt"
-cp "$script" "$FAKE_OUT/submitted.sbatch"
-range=$(sed -n 's/^#SBATCH --array=\([0-9]*\)-\([0-9]*\).*/\1 \2/p' "$script")
-read -r first last <<< "$range"
-for ((i = first; i <= last; i++)); do
-    SLURM_ARRAY_TASK_ID=$i SLURM_ARRAY_JOB_ID=77 bash "$script" > "$FAKE_OUT/task$i.out" 2>&1
-done
-echo 77
+# A fake `sbatch SCRIPT` that keeps the script submitit wrote and refuses it, as sbatch does for
+# a partition that does not exist.
+FAKE_SBATCH = """#!/bin/bash
+cp "${@: -1}" "$FAKE_OUT/submitted.sbatch"
+echo 'sbatch: error: invalid partition specified: nope' >&2
+exit 1
 """
 
 
-def fake_slurm(folder: Path) -> Path:
-    """A folder with fake sbatch, squeue (an empty queue) and scancel, for PATH."""
+def fake_sbatch(folder: Path) -> Path:
     bin_dir = folder / "fake_slurm"
     bin_dir.mkdir()
     (bin_dir / "sbatch").write_text(FAKE_SBATCH)
-    (bin_dir / "squeue").write_text("#!/bin/bash\nexit 0\n")
-    (bin_dir / "scancel").write_text('#!/bin/bash\necho "$@" >> "$FAKE_OUT/scancel.txt"\n')
-    for f in bin_dir.iterdir():
-        f.chmod(f.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    (bin_dir / "srun").write_text("#!/bin/bash\nexit 1\n")  # submitit looks for it; the array never starts
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
     return bin_dir
 
 
@@ -144,10 +146,10 @@ TWO = "name: two\nbase: configs/base.yaml\nparameters:\n  training.learning_rate
 # --------------------------------------------------------------------------- slots
 def test_slots_share_out_gpus_and_cores():
     slots = plan_slots(2, None, ["0", "1", "2", "3"], list(range(8)))
-    assert [s["gpus"] for s in slots] == [["0", "1"], ["2", "3"]]
-    assert [s["cores"] for s in slots] == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    assert [s["gpus"] for s in plan_slots(2, 1, ["0", "1", "2"], [0, 1])] == [["0"], ["1"]]
-    assert [s["gpus"] for s in plan_slots(2, None, [], [0, 1, 2])] == [[], []]  # CPU: no GPU for anyone
+    assert [s.gpus for s in slots] == [["0", "1"], ["2", "3"]]
+    assert [s.cores for s in slots] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert [s.gpus for s in plan_slots(2, 1, ["0", "1", "2"], [0, 1])] == [["0"], ["1"]]
+    assert [s.gpus for s in plan_slots(2, None, [], [0, 1, 2])] == [[], []]  # CPU: no GPU for anyone
     with pytest.raises(ConfigError, match=r"--gpus-per-trial: 2 runs x 3 GPUs = 6 GPUs, but 4 are visible"):
         plan_slots(2, 3, ["0", "1", "2", "3"], list(range(8)))
     with pytest.raises(ConfigError, match=r"--parallel: 3 runs at once need at least 3 GPUs.*Fix: use --parallel 2"):
@@ -156,22 +158,28 @@ def test_slots_share_out_gpus_and_cores():
         plan_slots(3, 0, [], [0, 1])
 
 
-def test_visible_gpus_are_what_exists_narrowed_by_cuda_visible_devices(tmp_path, monkeypatch):
+def test_slots_take_the_gpus_cuda_would_show(tmp_path, monkeypatch):
+    """The sweep's GPUs are the one hardware probe's (nvidia-smi, no torch), by the id that
+    CUDA_VISIBLE_DEVICES gave them; like CUDA, the list ends at the first id that names no GPU."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     smi = bin_dir / "nvidia-smi"
-    smi.write_text("#!/bin/bash\necho '0, GPU-aaa'\necho '1, GPU-bbb'\n")
+    smi.write_text(
+        "#!/bin/bash\necho '0, GPU-aaa, NVIDIA H100, 9.0, 81559'\necho '1, GPU-bbb, NVIDIA H100, 9.0, 81559'\n"
+    )
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert visible_gpus() == ["0", "1"]
+    assert [slot.gpus for slot in LocalBackend(2, 1).slots] == [["0"], ["1"]]
     for value, expected in (("1", ["1"]), ("GPU-bbb,0", ["GPU-bbb", "0"]), ("0,7,1", ["0"]), ("", []), ("-1", [])):
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)
-        assert visible_gpus() == expected, value
+        assert LocalBackend(1, len(expected)).slots[0].gpus == expected, value
     # No GPU on the machine: a CUDA_VISIBLE_DEVICES=0 left in the environment names none.
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    assert visible_gpus() == []
+    assert LocalBackend(1, 0).slots[0].gpus == []
+    with pytest.raises(ConfigError, match="1 runs x 1 GPUs = 1 GPUs, but 0 are visible"):
+        LocalBackend(1, 1)
 
 
 # --------------------------------------------------------------------------- --parallel
@@ -227,38 +235,32 @@ def test_parallel_bad_input_is_a_usage_error(workdir, capsys):
 
 
 # --------------------------------------------------------------------------- --slurm
-def test_slurm_array_script_without_submitit(workdir, monkeypatch, capsys):
-    """submitit absent: the runs go into one sbatch array script; each task records its exit code;
-    a failed task is recorded and the sweep goes on."""
+def test_slurm_without_submitit_or_slurm_or_with_a_refused_array_is_a_clear_error(workdir, monkeypatch, capsys):
+    """submitit is the one SLURM path: without it, a short error says how to install it; so does
+    a machine without SLURM, and a refused array (its script carries the flags), which leaves no
+    run directories behind."""
+    path = sweep_file(workdir, TWO)
     monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit -> ImportError
-    monkeypatch.setenv("PATH", f"{fake_slurm(workdir)}{os.pathsep}{os.environ['PATH']}")
+    assert main(["sweep", str(path), "--slurm"]) == 2
+    err = capsys.readouterr().err
+    assert "--slurm: submits the runs through submitit, which is not installed." in err
+    assert "Fix: pip install submitit (or pip install 'grpolab[experiment]')" in err and "Traceback" not in err
+    monkeypatch.delitem(sys.modules, "submitit")
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("PATH", str(workdir / "empty"))
+    assert main(["sweep", str(path), "--slurm"]) == 2
+    err = capsys.readouterr().err
+    assert '--slurm: Could not detect "srun", are you indeed on a slurm cluster? Fix: run the sweep on a SLURM' in err
+    monkeypatch.setenv("PATH", f"{fake_sbatch(workdir)}{os.pathsep}/usr/bin{os.pathsep}/bin")
     monkeypatch.setenv("FAKE_OUT", str(workdir))
-    monkeypatch.setattr(SbatchBackend, "poll_seconds", 0.05)
-    monkeypatch.setattr(runner, "TRAIN_COMMAND", train_command(fake_trainer(workdir, fail="lr2e-4", code=1)))
-    code = main(["sweep", str(sweep_file(workdir, TWO)), "--slurm", "--partition", "debug", "--gpus-per-trial", "2"])
-    assert code == 1
-    out = capsys.readouterr().out
-    assert "SLURM job array via sbatch on partition debug" in out
+    command = ["sweep", str(path), "--slurm", "--partition", "nope", "--gpus-per-trial", "2", "--parallel", "2"]
+    assert main(command) == 2
+    assert "SLURM refused the job array" in capsys.readouterr().err
     script = (workdir / "submitted.sbatch").read_text()
-    for line in ("#SBATCH --array=0-1", "#SBATCH --partition=debug", "#SBATCH --gres=gpu:2", "1440"):
-        assert line in script
-    assert script.count("-m grpolab train --config") == 0  # the fake's command: the sweep's TRAIN_COMMAND
-    assert script.count("GRPOLAB_RUN_DIR=") == 2 and script.count("GRPOLAB_CONFIG_SHA256=") == 2
-    assert "GRPOLAB_RUN_DIR_OWNER" not in script  # SLURM starts the task, not the sweep's process
-    assert (workdir / "sbatch_args.txt").read_text().splitlines()[0] == "--parsable"
-    subprocess.run(["bash", "-n", str(workdir / "submitted.sbatch")], check=True)
-    trials = record_of(workdir, "two")["trials"]
-    assert [(t["status"], t["exit_code"]) for t in trials] == [("finished", 0), ("failed", 1)]
-    assert "trial 2 failed (exit 1); going on" in out and "job 77_0" in out
-
-
-def test_slurm_task_without_exit_status_is_recorded_as_preempted(workdir, monkeypatch):
-    """A task SLURM no longer knows and that wrote no exit code (preempted, timed out)."""
-    monkeypatch.setenv("PATH", f"{fake_slurm(workdir)}{os.pathsep}{os.environ['PATH']}")
-    backend = SbatchBackend(workdir / "slurm", SlurmOptions())
-    unit = Unit(trial=None, run_dir=workdir, command=["true"], env={})
-    unit.handle = {"job": "9", "task": 0, "exit": workdir / "slurm" / "none.exit"}
-    assert backend.poll(unit) == 1 and "9_0 ended without an exit status (preempted" in unit.error
+    for line in ("--array=0-1%2", "--partition=nope", "--gpus-per-node=2", "--time=1440", "--job-name=grpolab-sweep"):
+        assert f"#SBATCH {line}" in script, line
+    runs = [p for p in (workdir / "results").iterdir() if p.is_dir() and not p.name.endswith("_slurm")]
+    assert runs == []  # the run directories made for the refused job are gone again
 
 
 def test_submitit_local_executor_runs_the_array(workdir, monkeypatch, subprocess_env, capsys):
@@ -325,6 +327,41 @@ def test_optuna_prunes_a_trial_from_its_intermediate_values(workdir, monkeypatch
     assert [t.state.name for t in studies[0].trials] == ["COMPLETE", "PRUNED"]
 
 
+@pytest.mark.parametrize("strategy", ["grid", "optuna"])
+def test_a_guard_stop_is_a_trial_result_and_optuna_prunes_it(workdir, monkeypatch, capsys, strategy):
+    """Issue 23: a run the live guard stops (exit EXIT_GUARD_STOP, status `stopped`) is recorded
+    with its finding, the sweep goes on and ends with 0, and optuna's study marks it PRUNED, not
+    FAILED. The median pruner is off, so only the guard can prune."""
+    script = fake_trainer(workdir, steps=4, guard="lr1e-5")
+    monkeypatch.setattr(runner, "TRAIN_COMMAND", train_command(script))
+    studies = []
+    if strategy == "optuna":
+        optuna = pytest.importorskip("optuna")
+        real_create = optuna.create_study
+
+        def create_study(*args, **kwargs):
+            study = real_create(*args, **kwargs)
+            for lr in (1e-3, 1e-5):
+                study.enqueue_trial({"training.learning_rate": lr})
+            studies.append(study)
+            return study
+
+        monkeypatch.setattr(optuna, "create_study", create_study)
+    head = "strategy: optuna\ntrials: 2\npruner: none\n" if strategy == "optuna" else ""
+    text = f"name: g\nbase: configs/base.yaml\n{head}parameters:\n  training.learning_rate: [1.0e-3, 1.0e-5]\n"
+    assert main(["sweep", str(sweep_file(workdir, text))]) == 0
+    out = capsys.readouterr().out
+    trials = record_of(workdir, "g")["trials"]
+    assert [(t["status"], t["exit_code"]) for t in trials] == [("finished", 0), ("stopped", EXIT_GUARD_STOP)], out
+    assert trials[1]["stopped_by"] == "constant_reward" and "stopped_by" not in trials[0]
+    assert json.loads((Path(trials[1]["run_dir"]) / "run_info.json").read_text())["global_step"] == 2
+    assert "trial 2 stopped by the guard (see `grpolab doctor" in out and "failed" not in out
+    assert "sweep g: 2 trials, 1 finished, 1 not (2)" in out
+    if strategy == "optuna":
+        assert [t.state.name for t in studies[0].trials] == ["COMPLETE", "PRUNED"]
+        assert trials[0]["objective"] == pytest.approx(1e-3 * 1000 + 0.04)
+
+
 # --------------------------------------------------------------------------- the real thing
 @pytest.mark.slow
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPU cores")
@@ -354,20 +391,3 @@ def test_real_parallel_sweep_of_the_tiny_model(tiny_gpt2, tmp_path, monkeypatch,
         assert (run / "model").is_dir() and (run / "output.log").is_file()
     assert infos[0]["started"] <= infos[1]["ended"] and infos[1]["started"] <= infos[0]["ended"]
     assert "sweep par: 2 trials, 2 finished" in out and list((tmp_path / "results").glob("sweep_par_*.png"))
-
-
-def test_slurm_without_sbatch_or_a_refused_job_is_a_clear_error(workdir, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "submitit", None)
-    path = sweep_file(workdir, TWO)
-    monkeypatch.setenv("PATH", str(workdir / "empty"))
-    assert main(["sweep", str(path), "--slurm"]) == 2
-    assert "--slurm: needs `sbatch` on PATH (or pip install submitit)" in capsys.readouterr().err
-    bin_dir = fake_slurm(workdir)
-    (bin_dir / "sbatch").write_text(
-        "#!/bin/bash\necho 'sbatch: error: invalid partition specified: nope' >&2\nexit 1\n"
-    )
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
-    assert main(["sweep", str(path), "--slurm", "--partition", "nope"]) == 2
-    assert "invalid partition specified: nope" in capsys.readouterr().err
-    runs = [p for p in (workdir / "results").iterdir() if p.is_dir() and not p.name.endswith("_slurm")]
-    assert runs == []  # the run directories made for the refused job are gone again

@@ -226,11 +226,14 @@ def test_two_configs_three_seeds_end_with_mean_ci_and_a_noise_mark(workdir, monk
     "text, message",
     [
         ("seeds: [0, 0]\n", "s.yaml:4: seeds: lists a seed twice: [0, 0]."),
-        ("seeds: []\n", "seeds: must be a non-empty list of whole numbers >= 0"),
-        ("seeds: [0, x]\n", "got [0, x]"),
-        ("seeds: 3\n", "seeds: must be a list of whole numbers, e.g. `seeds: [0, 1, 2]`."),
-        ("seeds: [0, 1]\nset:\n  training.seed: 3\n", "set: sets training.seed, which `seeds:` sets for each run."),
-        ("sedes: [0, 1]\n", "sedes: unknown sweep key. Did you mean `seeds`?"),
+        ("seeds: []\n", "s.yaml:4: seeds: List should have at least 1 item"),
+        ("seeds: [0, x]\n", "s.yaml:4: seeds[1]: Input should be a valid integer (got 'x')"),
+        ("seeds: 3\n", "s.yaml:4: seeds: Input should be a valid list (got 3)."),
+        (
+            "seeds: [0, 1]\nset:\n  training.seed: 3\n",
+            "s.yaml:5: set: sets training.seed, which `seeds:` sets for each run.",
+        ),
+        ("sedes: [0, 1]\n", "s.yaml:4: sedes: unknown key. Did you mean `seeds`?"),
     ],
 )
 def test_bad_seeds_name_the_key(workdir, text, message):

@@ -12,8 +12,8 @@ from conftest import REPO_ROOT
 
 from grpolab.cli.main import main
 from grpolab.config import ConfigError, GRPOConfigLoader
-from grpolab.experiment import sweep as sweep_mod
-from grpolab.experiment.sweep import load_sweep, runner, trial_stem, value_text
+from grpolab.experiment.sweep import load_sweep, runner
+from grpolab.experiment.sweep.strategies import sample_random, trial_stem, value_text
 
 BASE_TEXT = (REPO_ROOT / "configs" / "grpo_cluster.yaml").read_text()
 # The base file's header comment, and the comments of a changed key (beta) and an unchanged one.
@@ -129,7 +129,7 @@ parameters:
   training.gradient_accumulation_steps: {low: 1, high: 4}
 """
     sweep = load_sweep(write_sweep(workdir, text))
-    first, second = sweep_mod.sample_random(sweep), sweep_mod.sample_random(sweep)
+    first, second = sample_random(sweep), sample_random(sweep)
     assert first == second and len(first) == 5
     assert len({trial_stem("b", p) for p in first}) == 5
     for params in first:
@@ -175,7 +175,7 @@ def test_optuna_is_imported_only_for_its_strategy(workdir):
     [
         (
             "base: configs/grpo_cluster.yaml\nparamters:\n  grpo.beta: [0.1]\n",
-            "s.yaml:2: paramters: unknown sweep key. Did you mean `parameters`?",
+            "s.yaml:2: paramters: unknown key. Did you mean `parameters`?",
         ),
         (
             "base: configs/grpo_cluster.yaml\nparameters:\n  grpo.betta: [0.1]\n",
@@ -187,45 +187,52 @@ def test_optuna_is_imported_only_for_its_strategy(workdir):
         ),
         (
             "base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: []\n",
-            "s.yaml:3: parameters.grpo.beta: has an empty list of values",
+            "s.yaml:3: parameters.grpo.beta: List should have at least 1 item",
         ),
-        ("base: configs/grpo_cluster.yaml\nparameters: {}\n", "parameters: must be a non-empty mapping"),
-        ("base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: 0.1\n", "must be a list of values or a range"),
+        (
+            "base: configs/grpo_cluster.yaml\nparameters: {}\n",
+            "s.yaml:2: parameters: Dictionary should have at least 1 item",
+        ),
+        (
+            "base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: 0.1\n",
+            "s.yaml:3: parameters.grpo.beta: must be a list of values such as [0.1, 0.2], or a range {low, high, log}",
+        ),
         (
             "base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: {low: 0.1, high: 0.2}\n",
-            "grid needs a list of values",
+            "s.yaml:3: parameters.grpo.beta: a range needs strategy random or optuna; grid needs a list of values. "
+            "Fix: write e.g. `grpo.beta: [0.1, 0.2]`",
         ),
         (
             "base: configs/grpo_cluster.yaml\nstrategy: random\ntrials: 2\nparameters:\n  "
             "grpo.beta: {low: 0.1, hgh: 0.2}\n",
-            "unknown range key; allowed: low, high, log. Did you mean `high`?",
+            "s.yaml:5: parameters.grpo.beta.hgh: unknown key. Did you mean `high`?",
         ),
         (
             "base: configs/grpo_cluster.yaml\nstrategy: random\ntrials: 2\nparameters:\n  "
             "grpo.beta: {low: 0.2, high: 0.1}\n",
-            "low < high",
+            "s.yaml:5: parameters.grpo.beta: a range needs low < high",
         ),
         (
             "base: configs/grpo_cluster.yaml\nstrategy: random\nparameters:\n  grpo.beta: [0.1, 0.2]\n",
-            "strategy random needs `trials:`",
+            "trials: strategy random needs `trials:` (a whole number >= 1). Fix: add e.g. `trials: 8`",
         ),
         (
             "base: configs/grpo_cluster.yaml\nstrategy: random\ntrials: 3\nparameters:\n  grpo.beta: [0.1, 0.2]\n",
-            "only 2 distinct combinations",
+            "s.yaml:3: trials: 3 trials, but the parameters have only 2 distinct combinations",
         ),
         (
             "base: configs/grpo_cluster.yaml\ntrials: 3\nparameters:\n  grpo.beta: [0.1, 0.2]\n",
-            "trials: does not apply to strategy grid",
+            "s.yaml:2: trials: does not apply to strategy grid",
         ),
         (
             "base: configs/grpo_cluster.yaml\nstrategy: bayes\nparameters:\n  grpo.beta: [0.1]\n",
-            "`bayes` is not a strategy; allowed: grid, random, optuna",
+            "s.yaml:2: strategy: Input should be 'grid', 'random' or 'optuna' (got 'bayes')",
         ),
         (
             "base: configs/missing.yaml\nparameters:\n  grpo.beta: [0.1]\n",
-            "config file `configs/missing.yaml` not found",
+            "s.yaml:1: base: config file `configs/missing.yaml` not found",
         ),
-        ("parameters:\n  grpo.beta: [0.1]\n", "base: is required"),
+        ("parameters:\n  grpo.beta: [0.1]\n", "s.yaml: base: Field required"),
         (
             "base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: [0.1, -0.5]\n",
             "grpo.beta: Input should be greater than or equal to 0",
@@ -240,10 +247,16 @@ def test_optuna_is_imported_only_for_its_strategy(workdir):
         ),
         (
             "base: configs/grpo_cluster.yaml\nset:\n  logging.group: g\nparameters:\n  grpo.beta: [0.1]\n",
-            "which a sweep sets to its name",
+            "s.yaml:2: set: sets logging.group, which a sweep sets to its name",
         ),
-        ("name: a b\nbase: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: [0.1]\n", "is not a usable name"),
-        ("base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: [0.1, 0.1]\n", "lists a value twice"),
+        (
+            "name: a b\nbase: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: [0.1]\n",
+            "s.yaml:1: name: 'a b' is not a usable name",
+        ),
+        (
+            "base: configs/grpo_cluster.yaml\nparameters:\n  grpo.beta: [0.1, 0.1]\n",
+            "s.yaml:3: parameters.grpo.beta: lists a value twice",
+        ),
     ],
 )
 def test_sweep_file_errors(workdir, text, message):
@@ -251,6 +264,59 @@ def test_sweep_file_errors(workdir, text, message):
         load_sweep(write_sweep(workdir, text))
     assert message in str(info.value)
     assert not list((workdir / "configs").glob("grpo_cluster_*.yaml"))
+
+
+# A valid sweep file that sets every key of SweepSpec (and of a range), one key a line.
+EVERY_KEY = {
+    "name": "n",
+    "base": "configs/grpo_cluster.yaml",
+    "strategy": "random",
+    "trials": "2",
+    "seed": "0",
+    "seeds": "[0, 1]",
+    "metric": "reward",
+    "direction": "maximize",
+    "pruner": "median",
+    "parameters": "\n  grpo.beta:\n    low: 0.01\n    high: 0.1\n    log: true",
+    "set": "\n  training.max_steps: 5",
+    "config_dir": "configs",
+}
+
+
+def _sweep_text(values: dict) -> str:
+    return "".join(f"{key}: {value}\n" for key, value in values.items())
+
+
+def _wrong_types():
+    """(key as the error names it, its line, the file) for every field given a value of the wrong type."""
+    for key in EVERY_KEY:
+        wrong = "7" if key in ("parameters", "set") else "{wrong: 1}"  # a mapping is no field's type but theirs
+        text = _sweep_text({**EVERY_KEY, key: wrong})
+        yield key, _line(text, f"{key}: "), text
+    for field in ("low", "high", "log"):
+        text = _sweep_text(EVERY_KEY).replace(f"    {field}: ", f"    {field}: [wrong]  # was ")
+        yield f"parameters.grpo.beta.{field}", _line(text, f"    {field}: "), text
+
+
+def _line(text: str, start: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith(start))
+
+
+def test_every_sweep_key_of_the_wrong_type_is_named_at_its_line(workdir):
+    from grpolab.experiment.sweep import SweepSpec
+    from grpolab.experiment.sweep.spec import Range
+
+    aliases = {f.alias or name for name, f in SweepSpec.model_fields.items()}
+    assert set(EVERY_KEY) == aliases and set(Range.model_fields) == {"low", "high", "log"}  # a new key joins the list
+    sweep = load_sweep(write_sweep(workdir, _sweep_text(EVERY_KEY)))
+    assert (sweep.name, sweep.trials, sweep.seeds, sweep.fixed) == ("n", 2, [0, 1], {"training.max_steps": 5})
+    cases = list(_wrong_types())
+    assert len(cases) == len(aliases) + 3
+    for key, line, text in cases:
+        with pytest.raises(ConfigError) as info:
+            load_sweep(write_sweep(workdir, text))
+        assert f"s.yaml:{line}: {key}: " in str(info.value), (key, str(info.value))
+        assert "Traceback" not in str(info.value)
 
 
 def test_an_invalid_combination_is_named_and_nothing_is_written(workdir, capsys):

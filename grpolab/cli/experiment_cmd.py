@@ -74,7 +74,7 @@ def register(sub) -> None:
         metavar="G",
         help="GPUs for each run (default here: the visible GPUs shared out evenly; with --slurm: 0)",
     )
-    slurm = sw.add_argument_group("SLURM (a job array: submitit when installed, else an sbatch script)")
+    slurm = sw.add_argument_group("SLURM (a job array through submitit: pip install submitit)")
     slurm.add_argument("--slurm", action="store_true", help="submit the runs to SLURM and collect their results")
     slurm.add_argument("--partition", metavar="P", help="SLURM partition (default: the cluster's)")
     slurm.add_argument(
@@ -178,19 +178,18 @@ def cmd_compare(args) -> int:
 def cmd_sweep(args) -> int:
     from grpolab.experiment.sweep import SlurmOptions, load_sweep, run_sweep
 
-    def out(line: str) -> None:
-        print(line, flush=True)  # before the trial subprocess writes to the same terminal
-
-    if not args.slurm:
-        slurm_only = (
+    given = [
+        flag
+        for flag, value in (
             ("--partition", args.partition),
             ("--time", args.time),
             ("--cpus-per-trial", args.cpus_per_trial),
         )
-        given = [flag for flag, value in slurm_only if value]
-        if given:
-            print(f"error: {given[0]}: applies to --slurm only. Fix: add --slurm, or drop {given[0]}", file=sys.stderr)
-            return EXIT_USAGE
+        if value
+    ]
+    if given and not args.slurm:
+        print(f"error: {given[0]}: applies to --slurm only. Fix: add --slurm, or drop {given[0]}", file=sys.stderr)
+        return EXIT_USAGE
     slurm = None
     if args.slurm:
         slurm = SlurmOptions(
@@ -204,7 +203,7 @@ def cmd_sweep(args) -> int:
         load_sweep(args.sweep_file),
         dry_run=args.dry_run,
         force=args.force,
-        out=out,
+        out=lambda line: print(line, flush=True),  # before the trial subprocess writes to the same terminal
         parallel=args.parallel,
         gpus_per_trial=args.gpus_per_trial,
         slurm=slurm,

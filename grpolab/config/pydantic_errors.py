@@ -2,7 +2,8 @@
 
 Unknown keys come from pydantic's `extra="forbid"` (through schema.closed_model()); this module
 adds what pydantic cannot know: the key the user probably meant, the section a misplaced TRL
-field belongs to, and the grpolab key that owns a TRL field (owned.py).
+field belongs to, and the grpolab key that owns a TRL field (owned.py). Another file's model (a
+sweep file's `SweepSpec`) passes itself as `root`: its unknown keys get suggestions from its own fields.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ _OTHER_SECTION = {"training": "grpo", "grpo": "training"}
 SUGGESTED = 25
 
 
-def pydantic_problems(exc: ValidationError, origin_of) -> list[Problem]:
+def pydantic_problems(exc: ValidationError, origin_of, root: type[BaseModel] = GRPOLabConfig) -> list[Problem]:
     by_key: dict[str, list] = {}  # a union reports each alternative under one key: join them
     unknown: list[Problem] = []
     for err in exc.errors():
         parts = _key_parts(err["loc"])
         if err["type"] == "extra_forbidden":
             if len(unknown) < SUGGESTED:
-                unknown.append(unknown_key(parts, origin_of))
+                unknown.append(unknown_key(parts, origin_of, root))
             else:  # a "did you mean" costs a fuzzy match over every known key: only the first few get one
                 unknown.append(Problem(join_key(parts), "unknown key.", None, origin_of(join_key(parts))))
             continue
@@ -83,11 +84,15 @@ def _key_parts(loc) -> list:
     return parts
 
 
-def unknown_key(parts: list, origin_of) -> Problem:
+def unknown_key(parts: list, origin_of, root: type[BaseModel] = GRPOLabConfig) -> Problem:
     """The problem for a key the schema does not have, with the likeliest fix."""
     key = join_key(parts)
     name = parts[-1]
     where = origin_of(key)
+    if root is not GRPOLabConfig:
+        model = _model_at(parts[:-1], root)
+        known = [f.alias or n for n, f in model.model_fields.items()] if model is not None else []
+        return Problem(key, f"unknown key.{_suggest(name, known)}", None, where)
     fields = trl_fields()
     if len(parts) == 1:
         top = list(GRPOLabConfig.model_fields)
@@ -132,15 +137,20 @@ def _suggest(key: str, known) -> str:
     return did_you_mean(key, known) or (f" Allowed: {', '.join(known)}." if len(known) <= 15 else "")
 
 
-def _model_at(parts) -> type[BaseModel] | None:
-    """The schema class of the mapping at `parts` (`model.lora` -> LoraConfig)."""
-    cls: type[BaseModel] | None = GRPOLabConfig
+def _model_at(parts, root: type[BaseModel] = GRPOLabConfig) -> type[BaseModel] | None:
+    """The schema class of the mapping at `parts` (`model.lora` -> LoraConfig). The part after a
+    `dict[str, X]` field is a key of that mapping (a sweep's `parameters.grpo.beta` -> its range)."""
+    cls: type[BaseModel] | None = root
+    mapping_key = False
     for part in parts:
-        if isinstance(part, int):
+        if isinstance(part, int) or mapping_key:
+            mapping_key = False
             continue
         if cls is None or part not in cls.model_fields:
             return None
-        cls = _model_in(cls.model_fields[part].annotation)
+        annotation = cls.model_fields[part].annotation
+        mapping_key = typing.get_origin(annotation) is dict
+        cls = _model_in(annotation)
     return cls
 
 

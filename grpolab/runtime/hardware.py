@@ -5,6 +5,7 @@ commands, which must not import torch). Tests fake the facts by building a `Hard
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ class GPU:
     name: str
     capability: tuple[int, int] | None = None  # CUDA compute capability, None when unknown
     memory_gib: float | None = None
+    ident: str | None = None  # how CUDA_VISIBLE_DEVICES names it (index or UUID); nvidia-smi's probe only
 
     @property
     def native_bf16(self) -> bool:
@@ -74,7 +76,8 @@ def _torch_gpus() -> tuple[tuple[GPU, ...], str]:
 
 
 def _smi_gpus() -> tuple[tuple[GPU, ...], str]:
-    """nvidia-smi's view, filtered by CUDA_VISIBLE_DEVICES like CUDA would (indices or UUIDs)."""
+    """nvidia-smi's view, narrowed by CUDA_VISIBLE_DEVICES as CUDA does: indices or UUIDs, in the
+    order given, and the list ends at the first id that names no GPU."""
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return (), "none"
@@ -88,24 +91,29 @@ def _smi_gpus() -> tuple[tuple[GPU, ...], str]:
     rows = [[cell.strip() for cell in line.split(",")] for line in out.stdout.strip().splitlines() if line.strip()]
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        wanted = [v.strip() for v in visible.split(",") if v.strip()]
-        rows = [row for w in wanted for row in rows if w in (row[0], row[1])]
+        by_id = {ident: row for row in rows for ident in row[:2]}
+        wanted = itertools.takewhile(by_id.__contains__, (v.strip() for v in visible.split(",")))
+        rows = [[w, *by_id[w][1:]] for w in wanted]
     gpus = []
-    for _index, _uuid, name, cap, memory in (row[:5] for row in rows if len(row) >= 5):
+    for ident, _uuid, name, cap, memory in (row[:5] for row in rows if len(row) >= 5):
         major, _, minor = cap.partition(".")
         capability = (int(major), int(minor or 0)) if major.isdigit() else None
-        gpus.append(
-            GPU(name, capability, round(float(memory) / 1024, 1) if memory.replace(".", "").isdigit() else None)
-        )
+        memory_gib = round(float(memory) / 1024, 1) if memory.replace(".", "").isdigit() else None
+        gpus.append(GPU(name, capability, memory_gib, ident))
     return tuple(gpus), "nvidia-smi"
 
 
 def usable_cores() -> int:
-    """CPU cores this process may run on (a container's or taskset's limit, not the host's count)."""
+    """How many CPU cores this process may run on (a container's or taskset's limit, not the host's count)."""
+    return len(core_ids())
+
+
+def core_ids() -> list[int]:
+    """The CPU cores this process may run on, by number."""
     try:
-        return len(os.sched_getaffinity(0))
+        return sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        return list(range(os.cpu_count() or 1))
 
 
 def cpu_has_bf16(cpuinfo: str | None = None) -> bool:

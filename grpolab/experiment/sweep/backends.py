@@ -1,7 +1,7 @@
 """Where a sweep's training runs execute: here (one after another, or N at once, each pinned to
-its own GPUs and CPU cores), or on SLURM as a job array (through submitit, else an sbatch
-script). Each backend starts `Unit`s (one training run each), says when one has ended and with
-which exit code, and can stop one (a pruned optuna trial).
+its own GPUs and CPU cores), or on SLURM as a job array through submitit. Each backend starts
+`Unit`s (one training run each), says when one has ended and with which exit code, and can stop
+one (a pruned optuna trial).
 
 A unit's command is always `python -m grpolab train --config <trial file>`, with the run
 directory handed over in its environment (grpolab.run.run_dir.handoff_env)."""
@@ -9,33 +9,35 @@ directory handed over in its environment (grpolab.run.run_dir.handoff_env)."""
 from __future__ import annotations
 
 import os
-import shlex
-import shutil
 import signal
 import subprocess
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from grpolab.config import ConfigError, Problem
 from grpolab.run.run_dir import CONFIG_SHA_ENV, RUN_DIR_ENV
+from grpolab.runtime.hardware import core_ids, probe
+
+if TYPE_CHECKING:
+    from submitit import Job
+
+    from .runner import Trial
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[3]  # the folder holding grpolab/ (a checkout or site-packages)
-EXIT_NO_STATUS = 1  # a SLURM task that ended without writing its exit code (preempted, timed out, cancelled)
+EXIT_NO_STATUS = 1  # a SLURM task that ended without an exit code (preempted, timed out, cancelled)
 
 
 @dataclass
 class Unit:
     """One training run of a sweep: a trial file (one parameter set, one seed) and its run directory."""
 
-    trial: Any  # runner.Trial
+    trial: Trial
     run_dir: Path
     command: list[str]
     env: dict[str, str]  # added to the environment the sweep runs in
-    handle: Any = None  # the backend's: a Popen, a submitit job, an array task index
-    slot: Any = None
-    started: float = 0.0
+    handle: subprocess.Popen | Job | None = None  # the process here, or the SLURM job
+    slot: int | None = None  # LocalBackend: the slot it runs in
     error: str | None = None  # why the backend could not run it to the end (a failed or preempted job)
     stopped: bool = False  # the sweep stopped it (pruned)
     reported: int = -1  # the last step reported to the strategy
@@ -49,12 +51,6 @@ def child_env(added: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def slurm_env(env: dict[str, str]) -> dict[str, str]:
-    """The hand-off a SLURM task gets: the run directory and the config's sha256 only. The task is
-    started by SLURM, not by this process, so a hand-off bound to this process would not apply."""
-    return {k: v for k, v in env.items() if k in (RUN_DIR_ENV, CONFIG_SHA_ENV)}
-
-
 def exit_code_of(code: int) -> int:
     return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
 
@@ -66,43 +62,16 @@ def run_training(command: list[str], env: dict[str, str], cwd: str) -> int:
 
 
 # ------------------------------------------------------------------------- this machine
-def visible_gpus() -> list[str]:
-    """GPU ids this process may use: the GPUs nvidia-smi lists, narrowed by CUDA_VISIBLE_DEVICES
-    (indices or UUIDs; like CUDA, the list ends at the first id that names no GPU). No torch
-    import: the sweep itself never trains. A machine without nvidia-smi has none."""
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index,uuid", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    if out.returncode != 0:
-        return []
-    gpus = [tuple(part.strip() for part in line.split(",", 1)) for line in out.stdout.splitlines() if "," in line]
-    known = {ident for gpu in gpus for ident in gpu}
-    if "CUDA_VISIBLE_DEVICES" not in os.environ:
-        return [index for index, _ in gpus]
-    visible = []
-    for ident in os.environ["CUDA_VISIBLE_DEVICES"].split(","):
-        if ident.strip() not in known:
-            break
-        visible.append(ident.strip())
-    return visible
+@dataclass
+class Slot:
+    gpus: list[str]  # CUDA_VISIBLE_DEVICES ids
+    cores: list[int]
+
+    def describe(self) -> str:
+        return f"cores {_ranges(self.cores)}, GPUs {','.join(self.gpus) or 'none'}"
 
 
-def usable_cores() -> list[int]:
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return list(range(os.cpu_count() or 1))
-
-
-def plan_slots(parallel: int, gpus_per_trial: int | None, gpus: list[str], cores: list[int]) -> list[dict]:
+def plan_slots(parallel: int, gpus_per_trial: int | None, gpus: list[str], cores: list[int]) -> list[Slot]:
     """One slot per concurrent run: its GPUs and its CPU cores, none shared between slots."""
     if parallel < 1:
         raise ConfigError(Problem("--parallel", f"must be 1 or more, got {parallel}.", "e.g. --parallel 2", "sweep"))
@@ -142,10 +111,7 @@ def plan_slots(parallel: int, gpus_per_trial: int | None, gpus: list[str], cores
         )
     share = len(cores) // parallel
     return [
-        {
-            "gpus": gpus[i * gpus_per_trial : (i + 1) * gpus_per_trial],
-            "cores": cores[i * share : (i + 1) * share],
-        }
+        Slot(gpus[i * gpus_per_trial : (i + 1) * gpus_per_trial], cores[i * share : (i + 1) * share])
         for i in range(parallel)
     ]
 
@@ -160,37 +126,40 @@ class LocalBackend:
 
     def __init__(self, parallel: int = 1, gpus_per_trial: int | None = None, cwd: Path | None = None):
         self.parallel, self.cwd = parallel, cwd or Path.cwd()
-        self.slots = None
+        self.slots: list[Slot] | None = None
         if parallel > 1 or gpus_per_trial is not None:
-            self.slots = plan_slots(parallel, gpus_per_trial, visible_gpus(), usable_cores())
+            # nvidia-smi, not torch: the sweep itself never trains.
+            gpus = [str(gpu.ident) for gpu in probe(use_torch=False).gpus]
+            self.slots = plan_slots(parallel, gpus_per_trial, gpus, core_ids())
         self.free = list(range(parallel))
 
     @property
     def capacity(self) -> int:
         return self.parallel
 
+    @property
+    def announces(self) -> bool:
+        """One run at a time in the terminal says nothing extra; otherwise each start and end is a line."""
+        return self.slots is not None
+
     def describe(self) -> str:
         if self.slots is None:
             return "one run at a time on this machine"
-        parts = []
-        for i, slot in enumerate(self.slots):
-            gpus = ",".join(slot["gpus"]) or "none"
-            parts.append(f"slot {i + 1}: cores {_ranges(slot['cores'])}, GPUs {gpus}")
-        return f"{self.parallel} runs at once on this machine ({'; '.join(parts)})"
+        parts = "; ".join(f"slot {i + 1}: {slot.describe()}" for i, slot in enumerate(self.slots))
+        return f"{self.parallel} runs at once on this machine ({parts})"
 
     def start(self, units: list[Unit]) -> None:
         for unit in units:
             unit.slot = self.free.pop(0)
             env = child_env(unit.env)
-            stdout = None
             preexec = None
             if self.slots is not None:
                 slot = self.slots[unit.slot]
-                env["CUDA_VISIBLE_DEVICES"] = ",".join(slot["gpus"])  # "" for a CPU slot: no GPU at all
-                cores = set(slot["cores"])
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(slot.gpus)  # "" for a CPU slot: no GPU at all
                 if hasattr(os, "sched_setaffinity"):
-                    preexec = lambda cores=cores: os.sched_setaffinity(0, cores)  # noqa: E731
-                unit.note = f"cores {_ranges(slot['cores'])}, GPUs {','.join(slot['gpus']) or 'none'}"
+                    preexec = lambda cores=set(slot.cores): os.sched_setaffinity(0, cores)  # noqa: E731
+                unit.note = slot.describe()
+            stdout = None
             if self.parallel > 1:
                 stdout = (unit.run_dir / "output.log").open("w")
                 unit.note += f"; output in {unit.run_dir / 'output.log'}"
@@ -204,7 +173,6 @@ class LocalBackend:
             )
             if stdout is not None:
                 stdout.close()  # the child holds its own copy
-            unit.started = time.time()
 
     def poll(self, unit: Unit) -> int | None:
         code = unit.handle.poll()
@@ -243,7 +211,6 @@ class SlurmOptions:
     cpus_per_trial: int | None = None
     time_minutes: int = 24 * 60
     parallel: int | None = None  # array tasks running at once (None: as many as SLURM allows)
-    extra: list[str] = field(default_factory=list)  # more #SBATCH lines, e.g. --account=x
 
 
 class SubmititBackend:
@@ -251,13 +218,26 @@ class SubmititBackend:
     cluster="local", submitit's local executor runs the same jobs as processes here."""
 
     poll_seconds = 2.0
+    announces = True
 
     def __init__(self, folder: Path, options: SlurmOptions, cluster: str = "slurm", cwd: Path | None = None):
-        import submitit
-
-        self.submitit, self.options, self.cwd = submitit, options, cwd or Path.cwd()
+        try:
+            import submitit
+        except ImportError:
+            raise ConfigError(
+                Problem(
+                    "--slurm",
+                    "submits the runs through submitit, which is not installed.",
+                    "pip install submitit (or pip install 'grpolab[experiment]')",
+                    "sweep",
+                )
+            ) from None
+        self.options, self.cwd, self.folder, self.cluster = options, cwd or Path.cwd(), folder, cluster
         folder.mkdir(parents=True, exist_ok=True)
-        self.executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        try:
+            self.executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        except RuntimeError as exc:  # no srun here: not a SLURM machine
+            raise ConfigError(Problem("--slurm", str(exc), "run the sweep on a SLURM login node", "sweep")) from None
         params = {"timeout_min": options.time_minutes, "nodes": 1, "tasks_per_node": 1}
         if options.gpus_per_trial:
             params["gpus_per_node"] = options.gpus_per_trial
@@ -268,10 +248,7 @@ class SubmititBackend:
                 params["slurm_partition"] = options.partition
             if options.parallel:
                 params["slurm_array_parallelism"] = options.parallel
-            if options.extra:
-                params["slurm_additional_parameters"] = dict(_option(o) for o in options.extra)
         self.executor.update_parameters(name="grpolab-sweep", **params)
-        self.folder, self.cluster = folder, cluster
 
     @property
     def capacity(self) -> int | None:
@@ -283,11 +260,20 @@ class SubmititBackend:
         return f"{engine} through submitit on {where} (job files in {self.folder})"
 
     def start(self, units: list[Unit]) -> None:
-        with self.executor.batch():
-            jobs = [self.executor.submit(run_training, u.command, slurm_env(u.env), str(self.cwd)) for u in units]
+        # A SLURM task is started by SLURM, not by this process: a hand-off bound to this process
+        # would not apply, so it gets the run directory and the config's sha256 only.
+        handoff = [{k: v for k, v in u.env.items() if k in (RUN_DIR_ENV, CONFIG_SHA_ENV)} for u in units]
+        try:
+            with self.executor.batch():
+                jobs = [
+                    self.executor.submit(run_training, u.command, env, str(self.cwd)) for u, env in zip(units, handoff)
+                ]
+        except Exception as exc:  # sbatch refused the array: a bad partition, time limit or account
+            raise ConfigError(
+                Problem("--slurm", f"SLURM refused the job array: {str(exc).strip()[:1000]}", None, "sweep")
+            ) from None
         for unit, job in zip(units, jobs):
-            unit.handle, unit.started = job, time.time()
-            unit.note = f"job {job.job_id}"
+            unit.handle, unit.note = job, f"job {job.job_id}"
 
     def poll(self, unit: Unit) -> int | None:
         job = unit.handle
@@ -307,145 +293,3 @@ class SubmititBackend:
     def interrupt(self, units: list[Unit]) -> None:
         for unit in units:
             self.stop(unit)
-
-
-def _option(text: str) -> tuple[str, str]:
-    key, _, value = text.lstrip("-").partition("=")
-    return key.replace("-", "_"), value
-
-
-class SbatchBackend:
-    """Without submitit: each batch of runs becomes an sbatch array script beside the sweep
-    record. Every task writes its exit code to a file when it ends; a task that ends without one
-    (preempted, timed out, cancelled) is found through squeue and recorded as failed."""
-
-    poll_seconds = 5.0
-
-    def __init__(self, folder: Path, options: SlurmOptions, cwd: Path | None = None):
-        if not shutil.which("sbatch"):
-            raise ConfigError(
-                Problem(
-                    "--slurm",
-                    "needs `sbatch` on PATH (or pip install submitit).",
-                    "run the sweep on a SLURM login node",
-                    "sweep",
-                )
-            )
-        self.folder, self.options, self.cwd = folder, options, cwd or Path.cwd()
-        folder.mkdir(parents=True, exist_ok=True)
-        self.batches = 0
-
-    @property
-    def capacity(self) -> int | None:
-        return None
-
-    def describe(self) -> str:
-        where = f"partition {self.options.partition}" if self.options.partition else "the default partition"
-        return f"SLURM job array via sbatch on {where} (scripts in {self.folder}; submitit is not installed)"
-
-    def script(self, units: list[Unit], batch: int) -> str:
-        o = self.options
-        lines = [
-            "#!/bin/bash",
-            "# A grpolab sweep's training runs, one array task each (written by `grpolab sweep --slurm`).",
-            f"#SBATCH --job-name=grpolab-sweep-{batch}",
-            f"#SBATCH --array=0-{len(units) - 1}" + (f"%{o.parallel}" if o.parallel else ""),
-            "#SBATCH --nodes=1",
-            "#SBATCH --ntasks=1",
-            f"#SBATCH --time={o.time_minutes}",
-            f"#SBATCH --output={self.folder}/batch{batch}-task%a.log",
-        ]
-        if o.partition:
-            lines.append(f"#SBATCH --partition={o.partition}")
-        if o.gpus_per_trial:
-            lines.append(f"#SBATCH --gres=gpu:{o.gpus_per_trial}")
-        if o.cpus_per_trial:
-            lines.append(f"#SBATCH --cpus-per-task={o.cpus_per_trial}")
-        lines += [f"#SBATCH {extra}" for extra in o.extra]
-        lines += [
-            "set -u",
-            f"cd {shlex.quote(str(self.cwd))}",
-            f"export PYTHONPATH={shlex.quote(str(PACKAGE_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}",
-            'case "$SLURM_ARRAY_TASK_ID" in',
-        ]
-        for i, unit in enumerate(units):
-            exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in slurm_env(unit.env).items())
-            lines.append(f"    {i}) env {exports} {shlex.join(unit.command)} ;;")
-        lines += [
-            '    *) echo "no run for array task $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;',
-            "esac",
-            "code=$?",
-            f'echo "$code" > {shlex.quote(str(self.folder))}/batch{batch}-task"$SLURM_ARRAY_TASK_ID".exit',
-            'exit "$code"',
-        ]
-        return "\n".join(lines) + "\n"
-
-    def start(self, units: list[Unit]) -> None:
-        self.batches += 1
-        batch = self.batches
-        path = self.folder / f"batch{batch}.sbatch"
-        path.write_text(self.script(units, batch))
-        done = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise ConfigError(
-                Problem(
-                    "--slurm", f"sbatch refused {path}: {done.stderr.strip() or done.stdout.strip()}", None, "sweep"
-                )
-            )
-        job_id = done.stdout.strip().split(";")[0].splitlines()[-1] if done.stdout.strip() else "?"
-        for i, unit in enumerate(units):
-            unit.handle = {"job": job_id, "task": i, "exit": self.folder / f"batch{batch}-task{i}.exit"}
-            unit.started = time.time()
-            unit.note = f"job {job_id}_{i}"
-
-    def poll(self, unit: Unit) -> int | None:
-        exit_file = unit.handle["exit"]
-        if exit_file.is_file():
-            text = exit_file.read_text().strip()
-            return int(text) if text.lstrip("-").isdigit() else EXIT_NO_STATUS
-        if self._gone(unit):
-            task = f"{unit.handle['job']}_{unit.handle['task']}"
-            unit.error = f"SLURM task {task} ended without an exit status (preempted, timed out or cancelled)"
-            return EXIT_NO_STATUS
-        return None
-
-    def _gone(self, unit: Unit) -> bool:
-        """Whether SLURM no longer knows the task (asked at most every 30 s per task)."""
-        now = time.time()
-        if now - unit.handle.get("checked", 0.0) < 30:
-            return False
-        unit.handle["checked"] = now
-        if not shutil.which("squeue"):
-            return False
-        task = f"{unit.handle['job']}_{unit.handle['task']}"
-        done = subprocess.run(["squeue", "-h", "-j", task], capture_output=True, text=True, timeout=60)
-        return done.returncode == 0 and not done.stdout.strip() and not unit.handle["exit"].is_file()
-
-    def stop(self, unit: Unit) -> None:
-        if shutil.which("scancel"):
-            subprocess.run(["scancel", f"{unit.handle['job']}_{unit.handle['task']}"], capture_output=True, timeout=60)
-
-    def interrupt(self, units: list[Unit]) -> None:
-        for unit in units:
-            self.stop(unit)
-
-
-def slurm_backend(folder: Path, options: SlurmOptions, cwd: Path | None = None):
-    """submitit when it is installed, else an sbatch array script."""
-    try:
-        import submitit  # noqa: F401
-    except ImportError:
-        return SbatchBackend(folder, options, cwd)
-    return SubmititBackend(folder, options, "slurm", cwd)
-
-
-__all__ = [
-    "LocalBackend",
-    "SbatchBackend",
-    "SlurmOptions",
-    "SubmititBackend",
-    "Unit",
-    "plan_slots",
-    "run_training",
-    "slurm_backend",
-]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -22,9 +23,9 @@ from grpolab.run.exit_codes import EXIT_GUARD_STOP, EXIT_INTERRUPTED, EXIT_SIGNA
 from grpolab.run.run_dir import create_run_dir, handoff_env, remove_if_empty
 
 from ..runs import GONE, is_run_dir, load_run
-from .backends import LocalBackend, SlurmOptions, Unit, slurm_backend
+from .backends import LocalBackend, SlurmOptions, SubmititBackend, Unit
 from .spec import SEED_KEY, Sweep
-from .strategies import COMPLETE, FAIL, PRUNED, Suggestion, make_strategy, trial_stem
+from .strategies import COMPLETE, FAIL, PRUNED, Strategy, Suggestion, make_strategy, trial_stem
 
 # Every run starts through the one entry point that every other start uses.
 TRAIN_COMMAND = [sys.executable, "-m", "grpolab", "train"]
@@ -132,9 +133,11 @@ def unit_record(unit: Unit, code: int) -> dict:
     record.update(run_dir=str(unit.run_dir), exit_code=code)
     remove_if_empty(unit.run_dir)  # the start failed before the run wrote anything
     if is_run_dir(unit.run_dir):
-        status = load_run(unit.run_dir).status
+        run = load_run(unit.run_dir)
         # A crash the pipeline could not record leaves "running" behind: the exit code says more.
-        record["status"] = "failed" if code != 0 and status in ("running", GONE) else status
+        record["status"] = "failed" if code != 0 and run.status in ("running", GONE) else run.status
+        if run.info.guard_stop:
+            record["stopped_by"] = run.info.guard_stop.get("kind")  # the guard's finding
     else:
         record["status"] = "failed"
         record["run_dir"] = None
@@ -187,12 +190,7 @@ class _TrialState:
         self.suggestion, self.trials = suggestion, trials
         self.values: list[float | None] = []
         self.pruned = False
-        self.failed = False
         self.waiting: list[Suggestion] = []  # repeats of the same parameters (TPE may propose them again)
-
-    @property
-    def key(self) -> str:
-        return self.trials[0].path.name
 
     def done(self) -> bool:
         return len(self.values) == len(self.trials)
@@ -203,12 +201,179 @@ class _TrialState:
         return sum(finished) / len(finished) if finished else None
 
 
+Backend = LocalBackend | SubmititBackend
+
+
+class SweepLoop:
+    """The trial loop: ask the strategy for parameter sets and queue their runs (`fill`), start
+    the queued runs the backend has room for (`start_ready`), record every run that ends and tell
+    the strategy each finished trial's result (`reap`, `on_end`), and on Ctrl-C let the running
+    trials checkpoint and stop (`interrupt`)."""
+
+    def __init__(self, sweep: Sweep, strategy: Strategy, planned, backend, record, force: bool, out):
+        self.sweep, self.strategy, self.planned, self.backend = sweep, strategy, planned, backend
+        self.record, self.force, self.out = record, force, out
+        self.code = 0  # 0, 1 when a trial failed, or the exit code of an interruption
+        self.seen: dict[str, _TrialState] = {}  # trial file -> its state, for parameters proposed again
+        self.queue: list[tuple[_TrialState, Trial]] = []  # runs written, not started yet
+        self.running: list[tuple[_TrialState, Unit]] = []
+        self.stopping = self.exhausted = False
+        self.last_report = 0.0
+
+    def run(self) -> int:
+        while True:
+            try:
+                if not self.stopping:
+                    self.fill()
+                    self.start_ready()
+                if not self.running and (self.stopping or (self.exhausted and not self.queue)):
+                    return self.code
+                ended = self.reap()
+                if self.strategy.prunes and self.running and time.time() - self.last_report >= 2.0:
+                    self.last_report = time.time()
+                    self.report()
+                if not ended and self.running:
+                    time.sleep(self.backend.poll_seconds)
+            except KeyboardInterrupt:
+                self.interrupt()
+
+    @property
+    def limit(self) -> float:
+        """Runs queued or running at once (a SLURM array without a limit: any number)."""
+        return math.inf if self.backend.capacity is None else self.backend.capacity
+
+    def fill(self) -> None:
+        while not self.exhausted and len(self.running) + len(self.queue) < self.limit:
+            self.exhausted = not self.add_trial()
+
+    def add_trial(self) -> bool:
+        """Ask for one more parameter set, write its trial files and queue their runs; False when
+        there is none. A combination the loader rejects is a failed trial, not a failed sweep."""
+        suggestion = self.strategy.ask()
+        if suggestion is None:
+            return False
+        n, total, params = suggestion.number, self.strategy.total, suggestion.params
+        try:
+            trials = self.planned[n - 1] if self.planned is not None else make_trials(self.sweep, n, total, params)
+        except ConfigError as exc:
+            self.out(f"[{n}/{total}] invalid combination {params}: {exc}")
+            self.strategy.tell(suggestion, None, FAIL)
+            self.record.add({"trial": n, "params": params, "status": "invalid", "error": str(exc)})
+            self.code = 1
+            return True
+        earlier = self.seen.get(trials[0].path.name)
+        if earlier is not None:
+            self.out(f"[{n}/{total}] TPE repeated {trials[0].path.name}; reusing its result")
+            if earlier.done():
+                self.strategy.tell(suggestion, earlier.objective(), PRUNED if earlier.pruned else COMPLETE)
+            else:
+                earlier.waiting.append(suggestion)
+            return True
+        state = self.seen[trials[0].path.name] = _TrialState(suggestion, trials)
+        for trial in trials:
+            self.out(f"[{n}/{total}] {write_trial(trial, self.force)} {trial.path}")
+            self.queue.append((state, trial))
+        return True
+
+    def start_ready(self) -> None:
+        ready = self.queue[: min(len(self.queue), self.limit - len(self.running))]
+        if not ready:
+            return
+        del self.queue[: len(ready)]
+        units = [(state, new_unit(trial)) for state, trial in ready]
+        for _, unit in units:
+            self.out(f"$ {' '.join(unit.command)}" + (f"  (run dir {unit.run_dir})" if self.backend.announces else ""))
+        try:
+            self.backend.start([unit for _, unit in units])
+        except BaseException:
+            for _, unit in units:  # nothing ran in them: leave no empty run directories
+                remove_if_empty(unit.run_dir)
+            raise
+        for _, unit in units:
+            if unit.note:
+                self.out(f"  {_label(unit.trial)}: {unit.note}")
+        self.running += units
+
+    def reap(self) -> bool:
+        """Record every run that has ended; whether any had."""
+        ended = [(state, unit, code) for state, unit in self.running if (code := self.backend.poll(unit)) is not None]
+        for state, unit, code in ended:
+            self.running.remove((state, unit))
+            self.on_end(state, unit, code)
+        return bool(ended)
+
+    def on_end(self, state: _TrialState, unit: Unit, exit_code: int) -> None:
+        run = unit_record(unit, exit_code)
+        value = None
+        if self.sweep.strategy == "optuna" and run["run_dir"] and exit_code == 0:
+            value = run["objective"] = load_run(run["run_dir"]).final(self.sweep.metric)
+        self.record.add(run)
+        state.values.append(value)
+        # A guard stop is a trial result (the run went nowhere), not a crash: optuna prunes it.
+        guarded = exit_code == EXIT_GUARD_STOP
+        state.pruned = state.pruned or unit.stopped or guarded
+        if state.done():
+            result = PRUNED if state.pruned else (FAIL if state.objective() is None else COMPLETE)
+            for suggestion in [state.suggestion, *state.waiting]:
+                self.strategy.tell(suggestion, state.objective(), result)
+        label = _label(unit.trial)
+        if unit.stopped:
+            self.out(f"{label} pruned (its {self.sweep.metric} is below the median of earlier trials)")
+        elif guarded:
+            self.out(f"{label} stopped by the guard (see `grpolab doctor {unit.run_dir}`); going on")
+        elif exit_code in EXIT_INTERRUPTED:
+            self.out("sweep interrupted: the remaining trials were not run")
+            self.code, self.stopping = exit_code, True
+            self.queue.clear()
+        elif exit_code != 0:
+            self.out(f"{label} failed (exit {exit_code}){': ' + unit.error if unit.error else ''}; going on")
+            self.code = self.code or 1
+        elif self.backend.announces:
+            self.out(f"{label} {run['status']}: {unit.run_dir}")
+
+    def report(self) -> None:
+        """Intermediate values for the pruner, read from each running trial's metrics.jsonl. A trial
+        with several seeds reports through its first seed's run; pruning stops all of its runs."""
+        for state, unit in self.running:
+            if unit.trial is not state.trials[0] or state.pruned:
+                continue
+            for step, value in metrics.series(metrics.read(unit.run_dir), self.sweep.metric):
+                if step <= unit.reported:
+                    continue
+                unit.reported = step
+                if self.strategy.report(state.suggestion, step, value):
+                    state.pruned = True
+                    for other_state, other in self.running:
+                        if other_state is state:
+                            other.stopped = True
+                            self.backend.stop(other)
+                    break
+
+    def interrupt(self) -> None:
+        """Ctrl-C: the running trials save a checkpoint and stop; nothing new starts."""
+        if not self.stopping:
+            self.out("sweep interrupted: waiting for the running trials to save a checkpoint and stop")
+            self.backend.interrupt([unit for _, unit in self.running])
+        self.stopping, self.code = True, EXIT_SIGNAL["SIGINT"]
+        self.queue.clear()
+
+
+def write_only(loop: SweepLoop) -> int:
+    """--dry-run: write every trial file, train nothing."""
+    while loop.add_trial():
+        pass
+    loop.out(
+        f"dry run: trial configs are in {loop.sweep.config_dir}; nothing was trained (run again without --dry-run)"
+    )
+    return 0
+
+
 def run_sweep(
     sweep: Sweep,
     dry_run: bool = False,
     force: bool = False,
     out=print,
-    backend=None,
+    backend: Backend | None = None,
     parallel: int = 1,
     gpus_per_trial: int | None = None,
     slurm: SlurmOptions | None = None,
@@ -217,150 +382,29 @@ def run_sweep(
     Runs go to `backend` when given, else to SLURM with `slurm`, else here (`parallel` at once)."""
     strategy = make_strategy(sweep)
     record = SweepRecord(sweep, write=not dry_run)
-    planned: list[list[Trial]] | None = None
-    if strategy.planned is not None:
-        # Build (and so validate) every trial before writing any file.
-        total = len(strategy.planned)
-        planned = [make_trials(sweep, i, total, p) for i, p in enumerate(strategy.planned, 1)]
+    planned = None
+    if strategy.planned is not None:  # build (and so validate) every trial before writing any file
+        planned = [make_trials(sweep, i, strategy.total, p) for i, p in enumerate(strategy.planned, 1)]
         check_planned(sweep, [t for group in planned for t in group], force)
-    if not dry_run and backend is None:
-        if slurm is not None:
-            backend = slurm_backend(record.folder / f"sweep_{sweep.name}_{record.stamp}_slurm", slurm)
-        else:
-            backend = LocalBackend(parallel, gpus_per_trial)
-    if not dry_run:
-        if not isinstance(backend, LocalBackend) or backend.slots is not None:
-            out(f"sweep {sweep.name}: {backend.describe()}")
-        if sweep.strategy == "optuna" and backend.capacity is None:
-            out(
-                f"note: all {sweep.trials} optuna trials are proposed at once, before any result (so TPE "
-                "learns nothing); pass --parallel N to submit N at a time"
-            )
-
-    code = 0
-    seen: dict[str, _TrialState] = {}  # trial file -> its state, for parameters proposed again
-    queue: list[tuple[_TrialState, Trial]] = []  # runs written, not started yet
-    running: list[tuple[_TrialState, Unit]] = []
-    stopping = exhausted = False
-    last_report = 0.0
-
-    def finish_trial(state: _TrialState) -> None:
-        value = state.objective()
-        result = PRUNED if state.pruned else (FAIL if value is None else COMPLETE)
-        for suggestion in [state.suggestion, *state.waiting]:
-            strategy.tell(suggestion, value, result)
-
-    def next_trial() -> bool:
-        """Ask for one more parameter set and queue its runs; False when there is none."""
-        nonlocal code
-        suggestion = strategy.ask()
-        if suggestion is None:
-            return False
-        n, total = suggestion.number, strategy.total
-        try:
-            trials = planned[n - 1] if planned is not None else make_trials(sweep, n, total, suggestion.params)
-        except ConfigError as exc:  # a combination the loader rejects: a failed trial, not a failed sweep
-            out(f"[{n}/{total}] invalid combination {suggestion.params}: {exc}")
-            strategy.tell(suggestion, None, FAIL)
-            record.add({"trial": n, "params": suggestion.params, "status": "invalid", "error": str(exc)})
-            code = 1
-            return True
-        key = trials[0].path.name
-        if key in seen:
-            out(f"[{n}/{total}] TPE repeated {key}; reusing its result")
-            earlier = seen[key]
-            if earlier.done() or dry_run:
-                strategy.tell(suggestion, earlier.objective(), PRUNED if earlier.pruned else COMPLETE)
-            else:
-                earlier.waiting.append(suggestion)
-            return True
-        state = _TrialState(suggestion, trials)
-        seen[key] = state
-        for trial in trials:
-            out(f"[{n}/{total}] {write_trial(trial, force)} {trial.path}")
-            if not dry_run:
-                queue.append((state, trial))
-        return True
-
     if dry_run:
-        while next_trial():
-            pass
-        out(f"dry run: trial configs are in {sweep.config_dir}; nothing was trained (run again without --dry-run)")
-        return 0
-    # One run at a time in the terminal says nothing extra; elsewhere each start and end is a line.
-    announce = not isinstance(backend, LocalBackend) or backend.slots is not None
-    while True:
-        try:
-            if not stopping:
-                capacity = backend.capacity  # None: every run at once (a SLURM array)
-                while not exhausted and (capacity is None or len(running) + len(queue) < capacity):
-                    exhausted = not next_trial()
-                batch = []
-                while queue and (capacity is None or len(running) + len(batch) < capacity):
-                    batch.append(queue.pop(0))
-                if batch:
-                    units = [(state, new_unit(trial)) for state, trial in batch]
-                    for _, unit in units:
-                        out(f"$ {' '.join(unit.command)}" + (f"  (run dir {unit.run_dir})" if announce else ""))
-                    try:
-                        backend.start([unit for _, unit in units])
-                    except BaseException:
-                        for _, unit in units:  # nothing ran in them: leave no empty run directories
-                            remove_if_empty(unit.run_dir)
-                        raise
-                    for _, unit in units:
-                        if unit.note:
-                            out(f"  trial {unit.trial.index}{_seed_text(unit.trial)}: {unit.note}")
-                    running += units
-            if not running and (stopping or (exhausted and not queue)):
-                break
-            ended = []
-            for state, unit in running:
-                exit_code = backend.poll(unit)
-                if exit_code is not None:
-                    ended.append((state, unit, exit_code))
-            for state, unit, exit_code in ended:
-                running.remove((state, unit))
-                run = unit_record(unit, exit_code)
-                value = None
-                if sweep.strategy == "optuna" and run["run_dir"] and exit_code == 0:
-                    value = load_run(run["run_dir"]).final(sweep.metric)
-                    run["objective"] = value
-                record.add(run)
-                state.values.append(value)
-                # A guard stop is a trial result (the run went nowhere), not a crash: optuna prunes it.
-                guarded = exit_code == EXIT_GUARD_STOP
-                state.pruned = state.pruned or unit.stopped or guarded
-                if state.done():
-                    finish_trial(state)
-                label = f"trial {unit.trial.index}{_seed_text(unit.trial)}"
-                if unit.stopped:
-                    out(f"{label} pruned (its {sweep.metric} is below the median of earlier trials)")
-                elif guarded:
-                    out(f"{label} stopped by the guard (see `grpolab doctor {unit.run_dir}`); going on")
-                elif exit_code in EXIT_INTERRUPTED:
-                    out("sweep interrupted: the remaining trials were not run")
-                    code, stopping = exit_code, True
-                    queue.clear()
-                elif exit_code != 0:
-                    out(f"{label} failed (exit {exit_code}){': ' + unit.error if unit.error else ''}; going on")
-                    code = code or 1
-                elif announce:
-                    out(f"{label} {run['status']}: {unit.run_dir}")
-            if strategy.prunes and running and time.time() - last_report >= 2.0:
-                last_report = time.time()
-                _report(strategy, sweep, running, backend)
-            if not ended and running:
-                time.sleep(backend.poll_seconds)
-        except KeyboardInterrupt:
-            if not stopping:
-                out("sweep interrupted: waiting for the running trials to save a checkpoint and stop")
-                backend.interrupt([unit for _, unit in running])
-            stopping, code = True, EXIT_SIGNAL["SIGINT"]
-            queue.clear()
-
+        return write_only(SweepLoop(sweep, strategy, planned, None, record, force, out))
+    if backend is None and slurm is not None:
+        backend = SubmititBackend(record.folder / f"sweep_{sweep.name}_{record.stamp}_slurm", slurm)
+    backend = backend or LocalBackend(parallel, gpus_per_trial)
+    if backend.announces:
+        out(f"sweep {sweep.name}: {backend.describe()}")
+    if sweep.strategy == "optuna" and backend.capacity is None:
+        out(
+            f"note: all {sweep.trials} optuna trials are proposed at once, before any result (so TPE "
+            "learns nothing); pass --parallel N to submit N at a time"
+        )
+    code = SweepLoop(sweep, strategy, planned, backend, record, force, out).run()
     finish(sweep, record.records, record.path, out)
     return code
+
+
+def _numbered(record: dict) -> str:
+    return str(record.get("trial")) + (f" seed {record['seed']}" if "seed" in record else "")
 
 
 def finish(sweep: Sweep, records: list[dict], record_path: Path | None, out=print) -> None:
@@ -372,7 +416,7 @@ def finish(sweep: Sweep, records: list[dict], record_path: Path | None, out=prin
     unit = "runs" if sweep.seeds else "trials"
     out(
         f"\nsweep {sweep.name}: {len(records)} {unit}, {len(records) - len(failed)} finished"
-        + (f", {len(failed)} not ({', '.join(_label(r) for r in failed)})" if failed else "")
+        + (f", {len(failed)} not ({', '.join(_numbered(r) for r in failed)})" if failed else "")
     )
     if runs:
         out(compare_table(runs, sweep.metric))
@@ -387,28 +431,5 @@ def finish(sweep: Sweep, records: list[dict], record_path: Path | None, out=prin
                 pass  # matplotlib is optional
 
 
-def _label(record: dict) -> str:
-    return str(record.get("trial")) + (f" seed {record['seed']}" if "seed" in record else "")
-
-
-def _seed_text(trial: Trial) -> str:
-    return f" seed {trial.seed}" if trial.seed is not None else ""
-
-
-def _report(strategy, sweep: Sweep, running: list, backend) -> None:
-    """Intermediate values for the pruner, read from each running trial's metrics.jsonl. A trial
-    with several seeds reports through its first seed's run; pruning stops all of its runs."""
-    for state, unit in running:
-        if unit.trial is not state.trials[0] or state.pruned:
-            continue
-        for step, value in metrics.series(metrics.read(unit.run_dir), sweep.metric):
-            if step <= unit.reported:
-                continue
-            unit.reported = step
-            if strategy.report(state.suggestion, step, value):
-                state.pruned = True
-                for other_state, other in running:
-                    if other_state is state:
-                        other.stopped = True
-                        backend.stop(other)
-                break
+def _label(trial: Trial) -> str:
+    return f"trial {trial.index}" + (f" seed {trial.seed}" if trial.seed is not None else "")

@@ -1,65 +1,55 @@
 """The sweep file (SWEEP.yaml): a pydantic `SweepSpec`, read into a `Sweep`.
 
-The file's shape (keys, types, allowed values, the rules between keys) is the pydantic model;
-each validation error becomes a `Problem` at the file and line of its key, like a config's.
-Every value a trial would set is then checked by the config loader itself, pointed at the
-sweep file's line. The format is documented in configs/sweeps/example_sweep.yaml.
+The file's shape (keys, types, allowed values) is the pydantic model, and its errors become
+Problems through the config's own translator (config/pydantic_errors), at the file and line of
+their key. The rules between keys come next, then every value a trial would set is checked by the
+config loader itself, pointed at the sweep file's line. The format is documented in
+configs/sweeps/example_sweep.yaml.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
+    JsonValue,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     Tag,
     ValidationError,
-    field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
-from ruamel.yaml.comments import CommentedMap
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
-from grpolab.config.errors import did_you_mean
-from grpolab.config.yaml_io import inline_yaml, read_yaml_file, to_plain
+from grpolab.config.pydantic_errors import pydantic_problems
+from grpolab.config.yaml_io import inline_yaml, line_of, read_yaml_file, to_plain
 from grpolab.run.metrics import lower_is_better
 
-STRATEGIES = ("grid", "random", "optuna")
-RANGE_KEYS = ("low", "high", "log")
 SEED_KEY = "training.seed"  # what `seeds:` varies
-EXAMPLE = "see configs/sweeps/example_sweep.yaml"
-
-
-def _problem(message: str, fix: str | None = None, key: str | None = None) -> PydanticCustomError:
-    """A validation error that carries our own message, fix and (for rules between keys) key."""
-    return PydanticCustomError("sweep", "{message}", {"message": message, "fix": fix, "key": key})
 
 
 class Range(BaseModel):
     """`{low, high, log}`: random and optuna draw from it (log-uniform with log: true)."""
 
     model_config = ConfigDict(extra="forbid")
-    low: Any = None
-    high: Any = None
-    log: Any = False
+    low: StrictInt | StrictFloat
+    high: StrictInt | StrictFloat
+    log: StrictBool = False
 
     @model_validator(mode="after")
-    def _numbers(self):
-        low, high, log = self.low, self.high, self.log
-        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
-        if not numbers or not low < high or not isinstance(log, bool) or (log and low <= 0):
-            raise _problem(
-                "a range needs numbers low < high (and low > 0 with log: true), "
-                f"got {inline_yaml(self.model_dump(exclude_unset=True))}."
-            )
+    def _ordered(self) -> Range:
+        if not self.low < self.high or (self.log and self.low <= 0):
+            raise ValueError("a range needs low < high (and low > 0 with log: true)")
         return self
 
     @property
@@ -67,164 +57,79 @@ class Range(BaseModel):
         return isinstance(self.low, int) and isinstance(self.high, int)
 
 
+def _distinct(values: list) -> list:
+    if len({repr(v) for v in values}) != len(values):
+        raise ValueError(f"lists a value twice: {inline_yaml(values)}")
+    return values
+
+
 def _kind(value) -> str | None:
     if isinstance(value, list):
-        return "values"
-    if isinstance(value, dict):
-        return "range"
-    return None
+        return "list[values]"
+    return "range[low, high]" if isinstance(value, dict) else None
 
 
+# The tags are written like pydantic's own union labels (`list[int]`), which error keys leave out.
 Parameter = Annotated[
-    Annotated[list[Any], Tag("values")] | Annotated[Range, Tag("range")],
+    Annotated[Annotated[list[JsonValue], Field(min_length=1), AfterValidator(_distinct)], Tag("list[values]")]
+    | Annotated[Range, Tag("range[low, high]")],
     Discriminator(
         _kind,
         custom_error_type="parameter_kind",
-        custom_error_message="must be a list of values or a range {low, high}",
+        custom_error_message="must be a list of values such as [0.1, 0.2], or a range {low, high, log}",
     ),
 ]
 
 
+def _usable_name(name: str) -> str:
+    if not re.fullmatch(r"[\w.-]+", name):
+        raise ValueError(
+            f"{name!r} is not a usable name (letters, digits, _ . - only): it becomes the WandB group and "
+            "part of file names"
+        )
+    return name
+
+
+def _existing_file(base: Path) -> Path:
+    if not base.is_file():
+        raise ValueError(
+            f"config file `{base}` not found; give a path relative to the current directory, "
+            "e.g. configs/grpo_cluster.yaml"
+        )
+    return base
+
+
+def _distinct_seeds(seeds: list[int]) -> list[int]:
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"lists a seed twice: {inline_yaml(seeds)}")
+    return seeds
+
+
+def _no_group(fixed: dict) -> dict:
+    if "logging.group" in fixed:
+        raise ValueError("sets logging.group, which a sweep sets to its name; name the sweep with `name:` instead")
+    return fixed
+
+
 class SweepSpec(BaseModel):
-    """What a sweep file may say. Field order is the order problems are checked in."""
+    """What a sweep file may say."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Any = None  # WandB group of every trial and part of file names; default: the file's name
-    base: Any  # the config file every trial starts from
+    name: Annotated[str, AfterValidator(_usable_name)] | None = None  # WandB group; default: the file's name
+    base: Annotated[Path, AfterValidator(_existing_file)]  # the config file every trial starts from
     strategy: Literal["grid", "random", "optuna"] = "grid"
-    trials: Any = None  # random / optuna: how many trials
-    seed: Any = 0  # random / optuna: the sampler's seed
-    seeds: list[Any] | None = None  # training seeds: every trial runs once per seed
+    trials: Annotated[StrictInt, Field(ge=1)] | None = None  # random / optuna: how many trials
+    seed: StrictInt = 0  # random / optuna: the sampler's seed
+    seeds: (  # training seeds: every trial runs once per seed
+        Annotated[list[Annotated[StrictInt, Field(ge=0)]], Field(min_length=1), AfterValidator(_distinct_seeds)] | None
+    ) = None
     metric: str = "reward"  # a metrics.jsonl key: sorts the table, optuna's objective
     direction: Literal["maximize", "minimize"] | None = None
     pruner: Literal["median", "none"] = "median"  # optuna: stop trials worse than the median at the same step
-    parameters: dict[str, Parameter]
-    fixed: dict[str, Any] = Field(default_factory=dict, alias="set")
-    config_dir: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, name):
-        if name is not None and (not isinstance(name, str) or not re.fullmatch(r"[\w.-]+", name)):
-            raise _problem(
-                f"{name!r} is not a usable name (letters, digits, _ . - only): it becomes the "
-                "WandB group and part of file names."
-            )
-        return name
-
-    @field_validator("base")
-    @classmethod
-    def _base(cls, base):
-        if not isinstance(base, str) or not Path(base).is_file():
-            raise _problem(
-                f"config file `{base}` not found.",
-                "give a path relative to the current directory, e.g. configs/grpo_cluster.yaml",
-            )
-        return base
-
-    @field_validator("seed")
-    @classmethod
-    def _seed(cls, seed):
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise _problem(f"must be a whole number, got {seed!r}.")
-        return seed
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, seeds):
-        if seeds is None:
-            return None
-        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-            raise _problem(
-                "must be a non-empty list of whole numbers >= 0 (training.seed of each run), "
-                f"got {inline_yaml(seeds)}.",
-                "e.g. `seeds: [0, 1, 2]`",
-            )
-        if len(set(seeds)) != len(seeds):
-            raise _problem(f"lists a seed twice: {inline_yaml(seeds)}.")
-        return seeds
-
-    @field_validator("parameters")
-    @classmethod
-    def _parameters(cls, params):
-        if not params:
-            raise _problem(_TYPE_HELP["parameters"])
-        problems = []
-        for key, values in params.items():
-            if isinstance(values, list) and not values:
-                problems.append((f"parameters.{key}", "has an empty list of values.", "give at least one value"))
-            elif isinstance(values, list) and len({repr(v) for v in values}) != len(values):
-                problems.append((f"parameters.{key}", f"lists a value twice: {inline_yaml(values)}.", None))
-        if problems:
-            raise PydanticCustomError(
-                "sweep_rules", "{count} problems", {"count": len(problems), "problems": problems}
-            )
-        return params
-
-    @field_validator("fixed")
-    @classmethod
-    def _fixed(cls, fixed):
-        if "logging.group" in fixed:
-            raise _problem(
-                "sets logging.group, which a sweep sets to its name.", "delete it; name the sweep with `name:` instead"
-            )
-        return fixed
-
-    @model_validator(mode="after")
-    def _rules(self):
-        problems = []
-
-        def fail(key, message, fix=None):
-            problems.append((key, message, fix))
-
-        given = self.model_fields_set
-        if self.strategy == "grid":
-            for key in ("trials", "seed", "pruner"):
-                if key in given:
-                    fail(
-                        key,
-                        "does not apply to strategy grid, which runs every combination once.",
-                        "delete it, or use strategy: random",
-                    )
-        elif isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 1:
-            fail(
-                "trials",
-                f"strategy {self.strategy} needs `trials:` (a whole number >= 1), got {self.trials!r}.",
-                "add e.g. `trials: 8`",
-            )
-        for key, spec in self.parameters.items():
-            if isinstance(spec, Range) and self.strategy == "grid":
-                low, high = inline_yaml(spec.low), inline_yaml(spec.high)
-                fail(
-                    f"parameters.{key}",
-                    "a range needs strategy random or optuna; grid needs a list of values.",
-                    f"write e.g. `{key}: [{low}, {high}]`",
-                )
-            elif (
-                self.strategy == "optuna" and isinstance(spec, list) and any(isinstance(v, (list, dict)) for v in spec)
-            ):
-                fail(f"parameters.{key}", "optuna can only choose among scalar values (numbers, strings, booleans).")
-        if self.seeds is not None:
-            for where, keys in (("parameters", self.parameters), ("set", self.fixed)):
-                if SEED_KEY in keys:
-                    fail(
-                        f"{where}.{SEED_KEY}" if where == "parameters" else where,
-                        f"sets {SEED_KEY}, which `seeds:` sets for each run.",
-                        "delete it and list the seeds in `seeds:`",
-                    )
-        combos = self.combinations()
-        if self.strategy == "random" and not problems and combos is not None and combos < self.trials:
-            fail(
-                "trials",
-                f"{self.trials} trials, but the parameters have only {combos} distinct combinations.",
-                "use strategy: grid, or fewer trials",
-            )
-        if problems:
-            raise PydanticCustomError(
-                "sweep_rules", "{count} problems", {"count": len(problems), "problems": problems}
-            )
-        return self
+    parameters: Annotated[dict[str, Parameter], Field(min_length=1)]
+    fixed: Annotated[dict[str, JsonValue], AfterValidator(_no_group)] = Field(default_factory=dict, alias="set")
+    config_dir: Path | None = None
 
     def combinations(self) -> int | None:
         """How many distinct parameter sets exist (None when a range makes them endless)."""
@@ -233,145 +138,103 @@ class SweepSpec(BaseModel):
         return None
 
 
-# The message for a key whose value has the wrong type (pydantic's own says less).
-_TYPE_HELP = {
-    "parameters": "must be a non-empty mapping of dotted config keys to a list of values or a range {low, high}.",
-    "set": "must be a mapping of dotted keys to values, e.g. `training.max_steps: 200`.",
-    "metric": "must be a logged metric name such as reward or kl.",
-    "seeds": "must be a list of whole numbers, e.g. `seeds: [0, 1, 2]`.",
-    "config_dir": "must be a folder path.",
-}
+def rule_problems(spec: SweepSpec) -> Iterator[tuple[str, str, str | None]]:
+    """The rules between keys, as (key, what is wrong, the fix)."""
+    if spec.strategy == "grid":
+        for key in ("trials", "seed", "pruner"):
+            if key in spec.model_fields_set:
+                yield (
+                    key,
+                    "does not apply to strategy grid, which runs every combination once.",
+                    "delete it, or use strategy: random",
+                )
+    elif spec.trials is None:
+        yield "trials", f"strategy {spec.strategy} needs `trials:` (a whole number >= 1).", "add e.g. `trials: 8`"
+    for key, values in spec.parameters.items():
+        if isinstance(values, Range) and spec.strategy == "grid":
+            yield (
+                f"parameters.{key}",
+                "a range needs strategy random or optuna; grid needs a list of values.",
+                f"write e.g. `{key}: [{inline_yaml(values.low)}, {inline_yaml(values.high)}]`",
+            )
+        elif (
+            spec.strategy == "optuna" and isinstance(values, list) and any(isinstance(v, (list, dict)) for v in values)
+        ):
+            yield f"parameters.{key}", "optuna can only choose among scalar values (numbers, strings, booleans).", None
+    if spec.seeds is not None:
+        if SEED_KEY in spec.parameters:
+            yield f"parameters.{SEED_KEY}", f"sets {SEED_KEY}, which `seeds:` sets for each run.", "delete it"
+        if SEED_KEY in spec.fixed:
+            yield (
+                "set",
+                f"sets {SEED_KEY}, which `seeds:` sets for each run.",
+                "delete it and list the seeds in `seeds:`",
+            )
+    combos = spec.combinations()
+    if spec.strategy == "random" and spec.trials and combos is not None and combos < spec.trials:
+        yield (
+            "trials",
+            f"{spec.trials} trials, but the parameters have only {combos} distinct combinations.",
+            "use strategy: grid, or fewer trials",
+        )
 
 
-@dataclass
-class Sweep:
+class Sweep(SweepSpec):
     """A validated sweep file, with its defaults filled in."""
 
     path: Path
     name: str
-    base: Path
-    strategy: str
-    parameters: dict  # dotted key -> list of values, or a Range
-    fixed: dict = field(default_factory=dict)  # `set:`
-    trials: int | None = None
-    seed: int = 0
-    metric: str = "reward"
-    direction: str = "maximize"
-    config_dir: Path | None = None
-    seeds: list[int] | None = None
-    prune: bool = False  # optuna with the median pruner
+    direction: Literal["maximize", "minimize"]
+    config_dir: Path
+
+    @property
+    def prune(self) -> bool:
+        return self.strategy == "optuna" and self.pruner == "median"
 
 
-class _Locator:
-    """file:line of a key in the sweep file (parameter keys contain dots: no dotted lookup)."""
+def locator(path: Path, tree) -> Callable[[str], str]:
+    """file:line of a dotted key in the sweep file; a parameter's name is one key, dots and all."""
 
-    def __init__(self, path: Path, tree):
-        self.path, self.tree = path, tree
+    def origin_of(key: str) -> str:
+        parts: str | list = key
+        head, _, rest = key.partition(".")
+        if head in ("parameters", "set") and isinstance(tree.get(head), dict):
+            name = max((n for n in tree[head] if rest == n or rest.startswith(f"{n}.")), key=len, default=None)
+            parts = [head, name, *rest[len(name) + 1 :].split(".")] if name else [head]
+        line = line_of(tree, parts)
+        return f"{path}:{line}" if line else str(path)
 
-    def __call__(self, *keys) -> str:
-        node, line = self.tree, None
-        for key in keys:
-            if not isinstance(node, CommentedMap) or key not in node:
-                break
-            pos = (node.lc.data or {}).get(key)
-            line, node = (pos[0] + 1 if pos else line), node[key]
-        return f"{self.path}:{line}" if line else str(self.path)
-
-
-def problems_of(exc: ValidationError, where: _Locator) -> list[Problem]:
-    """pydantic's errors as Problems: our own message where a validator gave one, the key's help
-    for a wrong type, and the file:line of the key."""
-    problems = []
-    for error in exc.errors(include_url=False):
-        loc = [str(part) for part in error["loc"]]
-        if loc[:1] == ["parameters"] and len(loc) > 2 and loc[2] in ("values", "range"):
-            loc = loc[:2] + loc[3:]  # the union's tag is not part of the key
-        kind, ctx = error["type"], error.get("ctx") or {}
-        at = where(*loc[:2]) if loc else str(where.path)
-        key = ".".join(loc) if loc[:1] == ["parameters"] else (loc[0] if loc else "")
-        if kind == "sweep_rules":
-            for rule_key, message, fix in ctx["problems"]:
-                parts = rule_key.split(".", 1)
-                problems.append(Problem(rule_key, message, fix, where(*parts)))
-            continue
-        if kind == "sweep":
-            problems.append(Problem(ctx.get("key") or key, ctx["message"], ctx.get("fix"), at))
-        elif kind == "extra_forbidden" and len(loc) == 1:
-            known = [f.alias or name for name, f in SweepSpec.model_fields.items()]
-            hint = did_you_mean(loc[0], known) or f" Allowed: {', '.join(known)}."
-            problems.append(Problem(loc[0], f"unknown sweep key.{hint}", None, at))
-        elif kind == "extra_forbidden":
-            hint = did_you_mean(loc[-1], RANGE_KEYS)
-            problems.append(Problem(key, f"unknown range key; allowed: low, high, log.{hint}", None, at))
-        elif kind == "missing":
-            problems.append(Problem(key, "is required.", EXAMPLE, at))
-        elif kind == "literal_error" and loc[0] == "strategy":
-            value = str(error["input"])
-            problems.append(
-                Problem(
-                    "strategy",
-                    f"`{value}` is not a strategy; allowed: {', '.join(STRATEGIES)}.{did_you_mean(value, STRATEGIES)}",
-                    None,
-                    at,
-                )
-            )
-        elif kind == "literal_error" and loc[0] == "pruner":
-            problems.append(Problem("pruner", f"`{error['input']}` must be median or none.", None, at))
-        elif kind == "literal_error" and loc[0] == "direction":
-            problems.append(Problem("direction", f"`{error['input']}` must be maximize or minimize.", None, at))
-        elif kind == "parameter_kind":
-            spec = inline_yaml(error["input"])
-            name = loc[1]
-            problems.append(
-                Problem(
-                    key,
-                    f"must be a list of values or a range {{low, high}}, got {spec}.",
-                    f"write `{name}: [{spec}]`",
-                    at,
-                )
-            )
-        elif loc and loc[0] in _TYPE_HELP and len(loc) <= 2:
-            problems.append(Problem(loc[0], _TYPE_HELP[loc[0]], None, at))
-        else:
-            problems.append(Problem(key, f"{error['msg']}, got {inline_yaml(error.get('input'))}.", None, at))
-    return problems
+    return origin_of
 
 
 def load_sweep(path) -> Sweep:
     """Read and validate a sweep file; every parameter value is checked by the config loader."""
     path = Path(path)
     tree = read_yaml_file(path)
-    data = to_plain(tree, str(path), tree)
-    where = _Locator(path, tree)
+    origin_of = locator(path, tree)
     try:
-        spec = SweepSpec.model_validate(data)
+        spec = SweepSpec.model_validate(to_plain(tree, str(path), tree))
     except ValidationError as exc:
-        raise ConfigError(problems_of(exc, where)) from None
+        raise ConfigError(pydantic_problems(exc, origin_of, root=SweepSpec)) from None
+    problems = [Problem(key, message, fix, origin_of(key)) for key, message, fix in rule_problems(spec)]
+    if problems:
+        raise ConfigError(problems)
 
-    base = Path(spec.base)
-    GRPOConfigLoader(config_path=base)  # the base itself must be valid (its own file:line in errors)
-    check_values(base, spec.fixed, {}, where("set"))
+    GRPOConfigLoader(config_path=spec.base)  # the base itself must be valid (its own file:line in errors)
+    check_values(spec.base, spec.fixed, {}, origin_of("set"))
     for key, values in spec.parameters.items():
-        candidates = [values.low, values.high] if isinstance(values, Range) else values
-        for value in candidates:
-            check_values(base, spec.fixed, {key: value}, where("parameters", key))
+        for value in [values.low, values.high] if isinstance(values, Range) else values:
+            check_values(spec.base, spec.fixed, {key: value}, origin_of(f"parameters.{key}"))
     for seed in spec.seeds or []:
-        check_values(base, spec.fixed, {SEED_KEY: seed}, where("seeds"))
-    direction = spec.direction or ("minimize" if lower_is_better(spec.metric) else "maximize")
-    return Sweep(
-        path=path,
-        name=spec.name or path.stem,
-        base=base,
-        strategy=spec.strategy,
-        parameters=dict(spec.parameters),
-        fixed=dict(spec.fixed),
-        trials=spec.trials,
-        seed=spec.seed,
-        metric=spec.metric,
-        direction=direction,
-        config_dir=Path(spec.config_dir) if spec.config_dir else base.parent,
-        seeds=spec.seeds,
-        prune=spec.strategy == "optuna" and spec.pruner == "median",
+        check_values(spec.base, spec.fixed, {SEED_KEY: seed}, origin_of("seeds"))
+    return Sweep.model_construct(
+        **{
+            **spec.__dict__,
+            "path": path,
+            "name": spec.name or path.stem,
+            "direction": spec.direction or ("minimize" if lower_is_better(spec.metric) else "maximize"),
+            "config_dir": spec.config_dir or spec.base.parent,
+        }
     )
 
 

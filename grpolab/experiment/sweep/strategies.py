@@ -13,12 +13,15 @@ import math
 import random
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from grpolab.config import ConfigError, Problem
 from grpolab.config.yaml_io import format_float, inline_yaml
 
 from .spec import Range, Sweep
+
+if TYPE_CHECKING:
+    import optuna
 
 # Short names for file names (grpo_cluster_lr1e-4_beta0.05.yaml); other keys use their last part.
 ABBREV = {
@@ -54,9 +57,8 @@ def value_text(value) -> str:
 
 def trial_stem(base_stem: str, params: dict, seed: int | None = None) -> str:
     """The trial's file stem (and its runs' name): the base's stem and each value, then the seed."""
-    shorts = [
-        ABBREV.get(re.split(r"[.\[\]]+", k.strip("]"))[-1], re.split(r"[.\[\]]+", k.strip("]"))[-1]) for k in params
-    ]
+    lasts = [re.split(r"[.\[\]]+", k.strip("]"))[-1] for k in params]
+    shorts = [ABBREV.get(last, last) for last in lasts]
     if len(set(shorts)) < len(shorts):  # two keys with one last part: spell them out
         shorts = [re.sub(r"[^\w]+", "-", k).strip("-") for k in params]
     stem = base_stem + "".join(f"_{short}{value_text(v)}" for short, v in zip(shorts, params.values()))
@@ -119,7 +121,7 @@ def suggest_optuna(ot, sweep: Sweep) -> dict:
 class Suggestion:
     number: int  # 1-based trial number
     params: dict
-    handle: Any = None  # the strategy's own object for this trial (an optuna trial)
+    handle: optuna.trial.Trial | None = None  # optuna's own object for this trial
 
 
 class Planned:
@@ -196,7 +198,10 @@ class Optuna:
         return self._prune
 
 
-def make_strategy(sweep: Sweep):
+Strategy = Planned | Optuna
+
+
+def make_strategy(sweep: Sweep) -> Strategy:
     if sweep.strategy == "optuna":
         return Optuna(sweep, prune=sweep.prune)
     return Planned(grid(sweep) if sweep.strategy == "grid" else sample_random(sweep))
