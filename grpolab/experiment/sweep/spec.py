@@ -131,12 +131,6 @@ class SweepSpec(BaseModel):
     fixed: Annotated[dict[str, JsonValue], AfterValidator(_no_group)] = Field(default_factory=dict, alias="set")
     config_dir: Path | None = None
 
-    def combinations(self) -> int | None:
-        """How many distinct parameter sets exist (None when a range makes them endless)."""
-        if all(isinstance(s, list) for s in self.parameters.values()):
-            return math.prod(len(s) for s in self.parameters.values())
-        return None
-
 
 def rule_problems(spec: SweepSpec) -> Iterator[tuple[str, str, str | None]]:
     """The rules between keys, as (key, what is wrong, the fix)."""
@@ -170,8 +164,9 @@ def rule_problems(spec: SweepSpec) -> Iterator[tuple[str, str, str | None]]:
                 f"sets {SEED_KEY}, which `seeds:` sets for each run.",
                 "delete it and list the seeds in `seeds:`",
             )
-    combos = spec.combinations()
-    if spec.strategy == "random" and spec.trials and combos is not None and combos < spec.trials:
+    lists = [values for values in spec.parameters.values() if isinstance(values, list)]
+    combos = math.prod(map(len, lists))  # distinct parameter sets, when no range makes them endless
+    if spec.strategy == "random" and spec.trials and len(lists) == len(spec.parameters) and combos < spec.trials:
         yield (
             "trials",
             f"{spec.trials} trials, but the parameters have only {combos} distinct combinations.",

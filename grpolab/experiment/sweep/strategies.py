@@ -138,14 +138,12 @@ class Planned:
         self._next += 1
         return Suggestion(self._next, self.planned[self._next - 1])
 
+    prunes = False
+
     def tell(self, suggestion: Suggestion, value: float | None, state: str = COMPLETE) -> None:
         pass  # the plan does not depend on results
 
     def report(self, suggestion: Suggestion, step: int, value: float) -> bool:
-        return False
-
-    @property
-    def prunes(self) -> bool:
         return False
 
 
@@ -155,7 +153,7 @@ class Optuna:
 
     planned = None
 
-    def __init__(self, sweep: Sweep, prune: bool = True):
+    def __init__(self, sweep: Sweep):
         try:
             import optuna
         except ImportError:
@@ -164,14 +162,14 @@ class Optuna:
             ) from None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.optuna = optuna
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=1) if prune else optuna.pruners.NopPruner()
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=1) if sweep.prune else optuna.pruners.NopPruner()
         self.study = optuna.create_study(
             study_name=sweep.name,
             direction=sweep.direction,
             sampler=optuna.samplers.TPESampler(seed=sweep.seed),
             pruner=pruner,
         )
-        self.sweep, self.total, self._asked, self._prune = sweep, sweep.trials, 0, prune
+        self.sweep, self.total, self._asked, self.prunes = sweep, sweep.trials, 0, sweep.prune
 
     def ask(self) -> Suggestion | None:
         if self._asked >= self.total:
@@ -191,11 +189,7 @@ class Optuna:
 
     def report(self, suggestion: Suggestion, step: int, value: float) -> bool:
         suggestion.handle.report(value, step)
-        return self._prune and suggestion.handle.should_prune()
-
-    @property
-    def prunes(self) -> bool:
-        return self._prune
+        return self.prunes and suggestion.handle.should_prune()
 
 
 Strategy = Planned | Optuna
@@ -203,5 +197,5 @@ Strategy = Planned | Optuna
 
 def make_strategy(sweep: Sweep) -> Strategy:
     if sweep.strategy == "optuna":
-        return Optuna(sweep, prune=sweep.prune)
+        return Optuna(sweep)
     return Planned(grid(sweep) if sweep.strategy == "grid" else sample_random(sweep))
