@@ -225,7 +225,7 @@ def test_two_configs_three_seeds_end_with_mean_ci_and_a_noise_mark(workdir, monk
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("seeds: [0, 0]\n", "s.yaml:4: seeds: lists a seed twice: [0, 0]."),
+        ("seeds: [0, 0]\n", "s.yaml:4: seeds: lists a value twice: [0, 0]."),
         ("seeds: []\n", "s.yaml:4: seeds: List should have at least 1 item"),
         ("seeds: [0, x]\n", "s.yaml:4: seeds[1]: Input should be a valid integer (got 'x')"),
         ("seeds: 3\n", "s.yaml:4: seeds: Input should be a valid list (got 3)."),

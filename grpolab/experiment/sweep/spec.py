@@ -99,12 +99,6 @@ def _existing_file(base: Path) -> Path:
     return base
 
 
-def _distinct_seeds(seeds: list[int]) -> list[int]:
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"lists a seed twice: {inline_yaml(seeds)}")
-    return seeds
-
-
 def _no_group(fixed: dict) -> dict:
     if "logging.group" in fixed:
         raise ValueError("sets logging.group, which a sweep sets to its name; name the sweep with `name:` instead")
@@ -122,7 +116,7 @@ class SweepSpec(BaseModel):
     trials: Annotated[StrictInt, Field(ge=1)] | None = None  # random / optuna: how many trials
     seed: StrictInt = 0  # random / optuna: the sampler's seed
     seeds: (  # training seeds: every trial runs once per seed
-        Annotated[list[Annotated[StrictInt, Field(ge=0)]], Field(min_length=1), AfterValidator(_distinct_seeds)] | None
+        Annotated[list[Annotated[StrictInt, Field(ge=0)]], Field(min_length=1), AfterValidator(_distinct)] | None
     ) = None
     metric: str = "reward"  # a metrics.jsonl key: sorts the table, optuna's objective
     direction: Literal["maximize", "minimize"] | None = None
