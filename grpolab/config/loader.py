@@ -41,6 +41,7 @@ from .yaml_io import (
     edit_lock,
     parse_yaml_text,
     read_yaml_file,
+    styled_like,
     to_plain,
     version_read,
     write_atomic,
@@ -320,7 +321,7 @@ class GRPOConfigLoader:
                 except (KeyError, IndexError, TypeError):
                     before = schema_default(key)
             set_with_comment(tree, parts, after, before, key, schema_default)
-        return dump_yaml(tree)
+        return styled_like(self.config_path or self.preset_path, dump_yaml(tree))
 
     def save_config(self, path, overwrite: bool = False, full: bool = False) -> Path:
         """Write the config, keeping the source file's comments, order and formatting. Each changed
