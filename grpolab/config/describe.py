@@ -20,7 +20,7 @@ from .errors import ConfigError, Problem, did_you_mean
 from .keys import split_key
 from .owned import OWNED
 from .rules import RECOMMENDED
-from .schema import trl_names
+from .schema import SECTIONS, trl_names
 from .trl_snapshot import trl_fields
 from .yaml_edit import eol_comment, leaves, put_eol_comment
 from .yaml_io import dump_yaml, inline_yaml, read_yaml_file
@@ -151,9 +151,7 @@ def key_info(key: str) -> KeyInfo:
         known = [k for k, _ in all_keys()]
         if node is not None:
             inner = [k for k in known if k.startswith(canonical + ".")]
-            raise ConfigError(
-                Problem(key, f"is a section; its keys: {', '.join(inner)}.", None, None)
-            )
+            raise ConfigError(Problem(key, f"is a section; its keys: {', '.join(inner)}.", None, None))
         raise ConfigError(
             Problem(key, f"no such key.{did_you_mean(canonical, known)}", "list the keys with `grpolab config keys`")
         )
@@ -175,14 +173,8 @@ def key_info(key: str) -> KeyInfo:
         has_default="default" in node,
         recommended=recommended,
         trl_field=trl_field(key),
-        pass_through=pass_through and name not in _typed(section),
+        pass_through=pass_through and name not in SECTIONS[section].model_fields,
     )
-
-
-def _typed(section: str) -> set[str]:
-    from .schema import SECTIONS
-
-    return set(SECTIONS[section].model_fields)
 
 
 def trl_field(key: str) -> str | None:

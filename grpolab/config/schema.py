@@ -77,10 +77,11 @@ UserPath = Annotated[str, BeforeValidator(expand_home)]
 ImportPath = Annotated[str, Field(pattern=IMPORT_SPEC), BeforeValidator(expand_home)]
 
 
-# `json_schema_extra=TRL` on a field: it becomes the GRPOConfig field of the same name;
-# `{"trl": "other"}` names another. Every field of `training:` and `grpo:` is TRL's own under its
-# own name. trl_names() reads them: the mapping, `owned`, `describe` and `import` all derive from it.
-TRL = {"trl": "="}
+def TrlField(*args, trl: str | None = None, **kwargs):
+    """A field that becomes GRPOConfig's field `trl` (default: its own name), as TRL keeps field,
+    help and rule together. Every field of `training:` and `grpo:` is TRL's own under its own name.
+    trl_names() reads them: the mapping, `owned`, `describe` and `import` derive from it."""
+    return Field(*args, json_schema_extra={"trl": trl or True}, **kwargs)
 
 
 class Section(BaseModel):
@@ -123,9 +124,7 @@ class ModelConfig(Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto = bfloat16 on a bf16 GPU, float32 on CPU"
     )
-    trust_remote_code: bool = Field(
-        False, description="run model code from the Hub repo (off unless you trust it)", json_schema_extra=TRL
-    )
+    trust_remote_code: bool = TrlField(False, description="run model code from the Hub repo (off unless you trust it)")
     revision: str | None = Field(None, description="Hub branch, tag or commit")
     attn_implementation: str | None = Field(
         None, description="eager, sdpa, flash_attention_2 ...; null = transformers' choice"
@@ -274,7 +273,7 @@ class RewardSpec(Section):
     device: str | None = Field(None, description="reward model device (cpu, cuda, cuda:1); null = training device")
     http: HttpReward | None = Field(None, description="a reward computed by an HTTP service")
     judge: JudgeReward | None = Field(None, description="an LLM judge over an OpenAI-compatible API")
-    weight: float = Field(1.0, description="weight in the summed reward", json_schema_extra={"trl": "reward_weights"})
+    weight: float = TrlField(1.0, description="weight in the summed reward", trl="reward_weights")
     kwargs: dict = Field(
         default_factory=dict, description="keyword arguments for the reward (e.g. pattern for format)"
     )
@@ -353,8 +352,8 @@ class TrainingConfig(PassThroughSection):
     # Differs from TRL (True): it makes steps slower (bench/speed_choices.py) and small models do not need it;
     # the cluster preset turns it on.
     # transformers 5 renamed the TRL field; the grpolab key keeps the name recipes use.
-    gradient_checkpointing: bool = Field(
-        False, description="trade compute for memory", json_schema_extra={"trl": "activation_checkpointing"}
+    gradient_checkpointing: bool = TrlField(
+        False, description="trade compute for memory", trl="activation_checkpointing"
     )
     bf16: bool | Literal["auto"] = Field(
         "auto",
@@ -402,12 +401,12 @@ class GRPOSection(PassThroughSection):
 
 class GenerationConfig(Section):
     # Differs from TRL (512): long completions on CPU are the main cost of a local run.
-    max_completion_length: int = Field(256, ge=1, description="max new tokens per completion", json_schema_extra=TRL)
-    temperature: float = Field(1.0, gt=0, description="sampling temperature", json_schema_extra=TRL)
-    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling", json_schema_extra=TRL)
-    top_k: int = Field(0, ge=0, description="top-k sampling; 0 = off", json_schema_extra=TRL)
-    min_p: float | None = Field(None, ge=0, le=1, description="min-p sampling; null = off", json_schema_extra=TRL)
-    repetition_penalty: float = Field(1.0, gt=0, description="1.0 = off", json_schema_extra=TRL)
+    max_completion_length: int = TrlField(256, ge=1, description="max new tokens per completion")
+    temperature: float = TrlField(1.0, gt=0, description="sampling temperature")
+    top_p: float = TrlField(1.0, gt=0, le=1, description="nucleus sampling")
+    top_k: int = TrlField(0, ge=0, description="top-k sampling; 0 = off")
+    min_p: float | None = TrlField(None, ge=0, le=1, description="min-p sampling; null = off")
+    repetition_penalty: float = TrlField(1.0, gt=0, description="1.0 = off")
 
 
 class KeepBest(Section):
@@ -458,10 +457,8 @@ class SaveCompletions(Section):
 
 
 class LoggingConfig(Section):
-    report_to: list[Literal[REPORT_TO]] = Field(
-        default_factory=lambda: ["wandb"],
-        description="trackers; wandb falls back to offline mode",
-        json_schema_extra={"trl": "report_to"},
+    report_to: list[Literal[REPORT_TO]] = TrlField(
+        default_factory=lambda: ["wandb"], description="trackers; wandb falls back to offline mode"
     )
     project: str = Field("grpolab", description="WandB project")
     entity: str | None = Field(None, description="WandB team or user; null = your default")
@@ -491,18 +488,14 @@ class ClusterConfig(Section):
         "auto", description="accelerate mixed precision; auto = bf16 on GPU"
     )
     device: Literal["auto", "cuda", "cpu"] = Field("auto", description="cpu is for tests and debugging")
-    use_vllm: bool | Literal["auto"] = Field(
-        "auto", description="auto = vLLM when importable and CUDA is present", json_schema_extra=TRL
+    use_vllm: bool | Literal["auto"] = TrlField("auto", description="auto = vLLM when importable and CUDA is present")
+    vllm_mode: Literal["colocate", "server"] = TrlField(
+        "colocate", description="colocate (in the training processes) or server"
     )
-    vllm_mode: Literal["colocate", "server"] = Field(
-        "colocate", description="colocate (in the training processes) or server", json_schema_extra=TRL
-    )
-    vllm_server_host: str = Field("0.0.0.0", description="vLLM server address (server mode)", json_schema_extra=TRL)
-    vllm_server_port: int = Field(
-        8000, ge=1, le=65535, description="vLLM server port (server mode)", json_schema_extra=TRL
-    )
-    vllm_gpu_memory_utilization: float = Field(
-        0.3, gt=0, le=1, description="GPU memory share for vLLM (colocate mode)", json_schema_extra=TRL
+    vllm_server_host: str = TrlField("0.0.0.0", description="vLLM server address (server mode)")
+    vllm_server_port: int = TrlField(8000, ge=1, le=65535, description="vLLM server port (server mode)")
+    vllm_gpu_memory_utilization: float = TrlField(
+        0.3, gt=0, le=1, description="GPU memory share for vLLM (colocate mode)"
     )
     threads_per_process: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         "auto", description="torch CPU threads per process; auto = this machine's cores / processes on it"
@@ -618,9 +611,7 @@ class GRPOLabConfig(Section):
     mode: Literal["local", "cluster"] = Field(
         "local", description="local or cluster: picks the preset under this file"
     )
-    output_dir: UserPath = Field(
-        "./grpo_results_local", description="each run gets its own folder inside", json_schema_extra=TRL
-    )
+    output_dir: UserPath = TrlField("./grpo_results_local", description="each run gets its own folder inside")
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="numeric_match")], min_length=1)
@@ -803,9 +794,9 @@ def trl_names() -> dict[str, str]:
         names: dict[str, str] = {}
         for name, field in model.model_fields.items():
             key = f"{prefix}{name}"
-            trl = (field.json_schema_extra or {}).get("trl") or (name if own_names else None)
+            trl = (field.json_schema_extra or {}).get("trl") or own_names
             if trl:
-                names[key] = name if trl == "=" else trl
+                names[key] = name if trl is True else trl
                 continue
             annotation = field.annotation
             item = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else None

@@ -508,12 +508,6 @@ def changed_while_editing(path) -> ConfigError:
     )
 
 
-def check_unchanged(path, expected: str | None) -> None:
-    """Refuse the edit if `path` no longer holds the version `expected` (a digest from version_read)."""
-    if expected is not None and _digest(_current(path)) != expected:
-        raise changed_while_editing(path)
-
-
 @contextlib.contextmanager
 def edit_lock(path):
     """Hold the edit lock of `path` (an exclusive flock on its folder, re-entrant in a thread,

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
-from grpolab.config.loader import preset_dir
+from grpolab.config.layers import preset_dir
 from grpolab.config.rules import eval_file
 from grpolab.config.trl_compat import check_installed
 from grpolab.runtime import dist as dists
