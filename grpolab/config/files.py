@@ -21,10 +21,8 @@ from .yaml_io import (
     changed_while_editing,
     dump_yaml,
     inline_yaml,
-    parse_yaml_text,
     read_yaml_file,
     styled_like,
-    to_plain,
     version_read,
 )
 
@@ -104,14 +102,7 @@ def _build(header: str, folder: Path, base: str, data: dict, comments: dict[str,
 
 
 def _verify(text: str, out: Path, expected: GRPOConfigLoader) -> None:
-    tree = parse_yaml_text(text, str(out))
-    again = GRPOConfigLoader.from_dict(to_plain(tree, str(out), tree), path=out)
-    if again.to_dict() != expected.to_dict():
-        raise ConfigError(
-            Problem(
-                "", "internal error: the new file would not reproduce the config; nothing was written.", None, str(out)
-            )
-        )
+    expected.check_reproduced_by(text, str(out))
 
 
 def new_config(name: str, source: str, overrides=None) -> tuple[Path, str]:

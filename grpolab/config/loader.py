@@ -306,22 +306,17 @@ class GRPOConfigLoader:
         this loader read refuses ("changed while editing: rerun") if it changed since."""
         with edit_lock(path):
             text = self.render(path, full=full)
-            self._check_round_trip(text, str(path))
+            self.check_reproduced_by(text, str(path))
             edits_source = self.config_path is not None and _same_file(path, self.config_path)
             return write_atomic(path, text, overwrite=overwrite, expect=self._source_version if edits_source else None)
 
-    def _check_round_trip(self, text: str, origin: str) -> None:
-        data = to_plain(parse_yaml_text(text, origin), origin)
-        reloaded = GRPOConfigLoader.from_dict(data, world_size=self.world_size, path=origin)
+    def check_reproduced_by(self, text: str, origin: str) -> None:
+        """Refuse to write `text` (as the file `origin`) unless it loads back to this config."""
+        tree = parse_yaml_text(text, origin)
+        reloaded = GRPOConfigLoader.from_dict(to_plain(tree, origin, tree), world_size=self.world_size, path=origin)
         if reloaded.to_dict() != self.to_dict():
-            raise ConfigError(
-                Problem(
-                    "",
-                    "internal error: the saved file would not reproduce this config; nothing was written.",
-                    None,
-                    origin,
-                )
-            )
+            what = "internal error: the file would not reproduce this config; nothing was written."
+            raise ConfigError(Problem("", what, None, origin))
 
 
 def _check_mode(mode, origin: str) -> None:
