@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grpolab.config.loader import preset_dir
+from grpolab.config.layers import preset_dir
 from grpolab.launch.accelerate_files import (
     ACCELERATE_CONFIG,
     DEEPSPEED_CONFIG,

@@ -22,9 +22,6 @@ from grpolab.runtime import hardware
 from grpolab.runtime.resolve import resolve
 from grpolab.runtime.trl_args import to_trl_kwargs
 
-# Re-exported for the modules that imported them from here before grpolab.cli.common existed.
-__all__ = ["add_layer_args", "positive_int", "print_warnings", "register"]
-
 
 def register(sub) -> None:
     config = sub.add_parser("config", help="show, validate, explain, diff and edit configs")
@@ -123,9 +120,23 @@ def cmd_explain(args) -> int:
     if args.json:
         print(json.dumps({**d.to_dict(), "runtime": resolved.to_dict()}, indent=2))
         return 0
+    rows = _derived_rows(cfg, d, world, args.dataset_size)
+    print(f"{args.config or loader.preset_path.name} (mode {cfg.mode})")
+    width = max(len(r[0]) for r in rows)
+    value_width = max(len(r[1]) for r in rows)
+    for label, value, note in rows:
+        print(f"  {label:<{width}}  {value:<{value_width}}  {note}")
+    print(f"  live guard (guard.*): {guard_text(cfg.guard)}")
+    print("  decisions for this machine (the key in brackets overrides each):")
+    for line in resolved.table():
+        print(f"    {line}")
+    return 0
+
+
+def _derived_rows(cfg, d, world: int, dataset_size: int | None) -> list[tuple[str, str, str]]:
+    """(label, value, how it is derived) for `config explain`'s table."""
     t, g = cfg.training, cfg.grpo
     P, GA = t.per_device_train_batch_size, t.gradient_accumulation_steps
-    source = args.config or loader.preset_path.name
     rows = [
         ("world size", f"{world}", "processes (GPUs); --world-size to change"),
         (
@@ -168,13 +179,12 @@ def cmd_explain(args) -> int:
             f"completions x max_completion_length {cfg.generation.max_completion_length}",
         ),
     ]
-    if args.dataset_size is not None:
+    if dataset_size is not None:
         rows += [
             (
                 "optimizer steps per epoch",
                 f"{d.optimizer_steps_per_epoch}",
-                f"{d.generation_rounds_per_epoch} rounds of {d.unique_prompts_per_round} "
-                f"prompts from {args.dataset_size}",
+                f"{d.generation_rounds_per_epoch} rounds of {d.unique_prompts_per_round} prompts from {dataset_size}",
             ),
             (
                 "total optimizer steps",
@@ -182,16 +192,7 @@ def cmd_explain(args) -> int:
                 "training.max_steps" if t.max_steps > 0 else f"x num_train_epochs {t.num_train_epochs:g}",
             ),
         ]
-    print(f"{source} (mode {cfg.mode})")
-    width = max(len(r[0]) for r in rows)
-    value_width = max(len(r[1]) for r in rows)
-    for label, value, note in rows:
-        print(f"  {label:<{width}}  {value:<{value_width}}  {note}")
-    print(f"  live guard (guard.*): {guard_text(cfg.guard)}")
-    print("  decisions for this machine (the key in brackets overrides each):")
-    for line in resolved.table():
-        print(f"    {line}")
-    return 0
+    return rows
 
 
 def guard_text(guard) -> str:

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ruamel.yaml.comments import CommentedMap
-
 from .errors import ConfigError, Problem, did_you_mean
 from .keys import split_key
-from .owned import OWNED, trl_field_of
+from .owned import OWNED
 from .rules import RECOMMENDED
+from .schema import SECTIONS, trl_names
 from .trl_snapshot import trl_fields
+from .yaml_edit import eol_comment, leaves, put_eol_comment
 from .yaml_io import dump_yaml, inline_yaml, read_yaml_file
 
 
@@ -151,9 +151,7 @@ def key_info(key: str) -> KeyInfo:
         known = [k for k, _ in all_keys()]
         if node is not None:
             inner = [k for k in known if k.startswith(canonical + ".")]
-            raise ConfigError(
-                Problem(key, f"is a section; its keys: {', '.join(k.rpartition('.')[2] for k in inner)}.", None, None)
-            )
+            raise ConfigError(Problem(key, f"is a section; its keys: {', '.join(inner)}.", None, None))
         raise ConfigError(
             Problem(key, f"no such key.{did_you_mean(canonical, known)}", "list the keys with `grpolab config keys`")
         )
@@ -175,33 +173,17 @@ def key_info(key: str) -> KeyInfo:
         has_default="default" in node,
         recommended=recommended,
         trl_field=trl_field(key),
-        pass_through=pass_through and name not in _typed(section),
+        pass_through=pass_through and name not in SECTIONS[section].model_fields,
     )
-
-
-def _typed(section: str) -> set[str]:
-    from .schema import SECTIONS
-
-    return set(SECTIONS[section].model_fields)
 
 
 def trl_field(key: str) -> str | None:
     """The GRPOConfig argument a key becomes (runtime/trl_args.py writes them), or None."""
-    if key == "training.gradient_checkpointing":  # transformers 5 renamed it
-        return (
-            "activation_checkpointing"
-            if "activation_checkpointing" in trl_fields()["training"]
-            else "gradient_checkpointing"
-        )
-    owned = trl_field_of(key)
-    if owned:
-        return owned
-    if key.startswith("rewards") and key.endswith(".weight"):
-        return "reward_weights"
+    typed = trl_names().get(re.sub(r"\[\d+\]", "[]", key))
     section, _, name = key.partition(".")
-    if section in ("training", "grpo") and name in trl_fields()[section] and name not in OWNED:
-        return name
-    return None
+    if typed or section not in ("training", "grpo"):
+        return typed
+    return name if name in trl_fields()[section] and name not in OWNED else None
 
 
 # ----------------------------------------------------------------------------- preset comments
@@ -226,14 +208,15 @@ def note_of(key: str, comment: str) -> str | None:
 def preset_comment_problems(path) -> list[Problem]:
     """Keys of a preset whose end-of-line comment does not start with the key's description."""
     problems = []
-    for key, comment, line in _commented_keys(read_yaml_file(path)):
+    for key, holder, name, _ in leaves(read_yaml_file(path)):
+        comment = eol_comment(holder, name).lstrip("#").strip()
         text = description(schema_node(key))
-        if text and comment != text and not comment.startswith((text + "; ", text + " (")):
-            problems.append(
-                Problem(
-                    key, f"comment {comment!r} does not start with the description {text!r}.", None, f"{path}:{line}"
-                )
-            )
+        if key == "rewards" or not comment or not text or note_of(key, comment) != comment or comment == text:
+            continue
+        line = holder.lc.key(name)[0] + 1
+        problems.append(
+            Problem(key, f"comment {comment!r} does not start with the description {text!r}.", None, f"{path}:{line}")
+        )
     return problems
 
 
@@ -241,47 +224,12 @@ def sync_comments(path) -> str:
     """The preset's text with every key's comment rewritten as description[; note], and every
     uncommented key given its description."""
     tree = read_yaml_file(path)
-
-    def walk(node: CommentedMap, prefix: str) -> None:
-        for name in list(node):
-            key = f"{prefix}.{name}" if prefix else name
-            value = node[name]
-            if isinstance(value, CommentedMap):
-                walk(value, key)
-                continue
-            if key == "rewards" or schema_node(key) is None:
-                continue
-            slots = node.ca.items.get(name)
-            token = slots[2] if slots and len(slots) > 2 else None
-            first, _, rest = token.value.partition("\n") if token is not None else ("", "", "")
-            old = first.strip().lstrip("#").strip()
-            comment = comment_for(key, note_of(key, old) if old else None)
-            if token is None:
-                node.yaml_add_eol_comment("# " + comment, name, column=_column(node, name, value))
-            else:
-                token.value = "# " + comment + ("\n" + rest if rest or token.value.endswith("\n") else "")
-
-    walk(tree, "")
-    return dump_yaml(tree)
-
-
-def _column(node: CommentedMap, name: str, value) -> int:
-    indent = node.lc.key(name)[1] if name in (node.lc.data or {}) else 0
-    return indent + len(f"{name}: {inline_yaml(value)}") + 2
-
-
-def _commented_keys(tree, prefix: str = ""):
-    for name, value in tree.items():
-        key = f"{prefix}.{name}" if prefix else name
-        if isinstance(value, CommentedMap):
-            yield from _commented_keys(value, key)
+    for key, holder, name, depth in list(leaves(tree)):
+        if key == "rewards" or schema_node(key) is None:
             continue
-        slots = tree.ca.items.get(name)
-        token = slots[2] if slots and len(slots) > 2 else None
-        if token is not None and key != "rewards":
-            comment = token.value.partition("\n")[0].strip().lstrip("#").strip()
-            if comment:
-                yield key, comment, tree.lc.key(name)[0] + 1
+        old = eol_comment(holder, name).lstrip("#").strip()
+        put_eol_comment(holder, name, "# " + comment_for(key, note_of(key, old) if old else None), depth)
+    return dump_yaml(tree)
 
 
 def main() -> None:

@@ -10,21 +10,19 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ruamel.yaml.comments import CommentedMap
-
 from .errors import ConfigError, Problem, did_you_mean
 from .json_schema import SCHEMA_NAME, schema_path
-from .keys import MISSING, flatten, get_path, lookup, same, split_key, unflatten
+from .keys import MISSING, flatten, lookup, same, unflatten
 from .layers import MODES, base_value, preset_dir, preset_path
 from .loader import GRPOConfigLoader
-from .yaml_edit import to_tree
+from .schema import EVAL_ALIASES
+from .yaml_edit import commented, eol_comment, leaves, put_eol_comment, to_tree
 from .yaml_io import (
     changed_while_editing,
     dump_yaml,
     inline_yaml,
-    parse_yaml_text,
     read_yaml_file,
-    to_plain,
+    styled_like,
     version_read,
 )
 
@@ -44,20 +42,9 @@ def schema_ref(folder) -> str:
 # ----------------------------------------------------------------------------- show --origins
 def origins_yaml(loader: GRPOConfigLoader) -> str:
     """The resolved config with each leaf's origin as its end-of-line comment."""
-    data = loader.to_dict()
-    tree = to_tree(data)
-
-    def walk(node, prefix: str) -> None:
-        for name, value in node.items():
-            key = f"{prefix}.{name}" if prefix else name
-            if isinstance(value, CommentedMap) and value:
-                walk(value, key)
-            else:
-                shown = "" if isinstance(value, (dict, list)) and value else f" {inline_yaml(value)}"
-                column = 2 * prefix.count(".") + (2 if prefix else 0) + len(f"{name}:{shown}") + 2
-                node.yaml_add_eol_comment(f"# {loader.origin_of(key)}", name, column=column)
-
-    walk(tree, "")
+    tree = to_tree(loader.to_dict())
+    for key, holder, name, depth in list(leaves(tree)):
+        put_eol_comment(holder, name, f"# {loader.origin_of(key)}", depth)
     return dump_yaml(tree)
 
 
@@ -94,6 +81,8 @@ def _minimal(loader: GRPOConfigLoader, base: GRPOConfigLoader) -> dict:
     for key, value in mine.items():
         if key == "mode" or same(theirs.get(key, MISSING), value):
             continue
+        if key in EVAL_ALIASES and key not in raw:  # it follows its alias, which is compared itself
+            continue
         kept[key] = raw.get(key, value)
     return unflatten(kept)
 
@@ -106,35 +95,14 @@ def _changed_from(old) -> str:
 
 
 def _build(header: str, folder: Path, base: str, data: dict, comments: dict[str, str]) -> str:
-    tree = CommentedMap()
-    tree["base"] = base
-    for key, value in to_tree(data).items():
-        tree[key] = value
-
-    def walk(node, prefix: str, depth: int) -> None:
-        for name, value in node.items():
-            key = f"{prefix}.{name}" if prefix else name
-            if isinstance(value, CommentedMap) and value:
-                walk(value, key, depth + 1)
-            elif key in comments:
-                shown = "" if isinstance(value, (dict, list)) and value else f" {inline_yaml(value)}"
-                node.yaml_add_eol_comment(comments[key], name, column=2 * depth + len(f"{name}:{shown}") + 2)
-
-    walk(tree, "", 0)
+    tree = commented({"base": base, **data}, comments)
     lines = [*header.splitlines(), f"{SCHEMA_LINE}{schema_ref(folder)}"]
     tree.yaml_set_start_comment("\n".join(lines))
     return dump_yaml(tree)
 
 
 def _verify(text: str, out: Path, expected: GRPOConfigLoader) -> None:
-    tree = parse_yaml_text(text, str(out))
-    again = GRPOConfigLoader.from_dict(to_plain(tree, str(out), tree), path=out)
-    if again.to_dict() != expected.to_dict():
-        raise ConfigError(
-            Problem(
-                "", "internal error: the new file would not reproduce the config; nothing was written.", None, str(out)
-            )
-        )
+    expected.check_reproduced_by(text, str(out))
 
 
 def new_config(name: str, source: str, overrides=None) -> tuple[Path, str]:
@@ -171,30 +139,15 @@ def minimize(path, out=None, base_source: str | None = None) -> tuple[Path, str]
     tree = read_yaml_file(path)
     if version_read(path) != loader._source_version:  # the comments would come from another version
         raise changed_while_editing(path)
-    comments = {}
-    for key in flatten(data, split_lists=False):
-        comment = _eol_comment(tree, key)
-        if comment:
-            comments[key] = comment
+    found = {key: eol_comment(holder, name) for key, holder, name, _ in leaves(tree)}
+    comments = {key: found[key] for key in flatten(data, split_lists=False) if found.get(key)}
     header = (
         f"{out.stem}: minimized from {path} by `grpolab config minimize`: `base:` plus the keys whose\n"
         "values differ from it (comments kept). `grpolab config show --config THIS` prints every value."
     )
-    text = _build(header, out.parent, base_value(base_file, out.parent), data, comments)
+    text = styled_like(path, _build(header, out.parent, base_value(base_file, out.parent), data, comments))
     _verify(text, out, loader)
     return out, text
-
-
-def _eol_comment(tree, key: str) -> str | None:
-    parts = split_key(key)
-    try:
-        holder = get_path(tree, parts[:-1]) if len(parts) > 1 else tree
-    except (KeyError, IndexError, TypeError):
-        return None
-    slots = getattr(holder, "ca", None) and holder.ca.items.get(parts[-1])
-    token = slots[2] if slots and len(slots) > 2 else None
-    first = token.value.partition("\n")[0].strip() if token is not None else ""
-    return first or None
 
 
 def _out_path(name: str) -> Path:

@@ -114,13 +114,14 @@ def schema_text() -> str:
 
 
 def _strip_titles(node) -> None:
-    """pydantic titles every property ("Learning Rate"): noise in an editor's hover."""
+    """pydantic titles every property ("Learning Rate"): noise in an editor's hover. The TRL names too."""
     if isinstance(node, dict):
         props = node.get("properties")
         if isinstance(props, dict):
             for sub in props.values():
                 if isinstance(sub, dict):
                     sub.pop("title", None)
+                    sub.pop("trl", None)  # schema.trl_names reads it; editors have no use for it
         for key, value in list(node.items()):
             if key == "title" and isinstance(value, str) and "$defs" not in node and "properties" in node:
                 continue

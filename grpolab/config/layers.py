@@ -196,6 +196,8 @@ class Origins:
             if isinstance(node, dict) and node:
                 if parts:
                     self.sections[join_key(parts)] = self._at(layer, parts)
+                    if join_key(parts) in self.values:  # a mapping replaces a list or value below it
+                        self.set(join_key(parts), self._at(layer, parts))
                 for key, value in node.items():
                     walk(value, [*parts, key])
                 return

@@ -3,21 +3,17 @@
 Precedence (lowest first): schema defaults < mode preset < --config file < --set overrides
 < explicit flags (--model ...) and update_param(). The mode comes from the `mode` argument,
 else the file's `mode:`, else local.
-
-    keys.py       dotted keys: split, get, set, flatten, diff
-    layers.py     the files a config is built from, and the origin of each value
-    validate.py   every problem at once (schema, then cross-field rules)
-    yaml_edit.py  comment-preserving edits, for save_config
 """
 
 from __future__ import annotations
 
 import copy
 import os
+from functools import lru_cache
 from pathlib import Path, PurePath
 
 from .errors import ConfigError, Problem, did_you_mean
-from .keys import MISSING, deep_merge, flatten, get_path, leaf_keys, same, set_path, split_key
+from .keys import MISSING, deep_merge, flatten, get_path, leaf_keys, lookup, same, set_path, split_key
 from .layers import (
     MODES,
     Layer,
@@ -27,13 +23,12 @@ from .layers import (
     load_chain,
     load_preset,
     parse_assignments,
-    preset_dir,
-    preset_path,
     resolve_base,
 )
 from .refs import resolve_references
+from .rules import cross_field_problems
 from .schema import GRPOLabConfig
-from .validate import check, cross_field_problems, target_world_size
+from .validate import check, target_world_size
 from .yaml_edit import list_cut, set_with_comment
 from .yaml_io import (
     changed_while_editing,
@@ -41,12 +36,11 @@ from .yaml_io import (
     edit_lock,
     parse_yaml_text,
     read_yaml_file,
+    styled_like,
     to_plain,
     version_read,
     write_atomic,
 )
-
-__all__ = ["GRPOConfigLoader", "preset_dir", "preset_path"]  # preset_* re-exported for their old import path
 
 
 class GRPOConfigLoader:
@@ -100,16 +94,7 @@ class GRPOConfigLoader:
                 )
             )
         chosen = mode if mode is not None else (file_mode if file_mode is not None else "local")
-        if chosen not in MODES:
-            source = "--mode" if mode is not None else self._origins.of("mode")
-            raise ConfigError(
-                Problem(
-                    "mode",
-                    f"`{chosen}` is not a mode; allowed: {', '.join(MODES)}.{did_you_mean(str(chosen), MODES)}",
-                    "set `mode: local` or `mode: cluster`",
-                    source,
-                )
-            )
+        _check_mode(chosen, "--mode" if mode is not None else self._origins.of("mode"))
         self._chain = chain  # the --config file and its bases, root first (no preset)
         self._layer_preset(chosen)
         self._changes: dict[str, tuple[object, object]] = {}  # dotted key -> (value before, value now)
@@ -142,15 +127,7 @@ class GRPOConfigLoader:
     def _change_mode(self, mode, origin: str) -> None:
         """update_param("mode", ...): the other preset goes under the files, as a file whose
         `mode:` says so would load; the changes made so far are kept on top."""
-        if mode not in MODES:
-            raise ConfigError(
-                Problem(
-                    "mode",
-                    f"`{mode}` is not a mode; allowed: {', '.join(MODES)}.{did_you_mean(str(mode), MODES)}",
-                    "set `mode: local` or `mode: cluster`",
-                    origin,
-                )
-            )
+        _check_mode(mode, origin)
         bases = [layer for layer in self._chain[:-1] if layer.data.get("mode") not in (None, mode)]
         if bases:
             raise ConfigError(
@@ -320,7 +297,7 @@ class GRPOConfigLoader:
                 except (KeyError, IndexError, TypeError):
                     before = schema_default(key)
             set_with_comment(tree, parts, after, before, key, schema_default)
-        return dump_yaml(tree)
+        return styled_like(self.config_path or self.preset_path, dump_yaml(tree))
 
     def save_config(self, path, overwrite: bool = False, full: bool = False) -> Path:
         """Write the config, keeping the source file's comments, order and formatting. Each changed
@@ -329,22 +306,29 @@ class GRPOConfigLoader:
         this loader read refuses ("changed while editing: rerun") if it changed since."""
         with edit_lock(path):
             text = self.render(path, full=full)
-            self._check_round_trip(text, str(path))
+            self.check_reproduced_by(text, str(path))
             edits_source = self.config_path is not None and _same_file(path, self.config_path)
             return write_atomic(path, text, overwrite=overwrite, expect=self._source_version if edits_source else None)
 
-    def _check_round_trip(self, text: str, origin: str) -> None:
-        data = to_plain(parse_yaml_text(text, origin), origin)
-        reloaded = GRPOConfigLoader.from_dict(data, world_size=self.world_size, path=origin)
+    def check_reproduced_by(self, text: str, origin: str) -> None:
+        """Refuse to write `text` (as the file `origin`) unless it loads back to this config."""
+        tree = parse_yaml_text(text, origin)
+        reloaded = GRPOConfigLoader.from_dict(to_plain(tree, origin, tree), world_size=self.world_size, path=origin)
         if reloaded.to_dict() != self.to_dict():
-            raise ConfigError(
-                Problem(
-                    "",
-                    "internal error: the saved file would not reproduce this config; nothing was written.",
-                    None,
-                    origin,
-                )
+            what = "internal error: the file would not reproduce this config; nothing was written."
+            raise ConfigError(Problem("", what, None, origin))
+
+
+def _check_mode(mode, origin: str) -> None:
+    if mode not in MODES:
+        raise ConfigError(
+            Problem(
+                "mode",
+                f"`{mode}` is not a mode; allowed: {', '.join(MODES)}.{did_you_mean(str(mode), MODES)}",
+                "set `mode: local` or `mode: cluster`",
+                origin,
             )
+        )
 
 
 def _same_file(a, b) -> bool:
@@ -377,19 +361,12 @@ def _check_world_size(world_size, origin: str):
 
 def schema_default(key: str):
     """The schema default of a key the files do not set (MISSING for a pass-through TRL field)."""
-    try:
-        return get_path(_defaults(), split_key(key, "default"))
-    except (KeyError, IndexError, TypeError, ConfigError):
-        return MISSING
+    return lookup(_defaults(), key)
 
 
-_DEFAULTS: dict = {}
-
-
+@lru_cache(maxsize=1)
 def _defaults() -> dict:
-    if not _DEFAULTS:
-        _DEFAULTS.update(GRPOLabConfig().model_dump(mode="json"))
-    return _DEFAULTS
+    return GRPOLabConfig().model_dump(mode="json")
 
 
 def diff_leaves(lower: dict, upper: dict) -> list[tuple[str, object, object]]:

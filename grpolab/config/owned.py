@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .schema import trl_names
+
 
 @dataclass(frozen=True)
 class Owner:
@@ -17,26 +19,26 @@ class Owner:
     via: str  # how to say it: "`generation.temperature`", "the `--run-name` flag"
 
 
-def _key(key: str, note: str = "") -> Owner:
-    return Owner(key, f"`{key}`{note}")
-
-
-OWNED: dict[str, Owner] = {
-    "output_dir": _key("output_dir", " (top level)"),
+# TRL fields set by a flag or by several keys, not by one key of the schema.
+BY_OTHER_MEANS: dict[str, Owner] = {
     "run_name": Owner(None, "the `--run-name` flag"),
-    "report_to": _key("logging.report_to"),
     "resume_from_checkpoint": Owner(None, "the `--resume RUN_DIR` flag"),
-    "reward_weights": Owner(None, "the `weight` of each entry in `rewards:`"),
-    "trust_remote_code": _key("model.trust_remote_code"),
     "model_init_kwargs": Owner(None, "the `model:` section (dtype, trust_remote_code, revision, attn_implementation)"),
-    **{
-        k: _key(f"generation.{k}")
-        for k in ("max_completion_length", "temperature", "top_p", "top_k", "min_p", "repetition_penalty")
-    },
-    **{
-        k: _key(f"cluster.{k}")
-        for k in ("use_vllm", "vllm_mode", "vllm_server_host", "vllm_server_port", "vllm_gpu_memory_utilization")
-    },
+}
+
+
+def _owner(key: str) -> Owner:
+    if "[]." in key:  # `rewards[].weight`: one value per entry, no single key
+        listed, _, name = key.partition("[].")
+        return Owner(None, f"the `{name}` of each entry in `{listed}:`")
+    return Owner(key, f"`{key}`" + ("" if "." in key else " (top level)"))
+
+
+# Every TRL field a schema key sets under another name than `training.FIELD` / `grpo.FIELD`
+# (schema.trl_names): `generation.top_p`, `cluster.use_vllm`, `training.gradient_checkpointing`.
+OWNED: dict[str, Owner] = {
+    **{trl: _owner(key) for key, trl in trl_names().items() if key not in (f"training.{trl}", f"grpo.{trl}")},
+    **BY_OTHER_MEANS,
 }
 
 
@@ -60,11 +62,3 @@ REMOVED: dict[str, Removed] = {
         "was renamed; use `grpo.vllm_structured_outputs_regex`", "grpo.vllm_structured_outputs_regex"
     ),
 }
-
-
-def trl_field_of(key: str) -> str | None:
-    """The TRL field a grpolab key is written to when grpolab owns it (`generation.top_p` -> top_p)."""
-    for field, owner in OWNED.items():
-        if owner.key == key:
-            return field
-    return None

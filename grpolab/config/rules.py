@@ -12,7 +12,7 @@ from pathlib import Path
 from .derive import derive, reference_model, resolved_generation
 from .errors import Problem
 from .keys import lookup
-from .schema import GRPOLabConfig
+from .schema import DATA_FILE_SUFFIXES, GRPOLabConfig
 from .yaml_io import format_float
 
 
@@ -138,10 +138,6 @@ def eval_metric_names(cfg: GRPOLabConfig) -> list[str]:
     return names + ["eval/accuracy", "eval/truncated", "eval/length"]
 
 
-# The local data file formats (train/data.py reads them); such a file has one split, all of it.
-DATA_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
-
-
 def eval_file(cfg: GRPOLabConfig) -> bool:
     """`eval.dataset` is a local data file: a separate held-out file, its own split (no eval.split)."""
     dataset = cfg.eval.dataset
@@ -150,7 +146,7 @@ def eval_file(cfg: GRPOLabConfig) -> bool:
 
 def has_held_out(cfg: GRPOLabConfig) -> bool:
     """Held-out prompts exist: a split (eval.split, data.eval_split), carved rows, or a held-out file."""
-    return bool(cfg.eval.split or cfg.data.eval_split or cfg.data.test_size or eval_file(cfg))
+    return bool(cfg.eval.split or cfg.data.test_size or eval_file(cfg))
 
 
 def eval_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
@@ -188,6 +184,7 @@ def eval_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             )
         )
     wants = [k for k in ("every_steps", "keep_best", "stop_at", "dataset") if getattr(e, k)]
+    wants = [k for k in wants if k != "every_steps" or e.every_steps != cfg.data.eval_every_steps]  # alias: above
     if wants and not held_out:
         key = f"eval.{wants[0]}"
         problems.append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import typing
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
@@ -44,6 +45,16 @@ _USER_REWARD = re.compile(r"^~?[\w./\\-]+(\.py)?:[A-Za-z_]\w*$")  # `~/x.py:f`: 
 # `module:object` or `path/to/file.py:object` for data transforms, tools, environments and rollouts.
 IMPORT_SPEC = _USER_REWARD.pattern
 _DTYPES = Literal["auto", "float32", "bfloat16", "float16"]
+# The local data file formats (train/data.py reads them); such a file has one split, all of it.
+DATA_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+# `data.eval_split`, `data.eval_samples` and `data.eval_every_steps` are the older names of three
+# `eval:` keys, kept as documented aliases: an `eval:` key left null takes its alias's value once,
+# at validation, so every reader reads `eval.*` only.
+EVAL_ALIASES = {
+    "eval.split": "data.eval_split",
+    "eval.max_prompts": "data.eval_samples",
+    "eval.every_steps": "data.eval_every_steps",
+}
 
 
 def expand_home(value):
@@ -64,6 +75,13 @@ UserPath = Annotated[str, BeforeValidator(expand_home)]
 # `module:function` or `path/file.py:function`. The pattern sits inside the normalizer, so that it
 # checks the expanded path and the JSON schema (editors) still shows it.
 ImportPath = Annotated[str, Field(pattern=IMPORT_SPEC), BeforeValidator(expand_home)]
+
+
+def TrlField(*args, trl: str | None = None, **kwargs):
+    """A field that becomes GRPOConfig's field `trl` (default: its own name), as TRL keeps field,
+    help and rule together. Every field of `training:` and `grpo:` is TRL's own under its own name.
+    trl_names() reads them: the mapping, `owned`, `describe` and `import` derive from it."""
+    return Field(*args, json_schema_extra={"trl": trl or True}, **kwargs)
 
 
 class Section(BaseModel):
@@ -106,7 +124,7 @@ class ModelConfig(Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto = bfloat16 on a bf16 GPU, float32 on CPU"
     )
-    trust_remote_code: bool = Field(False, description="run model code from the Hub repo (off unless you trust it)")
+    trust_remote_code: bool = TrlField(False, description="run model code from the Hub repo (off unless you trust it)")
     revision: str | None = Field(None, description="Hub branch, tag or commit")
     attn_implementation: str | None = Field(
         None, description="eager, sdpa, flash_attention_2 ...; null = transformers' choice"
@@ -255,7 +273,7 @@ class RewardSpec(Section):
     device: str | None = Field(None, description="reward model device (cpu, cuda, cuda:1); null = training device")
     http: HttpReward | None = Field(None, description="a reward computed by an HTTP service")
     judge: JudgeReward | None = Field(None, description="an LLM judge over an OpenAI-compatible API")
-    weight: float = Field(1.0, description="weight in the summed reward")
+    weight: float = TrlField(1.0, description="weight in the summed reward", trl="reward_weights")
     kwargs: dict = Field(
         default_factory=dict, description="keyword arguments for the reward (e.g. pattern for format)"
     )
@@ -333,7 +351,10 @@ class TrainingConfig(PassThroughSection):
     save_total_limit: int | None = Field(None, ge=1, description="keep at most N checkpoints")
     # Differs from TRL (True): it makes steps slower (bench/speed_choices.py) and small models do not need it;
     # the cluster preset turns it on.
-    gradient_checkpointing: bool = Field(False, description="trade compute for memory")
+    # transformers 5 renamed the TRL field; the grpolab key keeps the name recipes use.
+    gradient_checkpointing: bool = TrlField(
+        False, description="trade compute for memory", trl="activation_checkpointing"
+    )
     bf16: bool | Literal["auto"] = Field(
         "auto",
         description="auto = bf16 where the hardware computes it natively (bf16 GPUs, CPUs with "
@@ -380,12 +401,12 @@ class GRPOSection(PassThroughSection):
 
 class GenerationConfig(Section):
     # Differs from TRL (512): long completions on CPU are the main cost of a local run.
-    max_completion_length: int = Field(256, ge=1, description="max new tokens per completion")
-    temperature: float = Field(1.0, gt=0, description="sampling temperature")
-    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling")
-    top_k: int = Field(0, ge=0, description="top-k sampling; 0 = off")
-    min_p: float | None = Field(None, ge=0, le=1, description="min-p sampling; null = off")
-    repetition_penalty: float = Field(1.0, gt=0, description="1.0 = off")
+    max_completion_length: int = TrlField(256, ge=1, description="max new tokens per completion")
+    temperature: float = TrlField(1.0, gt=0, description="sampling temperature")
+    top_p: float = TrlField(1.0, gt=0, le=1, description="nucleus sampling")
+    top_k: int = TrlField(0, ge=0, description="top-k sampling; 0 = off")
+    min_p: float | None = TrlField(None, ge=0, le=1, description="min-p sampling; null = off")
+    repetition_penalty: float = TrlField(1.0, gt=0, description="1.0 = off")
 
 
 class KeepBest(Section):
@@ -401,11 +422,12 @@ class StopAt(Section):
 
 class EvalConfig(Section):
     split: str | None = Field(
-        None, description="held-out split of eval.dataset (default: data.eval_split, or data.test_size's rows)"
+        None,
+        description="held-out split of eval.dataset (default: data.eval_split, its alias, or data.test_size's rows)",
     )
     dataset: UserPath | None = Field(None, description="another dataset to evaluate on; null = data.dataset")
     every_steps: int | None = Field(
-        None, ge=0, description="evaluate every N optimizer steps; null = data.eval_every_steps"
+        None, ge=0, description="evaluate every N optimizer steps; null = data.eval_every_steps (its alias)"
     )
     before_training: bool = Field(True, description="also evaluate before the first step")
     samples_per_prompt: int = Field(1, ge=1, description="completions per prompt (k of pass@k); 1 = greedy")
@@ -413,7 +435,9 @@ class EvalConfig(Section):
     max_completion_length: int | None = Field(
         None, ge=1, description="max new tokens; null = generation.max_completion_length"
     )
-    max_prompts: int | None = Field(None, ge=1, description="held-out prompts to evaluate; null = data.eval_samples")
+    max_prompts: int | None = Field(
+        None, ge=1, description="held-out prompts to evaluate; null = data.eval_samples (its alias)"
+    )
     batch_size: int = Field(64, ge=1, description="prompts generated together")
     rewards: list[RewardSpec] | None = Field(None, description="rewards to score with; null = the training rewards")
     pass_reward: str | None = Field(
@@ -433,7 +457,7 @@ class SaveCompletions(Section):
 
 
 class LoggingConfig(Section):
-    report_to: list[Literal[REPORT_TO]] = Field(
+    report_to: list[Literal[REPORT_TO]] = TrlField(
         default_factory=lambda: ["wandb"], description="trackers; wandb falls back to offline mode"
     )
     project: str = Field("grpolab", description="WandB project")
@@ -464,13 +488,13 @@ class ClusterConfig(Section):
         "auto", description="accelerate mixed precision; auto = bf16 on GPU"
     )
     device: Literal["auto", "cuda", "cpu"] = Field("auto", description="cpu is for tests and debugging")
-    use_vllm: bool | Literal["auto"] = Field("auto", description="auto = vLLM when importable and CUDA is present")
-    vllm_mode: Literal["colocate", "server"] = Field(
+    use_vllm: bool | Literal["auto"] = TrlField("auto", description="auto = vLLM when importable and CUDA is present")
+    vllm_mode: Literal["colocate", "server"] = TrlField(
         "colocate", description="colocate (in the training processes) or server"
     )
-    vllm_server_host: str = Field("0.0.0.0", description="vLLM server address (server mode)")
-    vllm_server_port: int = Field(8000, ge=1, le=65535, description="vLLM server port (server mode)")
-    vllm_gpu_memory_utilization: float = Field(
+    vllm_server_host: str = TrlField("0.0.0.0", description="vLLM server address (server mode)")
+    vllm_server_port: int = TrlField(8000, ge=1, le=65535, description="vLLM server port (server mode)")
+    vllm_gpu_memory_utilization: float = TrlField(
         0.3, gt=0, le=1, description="GPU memory share for vLLM (colocate mode)"
     )
     threads_per_process: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
@@ -587,7 +611,7 @@ class GRPOLabConfig(Section):
     mode: Literal["local", "cluster"] = Field(
         "local", description="local or cluster: picks the preset under this file"
     )
-    output_dir: UserPath = Field("./grpo_results_local", description="each run gets its own folder inside")
+    output_dir: UserPath = TrlField("./grpo_results_local", description="each run gets its own folder inside")
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="numeric_match")], min_length=1)
@@ -627,6 +651,16 @@ class GRPOLabConfig(Section):
             return value
 
         return {name: shell(value) for name, value in env.items()}
+
+    @model_validator(mode="after")
+    def _eval_from_its_aliases(self):
+        # A held-out file is its own split: data.eval_split names a split of data.dataset.
+        held_out_file = (self.eval.dataset or "").lower().endswith(DATA_FILE_SUFFIXES)
+        for key, alias in EVAL_ALIASES.items():
+            name = key.partition(".")[2]
+            if getattr(self.eval, name) is None and not (name == "split" and held_out_file):
+                setattr(self.eval, name, getattr(self.data, alias.partition(".")[2]))
+        return self
 
     @field_validator("rewards")
     @classmethod
@@ -732,7 +766,6 @@ def closed_model() -> type[GRPOLabConfig]:
 def path_keys() -> frozenset[str]:
     """Every key whose value is a path on this machine (UserPath, ImportPath), in the canonical
     form `rewards[].name`: what `config explain --key` says relative paths are relative to."""
-    import typing
 
     def walk(model: type[BaseModel], prefix: str) -> set[str]:
         keys: set[str] = set()
@@ -750,3 +783,27 @@ def path_keys() -> frozenset[str]:
         return keys
 
     return frozenset(walk(GRPOLabConfig, ""))
+
+
+@lru_cache(maxsize=1)
+def trl_names() -> dict[str, str]:
+    """grpolab key (`generation.top_p`, `rewards[].weight`) -> the GRPOConfig field it becomes, for
+    every typed key that reaches TRL."""
+
+    def walk(model: type[BaseModel], prefix: str, own_names: bool) -> dict[str, str]:
+        names: dict[str, str] = {}
+        for name, field in model.model_fields.items():
+            key = f"{prefix}{name}"
+            trl = (field.json_schema_extra or {}).get("trl") or own_names
+            if trl:
+                names[key] = name if trl is True else trl
+                continue
+            annotation = field.annotation
+            item = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else None
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                names |= walk(annotation, f"{key}.", issubclass(annotation, PassThroughSection))
+            elif isinstance(item, type) and issubclass(item, BaseModel):
+                names |= walk(item, f"{key}[].", False)
+        return names
+
+    return walk(GRPOLabConfig, "", False)

@@ -1,13 +1,7 @@
 """Validation, before any model is loaded. Every problem of a config is collected and raised
 together as one ConfigError: keys, types and bounds (pydantic, through the closed schema),
 then the rules across fields for the world size the run will use. Recommended ranges are
-warnings.
-
-    schema.py           what each key is (closed_model(): training/grpo closed over TRL's fields)
-    pydantic_errors.py  pydantic's errors in the config's words, with did-you-mean hints
-    rules.py            cross-field rules for a world size; recommended ranges
-    owned.py            TRL fields grpolab sets from its own keys, and fields TRL removed
-"""
+warnings."""
 
 from __future__ import annotations
 
@@ -24,9 +18,6 @@ from .rules import (
     world_size_warnings,
 )
 from .schema import GRPOLabConfig, closed_model
-from .trl_snapshot import trl_fields
-
-__all__ = ["check", "cross_field_problems", "trl_fields"]
 
 
 def check(data: dict, origin_of, world_size: int | None) -> tuple[GRPOLabConfig, list[Problem]]:

@@ -21,6 +21,8 @@ from ruamel.yaml.tokens import CommentToken
 from .keys import MISSING, same
 from .yaml_io import _double_quoted, inline_yaml
 
+CHANGED = "# Changed from "
+
 
 def list_cut(tree, parts) -> int | None:
     """If the tree lacks the list item `parts` goes through, how many parts name that list."""
@@ -76,20 +78,28 @@ def set_with_comment(tree: CommentedMap, parts, value, before, key: str, default
     if isinstance(value, str) and "\n" in value:
         value = DoubleQuotedScalarString(value)  # one line, "...\n...", whatever quoting the old value had
     node[last] = new = to_tree(value)
-    note = f"# Changed from {inline_yaml(None if before is MISSING else before)}"
-    token = node.ca.items.get(last, [None, None, None, None])[2]
+    token = _eol_token(node, last)
     first, _, rest = token.value.partition("\n") if token is not None else ("", "", "")
-    kept = first.strip()
-    if kept.startswith("# Changed from"):  # marked by an earlier save: the new mark replaces it
-        _, sep, own = kept.partition("  #")
-        kept = "#" + own if sep else ""
-    comment = note + (f"  {kept}" if kept else "")  # the key's own comment stays, word for word
+    mark, own = "", first.strip()
+    if own.startswith(CHANGED):
+        mark, sep, own = own.partition("  #")
+        own = "#" + own if sep else ""
+    # A mark from an earlier edit names the value the file had before any edit: it stays, and
+    # goes when the value is back to that one.
+    if not mark:
+        mark = f"{CHANGED}{inline_yaml(None if before is MISSING else before)}"
+    elif mark[len(CHANGED) :] == inline_yaml(value):
+        mark = ""
+    comment = "  ".join(part for part in (mark, own) if part)
     if isinstance(new, (CommentedMap, CommentedSeq)) and new:
         # A block value starts on the next line: the lines after the key's comment go below it.
         tail, rest = tail or rest, ""
         _put_tail(new, tail)
         tail = ""
     column = _eol_column(node, last, value)
+    if not comment and not (tail or rest):  # the mark went and the key had no comment of its own
+        node.ca.items[last][2] = None
+        return
     if token is None:
         node.yaml_add_eol_comment(comment, last, column=column)
         token = node.ca.items[last][2]
@@ -98,6 +108,50 @@ def set_with_comment(tree: CommentedMap, parts, value, before, key: str, default
     if column is None:
         comment = " " + comment  # a brand-new mapping has no column yet: with the emitter's own space, two
     token.value = comment + ("\n" + (tail or rest) if (tail or rest) else "")
+
+
+# ----------------------------------------------------------------------------- end-of-line comments
+# The one walk behind every end-of-line comment grpolab reads or writes: `show --origins`,
+# `config new` / `minimize`, `config import`, the presets' descriptions, the tuners' reasons.
+def leaves(tree, prefix: str = "", depth: int = 0):
+    """(dotted key, holder, name, depth) of every leaf of a round-trip mapping. A non-empty
+    mapping is walked into; anything else (a scalar, a list, `{}`) is a leaf."""
+    for name, value in tree.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if isinstance(value, CommentedMap) and value:
+            yield from leaves(value, key, depth + 1)
+        else:
+            yield key, tree, name, depth
+
+
+def _eol_token(holder, name):
+    slots = holder.ca.items.get(name)
+    return slots[2] if slots and len(slots) > 2 else None
+
+
+def eol_comment(holder, name) -> str:
+    """The first line of a key's end-of-line comment, `#` included; '' if it has none."""
+    token = _eol_token(holder, name)
+    return token.value.partition("\n")[0].strip() if token is not None else ""
+
+
+def put_eol_comment(holder, name, comment: str, depth: int) -> None:
+    """Set a key's end-of-line comment, two spaces after its value; the comment lines below stay."""
+    token = _eol_token(holder, name)
+    if token is None:
+        holder.yaml_add_eol_comment(comment, name, column=_eol_column(holder, name, holder[name], depth))
+    else:
+        _, newline, rest = token.value.partition("\n")
+        token.value = comment + newline + rest
+
+
+def commented(data: dict, comments: dict[str, str]) -> CommentedMap:
+    """Plain data as a round-trip tree, with `comments` (dotted key -> `# text`) on its leaves."""
+    tree = to_tree(data)
+    for key, holder, name, depth in list(leaves(tree)):
+        if key in comments:
+            put_eol_comment(holder, name, comments[key], depth)
+    return tree
 
 
 def _flow(node) -> bool:
@@ -176,12 +230,15 @@ def _put_tail(container, tail: str) -> None:
         token.value = f"{first}\n{rest}{tail}"
 
 
-def _eol_column(node: CommentedMap, key, value) -> int | None:
-    """Column two spaces after `key: value` (the presets' style), from the key's or a sibling's indent."""
+def _eol_column(node: CommentedMap, key, value, depth: int | None = None) -> int | None:
+    """Column two spaces after `key: value` (the presets' style), from the key's or a sibling's
+    indent, else from `depth` (a tree built in memory)."""
     try:
         indent = node.lc.key(key)[1] if key in (node.lc.data or {}) else next(iter(node.lc.data.values()))[1]
     except (StopIteration, AttributeError, TypeError):
-        return None  # a brand-new mapping: ruamel places the comment
+        if depth is None:
+            return None  # a brand-new mapping: ruamel places the comment
+        indent = 2 * depth
     stored = node.get(key)  # ruamel keeps a replaced string's quoting style
     if isinstance(value, (dict, list)) and value:
         shown = ""  # block values start below

@@ -400,7 +400,9 @@ def dump_yaml(data) -> str:
     yaml.representer.add_representer(type(None), _represent_none)
     stream = io.StringIO()
     yaml.dump(data, stream)
-    text = stream.getvalue()
+    # Comments read from a CRLF file keep their `\r`: the text is LF throughout, and whoever
+    # writes it gives it a file's line endings (styled_like).
+    text = stream.getvalue().replace("\r\n", "\n")
     return text if text.endswith("\n") else text + "\n"  # an added comment on the last line has none
 
 
@@ -504,12 +506,6 @@ def changed_while_editing(path) -> ConfigError:
         ),
         CONFIG_CHANGED,
     )
-
-
-def check_unchanged(path, expected: str | None) -> None:
-    """Refuse the edit if `path` no longer holds the version `expected` (a digest from version_read)."""
-    if expected is not None and _digest(_current(path)) != expected:
-        raise changed_while_editing(path)
 
 
 @contextlib.contextmanager
@@ -655,6 +651,15 @@ def keep_file_style(old: bytes, text: str) -> str:
     if body.count(b"\r\n") and body.count(b"\r\n") == body.count(b"\n"):
         text = text.replace("\r\n", "\n").replace("\n", "\r\n")
     return _BOM + text if bom else text
+
+
+def styled_like(path, text: str) -> str:
+    """`text` made from the file at `path`, in that file's line endings and BOM: an edit written to
+    another file (`-o`, `minimize`, `save_config(new_path)`) keeps them too."""
+    try:
+        return keep_file_style(Path(path).read_bytes(), text)
+    except OSError:
+        return text
 
 
 def _umask() -> int:

@@ -12,7 +12,7 @@ from ruamel.yaml.tokens import CommentToken
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.errors import CONFIG_CHANGED, advise
 from grpolab.config.keys import flatten
-from grpolab.config.loader import preset_dir
+from grpolab.config.layers import preset_dir
 from grpolab.config.yaml_io import (
     dump_yaml,
     edit_lock,

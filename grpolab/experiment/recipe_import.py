@@ -12,13 +12,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.errors import did_you_mean
 from grpolab.config.keys import set_path, split_key
 from grpolab.config.owned import OWNED, REMOVED
 from grpolab.config.trl_snapshot import trl_fields
+from grpolab.config.yaml_edit import commented
 from grpolab.config.yaml_io import (
     dump_yaml,
     inline_yaml,
@@ -434,26 +433,6 @@ def _pins(conv: _Converter, mode: str) -> dict:
     return pins
 
 
-def _tree(data: dict, comments: dict[str, str], prefix: str = "") -> CommentedMap:
-    out = CommentedMap()
-    keys = list(data) if prefix else [k for k in ORDER if k in data] + [k for k in data if k not in ORDER]
-    for key in keys:
-        value = data[key]
-        dotted = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, dict):
-            out[key] = _tree(value, comments, dotted)
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            out[key] = CommentedSeq(_tree(v, {}, f"{dotted}[]") for v in value)
-        else:
-            out[key] = value
-        if dotted in comments:
-            # Two spaces after the value, as in the presets (block values start on the next line).
-            indent = 2 * (prefix.count(".") + 1) if prefix else 0
-            shown = "" if isinstance(value, (dict, list)) and value else f" {inline_yaml(value)}"
-            out.yaml_add_eol_comment(comments[dotted], key, column=indent + len(f"{key}:{shown}") + 2)
-    return out
-
-
 def import_recipe(path, mode: str | None = None, gpus: int | None = None, vllm_gpus: int = 0) -> Imported:
     """`gpus`/`vllm_gpus`: the world the recipe is meant for (`--gpus N --vllm-gpus K`): it is
     validated for N - K training processes and cluster.num_processes is written."""
@@ -485,7 +464,9 @@ def import_recipe(path, mode: str | None = None, gpus: int | None = None, vllm_g
         f"# It layers over the {mode} preset; where the preset differs from TRL's defaults and the\n"
         "# recipe says nothing, the TRL default is written here (`# TRL default`).\n"
     )
-    text = header + dump_yaml(_tree({"mode": mode, **conv.data}, comments))
+    data = {"mode": mode, **conv.data}
+    data = {key: data[key] for key in sorted(data, key=lambda k: ORDER.index(k) if k in ORDER else len(ORDER))}
+    text = header + dump_yaml(commented(data, comments))
     if conv.unmapped:
         text += "\n# Not imported: no grpolab equivalent (kept for reference)\n"
         text += "".join(f"# {key}: {inline_yaml(value)}  # {why}\n" for key, value, why in conv.unmapped)

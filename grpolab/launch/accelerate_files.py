@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
-from grpolab.config.loader import preset_dir
+from grpolab.config.layers import preset_dir
 from grpolab.config.yaml_io import dump_yaml, read_yaml_file
 
 ACCELERATE_CONFIG = "accelerate_config.yaml"

@@ -7,7 +7,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from grpolab.config.errors import Problem
-from grpolab.config.validate import cross_field_problems
+from grpolab.config.rules import cross_field_problems
 
 LOCAL_HOSTS = ("0.0.0.0", "localhost", "127.0.0.1", "::", "")
 

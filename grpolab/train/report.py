@@ -70,19 +70,19 @@ def _reward_model_lines() -> list[str]:
 
 
 def _eval_line(cfg, data) -> str:
-    e, d = cfg.eval, cfg.data
+    e = cfg.eval
     from grpolab.config.rules import eval_file
 
     source = (
         f"{e.dataset} (a held-out file)"
         if eval_file(cfg)
-        else f"[{e.split or d.eval_split}]"
-        if (e.split or d.eval_split)
+        else f"[{e.split}]"
+        if e.split
         else "carved from the training data (data.test_size)"
     )
     k = e.samples_per_prompt
     how = "greedy" if k == 1 else f"{k} samples each at temperature {e.temperature:g}"
-    every = e.every_steps if e.every_steps is not None else d.eval_every_steps
+    every = e.every_steps
     when = ("before, " if e.before_training else "") + "after" + (f" and every {every} steps" if every else "")
     dropped = f" ({data.eval_dropped} dropped as too long)" if data.eval_dropped else ""
     return f"held-out     {len(data.eval_rows)} prompts {source}{dropped}, {how}, evaluated {when}"

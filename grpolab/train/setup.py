@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
-from grpolab.config.loader import preset_dir
+from grpolab.config.layers import preset_dir
 from grpolab.config.rules import eval_file
 from grpolab.config.trl_compat import check_installed
 from grpolab.runtime import dist as dists
@@ -159,10 +159,10 @@ def training_data(cfg, tokenizer, model, reward_needs, eval_reward_needs=None) -
     )
     # Held-out prompts take the training path: columns, system prompt, chat template, too-long drop.
     e, eval_set, eval_dropped = cfg.eval, None, 0
-    limit = e.max_prompts or d.eval_samples
+    limit = e.max_prompts
     if d.test_size is not None:
         train_set, eval_set = datas.carve_eval(train_set, d.test_size, cfg.training.seed)
-    split = e.split or d.eval_split
+    split = e.split
     if eval_file(cfg):  # a held-out file is its own split: all of its rows, whatever data.split names
         source = d.model_copy(update={"dataset": e.dataset, "datasets": None})
         split = source.split
@@ -184,7 +184,7 @@ def training_data(cfg, tokenizer, model, reward_needs, eval_reward_needs=None) -
         if not eval_rows:
             raise ConfigError(
                 Problem(
-                    "eval.split" if e.split else "data.eval_split" if d.eval_split else "data.test_size",
+                    "eval.split" if e.split else "data.test_size",
                     "leaves no held-out prompts after filtering.",
                     "use a split with rows that fit the context, or a larger data.test_size",
                 )

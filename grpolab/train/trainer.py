@@ -73,7 +73,7 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
     e = cfg.eval
     evaluation = None
     if data.eval_rows:
-        every = e.every_steps if e.every_steps is not None else cfg.data.eval_every_steps
+        every = e.every_steps
         evaluation = EvalCallback(
             make_evaluator(cfg, data.eval_rows, tokenizer, reward_funcs), every, run.dir, run.wandb_run, eval_goals(e)
         )
@@ -242,7 +242,7 @@ def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> No
         if evaluation is not None:
             before, after = run.eval_before or {}, eval_after or {}
             summary.eval = {
-                "split": cfg.eval.split or cfg.data.eval_split or ("test_size" if cfg.data.test_size else None),
+                "split": cfg.eval.split or ("test_size" if cfg.data.test_size else None),
                 "prompts": len(run.data.eval_rows),
                 "dropped_too_long": run.data.eval_dropped,
                 "before": run.eval_before,

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
+from grpolab.config.yaml_edit import CHANGED, eol_comment, leaves, put_eol_comment
+from grpolab.config.yaml_io import dump_yaml, parse_yaml_text
+
 
 def annotate_changes(text: str, reasons: dict[str, str]) -> str:
-    """`key: NEW  # Changed from OLD` -> `key: NEW  # Changed from OLD: <reason>` for the dotted keys in
-    `reasons` (matched by their last part, within the section the line is in)."""
-    out, section = [], []
-    for line in text.splitlines(keepends=True):
-        stripped = line.lstrip(" ")
-        indent = len(line) - len(stripped)
-        if stripped and not stripped.startswith(("#", "-")) and ":" in stripped:
-            name = stripped.split(":", 1)[0].strip()
-            depth = indent // 2
-            section = section[:depth] + [name]
-            dotted = ".".join(section)
-            if "# Changed from " in line and dotted in reasons:
-                head, _, tail = line.partition("# Changed from ")
-                old, sep, rest = tail.partition("  #")
-                end = "\n" if line.endswith("\n") else ""
-                old = old.rstrip("\n").rstrip()
-                rest = rest.rstrip("\n")
-                line = f"{head}# Changed from {old}: {reasons[dotted]}" + (f"  #{rest}" if sep else "") + end
-        out.append(line)
-    return "".join(out)
+    """`key: NEW  # Changed from OLD` -> `key: NEW  # Changed from OLD: <reason>` for the dotted keys
+    in `reasons`; the key's own comment stays after the mark."""
+    tree = parse_yaml_text(text, "<changes>")
+    for key, holder, name, depth in list(leaves(tree)):
+        comment = eol_comment(holder, name)
+        if key in reasons and comment.startswith(CHANGED):
+            mark, sep, own = comment.partition("  #")
+            put_eol_comment(holder, name, f"{mark}: {reasons[key]}{sep}{own}", depth)
+    return dump_yaml(tree)
