@@ -21,6 +21,7 @@ from grpolab.config.rules import out_of_range, range_text
 from grpolab.config.yaml_io import inline_yaml, read_yaml_file, to_plain
 from grpolab.run import metrics
 from grpolab.run.record import read_json
+from grpolab.runtime.hub import context_length, model_config
 
 from .edits import annotate_changes
 from .thresholds import THRESHOLDS, limit
@@ -66,6 +67,26 @@ class Finding:
             "alternatives": self.alternatives,
             "thresholds": {name: THRESHOLDS[name].value for name in self.thresholds},
         }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Finding:
+        """A finding as to_dict wrote it (a run's record keeps the guard's findings this way)."""
+        return cls(
+            d["id"],
+            d.get("title", ""),
+            list(d.get("evidence") or []),
+            d.get("why", ""),
+            dict(d.get("edits") or {}),
+            list(d.get("alternatives") or []),
+            list(d.get("thresholds") or {}),
+        )
+
+    def body(self) -> list[str]:
+        """Evidence, why, the edit and the alternatives, one line each, as doctor prints them."""
+        lines = [f"      evidence  {item}" for item in self.evidence] + [f"      why       {self.why}"]
+        if self.edits:
+            lines.append(f"      edit      {' '.join(self.set_lines())}")
+        return lines + [f"      or        {alt}" for alt in self.alternatives]
 
 
 @dataclass
@@ -227,17 +248,14 @@ def validate_edits(run: Run, edits: dict) -> str | None:
     return None
 
 
+def _models(run: Run) -> list[str]:
+    """The run's model as recorded, then as its config names it."""
+    return [str(m) for m in (run.info.get("model"), run.config.model.name_or_path if run.config else None) if m]
+
+
 def _model_context(run: Run) -> int | None:
-    """The model's positions from its config.json (the run's model folder), or None."""
-    for candidate in (run.info.get("model"), run.config.model.name_or_path if run.config else None):
-        if not candidate:
-            continue
-        cfg_file = Path(str(candidate)).expanduser() / "config.json"
-        data = read_json(cfg_file) if cfg_file.is_file() else {}
-        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-            if isinstance(data.get(key), int) and data[key] > 0:
-                return data[key]
-    return None
+    """The model's positions from its config.json (its folder or the Hub cache), or None."""
+    return next((n for m in _models(run) if (n := context_length(model_config(m)))), None)
 
 
 # --------------------------------------------------------------------------- the findings
@@ -529,14 +547,13 @@ def find_lr_too_low(run: Run, zero_signal: bool, constant: bool) -> Finding | No
 
 def _model_parameters(run: Run) -> int | None:
     """Parameter count from the model's config.json, when its shape can be read (no torch)."""
-    from .memory import ModelShape
+    from .memory import resolve_shape
 
-    for candidate in (run.info.get("model"), run.config.model.name_or_path if run.config else None):
-        if candidate:
-            try:
-                return ModelShape.from_config_dir(Path(str(candidate)).expanduser()).parameters
-            except (ConfigError, OSError):
-                continue
+    for model in _models(run):
+        try:
+            return resolve_shape(model).parameters
+        except (ConfigError, OSError):
+            continue
     return None
 
 
@@ -714,14 +731,7 @@ def render(run: Run, findings: list[Finding]) -> str:
         lines.append("  no findings: nothing in the logged metrics crosses a threshold (grpolab doctor --thresholds)")
         return "\n".join(lines)
     for i, f in enumerate(findings, 1):
-        lines.append(f"  [{i}] {f.id}: {f.title}")
-        for item in f.evidence:
-            lines.append(f"      evidence  {item}")
-        lines.append(f"      why       {f.why}")
-        if f.edits:
-            lines.append(f"      edit      {' '.join(f.set_lines())}")
-        for alt in f.alternatives:
-            lines.append(f"      or        {alt}")
+        lines += [f"  [{i}] {f.id}: {f.title}", *f.body()]
     return "\n".join(lines)
 
 
@@ -802,57 +812,40 @@ def write_next_config(
 
 
 def _minimal_text(run: Run, loader, source: Path, edits: dict, reason: dict, header, out: Path) -> str:
-    from grpolab.config import files
-    from grpolab.config.keys import MISSING, flatten, lookup, unflatten
-    from grpolab.config.layers import base_value
+    from grpolab.config.files import based_text
+    from grpolab.config.keys import lookup
 
-    base = GRPOConfigLoader(config_path=source)
     nxt = loader.with_overrides(edits)  # validated here: nothing is written when the edits do not fit
     GRPOConfigLoader.from_dict(nxt.to_dict(), world_size=run.world_size)
-    flat = flatten(files._minimal(nxt, base), split_lists=False)
-    resolved = nxt.to_dict()
-    for key in reason:  # a finding's key is written even where it returns to the base file's value
-        flat[key] = lookup(resolved, key)
-    data = unflatten(flat)
     was = run.loader.to_dict()
-    comments = {}
-    for key in flatten(data, split_lists=False):
+
+    def comment(key: str) -> str:
         if key in reason:
-            comments[key] = f"# Changed from {inline_yaml(lookup(was, key))}: {reason[key]}"
-        elif lookup(was, key, MISSING) is not MISSING:
-            comments[key] = "# as the run had it (its --set or flags)"
+            return f"# Changed from {inline_yaml(lookup(was, key))}: {reason[key]}"
+        return "# as the run had it (its --set or flags)"
+
     lines = [*header, "`base:` is the run's config; the rest is what the run and this experiment change in it."]
-    text = files._build("\n".join(lines), out.parent, base_value(source, out.parent), data, comments)
-    files._verify(text, out, nxt)
-    return text
+    # A finding's key is written even where it returns to the base file's value.
+    return based_text(nxt, source, out, "\n".join(lines), comment, keep=reason)
 
 
 def _full_text(run: Run, loader, source: str, edits: dict, reason: dict, header) -> str:
-    if loader.overrides:
-        loader = _bake_overrides(loader, run)  # the run's own --set values become the base, unmarked
-    try:
-        loader.update_params(edits)  # raises ConfigError (nothing written) when they do not validate together
-        text = loader.render()
-    finally:
-        if getattr(loader, "_baked_from", None):
-            Path(loader._baked_from).unlink(missing_ok=True)
+    """A full copy of the run's config file with the run's own --set values written in unmarked,
+    and the edits marked `# Changed from <the run's value>: <finding>`."""
+    from grpolab.config.keys import lookup, split_key
+    from grpolab.config.loader import schema_default
+    from grpolab.config.yaml_edit import set_with_comment
+    from grpolab.config.yaml_io import dump_yaml, parse_yaml_text
+
+    loader.with_overrides(edits)  # raises ConfigError (nothing written) when they do not validate together
+    unmarked = "\n".join(_MARK.sub("", line) for line in loader.render().splitlines()) + "\n"
+    tree = parse_yaml_text(unmarked, source)
+    was = run.loader.to_dict()
+    for key, value in edits.items():
+        set_with_comment(tree, split_key(key), value, lookup(was, key), key, schema_default)
+    text = annotate_changes(dump_yaml(tree), reason)
     lines = [*header, f"a full copy of {source}"]
-    return "".join(f"# {line}\n" for line in lines) + "\n" + annotate_changes(text, reason)
+    return "".join(f"# {line}\n" for line in lines) + "\n" + text
 
 
 _MARK = re.compile(r"  # Changed from .*?(?=  #|$)")
-
-
-def _bake_overrides(loader: GRPOConfigLoader, run: Run) -> GRPOConfigLoader:
-    """A loader whose source file is the run's config with the run's overrides written in (their
-    `# Changed from` marks removed), so that the next experiment's marks compare with the run itself."""
-    import os
-    import tempfile
-
-    text = "\n".join(_MARK.sub("", line) for line in loader.render().splitlines()) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".grpolab-doctor-", suffix=".yaml")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    baked = GRPOConfigLoader(config_path=tmp, world_size=run.world_size)
-    baked._baked_from = tmp
-    return baked
