@@ -204,31 +204,24 @@ def _flat(data, prefix=""):
 
 
 def _table(before: Derived, after: Derived, old, new) -> list[tuple[str, str, str]]:
-    def onp(d):
-        return "yes" if d.on_policy else "no"
-
+    t0, t1 = old.training, new.training
+    rows = [
+        ("processes", before.world_size, after.world_size),
+        ("per_device_train_batch_size", t0.per_device_train_batch_size, t1.per_device_train_batch_size),
+        ("gradient_accumulation_steps", t0.gradient_accumulation_steps, t1.gradient_accumulation_steps),
+    ]
+    for label, name in (
+        ("effective batch size", "effective_batch_size"),
+        ("completions per round", "generation_batch_size"),
+        ("unique prompts per round", "unique_prompts_per_round"),
+        ("steps per generation", "steps_per_generation"),
+        ("optimizer steps per round", "optimizer_steps_per_round"),
+    ):
+        rows.append((label, getattr(before, name), getattr(after, name)))
+    rows.append(("on-policy", "yes" if before.on_policy else "no", "yes" if after.on_policy else "no"))
     return [
-        ("processes", str(before.world_size), str(after.world_size)),
-        (
-            "per_device_train_batch_size",
-            str(old.training.per_device_train_batch_size),
-            str(new.training.per_device_train_batch_size),
-        ),
-        (
-            "gradient_accumulation_steps",
-            str(old.training.gradient_accumulation_steps),
-            str(new.training.gradient_accumulation_steps),
-        ),
-        ("effective batch size", str(before.effective_batch_size), str(after.effective_batch_size)),
-        ("completions per round", str(before.generation_batch_size), str(after.generation_batch_size)),
-        ("unique prompts per round", str(before.unique_prompts_per_round), str(after.unique_prompts_per_round)),
-        ("steps per generation", str(before.steps_per_generation), str(after.steps_per_generation)),
-        (
-            "optimizer steps per round",
-            f"{before.optimizer_steps_per_round:g}",
-            f"{after.optimizer_steps_per_round:g}",
-        ),
-        ("on-policy", onp(before), onp(after)),
+        (label, f"{a:g}" if isinstance(a, float) else str(a), f"{b:g}" if isinstance(b, float) else str(b))
+        for label, a, b in rows
     ]
 
 
