@@ -121,9 +121,4 @@ def live_findings(
                 finding = find()
                 if finding:
                     found[kind] = finding
-        for finding in found.values():  # an edit that would not validate is shown, never suggested as is
-            problem = doctor.validate_edits(run, finding.edits)
-            if problem:
-                finding.alternatives.insert(0, " ".join(finding.set_lines()) + f"  (not valid as is: {problem})")
-                finding.edits = {}
-    return sorted(found.values(), key=lambda f: doctor.ORDER.index(f.id))
+        return doctor.checked(run, list(found.values()))

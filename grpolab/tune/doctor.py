@@ -14,6 +14,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import fmean
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.derive import derive
@@ -180,10 +181,6 @@ def completions_sample(run_dir: Path, n: int = 3) -> list[dict]:
 def _thirds(values: list[float]) -> tuple[float, float]:
     k = max(1, len(values) // 3)
     return sum(values[:k]) / k, sum(values[-k:]) / k
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
 
 
 def _show(points: list[tuple[int, float]], digits: int = 3) -> str:
@@ -367,7 +364,7 @@ def find_no_signal(run: Run) -> Finding | None:
     zero = series(run, "frac_reward_zero_std")
     if not zero:
         return None
-    mean = _mean([v for _, v in zero])
+    mean = fmean([v for _, v in zero])
     if mean <= limit("zero_std_frac"):
         return None
     cfg = run.config
@@ -400,7 +397,7 @@ def find_clipped(run: Run) -> Finding | None:
     clipped = series(run, "completions/clipped_ratio")
     if not clipped:
         return None
-    mean = _mean([v for _, v in clipped])
+    mean = fmean([v for _, v in clipped])
     if mean <= limit("clipped_ratio"):
         return None
     evidence = [
@@ -414,7 +411,7 @@ def find_clipped(run: Run) -> Finding | None:
         mcl = cfg.generation.max_completion_length
         if length:
             evidence.append(
-                f"completions/mean_length {_mean([v for _, v in length]):.1f} tokens against "
+                f"completions/mean_length {fmean([v for _, v in length]):.1f} tokens against "
                 f"generation.max_completion_length {mcl}"
             )
         context = _model_context(run)
@@ -482,8 +479,8 @@ def find_kl_growth(run: Run) -> Finding | None:
         return None
     values = [v for _, v in kl]
     q = max(1, len(values) // 4)
-    second = _mean(values[q : 2 * q]) if len(values) >= 2 * q else values[0]
-    late = _mean(values[-q:])
+    second = fmean(values[q : 2 * q]) if len(values) >= 2 * q else values[0]
+    late = fmean(values[-q:])
     last = values[-1]
     growth = late / second if second > 0 else math.inf
     if not (last > limit("kl_max") and (growth > limit("kl_growth") or last > limit("kl_extreme"))):
@@ -688,7 +685,12 @@ def diagnose(run: Run) -> list[Finding]:
     ):
         if finding:
             findings.append(finding)
-    for finding in findings:  # an edit that would not validate is shown as an alternative, never written
+    return checked(run, findings)
+
+
+def checked(run: Run, findings: list[Finding]) -> list[Finding]:
+    """The findings in ORDER; an edit that would not validate is shown as an alternative, never written."""
+    for finding in findings:
         problem = validate_edits(run, finding.edits)
         if problem:
             finding.alternatives.insert(0, " ".join(finding.set_lines()) + f"  (not valid as is: {problem})")
