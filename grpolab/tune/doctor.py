@@ -21,7 +21,8 @@ from grpolab.config.derive import derive
 from grpolab.config.rules import out_of_range, range_text
 from grpolab.config.yaml_io import inline_yaml, read_yaml_file, to_plain
 from grpolab.run import metrics
-from grpolab.run.record import read_json
+from grpolab.run.record import SUMMARY, read_json
+from grpolab.run.run_dir import RESOLVED_CONFIG
 from grpolab.runtime.hub import context_length, model_config
 
 from .edits import annotate_changes
@@ -113,37 +114,23 @@ class Run:
 
 # --------------------------------------------------------------------------- reading a run
 def load_run(run_dir) -> Run:
+    """The run through the one run reader (grpolab.experiment.runs: typed records, a field of the
+    wrong type named, never met later), with its resolved config loaded where it still loads."""
+    from grpolab.experiment.runs import load_run as read_run
+
     path = Path(run_dir)
     if not path.is_dir():
         raise ConfigError(Problem("", "no such run directory.", "pass a folder made by `grpolab train`", str(path)))
-    resolved = path / "resolved_config.yaml"
-    metrics_path = path / "metrics.jsonl"
-    if not resolved.is_file() and not metrics_path.is_file():
-        raise ConfigError(
-            Problem(
-                "",
-                "is not a run directory (neither resolved_config.yaml nor metrics.jsonl is there).",
-                "pass a folder made by `grpolab train` (under its output_dir)",
-                str(path),
-            )
-        )
-    from grpolab.run.record import RunInfo, Summary
-
-    _, torn = metrics.read_counted(metrics_path)  # a torn last line of a killed run is counted, not an error
-    records, problems = metrics.read_checked(path)
-    # Through the typed readers: a field of the wrong type is dropped and named, never met later.
-    typed_info, typed_summary = RunInfo.load(path), Summary.load(path)
-    problems = [*typed_info.unreadable, *typed_summary.unreadable, *problems]
-    info = typed_info.to_dict()
+    record = read_run(path)
+    _, torn = metrics.read_counted(metrics.path_of(path))  # a torn last line of a killed run is counted, not an error
     loader, error = None, None
-    if resolved.is_file():
-        world = info.get("world_size") if isinstance(info.get("world_size"), int) else None
+    if (path / RESOLVED_CONFIG).is_file():
         try:
-            loader = GRPOConfigLoader(config_path=resolved, world_size=world)
+            loader = GRPOConfigLoader(config_path=path / RESOLVED_CONFIG, world_size=record.info.world_size)
         except ConfigError as exc:
             error = str(exc)
-    summary = typed_summary.to_dict() if read_json(path / "summary.json") else {}
-    return Run(path, records, summary, info, loader, error, torn, problems)
+    summary = record.summary.to_dict() if read_json(path / SUMMARY) else {}
+    return Run(path, record.metrics(), summary, record.info.to_dict(), loader, error, torn, record.problems)
 
 
 def series(run: Run, key: str) -> list[tuple[float, float]]:
@@ -287,8 +274,11 @@ def find_divergence(run: Run) -> Finding | None:
                 f"{k} logged steps: {(best - late) / best:.0%} lost > {limit('reward_collapse'):.0%}"
             )
             thresholds.append("reward_collapse")
-    if not evidence:
-        return None
+    return divergence(run, evidence, thresholds) if evidence else None
+
+
+def divergence(run: Run, evidence: list[str], thresholds: list[str]) -> Finding:
+    """The divergence finding on this evidence: a far smaller step, and what else holds the policy."""
     cfg = run.config
     edits, alternatives = {}, []
     if cfg is not None:
