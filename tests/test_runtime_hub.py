@@ -186,7 +186,9 @@ def test_model_config_reads_a_folder_a_file_or_the_cache_never_the_network(where
         (folder / "config.json").write_text(text)
     elif where == "hub cache":
         hub_cache("org/model", text)
-    name = {"folder": str(folder), "file": str(folder / "config.json"), "hub cache": "org/model"}.get(where, "org/gone")
+    name = {"folder": str(folder), "file": str(folder / "config.json"), "hub cache": "org/model"}.get(
+        where, "org/gone"
+    )
     config = hub.model_config(name)
     assert hub.context_length(config) == (positions if where != "nowhere" else None)
     if where == "nowhere":

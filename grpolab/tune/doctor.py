@@ -149,10 +149,9 @@ def nonfinite(run: Run, keys) -> list[tuple[int, str, float]]:
 
 def completions_sample(run_dir: Path, n: int = 3) -> list[dict]:
     """A few saved completions (TRL's completions/*.parquet with log_completions, or completions.jsonl)."""
-    jsonl = run_dir / "completions.jsonl"
-    if jsonl.is_file():
-        rows, _ = metrics.read_counted(jsonl)
-        return rows[-n:]
+    saved = metrics.read_completions(run_dir)
+    if saved:
+        return saved[-n:]
     files = sorted((run_dir / "completions").glob("completions_*.parquet"))
     if not files:
         return []
