@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, child_env, read_jsonl
@@ -53,20 +54,112 @@ def test_bad_guard_value_is_a_usage_error(tmp_path, capsys):
     assert "Fix: set `guard.no_learning_signal: stop`" in err
 
 
-def test_forecast_projection_and_line():
+def _now():
     import datetime as dt
 
+    return dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def test_forecast_projection_and_line():
     from grpolab.guard.forecast import project
 
-    now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
     # step 1 took 5 s (warm-up), steps 2-10 took 1 s each: 1000 steps = 14 s + 990 x 1 s
-    f = project(10, 1000, 5.0, 14.0, world_size=4, on_gpu=True, now=now)
-    assert f.seconds_per_step == 1.0 and f.projected_seconds == 1004.0
+    f = project([5.0] + [1.0] * 9, 1000, world_size=4, on_gpu=True, now=_now())
+    assert f.seconds_per_step == 1.0 and f.elapsed_seconds == 14.0 and f.projected_seconds == 1004.0
     assert f.finish_at == "2026-01-01T12:16:30+00:00"
     assert f.gpu_hours == round(4 * 1004 / 3600, 3)
     assert "1000 steps take ~16m 44s" in f.line() and "GPU-hours (4 GPUs)" in f.line()
-    assert project(10, 1000, 5.0, 14.0, on_gpu=False, now=now).gpu_hours is None
+    assert project([5.0] + [1.0] * 9, 1000, on_gpu=False, now=_now()).gpu_hours is None
     assert f.for_steps(100, 1, on_gpu=False).projected_seconds == 14.0 + 90.0
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_forecast_rate_ignores_warm_up_and_spikes(seed):
+    """Synthetic step times: a true rate, a warm-up step 1 and spikes (another job on the machine)
+    on fewer than half the timed steps; the rate is the true one, where a mean would be pulled."""
+    import random
+
+    from grpolab.guard.forecast import project
+
+    rng = random.Random(seed)
+    rate, k = rng.uniform(0.05, 5.0), rng.randint(4, 30)
+    times = [rate * rng.uniform(3, 50)] + [rate] * (k - 1)
+    for i in rng.sample(range(1, k), (k - 2) // 2):  # fewer than half the steps 2..k
+        times[i] = rate * rng.uniform(2, 20)
+    f = project(times, 10 * k, now=_now())
+    assert f.seconds_per_step == round(rate, 4)
+    assert f.projected_seconds == pytest.approx(sum(times) + rate * 9 * k, abs=0.1)
+    mean_rate = (sum(times) - times[0]) / (k - 1)
+    assert k < 6 or mean_rate > rate * 1.2  # the mean would have missed by more than 20%
+
+
+@pytest.mark.parametrize("period", [2, 3, 4])
+def test_forecast_rate_over_generation_rounds(period):
+    """With `period` optimizer steps per generation round, the round's first step generates (slow)
+    and the others reuse its completions (fast): the rate is a whole round's mean, not the median
+    of single steps (which would be the fast step's time alone)."""
+    from grpolab.guard.forecast import project, step_rate
+
+    slow, fast = 3.0, 1.0
+    round_ = [slow] + [fast] * (period - 1)
+    times = [9.0] + round_[1:] + round_ * 5  # step 1 (warm-up) generated; then 5 whole rounds
+    times[period + 1] = 50.0  # one spike inside a round: the median of the rounds ignores it
+    expected = (slow + fast * (period - 1)) / period
+    assert step_rate(times, period) == pytest.approx(expected)
+    assert step_rate(times, 1) != pytest.approx(expected)  # what a per-step median would have said
+    f = project(times, 100 * period, period=period, now=_now())
+    assert f.projected_seconds == pytest.approx(sum(times) + expected * (100 * period - len(times)), abs=0.1)
+
+
+def test_forecast_adds_the_checkpoint_saves_to_come():
+    from grpolab.guard.forecast import project, saves_between
+
+    assert saves_between(10, 1000, 500) == 2  # steps 500 and 1000
+    assert saves_between(10, 1001, 500) == 3  # and the Trainer's save at the last step
+    assert saves_between(10, 1000, 0) == 0 and saves_between(500, 500, 100) == 0
+    f = project([4.0, 1.0, 1.0, 1.0], 100, save_seconds=(2.0,), saves_left=3, now=_now())
+    assert f.elapsed_seconds == 9.0  # the timed steps and the save among them
+    assert f.projected_seconds == 9.0 + 96 * 1.0 + 3 * 2.0
+    assert "+ 3 checkpoint save(s)" in f.line()
+
+
+def test_forecast_excludes_scoring_and_saves_from_the_step_times():
+    """The callback's clock: held-out scoring (EvalCallback) and a checkpoint save between two
+    steps are not part of the next step's time; the save is timed apart."""
+    from types import SimpleNamespace
+
+    from grpolab.train.guard import GuardCallback
+
+    clock = {"t": 0.0, "scoring": 0.0}
+    import grpolab.train.guard as module
+
+    real = module.time.perf_counter
+    module.time.perf_counter = lambda: clock["t"]
+    try:
+        cb = GuardCallback(None, 4, Path("."), is_main=False, on_gpu=False, scoring_seconds=lambda: clock["scoring"])
+        args = SimpleNamespace(
+            save_strategy="steps",
+            steps_per_generation=1,
+            num_iterations=1,
+            gradient_accumulation_steps=1,
+            world_size=1,
+        )
+        state = SimpleNamespace(global_step=0, max_steps=100, save_steps=2)
+        cb.on_train_begin(args, state, None)
+        for step, (seconds, scoring, save) in enumerate([(5, 0, 0), (1, 7, 3), (1, 0, 0), (1, 30, 0)], 1):
+            clock["t"] += seconds + scoring
+            clock["scoring"] += scoring  # an evaluation inside this step's interval
+            state.global_step = step
+            cb.on_step_end(args, state, None)
+            if save:
+                clock["t"] += save
+                cb.on_save(args, state, None)
+    finally:
+        module.time.perf_counter = real
+    f = cb.forecast
+    assert cb._steps == [5, 1, 1, 1] and cb._saves == [3]
+    assert f.seconds_per_step == 1.0 and f.elapsed_seconds == 11.0
+    assert f.saves_left == 48 and f.projected_seconds == 11.0 + 96 + 48 * 3.0
 
 
 # --------------------------------------------------------------------------- training runs
@@ -112,6 +205,26 @@ def test_warn_only_prints_each_finding_once_and_the_run_finishes(tiny_gpt2, fast
     info = _json(result.run_dir / "run_info.json")
     assert info["status"] == "finished" and info["guard"]["stopped"] is None
     assert "constant_reward" in [f["kind"] for f in info["guard"]["findings"]]
+
+
+def test_findings_reach_every_report_to_tracker(tiny_gpt2, fast_config, train, tmp_path):
+    """A tracker other than WandB (TensorBoard, installed with the dev tools) gets the finding at
+    its step through the Trainer's log path, as `guard/<kind>`: 1 for warn, 2 for stop."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    guard = {**QUICK_GUARD, "constant_reward": "warn", "no_learning_signal": "stop", "forecast_after": 0}
+    extra = {"training": {"max_steps": 8}, "guard": guard, "logging": {"report_to": ["tensorboard"]}}
+    result = train("--config", fast_config(tiny_gpt2, extra))
+    assert result.code == 3, result
+    found = {}
+    for events in result.run_dir.rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events.parent)).Reload()
+        for tag in acc.Tags()["scalars"]:
+            if "guard/" in tag:
+                found[tag.split("guard/", 1)[1]] = [(e.step, e.value) for e in acc.Scalars(tag)]
+    info = _json(result.run_dir / "run_info.json")
+    expected = {f["kind"]: [(f["step"], 2.0 if f["action"] == "stop" else 1.0)] for f in info["guard"]["findings"]}
+    assert expected and found == expected
 
 
 def test_huge_learning_rate_stops_as_divergence_before_any_nan(tiny_gpt2, fast_config, train, tmp_path):

@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "demo": {"config", "sampling"},
     "launch": {"config", "run", "runtime"},
     "experiment": {"config", "run", "runtime"},
-    "tune": {"config", "runtime", "run", "rewards", "demo"},
+    "tune": {"config", "runtime", "run", "rewards", "demo", "experiment"},
     "guard": {"config", "run", "tune"},
     "train": {"config", "runtime", "run", "sampling", "rewards", "demo", "launch", "guard"},
     "cli": {"config", "runtime", "run", "launch", "experiment", "guard", "train", "tune"},

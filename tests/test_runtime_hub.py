@@ -142,3 +142,56 @@ def test_a_hub_reward_model_names_its_key_not_the_policy_flag(online_mode):
     text = str(err.value)
     assert "rewards[0].model: `someorg/reward-model` is not a local path" in text
     assert "pass a local path, or download it" in text and "--model" not in text
+
+
+# --------------------------------------------------------------------------- a model's config.json
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache; put(repo, data) adds a model's config.json as huggingface_hub lays it out."""
+    from huggingface_hub import constants
+
+    root = tmp_path / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(root))  # read by huggingface_hub at import
+
+    def put(repo: str, text: str) -> None:
+        folder = root / f"models--{repo.replace('/', '--')}"
+        (folder / "snapshots" / "c0ffee").mkdir(parents=True)
+        (folder / "snapshots" / "c0ffee" / "config.json").write_text(text)
+        (folder / "refs").mkdir()
+        (folder / "refs" / "main").write_text("c0ffee")
+
+    return put
+
+
+LLAMA = '{"model_type": "llama", "hidden_size": 64, "max_position_embeddings": 2048}'
+WHERE = ["folder", "file", "hub cache", "nowhere"]
+CONTENT = {
+    "llama": (LLAMA, 2048),
+    "gpt2 names": ('{"n_embd": 8, "n_positions": 1024}', 1024),
+    "multimodal": ('{"model_type": "x", "text_config": {"hidden_size": 4, "max_position_embeddings": 512}}', 512),
+    "no positions": ('{"hidden_size": 4}', None),
+    "not json": ("{oops", None),
+    "not an object": ("[1, 2]", None),
+}
+
+
+@pytest.mark.parametrize("where", WHERE)
+@pytest.mark.parametrize("content", CONTENT)
+def test_model_config_reads_a_folder_a_file_or_the_cache_never_the_network(where, content, tmp_path, hub_cache):
+    """One reader for every kind of model name; what cannot be read is {} (never an exception)."""
+    text, positions = CONTENT[content]
+    folder = tmp_path / "model"
+    folder.mkdir()
+    if where in ("folder", "file"):
+        (folder / "config.json").write_text(text)
+    elif where == "hub cache":
+        hub_cache("org/model", text)
+    name = {"folder": str(folder), "file": str(folder / "config.json"), "hub cache": "org/model"}.get(
+        where, "org/gone"
+    )
+    config = hub.model_config(name)
+    assert hub.context_length(config) == (positions if where != "nowhere" else None)
+    if where == "nowhere":
+        assert hub.config_path(name) is None and config == {}
+    else:
+        assert hub.config_path(name).name == "config.json" and hub.config_path(name).is_file()

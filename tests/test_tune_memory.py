@@ -264,7 +264,11 @@ def test_a_hub_id_is_read_from_the_local_cache_only(tmp_path, monkeypatch):
             }
         )
     )
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc123")  # as huggingface_hub lays out its cache
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # HF_HUB_CACHE, read at import
     shape = memory.resolve_shape("org/tiny")
     assert shape.family == "llama" and shape.qkv_bias and shape.kv_heads == 2 and shape.tied_embeddings
     assert shape.source.endswith("abc123/config.json")

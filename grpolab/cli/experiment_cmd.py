@@ -52,6 +52,7 @@ def register(sub) -> None:
     cmp.add_argument(
         "--out", metavar="PNG", help="plot file (default: compare.png in the first run's folder, not the current one)"
     )
+    cmp.add_argument("--force", action="store_true", help="overwrite the --out file if it exists")
     cmp.add_argument(
         "--smooth", type=int, default=1, metavar="N", help="plot a moving average over N steps (raw points stay faint)"
     )
@@ -110,7 +111,8 @@ def register_import(csub) -> None:
 
 
 def cmd_list(args) -> int:
-    from grpolab.experiment.runs import GONE, default_dirs, find_runs, list_table, render_rows
+    from grpolab.experiment.runs import GONE, default_dirs, find_runs, list_table
+    from grpolab.experiment.tables import render_rows
 
     dirs = args.dirs or default_dirs()
     if not dirs:
@@ -165,9 +167,10 @@ def cmd_compare(args) -> int:
         check_metric(runs, metric)
     print(compare_table(runs, metrics[0], tuple(metrics[1:])))
     # Only where asked: a compare run from anywhere must not leave files in the current folder.
+    # An --out file that exists is the user's: replaced only with --force. The default is compare's own.
     out = args.out if args.out is not None else runs[0].path / "compare.png"
     try:
-        counts = plot(runs, metrics, out, smooth=max(1, args.smooth))
+        counts = plot(runs, metrics, out, smooth=max(1, args.smooth), overwrite=args.force or args.out is None)
     except ImportError:
         print("note: matplotlib is not installed; no plot (pip install matplotlib)", file=sys.stderr)
         return 0

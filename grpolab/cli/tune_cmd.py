@@ -165,13 +165,7 @@ def add_memory_args(explain) -> None:
 
 
 def wants_memory(args) -> bool:
-    return bool(
-        getattr(args, "memory", False)
-        or getattr(args, "gpu", None)
-        or getattr(args, "gpu_mem", None)
-        or getattr(args, "model", None)
-        or getattr(args, "prompt_tokens", None)
-    )
+    return any(getattr(args, name, None) for name in ("memory", "gpu", "gpu_mem", "model", "prompt_tokens"))
 
 
 def cmd_explain_memory(args) -> int:

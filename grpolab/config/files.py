@@ -105,6 +105,19 @@ def _verify(text: str, out: Path, expected: GRPOConfigLoader) -> None:
     expected.check_reproduced_by(text, str(out))
 
 
+def based_text(loader: GRPOConfigLoader, base_file: Path, out: Path, header: str, comment, keep=()) -> str:
+    """The text of a config at `out` that says `base: BASE_FILE` and loads as `loader`: the keys
+    whose values differ from the base file's, and those in `keep` whatever their values, each
+    with `comment(key)` (None: no comment) at the end of its line. Checked before it is returned."""
+    flat = flatten(_minimal(loader, GRPOConfigLoader(config_path=base_file)), split_lists=False)
+    resolved = loader.to_dict()
+    data = unflatten({**flat, **{key: lookup(resolved, key) for key in keep}})
+    comments = {key: text for key in flatten(data, split_lists=False) if (text := comment(key))}
+    text = _build(header, out.parent, base_value(base_file, out.parent), data, comments)
+    _verify(text, out, loader)
+    return text
+
+
 def new_config(name: str, source: str, overrides=None) -> tuple[Path, str]:
     """(path, text) of `config new NAME --from SOURCE --set ...`: base: SOURCE and the changed keys."""
     out = _out_path(name)

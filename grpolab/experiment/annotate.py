@@ -6,15 +6,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from ruamel.yaml.error import CommentMark
-from ruamel.yaml.tokens import CommentToken
-
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.errors import CONFIG_CHANGED, advise
 from grpolab.config.keys import flatten
 from grpolab.config.layers import preset_dir
 from grpolab.config.yaml_io import (
-    dump_yaml,
     edit_lock,
     inline_yaml,
     parse_yaml_text,
@@ -159,22 +155,12 @@ def _annotate(run, path: Path, note, today, allow_changed: bool) -> tuple[Path, 
     if changed:  # allow_changed: say that the numbers came from other values
         lines[-1:-1] = [f"Warning: this file changed since the run: {change}" for change in changed]
     block = "".join(f"# {line}\n".replace("# \n", "#\n") for line in lines)
-
-    # ruamel round trip: the block becomes the first comment lines of the top-level mapping.
-    tree = parse_yaml_text(original, str(path))
-    tokens = [CommentToken(f"# {line}\n".replace("# \n", "#\n"), CommentMark(0), None) for line in lines]
-    if tree.ca.comment is None:
-        tree.ca.comment = [None, []]
-    elif tree.ca.comment[1] is None:
-        tree.ca.comment[1] = []
-    tree.ca.comment[1][:0] = tokens
-    text = dump_yaml(tree)
-    if text != block + original:
-        # ruamel would also normalise something else (blank lines, indentation, quotes): the
-        # file must stay byte for byte, so the same block goes in front of the untouched text.
-        text = block + original
-    assert text[len(block) :] == original, "annotate must not change anything after its block"
-    if to_plain(parse_yaml_text(text, str(path)), str(path)) != to_plain(tree, str(path)):
+    # The block goes in front of the untouched text (a YAML round trip would normalise blank lines,
+    # indentation and quotes); a file it would make read differently is refused.
+    text = block + original
+    if to_plain(parse_yaml_text(text, str(path)), str(path)) != to_plain(
+        parse_yaml_text(original, str(path)), str(path)
+    ):
         raise ConfigError(
             Problem(
                 "", "internal error: the annotated file would read differently; nothing was written.", None, str(path)

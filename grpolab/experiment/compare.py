@@ -7,12 +7,13 @@ by more than seed noise; the plot draws each group's mean curve with its CI as a
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from grpolab.config import ConfigError, Problem
-from grpolab.config.errors import did_you_mean
+from grpolab.config.errors import CANNOT_WRITE, FILE_EXISTS, did_you_mean
 from grpolab.config.keys import MISSING, flatten, same
 from grpolab.config.yaml_io import inline_yaml
 from grpolab.run.metrics import NOT_METRICS, lower_is_better, series
@@ -21,19 +22,6 @@ from .runs import Run, find_runs
 from .stats import LEVEL, NOISE_TEST, Estimate, mean_ci, welch
 from .tables import fmt, pct, render_rows
 
-__all__ = [
-    "SeedGroup",
-    "check_metric",
-    "compare_rows",
-    "compare_table",
-    "differing_keys",
-    "draw",
-    "group_rows",
-    "lower_is_better",
-    "plot",
-    "seed_groups",
-    "seed_siblings",
-]
 SEED_KEY = "training.seed"
 
 
@@ -298,8 +286,46 @@ def draw(runs: list[Run], metrics: list[str], smooth: int = 1):
     return fig
 
 
-def plot(runs: list[Run], metrics: list[str], out, smooth: int = 1) -> dict[str, int]:
-    """Draw and save the figure; returns the number of curves in each panel (a seed group is one)."""
+def plot(runs: list[Run], metrics: list[str], out, smooth: int = 1, *, overwrite: bool = True) -> dict[str, int]:
+    """Draw and save the figure; returns the number of curves in each panel (a seed group is one).
+    The image is rendered in memory first: a place that cannot be written gets no partial file."""
+    out = Path(out).expanduser()
     fig = draw(runs, metrics, smooth)
-    fig.savefig(Path(out), dpi=110)
+    kind = out.suffix[1:].lower()
+    formats = fig.canvas.get_supported_filetypes()
+    if kind not in formats:
+        raise ConfigError(
+            Problem(
+                "--out",
+                f"`{out.suffix or out.name}` is not an image type; allowed: {', '.join(formats)}.",
+                f"end the name in .png (e.g. {out.with_suffix('.png').name})",
+                str(out),
+            )
+        )
+    image = io.BytesIO()
+    fig.savefig(image, format=kind, dpi=110)
+    write_bytes(out, image.getvalue(), overwrite=overwrite)
     return {metric: len(ax.lines) for ax, metric in zip(fig.axes, metrics)}
+
+
+def write_bytes(path: Path, data: bytes, *, overwrite: bool) -> None:
+    """Write `data` to `path`: missing folders are made, as for every file grpolab writes; a
+    folder, an existing file (without `overwrite`) or a place that cannot be written is a one-line
+    error that names the path."""
+    if path.is_dir():
+        raise ConfigError(
+            Problem("--out", "is a folder.", f"give a file in it, e.g. {path / 'compare.png'}", str(path)),
+            CANNOT_WRITE,
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb" if overwrite else "xb") as handle:  # x: never replaces a file
+            handle.write(data)
+    except FileExistsError:
+        problem = Problem(
+            "--out", "exists; refusing to overwrite it.", "choose a new file name, or pass --force", str(path)
+        )
+        raise ConfigError(problem, FILE_EXISTS) from None
+    except OSError as exc:
+        problem = Problem("--out", f"cannot be written: {exc.strerror or exc}.", "choose a writable place", str(path))
+        raise ConfigError(problem, CANNOT_WRITE) from None

@@ -210,52 +210,14 @@ class _Converter:
         for key, value in self.recipe.items():
             if key in ("reward_funcs", "reward_weights", "reward_model_name_or_path") or key in REWARD_KWARG_KEYS:
                 continue  # together, below
-            if key in QUANT_KEYS:
-                if self.recipe.get("use_peft") is True:
-                    self.put(key, f"model.quantization.{QUANT_KEYS[key]}", value)
-                else:
-                    self.skip(
-                        key, value, "quantized weights train only through LoRA: the recipe has no use_peft: true"
-                    )
+            if self.convert_special(key, value):
                 continue
-            if key == "num_processes" and self.gpus is not None:
-                self.skip(key, value, f"--gpus {self.gpus} --vllm-gpus {self.vllm_gpus} set cluster.num_processes")
-                continue
-            if key == "env":
-                if not isinstance(value, dict):
-                    raise ConfigError(
-                        Problem(
-                            "env",
-                            "must be a mapping of environment variables (TRL refuses anything else).",
-                            None,
-                            self.origin,
-                        )
-                    )
-                self.put(key, "env", {str(k): str(v) for k, v in value.items()})  # TRL exports str(value)
-            elif key in MODEL_KEYS:
+            if key in MODEL_KEYS:
                 self.put(key, MODEL_KEYS[key], value)
             elif key in SCRIPT_KEYS:
                 self.put(key, SCRIPT_KEYS[key], value)
             elif key in ACCELERATE_KEYS:
                 self.put(key, ACCELERATE_KEYS[key], value)
-            elif key == "accelerate_config" and value in ACCELERATE_CONFIGS:
-                for sub, v in ACCELERATE_CONFIGS[value].items():
-                    self.put(key, f"cluster.{sub}", v)
-            elif key == "dataset_prompt_column" and isinstance(value, str):  # Open-R1: the column holding the prompt
-                self.put(key, "data.columns", {value: "prompt"} if value != "prompt" else {})
-            elif key == "model_init_kwargs" and isinstance(value, dict):
-                for sub, v in value.items():
-                    if sub in INIT_KWARGS:
-                        self.put(key, INIT_KWARGS[sub], v)
-                    else:
-                        self.skip(f"model_init_kwargs.{sub}", v, "the model: section has no such setting")
-            elif (
-                key == "warmup_ratio"
-                and isinstance(value, (int, float))
-                and 0 <= value < 1
-                and not self.recipe.get("warmup_steps")
-            ):
-                self.put(key, "training.warmup_steps", float(value))  # a float in [0, 1) is a ratio
             elif key in UNSUPPORTED:
                 self.skip(key, value, UNSUPPORTED[key])
             elif key in REMOVED:
@@ -263,14 +225,8 @@ class _Converter:
             elif key in OWNED:
                 target = OWNED[key].key
                 if target:
-                    self.put(
-                        key,
-                        target,
-                        _coerce(
-                            value,
-                            (fields["grpo"].get(key) or fields["training"].get(key) or {"kinds": ["any"]})["kinds"],
-                        ),
-                    )
+                    kinds = (fields["grpo"].get(key) or fields["training"].get(key) or {"kinds": ["any"]})["kinds"]
+                    self.put(key, target, _coerce(value, kinds))
                 else:
                     self.skip(key, value, f"grpolab sets it through {OWNED[key].via}")
             elif key in fields["grpo"]:
@@ -287,6 +243,45 @@ class _Converter:
                 )
         self.convert_rewards()
         self.convert_world()
+
+    def convert_special(self, key: str, value) -> bool:
+        """The keys whose grpolab home depends on their value or on other keys; True when handled."""
+        if key in QUANT_KEYS:
+            if self.recipe.get("use_peft") is True:
+                self.put(key, f"model.quantization.{QUANT_KEYS[key]}", value)
+            else:
+                self.skip(key, value, "quantized weights train only through LoRA: the recipe has no use_peft: true")
+        elif key == "num_processes" and self.gpus is not None:
+            self.skip(key, value, f"--gpus {self.gpus} --vllm-gpus {self.vllm_gpus} set cluster.num_processes")
+        elif key == "env":
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    Problem(
+                        "env",
+                        "must be a mapping of environment variables (TRL refuses anything else).",
+                        None,
+                        self.origin,
+                    )
+                )
+            self.put(key, "env", {str(k): str(v) for k, v in value.items()})  # TRL exports str(value)
+        elif key == "accelerate_config" and value in ACCELERATE_CONFIGS:
+            for sub, v in ACCELERATE_CONFIGS[value].items():
+                self.put(key, f"cluster.{sub}", v)
+        elif key == "dataset_prompt_column" and isinstance(value, str):  # Open-R1: the column holding the prompt
+            self.put(key, "data.columns", {value: "prompt"} if value != "prompt" else {})
+        elif key == "model_init_kwargs" and isinstance(value, dict):
+            for sub, v in value.items():
+                if sub in INIT_KWARGS:
+                    self.put(key, INIT_KWARGS[sub], v)
+                else:
+                    self.skip(f"model_init_kwargs.{sub}", v, "the model: section has no such setting")
+        elif key == "warmup_ratio" and isinstance(value, (int, float)) and 0 <= value < 1:
+            if self.recipe.get("warmup_steps"):
+                return False
+            self.put(key, "training.warmup_steps", float(value))  # a float in [0, 1) is a ratio
+        else:
+            return False
+        return True
 
     def convert_world(self) -> None:
         """`--gpus N --vllm-gpus K`: N - K training processes (K GPUs serve vLLM), validated for that world."""

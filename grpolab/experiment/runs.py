@@ -15,26 +15,10 @@ from pathlib import Path
 from grpolab.config import ConfigError, Problem
 from grpolab.config.yaml_io import parse_yaml_text, to_plain
 from grpolab.run import metrics
-from grpolab.run.record import RUN_INFO, STATUSES, SUMMARY, RunInfo, Summary, read_json
+from grpolab.run.record import RUN_INFO, SUMMARY, RunInfo, Summary, read_json
 from grpolab.run.run_dir import RESOLVED_CONFIG
 
-from .tables import fmt, render_rows
-
-__all__ = [
-    "DEFAULT_DIRS",
-    "GONE",
-    "STATUSES",
-    "UNREADABLE",
-    "Run",
-    "default_dirs",
-    "effective_status",
-    "find_runs",
-    "fmt",
-    "is_run_dir",
-    "list_table",
-    "load_run",
-    "render_rows",
-]
+from .tables import fmt
 
 # What `runs list` reads with no folder given: every `grpo_results*` folder here, so the demo's
 # grpo_results_demo and a config's own output_dir (grpo_results_sweep ...) are listed too.

@@ -16,15 +16,9 @@ def stop_finding(info: dict) -> Finding | None:
     stop = RunInfo.from_dict(info).guard_stop
     if not stop or stop.get("id") not in ORDER:
         return None
-    return Finding(
-        stop["id"],
-        stop.get("title", ""),
-        [*stop.get("evidence", []), f"the guard stopped the run on this at step {stop.get('step')}"],
-        stop.get("why", ""),
-        dict(stop.get("edits") or {}),
-        list(stop.get("alternatives") or []),
-        list(stop.get("thresholds") or {}),
-    )
+    finding = Finding.from_dict(stop)
+    finding.evidence = [*finding.evidence, f"the guard stopped the run on this at step {stop.get('step')}"]
+    return finding
 
 
 def with_stop_finding(info: dict, found: list[Finding]) -> list[Finding]:

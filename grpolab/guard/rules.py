@@ -62,22 +62,14 @@ def zero_spread_window(rows: list[dict], window: int, limit: float) -> list[dict
 
 
 def weight_blowup(run: doctor.Run, growth: float | None, limit: float) -> Finding | None:
-    """Divergence from the weight norm: the doctor's divergence finding (its edits and why), with
-    the weight growth as its evidence. The doctor's finder is given an `error` that says
-    "diverged" so that it builds the finding; that line of evidence is replaced by the measured one."""
+    """Divergence from the weight norm: the doctor's divergence finding with the weight growth as its evidence."""
     if growth is None or not growth > limit:
         return None
-    marked = dataclasses.replace(run, info={**run.info, "error": "diverged"})
-    finding = doctor.find_divergence(marked)
-    if finding is None:  # cannot happen while find_divergence reads info["error"]; kept safe
-        return None
-    finding.evidence = [e for e in finding.evidence if not e.startswith("run_info.json")]
-    finding.evidence.insert(
-        0,
+    blown = (
         f"the trainable-weight norm is {growth:.3g}x its value before step 1 (> {limit:g}x): one or more "
-        "updates blew up the weights",
+        "updates blew up the weights"
     )
-    return finding
+    return doctor.divergence(run, [blown], [])
 
 
 def only_reward_collapse(finding: Finding) -> bool:
@@ -121,9 +113,4 @@ def live_findings(
                 finding = find()
                 if finding:
                     found[kind] = finding
-        for finding in found.values():  # an edit that would not validate is shown, never suggested as is
-            problem = doctor.validate_edits(run, finding.edits)
-            if problem:
-                finding.alternatives.insert(0, " ".join(finding.set_lines()) + f"  (not valid as is: {problem})")
-                finding.edits = {}
-    return sorted(found.values(), key=lambda f: doctor.ORDER.index(f.id))
+        return doctor.checked(run, list(found.values()))

@@ -33,13 +33,7 @@ class Verdict:
         """The doctor's format for one finding, headed by the guard's action."""
         f = self.finding
         verb = "stopping the run" if self.action == "stop" else "warning"
-        lines = [f"guard: {verb} at step {self.step}: {f.id}: {f.title}"]
-        lines += [f"      evidence  {item}" for item in f.evidence]
-        lines.append(f"      why       {f.why}")
-        if f.edits:
-            lines.append(f"      edit      {' '.join(f.set_lines())}")
-        lines += [f"      or        {alt}" for alt in f.alternatives]
-        return "\n".join(lines)
+        return "\n".join([f"guard: {verb} at step {self.step}: {f.id}: {f.title}", *f.body()])
 
 
 @dataclass

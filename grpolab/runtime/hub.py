@@ -1,4 +1,6 @@
-"""Can this machine reach the Hugging Face Hub? Asked once before a Hub model or dataset loads.
+"""The Hugging Face Hub as grpolab meets it: a model's config.json read from a folder or the local
+cache (never downloaded), and whether the Hub can be reached, asked once before a Hub model or
+dataset loads.
 
 Without an answer, a missing model on a machine with no network costs about 50 s of HTTP
 retries (huggingface_hub backs off five times) before a generic "couldn't connect" error. One
@@ -7,10 +9,12 @@ TCP connect to the Hub's endpoint answers in milliseconds (refused) or a few sec
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from urllib.parse import urlparse
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -56,14 +60,53 @@ def reach(url: str | None = None) -> HubReach:
         return HubReach(False, url, exc.strerror or type(exc).__name__)
 
 
-def in_cache(repo_id: str, filename: str, revision: str | None = None, repo_type: str = "model") -> bool:
+def cached_file(repo_id: str, filename: str, revision: str | None = None, repo_type: str = "model") -> Path | None:
+    """A file of a Hub repository in the local cache (huggingface_hub's own lookup; never downloads)."""
     from huggingface_hub import try_to_load_from_cache
 
     try:
         found = try_to_load_from_cache(repo_id, filename, revision=revision, repo_type=repo_type)
     except Exception:  # an id the cache cannot even name (bad characters): not cached
-        return False
-    return isinstance(found, str)
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
+def in_cache(repo_id: str, filename: str, revision: str | None = None, repo_type: str = "model") -> bool:
+    return cached_file(repo_id, filename, revision, repo_type) is not None
+
+
+def config_path(model: str, revision: str | None = None) -> Path | None:
+    """Where a model's config.json is: in its folder (a folder's, whether or not it is there), the
+    file itself, or the Hub cache; None when `model` is none of these."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path / "config.json"
+    if path.name == "config.json" and path.is_file():
+        return path
+    return cached_file(model, "config.json", revision)
+
+
+def model_config(model: str, revision: str | None = None) -> dict:
+    """A model's config.json (a multimodal model's `text_config`, where the text model's sizes are),
+    or {} when it is not found or does not parse."""
+    path = config_path(model, revision)
+    try:
+        data = json.loads(path.read_text()) if path is not None else {}
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    text = data.get("text_config")
+    return text if isinstance(text, dict) and "hidden_size" not in data else data
+
+
+# The keys a config.json gives the model's maximum positions under, by family.
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+
+def context_length(config: dict) -> int | None:
+    """The model's maximum positions (prompt + completion must fit) from its config.json, or None."""
+    return next((config[k] for k in POSITION_KEYS if isinstance(config.get(k), int) and config[k] > 0), None)
 
 
 def looks_local(name: str) -> bool:

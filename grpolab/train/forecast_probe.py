@@ -46,11 +46,10 @@ def forecast_config(config: str, overrides: tuple[str, ...] = (), model: str | N
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             code = train(request)
-        runs = [p for p in Path(tmp).iterdir() if p.is_dir()]
-        timed = RunInfo.load(runs[0]).forecast if runs else None
+        info = next((RunInfo.load(p) for p in Path(tmp).iterdir() if p.is_dir()), RunInfo())
+        timed = info.forecast
         if code != 0 or not timed:
             raise ConfigError(Problem("", f"the timed steps did not run (exit {code})", None, config))
-        info = RunInfo.load(runs[0])
     rows = (info.dataset or {}).get("rows")  # the real run's step count may follow from the data
     total = derive(cfg, world, rows).total_optimizer_steps
     measured = Forecast(**{k: v for k, v in timed.items() if k != "gpu_hours"})

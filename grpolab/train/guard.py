@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from grpolab.guard.forecast import Forecast, project
+from grpolab.guard.forecast import Forecast, project, saves_between
 from grpolab.guard.watch import Verdict, Watcher
 from grpolab.run import metrics
 from grpolab.train.callbacks import _any_rank
 
 
 class GuardCallback(TrainerCallback):
+    """Put first among the Trainer's callbacks: a finding it adds to a step's logs then reaches
+    every `report_to` tracker (TensorBoard, MLflow, trackio, WandB ...) with that step."""
+
     def __init__(
         self,
         watcher: Watcher | None,
@@ -40,34 +44,50 @@ class GuardCallback(TrainerCallback):
         self.stopped_at: int | None = None  # every rank: the step it stopped at
         self.seconds_in_guard = 0.0  # this callback's own cost (the bench compares it to the loop)
         self._norm0: float | None = None
-        self._started = self._first_step_end = 0.0
+        self._started = self._last = 0.0
         self._first_step = 0
+        self._steps: list[float] = []  # seconds of each timed step, checkpoint saves and scoring left out
+        self._saves: list[float] = []  # seconds of each checkpoint save among them
 
     # ------------------------------------------------------------------ the clock
     def _training_seconds(self) -> float:
         return time.perf_counter() - self._started - self.scoring_seconds()
 
+    def _lap(self) -> float:
+        """Training seconds since the last lap."""
+        now = self._training_seconds()
+        lap, self._last = now - self._last, now
+        return lap
+
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self._started, self._first_step = time.perf_counter(), state.global_step
+        self._started, self._last, self._first_step = time.perf_counter(), 0.0, state.global_step
         if self.watcher is not None and model is not None:
             self._norm0 = _weight_norm(model)
 
     def on_step_end(self, args, state, control, **kwargs):
-        done = state.global_step - self._first_step
-        if done == 1:
-            self._first_step_end = self._training_seconds()
-        if self.forecast is None and self.forecast_after and done == self.forecast_after:
+        if self.forecast is not None or not self.forecast_after:
+            return
+        self._steps.append(self._lap())
+        if len(self._steps) == self.forecast_after:
+            every = state.save_steps if args.save_strategy == "steps" else 0
+            # A generation round feeds steps_per_generation x num_iterations micro-steps.
+            period = Fraction(args.steps_per_generation * args.num_iterations, args.gradient_accumulation_steps)
             self.forecast = project(
-                done,
+                self._steps,
                 state.max_steps - self._first_step,
-                self._first_step_end,
-                self._training_seconds(),
                 args.world_size,
                 self.on_gpu,
+                period=period.numerator,  # optimizer steps after which the generation pattern repeats
+                save_seconds=tuple(self._saves),
+                saves_left=saves_between(state.global_step, state.max_steps, every),
             )
             if self.is_main:
                 print(f"\n{self.forecast.line()}", flush=True)
                 self.record(forecast=self.forecast.to_dict())
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.forecast is None and self.forecast_after:
+            self._saves.append(self._lap())  # the save came after the step's end: not part of the step
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.forecast is not None:
@@ -101,6 +121,7 @@ class GuardCallback(TrainerCallback):
                 growth = _weight_norm(model) / self._norm0
             for verdict in self.watcher.observe(state.global_step, logs, growth):
                 self._report(verdict)
+                logs[f"guard/{verdict.kind}"] = 2 if verdict.action == "stop" else 1  # to every tracker
             if self.watcher.stop is not None and self.stopped is None:
                 self.stopped, stop = self.watcher.stop, True
         if _any_rank(stop):
@@ -110,7 +131,7 @@ class GuardCallback(TrainerCallback):
         self.seconds_in_guard += time.perf_counter() - began
 
     def _report(self, verdict: Verdict) -> None:
-        """Once per finding: printed in the doctor's format, in metrics.jsonl and the trackers."""
+        """Once per finding: printed in the doctor's format, in metrics.jsonl, and a WandB alert."""
         print(f"\n{verdict.render()}", flush=True)
         metrics.append(self.run_dir, {"step": verdict.step, "time": round(time.time(), 3), "guard": verdict.to_dict()})
         if self.wandb_run is not None:
@@ -118,7 +139,7 @@ class GuardCallback(TrainerCallback):
 
 
 def _alert(wandb_run, verdict: Verdict) -> None:
-    """A WandB alert (e-mail / Slack where the user set them up) and a point on the run's charts."""
+    """A WandB alert (e-mail / Slack where the user set them up); the chart point goes with the step's logs."""
     import wandb
 
     f = verdict.finding
@@ -128,7 +149,6 @@ def _alert(wandb_run, verdict: Verdict) -> None:
         wandb_run.alert(title=f"grpolab guard ({verdict.action}): {f.id}", text=text, level=level)
     except Exception as exc:  # offline runs, or a server without alerts: the finding is recorded anyway
         print(f"note: the WandB alert was not sent ({type(exc).__name__}: {exc})")
-    wandb_run.log({f"guard/{f.id}": 2 if verdict.action == "stop" else 1, "train/global_step": verdict.step})
 
 
 def _weight_norm(model) -> float:

@@ -98,6 +98,8 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
         callbacks=callbacks,
         **agent.trainer_kwargs(),  # tools, environment_factory, rollout_func from the config
     )
+    if guards.live is not None:  # first in line: the findings it adds to a step's logs reach every tracker
+        trainer.callback_handler.callbacks.insert(0, trainer.pop_callback(guards.live))
     if completions is not None:
         completions.trainer = trainer
     if evaluation is not None:

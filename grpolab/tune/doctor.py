@@ -14,13 +14,16 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import fmean
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.derive import derive
 from grpolab.config.rules import out_of_range, range_text
 from grpolab.config.yaml_io import inline_yaml, read_yaml_file, to_plain
 from grpolab.run import metrics
-from grpolab.run.record import read_json
+from grpolab.run.record import SUMMARY, read_json
+from grpolab.run.run_dir import RESOLVED_CONFIG
+from grpolab.runtime.hub import context_length, model_config
 
 from .edits import annotate_changes
 from .thresholds import THRESHOLDS, limit
@@ -67,6 +70,26 @@ class Finding:
             "thresholds": {name: THRESHOLDS[name].value for name in self.thresholds},
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Finding:
+        """A finding as to_dict wrote it (a run's record keeps the guard's findings this way)."""
+        return cls(
+            d["id"],
+            d.get("title", ""),
+            list(d.get("evidence") or []),
+            d.get("why", ""),
+            dict(d.get("edits") or {}),
+            list(d.get("alternatives") or []),
+            list(d.get("thresholds") or {}),
+        )
+
+    def body(self) -> list[str]:
+        """Evidence, why, the edit and the alternatives, one line each, as doctor prints them."""
+        lines = [f"      evidence  {item}" for item in self.evidence] + [f"      why       {self.why}"]
+        if self.edits:
+            lines.append(f"      edit      {' '.join(self.set_lines())}")
+        return lines + [f"      or        {alt}" for alt in self.alternatives]
+
 
 @dataclass
 class Run:
@@ -91,37 +114,23 @@ class Run:
 
 # --------------------------------------------------------------------------- reading a run
 def load_run(run_dir) -> Run:
+    """The run through the one run reader (grpolab.experiment.runs: typed records, a field of the
+    wrong type named, never met later), with its resolved config loaded where it still loads."""
+    from grpolab.experiment.runs import load_run as read_run
+
     path = Path(run_dir)
     if not path.is_dir():
         raise ConfigError(Problem("", "no such run directory.", "pass a folder made by `grpolab train`", str(path)))
-    resolved = path / "resolved_config.yaml"
-    metrics_path = path / "metrics.jsonl"
-    if not resolved.is_file() and not metrics_path.is_file():
-        raise ConfigError(
-            Problem(
-                "",
-                "is not a run directory (neither resolved_config.yaml nor metrics.jsonl is there).",
-                "pass a folder made by `grpolab train` (under its output_dir)",
-                str(path),
-            )
-        )
-    from grpolab.run.record import RunInfo, Summary
-
-    _, torn = metrics.read_counted(metrics_path)  # a torn last line of a killed run is counted, not an error
-    records, problems = metrics.read_checked(path)
-    # Through the typed readers: a field of the wrong type is dropped and named, never met later.
-    typed_info, typed_summary = RunInfo.load(path), Summary.load(path)
-    problems = [*typed_info.unreadable, *typed_summary.unreadable, *problems]
-    info = typed_info.to_dict()
+    record = read_run(path)
+    _, torn = metrics.read_counted(metrics.path_of(path))  # a torn last line of a killed run is counted, not an error
     loader, error = None, None
-    if resolved.is_file():
-        world = info.get("world_size") if isinstance(info.get("world_size"), int) else None
+    if (path / RESOLVED_CONFIG).is_file():
         try:
-            loader = GRPOConfigLoader(config_path=resolved, world_size=world)
+            loader = GRPOConfigLoader(config_path=path / RESOLVED_CONFIG, world_size=record.info.world_size)
         except ConfigError as exc:
             error = str(exc)
-    summary = typed_summary.to_dict() if read_json(path / "summary.json") else {}
-    return Run(path, records, summary, info, loader, error, torn, problems)
+    summary = record.summary.to_dict() if read_json(path / SUMMARY) else {}
+    return Run(path, record.metrics(), summary, record.info.to_dict(), loader, error, torn, record.problems)
 
 
 def series(run: Run, key: str) -> list[tuple[float, float]]:
@@ -140,10 +149,9 @@ def nonfinite(run: Run, keys) -> list[tuple[int, str, float]]:
 
 def completions_sample(run_dir: Path, n: int = 3) -> list[dict]:
     """A few saved completions (TRL's completions/*.parquet with log_completions, or completions.jsonl)."""
-    jsonl = run_dir / "completions.jsonl"
-    if jsonl.is_file():
-        rows, _ = metrics.read_counted(jsonl)
-        return rows[-n:]
+    saved = metrics.read_completions(run_dir)
+    if saved:
+        return saved[-n:]
     files = sorted((run_dir / "completions").glob("completions_*.parquet"))
     if not files:
         return []
@@ -159,10 +167,6 @@ def completions_sample(run_dir: Path, n: int = 3) -> list[dict]:
 def _thirds(values: list[float]) -> tuple[float, float]:
     k = max(1, len(values) // 3)
     return sum(values[:k]) / k, sum(values[-k:]) / k
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
 
 
 def _show(points: list[tuple[int, float]], digits: int = 3) -> str:
@@ -227,17 +231,14 @@ def validate_edits(run: Run, edits: dict) -> str | None:
     return None
 
 
+def _models(run: Run) -> list[str]:
+    """The run's model as recorded, then as its config names it."""
+    return [str(m) for m in (run.info.get("model"), run.config.model.name_or_path if run.config else None) if m]
+
+
 def _model_context(run: Run) -> int | None:
-    """The model's positions from its config.json (the run's model folder), or None."""
-    for candidate in (run.info.get("model"), run.config.model.name_or_path if run.config else None):
-        if not candidate:
-            continue
-        cfg_file = Path(str(candidate)).expanduser() / "config.json"
-        data = read_json(cfg_file) if cfg_file.is_file() else {}
-        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-            if isinstance(data.get(key), int) and data[key] > 0:
-                return data[key]
-    return None
+    """The model's positions from its config.json (its folder or the Hub cache), or None."""
+    return next((n for m in _models(run) if (n := context_length(model_config(m)))), None)
 
 
 # --------------------------------------------------------------------------- the findings
@@ -272,8 +273,11 @@ def find_divergence(run: Run) -> Finding | None:
                 f"{k} logged steps: {(best - late) / best:.0%} lost > {limit('reward_collapse'):.0%}"
             )
             thresholds.append("reward_collapse")
-    if not evidence:
-        return None
+    return divergence(run, evidence, thresholds) if evidence else None
+
+
+def divergence(run: Run, evidence: list[str], thresholds: list[str]) -> Finding:
+    """The divergence finding on this evidence: a far smaller step, and what else holds the policy."""
     cfg = run.config
     edits, alternatives = {}, []
     if cfg is not None:
@@ -349,7 +353,7 @@ def find_no_signal(run: Run) -> Finding | None:
     zero = series(run, "frac_reward_zero_std")
     if not zero:
         return None
-    mean = _mean([v for _, v in zero])
+    mean = fmean([v for _, v in zero])
     if mean <= limit("zero_std_frac"):
         return None
     cfg = run.config
@@ -382,7 +386,7 @@ def find_clipped(run: Run) -> Finding | None:
     clipped = series(run, "completions/clipped_ratio")
     if not clipped:
         return None
-    mean = _mean([v for _, v in clipped])
+    mean = fmean([v for _, v in clipped])
     if mean <= limit("clipped_ratio"):
         return None
     evidence = [
@@ -396,7 +400,7 @@ def find_clipped(run: Run) -> Finding | None:
         mcl = cfg.generation.max_completion_length
         if length:
             evidence.append(
-                f"completions/mean_length {_mean([v for _, v in length]):.1f} tokens against "
+                f"completions/mean_length {fmean([v for _, v in length]):.1f} tokens against "
                 f"generation.max_completion_length {mcl}"
             )
         context = _model_context(run)
@@ -464,8 +468,8 @@ def find_kl_growth(run: Run) -> Finding | None:
         return None
     values = [v for _, v in kl]
     q = max(1, len(values) // 4)
-    second = _mean(values[q : 2 * q]) if len(values) >= 2 * q else values[0]
-    late = _mean(values[-q:])
+    second = fmean(values[q : 2 * q]) if len(values) >= 2 * q else values[0]
+    late = fmean(values[-q:])
     last = values[-1]
     growth = late / second if second > 0 else math.inf
     if not (last > limit("kl_max") and (growth > limit("kl_growth") or last > limit("kl_extreme"))):
@@ -529,14 +533,13 @@ def find_lr_too_low(run: Run, zero_signal: bool, constant: bool) -> Finding | No
 
 def _model_parameters(run: Run) -> int | None:
     """Parameter count from the model's config.json, when its shape can be read (no torch)."""
-    from .memory import ModelShape
+    from .memory import resolve_shape
 
-    for candidate in (run.info.get("model"), run.config.model.name_or_path if run.config else None):
-        if candidate:
-            try:
-                return ModelShape.from_config_dir(Path(str(candidate)).expanduser()).parameters
-            except (ConfigError, OSError):
-                continue
+    for model in _models(run):
+        try:
+            return resolve_shape(model).parameters
+        except (ConfigError, OSError):
+            continue
     return None
 
 
@@ -671,7 +674,12 @@ def diagnose(run: Run) -> list[Finding]:
     ):
         if finding:
             findings.append(finding)
-    for finding in findings:  # an edit that would not validate is shown as an alternative, never written
+    return checked(run, findings)
+
+
+def checked(run: Run, findings: list[Finding]) -> list[Finding]:
+    """The findings in ORDER; an edit that would not validate is shown as an alternative, never written."""
+    for finding in findings:
         problem = validate_edits(run, finding.edits)
         if problem:
             finding.alternatives.insert(0, " ".join(finding.set_lines()) + f"  (not valid as is: {problem})")
@@ -714,14 +722,7 @@ def render(run: Run, findings: list[Finding]) -> str:
         lines.append("  no findings: nothing in the logged metrics crosses a threshold (grpolab doctor --thresholds)")
         return "\n".join(lines)
     for i, f in enumerate(findings, 1):
-        lines.append(f"  [{i}] {f.id}: {f.title}")
-        for item in f.evidence:
-            lines.append(f"      evidence  {item}")
-        lines.append(f"      why       {f.why}")
-        if f.edits:
-            lines.append(f"      edit      {' '.join(f.set_lines())}")
-        for alt in f.alternatives:
-            lines.append(f"      or        {alt}")
+        lines += [f"  [{i}] {f.id}: {f.title}", *f.body()]
     return "\n".join(lines)
 
 
@@ -802,57 +803,40 @@ def write_next_config(
 
 
 def _minimal_text(run: Run, loader, source: Path, edits: dict, reason: dict, header, out: Path) -> str:
-    from grpolab.config import files
-    from grpolab.config.keys import MISSING, flatten, lookup, unflatten
-    from grpolab.config.layers import base_value
+    from grpolab.config.files import based_text
+    from grpolab.config.keys import lookup
 
-    base = GRPOConfigLoader(config_path=source)
     nxt = loader.with_overrides(edits)  # validated here: nothing is written when the edits do not fit
     GRPOConfigLoader.from_dict(nxt.to_dict(), world_size=run.world_size)
-    flat = flatten(files._minimal(nxt, base), split_lists=False)
-    resolved = nxt.to_dict()
-    for key in reason:  # a finding's key is written even where it returns to the base file's value
-        flat[key] = lookup(resolved, key)
-    data = unflatten(flat)
     was = run.loader.to_dict()
-    comments = {}
-    for key in flatten(data, split_lists=False):
+
+    def comment(key: str) -> str:
         if key in reason:
-            comments[key] = f"# Changed from {inline_yaml(lookup(was, key))}: {reason[key]}"
-        elif lookup(was, key, MISSING) is not MISSING:
-            comments[key] = "# as the run had it (its --set or flags)"
+            return f"# Changed from {inline_yaml(lookup(was, key))}: {reason[key]}"
+        return "# as the run had it (its --set or flags)"
+
     lines = [*header, "`base:` is the run's config; the rest is what the run and this experiment change in it."]
-    text = files._build("\n".join(lines), out.parent, base_value(source, out.parent), data, comments)
-    files._verify(text, out, nxt)
-    return text
+    # A finding's key is written even where it returns to the base file's value.
+    return based_text(nxt, source, out, "\n".join(lines), comment, keep=reason)
 
 
 def _full_text(run: Run, loader, source: str, edits: dict, reason: dict, header) -> str:
-    if loader.overrides:
-        loader = _bake_overrides(loader, run)  # the run's own --set values become the base, unmarked
-    try:
-        loader.update_params(edits)  # raises ConfigError (nothing written) when they do not validate together
-        text = loader.render()
-    finally:
-        if getattr(loader, "_baked_from", None):
-            Path(loader._baked_from).unlink(missing_ok=True)
+    """A full copy of the run's config file with the run's own --set values written in unmarked,
+    and the edits marked `# Changed from <the run's value>: <finding>`."""
+    from grpolab.config.keys import lookup, split_key
+    from grpolab.config.loader import schema_default
+    from grpolab.config.yaml_edit import set_with_comment
+    from grpolab.config.yaml_io import dump_yaml, parse_yaml_text
+
+    loader.with_overrides(edits)  # raises ConfigError (nothing written) when they do not validate together
+    unmarked = "\n".join(_MARK.sub("", line) for line in loader.render().splitlines()) + "\n"
+    tree = parse_yaml_text(unmarked, source)
+    was = run.loader.to_dict()
+    for key, value in edits.items():
+        set_with_comment(tree, split_key(key), value, lookup(was, key), key, schema_default)
+    text = annotate_changes(dump_yaml(tree), reason)
     lines = [*header, f"a full copy of {source}"]
-    return "".join(f"# {line}\n" for line in lines) + "\n" + annotate_changes(text, reason)
+    return "".join(f"# {line}\n" for line in lines) + "\n" + text
 
 
 _MARK = re.compile(r"  # Changed from .*?(?=  #|$)")
-
-
-def _bake_overrides(loader: GRPOConfigLoader, run: Run) -> GRPOConfigLoader:
-    """A loader whose source file is the run's config with the run's overrides written in (their
-    `# Changed from` marks removed), so that the next experiment's marks compare with the run itself."""
-    import os
-    import tempfile
-
-    text = "\n".join(_MARK.sub("", line) for line in loader.render().splitlines()) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".grpolab-doctor-", suffix=".yaml")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    baked = GRPOConfigLoader(config_path=tmp, world_size=run.world_size)
-    baked._baked_from = tmp
-    return baked

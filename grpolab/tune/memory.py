@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from grpolab.config import ConfigError, Problem
 from grpolab.config.derive import derive, reference_model_rule
+from grpolab.runtime.hub import config_path
 
 GIB = 2**30
 # Memory each GPU reports (GiB), as `nvidia-smi` shows it for the common models.
@@ -170,20 +170,21 @@ class ModelShape:
             per = [(h, q), (h, kv), (h, kv), (q, h), (h, inner), (h, inner), (inner, h)]
         return per * self.layers
 
+    def _lora_names(self, targets) -> tuple[list[str], list[str]]:
+        """(the adapted linear layers' names in a block, in linear_shapes' order; those `targets` picks)."""
+        if self.family == "gpt2":
+            names = ["c_attn", "c_proj", "c_fc", "c_proj"]
+        else:
+            names = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        return names, names if targets == "all-linear" else [t.rsplit(".", 1)[-1] for t in targets]
+
     def lora_parameters(self, r: int, targets) -> int:
-        names_gpt2 = ["c_attn", "c_proj", "c_fc", "c_proj"]
-        names_llama = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-        names = names_gpt2 if self.family == "gpt2" else names_llama
+        names, chosen = self._lora_names(targets)
         per_layer = self.linear_shapes()[: len(names)]
-        chosen = names if targets == "all-linear" else [t.rsplit(".", 1)[-1] for t in targets]
-        total = sum(r * (i + o) for name, (i, o) in zip(names, per_layer) if name in chosen)
-        return total * self.layers
+        return self.layers * sum(r * (i + o) for name, (i, o) in zip(names, per_layer) if name in chosen)
 
     def lora_tensors(self, targets) -> int:
-        names = ["c_attn", "c_proj", "c_fc", "c_proj"] if self.family == "gpt2" else [
-            "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"
-        ]  # fmt: skip
-        chosen = names if targets == "all-linear" else [t.rsplit(".", 1)[-1] for t in targets]
+        names, chosen = self._lora_names(targets)
         return 2 * sum(1 for n in names if n in chosen) * self.layers
 
     # ---- constructors
@@ -282,16 +283,6 @@ def parse_count(text: str) -> int | None:
     return int(float(match.group(1)) * scale)
 
 
-def hub_cache_config(model_id: str) -> Path | None:
-    """config.json of a Hub model already in the local cache (never downloads)."""
-    root = os.environ.get("HF_HUB_CACHE") or (
-        Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
-    )
-    snapshots = Path(root) / f"models--{model_id.replace('/', '--')}" / "snapshots"
-    found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime) if snapshots.is_dir() else []
-    return found[-1].parent if found else None
-
-
 def demo_model_shape() -> ModelShape:
     """The embedded demo model: its cached config.json, else the recipe it is built from."""
     from grpolab.demo.tiny_model import CHARS, RECIPE, _source_digest, default_cache_dir
@@ -314,14 +305,9 @@ def resolve_shape(model: str | None) -> ModelShape:
     count = parse_count(model)
     if count is not None:
         return ModelShape.from_parameter_count(count)
-    folder = Path(model).expanduser()
-    if folder.is_dir():
-        return ModelShape.from_config_dir(folder)
-    if folder.name == "config.json" and folder.is_file():
-        return ModelShape.from_config_dir(folder.parent)
-    cached = hub_cache_config(model)
-    if cached is not None:
-        return ModelShape.from_config_dir(cached)
+    found = config_path(model)  # its folder, the file itself, or the Hub cache
+    if found is not None:
+        return ModelShape.from_config_dir(found.parent)
     raise ConfigError(
         Problem(
             "model.name_or_path",

@@ -97,6 +97,47 @@ def best_batch(cfg, old_world: int, new_world: int) -> Batch:
 
 def scale_config(path, gpus: int, vllm_gpus: int = 0, from_world: int | None = None):
     """(the scaled loader, its change reasons, the before/after table rows, notes). Nothing is written."""
+    source, old_world, world = _worlds(path, gpus, vllm_gpus, from_world)
+    cfg = source.config
+    before = derive(cfg, old_world)
+    batch = best_batch(cfg, old_world, world)
+    loader, edits, reasons = _as_cluster(source, path, world) if cfg.mode != "cluster" else (source, {}, {})
+    t, g = cfg.training, cfg.grpo
+    changes = {
+        "training.per_device_train_batch_size": (t.per_device_train_batch_size, batch.per_device),
+        "training.gradient_accumulation_steps": (t.gradient_accumulation_steps, batch.accumulation),
+        "grpo.generation_batch_size": (g.generation_batch_size, batch.generation_batch),
+        "grpo.steps_per_generation": (g.steps_per_generation, batch.steps_per_generation),
+    }
+    why = f"keeps the step's prompts and batch on {world} processes (was {old_world})"
+    for key, (old, new) in changes.items():
+        if old != new:
+            edits[key], reasons[key] = new, why
+    machines = cfg.cluster.num_machines
+    edits["cluster.num_processes"] = world // machines
+    reasons["cluster.num_processes"] = f"{world} training processes" + (
+        f" ({world // machines} per machine x {machines})" if machines > 1 else ""
+    )
+    notes = _vllm_server(cfg, edits, reasons, world, gpus) if vllm_gpus else []
+    loader.update_params(edits)  # validated for cluster.num_processes x num_machines = world
+    GRPOConfigLoader.from_dict(loader.to_dict(), world_size=world)  # and explicitly for that world size
+    after = derive(loader.config, world)
+    # "keeps" only where it does: the nearest fit on another world size may change what a step
+    # trains on, and then the reason says what, as the table below it shows.
+    watched = (("effective batch", "effective_batch_size"), ("prompts per round", "unique_prompts_per_round"))
+    moved = [
+        f"{label} {getattr(before, name)} -> {getattr(after, name)}"
+        for label, name in watched
+        if getattr(before, name) != getattr(after, name)
+    ]
+    if moved:
+        nearest = f"the nearest fit on {world} processes (was {old_world}); it changes {', '.join(moved)}"
+        reasons.update({key: nearest for key, text in reasons.items() if text == why})
+    return loader, reasons, _table(before, after, cfg, loader.config), notes
+
+
+def _worlds(path, gpus: int, vllm_gpus: int, from_world: int | None) -> tuple[GRPOConfigLoader, int, int]:
+    """(the file's loader, the processes it was tuned for, the training processes of the new run)."""
     if gpus < 1:
         raise ConfigError(Problem("", f"--gpus must be >= 1, got {gpus}.", "pass e.g. --gpus 4", "config scale"))
     if not 0 <= vllm_gpus < gpus:
@@ -119,7 +160,6 @@ def scale_config(path, gpus: int, vllm_gpus: int = 0, from_world: int | None = N
                 str(path),
             )
         )
-    old_world = from_world or source.target_world_size()
     world = gpus - vllm_gpus
     machines = cfg.cluster.num_machines
     if world % machines:
@@ -131,65 +171,33 @@ def scale_config(path, gpus: int, vllm_gpus: int = 0, from_world: int | None = N
                 "config scale",
             )
         )
-    before = derive(cfg, old_world)
-    batch = best_batch(cfg, old_world, world)
-    edits: dict = {}
-    reasons: dict[str, str] = {}
-    notes: list[str] = []
-    loader = source
-    if cfg.mode != "cluster":
-        # Local mode trains in one process; N processes need the launcher. Layer the same file over the
-        # cluster preset, and pin every value that would otherwise change with the preset.
-        loader = GRPOConfigLoader(mode="cluster", config_path=path)
-        reasons["mode"] = f"{world} processes need the launcher (local mode trains in one process)"
-        src, new = _flat(source.to_dict()), _flat(loader.to_dict())
-        for key, value in src.items():
-            if key != "mode" and new.get(key) != value:
-                edits[key] = value
-                reasons[key] = "kept as it was in local mode (the cluster preset differs)"
-    t, g = cfg.training, cfg.grpo
-    changes = {
-        "training.per_device_train_batch_size": (t.per_device_train_batch_size, batch.per_device),
-        "training.gradient_accumulation_steps": (t.gradient_accumulation_steps, batch.accumulation),
-        "grpo.generation_batch_size": (g.generation_batch_size, batch.generation_batch),
-        "grpo.steps_per_generation": (g.steps_per_generation, batch.steps_per_generation),
-    }
-    why = f"keeps the step's prompts and batch on {world} processes (was {old_world})"
-    for key, (old, new) in changes.items():
-        if old != new:
-            edits[key] = new
-            reasons[key] = why
-    edits["cluster.num_processes"] = world // machines
-    reasons["cluster.num_processes"] = f"{world} training processes" + (
-        f" ({world // machines} per machine x {machines})" if machines > 1 else ""
-    )
-    if vllm_gpus:
-        edits["cluster.use_vllm"] = True
-        edits["cluster.vllm_mode"] = "server"
-        reasons["cluster.use_vllm"] = f"generation on {vllm_gpus} GPU(s) of a vLLM server"
-        reasons["cluster.vllm_mode"] = f"{vllm_gpus} GPU(s) run the vLLM server, {world} train"
-        model = cfg.model.name_or_path or "<model>"
-        visible = ",".join(str(i) for i in range(world, gpus))
-        notes.append(
-            f"start the server on the other GPUs first: CUDA_VISIBLE_DEVICES={visible} trl vllm-serve --model {model} "
-            f"--tensor_parallel_size {vllm_gpus} --port {cfg.cluster.vllm_server_port}"
-        )
-    loader.update_params(edits)  # validated for cluster.num_processes x num_machines = world
-    GRPOConfigLoader.from_dict(loader.to_dict(), world_size=world)  # and explicitly for that world size
-    after = derive(loader.config, world)
-    # "keeps" only where it does: the nearest fit on another world size may change what a step
-    # trains on, and then the reason says what, as the table below it shows.
-    watched = (("effective batch", "effective_batch_size"), ("prompts per round", "unique_prompts_per_round"))
-    moved = [
-        f"{label} {getattr(before, name)} -> {getattr(after, name)}"
-        for label, name in watched
-        if getattr(before, name) != getattr(after, name)
+    return source, from_world or source.target_world_size(), world
+
+
+def _as_cluster(source: GRPOConfigLoader, path, world: int) -> tuple[GRPOConfigLoader, dict, dict]:
+    """Local mode trains in one process; N processes need the launcher. The same file layered over
+    the cluster preset, with every value pinned that would otherwise change with the preset."""
+    loader = GRPOConfigLoader(mode="cluster", config_path=path)
+    edits, reasons = {}, {"mode": f"{world} processes need the launcher (local mode trains in one process)"}
+    src, new = _flat(source.to_dict()), _flat(loader.to_dict())
+    for key, value in src.items():
+        if key != "mode" and new.get(key) != value:
+            edits[key], reasons[key] = value, "kept as it was in local mode (the cluster preset differs)"
+    return loader, edits, reasons
+
+
+def _vllm_server(cfg, edits: dict, reasons: dict, world: int, gpus: int) -> list[str]:
+    """Generation on the GPUs left over, by a vLLM server: its edits, and the note that starts it."""
+    vllm_gpus = gpus - world
+    edits["cluster.use_vllm"], edits["cluster.vllm_mode"] = True, "server"
+    reasons["cluster.use_vllm"] = f"generation on {vllm_gpus} GPU(s) of a vLLM server"
+    reasons["cluster.vllm_mode"] = f"{vllm_gpus} GPU(s) run the vLLM server, {world} train"
+    visible = ",".join(str(i) for i in range(world, gpus))
+    model = cfg.model.name_or_path or "<model>"
+    return [
+        f"start the server on the other GPUs first: CUDA_VISIBLE_DEVICES={visible} trl vllm-serve --model {model} "
+        f"--tensor_parallel_size {vllm_gpus} --port {cfg.cluster.vllm_server_port}"
     ]
-    if moved:
-        nearest = f"the nearest fit on {world} processes (was {old_world}); it changes {', '.join(moved)}"
-        reasons.update({key: nearest for key, text in reasons.items() if text == why})
-    rows = _table(before, after, cfg, loader.config)
-    return loader, reasons, rows, notes
 
 
 def _flat(data, prefix=""):
@@ -204,31 +212,24 @@ def _flat(data, prefix=""):
 
 
 def _table(before: Derived, after: Derived, old, new) -> list[tuple[str, str, str]]:
-    def onp(d):
-        return "yes" if d.on_policy else "no"
-
+    t0, t1 = old.training, new.training
+    rows = [
+        ("processes", before.world_size, after.world_size),
+        ("per_device_train_batch_size", t0.per_device_train_batch_size, t1.per_device_train_batch_size),
+        ("gradient_accumulation_steps", t0.gradient_accumulation_steps, t1.gradient_accumulation_steps),
+    ]
+    for label, name in (
+        ("effective batch size", "effective_batch_size"),
+        ("completions per round", "generation_batch_size"),
+        ("unique prompts per round", "unique_prompts_per_round"),
+        ("steps per generation", "steps_per_generation"),
+        ("optimizer steps per round", "optimizer_steps_per_round"),
+    ):
+        rows.append((label, getattr(before, name), getattr(after, name)))
+    rows.append(("on-policy", "yes" if before.on_policy else "no", "yes" if after.on_policy else "no"))
     return [
-        ("processes", str(before.world_size), str(after.world_size)),
-        (
-            "per_device_train_batch_size",
-            str(old.training.per_device_train_batch_size),
-            str(new.training.per_device_train_batch_size),
-        ),
-        (
-            "gradient_accumulation_steps",
-            str(old.training.gradient_accumulation_steps),
-            str(new.training.gradient_accumulation_steps),
-        ),
-        ("effective batch size", str(before.effective_batch_size), str(after.effective_batch_size)),
-        ("completions per round", str(before.generation_batch_size), str(after.generation_batch_size)),
-        ("unique prompts per round", str(before.unique_prompts_per_round), str(after.unique_prompts_per_round)),
-        ("steps per generation", str(before.steps_per_generation), str(after.steps_per_generation)),
-        (
-            "optimizer steps per round",
-            f"{before.optimizer_steps_per_round:g}",
-            f"{after.optimizer_steps_per_round:g}",
-        ),
-        ("on-policy", onp(before), onp(after)),
+        (label, f"{a:g}" if isinstance(a, float) else str(a), f"{b:g}" if isinstance(b, float) else str(b))
+        for label, a, b in rows
     ]
 
 

@@ -15,21 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-def _recommended(key: str) -> tuple[float, float]:
-    """(low, high) of a recommended range, from the config system's table (the warnings of
-    `grpolab config validate` and doctor's range findings use the same numbers)."""
-    from grpolab.config.rules import RECOMMENDED
-
-    rec = RECOMMENDED[key]
-    return rec.low, rec.high
-
-
-_LR, _BETA, _G = (
-    _recommended("training.learning_rate"),
-    _recommended("grpo.beta"),
-    _recommended("grpo.num_generations"),
-)
+from grpolab.config.rules import RECOMMENDED
 
 
 @dataclass(frozen=True)
@@ -145,13 +131,16 @@ THRESHOLDS: dict[str, Threshold] = {
         "completions per optimizer step (per_device_train_batch_size x gradient_accumulation_steps x world size)",
         "the gradient is an average over these completions; fewer make very noisy updates",
     ),
-    # ---- recommended ranges (the config system's table)
-    "lr_range_low": Threshold(_LR[0], "training.learning_rate", "the recommended range"),
-    "lr_range_high": Threshold(_LR[1], "training.learning_rate", "the recommended range"),
-    "beta_range_low": Threshold(_BETA[0], "grpo.beta (0 is allowed: KL off)", "the recommended range"),
-    "beta_range_high": Threshold(_BETA[1], "grpo.beta", "the recommended range"),
-    "generations_range_low": Threshold(_G[0], "grpo.num_generations", "the recommended range"),
-    "generations_range_high": Threshold(_G[1], "grpo.num_generations", "the recommended range"),
+    # ---- the recommended ranges: config/rules.py's table, which `config validate` warns with
+    **{
+        f"{name}_range_{end}": Threshold(getattr(RECOMMENDED[key], end), key, "the recommended range")
+        for name, key in (
+            ("lr", "training.learning_rate"),
+            ("beta", "grpo.beta"),
+            ("generations", "grpo.num_generations"),
+        )
+        for end in ("low", "high")
+    },
 }
 
 
