@@ -1,6 +1,7 @@
-"""The sbatch script of `grpolab launch slurm`: one `accelerate launch` per node (srun, one task
-per node), each with --num_machines, --num_processes, its --machine_rank and rank 0's address.
-Optionally the first node runs a vLLM server (TRL's server mode) and the others train."""
+"""`grpolab launch slurm`'s job, planned from its request (`plan_job`), and its sbatch script: one
+`accelerate launch` per node (srun, one task per node), each with --num_machines,
+--num_processes, its --machine_rank and rank 0's address. Optionally the first node runs a vLLM
+server (TRL's server mode) and the others train."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.launch.accelerate_files import launch_files
+from grpolab.launch.plan import describe, make_plan, plan_problems
 from grpolab.run import run_dir as run_dirs
+from grpolab.runtime.hardware import HardwareFacts
+from grpolab.runtime.resolve import resolve
 
 # The --set that points the trainer at the vLLM node; expanded by bash when the job runs.
 VLLM_HOST_OVERRIDE = "cluster.vllm_server_host=$VLLM_NODE"
@@ -49,6 +55,146 @@ class SlurmJob:
     @property
     def world_size(self) -> int:
         return self.train_nodes * self.gpus_per_node
+
+
+@dataclass(frozen=True)
+class SlurmRequest:
+    """What `grpolab launch slurm` was asked for (its options, by the same names)."""
+
+    nodes: int
+    gpus_per_node: int
+    output: Path  # the sbatch script; the accelerate config goes next to it
+    python: str
+    package_root: str
+    train_argv: list[str]  # the user's `grpolab train` options (absolute paths); the plan adds the job's shape
+    config: str | None = None
+    mode: str | None = None
+    model: str | None = None
+    overrides: tuple[str, ...] = ()
+    job_name: str = "grpolab"
+    partition: str | None = None
+    time: str | None = None
+    cpus_per_node: int | None = None
+    mem: str | None = None
+    signal_lead: int = 300
+    vllm_server_node: bool = False
+    vllm_tensor_parallel: int | None = None
+    vllm_ready_timeout: int = 1800
+
+
+@dataclass(frozen=True)
+class SlurmPlan:
+    job: SlurmJob
+    files: dict[Path, str]  # the sbatch script first, then the accelerate config (and DeepSpeed JSON)
+    summary: list[str]  # what the job runs, for the console and the script's head
+    warnings: list[str]  # the config's
+
+
+def plan_job(request: SlurmRequest) -> SlurmPlan:
+    """The job and its files. Raises ConfigError with every problem found; writes nothing."""
+    r, G = request, request.gpus_per_node
+    if r.vllm_server_node and r.nodes < 2:
+        raise ConfigError(
+            Problem(
+                "",
+                "--vllm-server-node needs at least 2 nodes (one serves, the others train).",
+                "pass --nodes 2 or more",
+                "--nodes",
+            )
+        )
+    train_nodes = r.nodes - 1 if r.vllm_server_node else r.nodes
+    world = train_nodes * G
+    # The job's shape goes into the config every rank resolves, so run_info and the checks agree.
+    shape = [f"cluster.num_processes={G}", f"cluster.num_machines={train_nodes}"]
+    if r.vllm_server_node:
+        shape += ["cluster.use_vllm=true", "cluster.vllm_mode=server"]
+    checked = [*r.overrides, *shape] + (
+        ["cluster.vllm_server_host=vllm-node"] if r.vllm_server_node else []
+    )  # the real host is known when the job runs
+    flags = {"model.name_or_path": r.model} if r.model else None
+    loader = GRPOConfigLoader(mode=r.mode, config_path=r.config, overrides=checked, flags=flags, world_size=world)
+    cfg = loader.config
+    resolved = resolve(cfg, _job_facts(cfg, G), world_size=world)
+    plan = make_plan(cfg, resolved)
+    problems = plan_problems(cfg, plan, loader.origin_of, resolved, gpus=None, self_launch=False)
+    tensor_parallel = _job_problems(r, cfg, problems)
+    if problems:
+        raise ConfigError(problems)
+
+    out = r.output
+    files = launch_files(
+        out.parent,
+        plan,
+        stem=f"{out.stem}.",
+        note=f" for {out.name} ({train_nodes} nodes x {G} GPUs; srun passes the machine rank and address)",
+    )
+    if r.vllm_server_node and "vllm_server_timeout" not in cfg.grpo.model_extra:
+        shape.append(f"grpo.vllm_server_timeout={r.vllm_ready_timeout}")  # TRL's own wait, as long
+    train_args = [*r.train_argv, *(arg for s in shape for arg in ("--set", s))]
+    train_args += ["--set", VLLM_HOST_OVERRIDE] if r.vllm_server_node else []
+    summary = [line.strip() for line in describe(cfg, plan).splitlines()]
+    if cfg.training.bf16 == "auto":
+        summary.append(
+            "precision: bf16 (assumes GPUs with native bf16, compute capability >= 8.0; "
+            "on others set training.bf16: false)"
+        )
+    job = SlurmJob(
+        nodes=r.nodes,
+        gpus_per_node=G,
+        python=r.python,
+        package_root=r.package_root,
+        accelerate_config=str(next(iter(files))),
+        run_dir_parent=str(Path(cfg.output_dir).resolve()),
+        run_stem=(loader.config_path or loader.preset_path).stem,
+        train_args=train_args,
+        job_name=r.job_name,
+        partition=r.partition,
+        time=r.time,
+        vllm_model=cfg.model.name_or_path if r.vllm_server_node else None,
+        vllm_port=cfg.cluster.vllm_server_port,
+        vllm_tensor_parallel=tensor_parallel,
+        vllm_revision=cfg.model.revision,
+        vllm_trust_remote_code=cfg.model.trust_remote_code,
+        vllm_max_model_len=cfg.grpo.model_extra.get("vllm_max_model_length"),
+        vllm_ready_timeout_s=r.vllm_ready_timeout,
+        cpus_per_node=r.cpus_per_node,
+        mem=r.mem,
+        signal_lead_s=r.signal_lead,
+        summary=summary,
+    )
+    return SlurmPlan(job, {out: sbatch_script(job), **files}, summary, list(loader.warnings))
+
+
+def _job_facts(cfg, gpus_per_node: int) -> HardwareFacts:
+    """The job's nodes, as the sbatch script is written on a login node that cannot see them:
+    GPUs with native bf16, and the engines the config asks for by name installed there."""
+    c = cfg.cluster
+    wanted = {"vllm": c.use_vllm is True, "liger_kernel": cfg.training.use_liger_kernel is True}
+    wanted["deepspeed"] = c.backend == "deepspeed"
+    return HardwareFacts.planned(gpus_per_node, [name for name, on in wanted.items() if on], cores=gpus_per_node)
+
+
+def _job_problems(request: SlurmRequest, cfg, problems: list[Problem]) -> int:
+    """Adds what only a SLURM job needs (a model every node can read; a vLLM tensor parallel size
+    that fits) to `problems`; returns that tensor parallel size."""
+    if not cfg.model.name_or_path:
+        problems.append(
+            Problem(
+                "model.name_or_path",
+                "is not set: the job would train the embedded toy demo model"
+                + (", and the vLLM server needs a model to serve." if request.vllm_server_node else "."),
+                "pass --model (a Hub id or a path every node can read)",
+                "--model",
+            )
+        )
+    if not (request.vllm_server_node and cfg.model.name_or_path):
+        return 1
+    heads = attention_heads(cfg.model.name_or_path, cfg.model.revision)
+    try:
+        return vllm_parallel(heads, request.gpus_per_node, request.vllm_tensor_parallel)[0]
+    except ValueError as exc:
+        problems.append(Problem("", f"{exc}.", "pass a divisor of both, or leave it out", "--vllm-tensor-parallel"))
+        return 1
 
 
 def vllm_parallel(attention_heads: int | None, gpus: int, requested: int | None = None) -> tuple[int, int]:
