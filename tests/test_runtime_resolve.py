@@ -210,6 +210,9 @@ def test_a_deepspeed_json_decides_only_where_it_is_explicit(tmp_path):
     assert json_precision({"fp16": {"enabled": False}, "bf16": {"enabled": False}}).value == "no"
     assert "ds.json" in json_precision({"bf16": {"enabled": True}}).source
     assert launcher_precision({}) is None  # no launcher: the config decides
+    dist = DistInfo("accelerate launch", 0, 2, 0, 2, precision=json_precision({"bf16": {"enabled": True}}))
+    (problem,) = resolve(cluster_config("false"), MACHINES["bf16"], dist).problems
+    assert "ds.json" in problem.origin and '"enabled": "auto"' in problem.fix and "ds.json" in problem.fix
 
 
 def test_a_fp32_machine_following_the_launchers_bf16_says_it_is_emulated():

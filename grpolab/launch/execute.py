@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -188,10 +189,12 @@ class TracebackFilter:
     """The launcher's stderr as the console shows it: Python tracebacks (a failed rank's, rank 0's
     "Connection closed by peer" after it, torchrun's ChildFailedError with its report) are held
     back, since the launcher then names the first failed rank's error in one line and the logs
-    keep them whole. A line still being written (progress bars redraw with \\r) shows at once."""
+    keep them whole. A line still being written (progress bars redraw with \\r) shows at once.
+    torch prefixes a rank's traceback lines with "[rankN]: " once its process group is up."""
 
-    START = b"Traceback (most recent call last):"
+    START = "Traceback (most recent call last):"
     CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
+    RANK_PREFIX = re.compile(r"\[rank\d+\]: ?")
 
     def __init__(self) -> None:
         self.held: collections.deque[str] = collections.deque(maxlen=2000)
@@ -207,26 +210,34 @@ class TracebackFilter:
             self._mid_line = not newline
         *lines, self._partial = (self._partial + chunk).split(b"\n") if not self._mid_line else [b""]
         shown += [line + b"\n" for line in lines if self._show(line.decode(errors="replace"))]
-        if self._partial and self._state is None and not self.START.startswith(self._partial[: len(self.START)]):
+        if self._partial and self._state is None and not self._may_start(self._partial.decode(errors="replace")):
             shown.append(self._partial)
             self._partial, self._mid_line = b"", True
         return b"".join(shown)
 
+    def _may_start(self, partial: str) -> bool:
+        """Whether an unfinished line may still turn out to start a traceback."""
+        if "[rank".startswith(partial[:5]) and not self.RANK_PREFIX.match(partial):
+            return len(partial) < 16  # a prefix being written
+        body = self.RANK_PREFIX.sub("", partial, count=1)
+        return self.START.startswith(body[: len(self.START)])
+
     def _show(self, line: str) -> bool:
-        if self._state is None and not line.startswith(self.START.decode()):
+        body = self.RANK_PREFIX.sub("", line, count=1)
+        if self._state is None and not body.startswith(self.START):
             return True
         if self._state is None:
             self._state = "traceback"
-        elif self._state == "traceback" and line[:1].strip() and not line.startswith(("Traceback", *self.CHAINED)):
+        elif self._state == "traceback" and body[:1].strip() and not body.startswith(("Traceback", *self.CHAINED)):
             self._state = "raised"  # the exception's own line
-        elif self._state == "raised" and line.startswith(self.CHAINED):
+        elif self._state == "raised" and body.startswith(self.CHAINED):
             self._state = "traceback"
-        elif self._state == "raised" and line.startswith("====="):
+        elif self._state == "raised" and body.startswith("====="):
             self._state = "report"
-        elif self._state == "raised" and line.strip():
+        elif self._state == "raised" and body.strip():
             self._state = None
             return self._show(line)
-        elif self._state == "report" and line.startswith("====="):
+        elif self._state == "report" and body.startswith("====="):
             self._state = None
         self.held.append(line)
         return False

@@ -17,6 +17,17 @@ class LauncherPrecision:
 
     value: str  # accelerate's: "no", "bf16" or "fp16"
     source: str  # where the user set it: the accelerate config, a flag, or the DeepSpeed JSON
+    deepspeed_json: str | None = None  # the JSON that decides it, when one does
+
+    def fix(self, value: str) -> str:
+        """The smallest change on the launcher's side that makes it `value`."""
+        if self.deepspeed_json:
+            return f'set `"enabled": "auto"` in the bf16 and fp16 blocks of {self.deepspeed_json}'
+        quoted = "'no'" if value == "no" else value
+        return (
+            f"set `mixed_precision: {quoted}` in the accelerate config (or pass `--mixed_precision {value}` to "
+            "accelerate launch)"
+        )
 
 
 @dataclass(frozen=True)
@@ -78,7 +89,7 @@ def launcher_precision(environ=os.environ, launch_argv: list[str] | None = None)
         on = [k for k, v in enabled.items() if v == "true"]
         if on or set(enabled.values()) == {"false"}:
             value = on[0] if on else "no"
-            return LauncherPrecision(value, f"{ds_file} ({value if on else 'bf16 and fp16'}.enabled)")
+            return LauncherPrecision(value, f"{ds_file} ({value if on else 'bf16 and fp16'}.enabled)", ds_file)
         return None
     value = environ.get("ACCELERATE_MIXED_PRECISION")
     if value not in ("no", "bf16", "fp16"):

@@ -320,7 +320,6 @@ def _launcher_precision_problems(cfg, resolved: Resolved, launched) -> list[Prob
     ours = "fp16" if fp16 else "bf16" if resolved.bf16 else "no"
     problems = []
     if launched.value != ours:
-        quoted = "'no'" if ours == "no" else ours
         if launched.value == "fp16" and resolved.device == "cpu":
             follow = " (fp16 needs a GPU)"
         elif launched.value == "fp16":
@@ -329,11 +328,10 @@ def _launcher_precision_problems(cfg, resolved: Resolved, launched) -> list[Prob
             follow = ", or set `training.bf16: auto` to follow it"
         problems.append(
             Problem(
-                "training.fp16" if launched.value == "fp16" and cfg.training.bf16 == "auto" else "training.bf16",
+                "training.bf16",
                 f"resolves to {'fp32' if ours == 'no' else ours}, but the launcher's mixed precision is "
                 f"{launched.value} ({launched.source}).",
-                f"set `mixed_precision: {quoted}` in the accelerate config (or pass `--mixed_precision {ours}` to "
-                f"accelerate launch){follow}",
+                launched.fix(ours) + follow,
                 launched.source,
             )
         )
