@@ -210,6 +210,10 @@ def test_a_deepspeed_json_decides_only_where_it_is_explicit(tmp_path):
     assert json_precision({"fp16": {"enabled": False}, "bf16": {"enabled": False}}).value == "no"
     assert "ds.json" in json_precision({"bf16": {"enabled": True}}).source
     assert launcher_precision({}) is None  # no launcher: the config decides
+    by_hand = launcher_precision(
+        {"ACCELERATE_MIXED_PRECISION": "bf16"}, ["accelerate", "launch", "--config_file=z.yaml"]
+    )
+    assert by_hand.source == "mixed_precision in z.yaml" and "accelerate launch" in by_hand.fix("no")
     dist = DistInfo("accelerate launch", 0, 2, 0, 2, precision=json_precision({"bf16": {"enabled": True}}))
     (problem,) = resolve(cluster_config("false"), MACHINES["bf16"], dist).problems
     assert "ds.json" in problem.origin and '"enabled": "auto"' in problem.fix and "ds.json" in problem.fix

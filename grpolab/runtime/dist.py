@@ -95,6 +95,7 @@ def launcher_precision(environ=os.environ, launch_argv: list[str] | None = None)
     if value not in ("no", "bf16", "fp16"):
         return None
     argv = _accelerate_launch_argv() if launch_argv is None else launch_argv
+    argv = [part for arg in argv for part in (arg.split("=", 1) if arg.startswith("--") else [arg])]
     for flag in ("--mixed_precision", "--mixed-precision"):
         if flag in argv:
             return LauncherPrecision(value, f"accelerate launch {flag} {value}")
@@ -107,23 +108,16 @@ def launcher_precision(environ=os.environ, launch_argv: list[str] | None = None)
 
 
 def _accelerate_launch_argv() -> list[str]:
-    """The command line of the `accelerate launch` that started this rank (its parent, or the
-    parent's parent), read from /proc; [] elsewhere."""
-    pid = os.getppid()
-    for _ in range(3):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            return []
-        if "accelerate.commands.launch" in argv or any(
-            a.endswith("accelerate") and b == "launch" for a, b in zip(argv, argv[1:])
-        ):
-            return argv
-        pid = int(next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "0"))
-        if pid <= 1:
-            return []
-    return []
+    """The command line of the `accelerate launch` that started this rank, read from /proc ([]
+    elsewhere). It is the parent: accelerate runs torchrun inside its own process."""
+    try:
+        argv = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+    launch = "accelerate.commands.launch" in argv or any(
+        a.endswith("accelerate") and b == "launch" for a, b in zip(argv, argv[1:])
+    )
+    return argv if launch else []
 
 
 def srun_rank_env(environ, main_ip: str | None, port: int) -> dict[str, str]:
