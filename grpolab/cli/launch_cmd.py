@@ -67,20 +67,9 @@ def register(sub) -> None:
 
 
 def cmd_slurm(args) -> int:
-    from dataclasses import fields
+    from grpolab.launch.slurm import plan_job
 
-    from grpolab.launch.execute import PACKAGE_ROOT
-    from grpolab.launch.slurm import SlurmRequest, plan_job
-    from grpolab.train.request import TrainRequest
-
-    mode = args.mode or (None if args.config else "cluster")
-    model = _abs_if_local(args.model) if args.model else None
-    config = str(Path(args.config).resolve()) if args.config else None
-    overrides = tuple(args.overrides)
-    options = {k: v for k, v in vars(args).items() if k in {f.name for f in fields(SlurmRequest)}}
-    options.update(mode=mode, model=model, config=config, overrides=overrides, output=Path(args.output).resolve())
-    train_argv = TrainRequest(model=model, mode=mode, config=config, overrides=overrides).to_argv()
-    request = SlurmRequest(**options, python=sys.executable, package_root=str(PACKAGE_ROOT), train_argv=train_argv)
+    request = _request(args)
     plan = plan_job(request)
     for warning in plan.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -107,6 +96,25 @@ def cmd_slurm(args) -> int:
         )
         return 1
     return subprocess.run([sbatch, str(out)]).returncode
+
+
+def _request(args):
+    """The options as launch/slurm takes them: absolute paths (the job may start elsewhere), and
+    the `grpolab train` options every rank runs."""
+    from dataclasses import fields
+
+    from grpolab.launch.execute import PACKAGE_ROOT
+    from grpolab.launch.slurm import SlurmRequest
+    from grpolab.train.request import TrainRequest
+
+    mode = args.mode or (None if args.config else "cluster")
+    model = _abs_if_local(args.model) if args.model else None
+    config = str(Path(args.config).resolve()) if args.config else None
+    overrides = tuple(args.overrides)
+    options = {k: v for k, v in vars(args).items() if k in {f.name for f in fields(SlurmRequest)}}
+    options.update(mode=mode, model=model, config=config, overrides=overrides, output=Path(args.output).resolve())
+    train_argv = TrainRequest(model=model, mode=mode, config=config, overrides=overrides).to_argv()
+    return SlurmRequest(**options, python=sys.executable, package_root=str(PACKAGE_ROOT), train_argv=train_argv)
 
 
 def _abs_if_local(model: str) -> str:
