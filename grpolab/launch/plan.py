@@ -55,15 +55,6 @@ def plan_problems(
     the caller supplies the multi-node addresses (the sbatch script)."""
     c = cfg.cluster
     W = plan.world_size
-    if W < 1:  # the schema rejects num_processes < 1; kept for plans built by hand
-        return [
-            Problem(
-                "cluster.num_processes",
-                f"must be at least 1 (or auto), got {c.num_processes}.",
-                "set `cluster.num_processes: auto`",
-                origin_of("cluster.num_processes"),
-            )
-        ]
     problems = list(cross_field_problems(cfg, W, origin_of))
 
     def add(key, message, fix):

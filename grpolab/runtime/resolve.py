@@ -82,7 +82,8 @@ def resolve(cfg, facts: HardwareFacts, dist: DistInfo | None = None, world_size:
     dtype = _dtype(cfg, precision.setting, cuda)
     liger = _engine("liger_kernel", cfg.training.use_liger_kernel, facts, cuda)
     vllm = _engine("vllm", cfg.cluster.use_vllm, facts, cuda)
-    generation = replace(vllm, value=f"vLLM {cfg.cluster.vllm_mode}" if vllm.setting else "transformers")
+    shown = f"vLLM {cfg.cluster.vllm_mode}" if vllm.setting else "transformers"
+    generation = replace(vllm, value=shown, key="cluster.use_vllm, cluster.vllm_mode")
     threads = _threads(cfg, facts, per_machine.setting)
     on = bool(cfg.training.gradient_checkpointing)
     checkpointing = _on_off(
@@ -208,7 +209,6 @@ class _Engine:
 
     label: str
     key: str
-    shown_key: str  # the keys `explain` names for it
     missing: str  # why it cannot run here, when not installed
     no_gpu: str  # ... and when there is no GPU
     auto_missing: str  # the reason `auto` gives for off, when not installed
@@ -220,7 +220,6 @@ ENGINES = {
     "liger_kernel": _Engine(
         "Liger kernels",
         "training.use_liger_kernel",
-        "training.use_liger_kernel",
         "liger-kernel is not installed (pip install liger-kernel)",
         "there is no CUDA GPU (Liger's kernels need one)",
         "needs liger-kernel and a GPU",
@@ -230,7 +229,6 @@ ENGINES = {
     "vllm": _Engine(
         "generation",
         "cluster.use_vllm",
-        "cluster.use_vllm, cluster.vllm_mode",
         "vLLM is not installed (pip install 'trl[vllm]')",
         "there is no CUDA GPU",
         "vLLM is not installed (pip install 'trl[vllm]')",
@@ -243,9 +241,9 @@ ENGINES = {
 def _engine(name: str, setting, facts: HardwareFacts, cuda: bool) -> Decision:
     engine, runs = ENGINES[name], cuda and facts.has(name)
     if setting != "auto":
-        return _on_off(engine.label, bool(setting) and runs, "set", engine.shown_key)
+        return _on_off(engine.label, bool(setting) and runs, "set", engine.key)
     why = "installed, on a GPU" if runs else (engine.auto_missing if cuda else engine.auto_no_gpu)
-    return _on_off(engine.label, runs, f"auto: {why}", engine.shown_key)
+    return _on_off(engine.label, runs, f"auto: {why}", engine.key)
 
 
 def _threads(cfg, facts: HardwareFacts, per_machine: int) -> Decision:
