@@ -101,8 +101,11 @@ def backend_config(tmp_path, tiny_llama, write_config):
     return make
 
 
-def hand_launch(tmp_path, config: Path, preset: str, env: dict, *sets: str) -> tuple[TrainResult, list[dict]]:
-    """`accelerate launch` of a packaged preset with 2 CPU ranks; the result and the engine records."""
+def hand_launch(
+    tmp_path, config: Path, preset: str, env: dict, *sets: str, precision: str | None = "no"
+) -> tuple[TrainResult, list[dict]]:
+    """`accelerate launch` of a packaged preset with 2 CPU ranks; the result and the engine records.
+    `precision` None: the preset's own mixed_precision, as the documented command leaves it."""
     engine_log = tmp_path / "engine.jsonl"
     cmd = [
         sys.executable,
@@ -114,8 +117,7 @@ def hand_launch(tmp_path, config: Path, preset: str, env: dict, *sets: str) -> t
         "2",
         "--num_machines",
         "1",
-        "--mixed_precision",
-        "no",
+        *(["--mixed_precision", precision] if precision else []),
         "-m",
         "grpolab",
         "train",
@@ -186,6 +188,23 @@ def test_deepspeed_zero2_two_cpu_ranks(tmp_path, backend_config, tiny_llama, sub
     check_engine(engines, "DEEPSPEED", zero_stage=2)
     run_dir = check_run(tmp_path, result, tiny_llama)
     assert json.loads((run_dir / "run_info.json").read_text())["policy_partitioned_at_load"] is False
+
+
+@pytest.mark.slow
+def test_deepspeed_zero2_as_documented_names_the_preset_when_the_config_says_fp32(
+    tmp_path, backend_config, subprocess_env
+):
+    """The documented hand launch keeps zero2.yaml's `mixed_precision: bf16`. A config that
+    resolves fp32 used to die in both ranks inside DeepSpeed ("ds bf16.enabled=True vs hf
+    bf16=False"); every rank now stops before the model loads with a problem naming the preset
+    and the fix. (With `training.bf16: auto` the ranks follow the preset's bf16 instead:
+    test_runtime_resolve.py covers every preset on every machine.)"""
+    result, engines = hand_launch(tmp_path, backend_config(), "zero2.yaml", subprocess_env, precision=None)
+    assert result.code != 0 and not engines, result
+    assert "bf16.enabled" not in result.err, result.err[-3000:]
+    assert "training.bf16: resolves to fp32, but the launcher's mixed precision is bf16" in result.err, result.err
+    assert "zero2.yaml" in result.err and "--mixed_precision no" in result.err
+    assert not list((tmp_path / "runs").glob("*/run_info.json"))  # refused before any model loads
 
 
 @pytest.mark.slow

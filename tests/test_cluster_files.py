@@ -19,6 +19,7 @@ from grpolab.launch.accelerate_files import (
     write_files,
 )
 from grpolab.launch.plan import LaunchPlan
+from grpolab.runtime.dist import launcher_precision
 
 PRESETS = sorted((preset_dir() / "accelerate").glob("*.yaml"))
 
@@ -170,6 +171,9 @@ def test_deepspeed_files_pass_accelerates_launch_and_plugin_checks(tmp_path, mon
         if key.startswith("ACCELERATE_"):
             monkeypatch.setenv(key, value)
     ds = DeepSpeedPlugin()  # raises if the accelerate file sets keys the JSON owns
+    # The JSON's "auto" precision follows the training arguments: the ranks' own resolve decides,
+    # not accelerate's default `mixed_precision: no` beside it.
+    assert env["ACCELERATE_MIXED_PRECISION"] == "no" and launcher_precision(env) is None
     assert ds.zero_stage == stage
     assert ds.zero3_init_flag is (stage == 3)
     assert ds.hf_ds_config.config["zero_optimization"]["stage"] == stage

@@ -90,3 +90,80 @@ def test_a_rank_other_than_zero_writes_to_its_own_log(tmp_path):
     assert done.returncode == 1 and done.stdout == "" and done.stderr == ""
     text = rank_log(tmp_path, 1).read_text()
     assert "to the file" in text and "c-level stderr" in text and "dying words" in text
+
+
+# What torchrun's stderr carries when rank 1 fails: rank 0's gloo traceback (chained), then the
+# launcher's own ChildFailedError with its report, between lines the user should still see.
+LAUNCHER_STDERR = """\
+step 1/3 loss 0.12
+[rank0]: Traceback (most recent call last):
+[rank0]:   File "/x/trainer.py", line 10, in step
+[rank0]:     all_reduce(t)
+[rank0]: RuntimeError: [gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:5
+[rank0]:
+[rank0]: During handling of the above exception, another exception occurred:
+[rank0]:
+[rank0]: Traceback (most recent call last):
+[rank0]:   File "<frozen runpy>", line 198, in _run_module_as_main
+[rank0]: ValueError: wrapped
+[rank0] is not a prefix of a traceback
+Traceback (most recent call last):
+  File "/x/launcher.py", line 1, in <module>
+KeyError: 'x'
+W1206 12:00:00.000 1 torch/distributed/elastic/multiprocessing/api.py:900] Sending process 2 closing signal SIGTERM
+Traceback (most recent call last):
+  File "/venv/bin/torchrun", line 8, in <module>
+    sys.exit(main())
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+grpolab FAILED
+------------------------------------------------------------
+Failures:
+  <NO_OTHER_FAILURES>
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  rank      : 1 (local_rank: 1)
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+============================================================
+after the report
+"""
+KEPT = ["step 1/3 loss 0.12", "[rank0] is not", "W1206 12:00:00.000 1 torch/distributed", "after the report"]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 16, 64, 1 << 16])
+def test_the_console_gets_no_traceback_in_any_chunking(size):
+    """The launcher's stderr cut into chunks of every size (pipes deliver any split): the
+    tracebacks and torchrun's report are held back whole, every other line shows, unchanged."""
+    console = execute.TracebackFilter()
+    data = LAUNCHER_STDERR.encode()
+    shown = b"".join(console.feed(data[i : i + size]) for i in range(0, len(data), size)).decode()
+    assert "Traceback" not in shown and "ChildFailedError" not in shown and "Root Cause" not in shown, shown
+    assert "During handling" not in shown and "Connection closed" not in shown, shown
+    assert [line for line in shown.splitlines() if line] == [
+        line for line in LAUNCHER_STDERR.splitlines() if any(line.startswith(k) for k in KEPT)
+    ]
+    held = "\n".join(console.held)
+    assert "Connection closed by peer" in held and "ChildFailedError" in held and "Root Cause" in held
+
+
+def test_a_progress_line_shows_before_its_newline():
+    console = execute.TracebackFilter()
+    assert console.feed(b"\r 40%|####") == b"\r 40%|####"
+    assert console.feed(b"  | 4/10\r 50%") == b"  | 4/10\r 50%"
+    assert console.feed(b"|#####\nTraceback (most") == b"|#####\n"  # a traceback's start is held
+    assert console.feed(b" recent call last):\n  File x\nKeyError: 1\nnext\n") == b"next\n"
+
+
+def test_tracebacks_nobody_explained_are_shown_at_the_end(tmp_path, capsys):
+    """A rank that died without recording why (no error-rank file): the held tracebacks are the
+    only account, so they are printed after all."""
+    run_dir = tmp_path / "run"
+    _started(run_dir)
+    assert execute.report_failure(_spec(run_dir), 1, ["Traceback (most recent call last):", "OSError: disk"]) == 1
+    assert "OSError: disk" in capsys.readouterr().err
+    run_dirs.record_rank_error(run_dir, 1, 1, "boom")
+    rank_log(run_dir, 1).write_text("rank 1's traceback\n")
+    execute.report_failure(_spec(run_dir), 1, ["Traceback (most recent call last):", "OSError: disk"])
+    err = capsys.readouterr().err
+    assert "OSError" not in err and "error (rank 1): boom" in err and str(rank_log(run_dir, 1)) in err

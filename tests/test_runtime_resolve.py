@@ -4,6 +4,7 @@ print the same decisions."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -127,3 +128,101 @@ def test_explain_and_dry_run_print_the_same_decisions(tmp_path, subprocess_env, 
     assert len(shown) == len(decisions)
     for line, d in zip(shown, decisions):
         assert line.startswith(d["label"]) and d["value"] in line and f"{d['reason']} ({d['key']})" in line
+
+
+# ----------------------------------------------------------------- the launcher's mixed precision
+PRESETS = sorted((REPO / "grpolab" / "presets" / "accelerate").glob("*.yaml"))
+MACHINES = {  # what `training.bf16: auto` picks by itself: fp32, bf16 or (a pre-Ampere GPU) fp16-capable fp32
+    "fp32": HardwareFacts(cores=4),
+    "bf16": HardwareFacts(gpus=(AMPERE,) * 2, cores=4, installed=frozenset({"deepspeed"})),
+    "fp16": HardwareFacts(gpus=(VOLTA,) * 2, cores=4, installed=frozenset({"deepspeed"})),
+}
+
+
+@functools.cache
+def cluster_config(bf16: str):
+    return GRPOConfigLoader(mode="cluster", overrides=[f"training.bf16={bf16}"]).config
+
+
+def accelerate_rank_env(*launch_args: str) -> dict:
+    """The environment `accelerate launch LAUNCH_ARGS -m grpolab train` gives its ranks, built by
+    accelerate's own launch code (accelerate/commands/launch.py: launch_command)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
+
+    parsed = launch_command_parser().parse_args([*launch_args, "--num_processes", "2", "-m", "grpolab", "train"])
+    args, defaults, mp_from_config_flag = _validate_launch_command(parsed)
+    if not args.use_deepspeed:
+        return prepare_multi_gpu_env(args)
+    fields = list(defaults.deepspeed_config.keys()) if defaults else []
+    args.deepspeed_fields_from_accelerate_config = ",".join(fields + ["mixed_precision"] * mp_from_config_flag)
+    return prepare_deepspeed_cmd_env(args)[1]
+
+
+def launches():
+    """Every packaged accelerate preset as shipped, and with each --mixed_precision flag."""
+    for preset in PRESETS:
+        for flag in (None, "no", "bf16", "fp16"):
+            launch = ["--config_file", str(preset)] + (["--mixed_precision", flag] if flag else [])
+            yield pytest.param(launch, id=f"{preset.name}-{flag or 'as-shipped'}")
+
+
+@pytest.mark.parametrize("launch", list(launches()))
+def test_resolve_follows_the_launchers_precision_or_names_its_file(launch):
+    """On every machine and for every `training.bf16`, a rank started by `accelerate launch` with a
+    packaged preset either resolves the launcher's mixed precision (and says it follows it), or
+    stops with a problem that names the preset or the flag and a fix, never reaching DeepSpeed's
+    "ds bf16.enabled=True vs hf bf16=False"."""
+    from grpolab.runtime.dist import launcher_precision
+
+    env = accelerate_rank_env(*launch)
+    launched = launcher_precision(env, ["accelerate", "launch", *launch])
+    assert launched is not None and launched.value == env["ACCELERATE_MIXED_PRECISION"]
+    named = launch[-1] if "--mixed_precision" in launch else launch[1]
+    assert named in launched.source
+    dist = DistInfo("accelerate launch", 0, 2, 0, 2, precision=launched)
+    for machine, facts in MACHINES.items():
+        for bf16 in ("auto", "true", "false"):
+            resolved = resolve(cluster_config(bf16), facts, dist)
+            agrees = resolved.mixed_precision == launched.value and resolved.bf16 == (launched.value == "bf16")
+            if agrees and not resolved.problems:
+                precision = next(d for d in resolved.decisions if d.label == "precision")
+                assert bf16 != "auto" or named in precision.reason, (machine, precision)
+                continue
+            named_problems = [p for p in resolved.problems if p.origin and named in p.origin and p.fix]
+            assert named_problems, (machine, bf16, resolved.bf16, resolved.problems)
+            assert "--mixed_precision" in named_problems[0].fix
+
+
+def test_a_deepspeed_json_decides_only_where_it_is_explicit(tmp_path):
+    from grpolab.runtime.dist import launcher_precision
+
+    def json_precision(blocks: dict):
+        path = tmp_path / "ds.json"
+        path.write_text(json.dumps(blocks))
+        # accelerate's mixed_precision default ("no") beside a JSON is not the user's choice
+        return launcher_precision({"ACCELERATE_DEEPSPEED_CONFIG_FILE": str(path), "ACCELERATE_MIXED_PRECISION": "no"})
+
+    assert json_precision({"bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"}}) is None
+    assert json_precision({}) is None
+    assert json_precision({"bf16": {"enabled": True}}).value == "bf16"
+    assert json_precision({"fp16": {"enabled": True}, "bf16": {"enabled": False}}).value == "fp16"
+    assert json_precision({"fp16": {"enabled": False}, "bf16": {"enabled": False}}).value == "no"
+    assert "ds.json" in json_precision({"bf16": {"enabled": True}}).source
+    assert launcher_precision({}) is None  # no launcher: the config decides
+    by_hand = launcher_precision(
+        {"ACCELERATE_MIXED_PRECISION": "bf16"}, ["accelerate", "launch", "--config_file=z.yaml"]
+    )
+    assert by_hand.source == "mixed_precision in z.yaml" and "accelerate launch" in by_hand.fix("no")
+    dist = DistInfo("accelerate launch", 0, 2, 0, 2, precision=json_precision({"bf16": {"enabled": True}}))
+    (problem,) = resolve(cluster_config("false"), MACHINES["bf16"], dist).problems
+    assert "ds.json" in problem.origin and '"enabled": "auto"' in problem.fix and "ds.json" in problem.fix
+
+
+def test_a_fp32_machine_following_the_launchers_bf16_says_it_is_emulated():
+    from grpolab.runtime.dist import LauncherPrecision
+
+    dist = DistInfo("accelerate launch", 0, 2, 0, 2, precision=LauncherPrecision("bf16", "mixed_precision in z.yaml"))
+    resolved = decide(facts=MACHINES["fp32"], mode="cluster", dist=dist)
+    assert resolved.bf16 and not resolved.problems
+    assert any("z.yaml" in note and "emulated" in note for note in resolved.notes)

@@ -114,11 +114,11 @@ def _join_launch(loader, request, dist) -> Path | None:
                 )
             )
     if dist.world_size > 1 and not run_dirs.handed_over_run_dir() and not request.resume:
-        return _shared_run_dir(loader, request, dist.launcher)
+        return _shared_run_dir(loader, request)
     return None
 
 
-def _shared_run_dir(loader, request, started_by: str) -> Path | None:
+def _shared_run_dir(loader, request) -> Path | None:
     """One run directory for ranks started by hand, named by --run-name or by the launch's id
     (SLURM job/step, or torchrun's rendezvous id), which every rank of the launch shares. None
     for a static rendezvous (accelerate launch, torchrun without --rdzv-id): then rank 0 creates

@@ -3,7 +3,9 @@ the run directory, then start the launcher and pass its exit code back."""
 
 from __future__ import annotations
 
+import collections
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -41,45 +43,50 @@ def execute(spec: LaunchSpec, preflight=None) -> int:
     write_files(spec.files)
     (spec.run_dir / "launch_command.sh").write_text(_shell_script(spec.cmd, spec.env))
     print(f"run dir      {spec.run_dir}\nlaunching    {shlex.join(spec.cmd)}", flush=True)
-    code = run_child(spec.cmd, spec.env, rank_log(spec.run_dir, 0))
-    return code if code == 0 else report_failure(spec, code)
+    console = TracebackFilter()
+    code = run_child(spec.cmd, spec.env, rank_log(spec.run_dir, 0), console)
+    if code == 0 and console.held:
+        print(f"note: the ranks printed tracebacks they recovered from; see {rank_log(spec.run_dir, 0)}")
+    return code if code == 0 else report_failure(spec, code, console.held)
 
 
-def report_failure(spec: LaunchSpec, code: int) -> int:
-    """The ranks failed: say the first failed rank's error once (the launcher printed its own
-    traceback above), keep its exit code (2 for a config error), record it as the run's error,
-    and remove a run directory in which no run ever started. The first to fail, by time, is the
-    cause: the ranks that fail after it usually only saw their peer vanish."""
+def report_failure(spec: LaunchSpec, code: int, held=()) -> int:
+    """The ranks failed: say the first failed rank's error once, with its log (the tracebacks of
+    the ranks and the launcher stay in the logs), keep its exit code (2 for a config error),
+    record it as the run's error, and remove a run directory in which no run ever started. The
+    first to fail, by time, is the cause: the ranks that fail after it usually only saw their
+    peer vanish. `held`: the tracebacks kept off the console, shown when no rank said why."""
     from grpolab.run import run_dir as run_dirs
-    from grpolab.run.rank_logs import rank_log
     from grpolab.run.record import RunInfo, now
 
     errors = run_dirs.rank_errors(spec.run_dir)
     first = errors[0] if errors else None
+    started = run_dirs.started(spec.run_dir)
+    info = RunInfo.load(spec.run_dir) if started else None
+    ended = info is not None and info.status in ("interrupted", "failed", "stopped") and info.exit_code
     if first is not None:
         rank = first.get("rank", 0)
         code = first["exit_code"] if isinstance(first.get("exit_code"), int) else code
         log = rank_log(spec.run_dir, rank)
-        where = f"\n  its full output: {log}" if rank != 0 and log.is_file() else ""
+        where = f"\n  its full output: {log}" if started and log.is_file() else ""
         print(f"\nerror (rank {rank}): {first.get('message')}{where}", file=sys.stderr)
-    if not run_dirs.started(spec.run_dir):
+    elif not ended:  # no rank said why: the tracebacks are all there is
+        print("\n".join(held), file=sys.stderr)
+    if not started:
         for name in [*(p.name for p in spec.files), "launch_command.sh"]:
             (spec.run_dir / name).unlink(missing_ok=True)
-        for path in (spec.run_dir / "logs").glob("error-rank*.json"):
-            path.unlink()
-        for path in (spec.run_dir / "logs").glob("rank*.log"):
+        for path in [*(spec.run_dir / "logs").glob("error-rank*.json"), *(spec.run_dir / "logs").glob("rank*.log")]:
             path.unlink()
         run_dirs.remove_if_empty(spec.run_dir / "logs")
         if run_dirs.remove_if_empty(spec.run_dir):
             print(f"removed {spec.run_dir}: the run never started", file=sys.stderr)
         return code
-    info = RunInfo.load(spec.run_dir)
     if first is not None and info.status in ("running", "failed"):
         info.update(status="failed", ended=info.ended or now(), exit_code=code, error=first.get("message"))
         info.update(failed_rank=first.get("rank", 0))
         info.save(spec.run_dir)
         return code
-    if info.status in ("interrupted", "failed", "stopped") and info.exit_code:
+    if ended:
         return info.exit_code  # the launcher maps every rank's exit to 1: rank 0's own code says more (3: guard stop)
     if info.status == "running":  # the ranks died without recording their end
         info.update(status="failed", ended=now(), exit_code=code, error=f"the launcher exited with {code}")
@@ -119,12 +126,12 @@ def launch_command(plan, accelerate_config: Path, train_args: list[str]) -> list
 SHUTDOWN_SECONDS = "300"
 
 
-def run_child(cmd: list[str], env_added: dict, log: Path | None = None) -> int:
+def run_child(cmd: list[str], env_added: dict, log: Path | None = None, console: TracebackFilter | None = None) -> int:
     """Run the launcher and return its exit code. Ctrl-C reaches the ranks straight from the
     terminal (same process group), so it is ignored here rather than sent twice (a second
     Ctrl-C aborts without a checkpoint); SIGTERM sent to this process is passed on. With `log`,
     what the launcher prints (rank 0's output: the other ranks write to their own logs) is
-    copied there as it passes to the console."""
+    copied there as it passes to the console, its stderr through `console`."""
     env = dict(os.environ, **env_added)
     env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", SHUTDOWN_SECONDS)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
@@ -133,7 +140,7 @@ def run_child(cmd: list[str], env_added: dict, log: Path | None = None) -> int:
         log.parent.mkdir(parents=True, exist_ok=True)
     pipe = subprocess.PIPE if log is not None else None
     proc = subprocess.Popen(cmd, env=env, stdout=pipe, stderr=pipe)
-    copies = _copy_output(proc, log) if log is not None else []
+    copies = _copy_output(proc, log, console) if log is not None else []
     previous = {
         signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
         signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum)),
@@ -148,35 +155,92 @@ def run_child(cmd: list[str], env_added: dict, log: Path | None = None) -> int:
     return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
 
 
-def _copy_output(proc: subprocess.Popen, log: Path) -> list[threading.Thread]:
-    """Two threads: the child's stdout and stderr, each to this process's own stream and to `log`."""
+def _copy_output(proc: subprocess.Popen, log: Path, console: TracebackFilter | None) -> list[threading.Thread]:
+    """Two threads: the child's stdout and stderr, each to `log` and to this process's own stream
+    (stderr through `console`)."""
     handle = log.open("ab")
     lock = threading.Lock()
     open_streams = [2]
 
-    def copy(source, target) -> None:
-        sink = getattr(target, "buffer", None)
+    def copy(source, target, shown) -> None:
         for chunk in iter(lambda: os.read(source.fileno(), 65536), b""):
-            if sink is not None:
-                sink.write(chunk)
-            else:
-                target.write(chunk.decode(errors="replace"))
-            target.flush()
             with lock:
                 handle.write(chunk)
                 handle.flush()
+            target.buffer.write(shown(chunk)) if hasattr(target, "buffer") else target.write(shown(chunk).decode())
+            target.flush()
         with lock:
             open_streams[0] -= 1
             if not open_streams[0]:
                 handle.close()
 
     threads = [
-        threading.Thread(target=copy, args=(proc.stdout, sys.stdout), daemon=True),
-        threading.Thread(target=copy, args=(proc.stderr, sys.stderr), daemon=True),
+        threading.Thread(target=copy, args=(proc.stdout, sys.stdout, lambda chunk: chunk), daemon=True),
+        threading.Thread(
+            target=copy, args=(proc.stderr, sys.stderr, console.feed if console else lambda c: c), daemon=True
+        ),
     ]
     for thread in threads:
         thread.start()
     return threads
+
+
+class TracebackFilter:
+    """The launcher's stderr as the console shows it: Python tracebacks (a failed rank's, rank 0's
+    "Connection closed by peer" after it, torchrun's ChildFailedError with its report) are held
+    back, since the launcher then names the first failed rank's error in one line and the logs
+    keep them whole. A line still being written (progress bars redraw with \\r) shows at once.
+    torch prefixes a rank's traceback lines with "[rankN]: " once its process group is up."""
+
+    START = "Traceback (most recent call last):"
+    CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
+    RANK_PREFIX = re.compile(r"\[rank\d+\]: ?")
+
+    def __init__(self) -> None:
+        self.held: collections.deque[str] = collections.deque(maxlen=2000)
+        self._state = None  # None, "traceback", "raised" (its last line seen) or "report" (torchrun's)
+        self._partial = b""  # the start of a line not shown yet
+        self._mid_line = False  # the start of this line was shown: the rest follows unfiltered
+
+    def feed(self, chunk: bytes) -> bytes:
+        shown = []
+        if self._mid_line:
+            head, newline, chunk = chunk.partition(b"\n")
+            shown.append(head + newline)
+            self._mid_line = not newline
+        *lines, self._partial = (self._partial + chunk).split(b"\n") if not self._mid_line else [b""]
+        shown += [line + b"\n" for line in lines if self._show(line.decode(errors="replace"))]
+        if self._partial and self._state is None and not self._may_start(self._partial.decode(errors="replace")):
+            shown.append(self._partial)
+            self._partial, self._mid_line = b"", True
+        return b"".join(shown)
+
+    def _may_start(self, partial: str) -> bool:
+        """Whether an unfinished line may still turn out to start a traceback."""
+        if "[rank".startswith(partial[:5]) and not self.RANK_PREFIX.match(partial):
+            return len(partial) < 16  # a prefix being written
+        body = self.RANK_PREFIX.sub("", partial, count=1)
+        return self.START.startswith(body[: len(self.START)])
+
+    def _show(self, line: str) -> bool:
+        body = self.RANK_PREFIX.sub("", line, count=1)
+        if self._state is None and not body.startswith(self.START):
+            return True
+        if self._state is None:
+            self._state = "traceback"
+        elif self._state == "traceback" and body[:1].strip() and not body.startswith(("Traceback", *self.CHAINED)):
+            self._state = "raised"  # the exception's own line
+        elif self._state == "raised" and body.startswith(self.CHAINED):
+            self._state = "traceback"
+        elif self._state == "raised" and body.startswith("====="):
+            self._state = "report"
+        elif self._state == "raised" and body.strip():
+            self._state = None
+            return self._show(line)
+        elif self._state == "report" and body.startswith("====="):
+            self._state = None
+        self.held.append(line)
+        return False
 
 
 def print_launch(spec: LaunchSpec) -> None:

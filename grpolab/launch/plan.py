@@ -50,20 +50,11 @@ def make_plan(cfg, resolved) -> LaunchPlan:
 def plan_problems(
     cfg, plan: LaunchPlan, origin_of, resolved, *, gpus: int | None, self_launch: bool = True
 ) -> list[Problem]:
-    """Every reason the plan cannot start, each with the smallest fix. `gpus` None = not known
-    here (a SLURM job generated on a login node); `self_launch` False = the caller supplies the
-    multi-node addresses (the sbatch script)."""
+    """Every reason the plan cannot start, each with the smallest fix: a flat check list.
+    `gpus` None = not known here (a SLURM job generated on a login node); `self_launch` False =
+    the caller supplies the multi-node addresses (the sbatch script)."""
     c = cfg.cluster
     W = plan.world_size
-    if W < 1:  # the schema rejects num_processes < 1; kept for plans built by hand
-        return [
-            Problem(
-                "cluster.num_processes",
-                f"must be at least 1 (or auto), got {c.num_processes}.",
-                "set `cluster.num_processes: auto`",
-                origin_of("cluster.num_processes"),
-            )
-        ]
     problems = list(cross_field_problems(cfg, W, origin_of))
 
     def add(key, message, fix):

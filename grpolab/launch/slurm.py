@@ -1,54 +1,181 @@
-"""The sbatch script of `grpolab launch slurm`: one `accelerate launch` per node (srun, one task
-per node), each with --num_machines, --num_processes, its --machine_rank and rank 0's address.
-Optionally the first node runs a vLLM server (TRL's server mode) and the others train."""
+"""`grpolab launch slurm`'s job, planned from its request (`plan_job`), and its sbatch script: one
+`accelerate launch` per node (srun, one task per node), each with --num_machines,
+--num_processes, its --machine_rank and rank 0's address. Optionally the first node runs a vLLM
+server (TRL's server mode) and the others train."""
 
 from __future__ import annotations
 
 import json
 import math
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.launch.accelerate_files import launch_files
+from grpolab.launch.plan import describe, make_plan, plan_problems
 from grpolab.run import run_dir as run_dirs
+from grpolab.runtime.hardware import HardwareFacts
+from grpolab.runtime.resolve import resolve
 
 # The --set that points the trainer at the vLLM node; expanded by bash when the job runs.
 VLLM_HOST_OVERRIDE = "cluster.vllm_server_host=$VLLM_NODE"
 
 
-@dataclass
-class SlurmJob:
+@dataclass(frozen=True)
+class SlurmRequest:
+    """What `grpolab launch slurm` was asked for (its options, by the same names)."""
+
     nodes: int  # nodes in the allocation (training nodes + the vLLM node, if any)
     gpus_per_node: int
+    output: Path  # the sbatch script; the accelerate config goes next to it
     python: str  # the interpreter with grpolab, trl and accelerate, same path on every node
     package_root: str  # put on PYTHONPATH so `-m grpolab` works from a checkout
-    accelerate_config: str  # absolute path
-    run_dir_parent: str  # absolute output_dir
-    run_stem: str  # run directory = <run_dir_parent>/<run_stem>_slurm-<job id>
-    train_args: list[str]  # options for `grpolab train` on every rank
+    train_argv: list[str]  # the user's `grpolab train` options (absolute paths); the plan adds the job's shape
+    config: str | None = None
+    mode: str | None = None
+    model: str | None = None
+    overrides: tuple[str, ...] = ()
     job_name: str = "grpolab"
     partition: str | None = None
     time: str | None = None
     # Node resources: the whole node by default; explicit CPUs/memory for shared partitions.
     cpus_per_node: int | None = None
     mem: str | None = None
-    signal_lead_s: int = 300  # SIGTERM this long before the time limit: time for a checkpoint
+    signal_lead: int = 300  # SIGTERM this long before the time limit: time for a checkpoint
+    vllm_server_node: bool = False
+    vllm_tensor_parallel: int | None = None
+    vllm_ready_timeout: int = 1800  # how long the trainers wait for the server before the job fails
+
+    @property
+    def train_nodes(self) -> int:
+        return self.nodes - 1 if self.vllm_server_node else self.nodes
+
+    @property
+    def world_size(self) -> int:
+        return self.train_nodes * self.gpus_per_node
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    """What the sbatch script runs: the request, and what planning found."""
+
+    request: SlurmRequest
+    accelerate_config: str  # absolute path
+    run_dir_parent: str  # absolute output_dir
+    run_stem: str  # run directory = <run_dir_parent>/<run_stem>_slurm-<job id>
+    train_args: list[str]  # options for `grpolab train` on every rank
+    summary: list[str]  # comment lines at the top (world size, batch ...)
     vllm_model: str | None = None  # set = reserve the first node for a vLLM server serving this model
     vllm_port: int = 8000
     vllm_tensor_parallel: int = 1  # tensor x data parallel = GPUs of the vLLM node
     vllm_revision: str | None = None
     vllm_trust_remote_code: bool = False
     vllm_max_model_len: int | None = None  # prompt + completion: no KV cache for the model's full context
-    vllm_ready_timeout_s: int = 1800  # how long the trainers wait for the server before the job fails
-    summary: list[str] = field(default_factory=list)  # comment lines at the top (world size, batch ...)
 
-    @property
-    def train_nodes(self) -> int:
-        return self.nodes - 1 if self.vllm_model else self.nodes
 
-    @property
-    def world_size(self) -> int:
-        return self.train_nodes * self.gpus_per_node
+@dataclass(frozen=True)
+class SlurmPlan:
+    job: SlurmJob
+    files: dict[Path, str]  # the sbatch script first, then the accelerate config (and DeepSpeed JSON)
+    summary: list[str]  # what the job runs, for the console and the script's head
+    warnings: list[str]  # the config's
+
+
+def plan_job(request: SlurmRequest) -> SlurmPlan:
+    """The job and its files. Raises ConfigError with every problem found; writes nothing."""
+    r, G = request, request.gpus_per_node
+    if r.vllm_server_node and r.nodes < 2:
+        raise ConfigError(
+            Problem(
+                "",
+                "--vllm-server-node needs at least 2 nodes (one serves, the others train).",
+                "pass --nodes 2 or more",
+                "--nodes",
+            )
+        )
+    train_nodes, world = r.train_nodes, r.world_size
+    # The job's shape goes into the config every rank resolves, so run_info and the checks agree.
+    shape = [f"cluster.num_processes={G}", f"cluster.num_machines={train_nodes}"]
+    if r.vllm_server_node:
+        shape += ["cluster.use_vllm=true", "cluster.vllm_mode=server"]
+    checked = [*r.overrides, *shape] + (
+        ["cluster.vllm_server_host=vllm-node"] if r.vllm_server_node else []
+    )  # the real host is known when the job runs
+    flags = {"model.name_or_path": r.model} if r.model else None
+    loader = GRPOConfigLoader(mode=r.mode, config_path=r.config, overrides=checked, flags=flags, world_size=world)
+    cfg = loader.config
+    resolved = resolve(cfg, _job_facts(cfg, G), world_size=world)
+    plan = make_plan(cfg, resolved)
+    problems = plan_problems(cfg, plan, loader.origin_of, resolved, gpus=None, self_launch=False)
+    tensor_parallel = _job_problems(r, cfg, problems)
+    if problems:
+        raise ConfigError(problems)
+
+    out = r.output
+    files = launch_files(
+        out.parent,
+        plan,
+        stem=f"{out.stem}.",
+        note=f" for {out.name} ({train_nodes} nodes x {G} GPUs; srun passes the machine rank and address)",
+    )
+    if r.vllm_server_node and "vllm_server_timeout" not in cfg.grpo.model_extra:
+        shape.append(f"grpo.vllm_server_timeout={r.vllm_ready_timeout}")  # TRL's own wait, as long
+    train_args = [*r.train_argv, *(arg for s in shape for arg in ("--set", s))]
+    train_args += ["--set", VLLM_HOST_OVERRIDE] if r.vllm_server_node else []
+    summary = [line.strip() for line in describe(cfg, plan).splitlines()]
+    if cfg.training.bf16 == "auto":
+        summary.append(
+            "precision: bf16 (assumes GPUs with native bf16, compute capability >= 8.0; "
+            "on others set training.bf16: false)"
+        )
+    job = SlurmJob(
+        request=r,
+        accelerate_config=str(next(iter(files))),
+        run_dir_parent=str(Path(cfg.output_dir).resolve()),
+        run_stem=(loader.config_path or loader.preset_path).stem,
+        train_args=train_args,
+        summary=summary,
+        vllm_model=cfg.model.name_or_path if r.vllm_server_node else None,
+        vllm_port=cfg.cluster.vllm_server_port,
+        vllm_tensor_parallel=tensor_parallel,
+        vllm_revision=cfg.model.revision,
+        vllm_trust_remote_code=cfg.model.trust_remote_code,
+        vllm_max_model_len=cfg.grpo.model_extra.get("vllm_max_model_length"),
+    )
+    return SlurmPlan(job, {out: sbatch_script(job), **files}, summary, list(loader.warnings))
+
+
+def _job_facts(cfg, gpus_per_node: int) -> HardwareFacts:
+    """The job's nodes, as the sbatch script is written on a login node that cannot see them:
+    GPUs with native bf16, and the engines the config asks for by name installed there."""
+    c = cfg.cluster
+    wanted = {"vllm": c.use_vllm is True, "liger_kernel": cfg.training.use_liger_kernel is True}
+    wanted["deepspeed"] = c.backend == "deepspeed"
+    return HardwareFacts.planned(gpus_per_node, [name for name, on in wanted.items() if on], cores=gpus_per_node)
+
+
+def _job_problems(request: SlurmRequest, cfg, problems: list[Problem]) -> int:
+    """Adds what only a SLURM job needs (a model every node can read; a vLLM tensor parallel size
+    that fits) to `problems`; returns that tensor parallel size."""
+    if not cfg.model.name_or_path:
+        problems.append(
+            Problem(
+                "model.name_or_path",
+                "is not set: the job would train the embedded toy demo model"
+                + (", and the vLLM server needs a model to serve." if request.vllm_server_node else "."),
+                "pass --model (a Hub id or a path every node can read)",
+                "--model",
+            )
+        )
+    if not (request.vllm_server_node and cfg.model.name_or_path):
+        return 1
+    heads = attention_heads(cfg.model.name_or_path, cfg.model.revision)
+    try:
+        return vllm_parallel(heads, request.gpus_per_node, request.vllm_tensor_parallel)[0]
+    except ValueError as exc:
+        problems.append(Problem("", f"{exc}.", "pass a divisor of both, or leave it out", "--vllm-tensor-parallel"))
+        return 1
 
 
 def vllm_parallel(attention_heads: int | None, gpus: int, requested: int | None = None) -> tuple[int, int]:
@@ -89,34 +216,50 @@ def attention_heads(model: str, revision: str | None = None) -> int | None:
 
 
 def sbatch_script(job: SlurmJob) -> str:
+    r = job.request
+    lines = ["#!/bin/bash", "# Written by `grpolab launch slurm`. Submit with: sbatch <this file>"]
+    lines += [f"# {line}" for line in job.summary]
+    lines += [f"#SBATCH {d}" for d in _directives(r)]
+    lines += _prelude(job)
+    lines += _vllm_server(job) if job.vllm_model else _all_nodes_train()
+    lines += ["", "# The options of `grpolab train`, the same on every rank."]
+    lines += ["TRAIN_ARGS=("] + [f"    {line}" for line in _option_lines(job.train_args)] + [")", ""]
+    lines += _train_step(r)
+    if job.vllm_model:
+        lines += ['kill "$VLLM_PID" 2>/dev/null || true', "wait || true"]
+    lines += ['exit "$status"', ""]
+    return "\n".join(lines)
+
+
+def _directives(r: SlurmRequest) -> list[str]:
     directives = [
-        f"--job-name={job.job_name}",
-        f"--nodes={job.nodes}",
+        f"--job-name={r.job_name}",
+        f"--nodes={r.nodes}",
         "--ntasks-per-node=1",  # one `accelerate launch` per node; it starts the GPU processes
-        f"--gpus-per-node={job.gpus_per_node}",
+        f"--gpus-per-node={r.gpus_per_node}",
         "--output=%x-%j.out",
         "--open-mode=append",  # a requeued job adds to its log instead of replacing it
         "--requeue",  # preempted or failed nodes: run again, resuming from the last checkpoint
-        f"--signal=TERM@{job.signal_lead_s}",
+        f"--signal=TERM@{r.signal_lead}",
     ]
-    if job.cpus_per_node or job.mem:  # a shared partition: say what the ranks and vLLM need
-        directives += [f"--cpus-per-task={job.cpus_per_node}"] if job.cpus_per_node else []
-        directives += [f"--mem={job.mem}"] if job.mem else []
+    if r.cpus_per_node or r.mem:  # a shared partition: say what the ranks and vLLM need
+        directives += [f"--cpus-per-task={r.cpus_per_node}"] if r.cpus_per_node else []
+        directives += [f"--mem={r.mem}"] if r.mem else []
     else:  # else the default share is 1 CPU and little memory per node, for 8 ranks (and vLLM)
         directives += ["--exclusive", "--mem=0"]
-    if job.partition:
-        directives.append(f"--partition={job.partition}")
-    if job.time:
-        directives.append(f"--time={job.time}")
-    lines = ["#!/bin/bash", "# Written by `grpolab launch slurm`. Submit with: sbatch <this file>"]
-    lines += [f"# {line}" for line in job.summary]
-    lines += [f"#SBATCH {d}" for d in directives]
-    lines += [
+    directives += [f"--partition={r.partition}"] if r.partition else []
+    directives += [f"--time={r.time}"] if r.time else []
+    return directives
+
+
+def _prelude(job: SlurmJob) -> list[str]:
+    """A flat template: the environment every node shares, the resume check and the node list."""
+    return [
         "",
         "set -euo pipefail",
         "",
-        f"export PYTHON={shlex.quote(job.python)}",
-        f"export PYTHONPATH={shlex.quote(job.package_root)}${{PYTHONPATH:+:$PYTHONPATH}}",
+        f"export PYTHON={shlex.quote(job.request.python)}",
+        f"export PYTHONPATH={shlex.quote(job.request.package_root)}${{PYTHONPATH:+:$PYTHONPATH}}",
         f"export ACCELERATE_CONFIG={shlex.quote(job.accelerate_config)}",
         "# One run directory for every rank (rank 0 writes it); the job id makes it unique and stays",
         "# the same when the job is requeued, so a requeued job resumes there.",
@@ -124,7 +267,7 @@ def sbatch_script(job: SlurmJob) -> str:
         'export GRPOLAB_RUN_DIR_OWNER="slurm:$SLURM_JOB_ID"  # ignored outside this job',
         'mkdir -p "$GRPOLAB_RUN_DIR/logs"',
         "# The launcher gives the ranks this long to save a checkpoint after SIGTERM before killing them.",
-        f"export TORCH_ELASTIC_SHUTDOWN_TIMEOUT={max(30, job.signal_lead_s - 30)}",
+        f"export TORCH_ELASTIC_SHUTDOWN_TIMEOUT={max(30, job.request.signal_lead - 30)}",
         "# A port of this job's own: jobs sharing a node do not collide.",
         "export MAIN_PORT=$((20000 + SLURM_JOB_ID % 20000))",
         "# srun steps no longer inherit --cpus-per-task (Slurm >= 22.05): pass the node's CPUs on.",
@@ -138,80 +281,82 @@ def sbatch_script(job: SlurmJob) -> str:
         "",
         'mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")',
     ]
-    if job.vllm_model:
-        server = [
-            f"--host 0.0.0.0 --port {job.vllm_port}",
-            f"--tensor-parallel-size {job.vllm_tensor_parallel}",
-            f"--data-parallel-size {job.gpus_per_node // job.vllm_tensor_parallel}",
-        ]
-        server += [f"--revision {shlex.quote(job.vllm_revision)}"] if job.vllm_revision else []
-        server += ["--trust-remote-code"] if job.vllm_trust_remote_code else []
-        server += [f"--max-model-len {job.vllm_max_model_len}"] if job.vllm_max_model_len else []
-        server += [
-            '--weight-transfer-config \'{"backend": "nccl"}\' --logprobs-mode processed_logprobs --max-logprobs -1'
-        ]
-        lines += [
-            "VLLM_NODE=${NODES[0]}  # the first node serves generations; the others train",
-            'TRAIN_NODES=("${NODES[@]:1}")',
-            "export MAIN_NODE=${TRAIN_NODES[0]}  # machine_rank 0 (the first training node)",
-            "",
-            "# vLLM server (TRL server mode): the command `trl vllm-serve` runs, started directly.",
-            'srun --nodes=1 --ntasks=1 --cpus-per-task="$CPUS" --nodelist="$VLLM_NODE" \\',
-            '    --output="$GRPOLAB_RUN_DIR/logs/vllm.log" env VLLM_SERVER_DEV_MODE=1 \\',
-            f'    "$PYTHON" -m vllm.entrypoints.cli.main serve {shlex.quote(job.vllm_model)} \\',
-            *[f"    {part} \\" for part in server[:-1]],
-            f"    {server[-1]} &",
-            "VLLM_PID=$!",
-            "",
-            "# Trainers start once the server answers: loading, compiling and CUDA graphs can take",
-            "# longer than TRL's own wait. A server that died stops the job at once.",
-            f"deadline=$((SECONDS + {job.vllm_ready_timeout_s}))",
-            f'until "$PYTHON" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)" '
-            f'"http://$VLLM_NODE:{job.vllm_port}/health" 2>/dev/null; do',
-            '    if ! kill -0 "$VLLM_PID" 2>/dev/null; then',
-            '        echo "error: the vLLM server exited before it was ready; see $GRPOLAB_RUN_DIR/logs/vllm.log" >&2',
-            "        exit 1",
-            "    fi",
-            "    if (( SECONDS >= deadline )); then",
-            f'        echo "error: the vLLM server was not ready after {job.vllm_ready_timeout_s} s; see '
-            '$GRPOLAB_RUN_DIR/logs/vllm.log" >&2',
-            '        kill "$VLLM_PID" 2>/dev/null || true',
-            "        exit 1",
-            "    fi",
-            "    sleep 10",
-            "done",
-        ]
-    else:
-        lines += [
-            'TRAIN_NODES=("${NODES[@]}")',
-            "# machine_rank 0: the first host (scontrol show hostnames ... | head -n1, without a pipe",
-            "# that pipefail would fail on when head closes it early).",
-            "export MAIN_NODE=${NODES[0]}",
-        ]
-    lines += ["", "# The options of `grpolab train`, the same on every rank."]
-    lines += ["TRAIN_ARGS=("] + [f"    {line}" for line in _option_lines(job.train_args)] + [")", ""]
-    lines += [
+
+
+def _all_nodes_train() -> list[str]:
+    return [
+        'TRAIN_NODES=("${NODES[@]}")',
+        "# machine_rank 0: the first host (scontrol show hostnames ... | head -n1, without a pipe",
+        "# that pipefail would fail on when head closes it early).",
+        "export MAIN_NODE=${NODES[0]}",
+    ]
+
+
+def _vllm_server(job: SlurmJob) -> list[str]:
+    """A flat template: the first node serves generations (TRL server mode), and the trainers
+    wait until it answers."""
+    timeout = job.request.vllm_ready_timeout
+    server = [
+        f"--host 0.0.0.0 --port {job.vllm_port}",
+        f"--tensor-parallel-size {job.vllm_tensor_parallel}",
+        f"--data-parallel-size {job.request.gpus_per_node // job.vllm_tensor_parallel}",
+    ]
+    server += [f"--revision {shlex.quote(job.vllm_revision)}"] if job.vllm_revision else []
+    server += ["--trust-remote-code"] if job.vllm_trust_remote_code else []
+    server += [f"--max-model-len {job.vllm_max_model_len}"] if job.vllm_max_model_len else []
+    server += ['--weight-transfer-config \'{"backend": "nccl"}\' --logprobs-mode processed_logprobs --max-logprobs -1']
+    return [
+        "VLLM_NODE=${NODES[0]}  # the first node serves generations; the others train",
+        'TRAIN_NODES=("${NODES[@]:1}")',
+        "export MAIN_NODE=${TRAIN_NODES[0]}  # machine_rank 0 (the first training node)",
+        "",
+        "# vLLM server (TRL server mode): the command `trl vllm-serve` runs, started directly.",
+        'srun --nodes=1 --ntasks=1 --cpus-per-task="$CPUS" --nodelist="$VLLM_NODE" \\',
+        '    --output="$GRPOLAB_RUN_DIR/logs/vllm.log" env VLLM_SERVER_DEV_MODE=1 \\',
+        f'    "$PYTHON" -m vllm.entrypoints.cli.main serve {shlex.quote(job.vllm_model)} \\',
+        *[f"    {part} \\" for part in server[:-1]],
+        f"    {server[-1]} &",
+        "VLLM_PID=$!",
+        "",
+        "# Trainers start once the server answers: loading, compiling and CUDA graphs can take",
+        "# longer than TRL's own wait. A server that died stops the job at once.",
+        f"deadline=$((SECONDS + {timeout}))",
+        f'until "$PYTHON" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)" '
+        f'"http://$VLLM_NODE:{job.vllm_port}/health" 2>/dev/null; do',
+        '    if ! kill -0 "$VLLM_PID" 2>/dev/null; then',
+        '        echo "error: the vLLM server exited before it was ready; see $GRPOLAB_RUN_DIR/logs/vllm.log" >&2',
+        "        exit 1",
+        "    fi",
+        "    if (( SECONDS >= deadline )); then",
+        f'        echo "error: the vLLM server was not ready after {timeout} s; see '
+        '$GRPOLAB_RUN_DIR/logs/vllm.log" >&2',
+        '        kill "$VLLM_PID" 2>/dev/null || true',
+        "        exit 1",
+        "    fi",
+        "    sleep 10",
+        "done",
+    ]
+
+
+def _train_step(r: SlurmRequest) -> list[str]:
+    return [
         "# One task per training node; each runs accelerate launch for its GPUs. machine_rank is the",
         "# task's rank (SLURM_PROCID, one task per node), read by the inner shell on each node. Each",
         "# rank's output goes to logs/ (--tee 3: also to the job log).",
         "status=0",
         "# shellcheck disable=SC2016  # the single-quoted $ variables expand in the shell on each node",
-        f'srun --nodes={job.train_nodes} --ntasks={job.train_nodes} --ntasks-per-node=1 --cpus-per-task="$CPUS" \\',
+        f'srun --nodes={r.train_nodes} --ntasks={r.train_nodes} --ntasks-per-node=1 --cpus-per-task="$CPUS" \\',
         '    --nodelist="$(IFS=,; echo "${TRAIN_NODES[*]}")" --kill-on-bad-exit=1 --wait=60 \\',
         '    bash -c \'exec "$PYTHON" -m accelerate.commands.launch \\',
         '        --config_file "$ACCELERATE_CONFIG" \\',
-        f"        --num_machines {job.train_nodes} \\",
-        f"        --num_processes {job.world_size} \\",
+        f"        --num_machines {r.train_nodes} \\",
+        f"        --num_processes {r.world_size} \\",
         '        --machine_rank "$SLURM_PROCID" \\',
         '        --main_process_ip "$MAIN_NODE" \\',
         '        --main_process_port "$MAIN_PORT" \\',
         '        --tee 3 --log_dir "$GRPOLAB_RUN_DIR/logs/node$SLURM_PROCID" \\',
         '        -m grpolab train "$@"\' grpolab-train "${TRAIN_ARGS[@]}" "${RESUME[@]}" || status=$?',
     ]
-    if job.vllm_model:
-        lines += ['kill "$VLLM_PID" 2>/dev/null || true', "wait || true"]
-    lines += ['exit "$status"', ""]
-    return "\n".join(lines)
 
 
 def _option_lines(args: list[str]) -> list[str]:

@@ -3,9 +3,31 @@ size, local rank and the number of ranks on this machine. Reads the environment 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class LauncherPrecision:
+    """The mixed precision a launcher imposes on its ranks: transformers and DeepSpeed take it from
+    the launcher whatever `training.bf16` says, so `resolve` follows it."""
+
+    value: str  # accelerate's: "no", "bf16" or "fp16"
+    source: str  # where the user set it: the accelerate config, a flag, or the DeepSpeed JSON
+    deepspeed_json: str | None = None  # the JSON that decides it, when one does
+
+    def fix(self, value: str) -> str:
+        """The smallest change on the launcher's side that makes it `value`."""
+        if self.deepspeed_json:
+            return f'set `"enabled": "auto"` in the bf16 and fp16 blocks of {self.deepspeed_json}'
+        quoted = "'no'" if value == "no" else value
+        return (
+            f"set `mixed_precision: {quoted}` in the accelerate config (or pass `--mixed_precision {value}` to "
+            "accelerate launch)"
+        )
 
 
 @dataclass(frozen=True)
@@ -15,6 +37,7 @@ class DistInfo:
     world_size: int = 1
     local_rank: int = 0
     local_world_size: int = 1
+    precision: LauncherPrecision | None = None  # None: the launcher leaves precision to the config
 
     @property
     def is_main(self) -> bool:
@@ -48,7 +71,53 @@ def detect(environ=os.environ, started_by: str | None = None) -> DistInfo:
         world_size=world,
         local_rank=int(environ.get("LOCAL_RANK", "0")),
         local_world_size=int(environ.get("LOCAL_WORLD_SIZE", "1")),
+        precision=launcher_precision(environ),
     )
+
+
+def launcher_precision(environ=os.environ, launch_argv: list[str] | None = None) -> LauncherPrecision | None:
+    """accelerate launch's mixed precision, as transformers reads it (ACCELERATE_MIXED_PRECISION),
+    or a DeepSpeed JSON's explicit bf16/fp16 blocks, which take precedence there (its "auto"
+    follows the training arguments, so it imposes nothing)."""
+    ds_file = environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
+    if ds_file:
+        try:
+            ds = json.loads(Path(ds_file).read_text())
+        except (OSError, ValueError):
+            return None
+        enabled = {k: str((ds.get(k) or {}).get("enabled", "auto")).lower() for k in ("bf16", "fp16")}
+        on = [k for k, v in enabled.items() if v == "true"]
+        if on or set(enabled.values()) == {"false"}:
+            value = on[0] if on else "no"
+            return LauncherPrecision(value, f"{ds_file} ({value if on else 'bf16 and fp16'}.enabled)", ds_file)
+        return None
+    value = environ.get("ACCELERATE_MIXED_PRECISION")
+    if value not in ("no", "bf16", "fp16"):
+        return None
+    argv = _accelerate_launch_argv() if launch_argv is None else launch_argv
+    argv = [part for arg in argv for part in (arg.split("=", 1) if arg.startswith("--") else [arg])]
+    for flag in ("--mixed_precision", "--mixed-precision"):
+        if flag in argv:
+            return LauncherPrecision(value, f"accelerate launch {flag} {value}")
+    for flag in ("--config_file", "--config-file"):
+        if flag in argv[:-1]:
+            return LauncherPrecision(value, f"mixed_precision in {argv[argv.index(flag) + 1]}")
+    if argv:
+        return LauncherPrecision(value, "mixed_precision in accelerate's default config (`accelerate config`)")
+    return LauncherPrecision(value, f"ACCELERATE_MIXED_PRECISION={value}")
+
+
+def _accelerate_launch_argv() -> list[str]:
+    """The command line of the `accelerate launch` that started this rank, read from /proc ([]
+    elsewhere). It is the parent: accelerate runs torchrun inside its own process."""
+    try:
+        argv = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+    launch = "accelerate.commands.launch" in argv or any(
+        a.endswith("accelerate") and b == "launch" for a, b in zip(argv, argv[1:])
+    )
+    return argv if launch else []
 
 
 def srun_rank_env(environ, main_ip: str | None, port: int) -> dict[str, str]:

@@ -48,6 +48,13 @@ class HardwareFacts:
     def has(self, package: str) -> bool:
         return package in self.installed
 
+    @classmethod
+    def planned(cls, gpus: int, installed=(), cores: int = 1) -> HardwareFacts:
+        """The machine a plan is for, seen from one that is not it (a login node, a laptop):
+        `gpus` GPUs with native bf16 and the engines in `installed`."""
+        gpu = GPU("planned GPU", NATIVE_BF16_CAPABILITY)
+        return cls(gpus=(gpu,) * gpus, cores=cores, installed=frozenset(installed))
+
 
 OPTIONAL_ENGINES = ("vllm", "liger_kernel", "deepspeed")
 

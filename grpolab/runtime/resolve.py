@@ -3,11 +3,11 @@
 `resolve(cfg, facts, dist)` is the only place that turns `auto` into a value: training uses
 its `Resolved`, the launcher writes its files from it, and `grpolab config explain` prints the
 same decisions. Each decision keeps its reason and the key that overrides it. No torch here:
-the facts come from `runtime.hardware`."""
+the facts come from `runtime.hardware` and, for a launched rank, `runtime.dist`."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 
 from grpolab.config.errors import Problem
 
@@ -21,6 +21,11 @@ class Decision:
     value: str  # the decision, for people
     reason: str  # why, in a few words
     key: str  # the config key that overrides it
+    setting: object = field(default=None, compare=False)  # the decision as training uses it
+
+
+def _on_off(label: str, on: bool, reason: str, key: str) -> Decision:
+    return Decision(label, "on" if on else "off", reason, key, on)
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ class Resolved:
     threads: int  # torch CPU threads per process
     gradient_checkpointing: bool
     decisions: tuple[Decision, ...]
-    problems: tuple[Problem, ...]  # settings this machine cannot honour (training refuses them)
+    problems: tuple[Problem, ...] = ()  # settings this machine cannot honour (training refuses them)
     notes: tuple[str, ...] = ()  # trade-offs worth one line when training starts
 
     def table(self) -> list[str]:
@@ -58,9 +63,10 @@ class Resolved:
         )
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out["decisions"] = [asdict(d) for d in self.decisions]
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["decisions"] = [{k: getattr(d, k) for k in ("label", "value", "reason", "key")} for d in self.decisions]
         out["problems"] = [str(p) for p in self.problems]
+        out["notes"] = list(self.notes)
         return out
 
 
@@ -68,38 +74,64 @@ def resolve(cfg, facts: HardwareFacts, dist: DistInfo | None = None, world_size:
     """`world_size`: the processes the run will have (explain's --world-size, or the launch
     plan); default: the launcher's world, else what the config asks for on this machine."""
     dist = dist or DistInfo(launcher=None)
-    c, t = cfg.cluster, cfg.training
-    problems: list[Problem] = []
-    notes: list[str] = []
-
-    # Device.
-    if c.device == "cuda" and not facts.gpu_count:
-        problems.append(
-            Problem("cluster.device", "is cuda, but no CUDA GPU is visible.", "set `cluster.device: auto` (or cpu)")
-        )
-    cuda = facts.gpu_count > 0 and c.device != "cpu"
-    device = "cuda" if cuda else "cpu"
-    device_why = (
-        f"{facts.gpu_count} x {facts.gpus[0].name}"
-        if cuda
-        else ("set to cpu" if c.device == "cpu" else "no CUDA GPU visible")
+    device = _device(cfg, facts)
+    cuda = device.setting == "cuda"
+    per_machine, launcher, world = _processes(cfg, facts, dist, world_size, cuda)
+    precision = _precision(cfg, facts, dist, cuda)
+    mixed = _mixed_precision(cfg, dist, precision.setting)
+    dtype = _dtype(cfg, precision.setting, cuda)
+    liger = _engine("liger_kernel", cfg.training.use_liger_kernel, facts, cuda)
+    vllm = _engine("vllm", cfg.cluster.use_vllm, facts, cuda)
+    shown = f"vLLM {cfg.cluster.vllm_mode}" if vllm.setting else "transformers"
+    generation = replace(vllm, value=shown, key="cluster.use_vllm, cluster.vllm_mode")
+    threads = _threads(cfg, facts, per_machine.setting)
+    on = bool(cfg.training.gradient_checkpointing)
+    checkpointing = _on_off(
+        "gradient checkpointing",
+        on,
+        "saves activation memory, slower steps" if on else "faster; turn on when activations do not fit",
+        "training.gradient_checkpointing",
+    )
+    decisions = (device, per_machine, launcher, precision, mixed, dtype, liger, generation, threads, checkpointing)
+    resolved = Resolved(
+        device=device.setting,
+        world_size=world,
+        visible_gpus=facts.gpu_count if cfg.cluster.device != "cpu" else 0,
+        processes_per_machine=per_machine.setting,
+        launcher=launcher.value,
+        bf16=precision.setting,
+        mixed_precision=mixed.value,
+        model_dtype=dtype.value,
+        liger=liger.setting,
+        use_vllm=vllm.setting,
+        threads=threads.setting,
+        gradient_checkpointing=on,
+        decisions=decisions,
+    )
+    return replace(
+        resolved,
+        problems=tuple(hardware_problems(cfg, resolved, facts, dist)),
+        notes=tuple(_notes(cfg, resolved, facts, dist)),
     )
 
-    if cfg.mode == "cluster" and not cuda and c.device == "auto":
-        # A GPU preset on a machine without a GPU trains, slowly, on CPU: say so before it starts.
-        notes.append(
-            "cluster mode, but no CUDA GPU is visible: training runs on CPU, far slower than the preset "
-            "is sized for; run it on a GPU node (check `nvidia-smi`), or set `cluster.device: cpu` to mean it"
-        )
 
-    # Processes.
+def _device(cfg, facts: HardwareFacts) -> Decision:
+    if facts.gpu_count and cfg.cluster.device != "cpu":
+        return Decision("device", "cuda", f"{facts.gpu_count} x {facts.gpus[0].name}", "cluster.device", "cuda")
+    why = "set to cpu" if cfg.cluster.device == "cpu" else "no CUDA GPU visible"
+    return Decision("device", "cpu", why, "cluster.device", "cpu")
+
+
+def _processes(cfg, facts, dist: DistInfo, world_size: int | None, cuda: bool) -> tuple[Decision, Decision, int]:
+    """(processes per machine, launcher, world size)."""
+    c = cfg.cluster
     if cfg.mode == "cluster" and c.num_processes == "auto":
         per_machine = max(facts.gpu_count, 1) if cuda else 1
-        per_machine_why = f"auto = {'the visible GPUs' if cuda else '1 on CPU'}"
+        why = f"auto = {'the visible GPUs' if cuda else '1 on CPU'}"
     elif cfg.mode == "cluster":
-        per_machine, per_machine_why = c.num_processes, "set"
+        per_machine, why = c.num_processes, "set"
     else:
-        per_machine, per_machine_why = 1, "local mode: one process"
+        per_machine, why = 1, "local mode: one process"
     if dist.launcher is not None:
         world, per_machine = dist.world_size, dist.local_world_size
         launcher = f"{dist.launcher} (rank {dist.rank} of {world})"
@@ -107,10 +139,7 @@ def resolve(cfg, facts: HardwareFacts, dist: DistInfo | None = None, world_size:
     else:
         machines = c.num_machines if cfg.mode == "cluster" else 1
         if world_size is not None and world_size != per_machine * machines:  # a planned world (explain --world-size)
-            per_machine, per_machine_why = (
-                max(1, world_size // machines),
-                f"{world_size} processes / {machines} machine(s)",
-            )
+            per_machine, why = max(1, world_size // machines), f"{world_size} processes / {machines} machine(s)"
         world = per_machine * machines if world_size is None else world_size
         plugin = cfg.mode == "cluster" and c.backend != "ddp" and cuda  # DeepSpeed/FSDP live in accelerate
         if world <= 1 and not plugin:
@@ -121,163 +150,222 @@ def resolve(cfg, facts: HardwareFacts, dist: DistInfo | None = None, world_size:
             launcher, launcher_why = "accelerate launch", f"{world} processes on GPUs"
         else:
             launcher, launcher_why = "torchrun", "CPU ranks (gloo): accelerate's CPU path needs mpirun"
-
-    # Precision.
-    native = facts.gpu_bf16 if cuda else facts.cpu_bf16
-    where = "these GPUs" if cuda else "this CPU"
-    if t.bf16 == "auto":
-        bf16 = native
-        bf16_why = (
-            f"auto: {where} {'compute' if cuda else 'computes'} bf16 natively"
-            if native
-            else (f"auto: {where} {'have' if cuda else 'has'} no native bf16, so fp32")
-        )
-    else:
-        bf16, bf16_why = bool(t.bf16), "set"
-    if c.mixed_precision == "auto":
-        mixed = "bf16" if bf16 else "no"
-        mixed_why = "auto: follows training.bf16"
-    else:
-        mixed, mixed_why = c.mixed_precision, "set"
-    # Weights: fp32 with bf16 autocast, as TRL does, so AdamW updates fp32 weights. Only where the
-    # engine keeps fp32 master weights itself (DeepSpeed, FSDP) are bf16 weights free of that cost.
-    masters = cfg.mode == "cluster" and c.backend in ("deepspeed", "fsdp") and cuda
-    engine = {"deepspeed": "DeepSpeed", "fsdp": "FSDP"}.get(c.backend, c.backend)
-    if cfg.model.dtype == "auto":
-        if bf16 and masters:
-            model_dtype, dtype_why = "bfloat16", f"auto: bf16 weights; {engine} keeps fp32 master weights"
-        else:
-            model_dtype = "float32"
-            dtype_why = "auto: fp32 weights" + (" with bf16 autocast, as TRL" if bf16 else "")
-    else:
-        model_dtype, dtype_why = cfg.model.dtype, "set"
-        if model_dtype in ("bfloat16", "float16") and not masters:
-            notes.append(
-                f"model.dtype: {model_dtype}: the optimizer updates {model_dtype} weights directly, without fp32 "
-                "master copies, so small updates are lost; `model.dtype: auto` keeps fp32 weights (twice the "
-                "weight memory) with bf16 autocast"
-            )
-
-    # Half precision needs a GPU: on CPU fp16 autocast and float16 weights fail in the first
-    # forward pass (after the run directory exists); tf32 is an Ampere GPU mode.
-    extra = t.model_extra or {}
-    if not cuda:
-        if extra.get("fp16"):
-            problems.append(
-                Problem(
-                    "training.fp16",
-                    f"is true, but training runs on CPU ({device_why}).",
-                    "delete `training.fp16` (bf16: auto picks bf16 where this CPU has it)",
-                )
-            )
-        if cfg.model.dtype == "float16":
-            problems.append(
-                Problem(
-                    "model.dtype",
-                    f"float16 weights cannot train on CPU ({device_why}).",
-                    "set `model.dtype: auto` (float32 on CPU)",
-                )
-            )
-        if extra.get("tf32"):
-            problems.append(
-                Problem(
-                    "training.tf32",
-                    f"is true, but tf32 needs an Ampere or newer GPU ({device_why}).",
-                    "delete `training.tf32`",
-                )
-            )
-        if c.mixed_precision == "fp16":
-            problems.append(
-                Problem(
-                    "cluster.mixed_precision",
-                    f"fp16 needs a GPU ({device_why}).",
-                    "set `cluster.mixed_precision: auto`",
-                )
-            )
-
-    # Kernels and generation engine.
-    if t.use_liger_kernel is True and not (facts.has("liger_kernel") and cuda):
-        missing = (
-            "liger-kernel is not installed (pip install liger-kernel)"
-            if not facts.has("liger_kernel")
-            else "there is no CUDA GPU (Liger's kernels need one)"
-        )
-        problems.append(
-            Problem(
-                "training.use_liger_kernel",
-                f"is true, but {missing}.",
-                "set `training.use_liger_kernel: auto` to use it only where it can run",
-            )
-        )
-    if t.use_liger_kernel == "auto":
-        liger = cuda and facts.has("liger_kernel")
-        liger_why = "auto: " + ("installed, on a GPU" if liger else "needs liger-kernel and a GPU")
-    else:
-        liger, liger_why = bool(t.use_liger_kernel) and cuda and facts.has("liger_kernel"), "set"
-    if c.use_vllm is True and not (facts.has("vllm") and cuda):
-        missing = (
-            "vLLM is not installed (pip install 'trl[vllm]')" if not facts.has("vllm") else "there is no CUDA GPU"
-        )
-        problems.append(
-            Problem(
-                "cluster.use_vllm",
-                f"is true, but {missing}.",
-                "set `cluster.use_vllm: auto` to fall back to transformers generation",
-            )
-        )
-    if c.use_vllm == "auto":
-        use_vllm = cuda and facts.has("vllm")
-        vllm_why = "auto: " + (
-            "installed, on a GPU"
-            if use_vllm
-            else ("vLLM is not installed (pip install 'trl[vllm]')" if cuda else "vLLM needs a GPU")
-        )
-    else:
-        use_vllm, vllm_why = bool(c.use_vllm) and cuda and facts.has("vllm"), "set"
-    generation = f"vLLM {c.vllm_mode}" if use_vllm else "transformers"
-
-    # CPU threads: this machine's cores shared by its processes (more threads than cores makes
-    # every step slower; torchrun's default of 1 leaves cores idle).
-    if c.threads_per_process == "auto":
-        threads = max(1, facts.cores // max(1, per_machine))
-        threads_why = f"auto: {facts.cores} cores / {per_machine} process(es) on this machine"
-    else:
-        threads, threads_why = int(c.threads_per_process), "set"
-
-    checkpointing = bool(t.gradient_checkpointing)
-    decisions = (
-        Decision("device", device, device_why, "cluster.device"),
-        Decision("processes per machine", str(per_machine), per_machine_why, "cluster.num_processes"),
+    return (
+        Decision("processes per machine", str(per_machine), why, "cluster.num_processes", per_machine),
         Decision("launcher", launcher, launcher_why, "mode, cluster.num_processes"),
-        Decision("precision", "bf16 autocast" if bf16 else "fp32", bf16_why, "training.bf16"),
-        Decision("accelerate mixed precision", mixed, mixed_why, "cluster.mixed_precision"),
-        Decision("policy weights", model_dtype, dtype_why, "model.dtype"),
-        Decision("Liger kernels", "on" if liger else "off", liger_why, "training.use_liger_kernel"),
-        Decision("generation", generation, vllm_why, "cluster.use_vllm, cluster.vllm_mode"),
-        Decision("CPU threads per process", str(threads), threads_why, "cluster.threads_per_process"),
-        Decision(
-            "gradient checkpointing",
-            "on" if checkpointing else "off",
-            "saves activation memory, slower steps"
-            if checkpointing
-            else "faster; turn on when activations do not fit",
-            "training.gradient_checkpointing",
-        ),
+        world,
     )
-    return Resolved(
-        device=device,
-        world_size=world,
-        visible_gpus=facts.gpu_count if c.device != "cpu" else 0,
-        processes_per_machine=per_machine,
-        launcher=launcher,
-        bf16=bf16,
-        mixed_precision=mixed,
-        model_dtype=model_dtype,
-        liger=liger,
-        use_vllm=use_vllm,
-        threads=threads,
-        gradient_checkpointing=checkpointing,
-        decisions=decisions,
-        problems=tuple(problems),
-        notes=tuple(notes),
+
+
+def _precision(cfg, facts: HardwareFacts, dist: DistInfo, cuda: bool) -> Decision:
+    """bf16 autocast: set, the launcher's (transformers takes its mixed precision regardless), or
+    where the device computes bf16 natively."""
+    setting, launched = cfg.training.bf16, dist.precision
+    if setting != "auto":
+        why, bf16 = "set", bool(setting)
+    elif launched is not None and launched.value != "fp16":  # fp16: a problem unless training.fp16 (below)
+        bf16, why = launched.value == "bf16", f"the launcher's mixed precision ({launched.source})"
+    else:
+        bf16 = facts.gpu_bf16 if cuda else facts.cpu_bf16
+        where, verb = ("these GPUs", ("compute", "have")) if cuda else ("this CPU", ("computes", "has"))
+        why = f"auto: {where} {verb[0]} bf16 natively" if bf16 else f"auto: {where} {verb[1]} no native bf16, so fp32"
+    return Decision("precision", "bf16 autocast" if bf16 else "fp32", why, "training.bf16", bf16)
+
+
+def _mixed_precision(cfg, dist: DistInfo, bf16: bool) -> Decision:
+    label, key = "accelerate mixed precision", "cluster.mixed_precision"
+    if dist.precision is not None:
+        return Decision(label, dist.precision.value, f"the launcher's ({dist.precision.source})", key)
+    if cfg.cluster.mixed_precision == "auto":
+        return Decision(label, "bf16" if bf16 else "no", "auto: follows training.bf16", key)
+    return Decision(label, cfg.cluster.mixed_precision, "set", key)
+
+
+def _dtype(cfg, bf16: bool, cuda: bool) -> Decision:
+    """Weights: fp32 with bf16 autocast, as TRL does, so AdamW updates fp32 weights. Only where the
+    engine keeps fp32 master weights itself (DeepSpeed, FSDP) are bf16 weights free of that cost."""
+    if cfg.model.dtype != "auto":
+        return Decision("policy weights", cfg.model.dtype, "set", "model.dtype")
+    if bf16 and _keeps_masters(cfg, cuda):
+        engine = {"deepspeed": "DeepSpeed", "fsdp": "FSDP"}[cfg.cluster.backend]
+        return Decision(
+            "policy weights", "bfloat16", f"auto: bf16 weights; {engine} keeps fp32 master weights", "model.dtype"
+        )
+    return Decision(
+        "policy weights",
+        "float32",
+        "auto: fp32 weights" + (" with bf16 autocast, as TRL" if bf16 else ""),
+        "model.dtype",
     )
+
+
+def _keeps_masters(cfg, cuda: bool) -> bool:
+    return cfg.mode == "cluster" and cfg.cluster.backend in ("deepspeed", "fsdp") and cuda
+
+
+@dataclass(frozen=True)
+class _Engine:
+    """An optional engine that runs only where it is installed and on a GPU."""
+
+    label: str
+    key: str
+    missing: str  # why it cannot run here, when not installed
+    no_gpu: str  # ... and when there is no GPU
+    auto_missing: str  # the reason `auto` gives for off, when not installed
+    auto_no_gpu: str  # ... and when there is no GPU
+    fallback: str  # what `auto` does instead
+
+
+ENGINES = {
+    "liger_kernel": _Engine(
+        "Liger kernels",
+        "training.use_liger_kernel",
+        "liger-kernel is not installed (pip install liger-kernel)",
+        "there is no CUDA GPU (Liger's kernels need one)",
+        "needs liger-kernel and a GPU",
+        "needs liger-kernel and a GPU",
+        "to use it only where it can run",
+    ),
+    "vllm": _Engine(
+        "generation",
+        "cluster.use_vllm",
+        "vLLM is not installed (pip install 'trl[vllm]')",
+        "there is no CUDA GPU",
+        "vLLM is not installed (pip install 'trl[vllm]')",
+        "vLLM needs a GPU",
+        "to fall back to transformers generation",
+    ),
+}
+
+
+def _engine(name: str, setting, facts: HardwareFacts, cuda: bool) -> Decision:
+    engine, runs = ENGINES[name], cuda and facts.has(name)
+    if setting != "auto":
+        return _on_off(engine.label, bool(setting) and runs, "set", engine.key)
+    why = "installed, on a GPU" if runs else (engine.auto_missing if cuda else engine.auto_no_gpu)
+    return _on_off(engine.label, runs, f"auto: {why}", engine.key)
+
+
+def _threads(cfg, facts: HardwareFacts, per_machine: int) -> Decision:
+    """This machine's cores shared by its processes (more threads than cores makes every step
+    slower; torchrun's default of 1 leaves cores idle)."""
+    label, key = "CPU threads per process", "cluster.threads_per_process"
+    if cfg.cluster.threads_per_process != "auto":
+        threads = int(cfg.cluster.threads_per_process)
+        return Decision(label, str(threads), "set", key, threads)
+    threads = max(1, facts.cores // max(1, per_machine))
+    return Decision(
+        label, str(threads), f"auto: {facts.cores} cores / {per_machine} process(es) on this machine", key, threads
+    )
+
+
+def hardware_problems(cfg, resolved: Resolved, facts: HardwareFacts, dist: DistInfo | None = None) -> list[Problem]:
+    """Settings this machine (or the launcher that started this rank) cannot honour, each with
+    the smallest fix. A flat check list. Half precision needs a GPU: on CPU fp16 autocast and
+    float16 weights fail in the first forward pass (after the run directory exists); tf32 is an
+    Ampere GPU mode."""
+    c, extra = cfg.cluster, cfg.training.model_extra or {}
+    problems = []
+    if c.device == "cuda" and not facts.gpu_count:
+        problems.append(
+            Problem("cluster.device", "is cuda, but no CUDA GPU is visible.", "set `cluster.device: auto` (or cpu)")
+        )
+    if resolved.device == "cpu":
+        on_cpu = "set to cpu" if c.device == "cpu" else "no CUDA GPU visible"
+        checks = [
+            (
+                extra.get("fp16"),
+                "training.fp16",
+                f"is true, but training runs on CPU ({on_cpu}).",
+                "delete `training.fp16` (bf16: auto picks bf16 where this CPU has it)",
+            ),
+            (
+                cfg.model.dtype == "float16",
+                "model.dtype",
+                f"float16 weights cannot train on CPU ({on_cpu}).",
+                "set `model.dtype: auto` (float32 on CPU)",
+            ),
+            (
+                extra.get("tf32"),
+                "training.tf32",
+                f"is true, but tf32 needs an Ampere or newer GPU ({on_cpu}).",
+                "delete `training.tf32`",
+            ),
+            (
+                c.mixed_precision == "fp16",
+                "cluster.mixed_precision",
+                f"fp16 needs a GPU ({on_cpu}).",
+                "set `cluster.mixed_precision: auto`",
+            ),
+        ]
+        problems += [Problem(key, message, fix) for failed, key, message, fix in checks if failed]
+    for name, setting in (("liger_kernel", cfg.training.use_liger_kernel), ("vllm", c.use_vllm)):
+        engine = ENGINES[name]
+        if setting is True and not (facts.has(name) and resolved.device == "cuda"):
+            missing = engine.no_gpu if facts.has(name) else engine.missing
+            problems.append(
+                Problem(engine.key, f"is true, but {missing}.", f"set `{engine.key}: auto` {engine.fallback}")
+            )
+    if dist is not None and dist.precision is not None:
+        problems += _launcher_precision_problems(cfg, resolved, dist.precision)
+    return problems
+
+
+def _launcher_precision_problems(cfg, resolved: Resolved, launched) -> list[Problem]:
+    """The launcher's mixed precision against this config's: DeepSpeed stops every rank on a
+    mismatch ("ds bf16.enabled=True vs hf bf16=False"), and DDP quietly trains the launcher's."""
+    fp16 = bool((cfg.training.model_extra or {}).get("fp16"))
+    ours = "fp16" if fp16 else "bf16" if resolved.bf16 else "no"
+    problems = []
+    if launched.value != ours:
+        if launched.value == "fp16" and resolved.device == "cpu":
+            follow = " (fp16 needs a GPU)"
+        elif launched.value == "fp16":
+            follow = ", or set `training.fp16: true` and `training.bf16: false` to follow it"
+        else:
+            follow = ", or set `training.bf16: auto` to follow it"
+        problems.append(
+            Problem(
+                "training.bf16",
+                f"resolves to {'fp32' if ours == 'no' else ours}, but the launcher's mixed precision is "
+                f"{launched.value} ({launched.source}).",
+                launched.fix(ours) + follow,
+                launched.source,
+            )
+        )
+    if cfg.cluster.mixed_precision not in ("auto", launched.value):
+        problems.append(
+            Problem(
+                "cluster.mixed_precision",
+                f"is {cfg.cluster.mixed_precision}, but the launcher's mixed precision is {launched.value} "
+                f"({launched.source}).",
+                "set `cluster.mixed_precision: auto` to follow the launcher",
+                launched.source,
+            )
+        )
+    return problems
+
+
+def _notes(cfg, resolved: Resolved, facts: HardwareFacts, dist: DistInfo) -> list[str]:
+    notes = []
+    if cfg.mode == "cluster" and resolved.device == "cpu" and cfg.cluster.device == "auto":
+        # A GPU preset on a machine without a GPU trains, slowly, on CPU: say so before it starts.
+        notes.append(
+            "cluster mode, but no CUDA GPU is visible: training runs on CPU, far slower than the preset "
+            "is sized for; run it on a GPU node (check `nvidia-smi`), or set `cluster.device: cpu` to mean it"
+        )
+    dtype = cfg.model.dtype
+    if dtype in ("bfloat16", "float16") and not _keeps_masters(cfg, resolved.device == "cuda"):
+        notes.append(
+            f"model.dtype: {dtype}: the optimizer updates {dtype} weights directly, without fp32 "
+            "master copies, so small updates are lost; `model.dtype: auto` keeps fp32 weights (twice the "
+            "weight memory) with bf16 autocast"
+        )
+    cuda, launched = resolved.device == "cuda", dist.precision
+    native = facts.gpu_bf16 if cuda else facts.cpu_bf16
+    if launched is not None and launched.value == "bf16" and cfg.training.bf16 == "auto" and not native:
+        notes.append(
+            f"bf16 autocast follows the launcher ({launched.source}); this {'GPU' if cuda else 'CPU'} has no "
+            "native bf16, so it is emulated and slower than fp32: launch with `--mixed_precision no` for fp32"
+        )
+    return notes
