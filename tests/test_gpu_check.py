@@ -219,6 +219,17 @@ def test_a_killed_stage_leaves_no_op_build_lock_behind(tmp_path):
     assert old.exists() and not new.exists()
 
 
+def test_op_builds_go_to_a_folder_of_the_checks_own_per_deepspeed_copy(tmp_path, monkeypatch):
+    """torch's default extensions folder is shared by every venv: another checkout's DeepSpeed build
+    there would make the check rebuild inside a stage. Each DeepSpeed copy gets its own folder."""
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    a, b, here = (gpu_check.extensions_dir({}, site) for site in (tmp_path / "a", tmp_path / "b", None))
+    assert len({a, b, here}) == 3 and a == gpu_check.extensions_dir({}, tmp_path / "a")
+    assert gpu_check.child_env(tmp_path / "a", cpu=True)["TORCH_EXTENSIONS_DIR"] == str(a)
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "mine"))  # the caller's choice wins
+    assert gpu_check.child_env(tmp_path / "a", cpu=True)["TORCH_EXTENSIONS_DIR"] == str(tmp_path / "mine")
+
+
 def test_a_failed_import_stops_setup_with_the_package_named(tmp_path, monkeypatch):
     """The facts step imports what the stages need in order and stops at the first failure: the
     report names the package, the versions and the reason, and no model is built."""
