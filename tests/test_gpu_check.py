@@ -461,7 +461,7 @@ def test_rehearsal_in_a_venv_like_the_gpu_image(tmp_path):
     """run.py through the same bootstrap as on the GPU machine: the image's transformers and Hub
     client, the carried wheels installed into a private folder that shadows them."""
     done = subprocess.run(
-        ["bash", str(REPO / "bench" / "gpu_check" / "rehearse.sh"), "--only", "gpu1,plain_trl,mfu"],
+        ["bash", str(REPO / "bench" / "gpu_check" / "rehearse.sh"), "--only", ",".join(SUITE_STAGES)],
         env={**child_env(), "REHEARSAL_DIR": str(tmp_path)},
         capture_output=True,
         text=True,
@@ -477,4 +477,4 @@ def test_rehearsal_in_a_venv_like_the_gpu_image(tmp_path):
     # the Hub client stays the image's: not the lock's
     assert versions["huggingface-hub"] == packages["from_image"]["huggingface-hub"]["here"]
     assert versions["huggingface-hub"] != packages["from_image"]["huggingface-hub"]["locked"]
-    assert [report["stages"][s]["status"] for s in ("gpu1", "plain_trl", "mfu")] == ["pass"] * 3, report["stages"]
+    assert [report["stages"][s]["status"] for s in SUITE_STAGES] == ["pass"] * len(SUITE_STAGES), report["stages"]
