@@ -10,7 +10,7 @@ found here, the version wanted and the reason. The parent then stops setup: a st
 import trl would only fail later, after the model build, at a higher price.
 
 Then it loads the DeepSpeed ops named in "ops" (`ds_ops`): a DeepSpeed op is JIT-built on its
-first use (minutes on a fresh machine, then cached in ~/.cache/torch_extensions), and a build
+first use (minutes on a fresh machine, then cached in TORCH_EXTENSIONS_DIR), and a build
 inside a stage would eat that stage's timeout. An op this accelerator does not use is recorded as
 such, not built.
 """
