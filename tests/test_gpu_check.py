@@ -1,7 +1,11 @@
 """bench/gpu_check/run.py, the prepared GPU check, kept working without a GPU.
 
-The slow test runs `run.py --cpu` once (every stage at toy size, the GPU-only ones skipped with
-their reason) and checks the report stage by stage; the fast ones check the pieces its figures
+The slow test runs `run.py --cpu` once and checks the report stage by stage: in the suite
+`--only` SUITE_STAGES (every stage is still listed, with its timeout and why it was skipped),
+with GPU_CHECK_FULL=1 every stage at toy size (the GPU-only ones skipped with their reason).
+Each stage starts fresh interpreters that import torch, transformers and trl (DeepSpeed's stages
+two or four each), so the full run costs several minutes on 2 cores; run it after changing a
+stage or its helpers. The fast ones check the pieces its figures
 come from (the peak table, weights changed, the LoRA merge check, step timing, the overhead ratio,
 the memory plan, the time budget), that an overrunning stage dies with all its ranks, that a
 failed import stops the setup, and that the wheels it carries follow requirements.lock.
@@ -25,7 +29,12 @@ _spec = importlib.util.spec_from_file_location("gpu_check_run", REPO / "bench" /
 gpu_check = sys.modules["gpu_check_run"] = importlib.util.module_from_spec(_spec)  # dataclasses look it up
 _spec.loader.exec_module(gpu_check)
 
-EXPECTED = {name: "pass" for name in gpu_check.STAGE_NAMES}
+# One grpolab training in its own process, the plain TRL script against it, and the micro-benchmark:
+# the setup, a local run and both kinds of stage result, in a few interpreter starts.
+SUITE_STAGES = ("gpu1", "plain_trl", "mfu")
+FULL = os.environ.get("GPU_CHECK_FULL") == "1"
+RAN = [n for n in gpu_check.STAGE_NAMES if FULL or n in SUITE_STAGES]
+EXPECTED = {name: "pass" if name in RAN else "skip" for name in gpu_check.STAGE_NAMES}
 EXPECTED.update(fsdp2="skip")
 TRAINING = [s.name for s in gpu_check.STAGES if s.trains]
 
@@ -210,6 +219,17 @@ def test_a_killed_stage_leaves_no_op_build_lock_behind(tmp_path):
     assert old.exists() and not new.exists()
 
 
+def test_op_builds_go_to_a_folder_of_the_checks_own_per_deepspeed_copy(tmp_path, monkeypatch):
+    """torch's default extensions folder is shared by every venv: another checkout's DeepSpeed build
+    there would make the check rebuild inside a stage. Each DeepSpeed copy gets its own folder."""
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    a, b, here = (gpu_check.extensions_dir({}, site) for site in (tmp_path / "a", tmp_path / "b", None))
+    assert len({a, b, here}) == 3 and a == gpu_check.extensions_dir({}, tmp_path / "a")
+    assert gpu_check.child_env(tmp_path / "a", cpu=True)["TORCH_EXTENSIONS_DIR"] == str(a)
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "mine"))  # the caller's choice wins
+    assert gpu_check.child_env(tmp_path / "a", cpu=True)["TORCH_EXTENSIONS_DIR"] == str(tmp_path / "mine")
+
+
 def test_a_failed_import_stops_setup_with_the_package_named(tmp_path, monkeypatch):
     """The facts step imports what the stages need in order and stops at the first failure: the
     report names the package, the versions and the reason, and no model is built."""
@@ -315,8 +335,9 @@ def test_unknown_stage_is_refused_before_anything_runs(capsys):
 @pytest.fixture(scope="module")
 def cpu_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu_check") / "gpu_check.json"
+    only = [] if FULL else ["--only", ",".join(SUITE_STAGES)]
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "gpu_check" / "run.py"), "--cpu", "--out", str(out)],
+        [sys.executable, str(REPO / "bench" / "gpu_check" / "run.py"), "--cpu", "--out", str(out), *only],
         cwd=REPO,
         env=child_env(),
         capture_output=True,
@@ -339,7 +360,11 @@ def test_report_has_every_stage_in_value_order_within_the_budget(cpu_report):
     assert all(report["stages"][s.name]["timeout_s"] == s.timeout(True) for s in gpu_check.STAGES)
     summary = out.with_suffix(".md").read_text()
     assert all(f"| {name} |" in summary for name in gpu_check.STAGE_NAMES) and "| timeout s |" in summary
-    assert out.with_name("gpu_check_logs.txt").read_text().count("===== ") >= 9
+    logs = out.with_name("gpu_check_logs.txt").read_text()
+    assert all(f"===== {name}" in logs for name in RAN if EXPECTED[name] == "pass")
+    # the DeepSpeed ops are built in the setup exactly when a DeepSpeed stage runs
+    deepspeed_ran = any(s.engine[0] == "DEEPSPEED" for s in gpu_check.STAGES if s.name in RAN)
+    assert bool(report["machine"].get("ds_ops")) == deepspeed_ran
     assert done.returncode == (1 if any(s["status"] == "fail" for s in report["stages"].values()) else 0)
 
 
@@ -350,10 +375,12 @@ def test_stage(cpu_report, stage):
     result = report["stages"][stage]
     assert result["status"] == EXPECTED[stage], result
     if result["status"] == "skip":
-        assert result["reason"]
+        cpu_skip = next(s.cpu_skip for s in gpu_check.STAGES if s.name == stage)
+        assert result["reason"] == (cpu_skip if stage in RAN else "not in --only")
         return
+    arms = result["arms"].values() if stage == "bf16_vs_fp32" else [result]
+    assert all(a["ds_ops_built_in_stage"] == [] for a in arms), result  # no stage's timeout pays an op build
     if stage in TRAINING:  # the memory plan column, next to the measured peaks (none on CPU)
-        arms = result["arms"].values() if stage == "bf16_vs_fp32" else [result]
         assert all(a["plan_total_gib"] > 0 and a["peak_reserved_gib"] is None for a in arms), result
     if stage == "mfu":
         shapes = [(s["batch"], s["sequence"]) for s in result["shapes"]]
@@ -385,8 +412,21 @@ def test_stage(cpu_report, stage):
     assert result["status_in_run"] == "finished" and result["weights_changed"] > 0.5
     if stage == "zero3_self":
         assert result["policy_partitioned_at_load"] is True
+        assert result["ds_ops_loaded"], "the probe saw no DeepSpeed op (deepspeed.comm loads one on CPU)"
     if stage == "lora_zero3":
         assert result["lora_ok"]
+
+
+@pytest.mark.parametrize("stage", gpu_check.STAGES, ids=gpu_check.STAGE_NAMES)
+def test_deepspeed_ops_are_built_in_setup_exactly_when_a_deepspeed_stage_runs(stage):
+    """A JIT op build takes minutes on a fresh machine: the setup pays it (bounded by the facts'
+    timeout) only when a stage that loads it will run, and never inside a stage's timeout."""
+    deepspeed = stage.engine[0] == "DEEPSPEED"
+    for cpu in (True, False):
+        ops = gpu_check.ops_to_build(gpu_check.STAGES, cpu, {stage.name})
+        assert ops == (list(gpu_check.DS_OPS) if deepspeed and not (cpu and stage.cpu_skip) else [])
+    others = {s.name for s in gpu_check.STAGES} - {stage.name}
+    assert gpu_check.ops_to_build(gpu_check.STAGES, True, others) == list(gpu_check.DS_OPS)
 
 
 def test_zero3_self_is_grpolab_own_launch_on_a_gpu_and_a_hand_launch_on_cpu(tmp_path):
@@ -421,7 +461,7 @@ def test_rehearsal_in_a_venv_like_the_gpu_image(tmp_path):
     """run.py through the same bootstrap as on the GPU machine: the image's transformers and Hub
     client, the carried wheels installed into a private folder that shadows them."""
     done = subprocess.run(
-        ["bash", str(REPO / "bench" / "gpu_check" / "rehearse.sh"), "--only", "gpu1,plain_trl,mfu"],
+        ["bash", str(REPO / "bench" / "gpu_check" / "rehearse.sh"), "--only", ",".join(SUITE_STAGES)],
         env={**child_env(), "REHEARSAL_DIR": str(tmp_path)},
         capture_output=True,
         text=True,
@@ -437,4 +477,4 @@ def test_rehearsal_in_a_venv_like_the_gpu_image(tmp_path):
     # the Hub client stays the image's: not the lock's
     assert versions["huggingface-hub"] == packages["from_image"]["huggingface-hub"]["here"]
     assert versions["huggingface-hub"] != packages["from_image"]["huggingface-hub"]["locked"]
-    assert [report["stages"][s]["status"] for s in ("gpu1", "plain_trl", "mfu")] == ["pass"] * 3, report["stages"]
+    assert [report["stages"][s]["status"] for s in SUITE_STAGES] == ["pass"] * len(SUITE_STAGES), report["stages"]

@@ -1,18 +1,26 @@
 """The GPU check's first child: import what the stages need, in order, and stop at the first failure.
 
-    python facts.py '{"modules": [["torch", "torch"], ["trl", "trl:GRPOTrainer"], ...], "wanted": {"trl": "1.16.0"}}'
+    python facts.py '{"modules": [["torch", "torch"], ["trl", "trl:GRPOTrainer"], ...], "wanted": {"trl": "1.16.0"},
+                      "ops": ["ShareMemCommBuilder"]}'
 
 Each module is [distribution, "module[:attribute]"]. It prints one line `FACTS {...}`: versions,
 the GPU, NCCL, where transformers was imported from, the dependencies of what was imported that
 this Python does not satisfy, and, on a failure, `import_error` with the package, the version
 found here, the version wanted and the reason. The parent then stops setup: a stage that cannot
 import trl would only fail later, after the model build, at a higher price.
+
+Then it loads the DeepSpeed ops named in "ops" (`ds_ops`): a DeepSpeed op is JIT-built on its
+first use (minutes on a fresh machine, then cached in TORCH_EXTENSIONS_DIR), and a build
+inside a stage would eat that stage's timeout. An op this accelerator does not use is recorded as
+such, not built.
 """
 
 import importlib
 import importlib.util
 import json
+import shutil
 import sys
+import time
 from importlib import metadata
 
 # Printed for the record: the image's own packages that the carried wheels lean on.
@@ -54,10 +62,36 @@ def gpu_facts(out: dict) -> None:
     p = torch.cuda.get_device_properties(0)
     out.update(gpu=torch.cuda.get_device_name(0), gpus=torch.cuda.device_count(), cuda_version=torch.version.cuda)
     out.update(capability=list(torch.cuda.get_device_capability(0)), gpu_memory_gib=round(p.total_memory / 2**30, 1))
+    # Whether a DeepSpeed op could be JIT-built here at all, if a stage ever needed one.
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    out.update(ninja=shutil.which("ninja"), cuda_home=CUDA_HOME)
     try:
         out["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
     except Exception as exc:  # NCCL is only needed by the multi-process stages; say why it is missing
         out["nccl"] = f"unknown: {exc}"[:200]
+
+
+def build_ops(names: list[str]) -> dict:
+    """Load each named op the way DeepSpeed itself would on this accelerator: the same lookup and
+    compatibility test as deepspeed.comm's shared-memory op (`build_shm_op`), then a timed load."""
+    import deepspeed.ops
+    from deepspeed.accelerator import get_accelerator
+
+    accelerator, out = get_accelerator(), {}
+    for name in names:
+        builder = accelerator.create_op_builder(name)
+        if builder is None or not deepspeed.ops.__compatible_ops__.get(builder.NAME, False):
+            out[name] = {"status": f"not used on {accelerator.device_name()}"}
+            continue
+        started = time.monotonic()
+        try:
+            builder.load(verbose=False)
+        except Exception as exc:  # the stages that need it fail with their own error; the others still run
+            out[name] = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:400]}
+            continue
+        out[name] = {"status": "loaded", "op": builder.name, "s": round(time.monotonic() - started, 1)}
+    return out
 
 
 def main() -> int:
@@ -86,6 +120,8 @@ def main() -> int:
         out["transformers_file"] = sys.modules["transformers"].__file__
     out["vllm"] = importlib.util.find_spec("vllm") is not None
     gpu_facts(out)
+    if "import_error" not in out and spec.get("ops"):
+        out["ds_ops"] = build_ops(spec["ops"])
     print("FACTS " + json.dumps(out), flush=True)
     return 1 if "import_error" in out else 0
 

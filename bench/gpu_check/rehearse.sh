@@ -44,7 +44,9 @@ for absent in trl deepspeed datasets pydantic ruamel.yaml wandb; do
     fi
 done
 
+echo "rehearse: venv like the image ready in ${SECONDS} s" >&2
 TARGET_PY="$TARGET_PY" WHEELS="$DIR/wheels" "$ROOT/bench/gpu_check/build_wheels.sh" >/dev/null
+echo "rehearse: wheels ready at ${SECONDS} s; run.py --cpu follows (its report has its own times)" >&2
 cd "$ROOT"
 exec env HF_HUB_OFFLINE=1 WANDB_MODE=offline "$DIR/venv/bin/python" bench/gpu_check/run.py --cpu \
     --wheels "$DIR/wheels" --out "$DIR/gpu_check.json" "$@"

@@ -33,6 +33,7 @@ carry them) into a private folder that only it and its child processes see.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -154,9 +155,11 @@ CPU_SIZE = Size(
     mfu_shapes=((2, 16), (4, 32)),
     mfu_iters=(1, 3),
     matmul_s=0.5,
-    setup={"install": 120, "facts": 120, "build": 120},
+    # facts: the imports, then the first JIT build of DeepSpeed's CPU comm op (DS_OPS: 4 min 22 s
+    # on a fresh 2-core machine, and again whenever another checkout's DeepSpeed rebuilt it)
+    setup={"install": 120, "facts": 420, "build": 120},
 )
-DEFAULT_BUDGET_S = {"gpu": 390.0, "cpu": 2400.0}  # CPU: room for a shared 2-core machine
+DEFAULT_BUDGET_S = {"gpu": 390.0, "cpu": 2700.0}  # CPU: room for a shared 2-core machine
 START_FRACTION = 0.8  # a stage starts only with at least this share of its timeout left
 KILL_GRACE_S = 5.0  # SIGTERM to SIGKILL for a stage that overran: its result is already lost
 STAGE_MARK = "GPU_CHECK_STAGE"  # in every stage process's environment: finds ranks in other sessions
@@ -389,6 +392,7 @@ def child_env(site: Path | None, cpu: bool) -> dict:
         TOKENIZERS_PARALLELISM="false",
         PYTHONUNBUFFERED="1",
         GOMP_SPINCOUNT=env.get("GOMP_SPINCOUNT", "1000"),
+        TORCH_EXTENSIONS_DIR=str(extensions_dir(env, site)),
     )
     for key in ("GRPOLAB_RUN_DIR", "WORLD_SIZE", "RANK", "LOCAL_RANK", "WANDB_API_KEY", STAGE_MARK):
         env.pop(key, None)
@@ -411,6 +415,22 @@ IMPORTS = (
     ("grpolab", "grpolab.config:GRPOConfigLoader"),
     ("grpolab", "grpolab.train.pipeline:run_from_args"),
 )
+
+
+# DeepSpeed ops that a DeepSpeed stage loads, built in the setup (facts.py), timed and bounded by
+# the facts' timeout, so that no stage pays a JIT build inside its own timeout (a fresh 2-core
+# machine took 4 min 22 s for this one). deepspeed.comm loads its shared-memory op at init on
+# DeepSpeed's CPU accelerator; the CUDA accelerator has none (NCCL). No optimizer op either:
+# grpolab's DeepSpeed JSON and the accelerate presets name no optimizer and no offload, so ZeRO
+# steps transformers' torch AdamW, not DeepSpeed's fused_adam or cpu_adam. Every stage's probes
+# list the ops its processes loaded; one the setup did not build is named in the stage's note.
+DS_OPS = ("ShareMemCommBuilder",)
+
+
+def ops_to_build(stages, cpu: bool, only: set | None) -> list[str]:
+    """DS_OPS when a DeepSpeed stage will run, else none (a build costs minutes on a fresh machine)."""
+    runs = [s for s in stages if not (only and s.name not in only) and not (cpu and s.cpu_skip)]
+    return list(DS_OPS) if any(s.engine[0] == "DEEPSPEED" for s in runs) else []
 
 
 def import_failure(facts: dict) -> str | None:
@@ -554,18 +574,25 @@ def wait(proc: subprocess.Popen, timeout: float, mark: str) -> tuple[int | None,
         return proc.returncode, True
 
 
-def build_lock_dir() -> Path:
-    """Where torch's cpp_extension JIT-builds ops (DeepSpeed's included)."""
-    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions")
+def extensions_dir(env: dict, site: Path | None) -> Path:
+    """Where the check's processes JIT-build ops (torch's cpp_extension, DeepSpeed's included): the
+    caller's TORCH_EXTENSIONS_DIR, else a folder of the check's own for this DeepSpeed copy (the
+    carried site, or this Python's). torch's default folder is shared by every venv of a Python
+    version, and a build from another checkout's DeepSpeed (other paths in its build file) makes
+    the next use here rebuild it: minutes on CPU, inside whatever stage came first."""
+    if env.get("TORCH_EXTENSIONS_DIR"):
+        return Path(env["TORCH_EXTENSIONS_DIR"])
+    owner = hashlib.sha1(str(site or sys.prefix).encode()).hexdigest()[:10]
+    return Path.home() / ".cache" / "torch_extensions" / f"gpu_check-{owner}"
 
 
-def clear_build_locks(since: float, root: Path | None = None) -> list[str]:
+def clear_build_locks(since: float, root: Path) -> list[str]:
     """The `lock` files of JIT op builds started since `since` (a wall-clock time). A stage killed
     in the middle of a build leaves its lock behind, and every later process that needs the op
     then waits on it forever (torch's FileBaton): the next stage would hang too. Called only after
     a stage's processes are all dead, so nothing of this check still holds such a lock."""
     removed = []
-    for lock in (root or build_lock_dir()).glob("*/*/lock"):
+    for lock in root.glob("*/*/lock"):
         try:
             if lock.stat().st_mtime >= since:
                 lock.unlink()
@@ -864,7 +891,8 @@ def run_process(
     log = ctx.work / "logs" / f"{name}.log"
     mark = f"{name}-{uuid.uuid4().hex[:8]}"
     started, started_wall = time.monotonic(), time.time()
-    proc = start(cmd, {**(env or ctx.env), "GPU_CHECK_PROBE_DIR": str(probes)}, log, mark)
+    env = {**(env or ctx.env), "GPU_CHECK_PROBE_DIR": str(probes)}
+    proc = start(cmd, env, log, mark)
     signalled_at = None
     while sigterm_after_step and proc.poll() is None and time.monotonic() - started < timeout:
         if any(r.get("step", 0) >= sigterm_after_step for r in read_records(run_dir) if "loss" in r):
@@ -881,11 +909,15 @@ def run_process(
     result["orphans_killed"] = kill_all(stage_processes(mark), KILL_GRACE_S)
     if timed_out:
         result["error"] = f"timed out after {timeout:.0f} s: the stage and all its processes were killed"
-        result["build_locks_removed"] = clear_build_locks(started_wall)
+        result["build_locks_removed"] = clear_build_locks(started_wall, Path(env["TORCH_EXTENSIONS_DIR"]))
     if run_dir is not None:  # a training run (the micro-benchmark has none)
         read_run(ctx, run_dir, log, result)
     probe_list = read_probes(probes)
     result["engines"] = [p["engine"] for p in probe_list if "engine" in p]
+    result["cpu_s"] = round(sum(p.get("cpu_s", 0.0) for p in probe_list), 1)  # the stage's cost on a loaded machine
+    result["ds_ops_loaded"] = sorted({op for p in probe_list for op in p.get("ds_ops", [])})
+    prebuilt = {o.get("op") for o in ctx.machine.get("ds_ops", {}).values()}
+    result["ds_ops_built_in_stage"] = sorted(set(result["ds_ops_loaded"]) - prebuilt)
     return result, probe_list
 
 
@@ -1166,6 +1198,12 @@ def _cell(value) -> str:
 
 
 def stage_note(name: str, r: dict) -> str:
+    built = r.get("ds_ops_built_in_stage")  # its timeout paid a JIT build: the op belongs in DS_OPS
+    jit = f"DeepSpeed ops not built in setup: {', '.join(built)}" if built else ""
+    return "; ".join(filter(None, (_finding(name, r), jit)))
+
+
+def _finding(name: str, r: dict) -> str:
     if r.get("reason"):
         return r["reason"]
     if name == "plain_trl" and r.get("overhead_ratio"):
@@ -1246,7 +1284,8 @@ def write_logs(work: Path, out: Path) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cpu", action="store_true", help="toy size on CPU, GPU-only stages skipped (tests)")
-    parser.add_argument("--budget", type=float, help="seconds for setup and stages (default 390; 2400 with --cpu)")
+    budgets = f"default {DEFAULT_BUDGET_S['gpu']:.0f}; {DEFAULT_BUDGET_S['cpu']:.0f} with --cpu"
+    parser.add_argument("--budget", type=float, help=f"seconds for setup and stages ({budgets})")
     parser.add_argument("--out", type=Path, help="report JSON (default bench/results/gpu_check.json, _cpu with --cpu)")
     parser.add_argument("--only", help="comma-separated stages to run (the others are skipped)")
     parser.add_argument("--wheels", type=Path, default=DEFAULT_WHEELS, help="wheels to install when packages lack")
@@ -1337,7 +1376,7 @@ def main(argv: list[str] | None = None) -> int:
     if setup.get("site"):
         sys.path.insert(0, setup["site"])  # this process plans memory through grpolab (pydantic) too
 
-    spec = {"modules": IMPORTS, "wanted": setup["wanted"]}
+    spec = {"modules": IMPORTS, "wanted": setup["wanted"], "ops": ops_to_build(STAGES, args.cpu, args.only)}
     code, stdout, stderr = python_child(
         [str(HERE / "facts.py"), json.dumps(spec)], env=env, timeout=min(size.setup["facts"], left())
     )

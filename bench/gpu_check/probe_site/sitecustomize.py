@@ -2,8 +2,9 @@
 PYTHONPATH), and inert unless GPU_CHECK_PROBE_DIR is set.
 
 At exit, a process that imported torch writes one JSON record there: its peak GPU memory
-(torch.cuda.max_memory_allocated, this process alone) and the engine accelerate set up for it
-(distributed type, ZeRO stage, FSDP version). The stages start grpolab, accelerate's launcher,
+(torch.cuda.max_memory_allocated, this process alone), the engine accelerate set up for it
+(distributed type, ZeRO stage, FSDP version), the DeepSpeed ops it loaded (each one a JIT
+build on first use) and its CPU seconds. The stages start grpolab, accelerate's launcher,
 torchrun's ranks and the plain TRL script unchanged; this is how the check sees inside each rank
 without a hook in grpolab. The record is read from accelerate's shared state dict directly, so
 nothing is initialised at exit.
@@ -12,6 +13,7 @@ nothing is initialised at exit.
 import atexit
 import json
 import os
+import resource
 import sys
 
 
@@ -41,6 +43,10 @@ def _record() -> None:
             "fsdp_version": getattr(fsdp, "fsdp_version", None),
             "num_processes": shared.get("num_processes"),
         }
+    builder = sys.modules.get("deepspeed.ops.op_builder.builder")
+    out["ds_ops"] = sorted(getattr(getattr(builder, "OpBuilder", None), "_loaded_ops", None) or ())
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # this process's CPU time: the cost, whatever the load
+    out["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, f"probe-{os.getpid()}.json"), "w") as handle:
         json.dump(out, handle)
