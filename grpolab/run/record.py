@@ -30,8 +30,12 @@ def write_json(path: Path, data) -> None:
     """Write JSON atomically: the old file stays whole until the new one replaces it."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError:  # a full disk: no half-written .tmp left beside the whole old file
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: Path) -> dict:

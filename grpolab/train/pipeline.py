@@ -57,16 +57,12 @@ def _fail(code: int, message: str) -> int:
 def train(request: TrainRequest) -> int:
     from grpolab.launch.decide import decide
     from grpolab.launch.execute import execute, print_launch
-    from grpolab.rewards.build import build_rewards
-    from grpolab.train import model as models
+    from grpolab.run.run_dir import WriteFailed, check_writable, write_failed
     from grpolab.train import report, resume, setup
-    from grpolab.train.recording import open_run
-    from grpolab.train.tools import load_agent
-    from grpolab.train.trainer import build_trainer, finish, fit, training_args
 
     if request.resume:
         request = resume.prepare(request)
-    loader = setup.load_config(request)
+    loader = setup.load_config(request)  # a bad config ends here, before torch/transformers/trl load
     cfg = loader.config
     setup.apply_environment(cfg)
     dist = setup.join_distributed(cfg)
@@ -84,12 +80,17 @@ def train(request: TrainRequest) -> int:
     if step.kind == "launch":  # after the --dry-run checks, once, before any rank starts
         return execute(step.launch, preflight=lambda: setup.preflight(cfg))
     setup.prepare_process(cfg, resolved)
-    from grpolab.run.run_dir import check_writable
-
-    # Where the run will write, checked before the model loads (and in --dry-run).
-    check_writable(*((request.resume, "--resume") if request.resume else (cfg.output_dir, "output_dir")))
+    from grpolab.rewards.build import build_rewards
+    from grpolab.train import model as models
+    from grpolab.train.recording import open_run
+    from grpolab.train.tools import load_agent
+    from grpolab.train.trainer import build_trainer, finish, fit, training_args
 
     model_name = setup.model_path(cfg)
+    # Where the run will write, and room there for a checkpoint, before the model loads (and in --dry-run).
+    folder, key = (request.resume, "--resume") if request.resume else (cfg.output_dir, "output_dir")
+    needed = setup.checkpoint_bytes(cfg, model_name)
+    check_writable(folder, key, needed)
     tokenizer = models.load_tokenizer(model_name, cfg.model)
     training = training_args(cfg, resolved)  # before the policy loads: ZeRO-3 loads it partitioned
     model = models.load_model(model_name, cfg.model, resolved.model_dtype)
@@ -103,9 +104,14 @@ def train(request: TrainRequest) -> int:
         print("dry run: config, model, tokenizer, rewards and data are valid; nothing was trained")
         return EXIT_OK
 
-    run = open_run(loader, request, resolved, dist, step.shared_run_dir, model_name, derived, data)
-    with run.recording():
-        trainer, guards = build_trainer(run, training, model, tokenizer, reward_funcs, data, agent)
-        outcome = fit(trainer, guards, run.checkpoint)
-        finish(run, trainer, tokenizer, guards, outcome)
+    try:
+        run = open_run(loader, request, resolved, dist, step.shared_run_dir, model_name, derived, data)
+        run.checkpoint_bytes = needed
+        with run.recording():  # a failed write is recorded there and raised as WriteFailed
+            trainer, guards = build_trainer(run, training, model, tokenizer, reward_funcs, data, agent)
+            outcome = fit(trainer, guards, run.checkpoint)
+            finish(run, trainer, tokenizer, guards, outcome)
+    except (OSError, WriteFailed) as exc:
+        print(file=sys.stderr)  # ends the progress bar's line: the error is a line of its own
+        return _fail(EXIT_FAILED, str(write_failed(exc, folder, needed)))
     return run.exit_code

@@ -28,6 +28,7 @@ class Run:
     wandb_run: object = None
     eval_before: float | None = None
     exit_code: int = EXIT_FAILED
+    checkpoint_bytes: int | None = None  # one checkpoint's size, named when a write fails
 
     @property
     def is_main(self) -> bool:
@@ -98,18 +99,27 @@ class _Recording:
         if exc is None:
             return False
         from grpolab.run.record import now
+        from grpolab.run.run_dir import WriteFailed, write_failed
 
         status, code = (
             ("interrupted", EXIT_SIGNAL["SIGINT"]) if isinstance(exc, KeyboardInterrupt) else ("failed", EXIT_FAILED)
         )
-        error = f"{type(exc).__name__}: {exc}"
-        self.run.save_info(status=status, ended=now(), exit_code=code, error=error)
+        failed_write = None
+        if isinstance(exc, OSError | WriteFailed):  # a full disk: its own message, not a traceback
+            failed_write = write_failed(exc, self.run.dir, self.run.checkpoint_bytes)
+        error = str(failed_write) if failed_write else f"{type(exc).__name__}: {exc}"
+        try:
+            self.run.save_info(status=status, ended=now(), exit_code=code, error=error)
+        except OSError as again:  # the disk is still full: the console says it, the record cannot
+            print(f"note: the failure could not be recorded in run_info.json ({again.strerror})", file=sys.stderr)
         if status == "failed" and self.run.dist.launcher is not None:  # every rank: the launcher reports the first
             from grpolab.run.run_dir import record_rank_error
 
             record_rank_error(self.run.dir, self.run.dist.rank, code, error)
         if self.run.wandb_run is not None:
             self.run.wandb_run.finish(exit_code=code)
+        if failed_write is not None:
+            raise failed_write from None
         return False
 
 

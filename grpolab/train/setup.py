@@ -23,13 +23,13 @@ def load_config(request) -> GRPOConfigLoader:
     if request.resume:
         loader = resume_config(request)
     else:
-        config_path = request.config
-        if not request.gives_model():
-            config_path = str(preset_dir() / "grpo_demo.yaml")
-            print(f"no --model given: running the embedded demo ({config_path})")
+        demo = not request.gives_model()
+        config_path = str(preset_dir() / "grpo_demo.yaml") if demo else request.config
         loader = GRPOConfigLoader(
             mode=request.mode, config_path=config_path, overrides=list(request.overrides), flags=request.flags()
         )
+        if demo:  # said once the config is valid: an error is the only line a bad command prints
+            print(f"no --model given: running the embedded demo ({config_path})")
     for warning in loader.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return loader
@@ -122,6 +122,20 @@ def model_path(cfg) -> str:
     from grpolab.demo import demo_model_path
 
     return str(demo_model_path())
+
+
+def checkpoint_bytes(cfg, model_name: str) -> int | None:
+    """About how many bytes one checkpoint takes on disk: the memory plan's weights and optimizer
+    states of the whole model (planned for one process: every rank's shards together). None
+    when the model's shape is not on this machine yet (a Hub model not downloaded)."""
+    from grpolab.tune import memory
+
+    try:
+        shape = memory.resolve_shape(model_name)
+    except ConfigError:
+        return None
+    parts = memory.plan(cfg, shape, world=1, gpu_gib=None).components
+    return int(parts["weights"] + parts["optimizer"])
 
 
 @dataclass
