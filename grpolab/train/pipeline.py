@@ -3,7 +3,6 @@ rewards, data, plan, run directory, trainer, train, save, summary. TRL's GRPOTra
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -18,9 +17,6 @@ def run_from_args(args) -> int:
     """Entry point for `python training/grpo_training.py` and `grpolab train`."""
     # Before torch loads: OpenMP's default spin-wait makes a busy machine 20x slower (see Makefile).
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
-    # bitsandbytes (imported by TRL/PEFT when installed) warns on every start on CPUs with
-    # AVX512-BF16 that an optional kernels package is missing; QLoRA runs on GPUs do not need it.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     _rank_output_to_log()
     try:
         return train(TrainRequest.from_args(args))

@@ -3,7 +3,10 @@ executes (every `auto` decided once), the model and tokenizer, and the data."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import re
 import sys
 from dataclasses import dataclass
 
@@ -112,7 +115,55 @@ def prepare_process(cfg, resolved: Resolved) -> None:
     torch.set_num_threads(resolved.threads)
     transformers.logging.set_verbosity_warning()
     transformers.utils.logging.disable_progress_bar()  # weight-loading bars; the training bar stays
+    quiet_libraries(cfg)
     transformers.set_seed(cfg.training.seed)
+
+
+# What libraries print that the user cannot act on: deprecations inside transformers' and TRL's
+# own calls, wandb's notes on an offline run (grpolab says once where it is and how to upload
+# it), and bitsandbytes on CPUs without its optional kernels (QLoRA runs on GPUs). Matched by
+# text, so a warning about the user's own settings, data or reward code still shows.
+UNACTIONABLE = (
+    r"`is_gradient_checkpointing` is deprecated",
+    r"`torch\.jit\.script_method` is deprecated",
+    r"URL not available in offline run",
+    r"Running in WANDB offline mode",
+    r"Failed to load CPU gemm_4bit_forward",
+)
+
+
+class _Unactionable(logging.Filter):
+    def filter(self, record) -> bool:
+        return not NOISE.search(record.getMessage())
+
+
+NOISE = re.compile("|".join(UNACTIONABLE))
+QUIET = _Unactionable()
+
+
+def quiet_libraries(cfg) -> None:
+    """The one filter of library noise (UNACTIONABLE), for Python warnings, transformers' and
+    bitsandbytes' logging and wandb's terminal warnings, installed before the trainer exists."""
+    import contextlib
+    import importlib
+    import io
+    import warnings
+
+    warnings.filterwarnings("ignore", message=f".*(?:{NOISE.pattern})")
+    for name in ("transformers", "bitsandbytes.backends.cpu.ops"):
+        for where in (logging.getLogger(name), *logging.getLogger(name).handlers):
+            where.addFilter(QUIET)
+    with contextlib.redirect_stdout(io.StringIO()):  # transformers prints the offline line as it imports
+        importlib.import_module("transformers.integrations.integration_utils")
+    from grpolab.run.wandb_run import wandb_enabled
+
+    if wandb_enabled(cfg.logging.report_to):
+        import wandb
+
+        termwarn = getattr(wandb.termwarn, "__wrapped__", wandb.termwarn)
+        wandb.termwarn = functools.wraps(termwarn)(
+            lambda text, *a, **k: None if NOISE.search(str(text)) else termwarn(text, *a, **k)
+        )
 
 
 def model_path(cfg) -> str:
