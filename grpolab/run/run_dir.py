@@ -94,10 +94,12 @@ def config_sha256(resolved: Mapping) -> str:
 def write_config_files(run_dir: Path, resolved: Mapping, overrides: Mapping | None) -> str:
     """Write resolved_config.yaml and overrides.yaml (kept as it is when `overrides` is None, as on
     --resume); return the resolved config's sha256 (`config_sha256` of the same text)."""
+    from grpolab.run.record import write_text
+
     text = dump_yaml(dict(resolved))
-    (run_dir / RESOLVED_CONFIG).write_text(text)
+    write_text(run_dir / RESOLVED_CONFIG, text)
     if overrides is not None:
-        (run_dir / OVERRIDES).write_text(dump_yaml(dict(overrides)) if overrides else "{}\n")
+        write_text(run_dir / OVERRIDES, dump_yaml(dict(overrides)) if overrides else "{}\n")
     return hashlib.sha256(text.encode()).hexdigest()
 
 

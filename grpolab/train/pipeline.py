@@ -78,6 +78,7 @@ def train(request: TrainRequest) -> int:
     setup.prepare_process(cfg, resolved)
     from grpolab.rewards.build import build_rewards
     from grpolab.train import model as models
+    from grpolab.train.preview import dry_run_checks
     from grpolab.train.recording import open_run
     from grpolab.train.tools import load_agent
     from grpolab.train.trainer import build_trainer, finish, fit, training_args
@@ -90,13 +91,16 @@ def train(request: TrainRequest) -> int:
     tokenizer = models.load_tokenizer(model_name, cfg.model)
     training = training_args(cfg, resolved)  # before the policy loads: ZeRO-3 loads it partitioned
     model = models.load_model(model_name, cfg.model, resolved.model_dtype)
+    if needed is None:  # a Hub model fetched just now: its size is known once it has loaded
+        needed = setup.checkpoint_bytes(cfg, str(sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())))
+        check_writable(folder, key, needed)
     reward_funcs, reward_needs = build_rewards(cfg.rewards, cfg.generation.max_completion_length)
     agent = load_agent(cfg, tokenizer)  # tools, environment, rollout: imported and checked
     data = setup.training_data(cfg, tokenizer, model, reward_needs)
     derived = derive(cfg, resolved.world_size, len(data.train_set))
     report.print_plan(loader, model_name, model, resolved, derived, data, request.dry_run)
     if request.dry_run:
-        report.check_rewards(cfg, model, tokenizer, reward_funcs, data)  # tools + one sampled batch scored
+        dry_run_checks(cfg, model, tokenizer, reward_funcs, data)  # tools + one sampled batch scored
         print("dry run: config, model, tokenizer, rewards and data are valid; nothing was trained")
         return EXIT_OK
 
