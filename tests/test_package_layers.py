@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "experiment": {"config", "run", "runtime"},
     "tune": {"config", "runtime", "run", "rewards", "demo", "experiment"},
     "guard": {"config", "run", "tune"},
-    "train": {"config", "runtime", "run", "sampling", "rewards", "demo", "launch", "guard"},
+    "train": {"config", "runtime", "run", "sampling", "rewards", "demo", "launch", "guard", "tune"},
     "cli": {"config", "runtime", "run", "launch", "experiment", "guard", "train", "tune"},
 }
 # Imports against the direction above, each at one named place and only inside a function, so

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import fast_settings
 
 
@@ -41,8 +42,12 @@ def test_resume_of_a_finished_run_changes_nothing_and_max_steps_trains_longer(
     assert "resuming from checkpoint-2" in longer.out
     info = _info(run_dir)
     assert info["status"] == "finished" and info["global_step"] == 4 and len(info["resumed"]) == 1
-    steps = [r["step"] for r in jsonl(run_dir / "metrics.jsonl") if "loss" in r]
-    assert steps == [1, 2, 3, 4]  # each step once
+    rows = [r for r in jsonl(run_dir / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # each step once
+    # The linear schedule is the one for max_steps 4 from the resumed step: the first extra step
+    # trained at lr 0 when the finished run's scheduler came back as it ended.
+    rate = {r["step"]: r["learning_rate"] for r in rows}
+    assert rate[3] == pytest.approx(rate[1] * 2 / 4) and rate[4] == pytest.approx(rate[1] / 4) and rate[4] > 0
     assert (run_dir / "checkpoint-4").is_dir() and not (run_dir / "checkpoint-5").exists()
     assert "max_steps: 4" in (run_dir / "resolved_config.yaml").read_text()  # the record says how far
 

@@ -9,26 +9,21 @@ import sys
 from grpolab.config import GRPOConfigLoader
 
 
-def positive_int(text: str) -> int:
-    """argparse type for --world-size, --dataset-size and other counts."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
+def _whole_number(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
-def count(text: str) -> int:
-    """argparse type for counts that may be 0 (--gpus-per-trial, --finding ...)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
-    return value
+positive_int = _whole_number(1)  # argparse type for --world-size, --dataset-size and other counts
+count = _whole_number(0)  # argparse type for counts that may be 0 (--gpus-per-trial, --finding ...)
 
 
 def add_layer_args(parser: argparse.ArgumentParser) -> None:

@@ -528,17 +528,17 @@ def step_count_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> tuple
             )
         )
         return errors, warnings
+    if t.max_steps == 1:
+        warnings.append(
+            Problem(
+                "training.max_steps",
+                "is 1: one optimizer step, which says little about a run.",
+                None,
+                origin_of("training.max_steps"),
+            )
+        )
     rows = cfg.data.max_samples if not cfg.data.datasets and cfg.data.test_size is None else None
     if rows is None:
-        if t.max_steps == 1:
-            warnings.append(
-                Problem(
-                    "training.max_steps",
-                    "is 1: one optimizer step, which says little about a run.",
-                    None,
-                    origin_of("training.max_steps"),
-                )
-            )
         return errors, warnings
     d = derive(cfg, world_size, rows)
     per_round = d.unique_prompts_per_round
@@ -553,7 +553,7 @@ def step_count_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> tuple
                 origin_of("data.max_samples"),
             )
         )
-    elif d.total_optimizer_steps <= 1:
+    elif t.max_steps <= 0 and d.total_optimizer_steps <= 1:  # with max_steps, the trainer repeats the rows
         warnings.append(
             Problem(
                 "data.max_samples",

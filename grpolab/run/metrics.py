@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .record import Summary
+from .record import Summary, write_text
 
 METRICS = "metrics.jsonl"
 COMPLETIONS = "completions.jsonl"
@@ -44,23 +43,23 @@ def _parse(line: str) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def read_counted(path: Path | str) -> tuple[list[dict], int]:
-    """The JSON objects of a .jsonl file and how many non-blank lines were not one (torn or not
-    objects); ([], 0) when the file is absent."""
+def _lines(path: Path | str):
+    """(line number, line, its JSON object or None when torn) of each non-blank line of a .jsonl
+    file; nothing when the file is absent."""
     try:
         text = Path(path).read_text(errors="replace")
     except OSError:
-        return [], 0
-    records, torn = [], 0
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        record = _parse(line)
-        if record is None:
-            torn += 1
-        else:
-            records.append(record)
-    return records, torn
+        return
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            yield number, line, _parse(line)
+
+
+def read_counted(path: Path | str) -> tuple[list[dict], int]:
+    """The JSON objects of a .jsonl file and how many non-blank lines were not one (torn or not
+    objects); ([], 0) when the file is absent."""
+    records = [record for _, _, record in _lines(path)]
+    return [r for r in records if r is not None], records.count(None)
 
 
 def read_jsonl(path: Path | str) -> list[dict]:
@@ -96,14 +95,9 @@ def read_checked(run_dir: Path | str) -> tuple[list[dict], list[str]]:
     """The records of metrics.jsonl whose bookkeeping fields have the right types, and one line
     naming the line and field of each record that does not ("metrics.jsonl line 3: `step` ...")."""
     records, problems = [], []
-    try:
-        text = path_of(run_dir).read_text(errors="replace")
-    except OSError:
-        return [], []
-    for number, line in enumerate(text.splitlines(), 1):
-        record = _parse(line) if line.strip() else None
+    for number, _, record in _lines(path_of(run_dir)):
         if record is None:
-            continue  # blank or torn (a write cut short): counted by read_counted, never an error
+            continue  # torn (a write cut short): counted by read_counted, never an error
         why = record_problem(record)
         if why is None:
             records.append(record)
@@ -148,21 +142,11 @@ def truncate_after(run_dir: Path | str, step: int) -> Truncation:
     path = path_of(run_dir)
     if not path.exists():
         return Truncation(0, 0, 0)
-    kept, after, torn = [], 0, 0
-    for line in path.read_text(errors="replace").splitlines():
-        if not line.strip():
-            continue
-        record = _parse(line)
-        if record is None:
-            torn += 1
-        elif _step(record) <= step:
-            kept.append(line)
-        else:
-            after += 1
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
-    return Truncation(len(kept), after, torn)
+    rows = [(line, record) for _, line, record in _lines(path)]
+    kept = [line for line, record in rows if record is not None and _step(record) <= step]
+    torn = sum(record is None for _, record in rows)
+    write_text(path, "".join(line + "\n" for line in kept))
+    return Truncation(len(kept), len(rows) - len(kept) - torn, torn)
 
 
 def _step(record: dict) -> float:

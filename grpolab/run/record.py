@@ -27,11 +27,20 @@ def now() -> str:
 
 
 def write_json(path: Path, data) -> None:
-    """Write JSON atomically: the old file stays whole until the new one replaces it."""
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write atomically: the old file stays whole until the new one replaces it, and a write cut
+    short (a full disk) leaves no half-written .tmp beside it."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: Path) -> dict:

@@ -94,10 +94,12 @@ def config_sha256(resolved: Mapping) -> str:
 def write_config_files(run_dir: Path, resolved: Mapping, overrides: Mapping | None) -> str:
     """Write resolved_config.yaml and overrides.yaml (kept as it is when `overrides` is None, as on
     --resume); return the resolved config's sha256 (`config_sha256` of the same text)."""
+    from grpolab.run.record import write_text
+
     text = dump_yaml(dict(resolved))
-    (run_dir / RESOLVED_CONFIG).write_text(text)
+    write_text(run_dir / RESOLVED_CONFIG, text)
     if overrides is not None:
-        (run_dir / OVERRIDES).write_text(dump_yaml(dict(overrides)) if overrides else "{}\n")
+        write_text(run_dir / OVERRIDES, dump_yaml(dict(overrides)) if overrides else "{}\n")
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -251,19 +253,43 @@ def started(run_dir: Path) -> bool:
     return (Path(run_dir) / "run_info.json").is_file()
 
 
-def check_writable(folder: Path | str, key: str) -> None:
-    """Refuse a run whose folder cannot be written, before the model loads (and in --dry-run): a
-    permission error after minutes of loading is lost time. Nothing is created: the folder, or
-    the nearest existing folder above it, must take a new file."""
+def _existing(folder: Path) -> Path:
+    """`folder`, or the nearest folder above it that exists (where it would be made)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def disk_room(folder: Path | str) -> tuple[str, int]:
+    """(the mount point of the disk holding `folder`, its free bytes)."""
+    import shutil
+
+    existing = _existing(Path(folder).absolute())
+    mount = existing
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    return str(mount), shutil.disk_usage(existing).free
+
+
+def size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def check_writable(folder: Path | str, key: str, needed: int | None = None) -> None:
+    """Refuse a run whose folder cannot be written, or whose disk has no room for one checkpoint
+    of `needed` bytes, before the model loads (and in --dry-run): a permission error or a full
+    disk after minutes of loading is lost time. Nothing is created: the folder, or the nearest
+    existing folder above it, must take a new file."""
     import tempfile
 
     from grpolab.config.errors import CANNOT_WRITE, ConfigError, Problem
 
     folder = Path(folder)
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    problem = None
+    existing = _existing(folder)
+    problem, fix = None, "choose a folder you can write to, e.g. `output_dir: ./grpo_results`"
     if not existing.is_dir():
         problem = f"`{existing}` is a file, so `{folder}` cannot be made"
     else:
@@ -272,8 +298,39 @@ def check_writable(folder: Path | str, key: str) -> None:
                 pass
         except OSError as exc:
             problem = f"`{folder}` cannot be written: {exc.strerror or exc} in `{existing}`"
+    if problem is None and needed:
+        mount, free = disk_room(existing)
+        if free < needed:
+            problem = (
+                f"`{folder}` is on the disk mounted at {mount}, which has {size(free)} free; one checkpoint "
+                f"(weights and optimizer states, from the memory plan) needs about {size(needed)}"
+            )
+            fix = f"free at least {size(needed - free)} on {mount}, or set `output_dir` to a folder on a larger disk"
     if problem:
-        raise ConfigError(
-            Problem(key, problem + ".", "choose a folder you can write to, e.g. `output_dir: ./grpo_results`"),
-            CANNOT_WRITE,
-        )
+        raise ConfigError(Problem(key, problem + ".", fix), CANNOT_WRITE)
+
+
+class WriteFailed(Exception):
+    """A file of the run could not be written during training (a full disk, a quota, an I/O
+    error): the message names the file, the disk and the room a checkpoint needs."""
+
+
+def write_failed(exc: BaseException, run_dir: Path | str, needed: int | None, target=None) -> WriteFailed:
+    """The one message for a write of the run that failed (`target`: what was being written)."""
+    import errno
+
+    if isinstance(exc, WriteFailed):
+        return exc
+    target = getattr(exc, "filename", None) or target or run_dir
+    if isinstance(exc, OSError):
+        why = exc.strerror or str(exc)
+    else:  # torch's and safetensors' writers: "unexpected pos 86656 vs 86548" and the like
+        why = f"the write was cut short ({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})"
+    code = errno.errorcode.get(getattr(exc, "errno", None) or 0)
+    mount, free = disk_room(run_dir)
+    room = f"; one checkpoint needs about {size(needed)}" if needed else ""
+    return WriteFailed(
+        f"could not write `{target}`: {why}{f' ({code})' if code else ''}. The disk mounted at {mount} has "
+        f"{size(free)} free{room}. Free space there (or raise the quota), then `grpolab train --resume {run_dir}` "
+        "continues from the last complete checkpoint"
+    )

@@ -245,6 +245,24 @@ def _weights_finite(model) -> bool:
     return bool(finite.item())
 
 
+class ResumedScheduleCallback(TrainerCallback):
+    """A resumed run's learning rate follows its schedule at the resumed step. The checkpoint's
+    scheduler and optimizer hold the rate the run ended with: 0 for a finished run's linear
+    decay, so the first step of `--resume RUN --set training.max_steps=N` would train at lr 0.
+    The schedule is the one the trainer built for the new max_steps; only the rate is set anew."""
+
+    def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
+        from torch.optim.lr_scheduler import LambdaLR
+
+        if not isinstance(lr_scheduler, LambdaLR):  # transformers' schedules are LambdaLR; others as saved
+            return
+        step = lr_scheduler.last_epoch
+        rates = [base * rule(step) for base, rule in zip(lr_scheduler.base_lrs, lr_scheduler.lr_lambdas)]
+        for group, rate in zip(lr_scheduler.optimizer.param_groups, rates):
+            group["lr"] = rate
+        lr_scheduler._last_lr = rates
+
+
 class StopOnSignalCallback(TrainerCallback):
     """First Ctrl-C or SIGTERM: finish the step, save a checkpoint, stop. A second Ctrl-C aborts."""
 

@@ -3,7 +3,6 @@ rewards, data, plan, run directory, trainer, train, save, summary. TRL's GRPOTra
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -18,9 +17,6 @@ def run_from_args(args) -> int:
     """Entry point for `python training/grpo_training.py` and `grpolab train`."""
     # Before torch loads: OpenMP's default spin-wait makes a busy machine 20x slower (see Makefile).
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
-    # bitsandbytes (imported by TRL/PEFT when installed) warns on every start on CPUs with
-    # AVX512-BF16 that an optional kernels package is missing; QLoRA runs on GPUs do not need it.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     _rank_output_to_log()
     try:
         return train(TrainRequest.from_args(args))
@@ -57,16 +53,12 @@ def _fail(code: int, message: str) -> int:
 def train(request: TrainRequest) -> int:
     from grpolab.launch.decide import decide
     from grpolab.launch.execute import execute, print_launch
-    from grpolab.rewards.build import build_rewards
-    from grpolab.train import model as models
+    from grpolab.run.run_dir import WriteFailed, check_writable, write_failed
     from grpolab.train import report, resume, setup
-    from grpolab.train.recording import open_run
-    from grpolab.train.tools import load_agent
-    from grpolab.train.trainer import build_trainer, finish, fit, training_args
 
     if request.resume:
         request = resume.prepare(request)
-    loader = setup.load_config(request)
+    loader = setup.load_config(request)  # a bad config ends here, before torch/transformers/trl load
     cfg = loader.config
     setup.apply_environment(cfg)
     dist = setup.join_distributed(cfg)
@@ -84,28 +76,42 @@ def train(request: TrainRequest) -> int:
     if step.kind == "launch":  # after the --dry-run checks, once, before any rank starts
         return execute(step.launch, preflight=lambda: setup.preflight(cfg))
     setup.prepare_process(cfg, resolved)
-    from grpolab.run.run_dir import check_writable
-
-    # Where the run will write, checked before the model loads (and in --dry-run).
-    check_writable(*((request.resume, "--resume") if request.resume else (cfg.output_dir, "output_dir")))
+    from grpolab.rewards.build import build_rewards
+    from grpolab.train import model as models
+    from grpolab.train.preview import dry_run_checks
+    from grpolab.train.recording import open_run
+    from grpolab.train.tools import load_agent
+    from grpolab.train.trainer import build_trainer, finish, fit, training_args
 
     model_name = setup.model_path(cfg)
+    # Where the run will write, and room there for a checkpoint, before the model loads (and in --dry-run).
+    folder, key = (request.resume, "--resume") if request.resume else (cfg.output_dir, "output_dir")
+    needed = setup.checkpoint_bytes(cfg, model_name)
+    check_writable(folder, key, needed)
     tokenizer = models.load_tokenizer(model_name, cfg.model)
     training = training_args(cfg, resolved)  # before the policy loads: ZeRO-3 loads it partitioned
     model = models.load_model(model_name, cfg.model, resolved.model_dtype)
+    if needed is None:  # a Hub model fetched just now: its size is known once it has loaded
+        needed = setup.checkpoint_bytes(cfg, str(sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())))
+        check_writable(folder, key, needed)
     reward_funcs, reward_needs = build_rewards(cfg.rewards, cfg.generation.max_completion_length)
     agent = load_agent(cfg, tokenizer)  # tools, environment, rollout: imported and checked
     data = setup.training_data(cfg, tokenizer, model, reward_needs)
     derived = derive(cfg, resolved.world_size, len(data.train_set))
     report.print_plan(loader, model_name, model, resolved, derived, data, request.dry_run)
     if request.dry_run:
-        report.check_rewards(cfg, model, tokenizer, reward_funcs, data)  # tools + one sampled batch scored
+        dry_run_checks(cfg, model, tokenizer, reward_funcs, data)  # tools + one sampled batch scored
         print("dry run: config, model, tokenizer, rewards and data are valid; nothing was trained")
         return EXIT_OK
 
-    run = open_run(loader, request, resolved, dist, step.shared_run_dir, model_name, derived, data)
-    with run.recording():
-        trainer, guards = build_trainer(run, training, model, tokenizer, reward_funcs, data, agent)
-        outcome = fit(trainer, guards, run.checkpoint)
-        finish(run, trainer, tokenizer, guards, outcome)
+    try:
+        run = open_run(loader, request, resolved, dist, step.shared_run_dir, model_name, derived, data)
+        run.checkpoint_bytes = needed
+        with run.recording():  # a failed write is recorded there and raised as WriteFailed
+            trainer, guards = build_trainer(run, training, model, tokenizer, reward_funcs, data, agent)
+            outcome = fit(trainer, guards, run.checkpoint)
+            finish(run, trainer, tokenizer, guards, outcome)
+    except (OSError, WriteFailed) as exc:
+        print(file=sys.stderr)  # ends the progress bar's line: the error is a line of its own
+        return _fail(EXIT_FAILED, str(write_failed(exc, folder, needed)))
     return run.exit_code

@@ -8,6 +8,7 @@ function returning the wrong shape): it becomes a ConfigError naming the entry (
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 from grpolab.config import ConfigError, Problem
@@ -29,16 +30,11 @@ class RewardStats:
 
     @property
     def mean(self) -> float:
-        s = self.scored
-        return sum(s) / len(s) if s else math.nan
+        return statistics.fmean(self.scored) if self.scored else math.nan
 
     @property
     def std(self) -> float:
-        s = self.scored
-        if len(s) < 2:
-            return 0.0
-        m = self.mean
-        return math.sqrt(sum((v - m) ** 2 for v in s) / (len(s) - 1))
+        return statistics.stdev(self.scored) if len(self.scored) > 1 else 0.0
 
 
 def score_sampled_batch(

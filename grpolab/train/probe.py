@@ -12,7 +12,7 @@ signal.
 from __future__ import annotations
 
 import json
-import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,9 +40,7 @@ class PromptResult:
     @property
     def zero_spread(self) -> bool:
         # TRL: torch.isclose(std, 0) with its default tolerances (atol 1e-8)
-        mean = sum(self.rewards) / len(self.rewards)
-        var = sum((r - mean) ** 2 for r in self.rewards) / max(1, len(self.rewards) - 1)
-        return math.sqrt(var) <= 1e-8
+        return len(self.rewards) < 2 or statistics.stdev(self.rewards) <= 1e-8
 
 
 @dataclass
@@ -96,28 +94,17 @@ class ProbeReport:
         }
 
 
-def _model_path(cfg, model: str | None) -> str:
-    if model:
-        return model
-    if cfg.model.name_or_path:
-        return cfg.model.name_or_path
-    from grpolab.demo import demo_model_path
-
-    return str(demo_model_path())
-
-
 def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | None = None) -> ProbeReport:
     from grpolab.config.derive import derive
-    from grpolab.demo import builtin_rows
     from grpolab.rewards.build import build_rewards
-    from grpolab.train import data as datas
     from grpolab.train import model as models
+    from grpolab.train.setup import model_path, training_data
 
     cfg = loader.config
     gen = cfg.generation
     G = cfg.grpo.num_generations
     seed = cfg.training.seed if seed is None else seed
-    name = _model_path(cfg, model)
+    name = model or model_path(cfg)
     from grpolab.runtime import hardware
     from grpolab.runtime.resolve import resolve
 
@@ -133,13 +120,7 @@ def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | N
     lm.to(device).eval()
     funcs, needs = build_rewards(cfg.rewards, gen.max_completion_length)
     weights = [r.weight for r in cfg.rewards]
-    d = cfg.data
-    dataset = datas.load_split(d, d.split, d.max_samples, seed=cfg.training.seed, builtin_rows=builtin_rows)
-    datas.check_columns(dataset, needs)
-    dataset = datas.format_prompts(dataset, tokenizer, d.system_prompt)
-    dataset, _, _ = datas.drop_too_long(
-        dataset, tokenizer, gen.max_completion_length, models.context_length(lm, tokenizer)
-    )
+    dataset = training_data(cfg, tokenizer, lm, needs).train_set  # the rows training would see
     dataset = dataset.shuffle(seed=seed).select(range(min(prompts, len(dataset))))
     rows = dataset.to_list()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ class Run:
     wandb_run: object = None
     eval_before: float | None = None
     exit_code: int = EXIT_FAILED
+    checkpoint_bytes: int | None = None  # one checkpoint's size, named when a write fails
 
     @property
     def is_main(self) -> bool:
@@ -39,7 +41,7 @@ class Run:
             self.info.save(self.dir)
 
     def recording(self):
-        return _Recording(self)
+        return _recording(self)
 
 
 def _refuse_another_runs_record(path: Path, loader) -> None:
@@ -80,37 +82,37 @@ def _made_by_rank_zero(make) -> Path:
     return Path(path[0])
 
 
-class _Recording:
+@contextmanager
+def _recording(run: Run):
     """Whatever happens inside (building the trainer, training, saving, scoring), run_info.json
-    ends with a status: an exception is recorded as `failed` with its error, then raised."""
+    ends with a status: an exception is recorded as `failed` with its error, then raised; a failed
+    write is raised as WriteFailed, whose one line names the disk."""
+    from grpolab.run.record import now
+    from grpolab.run.run_dir import WriteFailed, record_rank_error, release_lock, write_failed
 
-    def __init__(self, run: Run):
-        self.run = run
-
-    def __enter__(self):
-        return self.run
-
-    def __exit__(self, kind, exc, tb):
-        from grpolab.run.run_dir import release_lock
-
-        if self.run.is_main:
-            release_lock(self.run.dir)
-        if exc is None:
-            return False
-        from grpolab.run.record import now
-
-        status, code = (
-            ("interrupted", EXIT_SIGNAL["SIGINT"]) if isinstance(exc, KeyboardInterrupt) else ("failed", EXIT_FAILED)
-        )
-        error = f"{type(exc).__name__}: {exc}"
-        self.run.save_info(status=status, ended=now(), exit_code=code, error=error)
-        if status == "failed" and self.run.dist.launcher is not None:  # every rank: the launcher reports the first
-            from grpolab.run.run_dir import record_rank_error
-
-            record_rank_error(self.run.dir, self.run.dist.rank, code, error)
-        if self.run.wandb_run is not None:
-            self.run.wandb_run.finish(exit_code=code)
-        return False
+    try:
+        yield run
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        status, code = ("interrupted", EXIT_SIGNAL["SIGINT"]) if interrupted else ("failed", EXIT_FAILED)
+        failed_write = None
+        if isinstance(exc, OSError | WriteFailed):  # a full disk: its own message, not a traceback
+            failed_write = write_failed(exc, run.dir, run.checkpoint_bytes)
+        error = str(failed_write) if failed_write else f"{type(exc).__name__}: {exc}"
+        try:
+            run.save_info(status=status, ended=now(), exit_code=code, error=error)
+        except OSError as again:  # the disk is still full: the console says it, the record cannot
+            print(f"note: the failure could not be recorded in run_info.json ({again.strerror})", file=sys.stderr)
+        if status == "failed" and run.dist.launcher is not None:  # every rank: the launcher reports the first
+            record_rank_error(run.dir, run.dist.rank, code, error)
+        if run.wandb_run is not None:
+            run.wandb_run.finish(exit_code=code)
+        if failed_write is not None:
+            raise failed_write from None
+        raise
+    finally:
+        if run.is_main:
+            release_lock(run.dir)
 
 
 def open_run(loader, request, resolved, dist, shared_run_dir, model_name, derived, data) -> Run:

@@ -40,13 +40,6 @@ def print_plan(loader, model_name: str, model, resolved, derived: Derived, data,
     print("\n".join(lines), flush=True)
 
 
-def check_rewards(cfg, model, tokenizer, reward_funcs, data) -> None:
-    """The dry run after the plan: tools/environment/rollout checked, one sampled batch scored by every reward."""
-    from grpolab.train.preview import dry_run_checks
-
-    dry_run_checks(cfg, model, tokenizer, reward_funcs, data)
-
-
 def _data_source(cfg, data) -> str:
     if cfg.data.datasets:
         return f"mixture of {len(cfg.data.datasets)} sources (seed {cfg.training.seed})"
@@ -55,7 +48,7 @@ def _data_source(cfg, data) -> str:
 
 def _mixture_lines(data) -> list[str]:
     """Per-source rows of a data.datasets mixture (before prompts too long for the context are dropped)."""
-    sources = getattr(data, "sources", None) or {}
+    sources = data.sources or {}
     return [f"  {name:<12} {c['rows']} rows (weight {c['weight']:g} of {c['of']})" for name, c in sources.items()]
 
 

@@ -3,7 +3,10 @@ executes (every `auto` decided once), the model and tokenizer, and the data."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import re
 import sys
 from dataclasses import dataclass
 
@@ -23,13 +26,13 @@ def load_config(request) -> GRPOConfigLoader:
     if request.resume:
         loader = resume_config(request)
     else:
-        config_path = request.config
-        if not request.gives_model():
-            config_path = str(preset_dir() / "grpo_demo.yaml")
-            print(f"no --model given: running the embedded demo ({config_path})")
+        demo = not request.gives_model()
+        config_path = str(preset_dir() / "grpo_demo.yaml") if demo else request.config
         loader = GRPOConfigLoader(
             mode=request.mode, config_path=config_path, overrides=list(request.overrides), flags=request.flags()
         )
+        if demo:  # said once the config is valid: an error is the only line a bad command prints
+            print(f"no --model given: running the embedded demo ({config_path})")
     for warning in loader.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return loader
@@ -112,7 +115,55 @@ def prepare_process(cfg, resolved: Resolved) -> None:
     torch.set_num_threads(resolved.threads)
     transformers.logging.set_verbosity_warning()
     transformers.utils.logging.disable_progress_bar()  # weight-loading bars; the training bar stays
+    quiet_libraries(cfg)
     transformers.set_seed(cfg.training.seed)
+
+
+# What libraries print that the user cannot act on: deprecations inside transformers' and TRL's
+# own calls, wandb's notes on an offline run (grpolab says once where it is and how to upload
+# it), and bitsandbytes on CPUs without its optional kernels (QLoRA runs on GPUs). Matched by
+# text, so a warning about the user's own settings, data or reward code still shows.
+UNACTIONABLE = (
+    r"`is_gradient_checkpointing` is deprecated",
+    r"`torch\.jit\.script_method` is deprecated",
+    r"URL not available in offline run",
+    r"Running in WANDB offline mode",
+    r"Failed to load CPU gemm_4bit_forward",
+)
+
+
+class _Unactionable(logging.Filter):
+    def filter(self, record) -> bool:
+        return not NOISE.search(record.getMessage())
+
+
+NOISE = re.compile("|".join(UNACTIONABLE))
+QUIET = _Unactionable()
+
+
+def quiet_libraries(cfg) -> None:
+    """The one filter of library noise (UNACTIONABLE), for Python warnings, transformers' and
+    bitsandbytes' logging and wandb's terminal warnings, installed before the trainer exists."""
+    import contextlib
+    import importlib
+    import io
+    import warnings
+
+    warnings.filterwarnings("ignore", message=f".*(?:{NOISE.pattern})")
+    for name in ("transformers", "bitsandbytes.backends.cpu.ops"):
+        for where in (logging.getLogger(name), *logging.getLogger(name).handlers):
+            where.addFilter(QUIET)
+    with contextlib.redirect_stdout(io.StringIO()):  # transformers prints the offline line as it imports
+        importlib.import_module("transformers.integrations.integration_utils")
+    from grpolab.run.wandb_run import wandb_enabled
+
+    if wandb_enabled(cfg.logging.report_to):
+        import wandb
+
+        termwarn = getattr(wandb.termwarn, "__wrapped__", wandb.termwarn)
+        wandb.termwarn = functools.wraps(termwarn)(
+            lambda text, *a, **k: None if NOISE.search(str(text)) else termwarn(text, *a, **k)
+        )
 
 
 def model_path(cfg) -> str:
@@ -122,6 +173,20 @@ def model_path(cfg) -> str:
     from grpolab.demo import demo_model_path
 
     return str(demo_model_path())
+
+
+def checkpoint_bytes(cfg, model_name: str) -> int | None:
+    """About how many bytes one checkpoint takes on disk: the memory plan's weights and optimizer
+    states of the whole model (planned for one process: every rank's shards together). None
+    when the model's shape is not on this machine yet (a Hub model not downloaded)."""
+    from grpolab.tune import memory
+
+    try:
+        shape = memory.resolve_shape(model_name)
+    except ConfigError:
+        return None
+    parts = memory.plan(cfg, shape, world=1, gpu_gib=None).components
+    return int(parts["weights"] + parts["optimizer"])
 
 
 @dataclass

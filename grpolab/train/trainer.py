@@ -3,8 +3,11 @@ finished: final model, held-out score after training, summary.json and the recor
 
 from __future__ import annotations
 
+import re
+import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +55,7 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
         EvalCallback,
         MetricsFileCallback,
         NanLossCallback,
+        ResumedScheduleCallback,
         StopOnSignalCallback,
     )
     from grpolab.train.evaluate import make_evaluator
@@ -82,6 +86,8 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
     live = [guards.live] if guards.live else []
     scoring = [evaluation] if evaluation else []
     callbacks = [MetricsFileCallback(run.dir), guards.nan, guards.stopper, *live, *scoring]
+    if run.checkpoint:
+        callbacks.append(ResumedScheduleCallback())
     keep = cfg.logging.save_completions
     completions = None
     if keep is not None and run.is_main:
@@ -100,6 +106,13 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
     )
     if guards.live is not None:  # first in line: the findings it adds to a step's logs reach every tracker
         trainer.callback_handler.callbacks.insert(0, trainer.pop_callback(guards.live))
+    save = trainer._save_checkpoint
+
+    def save_whole(model, trial=None):  # a checkpoint is whole, or not there
+        with whole_or_removed(run, run.dir / f"checkpoint-{trainer.state.global_step}"):
+            save(model, trial)
+
+    trainer._save_checkpoint = save_whole
     if completions is not None:
         completions.trainer = trainer
     if evaluation is not None:
@@ -226,7 +239,8 @@ def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> No
     evaluation, step = guards.evaluation, trainer.state.global_step
     eval_after = None
     if outcome.status == "finished":
-        save_final_model(trainer, tokenizer, run.dir / "model", run.is_main, run.model_name, cfg.model)
+        with whole_or_removed(run, run.dir / "model"):
+            save_final_model(trainer, tokenizer, run.dir / "model", run.is_main, run.model_name, cfg.model)
         if evaluation is not None:
             last = evaluation.curve[-1] if evaluation.curve else {}
             if last.get("step") == step and step > 0:  # the last evaluation point was this very model
@@ -279,6 +293,29 @@ def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> No
         run.wandb_run.finish(exit_code=outcome.exit_code)
         run.wandb_run = None
     run.exit_code = outcome.exit_code
+
+
+# How torch's and safetensors' writers say that a write failed (a full disk ends in torch's
+# "unexpected pos 86656 vs 86548", not in an OSError).
+WRITE_ERROR = re.compile(r"unexpected pos|write failed|PytorchStreamWriter|No space|StorageFull|quota|IoError")
+
+
+@contextmanager
+def whole_or_removed(run: Run, folder: Path):
+    """A save into `folder` that fails removes what it wrote (a new folder only), so no half-written
+    checkpoint or model looks complete and `--resume` takes the last whole one; a failed write
+    becomes WriteFailed, naming the disk and the room a checkpoint needs."""
+    from grpolab.run.run_dir import write_failed
+
+    existed = folder.exists()
+    try:
+        yield
+    except Exception as exc:
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, OSError) or WRITE_ERROR.search(str(exc)):
+            raise write_failed(exc, run.dir, run.checkpoint_bytes, folder) from None
+        raise
 
 
 def save_final_model(
