@@ -265,15 +265,20 @@ def follow_batch_keys(data: dict, origins: Origins, world_size: int | None) -> l
     """Make a preset's generation_batch_size follow the batch keys a user's layer set (in `data`
     and `origins`): the note that says so, or none when nothing follows."""
     origin = origins.of(FOLLOWING)
-    set_by_user = [key for key in BATCH_KEYS if not _from_a_preset(origins.of(key))]
-    pinned = origin.startswith(FOLLOWS) or (origin.startswith("preset ") and lookup(data, FOLLOWING) != "auto")
-    if not pinned or not set_by_user:
+    pinned = lookup(data, FOLLOWING)
+    if not origin.startswith(FOLLOWS) and not (origin.startswith("preset ") and pinned != "auto"):
         return []
     P, GA, steps, processes, machines = (lookup(data, key, None) for key in BATCH_KEYS)
     G = lookup(data, "grpo.num_generations", None)
     machines = 1 if machines is None else machines
     if not all(type(v) is int and v > 0 for v in (P, GA, G, machines)):
         return []  # validation names the bad value
+    set_by_user = [key for key in BATCH_KEYS if not _from_a_preset(origins.of(key))]
+    # A group size of the user's that the pinned round does not hold whole makes it follow too.
+    if not _from_a_preset(origins.of("grpo.num_generations")) and (type(pinned) is not int or pinned % G):
+        set_by_user.append("grpo.num_generations")
+    if not set_by_user:
+        return []
     world = world_size
     if world is None:  # a cluster's `auto` processes: TRL derives the round on the launched world size
         world = 1 if data.get("mode") != "cluster" else processes * machines if type(processes) is int else None

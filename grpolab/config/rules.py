@@ -386,6 +386,21 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
     if tx.get("fp16_full_eval") and tx.get("bf16_full_eval"):
         add("training.fp16_full_eval", "and training.bf16_full_eval cannot both be true.", "delete one of them")
 
+    # The optimizer: torch's Adam family refuses these when the trainer creates it, at the first step.
+    for key, low, high, fix in (
+        ("adam_beta1", 0.0, 1.0, 0.9),
+        ("adam_beta2", 0.0, 1.0, 0.999),
+        ("adam_epsilon", 0.0, math.inf, 1e-8),
+    ):
+        value = tx.get(key)
+        if isinstance(value, (int, float)) and not low <= value < high:
+            allowed = f"from {low:g} up to (not including) {high:g}" if high < math.inf else f">= {low:g}"
+            add(
+                f"training.{key}",
+                f"{value:g} is not what the optimizer takes: {allowed}.",
+                f"`training.{key}: {fix:g}`",
+            )
+
     # Options of the distributed engines (strings transformers parses into enums).
     fsdp = tx.get("fsdp")
     if isinstance(fsdp, str) and fsdp:
@@ -394,7 +409,7 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             add(
                 "training.fsdp",
                 f"`{bad[0]}` is not an FSDP option; allowed: {', '.join(FSDP_OPTIONS)}.",
-                "use `cluster.backend: fsdp` (grpolab writes the accelerate FSDP config)",
+                "delete it and set `cluster.backend: fsdp` (grpolab writes the accelerate FSDP config)",
             )
     debug = tx.get("debug")
     words = debug.split() if isinstance(debug, str) else debug if isinstance(debug, list) else []
@@ -418,8 +433,12 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             add(
                 f"training.{key}",
                 f"`{value}` is not a JSON file (looked at {Path(value).expanduser().resolve()}).",
-                "give the path of an existing file, or a mapping"
-                + ("; `cluster.backend: deepspeed` writes one for you" if key == "deepspeed" else ""),
+                (
+                    "delete it and set `cluster.backend: deepspeed` (grpolab writes the DeepSpeed config), or "
+                    if key == "deepspeed"
+                    else ""
+                )
+                + "give the path of an existing JSON file, or a mapping",
             )
     if tx.get("dataloader_prefetch_factor") is not None and not tx.get("dataloader_num_workers"):
         add(
