@@ -23,11 +23,18 @@ def cross_field_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> list
     P, GA, G, W = t.per_device_train_batch_size, t.gradient_accumulation_steps, g.num_generations, world_size
     at = f" (world size {W})"
     if g.generation_batch_size != "auto" and g.steps_per_generation is not None:
+        # The fix keeps whichever of the two makes whole rounds of whole groups.
+        round_works = g.generation_batch_size % (P * W) == 0 and g.generation_batch_size % G == 0
+        keep = (
+            "`grpo.steps_per_generation: null` keeps generation_batch_size"
+            if round_works
+            else "`grpo.generation_batch_size: auto` keeps steps_per_generation"
+        )
         problems.append(
             Problem(
                 "grpo.generation_batch_size",
                 "and grpo.steps_per_generation cannot both be set.",
-                "delete one of them (`generation_batch_size: auto` keeps steps_per_generation)",
+                f"delete one of them: {keep}",
                 origin_of("grpo.generation_batch_size"),
             )
         )
@@ -108,15 +115,6 @@ def cross_field_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> list
             )
         )
     problems += eval_problems(cfg, origin_of)
-    if t.max_steps == -1 and t.num_train_epochs <= 0:
-        problems.append(
-            Problem(
-                "training.num_train_epochs",
-                "must be > 0 when training.max_steps is -1.",
-                "set `training.max_steps`",
-                origin_of("training.num_train_epochs"),
-            )
-        )
     if isinstance(t.warmup_steps, float) and not t.warmup_steps.is_integer() and t.warmup_steps >= 1:
         problems.append(
             Problem(
@@ -308,7 +306,7 @@ def integer_range_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
                 Problem(
                     key,
                     f"{value} does not fit in 64 bits, the whole numbers torch and numpy hold",
-                    "a whole number below 9223372036854775807 (2**63), in practice a far smaller one",
+                    "set it to e.g. 100 (a whole number below 2**63 = 9223372036854775808)",
                     origin_of(key),
                 )
             )
@@ -352,6 +350,22 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             f"`{t.lr_scheduler_type}` steps on an evaluation metric, and GRPO runs here have no TRL evaluation.",
             "set `training.lr_scheduler_type: cosine` (or linear)",
         )
+    # transformers' schedulers read these from lr_scheduler_kwargs when the trainer creates them.
+    kwargs = tx.get("lr_scheduler_kwargs")
+    kwargs = kwargs if isinstance(kwargs, dict) else {}
+    if t.lr_scheduler_type.endswith("with_min_lr") and ("min_lr" in kwargs) == ("min_lr_rate" in kwargs):
+        add(
+            "training.lr_scheduler_type",
+            f"`{t.lr_scheduler_type}` needs exactly one of min_lr and min_lr_rate in training.lr_scheduler_kwargs.",
+            "set `training.lr_scheduler_kwargs: {min_lr_rate: 0.1}`",
+        )
+    lr_end = kwargs.get("lr_end", 1e-7)
+    if t.lr_scheduler_type == "polynomial" and isinstance(lr_end, (int, float)) and t.learning_rate <= lr_end:
+        add(
+            "training.learning_rate",
+            f"{format_float(t.learning_rate)} must be above the polynomial schedule's lr_end {format_float(lr_end)}.",
+            f"set `training.learning_rate: {format_float(lr_end * 10)}`",
+        )
 
     # Intervals: above 1 a step count must be whole (below 1 it is a ratio of the total), where
     # transformers reads it: under its `steps` strategy.
@@ -384,7 +398,11 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             "set `training.bf16: false` with fp16, or delete `training.fp16`",
         )
     if tx.get("fp16_full_eval") and tx.get("bf16_full_eval"):
-        add("training.fp16_full_eval", "and training.bf16_full_eval cannot both be true.", "delete one of them")
+        add(
+            "training.fp16_full_eval",
+            "and training.bf16_full_eval cannot both be true.",
+            "delete one of them (`training.bf16_full_eval: false`)",
+        )
 
     # The optimizer: torch's Adam family refuses these when the trainer creates it, at the first step.
     for key, low, high, fix in (
@@ -433,13 +451,26 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             add(
                 f"training.{key}",
                 f"`{value}` is not a JSON file (looked at {Path(value).expanduser().resolve()}).",
-                (
-                    "delete it and set `cluster.backend: deepspeed` (grpolab writes the DeepSpeed config), or "
-                    if key == "deepspeed"
-                    else ""
+                "delete it"
+                + (
+                    " and set `cluster.backend: deepspeed` (grpolab writes the DeepSpeed config)"
+                    * (key == "deepspeed")
                 )
-                + "give the path of an existing JSON file, or a mapping",
+                + ", or give the path of an existing JSON file, or a mapping",
             )
+    workers = tx.get("dataloader_num_workers", 0)
+    if isinstance(workers, int) and workers < 0:
+        add(
+            "training.dataloader_num_workers",
+            f"{workers} is not a number of worker processes (0 or more).",
+            "`training.dataloader_num_workers: 0`",
+        )
+    if tx.get("dataloader_persistent_workers") and not workers:
+        add(
+            "training.dataloader_persistent_workers",
+            "keeps worker processes alive, and training.dataloader_num_workers is 0 (torch's DataLoader refuses it).",
+            "delete it, or set `training.dataloader_num_workers` >= 1",
+        )
     if tx.get("dataloader_prefetch_factor") is not None and not tx.get("dataloader_num_workers"):
         add(
             "training.dataloader_prefetch_factor",
