@@ -191,6 +191,8 @@ RULES = {
     "polynomial_lr_end": {"training": {"lr_scheduler_type": "polynomial", "learning_rate": 1e-8}},
     "negative_workers": {"training": {"dataloader_num_workers": -1}},
     "persistent_workers": {"training": {"dataloader_persistent_workers": True}},
+    "save_strategy_best": {"training": {"save_strategy": "best"}},
+    "optimizer_package": {"training": {"optim": "adamw_anyprecision"}},
     "max_steps_zero": {"training": {"max_steps": 0}},
     "max_samples": {"training": {"per_device_train_batch_size": 16}, "data": {"max_samples": 1}},
 }

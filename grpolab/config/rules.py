@@ -4,6 +4,7 @@ Each problem names the key to change and the nearest value that works."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from dataclasses import dataclass
@@ -275,6 +276,36 @@ IS_MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"
 LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK")
 
 
+# The optimizers transformers builds from another package (its trainer_optimizer.py), by name
+# prefix: without the package the trainer fails with an ImportError at the first step.
+OPTIMIZER_PACKAGES = (
+    ("schedule_free", "schedulefree"),
+    ("galore", "galore_torch"),
+    ("apollo", "apollo_torch"),
+    ("lomo", "lomo_optim"),
+    ("adalomo", "lomo_optim"),
+    ("grokadamw", "grokadamw"),
+    ("stable_adamw", "optimi"),
+    ("adamw_torch_4bit", "torchao"),
+    ("adamw_torch_8bit", "torchao"),
+    ("adamw_torch_xla", "torch_xla"),
+    ("adamw_torch_npu", "torch_npu"),
+    ("adamw_anyprecision", "torchdistx"),
+    ("adamw_bnb", "bitsandbytes"),
+    ("adamw_8bit", "bitsandbytes"),
+    ("paged_", "bitsandbytes"),
+    ("ademamix", "bitsandbytes"),
+    ("lion_", "bitsandbytes"),
+    ("rmsprop_bnb", "bitsandbytes"),
+)
+PIP_NAMES = {
+    "galore_torch": "galore-torch",
+    "apollo_torch": "apollo-torch",
+    "lomo_optim": "lomo-optim",
+    "optimi": "torch-optimi",
+}
+
+
 # The whole numbers the layers under grpolab hold: numpy's seed (np.random.seed, called by
 # transformers' set_seed) takes 0 to 2**32 - 1, and torch, numpy and accelerate keep every count in
 # 64 bits. A value outside validates as a Python int and then dies in the first step (seed -1 was
@@ -337,6 +368,12 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             "training.do_eval",
             "turns on TRL's evaluation loop, which GRPO runs here have no eval dataset for.",
             f"delete it and {held_out}",
+        )
+    if tx.get("save_strategy") == "best":
+        add(
+            "training.save_strategy",
+            "`best` saves on the best TRL evaluation metric, which GRPO runs here do not compute.",
+            "`training.save_strategy: steps`; `grpolab compare` picks the best checkpoint by metric",
         )
     if tx.get("load_best_model_at_end"):
         add(
@@ -418,6 +455,15 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
                 f"{value:g} is not what the optimizer takes: {allowed}.",
                 f"`training.{key}: {fix:g}`",
             )
+
+    optim = str(tx.get("optim", "adamw_torch"))
+    package = next((pkg for prefix, pkg in OPTIMIZER_PACKAGES if optim.startswith(prefix)), None)
+    if package is not None and importlib.util.find_spec(package) is None:
+        add(
+            "training.optim",
+            f"`{optim}` needs the {package} package, which is not installed here.",
+            f"`training.optim: adamw_torch`, or `pip install {PIP_NAMES.get(package, package)}`",
+        )
 
     # Options of the distributed engines (strings transformers parses into enums).
     fsdp = tx.get("fsdp")
