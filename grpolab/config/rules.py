@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -456,6 +457,13 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
                 f"`training.{key}: {fix:g}`",
             )
 
+    offline = {**os.environ, **cfg.env}.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "false", "")
+    if tx.get("push_to_hub") and offline:
+        add(
+            "training.push_to_hub",
+            "uploads to the Hugging Face Hub, and HF_HUB_OFFLINE is set (the upload fails at the first save).",
+            "delete it (or unset HF_HUB_OFFLINE)",
+        )
     optim = str(tx.get("optim", "adamw_torch"))
     package = next((pkg for prefix, pkg in OPTIMIZER_PACKAGES if optim.startswith(prefix)), None)
     if package is not None and importlib.util.find_spec(package) is None:
