@@ -19,7 +19,8 @@ from .yaml_io import format_float
 
 
 def cross_field_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> list[Problem]:
-    """TRL's GRPOConfig.__post_init__ rules (and a few trainer-init ones), checked up front."""
+    """TRL's GRPOConfig.__post_init__ rules (and a few trainer-init ones), checked up front: a flat
+    check list (batch and round sizes, reference model, evaluation, warmup)."""
     problems = []
     t, g = cfg.training, cfg.grpo
     P, GA, G, W = t.per_device_train_batch_size, t.gradient_accumulation_steps, g.num_generations, world_size
@@ -279,26 +280,19 @@ LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_
 
 # The optimizers transformers builds from another package (its trainer_optimizer.py), by name
 # prefix: without the package the trainer fails with an ImportError at the first step.
-OPTIMIZER_PACKAGES = (
-    ("schedule_free", "schedulefree"),
-    ("galore", "galore_torch"),
-    ("apollo", "apollo_torch"),
-    ("lomo", "lomo_optim"),
-    ("adalomo", "lomo_optim"),
-    ("grokadamw", "grokadamw"),
-    ("stable_adamw", "optimi"),
-    ("adamw_torch_4bit", "torchao"),
-    ("adamw_torch_8bit", "torchao"),
-    ("adamw_torch_xla", "torch_xla"),
-    ("adamw_torch_npu", "torch_npu"),
-    ("adamw_anyprecision", "torchdistx"),
-    ("adamw_bnb", "bitsandbytes"),
-    ("adamw_8bit", "bitsandbytes"),
-    ("paged_", "bitsandbytes"),
-    ("ademamix", "bitsandbytes"),
-    ("lion_", "bitsandbytes"),
-    ("rmsprop_bnb", "bitsandbytes"),
-)
+OPTIMIZER_PACKAGES = {
+    "schedulefree": ("schedule_free",),
+    "galore_torch": ("galore",),
+    "apollo_torch": ("apollo",),
+    "lomo_optim": ("lomo", "adalomo"),
+    "grokadamw": ("grokadamw",),
+    "optimi": ("stable_adamw",),
+    "torchao": ("adamw_torch_4bit", "adamw_torch_8bit"),
+    "torch_xla": ("adamw_torch_xla",),
+    "torch_npu": ("adamw_torch_npu",),
+    "torchdistx": ("adamw_anyprecision",),
+    "bitsandbytes": ("adamw_bnb", "adamw_8bit", "paged_", "ademamix", "lion_", "rmsprop_bnb"),
+}
 PIP_NAMES = {
     "galore_torch": "galore-torch",
     "apollo_torch": "apollo-torch",
@@ -346,7 +340,9 @@ def integer_range_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
 
 
 def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
-    """Values TRL / transformers would reject when the trainer is built, checked up front."""
+    """Values TRL, transformers and torch would reject when the trainer is built or at its first
+    step, checked up front: a flat check list, grouped by topic (evaluation and schedule,
+    intervals, precision, optimizer, distributed engines and data loading, GRPO fields, LoRA, env)."""
     t, g = cfg.training, cfg.grpo
     tx, gx = dict(t.model_extra or {}), dict(g.model_extra or {})
     problems: list[Problem] = []
@@ -457,6 +453,7 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
                 f"`training.{key}: {fix:g}`",
             )
 
+    # What the run needs from this machine: the optimizer's package, and the Hub for uploads.
     offline = {**os.environ, **cfg.env}.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "false", "")
     if tx.get("push_to_hub") and offline:
         add(
@@ -465,7 +462,7 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             "delete it (or unset HF_HUB_OFFLINE)",
         )
     optim = str(tx.get("optim", "adamw_torch"))
-    package = next((pkg for prefix, pkg in OPTIMIZER_PACKAGES if optim.startswith(prefix)), None)
+    package = next((pkg for pkg, prefixes in OPTIMIZER_PACKAGES.items() if optim.startswith(prefixes)), None)
     if package is not None and importlib.util.find_spec(package) is None:
         add(
             "training.optim",
@@ -512,6 +509,7 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
                 )
                 + ", or give the path of an existing JSON file, or a mapping",
             )
+    # Data loading: torch's DataLoader rules, checked when the trainer first iterates.
     workers = tx.get("dataloader_num_workers", 0)
     if isinstance(workers, int) and workers < 0:
         add(
@@ -525,7 +523,7 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             "keeps worker processes alive, and training.dataloader_num_workers is 0 (torch's DataLoader refuses it).",
             "delete it, or set `training.dataloader_num_workers` >= 1",
         )
-    if tx.get("dataloader_prefetch_factor") is not None and not tx.get("dataloader_num_workers"):
+    if tx.get("dataloader_prefetch_factor") is not None and not workers:
         add(
             "training.dataloader_prefetch_factor",
             "only applies with worker processes, and training.dataloader_num_workers is 0.",
