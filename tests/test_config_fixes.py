@@ -160,6 +160,7 @@ RULES = {
     "int64": {"training": {"max_steps": 2**64}},
     "eval_strategy": {"training": {"eval_strategy": "steps"}},
     "do_eval": {"training": {"do_eval": True}},
+    "eval_on_start": {"training": {"eval_on_start": True}},
     "load_best_model_at_end": {"training": {"load_best_model_at_end": True}},
     "lr_scheduler_type": {"training": {"lr_scheduler_type": "reduce_lr_on_plateau"}},
     "interval": {"training": {"logging_steps": 2.5}},

@@ -360,12 +360,13 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             "here have no eval dataset for; grpolab scores held-out prompts itself.",
             f"delete it (or `no`) and {held_out}",
         )
-    if tx.get("do_eval"):
-        add(
-            "training.do_eval",
-            "turns on TRL's evaluation loop, which GRPO runs here have no eval dataset for.",
-            f"delete it and {held_out}",
-        )
+    for key in ("do_eval", "eval_on_start"):
+        if tx.get(key):
+            add(
+                f"training.{key}",
+                "turns on TRL's evaluation loop, which GRPO runs here have no eval dataset for.",
+                f"delete it and {held_out}",
+            )
     if tx.get("save_strategy") == "best":
         add(
             "training.save_strategy",
