@@ -174,6 +174,7 @@ RULES = {
     "accelerator_config": {"training": {"accelerator_config": "missing.json"}},
     "prefetch": {"training": {"dataloader_prefetch_factor": 2}},
     "parallelism": {"training": {"parallelism_config": {"cp_size": 2}}},
+    "entropy_quantile": {"grpo": {"top_entropy_quantile": -1.0}},
     "pad_word": {"grpo": {"pad_to_multiple_of": "eight"}},
     "pad_zero": {"grpo": {"pad_to_multiple_of": 0}},
     "is_mode": {"grpo": {"vllm_importance_sampling_mode": "token"}},

@@ -539,6 +539,13 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
         )
 
     # GRPOConfig's own rules on pass-through fields.
+    quantile = gx.get("top_entropy_quantile", 1.0)
+    if isinstance(quantile, (int, float)) and not 0 <= quantile <= 1:
+        add(
+            "grpo.top_entropy_quantile",
+            f"{quantile:g} is not a fraction of tokens (0 to 1); torch's quantile refused it in the first step.",
+            "`grpo.top_entropy_quantile: 1.0` (every token)",
+        )
     pad = gx.get("pad_to_multiple_of")
     if isinstance(pad, str) and pad.lower() not in ("auto", "none", "null") and not pad.isdigit():
         add(
