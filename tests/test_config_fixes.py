@@ -188,6 +188,7 @@ RULES = {
     "env_nul": {"env": {"MY_VAR": "a\x00b"}},
     "env_launcher": {"env": {"RANK": "0"}},
     "adam_beta": {"training": {"adam_beta2": -1.0}},
+    "neftune": {"training": {"neftune_noise_alpha": -1.0}},
     "adam_epsilon": {"training": {"adam_epsilon": -1.0}},
     "min_lr_schedule": {"training": {"lr_scheduler_type": "cosine_with_min_lr"}},
     "polynomial_lr_end": {"training": {"lr_scheduler_type": "polynomial", "learning_rate": 1e-8}},

@@ -454,6 +454,14 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
                 f"`training.{key}: {fix:g}`",
             )
 
+    noise = tx.get("neftune_noise_alpha")
+    if isinstance(noise, (int, float)) and noise < 0:
+        add(
+            "training.neftune_noise_alpha",
+            f"{noise:g} is not a noise scale: torch draws the embedding noise from [-alpha, alpha].",
+            "`training.neftune_noise_alpha: 5.0` (or null: no noise)",
+        )
+
     # What the run needs from this machine: the optimizer's package, and the Hub for uploads.
     offline = {**os.environ, **cfg.env}.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "false", "")
     if tx.get("push_to_hub") and offline:
