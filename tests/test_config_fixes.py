@@ -193,6 +193,7 @@ RULES = {
     "min_lr_schedule": {"training": {"lr_scheduler_type": "cosine_with_min_lr"}},
     "polynomial_lr_end": {"training": {"lr_scheduler_type": "polynomial", "learning_rate": 1e-8}},
     "negative_workers": {"training": {"dataloader_num_workers": -1}},
+    "remove_unused_columns": {"training": {"remove_unused_columns": True}},
     "persistent_workers": {"training": {"dataloader_persistent_workers": True}},
     "save_strategy_best": {"training": {"save_strategy": "best"}},
     "optimizer_package": {"training": {"optim": "adamw_anyprecision"}},

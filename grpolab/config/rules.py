@@ -518,7 +518,14 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
                 )
                 + ", or give the path of an existing JSON file, or a mapping",
             )
-    # Data loading: torch's DataLoader rules, checked when the trainer first iterates.
+    # Data loading: TRL keeps only the prompt under remove_unused_columns, and torch's DataLoader
+    # rules are checked when the trainer first iterates.
+    if tx.get("remove_unused_columns"):
+        add(
+            "training.remove_unused_columns",
+            "drops every dataset column but the prompt, and rewards read the others (numeric_match reads `answer`).",
+            "`training.remove_unused_columns: false`",
+        )
     workers = tx.get("dataloader_num_workers", 0)
     if isinstance(workers, int) and workers < 0:
         add(
