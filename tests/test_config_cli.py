@@ -287,7 +287,7 @@ def test_set_refuses_to_overwrite_output_without_force(tmp_path, capsys):
     "assignment, fragment",
     [
         ("grpo.bta=0.05", "Did you mean `beta`?"),
-        ("grpo.num_generations=3", "must be divisible by grpo.num_generations = 3"),
+        ("grpo.generation_batch_size=12", "must be divisible by grpo.num_generations = 8"),
         ("training.learning_rate=fast", "valid number"),
         ("grpo.beta", "is not of the form KEY=VALUE"),
     ],

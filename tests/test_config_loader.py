@@ -439,8 +439,8 @@ def test_generation_batch_not_divisible_by_batch_times_world_size():
 
 def test_generation_batch_and_steps_per_generation_exclusive():
     with pytest.raises(ConfigError, match="cannot both be set") as info:
-        GRPOConfigLoader(mode="local", overrides={"grpo.steps_per_generation": 2})
-    assert "`generation_batch_size: auto`" in info.value.problems[0].fix
+        GRPOConfigLoader(mode="local", overrides={"grpo.steps_per_generation": 2, "grpo.generation_batch_size": 16})
+    assert "`grpo.steps_per_generation: null`" in info.value.problems[0].fix  # 16 alone makes whole groups
     loader = GRPOConfigLoader(
         mode="local", overrides={"grpo.steps_per_generation": 8, "grpo.generation_batch_size": "auto"}
     )

@@ -147,6 +147,7 @@ STRICTER = {
     "training.warmup_steps": "a fraction above 1 (1.5) is truncated to whole steps without a word",
     "training.logging_steps": "0 or less: with the steps strategy transformers divides by it",
     "training.save_steps": "0 or less: with the steps strategy transformers divides by it",
+    "training.save_strategy": "`best` needs metric_for_best_model, a TRL evaluation metric (Trainer init)",
 }
 
 INTERVAL = st.one_of(st.integers(-1, 3), st.sampled_from([0.5, 1.0, 1.5, 2.0, 2.5]))
@@ -278,6 +279,7 @@ def test_the_property_test_knows_every_stricter_rule():
         "training.warmup_steps": {"training": {"warmup_steps": 1.5}},
         "grpo.vllm_importance_sampling_mode": {"grpo": {"vllm_importance_sampling_mode": "token"}},
         "training.save_steps": {"training": {"save_steps": 0}},
+        "training.save_strategy": {"training": {"save_strategy": "best"}},
     }
     assert set(examples) == set(STRICTER)
     for key, sections in examples.items():

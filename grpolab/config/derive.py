@@ -5,6 +5,7 @@ GRPOConfig, RepeatSampler and GRPOTrainer; each rule is written once, here, and 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from .schema import GRPOLabConfig
@@ -19,6 +20,20 @@ def generation_round(
         steps = steps_per_generation or accumulation
         return per_step * steps, steps
     return generation_batch, generation_batch // per_step
+
+
+def followed_generation_batch(
+    per_device: int, accumulation: int, generations: int, steps_per_generation: int | None, world: int | None
+) -> int | str:
+    """The generation_batch_size that follows the batch keys: TRL's `auto` (P x W x S) where that
+    makes whole groups of `generations`, else the smallest round above it that is a multiple of
+    both P x W and the group (the local preset's 8 at P 1 is that rule's value). An unknown world
+    size, or a steps_per_generation the user set, leaves it to `auto`."""
+    steps = steps_per_generation or accumulation
+    if world is None or steps_per_generation is not None or (per_device * world * steps) % generations == 0:
+        return "auto"
+    step = math.lcm(per_device * world, generations)
+    return -(-per_device * world * steps // step) * step
 
 
 def resolved_generation(cfg: GRPOLabConfig, world_size: int) -> tuple[int, int]:

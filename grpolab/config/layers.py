@@ -18,8 +18,9 @@ from pathlib import Path
 
 from ruamel.yaml.comments import CommentedMap
 
+from .derive import followed_generation_batch, generation_round
 from .errors import ConfigError, Problem
-from .keys import join_key, parent_key
+from .keys import join_key, lookup, parent_key
 from .schema import SECTIONS
 from .yaml_io import line_of, parse_scalar, read_yaml_file, to_plain
 
@@ -240,6 +241,62 @@ class Origins:
                 head, _, line = origin.rpartition(":")
                 return head if head and line.isdigit() else origin
         return "default"
+
+
+# A value a preset pins for its own batch keys is derived from them: grpo_local.yaml's
+# `generation_batch_size: 8` is one group of 8 at one completion per micro-step. Once a layer above
+# the presets sets one of those keys, that 8 no longer fits (P 16 does not divide it), so the
+# preset's value follows them instead, and the origin says so.
+FOLLOWING = "grpo.generation_batch_size"
+# What TRL derives it from (P x world size x steps); num_generations only rounds it to whole groups.
+BATCH_KEYS = (
+    "training.per_device_train_batch_size",
+    "training.gradient_accumulation_steps",
+    "grpo.steps_per_generation",
+    "cluster.num_processes",
+    "cluster.num_machines",
+)
+FOLLOWS = "follows "
+
+
+def _from_a_preset(origin: str) -> bool:
+    return origin == "default" or origin.startswith(("preset ", FOLLOWS))
+
+
+def follow_batch_keys(data: dict, origins: Origins, world_size: int | None) -> list[Problem]:
+    """Make a preset's generation_batch_size follow the batch keys a user's layer set (in `data`
+    and `origins`): the note that says so, or none when nothing follows."""
+    origin = origins.of(FOLLOWING)
+    pinned = lookup(data, FOLLOWING)
+    if not origin.startswith(FOLLOWS) and not (origin.startswith("preset ") and pinned != "auto"):
+        return []
+    P, GA, steps, processes, machines = (lookup(data, key, None) for key in BATCH_KEYS)
+    G = lookup(data, "grpo.num_generations", None)
+    machines = 1 if machines is None else machines
+    if not all(type(v) is int and v > 0 for v in (P, GA, G, machines)):
+        return []  # validation names the bad value
+    set_by_user = [key for key in BATCH_KEYS if not _from_a_preset(origins.of(key))]
+    # A group size of the user's that the pinned round does not hold whole makes it follow too.
+    if not _from_a_preset(origins.of("grpo.num_generations")) and (type(pinned) is not int or pinned % G):
+        set_by_user.append("grpo.num_generations")
+    if not set_by_user:
+        return []
+    world = world_size
+    if world is None:  # a cluster's `auto` processes: TRL derives the round on the launched world size
+        world = 1 if data.get("mode") != "cluster" else processes * machines if type(processes) is int else None
+    value = followed_generation_batch(P, GA, G, steps if type(steps) is int else None, world)
+    # A value that follows already says what the preset had (the data holds the followed value).
+    was = origin.partition(" (was ")[2][:-1]
+    if not origin.startswith(FOLLOWS):
+        was = f"{data['grpo']['generation_batch_size']} in {origin}"
+    data["grpo"]["generation_batch_size"] = value
+    users = ", ".join(f"{key} {lookup(data, key)}" for key in set_by_user)
+    origins.set(FOLLOWING, f"{FOLLOWS}{users} (was {was})")
+    if world is not None:
+        value = (
+            f"{'auto = ' * (value == 'auto')}{generation_round(P, GA, value, steps, world)[0]} completions per round"
+        )
+    return [Problem(FOLLOWING, f"follows {users}: {value} (was {was})", None, None)]
 
 
 def parse_assignments(items, origin: str = "--set") -> list[tuple[str, object]]:

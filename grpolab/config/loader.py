@@ -20,6 +20,7 @@ from .layers import (
     Origins,
     base_value,
     chain_mode,
+    follow_batch_keys,
     load_chain,
     load_preset,
     parse_assignments,
@@ -151,8 +152,10 @@ class GRPOConfigLoader:
 
     def _check(self) -> None:
         """Resolve references, validate everything, keep the typed config and its warnings."""
+        notes = follow_batch_keys(self._data, self._origins, self.world_size)
         data = resolve_references(self._data, self.origin_of, schema_default)
         self.config, self.warnings = check(data, self.origin_of, self.world_size)
+        self.warnings = notes + self.warnings
 
     @property
     def base_chain(self) -> list[str]:

@@ -4,7 +4,9 @@ Each problem names the key to change and the nearest value that works."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,17 +19,25 @@ from .yaml_io import format_float
 
 
 def cross_field_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> list[Problem]:
-    """TRL's GRPOConfig.__post_init__ rules (and a few trainer-init ones), checked up front."""
+    """TRL's GRPOConfig.__post_init__ rules (and a few trainer-init ones), checked up front: a flat
+    check list (batch and round sizes, reference model, evaluation, warmup)."""
     problems = []
     t, g = cfg.training, cfg.grpo
     P, GA, G, W = t.per_device_train_batch_size, t.gradient_accumulation_steps, g.num_generations, world_size
     at = f" (world size {W})"
     if g.generation_batch_size != "auto" and g.steps_per_generation is not None:
+        # The fix keeps whichever of the two makes whole rounds of whole groups.
+        round_works = g.generation_batch_size % (P * W) == 0 and g.generation_batch_size % G == 0
+        keep = (
+            "`grpo.steps_per_generation: null` keeps generation_batch_size"
+            if round_works
+            else "`grpo.generation_batch_size: auto` keeps steps_per_generation"
+        )
         problems.append(
             Problem(
                 "grpo.generation_batch_size",
                 "and grpo.steps_per_generation cannot both be set.",
-                "delete one of them (`generation_batch_size: auto` keeps steps_per_generation)",
+                f"delete one of them: {keep}",
                 origin_of("grpo.generation_batch_size"),
             )
         )
@@ -108,15 +118,6 @@ def cross_field_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> list
             )
         )
     problems += eval_problems(cfg, origin_of)
-    if t.max_steps == -1 and t.num_train_epochs <= 0:
-        problems.append(
-            Problem(
-                "training.num_train_epochs",
-                "must be > 0 when training.max_steps is -1.",
-                "set `training.max_steps`",
-                origin_of("training.num_train_epochs"),
-            )
-        )
     if isinstance(t.warmup_steps, float) and not t.warmup_steps.is_integer() and t.warmup_steps >= 1:
         problems.append(
             Problem(
@@ -274,6 +275,29 @@ IS_MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"
 LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK")
 
 
+# The optimizers transformers builds from another package (its trainer_optimizer.py), by name
+# prefix: without the package the trainer fails with an ImportError at the first step.
+OPTIMIZER_PACKAGES = {
+    "schedulefree": ("schedule_free",),
+    "galore_torch": ("galore",),
+    "apollo_torch": ("apollo",),
+    "lomo_optim": ("lomo", "adalomo"),
+    "grokadamw": ("grokadamw",),
+    "optimi": ("stable_adamw",),
+    "torchao": ("adamw_torch_4bit", "adamw_torch_8bit"),
+    "torch_xla": ("adamw_torch_xla",),
+    "torch_npu": ("adamw_torch_npu",),
+    "torchdistx": ("adamw_anyprecision",),
+    "bitsandbytes": ("adamw_bnb", "adamw_8bit", "paged_", "ademamix", "lion_", "rmsprop_bnb"),
+}
+PIP_NAMES = {
+    "galore_torch": "galore-torch",
+    "apollo_torch": "apollo-torch",
+    "lomo_optim": "lomo-optim",
+    "optimi": "torch-optimi",
+}
+
+
 # The whole numbers the layers under grpolab hold: numpy's seed (np.random.seed, called by
 # transformers' set_seed) takes 0 to 2**32 - 1, and torch, numpy and accelerate keep every count in
 # 64 bits. A value outside validates as a Python int and then dies in the first step (seed -1 was
@@ -305,7 +329,7 @@ def integer_range_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
                 Problem(
                     key,
                     f"{value} does not fit in 64 bits, the whole numbers torch and numpy hold",
-                    "a whole number below 9223372036854775807 (2**63), in practice a far smaller one",
+                    "set it to e.g. 100 (a whole number below 2**63 = 9223372036854775808)",
                     origin_of(key),
                 )
             )
@@ -313,7 +337,9 @@ def integer_range_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
 
 
 def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
-    """Values TRL / transformers would reject when the trainer is built, checked up front."""
+    """Values TRL, transformers and torch would reject when the trainer is built or at its first
+    step, checked up front: a flat check list, grouped by topic (evaluation and schedule,
+    intervals, precision, optimizer, distributed engines and data loading, GRPO fields, LoRA, env)."""
     t, g = cfg.training, cfg.grpo
     tx, gx = dict(t.model_extra or {}), dict(g.model_extra or {})
     problems: list[Problem] = []
@@ -331,11 +357,18 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             "here have no eval dataset for; grpolab scores held-out prompts itself.",
             f"delete it (or `no`) and {held_out}",
         )
-    if tx.get("do_eval"):
+    for key in ("do_eval", "eval_on_start"):
+        if tx.get(key):
+            add(
+                f"training.{key}",
+                "turns on TRL's evaluation loop, which GRPO runs here have no eval dataset for.",
+                f"delete it and {held_out}",
+            )
+    if tx.get("save_strategy") == "best":
         add(
-            "training.do_eval",
-            "turns on TRL's evaluation loop, which GRPO runs here have no eval dataset for.",
-            f"delete it and {held_out}",
+            "training.save_strategy",
+            "`best` saves on the best TRL evaluation metric, which GRPO runs here do not compute.",
+            "`training.save_strategy: steps`; `grpolab compare` picks the best checkpoint by metric",
         )
     if tx.get("load_best_model_at_end"):
         add(
@@ -348,6 +381,22 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             "training.lr_scheduler_type",
             f"`{t.lr_scheduler_type}` steps on an evaluation metric, and GRPO runs here have no TRL evaluation.",
             "set `training.lr_scheduler_type: cosine` (or linear)",
+        )
+    # transformers' schedulers read these from lr_scheduler_kwargs when the trainer creates them.
+    kwargs = tx.get("lr_scheduler_kwargs")
+    kwargs = kwargs if isinstance(kwargs, dict) else {}
+    if t.lr_scheduler_type.endswith("with_min_lr") and ("min_lr" in kwargs) == ("min_lr_rate" in kwargs):
+        add(
+            "training.lr_scheduler_type",
+            f"`{t.lr_scheduler_type}` needs exactly one of min_lr and min_lr_rate in training.lr_scheduler_kwargs.",
+            "set `training.lr_scheduler_kwargs: {min_lr_rate: 0.1}`",
+        )
+    lr_end = kwargs.get("lr_end", 1e-7)
+    if t.lr_scheduler_type == "polynomial" and isinstance(lr_end, (int, float)) and t.learning_rate <= lr_end:
+        add(
+            "training.learning_rate",
+            f"{format_float(t.learning_rate)} must be above the polynomial schedule's lr_end {format_float(lr_end)}.",
+            f"set `training.learning_rate: {format_float(lr_end * 10)}`",
         )
 
     # Intervals: above 1 a step count must be whole (below 1 it is a ratio of the total), where
@@ -381,7 +430,51 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             "set `training.bf16: false` with fp16, or delete `training.fp16`",
         )
     if tx.get("fp16_full_eval") and tx.get("bf16_full_eval"):
-        add("training.fp16_full_eval", "and training.bf16_full_eval cannot both be true.", "delete one of them")
+        add(
+            "training.fp16_full_eval",
+            "and training.bf16_full_eval cannot both be true.",
+            "delete one of them (`training.bf16_full_eval: false`)",
+        )
+
+    # The optimizer: torch's Adam family refuses these when the trainer creates it, at the first step.
+    for key, low, high, fix in (
+        ("adam_beta1", 0.0, 1.0, 0.9),
+        ("adam_beta2", 0.0, 1.0, 0.999),
+        ("adam_epsilon", 0.0, math.inf, 1e-8),
+    ):
+        value = tx.get(key)
+        if isinstance(value, (int, float)) and not low <= value < high:
+            allowed = f"from {low:g} up to (not including) {high:g}" if high < math.inf else f">= {low:g}"
+            add(
+                f"training.{key}",
+                f"{value:g} is not what the optimizer takes: {allowed}.",
+                f"`training.{key}: {fix:g}`",
+            )
+
+    noise = tx.get("neftune_noise_alpha")
+    if isinstance(noise, (int, float)) and noise < 0:
+        add(
+            "training.neftune_noise_alpha",
+            f"{noise:g} is not a noise scale: torch draws the embedding noise from [-alpha, alpha].",
+            "`training.neftune_noise_alpha: 5.0` (or null: no noise)",
+        )
+
+    # What the run needs from this machine: the optimizer's package, and the Hub for uploads.
+    offline = {**os.environ, **cfg.env}.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "false", "")
+    if tx.get("push_to_hub") and offline:
+        add(
+            "training.push_to_hub",
+            "uploads to the Hugging Face Hub, and HF_HUB_OFFLINE is set (the upload fails at the first save).",
+            "delete it (or unset HF_HUB_OFFLINE)",
+        )
+    optim = str(tx.get("optim", "adamw_torch"))
+    package = next((pkg for pkg, prefixes in OPTIMIZER_PACKAGES.items() if optim.startswith(prefixes)), None)
+    if package is not None and importlib.util.find_spec(package) is None:
+        add(
+            "training.optim",
+            f"`{optim}` needs the {package} package, which is not installed here.",
+            f"`training.optim: adamw_torch`, or `pip install {PIP_NAMES.get(package, package)}`",
+        )
 
     # Options of the distributed engines (strings transformers parses into enums).
     fsdp = tx.get("fsdp")
@@ -391,7 +484,7 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             add(
                 "training.fsdp",
                 f"`{bad[0]}` is not an FSDP option; allowed: {', '.join(FSDP_OPTIONS)}.",
-                "use `cluster.backend: fsdp` (grpolab writes the accelerate FSDP config)",
+                "delete it and set `cluster.backend: fsdp` (grpolab writes the accelerate FSDP config)",
             )
     debug = tx.get("debug")
     words = debug.split() if isinstance(debug, str) else debug if isinstance(debug, list) else []
@@ -415,10 +508,35 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             add(
                 f"training.{key}",
                 f"`{value}` is not a JSON file (looked at {Path(value).expanduser().resolve()}).",
-                "give the path of an existing file, or a mapping"
-                + ("; `cluster.backend: deepspeed` writes one for you" if key == "deepspeed" else ""),
+                "delete it"
+                + (
+                    " and set `cluster.backend: deepspeed` (grpolab writes the DeepSpeed config)"
+                    * (key == "deepspeed")
+                )
+                + ", or give the path of an existing JSON file, or a mapping",
             )
-    if tx.get("dataloader_prefetch_factor") is not None and not tx.get("dataloader_num_workers"):
+    # Data loading: TRL keeps only the prompt under remove_unused_columns, and torch's DataLoader
+    # rules are checked when the trainer first iterates.
+    if tx.get("remove_unused_columns"):
+        add(
+            "training.remove_unused_columns",
+            "drops every dataset column but the prompt, and rewards read the others (numeric_match reads `answer`).",
+            "`training.remove_unused_columns: false`",
+        )
+    workers = tx.get("dataloader_num_workers", 0)
+    if isinstance(workers, int) and workers < 0:
+        add(
+            "training.dataloader_num_workers",
+            f"{workers} is not a number of worker processes (0 or more).",
+            "`training.dataloader_num_workers: 0`",
+        )
+    if tx.get("dataloader_persistent_workers") and not workers:
+        add(
+            "training.dataloader_persistent_workers",
+            "keeps worker processes alive, and training.dataloader_num_workers is 0 (torch's DataLoader refuses it).",
+            "delete it, or set `training.dataloader_num_workers` >= 1",
+        )
+    if tx.get("dataloader_prefetch_factor") is not None and not workers:
         add(
             "training.dataloader_prefetch_factor",
             "only applies with worker processes, and training.dataloader_num_workers is 0.",
@@ -433,6 +551,13 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
         )
 
     # GRPOConfig's own rules on pass-through fields.
+    quantile = gx.get("top_entropy_quantile", 1.0)
+    if isinstance(quantile, (int, float)) and not 0 <= quantile <= 1:
+        add(
+            "grpo.top_entropy_quantile",
+            f"{quantile:g} is not a fraction of tokens (0 to 1); torch's quantile refused it in the first step.",
+            "`grpo.top_entropy_quantile: 1.0` (every token)",
+        )
     pad = gx.get("pad_to_multiple_of")
     if isinstance(pad, str) and pad.lower() not in ("auto", "none", "null") and not pad.isdigit():
         add(
