@@ -227,7 +227,7 @@ STAGES = (
         engine=("FSDP", None, 2),
         sets=("cluster.backend=fsdp",),
         cpu_skip="accelerate 1.15 applies FSDP only to GPU-like distributed types (state.py:986-1013): "
-        "on CPU ranks it silently trains DDP (tests/test_cluster_backends.py shows it)",
+        "on CPU ranks it silently trains DDP (tests/launch/test_execute_backends.py shows it)",
     ),
     Stage(
         "lora_zero3",

@@ -254,7 +254,7 @@ class GRPOConfigLoader:
             problems = cross_field_problems(self.config, world_size, self.origin_of)
             if problems:
                 raise ConfigError(problems)
-        # The config room's one call upward, named in tests/test_package_layers.py (SEAMS): the mapping
+        # The config room's one call upward, named in tests/repo/test_layers.py (SEAMS): the mapping
         # consumes the runtime's decisions, so it lives above them; importing it here, at call time,
         # keeps `import grpolab.config` free of the runtime room.
         from grpolab.runtime.trl_args import trl_kwargs

@@ -2,7 +2,7 @@
 TRL GRPOConfig / transformers TrainingArguments field.
 
 The config commands check pass-through keys against this snapshot so they never import
-trl (importing it takes seconds). tests/test_trl_snapshot.py fails when the snapshot
+trl (importing it takes seconds). tests/config/test_trl_snapshot.py fails when the snapshot
 drifts from the installed trl; regenerate with:
 
     python -m grpolab.config.trl_snapshot

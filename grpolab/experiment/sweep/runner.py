@@ -76,7 +76,7 @@ def write_trial(trial: Trial, force: bool = False) -> str:
     """Write the trial file: 'wrote', or 'unchanged' when an identical file is there (a dry run
     before the real one). A different file of that name is only replaced with force (write_atomic
     refuses it otherwise). That the file reloads to the trial's config is the loader's own rule
-    (tests/test_config_roundtrip.py)."""
+    (tests/config/test_files_roundtrip.py)."""
     # Under the file's lock: two sweeps writing one trial file check and write it in turn.
     with edit_lock(trial.path):
         if trial.path.is_file() and trial.path.read_text() == trial.text:

@@ -18,13 +18,13 @@ from conftest import REPO_ROOT, copy_tracked
 DOCS = [REPO_ROOT / "README.md", *sorted(p for p in (REPO_ROOT / "docs").glob("*.md") if p.name != "cluster.md")]
 HUB = "downloads gpt2 from the Hub"
 ELSEWHERE = {
-    "make demo": "trains the demo model for about a minute; tests/test_demo.py runs the same pipeline",
+    "make demo": "trains the demo model for about a minute; tests/demo/test_addition.py runs the same pipeline",
     "make test": "runs this test suite",
     "make test-fast": "runs this test suite",
     "make bench": "runs the benchmarks (~15 min)",
-    "make venv": "make test runs it first; tests/test_environment_lock.py checks what it installed",
-    "make lock": "re-resolves requirements.lock (network); tests/test_environment_lock.py checks the lock",
-    "make upgrade": "moves to newer releases (network) and runs the suite; tests/test_trl_compat.py checks the pins",
+    "make venv": "make test runs it first; tests/repo/test_environment_lock.py checks what it installed",
+    "make lock": "re-resolves requirements.lock (network); tests/repo/test_environment_lock.py checks the lock",
+    "make upgrade": "moves to newer releases (network) and runs the suite; tests/config/test_trl_compat.py checks the pins",
     "python3 -m venv .venv && .venv/bin/pip install torch": "a GPU user's own CUDA torch (a multi-GB download)",
     "python training/grpo_training.py --model gpt2": HUB,
     "python training/grpo_training.py --model gpt2 --mode cluster": HUB,
@@ -35,13 +35,13 @@ ELSEWHERE = {
         "needs a model folder of the user's; --dry-run on a local model folder is run in test_train_errors.py"
     ),
     "python training/grpo_training.py --resume grpo_results_local/grpo_local_20261126-101500": (
-        "needs that run's checkpoint; resume runs in tests/test_train_resume.py"
+        "needs that run's checkpoint; resume runs in tests/train/test_resume.py"
     ),
     "grpolab train --resume grpo_results_local/grpo_local_20261126-101500 --set training.max_steps=400": (
-        "needs that run's checkpoint; training a finished run longer runs in tests/test_train_finished.py"
+        "needs that run's checkpoint; training a finished run longer runs in tests/train/test_resume_finished.py"
     ),
     "grpolab compare grpo_results_local --metric reward --metric kl --smooth 8 --out docs/img/compare.png": (
-        "needs the four trained sweep runs; compare of real runs is in tests/test_experiment_runs.py"
+        "needs the four trained sweep runs; compare of real runs is in tests/experiment/test_runs.py"
     ),
 }
 METHOD_2 = "python: from configs.grpo_config import GRPOConfigLoader"

@@ -50,7 +50,7 @@ def test_a_hand_off_from_this_launch_is_taken(tmp_path):
 
 
 def test_a_child_process_takes_its_parents_hand_off(tmp_path):
-    env = dict(os.environ, **run_dirs.handoff_env(tmp_path / "run"), PYTHONPATH=str(Path(__file__).parents[1]))
+    env = dict(os.environ, **run_dirs.handoff_env(tmp_path / "run"), PYTHONPATH=str(Path(__file__).parents[2]))
     code = "from grpolab.run.run_dir import handed_over_run_dir; print(handed_over_run_dir())"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == str(tmp_path / "run"), done.stderr

@@ -15,8 +15,8 @@ from ruamel.yaml import YAML
 from grpolab.cli.main import main
 from grpolab.config import ConfigError, GRPOConfigLoader
 
-REPO = Path(__file__).resolve().parents[1]
-CORPUS = Path(__file__).with_name("malformed")
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = Path(__file__).resolve().parents[1] / "malformed"
 EXPECTED = YAML(typ="safe").load((CORPUS / "expected.yaml").read_text())
 CASES = sorted(p.name for p in CORPUS.glob("*.yaml") if p.name != "expected.yaml")
 

@@ -30,7 +30,7 @@ from ruamel.yaml import YAML
 from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import derive
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "grpolab/presets/grpolab.schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "grpolab/presets/grpolab.schema.json").read_text())
 
 
 # ----------------------------------------------------------------------------- values from the schema

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import child_env
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("gpu_check_run", REPO / "bench" / "gpu_check" / "run.py")
 gpu_check = sys.modules["gpu_check_run"] = importlib.util.module_from_spec(_spec)  # dataclasses look it up
 _spec.loader.exec_module(gpu_check)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import derive
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Presets and partial files (README's example experiments, with header comments).
 SOURCES = {

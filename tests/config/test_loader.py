@@ -24,7 +24,7 @@ from grpolab.config.trl_snapshot import trl_fields
 from grpolab.runtime.resolve import resolve
 from grpolab.runtime.trl_args import to_trl_kwargs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "configs" / "grpo_cluster.yaml"
 LOCAL = REPO / "configs" / "grpo_local.yaml"
 

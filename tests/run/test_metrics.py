@@ -98,7 +98,7 @@ def test_resume_after_a_hard_kill_with_a_torn_line(tiny_gpt2, fast_config, train
     assert first.code == 0, first
     run_dir = first.run_dir
     # Killed hard after step 2 was logged but before its checkpoint and its end were written (a
-    # finished run is not resumed at all: tests/test_train_finished.py).
+    # finished run is not resumed at all: tests/train/test_resume_finished.py).
     shutil.rmtree(run_dir / "checkpoint-2")
     info = json.loads((run_dir / "run_info.json").read_text())
     (run_dir / "run_info.json").write_text(json.dumps({**info, "status": "interrupted", "global_step": 1}))

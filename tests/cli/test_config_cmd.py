@@ -17,7 +17,7 @@ from grpolab.cli.main import main
 from grpolab.config import GRPOConfigLoader
 from grpolab.config.derive import derive
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LOCAL = str(REPO / "configs" / "grpo_local.yaml")
 CLUSTER = str(REPO / "configs" / "grpo_cluster.yaml")
 

@@ -17,7 +17,7 @@ from grpolab.runtime.dist import DistInfo
 from grpolab.runtime.hardware import GPU, HardwareFacts
 from grpolab.runtime.resolve import resolve
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 AMPERE, VOLTA = GPU("A100", (8, 0)), GPU("V100", (7, 0))
 FOUR_CORES = HardwareFacts(cores=4)
 

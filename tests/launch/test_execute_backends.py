@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import TrainResult, read_jsonl
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PRESETS = REPO / "configs" / "accelerate"
 
 # A reward that varies between completions (so advantages, gradients and weight updates are

@@ -20,8 +20,8 @@ import pytest
 from grpolab.config import GRPOConfigLoader, trl_compat
 from grpolab.config.trl_snapshot import trl_fields
 
-REPO = Path(__file__).resolve().parents[1]
-FIELD_LISTS = Path(__file__).parent / "data" / "transformers_fields"
+REPO = Path(__file__).resolve().parents[2]
+FIELD_LISTS = Path(__file__).resolve().parents[1] / "data" / "transformers_fields"
 SNAPSHOT = trl_fields()
 ALL_FIELDS = set(SNAPSHOT["training"]) | set(SNAPSHOT["grpo"])
 OLD = {"trl": SNAPSHOT["trl_version"], "transformers": "5.17.0"}

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_experiment_parallel import BASE, fake_trainer, record_of, sweep_file, train_command
+from test_sweep_parallel import BASE, fake_trainer, record_of, sweep_file, train_command
 
 from grpolab.cli.main import main
 from grpolab.config import ConfigError

@@ -4,7 +4,7 @@ files read back with TensorBoard's own reader, and MLflow against a local file s
 from __future__ import annotations
 
 import pytest
-from test_experiment_runs import tiny_config, train_in_process
+from test_runs import tiny_config, train_in_process
 
 from grpolab.run.metrics import read as read_metrics
 

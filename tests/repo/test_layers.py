@@ -143,3 +143,43 @@ def test_the_architecture_page_shows_the_allowed_imports():
     rows = [line.strip("|").split("|") for line in table.strip().splitlines()[2:]]
     shown = {room.strip(): {r.strip() for r in may.split(",") if r.strip()} for room, may in rows}
     assert shown == ALLOWED
+
+
+# Test folders that are not package rooms: the whole-repository checks (this file, the docs, the
+# lock, the GPU check) and the data the tests read.
+NOT_ROOMS = {"repo", "data", "malformed", "recipes"}
+
+
+def misfiled_tests(tests: Path, package: Path) -> list[str]:
+    """Test files that do not sit at tests/<room>/test_<module>[_topic].py for a module of that room."""
+    wrong = [f"{p.name}: at the top of tests/" for p in tests.glob("test_*.py")]
+    for folder in sorted(p for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        if folder.name in NOT_ROOMS:
+            continue
+        room = package / folder.name
+        if not room.is_dir():
+            wrong.append(f"{folder.name}/: no room grpolab/{folder.name}")
+            continue
+        modules = {p.stem for p in room.glob("*.py")} | {p.name for p in room.iterdir() if p.is_dir()}
+        for test in sorted(folder.glob("test_*.py")):
+            name = test.stem.removeprefix("test_")
+            if not any(name == m or name.startswith(m + "_") for m in modules - {"__init__"}):
+                wrong.append(f"{folder.name}/{test.name}: names no module of grpolab/{folder.name}")
+    return wrong
+
+
+def test_tests_mirror_the_package():
+    assert misfiled_tests(REPO_ROOT / "tests", PACKAGE) == []
+
+
+def test_the_mirror_check_finds_misfiled_tests(tmp_path):
+    (tmp_path / "pkg" / "train").mkdir(parents=True)
+    (tmp_path / "pkg" / "train" / "data.py").touch()
+    for rel in ["test_loose.py", "train/test_data_files.py", "train/test_dataset.py", "cluster/test_x.py"]:
+        (tmp_path / "tests" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "tests" / rel).touch()
+    assert misfiled_tests(tmp_path / "tests", tmp_path / "pkg") == [
+        "test_loose.py: at the top of tests/",
+        "cluster/: no room grpolab/cluster",
+        "train/test_dataset.py: names no module of grpolab/train",
+    ]

@@ -17,7 +17,7 @@ from grpolab.config import ConfigError, GRPOConfigLoader, preset_path
 from grpolab.config.files import minimize, new_config
 from grpolab.config.yaml_io import read_yaml_file, to_plain
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write(path: Path, text: str) -> Path:

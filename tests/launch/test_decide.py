@@ -25,7 +25,7 @@ from grpolab.runtime.hardware import GPU, HardwareFacts
 from grpolab.runtime.resolve import resolve
 from grpolab.train.request import TrainRequest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DIST_VARS = (
     "RANK",
     "WORLD_SIZE",

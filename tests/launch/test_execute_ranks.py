@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import TrainResult, read_jsonl
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 RANK_REWARD = '''
 import os

@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.keys import split_key
 
-CORPUS = Path(__file__).with_name("malformed")
+CORPUS = Path(__file__).resolve().parents[1] / "malformed"
 SNIPPET = re.compile(r"`([a-z_]+(?:\.[a-z_0-9]+)+): ([^`]+)`")
 
 

@@ -16,8 +16,8 @@ from grpolab.config.json_schema import DRAFT, schema_path, schema_text
 from grpolab.config.layers import preset_dir
 from grpolab.config.yaml_io import read_yaml_file, to_plain
 
-REPO = Path(__file__).resolve().parents[1]
-CORPUS = Path(__file__).with_name("malformed")
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = Path(__file__).resolve().parents[1] / "malformed"
 REGENERATE = "grpolab config schema -o grpolab/presets/grpolab.schema.json --force"
 PRESETS = sorted(preset_dir().glob("grpo_*.yaml"))
 # Corpus files whose mistake a JSON Schema can state: unknown keys, types, enums, bounds.
