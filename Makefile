@@ -73,7 +73,7 @@ lint: venv
 
 # The 15 slowest tests are listed at the end: the suite must stay under 15 minutes on 2 cores.
 test: venv lint
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n auto --dist loadscope --durations=15
 
 # Everything but the slow end-to-end runs.
 test-fast: venv lint
