@@ -24,7 +24,7 @@ ELSEWHERE = {
     "make bench": "runs the benchmarks (~15 min)",
     "make venv": "make test runs it first; tests/repo/test_environment_lock.py checks what it installed",
     "make lock": "re-resolves requirements.lock (network); tests/repo/test_environment_lock.py checks the lock",
-    "make upgrade": "moves to newer releases (network) and runs the suite; tests/config/test_trl_compat.py checks the pins",
+    "make upgrade": "moves to newer releases (network), then the suite; tests/config/test_trl_compat.py checks pins",
     "python3 -m venv .venv && .venv/bin/pip install torch": "a GPU user's own CUDA torch (a multi-GB download)",
     "python training/grpo_training.py --model gpt2": HUB,
     "python training/grpo_training.py --model gpt2 --mode cluster": HUB,
