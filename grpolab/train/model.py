@@ -49,6 +49,22 @@ def load_error(name: str, exc: Exception) -> ConfigError:
     )
 
 
+def check_model_options(cfg, name: str) -> None:
+    """Options that only the model's own config.json can settle, checked before it loads (and in
+    --dry-run): GRPOTrainer refuses them only after the model is in memory."""
+    coef = (cfg.grpo.model_extra or {}).get("router_aux_loss_coef")
+    config = hub.model_config(name, cfg.model.revision) if coef else {}
+    if config and "output_router_logits" not in config:  # what TRL asks of a Mixture-of-Experts config
+        raise ConfigError(
+            problems=Problem(
+                "grpo.router_aux_loss_coef",
+                f"is {coef}, but `{name}` is not a Mixture-of-Experts model (its config.json has no "
+                "`output_router_logits`), so there is no router loss to weigh",
+                "remove `grpo.router_aux_loss_coef` (or set it to 0)",
+            )
+        )
+
+
 # A local model folder needs one of these to have a tokenizer (as save_pretrained writes them).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model")
 

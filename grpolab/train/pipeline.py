@@ -88,6 +88,7 @@ def train(request: TrainRequest) -> int:
     folder, key = (request.resume, "--resume") if request.resume else (cfg.output_dir, "output_dir")
     needed = setup.checkpoint_bytes(cfg, model_name)
     check_writable(folder, key, needed)
+    models.check_model_options(cfg, model_name)
     tokenizer = models.load_tokenizer(model_name, cfg.model)
     training = training_args(cfg, resolved)  # before the policy loads: ZeRO-3 loads it partitioned
     model = models.load_model(model_name, cfg.model, resolved.model_dtype)

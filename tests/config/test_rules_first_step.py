@@ -95,8 +95,8 @@ def _closed(branch, lo, hi) -> set:
 
 # Keys the property test does not draw: the run's length (one step is what it trains);
 # torch_compile, which is valid and compiles for minutes on a CPU; router_aux_loss_coef, which
-# GRPOTrainer refuses for a model that is not a Mixture-of-Experts: the model's kind is known
-# only once it loads, so that check belongs to the model stage, not to validation.
+# GRPOTrainer refuses for a model that is not a Mixture-of-Experts: only the model's config.json
+# says which, so train/model.py checks it before the model loads (tests/train/test_model_options.py).
 FIXED = {"training.max_steps", "mode", "training.torch_compile", "grpo.router_aux_loss_coef"}
 
 

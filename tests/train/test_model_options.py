@@ -1,0 +1,73 @@
+"""Options only the model's config.json can settle are refused before the model loads, as a
+config problem with the fix, not as GRPOTrainer's traceback after loading."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import PYTHON, REPO_ROOT, child_env
+
+from grpolab.config import ConfigError, GRPOConfigLoader
+from grpolab.train.model import check_model_options
+
+
+def _config(tmp_path, coef):
+    loader = GRPOConfigLoader(mode="local", overrides={"grpo": {"router_aux_loss_coef": coef}})
+    return loader.config
+
+
+@pytest.mark.parametrize("coef", [0.001, 0.5, 1.0])
+def test_a_router_loss_on_a_dense_model_names_the_key_and_the_fix(tmp_path, coef):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_positions": 64}))
+    with pytest.raises(ConfigError) as err:
+        check_model_options(_config(tmp_path, coef), str(tmp_path))
+    text = str(err.value)
+    assert "grpo.router_aux_loss_coef" in text and "not a Mixture-of-Experts" in text
+    assert "Fix: remove `grpo.router_aux_loss_coef` (or set it to 0)" in text
+
+
+@pytest.mark.parametrize("coef", [None, 0.0])
+def test_no_router_loss_asks_nothing_of_the_model(tmp_path, coef):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    check_model_options(_config(tmp_path, coef), str(tmp_path))
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_mixture_of_experts_model_keeps_its_router_loss(tmp_path, nested):
+    text = {"model_type": "mixtral", "hidden_size": 8, "output_router_logits": False}
+    config = {"model_type": "llava", "text_config": text} if nested else text
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    check_model_options(_config(tmp_path, 0.01), str(tmp_path))
+
+
+def test_an_unknown_model_is_left_to_the_loader(tmp_path):
+    check_model_options(_config(tmp_path, 0.01), str(tmp_path / "nowhere"))
+
+
+@pytest.mark.slow
+def test_the_cli_refuses_it_before_loading_the_model(tiny_gpt2, tmp_path):
+    import subprocess
+
+    done = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "grpolab",
+            "train",
+            "--model",
+            str(tiny_gpt2),
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--set",
+            "grpo.router_aux_loss_coef=0.01",
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=child_env(),
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "grpo.router_aux_loss_coef" in done.stderr and "Traceback" not in done.stderr
