@@ -71,7 +71,7 @@ def test_the_training_plan_names_the_reference_model(capsys):
     def plan_line(**overrides) -> str:
         loader = GRPOConfigLoader(mode="local", overrides=overrides)
         model = SimpleNamespace(parameters=lambda: [])
-        data = SimpleNamespace(context=64, train_set=[{}] * 16, dropped=0, longest=6, eval_rows=None)
+        data = SimpleNamespace(context=64, train_set=[{}] * 16, dropped=0, longest=6, eval_rows=None, sources=None)
         resolved = SimpleNamespace(summary=lambda: "cpu")
         report.print_plan(loader, "tiny", model, resolved, derive(loader.config, 1, 16), data, False)
         return next(line for line in capsys.readouterr().out.splitlines() if line.startswith("steps"))

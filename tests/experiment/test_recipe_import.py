@@ -106,9 +106,10 @@ def test_qwen_recipe_sections(tmp_path):
     assert (cfg.generation.max_completion_length, cfg.generation.temperature, cfg.generation.top_p) == (256, 0.9, 0.95)
     assert cfg.logging.report_to == ["wandb"] and cfg.env == {}
     assert sorted(k for k, _, _ in imported.unmapped) == ["max_prompt_length", "run_name"]
-    # The local preset's fixed generation_batch_size 8 would change TRL's derived value: pinned to auto.
+    # The local preset's generation_batch_size 8 follows the recipe's batch keys by itself (auto, as
+    # TRL derives it), so the import needs no pin for it.
     assert cfg.grpo.generation_batch_size == "auto" and "generation_batch_size" not in loader.trl_kwargs()
-    assert "generation_batch_size: auto  # TRL default (the local preset has 8)" in imported.text
+    assert "generation_batch_size" not in imported.text
 
 
 def test_open_r1_recipe_with_env_lora_vllm_and_accelerate(tmp_path):

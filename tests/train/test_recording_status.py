@@ -38,8 +38,8 @@ def test_a_crash_after_training_returns_is_recorded_as_failed(tiny_gpt2, fast_co
         raise OSError("No space left on device")
 
     monkeypatch.setattr(trainer, "save_final_model", disk_full)
-    with pytest.raises(OSError, match="No space left"):
-        train("--config", fast_config(tiny_gpt2))
+    result = train("--config", fast_config(tiny_gpt2))  # a failed write is a message, not a traceback
+    assert result.code == 1 and "No space left on device" in result.out + result.err, result
     info = _info(tmp_path / "runs")
     assert info["status"] == "failed" and "No space left on device" in info["error"]
 
