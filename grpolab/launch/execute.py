@@ -201,19 +201,39 @@ class TracebackFilter:
         self._state = None  # None, "traceback", "raised" (its last line seen) or "report" (torchrun's)
         self._partial = b""  # the start of a line not shown yet
         self._mid_line = False  # the start of this line was shown: the rest follows unfiltered
+        self._after_cr = False  # the last piece ended with \r: a progress bar is being redrawn
 
     def feed(self, chunk: bytes) -> bytes:
         shown = []
-        if self._mid_line:
-            head, newline, chunk = chunk.partition(b"\n")
-            shown.append(head + newline)
-            self._mid_line = not newline
-        *lines, self._partial = (self._partial + chunk).split(b"\n") if not self._mid_line else [b""]
-        shown += [line + b"\n" for line in lines if self._show(line.decode(errors="replace"))]
-        if self._partial and self._state is None and not self._may_start(self._partial.decode(errors="replace")):
+        # A progress bar redraws with \r and no newline, so a traceback can start right after one on
+        # the same line: \r ends a piece to filter as \n does.
+        *pieces, self._partial = re.split(rb"(\r\n|\r|\n)", self._partial + chunk)
+        for text, end in zip(pieces[::2], pieces[1::2]):
+            shown += self._filtered(text.decode(errors="replace"), end)
+            self._mid_line, self._after_cr = False, end == b"\r"
+        if self._mid_line:  # the rest of a progress bar frame whose start was shown
             shown.append(self._partial)
-            self._partial, self._mid_line = b"", True
+            self._partial = b""
+        elif self._after_cr and self._partial and self._state is None:
+            if not self._may_start(self._partial.decode(errors="replace")):
+                shown.append(self._partial)
+                self._partial, self._mid_line = b"", True
         return b"".join(shown)
+
+    def _filtered(self, text: str, end: bytes) -> list[bytes]:
+        """One finished piece. Ranks share the pipe, so another rank's traceback can begin in the
+        middle of a piece: the text before it shows as its own line, the traceback is held."""
+        start = text.find(self.START) if self._state is None else -1
+        prefix = re.search(r"\[rank\d+\]: ?$", text[:start]) if start > 0 else None
+        cut = prefix.start() if prefix else start
+        if cut > 0:
+            before, text = text[:cut], text[cut:]
+            return (
+                [(before + "\n").encode(), *self._filtered(text, end)] if before.strip() else self._filtered(text, end)
+            )
+        if self._mid_line or self._show(text):
+            return [text.encode() + end]
+        return []
 
     def _may_start(self, partial: str) -> bool:
         """Whether an unfinished line may still turn out to start a traceback."""

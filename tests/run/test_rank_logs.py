@@ -147,6 +147,29 @@ def test_the_console_gets_no_traceback_in_any_chunking(size):
     assert "Connection closed by peer" in held and "ChildFailedError" in held and "Root Cause" in held
 
 
+BAR_THEN_TRACEBACK = (
+    b"step 1\n\r 50%|#####     | 5/10 [00:01<00:01, 4.2it/s]\r[rank0]: Traceback (most recent call last):\n"
+    b'[rank0]:   File "x.py", line 1, in <module>\n[rank0]: RuntimeError: Connection closed by peer\nafter\n'
+)
+
+
+# Two ranks share the pipe: rank 0's traceback starts in the middle of rank 1's unfinished line.
+INTERLEAVED = (
+    b"I1207 rank 1 says hel[rank0]: Traceback (most recent call last):\n"
+    b'[rank0]:   File "x.py", line 1, in <module>\n[rank0]: RuntimeError: Connection closed by peer\nafter\n'
+)
+
+
+@pytest.mark.parametrize("data", [BAR_THEN_TRACEBACK, INTERLEAVED], ids=["bar", "interleaved"])
+@pytest.mark.parametrize("size", [1, 2, 5, 13, 1 << 16])
+def test_a_traceback_that_starts_inside_a_line_is_held(size, data):
+    console = execute.TracebackFilter()
+    shown = b"".join(console.feed(data[i : i + size]) for i in range(0, len(data), size)).decode()
+    assert "Traceback" not in shown and "Connection closed" not in shown, shown
+    assert shown.endswith("after\n") and ("5/10" in shown or "I1207 rank 1 says hel\n" in shown), shown
+    assert "Connection closed by peer" in "\n".join(console.held)
+
+
 def test_a_progress_line_shows_before_its_newline():
     console = execute.TracebackFilter()
     assert console.feed(b"\r 40%|####") == b"\r 40%|####"
