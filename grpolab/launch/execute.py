@@ -211,26 +211,26 @@ class TracebackFilter:
         for text, end in zip(pieces[::2], pieces[1::2]):
             shown += self._filtered(text.decode(errors="replace"), end)
             self._mid_line, self._after_cr = False, end == b"\r"
-        if self._mid_line:  # the rest of a progress bar frame whose start was shown
-            shown.append(self._partial)
-            self._partial = b""
-        elif self._after_cr and self._partial and self._state is None:
-            if not self._may_start(self._partial.decode(errors="replace")):
-                shown.append(self._partial)
-                self._partial, self._mid_line = b"", True
+        if self._mid_line or (self._after_cr and self._partial and self._state is None):
+            # A progress bar frame shows as it is drawn, all but a tail that may begin a traceback.
+            text = self._partial.decode(errors="replace")
+            safe = next((k for k in range(len(text)) if text[k] in "[T" and self._may_start(text[k:])), len(text))
+            if safe:
+                shown.append(text[:safe].encode())
+                self._partial, self._mid_line = text[safe:].encode(), True
         return b"".join(shown)
 
     def _filtered(self, text: str, end: bytes) -> list[bytes]:
-        """One finished piece. Ranks share the pipe, so another rank's traceback can begin in the
-        middle of a piece: the text before it shows as its own line, the traceback is held."""
+        """One finished piece. A traceback can begin inside a piece: after a progress bar frame
+        already shown, or in another rank's unfinished line (ranks share the pipe). The text
+        before it ends its own line; the traceback is held."""
         start = text.find(self.START) if self._state is None else -1
         prefix = re.search(r"\[rank\d+\]: ?$", text[:start]) if start > 0 else None
         cut = prefix.start() if prefix else start
-        if cut > 0:
-            before, text = text[:cut], text[cut:]
-            return (
-                [(before + "\n").encode(), *self._filtered(text, end)] if before.strip() else self._filtered(text, end)
-            )
+        if start >= 0 and (cut > 0 or self._mid_line):
+            before, text, bar = text[:cut], text[cut:], self._mid_line
+            self._mid_line = False
+            return [(before + "\n").encode()] * bool(before.strip() or bar) + self._filtered(text, end)
         if self._mid_line or self._show(text):
             return [text.encode() + end]
         return []
