@@ -7,7 +7,7 @@ import os
 import sys
 
 from grpolab.config import ConfigError
-from grpolab.config.errors import set_audience
+from grpolab.config.errors import cli_audience
 from grpolab.run.exit_codes import EXIT_SIGNAL, EXIT_USAGE
 
 
@@ -40,7 +40,11 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    set_audience("cli")  # errors from shared code give command-line advice (--force, not overwrite=True)
+    with cli_audience():  # errors from shared code give command-line advice (--force, not overwrite=True)
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from grpolab.config.yaml_io import forget_reads

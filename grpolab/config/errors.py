@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 
@@ -77,15 +79,23 @@ def did_you_mean(word: str, candidates) -> str:
     return f" Did you mean `{matches[0]}`?" if matches else ""
 
 
-# Who reads the advice: "python" (the library API) or "cli" (grpolab's commands set it), so an
+# Who reads the advice: "python" (the library API) or "cli" (inside a grpolab command), so an
 # error raised in shared code names `--force` on the command line and `overwrite=True` in Python.
-_AUDIENCE = ["python"]
+# A context variable, set for the length of one command: a library call made after (or beside,
+# in another thread) a command still gets Python's wording.
+_AUDIENCE: ContextVar[str] = ContextVar("grpolab_audience", default="python")
 
 
-def set_audience(audience: str) -> None:
-    _AUDIENCE[0] = audience
+@contextmanager
+def cli_audience():
+    """Inside this block, errors give command-line advice."""
+    token = _AUDIENCE.set("cli")
+    try:
+        yield
+    finally:
+        _AUDIENCE.reset(token)
 
 
 def advise(*, cli: str, python: str) -> str:
     """The advice for whoever called: the CLI wording in a command, else the Python wording."""
-    return cli if _AUDIENCE[0] == "cli" else python
+    return cli if _AUDIENCE.get() == "cli" else python

@@ -3,16 +3,7 @@ partial file with no `mode:` is checked over the preset it will run with."""
 
 from __future__ import annotations
 
-import pytest
-
 from grpolab.cli.main import main
-from grpolab.config.errors import set_audience
-
-
-@pytest.fixture(autouse=True)
-def python_audience():
-    yield
-    set_audience("python")
 
 
 def test_validate_checks_a_partial_file_in_the_mode_given(tmp_path, capsys):

@@ -16,15 +16,7 @@ from hypothesis import strategies as st
 
 from grpolab.cli.main import main
 from grpolab.config import ConfigError, GRPOConfigLoader
-from grpolab.config.errors import set_audience
 from grpolab.config.yaml_io import MAX_CONFIG_BYTES, MAX_DEPTH, parse_yaml_text
-
-
-@pytest.fixture(autouse=True)
-def python_audience():
-    yield
-    set_audience("python")
-
 
 # Every shape a large config can take: the same entry repeated n times in a mapping or a list,
 # block or flow, valid or refused by the schema.

@@ -17,16 +17,9 @@ from conftest import REPO_ROOT
 
 from grpolab.cli.main import main
 from grpolab.config import ConfigError, GRPOConfigLoader, yaml_io
-from grpolab.config.errors import set_audience
 from grpolab.config.yaml_io import edit_lock, read_yaml_file, to_plain
 
 MINE = "mode: local\ntraining:\n  learning_rate: 1.0e-4  # mine\n"
-
-
-@pytest.fixture(autouse=True)
-def python_audience():
-    yield
-    set_audience("python")
 
 
 def mine(tmp_path, name="mine.yaml"):

@@ -21,18 +21,11 @@ from conftest import REPO_ROOT
 
 from grpolab.cli.main import main
 from grpolab.config import ConfigError, GRPOConfigLoader
-from grpolab.config.errors import set_audience
 from grpolab.config.yaml_io import dump_yaml, write_atomic
 from grpolab.experiment import annotate as annotate_mod
 from grpolab.experiment.runs import default_dirs
 
 LOCAL = REPO_ROOT / "configs" / "grpo_local.yaml"
-
-
-@pytest.fixture(autouse=True)
-def python_audience():
-    yield
-    set_audience("python")  # main() switches to CLI advice for the process; tests share it
 
 
 def user_config(tmp_path, text="mode: local\ntraining:\n  learning_rate: 1.0e-4  # mine\n", name="mine.yaml"):
@@ -166,6 +159,23 @@ def test_file_exists_gives_python_advice_in_python(tmp_path):
     assert (
         info.value.kind == "file exists" and "overwrite=True" in str(info.value) and "--force" not in str(info.value)
     )
+
+
+def test_the_cli_wording_lasts_only_as_long_as_the_command(tmp_path, capsys):
+    """A library call after a command, or in another thread during one, still gets Python's advice."""
+    import threading
+
+    from grpolab.config.errors import advise, cli_audience
+
+    test_file_exists_says_so_with_cli_advice_on_the_command_line(tmp_path, capsys)
+    test_file_exists_gives_python_advice_in_python(tmp_path)  # right after main() returned
+    seen = []
+    with cli_audience():
+        worker = threading.Thread(target=lambda: seen.append(advise(cli="cli", python="python")))
+        worker.start()
+        worker.join()
+        seen.append(advise(cli="cli", python="python"))
+    assert seen == ["python", "cli"]
 
 
 def test_version(capsys):

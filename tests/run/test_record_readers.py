@@ -16,7 +16,6 @@ import pytest
 
 from grpolab.cli.main import main
 from grpolab.config import GRPOConfigLoader
-from grpolab.config.errors import set_audience
 from grpolab.config.yaml_io import dump_yaml
 from grpolab.run import metrics as run_metrics
 from grpolab.run.record import RunInfo, Summary, TrainerState, fits
@@ -24,10 +23,8 @@ from grpolab.train import resume
 
 
 @pytest.fixture(autouse=True)
-def python_audience(monkeypatch, tmp_path):
+def in_tmp(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # compare's plot lands here
-    yield
-    set_audience("python")
 
 
 WRONG = ["corrupt", 12345, 1.5, True, [1, "x"], {"a": "b"}, {"reward": "high"}, ["a", "b"]]
