@@ -5,7 +5,6 @@ server (TRL's server mode) and the others train."""
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from grpolab.launch.accelerate_files import launch_files
 from grpolab.launch.plan import describe, make_plan, plan_problems
 from grpolab.run import run_dir as run_dirs
 from grpolab.runtime.hardware import HardwareFacts
+from grpolab.runtime.hub import model_config
 from grpolab.runtime.resolve import resolve
 
 # The --set that points the trainer at the vLLM node; expanded by bash when the job runs.
@@ -195,24 +195,10 @@ def vllm_parallel(attention_heads: int | None, gpus: int, requested: int | None 
 
 
 def attention_heads(model: str, revision: str | None = None) -> int | None:
-    """`num_attention_heads` from the model's config.json: a local folder or the Hub cache (no
-    download); None when neither has it."""
-    folder = Path(model).expanduser()
-    candidates = [folder / "config.json"] if folder.is_dir() else []
-    if not candidates:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(model, "config.json", revision=revision)
-        candidates = [Path(cached)] if isinstance(cached, str) else []
-    for path in candidates:
-        try:
-            config = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        heads = config.get("num_attention_heads") or (config.get("text_config") or {}).get("num_attention_heads")
-        if isinstance(heads, int) and heads > 0:
-            return heads
-    return None
+    """`num_attention_heads` from the model's config.json (a local folder or the Hub cache, no
+    download, read by runtime/hub); None when neither has it."""
+    heads = model_config(model, revision).get("num_attention_heads")
+    return heads if isinstance(heads, int) and heads > 0 else None
 
 
 def sbatch_script(job: SlurmJob) -> str:

@@ -173,11 +173,11 @@ def quantization_config(model_cfg, dtype: str, device: str):
 
 
 def context_length(model, tokenizer) -> int | None:
-    """The model's maximum positions (prompt + completion must fit)."""
-    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(model.config, attr, None)
-        if isinstance(value, int) and value > 0:
-            return value
+    """The model's maximum positions (prompt + completion must fit): its config's, read by the same
+    rule as a config.json on disk (runtime/hub), else the tokenizer's limit."""
+    value = hub.context_length(model.config.get_text_config().to_dict())
+    if value:
+        return value
     limit = getattr(tokenizer, "model_max_length", None)
     return limit if isinstance(limit, int) and limit < 1_000_000 else None
 

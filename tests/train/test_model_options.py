@@ -71,3 +71,40 @@ def test_the_cli_refuses_it_before_loading_the_model(tiny_gpt2, tmp_path):
     )
     assert done.returncode == 2, done.stderr[-2000:]
     assert "grpo.router_aux_loss_coef" in done.stderr and "Traceback" not in done.stderr
+
+
+# A loaded model's positions are read by the same rule as its config.json on disk (runtime/hub),
+# for every family's key, a multimodal model's text part, and none (the tokenizer's limit).
+POSITION_CASES = [
+    ("gpt2", {"n_positions": 77}, 77),
+    ("llama", {"max_position_embeddings": 99}, 99),
+    ("qwen2", {"max_position_embeddings": 131}, 131),
+    ("llava", {"text_config": {"model_type": "llama", "max_position_embeddings": 55}}, 55),
+]
+
+
+@pytest.mark.parametrize("family, values, positions", POSITION_CASES)
+def test_a_loaded_models_positions_agree_with_its_config_json(tmp_path, family, values, positions):
+    from types import SimpleNamespace
+
+    from transformers import AutoConfig
+
+    from grpolab.runtime import hub
+    from grpolab.train.model import context_length
+
+    config = AutoConfig.for_model(family, **values)
+    (tmp_path / "config.json").write_text(config.to_json_string())
+    assert context_length(SimpleNamespace(config=config), None) == positions
+    assert hub.context_length(hub.model_config(str(tmp_path))) == positions
+
+
+def test_a_model_without_positions_falls_back_to_the_tokenizer_limit():
+    from types import SimpleNamespace
+
+    from transformers import PretrainedConfig
+
+    from grpolab.train.model import context_length
+
+    model = SimpleNamespace(config=PretrainedConfig())
+    assert context_length(model, SimpleNamespace(model_max_length=512)) == 512
+    assert context_length(model, SimpleNamespace(model_max_length=int(1e30))) is None
