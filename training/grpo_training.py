@@ -11,16 +11,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from grpolab.config.errors import set_audience  # noqa: E402
+from grpolab.config.errors import cli_audience  # noqa: E402
 from grpolab.train.request import build_parser  # noqa: E402
 
 
 def main(argv=None) -> int:
-    set_audience("cli")  # advice in command-line terms (--force), as `grpolab train` gives it
     args = build_parser(prog="grpo_training.py").parse_args(argv)
     from grpolab.train.pipeline import run_from_args
 
-    return run_from_args(args)
+    with cli_audience():  # advice in command-line terms (--force), as `grpolab train` gives it
+        return run_from_args(args)
 
 
 if __name__ == "__main__":
