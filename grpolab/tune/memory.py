@@ -360,12 +360,11 @@ def setup_from_config(cfg, world: int, prompt_tokens: int | None, device: str = 
     # planned machine: GPUs with native bf16 and vLLM installed, or this CPU.
     from dataclasses import replace
 
-    from grpolab.runtime.hardware import GPU, NATIVE_BF16_CAPABILITY, HardwareFacts, probe
+    from grpolab.runtime.hardware import HardwareFacts, probe
     from grpolab.runtime.resolve import resolve
 
     if device == "cuda":
-        gpus = (GPU("planned GPU", NATIVE_BF16_CAPABILITY),) * max(1, world)
-        facts = HardwareFacts(gpus=gpus, installed=frozenset({"vllm", "deepspeed"}))
+        facts = HardwareFacts.planned(max(1, world), installed={"vllm", "deepspeed"})
     else:
         facts = replace(probe(use_torch=False), gpus=())
     resolved = resolve(cfg, facts, world_size=world)
