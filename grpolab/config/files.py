@@ -198,13 +198,22 @@ def shipped() -> list[Shipped]:
     local = Path("configs")
     if local.is_dir() and local.resolve() != root.resolve():
         for path in sorted(local.glob("*.yaml")):
-            if path.resolve().parent != root.resolve():
+            if Path(os.path.realpath(path)).parent != root.resolve():  # realpath: a link loop does not raise
                 out.append(Shipped(path.as_posix(), "example", path, _first_comment(path)))
     return out
 
 
 def _first_comment(path: Path) -> str:
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    """The file's first comment line. ./configs is the user's folder: a dangling link (a copied
+    checkout's preset links), a folder, a pipe or an unreadable file is listed as what it is."""
+    if not path.is_file():  # checked first: reading a pipe would wait forever
+        what = "a dangling link or a link loop" if path.is_symlink() else "not a regular file"
+        return f"(not readable: {what})"
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        return f"(not readable: {exc.strerror or type(exc).__name__})"
+    for line in text.splitlines():
         text = line.strip()
         if text.startswith("#") and SCHEMA_LINE not in text:
             return text.lstrip("#").strip()

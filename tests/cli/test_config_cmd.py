@@ -425,3 +425,28 @@ def test_a_reader_that_leaves_early_is_no_traceback(argv, subprocess_env):
     os.close(write)
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr[-2000:]
     assert done.returncode in (0, 2, 141)
+
+
+def test_ls_and_cp_list_what_the_users_configs_folder_holds_whatever_it_is(tmp_path, monkeypatch, capsys):
+    """./configs is the user's: a copied checkout leaves the presets' relative links dangling, and a
+    folder or a fifo may be named *.yaml. Each kind is listed as what it is; cp still works."""
+    import os
+
+    from grpolab.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    local = tmp_path / "configs"
+    local.mkdir()
+    (local / "mine.yaml").write_text("# my run\nmode: local\n")
+    (local / "dangling.yaml").symlink_to("grpo_local.yaml")  # what `cp -r checkout/configs .` leaves
+    (local / "folder.yaml").mkdir()
+    (local / "loop.yaml").symlink_to("loop.yaml")
+    os.mkfifo(local / "pipe.yaml")
+    assert main(["config", "ls"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "my run" in rows["configs/mine.yaml"]
+    for name in ("dangling", "folder", "loop", "pipe"):
+        assert "example" in rows[f"configs/{name}.yaml"], rows
+    assert "a dangling link" in rows["configs/dangling.yaml"] and "not a regular file" in rows["configs/pipe.yaml"]
+    assert main(["config", "cp", "local", str(tmp_path / "copy.yaml")]) == 0
+    assert "Copied from the grpolab preset grpo_local" in (tmp_path / "copy.yaml").read_text()
