@@ -34,6 +34,11 @@ os.environ.update(OFFLINE_ENV)
 # Tiny models are far faster single-threaded: on small VMs every OpenMP hand-off costs
 # milliseconds, more than the matmul itself (8 ms vs 10 us per tiny addmm here).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The suite runs one worker per core, and the work that still takes 2 threads (the demo model's
+# build, a child `grpolab train` with threads on auto) spin-waits for the core the other worker
+# holds. Passive waiting, set before torch loads OpenMP, keeps that from turning a build of about a
+# minute into several.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if "torch" in sys.modules:
     sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 # Keep caches that tests write (datasets' Arrow cache, wandb's config/artifact staging) out of $HOME.

@@ -266,6 +266,33 @@ def test_sweep_file_errors(workdir, text, message):
     assert not list((workdir / "configs").glob("grpo_cluster_*.yaml"))
 
 
+@pytest.mark.parametrize("strategy", ["random", "optuna"])
+def test_a_sampler_seed_outside_numpys_range_is_refused_for_both_samplers(workdir, strategy):
+    """Optuna's TPE seeds numpy (0 .. 2**32-1); the random sampler follows the same rule."""
+    for seed, ok in ((-1, False), (0, True), (2**32 - 1, True), (2**32, False), (10**30, False)):
+        text = f"base: configs/grpo_cluster.yaml\nstrategy: {strategy}\ntrials: 2\nseed: {seed}\nparameters:\n"
+        path = write_sweep(workdir, text + "  grpo.beta: [0.1, 0.2]\n")
+        if ok:
+            assert load_sweep(path).seed == seed
+            continue
+        with pytest.raises(ConfigError) as info:
+            load_sweep(path)
+        assert "s.yaml:4: seed:" in str(info.value), (seed, str(info.value))
+
+
+@pytest.mark.parametrize("strategy", ["random", "optuna"])
+@pytest.mark.parametrize("trials", [3, 5, 10**6])
+def test_more_trials_than_combinations_is_refused_for_both_samplers(workdir, strategy, trials):
+    text = f"base: configs/grpo_cluster.yaml\nstrategy: {strategy}\ntrials: {trials}\nparameters:\n"
+    with pytest.raises(ConfigError) as info:
+        load_sweep(write_sweep(workdir, text + "  grpo.beta: [0.1, 0.2]\n"))
+    assert f"s.yaml:3: trials: {trials} trials, but the parameters have only 2 distinct combinations" in str(
+        info.value
+    )
+    text = text.replace(f"trials: {trials}", "trials: 2")  # the fix the message gives: fewer trials
+    assert load_sweep(write_sweep(workdir, text + "  grpo.beta: [0.1, 0.2]\n")).trials == 2
+
+
 # A valid sweep file that sets every key of SweepSpec (and of a range), one key a line.
 EVERY_KEY = {
     "name": "n",

@@ -114,7 +114,7 @@ class SweepSpec(BaseModel):
     base: Annotated[Path, AfterValidator(_existing_file)]  # the config file every trial starts from
     strategy: Literal["grid", "random", "optuna"] = "grid"
     trials: Annotated[StrictInt, Field(ge=1)] | None = None  # random / optuna: how many trials
-    seed: StrictInt = 0  # random / optuna: the sampler's seed
+    seed: Annotated[StrictInt, Field(ge=0, le=2**32 - 1)] = 0  # random / optuna: the sampler's seed (numpy's range)
     seeds: (  # training seeds: every trial runs once per seed
         Annotated[list[Annotated[StrictInt, Field(ge=0)]], Field(min_length=1), AfterValidator(_distinct)] | None
     ) = None
@@ -160,7 +160,8 @@ def rule_problems(spec: SweepSpec) -> Iterator[tuple[str, str, str | None]]:
             )
     lists = [values for values in spec.parameters.values() if isinstance(values, list)]
     combos = math.prod(map(len, lists))  # distinct parameter sets, when no range makes them endless
-    if spec.strategy == "random" and spec.trials and len(lists) == len(spec.parameters) and combos < spec.trials:
+    # Both samplers draw from the same finite set: more trials than combinations only repeats runs.
+    if spec.strategy != "grid" and spec.trials and len(lists) == len(spec.parameters) and combos < spec.trials:
         yield (
             "trials",
             f"{spec.trials} trials, but the parameters have only {combos} distinct combinations.",
