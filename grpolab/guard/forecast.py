@@ -39,9 +39,11 @@ class Forecast:
 
     def for_steps(self, total_steps: int, world_size: int, on_gpu: bool) -> Forecast:
         """The same measured rate, projected over another number of steps (probe --forecast: the
-        timed steps ran alone, the real run trains `total_steps`)."""
+        timed steps ran alone, the real run trains `total_steps`; fewer steps than were timed take
+        their share of the time the timed ones took)."""
+        elapsed = self.elapsed_seconds * min(1.0, total_steps / self.after_step)
         return _projected(
-            self.after_step, total_steps, self.seconds_per_step, self.elapsed_seconds, world_size, on_gpu
+            min(self.after_step, total_steps), total_steps, self.seconds_per_step, elapsed, world_size, on_gpu
         )
 
     def line(self) -> str:

@@ -34,7 +34,19 @@ def forecast_config(config: str, overrides: tuple[str, ...] = (), model: str | N
 
     loader = GRPOConfigLoader(config_path=config, overrides=list(overrides) or None)
     cfg = loader.config
-    steps = cfg.guard.forecast_after or 10
+    if not cfg.guard.forecast_after:
+        raise ConfigError(
+            Problem(
+                "guard.forecast_after",
+                "is 0 (no forecast), so --forecast has no steps to time.",
+                "pass --set guard.forecast_after=10",
+                config,
+            )
+        )
+    # A run shorter than the steps to time is timed whole (at least 2 steps: step 1 is the warm-up).
+    steps = cfg.guard.forecast_after
+    if cfg.training.max_steps > 0:
+        steps = max(2, min(steps, cfg.training.max_steps))
     world = cfg.cluster.num_processes if isinstance(cfg.cluster.num_processes, int) else 1
     with tempfile.TemporaryDirectory(prefix="grpolab-forecast-") as tmp:
         request = TrainRequest(

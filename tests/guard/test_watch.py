@@ -71,6 +71,10 @@ def test_forecast_projection_and_line():
     assert "1000 steps take ~16m 44s" in f.line() and "GPU-hours (4 GPUs)" in f.line()
     assert project([5.0] + [1.0] * 9, 1000, on_gpu=False, now=_now()).gpu_hours is None
     assert f.for_steps(100, 1, on_gpu=False).projected_seconds == 14.0 + 90.0
+    # a run no longer than the timed steps takes the timed steps' share of their time, never more
+    for total in range(1, 11):
+        projected = f.for_steps(total, 1, on_gpu=False).projected_seconds
+        assert projected == pytest.approx(14.0 * total / 10, abs=0.05), total
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -260,6 +264,33 @@ def test_probe_forecast_times_the_first_steps_and_keeps_nothing(tiny_gpt2, fast_
     out = capsys.readouterr().out
     assert out.startswith("forecast     200 steps take ~") and "over 2 steps; nothing was kept" in out
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("after, max_steps", [(50, 5), (10, 2), (3, 200)])
+def test_probe_forecast_of_a_run_shorter_than_the_timed_steps_times_the_run_itself(
+    tiny_gpt2, fast_config, capsys, after, max_steps
+):
+    """`guard.forecast_after` larger than the run: the run is timed whole, and its projection is the
+    time those steps took, not the probe's own time for `forecast_after` steps."""
+    guard = {**QUICK_GUARD, "forecast_after": after}
+    config = fast_config(tiny_gpt2, {"training": {"max_steps": max_steps}, "guard": guard})
+    assert main(["probe", str(config), "--forecast", "--json"]) == 0
+    forecast = json.loads(capsys.readouterr().out)
+    timed = min(after, max_steps)
+    assert forecast["total_steps"] == max_steps and forecast["after_step"] == timed
+    if timed == max_steps:  # the whole run was timed: its time is the projection
+        assert forecast["projected_seconds"] == pytest.approx(forecast["elapsed_seconds"], abs=0.1)
+    else:
+        assert forecast["projected_seconds"] > forecast["elapsed_seconds"] > 0
+
+
+def test_probe_forecast_with_no_forecast_configured_says_so(tiny_gpt2, fast_config, capsys):
+    config = fast_config(tiny_gpt2, {"guard": {**QUICK_GUARD, "forecast_after": 0}})
+    assert main(["probe", str(config), "--forecast"]) == 2
+    err = capsys.readouterr().err
+    assert "guard.forecast_after: is 0 (no forecast)" in err and "--set guard.forecast_after=10" in err
+    fixed = ["probe", str(config), "--forecast", "--set", "guard.forecast_after=2"]
+    assert main(fixed) == 0  # the fix the error gives
 
 
 @pytest.mark.slow
