@@ -6,6 +6,7 @@ server (TRL's server mode) and the others train."""
 from __future__ import annotations
 
 import math
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,8 +157,9 @@ def _job_facts(cfg, gpus_per_node: int) -> HardwareFacts:
 
 
 def _job_problems(request: SlurmRequest, cfg, problems: list[Problem]) -> int:
-    """Adds what only a SLURM job needs (a model every node can read; a vLLM tensor parallel size
-    that fits) to `problems`; returns that tensor parallel size."""
+    """Adds what only a SLURM job needs (directives sbatch accepts; a model every node can read; a
+    vLLM tensor parallel size that fits) to `problems`; returns that tensor parallel size."""
+    problems += directive_problems(request)
     if not cfg.model.name_or_path:
         problems.append(
             Problem(
@@ -176,6 +178,28 @@ def _job_problems(request: SlurmRequest, cfg, problems: list[Problem]) -> int:
     except ValueError as exc:
         problems.append(Problem("", f"{exc}.", "pass a divisor of both, or leave it out", "--vllm-tensor-parallel"))
         return 1
+
+
+# What sbatch accepts (its man page): a time limit as minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or
+# D-HH:MM:SS (0, UNLIMITED or INFINITE: none); memory as a whole number with an optional K/M/G/T
+# unit; a job name as one word (it is written into an `#SBATCH` line, where a space ends it).
+SLURM_TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|unlimited|infinite", re.IGNORECASE)
+SLURM_MEMORY = re.compile(r"\d+[KMGT]?", re.IGNORECASE)
+SLURM_NAME = re.compile(r"[^\s'\"\\$`]+")
+
+
+def directive_problems(request: SlurmRequest) -> list[Problem]:
+    """The options that become `#SBATCH` lines, checked as sbatch would, before anything is written."""
+    checks = (
+        ("--time", request.time, SLURM_TIME, "a time limit such as 90, 24:00:00 or 2-00:00:00", "--time 24:00:00"),
+        ("--mem", request.mem, SLURM_MEMORY, "a whole number with an optional K/M/G/T unit", "--mem 400G"),
+        ("--job-name", request.job_name, SLURM_NAME, "one word without spaces or quotes", "--job-name grpolab"),
+    )
+    return [
+        Problem("", f"{value!r} is not {what}.", f"pass e.g. {example}", flag)
+        for flag, value, pattern, what, example in checks
+        if value is not None and not pattern.fullmatch(value)
+    ]
 
 
 def vllm_parallel(attention_heads: int | None, gpus: int, requested: int | None = None) -> tuple[int, int]:

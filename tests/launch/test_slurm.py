@@ -399,3 +399,33 @@ def test_a_requeued_job_resumes_from_its_checkpoint(tmp_path):
     for rank in (0, 1):
         argv = recorded(fake, rank)
         assert option(argv, "--resume") == str(run_dir)
+
+
+# Each option that becomes an `#SBATCH` line, with values sbatch takes and values it refuses.
+DIRECTIVES = {
+    "--time": (
+        ["90", "30:00", "24:00:00", "2-00", "2-12:30", "1-00:00:00", "UNLIMITED", "0"],
+        ["abc", "-5", "1:2:3:4", "24h", ""],
+    ),
+    "--mem": (["400G", "512000", "64g", "1T", "900M"], ["abc", "-1G", "4.5G", "400GB", "400 G"]),
+    "--job-name": (["grpolab", "grpo-7b_lr1e-6", "exp.3"], ["a b", "it's", 'a"b', "x$(id)", "tab\there"]),
+}
+
+
+@pytest.mark.parametrize("flag", DIRECTIVES)
+def test_sbatch_options_are_checked_as_sbatch_would_before_anything_is_written(tmp_path, capsys, flag):
+    good, bad = DIRECTIVES[flag]
+    base = ["--config", str(cfg_file(tmp_path)), "--model", "gpt2", "--nodes", "1", "--gpus-per-node", "8"]
+    for value in bad:
+        code, script = slurm(tmp_path, *base, f"{flag}={value}")  # `=`: argparse takes "-5" as a value
+        err = capsys.readouterr().err
+        assert code == 2 and not script.exists(), (value, err)
+        assert f"{flag}: {value!r} is not " in err and f"Fix: pass e.g. {flag} " in err, err
+        fix = err.split("Fix: pass e.g. ")[1].split()  # the fix the error gives is accepted
+        assert slurm(tmp_path, *base, *fix, "--force")[0] == 0, capsys.readouterr().err
+        script.unlink()
+    for value in good:
+        code, script = slurm(tmp_path, *base, flag, value, "--force")
+        assert code == 0, capsys.readouterr().err
+        directive = "--job-name" if flag == "--job-name" else flag
+        assert f"#SBATCH {directive}={value}" in script.read_text(), value
