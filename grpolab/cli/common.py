@@ -26,6 +26,16 @@ positive_int = _whole_number(1)  # argparse type for --world-size, --dataset-siz
 count = _whole_number(0)  # argparse type for counts that may be 0 (--gpus-per-trial, --finding ...)
 
 
+def output_file(text: str) -> str:
+    """argparse type for a file a command writes: `x.yaml/` is refused, not written as x.yaml."""
+    from grpolab.config.yaml_io import folder_named
+
+    problem = folder_named(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{problem.message}. Fix: {problem.fix}")
+    return text
+
+
 def add_layer_args(parser: argparse.ArgumentParser) -> None:
     """The options every command that resolves a config takes."""
     parser.add_argument("--mode", help="local or cluster (default: the file's `mode:`, else local)")

@@ -9,7 +9,7 @@ import re
 import sys
 from pathlib import Path
 
-from grpolab.cli.common import add_layer_args, load, positive_int, print_warnings
+from grpolab.cli.common import add_layer_args, load, output_file, positive_int, print_warnings
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.derive import derive
 from grpolab.config.errors import BAD_ARGUMENTS
@@ -62,7 +62,9 @@ def register(sub) -> None:
     setp = csub.add_parser("set", help="edit a config file through the loader (comments kept, changes marked)")
     setp.add_argument("file", metavar="FILE")
     setp.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
-    setp.add_argument("-o", "--output", metavar="OUT", help="write here instead of editing FILE in place")
+    setp.add_argument(
+        "-o", "--output", type=output_file, metavar="OUT", help="write here instead of editing FILE in place"
+    )
     setp.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     setp.set_defaults(func=cmd_set)
 
@@ -260,7 +262,9 @@ def _is_preset(path) -> bool:
 # ----------------------------------------------------------------------------- schema, keys, files
 def register_files(csub) -> None:
     schema = csub.add_parser("schema", help="print the JSON Schema of a config (editors complete and check keys)")
-    schema.add_argument("-o", "--output", metavar="FILE", help="write it here instead of printing it")
+    schema.add_argument(
+        "-o", "--output", type=output_file, metavar="FILE", help="write it here instead of printing it"
+    )
     schema.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     schema.set_defaults(func=cmd_schema)
 
@@ -271,7 +275,7 @@ def register_files(csub) -> None:
     keys.set_defaults(func=cmd_keys)
 
     new = csub.add_parser("new", help="write configs/NAME.yaml: `base:` plus only the keys you change")
-    new.add_argument("name", metavar="NAME", help="configs/NAME.yaml (or a path ending in .yaml)")
+    new.add_argument("name", type=output_file, metavar="NAME", help="configs/NAME.yaml (or a path ending in .yaml)")
     new.add_argument("--from", dest="source", required=True, metavar="FILE_OR_MODE", help="local, cluster, or a file")
     new.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="a changed key (repeatable)"
@@ -281,7 +285,7 @@ def register_files(csub) -> None:
 
     mini = csub.add_parser("minimize", help="rewrite a full config as `base:` plus the keys that differ")
     mini.add_argument("file", metavar="FILE")
-    mini.add_argument("-o", "--output", metavar="OUT", help="write here instead of rewriting FILE")
+    mini.add_argument("-o", "--output", type=output_file, metavar="OUT", help="write here instead of rewriting FILE")
     mini.add_argument("--base", metavar="FILE_OR_MODE", help="the base to compare with (default: FILE's mode preset)")
     mini.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     mini.set_defaults(func=cmd_minimize)

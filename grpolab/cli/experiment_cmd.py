@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from grpolab.cli.common import count, positive_int
+from grpolab.cli.common import count, output_file, positive_int
 from grpolab.run.exit_codes import EXIT_USAGE
 
 
@@ -50,7 +50,10 @@ def register(sub) -> None:
         "--metric", action="append", metavar="M", help="metric to sort by and plot (repeatable; default: reward)"
     )
     cmp.add_argument(
-        "--out", metavar="PNG", help="plot file (default: compare.png in the first run's folder, not the current one)"
+        "--out",
+        type=output_file,
+        metavar="PNG",
+        help="plot file (default: compare.png in the first run's folder, not the current one)",
     )
     cmp.add_argument("--force", action="store_true", help="overwrite the --out file if it exists")
     cmp.add_argument(
@@ -91,7 +94,7 @@ def register_import(csub) -> None:
         "import", help="convert a flat TRL / Open-R1 recipe (trl grpo --config) into a grpolab config"
     )
     imp.add_argument("recipe", metavar="RECIPE.yaml")
-    imp.add_argument("-o", "--output", metavar="OUT", help="write here (default: print to stdout)")
+    imp.add_argument("-o", "--output", type=output_file, metavar="OUT", help="write here (default: print to stdout)")
     imp.add_argument(
         "--mode",
         choices=("local", "cluster"),

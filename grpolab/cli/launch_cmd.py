@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from grpolab.cli.common import add_layer_args, positive_int
+from grpolab.cli.common import add_layer_args, output_file, positive_int
 from grpolab.config import ConfigError, Problem
 from grpolab.config.yaml_io import write_atomic
 
@@ -27,6 +27,7 @@ def register(sub) -> None:
     slurm.add_argument(
         "-o",
         "--output",
+        type=output_file,
         default="job.sbatch",
         metavar="FILE",
         help="the sbatch script to write (default: job.sbatch); the accelerate config goes next to it",

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from grpolab.cli.common import count, positive_int
+from grpolab.cli.common import count, output_file, positive_int
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.run.exit_codes import EXIT_OK
 
@@ -26,7 +26,9 @@ def register(sub) -> None:
     doctor = sub.add_parser("doctor", help="read runs' metrics and suggest the next config edit")
     doctor.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run directories made by grpolab train")
     doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
-    doctor.add_argument("--write-config", metavar="OUT", help="write the next experiment's config (one run only)")
+    doctor.add_argument(
+        "--write-config", type=output_file, metavar="OUT", help="write the next experiment's config (one run only)"
+    )
     doctor.add_argument(
         "--finding", metavar="ID", help="with --write-config: the finding to apply (default: the first)"
     )
@@ -46,7 +48,9 @@ def register(sub) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one key"
     )
     probe.add_argument("--seed", type=int, default=None, help="sampling seed (default: training.seed)")
-    probe.add_argument("--write-filtered", metavar="FILE", help="write prompts with 0 < pass rate < 1 as .jsonl")
+    probe.add_argument(
+        "--write-filtered", type=output_file, metavar="FILE", help="write prompts with 0 < pass rate < 1 as .jsonl"
+    )
     probe.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
     probe.add_argument(
@@ -208,7 +212,7 @@ def register_scale(csub) -> None:
     scale.add_argument(
         "--from-world-size", type=positive_int, help="processes FILE was tuned for (default: from the file)"
     )
-    scale.add_argument("-o", "--output", metavar="OUT", help="write here (default: print the YAML)")
+    scale.add_argument("-o", "--output", type=output_file, metavar="OUT", help="write here (default: print the YAML)")
     scale.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     scale.set_defaults(func=cmd_scale)
 

@@ -551,6 +551,15 @@ def edit_lock(path):
                 os.close(fd)  # closing the descriptor releases the flock
 
 
+def folder_named(path: str) -> Problem | None:
+    """A file to write, named with a trailing slash (Path() would silently drop it)."""
+    if path.endswith(("/", os.sep)) and path.strip("/" + os.sep):
+        return Problem(
+            "", "ends in /, so it names a folder, not a file", f"drop the trailing /: {path.rstrip('/')}", path
+        )
+    return None
+
+
 def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False, expect: str | None = None) -> Path:
     """Write text to path via a temp file in the same folder. Without overwrite, an existing
     file is never replaced (the final step is a hard link, which fails if the name exists).
@@ -562,6 +571,8 @@ def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False,
     points at is written), a file with several hard links is rewritten in place so every name
     sees the new text, and its permissions, owner, CRLF line endings and UTF-8 BOM are kept. Only
     regular files (or new paths) are written: a device, pipe or socket is refused."""
+    if isinstance(path, str) and (problem := folder_named(path)):
+        raise ConfigError(problem, CANNOT_WRITE)
     path = Path(path).expanduser()  # `~/x.yaml` from Python or a quoted shell word: the home folder
     with edit_lock(path):
         return _write_atomic(path, text, overwrite, expect)
