@@ -16,8 +16,9 @@ from pydantic import BaseModel, ValidationError
 from .errors import Problem, did_you_mean
 from .keys import join_key, parent_key
 from .owned import OWNED, REMOVED
-from .schema import SECTIONS, GRPOLabConfig, RewardSpec
+from .schema import IMPORT_SPEC, SECTIONS, GRPOLabConfig, RewardSpec
 from .trl_snapshot import trl_fields
+from .yaml_io import inline_yaml
 
 # pydantic's labels for union members in an error's location (`literal[...]`, `bool`, `constrained-int` ...)
 _UNION_LABELS = {"bool", "int", "float", "str", "dict", "list", "none"}
@@ -66,8 +67,15 @@ def pydantic_problems(exc: ValidationError, origin_of, root: type[BaseModel] = G
         else:
             origin = origin_of(key)
         message = re.sub(r"a valid dictionary or instance of \w+", "a mapping of `key: value` entries", message)
+        if err["type"] == "string_pattern_mismatch" and err["ctx"]["pattern"] == IMPORT_SPEC:
+            message = f"must name a function as `module:function` or `path/to/file.py:function` (got {err['input']!r})"
         problems.append(
-            Problem(key, message if message.endswith(("?", ".")) else message + ".", _bound_fix(key, errs), origin)
+            Problem(
+                key,
+                message if message.endswith(("?", ".")) else message + ".",
+                _bound_fix(key, errs) or _type_fix(key, errs, root) or _spec_fix(key, err),
+                origin,
+            )
         )
     return unknown + problems
 
@@ -180,9 +188,32 @@ def _choice_fix(key: str, errs) -> str | None:
     import difflib
 
     for _, err in errs:
-        if err.get("type") != "literal_error" or not isinstance(err.get("input"), str):
+        if err.get("type") != "literal_error":
             continue
         choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
-        close = difflib.get_close_matches(err["input"], choices, n=1)
+        word = err.get("input")
+        close = difflib.get_close_matches(word, choices, n=1) if isinstance(word, str) else []
         return f"set `{key}: {close[0]}`" if close else f"set `{key}` to one of {', '.join(choices)}"
+    return None
+
+
+def _type_fix(key: str, errs, root: type[BaseModel]) -> str | None:
+    """For a value of the wrong type: removing it brings back the value it overrode (a preset's, or
+    the default), which validated; the field's default shows a value of the right type."""
+    if not all(err["type"].endswith(("_type", "_parsing", "_from_float")) for _, err in errs):
+        return None  # a value of the right type that a rule refused: its own message says what to do
+    parts = _key_parts(errs[0][1]["loc"])
+    model = _model_at(parts[:-1], root) if parts and isinstance(parts[-1], str) else None
+    field = model.model_fields.get(parts[-1]) if model is not None else None
+    if field is None or field.is_required():
+        return None
+    default = field.default
+    shown = inline_yaml(default) if default is None or isinstance(default, (bool, int, float, str)) else None
+    return f"remove `{key}` (the value it overrides applies)" + (f"; its default is `{shown}`" if shown else "")
+
+
+def _spec_fix(key: str, err) -> str | None:
+    """A function named without its module: the form that names one."""
+    if err["type"] == "string_pattern_mismatch" and err["ctx"]["pattern"] == IMPORT_SPEC:
+        return f"write it as `{key.rpartition('.')[2]}: my_module.py:my_function` (the file beside the config)"
     return None
