@@ -228,8 +228,12 @@ class Origins:
 
     def of(self, key: str) -> str:
         """Where a key's value came from: its own entry, else its closest section's, else default."""
-        if key not in self.values and key in self.sections:
-            return self.sections[key]
+        own = self.values.get(key) or self.sections.get(key)
+        if own is not None:  # a later layer that changed a part of it (`--set rewards[0].weight=0`)
+            later = (self.values.get(known) for known in self._below.get(key, ()))
+            changed = next((origin for origin in later if origin and _label(origin) != _label(own)), None)
+            if changed or key not in self.values:
+                return changed or own
         probe = key
         while probe:
             if probe in self.values:
@@ -238,9 +242,14 @@ class Origins:
         for known in self._below.get(key, ()):
             origin = self.values.get(known)
             if origin is not None and known.startswith(key + "."):
-                head, _, line = origin.rpartition(":")
-                return head if head and line.isdigit() else origin
+                return _label(origin)
         return "default"
+
+
+def _label(origin: str) -> str:
+    """An origin without its line: the layer it names."""
+    head, _, line = origin.rpartition(":")
+    return head if head and line.isdigit() else origin
 
 
 # A value a preset pins for its own batch keys is derived from them: grpo_local.yaml's
