@@ -102,6 +102,13 @@ def unknown_key(parts: list, origin_of, root: type[BaseModel] = GRPOLabConfig) -
         known = [f.alias or n for n, f in model.model_fields.items()] if model is not None else []
         return Problem(key, f"unknown key.{_suggest(name, known)}", None, where)
     fields = trl_fields()
+    if parts == ["base"]:  # a file's first line, read before the layers merge
+        return Problem(
+            key,
+            "names the config a file builds on, so only a config file can set it (not --set or overrides).",
+            "put `base: FILE` at the top of your config file, or pass that file with --config",
+            where,
+        )
     if len(parts) == 1:
         top = list(GRPOLabConfig.model_fields)
         hint = ""

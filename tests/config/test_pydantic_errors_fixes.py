@@ -66,3 +66,20 @@ def test_the_walk_reaches_every_section():
     sections = {key.split(".")[0] for key in LEAVES}
     assert {"model", "data", "training", "grpo", "generation", "logging", "cluster", "guard"} <= sections
     assert len(LEAVES) > 80
+
+
+def test_base_set_anywhere_but_a_file_says_where_it_belongs(tmp_path, capsys):
+    from grpolab.cli.main import main
+
+    message = "base: names the config a file builds on, so only a config file can set it"
+    assert main(["config", "show", "--set", "base=x.yaml"]) == 2
+    assert message in capsys.readouterr().err
+    with pytest.raises(ConfigError) as info:
+        GRPOConfigLoader(mode="local", overrides={"base": "x.yaml"})
+    assert message in str(info.value)
+    loader = GRPOConfigLoader(mode="local")
+    with pytest.raises(ConfigError) as info:
+        loader.update_param("base", "x.yaml")
+    assert message in str(info.value)
+    (tmp_path / "x.yaml").write_text("base: preset:grpo_local\n")  # the fix: a file with base:
+    assert main(["config", "show", "--config", str(tmp_path / "x.yaml")]) == 0
