@@ -10,13 +10,17 @@ from grpolab.config import GRPOConfigLoader
 
 
 def _whole_number(minimum: int):
+    """A count on the command line, in the range a config's integers have (torch and TRL take int64)."""
+    from grpolab.config.rules import INT64_MAX
+
     def parse(text: str) -> int:
+        allowed = f"a whole number from {minimum} to 2**63 - 1"
         try:
             value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {value}")
+        except ValueError:  # words, and digit strings past Python's own parsing limit
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text[:40]!r}") from None
+        if not minimum <= value <= INT64_MAX:
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text[:40]}")
         return value
 
     return parse

@@ -55,3 +55,31 @@ def test_every_command_that_can_overwrite_a_file_types_its_output_as_one():
             assert any(action.type is output_file for action in parser._actions), " ".join(path)
             checked += 1
     assert checked >= len(WRITERS)
+
+
+def _count_options():
+    """(command, option) for every option typed as a count, found by walking the parser."""
+    from grpolab.cli.common import count, positive_int
+
+    def walk(parser, path=()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, (*path, name))
+            elif action.type in (count, positive_int) and action.option_strings:
+                yield path, action.option_strings[-1]
+
+    return sorted(set(walk(build_parser())))
+
+
+@pytest.mark.parametrize("value", ["9" * 20, str(2**63), "-1", "1.5", "9" * 5000])
+def test_every_count_option_refuses_what_is_not_a_count_in_range(capsys, value):
+    options = _count_options()
+    assert len(options) >= 10
+    for path, option in options:
+        with pytest.raises(SystemExit) as info:
+            build_parser().parse_args([*path, f"{option}={value}"])
+        assert info.value.code == 2, (path, option)
+        err = capsys.readouterr().err
+        assert f"argument {option}" in err or option in err, err
+        assert "expected a whole number from" in err and len(err) < 2000, err

@@ -214,7 +214,7 @@ def test_explain_invalid_world_size(capsys):
         with pytest.raises(SystemExit) as info:
             main(["config", "explain", "--world-size", bad])
         assert info.value.code == 2
-        assert "expected a whole number >= 1" in capsys.readouterr().err
+        assert "expected a whole number from 1 to 2**63 - 1" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- diff
