@@ -4,7 +4,6 @@ commands never import torch, transformers or trl, so they answer in a fraction o
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from grpolab.config.errors import BAD_ARGUMENTS
 from grpolab.config.keys import MISSING, diff
 from grpolab.config.layers import parse_assignments
 from grpolab.config.trl_compat import check_installed
-from grpolab.config.yaml_io import dump_yaml, inline_yaml
+from grpolab.config.yaml_io import dump_yaml, inline_yaml, real_path
 from grpolab.run.exit_codes import EXIT_OK, EXIT_USAGE
 from grpolab.runtime import hardware
 from grpolab.runtime.resolve import resolve
@@ -256,7 +255,7 @@ def _is_preset(path) -> bool:
     """A file inside grpolab/presets (configs/ links there), followed through links."""
     from grpolab.config.layers import preset_dir
 
-    return Path(os.path.realpath(path)).parent == preset_dir().resolve()
+    return real_path(path).parent == preset_dir().resolve()
 
 
 # ----------------------------------------------------------------------------- schema, keys, files

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from grpolab.cli.common import add_layer_args, output_file, positive_int
 from grpolab.config import ConfigError, Problem
-from grpolab.config.yaml_io import write_atomic
+from grpolab.config.yaml_io import real_path, write_atomic
 
 
 def register(sub) -> None:
@@ -110,10 +110,10 @@ def _request(args):
 
     mode = args.mode or (None if args.config else "cluster")
     model = _abs_if_local(args.model) if args.model else None
-    config = str(Path(args.config).resolve()) if args.config else None
+    config = str(real_path(args.config)) if args.config else None
     overrides = tuple(args.overrides)
     options = {k: v for k, v in vars(args).items() if k in {f.name for f in fields(SlurmRequest)}}
-    options.update(mode=mode, model=model, config=config, overrides=overrides, output=Path(args.output).resolve())
+    options.update(mode=mode, model=model, config=config, overrides=overrides, output=real_path(args.output))
     train_argv = TrainRequest(model=model, mode=mode, config=config, overrides=overrides).to_argv()
     return SlurmRequest(**options, python=sys.executable, package_root=str(PACKAGE_ROOT), train_argv=train_argv)
 
@@ -121,4 +121,4 @@ def _request(args):
 def _abs_if_local(model: str) -> str:
     """A local model folder as an absolute path (the job may start elsewhere); a Hub id as is."""
     path = Path(model).expanduser()
-    return str(path.resolve()) if path.exists() else model
+    return str(real_path(path)) if path.exists() else model

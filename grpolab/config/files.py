@@ -22,6 +22,7 @@ from .yaml_io import (
     dump_yaml,
     inline_yaml,
     read_yaml_file,
+    real_path,
     styled_like,
     version_read,
 )
@@ -53,7 +54,7 @@ def _from_path(source: str) -> Path:
     """`--from`: a mode, a preset name, or a config file."""
     if source in MODES:
         beside = Path("configs") / preset_path(source).name
-        if beside.exists() and beside.resolve() == preset_path(source):
+        if beside.exists() and real_path(beside) == preset_path(source):
             return beside
         return preset_path(source)
     named = preset_dir() / (source if source.endswith(".yaml") else f"{source}.yaml")
@@ -196,9 +197,9 @@ def shipped() -> list[Shipped]:
             name = path.relative_to(root).with_suffix("").as_posix()
             out.append(Shipped(name, kind, path, _first_comment(path)))
     local = Path("configs")
-    if local.is_dir() and local.resolve() != root.resolve():
+    if local.is_dir() and real_path(local) != root.resolve():
         for path in sorted(local.glob("*.yaml")):
-            if Path(os.path.realpath(path)).parent != root.resolve():  # realpath: a link loop does not raise
+            if real_path(path).parent != root.resolve():
                 out.append(Shipped(path.as_posix(), "example", path, _first_comment(path)))
     return out
 

@@ -22,7 +22,7 @@ from .derive import followed_generation_batch, generation_round
 from .errors import ConfigError, Problem
 from .keys import join_key, lookup, parent_key
 from .schema import SECTIONS
-from .yaml_io import line_of, parse_scalar, read_yaml_file, to_plain
+from .yaml_io import line_of, parse_scalar, read_yaml_file, real_path, to_plain
 
 MODES = ("local", "cluster")
 
@@ -83,9 +83,9 @@ def base_value(target, folder) -> str:
     `preset:NAME` for a shipped preset that is not beside it (an installed package's presets)."""
     target, folder = Path(target), Path(folder)
     relative = Path(os.path.relpath(os.path.abspath(target), os.path.abspath(folder))).as_posix()
-    if target.resolve().parent == preset_dir().resolve():
+    if real_path(target).parent == preset_dir().resolve():
         beside = folder / target.name
-        if beside.exists() and beside.resolve() == target.resolve():
+        if beside.exists() and real_path(beside) == real_path(target):
             return target.name
         if relative.count("..") > 1:
             return f"preset:{target.stem}"
@@ -101,7 +101,7 @@ def load_chain(path=None, data: dict | None = None, label: str = "from_dict", fo
         top = _layer(data or {}, label, None, None)
         folder = Path(folder) if folder is not None else Path.cwd()
     chain = [top]
-    seen = [Path(path).resolve()] if path is not None else []
+    seen = [real_path(path)] if path is not None else []
     names = [str(path) if path is not None else label]
     while chain[0].base is not None:
         child = chain[0]
@@ -109,7 +109,7 @@ def load_chain(path=None, data: dict | None = None, label: str = "from_dict", fo
         where = Origins._at(child, ["base"])
         shown = " -> ".join([*names, str(target)])
         fix = f"point `base:` at a config file (relative to the folder of {child.label}) or write `preset:NAME`"
-        if target.resolve() in seen:
+        if real_path(target) in seen:
             raise ConfigError(
                 Problem("base", f"the base chain loops: {shown}.", "remove `base:` from one of them", where)
             )
@@ -128,7 +128,7 @@ def load_chain(path=None, data: dict | None = None, label: str = "from_dict", fo
             raise ConfigError(
                 Problem("base", f"`{child.base}` is not a YAML config file (.yaml); chain: {shown}.", fix, where)
             )
-        is_preset = target.resolve().parent == preset_dir().resolve()
+        is_preset = real_path(target).parent == preset_dir().resolve()
         try:
             layer = load_layer(target, f"preset {target.name}" if is_preset else str(target))
         except ConfigError as exc:  # say where in the chain that file is
@@ -139,7 +139,7 @@ def load_chain(path=None, data: dict | None = None, label: str = "from_dict", fo
                 ]
             ) from None
         chain.insert(0, layer)
-        seen.append(target.resolve())
+        seen.append(real_path(target))
         names.append(str(target))
         folder = target.parent
     return chain

@@ -37,6 +37,7 @@ from .yaml_io import (
     edit_lock,
     parse_yaml_text,
     read_yaml_file,
+    real_path,
     styled_like,
     to_plain,
     version_read,
@@ -115,7 +116,7 @@ class GRPOConfigLoader:
         preset = load_preset(mode)
         self.preset_path = preset.path
         # A chain that starts at this mode's preset file does not layer it twice.
-        chain = [layer for layer in self._chain if layer.path is None or layer.path.resolve() != preset.path]
+        chain = [layer for layer in self._chain if layer.path is None or real_path(layer.path) != preset.path]
         self.layers: list[Layer] = [preset, *chain]  # lowest first
         self._origins = Origins()
         self._base: dict = {}

@@ -15,7 +15,7 @@ from .derive import derive, reference_model, resolved_generation
 from .errors import Problem
 from .keys import lookup
 from .schema import DATA_FILE_SUFFIXES, GRPOLabConfig
-from .yaml_io import format_float
+from .yaml_io import format_float, real_path
 
 
 def cross_field_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> list[Problem]:
@@ -507,7 +507,7 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
         if isinstance(value, str) and not Path(value).expanduser().is_file():
             add(
                 f"training.{key}",
-                f"`{value}` is not a JSON file (looked at {Path(value).expanduser().resolve()}).",
+                f"`{value}` is not a JSON file (looked at {real_path(value)}).",
                 "delete it"
                 + (
                     " and set `cluster.backend: deepspeed` (grpolab writes the DeepSpeed config)"

@@ -219,11 +219,22 @@ def _check_overflow(tree, text: str, origin: str) -> None:
     walk(tree)
 
 
+def real_path(path: str | os.PathLike) -> Path:
+    """The path with its links followed, as far as they lead. Path.resolve() raises on a link loop
+    (RuntimeError on Python 3.11); a loop here stays the path it is, for the reader to refuse."""
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
 def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
     """Read a config file: a UTF-8 YAML mapping. Every way it can be malformed is a ConfigError."""
     origin = str(path)  # as the user wrote it
     path = Path(path).expanduser()
     if not path.exists():
+        if path.is_symlink():  # the link is there; what it points at is not (or it points at itself)
+            target = os.readlink(path)
+            what = "leads back to itself (a link loop)" if Path(os.path.realpath(path)) == path.absolute() else ""
+            message = f"is a symbolic link to `{target}`, which " + (what or "does not exist")
+            raise ConfigError(Problem("", message, "point the link at a config file, or pass the file itself", origin))
         raise ConfigError(
             Problem("", "file not found", "check the path (relative paths start from the current directory)", origin)
         )

@@ -16,6 +16,7 @@ from grpolab.config.yaml_io import (
     parse_yaml_text,
     read_for_edit,
     read_yaml_file,
+    real_path,
     to_plain,
     version_read,
     write_atomic,
@@ -80,7 +81,7 @@ def config_file_of(run: Run) -> Path:
                 str(run.path),
             )
         )
-    if path.resolve().parent == preset_dir().resolve():
+    if real_path(path).parent == preset_dir().resolve():
         if path.stem in ("grpo_local", "grpo_cluster", "grpo_demo"):
             raise ConfigError(
                 Problem(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config.yaml_io import real_path
 from grpolab.launch.accelerate_files import launch_files
 from grpolab.launch.plan import describe, make_plan, plan_problems
 from grpolab.run import run_dir as run_dirs
@@ -133,7 +134,7 @@ def plan_job(request: SlurmRequest) -> SlurmPlan:
     job = SlurmJob(
         request=r,
         accelerate_config=str(next(iter(files))),
-        run_dir_parent=str(Path(cfg.output_dir).resolve()),
+        run_dir_parent=str(real_path(cfg.output_dir)),
         run_stem=(loader.config_path or loader.preset_path).stem,
         train_args=train_args,
         summary=summary,

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from grpolab.config import ConfigError, Problem
+from grpolab.config.yaml_io import real_path
 
 from .wrap import TRL_ARGS
 
@@ -25,7 +26,7 @@ def import_object(spec: str, key: str, what: str = "reward"):
                 raise ConfigError(
                     Problem(key, f"{what} file `{target}` not found.", "give a path relative to the current directory")
                 )
-            module_name = f"grpolab_user_{path.stem}_{abs(hash(str(path.resolve())))}"
+            module_name = f"grpolab_user_{path.stem}_{abs(hash(str(real_path(path))))}"
             module = sys.modules.get(module_name)
             if module is None:
                 module_spec = importlib.util.spec_from_file_location(module_name, path)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from grpolab.config import ConfigError, Problem
 from grpolab.config.errors import MODEL_NOT_LOADED
+from grpolab.config.yaml_io import real_path
 from grpolab.runtime import hub
 
 
@@ -18,7 +19,7 @@ def load_error(name: str, exc: Exception) -> ConfigError:
             kind=MODEL_NOT_LOADED,
             problems=Problem(
                 "model.name_or_path",
-                f"no model folder at `{name}` (resolved to {local.resolve()}).",
+                f"no model folder at `{name}` (resolved to {real_path(local)}).",
                 "point --model at a folder with config.json and the weights (as written by save_pretrained)",
             ),
         )

@@ -227,3 +227,36 @@ def test_a_huge_value_makes_a_short_error_line_for_every_key(tmp_path):
         lines = str(info.value).splitlines()
         assert all(len(line) < 5000 for line in lines), (key, max(map(len, lines)))
         assert f"{path}:2: {key}:" in str(info.value) and "characters not shown" in str(info.value), key
+
+
+def _broken_links(tmp_path):
+    """Links that lead to no file: to nothing, to themselves, in a ring of two, to a broken link."""
+    (tmp_path / "dangling.yaml").symlink_to("nowhere.yaml")
+    (tmp_path / "self.yaml").symlink_to("self.yaml")
+    (tmp_path / "ring_a.yaml").symlink_to("ring_b.yaml")
+    (tmp_path / "ring_b.yaml").symlink_to("ring_a.yaml")
+    (tmp_path / "chain.yaml").symlink_to("dangling.yaml")
+    return {
+        "dangling.yaml": "does not exist",
+        "self.yaml": "a link loop",
+        "ring_a.yaml": "a link loop",
+        "chain.yaml": "does not exist",
+    }
+
+
+@pytest.mark.parametrize("how", ["--config", "validate", "base:"])
+def test_a_broken_link_says_it_is_a_link_and_where_it_points(how, tmp_path, capsys):
+    for name, said in _broken_links(tmp_path).items():
+        target = str(tmp_path / name)
+        if how == "validate":
+            code = main(["config", "validate", target])
+        elif how == "--config":
+            code = main(["config", "show", "--config", target])
+        else:
+            child = tmp_path / "child.yaml"
+            child.write_text(f"base: {name}\n")
+            code = main(["config", "validate", str(child)])
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err, (name, err)
+        if how != "base:":  # base: names the chain it broke in instead
+            assert f"{name}: is a symbolic link to `" in err and said in err, (name, err)

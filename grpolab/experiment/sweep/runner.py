@@ -18,7 +18,7 @@ from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.errors import FILE_EXISTS
-from grpolab.config.yaml_io import edit_lock, inline_yaml, write_atomic
+from grpolab.config.yaml_io import edit_lock, inline_yaml, real_path, write_atomic
 from grpolab.run import metrics
 from grpolab.run.exit_codes import EXIT_GUARD_STOP, EXIT_INTERRUPTED, EXIT_SIGNAL
 from grpolab.run.run_dir import create_run_dir, handoff_env, remove_if_empty
@@ -109,7 +109,7 @@ def new_unit(trial: Trial) -> Unit:
     run_dir = create_run_dir(trial.loader.config.output_dir, trial.path.stem)
     command = [*TRAIN_COMMAND, "--config", str(trial.path)]
     # An absolute path: a SLURM task or a launcher may start in another folder.
-    return Unit(trial, run_dir, command, handoff_env(run_dir.resolve(), trial.loader.to_dict()))
+    return Unit(trial, run_dir, command, handoff_env(real_path(run_dir), trial.loader.to_dict()))
 
 
 def unit_record(unit: Unit, code: int) -> dict:
