@@ -97,6 +97,9 @@ def described(annotation: str) -> str:
     words = {"str": "a string", "int": "a whole number", "float": "a number", "dict": "a JSON object", "None": "null"}
     words |= {"list[str]": "a list of strings", "bool": "true or false", "dict[str, float | None]": "numbers by name"}
     words |= {"count": "a whole number >= 0", "amount": "a number >= 0", "list[dict]": "a list of JSON objects"}
+    words |= {
+        "dict[str, dict[str, dict] | list[dict[str, dict]]]": "callback states ({name: {args: {}, attributes: {}}})"
+    }
     return " or ".join(words.get(part, part) for part in _split(annotation, "|"))
 
 
@@ -285,6 +288,6 @@ class TrainerState(_Record):
     is_hyper_param_search: bool = None
     trial_name: str | None = None
     trial_params: dict | None = None
-    stateful_callbacks: dict[str, dict | list[dict]] | None = None
+    stateful_callbacks: dict[str, dict[str, dict] | list[dict[str, dict]]] | None = None  # name -> args, attributes
     extra: dict = field(default_factory=dict)
     unreadable: list = field(default_factory=list)

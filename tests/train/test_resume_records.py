@@ -159,7 +159,14 @@ def test_the_printed_fixes_make_the_run_resumable(tmp_path):
     resume.check_records(run)
 
 
-@pytest.mark.parametrize("text", ["[]", '"state"', json.dumps({**STATE, "not_a_key": 1})])
+CALLBACKS = [{"TrainerControl": {"args": "x"}}, {"TrainerControl": [{"args": {}, "attributes": 3}]}, {"A": "b"}]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[]", '"state"', json.dumps({**STATE, "not_a_key": 1})]
+    + [json.dumps({**STATE, "stateful_callbacks": value}) for value in CALLBACKS],
+)
 def test_a_trainer_state_transformers_would_refuse_is_named(text, tmp_path):
     run = _run(tmp_path)
     (run / "checkpoint-3" / "trainer_state.json").write_text(text)
