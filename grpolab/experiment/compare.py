@@ -8,6 +8,7 @@ by more than seed noise; the plot draws each group's mean curve with its CI as a
 from __future__ import annotations
 
 import io
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,7 +290,7 @@ def draw(runs: list[Run], metrics: list[str], smooth: int = 1):
 def plot(runs: list[Run], metrics: list[str], out, smooth: int = 1, *, overwrite: bool = True) -> dict[str, int]:
     """Draw and save the figure; returns the number of curves in each panel (a seed group is one).
     The image is rendered in memory first: a place that cannot be written gets no partial file."""
-    out = Path(out).expanduser()
+    out = plot_path(out)
     fig = draw(runs, metrics, smooth)
     kind = out.suffix[1:].lower()
     formats = fig.canvas.get_supported_filetypes()
@@ -308,15 +309,22 @@ def plot(runs: list[Run], metrics: list[str], out, smooth: int = 1, *, overwrite
     return {metric: len(ax.lines) for ax, metric in zip(fig.axes, metrics)}
 
 
+def plot_path(out) -> Path:
+    """`--out` as the image file to write. Empty, a folder, or a name ending in `/` (a folder
+    meant) is refused with a file in that folder to give instead."""
+    text = str(out)
+    path = Path(text).expanduser()
+    if text.strip() and not text.endswith(("/", os.sep)) and not path.is_dir():
+        return path
+    what = "is a folder" if text.strip() else "is empty: a file name is needed"
+    fix = f"give an image file, e.g. --out {path / 'compare.png' if text.strip() else 'compare.png'}"
+    raise ConfigError(Problem("--out", f"{what}.", fix, repr(text) if not text.strip() else text), CANNOT_WRITE)
+
+
 def write_bytes(path: Path, data: bytes, *, overwrite: bool) -> None:
     """Write `data` to `path`: missing folders are made, as for every file grpolab writes; a
     folder, an existing file (without `overwrite`) or a place that cannot be written is a one-line
     error that names the path."""
-    if path.is_dir():
-        raise ConfigError(
-            Problem("--out", "is a folder.", f"give a file in it, e.g. {path / 'compare.png'}", str(path)),
-            CANNOT_WRITE,
-        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb" if overwrite else "xb") as handle:  # x: never replaces a file

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from grpolab.config import ConfigError, Problem
-from grpolab.config.yaml_io import parse_yaml_text, to_plain
+from grpolab.config.yaml_io import read_yaml_file, to_plain
 from grpolab.run import metrics
 from grpolab.run.record import RUN_INFO, SUMMARY, RunInfo, Summary, read_json
 from grpolab.run.run_dir import RESOLVED_CONFIG
@@ -44,7 +44,7 @@ class Run:
     @property
     def problems(self) -> list[str]:
         """What in the run's records has the wrong type (file and field named); [] when none."""
-        return [*self.info.unreadable, *self.summary.unreadable, *self.metric_problems]
+        return [*self.info.unreadable, *self.summary.unreadable, *self.metric_problems, *self.config_problems]
 
     @property
     def status_shown(self) -> str:
@@ -68,9 +68,14 @@ class Run:
         return self._metrics
 
     def config(self) -> dict:
+        """The resolved config; {} when absent, or when unreadable (not UTF-8, not YAML: named in
+        `problems` by the config reader's own words)."""
         if self._config is None:
-            path = self.path / RESOLVED_CONFIG
-            self._config = to_plain(parse_yaml_text(path.read_text(), str(path)), str(path)) if path.is_file() else {}
+            path, self._config = self.path / RESOLVED_CONFIG, {}
+            try:
+                self._config = to_plain(tree := read_yaml_file(path), str(path), tree) if path.is_file() else {}
+            except ConfigError as exc:
+                self.config_problems = [str(problem) for problem in exc.problems]
         return self._config
 
     def runtime(self) -> float | None:
@@ -88,6 +93,7 @@ class Run:
     _metrics: list[dict] | None = field(default=None, repr=False, compare=False)
     metric_problems: list[str] = field(default_factory=list, repr=False, compare=False)
     _config: dict | None = field(default=None, repr=False, compare=False)
+    config_problems: list[str] = field(default_factory=list, repr=False, compare=False)
 
 
 def is_run_dir(path: Path) -> bool:

@@ -105,17 +105,27 @@ class Estimate:
         return f"{self.mean:.{digits}g} ± {self.half:.{digits}g}"
 
 
+def _unit(values: list[float]) -> tuple[float, list[float]]:
+    """(scale, values / scale) with the largest magnitude in [1, 2): squares and sums of rewards near
+    the float limit (1e160 squared is past it) stay finite. The scale is a power of two, so the
+    division is exact and ordinary rewards give the same numbers as unscaled."""
+    largest = max((abs(v) for v in values), default=0.0)
+    scale = math.ldexp(1.0, math.frexp(largest)[1] - 1) if largest else 1.0
+    return scale, [v / scale for v in values]
+
+
 def mean_ci(values: list[float], level: float = LEVEL) -> Estimate:
     """Mean ± the t-distribution confidence interval: t(1 - (1-level)/2, n-1) x sd / sqrt(n)."""
-    values = [float(v) for v in values]
     n = len(values)
     if n == 0:
         raise ValueError("no values")
-    mean = sum(values) / n
+    scale, unit = _unit([float(v) for v in values])
+    mean = sum(unit) / n
     if n < 2:
-        return Estimate(mean, n, None, None)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return Estimate(mean, n, sd, t_ppf(1.0 - (1.0 - level) / 2.0, n - 1) * sd / math.sqrt(n))
+        return Estimate(mean * scale, n, None, None)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in unit) / (n - 1))
+    half = t_ppf(1.0 - (1.0 - level) / 2.0, n - 1) * sd / math.sqrt(n)
+    return Estimate(mean * scale, n, sd * scale, half * scale)  # inf only where the true value is past float max
 
 
 @dataclass(frozen=True)
@@ -133,11 +143,13 @@ def welch(a: list[float], b: list[float]) -> Welch | None:
     """Welch's unequal-variance t-test of two samples; None when either has fewer than 2 values."""
     if len(a) < 2 or len(b) < 2:
         return None
-    ea, eb = mean_ci(a), mean_ci(b)
+    _, unit = _unit([float(v) for v in [*a, *b]])  # t and df are scale-free: computed at scale 1
+    ea, eb = mean_ci(unit[: len(a)]), mean_ci(unit[len(a) :])
     va, vb = ea.sd**2 / ea.n, eb.sd**2 / eb.n
     diff = ea.mean - eb.mean
     if va + vb == 0.0:  # no spread at all: any difference is real, none is none
         return Welch(math.inf if diff else 0.0, float(ea.n + eb.n - 2), 0.0 if diff else 1.0)
     t = diff / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / ((va**2 / (ea.n - 1) if va else 0.0) + (vb**2 / (eb.n - 1) if vb else 0.0))
+    share_a, share_b = va / (va + vb), vb / (va + vb)  # shares, not squares: a tiny variance squared is 0
+    df = 1.0 / (share_a**2 / (ea.n - 1) + share_b**2 / (eb.n - 1))
     return Welch(t, df, 2.0 * (1.0 - t_cdf(abs(t), df)))

@@ -52,9 +52,13 @@ def read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+# Annotation words for numbers that cannot be negative (step counts, epochs): `fits` checks the sign.
+count = int
+amount = float
 _NOT_STORED = ("extra", "unreadable")  # fields of a record object that are not keys of its file
 # The Python type each annotation word stands for (annotations are strings: `from __future__`).
 _TYPES = {"str": str, "int": int, "float": (int, float), "dict": dict, "list": list, "bool": bool, "None": type(None)}
+_TYPES |= {"count": int, "amount": (int, float)}  # an int, a number, that is not negative (steps, epochs)
 
 
 def _split(text: str, sep: str) -> list[str]:
@@ -77,7 +81,9 @@ def fits(value, annotation: str) -> bool:
         kind = _TYPES.get(name)
         if kind is None or not isinstance(value, kind):
             continue
-        if isinstance(value, bool) and name in ("int", "float"):
+        if isinstance(value, bool) and name in ("int", "float", "count", "amount"):
+            continue
+        if name in ("count", "amount") and value < 0:
             continue
         if name == "list" and inner and not all(fits(item, inner) for item in value):
             continue
@@ -90,6 +96,10 @@ def fits(value, annotation: str) -> bool:
 def described(annotation: str) -> str:
     words = {"str": "a string", "int": "a whole number", "float": "a number", "dict": "a JSON object", "None": "null"}
     words |= {"list[str]": "a list of strings", "bool": "true or false", "dict[str, float | None]": "numbers by name"}
+    words |= {"count": "a whole number >= 0", "amount": "a number >= 0", "list[dict]": "a list of JSON objects"}
+    words |= {
+        "dict[str, dict[str, dict] | list[dict[str, dict]]]": "callback states ({name: {args: {}, attributes: {}}})"
+    }
     return " or ".join(words.get(part, part) for part in _split(annotation, "|"))
 
 
@@ -97,6 +107,8 @@ class _Record:
     """from_dict / to_dict / load / save shared by RunInfo and Summary."""
 
     FILE: ClassVar[str]
+    # The keys grpolab reads inside a JSON-object field, typed like fields: {"git": {"commit": "str | None"}}.
+    NESTED: ClassVar[dict[str, dict[str, str]]] = {}
     # Written as null once the run has ended, even when unset: "no error" is an answer then.
     KEPT_WHEN_ENDED: ClassVar[tuple[str, ...]] = ()
 
@@ -113,6 +125,14 @@ class _Record:
             if f.name in values and not fits(values[f.name], f.type):
                 unreadable.append(f"{cls.FILE}: `{f.name}` should be {described(f.type)}, got {values[f.name]!r:.60}")
                 values[f.name] = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        for name, keys in cls.NESTED.items():
+            inner = values.get(name)
+            for key, annotation in keys.items() if isinstance(inner, dict) else ():
+                if key in inner and not fits(inner[key], annotation):
+                    unreadable.append(
+                        f"{cls.FILE}: `{name}.{key}` should be {described(annotation)}, got {inner[key]!r:.60}"
+                    )
+                    values[name] = inner = {k: v for k, v in inner.items() if k != key}  # read as absent
         record = cls(**values, extra=data)
         record.unreadable = unreadable
         return record
@@ -156,6 +176,12 @@ class RunInfo(_Record):
 
     FILE: ClassVar[str] = RUN_INFO
     KEPT_WHEN_ENDED: ClassVar[tuple[str, ...]] = ("error",)
+    NESTED: ClassVar[dict[str, dict[str, str]]] = {
+        "git": {"commit": "str | None", "dirty": "bool | None"},
+        "host": {"hostname": "str | None"},
+        "guard": {"stopped": "dict | None"},
+        "dataset": {"rows": "count | None"},
+    }
 
     run_name: str | None = None
     command: list[str] | None = None
@@ -165,25 +191,25 @@ class RunInfo(_Record):
     git: dict | None = None  # commit, dirty, repo, config_diff
     packages: dict | None = None  # name -> version (None: not installed)
     host: dict | None = None  # hostname, platform, python, cpu_count, gpus
-    world_size: int | None = None
+    world_size: count | None = None
     device: str | None = None
-    threads_per_process: int | None = None
-    effective_batch_size: int | None = None
+    threads_per_process: count | None = None
+    effective_batch_size: count | None = None
     derived: dict | None = None
     dataset: dict | None = None
     config_sha256: str | None = None
     origins: dict | None = None  # dotted key -> where its value came from ("configs/x.yaml:12", "--set")
     status: str | None = None  # running | finished | stopped (the guard) | interrupted | failed
-    pid: int | None = None  # tells a crashed run (pid gone) from a live one
+    pid: count | None = None  # tells a crashed run (pid gone) from a live one
     cwd: str | None = None
     started: str | None = None
     resumed: list[str] | None = None
     trl_args: dict | None = None
     ended: str | None = None
     exit_code: int | None = None
-    global_step: int | None = None
+    global_step: count | None = None
     error: str | None = None
-    failed_rank: int | None = None  # in a launch: the rank that failed first, whose error `error` is
+    failed_rank: count | None = None  # in a launch: the rank that failed first, whose error `error` is
     guard: dict | None = None  # the live guard's findings, and the one that stopped the run (grpolab.guard)
     forecast: dict | None = None  # the run's time projected after its first steps, and the actual time
     extra: dict = field(default_factory=dict)
@@ -213,13 +239,17 @@ class Summary(_Record):
     """summary.json: final and best value of every logged metric, and how the run ended."""
 
     FILE: ClassVar[str] = SUMMARY
+    NESTED: ClassVar[dict[str, dict[str, str]]] = {
+        "eval": {"accuracy_before": "float | None", "accuracy_after": "float | None"},
+        "guard": {"stopped": "dict | None"},
+    }
 
     final: dict[str, float | None] = field(default_factory=dict)  # metric -> last logged value
     best: dict[str, float | None] = field(default_factory=dict)  # metric -> best (see metrics.lower_is_better)
-    steps: int | None = None  # the highest step in metrics.jsonl
+    steps: count | None = None  # the highest step in metrics.jsonl
     status: str | None = None
     train_seconds: float | None = None
-    global_step: int | None = None
+    global_step: count | None = None
     eval: dict | None = None  # held-out scores: accuracy_before, accuracy_after, ...
     guard: dict | None = None  # as in run_info.json
     forecast: dict | None = None  # as in run_info.json
@@ -233,14 +263,31 @@ class Summary(_Record):
 
 @dataclass
 class TrainerState(_Record):
-    """checkpoint-N/trainer_state.json, written by transformers' Trainer: how far the run trained."""
+    """checkpoint-N/trainer_state.json, written by transformers' Trainer: how far the run trained.
+    Every key transformers' TrainerState has, typed as it needs them to resume (null only where
+    it allows one); a key it does not have would stop it too (see `extra`)."""
 
     FILE: ClassVar[str] = "trainer_state.json"
 
-    global_step: int | None = None
-    max_steps: int | None = None  # the step the run was to stop at
-    num_train_epochs: int | float | None = None
-    epoch: int | float | None = None
-    log_history: list | None = None
+    global_step: count = None  # an absent key reads as None; a null one is unreadable
+    max_steps: count = None  # the step the run was to stop at
+    num_train_epochs: amount = None
+    epoch: amount = None
+    log_history: list[dict] = None
+    logging_steps: amount = None
+    eval_steps: amount = None
+    save_steps: amount = None
+    train_batch_size: count | None = None
+    num_input_tokens_seen: count = None
+    total_flos: amount = None
+    best_metric: float | None = None
+    best_global_step: count | None = None
+    best_model_checkpoint: str | None = None
+    is_local_process_zero: bool = None
+    is_world_process_zero: bool = None
+    is_hyper_param_search: bool = None
+    trial_name: str | None = None
+    trial_params: dict | None = None
+    stateful_callbacks: dict[str, dict[str, dict] | list[dict[str, dict]]] | None = None  # name -> args, attributes
     extra: dict = field(default_factory=dict)
     unreadable: list = field(default_factory=list)

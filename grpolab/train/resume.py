@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
@@ -59,11 +60,49 @@ def prepare(request):
     from grpolab.run.record import RunInfo
 
     request = replace(request, resume=str(Path(request.resume).expanduser().resolve()))
+    check_records(Path(request.resume))
     recorded = RunInfo.load(request.resume).cwd
     if recorded and Path(recorded).is_dir() and Path(recorded).resolve() != Path.cwd().resolve():
         print(f"note: resuming in the run's working directory {recorded} (its relative paths start there)")
         os.chdir(recorded)
     return request
+
+
+def check_records(run_dir: Path) -> None:
+    """Before anything is written: every record resume reads (run_info.json, summary.json,
+    metrics.jsonl, and the trainer_state.json of the checkpoint it continues from) has the
+    types it needs. A wrong one would stop transformers mid-resume, after the run's record
+    was rewritten as failed; here it is an error naming the file and field, and nothing changes."""
+    from grpolab.run import metrics
+    from grpolab.run.record import RunInfo, Summary, TrainerState
+
+    run_fix = "correct the field, or delete it from the file (an absent field reads as unknown)"
+    problems = [Problem("", why, run_fix, str(run_dir)) for why in RunInfo.load(run_dir).unreadable]
+    problems += [Problem("", why, run_fix, str(run_dir)) for why in Summary.load(run_dir).unreadable]
+    problems += [
+        Problem("", why, "correct or delete that line", str(run_dir)) for why in metrics.read_checked(run_dir)[1]
+    ]
+    newest = next((f for f in _checkpoints(run_dir) if incomplete(f) is None), None)
+    if newest is not None:
+        data = json.loads((newest / TrainerState.FILE).read_text())  # it parses: incomplete() said so
+        state = TrainerState.from_dict(data if isinstance(data, dict) else {})
+        unknown = [f"{state.FILE}: `{key}` is not a key transformers' trainer state has" for key in _unknown(state)]
+        whys = state.unreadable + unknown if isinstance(data, dict) else [f"{state.FILE}: should be a JSON object"]
+        fix = f"restore the value transformers wrote, or delete {newest.name} to resume from the checkpoint before it"
+        problems += [Problem("", why, fix, str(newest)) for why in whys]
+    if problems:
+        raise ConfigError(problems, NO_CHECKPOINT)
+
+
+def _unknown(state) -> list[str]:
+    """Keys of a trainer_state.json that transformers' TrainerState would refuse (it takes **keys)."""
+    if not state.extra:
+        return []
+    import dataclasses
+
+    from transformers.trainer_callback import TrainerState as Theirs
+
+    return [key for key in state.extra if key not in {f.name for f in dataclasses.fields(Theirs)}]
 
 
 # What `--resume` may change without --force: how far to train. The rest of a resumed run is its own.

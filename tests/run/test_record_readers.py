@@ -159,7 +159,7 @@ def test_the_issue_example_a_string_step_count(tmp_path, capsys):
     _corrupt(run, "run_info.json", "global_step", "2")
     assert main(["runs", "list", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "run_info.json: `global_step` should be a whole number or null, got '2'" in out
+    assert "run_info.json: `global_step` should be a whole number >= 0 or null, got '2'" in out
 
 
 def test_compare_writes_its_plot_only_where_asked(tmp_path, capsys, monkeypatch):
