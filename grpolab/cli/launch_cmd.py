@@ -3,6 +3,7 @@ Reads configs only: no torch, transformers or trl import."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -110,7 +111,7 @@ def _request(args):
 
     mode = args.mode or (None if args.config else "cluster")
     model = _abs_if_local(args.model) if args.model else None
-    config = str(real_path(args.config)) if args.config else None
+    config = os.path.abspath(Path(args.config).expanduser()) if args.config else None  # links kept: errors name them
     overrides = tuple(args.overrides)
     options = {k: v for k, v in vars(args).items() if k in {f.name for f in fields(SlurmRequest)}}
     options.update(mode=mode, model=model, config=config, overrides=overrides, output=real_path(args.output))

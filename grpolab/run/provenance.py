@@ -11,6 +11,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from grpolab.config.yaml_io import real_path
+
 PACKAGES = (
     "grpolab",
     "trl",
@@ -36,7 +38,7 @@ def _git(args: list[str], cwd: Path) -> str | None:
 def git_info(config_path: Path | None) -> dict:
     """Commit and dirty flag of the repo holding the config (else the cwd, else the grpolab checkout),
     and the config's diff when dirty."""
-    where = config_path.resolve().parent if config_path else Path.cwd()
+    where = real_path(config_path).parent if config_path else Path.cwd()
     commit = _git(["rev-parse", "HEAD"], where)
     if commit is None:  # config and cwd outside any repo: record the grpolab checkout's code instead
         where = Path(__file__).resolve().parents[2]
@@ -50,11 +52,11 @@ def git_info(config_path: Path | None) -> dict:
         "repo": (_git(["rev-parse", "--show-toplevel"], where) or "").strip() or None,
     }
     if config_path is not None:
-        tracked = _git(["ls-files", "--error-unmatch", str(config_path.resolve())], where) is not None
+        tracked = _git(["ls-files", "--error-unmatch", str(real_path(config_path))], where) is not None
         if not tracked:
             info["config_diff"] = "untracked: the config file is not committed"
         elif dirty:
-            diff = _git(["diff", "HEAD", "--", str(config_path.resolve())], where)
+            diff = _git(["diff", "HEAD", "--", str(real_path(config_path))], where)
             if diff:
                 info["config_diff"] = diff
     return info

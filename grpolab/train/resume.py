@@ -8,6 +8,7 @@ from pathlib import Path
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.errors import NO_CHECKPOINT
 from grpolab.config.keys import diff
+from grpolab.config.yaml_io import real_path
 
 
 def resume_config(request) -> GRPOConfigLoader:
@@ -59,10 +60,12 @@ def prepare(request):
 
     from grpolab.run.record import RunInfo
 
-    request = replace(request, resume=str(Path(request.resume).expanduser().resolve()))
+    request = replace(
+        request, resume=os.path.abspath(Path(request.resume).expanduser())
+    )  # links kept: errors name them
     check_records(Path(request.resume))
     recorded = RunInfo.load(request.resume).cwd
-    if recorded and Path(recorded).is_dir() and Path(recorded).resolve() != Path.cwd().resolve():
+    if recorded and Path(recorded).is_dir() and real_path(recorded) != Path.cwd().resolve():
         print(f"note: resuming in the run's working directory {recorded} (its relative paths start there)")
         os.chdir(recorded)
     return request
