@@ -34,6 +34,8 @@ def output_file(text: str) -> str:
     """argparse type for a file a command writes: `x.yaml/` is refused, not written as x.yaml."""
     from grpolab.config.yaml_io import folder_named
 
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty. Fix: give the name of a file to write")
     problem = folder_named(text)
     if problem is not None:
         raise argparse.ArgumentTypeError(f"{problem.message}. Fix: {problem.fix}")

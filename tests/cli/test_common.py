@@ -35,6 +35,16 @@ def test_a_file_to_write_named_with_a_trailing_slash_is_refused(tmp_path, monkey
     assert not list(tmp_path.iterdir())  # nothing written, not even the name without its slash
 
 
+@pytest.mark.parametrize("argv", WRITERS, ids=lambda argv: " ".join(argv[:2]))
+@pytest.mark.parametrize("out", ["", "  "])
+def test_an_empty_file_name_to_write_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys, argv, out):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main([arg.format(out=out) for arg in argv])
+    assert exit_info.value.code == 2 and "is empty. Fix: give the name of a file to write" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 def test_every_command_that_can_overwrite_a_file_types_its_output_as_one():
     """A command with --force writes a file: its output argument is checked by output_file."""
     from grpolab.cli.common import output_file
