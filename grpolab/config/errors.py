@@ -35,6 +35,18 @@ def _shortened(text: str) -> str:
     return f"{head} ... ({len(text) - len(head) - len(tail):,} characters not shown) ... {tail}"
 
 
+def shown(value, limit: int = 80) -> str:
+    """A value as an error line shows it: repr, its head and tail only when long. A whole number
+    past Python's 4300-digit text limit is described, not converted."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"a whole number of about {int(value.bit_length() * 0.30103) + 1:,} digits"
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 20]}...{text[-12:]} ({len(text):,} characters)"
+
+
 # What kind of problem a ConfigError is: its message starts with it, so "invalid config" is only
 # ever said of a config. Every kind exits 2 (bad input, nothing started).
 INVALID_CONFIG = "invalid config"

@@ -13,11 +13,12 @@ import typing
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import Problem, did_you_mean
-from .keys import join_key, parent_key
+from .errors import Problem, did_you_mean, shown
+from .keys import join_key, parent_key, split_key
 from .owned import OWNED, REMOVED
 from .schema import SECTIONS, GRPOLabConfig, RewardSpec
 from .trl_snapshot import trl_fields
+from .yaml_io import inline_yaml
 
 # pydantic's labels for union members in an error's location (`literal[...]`, `bool`, `constrained-int` ...)
 _UNION_LABELS = {"bool", "int", "float", "str", "dict", "list", "none"}
@@ -55,10 +56,10 @@ def pydantic_problems(exc: ValidationError, origin_of, root: type[BaseModel] = G
         if (
             "input" in err
             and err["type"] != "missing"
-            and repr(err["input"]) not in message
-            and f"`{err['input']}`" not in message
+            and shown(err["input"]) not in message
+            and f"`{shown(err['input'])}`" not in message
         ):
-            message += f" (got {err['input']!r})"
+            message += f" (got {shown(err['input'])})"
         if not key:
             origin = None
         elif err["type"] == "missing":  # the key is not in the file: point at the mapping that lacks it
@@ -176,13 +177,24 @@ def _bound_fix(key: str, errs) -> str | None:
 
 
 def _choice_fix(key: str, errs) -> str | None:
-    """For a word that is not one of a few choices: the closest choice, else the choices to pick from."""
+    """For a word that is not one of a few choices: the closest choice, else the choices to pick from.
+    A validator that knows the value to suggest (a TRL field's closest choice or default) says it in
+    the error's `suggest`: None there means the key's default, so deleting it is the fix."""
     import difflib
 
     for _, err in errs:
+        ctx = err.get("ctx") or {}
+        if "suggest" in ctx:
+            value = ctx["suggest"]
+            return f"delete `{key}`" if value in (None, "", [], {}) else f"set `{key}: {inline_yaml(value)}`"
         if err.get("type") != "literal_error" or not isinstance(err.get("input"), str):
             continue
-        choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
         close = difflib.get_close_matches(err["input"], choices, n=1)
-        return f"set `{key}: {close[0]}`" if close else f"set `{key}` to one of {', '.join(choices)}"
+        if not close:  # the field's own default, else the first choice: an edit that validates
+            *parents, name = split_key(key)
+            model = _model_at(parents)
+            field = model.model_fields.get(str(name)) if model is not None else None
+            close = [field.default] if field is not None and field.default in choices else choices[:1]
+        return f"set `{key}: {close[0]}`"
     return None
