@@ -29,22 +29,24 @@ MAX_SHOWN = 4000
 
 
 def _shortened(text: str) -> str:
-    if len(text) <= MAX_SHOWN:
-        return text
-    head, tail = text[: MAX_SHOWN - 200], text[-150:]
-    return f"{head} ... ({len(text) - len(head) - len(tail):,} characters not shown) ... {tail}"
+    return clipped(text, MAX_SHOWN)
 
 
 def shown(value, limit: int = 80) -> str:
     """A value as an error line shows it: repr, its head and tail only when long. A whole number
     past Python's 4300-digit text limit is described, not converted."""
     try:
-        text = repr(value)
+        return clipped(repr(value), limit)
     except ValueError:
         return f"a whole number of about {int(value.bit_length() * 0.30103) + 1:,} digits"
+
+
+def clipped(text: str, limit: int = 80) -> str:
+    """`text`, or its head and tail and its length when longer than `limit`."""
     if len(text) <= limit:
         return text
-    return f"{text[: limit - 20]}...{text[-12:]} ({len(text):,} characters)"
+    head, tail = text[: limit - limit // 4], text[-(limit // 8) :]
+    return f"{head} ... ({len(text) - len(head) - len(tail):,} characters not shown) ... {tail}"
 
 
 # What kind of problem a ConfigError is: its message starts with it, so "invalid config" is only

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .derive import derive, reference_model, resolved_generation
-from .errors import Problem
+from .errors import Problem, shown
 from .keys import lookup
 from .schema import DATA_FILE_SUFFIXES, GRPOLabConfig
 from .yaml_io import format_float
@@ -317,7 +317,7 @@ def integer_range_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             problems.append(
                 Problem(
                     key,
-                    f"{value} is not a seed: numpy and torch take a seed from 0 to {SEED_MAX:,}",
+                    f"{shown(value)} is not a seed: numpy and torch take a seed from 0 to {SEED_MAX:,}",
                     f"`{key}: 42` (any whole number from 0 to {SEED_MAX})",
                     origin_of(key),
                 )
@@ -326,7 +326,7 @@ def integer_range_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             problems.append(
                 Problem(
                     key,
-                    f"{value} does not fit in 64 bits, the whole numbers torch and numpy hold",
+                    f"{shown(value)} does not fit in 64 bits, the whole numbers torch and numpy hold",
                     "set it to e.g. 100 (a whole number below 2**63 = 9223372036854775808)",
                     origin_of(key),
                 )
