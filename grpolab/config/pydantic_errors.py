@@ -9,6 +9,7 @@ sweep file's `SweepSpec`) passes itself as `root`: its unknown keys get suggesti
 from __future__ import annotations
 
 import re
+import types
 import typing
 
 from pydantic import BaseModel, ValidationError
@@ -20,8 +21,6 @@ from .schema import SECTIONS, GRPOLabConfig, RewardSpec
 from .trl_snapshot import trl_fields
 from .yaml_io import inline_yaml
 
-# pydantic's labels for union members in an error's location (`literal[...]`, `bool`, `constrained-int` ...)
-_UNION_LABELS = {"bool", "int", "float", "str", "dict", "list", "none"}
 _OTHER_SECTION = {"training": "grpo", "grpo": "training"}
 
 
@@ -33,7 +32,7 @@ def pydantic_problems(exc: ValidationError, origin_of, root: type[BaseModel] = G
     by_key: dict[str, list] = {}  # a union reports each alternative under one key: join them
     unknown: list[Problem] = []
     for err in exc.errors():
-        parts = _key_parts(err["loc"])
+        parts = _key_parts(err["loc"], root)
         if err["type"] == "extra_forbidden":
             if len(unknown) < SUGGESTED:
                 unknown.append(unknown_key(parts, origin_of, root))
@@ -73,16 +72,45 @@ def pydantic_problems(exc: ValidationError, origin_of, root: type[BaseModel] = G
     return unknown + problems
 
 
-def _key_parts(loc) -> list:
+def _key_parts(loc, root: type[BaseModel] = GRPOLabConfig) -> list:
+    """pydantic's location -> the keys the user wrote. Where the schema has a union (`int | str`,
+    `bool | Literal['auto']`), pydantic adds a label for the alternative (`int`, `literal['auto']`):
+    the schema says which parts are labels, so a key named `int` or `str` stays a key."""
     parts: list = []
+    current, labelled = root, False
     for part in loc:
-        if isinstance(part, int):
-            parts.append(part)
-        elif "[" in part or part in _UNION_LABELS or part.startswith("constrained-"):
+        members = _members(current)
+        if len(members) > 1 and isinstance(part, str) and not labelled:
+            labelled = True
             continue
-        else:
-            parts.append(str(part))
+        labelled = False
+        parts.append(part)
+        current = next((c for c in (_child(m, part) for m in members) if c is not None), None)
     return parts
+
+
+def _members(annotation) -> list:
+    """The alternatives of an annotation (None, the nullable part, is not one; Annotated unwrapped)."""
+    if annotation is None or annotation is typing.Any:
+        return []
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) if arg is not type(None) for m in _members(arg)]
+    return [annotation]
+
+
+def _child(annotation, part):
+    """The annotation of `part` inside `annotation` (a field, a list item, a mapping's value), else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(part) if isinstance(part, str) else None
+        return field.annotation if field is not None else None
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (list, tuple) and isinstance(part, int) and args:
+        return args[0]
+    if typing.get_origin(annotation) is dict and len(args) == 2:
+        return args[1]
+    return None
 
 
 def unknown_key(parts: list, origin_of, root: type[BaseModel] = GRPOLabConfig) -> Problem:
