@@ -322,6 +322,12 @@ def integer_range_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
                     origin_of(key),
                 )
             )
+        elif key.endswith("_batch_size") and value < 1:  # a count of prompts: torch's DataLoader refuses < 1
+            problems.append(
+                Problem(
+                    key, f"{value} is not a batch size (1 or more).", f"delete `{key}` (its default)", origin_of(key)
+                )
+            )
         elif not -INT64_MAX - 1 <= value <= INT64_MAX:
             problems.append(
                 Problem(

@@ -9,6 +9,7 @@ import pytest
 
 from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.owned import OWNED, REMOVED
+from grpolab.config.schema import SECTIONS
 from grpolab.config.trl_snapshot import trl_fields
 
 FIELDS = [
@@ -39,6 +40,7 @@ def test_the_generator_sees_the_fields():
     assert {"log_level", "multi_objective_aggregation", "torch_compile_mode", "cache_implementation"} <= names
     assert {"dataloader_multiprocessing_context", "train_sampling_strategy", "loss_type"} <= names
     assert "parallelism_config" in {n for _, n, _ in NOT_STRINGS}
+    assert "per_device_eval_batch_size" in {n for _, n, _ in BATCH_SIZES}
 
 
 @pytest.mark.parametrize(("section", "name", "spec"), WITH_CHOICES, ids=[f"{s}.{n}" for s, n, _ in WITH_CHOICES])
@@ -72,3 +74,23 @@ def test_a_plain_string_is_refused_where_trl_takes_none(section, name, spec):
 def test_a_space_separated_debug_string_is_each_word_checked():
     assert not _problems("training", "debug", "underflow_overflow tpu_metrics_debug")
     assert _problems("training", "debug", "underflow_overflow abc")
+
+
+# Pass-through batch sizes (grpolab's own, such as generation_batch_size, are typed with ge=1 in the schema).
+BATCH_SIZES = [
+    (s, n, spec)
+    for s, n, spec in FIELDS
+    if n.endswith("_batch_size") and "int" in spec["kinds"] and n not in SECTIONS[s].model_fields
+]
+
+
+@pytest.mark.parametrize(("section", "name", "spec"), BATCH_SIZES, ids=[f"{s}.{n}" for s, n, _ in BATCH_SIZES])
+def test_every_batch_size_below_one_is_refused_with_a_fix_that_validates(section, name, spec, tmp_path):
+    from test_rules_fixes import apply_edit, fix_edit, validates_and_loads
+
+    for value in (-1, 0):
+        problems = _problems(section, name, value)
+        assert problems, f"{section}.{name}: {value} passed"
+        data = {**BASE, section: {name: value}}
+        apply_edit(data, fix_edit(problems[0]))
+        validates_and_loads(data, tmp_path / "config.yaml")
