@@ -29,9 +29,23 @@ MAX_SHOWN = 4000
 
 
 def _shortened(text: str) -> str:
-    if len(text) <= MAX_SHOWN:
+    return clipped(text, MAX_SHOWN)
+
+
+def shown(value, limit: int = 80) -> str:
+    """A value as an error line shows it: repr, its head and tail only when long. A whole number
+    past Python's 4300-digit text limit is described, not converted."""
+    try:
+        return clipped(repr(value), limit)
+    except ValueError:
+        return f"a whole number of about {int(value.bit_length() * 0.30103) + 1:,} digits"
+
+
+def clipped(text: str, limit: int = 80) -> str:
+    """`text`, or its head and tail and its length when longer than `limit`."""
+    if len(text) <= limit:
         return text
-    head, tail = text[: MAX_SHOWN - 200], text[-150:]
+    head, tail = text[: limit - limit // 4], text[-(limit // 8) :]
     return f"{head} ... ({len(text) - len(head) - len(tail):,} characters not shown) ... {tail}"
 
 

@@ -45,7 +45,7 @@ def trl_field_schema(spec: dict) -> dict:
     kinds = spec["kinds"]
     out: dict = {}
     if "any" not in kinds:
-        types = [_JSON_TYPE[k] for k in kinds]
+        types = [_JSON_TYPE[k] for k in kinds if k in _JSON_TYPE]  # `python`: no JSON value is one
         out["type"] = types[0] if len(types) == 1 else types
     if spec.get("choices") and set(kinds) <= {"str", "null"}:
         out["enum"] = [*spec["choices"], *([None] if "null" in kinds else [])]

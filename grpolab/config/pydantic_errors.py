@@ -9,19 +9,18 @@ sweep file's `SweepSpec`) passes itself as `root`: its unknown keys get suggesti
 from __future__ import annotations
 
 import re
+import types
 import typing
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import Problem, did_you_mean
-from .keys import join_key, parent_key
+from .errors import Problem, did_you_mean, shown
+from .keys import join_key, parent_key, split_key
 from .owned import OWNED, REMOVED
 from .schema import IMPORT_SPEC, SECTIONS, GRPOLabConfig, RewardSpec
 from .trl_snapshot import trl_fields
 from .yaml_io import inline_yaml
 
-# pydantic's labels for union members in an error's location (`literal[...]`, `bool`, `constrained-int` ...)
-_UNION_LABELS = {"bool", "int", "float", "str", "dict", "list", "none"}
 _OTHER_SECTION = {"training": "grpo", "grpo": "training"}
 
 
@@ -33,7 +32,7 @@ def pydantic_problems(exc: ValidationError, origin_of, root: type[BaseModel] = G
     by_key: dict[str, list] = {}  # a union reports each alternative under one key: join them
     unknown: list[Problem] = []
     for err in exc.errors():
-        parts = _key_parts(err["loc"])
+        parts = _key_parts(err["loc"], root)
         if err["type"] == "extra_forbidden":
             if len(unknown) < SUGGESTED:
                 unknown.append(unknown_key(parts, origin_of, root))
@@ -56,10 +55,10 @@ def pydantic_problems(exc: ValidationError, origin_of, root: type[BaseModel] = G
         if (
             "input" in err
             and err["type"] != "missing"
-            and repr(err["input"]) not in message
-            and f"`{err['input']}`" not in message
+            and shown(err["input"]) not in message
+            and f"`{shown(err['input'])}`" not in message
         ):
-            message += f" (got {err['input']!r})"
+            message += f" (got {shown(err['input'])})"
         if not key:
             origin = None
         elif err["type"] == "missing":  # the key is not in the file: point at the mapping that lacks it
@@ -80,16 +79,45 @@ def pydantic_problems(exc: ValidationError, origin_of, root: type[BaseModel] = G
     return unknown + problems
 
 
-def _key_parts(loc) -> list:
+def _key_parts(loc, root: type[BaseModel] = GRPOLabConfig) -> list:
+    """pydantic's location -> the keys the user wrote. Where the schema has a union (`int | str`,
+    `bool | Literal['auto']`), pydantic adds a label for the alternative (`int`, `literal['auto']`):
+    the schema says which parts are labels, so a key named `int` or `str` stays a key."""
     parts: list = []
+    current, labelled = root, False
     for part in loc:
-        if isinstance(part, int):
-            parts.append(part)
-        elif "[" in part or part in _UNION_LABELS or part.startswith("constrained-"):
+        members = _members(current)
+        if len(members) > 1 and isinstance(part, str) and not labelled:
+            labelled = True
             continue
-        else:
-            parts.append(str(part))
+        labelled = False
+        parts.append(part)
+        current = next((c for c in (_child(m, part) for m in members) if c is not None), None)
     return parts
+
+
+def _members(annotation) -> list:
+    """The alternatives of an annotation (None, the nullable part, is not one; Annotated unwrapped)."""
+    if annotation is None or annotation is typing.Any:
+        return []
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) if arg is not type(None) for m in _members(arg)]
+    return [annotation]
+
+
+def _child(annotation, part):
+    """The annotation of `part` inside `annotation` (a field, a list item, a mapping's value), else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(part) if isinstance(part, str) else None
+        return field.annotation if field is not None else None
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (list, tuple) and isinstance(part, int) and args:
+        return args[0]
+    if typing.get_origin(annotation) is dict and len(args) == 2:
+        return args[1]
+    return None
 
 
 def unknown_key(parts: list, origin_of, root: type[BaseModel] = GRPOLabConfig) -> Problem:
@@ -191,16 +219,27 @@ def _bound_fix(key: str, errs) -> str | None:
 
 
 def _choice_fix(key: str, errs) -> str | None:
-    """For a word that is not one of a few choices: the closest choice, else the choices to pick from."""
+    """For a word that is not one of a few choices: the closest choice, else the choices to pick from.
+    A validator that knows the value to suggest (a TRL field's closest choice or default) says it in
+    the error's `suggest`: None there means the key's default, so deleting it is the fix."""
     import difflib
 
     for _, err in errs:
+        ctx = err.get("ctx") or {}
+        if "suggest" in ctx:
+            value = ctx["suggest"]
+            return f"delete `{key}`" if value in (None, "", [], {}) else f"set `{key}: {inline_yaml(value)}`"
         if err.get("type") != "literal_error":
             continue
-        choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
-        word = err.get("input")
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        word = err.get("input")  # a list or number given for a choice has no closest word
         close = difflib.get_close_matches(word, choices, n=1) if isinstance(word, str) else []
-        return f"set `{key}: {close[0]}`" if close else f"set `{key}` to one of {', '.join(choices)}"
+        if not close:  # the field's own default, else the first choice: an edit that validates
+            *parents, name = split_key(key)
+            model = _model_at(parents)
+            field = model.model_fields.get(str(name)) if model is not None else None
+            close = [field.default] if field is not None and field.default in choices else choices[:1]
+        return f"set `{key}: {close[0]}`"
     return None
 
 
@@ -215,8 +254,8 @@ def _type_fix(key: str, errs, root: type[BaseModel]) -> str | None:
     if field is None or field.is_required():
         return None
     default = field.default
-    shown = inline_yaml(default) if default is None or isinstance(default, (bool, int, float, str)) else None
-    return f"remove `{key}` (the value it overrides applies)" + (f"; its default is `{shown}`" if shown else "")
+    example = inline_yaml(default) if default is None or isinstance(default, (bool, int, float, str)) else None
+    return f"remove `{key}` (the value it overrides applies)" + (f"; its default is `{example}`" if example else "")
 
 
 def _spec_fix(key: str, err) -> str | None:

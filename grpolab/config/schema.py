@@ -26,6 +26,9 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
+
+from .errors import shown
 
 BUILTIN_REWARDS = (
     "exact_match",
@@ -699,15 +702,27 @@ KIND_CHECK = {
     "list": lambda v: isinstance(v, list),
     "null": lambda v: v is None,
     "any": lambda v: True,
+    "python": lambda v: False,  # an object built in Python (ParallelismConfig): a YAML value never is one
 }
 
 
-def _one_of(choices):
-    from .errors import did_you_mean
+def _one_of(choices, default=None, words=False):
+    """A value TRL takes only from `choices` (or its default): each item of a list, and each word of
+    a string where TRL splits one (`debug: "underflow_overflow tpu_metrics_debug"`)."""
+    import difflib
 
     def check(value):
-        if isinstance(value, str) and value not in choices:
-            raise ValueError(f"`{value}` is not one of: {', '.join(choices)}.{did_you_mean(value, choices)}")
+        if value == default:
+            return value
+        items = value if isinstance(value, list) else value.split() if words and isinstance(value, str) else [value]
+        for item in items:
+            if isinstance(item, str) and item not in choices:
+                close = difflib.get_close_matches(item, choices, n=1)
+                raise PydanticCustomError(
+                    "literal_error",
+                    "Input should be {expected}",
+                    {"expected": ", ".join(f"'{c}'" for c in choices), "suggest": close[0] if close else default},
+                )
         return value
 
     return check
@@ -715,13 +730,20 @@ def _one_of(choices):
 
 def _trl_kind(spec: dict):
     kinds = spec["kinds"]
-    one_of = _one_of(spec["choices"]) if spec.get("choices") else (lambda value: value)
+    choices = spec.get("choices")
+    one_of = _one_of(choices, spec["default"], "list" in kinds) if choices else (lambda value: value)
+    wanted = " or ".join("a Python object, which no YAML value is" if k == "python" else k for k in kinds)
 
     def check(value):
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"must be a finite number, got {value!r}.")
         if not any(KIND_CHECK[k](value) for k in kinds):
-            raise ValueError(f"expected {' or '.join(kinds)} (TRL field), got {type(value).__name__} {value!r}.")
+            default = spec["default"] if any(KIND_CHECK[k](spec["default"]) for k in kinds) else None
+            raise PydanticCustomError(
+                "trl_kind",
+                "expected {wanted} (TRL field), got {got}",
+                {"wanted": wanted, "got": shown(value), "suggest": default},
+            )
         return one_of(value)
 
     return check
@@ -747,7 +769,8 @@ def closed_model() -> type[GRPOLabConfig]:
             if name in cls.model_fields:
                 if spec.get("choices"):  # a typed field whose TRL values are an enum (lr_scheduler_type)
                     info = cls.model_fields[name]
-                    declared[name] = (Annotated[info.annotation, AfterValidator(_one_of(spec["choices"]))], info)
+                    check = _one_of(spec["choices"], spec["default"])
+                    declared[name] = (Annotated[info.annotation, AfterValidator(check)], info)
             elif name not in OWNED and name not in REMOVED:
                 declared[name] = (Annotated[Any, AfterValidator(_trl_kind(spec))], None)
         return create_model(cls.__name__, __base__=Closed, __module__=__name__, **declared)

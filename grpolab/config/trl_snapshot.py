@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import re
 import types
 import typing
 from functools import lru_cache
@@ -24,7 +25,8 @@ SNAPSHOT_PATH = Path(__file__).with_name("trl_fields.json")
 @lru_cache(maxsize=1)
 def trl_fields() -> dict:
     """The snapshot: {"training": {field: spec}, "grpo": {field: spec}, versions}. A spec has
-    `kinds` (the YAML kinds the field accepts), `default`, and `choices` for enums."""
+    `kinds` (the YAML kinds the field accepts; `python` for a Python object, which no YAML value is),
+    `default`, and `choices`: the values TRL takes for a string (or each item of a list)."""
     return json.loads(SNAPSHOT_PATH.read_text())
 
 
@@ -51,9 +53,50 @@ def _kinds(annotation) -> tuple[list[str], list[str] | None]:
     elif isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         kinds.add("str")
         choices = sorted(str(member.value) for member in annotation)
+    elif dataclasses.is_dataclass(annotation):
+        kinds.add("python")  # a Python object (accelerate's ParallelismConfig): no YAML value is one
     else:
         kinds.add(_KIND_OF.get(annotation, "any"))
     return sorted(kinds), choices
+
+
+# Where TRL's help lists a field's values: "Options: 'a', 'b'", "Must be one of `a` or `b`",
+# "Supported values are ...". A value is quoted and not the right side of `other_field='x'`.
+_LISTED_AFTER = re.compile(r"Options:|one of|Supported (?:values|options) are", re.I)
+_QUOTED = re.compile(r"(?<![=\w])[`']+([a-z][a-z0-9_]*)['`]+")
+_LITERAL = re.compile(r"`'([a-z][a-z0-9_-]*)'`")  # `'token'`: a string value, as TRL's help writes one
+
+
+def _documented_choices(field: dataclasses.Field, names: set[str]) -> list[str] | None:
+    """The values a str field takes, from TRL's metadata, else from its help text. A parse that does
+    not include the field's own default (or that has none to check against) is dropped."""
+    if field.metadata.get("choices"):
+        return sorted(map(str, field.metadata["choices"]))
+    if field.name in _CONSUMER_CHOICES:
+        return sorted(_CONSUMER_CHOICES[field.name]())
+    text = " ".join(str(field.metadata.get("help") or "").split())
+    listed = _LISTED_AFTER.search(text)
+    found = set(_QUOTED.findall(text[listed.start() :])) if listed else set()
+    found = (found | set(_LITERAL.findall(text))) - names
+    default = _default(field)
+    fits = default in found if isinstance(default, str) and default else default is not None
+    return sorted(found) if found and fits else None
+
+
+def _compile_modes() -> list[str]:
+    from torch._inductor import list_mode_options
+
+    return list(list_mode_options())
+
+
+def _cache_implementations() -> list[str]:
+    from transformers.generation.configuration_utils import ALL_CACHE_IMPLEMENTATIONS
+
+    return [*ALL_CACHE_IMPLEMENTATIONS, "paged"]  # what GenerationConfig.validate accepts
+
+
+# Fields TRL passes straight to a library that checks the value only when training starts.
+_CONSUMER_CHOICES = {"torch_compile_mode": _compile_modes, "cache_implementation": _cache_implementations}
 
 
 def _default(field: dataclasses.Field):
@@ -78,9 +121,12 @@ def build_snapshot() -> dict:
 
     def describe(cls) -> dict:
         hints = typing.get_type_hints(cls)
+        names = {field.name for field in dataclasses.fields(cls)}
         out = {}
         for field in dataclasses.fields(cls):
             kinds, choices = _kinds(hints.get(field.name, field.type))
+            if not choices and ("str" in kinds or "list" in kinds):
+                choices = _documented_choices(field, names)
             entry = {"kinds": kinds, "default": _default(field)}
             if choices:
                 entry["choices"] = choices

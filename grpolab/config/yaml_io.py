@@ -17,16 +17,42 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarfloat import ScalarFloat
 
-from .errors import CANNOT_WRITE, CONFIG_CHANGED, FILE_EXISTS, ConfigError, Problem, advise
+from .errors import CANNOT_WRITE, CONFIG_CHANGED, FILE_EXISTS, ConfigError, Problem, advise, clipped
 from .keys import split_key
+
+
+class _HugeNumber(Exception):
+    def __init__(self, node):
+        self.node = node
+
+
+class _Constructor(RoundTripConstructor):
+    """Whole numbers are read only up to what a config can hold: past a float's range (about
+    1.8e308, 309 digits) no key takes them, and past 4300 digits Python refuses to read them."""
+
+    def construct_bounded_int(self, node):
+        try:
+            value = RoundTripConstructor.construct_yaml_int(self, node)
+        except ValueError:  # Python's limit on int(text): "Exceeds the limit (4300 digits)"
+            raise _HugeNumber(node) from None
+        try:
+            float(value)
+        except OverflowError:
+            raise _HugeNumber(node) from None
+        return value
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:int", _Constructor.construct_bounded_int)
 
 
 def _yaml() -> YAML:
     yaml = YAML(typ="rt")  # round trip: keeps comments, order and formatting; YAML 1.2 by default
+    yaml.Constructor = _Constructor
     yaml.preserve_quotes = True
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 4096
@@ -158,6 +184,17 @@ def parse_yaml_text(text: str, origin: str):
         tree = _yaml().load(text)
     except RecursionError:
         raise _too_deep(origin, None) from None
+    except _HugeNumber as exc:
+        mark, digits = exc.node.start_mark, sum(c.isdigit() for c in exc.node.value)
+        raise ConfigError(
+            Problem(
+                "",
+                f"`{clipped(exc.node.value, 40)}` is a whole number of {digits:,} digits, larger than any number "
+                "a config holds (counts fit in 64 bits, 19 digits; a float stops at about 1.8e308)",
+                "write the number you mean (e.g. 100)",
+                origin if origin.startswith("--set") else f"{origin}:{mark.line + 1}:{mark.column + 1}",
+            )
+        ) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{origin}:{mark.line + 1}:{mark.column + 1}" if mark else origin
@@ -179,7 +216,9 @@ def parse_yaml_text(text: str, origin: str):
     return tree
 
 
-_NUMBER = re.compile(r"[-+]?(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)[eE][-+]?\d+")
+# A number starts where no digit is before it, and its digit runs never backtrack: on a line of
+# thousands of digits the search is linear (it was cubic: minutes for a 4,300-digit `9...9.5`).
+_NUMBER = re.compile(r"(?<![\d_.])[-+]?(?:\d[\d_]*+(?:\.[\d_]*+)?|\.\d[\d_]*+)[eE][-+]?\d++")
 
 
 def _check_overflow(tree, text: str, origin: str) -> None:
@@ -208,7 +247,8 @@ def _check_overflow(tree, text: str, origin: str) -> None:
                 raise ConfigError(
                     Problem(
                         "",
-                        f"{f'`{typed}`' if typed else 'a number'} is beyond the largest number a float holds "
+                        f"{f'`{clipped(typed, 40)}`' if typed else 'a number'} is beyond the largest number a float "
+                        "holds "
                         "(about 1.8e308): it would read as infinity",
                         "write the number you mean (e.g. 1.0e-4); YAML's `.inf` is infinity, if that is meant",
                         f"{origin}:{line + 1}" if in_file else origin,

@@ -115,8 +115,8 @@ def test_every_pass_through_field_accepts_its_trl_default():
     [
         ("grpo.epsilon_high", "high", "expected float or null"),
         ("training.use_liger_kernel", "yes", "a valid boolean, or 'auto'"),
-        ("training.optim", "adamw", "is not one of"),
-        ("training.lr_scheduler_type", "cosin", "Did you mean `cosine`?"),
+        ("training.optim", "adamw", "Input should be 'adafactor'"),
+        ("training.lr_scheduler_type", "cosin", "Fix: set `training.lr_scheduler_type: cosine`"),
         ("training.epsilon_high", 0.28, "belongs under `grpo:`"),
         ("grpo.adam_beta2", 0.99, "belongs under `training:`"),
         ("grpo.temperature", 0.7, "`generation.temperature`"),

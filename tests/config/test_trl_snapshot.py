@@ -53,7 +53,7 @@ def test_kinds_and_choices_match(live, stored, section):
 
 
 def test_snapshot_kinds_are_known(stored):
-    allowed = {"bool", "int", "float", "str", "dict", "list", "null", "any"}
+    allowed = {"bool", "int", "float", "str", "dict", "list", "null", "any", "python"}
     for section in ("training", "grpo"):
         for name, spec in stored[section].items():
             assert spec["kinds"] and set(spec["kinds"]) <= allowed, name

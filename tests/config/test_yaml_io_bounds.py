@@ -260,3 +260,43 @@ def test_a_broken_link_says_it_is_a_link_and_where_it_points(how, tmp_path, caps
         assert code == 2 and "Traceback" not in err, (name, err)
         if how != "base:":  # base: names the chain it broke in instead
             assert f"{name}: is a symbolic link to `" in err and said in err, (name, err)
+
+
+# Numbers of any length: Python refuses int(text) past 4300 digits ("Exceeds the limit"), so
+# ruamel raised a ValueError traceback; a shown value must stay short whatever its length.
+DIGITS = [19, 20, 309, 310, 4299, 4300, 4301, 50_000]
+NUMBER_KEYS = ["training.max_steps", "training.seed", "training.learning_rate", "grpo.beta", "grpo.delta"]
+
+
+def _refusal(key: str, number: str, where: str, tmp_path) -> str:
+    section, name = key.split(".")
+    if where == "file":
+        path = tmp_path / "big.yaml"
+        path.write_text(f"mode: local\n{section}:\n  {name}: {number}\n")
+        kwargs = {"config_path": path}
+    else:
+        kwargs = {"overrides": [f"{key}={number}"]}
+    try:
+        GRPOConfigLoader(mode="local", **kwargs)
+    except ConfigError as exc:
+        return str(exc)
+    return ""
+
+
+@pytest.mark.parametrize("where", ["file", "--set"])
+@pytest.mark.parametrize("key", NUMBER_KEYS)
+def test_a_number_of_any_length_is_a_short_problem_never_a_traceback(key, where, tmp_path):
+    for digits in DIGITS:
+        for number in ("9" * digits, "-" + "9" * digits, "9" * digits + ".5", "9" * digits + "e5"):
+            message = _refusal(key, number, where, tmp_path)
+            if digits == 19 and key.startswith("grpo.") or not message:
+                continue  # a float key takes a 19-digit number; only the number's size is checked here
+            assert len(message) < 400, f"{key}={digits} digits ({where}): {len(message)} characters"
+            assert (f"--set {key}" if where == "--set" else "big.yaml:3") in message, message
+    # Past a float's range every key refuses it, and the message says what was written.
+    assert "9999" in _refusal(key, "9" * 5000, where, tmp_path)
+
+
+def test_a_huge_number_inside_a_string_is_kept():
+    tree = parse_yaml_text(f"run_name: '{'9' * 5000}'\n", "x.yaml")
+    assert tree["run_name"] == "9" * 5000
