@@ -301,6 +301,10 @@ PIP_NAMES = {
 # 64 bits. A value outside validates as a Python int and then dies in the first step (seed -1 was
 # numpy's "Seed must be between 0 and 2**32 - 1" after the model had loaded).
 SEED_MAX = 2**32 - 1
+# The arguments a transformers schedule function requires beyond the optimizer and the step counts
+# the Trainer passes it; they come from lr_scheduler_kwargs. tests/config/test_rules.py reads
+# transformers' own signatures and fails when this table misses one.
+SCHEDULE_NEEDS = {"warmup_stable_decay": ("num_decay_steps",)}
 INT64_MAX = 2**63 - 1
 
 
@@ -395,6 +399,16 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             f"`{t.lr_scheduler_type}` needs exactly one of min_lr and min_lr_rate in training.lr_scheduler_kwargs.",
             "set `training.lr_scheduler_kwargs: {min_lr_rate: 0.1}`",
         )
+    for name in SCHEDULE_NEEDS.get(t.lr_scheduler_type, ()):
+        if name not in kwargs:
+            steps = max(1, t.max_steps // 10) if t.max_steps > 0 else 100
+            add(
+                "training.lr_scheduler_type",
+                f"`{t.lr_scheduler_type}` needs `{name}` in training.lr_scheduler_kwargs (it has no default).",
+                f"set `training.lr_scheduler_kwargs: {{{name}: {steps}}}`"
+                if not kwargs
+                else f"add `{name}: {steps}` to training.lr_scheduler_kwargs",
+            )
     lr_end = kwargs.get("lr_end", 1e-7)
     if t.lr_scheduler_type == "polynomial" and isinstance(lr_end, (int, float)) and t.learning_rate <= lr_end:
         add(

@@ -336,3 +336,34 @@ def test_sync_ref_model_needs_beta():
     with pytest.raises(ConfigError, match="sync_ref_model"):
         GRPOConfigLoader(overrides={"grpo.beta": 0.0, "grpo.sync_ref_model": True})
     GRPOConfigLoader(overrides={"grpo.beta": 0.04, "grpo.sync_ref_model": True})
+
+
+def test_every_schedule_argument_transformers_requires_is_asked_for():
+    """transformers' schedule functions, read from their signatures: an argument without a default,
+    beyond the optimizer and the step counts the Trainer passes, must be in rules.SCHEDULE_NEEDS,
+    and a config that names the schedule without it is refused before training."""
+    import inspect
+
+    from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION
+
+    from grpolab.config.rules import SCHEDULE_NEEDS
+
+    passed = {"optimizer", "num_warmup_steps", "num_training_steps"}
+    for kind, function in TYPE_TO_SCHEDULER_FUNCTION.items():
+        needed = tuple(
+            name
+            for name, p in inspect.signature(function).parameters.items()
+            if p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            and name not in passed
+        )
+        assert needed == SCHEDULE_NEEDS.get(kind.value, ()), kind.value
+        if not needed or kind.value not in SCHEDULE_NEEDS:
+            continue
+        with pytest.raises(ConfigError) as info:
+            GRPOConfigLoader(mode="local", overrides={"training.lr_scheduler_type": kind.value})
+        assert all(f"needs `{name}`" in str(info.value) for name in needed)
+        kwargs = dict.fromkeys(needed, 5)
+        GRPOConfigLoader(
+            mode="local", overrides={"training.lr_scheduler_type": kind.value, "training.lr_scheduler_kwargs": kwargs}
+        )

@@ -191,6 +191,7 @@ RULES = {
     "neftune": {"training": {"neftune_noise_alpha": -1.0}},
     "adam_epsilon": {"training": {"adam_epsilon": -1.0}},
     "min_lr_schedule": {"training": {"lr_scheduler_type": "cosine_with_min_lr"}},
+    "wsd_schedule": {"training": {"lr_scheduler_type": "warmup_stable_decay"}},
     "polynomial_lr_end": {"training": {"lr_scheduler_type": "polynomial", "learning_rate": 1e-8}},
     "negative_workers": {"training": {"dataloader_num_workers": -1}},
     "remove_unused_columns": {"training": {"remove_unused_columns": True}},

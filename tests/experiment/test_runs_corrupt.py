@@ -140,7 +140,18 @@ def test_random_bytes_in_a_resolved_config_are_named_and_the_run_compared(tmp_pa
     assert f"unreadable {bad}: {bad / 'resolved_config.yaml'}" in err and "not valid UTF-8" in err, err
 
 
-@pytest.mark.parametrize("out", ["", " ", ".", "/", "DIR", "DIR/", "new/", "x.png/"])
+@pytest.mark.parametrize("out", ["", " ", "DIR/", "new/", "x.png/"])
+def test_compare_out_that_names_no_file_is_refused_before_comparing(out, tmp_path, capsys):
+    """Empty, or ending in / (a folder): the command line's own check (cli/common.output_file)."""
+    run, _ = _runs(tmp_path / "runs")
+    with pytest.raises(SystemExit) as info:
+        main(["compare", str(run), "--out", out])
+    captured = capsys.readouterr()
+    assert info.value.code == 2 and captured.out == "", captured.out  # nothing compared or printed
+    assert "is empty" in captured.err or "ends in /, so it names a folder" in captured.err, captured.err
+
+
+@pytest.mark.parametrize("out", [".", "/", "DIR"])
 def test_compare_out_that_is_no_file_is_refused_with_one_that_works(out, tmp_path, capsys):
     run, _ = _runs(tmp_path / "runs")
     (tmp_path / "DIR").mkdir()
