@@ -185,20 +185,24 @@ def _special_files(tmp_path):
     return {"/dev/zero": "/dev/zero", "link to /dev/zero": str(tmp_path / "zero.yaml"), "named pipe": str(fifo)}
 
 
+def _read_as(how: str, target: str, tmp_path) -> int:
+    """Name `target` as a config the way `how` says: validate it, --config it, or `base:` it."""
+    if how == "validate":
+        return main(["config", "validate", target])
+    if how == "--config":
+        return main(["config", "show", "--config", target])
+    child = tmp_path / "child.yaml"
+    child.write_text(f"base: {target}\n")
+    return main(["config", "validate", str(child)])
+
+
 @pytest.mark.parametrize("how", ["--config", "validate", "base:"])
 def test_a_device_or_pipe_is_refused_before_it_is_read(how, tmp_path, capsys):
     """Every way a config file is named, and every kind of non-file: exit 2 at once, never a read
     that never ends (/dev/zero fills memory, a pipe waits forever)."""
     for label, target in _special_files(tmp_path).items():
         start = time.perf_counter()
-        if how == "validate":
-            code = main(["config", "validate", target])
-        elif how == "--config":
-            code = main(["config", "show", "--config", target])
-        else:
-            child = tmp_path / "child.yaml"
-            child.write_text(f"base: {target}\n")
-            code = main(["config", "validate", str(child)])
+        code = _read_as(how, target, tmp_path)
         err = capsys.readouterr().err
         refused = "is not a regular file" in err or (how == "base:" and "is not a YAML config file" in err)
         assert code == 2 and refused and "Traceback" not in err, (label, err)
@@ -247,15 +251,7 @@ def _broken_links(tmp_path):
 @pytest.mark.parametrize("how", ["--config", "validate", "base:"])
 def test_a_broken_link_says_it_is_a_link_and_where_it_points(how, tmp_path, capsys):
     for name, said in _broken_links(tmp_path).items():
-        target = str(tmp_path / name)
-        if how == "validate":
-            code = main(["config", "validate", target])
-        elif how == "--config":
-            code = main(["config", "show", "--config", target])
-        else:
-            child = tmp_path / "child.yaml"
-            child.write_text(f"base: {name}\n")
-            code = main(["config", "validate", str(child)])
+        code = _read_as(how, str(tmp_path / name), tmp_path)
         err = capsys.readouterr().err
         assert code == 2 and "Traceback" not in err, (name, err)
         if how != "base:":  # base: names the chain it broke in instead
