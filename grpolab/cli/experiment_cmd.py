@@ -159,7 +159,8 @@ def cmd_compare(args) -> int:
     from grpolab.experiment.runs import find_runs
 
     runs = find_runs(args.run_dirs)
-    [run.config() for run in runs]  # compare reads every config: an unreadable one is named with the rest
+    for run in runs:  # compare reads every config: an unreadable one is named with the rest
+        run.config()
     _say_unreadable(runs, sys.stderr)
     unreadable = [r for r in runs if r.problems]
     runs = [r for r in runs if not r.problems]  # their numbers cannot be trusted: left out, and said

@@ -111,7 +111,8 @@ def _request(args):
 
     mode = args.mode or (None if args.config else "cluster")
     model = _abs_if_local(args.model) if args.model else None
-    config = os.path.abspath(Path(args.config).expanduser()) if args.config else None  # links kept: errors name them
+    # absolute (the job may start elsewhere), with the user's links kept: an error names the link given
+    config = os.path.abspath(Path(args.config).expanduser()) if args.config else None
     overrides = tuple(args.overrides)
     options = {k: v for k, v in vars(args).items() if k in {f.name for f in fields(SlurmRequest)}}
     options.update(mode=mode, model=model, config=config, overrides=overrides, output=real_path(args.output))

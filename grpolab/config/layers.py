@@ -109,7 +109,8 @@ def load_chain(path=None, data: dict | None = None, label: str = "from_dict", fo
         where = Origins._at(child, ["base"])
         shown = " -> ".join([*names, str(target)])
         fix = f"point `base:` at a config file (relative to the folder of {child.label}) or write `preset:NAME`"
-        if real_path(target) in seen:
+        real = real_path(target)
+        if real in seen:
             raise ConfigError(
                 Problem("base", f"the base chain loops: {shown}.", "remove `base:` from one of them", where)
             )
@@ -128,7 +129,7 @@ def load_chain(path=None, data: dict | None = None, label: str = "from_dict", fo
             raise ConfigError(
                 Problem("base", f"`{child.base}` is not a YAML config file (.yaml); chain: {shown}.", fix, where)
             )
-        is_preset = real_path(target).parent == preset_dir().resolve()
+        is_preset = real.parent == preset_dir().resolve()
         try:
             layer = load_layer(target, f"preset {target.name}" if is_preset else str(target))
         except ConfigError as exc:  # say where in the chain that file is
@@ -139,7 +140,7 @@ def load_chain(path=None, data: dict | None = None, label: str = "from_dict", fo
                 ]
             ) from None
         chain.insert(0, layer)
-        seen.append(real_path(target))
+        seen.append(real)
         names.append(str(target))
         folder = target.parent
     return chain

@@ -15,7 +15,7 @@ import typing
 from pydantic import BaseModel, ValidationError
 
 from .errors import Problem, did_you_mean, shown
-from .keys import join_key, parent_key, split_key
+from .keys import join_key, parent_key
 from .owned import OWNED, REMOVED
 from .schema import IMPORT_SPEC, SECTIONS, GRPOLabConfig, RewardSpec
 from .trl_snapshot import trl_fields
@@ -66,16 +66,13 @@ def pydantic_problems(exc: ValidationError, origin_of, root: type[BaseModel] = G
         else:
             origin = origin_of(key)
         message = re.sub(r"a valid dictionary or instance of \w+", "a mapping of `key: value` entries", message)
+        fix = _bound_fix(key, errs, root) or _type_fix(key, errs, root)
         if err["type"] == "string_pattern_mismatch" and err["ctx"]["pattern"] == IMPORT_SPEC:
-            message = f"must name a function as `module:function` or `path/to/file.py:function` (got {err['input']!r})"
-        problems.append(
-            Problem(
-                key,
-                message if message.endswith(("?", ".")) else message + ".",
-                _bound_fix(key, errs) or _type_fix(key, errs, root) or _spec_fix(key, err),
-                origin,
+            message = (
+                f"must name a function as `module:function` or `path/to/file.py:function` (got {shown(err['input'])})"
             )
-        )
+            fix = f"write it as `{key.rpartition('.')[2]}: my_module.py:my_function` (the file beside the config)"
+        problems.append(Problem(key, message if message.endswith(("?", ".")) else message + ".", fix, origin))
     return unknown + problems
 
 
@@ -208,17 +205,24 @@ def _model_in(annotation) -> type[BaseModel] | None:
     return None
 
 
-def _bound_fix(key: str, errs) -> str | None:
+def _bound_fix(key: str, errs, root: type[BaseModel]) -> str | None:
     """For a number past an inclusive bound, the nearest allowed value is the smallest fix."""
     for _, err in errs:
         ctx = err.get("ctx") or {}
         for bound in ("ge", "le"):
             if bound in ctx:
                 return f"set `{key}: {ctx[bound]}`"
-    return _choice_fix(key, errs)
+    return _choice_fix(key, errs, root)
 
 
-def _choice_fix(key: str, errs) -> str | None:
+def _field(errs, root: type[BaseModel]):
+    """The schema field an error is about (its FieldInfo), or None for a list item or a TRL key."""
+    parts = _key_parts(errs[0][1]["loc"], root)
+    model = _model_at(parts[:-1], root) if parts and isinstance(parts[-1], str) else None
+    return model.model_fields.get(parts[-1]) if model is not None else None
+
+
+def _choice_fix(key: str, errs, root: type[BaseModel]) -> str | None:
     """For a word that is not one of a few choices: the closest choice, else the choices to pick from.
     A validator that knows the value to suggest (a TRL field's closest choice or default) says it in
     the error's `suggest`: None there means the key's default, so deleting it is the fix."""
@@ -235,9 +239,7 @@ def _choice_fix(key: str, errs) -> str | None:
         word = err.get("input")  # a list or number given for a choice has no closest word
         close = difflib.get_close_matches(word, choices, n=1) if isinstance(word, str) else []
         if not close:  # the field's own default, else the first choice: an edit that validates
-            *parents, name = split_key(key)
-            model = _model_at(parents)
-            field = model.model_fields.get(str(name)) if model is not None else None
+            field = _field(errs, root)
             close = [field.default] if field is not None and field.default in choices else choices[:1]
         return f"set `{key}: {close[0]}`"
     return None
@@ -248,18 +250,9 @@ def _type_fix(key: str, errs, root: type[BaseModel]) -> str | None:
     the default), which validated; the field's default shows a value of the right type."""
     if not all(err["type"].endswith(("_type", "_parsing", "_from_float")) for _, err in errs):
         return None  # a value of the right type that a rule refused: its own message says what to do
-    parts = _key_parts(errs[0][1]["loc"])
-    model = _model_at(parts[:-1], root) if parts and isinstance(parts[-1], str) else None
-    field = model.model_fields.get(parts[-1]) if model is not None else None
+    field = _field(errs, root)
     if field is None or field.is_required():
         return None
     default = field.default
     example = inline_yaml(default) if default is None or isinstance(default, (bool, int, float, str)) else None
     return f"remove `{key}` (the value it overrides applies)" + (f"; its default is `{example}`" if example else "")
-
-
-def _spec_fix(key: str, err) -> str | None:
-    """A function named without its module: the form that names one."""
-    if err["type"] == "string_pattern_mismatch" and err["ctx"]["pattern"] == IMPORT_SPEC:
-        return f"write it as `{key.rpartition('.')[2]}: my_module.py:my_function` (the file beside the config)"
-    return None

@@ -272,7 +272,7 @@ def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
     if not path.exists():
         if path.is_symlink():  # the link is there; what it points at is not (or it points at itself)
             target = os.readlink(path)
-            what = "leads back to itself (a link loop)" if Path(os.path.realpath(path)) == path.absolute() else ""
+            what = "leads back to itself (a link loop)" if real_path(path) == path.absolute() else ""
             message = f"is a symbolic link to `{target}`, which " + (what or "does not exist")
             raise ConfigError(Problem("", message, "point the link at a config file, or pass the file itself", origin))
         raise ConfigError(

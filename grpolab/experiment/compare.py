@@ -8,7 +8,6 @@ by more than seed noise; the plot draws each group's mean curve with its CI as a
 from __future__ import annotations
 
 import io
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 from grpolab.config import ConfigError, Problem
 from grpolab.config.errors import CANNOT_WRITE, FILE_EXISTS, did_you_mean
 from grpolab.config.keys import MISSING, flatten, same
-from grpolab.config.yaml_io import inline_yaml
+from grpolab.config.yaml_io import folder_named, inline_yaml
 from grpolab.run.metrics import NOT_METRICS, lower_is_better, series
 
 from .runs import Run, find_runs
@@ -314,7 +313,7 @@ def plot_path(out) -> Path:
     meant) is refused with a file in that folder to give instead."""
     text = str(out)
     path = Path(text).expanduser()
-    if text.strip() and not text.endswith(("/", os.sep)) and not path.is_dir():
+    if text.strip() and folder_named(text) is None and not path.is_dir():
         return path
     what = "is a folder" if text.strip() else "is empty: a file name is needed"
     fix = f"give an image file, e.g. --out {path / 'compare.png' if text.strip() else 'compare.png'}"

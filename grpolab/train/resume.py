@@ -60,9 +60,8 @@ def prepare(request):
 
     from grpolab.run.record import RunInfo
 
-    request = replace(
-        request, resume=os.path.abspath(Path(request.resume).expanduser())
-    )  # links kept: errors name them
+    # absolute, with the user's links kept: an error names the link they gave
+    request = replace(request, resume=os.path.abspath(Path(request.resume).expanduser()))
     check_records(Path(request.resume))
     recorded = RunInfo.load(request.resume).cwd
     if recorded and Path(recorded).is_dir() and real_path(recorded) != Path.cwd().resolve():

@@ -450,3 +450,26 @@ def test_ls_and_cp_list_what_the_users_configs_folder_holds_whatever_it_is(tmp_p
     assert "a dangling link" in rows["configs/dangling.yaml"] and "not a regular file" in rows["configs/pipe.yaml"]
     assert main(["config", "cp", "local", str(tmp_path / "copy.yaml")]) == 0
     assert "Copied from the grpolab preset grpo_local" in (tmp_path / "copy.yaml").read_text()
+
+
+def test_ls_names_a_users_config_it_cannot_read(tmp_path, monkeypatch, capsys):
+    """A regular file the OS refuses to read (permissions; root reads everything, so it is faked)."""
+    from pathlib import Path
+
+    from grpolab.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    locked = tmp_path / "configs" / "locked.yaml"
+    locked.write_text("# mine\n")
+    real_read = Path.read_text
+
+    def read_text(self, *args, **kwargs):
+        if self.name == "locked.yaml":
+            raise PermissionError(13, "Permission denied")
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    assert main(["config", "ls"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("configs/locked.yaml"))
+    assert "(not readable: Permission denied)" in row

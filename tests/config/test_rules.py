@@ -367,3 +367,14 @@ def test_every_schedule_argument_transformers_requires_is_asked_for():
         GRPOConfigLoader(
             mode="local", overrides={"training.lr_scheduler_type": kind.value, "training.lr_scheduler_kwargs": kwargs}
         )
+
+
+def test_a_schedule_argument_missing_beside_others_is_asked_for_by_itself():
+    kwargs = {"num_stable_steps": 5}
+    with pytest.raises(ConfigError) as info:
+        GRPOConfigLoader(
+            mode="local",
+            overrides={"training.lr_scheduler_type": "warmup_stable_decay", "training.lr_scheduler_kwargs": kwargs},
+        )
+    assert "needs `num_decay_steps`" in str(info.value)
+    assert "Fix: add `num_decay_steps: " in str(info.value) and "to training.lr_scheduler_kwargs" in str(info.value)

@@ -259,3 +259,14 @@ def test_runs_list_reads_every_grpo_results_folder(tmp_path, monkeypatch, capsys
     assert main(["runs", "list"]) == 0
     out = capsys.readouterr().out
     assert "grpo_results_demo_run" in out and "grpo_results_sweep_run" in out
+
+
+@pytest.mark.parametrize("name", ["x.yaml/", "sub/x.yaml/", "./x.yaml//"])
+def test_a_file_named_with_a_trailing_slash_is_refused_from_python_too(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        write_atomic(name, "x: 1\n")
+    assert "ends in /, so it names a folder, not a file" in str(info.value)
+    assert f"Fix: drop the trailing /: {name.rstrip('/')}" in str(info.value)
+    assert not list(tmp_path.iterdir())
+    assert write_atomic(name.rstrip("/"), "x: 1\n").read_text() == "x: 1\n"  # the fix it gives
