@@ -90,7 +90,7 @@ def cross_field_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> list
                 origin_of("grpo.sync_ref_model"),
             )
         )
-    if extra.get("log_completions_hub_repo") and not g.log_completions:
+    if extra.get("log_completions_hub_repo") is not None and not g.log_completions:  # TRL: `is not None`
         problems.append(
             Problem(
                 "grpo.log_completions_hub_repo",
@@ -513,7 +513,8 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
         )
     for key in ("deepspeed", "accelerator_config"):
         value = tx.get(key)
-        if isinstance(value, str) and not Path(value).expanduser().is_file():
+        text = isinstance(value, str) and value.startswith("{")  # JSON text, which the schema checked
+        if isinstance(value, str) and not text and not Path(value).expanduser().is_file():
             add(
                 f"training.{key}",
                 f"`{value}` is not a JSON file (looked at {real_path(value)}).",
@@ -560,9 +561,6 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
             f"{quantile:g} is not a fraction of tokens (0 to 1); torch's quantile refused it in the first step.",
             "`grpo.top_entropy_quantile: 1.0` (every token)",
         )
-    pad = gx.get("pad_to_multiple_of")
-    if isinstance(pad, int) and pad < 1:
-        add("grpo.pad_to_multiple_of", f"must be >= 1, got {pad}.", "set `grpo.pad_to_multiple_of: 8` (or delete it)")
     mode = gx.get("vllm_importance_sampling_mode", "sequence_mask")
     if (
         g.loss_type == "vespo"

@@ -394,6 +394,27 @@ class GRPOSection(PassThroughSection):
         False, description="drop completions that did not end with EOS from the loss"
     )
     log_completions: bool = Field(False, description="log sampled completions to the trackers")
+    pad_to_multiple_of: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        "auto", description="pad prompt and completion ids to a multiple of N; auto = 128 on Neuron, none elsewhere"
+    )
+
+    @field_validator("pad_to_multiple_of", mode="before")
+    @classmethod
+    def _pad_from_text(cls, value):
+        # GRPOConfig reads the string its CLI passes ("16", "none"); a value copied from a TRL command
+        # line means the same here.
+        if isinstance(value, str) and value != "auto":
+            if value.lower() in ("none", "null"):
+                return None
+            try:
+                return int(value)
+            except ValueError:
+                raise PydanticCustomError(
+                    "pad_value",
+                    "expected an integer >= 1, auto or null, got {got}",
+                    {"got": shown(value), "suggest": "auto"},
+                ) from None
+        return value
 
     @field_validator("scale_rewards")
     @classmethod
@@ -744,9 +765,31 @@ def _trl_kind(spec: dict):
                 "expected {wanted} (TRL field), got {got}",
                 {"wanted": wanted, "got": shown(value), "suggest": default},
             )
+        if spec.get("json") and isinstance(value, str) and value.startswith("{"):
+            _check_json_object(value)
         return one_of(value)
 
     return check
+
+
+def _check_json_object(text: str) -> None:
+    """A mapping written as TRL's CLI passes it (`lr_scheduler_kwargs: '{"min_lr": 1e-6}'`), which TRL's
+    constructor parses: a typo in it is a validation problem here, not an error when training starts."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # bad JSON, a number past Python's digit limit, deep nesting
+        where = f" (column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise PydanticCustomError(
+            "trl_json",
+            "a string starting with `{` is read as JSON, and this is not JSON: {error}",
+            {"error": f"{getattr(exc, 'msg', None) or str(exc).split(';')[0]}{where}", "suggest": None},
+        ) from None
+    if not isinstance(value, dict):
+        raise PydanticCustomError(
+            "trl_json", "expected a JSON object, got {got}", {"got": shown(value), "suggest": None}
+        )
 
 
 @lru_cache(maxsize=1)

@@ -26,7 +26,8 @@ SNAPSHOT_PATH = Path(__file__).with_name("trl_fields.json")
 def trl_fields() -> dict:
     """The snapshot: {"training": {field: spec}, "grpo": {field: spec}, versions}. A spec has
     `kinds` (the YAML kinds the field accepts; `python` for a Python object, which no YAML value is),
-    `default`, and `choices`: the values TRL takes for a string (or each item of a list)."""
+    `default`, `choices`: the values TRL takes for a string (or each item of a list), and `json`: true
+    where TRL's constructor reads a string that starts with `{` as a JSON object (its CLI form)."""
     return json.loads(SNAPSHOT_PATH.read_text())
 
 
@@ -130,6 +131,8 @@ def build_snapshot() -> dict:
             entry = {"kinds": kinds, "default": _default(field)}
             if choices:
                 entry["choices"] = choices
+            if field.name in getattr(cls, "_VALID_DICT_FIELDS", ()):
+                entry["json"] = True
             help_text = " ".join(str(field.metadata.get("help") or "").split())
             if help_text:
                 entry["help"] = help_text  # TRL's own description: the JSON Schema and `config keys` show it

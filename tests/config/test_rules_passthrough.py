@@ -148,6 +148,7 @@ STRICTER = {
     "training.logging_steps": "0 or less: with the steps strategy transformers divides by it",
     "training.save_steps": "0 or less: with the steps strategy transformers divides by it",
     "training.save_strategy": "`best` needs metric_for_best_model, a TRL evaluation metric (Trainer init)",
+    "grpo.pad_to_multiple_of": "0 or less: TRL's pad() divides by it in the first step",
 }
 
 INTERVAL = st.one_of(st.integers(-1, 3), st.sampled_from([0.5, 1.0, 1.5, 2.0, 2.5]))
@@ -175,12 +176,13 @@ TRAINING = {
     "gradient_accumulation_steps": st.integers(0, 3),
     "auto_find_batch_size": st.booleans(),
     "max_grad_norm": st.sampled_from([-1.0, 0.0, 1.0]),
+    "lr_scheduler_kwargs": st.sampled_from([{}, '{"min_lr": 0.0}', "{min_lr: 0}", "{}"]),
 }
 GRPO = {
     "generation_batch_size": st.one_of(st.just("auto"), st.integers(0, 24)),
     "steps_per_generation": st.one_of(st.none(), st.integers(0, 3)),
     "num_generations": st.integers(1, 8),
-    "pad_to_multiple_of": st.sampled_from([None, 8, "auto", "none", "16", "eight"]),
+    "pad_to_multiple_of": st.sampled_from([None, 8, 0, "auto", "none", "NULL", "16", "0", "eight"]),
     "vllm_importance_sampling_mode": st.sampled_from(["sequence_mask", "token_truncate", "token"]),
     "vllm_importance_sampling_clip_min": st.one_of(st.none(), st.sampled_from([0.5, 2.0, 5.0])),
     "vllm_importance_sampling_clip_max": st.one_of(st.none(), st.sampled_from([1.0, 3.0])),
@@ -280,6 +282,7 @@ def test_the_property_test_knows_every_stricter_rule():
         "grpo.vllm_importance_sampling_mode": {"grpo": {"vllm_importance_sampling_mode": "token"}},
         "training.save_steps": {"training": {"save_steps": 0}},
         "training.save_strategy": {"training": {"save_strategy": "best"}},
+        "grpo.pad_to_multiple_of": {"grpo": {"pad_to_multiple_of": 0}},
     }
     assert set(examples) == set(STRICTER)
     for key, sections in examples.items():
