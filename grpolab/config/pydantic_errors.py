@@ -9,7 +9,6 @@ sweep file's `SweepSpec`) passes itself as `root`: its unknown keys get suggesti
 from __future__ import annotations
 
 import re
-import types
 import typing
 
 from pydantic import BaseModel, ValidationError
@@ -17,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from .errors import Problem, did_you_mean, shown
 from .keys import join_key, parent_key
 from .owned import OWNED, REMOVED
-from .schema import IMPORT_SPEC, SECTIONS, GRPOLabConfig, RewardSpec
+from .schema import IMPORT_SPEC, SECTIONS, GRPOLabConfig, RewardSpec, members
 from .trl_snapshot import trl_fields
 from .yaml_io import inline_yaml
 
@@ -83,37 +82,28 @@ def _key_parts(loc, root: type[BaseModel] = GRPOLabConfig) -> list:
     parts: list = []
     current, labelled = root, False
     for part in loc:
-        members = _members(current)
-        if len(members) > 1 and isinstance(part, str) and not labelled:
+        if len(members(current)) > 1 and isinstance(part, str) and not labelled:
             labelled = True
             continue
         labelled = False
         parts.append(part)
-        current = next((c for c in (_child(m, part) for m in members) if c is not None), None)
+        current = _child(current, part)
     return parts
 
 
-def _members(annotation) -> list:
-    """The alternatives of an annotation (None, the nullable part, is not one; Annotated unwrapped)."""
-    if annotation is None or annotation is typing.Any:
-        return []
-    if typing.get_origin(annotation) is typing.Annotated:
-        return _members(typing.get_args(annotation)[0])
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return [m for arg in typing.get_args(annotation) if arg is not type(None) for m in _members(arg)]
-    return [annotation]
-
-
 def _child(annotation, part):
-    """The annotation of `part` inside `annotation` (a field, a list item, a mapping's value), else None."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        field = annotation.model_fields.get(part) if isinstance(part, str) else None
-        return field.annotation if field is not None else None
-    args = typing.get_args(annotation)
-    if typing.get_origin(annotation) in (list, tuple) and isinstance(part, int) and args:
-        return args[0]
-    if typing.get_origin(annotation) is dict and len(args) == 2:
-        return args[1]
+    """The annotation of `part` inside any alternative of `annotation` (a field, a list item, a mapping's
+    value), else None."""
+    for member in members(annotation):
+        args = typing.get_args(member)
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            field = member.model_fields.get(part) if isinstance(part, str) else None
+            if field is not None:
+                return field.annotation
+        elif typing.get_origin(member) in (list, tuple) and isinstance(part, int) and args:
+            return args[0]
+        elif typing.get_origin(member) is dict and len(args) == 2:
+            return args[1]
     return None
 
 
@@ -180,29 +170,10 @@ def _suggest(key: str, known) -> str:
 def _model_at(parts, root: type[BaseModel] = GRPOLabConfig) -> type[BaseModel] | None:
     """The schema class of the mapping at `parts` (`model.lora` -> LoraConfig). The part after a
     `dict[str, X]` field is a key of that mapping (a sweep's `parameters.grpo.beta` -> its range)."""
-    cls: type[BaseModel] | None = root
-    mapping_key = False
+    annotation = root
     for part in parts:
-        if isinstance(part, int) or mapping_key:
-            mapping_key = False
-            continue
-        if cls is None or part not in cls.model_fields:
-            return None
-        annotation = cls.model_fields[part].annotation
-        mapping_key = typing.get_origin(annotation) is dict
-        cls = _model_in(annotation)
-    return cls
-
-
-def _model_in(annotation) -> type[BaseModel] | None:
-    """The schema class inside an annotation: `X`, `list[X]`, `X | None`, `list[X] | None`."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
+        annotation = _child(annotation, part)
+    return next((m for m in members(annotation) if isinstance(m, type) and issubclass(m, BaseModel)), None)
 
 
 def _bound_fix(key: str, errs, root: type[BaseModel]) -> str | None:

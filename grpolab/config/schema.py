@@ -10,7 +10,9 @@ misplaced or mistyped key, and the JSON Schema of `grpolab config schema` is its
 from __future__ import annotations
 
 import math
+import os
 import re
+import types
 import typing
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -28,7 +30,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .errors import shown
+from .errors import did_you_mean, shown
 
 BUILTIN_REWARDS = (
     "exact_match",
@@ -61,15 +63,9 @@ EVAL_ALIASES = {
 
 
 def expand_home(value):
-    """`~/x` (or `~user/x`) as the shell means it: under the home directory. The one normalizer of
-    every path-valued key (UserPath below), whether it comes from a file, `--set`, a flag or a
-    base: every later reader (mkdir, open, import) sees the real path; `output_dir: ~/runs`
-    made a folder literally named `~` in the working directory."""
-    if isinstance(value, str) and value.startswith("~"):
-        import os
-
-        return os.path.expanduser(value)
-    return value
+    """`~/x` (or `~user/x`) as the shell means it. The one normalizer of every path-valued key (UserPath),
+    from a file, `--set`, a flag or a base: `output_dir: ~/runs` once made a folder named `~`."""
+    return os.path.expanduser(value) if isinstance(value, str) and value.startswith("~") else value
 
 
 # A key whose value is (or may be) a path on this machine. A Hub id, `builtin:NAME` or
@@ -81,9 +77,8 @@ ImportPath = Annotated[str, Field(pattern=IMPORT_SPEC), BeforeValidator(expand_h
 
 
 def TrlField(*args, trl: str | None = None, **kwargs):
-    """A field that becomes GRPOConfig's field `trl` (default: its own name), as TRL keeps field,
-    help and rule together. Every field of `training:` and `grpo:` is TRL's own under its own name.
-    trl_names() reads them: the mapping, `owned`, `describe` and `import` derive from it."""
+    """A field that becomes GRPOConfig's field `trl` (default: its own name); trl_names() reads them.
+    Every field of `training:` and `grpo:` is TRL's own under its own name."""
     return Field(*args, json_schema_extra={"trl": trl or True}, **kwargs)
 
 
@@ -124,9 +119,7 @@ class QuantizationConfig(Section):
 
 class ModelConfig(Section):
     name_or_path: UserPath | None = Field(None, description="Hub id or local path; null = the embedded demo model")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto = bfloat16 on a bf16 GPU, float32 on CPU"
-    )
+    dtype: _DTYPES = Field("auto", description="auto = bfloat16 on a bf16 GPU, float32 on CPU")
     trust_remote_code: bool = TrlField(False, description="run model code from the Hub repo (off unless you trust it)")
     revision: str | None = Field(None, description="Hub branch, tag or commit")
     attn_implementation: str | None = Field(
@@ -326,8 +319,6 @@ class RewardSpec(Section):
     def _known_or_importable_spec(cls, name: str | None) -> str | None:
         if name is None or name in BUILTIN_REWARDS or _USER_REWARD.match(name):
             return name
-        from .errors import did_you_mean
-
         raise ValueError(
             f"unknown reward `{name}`; built-ins are {', '.join(BUILTIN_REWARDS)}, or give `module:function` "
             f"or `path/to/file.py:function`.{did_you_mean(name, BUILTIN_REWARDS)}"
@@ -529,7 +520,7 @@ class ClusterConfig(Section):
 # --------------------------------------------------------------------------- guard
 # What the live guard does with each doctor finding that can hold on the metrics of a running run.
 GUARD_ACTIONS = ("warn", "stop", "off")
-_ACTION = Literal["warn", "stop", "off"]
+_ACTION = Literal[GUARD_ACTIONS]
 
 
 class GuardThresholds(Section):
@@ -619,16 +610,8 @@ class GuardConfig(Section):
         return {kind: getattr(self, kind) for kind in GUARD_KINDS}
 
 
-GUARD_KINDS = (
-    "divergence",
-    "constant_reward",
-    "no_learning_signal",
-    "clipped_completions",
-    "kl_growth",
-    "entropy_collapse",
-    "reward_hacking",
-    "lr_too_low",
-)
+# The finding kinds: the guard's fields that take an action, in their order.
+GUARD_KINDS = tuple(name for name, field in GuardConfig.model_fields.items() if field.annotation == _ACTION)
 
 
 class GRPOLabConfig(Section):
@@ -701,15 +684,9 @@ class GRPOLabConfig(Section):
 
 # The section class behind each top-level key, for key checks and suggestions.
 SECTIONS: dict[str, type[Section]] = {
-    "model": ModelConfig,
-    "data": DataConfig,
-    "training": TrainingConfig,
-    "grpo": GRPOSection,
-    "generation": GenerationConfig,
-    "eval": EvalConfig,
-    "logging": LoggingConfig,
-    "cluster": ClusterConfig,
-    "guard": GuardConfig,
+    name: field.annotation
+    for name, field in GRPOLabConfig.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, Section)
 }
 
 
@@ -828,6 +805,17 @@ def closed_model() -> type[GRPOLabConfig]:
     )
 
 
+def members(annotation) -> list:
+    """The alternatives of an annotation (None, the nullable part, is not one; Annotated unwrapped)."""
+    if annotation is None or annotation is typing.Any:
+        return []
+    if typing.get_origin(annotation) is typing.Annotated:
+        return members(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) if arg is not type(None) for m in members(arg)]
+    return [annotation]
+
+
 @lru_cache(maxsize=1)
 def path_keys() -> frozenset[str]:
     """Every key whose value is a path on this machine (UserPath, ImportPath), in the canonical
@@ -839,13 +827,10 @@ def path_keys() -> frozenset[str]:
             key = f"{prefix}{name}"
             if "expand_home" in str(field.annotation) + str(field.metadata):
                 keys.add(key)
-            seen: set = set()
-            for arg in [field.annotation, *typing.get_args(field.annotation)]:
-                in_list = typing.get_origin(arg) is list
-                for candidate in [arg, *typing.get_args(arg)]:
-                    if isinstance(candidate, type) and issubclass(candidate, BaseModel) and candidate not in seen:
-                        seen.add(candidate)
-                        keys |= walk(candidate, f"{key}{'[].' if in_list else '.'}")
+            for arg in members(field.annotation):  # a section, X | None, or list[X] | None
+                item = typing.get_args(arg)[0] if typing.get_origin(arg) is list else arg
+                if isinstance(item, type) and issubclass(item, BaseModel):
+                    keys |= walk(item, f"{key}{'.' if item is arg else '[].'}")
         return keys
 
     return frozenset(walk(GRPOLabConfig, ""))
