@@ -18,18 +18,14 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.origin}: " if self.origin else ""
         key = f"{self.key}: " if self.key else ""
-        fix = f" Fix: {_shortened(self.fix)}" if self.fix else ""
+        fix = f" Fix: {clipped(self.fix, MAX_SHOWN)}" if self.fix else ""
         message = self.message if self.message.endswith((".", "?", "!")) else self.message + "."
-        return f"{where}{key}{_shortened(message)}{fix}"
+        return f"{where}{key}{clipped(message, MAX_SHOWN)}{fix}"
 
 
 # A message echoes what the user wrote; a value of megabytes (a pasted file, an alias expanded
 # a hundred times) would make one error line of megabytes. Its head and tail say enough.
 MAX_SHOWN = 4000
-
-
-def _shortened(text: str) -> str:
-    return clipped(text, MAX_SHOWN)
 
 
 def shown(value, limit: int = 80) -> str:
@@ -70,10 +66,8 @@ class ConfigError(ValueError):
 
     def __init__(self, problems: list[Problem] | Problem | str, kind: str = INVALID_CONFIG):
         if isinstance(problems, str):
-            problems = [Problem("", problems)]
-        elif isinstance(problems, Problem):
-            problems = [problems]
-        self.problems = list(problems)
+            problems = Problem("", problems)
+        self.problems = [problems] if isinstance(problems, Problem) else list(problems)
         self.kind = kind
         super().__init__(self.render())
 

@@ -19,11 +19,10 @@ class _Missing:
     """The value of a key that is not there (a key absent on one side of a diff, a pass-through
     TRL field with no schema default). Never equal to a real value, including None."""
 
-    def __deepcopy__(self, memo):
-        return self  # one sentinel, through every deepcopy
+    def __deepcopy__(self, memo=None):
+        return self  # one sentinel, through every copy
 
-    def __copy__(self):
-        return self
+    __copy__ = __deepcopy__
 
     def __repr__(self) -> str:
         return "<missing>"
@@ -49,13 +48,7 @@ def split_key(key: str, origin: str | None = None) -> list[str | int]:
 
 def join_key(parts) -> str:
     """['rewards', 0, 'weight'] -> 'rewards[0].weight'."""
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts).removeprefix(".")
 
 
 def parent_key(key: str) -> str:
@@ -86,25 +79,18 @@ def set_path(data: dict, parts, value, key: str | None = None, origin: str | Non
     """Set the value at `parts`, creating the sections on the way. A list item must exist."""
     key = key if key is not None else join_key(parts)
     node = data
-    for i, part in enumerate(parts[:-1]):
-        nxt = parts[i + 1]
+    for i, part in enumerate(parts):
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
                 raise ConfigError(Problem(key, f"index {part} is out of range.", None, origin))
-            node = node[part]
-            continue
-        if not isinstance(node, dict):
+        elif not isinstance(node, dict):
             raise ConfigError(Problem(key, f"`{join_key(parts[:i])}` is not a section.", None, origin))
-        if part not in node or node[part] is None:
-            node[part] = [] if isinstance(nxt, int) else {}
-        node = node[part]
-    last = parts[-1]
-    if isinstance(last, int):
-        if not isinstance(node, list) or last >= len(node):
-            raise ConfigError(Problem(key, f"index {last} is out of range.", None, origin))
-    elif not isinstance(node, dict):
-        raise ConfigError(Problem(key, f"`{join_key(parts[:-1])}` is not a section.", None, origin))
-    node[last] = value
+        if i == len(parts) - 1:
+            node[part] = value
+        else:
+            if isinstance(part, str) and node.get(part) is None:
+                node[part] = [] if isinstance(parts[i + 1], int) else {}
+            node = node[part]
 
 
 def deep_merge(base: dict, top: dict) -> dict:
@@ -153,12 +139,8 @@ def diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
     """(key, value in a, value in b) for every flattened key whose values differ, in the order
     the keys first appear (a's, then b's). A key on one side only has MISSING on the other."""
     flat_a, flat_b = flatten(a), flatten(b)
-    rows = []
-    for key in dict.fromkeys([*flat_a, *flat_b]):
-        left, right = flat_a.get(key, MISSING), flat_b.get(key, MISSING)
-        if not same(left, right):
-            rows.append((key, left, right))
-    return rows
+    rows = [(key, flat_a.get(key, MISSING), flat_b.get(key, MISSING)) for key in dict.fromkeys([*flat_a, *flat_b])]
+    return [row for row in rows if not same(row[1], row[2])]
 
 
 def leaf_keys(data) -> list[str]:

@@ -24,100 +24,73 @@ REF = re.compile(r"\$\{([^{}]*)\}")
 
 
 def has_references(data) -> bool:
-    if isinstance(data, str):
-        return REF.search(data) is not None
     if isinstance(data, dict):
-        return any(has_references(v) for v in data.values())
+        data = list(data.values())
     if isinstance(data, list):
         return any(has_references(v) for v in data)
-    return False
+    return isinstance(data, str) and REF.search(data) is not None
 
 
 def resolve_references(data: dict, origin_of, default_of=lambda key: MISSING) -> dict:
     """A copy of `data` with every reference replaced by its value."""
     if not has_references(data):
         return data
-    return _Resolver(data, origin_of, default_of).run()
+    done: dict[str, object] = {}
 
-
-class _Resolver:
-    def __init__(self, data: dict, origin_of, default_of):
-        self.data, self.origin_of, self.default_of = data, origin_of, default_of
-        self.done: dict[str, object] = {}
-
-    def run(self) -> dict:
-        return self.walk(self.data, [], [])
-
-    def walk(self, node, parts, stack):
+    def walk(node, parts, stack):
         if isinstance(node, dict):
-            return {k: self.walk(v, [*parts, k], stack) for k, v in node.items()}
+            return {k: walk(v, [*parts, k], stack) for k, v in node.items()}
         if isinstance(node, list):
-            return [self.walk(v, [*parts, i], stack) for i, v in enumerate(node)]
+            return [walk(v, [*parts, i], stack) for i, v in enumerate(node)]
         if isinstance(node, str) and REF.search(node):
-            return self.expand(node, join_key(parts), stack)
+            return expand(node, join_key(parts), stack)
         return node
 
-    def expand(self, text: str, key: str, stack: list[str]):
+    def expand(text: str, key: str, stack: list[str]):
         whole = REF.fullmatch(text.strip()) if text.strip() == text else None
         if whole:
-            return self.value(whole.group(1).strip(), key, stack, whole=True)
-        return REF.sub(lambda m: _as_text(self.value(m.group(1).strip(), key, stack, whole=False)), text)
+            return value(whole.group(1).strip(), key, stack, whole=True)
+        return REF.sub(lambda m: _as_text(value(m.group(1).strip(), key, stack, whole=False)), text)
 
-    def value(self, ref: str, key: str, stack: list[str], whole: bool):
-        where = self.origin_of(key)
+    def value(ref: str, key: str, stack: list[str], whole: bool):
+        where = origin_of(key)
+
+        def problem(message: str, fix: str | None = None) -> ConfigError:
+            return ConfigError(Problem(key, message, fix, where))
+
         if ref.startswith("env:"):
             name, sep, default = ref[len("env:") :].partition(",")
             name = name.strip()
-            if name in os.environ:
-                text = os.environ[name]
-            elif sep:
-                text = default.strip()
-            else:
-                raise ConfigError(
-                    Problem(
-                        key,
-                        f"`${{env:{name}}}`: the environment variable {name} is not set.",
-                        f"export {name}=..., or give a default: `${{env:{name},VALUE}}`",
-                        where,
-                    )
+            if name not in os.environ and not sep:
+                raise problem(
+                    f"`${{env:{name}}}`: the environment variable {name} is not set.",
+                    f"export {name}=..., or give a default: `${{env:{name},VALUE}}`",
                 )
+            text = os.environ.get(name, default.strip())
             return parse_scalar(text, f"{where} ${{env:{name}}}") if whole else text
         if ref in stack or ref == key:
             loop = " -> ".join([*stack[stack.index(ref) :], key, ref] if ref in stack else [key, ref])
-            raise ConfigError(
-                Problem(key, f"references loop: {loop}.", "replace one of the references by a value", where)
-            )
-        if ref in self.done:
-            return self.done[ref]
+            raise problem(f"references loop: {loop}.", "replace one of the references by a value")
+        if ref in done:
+            return done[ref]
         try:
             parts = split_key(ref, where)
         except ConfigError:
-            raise ConfigError(
-                Problem(
-                    key,
-                    f"`${{{ref}}}` is not a reference: write `${{section.key}}` or `${{env:NAME}}`.",
-                    None,
-                    where,
-                )
-            ) from None
+            raise problem(f"`${{{ref}}}` is not a reference: write `${{section.key}}` or `${{env:NAME}}`.") from None
         try:
-            target = get_path(self.data, parts)
+            target = get_path(data, parts)
         except IndexError:
-            raise ConfigError(
-                Problem(key, f"`${{{ref}}}` refers to a list item that does not exist.", None, where)
-            ) from None
+            raise problem(f"`${{{ref}}}` refers to a list item that does not exist.") from None
         except (KeyError, TypeError):
-            target = self.default_of(ref)
+            target = default_of(ref)
             if target is MISSING:
-                known = list(flatten(self.data))
-                raise ConfigError(
-                    Problem(
-                        key, f"`${{{ref}}}` refers to no key of this config.{did_you_mean(ref, known)}", None, where
-                    )
+                raise problem(
+                    f"`${{{ref}}}` refers to no key of this config.{did_you_mean(ref, flatten(data))}"
                 ) from None
-        resolved = self.walk(target, parts, [*stack, key])
-        self.done[ref] = resolved
-        return resolved
+        done[ref] = walk(target, parts, [*stack, key])
+        return done[ref]
+
+    return walk(data, [], [])
 
 
 def _as_text(value) -> str:
