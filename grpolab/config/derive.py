@@ -98,11 +98,9 @@ def derive(cfg: GRPOLabConfig, world_size: int, dataset_size: int | None = None)
         rounds = dataset_size // (B // G)  # the sampler drops an incomplete last round
         per_epoch = int(rounds * per_round)
         total = t.max_steps if t.max_steps > 0 else int(per_epoch * t.num_train_epochs)
-        epoch = {
-            "generation_rounds_per_epoch": rounds,
-            "optimizer_steps_per_epoch": per_epoch,
-            "total_optimizer_steps": total,
-        }
+        epoch = dict(
+            generation_rounds_per_epoch=rounds, optimizer_steps_per_epoch=per_epoch, total_optimizer_steps=total
+        )
     return Derived(
         world_size=world_size,
         effective_batch_size=t.per_device_train_batch_size * GA * world_size,

@@ -1,10 +1,9 @@
 """What each key is, in words: one source for the JSON Schema, `config explain --key`, `config
 keys` and the presets' comments.
 
-A key's words are its `description` in schema.py (TRL's help text for a pass-through field).
-A preset's end-of-line comment on a key is that description, optionally followed by `; NOTE` or
-` (NOTE)` on why the preset chose its value; `sync_comments` rewrites a preset that way, and a test
-checks that every shipped preset already reads so.
+A key's words are its `description` in schema.py (TRL's help text for a pass-through field). A
+preset's comment on a key is that description, then optionally `; NOTE` or ` (NOTE)` on why the preset
+chose its value; `sync_comments` rewrites a preset that way.
 
     python -m grpolab.config.describe   # rewrite the presets' comments from the schema
 """
@@ -71,12 +70,11 @@ def all_keys() -> list[tuple[str, str]]:
     def walk(node: dict, prefix: str) -> None:
         for name, sub in node["properties"].items():
             key = f"{prefix}.{name}" if prefix else name
-            inner = _object(sub)
-            items = _deref(sub).get("items") if _deref(sub).get("type") == "array" else None
-            if inner is not None:
-                walk(inner, key)
-            elif items is not None and _object(items) is not None:
-                walk(_object(items), f"{key}[]")
+            items = _object(_deref(sub).get("items", {})) if _deref(sub).get("type") == "array" else None
+            if _object(sub) is not None:
+                walk(_object(sub), key)
+            elif items is not None:
+                walk(items, f"{key}[]")
             else:
                 out.append((key, description(sub)))
 
@@ -85,9 +83,7 @@ def all_keys() -> list[tuple[str, str]]:
 
 
 def description(node: dict | None) -> str:
-    if not node:
-        return ""
-    return node.get("description") or _deref(node).get("description") or ""
+    return (node.get("description") or _deref(node).get("description") or "") if node else ""
 
 
 def one_line(text: str, width: int = 100) -> str:
@@ -95,16 +91,12 @@ def one_line(text: str, width: int = 100) -> str:
     return first if len(first) <= width else first[: width - 3].rstrip() + "..."
 
 
-def _initials(name: str) -> str:
-    return "".join(word[0] for word in name.split("_") if word)
-
-
 def matches(word: str, key: str, text: str) -> bool:
     """`config keys WORD`: in the key, in its description, or the initials of its name (lr)."""
     word = word.lower()
     name = key.rpartition(".")[2].replace("[]", "")
     in_text = re.search(rf"\b{re.escape(word)}", text.lower()) is not None
-    return word in key.lower() or in_text or _initials(name) == word
+    return word in key.lower() or in_text or "".join(w[0] for w in name.split("_") if w) == word
 
 
 def type_text(node: dict) -> str:
@@ -156,14 +148,9 @@ def key_info(key: str) -> KeyInfo:
             Problem(key, f"no such key.{did_you_mean(canonical, known)}", "list the keys with `grpolab config keys`")
         )
     section, _, name = key.partition(".")
-    fields = trl_fields()
-    pass_through = section in ("training", "grpo") and name in fields[section]
+    pass_through = section in ("training", "grpo") and name in trl_fields()[section]
     rec = RECOMMENDED.get(key)
-    recommended = None
-    if rec:
-        recommended = f"{inline_yaml(rec.low)} to {inline_yaml(rec.high)}" + (
-            f", or {inline_yaml(rec.also)}" if rec.also is not None else ""
-        )
+    also = f", or {inline_yaml(rec.also)}" if rec and rec.also is not None else ""
     node = _deref(node) if "description" not in node else node
     return KeyInfo(
         key=key,
@@ -171,7 +158,7 @@ def key_info(key: str) -> KeyInfo:
         type=type_text(node),
         default=node.get("default"),
         has_default="default" in node,
-        recommended=recommended,
+        recommended=f"{inline_yaml(rec.low)} to {inline_yaml(rec.high)}{also}" if rec else None,
         trl_field=trl_field(key),
         pass_through=pass_through and name not in SECTIONS[section].model_fields,
     )

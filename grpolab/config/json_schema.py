@@ -1,10 +1,8 @@
 """The JSON Schema (draft 2020-12) of a grpolab config, for editors and other tools.
 
-It is the schema of schema.closed_model(), the same model validation runs through, so the
-editor and `grpolab config validate` agree on keys, types, enums and bounds. The pass-through
-TRL fields come from trl_fields.json with TRL's own help text. Every value that is not a string
-may also be a `${...}` reference (refs.py resolves it before validation). What the schema cannot
-say: the rules across fields (rules.py).
+The schema of schema.closed_model(), which validation runs through, so editors and `config validate`
+agree; pass-through TRL fields carry TRL's help text. Every non-string value may also be a `${...}`
+reference (refs.py). The rules across fields (rules.py) are not in it.
 
     grpolab config schema -o configs/grpolab.schema.json --force   # regenerate the shipped copy
 """
@@ -117,15 +115,10 @@ def _strip_titles(node) -> None:
     """pydantic titles every property ("Learning Rate"): noise in an editor's hover. The TRL names too."""
     if isinstance(node, dict):
         props = node.get("properties")
-        if isinstance(props, dict):
-            for sub in props.values():
-                if isinstance(sub, dict):
-                    sub.pop("title", None)
-                    sub.pop("trl", None)  # schema.trl_names reads it; editors have no use for it
-        for key, value in list(node.items()):
-            if key == "title" and isinstance(value, str) and "$defs" not in node and "properties" in node:
-                continue
-            _strip_titles(value)
-    elif isinstance(node, list):
-        for item in node:
-            _strip_titles(item)
+        for sub in props.values() if isinstance(props, dict) else ():
+            if isinstance(sub, dict):
+                sub.pop("title", None)
+                sub.pop("trl", None)  # schema.trl_names reads it; editors have no use for it
+        node = list(node.values())
+    for item in node if isinstance(node, list) else ():
+        _strip_titles(item)

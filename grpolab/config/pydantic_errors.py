@@ -32,38 +32,24 @@ def pydantic_problems(exc: ValidationError, origin_of, root: type[BaseModel] = G
     unknown: list[Problem] = []
     for err in exc.errors():
         parts = _key_parts(err["loc"], root)
-        if err["type"] == "extra_forbidden":
-            if len(unknown) < SUGGESTED:
-                unknown.append(unknown_key(parts, origin_of, root))
-            else:  # a "did you mean" costs a fuzzy match over every known key: only the first few get one
-                unknown.append(Problem(join_key(parts), "unknown key.", None, origin_of(join_key(parts))))
-            continue
-        message = err["msg"]
-        if message.startswith("Value error, "):
-            message = message[len("Value error, ") :]
-        by_key.setdefault(join_key(parts), []).append((message.rstrip("."), err))
+        key = join_key(parts)
+        if err["type"] != "extra_forbidden":
+            by_key.setdefault(key, []).append((err["msg"].removeprefix("Value error, ").rstrip("."), err))
+        elif len(unknown) < SUGGESTED:
+            unknown.append(unknown_key(parts, origin_of, root))
+        else:  # a "did you mean" costs a fuzzy match over every known key: only the first few get one
+            unknown.append(Problem(key, "unknown key.", None, origin_of(key)))
     problems = []
     for key, errs in by_key.items():
         messages = list(dict.fromkeys(m for m, _ in errs))
         prefix = "Input should be "
-        if len(messages) > 1 and all(m.startswith(prefix) for m in messages):
-            message = prefix + ", or ".join(m[len(prefix) :] for m in messages)
-        else:
-            message = messages[0]
+        joined = len(messages) > 1 and all(m.startswith(prefix) for m in messages)
+        message = prefix + ", or ".join(m.removeprefix(prefix) for m in messages) if joined else messages[0]
         err = errs[0][1]
-        if (
-            "input" in err
-            and err["type"] != "missing"
-            and shown(err["input"]) not in message
-            and f"`{shown(err['input'])}`" not in message
-        ):
+        if "input" in err and err["type"] != "missing" and shown(err["input"]) not in message:
             message += f" (got {shown(err['input'])})"
-        if not key:
-            origin = None
-        elif err["type"] == "missing":  # the key is not in the file: point at the mapping that lacks it
-            origin = origin_of(parent_key(key))
-        else:
-            origin = origin_of(key)
+        # A missing key is not in the file: point at the mapping that lacks it.
+        origin = origin_of(parent_key(key) if err["type"] == "missing" else key) if key else None
         message = re.sub(r"a valid dictionary or instance of \w+", "a mapping of `key: value` entries", message)
         fix = _bound_fix(key, errs, root) or _type_fix(key, errs, root)
         if err["type"] == "string_pattern_mismatch" and err["ctx"]["pattern"] == IMPORT_SPEC:
@@ -109,56 +95,48 @@ def _child(annotation, part):
 
 def unknown_key(parts: list, origin_of, root: type[BaseModel] = GRPOLabConfig) -> Problem:
     """The problem for a key the schema does not have, with the likeliest fix."""
-    key = join_key(parts)
-    name = parts[-1]
+    key, name = join_key(parts), parts[-1]
     where = origin_of(key)
+
+    def problem(message: str, fix: str | None = None) -> Problem:
+        return Problem(key, message, fix, where)
+
     if root is not GRPOLabConfig:
         model = _model_at(parts[:-1], root)
         known = [f.alias or n for n, f in model.model_fields.items()] if model is not None else []
-        return Problem(key, f"unknown key.{_suggest(name, known)}", None, where)
+        return problem(f"unknown key.{_suggest(name, known)}")
     fields = trl_fields()
     if parts == ["base"]:  # a file's first line, read before the layers merge
-        return Problem(
-            key,
+        return problem(
             "names the config a file builds on, so only a config file can set it (not --set or overrides).",
             "put `base: FILE` at the top of your config file, or pass that file with --config",
-            where,
         )
     if len(parts) == 1:
         top = list(GRPOLabConfig.model_fields)
-        hint = ""
-        for section in ("training", "grpo"):
-            if name in fields[section]:
-                hint = f" It is a TRL field: put it under `{section}:`."
+        where_trl = [f" It is a TRL field: put it under `{s}:`." for s in ("training", "grpo") if name in fields[s]]
+        hint = where_trl[-1] if where_trl else ""
         if name in SECTIONS["generation"].model_fields or name in OWNED:
             hint = f" Set it as {OWNED[name].via if name in OWNED else f'`generation.{name}`'}."
         suggestion = did_you_mean(name, top) or f" Allowed: {', '.join(top)}."
-        return Problem(key, f"unknown top-level key.{suggestion}{hint}", None, where)
+        return problem(f"unknown top-level key.{suggestion}{hint}")
     if len(parts) == 3 and parts[0] == "rewards" and isinstance(parts[1], int):
-        return Problem(
-            key,
+        return problem(
             f"unknown key; allowed: name, weight, kwargs.{did_you_mean(name, RewardSpec.model_fields)}",
             "put reward arguments under `kwargs:`",
-            where,
         )
     if len(parts) == 2 and parts[0] in SECTIONS:
         section = parts[0]
         own_trl, other = fields.get(section, {}), _OTHER_SECTION.get(section)
         if name in REMOVED:
-            return Problem(key, REMOVED[name].why + ".", f"delete `{name}`", where)
+            return problem(REMOVED[name].why + ".", f"delete `{name}`")
         if name in OWNED and (name in own_trl or (other and name in fields[other]) or not other):
-            via = OWNED[name].via
-            return Problem(key, f"is set through {via} in grpolab.", f"move it to {via}", where)
+            return problem(f"is set through {OWNED[name].via} in grpolab.", f"move it to {OWNED[name].via}")
         if other and name in fields[other]:
             kind = "GRPOConfig" if other == "grpo" else "TrainingArguments"
-            return Problem(
-                key, f"is a {kind} field and belongs under `{other}:`.", f"move it to `{other}.{name}`", where
-            )
-        known = list(SECTIONS[section].model_fields) + list(own_trl)
-        return Problem(key, f"unknown key.{_suggest(name, known)}", None, where)
+            return problem(f"is a {kind} field and belongs under `{other}:`.", f"move it to `{other}.{name}`")
+        return problem(f"unknown key.{_suggest(name, [*SECTIONS[section].model_fields, *own_trl])}")
     model = _model_at(parts[:-1])
-    known = list(model.model_fields) if model is not None else []
-    return Problem(key, f"unknown key.{_suggest(name, known)}", None, where)
+    return problem(f"unknown key.{_suggest(name, model.model_fields if model is not None else [])}")
 
 
 def _suggest(key: str, known) -> str:

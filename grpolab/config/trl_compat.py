@@ -1,11 +1,8 @@
 """Does the installed TRL / transformers have every field grpolab is about to pass?
 
-grpolab validates configs against a field snapshot (trl_fields.json) so config commands never
-import trl. When the installed versions are the ones the snapshot was made from, the answer is
-yes by construction and nothing is imported. When they differ, the installed GRPOConfig is read
-once and every keyword argument grpolab would pass is looked up in it: a field the installed
-version lacks (too old, or renamed since) is a problem before any model loads, instead of a
-TypeError inside `GRPOConfig(**kwargs)`. Fields grpolab does not pass are none of its business.
+With the snapshot's own versions (trl_fields.json) yes, and nothing is imported. Otherwise the installed
+GRPOConfig is read once: a field it lacks (too old, or renamed since) is a problem before any model
+loads, not a TypeError inside `GRPOConfig(**kwargs)`. Fields grpolab does not pass are not checked.
 """
 
 from __future__ import annotations
