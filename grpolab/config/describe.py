@@ -56,10 +56,9 @@ def schema_node(key: str) -> dict | None:
             continue
         if node.get("type") == "array" and "items" in node:
             node = _deref(node["items"])
-        props = node.get("properties")
-        if not props or part not in props:
+        node = (node.get("properties") or {}).get(part)
+        if node is None:
             return None
-        node = props[part]
     return node
 
 

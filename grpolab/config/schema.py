@@ -646,18 +646,11 @@ class GRPOLabConfig(Section):
     @classmethod
     def _env_values_as_strings(cls, env):
         # `CUDA_VISIBLE_DEVICES: 0` is how people write it: a number or boolean is the string the
-        # shell would see. Lists, mappings and null stay as they are, for the type error.
+        # shell would see (a bool is an int: `true`). Lists, mappings and null stay, for the type error.
         if not isinstance(env, dict):
             return env
-
-        def shell(value):
-            if isinstance(value, bool):
-                return "true" if value else "false"
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                return str(value)
-            return value
-
-        return {name: shell(value) for name, value in env.items()}
+        finite = lambda v: isinstance(v, (int, float)) and math.isfinite(v)  # noqa: E731
+        return {name: str(value).lower() if finite(value) else value for name, value in env.items()}
 
     @model_validator(mode="after")
     def _eval_from_its_aliases(self):
@@ -780,7 +773,9 @@ def closed_model() -> type[GRPOLabConfig]:
 
     fields = trl_fields()
 
-    def close(cls: type[PassThroughSection], section: str):
+    def close(section: str):
+        cls = SECTIONS[section]
+
         class Closed(cls):
             model_config = ConfigDict(**{**cls.model_config, "extra": "forbid", "validate_default": False})
 
@@ -793,15 +788,11 @@ def closed_model() -> type[GRPOLabConfig]:
                     declared[name] = (Annotated[info.annotation, AfterValidator(check)], info)
             elif name not in OWNED and name not in REMOVED:
                 declared[name] = (Annotated[Any, AfterValidator(_trl_kind(spec))], None)
-        return create_model(cls.__name__, __base__=Closed, __module__=__name__, **declared)
+        model = create_model(cls.__name__, __base__=Closed, __module__=__name__, **declared)
+        return model, Field(default_factory=model)
 
-    training, grpo = close(TrainingConfig, "training"), close(GRPOSection, "grpo")
     return create_model(
-        "GRPOLabConfig",
-        __base__=GRPOLabConfig,
-        __module__=__name__,
-        training=(training, Field(default_factory=training)),
-        grpo=(grpo, Field(default_factory=grpo)),
+        "GRPOLabConfig", __base__=GRPOLabConfig, __module__=__name__, training=close("training"), grpo=close("grpo")
     )
 
 

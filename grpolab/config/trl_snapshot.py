@@ -36,29 +36,21 @@ _KIND_OF = {bool: "bool", int: "int", float: "float", str: "str", dict: "dict", 
 
 def _kinds(annotation) -> tuple[list[str], list[str] | None]:
     """Reduce a type hint to the YAML kinds it accepts, plus enum choices if any."""
-    kinds: set[str] = set()
-    choices: list[str] | None = None
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(annotation):
-            sub_kinds, sub_choices = _kinds(arg)
-            kinds.update(sub_kinds)
-            choices = sub_choices or choices
-    elif origin is typing.Literal:
-        for value in typing.get_args(annotation):
-            kinds.add(_KIND_OF.get(type(value), "any"))
-    elif origin in (list, tuple):
-        kinds.add("list")
-    elif origin is dict:
-        kinds.add("dict")
-    elif isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        kinds.add("str")
-        choices = sorted(str(member.value) for member in annotation)
-    elif dataclasses.is_dataclass(annotation):
-        kinds.add("python")  # a Python object (accelerate's ParallelismConfig): no YAML value is one
-    else:
-        kinds.add(_KIND_OF.get(annotation, "any"))
-    return sorted(kinds), choices
+        subs = [_kinds(arg) for arg in typing.get_args(annotation)]
+        return sorted({kind for kinds, _ in subs for kind in kinds}), next((c for _, c in reversed(subs) if c), None)
+    if origin is typing.Literal:
+        return sorted({_KIND_OF.get(type(value), "any") for value in typing.get_args(annotation)}), None
+    if origin in (list, tuple):
+        return ["list"], None
+    if origin is dict:
+        return ["dict"], None
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return ["str"], sorted(str(member.value) for member in annotation)
+    if dataclasses.is_dataclass(annotation):
+        return ["python"], None  # a Python object (accelerate's ParallelismConfig): no YAML value is one
+    return [_KIND_OF.get(annotation, "any")], None
 
 
 # Where TRL's help lists a field's values: "Options: 'a', 'b'", "Must be one of `a` or `b`",
