@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .errors import ConfigError, Problem, did_you_mean
+from .json_schema import config_schema
 from .keys import split_key
 from .owned import OWNED
 from .rules import RECOMMENDED
@@ -27,8 +28,6 @@ from .yaml_io import dump_yaml, inline_yaml, read_yaml_file
 
 @lru_cache(maxsize=1)
 def _schema() -> dict:
-    from .json_schema import config_schema
-
     return config_schema()
 
 

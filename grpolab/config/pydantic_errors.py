@@ -8,6 +8,7 @@ sweep file's `SweepSpec`) passes itself as `root`: its unknown keys get suggesti
 
 from __future__ import annotations
 
+import difflib
 import re
 import typing
 
@@ -175,8 +176,6 @@ def _choice_fix(key: str, errs, root: type[BaseModel]) -> str | None:
     """For a word that is not one of a few choices: the closest choice, else the choices to pick from.
     A validator that knows the value to suggest (a TRL field's closest choice or default) says it in
     the error's `suggest`: None there means the key's default, so deleting it is the fix."""
-    import difflib
-
     for _, err in errs:
         ctx = err.get("ctx") or {}
         if "suggest" in ctx:

@@ -9,6 +9,8 @@ misplaced or mistyped key, and the JSON Schema of `grpolab config schema` is its
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 import os
 import re
@@ -31,6 +33,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .errors import did_you_mean, shown
+from .trl_snapshot import trl_fields
 
 BUILTIN_REWARDS = (
     "exact_match",
@@ -700,7 +703,6 @@ KIND_CHECK = {
 def _one_of(choices, default=None, words=False):
     """A value TRL takes only from `choices` (or its default): each item of a list, and each word of
     a string where TRL splits one (`debug: "underflow_overflow tpu_metrics_debug"`)."""
-    import difflib
 
     def check(value):
         if value == default:
@@ -745,8 +747,6 @@ def _trl_kind(spec: dict):
 def _check_json_object(text: str) -> None:
     """A mapping written as TRL's CLI passes it (`lr_scheduler_kwargs: '{"min_lr": 1e-6}'`), which TRL's
     constructor parses: a typo in it is a validation problem here, not an error when training starts."""
-    import json
-
     try:
         value = json.loads(text)
     except (ValueError, RecursionError) as exc:  # bad JSON, a number past Python's digit limit, deep nesting
@@ -769,7 +769,6 @@ def closed_model() -> type[GRPOLabConfig]:
     TRL removed (owned.REMOVED) stay undeclared, so they are reported as unknown keys, with
     the key to use instead (pydantic_errors words that)."""
     from .owned import OWNED, REMOVED
-    from .trl_snapshot import trl_fields
 
     fields = trl_fields()
 
