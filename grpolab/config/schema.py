@@ -840,11 +840,10 @@ def trl_names() -> dict[str, str]:
                 names[key] = name if trl is True else trl
                 continue
             annotation = field.annotation
-            item = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else None
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                names |= walk(annotation, f"{key}.", issubclass(annotation, PassThroughSection))
-            elif isinstance(item, type) and issubclass(item, BaseModel):
-                names |= walk(item, f"{key}[].", False)
+            item = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else annotation
+            if isinstance(item, type) and issubclass(item, BaseModel):  # a section, or list[X] (not X | None)
+                dot = "." if item is annotation else "[]."
+                names |= walk(item, f"{key}{dot}", issubclass(item, PassThroughSection))
         return names
 
     return walk(GRPOLabConfig, "", False)
