@@ -13,128 +13,101 @@ from pathlib import Path
 
 from .derive import derive, reference_model, resolved_generation
 from .errors import Problem, shown
-from .keys import lookup
+from .keys import flatten, lookup
 from .schema import DATA_FILE_SUFFIXES, GRPOLabConfig
 from .yaml_io import format_float, real_path
+
+
+def _collector(origin_of):
+    """(the list, add(key, message, fix)): each problem is placed at its key's origin."""
+    problems: list[Problem] = []
+
+    def add(key: str, message: str, fix: str | None = None) -> None:
+        problems.append(Problem(key, message, fix, origin_of(key)))
+
+    return problems, add
 
 
 def cross_field_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> list[Problem]:
     """TRL's GRPOConfig.__post_init__ rules (and a few trainer-init ones), checked up front: a flat
     check list (batch and round sizes, reference model, evaluation, warmup)."""
-    problems = []
+    problems, add = _collector(origin_of)
     t, g = cfg.training, cfg.grpo
     P, GA, G, W = t.per_device_train_batch_size, t.gradient_accumulation_steps, g.num_generations, world_size
     at = f" (world size {W})"
     if g.generation_batch_size != "auto" and g.steps_per_generation is not None:
         # The fix keeps whichever of the two makes whole rounds of whole groups.
         round_works = g.generation_batch_size % (P * W) == 0 and g.generation_batch_size % G == 0
-        keep = (
-            "`grpo.steps_per_generation: null` keeps generation_batch_size"
-            if round_works
-            else "`grpo.generation_batch_size: auto` keeps steps_per_generation"
-        )
-        problems.append(
-            Problem(
-                "grpo.generation_batch_size",
-                "and grpo.steps_per_generation cannot both be set.",
-                f"delete one of them: {keep}",
-                origin_of("grpo.generation_batch_size"),
-            )
+        keep = "`grpo.steps_per_generation: null` keeps generation_batch_size"
+        if not round_works:
+            keep = "`grpo.generation_batch_size: auto` keeps steps_per_generation"
+        add(
+            "grpo.generation_batch_size",
+            "and grpo.steps_per_generation cannot both be set.",
+            f"delete one of them: {keep}",
         )
         return problems
     B, _ = resolved_generation(cfg, W)
     if g.generation_batch_size != "auto" and B % (P * W):
-        good = _multiple_near(B, math.lcm(P * W, G))
-        problems.append(
-            Problem(
-                "grpo.generation_batch_size",
-                f"{B} must be divisible by per_device_train_batch_size x world size = {P} x {W} = {P * W}{at}.",
-                f"set `grpo.generation_batch_size: {good}` (or `auto`)",
-                origin_of("grpo.generation_batch_size"),
-            )
+        add(
+            "grpo.generation_batch_size",
+            f"{B} must be divisible by per_device_train_batch_size x world size = {P} x {W} = {P * W}{at}.",
+            f"set `grpo.generation_batch_size: {_multiple_near(B, math.lcm(P * W, G))}` (or `auto`)",
+        )
+    elif B % G and g.generation_batch_size == "auto":
+        steps = g.steps_per_generation or GA
+        key = "grpo.steps_per_generation" if g.steps_per_generation else "training.gradient_accumulation_steps"
+        new_steps = _multiple_near(steps, G // math.gcd(P * W, G))
+        add(
+            key,
+            "each generation round makes per_device_train_batch_size x world size x "
+            f"{key.split('.')[1]} = {P} x {W} x {steps} = {B} completions{at}, "
+            f"which is not divisible by grpo.num_generations = {G}.",
+            f"set `{key}: {new_steps}`, or `grpo.num_generations` to a divisor of {B}",
         )
     elif B % G:
-        if g.generation_batch_size == "auto":
-            steps = g.steps_per_generation or GA
-            key = "grpo.steps_per_generation" if g.steps_per_generation else "training.gradient_accumulation_steps"
-            need = G // math.gcd(P * W, G)
-            new_steps = _multiple_near(steps, need)
-            problems.append(
-                Problem(
-                    key,
-                    "each generation round makes per_device_train_batch_size x world size x "
-                    f"{key.split('.')[1]} = {P} x {W} x {steps} = {B} completions{at}, "
-                    f"which is not divisible by grpo.num_generations = {G}.",
-                    f"set `{key}: {new_steps}`, or `grpo.num_generations` to a divisor of {B}",
-                    origin_of(key),
-                )
-            )
-        else:
-            problems.append(
-                Problem(
-                    "grpo.generation_batch_size",
-                    f"{B} must be divisible by grpo.num_generations = {G}.",
-                    f"set `grpo.generation_batch_size: {_multiple_near(B, math.lcm(P * W, G))}`",
-                    origin_of("grpo.generation_batch_size"),
-                )
-            )
+        add(
+            "grpo.generation_batch_size",
+            f"{B} must be divisible by grpo.num_generations = {G}.",
+            f"set `grpo.generation_batch_size: {_multiple_near(B, math.lcm(P * W, G))}`",
+        )
     extra = {**(t.model_extra or {}), **(g.model_extra or {})}
     has_reference, why = reference_model(cfg)
     if extra.get("sync_ref_model") and not has_reference:  # TRL raises for both reasons
-        problems.append(
-            Problem(
-                "grpo.sync_ref_model",
-                f"needs a reference model, and none is loaded ({why}).",
-                "set `grpo.sync_ref_model: false`"
-                + (", or `grpo.beta` > 0" if g.beta == 0 else ", or train all weights (`model.lora.enabled: false`)"),
-                origin_of("grpo.sync_ref_model"),
-            )
+        add(
+            "grpo.sync_ref_model",
+            f"needs a reference model, and none is loaded ({why}).",
+            "set `grpo.sync_ref_model: false`"
+            + (", or `grpo.beta` > 0" if g.beta == 0 else ", or train all weights (`model.lora.enabled: false`)"),
         )
     if extra.get("log_completions_hub_repo") is not None and not g.log_completions:  # TRL: `is not None`
-        problems.append(
-            Problem(
-                "grpo.log_completions_hub_repo",
-                "needs grpo.log_completions: true.",
-                "set `grpo.log_completions: true`",
-                origin_of("grpo.log_completions_hub_repo"),
-            )
-        )
+        add("grpo.log_completions_hub_repo", "needs grpo.log_completions: true.", "set `grpo.log_completions: true`")
     if extra.get("auto_find_batch_size"):
-        problems.append(
-            Problem(
-                "training.auto_find_batch_size",
-                "is not supported by GRPO (halving the batch would split prompt groups).",
-                "delete it and lower `training.per_device_train_batch_size` instead",
-                origin_of("training.auto_find_batch_size"),
-            )
+        add(
+            "training.auto_find_batch_size",
+            "is not supported by GRPO (halving the batch would split prompt groups).",
+            "delete it and lower `training.per_device_train_batch_size` instead",
         )
     if cfg.data.eval_every_steps and not has_held_out(cfg):
-        problems.append(
-            Problem(
-                "data.eval_every_steps",
-                "needs held-out prompts, and data.eval_split is null.",
-                "set `data.eval_split` (e.g. eval for builtin:addition) or `data.eval_every_steps: 0`",
-                origin_of("data.eval_every_steps"),
-            )
+        add(
+            "data.eval_every_steps",
+            "needs held-out prompts, and data.eval_split is null.",
+            "set `data.eval_split` (e.g. eval for builtin:addition) or `data.eval_every_steps: 0`",
         )
     problems += eval_problems(cfg, origin_of)
     if isinstance(t.warmup_steps, float) and not t.warmup_steps.is_integer() and t.warmup_steps >= 1:
-        problems.append(
-            Problem(
-                "training.warmup_steps",
-                f"{t.warmup_steps} is neither a whole number of steps nor a ratio in [0, 1).",
-                f"set `training.warmup_steps: {int(t.warmup_steps)}`",
-                origin_of("training.warmup_steps"),
-            )
+        add(
+            "training.warmup_steps",
+            f"{t.warmup_steps} is neither a whole number of steps nor a ratio in [0, 1).",
+            f"set `training.warmup_steps: {int(t.warmup_steps)}`",
         )
     return problems
 
 
 def eval_metric_names(cfg: GRPOLabConfig) -> list[str]:
     """The metrics one evaluation point computes (eval/accuracy needs an `answer` column)."""
-    e = cfg.eval
-    k = e.samples_per_prompt
-    names = ["eval/reward", *(f"eval/rewards/{r.label}" for r in e.rewards or cfg.rewards)]
+    k = cfg.eval.samples_per_prompt
+    names = ["eval/reward", *(f"eval/rewards/{r.label}" for r in cfg.eval.rewards or cfg.rewards)]
     names += [f"eval/mean@{k}", "eval/pass@1", *([f"eval/pass@{k}"] if k > 1 else [])]
     return names + ["eval/accuracy", "eval/truncated", "eval/length"]
 
@@ -152,49 +125,36 @@ def has_held_out(cfg: GRPOLabConfig) -> bool:
 
 def eval_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
     """The `eval:` section names metrics and rewards that must exist, and needs held-out prompts."""
-    e, problems = cfg.eval, []
+    e = cfg.eval
+    problems, add = _collector(origin_of)
     names = eval_metric_names(cfg)
     rewards = [r.label for r in e.rewards or cfg.rewards]
-    held_out = has_held_out(cfg)
     for key, metric in (("eval.keep_best.metric", e.keep_best), ("eval.stop_at.metric", e.stop_at)):
         if metric is not None and metric.metric not in names:
-            problems.append(
-                Problem(
-                    key,
-                    f"`{metric.metric}` is not an eval metric; computed: {', '.join(names)}.",
-                    f"set `{key}: {names[0]}`",
-                    origin_of(key),
-                )
+            add(
+                key,
+                f"`{metric.metric}` is not an eval metric; computed: {', '.join(names)}.",
+                f"set `{key}: {names[0]}`",
             )
     if e.pass_reward is not None and e.pass_reward not in rewards:
-        problems.append(
-            Problem(
-                "eval.pass_reward",
-                f"`{e.pass_reward}` is not one of the eval rewards: {', '.join(rewards)}.",
-                f"set `eval.pass_reward: {rewards[0]}`",
-                origin_of("eval.pass_reward"),
-            )
+        add(
+            "eval.pass_reward",
+            f"`{e.pass_reward}` is not one of the eval rewards: {', '.join(rewards)}.",
+            f"set `eval.pass_reward: {rewards[0]}`",
         )
     if e.patience is not None and e.keep_best is None:
-        problems.append(
-            Problem(
-                "eval.patience",
-                "counts evaluations without a better eval.keep_best.metric, and eval.keep_best is not set.",
-                "set `eval.keep_best: {metric: eval/reward}` or remove `eval.patience`",
-                origin_of("eval.patience"),
-            )
+        add(
+            "eval.patience",
+            "counts evaluations without a better eval.keep_best.metric, and eval.keep_best is not set.",
+            "set `eval.keep_best: {metric: eval/reward}` or remove `eval.patience`",
         )
     wants = [k for k in ("every_steps", "keep_best", "stop_at", "dataset") if getattr(e, k)]
     wants = [k for k in wants if k != "every_steps" or e.every_steps != cfg.data.eval_every_steps]  # alias: above
-    if wants and not held_out:
-        key = f"eval.{wants[0]}"
-        problems.append(
-            Problem(
-                key,
-                "needs held-out prompts, and none of eval.split, data.eval_split or data.test_size is set.",
-                "set `data.test_size: 0.1` (rows carved from the training data) or `eval.split: test`",
-                origin_of(key),
-            )
+    if wants and not has_held_out(cfg):
+        add(
+            f"eval.{wants[0]}",
+            "needs held-out prompts, and none of eval.split, data.eval_split or data.test_size is set.",
+            "set `data.test_size: 0.1` (rows carved from the training data) or `eval.split: test`",
         )
     return problems
 
@@ -226,12 +186,8 @@ def out_of_range(cfg: GRPOLabConfig) -> list[tuple[str, float, Recommended]]:
     """(key, value, its recommended range) of every value outside RECOMMENDED: the one range check,
     read by `config validate`'s warnings and by doctor's range findings."""
     data = cfg.model_dump(mode="json")
-    found = []
-    for key, rec in RECOMMENDED.items():
-        value = lookup(data, key)
-        if value != rec.also and not rec.low <= value <= rec.high:
-            found.append((key, value, rec))
-    return found
+    found = [(key, lookup(data, key), rec) for key, rec in RECOMMENDED.items()]
+    return [(key, value, rec) for key, value, rec in found if value != rec.also and not rec.low <= value <= rec.high]
 
 
 def range_text(value, rec: Recommended) -> str:
@@ -247,13 +203,13 @@ def _num(value) -> str:
     return format_float(value) if isinstance(value, float) else str(value)
 
 
-def world_size_warnings(cfg: GRPOLabConfig, origin_of, sizes=(2, 4, 8)) -> list[Problem]:
+def world_size_warnings(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
     """A cluster config whose process count is `auto` is checked on the usual GPU counts too."""
-    warnings = []
-    for size in sizes:
-        for p in cross_field_problems(cfg, size, origin_of):
-            warnings.append(Problem(p.key, f"would fail on {size} processes: {p.message}", p.fix, p.origin))
-    return warnings
+    return [
+        Problem(p.key, f"would fail on {size} processes: {p.message}", p.fix, p.origin)
+        for size in (2, 4, 8)
+        for p in cross_field_problems(cfg, size, origin_of)
+    ]
 
 
 # ----------------------------------------------------------------------------- pass-through fields
@@ -311,35 +267,23 @@ INT64_MAX = 2**63 - 1
 def integer_range_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
     """Every whole-number value of the config (grpolab's keys and TRL's pass-through fields alike)
     within what the libraries below hold: seeds 0..2**32-1, every other number 64-bit."""
-    from .keys import flatten
-
-    problems = []
+    problems, add = _collector(origin_of)
     for key, value in flatten(cfg.model_dump(mode="python")).items():
         if isinstance(value, bool) or not isinstance(value, int):
             continue
         if key.rpartition(".")[2].endswith("seed") and not 0 <= value <= SEED_MAX:
-            problems.append(
-                Problem(
-                    key,
-                    f"{shown(value)} is not a seed: numpy and torch take a seed from 0 to {SEED_MAX:,}",
-                    f"`{key}: 42` (any whole number from 0 to {SEED_MAX})",
-                    origin_of(key),
-                )
+            add(
+                key,
+                f"{shown(value)} is not a seed: numpy and torch take a seed from 0 to {SEED_MAX:,}",
+                f"`{key}: 42` (any whole number from 0 to {SEED_MAX})",
             )
         elif key.endswith("_batch_size") and value < 1:  # a count of prompts: torch's DataLoader refuses < 1
-            problems.append(
-                Problem(
-                    key, f"{value} is not a batch size (1 or more).", f"delete `{key}` (its default)", origin_of(key)
-                )
-            )
+            add(key, f"{value} is not a batch size (1 or more).", f"delete `{key}` (its default)")
         elif not -INT64_MAX - 1 <= value <= INT64_MAX:
-            problems.append(
-                Problem(
-                    key,
-                    f"{shown(value)} does not fit in 64 bits, the whole numbers torch and numpy hold",
-                    "set it to e.g. 100 (a whole number below 2**63 = 9223372036854775808)",
-                    origin_of(key),
-                )
+            add(
+                key,
+                f"{shown(value)} does not fit in 64 bits, the whole numbers torch and numpy hold",
+                "set it to e.g. 100 (a whole number below 2**63 = 9223372036854775808)",
             )
     return problems
 
@@ -350,10 +294,7 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
     intervals, precision, optimizer, distributed engines and data loading, GRPO fields, LoRA, env)."""
     t, g = cfg.training, cfg.grpo
     tx, gx = dict(t.model_extra or {}), dict(g.model_extra or {})
-    problems: list[Problem] = []
-
-    def add(key, message, fix):
-        problems.append(Problem(key, message, fix, origin_of(key)))
+    problems, add = _collector(origin_of)
 
     # Evaluation: grpolab scores held-out prompts itself; TRL's evaluation loop needs an
     # eval_dataset grpolab never passes, so the trainer fails on the first evaluation.
@@ -630,50 +571,30 @@ def step_count_problems(cfg: GRPOLabConfig, world_size: int, origin_of) -> tuple
     """(errors, warnings) for a run that trains nothing or almost nothing, where that is known
     without loading data: max_steps, or data.max_samples (an upper bound on the rows)."""
     t = cfg.training
-    errors, warnings = [], []
+    (errors, error), (warnings, warn) = _collector(origin_of), _collector(origin_of)
     if t.max_steps == 0:
-        errors.append(
-            Problem(
-                "training.max_steps",
-                "is 0: the run would train nothing.",
-                "set `training.max_steps: -1` (use num_train_epochs) or a number of steps",
-                origin_of("training.max_steps"),
-            )
-        )
+        fix = "set `training.max_steps: -1` (use num_train_epochs) or a number of steps"
+        error("training.max_steps", "is 0: the run would train nothing.", fix)
         return errors, warnings
     if t.max_steps == 1:
-        warnings.append(
-            Problem(
-                "training.max_steps",
-                "is 1: one optimizer step, which says little about a run.",
-                None,
-                origin_of("training.max_steps"),
-            )
-        )
+        warn("training.max_steps", "is 1: one optimizer step, which says little about a run.")
     rows = cfg.data.max_samples if not cfg.data.datasets and cfg.data.test_size is None else None
     if rows is None:
         return errors, warnings
     d = derive(cfg, world_size, rows)
     per_round = d.unique_prompts_per_round
     if d.generation_rounds_per_epoch == 0:
-        errors.append(
-            Problem(
-                "data.max_samples",
-                f"{rows} prompts are fewer than one generation round ({per_round} prompts = generation_batch_size "
-                f"{d.generation_batch_size} / num_generations {cfg.grpo.num_generations}), so every prompt is "
-                "dropped and nothing trains.",
-                f"set `data.max_samples: {per_round}` or more (or lower training.per_device_train_batch_size)",
-                origin_of("data.max_samples"),
-            )
+        error(
+            "data.max_samples",
+            f"{rows} prompts are fewer than one generation round ({per_round} prompts = generation_batch_size "
+            f"{d.generation_batch_size} / num_generations {cfg.grpo.num_generations}), so every prompt is "
+            "dropped and nothing trains.",
+            f"set `data.max_samples: {per_round}` or more (or lower training.per_device_train_batch_size)",
         )
     elif t.max_steps <= 0 and d.total_optimizer_steps <= 1:  # with max_steps, the trainer repeats the rows
-        warnings.append(
-            Problem(
-                "data.max_samples",
-                f"{rows} prompts give at most {d.total_optimizer_steps} optimizer step(s) "
-                f"({per_round} prompts per generation round).",
-                None,
-                origin_of("data.max_samples"),
-            )
+        warn(
+            "data.max_samples",
+            f"{rows} prompts give at most {d.total_optimizer_steps} optimizer step(s) "
+            f"({per_round} prompts per generation round).",
         )
     return errors, warnings
