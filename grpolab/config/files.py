@@ -63,9 +63,8 @@ def _from_path(source: str) -> Path:
     if not Path(source).exists():
         choices = [*MODES, *(p.stem for p in sorted(preset_dir().glob("grpo_*.yaml")))]
         what = f"`{source}` is not a mode, a preset or an existing file.{did_you_mean(source, choices)}"
-        raise ConfigError(
-            Problem("--from", what, f"use one of {', '.join(choices)}, or a path to a config file", "config new")
-        )
+        fix = f"use one of {', '.join(choices)}, or a path to a config file"
+        raise ConfigError(Problem("--from", what, fix, "config new"))
     return Path(source)
 
 

@@ -13,7 +13,7 @@ unreadable base, and a base whose `mode:` differs are errors that show the chain
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ruamel.yaml.comments import CommentedMap
@@ -124,12 +124,8 @@ def load_chain(path=None, data: dict | None = None, label: str = "from_dict", fo
         try:
             layer = load_layer(target, f"preset {target.name}" if is_preset else str(target))
         except ConfigError as exc:  # say where in the chain that file is
-            raise ConfigError(
-                [
-                    Problem(p.key, f"{p.message.rstrip('.')} (base chain: {shown}).", p.fix, p.origin)
-                    for p in exc.problems
-                ]
-            ) from None
+            chained = f" (base chain: {shown})."
+            raise ConfigError([replace(p, message=p.message.rstrip(".") + chained) for p in exc.problems]) from None
         chain.insert(0, layer)
         seen.append(real)
         names.append(str(target))
@@ -140,19 +136,15 @@ def load_chain(path=None, data: dict | None = None, label: str = "from_dict", fo
 def chain_mode(chain: list[Layer]) -> str | None:
     """The mode a chain sets (its top-most `mode:`), or None. Two files of one chain that set
     different modes are an error: a base is layered over its own mode's preset."""
-    found: tuple[str, Layer] | None = None
-    for layer in reversed(chain):
-        mode = layer.data.get("mode")
-        if mode is None:
-            continue
-        if found is None:
-            found = (mode, layer)
-        elif mode != found[0]:
+    setting = [layer for layer in reversed(chain) if layer.data.get("mode") is not None]
+    for layer in setting[1:]:
+        top, mode = setting[0].data["mode"], layer.data["mode"]
+        if mode != top:
             names = " -> ".join(layer.label for layer in reversed(chain))
-            what = f"`{found[0]}` here, but its base {layer.label} has mode `{mode}` (chain: {names})."
-            fix = f"use a base of mode {found[0]}, or set `mode: {mode}` here"
-            raise ConfigError(Problem("mode", what, fix, Origins._at(found[1], ["mode"])))
-    return found[0] if found else None
+            what = f"`{top}` here, but its base {layer.label} has mode `{mode}` (chain: {names})."
+            fix = f"use a base of mode {top}, or set `mode: {mode}` here"
+            raise ConfigError(Problem("mode", what, fix, Origins._at(setting[0], ["mode"])))
+    return setting[0].data["mode"] if setting else None
 
 
 def load_preset(mode: str) -> Layer:
@@ -220,11 +212,8 @@ class Origins:
             if probe in self.values:
                 return self.values[probe]
             probe = parent_key(probe)
-        for known in self._below.get(key, ()):
-            origin = self.values.get(known)
-            if origin is not None and known.startswith(key + "."):
-                return _label(origin)
-        return "default"
+        inside = (self.values.get(known) for known in self._below.get(key, ()) if known.startswith(key + "."))
+        return next((_label(origin) for origin in inside if origin is not None), "default")
 
 
 def _label(origin: str) -> str:

@@ -1,9 +1,5 @@
-"""GRPOConfigLoader: a config built from its layers, validated, edited and saved.
-
-Precedence (lowest first): schema defaults < mode preset < --config file < --set overrides
-< explicit flags (--model ...) and update_param(). The mode comes from the `mode` argument,
-else the file's `mode:`, else local.
-"""
+"""GRPOConfigLoader: a config built from its layers (precedence in layers.py), validated, edited
+and saved. The mode comes from the `mode` argument, else the file's `mode:`, else local."""
 
 from __future__ import annotations
 

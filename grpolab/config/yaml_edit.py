@@ -36,11 +36,8 @@ def list_cut(tree, parts) -> int | None:
 
 def set_with_comment(tree: CommentedMap, parts, value, before, key: str, default_of=lambda key: MISSING) -> None:
     """Set a value in a round-trip tree and mark it `# Changed from OLD`, keeping other comments.
-
-    A mapping value is merged key by key (as layering does); only the keys that change are
-    marked. Comment lines that followed the old last entry of a section (blank lines and the
-    next section's header) stay below whatever is appended or replaced there. `default_of(key)`
-    gives the previous value of a sub-key the old mapping did not have."""
+    A mapping value is merged key by key (as layering does); only the keys that change are marked.
+    `default_of(key)` gives the previous value of a sub-key the old mapping did not have."""
     if before is not MISSING and same(before, value):
         return
     node, tail = tree, ""

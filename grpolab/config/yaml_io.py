@@ -27,8 +27,7 @@ from .keys import split_key
 
 
 class _HugeNumber(Exception):
-    def __init__(self, node):
-        self.node = node
+    """A whole number too large for a config; its one argument is the YAML node."""
 
 
 class _Constructor(RoundTripConstructor):
@@ -70,20 +69,13 @@ def _error(message: str, fix: str | None, origin: str, line=None, key: str = "")
 
 
 def _too_large(size: int, origin: str) -> ConfigError:
-    return _error(
-        f"is {size:,} bytes; a config file may be at most {MAX_CONFIG_BYTES:,} bytes (1 MiB)",
-        "move large data (prompts, tables, long texts) into a data file the config names",
-        origin,
-    )
+    what = f"is {size:,} bytes; a config file may be at most {MAX_CONFIG_BYTES:,} bytes (1 MiB)"
+    return _error(what, "move large data (prompts, tables, long texts) into a data file the config names", origin)
 
 
 def _too_deep(origin: str, line: int | None) -> ConfigError:
-    return _error(
-        f"nested more than {MAX_DEPTH} levels deep (mappings and lists inside each other)",
-        "flatten the structure: a config is a few levels deep",
-        origin,
-        line,
-    )
+    what = f"nested more than {MAX_DEPTH} levels deep (mappings and lists inside each other)"
+    return _error(what, "flatten the structure: a config is a few levels deep", origin, line)
 
 
 def _line(node) -> int | None:
@@ -104,12 +96,8 @@ def check_bounds(tree, origin: str) -> None:
         if depth > MAX_DEPTH or (known and depth + known[1] > MAX_DEPTH):
             raise _too_deep(origin, _line(node))
         if known is None:
-            raise _error(
-                "an alias (`*name`) refers to a mapping or list that contains it",
-                "write the values out instead of the alias",
-                origin,
-                _line(node),
-            )
+            what = "an alias (`*name`) refers to a mapping or list that contains it"
+            raise _error(what, "write the values out instead of the alias", origin, _line(node))
         if known is not False:
             return known
         seen[id(node)] = None
@@ -118,12 +106,9 @@ def check_bounds(tree, origin: str) -> None:
             child_size, child_height = walk(child, depth + 1)
             size, height = size + child_size, max(height, child_height + 1)
             if size > MAX_VALUES:
-                raise _error(
-                    f"its aliases (`*name`) expand to more than {MAX_VALUES:,} values; a config needs far fewer",
-                    "write the values out, or share settings with `base:` instead of aliases",
-                    origin,
-                    _line(node),
-                )
+                what = f"its aliases (`*name`) expand to more than {MAX_VALUES:,} values; a config needs far fewer"
+                fix = "write the values out, or share settings with `base:` instead of aliases"
+                raise _error(what, fix, origin, _line(node))
         seen[id(node)] = (size, height)
         return size, height
 
@@ -156,30 +141,26 @@ def parse_yaml_text(text: str, origin: str):
     or a RecursionError."""
     if len(text) > MAX_CONFIG_BYTES:
         raise _too_large(len(text.encode("utf-8", "surrogatepass")), origin)
-    deep_line = _flow_too_deep(text)
-    if deep_line is not None:
+    if (deep_line := _flow_too_deep(text)) is not None:
         raise _too_deep(origin, deep_line)
     directive = re.search(r"^%YAML[ \t]+(\S+)", text, re.MULTILINE)
     if directive and directive.group(1) != "1.2":
         line = text[: directive.start()].count("\n") + 1
-        raise _error(
-            f"`%YAML {directive.group(1)}`: config files are read as YAML 1.2 only", "delete that line", origin, line
-        )
+        what = f"`%YAML {directive.group(1)}`: config files are read as YAML 1.2 only"
+        raise _error(what, "delete that line", origin, line)
     try:
         tree = _yaml().load(text)
     except RecursionError:
         raise _too_deep(origin, None) from None
     except _HugeNumber as exc:
-        mark, digits = exc.node.start_mark, sum(c.isdigit() for c in exc.node.value)
-        raise ConfigError(
-            Problem(
-                "",
-                f"`{clipped(exc.node.value, 40)}` is a whole number of {digits:,} digits, larger than any number "
-                "a config holds (counts fit in 64 bits, 19 digits; a float stops at about 1.8e308)",
-                "write the number you mean (e.g. 100)",
-                origin if origin.startswith("--set") else f"{origin}:{mark.line + 1}:{mark.column + 1}",
-            )
-        ) from None
+        node = exc.args[0]
+        mark, digits = node.start_mark, sum(c.isdigit() for c in node.value)
+        where = origin if origin.startswith("--set") else f"{origin}:{mark.line + 1}:{mark.column + 1}"
+        what = (
+            f"`{clipped(node.value, 40)}` is a whole number of {digits:,} digits, larger than any number "
+            "a config holds (counts fit in 64 bits, 19 digits; a float stops at about 1.8e308)"
+        )
+        raise _error(what, "write the number you mean (e.g. 100)", where) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{origin}:{mark.line + 1}:{mark.column + 1}" if mark else origin
@@ -223,13 +204,12 @@ def _check_overflow(tree, text: str, origin: str) -> None:
                 found = _NUMBER.finditer(lines[line]) if line is not None and line < len(lines) else ()
                 typed = next((m.group() for m in found if math.isinf(float(m.group().replace("_", "")))), None)
                 in_file = line is not None and not origin.startswith("--set")  # a --set value is one line
-                raise _error(
-                    f"{f'`{clipped(typed, 40)}`' if typed else 'a number'} is beyond the largest number a float "
-                    "holds (about 1.8e308): it would read as infinity",
-                    "write the number you mean (e.g. 1.0e-4); YAML's `.inf` is infinity, if that is meant",
-                    origin,
-                    line + 1 if in_file else None,
+                number = f"`{clipped(typed, 40)}`" if typed else "a number"
+                what = (
+                    f"{number} is beyond the largest number a float holds (about 1.8e308): it would read as infinity"
                 )
+                fix = "write the number you mean (e.g. 1.0e-4); YAML's `.inf` is infinity, if that is meant"
+                raise _error(what, fix, origin, line + 1 if in_file else None)
             walk(value)
 
     walk(tree)
@@ -279,11 +259,8 @@ def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
     if not isinstance(data, CommentedMap):
         kinds = {CommentedSeq: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
         kind = kinds.get(type(data), f"a {type(data).__name__}")
-        raise _error(
-            f"top level must be a mapping of sections (`training:`, `grpo:` ...), got {kind}",
-            "write `key: value` pairs at the top level",
-            origin,
-        )
+        what = f"top level must be a mapping of sections (`training:`, `grpo:` ...), got {kind}"
+        raise _error(what, "write `key: value` pairs at the top level", origin)
     return data
 
 
@@ -391,8 +368,6 @@ def inline_yaml(value) -> str:
         return {True: "true", False: "false", None: "null"}[value]
     if isinstance(value, float):
         return format_float(value)
-    if isinstance(value, int):
-        return str(value)
     if isinstance(value, str):
         try:
             plain = parse_scalar(value, "<value>") == value
@@ -405,7 +380,7 @@ def inline_yaml(value) -> str:
         return "[" + ", ".join(inline_yaml(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{inline_yaml(k)}: {inline_yaml(v)}" for k, v in value.items()) + "}"
-    return str(value)
+    return str(value)  # an int
 
 
 def _double_quoted(text: str) -> str:
@@ -427,7 +402,7 @@ def _double_quoted(text: str) -> str:
 #    and read_for_edit remember it) and refuses "changed while editing: rerun" where another
 #    writer got in between, so even an edit made without the lock never silently drops one.
 
-_held = threading.local()  # folder -> [fd or None, depth]: the lock is re-entrant within a thread
+_held = threading.local()  # the folders this thread holds: the lock is re-entrant within a thread
 _thread_locks: dict[str, threading.RLock] = {}
 _thread_locks_guard = threading.Lock()
 _seen = threading.local()  # real path -> digest of the bytes this thread last read or wrote there
@@ -439,9 +414,7 @@ def _digest(raw: bytes | None) -> str | None:
 
 def remember_read(path, raw: bytes | None) -> None:
     """Record the bytes this thread read from (or wrote to) `path`: the version its edit starts from."""
-    if not hasattr(_seen, "files"):
-        _seen.files = {}
-    _seen.files[os.path.realpath(os.path.expanduser(path))] = _digest(raw)
+    _seen.__dict__.setdefault("files", {})[os.path.realpath(os.path.expanduser(path))] = _digest(raw)
 
 
 def forget_reads() -> None:
@@ -476,16 +449,9 @@ def edit_lock(path):
     folder = real_path(path).parent
     while not folder.is_dir() and folder != folder.parent:
         folder = folder.parent  # a new file in a folder not made yet: its nearest existing folder
-    key = str(folder)
-    if not hasattr(_held, "folders"):
-        _held.folders = {}
-    held = _held.folders
+    key, held = str(folder), _held.__dict__.setdefault("folders", set())
     if key in held:
-        held[key][1] += 1
-        try:
-            yield
-        finally:
-            held[key][1] -= 1
+        yield
         return
     with _thread_locks_guard:
         rlock = _thread_locks.setdefault(key, threading.RLock())
@@ -500,11 +466,11 @@ def edit_lock(path):
             if fd is not None:
                 os.close(fd)
             fd = None
-        held[key] = [fd, 1]
+        held.add(key)
         try:
             yield
         finally:
-            del held[key]
+            held.discard(key)
             if fd is not None:
                 os.close(fd)  # closing the descriptor releases the flock
 
@@ -512,23 +478,17 @@ def edit_lock(path):
 def folder_named(path: str) -> Problem | None:
     """A file to write, named with a trailing slash (Path() would silently drop it)."""
     if path.endswith(("/", os.sep)) and path.strip("/" + os.sep):
-        return Problem(
-            "", "ends in /, so it names a folder, not a file", f"drop the trailing /: {path.rstrip('/')}", path
-        )
+        fix = f"drop the trailing /: {path.rstrip('/')}"
+        return Problem("", "ends in /, so it names a folder, not a file", fix, path)
     return None
 
 
 def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False, expect: str | None = None) -> Path:
     """Write text to path via a temp file in the same folder. Without overwrite, an existing
     file is never replaced (the final step is a hard link, which fails if the name exists).
-
-    Under the file's edit lock, an existing file that changed since this thread read it (or
-    since `expect`, a digest from version_read) is refused: "changed while editing: rerun".
-
-    What the user had around an existing file stays: a symbolic link stays a link (the file it
-    points at is written), a file with several hard links is rewritten in place so every name
-    sees the new text, and its permissions, owner, CRLF line endings and UTF-8 BOM are kept. Only
-    regular files (or new paths) are written: a device, pipe or socket is refused."""
+    Under the file's edit lock, a file that changed since this thread read it (or since `expect`,
+    a digest from version_read) is refused. A symbolic link stays a link, a file with several hard
+    links is rewritten in place, and permissions, owner, CRLF endings and a UTF-8 BOM are kept."""
     if isinstance(path, str) and (problem := folder_named(path)):
         raise ConfigError(problem, CANNOT_WRITE)
     path = Path(path).expanduser()  # `~/x.yaml` from Python or a quoted shell word: the home folder
