@@ -62,14 +62,9 @@ def _from_path(source: str) -> Path:
         return named
     if not Path(source).exists():
         choices = [*MODES, *(p.stem for p in sorted(preset_dir().glob("grpo_*.yaml")))]
-        raise ConfigError(
-            Problem(
-                "--from",
-                f"`{source}` is not a mode, a preset or an existing file.{did_you_mean(source, choices)}",
-                f"use one of {', '.join(choices)}, or a path to a config file",
-                "config new",
-            )
-        )
+        what = f"`{source}` is not a mode, a preset or an existing file.{did_you_mean(source, choices)}"
+        fix = f"use one of {', '.join(choices)}, or a path to a config file"
+        raise ConfigError(Problem("--from", what, fix, "config new"))
     return Path(source)
 
 
@@ -95,15 +90,11 @@ def _changed_from(old) -> str:
     return f"# Changed from {text}"
 
 
-def _build(header: str, folder: Path, base: str, data: dict, comments: dict[str, str]) -> str:
-    tree = commented({"base": base, **data}, comments)
-    lines = [*header.splitlines(), f"{SCHEMA_LINE}{schema_ref(folder)}"]
-    tree.yaml_set_start_comment("\n".join(lines))
+def _build(header: str, out: Path, base_file: Path, data: dict, comments: dict[str, str]) -> str:
+    """The text of a config at `out`: `base: BASE_FILE`, `data` with `comments`, under `header`."""
+    tree = commented({"base": base_value(base_file, out.parent), **data}, comments)
+    tree.yaml_set_start_comment("\n".join([*header.splitlines(), f"{SCHEMA_LINE}{schema_ref(out.parent)}"]))
     return dump_yaml(tree)
-
-
-def _verify(text: str, out: Path, expected: GRPOConfigLoader) -> None:
-    expected.check_reproduced_by(text, str(out))
 
 
 def based_text(loader: GRPOConfigLoader, base_file: Path, out: Path, header: str, comment, keep=()) -> str:
@@ -114,8 +105,8 @@ def based_text(loader: GRPOConfigLoader, base_file: Path, out: Path, header: str
     resolved = loader.to_dict()
     data = unflatten({**flat, **{key: lookup(resolved, key) for key in keep}})
     comments = {key: text for key in flatten(data, split_lists=False) if (text := comment(key))}
-    text = _build(header, out.parent, base_value(base_file, out.parent), data, comments)
-    _verify(text, out, loader)
+    text = _build(header, out, base_file, data, comments)
+    loader.check_reproduced_by(text, str(out))
     return text
 
 
@@ -136,8 +127,8 @@ def new_config(name: str, source: str, overrides=None) -> tuple[Path, str]:
         "Every key it leaves out keeps its value from `base:`; `grpolab config explain --key KEY`\n"
         "says what a key does."
     )
-    text = _build(header, out.parent, base_value(base_file, out.parent), data, comments)
-    _verify(text, out, loader)
+    text = _build(header, out, base_file, data, comments)
+    loader.check_reproduced_by(text, str(out))
     return out, text
 
 
@@ -159,8 +150,8 @@ def minimize(path, out=None, base_source: str | None = None) -> tuple[Path, str]
         f"{out.stem}: minimized from {path} by `grpolab config minimize`: `base:` plus the keys whose\n"
         "values differ from it (comments kept). `grpolab config show --config THIS` prints every value."
     )
-    text = styled_like(path, _build(header, out.parent, base_value(base_file, out.parent), data, comments))
-    _verify(text, out, loader)
+    text = styled_like(path, _build(header, out, base_file, data, comments))
+    loader.check_reproduced_by(text, str(out))
     return out, text
 
 
@@ -168,14 +159,9 @@ def _out_path(name: str) -> Path:
     if "/" in name or name.endswith((".yaml", ".yml")):
         return Path(name)
     if not _NAME.match(name):
-        raise ConfigError(
-            Problem(
-                "",
-                f"`{name}` is not a usable config name (letters, digits, `_`, `-` and `.`).",
-                "e.g. `grpolab config new grpo_cluster_high_lr --from cluster`",
-                "config new",
-            )
-        )
+        what = f"`{name}` is not a usable config name (letters, digits, `_`, `-` and `.`)."
+        fix = "e.g. `grpolab config new grpo_cluster_high_lr --from cluster`"
+        raise ConfigError(Problem("", what, fix, "config new"))
     return Path("configs") / f"{name}.yaml"
 
 
@@ -229,24 +215,16 @@ def copy_preset(name: str, dest) -> tuple[Path, str]:
     key = name[:-5] if name.endswith(".yaml") else name
     key = f"grpo_{key}" if key in MODES else key
     if key not in presets:
-        raise ConfigError(
-            Problem(
-                "",
-                f"`{name}` is not a shipped preset.{did_you_mean(key, presets)} Presets: {', '.join(presets)}.",
-                "list them with `grpolab config ls`",
-                "config cp",
-            )
-        )
+        what = f"`{name}` is not a shipped preset.{did_you_mean(key, presets)} Presets: {', '.join(presets)}."
+        raise ConfigError(Problem("", what, "list them with `grpolab config ls`", "config cp"))
     item = presets[key]
     dest = Path(dest)
     out = dest / item.path.name if dest.is_dir() else dest
     text = item.path.read_text(encoding="utf-8")
-    if item.kind == "preset":
-        text = re.sub(
-            r"^# yaml-language-server: \$schema=.*$", f"# {SCHEMA_LINE}{schema_ref(out.parent)}", text, flags=re.M
-        )
     header = f"# Copied from the grpolab preset {item.name} by `grpolab config cp` (edit freely).\n"
     if item.kind == "preset":
+        schema = f"# {SCHEMA_LINE}{schema_ref(out.parent)}"
+        text = re.sub(r"^# yaml-language-server: \$schema=.*$", schema, text, flags=re.M)
         preset = preset_path(_mode_of(text)).name
         header += f"# It layers over preset {preset}, so a key you delete keeps the preset's value.\n"
     return out, header + text

@@ -13,7 +13,7 @@ unreadable base, and a base whose `mode:` differs are errors that show the chain
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ruamel.yaml.comments import CommentedMap
@@ -59,11 +59,8 @@ def _layer(data: dict, label: str, path: Path | None, tree) -> Layer:
     base = data.pop("base", None)
     if base is not None and not isinstance(base, str):
         where = Origins._at(Layer(data, label, path, tree), ["base"])
-        raise ConfigError(
-            Problem(
-                "base", f"must be a path to a config file, got {base!r}.", "write `base: other_config.yaml`", where
-            )
-        )
+        what = f"must be a path to a config file, got {base!r}."
+        raise ConfigError(Problem("base", what, "write `base: other_config.yaml`", where))
     for section in SECTIONS:
         if section in data and data[section] is None:
             data[section] = {}  # `training:` with every key commented out sets nothing
@@ -106,39 +103,29 @@ def load_chain(path=None, data: dict | None = None, label: str = "from_dict", fo
     while chain[0].base is not None:
         child = chain[0]
         target = resolve_base(child.base, folder)
-        where = Origins._at(child, ["base"])
         shown = " -> ".join([*names, str(target)])
         fix = f"point `base:` at a config file (relative to the folder of {child.label}) or write `preset:NAME`"
         real = real_path(target)
+        problem = None
         if real in seen:
-            raise ConfigError(
-                Problem("base", f"the base chain loops: {shown}.", "remove `base:` from one of them", where)
+            problem = f"the base chain loops: {shown}.", "remove `base:` from one of them"
+        elif not target.exists():
+            problem = (
+                f"`{child.base}` not found{'' if str(target) == child.base else f' ({target})'}; chain: {shown}.",
+                fix,
             )
-        if not target.exists():
-            raise ConfigError(
-                Problem(
-                    "base",
-                    f"`{child.base}` not found{'' if str(target) == child.base else f' ({target})'}; chain: {shown}.",
-                    fix,
-                    where,
-                )
-            )
-        if target.is_dir():
-            raise ConfigError(Problem("base", f"`{child.base}` is a directory; chain: {shown}.", fix, where))
-        if target.suffix not in (".yaml", ".yml"):
-            raise ConfigError(
-                Problem("base", f"`{child.base}` is not a YAML config file (.yaml); chain: {shown}.", fix, where)
-            )
+        elif target.is_dir():
+            problem = f"`{child.base}` is a directory; chain: {shown}.", fix
+        elif target.suffix not in (".yaml", ".yml"):
+            problem = f"`{child.base}` is not a YAML config file (.yaml); chain: {shown}.", fix
+        if problem:
+            raise ConfigError(Problem("base", *problem, Origins._at(child, ["base"])))
         is_preset = real.parent == preset_dir().resolve()
         try:
             layer = load_layer(target, f"preset {target.name}" if is_preset else str(target))
         except ConfigError as exc:  # say where in the chain that file is
-            raise ConfigError(
-                [
-                    Problem(p.key, f"{p.message.rstrip('.')} (base chain: {shown}).", p.fix, p.origin)
-                    for p in exc.problems
-                ]
-            ) from None
+            chained = f" (base chain: {shown})."
+            raise ConfigError([replace(p, message=p.message.rstrip(".") + chained) for p in exc.problems]) from None
         chain.insert(0, layer)
         seen.append(real)
         names.append(str(target))
@@ -149,24 +136,15 @@ def load_chain(path=None, data: dict | None = None, label: str = "from_dict", fo
 def chain_mode(chain: list[Layer]) -> str | None:
     """The mode a chain sets (its top-most `mode:`), or None. Two files of one chain that set
     different modes are an error: a base is layered over its own mode's preset."""
-    found: tuple[str, Layer] | None = None
-    for layer in reversed(chain):
-        mode = layer.data.get("mode")
-        if mode is None:
-            continue
-        if found is None:
-            found = (mode, layer)
-        elif mode != found[0]:
+    setting = [layer for layer in reversed(chain) if layer.data.get("mode") is not None]
+    for layer in setting[1:]:
+        top, mode = setting[0].data["mode"], layer.data["mode"]
+        if mode != top:
             names = " -> ".join(layer.label for layer in reversed(chain))
-            raise ConfigError(
-                Problem(
-                    "mode",
-                    f"`{found[0]}` here, but its base {layer.label} has mode `{mode}` (chain: {names}).",
-                    f"use a base of mode {found[0]}, or set `mode: {mode}` here",
-                    Origins._at(found[1], ["mode"]),
-                )
-            )
-    return found[0] if found else None
+            what = f"`{top}` here, but its base {layer.label} has mode `{mode}` (chain: {names})."
+            fix = f"use a base of mode {top}, or set `mode: {mode}` here"
+            raise ConfigError(Problem("mode", what, fix, Origins._at(setting[0], ["mode"])))
+    return setting[0].data["mode"] if setting else None
 
 
 def load_preset(mode: str) -> Layer:
@@ -184,12 +162,6 @@ class Origins:
         # drops what was below it without scanning every key: recording a layer stays linear in
         # its size (a 60k-entry `env:` map took minutes when each key scanned all the others).
         self._below: dict[str, dict[str, None]] = {}
-
-    def copy(self) -> Origins:
-        out = Origins()
-        out.values, out.sections = dict(self.values), dict(self.sections)
-        out._below = {key: dict(below) for key, below in self._below.items()}
-        return out
 
     def record(self, layer: Layer) -> None:
         """Every leaf of a layer (a later layer's record wins)."""
@@ -240,11 +212,8 @@ class Origins:
             if probe in self.values:
                 return self.values[probe]
             probe = parent_key(probe)
-        for known in self._below.get(key, ()):
-            origin = self.values.get(known)
-            if origin is not None and known.startswith(key + "."):
-                return _label(origin)
-        return "default"
+        inside = (self.values.get(known) for known in self._below.get(key, ()) if known.startswith(key + "."))
+        return next((_label(origin) for origin in inside if origin is not None), "default")
 
 
 def _label(origin: str) -> str:
@@ -296,16 +265,14 @@ def follow_batch_keys(data: dict, origins: Origins, world_size: int | None) -> l
         world = 1 if data.get("mode") != "cluster" else processes * machines if type(processes) is int else None
     value = followed_generation_batch(P, GA, G, steps if type(steps) is int else None, world)
     # A value that follows already says what the preset had (the data holds the followed value).
-    was = origin.partition(" (was ")[2][:-1]
-    if not origin.startswith(FOLLOWS):
-        was = f"{data['grpo']['generation_batch_size']} in {origin}"
+    following = origin.startswith(FOLLOWS)
+    was = origin.partition(" (was ")[2][:-1] if following else f"{data['grpo']['generation_batch_size']} in {origin}"
     data["grpo"]["generation_batch_size"] = value
     users = ", ".join(f"{key} {lookup(data, key)}" for key in set_by_user)
     origins.set(FOLLOWING, f"{FOLLOWS}{users} (was {was})")
     if world is not None:
-        value = (
-            f"{'auto = ' * (value == 'auto')}{generation_round(P, GA, value, steps, world)[0]} completions per round"
-        )
+        completions = generation_round(P, GA, value, steps, world)[0]
+        value = f"{'auto = ' * (value == 'auto')}{completions} completions per round"
     return [Problem(FOLLOWING, f"follows {users}: {value} (was {was})", None, None)]
 
 
@@ -320,13 +287,7 @@ def parse_assignments(items, origin: str = "--set") -> list[tuple[str, object]]:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(
-                Problem(
-                    "",
-                    f"`{item}` is not of the form KEY=VALUE.",
-                    "write e.g. `--set training.learning_rate=1e-4`",
-                    origin,
-                )
-            )
+            fix = "write e.g. `--set training.learning_rate=1e-4`"
+            raise ConfigError(Problem("", f"`{item}` is not of the form KEY=VALUE.", fix, origin))
         parsed.append((key.strip(), parse_scalar(text, f"{origin} {key.strip()}")))
     return parsed

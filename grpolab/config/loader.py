@@ -1,14 +1,9 @@
-"""GRPOConfigLoader: a config built from its layers, validated, edited and saved.
-
-Precedence (lowest first): schema defaults < mode preset < --config file < --set overrides
-< explicit flags (--model ...) and update_param(). The mode comes from the `mode` argument,
-else the file's `mode:`, else local.
-"""
+"""GRPOConfigLoader: a config built from its layers (precedence in layers.py), validated, edited
+and saved. The mode comes from the `mode` argument, else the file's `mode:`, else local."""
 
 from __future__ import annotations
 
 import copy
-import os
 from functools import lru_cache
 from pathlib import Path, PurePath
 
@@ -87,14 +82,8 @@ class GRPOConfigLoader:
         if set_modes and mode is None:
             mode = set_modes[-1]
         elif set_modes and set_modes[-1] != mode:
-            raise ConfigError(
-                Problem(
-                    "mode",
-                    f"--mode {mode} and --set mode={set_modes[-1]} disagree.",
-                    "give the mode once (--mode)",
-                    "--set mode",
-                )
-            )
+            what = f"--mode {mode} and --set mode={set_modes[-1]} disagree."
+            raise ConfigError(Problem("mode", what, "give the mode once (--mode)", "--set mode"))
         chosen = mode if mode is not None else (file_mode if file_mode is not None else "local")
         _check_mode(chosen, "--mode" if mode is not None else self._origins.of("mode"))
         self._chain = chain  # the --config file and its bases, root first (no preset)
@@ -132,14 +121,9 @@ class GRPOConfigLoader:
         _check_mode(mode, origin)
         bases = [layer for layer in self._chain[:-1] if layer.data.get("mode") not in (None, mode)]
         if bases:
-            raise ConfigError(
-                Problem(
-                    "mode",
-                    f"cannot become `{mode}`: its base {bases[0].label} has mode `{bases[0].data['mode']}`.",
-                    f"start from a config of mode {mode} (e.g. `grpolab config new --mode {mode}`)",
-                    origin,
-                )
-            )
+            what = f"cannot become `{mode}`: its base {bases[0].label} has mode `{bases[0].data['mode']}`."
+            fix = f"start from a config of mode {mode} (e.g. `grpolab config new --mode {mode}`)"
+            raise ConfigError(Problem("mode", what, fix, origin))
         changes, origins = self._changes, {key: self._origins.of(key) for key in self._changes}
         before = changes.get("mode", (self._data.get("mode", self.mode), None))[0]
         self._layer_preset(mode)
@@ -155,8 +139,8 @@ class GRPOConfigLoader:
         """Resolve references, validate everything, keep the typed config and its warnings."""
         notes = follow_batch_keys(self._data, self._origins, self.world_size)
         data = resolve_references(self._data, self.origin_of, schema_default)
-        self.config, self.warnings = check(data, self.origin_of, self.world_size)
-        self.warnings = notes + self.warnings
+        self.config, warnings = check(data, self.origin_of, self.world_size)
+        self.warnings = notes + warnings
 
     @property
     def base_chain(self) -> list[str]:
@@ -208,9 +192,8 @@ class GRPOConfigLoader:
         try:
             return copy.deepcopy(get_path(data, parts))
         except (KeyError, IndexError, TypeError):
-            raise ConfigError(
-                Problem(key, f"no such key.{did_you_mean(key, leaf_keys(data))}", None, "get_param")
-            ) from None
+            what = f"no such key.{did_you_mean(key, leaf_keys(data))}"
+            raise ConfigError(Problem(key, what, None, "get_param")) from None
 
     def update_param(self, key: str, value) -> None:
         """Set one dotted key; the whole config is re-validated at once (nothing changes if invalid)."""
@@ -252,8 +235,7 @@ class GRPOConfigLoader:
         for; default: this machine, probed without torch (as `config explain` does)."""
         world_size = _check_world_size(world_size, "trl_kwargs(world_size=...)")
         if world_size is not None and world_size != self.target_world_size():
-            problems = cross_field_problems(self.config, world_size, self.origin_of)
-            if problems:
+            if problems := cross_field_problems(self.config, world_size, self.origin_of):
                 raise ConfigError(problems)
         # The config room's one call upward, named in tests/repo/test_layers.py (SEAMS): the mapping
         # consumes the runtime's decisions, so it lives above them; importing it here, at call time,
@@ -270,13 +252,11 @@ class GRPOConfigLoader:
         `full=True`: the whole config as one flat file (no `base:`), from the mode preset's text,
         with every value the layers and changes set on top of it marked."""
         if full:
-            tree = read_yaml_file(self.preset_path)
-            preset = self.layers[0].data
+            tree, base = read_yaml_file(self.preset_path), self.layers[0].data
             changes = {
                 key: (before if before is not MISSING else schema_default(key), after)
-                for key, before, after in diff_leaves(preset, self._data)
+                for key, before, after in diff_leaves(base, self._data)
             }
-            base = preset
         else:
             tree = read_yaml_file(self.source_path)
             if self.config_path is not None and version_read(self.source_path) != self._source_version:
@@ -286,13 +266,12 @@ class GRPOConfigLoader:
             changes, base = self._changes, self._base
             if path is not None and isinstance(tree.get("base"), str) and not tree["base"].startswith("preset:"):
                 target = resolve_base(tree["base"], self.source_path.parent)
-                moved = base_value(target, Path(path).parent)
-                if moved != tree["base"]:
+                if (moved := base_value(target, Path(path).parent)) != tree["base"]:
                     tree["base"] = moved
         for key, (before, after) in changes.items():
             parts = split_key(key, "save")
-            cut = list_cut(tree, parts)
-            if cut is not None:  # `rewards[0].weight` and the file has no such entry: write the whole list
+            # `rewards[0].weight` and the file has no such entry: write the whole list
+            if (cut := list_cut(tree, parts)) is not None:
                 parts = parts[:cut]
                 key = ".".join(parts)
                 after = get_path(self._data, parts)
@@ -311,7 +290,7 @@ class GRPOConfigLoader:
         with edit_lock(path):
             text = self.render(path, full=full)
             self.check_reproduced_by(text, str(path))
-            edits_source = self.config_path is not None and _same_file(path, self.config_path)
+            edits_source = self.config_path is not None and real_path(path) == real_path(self.config_path)
             return write_atomic(path, text, overwrite=overwrite, expect=self._source_version if edits_source else None)
 
     def check_reproduced_by(self, text: str, origin: str) -> None:
@@ -325,18 +304,8 @@ class GRPOConfigLoader:
 
 def _check_mode(mode, origin: str) -> None:
     if mode not in MODES:
-        raise ConfigError(
-            Problem(
-                "mode",
-                f"`{mode}` is not a mode; allowed: {', '.join(MODES)}.{did_you_mean(str(mode), MODES)}",
-                "set `mode: local` or `mode: cluster`",
-                origin,
-            )
-        )
-
-
-def _same_file(a, b) -> bool:
-    return os.path.realpath(a) == os.path.realpath(b)
+        what = f"`{mode}` is not a mode; allowed: {', '.join(MODES)}.{did_you_mean(str(mode), MODES)}"
+        raise ConfigError(Problem("mode", what, "set `mode: local` or `mode: cluster`", origin))
 
 
 def plain_value(value):
@@ -357,9 +326,8 @@ def plain_value(value):
 
 def _check_world_size(world_size, origin: str):
     if world_size is not None and (isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1):
-        raise ConfigError(
-            Problem("world_size", f"must be a whole number of processes >= 1, got {world_size!r}.", None, origin)
-        )
+        what = f"must be a whole number of processes >= 1, got {world_size!r}."
+        raise ConfigError(Problem("world_size", what, None, origin))
     return world_size
 
 

@@ -22,10 +22,8 @@ from .schema import GRPOLabConfig, closed_model
 
 def check(data: dict, origin_of, world_size: int | None) -> tuple[GRPOLabConfig, list[Problem]]:
     """(the typed config, its warnings) for plain config data, or a ConfigError with every problem.
-
-    `world_size` is the process count to check the cross-field rules for; None means the
-    config's own (cluster.num_processes x num_machines, 1 locally), and a cluster config whose
-    process count is `auto` is also checked on 2, 4 and 8 processes (as warnings)."""
+    `world_size` None checks the config's own (target_world_size), and a cluster config whose
+    process count is `auto` also on 2, 4 and 8 processes (as warnings)."""
     try:
         closed_model().model_validate(data)
     except ValidationError as exc:

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import CommentMark
-from ruamel.yaml.scalarstring import (
-    DoubleQuotedScalarString,
-    FoldedScalarString,
-    LiteralScalarString,
-    SingleQuotedScalarString,
-)
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString as DoubleQuoted
+from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString, SingleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
 from .keys import MISSING, same
@@ -40,11 +36,8 @@ def list_cut(tree, parts) -> int | None:
 
 def set_with_comment(tree: CommentedMap, parts, value, before, key: str, default_of=lambda key: MISSING) -> None:
     """Set a value in a round-trip tree and mark it `# Changed from OLD`, keeping other comments.
-
-    A mapping value is merged key by key (as layering does); only the keys that change are
-    marked. Comment lines that followed the old last entry of a section (blank lines and the
-    next section's header) stay below whatever is appended or replaced there. `default_of(key)`
-    gives the previous value of a sub-key the old mapping did not have."""
+    A mapping value is merged key by key (as layering does); only the keys that change are marked.
+    `default_of(key)` gives the previous value of a sub-key the old mapping did not have."""
     if before is not MISSING and same(before, value):
         return
     node, tail = tree, ""
@@ -57,13 +50,10 @@ def set_with_comment(tree: CommentedMap, parts, value, before, key: str, default
         node = node[part]
         in_flow = in_flow or _flow(node)
     last = parts[-1]
-    if in_flow:
-        # Inside `{...}` / `[...]` an end-of-line comment would break the collection over lines:
-        # the value changes, the user's flow style stays, and the mark is left out.
+    # Inside `{...}` / `[...]` an end-of-line comment would break the collection over lines: the
+    # value changes, the user's flow style stays, and the mark is left out. A list item has none.
+    if in_flow or not isinstance(node, CommentedMap):
         node[last] = to_tree(value)
-        return
-    if not isinstance(node, CommentedMap):
-        node[last] = to_tree(value)  # a list item: no end-of-line comment to add
         return
     old = node.get(last)
     if isinstance(value, dict) and isinstance(old, CommentedMap):
@@ -76,7 +66,7 @@ def set_with_comment(tree: CommentedMap, parts, value, before, key: str, default
     elif isinstance(old, (CommentedMap, CommentedSeq)):
         tail = tail or _take_tail(old)
     if isinstance(value, str) and "\n" in value:
-        value = DoubleQuotedScalarString(value)  # one line, "...\n...", whatever quoting the old value had
+        value = DoubleQuoted(value)  # one line, "...\n...", whatever quoting the old value had
     node[last] = new = to_tree(value)
     token = _eol_token(node, last)
     first, _, rest = token.value.partition("\n") if token is not None else ("", "", "")
@@ -169,10 +159,6 @@ def _last_leaf(container):
     return (holder, key) if holder is not None else None
 
 
-def _token_slot(holder) -> int:
-    return 2 if isinstance(holder, CommentedMap) else 0
-
-
 def _take_tail(container, appending_to: CommentedMap | None = None) -> str:
     """Detach the comment lines after the last entry's own end-of-line comment; return them.
 
@@ -183,15 +169,16 @@ def _take_tail(container, appending_to: CommentedMap | None = None) -> str:
     if leaf is None:
         return ""
     holder, key = leaf
+    slot = 2 if isinstance(holder, CommentedMap) else 0  # where ruamel keeps the comment after an entry
     slots = holder.ca.items.get(key)
-    token = slots[_token_slot(holder)] if slots else None
+    token = slots[slot] if slots else None
     if token is None:
         return ""
     first, _, rest = token.value.partition("\n")
     lines = rest.splitlines(keepends=True)
     start = 0
     if appending_to is not None:
-        column = _key_column(appending_to)
+        column = _key_column(appending_to) or 0
         starts = [
             i for i, ln in enumerate(lines) if ln.lstrip().startswith("#") and len(ln) - len(ln.lstrip()) <= column
         ]
@@ -204,15 +191,16 @@ def _take_tail(container, appending_to: CommentedMap | None = None) -> str:
     if first.strip() or stay:
         token.value = first + "\n" + stay
     else:
-        slots[_token_slot(holder)] = None
+        slots[slot] = None
     return move
 
 
-def _key_column(node: CommentedMap) -> int:
+def _key_column(node: CommentedMap) -> int | None:
+    """The column of a mapping's keys as read from the file; None for a mapping built in memory."""
     try:
         return next(iter(node.lc.data.values()))[1]
     except (StopIteration, AttributeError, TypeError):
-        return 0
+        return None
 
 
 def _put_tail(container, tail: str) -> None:
@@ -221,10 +209,11 @@ def _put_tail(container, tail: str) -> None:
     if leaf is None:
         return
     holder, key = leaf
+    slot = 2 if isinstance(holder, CommentedMap) else 0
     slots = holder.ca.items.setdefault(key, [None, None, None, None])
-    token = slots[_token_slot(holder)]
+    token = slots[slot]
     if token is None:
-        slots[_token_slot(holder)] = CommentToken("\n" + tail, CommentMark(0), None)
+        slots[slot] = CommentToken("\n" + tail, CommentMark(0), None)
     else:
         first, _, rest = token.value.partition("\n")
         token.value = f"{first}\n{rest}{tail}"
@@ -233,16 +222,14 @@ def _put_tail(container, tail: str) -> None:
 def _eol_column(node: CommentedMap, key, value, depth: int | None = None) -> int | None:
     """Column two spaces after `key: value` (the presets' style), from the key's or a sibling's
     indent, else from `depth` (a tree built in memory)."""
-    try:
-        indent = node.lc.key(key)[1] if key in (node.lc.data or {}) else next(iter(node.lc.data.values()))[1]
-    except (StopIteration, AttributeError, TypeError):
-        if depth is None:
-            return None  # a brand-new mapping: ruamel places the comment
-        indent = 2 * depth
+    indent = node.lc.key(key)[1] if key in (node.lc.data or {}) else _key_column(node)
+    if indent is None and depth is None:
+        return None  # a brand-new mapping: ruamel places the comment
+    indent = 2 * depth if indent is None else indent
     stored = node.get(key)  # ruamel keeps a replaced string's quoting style
     if isinstance(value, (dict, list)) and value:
         shown = ""  # block values start below
-    elif isinstance(stored, DoubleQuotedScalarString):
+    elif isinstance(stored, DoubleQuoted):
         shown = " " + _double_quoted(str(value))
     elif isinstance(stored, SingleQuotedScalarString):
         shown = " '" + str(value).replace("'", "''") + "'"
@@ -256,10 +243,7 @@ def _eol_column(node: CommentedMap, key, value, depth: int | None = None) -> int
 def to_tree(value):
     """Plain data -> round-trip nodes (so comments can be attached to them)."""
     if isinstance(value, dict):
-        out = CommentedMap()
-        for k, v in value.items():
-            out[k] = to_tree(v)
-        return out
+        return CommentedMap((k, to_tree(v)) for k, v in value.items())
     if isinstance(value, list):
         return CommentedSeq(to_tree(v) for v in value)
     return value

@@ -27,8 +27,7 @@ from .keys import split_key
 
 
 class _HugeNumber(Exception):
-    def __init__(self, node):
-        self.node = node
+    """A whole number too large for a config; its one argument is the YAML node."""
 
 
 class _Constructor(RoundTripConstructor):
@@ -38,11 +37,8 @@ class _Constructor(RoundTripConstructor):
     def construct_bounded_int(self, node):
         try:
             value = RoundTripConstructor.construct_yaml_int(self, node)
-        except ValueError:  # Python's limit on int(text): "Exceeds the limit (4300 digits)"
-            raise _HugeNumber(node) from None
-        try:
             float(value)
-        except OverflowError:
+        except (ValueError, OverflowError):  # Python's limit on int(text) (4300 digits), or past a float
             raise _HugeNumber(node) from None
         return value
 
@@ -67,26 +63,19 @@ MAX_DEPTH = 64  # nested mappings/lists; ruamel itself recurses about 300 levels
 MAX_VALUES = 500_000  # values once every alias (`*name`) is expanded (a "billion laughs" file)
 
 
+def _error(message: str, fix: str | None, origin: str, line=None, key: str = "") -> ConfigError:
+    """One problem of the file (or of `key`), at `origin:line` where the line is known."""
+    return ConfigError(Problem(key, message, fix, f"{origin}:{line}" if line else origin))
+
+
 def _too_large(size: int, origin: str) -> ConfigError:
-    return ConfigError(
-        Problem(
-            "",
-            f"is {size:,} bytes; a config file may be at most {MAX_CONFIG_BYTES:,} bytes (1 MiB)",
-            "move large data (prompts, tables, long texts) into a data file the config names",
-            origin,
-        )
-    )
+    what = f"is {size:,} bytes; a config file may be at most {MAX_CONFIG_BYTES:,} bytes (1 MiB)"
+    return _error(what, "move large data (prompts, tables, long texts) into a data file the config names", origin)
 
 
 def _too_deep(origin: str, line: int | None) -> ConfigError:
-    return ConfigError(
-        Problem(
-            "",
-            f"nested more than {MAX_DEPTH} levels deep (mappings and lists inside each other)",
-            "flatten the structure: a config is a few levels deep",
-            f"{origin}:{line}" if line else origin,
-        )
-    )
+    what = f"nested more than {MAX_DEPTH} levels deep (mappings and lists inside each other)"
+    return _error(what, "flatten the structure: a config is a few levels deep", origin, line)
 
 
 def _line(node) -> int | None:
@@ -103,22 +92,13 @@ def check_bounds(tree, origin: str) -> None:
     def walk(node, depth: int) -> tuple[int, int]:
         if not isinstance(node, (dict, list)):
             return 1, 0
-        if depth > MAX_DEPTH:
-            raise _too_deep(origin, _line(node))
         known = seen.get(id(node), False)
+        if depth > MAX_DEPTH or (known and depth + known[1] > MAX_DEPTH):
+            raise _too_deep(origin, _line(node))
         if known is None:
-            raise ConfigError(
-                Problem(
-                    "",
-                    "an alias (`*name`) refers to a mapping or list that contains it",
-                    "write the values out instead of the alias",
-                    f"{origin}:{_line(node)}" if _line(node) else origin,
-                )
-            )
+            what = "an alias (`*name`) refers to a mapping or list that contains it"
+            raise _error(what, "write the values out instead of the alias", origin, _line(node))
         if known is not False:
-            size, height = known
-            if depth + height > MAX_DEPTH:
-                raise _too_deep(origin, _line(node))
             return known
         seen[id(node)] = None
         size, height = 1, 0
@@ -126,14 +106,9 @@ def check_bounds(tree, origin: str) -> None:
             child_size, child_height = walk(child, depth + 1)
             size, height = size + child_size, max(height, child_height + 1)
             if size > MAX_VALUES:
-                raise ConfigError(
-                    Problem(
-                        "",
-                        f"its aliases (`*name`) expand to more than {MAX_VALUES:,} values; a config needs far fewer",
-                        "write the values out, or share settings with `base:` instead of aliases",
-                        f"{origin}:{_line(node)}" if _line(node) else origin,
-                    )
-                )
+                what = f"its aliases (`*name`) expand to more than {MAX_VALUES:,} values; a config needs far fewer"
+                fix = "write the values out, or share settings with `base:` instead of aliases"
+                raise _error(what, fix, origin, _line(node))
         seen[id(node)] = (size, height)
         return size, height
 
@@ -166,51 +141,39 @@ def parse_yaml_text(text: str, origin: str):
     or a RecursionError."""
     if len(text) > MAX_CONFIG_BYTES:
         raise _too_large(len(text.encode("utf-8", "surrogatepass")), origin)
-    deep_line = _flow_too_deep(text)
-    if deep_line is not None:
+    if (deep_line := _flow_too_deep(text)) is not None:
         raise _too_deep(origin, deep_line)
     directive = re.search(r"^%YAML[ \t]+(\S+)", text, re.MULTILINE)
     if directive and directive.group(1) != "1.2":
         line = text[: directive.start()].count("\n") + 1
-        raise ConfigError(
-            Problem(
-                "",
-                f"`%YAML {directive.group(1)}`: config files are read as YAML 1.2 only",
-                "delete that line",
-                f"{origin}:{line}",
-            )
-        )
+        what = f"`%YAML {directive.group(1)}`: config files are read as YAML 1.2 only"
+        raise _error(what, "delete that line", origin, line)
     try:
         tree = _yaml().load(text)
     except RecursionError:
         raise _too_deep(origin, None) from None
     except _HugeNumber as exc:
-        mark, digits = exc.node.start_mark, sum(c.isdigit() for c in exc.node.value)
-        raise ConfigError(
-            Problem(
-                "",
-                f"`{clipped(exc.node.value, 40)}` is a whole number of {digits:,} digits, larger than any number "
-                "a config holds (counts fit in 64 bits, 19 digits; a float stops at about 1.8e308)",
-                "write the number you mean (e.g. 100)",
-                origin if origin.startswith("--set") else f"{origin}:{mark.line + 1}:{mark.column + 1}",
-            )
-        ) from None
+        node = exc.args[0]
+        mark, digits = node.start_mark, sum(c.isdigit() for c in node.value)
+        where = origin if origin.startswith("--set") else f"{origin}:{mark.line + 1}:{mark.column + 1}"
+        what = (
+            f"`{clipped(node.value, 40)}` is a whole number of {digits:,} digits, larger than any number "
+            "a config holds (counts fit in 64 bits, 19 digits; a float stops at about 1.8e308)"
+        )
+        raise _error(what, "write the number you mean (e.g. 100)", where) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{origin}:{mark.line + 1}:{mark.column + 1}" if mark else origin
         what = exc.problem or exc.context or "invalid YAML"
+        fix = "check indentation, quotes and brackets on that line"
         if "duplicate key" in what:
             fix = "keep one of the two entries"
         elif "another document" in what:
-            what, fix = (
-                "a config file holds one YAML document, found a second one",
-                "delete the `---` line and merge the two parts",
-            )
-        else:
-            fix = "check indentation, quotes and brackets on that line"
-        raise ConfigError(Problem("", f"YAML error: {what}", fix, where)) from None
+            what = "a config file holds one YAML document, found a second one"
+            fix = "delete the `---` line and merge the two parts"
+        raise _error(f"YAML error: {what}", fix, where) from None
     except YAMLError as exc:
-        raise ConfigError(Problem("", f"YAML error: {exc}", None, origin)) from None
+        raise _error(f"YAML error: {exc}", None, origin) from None
     check_bounds(tree, origin)
     _check_overflow(tree, text, origin)
     return tree
@@ -232,28 +195,21 @@ def _check_overflow(tree, text: str, origin: str) -> None:
         if id(node) in seen or not isinstance(node, (dict, list)):
             return
         seen.add(id(node))
-        items = node.items() if isinstance(node, dict) else enumerate(node)
-        for key, value in items:
+        for key, value in node.items() if isinstance(node, dict) else enumerate(node):
             if isinstance(value, ScalarFloat) and math.isinf(value):
                 try:
                     line = (node.lc.value(key) if isinstance(node, dict) else node.lc.item(key))[0]
                 except (AttributeError, KeyError, TypeError, IndexError):
                     line = None
-                typed = None
-                if line is not None and line < len(lines):
-                    found = [m.group() for m in _NUMBER.finditer(lines[line])]
-                    typed = next((t for t in found if math.isinf(float(t.replace("_", "")))), None)
+                found = _NUMBER.finditer(lines[line]) if line is not None and line < len(lines) else ()
+                typed = next((m.group() for m in found if math.isinf(float(m.group().replace("_", "")))), None)
                 in_file = line is not None and not origin.startswith("--set")  # a --set value is one line
-                raise ConfigError(
-                    Problem(
-                        "",
-                        f"{f'`{clipped(typed, 40)}`' if typed else 'a number'} is beyond the largest number a float "
-                        "holds "
-                        "(about 1.8e308): it would read as infinity",
-                        "write the number you mean (e.g. 1.0e-4); YAML's `.inf` is infinity, if that is meant",
-                        f"{origin}:{line + 1}" if in_file else origin,
-                    )
+                number = f"`{clipped(typed, 40)}`" if typed else "a number"
+                what = (
+                    f"{number} is beyond the largest number a float holds (about 1.8e308): it would read as infinity"
                 )
+                fix = "write the number you mean (e.g. 1.0e-4); YAML's `.inf` is infinity, if that is meant"
+                raise _error(what, fix, origin, line + 1 if in_file else None)
             walk(value)
 
     walk(tree)
@@ -271,21 +227,14 @@ def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
     path = Path(path).expanduser()
     if not path.exists():
         if path.is_symlink():  # the link is there; what it points at is not (or it points at itself)
-            target = os.readlink(path)
-            what = "leads back to itself (a link loop)" if real_path(path) == path.absolute() else ""
-            message = f"is a symbolic link to `{target}`, which " + (what or "does not exist")
-            raise ConfigError(Problem("", message, "point the link at a config file, or pass the file itself", origin))
-        raise ConfigError(
-            Problem("", "file not found", "check the path (relative paths start from the current directory)", origin)
-        )
+            what = "leads back to itself (a link loop)" if real_path(path) == path.absolute() else "does not exist"
+            fix = "point the link at a config file, or pass the file itself"
+            raise _error(f"is a symbolic link to `{os.readlink(path)}`, which {what}", fix, origin)
+        raise _error("file not found", "check the path (relative paths start from the current directory)", origin)
     if path.is_dir():
-        raise ConfigError(
-            Problem(
-                "", "is a directory, not a YAML file", f"pass a file inside it, e.g. {path}/grpo_local.yaml", origin
-            )
-        )
+        raise _error("is a directory, not a YAML file", f"pass a file inside it, e.g. {path}/grpo_local.yaml", origin)
     if not path.is_file():  # a device (/dev/zero), a pipe, a socket: reading it may never end
-        raise ConfigError(Problem("", "is not a regular file (a device, pipe or socket)", "pass a YAML file", origin))
+        raise _error("is not a regular file (a device, pipe or socket)", "pass a YAML file", origin)
     try:
         size = path.stat().st_size
         if size > MAX_CONFIG_BYTES:  # refused before reading it: memory stays bounded too
@@ -295,43 +244,23 @@ def read_yaml_file(path: str | os.PathLike) -> CommentedMap:
         if len(raw) > MAX_CONFIG_BYTES:  # a file that grew after stat (or a /proc file that says 0)
             raise _too_large(len(raw), origin)
     except OSError as exc:
-        raise ConfigError(
-            Problem("", f"cannot read the file: {exc.strerror or exc}", "check its permissions", origin)
-        ) from None
+        raise _error(f"cannot read the file: {exc.strerror or exc}", "check its permissions", origin) from None
     remember_read(path, raw)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(
-            Problem(
-                "",
-                f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
-                "save the file as UTF-8",
-                f"{origin}:{line}",
-            )
-        ) from None
-    if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
-        raise ConfigError(Problem("", "file is empty", "add at least one key, e.g. `mode: local`", origin))
-    data = parse_yaml_text(text, origin)
+        what = f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        raise _error(what, "save the file as UTF-8", origin, line) from None
+    comments_only = all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines())
+    data = None if comments_only else parse_yaml_text(text, origin)
     if data is None:
-        raise ConfigError(Problem("", "file is empty", "add at least one key, e.g. `mode: local`", origin))
+        raise _error("file is empty", "add at least one key, e.g. `mode: local`", origin)
     if not isinstance(data, CommentedMap):
-        kind = (
-            "a list"
-            if isinstance(data, CommentedSeq)
-            else {str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
-                type(data), f"a {type(data).__name__}"
-            )
-        )
-        raise ConfigError(
-            Problem(
-                "",
-                f"top level must be a mapping of sections (`training:`, `grpo:` ...), got {kind}",
-                "write `key: value` pairs at the top level",
-                origin,
-            )
-        )
+        kinds = {CommentedSeq: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+        kind = kinds.get(type(data), f"a {type(data).__name__}")
+        what = f"top level must be a mapping of sections (`training:`, `grpo:` ...), got {kind}"
+        raise _error(what, "write `key: value` pairs at the top level", origin)
     return data
 
 
@@ -343,12 +272,10 @@ def line_of(tree, key) -> int | None:
         return None
     node, line = tree, None
     for part in parts:
-        if isinstance(node, CommentedMap) and part in node:
-            pos = (node.lc.data or {}).get(part)  # keys brought in by a `<<:` merge have no position
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-            pos = (node.lc.data or {}).get(part)
-        else:
+        in_map = isinstance(node, CommentedMap) and part in node
+        if not in_map and not (isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node)):
             return line
+        pos = (node.lc.data or {}).get(part)  # keys brought in by a `<<:` merge have no position
         line = pos[0] + 1 if pos else line
         node = node[part]
     return line
@@ -358,45 +285,30 @@ def to_plain(node, origin: str, tree=None, path: str = ""):
     """Round-trip tree -> plain dicts/lists/scalars. Tagged or non-plain values are rejected, never built."""
     tag = getattr(getattr(node, "tag", None), "value", None)
     if tag and not tag.startswith("tag:yaml.org,2002:") or (tag and "python/" in tag):
-        line = line_of(tree, path) if tree is not None else None
-        raise ConfigError(
-            Problem(
-                path,
-                f"YAML tag `{tag}` is not allowed (tags are never executed)",
-                "remove the tag and write a plain value",
-                f"{origin}:{line}" if line else origin,
-            )
-        )
-    if isinstance(node, dict):
+        what = f"YAML tag `{tag}` is not allowed (tags are never executed)"
+        fix = "remove the tag and write a plain value"
+    elif isinstance(node, dict):
         out = {}
         for key, value in node.items():
             if not isinstance(key, str):
                 pos = (getattr(node, "lc", None) and node.lc.data or {}).get(key)
-                where = f"{origin}:{pos[0] + 1}" if pos else origin
-                raise ConfigError(Problem(path, f"keys must be strings, got {key!r}", "quote the key", where))
+                raise _error(f"keys must be strings, got {key!r}", "quote the key", origin, pos and pos[0] + 1, path)
             out[key] = to_plain(value, origin, tree, f"{path}.{key}" if path else key)
         return out
-    if isinstance(node, list):
+    elif isinstance(node, list):
         return [to_plain(v, origin, tree, path) for v in node]
-    if isinstance(node, bool) or node is None:
+    elif isinstance(node, bool) or node is None:
         return node
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    line = line_of(tree, path) if tree is not None else None
-    if isinstance(node, bytes):
+    elif isinstance(node, (int, float, str)):
+        return int(node) if isinstance(node, int) else float(node) if isinstance(node, float) else str(node)
+    elif isinstance(node, bytes):
         what, fix = "binary data (`!!binary`) is not allowed", "write a plain value"
     elif isinstance(node, (datetime.date, datetime.datetime)):
         what, fix = f"a date ({node}) is not allowed", f'quote it if you mean a string: "{node}"'
     else:
-        what, fix = (
-            f"value of type {type(node).__name__} is not allowed",
-            "use a number, string, boolean, list or mapping",
-        )
-    raise ConfigError(Problem(path, what, fix, f"{origin}:{line}" if line else origin))
+        what = f"value of type {type(node).__name__} is not allowed"
+        fix = "use a number, string, boolean, list or mapping"
+    raise _error(what, fix, origin, line_of(tree, path) if tree is not None else None, path)
 
 
 def parse_scalar(text: str, origin: str):
@@ -407,8 +319,8 @@ def parse_scalar(text: str, origin: str):
 
 def format_float(value: float) -> str:
     """Shortest exact text for a float; small and large ones in the presets' `5.0e-5` style."""
-    if value != value or value in (float("inf"), float("-inf")):
-        return {True: ".nan"}.get(value != value, ".inf" if value > 0 else "-.inf")
+    if value != value or value in (math.inf, -math.inf):
+        return ".nan" if value != value else ".inf" if value > 0 else "-.inf"
     if value == 0 or 1e-3 <= abs(value) < 1e6:
         text = repr(value)
         return text if any(c in text for c in ".e") else text + ".0"
@@ -416,13 +328,7 @@ def format_float(value: float) -> str:
         mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
         if float(f"{mantissa}e{exponent}") == value:
             break
-    if "." not in mantissa:
-        mantissa += ".0"
-    return f"{mantissa}e{int(exponent)}"
-
-
-def _represent_float(representer, value):
-    return representer.represent_scalar("tag:yaml.org,2002:float", format_float(value))
+    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{int(exponent)}"
 
 
 def _represent_loaded_float(representer, value):
@@ -440,15 +346,13 @@ def _represent_loaded_float(representer, value):
     return node
 
 
-def _represent_none(representer, value):
-    return representer.represent_scalar("tag:yaml.org,2002:null", "null")
-
-
 def dump_yaml(data) -> str:
     yaml = _yaml()
-    yaml.representer.add_representer(float, _represent_float)
+    yaml.representer.add_representer(
+        float, lambda r, v: r.represent_scalar("tag:yaml.org,2002:float", format_float(v))
+    )
     yaml.representer.add_representer(ScalarFloat, _represent_loaded_float)
-    yaml.representer.add_representer(type(None), _represent_none)
+    yaml.representer.add_representer(type(None), lambda r, v: r.represent_scalar("tag:yaml.org,2002:null", "null"))
     stream = io.StringIO()
     yaml.dump(data, stream)
     # Comments read from a CRLF file keep their `\r`: the text is LF throughout, and whoever
@@ -460,14 +364,10 @@ def dump_yaml(data) -> str:
 def inline_yaml(value) -> str:
     """A value as it would appear after `key: ` in flow style, on one line: for messages and
     `# Changed from` comments."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
     if isinstance(value, float):
         return format_float(value)
-    if isinstance(value, int):
-        return str(value)
     if isinstance(value, str):
         try:
             plain = parse_scalar(value, "<value>") == value
@@ -480,7 +380,7 @@ def inline_yaml(value) -> str:
         return "[" + ", ".join(inline_yaml(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{inline_yaml(k)}: {inline_yaml(v)}" for k, v in value.items()) + "}"
-    return str(value)
+    return str(value)  # an int
 
 
 def _double_quoted(text: str) -> str:
@@ -502,7 +402,7 @@ def _double_quoted(text: str) -> str:
 #    and read_for_edit remember it) and refuses "changed while editing: rerun" where another
 #    writer got in between, so even an edit made without the lock never silently drops one.
 
-_held = threading.local()  # folder -> [fd or None, depth]: the lock is re-entrant within a thread
+_held = threading.local()  # the folders this thread holds: the lock is re-entrant within a thread
 _thread_locks: dict[str, threading.RLock] = {}
 _thread_locks_guard = threading.Lock()
 _seen = threading.local()  # real path -> digest of the bytes this thread last read or wrote there
@@ -512,15 +412,9 @@ def _digest(raw: bytes | None) -> str | None:
     return None if raw is None else hashlib.sha256(raw).hexdigest()
 
 
-def _key(path) -> str:
-    return os.path.realpath(os.path.expanduser(path))
-
-
 def remember_read(path, raw: bytes | None) -> None:
     """Record the bytes this thread read from (or wrote to) `path`: the version its edit starts from."""
-    if not hasattr(_seen, "files"):
-        _seen.files = {}
-    _seen.files[_key(path)] = _digest(raw)
+    _seen.__dict__.setdefault("files", {})[os.path.realpath(os.path.expanduser(path))] = _digest(raw)
 
 
 def forget_reads() -> None:
@@ -530,7 +424,7 @@ def forget_reads() -> None:
 
 def version_read(path) -> str | None:
     """The digest of `path` as this thread last read it, None if it has not read it."""
-    return getattr(_seen, "files", {}).get(_key(path))
+    return getattr(_seen, "files", {}).get(os.path.realpath(os.path.expanduser(path)))
 
 
 def read_for_edit(path) -> bytes:
@@ -540,23 +434,9 @@ def read_for_edit(path) -> bytes:
     return raw
 
 
-def _current(path) -> bytes | None:
-    try:
-        return Path(path).read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return None
-
-
 def changed_while_editing(path) -> ConfigError:
-    return ConfigError(
-        Problem(
-            "",
-            "changed while editing (another command or editor wrote it after this one read it); nothing was written",
-            "rerun",
-            str(path),
-        ),
-        CONFIG_CHANGED,
-    )
+    what = "changed while editing (another command or editor wrote it after this one read it); nothing was written"
+    return ConfigError(Problem("", what, "rerun", str(path)), CONFIG_CHANGED)
 
 
 @contextlib.contextmanager
@@ -566,19 +446,12 @@ def edit_lock(path):
     write replaces the file's inode, so a lock on the file itself would not be seen by the next
     writer. Where the folder cannot be locked (no flock, no read access) the version check of
     write_atomic still refuses a lost update."""
-    folder = Path(os.path.realpath(os.path.expanduser(path))).parent
+    folder = real_path(path).parent
     while not folder.is_dir() and folder != folder.parent:
         folder = folder.parent  # a new file in a folder not made yet: its nearest existing folder
-    key = str(folder)
-    held = getattr(_held, "folders", None)
-    if held is None:
-        held = _held.folders = {}
+    key, held = str(folder), _held.__dict__.setdefault("folders", set())
     if key in held:
-        held[key][1] += 1
-        try:
-            yield
-        finally:
-            held[key][1] -= 1
+        yield
         return
     with _thread_locks_guard:
         rlock = _thread_locks.setdefault(key, threading.RLock())
@@ -593,11 +466,11 @@ def edit_lock(path):
             if fd is not None:
                 os.close(fd)
             fd = None
-        held[key] = [fd, 1]
+        held.add(key)
         try:
             yield
         finally:
-            del held[key]
+            held.discard(key)
             if fd is not None:
                 os.close(fd)  # closing the descriptor releases the flock
 
@@ -605,23 +478,17 @@ def edit_lock(path):
 def folder_named(path: str) -> Problem | None:
     """A file to write, named with a trailing slash (Path() would silently drop it)."""
     if path.endswith(("/", os.sep)) and path.strip("/" + os.sep):
-        return Problem(
-            "", "ends in /, so it names a folder, not a file", f"drop the trailing /: {path.rstrip('/')}", path
-        )
+        fix = f"drop the trailing /: {path.rstrip('/')}"
+        return Problem("", "ends in /, so it names a folder, not a file", fix, path)
     return None
 
 
 def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False, expect: str | None = None) -> Path:
     """Write text to path via a temp file in the same folder. Without overwrite, an existing
     file is never replaced (the final step is a hard link, which fails if the name exists).
-
-    Under the file's edit lock, an existing file that changed since this thread read it (or
-    since `expect`, a digest from version_read) is refused: "changed while editing: rerun".
-
-    What the user had around an existing file stays: a symbolic link stays a link (the file it
-    points at is written), a file with several hard links is rewritten in place so every name
-    sees the new text, and its permissions, owner, CRLF line endings and UTF-8 BOM are kept. Only
-    regular files (or new paths) are written: a device, pipe or socket is refused."""
+    Under the file's edit lock, a file that changed since this thread read it (or since `expect`,
+    a digest from version_read) is refused. A symbolic link stays a link, a file with several hard
+    links is rewritten in place, and permissions, owner, CRLF endings and a UTF-8 BOM are kept."""
     if isinstance(path, str) and (problem := folder_named(path)):
         raise ConfigError(problem, CANNOT_WRITE)
     path = Path(path).expanduser()  # `~/x.yaml` from Python or a quoted shell word: the home folder
@@ -631,26 +498,21 @@ def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False,
 
 def _write_atomic(path: Path, text: str, overwrite: bool, expect: str | None) -> Path:
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
-    exists = Problem(
-        "",
-        "refusing to overwrite it",
-        advise(cli="choose a new file name, or pass --force", python="choose a new file name, or pass overwrite=True"),
-        str(path),
+    fix = advise(
+        cli="choose a new file name, or pass --force", python="choose a new file name, or pass overwrite=True"
     )
+    exists = ConfigError(Problem("", "refusing to overwrite it", fix, str(path)), FILE_EXISTS)
+
+    def cannot(message: str, fix: str) -> ConfigError:
+        return ConfigError(Problem("", message, fix, str(path)), CANNOT_WRITE)
+
     if target.is_dir():
-        raise ConfigError(Problem("", "is a directory", "give a file path ending in .yaml", str(path)), CANNOT_WRITE)
+        raise cannot("is a directory", "give a file path ending in .yaml")
     if target.exists() and not target.is_file():
-        raise ConfigError(
-            Problem(
-                "",
-                "is not a regular file (a device, pipe or socket); grpolab only writes regular files",
-                "give the path of a new or regular file",
-                str(path),
-            ),
-            CANNOT_WRITE,
-        )
+        what = "is not a regular file (a device, pipe or socket); grpolab only writes regular files"
+        raise cannot(what, "give the path of a new or regular file")
     if (target.exists() or path.is_symlink()) and not overwrite:
-        raise ConfigError(exists, FILE_EXISTS)
+        raise exists
     old = target.stat() if target.is_file() else None
     if old is not None:
         raw = target.read_bytes()
@@ -662,9 +524,7 @@ def _write_atomic(path: Path, text: str, overwrite: bool, expect: str | None) ->
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
-        raise ConfigError(
-            Problem("", f"{exc.strerror or exc}", "choose a writable folder", str(path)), CANNOT_WRITE
-        ) from None
+        raise cannot(f"{exc.strerror or exc}", "choose a writable folder") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
@@ -672,10 +532,8 @@ def _write_atomic(path: Path, text: str, overwrite: bool, expect: str | None) ->
             os.fsync(handle.fileno())
         os.chmod(tmp, old.st_mode & 0o7777 if old is not None else 0o666 & ~_umask())
         if old is not None:
-            try:
+            with contextlib.suppress(OSError):  # not ours to give away: the new file keeps our own owner
                 os.chown(tmp, old.st_uid, old.st_gid)
-            except OSError:  # not ours to give away: the new file keeps our own owner
-                pass
         if overwrite and old is not None and old.st_nlink > 1:
             # Replacing the name would split it from its other hard links; the temp file is
             # complete, so copying it into the file is the shortest window left.
@@ -687,32 +545,31 @@ def _write_atomic(path: Path, text: str, overwrite: bool, expect: str | None) ->
             try:
                 os.link(tmp, target)
             except FileExistsError:
-                raise ConfigError(exists, FILE_EXISTS) from None
+                raise exists from None
             except OSError:  # no hard links on this file system: exclusive create still never clobbers
                 try:
                     with open(target, "x", encoding="utf-8", newline="") as handle:
                         handle.write(text)
                 except FileExistsError:
-                    raise ConfigError(exists, FILE_EXISTS) from None
+                    raise exists from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    remember_read(target, _current(target))  # this thread's next edit starts from what it wrote
+    try:  # this thread's next edit starts from what it wrote
+        remember_read(target, target.read_bytes())
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        remember_read(target, None)
     return path
-
-
-_BOM = "\ufeff"
 
 
 def keep_file_style(old: bytes, text: str) -> str:
     """`text` in the line endings and BOM of the file it replaces (`old`, its bytes): a CRLF
     file stays CRLF, a file with a UTF-8 BOM keeps it."""
-    bom = old.startswith(_BOM.encode())
-    body = old[len(_BOM.encode()) :] if bom else old
-    text = text[1:] if text.startswith(_BOM) else text
+    bom = old.startswith(b"\xef\xbb\xbf")
+    body, text = old.removeprefix(b"\xef\xbb\xbf"), text.removeprefix("\ufeff")
     if body.count(b"\r\n") and body.count(b"\r\n") == body.count(b"\n"):
         text = text.replace("\r\n", "\n").replace("\n", "\r\n")
-    return _BOM + text if bom else text
+    return "\ufeff" + text if bom else text
 
 
 def styled_like(path, text: str) -> str:
