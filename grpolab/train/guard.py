@@ -18,7 +18,7 @@ from transformers import TrainerCallback
 from grpolab.guard.forecast import Forecast, project, saves_between
 from grpolab.guard.watch import Verdict, Watcher
 from grpolab.run import metrics
-from grpolab.train.callbacks import _any_rank
+from grpolab.train.callbacks import _any_rank, weight_norms
 
 
 class GuardCallback(TrainerCallback):
@@ -116,9 +116,7 @@ class GuardCallback(TrainerCallback):
         began = time.perf_counter()
         stop = False
         if self.is_main:
-            growth = None
-            if self._norm0 and model is not None:
-                growth = _weight_norm(model) / self._norm0
+            growth = _weight_norm(model) / self._norm0 if self._norm0 and model is not None else None
             for verdict in self.watcher.observe(state.global_step, logs, growth):
                 self._report(verdict)
                 logs[f"guard/{verdict.kind}"] = 2 if verdict.action == "stop" else 1  # to every tracker
@@ -155,15 +153,5 @@ def _weight_norm(model) -> float:
     """The L2 norm of this rank's trainable weights (ZeRO-3 / FSDP: its shard), in fp32."""
     import torch
 
-    tensors = []
-    for param in model.parameters():
-        if param.requires_grad:
-            local = getattr(param, "ds_tensor", None)
-            local = param.detach() if local is None else local.detach()
-            local = local.to_local() if hasattr(local, "to_local") else local
-            if local.numel():
-                tensors.append(local)
-    if not tensors:
-        return 0.0
-    norms = torch._foreach_norm(tensors, 2, dtype=torch.float32)
-    return float(torch.linalg.vector_norm(torch.stack(norms)).item())
+    norms = weight_norms(model)
+    return 0.0 if norms is None else float(torch.linalg.vector_norm(norms).item())

@@ -9,6 +9,7 @@ from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.errors import NO_CHECKPOINT
 from grpolab.config.keys import diff
 from grpolab.config.yaml_io import real_path
+from grpolab.train import config_error
 
 
 def resume_config(request) -> GRPOConfigLoader:
@@ -16,13 +17,11 @@ def resume_config(request) -> GRPOConfigLoader:
     run_dir = Path(request.resume)
     resolved = run_dir / "resolved_config.yaml"
     if not resolved.is_file():
-        raise ConfigError(
-            Problem(
-                "",
-                f"`{run_dir}` is not a run directory (no resolved_config.yaml).",
-                "pass a folder created by a previous run",
-                "--resume",
-            )
+        raise config_error(
+            "",
+            f"`{run_dir}` is not a run directory (no resolved_config.yaml).",
+            "pass a folder created by a previous run",
+            "--resume",
         )
     saved = GRPOConfigLoader(config_path=resolved)
     if not (request.config or request.overrides or request.model or request.mode or request.output_dir):
@@ -40,13 +39,11 @@ def resume_config(request) -> GRPOConfigLoader:
     differ = [row for row in diff(saved.to_dict(), requested.to_dict()) if row[0] not in EXTENDS]
     if differ:
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in differ[:5])
-        raise ConfigError(
-            Problem(
-                "",
-                f"the config given differs from the run's ({shown}).",
-                "drop --config/--set to resume as it was, or add --force to resume with the new values",
-                "--resume",
-            )
+        raise config_error(
+            "",
+            f"the config given differs from the run's ({shown}).",
+            "drop --config/--set to resume as it was, or add --force to resume with the new values",
+            "--resume",
         )
     return requested  # the run's config, with a longer max_steps / num_train_epochs if one was given
 
@@ -158,33 +155,21 @@ def last_checkpoint(run_dir: Path) -> str:
     one, which is skipped (and said) in favour of the one before."""
     folders = _checkpoints(run_dir)
     if not folders:
-        raise ConfigError(
-            kind=NO_CHECKPOINT,
-            problems=Problem(
-                "", f"`{run_dir}` has no checkpoint-N folder to resume from.", "start a new run instead", "--resume"
-            ),
-        )
+        why = f"`{run_dir}` has no checkpoint-N folder to resume from."
+        raise config_error("", why, "start a new run instead", "--resume", NO_CHECKPOINT)
     for folder in folders:
         why = incomplete(folder)
         if why is None:
             print(f"resuming from {folder.name}")
             return str(folder)
         print(f"note: skipping {folder.name}: {why} (a save cut short)")
-    raise ConfigError(
-        kind=NO_CHECKPOINT,
-        problems=Problem(
-            "",
-            f"no complete checkpoint in `{run_dir}`: every checkpoint-N is cut short.",
-            "start a new run instead",
-            "--resume",
-        ),
-    )
+    why = f"no complete checkpoint in `{run_dir}`: every checkpoint-N is cut short."
+    raise config_error("", why, "start a new run instead", "--resume", NO_CHECKPOINT)
 
 
 def incomplete(folder: Path) -> str | None:
     """Why `folder` cannot be resumed from, or None: the trainer state must parse, and the
     weights must be there with whole safetensors headers (the save writes the state last)."""
-    import json
     import struct
 
     try:
@@ -210,13 +195,11 @@ def check_resumable(request, resolved) -> None:
 
     holder = live_lock(Path(request.resume))
     if holder:
-        raise ConfigError(
-            Problem(
-                "",
-                f"the run is still training ({holder}); two trainers would write one directory.",
-                "wait for it to end or stop it, then resume",
-                "--resume",
-            )
+        raise config_error(
+            "",
+            f"the run is still training ({holder}); two trainers would write one directory.",
+            "wait for it to end or stop it, then resume",
+            "--resume",
         )
     check_world_size(request, resolved)
 
@@ -233,13 +216,11 @@ def check_world_size(request, resolved) -> None:
     before = RunInfo.load(request.resume).world_size
     if not before or before == resolved.world_size or request.force:
         return
-    raise ConfigError(
-        Problem(
-            "",
-            f"the run trained on {before} process(es), and this start has {resolved.world_size}: the effective "
-            "batch would change, and a sharded checkpoint would not load.",
-            f"resume with {before} processes (`--set cluster.num_processes={before}` per machine), or add --force "
-            f"to continue on {resolved.world_size}",
-            "--resume",
-        )
+    raise config_error(
+        "",
+        f"the run trained on {before} process(es), and this start has {resolved.world_size}: the effective "
+        "batch would change, and a sharded checkpoint would not load.",
+        f"resume with {before} processes (`--set cluster.num_processes={before}` per machine), or add --force "
+        f"to continue on {resolved.world_size}",
+        "--resume",
     )

@@ -53,6 +53,7 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
     from grpolab.train.callbacks import (
         CompletionsCallback,
         EvalCallback,
+        EvalGoals,
         MetricsFileCallback,
         NanLossCallback,
         ResumedScheduleCallback,
@@ -74,26 +75,27 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
     partitioned = any(hasattr(p, "ds_id") for p in model.parameters())
     run.save_info(trl_args=training.kwargs, policy_partitioned_at_load=partitioned)
 
-    e = cfg.eval
-    evaluation = None
+    e, evaluation, completions = cfg.eval, None, None
     if data.eval_rows:
-        every = e.every_steps
-        evaluation = EvalCallback(
-            make_evaluator(cfg, data.eval_rows, tokenizer, reward_funcs), every, run.dir, run.wandb_run, eval_goals(e)
+        keep, stop = e.keep_best, e.stop_at
+        goals = EvalGoals(
+            best_metric=keep.metric if keep else None,
+            mode=keep.mode if keep else "max",
+            top_k=keep.top_k if keep else 1,
+            stop_metric=stop.metric if stop else None,
+            stop_value=stop.value if stop else None,
+            patience=e.patience,
         )
+        evaluator = make_evaluator(cfg, data.eval_rows, tokenizer, reward_funcs)
+        evaluation = EvalCallback(evaluator, e.every_steps, run.dir, run.wandb_run, goals)
     guards = Guards(NanLossCallback(), StopOnSignalCallback().install(), evaluation, live_guard(run, evaluation))
-    # The live guard comes before evaluation, so a step's time is taken before any held-out scoring.
-    live = [guards.live] if guards.live else []
-    scoring = [evaluation] if evaluation else []
-    callbacks = [MetricsFileCallback(run.dir), guards.nan, guards.stopper, *live, *scoring]
-    if run.checkpoint:
-        callbacks.append(ResumedScheduleCallback())
     keep = cfg.logging.save_completions
-    completions = None
     if keep is not None and run.is_main:
         max_len = cfg.generation.max_completion_length
         completions = CompletionsCallback(run.dir, keep.every_steps, keep.max_per_step, tokenizer, max_len)
-        callbacks.append(completions)
+    # The live guard comes before evaluation, so a step's time is taken before any held-out scoring.
+    optional = [guards.live, evaluation, ResumedScheduleCallback() if run.checkpoint else None, completions]
+    callbacks = [MetricsFileCallback(run.dir), guards.nan, guards.stopper, *(c for c in optional if c is not None)]
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -152,20 +154,6 @@ def live_guard(run: Run, evaluation):
     )
 
 
-def eval_goals(e):
-    from grpolab.train.callbacks import EvalGoals
-
-    keep, stop = e.keep_best, e.stop_at
-    return EvalGoals(
-        best_metric=keep.metric if keep else None,
-        mode=keep.mode if keep else "max",
-        top_k=keep.top_k if keep else 1,
-        stop_metric=stop.metric if stop else None,
-        stop_value=stop.value if stop else None,
-        patience=e.patience,
-    )
-
-
 @dataclass
 class Outcome:
     status: str  # finished, interrupted or failed
@@ -197,14 +185,12 @@ def fit(trainer, guards: Guards, checkpoint: str | None) -> Outcome:
         guards.nan.diverged(trainer.state.global_step, reason, checkpoint_saved=saved)
     finally:
         guards.stopper.uninstall()
-    stopper, nan = guards.stopper, guards.nan
+    stopper, nan, live, step = guards.stopper, guards.nan, guards.live, trainer.state.global_step
     if stopper.signal_name and status == "finished":
         status, exit_code = "interrupted", EXIT_SIGNAL.get(stopper.signal_name, 1)
-        error = f"{stopper.signal_name}: checkpoint saved at step {trainer.state.global_step}"
-    live = guards.live
+        error = f"{stopper.signal_name}: checkpoint saved at step {step}"
     if live is not None and live.stopped_at is not None and status == "finished" and nan.nan_step is None:
-        status, exit_code = "stopped", EXIT_GUARD_STOP
-        error = live_stop_reason(live, trainer.state.global_step)
+        status, exit_code, error = "stopped", EXIT_GUARD_STOP, live_stop_reason(live, step)
     if nan.nan_step is not None:
         status, exit_code = "failed", EXIT_FAILED
         checkpoint = (
@@ -248,13 +234,10 @@ def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> No
             else:
                 eval_after = evaluation.evaluate(trainer.model)
                 evaluation.record(step, eval_after, None, run.is_main, trainer.model)
-    if evaluation is not None and run.is_main:
-        best_model = evaluation.finish_best()
     if run.is_main:
         summary = metrics.summarize(metrics.read(run.dir))
-        summary.update(status=outcome.status, train_seconds=outcome.seconds, global_step=step)
         live = guards.live.outcome() if guards.live is not None else {}
-        summary.update(**live)
+        summary.update(status=outcome.status, train_seconds=outcome.seconds, global_step=step, **live)
         if evaluation is not None:
             before, after = run.eval_before or {}, eval_after or {}
             summary.eval = {
@@ -264,7 +247,7 @@ def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> No
                 "before": run.eval_before,
                 "after": eval_after,
                 "best": best_of(evaluation.curve),
-                "best_model": best_model,
+                "best_model": evaluation.finish_best(),
                 "stopped_early": evaluation.stopped,
                 "seconds": round(evaluation.evaluate.seconds, 2),
                 "accuracy_before": before.get("eval/accuracy"),
