@@ -31,14 +31,8 @@ class Agent:
 
     def trainer_kwargs(self) -> dict:
         """GRPOTrainer keyword arguments (only those that are set)."""
-        out = {}
-        if self.tools:
-            out["tools"] = list(self.tools)
-        if self.environment_factory is not None:
-            out["environment_factory"] = self.environment_factory
-        if self.rollout_func is not None:
-            out["rollout_func"] = self.rollout_func
-        return out
+        given = {"tools": list(self.tools) or None, "environment_factory": self.environment_factory}
+        return {k: v for k, v in {**given, "rollout_func": self.rollout_func}.items() if v is not None}
 
     def describe(self) -> list[str]:
         lines = []
@@ -78,12 +72,10 @@ def _load_tools(cfg, problems: list) -> list:
             continue
         if not callable(func) or inspect.isclass(func):
             problems.append(Problem(key, f"tool `{spec}` is a {type(func).__name__}, not a function.", None))
-            continue
-        problem = _tool_schema_problem(func, key, spec)
-        if problem:
+        elif problem := _tool_schema_problem(func, key, spec):
             problems.append(problem)
-            continue
-        tools.append(func)
+        else:
+            tools.append(func)
     return tools
 
 
@@ -102,14 +94,11 @@ def _check_environment(cls, key: str, spec: str, problems: list) -> None:
         return
     methods = dict(inspect.getmembers(type(instance), predicate=inspect.isfunction))
     if "reset" not in methods:
-        problems.append(
-            Problem(key, f"environment `{spec}` has no `reset` method, which TRL calls per rollout.", None)
-        )
+        problems.append(Problem(key, f"environment `{spec}` has no `reset` method, which TRL calls per rollout."))
     for name in methods:
         if name.startswith("_") or name in ("reset", "get_reward"):
             continue
-        problem = _tool_schema_problem(getattr(instance, name), key, f"{spec}.{name}")
-        if problem:
+        if problem := _tool_schema_problem(getattr(instance, name), key, f"{spec}.{name}"):
             problems.append(problem)
 
 
@@ -177,8 +166,7 @@ def load_agent(cfg, tokenizer=None) -> Agent:
         except ConfigError as exc:
             problems += exc.problems
     if tokenizer is not None and (cfg.tools or cfg.environment is not None) and not problems:
-        problem = _template_problem(tokenizer)
-        if problem:
+        if problem := _template_problem(tokenizer):
             problems.append(problem)
     if problems:
         raise ConfigError(problems)
