@@ -19,13 +19,23 @@ def print_plan(loader, model_name: str, model, resolved, derived: Derived, data,
         lora += f", base {'4-bit ' + q.quant_type if q.load_in_4bit else '8-bit'} (bitsandbytes)"
     d, g = derived, cfg.grpo
     kl = f"on (beta {g.beta:g}, {d.reference_model_why})" if d.kl_tracked else f"off ({d.reference_model_why})"
+    mixture = cfg.data.datasets
+    data_source = (
+        f"mixture of {len(mixture)} sources (seed {cfg.training.seed})"
+        if mixture
+        else f"{cfg.data.dataset} [{cfg.data.split}]"
+    )
     lines = [
         f"config       {source} (mode {cfg.mode}){overrides}",
         f"model        {model_name} ({params / 1e6:.2f}M parameters, context {data.context}){lora}",
         f"device       {resolved.summary()}",
-        f"data         {_data_source(cfg, data)}: {len(data.train_set)} prompts ({data.dropped} "
+        f"data         {data_source}: {len(data.train_set)} prompts ({data.dropped} "
         f"dropped as too long; longest kept {data.longest} tokens)",
-        *_mixture_lines(data),
+        # per source of a mixture: its rows before prompts too long for the context are dropped
+        *(
+            f"  {name:<12} {c['rows']} rows (weight {c['weight']:g} of {c['of']})"
+            for name, c in (data.sources or {}).items()
+        ),
         f"rewards      {', '.join(f'{r.label} x{r.weight:g}' for r in cfg.rewards)}",
         *_reward_model_lines(),
         f"batch        effective {d.effective_batch_size}; {d.generation_batch_size} completions = "
@@ -38,18 +48,6 @@ def print_plan(loader, model_name: str, model, resolved, derived: Derived, data,
     if dry_run:
         lines += ["runtime      decisions for this machine:", *(f"  {line}" for line in resolved.table())]
     print("\n".join(lines), flush=True)
-
-
-def _data_source(cfg, data) -> str:
-    if cfg.data.datasets:
-        return f"mixture of {len(cfg.data.datasets)} sources (seed {cfg.training.seed})"
-    return f"{cfg.data.dataset} [{cfg.data.split}]"
-
-
-def _mixture_lines(data) -> list[str]:
-    """Per-source rows of a data.datasets mixture (before prompts too long for the context are dropped)."""
-    sources = data.sources or {}
-    return [f"  {name:<12} {c['rows']} rows (weight {c['weight']:g} of {c['of']})" for name, c in sources.items()]
 
 
 def _reward_model_lines() -> list[str]:
@@ -92,13 +90,12 @@ def print_result(run_dir: Path, summary, error: str | None) -> None:
             f"  steps {summary.global_step}, final reward {reward:.3f}, best "
             f"{summary.best.get('reward', reward):.3f}, {summary.train_seconds:.1f} s"
         )
-    ev = summary.eval
-    if ev and ev.get("stopped_early"):
+    ev = summary.eval or {}
+    if ev.get("stopped_early"):
         print(f"  stopped early: {ev['stopped_early']}")
-    if ev and ev.get("best_model"):
-        best = ev["best_model"]
+    if best := ev.get("best_model"):
         print(f"  best model: {run_dir / 'best'} ({best['metric']} {best['value']:.4g} at step {best['step']})")
-    if ev and ev.get("accuracy_before") is not None:
+    if ev.get("accuracy_before") is not None:
         before, after = ev["accuracy_before"], ev["accuracy_after"]
         print(f"\n  held-out accuracy ({ev['prompts']} prompts, greedy)")
         print(f"  {'before':>8}  {'after':>8}  {'change':>8}")
