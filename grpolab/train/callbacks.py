@@ -1,12 +1,11 @@
-"""Trainer callbacks: metrics.jsonl, held-out accuracy during training, stop on NaN loss,
-stop cleanly on Ctrl-C / SIGTERM."""
+"""Trainer callbacks: metrics.jsonl, held-out evaluation, completions.jsonl, stop on NaN, stop cleanly
+on Ctrl-C / SIGTERM, and a resumed run's learning rate."""
 
 from __future__ import annotations
 
 import math
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -27,31 +26,22 @@ class MetricsFileCallback(TrainerCallback):
         metrics.append(self.run_dir, record)
 
 
-@dataclass
-class EvalGoals:
-    """What the evaluation points decide besides logging (the `eval:` section)."""
-
-    best_metric: str | None = None  # keep_best.metric: rank eval points by it
-    mode: str = "max"  # keep_best.mode
-    top_k: int = 1  # how many best models to keep (best/, then best-2/ ...)
-    stop_metric: str | None = None  # stop_at.metric
-    stop_value: float | None = None  # stop_at.value: stop once reached
-    patience: int | None = None  # stop after this many points without a better best_metric
-
-
 class EvalCallback(TrainerCallback):
-    """Evaluate every `every_steps` optimizer steps (`eval.every_steps`).
-
-    `evaluate(model)` returns {"eval/...": value} (or one number, taken as eval/accuracy). Each
-    point goes to `run_dir`'s metrics (when given) and to the WandB run (when given) with
-    `eval/train_seconds`: the training time so far without the evaluations, so scores can be
-    plotted against compute spent. `curve` keeps every point. Every rank evaluates (sharded
-    weights need all of them in the forward pass); rank 0 records and saves the best models."""
+    """Evaluate every `every_steps` optimizer steps: `evaluate(model)` returns {"eval/...": value} (or
+    one number, taken as eval/accuracy). Each point goes to `run_dir`'s metrics and the WandB run (when
+    given) with `eval/train_seconds`, the training time without evaluations, so scores plot against
+    compute spent; `curve` keeps every point. Every rank evaluates (sharded weights need all of them
+    in the forward pass); rank 0 records and saves the best models. `goals`: the `eval:` section, whose
+    keep_best, stop_at and patience the points decide besides logging."""
 
     def __init__(self, evaluate, every_steps: int, run_dir: Path | None = None, wandb_run=None, goals=None, save=None):
         self.evaluate, self.every_steps = evaluate, every_steps
         self.run_dir, self.wandb_run = run_dir, wandb_run
-        self.goals, self.save = goals or EvalGoals(), save  # save(model, folder): writes a loadable model
+        self.save = save  # save(model, folder): writes a loadable model
+        keep, stop = getattr(goals, "keep_best", None), getattr(goals, "stop_at", None)
+        self.keep = (keep.metric, keep.mode, keep.top_k) if keep else (None, "max", 1)  # metric, mode, top_k
+        self.stop_at = (stop.metric, stop.value) if stop else (None, None)
+        self.patience = getattr(goals, "patience", None)
         self.curve: list[dict] = []
         self.best: list[tuple[float, int]] = []  # (value, step), best first
         self.stopped: str | None = None  # why training stopped early, if it did
@@ -89,18 +79,18 @@ class EvalCallback(TrainerCallback):
         self._check_stop(step, scores)
 
     def _better(self, a: float, b: float) -> bool:
-        return a > b if self.goals.mode == "max" else a < b
+        return a > b if self.keep[1] == "max" else a < b
 
     def _keep_best(self, step: int, scores: dict, is_main: bool, model) -> None:
         """Keep the `top_k` best models as best-step<N>/ (rank 0 writes them); `finish_best`
         renames the best one to best/ when training ends."""
-        g = self.goals
-        if g.best_metric is None or g.best_metric not in scores:
+        metric, mode, top_k = self.keep
+        if metric is None or metric not in scores:
             return
-        value = scores[g.best_metric]
+        value = scores[metric]
         improved = not self.best or self._better(value, self.best[0][0])
         self._since_better = 0 if improved else self._since_better + 1
-        ranked = sorted([*self.best, (value, step)], key=lambda p: p[0], reverse=g.mode == "max")[: g.top_k]
+        ranked = sorted([*self.best, (value, step)], key=lambda p: p[0], reverse=mode == "max")[:top_k]
         if self.save is not None and self.run_dir is not None and model is not None:
             if (value, step) in ranked:
                 self.save(model, self.run_dir / f"best-step{step}")
@@ -118,19 +108,17 @@ class EvalCallback(TrainerCallback):
         value, step = self.best[0]
         if self.run_dir is not None and (self.run_dir / f"best-step{step}").is_dir():
             (self.run_dir / f"best-step{step}").rename(self.run_dir / "best")
-        return {"metric": self.goals.best_metric, "value": value, "step": step}
+        return {"metric": self.keep[0], "value": value, "step": step}
 
     def _check_stop(self, step: int, scores: dict) -> None:
-        g = self.goals
-        if g.stop_metric in scores and g.stop_value is not None:
-            value = scores[g.stop_metric]
-            if value <= g.stop_value if metrics.lower_is_better(g.stop_metric) else value >= g.stop_value:
-                self.stopped = (
-                    f"{g.stop_metric} reached {value:.4g} (eval.stop_at.value {g.stop_value:g}) at step {step}"
-                )
-        if g.patience is not None and self.best and self._since_better >= g.patience:
+        metric, goal = self.stop_at
+        if metric in scores and goal is not None:
+            value = scores[metric]
+            if value <= goal if metrics.lower_is_better(metric) else value >= goal:
+                self.stopped = f"{metric} reached {value:.4g} (eval.stop_at.value {goal:g}) at step {step}"
+        if self.patience is not None and self.best and self._since_better >= self.patience:
             self.stopped = (
-                f"{g.best_metric} did not improve for {g.patience} evaluations (eval.patience); best "
+                f"{self.keep[0]} did not improve for {self.patience} evaluations (eval.patience); best "
                 f"{self.best[0][0]:.4g} at step {self.best[0][1]}"
             )
 
@@ -141,9 +129,8 @@ HeldOutAccuracyCallback = EvalCallback
 
 class CompletionsCallback(TrainerCallback):
     """`logging.save_completions`: every `every_steps` steps, the last generation round's first
-    `max_per_step` completions go to completions.jsonl (step, prompt, completion, each reward,
-    advantage, length in tokens, truncated), from what the trainer keeps for its own completion
-    logging. Rank 0 writes."""
+    `max_per_step` completions (prompt, completion, rewards, advantage, length, truncated) go to
+    completions.jsonl, from what the trainer keeps for its own completion logging. Rank 0 writes."""
 
     def __init__(self, run_dir: Path, every_steps: int, max_per_step: int, tokenizer, max_completion_length: int):
         self.path, self.every, self.limit = run_dir / metrics.COMPLETIONS, every_steps, max_per_step
@@ -158,11 +145,10 @@ class CompletionsCallback(TrainerCallback):
         from grpolab.rewards.errors import completion_text
 
         logs = self.trainer._logs  # TRL keeps the last round here for log_completions
-        prompts, completions = list(logs["prompt"]), list(logs["completion"])
         rewards = {name: list(values) for name, values in logs["rewards"].items()}
         advantages = list(logs["advantages"])
         with self.path.open("a") as handle:
-            for i, (prompt, completion) in enumerate(list(zip(prompts, completions))[: self.limit]):
+            for i, (prompt, completion) in enumerate(list(zip(logs["prompt"], logs["completion"]))[: self.limit]):
                 text = completion_text(completion)
                 length = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
                 record = {
@@ -231,21 +217,14 @@ def weight_norms(model):
 
 
 def _weights_finite(model) -> bool:
-    """All trainable weights finite, on every process (one flag, all-reduced, so ranks agree).
-
-    A NaN or inf anywhere makes its tensor's norm non-finite. It runs every step, and is ~6x
-    cheaper than isfinite() over every weight (2 ms instead of 13 ms per step for 14M parameters
-    on 2 CPU cores). A norm also overflows when weights pass ~1e19, which is a diverged run as well."""
+    """All trainable weights finite, on every process (ranks agree). A NaN or inf anywhere makes its
+    tensor's norm non-finite: every step, ~6x cheaper than isfinite() over every weight (2 ms instead of
+    13 ms per step for 14M parameters on 2 CPU cores). A norm also overflows when weights pass ~1e19,
+    which is a diverged run as well."""
     import torch
 
     norms = weight_norms(model)
-    if norms is not None:
-        finite = torch.isfinite(norms).all().to(torch.int32)
-    else:
-        finite = torch.ones((), dtype=torch.int32, device=next(model.parameters()).device)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-    return bool(finite.item())
+    return not _any_rank(norms is not None and not bool(torch.isfinite(norms).all()))
 
 
 class ResumedScheduleCallback(TrainerCallback):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from grpolab.rewards.errors import RewardFunctionError
 from grpolab.run.exit_codes import EXIT_FAILED, EXIT_GUARD_STOP, EXIT_OK, EXIT_SIGNAL
-from grpolab.train.callbacks import non_finite_sampling
+from grpolab.train import callbacks as cbs
 from grpolab.train.recording import Run
 
 
@@ -50,15 +50,6 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
     from trl import GRPOTrainer
 
     from grpolab.run.wandb_run import start_wandb, wandb_enabled
-    from grpolab.train.callbacks import (
-        CompletionsCallback,
-        EvalCallback,
-        EvalGoals,
-        MetricsFileCallback,
-        NanLossCallback,
-        ResumedScheduleCallback,
-        StopOnSignalCallback,
-    )
     from grpolab.train.evaluate import make_evaluator
     from grpolab.train.model import lora_config
 
@@ -77,25 +68,18 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
 
     e, evaluation, completions = cfg.eval, None, None
     if data.eval_rows:
-        keep, stop = e.keep_best, e.stop_at
-        goals = EvalGoals(
-            best_metric=keep.metric if keep else None,
-            mode=keep.mode if keep else "max",
-            top_k=keep.top_k if keep else 1,
-            stop_metric=stop.metric if stop else None,
-            stop_value=stop.value if stop else None,
-            patience=e.patience,
-        )
         evaluator = make_evaluator(cfg, data.eval_rows, tokenizer, reward_funcs)
-        evaluation = EvalCallback(evaluator, e.every_steps, run.dir, run.wandb_run, goals)
-    guards = Guards(NanLossCallback(), StopOnSignalCallback().install(), evaluation, live_guard(run, evaluation))
+        evaluation = cbs.EvalCallback(evaluator, e.every_steps, run.dir, run.wandb_run, goals=e)
+    guards = Guards(
+        cbs.NanLossCallback(), cbs.StopOnSignalCallback().install(), evaluation, live_guard(run, evaluation)
+    )
     keep = cfg.logging.save_completions
     if keep is not None and run.is_main:
         max_len = cfg.generation.max_completion_length
-        completions = CompletionsCallback(run.dir, keep.every_steps, keep.max_per_step, tokenizer, max_len)
+        completions = cbs.CompletionsCallback(run.dir, keep.every_steps, keep.max_per_step, tokenizer, max_len)
     # The live guard comes before evaluation, so a step's time is taken before any held-out scoring.
-    optional = [guards.live, evaluation, ResumedScheduleCallback() if run.checkpoint else None, completions]
-    callbacks = [MetricsFileCallback(run.dir), guards.nan, guards.stopper, *(c for c in optional if c is not None)]
+    optional = [guards.live, evaluation, cbs.ResumedScheduleCallback() if run.checkpoint else None, completions]
+    callbacks = [cbs.MetricsFileCallback(run.dir), guards.nan, guards.stopper, *(c for c in optional if c is not None)]
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -173,7 +157,7 @@ def fit(trainer, guards: Guards, checkpoint: str | None) -> Outcome:
     except KeyboardInterrupt:
         status, exit_code, error = "interrupted", EXIT_SIGNAL["SIGINT"], "aborted by a second Ctrl-C (no checkpoint)"
     except RuntimeError as exc:
-        if not non_finite_sampling(exc):
+        if not cbs.non_finite_sampling(exc):
             raise
         # Weights grown huge but still finite pass the NaN guard; the logits then overflow and
         # sampling refuses them. One process saves the checkpoint here; across ranks a save is
