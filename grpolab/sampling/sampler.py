@@ -1,8 +1,6 @@
-"""k completions per prompt from a transformers model, the way TRL's trainer generates them: the
-chat template the trainer applies, prompts left-padded so each prompt's last token sits next to
-the generated ones, every sampling setting passed explicitly (so a model's own generation_config
-cannot change `top_k` or `top_p` behind the config's back), and each completion cut at its first
-end-of-sequence token. Nothing here imports torch until a model is sampled."""
+"""k completions per prompt, as TRL's trainer generates them: its chat template, prompts left-padded,
+every sampling setting passed explicitly (a model's generation_config cannot change `top_k` or `top_p`
+behind the config's back), each completion cut at its first end token. torch loads only to sample."""
 
 from __future__ import annotations
 

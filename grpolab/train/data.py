@@ -17,12 +17,9 @@ def head(dataset, n_rows: int | None):
 
 
 def load_split(data_cfg, split: str, n_rows: int | None, seed: int, builtin_rows=None):
-    """One split of the configured data as a datasets.Dataset: transformed, columns renamed.
-
-    With `data.datasets` (a mixture), the training split is the weighted mixture of its sources
-    (see load_mixture); another split (data.eval_split) still comes from `data.dataset`.
-    `builtin_rows(name, split, n_rows, seed)` gives the rows of a `builtin:NAME` dataset (the
-    demo's tasks; the caller passes it, so this module knows nothing of them)."""
+    """One split of the configured data, transformed and renamed; of a mixture (`data.datasets`), the
+    training split is the mixture and another split comes from `data.dataset`. `builtin_rows(name,
+    split, n_rows, seed)` gives a `builtin:NAME` dataset's rows (the caller's: the demo's tasks)."""
     if data_cfg.datasets and split == data_cfg.split:
         return head(load_mixture(data_cfg, seed, builtin_rows)[0], n_rows)
     key = "data.split" if split == data_cfg.split else "data.eval_split"

@@ -1,10 +1,6 @@
-"""The trainer's side of the live guard (grpolab.guard): a callback that feeds each logged step to
-the Watcher, acts on what it finds, and forecasts the run's time from its first steps.
-
-Rank 0 decides; every rank stops at the same step (one all-reduced flag at each log step, which
-every rank reaches together), since a rank that stopped alone would hang the others in the
-collective checkpoint save.
-"""
+"""The trainer's side of the live guard (grpolab.guard): each logged step goes to the Watcher, which
+rank 0 acts on, and the run's time is forecast from its first steps. Every rank stops at the same step
+(a flag all-reduced at each log step): a rank that stopped alone would hang the collective save."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""The dry run's reward check: sample one real batch of completions from the model and score it
-with every configured reward, printing the mean and spread of each, so a reward that is
-constant (no learning signal), failing, or on a different scale shows before training.
-
-A reward that fails here is a bad spec (an unreachable URL, a judge answering garbage, a
-function returning the wrong shape): it becomes a ConfigError naming the entry (exit 2)."""
+"""The dry run's reward check: one sampled batch scored by every reward, each one's mean and spread
+printed, so a reward that is constant, failing or on another scale shows before training. A failing
+reward is a bad spec (an unreachable URL, a garbage judge, a wrong shape): a ConfigError (exit 2)."""
 
 from __future__ import annotations
 

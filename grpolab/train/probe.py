@@ -1,13 +1,7 @@
-"""`grpolab probe CONFIG`: is there a learning signal before any training?
-
-Samples num_generations completions for N training prompts from the base model, with the configured
-generation settings, scores them with the configured rewards (the training run's own reward and data
-code), and reports what GRPO will see: the pass rate of each prompt's group, the fraction of groups
-whose rewards are all equal (their advantage is 0: TRL logs it as frac_reward_zero_std), completion
-lengths, how many hit max_completion_length, and the time of one generation round. `--write-filtered`
-keeps the prompts the model sometimes but not always solves (0 < pass rate < 1), the ones that carry
-signal.
-"""
+"""`grpolab probe CONFIG`: is there a learning signal before any training? num_generations completions
+for N training prompts from the base model, scored by the run's own rewards and data code: each group's
+pass rate, the groups whose rewards are all equal (advantage 0: TRL's frac_reward_zero_std), lengths,
+truncation and the time of a round. `--write-filtered` keeps the prompts with 0 < pass rate < 1."""
 
 from __future__ import annotations
 

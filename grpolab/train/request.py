@@ -1,8 +1,6 @@
-"""TrainRequest: what one `grpolab train` / `python training/grpo_training.py` call asks for.
-
-The one place that knows the training flags: the parser is built from these fields, and
-`to_argv()` turns a request back into flags for the ranks a launcher starts, the SLURM script
-and the sweep's trials, so a flag added here reaches all of them."""
+"""TrainRequest: what one `grpolab train` / `python training/grpo_training.py` call asks for. The parser
+is built from its fields and `to_argv()` turns it back into flags (launched ranks, the SLURM script,
+sweep trials), so a flag added here reaches all of them."""
 
 from __future__ import annotations
 

@@ -1,16 +1,7 @@
-"""Tools, environments and custom rollouts from the config (`tools:`, `environment:`, `rollout:`),
-imported and checked against what TRL's GRPOTrainer calls, then passed to it as `tools`,
-`environment_factory` and `rollout_func`.
-
-- a tool is a function with type hints and a Google-style docstring (`Args:`): the chat template
-  shows the model its JSON schema, built from those (transformers' get_json_schema);
-- an environment is a class TRL instantiates (no arguments) once per rollout slot; it must have
-  `reset`, and its other public methods become tools (same rules); `get_reward`, if present, is
-  an extra reward;
-- a rollout function is called as `rollout_func(prompts, trainer)` and returns a dict with
-  `prompt_ids`, `completion_ids` and `logprobs`.
-Errors name the config key and the spec, before any model is loaded in training, and in the
-dry run."""
+"""`tools:`, `environment:` and `rollout:` from the config, imported and checked against what TRL's
+GRPOTrainer calls (a tool: type hints and an `Args:` docstring for its JSON schema; an environment: a
+class built with no arguments, with `reset`, whose public methods are tools; a rollout:
+`rollout_func(prompts, trainer)`). Errors name the key and spec, before any model loads."""
 
 from __future__ import annotations
 

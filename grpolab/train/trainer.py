@@ -126,15 +126,10 @@ def live_guard(run: Run, evaluation):
         from grpolab.run import metrics
 
         watcher.rows = [r for r in metrics.read(run.dir) if "guard" not in r and "eval/train_seconds" not in r]
+    scoring = (lambda: evaluation.scoring_seconds) if evaluation is not None else (lambda: 0.0)
+    on_gpu = run.resolved.device == "cuda"
     return GuardCallback(
-        watcher,
-        g.forecast_after,
-        run.dir,
-        run.is_main,
-        on_gpu=run.resolved.device == "cuda",
-        record=run.save_info,
-        wandb_run=run.wandb_run,
-        scoring_seconds=(lambda: evaluation.scoring_seconds) if evaluation is not None else (lambda: 0.0),
+        watcher, g.forecast_after, run.dir, run.is_main, on_gpu, run.save_info, run.wandb_run, scoring
     )
 
 
