@@ -144,22 +144,6 @@ class Scored:
         return total
 
 
-def reward_inputs(rows: list[dict], samples: Samples) -> dict:
-    """What TRL passes a reward function: prompts, completions and their token ids, and every other
-    dataset column, one entry per completion."""
-    per = [(row, c) for row, group in zip(rows, samples.groups) for c in group]
-    columns = [k for k in rows[0] if k != "prompt"] if rows else []
-    return {
-        "prompts": [row["prompt"] for row, _ in per],
-        # text for text prompts, a message list for chat, as TRL hands completions to rewards
-        "completions": [
-            [{"role": "assistant", "content": c.text}] if isinstance(row["prompt"], list) else c.text for row, c in per
-        ],
-        "completion_ids": [c.ids for _, c in per],
-        **{k: [row[k] for row, _ in per] for k in columns},
-    }
-
-
 def sample_and_score(
     model, tokenizer, rows: list[dict], s: Sampling, reward_funcs: list, tolerate: tuple = ()
 ) -> Scored:
@@ -167,7 +151,17 @@ def sample_and_score(
     every reward function (None entries are skipped) as TRL calls them. A reward raising one of
     `tolerate` is recorded in `errors` (the dry run reports every failing reward at once)."""
     samples = sample(model, tokenizer, [r["prompt"] for r in rows], s)
-    inputs = reward_inputs(rows, samples)
+    # What TRL passes a reward function, one entry per completion: prompts, completions (text for text
+    # prompts, a message list for chat), their token ids, and every other dataset column.
+    per = [(row, c) for row, group in zip(rows, samples.groups) for c in group]
+    inputs = {
+        "prompts": [row["prompt"] for row, _ in per],
+        "completions": [
+            [{"role": "assistant", "content": c.text}] if isinstance(row["prompt"], list) else c.text for row, c in per
+        ],
+        "completion_ids": [c.ids for _, c in per],
+        **{k: [row[k] for row, _ in per] for k in (rows[0] if rows else {}) if k != "prompt"},
+    }
     values: list[list | None] = [None] * len(reward_funcs)
     errors: dict[int, Exception] = {}
     for i, func in enumerate(reward_funcs):

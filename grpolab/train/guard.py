@@ -128,21 +128,18 @@ class GuardCallback(TrainerCallback):
         """Once per finding: printed in the doctor's format, in metrics.jsonl, and a WandB alert."""
         print(f"\n{verdict.render()}", flush=True)
         metrics.append(self.run_dir, {"step": verdict.step, "time": round(time.time(), 3), "guard": verdict.to_dict()})
-        if self.wandb_run is not None:
-            _alert(self.wandb_run, verdict)
+        if self.wandb_run is None:
+            return
+        # A WandB alert (e-mail / Slack where the user set them up); the chart point goes with the step's logs.
+        import wandb
 
-
-def _alert(wandb_run, verdict: Verdict) -> None:
-    """A WandB alert (e-mail / Slack where the user set them up); the chart point goes with the step's logs."""
-    import wandb
-
-    f = verdict.finding
-    level = wandb.AlertLevel.ERROR if verdict.action == "stop" else wandb.AlertLevel.WARN
-    text = "\n".join([*f.evidence, f"why: {f.why}", *(["edit: " + " ".join(f.set_lines())] if f.edits else [])])
-    try:
-        wandb_run.alert(title=f"grpolab guard ({verdict.action}): {f.id}", text=text, level=level)
-    except Exception as exc:  # offline runs, or a server without alerts: the finding is recorded anyway
-        print(f"note: the WandB alert was not sent ({type(exc).__name__}: {exc})")
+        f = verdict.finding
+        level = wandb.AlertLevel.ERROR if verdict.action == "stop" else wandb.AlertLevel.WARN
+        text = "\n".join([*f.evidence, f"why: {f.why}", *(["edit: " + " ".join(f.set_lines())] if f.edits else [])])
+        try:
+            self.wandb_run.alert(title=f"grpolab guard ({verdict.action}): {f.id}", text=text, level=level)
+        except Exception as exc:  # offline runs, or a server without alerts: the finding is recorded anyway
+            print(f"note: the WandB alert was not sent ({type(exc).__name__}: {exc})")
 
 
 def _weight_norm(model) -> float:

@@ -9,6 +9,8 @@ from grpolab.config.derive import Derived
 
 
 def print_plan(loader, model_name: str, model, resolved, derived: Derived, data, dry_run: bool) -> None:
+    from grpolab.rewards.model import LOADED
+
     cfg = loader.config
     params = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())  # ZeRO-3: the full size
     source = loader.config_path or loader.preset_path
@@ -37,7 +39,11 @@ def print_plan(loader, model_name: str, model, resolved, derived: Derived, data,
             for name, c in (data.sources or {}).items()
         ),
         f"rewards      {', '.join(f'{r.label} x{r.weight:g}' for r in cfg.rewards)}",
-        *_reward_model_lines(),
+        # reward models are extra models in memory: said, with their size and device
+        *(
+            f"  reward model {m.path}: an extra model is loaded ({m.parameters / 1e6:.2f}M parameters, {m.device})"
+            for m in LOADED
+        ),
         f"batch        effective {d.effective_batch_size}; {d.generation_batch_size} completions = "
         f"{d.unique_prompts_per_round} prompts x {g.num_generations} per round; "
         f"{'on' if d.on_policy else 'off'}-policy",
@@ -48,16 +54,6 @@ def print_plan(loader, model_name: str, model, resolved, derived: Derived, data,
     if dry_run:
         lines += ["runtime      decisions for this machine:", *(f"  {line}" for line in resolved.table())]
     print("\n".join(lines), flush=True)
-
-
-def _reward_model_lines() -> list[str]:
-    """Reward models are extra models in memory: say so, with their size and device."""
-    from grpolab.rewards.model import LOADED
-
-    return [
-        f"  reward model {m.path}: an extra model is loaded ({m.parameters / 1e6:.2f}M parameters, {m.device})"
-        for m in LOADED
-    ]
 
 
 def _eval_line(cfg, data) -> str:

@@ -76,8 +76,8 @@ def check_records(run_dir: Path) -> None:
     from grpolab.run.record import RunInfo, Summary, TrainerState
 
     run_fix = "correct the field, or delete it from the file (an absent field reads as unknown)"
-    problems = [Problem("", why, run_fix, str(run_dir)) for why in RunInfo.load(run_dir).unreadable]
-    problems += [Problem("", why, run_fix, str(run_dir)) for why in Summary.load(run_dir).unreadable]
+    unreadable = [*RunInfo.load(run_dir).unreadable, *Summary.load(run_dir).unreadable]
+    problems = [Problem("", why, run_fix, str(run_dir)) for why in unreadable]
     problems += [
         Problem("", why, "correct or delete that line", str(run_dir)) for why in metrics.read_checked(run_dir)[1]
     ]
@@ -190,7 +190,9 @@ def incomplete(folder: Path) -> str | None:
 
 
 def check_resumable(request, resolved) -> None:
-    """Before anything loads: the run is not training right now, and keeps its world size."""
+    """Before anything loads: the run is not training right now, and keeps its world size (another
+    one silently changes the effective and generation batches, and a sharded checkpoint would not load)."""
+    from grpolab.run.record import RunInfo
     from grpolab.run.run_dir import live_lock
 
     holder = live_lock(Path(request.resume))
@@ -201,18 +203,6 @@ def check_resumable(request, resolved) -> None:
             "wait for it to end or stop it, then resume",
             "--resume",
         )
-    check_world_size(request, resolved)
-
-
-def checkpoint_step(checkpoint: str) -> int:
-    return int(Path(checkpoint).name.rpartition("-")[2])
-
-
-def check_world_size(request, resolved) -> None:
-    """A resumed run keeps its world size: another one silently changes the effective batch and
-    the generation batch, and a sharded (ZeRO/FSDP) checkpoint does not load on it."""
-    from grpolab.run.record import RunInfo
-
     before = RunInfo.load(request.resume).world_size
     if not before or before == resolved.world_size or request.force:
         return
@@ -224,3 +214,7 @@ def check_world_size(request, resolved) -> None:
         f"to continue on {resolved.world_size}",
         "--resume",
     )
+
+
+def checkpoint_step(checkpoint: str) -> int:
+    return int(Path(checkpoint).name.rpartition("-")[2])

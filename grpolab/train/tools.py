@@ -150,9 +150,8 @@ def load_agent(cfg, tokenizer=None) -> Agent:
         agent.specs["environment"] = env if isinstance(env, str) else ", ".join(f"{k}: {v}" for k, v in env.items())
     if cfg.rollout is not None:
         try:
-            func = import_object(cfg.rollout, "rollout", "rollout")
+            agent.rollout_func = func = import_object(cfg.rollout, "rollout", "rollout")
             _check_rollout(func, cfg.rollout, problems)
-            agent.rollout_func = func
             agent.specs["rollout"] = cfg.rollout
         except ConfigError as exc:
             problems += exc.problems
