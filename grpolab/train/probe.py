@@ -126,19 +126,12 @@ def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | N
         )
         for i, (row, group) in enumerate(zip(rows, scored.samples.groups))
     ]
-    derived = derive(cfg, loader.target_world_size())
+    settings = {k: v for k, v in sampling.generate_kwargs(tokenizer).items() if k not in NOT_SETTINGS}
+    settings["bf16_autocast"] = autocast
+    per_round = derive(cfg, loader.target_world_size()).unique_prompts_per_round
+    config = str(loader.config_path or loader.preset_path)
     return ProbeReport(
-        str(loader.config_path or loader.preset_path),
-        name,
-        G,
-        gen.max_completion_length,
-        results,
-        scored.samples.seconds,
-        derived.unique_prompts_per_round,
-        {
-            **{k: v for k, v in sampling.generate_kwargs(tokenizer).items() if k not in NOT_SETTINGS},
-            "bf16_autocast": autocast,
-        },
+        config, name, G, gen.max_completion_length, results, scored.samples.seconds, per_round, settings
     )
 
 
