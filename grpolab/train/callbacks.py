@@ -3,6 +3,7 @@ on Ctrl-C / SIGTERM, and a resumed run's learning rate."""
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from grpolab.rewards.errors import completion_text
 from grpolab.run import metrics
 
 
@@ -140,9 +142,6 @@ class CompletionsCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.trainer is None or not state.is_world_process_zero or state.global_step % self.every:
             return
-        import json
-
-        from grpolab.rewards.errors import completion_text
 
         logs = self.trainer._logs  # TRL keeps the last round here for log_completions
         rewards = {name: list(values) for name, values in logs["rewards"].items()}

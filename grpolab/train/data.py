@@ -3,9 +3,12 @@ mapped onto a `prompt` column plus whatever columns the rewards read."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from grpolab.config import ConfigError, Problem
+from grpolab.rewards.python import import_object
+from grpolab.runtime import hub
 from grpolab.train import config_error
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -146,7 +149,6 @@ def _with_system(system_prompt: str):
 
 
 def load_transform(spec: str, key: str):
-    from grpolab.rewards.python import import_object
 
     func = import_object(spec, key, "transform")
     if not callable(func):
@@ -229,8 +231,6 @@ def _load_local(source: str, split: str, data_cfg, key: str):
 def _load_hub(name: str, config_name: str | None, split: str, key: str):
     import datasets
 
-    from grpolab.runtime import hub
-
     folder = Path(name).is_dir()  # a local folder: no Hub involved, and none is named in its errors
     if not folder:
         hub.check_reachable(name, key, repo_type="dataset")
@@ -273,8 +273,6 @@ def _rename(dataset, columns: dict[str, str], key: str = "data.columns"):
 def _check_file_rows(path: Path, key: str) -> None:
     """An empty data file, or a JSONL line that is not one JSON object, named by file and line
     (the datasets library says `StopIteration` or a pyarrow error instead)."""
-    import json
-
     text = path.read_text(encoding="utf-8", errors="replace") if path.suffix.lower() != ".parquet" else None
     if path.stat().st_size == 0 or (text is not None and not text.strip()):
         raise config_error(

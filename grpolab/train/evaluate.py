@@ -7,14 +7,18 @@ and length.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass
 
+from grpolab.rewards.build import build_rewards
 from grpolab.rewards.builtin import numeric_match
 from grpolab.rewards.errors import completion_text
+from grpolab.run.metrics import lower_is_better
 from grpolab.sampling import sampler
 from grpolab.sampling.sampler import Sampling
+from grpolab.train import config_error
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -86,10 +90,6 @@ def _sampling(s: EvalSettings, greedy: bool = False) -> Sampling:
 
 def make_evaluator(cfg, rows, tokenizer, reward_funcs) -> Evaluator:
     """The evaluator of the `eval:` section: its own rewards when given, else the training ones."""
-    import inspect
-
-    from grpolab.rewards.build import build_rewards
-    from grpolab.train import config_error
 
     e, specs = cfg.eval, cfg.eval.rewards or cfg.rewards
     max_new = e.max_completion_length or cfg.generation.max_completion_length
@@ -118,8 +118,6 @@ def make_evaluator(cfg, rows, tokenizer, reward_funcs) -> Evaluator:
 def best_of(curve: list[dict]) -> dict:
     """{metric: {value, step}} of the best evaluation point for every metric (lower is better for
     losses, kl, truncation and length; higher for the rest)."""
-    from grpolab.run.metrics import lower_is_better
-
     best: dict = {}
     for point in curve:
         for key, value in point.items():

@@ -14,6 +14,8 @@ from grpolab.config.derive import derive
 from grpolab.config.schema import GUARD_KINDS
 from grpolab.guard.forecast import Forecast
 from grpolab.run.record import RunInfo
+from grpolab.train.pipeline import train
+from grpolab.train.request import TrainRequest
 
 # Held-out scoring, trackers and checkpoints are not part of the steps being timed; one process.
 _TIMING_ONLY = (
@@ -29,9 +31,6 @@ _TIMING_ONLY = (
 
 def forecast_config(config: str, overrides: tuple[str, ...] = (), model: str | None = None) -> tuple[Forecast, str]:
     """(the forecast for the config's whole run, the training output of the timed steps)."""
-    from grpolab.train.pipeline import train
-    from grpolab.train.request import TrainRequest
-
     loader = GRPOConfigLoader(config_path=config, overrides=list(overrides) or None)
     cfg = loader.config
     if not cfg.guard.forecast_after:

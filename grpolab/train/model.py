@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -104,8 +105,6 @@ def _from_pretrained(auto, name: str, model_cfg, **kwargs):
 def check_quantization(model_cfg, device: str) -> None:
     """bitsandbytes must be installed and have a backend for `device` (its CPU backend ships in
     recent releases); otherwise a ConfigError that names the fix, before anything loads."""
-    import importlib.util
-
     q = model_cfg.quantization
     if q is None:
         return

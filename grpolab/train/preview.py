@@ -13,6 +13,7 @@ from grpolab.rewards.build import describe
 from grpolab.rewards.errors import RewardFunctionError
 from grpolab.sampling import sampler
 from grpolab.sampling.sampler import Sampling
+from grpolab.train.tools import load_agent
 
 
 @dataclass
@@ -52,8 +53,6 @@ def dry_run_checks(cfg, model, tokenizer, reward_funcs, data, prompts: int = 2) 
     (shuffled with the run's seed), sampled with the run's settings and scored by every reward as
     TRL calls them; a reward that fails is a ConfigError naming its entry, after all of them ran."""
     import torch
-
-    from grpolab.train.tools import load_agent
 
     agent = load_agent(cfg, tokenizer)
     for line in agent.describe():

@@ -10,9 +10,16 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grpolab.config.derive import derive
+from grpolab.config.yaml_io import write_atomic
+from grpolab.rewards.build import build_rewards
+from grpolab.runtime import hardware
+from grpolab.runtime.resolve import resolve
 from grpolab.sampling import sampler
 from grpolab.sampling.sampler import Sampling
 from grpolab.train import config_error
+from grpolab.train import model as models
+from grpolab.train.setup import model_path, training_data
 
 # A completion "passes" when its weighted reward is above this: for 0/1 rewards, when it is right.
 PASS_ABOVE = 0.0
@@ -92,13 +99,6 @@ class ProbeReport:
 def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | None = None) -> ProbeReport:
     import transformers
 
-    from grpolab.config.derive import derive
-    from grpolab.rewards.build import build_rewards
-    from grpolab.runtime import hardware
-    from grpolab.runtime.resolve import resolve
-    from grpolab.train import model as models
-    from grpolab.train.setup import model_path, training_data
-
     cfg = loader.config
     gen, G = cfg.generation, cfg.grpo.num_generations
     seed = cfg.training.seed if seed is None else seed
@@ -165,8 +165,6 @@ def render(report: ProbeReport) -> str:
 def write_filtered(report: ProbeReport, out, *, force: bool = False, config: str | None = None) -> tuple[Path, str]:
     """The prompts with 0 < pass rate < 1 as a .jsonl dataset (same columns as the training rows), and
     the config lines that train on it."""
-    from grpolab.config.yaml_io import write_atomic
-
     path = Path(out)
     if path.suffix.lower() != ".jsonl":
         raise config_error(

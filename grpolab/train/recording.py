@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grpolab.config.derive import Derived
+from grpolab.run import metrics, provenance
+from grpolab.run import run_dir as run_dirs
 from grpolab.run.exit_codes import EXIT_FAILED, EXIT_SIGNAL
+from grpolab.run.record import RunInfo, now
+from grpolab.run.run_dir import WriteFailed, record_rank_error, release_lock, write_failed
+from grpolab.train import config_error
+from grpolab.train.resume import checkpoint_step, last_checkpoint
 
 
 @dataclass
@@ -45,9 +51,6 @@ class Run:
         """Whatever happens inside (building the trainer, training, saving, scoring), run_info.json
         ends with a status: an exception is recorded as `failed` with its error, then raised; a failed
         write is raised as WriteFailed, whose one line names the disk."""
-        from grpolab.run.record import now
-        from grpolab.run.run_dir import WriteFailed, record_rank_error, release_lock, write_failed
-
         try:
             yield self
         except BaseException as exc:
@@ -77,10 +80,6 @@ def _refuse_another_runs_record(path: Path, loader) -> None:
     """A handed-over directory belongs to this run only: one that holds another run's record (a
     finished run, another config, or a live run) is refused. The same config started again after
     a start that never saved a checkpoint (a requeued job) may use it."""
-    from grpolab.run import run_dir as run_dirs
-    from grpolab.run.record import RunInfo
-    from grpolab.train import config_error
-
     info = RunInfo.load(path)
     if info.status is None:
         return
@@ -111,11 +110,6 @@ def _made_by_rank_zero(make) -> Path:
 def open_run(loader, request, resolved, dist, shared_run_dir, model_name, derived, data) -> Run:
     """The run directory (new, handed over by a launcher, shared by hand-started ranks, or the
     one being resumed) and its record, written by rank 0."""
-    from grpolab.run import metrics, provenance
-    from grpolab.run import run_dir as run_dirs
-    from grpolab.run.record import RunInfo, now
-    from grpolab.train.resume import checkpoint_step, last_checkpoint
-
     cfg = loader.config
     resumed = bool(request.resume)
     if resumed:

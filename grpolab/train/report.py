@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from grpolab.config.derive import Derived
+from grpolab.config.rules import eval_file
 
 
 def print_plan(loader, model_name: str, model, resolved, derived: Derived, data, dry_run: bool) -> None:
@@ -58,7 +59,6 @@ def print_plan(loader, model_name: str, model, resolved, derived: Derived, data,
 
 def _eval_line(cfg, data) -> str:
     e = cfg.eval
-    from grpolab.config.rules import eval_file
 
     source = (
         f"{e.dataset} (a held-out file)"

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import struct
+from dataclasses import fields, replace
 from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.errors import NO_CHECKPOINT
 from grpolab.config.keys import diff
 from grpolab.config.yaml_io import real_path
+from grpolab.run import metrics
+from grpolab.run.record import RunInfo, Summary, TrainerState
+from grpolab.run.run_dir import live_lock
 from grpolab.train import config_error
 
 
@@ -52,11 +58,6 @@ def prepare(request):
     """A resumed run continues where it was started: --resume as an absolute path, and the
     working directory the run recorded, so its relative data, reward and config paths still
     resolve when resuming from elsewhere."""
-    import os
-    from dataclasses import replace
-
-    from grpolab.run.record import RunInfo
-
     # absolute, with the user's links kept: an error names the link they gave
     request = replace(request, resume=os.path.abspath(Path(request.resume).expanduser()))
     check_records(Path(request.resume))
@@ -72,9 +73,6 @@ def check_records(run_dir: Path) -> None:
     metrics.jsonl, and the trainer_state.json of the checkpoint it continues from) has the
     types it needs. A wrong one would stop transformers mid-resume, after the run's record
     was rewritten as failed; here it is an error naming the file and field, and nothing changes."""
-    from grpolab.run import metrics
-    from grpolab.run.record import RunInfo, Summary, TrainerState
-
     run_fix = "correct the field, or delete it from the file (an absent field reads as unknown)"
     unreadable = [*RunInfo.load(run_dir).unreadable, *Summary.load(run_dir).unreadable]
     problems = [Problem("", why, run_fix, str(run_dir)) for why in unreadable]
@@ -97,11 +95,9 @@ def _unknown(state) -> list[str]:
     """Keys of a trainer_state.json that transformers' TrainerState would refuse (it takes **keys)."""
     if not state.extra:
         return []
-    import dataclasses
-
     from transformers.trainer_callback import TrainerState as Theirs
 
-    return [key for key in state.extra if key not in {f.name for f in dataclasses.fields(Theirs)}]
+    return [key for key in state.extra if key not in {f.name for f in fields(Theirs)}]
 
 
 # What `--resume` may change without --force: how far to train. The rest of a resumed run is its own.
@@ -112,8 +108,6 @@ def finished(request, loader) -> str | None:
     """Why the run needs no more training, or None. A run that trained as far as its config asks
     is finished: resuming it would add a checkpoint of unchanged weights, duplicate metric rows
     and a step past max_steps, so nothing is changed and the way to train longer is said."""
-    from grpolab.run.record import RunInfo, TrainerState
-
     run_dir = Path(request.resume)
     info = RunInfo.load(run_dir)
     folders = _checkpoints(run_dir)
@@ -170,8 +164,6 @@ def last_checkpoint(run_dir: Path) -> str:
 def incomplete(folder: Path) -> str | None:
     """Why `folder` cannot be resumed from, or None: the trainer state must parse, and the
     weights must be there with whole safetensors headers (the save writes the state last)."""
-    import struct
-
     try:
         json.loads((folder / "trainer_state.json").read_text())
     except (OSError, ValueError):
@@ -192,9 +184,6 @@ def incomplete(folder: Path) -> str | None:
 def check_resumable(request, resolved) -> None:
     """Before anything loads: the run is not training right now, and keeps its world size (another
     one silently changes the effective and generation batches, and a sharded checkpoint would not load)."""
-    from grpolab.run.record import RunInfo
-    from grpolab.run.run_dir import live_lock
-
     holder = live_lock(Path(request.resume))
     if holder:
         raise config_error(

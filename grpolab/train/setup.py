@@ -3,23 +3,34 @@ executes (every `auto` decided once), the model and tokenizer, and the data."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
+import io
 import logging
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.layers import preset_dir
 from grpolab.config.rules import eval_file
 from grpolab.config.trl_compat import check_installed
+from grpolab.demo import builtin_rows, demo_model_path
+from grpolab.rewards.build import build_rewards
+from grpolab.run.wandb_run import wandb_enabled
 from grpolab.runtime import dist as dists
 from grpolab.runtime import hardware
 from grpolab.runtime.resolve import Resolved, resolve
 from grpolab.runtime.trl_args import to_trl_kwargs
 from grpolab.train import config_error
+from grpolab.train import data as datas
+from grpolab.train import model as models
 from grpolab.train.resume import resume_config
+from grpolab.tune import memory
 
 
 def load_config(request) -> GRPOConfigLoader:
@@ -138,18 +149,12 @@ def _quiet(record: logging.LogRecord) -> bool:  # one filter object: added twice
 def quiet_libraries(cfg) -> None:
     """The one filter of library noise (UNACTIONABLE), for Python warnings, transformers' and
     bitsandbytes' logging and wandb's terminal warnings, installed before the trainer exists."""
-    import contextlib
-    import importlib
-    import io
-    import warnings
-
     warnings.filterwarnings("ignore", message=f".*(?:{NOISE.pattern})")
     for name in ("transformers", "bitsandbytes.backends.cpu.ops"):
         for where in (logging.getLogger(name), *logging.getLogger(name).handlers):
             where.addFilter(_quiet)
     with contextlib.redirect_stdout(io.StringIO()):  # transformers prints the offline line as it imports
         importlib.import_module("transformers.integrations.integration_utils")
-    from grpolab.run.wandb_run import wandb_enabled
 
     if wandb_enabled(cfg.logging.report_to):
         import wandb
@@ -164,7 +169,6 @@ def model_path(cfg) -> str:
     """model.name_or_path, or the embedded demo model (built and cached on first use)."""
     if cfg.model.name_or_path:
         return cfg.model.name_or_path
-    from grpolab.demo import demo_model_path
 
     return str(demo_model_path())
 
@@ -173,8 +177,6 @@ def checkpoint_bytes(cfg, model_name: str) -> int | None:
     """About how many bytes one checkpoint takes on disk: the memory plan's weights and optimizer
     states of the whole model (planned for one process: every rank's shards together). None
     when the model's shape is not on this machine yet (a Hub model not downloaded)."""
-    from grpolab.tune import memory
-
     try:
         shape = memory.resolve_shape(model_name)
     except ConfigError:
@@ -197,10 +199,6 @@ class TrainingData:
 
 def training_data(cfg, tokenizer, model, reward_needs, eval_reward_needs=None) -> TrainingData:
     """Load, check columns, format prompts, drop prompts that do not fit the context; held-out rows."""
-    from grpolab.demo import builtin_rows
-    from grpolab.train import data as datas
-    from grpolab.train.model import context_length
-
     d, e, seed = cfg.data, cfg.eval, cfg.training.seed
     sources = None
     if d.datasets:  # a mixture: each source's system prompt is applied while mixing
@@ -210,7 +208,7 @@ def training_data(cfg, tokenizer, model, reward_needs, eval_reward_needs=None) -
         train_set = datas.load_split(d, d.split, d.max_samples, seed=seed, builtin_rows=builtin_rows)
     datas.check_columns(train_set, reward_needs, f"`{d.dataset}`" if d.dataset else "the mixture")
     train_set = datas.format_prompts(train_set, tokenizer, None if d.datasets else d.system_prompt)
-    context = context_length(model, tokenizer)
+    context = models.context_length(model, tokenizer)
     train_set, dropped, longest = datas.drop_too_long(
         train_set, tokenizer, cfg.generation.max_completion_length, context
     )
@@ -246,12 +244,7 @@ def training_data(cfg, tokenizer, model, reward_needs, eval_reward_needs=None) -
 def preflight(cfg) -> None:
     """What --dry-run checks, without the weights (tokenizer, model config and context, rewards,
     data): before a launch starts its ranks, so a bad path, reward or dataset fails here once."""
-    from types import SimpleNamespace
-
     from transformers import AutoConfig
-
-    from grpolab.rewards.build import build_rewards
-    from grpolab.train import model as models
 
     name = model_path(cfg)
     tokenizer = models.load_tokenizer(name, cfg.model)

@@ -11,9 +11,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from grpolab.guard.watch import Watcher
 from grpolab.rewards.errors import RewardFunctionError
+from grpolab.run import metrics
 from grpolab.run.exit_codes import EXIT_FAILED, EXIT_GUARD_STOP, EXIT_OK, EXIT_SIGNAL
+from grpolab.run.record import now
+from grpolab.run.run_dir import record_rank_error, write_failed
+from grpolab.run.wandb_run import start_wandb, wandb_enabled
+from grpolab.runtime.trl_args import to_trl_kwargs
 from grpolab.train import callbacks as cbs
+from grpolab.train import report
+from grpolab.train.evaluate import best_of, make_evaluator
+from grpolab.train.guard import GuardCallback
+from grpolab.train.model import load_model, lora_config
 from grpolab.train.recording import Run
 
 
@@ -37,9 +47,6 @@ def training_args(cfg, resolved) -> TrainingArgs:
     rank. The run directory is filled in once it exists (`build_trainer`)."""
     from trl import GRPOConfig
 
-    from grpolab.run.wandb_run import wandb_enabled
-    from grpolab.runtime.trl_args import to_trl_kwargs
-
     kwargs = to_trl_kwargs(cfg, resolved)
     if not wandb_enabled(cfg.logging.report_to) and "wandb" in (kwargs["report_to"] or []):
         kwargs["report_to"] = [t for t in kwargs["report_to"] if t != "wandb"] or "none"
@@ -48,10 +55,6 @@ def training_args(cfg, resolved) -> TrainingArgs:
 
 def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_funcs, data, agent):
     from trl import GRPOTrainer
-
-    from grpolab.run.wandb_run import start_wandb, wandb_enabled
-    from grpolab.train.evaluate import make_evaluator
-    from grpolab.train.model import lora_config
 
     cfg = run.loader.config
     training.args.output_dir, training.args.run_name = str(run.dir), run.dir.name
@@ -113,9 +116,6 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
 
 def live_guard(run: Run, evaluation):
     """The GuardCallback for `guard:` (None when every kind is off and there is no forecast)."""
-    from grpolab.guard.watch import Watcher
-    from grpolab.train.guard import GuardCallback
-
     g = run.loader.config.guard
     watching = any(action != "off" for action in g.kinds.values())
     if not watching and not g.forecast_after:
@@ -123,8 +123,6 @@ def live_guard(run: Run, evaluation):
     curve = (lambda: evaluation.curve) if evaluation is not None else None
     watcher = Watcher(g, run.dir, run.loader, run.resolved.world_size, extra_rows=curve) if watching else None
     if watcher is not None and run.checkpoint and run.is_main:  # a resumed run: read once, then kept in memory
-        from grpolab.run import metrics
-
         watcher.rows = [r for r in metrics.read(run.dir) if "guard" not in r and "eval/train_seconds" not in r]
     scoring = (lambda: evaluation.scoring_seconds) if evaluation is not None else (lambda: 0.0)
     on_gpu = run.resolved.device == "cuda"
@@ -195,11 +193,6 @@ def live_stop_reason(live, step: int) -> str:
 
 def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> None:
     """Save the final model and score it again (finished runs), then the summary and the record."""
-    from grpolab.run import metrics
-    from grpolab.run.record import now
-    from grpolab.train import report
-    from grpolab.train.evaluate import best_of
-
     cfg = run.loader.config
     evaluation, step = guards.evaluation, trainer.state.global_step
     eval_after = None
@@ -243,8 +236,6 @@ def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> No
         )
         report.print_result(run.dir, summary, outcome.error)
     if outcome.status == "failed" and run.dist.launcher is not None:  # any rank: the launcher reports the first
-        from grpolab.run.run_dir import record_rank_error
-
         record_rank_error(run.dir, run.dist.rank, outcome.exit_code, outcome.error)
         if not run.is_main:  # into this rank's own log (rank 0's result is printed above)
             print(f"error (rank {run.dist.rank}): {outcome.error}", file=sys.stderr)
@@ -267,8 +258,6 @@ def whole_or_removed(run: Run, folder: Path):
     """A save into `folder` that fails removes what it wrote (a new folder only), so no half-written
     checkpoint or model looks complete and `--resume` takes the last whole one; a failed write
     becomes WriteFailed, naming the disk and the room a checkpoint needs."""
-    from grpolab.run.run_dir import write_failed
-
     existed = folder.exists()
     try:
         yield
@@ -306,8 +295,6 @@ def merge_adapter(base_model: str, model_cfg, adapter: Path, out: Path) -> None:
     is loaded whole: while the DeepSpeed config is registered, from_pretrained would partition it."""
     from peft import PeftModel
     from transformers.integrations import deepspeed as hf_deepspeed
-
-    from grpolab.train.model import load_model
 
     registered = hf_deepspeed._hf_deepspeed_config_weak_ref  # set by accelerate's DeepSpeed plugin
     hf_deepspeed._hf_deepspeed_config_weak_ref = None
