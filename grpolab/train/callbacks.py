@@ -29,12 +29,11 @@ class MetricsFileCallback(TrainerCallback):
 
 
 class EvalCallback(TrainerCallback):
-    """Evaluate every `every_steps` optimizer steps: `evaluate(model)` returns {"eval/...": value} (or
-    one number, taken as eval/accuracy). Each point goes to `run_dir`'s metrics and the WandB run (when
-    given) with `eval/train_seconds`, the training time without evaluations, so scores plot against
-    compute spent; `curve` keeps every point. Every rank evaluates (sharded weights need all of them
-    in the forward pass); rank 0 records and saves the best models. `goals`: the `eval:` section, whose
-    keep_best, stop_at and patience the points decide besides logging."""
+    """Every `every_steps` optimizer steps, `evaluate(model)` -> {"eval/...": value} (a number is
+    eval/accuracy), logged to metrics and WandB with `eval/train_seconds` (training time without the
+    evaluations: scores against compute spent), kept in `curve`, and judged by `goals` (the `eval:`
+    section's keep_best, stop_at, patience). Every rank evaluates (sharded weights need all of them in
+    the forward pass); rank 0 records and saves the best models."""
 
     def __init__(self, evaluate, every_steps: int, run_dir: Path | None = None, wandb_run=None, goals=None, save=None):
         self.evaluate, self.every_steps = evaluate, every_steps

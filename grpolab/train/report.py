@@ -7,11 +7,10 @@ from pathlib import Path
 
 from grpolab.config.derive import Derived
 from grpolab.config.rules import eval_file
+from grpolab.rewards.model import LOADED  # filled in place as reward models load
 
 
 def print_plan(loader, model_name: str, model, resolved, derived: Derived, data, dry_run: bool) -> None:
-    from grpolab.rewards.model import LOADED
-
     cfg = loader.config
     params = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())  # ZeRO-3: the full size
     source = loader.config_path or loader.preset_path
