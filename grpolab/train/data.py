@@ -26,15 +26,12 @@ def load_split(data_cfg, split: str, n_rows: int | None, seed: int, builtin_rows
     if data_cfg.datasets and split == data_cfg.split:
         return head(load_mixture(data_cfg, seed, builtin_rows)[0], n_rows)
     key = "data.split" if split == data_cfg.split else "data.eval_split"
-    dataset = _load_source(
-        data_cfg.dataset, data_cfg.config_name, split, n_rows, seed, builtin_rows, key, data_cfg=data_cfg
-    )
-    if data_cfg.transform:
-        dataset = apply_transform(dataset, data_cfg.transform, "data.transform")
-    return _rename(dataset, data_cfg.columns)
+    return _load_source(data_cfg.dataset, data_cfg.config_name, split, n_rows, seed, builtin_rows, key, data_cfg)
 
 
-def _load_source(source, config_name, split, n_rows, seed, builtin_rows, split_key, data_cfg=None, where="data"):
+def _load_source(source, config_name, split, n_rows, seed, builtin_rows, split_key, spec, where="data"):
+    """One source (`data`, or the mixture's source at `where`): its first `n_rows` rows, through its
+    `transform` and `columns` (of `spec`)."""
     import datasets
 
     key = f"{where}.dataset" if where == "data" else f"{where}.path"
@@ -44,11 +41,14 @@ def _load_source(source, config_name, split, n_rows, seed, builtin_rows, split_k
         rows = builtin_rows(source.partition(":")[2], split, n_rows, seed, key=split_key)
         dataset = datasets.Dataset.from_list(rows)
     elif Path(source).suffix.lower() in LOCAL_FORMATS or Path(source).is_file():
-        dataset = _load_local(source, split, data_cfg, key)
+        dataset = _load_local(source, split, spec if where == "data" else None, key)
     else:
         # A Hub id, or a local folder laid out like a Hub dataset repo (same loading code).
         dataset = _load_hub(source, config_name, split, key)
-    return head(dataset, n_rows)
+    dataset = head(dataset, n_rows)
+    if spec.transform:
+        dataset = apply_transform(dataset, spec.transform, f"{where}.transform")
+    return _rename(dataset, spec.columns, f"{where}.columns")
 
 
 def source_name(path: str) -> str:
@@ -72,12 +72,10 @@ def load_mixture(data_cfg, seed: int, builtin_rows=None, needs: dict | None = No
         name = src.name or source_name(src.path)
         name = name if name not in names else f"{name}_{i}"
         names.append(name)
+        split_key = f"{where}.split"
         ds = _load_source(
-            src.path, src.config_name, src.split, src.max_samples, seed, builtin_rows, f"{where}.split", where=where
+            src.path, src.config_name, src.split, src.max_samples, seed, builtin_rows, split_key, src, where=where
         )
-        if src.transform:
-            ds = apply_transform(ds, src.transform, f"{where}.transform")
-        ds = _rename(ds, src.columns, f"{where}.columns")
         have = ", ".join(ds.column_names)
         if "prompt" not in ds.column_names:
             raise config_error(
@@ -255,7 +253,7 @@ def _load_hub(name: str, config_name: str | None, split: str, key: str):
         ) from None
 
 
-def _rename(dataset, columns: dict[str, str], key: str = "data.columns"):
+def _rename(dataset, columns: dict[str, str], key: str):
     missing = [src for src in columns if src not in dataset.column_names]
     if missing:
         raise config_error(
