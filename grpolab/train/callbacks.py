@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -96,8 +97,6 @@ class EvalCallback(TrainerCallback):
             if (value, step) in ranked:
                 self.save(model, self.run_dir / f"best-step{step}")
             if is_main:
-                import shutil
-
                 for _, dropped in set(self.best) - set(ranked):
                     shutil.rmtree(self.run_dir / f"best-step{dropped}", ignore_errors=True)
         self.best = ranked
@@ -141,7 +140,6 @@ class CompletionsCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.trainer is None or not state.is_world_process_zero or state.global_step % self.every:
             return
-
         logs = self.trainer._logs  # TRL keeps the last round here for log_completions
         rewards = {name: list(values) for name, values in logs["rewards"].items()}
         advantages = list(logs["advantages"])
