@@ -150,7 +150,7 @@ def last_checkpoint(run_dir: Path) -> str:
     folders = _checkpoints(run_dir)
     if not folders:
         why = f"`{run_dir}` has no checkpoint-N folder to resume from."
-        raise config_error("", why, "start a new run instead", "--resume", NO_CHECKPOINT)
+        raise config_error("", why, "start a new run instead", "--resume", kind=NO_CHECKPOINT)
     for folder in folders:
         why = incomplete(folder)
         if why is None:
@@ -158,7 +158,7 @@ def last_checkpoint(run_dir: Path) -> str:
             return str(folder)
         print(f"note: skipping {folder.name}: {why} (a save cut short)")
     why = f"no complete checkpoint in `{run_dir}`: every checkpoint-N is cut short."
-    raise config_error("", why, "start a new run instead", "--resume", NO_CHECKPOINT)
+    raise config_error("", why, "start a new run instead", "--resume", kind=NO_CHECKPOINT)
 
 
 def incomplete(folder: Path) -> str | None:
