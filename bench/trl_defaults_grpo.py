@@ -40,7 +40,7 @@ class StopAfter(TrainerCallback):
         self.started = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
-        scoring = self.held_out._scoring
+        scoring = self.held_out.scoring_seconds
         if time.perf_counter() - self.started - scoring >= self.budget:
             control.should_training_stop = True
 

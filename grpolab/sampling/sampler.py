@@ -1,8 +1,6 @@
-"""k completions per prompt from a transformers model, the way TRL's trainer generates them: the
-chat template the trainer applies, prompts left-padded so each prompt's last token sits next to
-the generated ones, every sampling setting passed explicitly (so a model's own generation_config
-cannot change `top_k` or `top_p` behind the config's back), and each completion cut at its first
-end-of-sequence token. Nothing here imports torch until a model is sampled."""
+"""k completions per prompt, as TRL's trainer generates them: its chat template, prompts left-padded,
+every sampling setting passed explicitly (a model's generation_config cannot change `top_k` or `top_p`
+behind the config's back), each completion cut at its first end token. torch loads only to sample."""
 
 from __future__ import annotations
 
@@ -40,26 +38,23 @@ class Sampling:
         )
 
     def generate_kwargs(self, tokenizer) -> dict:
-        decoding = (
-            {"do_sample": False}
-            if self.greedy
-            else {
-                "do_sample": True,
-                "temperature": self.temperature,
-                "top_p": self.top_p,
-                "top_k": self.top_k,
-                "min_p": self.min_p,
-                "repetition_penalty": self.repetition_penalty,
-            }
+        kwargs = dict(
+            max_new_tokens=self.max_new_tokens,
+            num_return_sequences=self.samples,
+            num_beams=1,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            do_sample=not self.greedy,
         )
-        return {
-            "max_new_tokens": self.max_new_tokens,
-            "num_return_sequences": self.samples,
-            "num_beams": 1,
-            "pad_token_id": tokenizer.pad_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            **decoding,
-        }
+        if self.greedy:
+            return kwargs
+        return kwargs | dict(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            min_p=self.min_p,
+            repetition_penalty=self.repetition_penalty,
+        )
 
 
 @dataclass(frozen=True)
@@ -88,19 +83,6 @@ class Samples:
         return [c for group in self.groups for c in group]
 
 
-def prompt_text(tokenizer, prompt) -> str:
-    """A prompt as the model sees it: chat messages through the template the trainer uses, ready
-    for the answer; a string as it is."""
-    if isinstance(prompt, list):
-        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    return prompt
-
-
-def as_completion(prompt, text: str):
-    """A completion as TRL hands it to rewards: text for text prompts, a message list for chat."""
-    return [{"role": "assistant", "content": text}] if isinstance(prompt, list) else text
-
-
 def trim(ids: list[int], eos, pad) -> tuple[list[int], bool]:
     """The tokens before the first end token, and whether there was one (trailing padding dropped)."""
     if eos in ids:
@@ -117,28 +99,29 @@ def sample(model, tokenizer, prompts: list, s: Sampling) -> Samples:
 
     if s.seed is not None:
         torch.manual_seed(s.seed)
-    device = model.device
-    was_training = model.training
+    device, was_training = model.device, model.training
     model.eval()
     groups, seconds = [], 0.0
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     try:
         for start in range(0, len(prompts), s.batch_size):
-            batch = [prompt_text(tokenizer, p) for p in prompts[start : start + s.batch_size]]
+            # Chat messages go through the template the trainer uses, ready for the answer; a string as it is.
+            batch = [
+                tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+                if isinstance(p, list)
+                else p
+                for p in prompts[start : start + s.batch_size]
+            ]
             enc = tokenizer(batch, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
             enc = {k: v.to(device) for k, v in enc.items()}
             began = time.perf_counter()
-            with (
-                torch.no_grad(),
-                torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.bf16_autocast),
-            ):
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.bf16_autocast):
                 out = model.generate(**enc, **s.generate_kwargs(tokenizer))
             seconds += time.perf_counter() - began
-            rows = out[:, enc["input_ids"].shape[1] :].tolist()
-            done = []
-            for row in rows:
-                ids, ended = trim(row, eos, pad)
-                done.append(Completion(tokenizer.decode(ids, skip_special_tokens=True), ids, ended))
+            trimmed = [
+                trim(row, tokenizer.eos_token_id, tokenizer.pad_token_id)
+                for row in out[:, enc["input_ids"].shape[1] :].tolist()
+            ]
+            done = [Completion(tokenizer.decode(ids, skip_special_tokens=True), ids, ended) for ids, ended in trimmed]
             groups += [done[i : i + s.samples] for i in range(0, len(done), s.samples)]
     finally:
         model.train(was_training)
@@ -161,19 +144,6 @@ class Scored:
         return total
 
 
-def reward_inputs(rows: list[dict], samples: Samples) -> dict:
-    """What TRL passes a reward function: prompts, completions and their token ids, and every other
-    dataset column, one entry per completion."""
-    per = [(row, c) for row, group in zip(rows, samples.groups) for c in group]
-    columns = [k for k in rows[0] if k != "prompt"] if rows else []
-    return {
-        "prompts": [row["prompt"] for row, _ in per],
-        "completions": [as_completion(row["prompt"], c.text) for row, c in per],
-        "completion_ids": [c.ids for _, c in per],
-        **{k: [row[k] for row, _ in per] for k in columns},
-    }
-
-
 def sample_and_score(
     model, tokenizer, rows: list[dict], s: Sampling, reward_funcs: list, tolerate: tuple = ()
 ) -> Scored:
@@ -181,16 +151,22 @@ def sample_and_score(
     every reward function (None entries are skipped) as TRL calls them. A reward raising one of
     `tolerate` is recorded in `errors` (the dry run reports every failing reward at once)."""
     samples = sample(model, tokenizer, [r["prompt"] for r in rows], s)
-    inputs = reward_inputs(rows, samples)
-    values: list[list | None] = []
+    # What TRL passes a reward function, one entry per completion: prompts, completions (text for text
+    # prompts, a message list for chat), their token ids, and every other dataset column.
+    per = [(row, c) for row, group in zip(rows, samples.groups) for c in group]
+    inputs = {
+        "prompts": [row["prompt"] for row, _ in per],
+        "completions": [
+            [{"role": "assistant", "content": c.text}] if isinstance(row["prompt"], list) else c.text for row, c in per
+        ],
+        "completion_ids": [c.ids for _, c in per],
+        **{k: [row[k] for row, _ in per] for k in (rows[0] if rows else {}) if k != "prompt"},
+    }
+    values: list[list | None] = [None] * len(reward_funcs)
     errors: dict[int, Exception] = {}
     for i, func in enumerate(reward_funcs):
-        if func is None:
-            values.append(None)
-            continue
         try:
-            values.append(list(func(**inputs)))
+            values[i] = None if func is None else list(func(**inputs))
         except tolerate as exc:
-            values.append(None)
             errors[i] = exc
     return Scored(rows, samples, values, errors)

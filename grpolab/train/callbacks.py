@@ -1,16 +1,18 @@
-"""Trainer callbacks: metrics.jsonl, held-out accuracy during training, stop on NaN loss,
-stop cleanly on Ctrl-C / SIGTERM."""
+"""Trainer callbacks: metrics.jsonl, held-out evaluation, completions.jsonl, stop on NaN, stop cleanly
+on Ctrl-C / SIGTERM, and a resumed run's learning rate."""
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import TrainerCallback
 
+from grpolab.rewards.errors import completion_text
 from grpolab.run import metrics
 
 
@@ -27,61 +29,47 @@ class MetricsFileCallback(TrainerCallback):
         metrics.append(self.run_dir, record)
 
 
-@dataclass
-class EvalGoals:
-    """What the evaluation points decide besides logging (the `eval:` section)."""
-
-    best_metric: str | None = None  # keep_best.metric: rank eval points by it
-    mode: str = "max"  # keep_best.mode
-    top_k: int = 1  # how many best models to keep (best/, then best-2/ ...)
-    stop_metric: str | None = None  # stop_at.metric
-    stop_value: float | None = None  # stop_at.value: stop once reached
-    patience: int | None = None  # stop after this many points without a better best_metric
-
-
 class EvalCallback(TrainerCallback):
-    """Evaluate every `every_steps` optimizer steps (`eval.every_steps`).
-
-    `evaluate(model)` returns {"eval/...": value} (or one number, taken as eval/accuracy). Each
-    point goes to `run_dir`'s metrics (when given) and to the WandB run (when given) with
-    `eval/train_seconds`: the training time so far without the evaluations, so scores can be
-    plotted against compute spent. `curve` keeps every point. Every rank evaluates (sharded
-    weights need all of them in the forward pass); rank 0 records and saves the best models."""
+    """Every `every_steps` optimizer steps, `evaluate(model)` -> {"eval/...": value} (a number is
+    eval/accuracy), logged to metrics and WandB with `eval/train_seconds` (training time without the
+    evaluations: scores against compute spent), kept in `curve`, and judged by `goals` (the `eval:`
+    section's keep_best, stop_at, patience). Every rank evaluates (sharded weights need all of them in
+    the forward pass); rank 0 records and saves the best models."""
 
     def __init__(self, evaluate, every_steps: int, run_dir: Path | None = None, wandb_run=None, goals=None, save=None):
         self.evaluate, self.every_steps = evaluate, every_steps
         self.run_dir, self.wandb_run = run_dir, wandb_run
-        self.goals, self.save = goals or EvalGoals(), save  # save(model, folder): writes a loadable model
+        self.save = save  # save(model, folder): writes a loadable model
+        keep, stop = getattr(goals, "keep_best", None), getattr(goals, "stop_at", None)
+        self.keep = (keep.metric, keep.mode, keep.top_k) if keep else (None, "max", 1)  # metric, mode, top_k
+        self.stop_at = (stop.metric, stop.value) if stop else (None, None)
+        self.patience = getattr(goals, "patience", None)
         self.curve: list[dict] = []
         self.best: list[tuple[float, int]] = []  # (value, step), best first
         self.stopped: str | None = None  # why training stopped early, if it did
-        self._started = self._scoring = 0.0
+        self._started = 0.0
+        self.scoring_seconds = 0.0  # time spent evaluating since training began (training clocks leave it out)
         self._since_better = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._started, self._scoring = time.perf_counter(), 0.0
-
-    @property
-    def scoring_seconds(self) -> float:
-        """Time spent evaluating since training began (clocks of training time leave it out)."""
-        return self._scoring
+        self._started, self.scoring_seconds = time.perf_counter(), 0.0
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if model is None or not self.every_steps or state.global_step % self.every_steps:
             return
-        train_seconds = time.perf_counter() - self._started - self._scoring
         began = time.perf_counter()
+        train_seconds = began - self._started - self.scoring_seconds
         scores = self.evaluate(model)
         scores = scores if isinstance(scores, dict) else {"eval/accuracy": scores}
         self.record(state.global_step, scores, train_seconds, state.is_world_process_zero, model)
-        self._scoring += time.perf_counter() - began
+        self.scoring_seconds += time.perf_counter() - began
         if self.stopped:
             control.should_training_stop = True
 
     def record(self, step: int, scores: dict, train_seconds: float | None, is_main: bool, model=None) -> None:
         """One evaluation point; `train_seconds` None = the training time so far (0 before training)."""
         if train_seconds is None:
-            train_seconds = time.perf_counter() - self._started - self._scoring if self._started else 0.0
+            train_seconds = time.perf_counter() - self._started - self.scoring_seconds if self._started else 0.0
         point = {"step": step, "eval/train_seconds": round(train_seconds, 3), **scores}
         if is_main:
             self.curve.append(point)
@@ -93,24 +81,22 @@ class EvalCallback(TrainerCallback):
         self._check_stop(step, scores)
 
     def _better(self, a: float, b: float) -> bool:
-        return a > b if self.goals.mode == "max" else a < b
+        return a > b if self.keep[1] == "max" else a < b
 
     def _keep_best(self, step: int, scores: dict, is_main: bool, model) -> None:
         """Keep the `top_k` best models as best-step<N>/ (rank 0 writes them); `finish_best`
         renames the best one to best/ when training ends."""
-        g = self.goals
-        if g.best_metric is None or g.best_metric not in scores:
+        metric, mode, top_k = self.keep
+        if metric is None or metric not in scores:
             return
-        value = scores[g.best_metric]
+        value = scores[metric]
         improved = not self.best or self._better(value, self.best[0][0])
         self._since_better = 0 if improved else self._since_better + 1
-        ranked = sorted([*self.best, (value, step)], key=lambda p: p[0], reverse=g.mode == "max")[: g.top_k]
+        ranked = sorted([*self.best, (value, step)], key=lambda p: p[0], reverse=mode == "max")[:top_k]
         if self.save is not None and self.run_dir is not None and model is not None:
             if (value, step) in ranked:
                 self.save(model, self.run_dir / f"best-step{step}")
             if is_main:
-                import shutil
-
                 for _, dropped in set(self.best) - set(ranked):
                     shutil.rmtree(self.run_dir / f"best-step{dropped}", ignore_errors=True)
         self.best = ranked
@@ -122,19 +108,17 @@ class EvalCallback(TrainerCallback):
         value, step = self.best[0]
         if self.run_dir is not None and (self.run_dir / f"best-step{step}").is_dir():
             (self.run_dir / f"best-step{step}").rename(self.run_dir / "best")
-        return {"metric": self.goals.best_metric, "value": value, "step": step}
+        return {"metric": self.keep[0], "value": value, "step": step}
 
     def _check_stop(self, step: int, scores: dict) -> None:
-        g = self.goals
-        if g.stop_metric in scores and g.stop_value is not None:
-            value = scores[g.stop_metric]
-            if value <= g.stop_value if metrics.lower_is_better(g.stop_metric) else value >= g.stop_value:
-                self.stopped = (
-                    f"{g.stop_metric} reached {value:.4g} (eval.stop_at.value {g.stop_value:g}) at step {step}"
-                )
-        if g.patience is not None and self.best and self._since_better >= g.patience:
+        metric, goal = self.stop_at
+        if metric in scores and goal is not None:
+            value = scores[metric]
+            if value <= goal if metrics.lower_is_better(metric) else value >= goal:
+                self.stopped = f"{metric} reached {value:.4g} (eval.stop_at.value {goal:g}) at step {step}"
+        if self.patience is not None and self.best and self._since_better >= self.patience:
             self.stopped = (
-                f"{g.best_metric} did not improve for {g.patience} evaluations (eval.patience); best "
+                f"{self.keep[0]} did not improve for {self.patience} evaluations (eval.patience); best "
                 f"{self.best[0][0]:.4g} at step {self.best[0][1]}"
             )
 
@@ -145,9 +129,8 @@ HeldOutAccuracyCallback = EvalCallback
 
 class CompletionsCallback(TrainerCallback):
     """`logging.save_completions`: every `every_steps` steps, the last generation round's first
-    `max_per_step` completions go to completions.jsonl (step, prompt, completion, each reward,
-    advantage, length in tokens, truncated), from what the trainer keeps for its own completion
-    logging. Rank 0 writes."""
+    `max_per_step` completions (prompt, completion, rewards, advantage, length, truncated) go to
+    completions.jsonl, from what the trainer keeps for its own completion logging. Rank 0 writes."""
 
     def __init__(self, run_dir: Path, every_steps: int, max_per_step: int, tokenizer, max_completion_length: int):
         self.path, self.every, self.limit = run_dir / metrics.COMPLETIONS, every_steps, max_per_step
@@ -157,16 +140,11 @@ class CompletionsCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.trainer is None or not state.is_world_process_zero or state.global_step % self.every:
             return
-        import json
-
-        from grpolab.rewards.errors import completion_text
-
         logs = self.trainer._logs  # TRL keeps the last round here for log_completions
-        prompts, completions = list(logs["prompt"]), list(logs["completion"])
         rewards = {name: list(values) for name, values in logs["rewards"].items()}
         advantages = list(logs["advantages"])
         with self.path.open("a") as handle:
-            for i, (prompt, completion) in enumerate(list(zip(prompts, completions))[: self.limit]):
+            for i, (prompt, completion) in enumerate(list(zip(logs["prompt"], logs["completion"]))[: self.limit]):
                 text = completion_text(completion)
                 length = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
                 record = {
@@ -217,13 +195,9 @@ def non_finite_sampling(exc: BaseException) -> bool:
     return "probability tensor contains" in str(exc)
 
 
-def _weights_finite(model) -> bool:
-    """All trainable weights finite, on every process (one flag, all-reduced, so ranks agree).
-
-    One fused norm per tensor: a NaN or inf anywhere makes the norm non-finite. It runs every
-    step, and is ~6x cheaper than isfinite() over every weight (2 ms instead of 13 ms per step for
-    14M parameters on 2 CPU cores). A norm also overflows when weights pass ~1e19, which is a
-    diverged run as well (norms are computed in fp32 for every weight dtype)."""
+def weight_norms(model):
+    """One fp32 L2 norm per trainable tensor this rank holds (None when it holds none): one fused call,
+    in fp32 for every weight dtype (an fp16 norm would overflow early)."""
     import torch
 
     tensors = []
@@ -235,14 +209,18 @@ def _weights_finite(model) -> bool:
             local = local.to_local() if hasattr(local, "to_local") else local  # FSDP2 DTensor: this rank's shard
             if local.numel():
                 tensors.append(local)
-    if tensors:
-        norms = torch._foreach_norm(tensors, 2, dtype=torch.float32)  # fp32 result: an fp16 norm would overflow early
-        finite = torch.isfinite(torch.stack(norms)).all().to(torch.int32)
-    else:
-        finite = torch.ones((), dtype=torch.int32, device=next(model.parameters()).device)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-    return bool(finite.item())
+    return torch.stack(torch._foreach_norm(tensors, 2, dtype=torch.float32)) if tensors else None
+
+
+def _weights_finite(model) -> bool:
+    """All trainable weights finite, on every process (ranks agree). A NaN or inf anywhere makes its
+    tensor's norm non-finite: every step, ~6x cheaper than isfinite() over every weight (2 ms instead of
+    13 ms per step for 14M parameters on 2 CPU cores). A norm also overflows when weights pass ~1e19,
+    which is a diverged run as well."""
+    import torch
+
+    norms = weight_norms(model)
+    return not _any_rank(norms is not None and not bool(torch.isfinite(norms).all()))
 
 
 class ResumedScheduleCallback(TrainerCallback):

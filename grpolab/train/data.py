@@ -3,49 +3,52 @@ mapped onto a `prompt` column plus whatever columns the rewards read."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from grpolab.config import ConfigError, Problem
+from grpolab.rewards.python import import_object
+from grpolab.runtime import hub
+from grpolab.train import config_error
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
+def head(dataset, n_rows: int | None):
+    """The first `n_rows` rows (all of them for None)."""
+    return dataset if n_rows is None or len(dataset) <= n_rows else dataset.select(range(n_rows))
+
+
 def load_split(data_cfg, split: str, n_rows: int | None, seed: int, builtin_rows=None):
-    """One split of the configured data as a datasets.Dataset: transformed, columns renamed.
-
-    With `data.datasets` (a mixture), the training split is the weighted mixture of its sources
-    (see load_mixture); another split (data.eval_split) still comes from `data.dataset`.
-    `builtin_rows(name, split, n_rows, seed)` gives the rows of a `builtin:NAME` dataset (the
-    demo's tasks; the caller passes it, so this module knows nothing of them)."""
+    """One split of the configured data, transformed and renamed; of a mixture (`data.datasets`), the
+    training split is the mixture and another split comes from `data.dataset`. `builtin_rows(name,
+    split, n_rows, seed)` gives a `builtin:NAME` dataset's rows (the caller's: the demo's tasks)."""
     if data_cfg.datasets and split == data_cfg.split:
-        dataset, _ = load_mixture(data_cfg, seed, builtin_rows)
-        return dataset if n_rows is None or len(dataset) <= n_rows else dataset.select(range(n_rows))
+        return head(load_mixture(data_cfg, seed, builtin_rows)[0], n_rows)
     key = "data.split" if split == data_cfg.split else "data.eval_split"
-    dataset = _load_source(
-        data_cfg.dataset, data_cfg.config_name, split, n_rows, seed, builtin_rows, key, data_cfg=data_cfg
-    )
-    if data_cfg.transform:
-        dataset = apply_transform(dataset, data_cfg.transform, "data.transform")
-    return _rename(dataset, data_cfg.columns)
+    return _load_source(data_cfg.dataset, data_cfg.config_name, split, n_rows, seed, builtin_rows, key, data_cfg)
 
 
-def _load_source(source, config_name, split, n_rows, seed, builtin_rows, split_key, data_cfg=None, where="data"):
+def _load_source(source, config_name, split, n_rows, seed, builtin_rows, split_key, spec, where="data"):
+    """One source (`data`, or the mixture's source at `where`): its first `n_rows` rows, through its
+    `transform` and `columns` (of `spec`)."""
     import datasets
 
+    key = f"{where}.dataset" if where == "data" else f"{where}.path"
     if source.startswith("builtin:"):
         if builtin_rows is None:
-            raise ConfigError(Problem(f"{where}.dataset", "built-in datasets are not available here.", None))
-        dataset = datasets.Dataset.from_list(
-            builtin_rows(source.partition(":")[2], split, n_rows, seed, key=split_key)
-        )
+            raise config_error(f"{where}.dataset", "built-in datasets are not available here.")
+        rows = builtin_rows(source.partition(":")[2], split, n_rows, seed, key=split_key)
+        dataset = datasets.Dataset.from_list(rows)
     elif Path(source).suffix.lower() in LOCAL_FORMATS or Path(source).is_file():
-        dataset = _load_local(source, split, data_cfg, where)
+        dataset = _load_local(source, split, spec if where == "data" else None, key)
     else:
         # A Hub id, or a local folder laid out like a Hub dataset repo (same loading code).
-        dataset = _load_hub(source, config_name, split, where)
-    if n_rows is not None and len(dataset) > n_rows:
-        dataset = dataset.select(range(n_rows))
-    return dataset
+        dataset = _load_hub(source, config_name, split, key)
+    dataset = head(dataset, n_rows)
+    if spec.transform:
+        dataset = apply_transform(dataset, spec.transform, f"{where}.transform")
+    return _rename(dataset, spec.columns, f"{where}.columns")
 
 
 def source_name(path: str) -> str:
@@ -69,30 +72,25 @@ def load_mixture(data_cfg, seed: int, builtin_rows=None, needs: dict | None = No
         name = src.name or source_name(src.path)
         name = name if name not in names else f"{name}_{i}"
         names.append(name)
+        split_key = f"{where}.split"
         ds = _load_source(
-            src.path, src.config_name, src.split, src.max_samples, seed, builtin_rows, f"{where}.split", where=where
+            src.path, src.config_name, src.split, src.max_samples, seed, builtin_rows, split_key, src, where=where
         )
-        if src.transform:
-            ds = apply_transform(ds, src.transform, f"{where}.transform")
-        ds = _rename(ds, src.columns, f"{where}.columns")
+        have = ", ".join(ds.column_names)
         if "prompt" not in ds.column_names:
-            raise ConfigError(
-                Problem(
-                    f"{where}.columns",
-                    f"source `{name}` has no `prompt` column; it has: {', '.join(ds.column_names)}.",
-                    "map one, e.g. `columns: {question: prompt}`, or give it a `transform`",
-                )
+            raise config_error(
+                f"{where}.columns",
+                f"source `{name}` has no `prompt` column; it has: {have}.",
+                "map one, e.g. `columns: {question: prompt}`, or give it a `transform`",
             )
         for reward, needed in (needs or {}).items():
             absent = [c for c in needed if c not in ds.column_names and c != "source"]  # `source` is added here
             if absent:
-                raise ConfigError(
-                    Problem(
-                        f"{where}.columns",
-                        f"reward `{reward}` reads column(s) {', '.join(absent)}, which source `{name}` lacks; "
-                        f"it has: {', '.join(ds.column_names)}.",
-                        f"map one with `columns: {{<column>: {absent[0]}}}` on this source",
-                    )
+                raise config_error(
+                    f"{where}.columns",
+                    f"reward `{reward}` reads column(s) {', '.join(absent)}, which source `{name}` lacks; "
+                    f"it has: {have}.",
+                    f"map one with `columns: {{<column>: {absent[0]}}}` on this source",
                 )
         if src.system_prompt:
             ds = ds.map(_with_system(src.system_prompt))
@@ -100,22 +98,18 @@ def load_mixture(data_cfg, seed: int, builtin_rows=None, needs: dict | None = No
         ds = _weighted(ds, src.weight, seed + i)
         counts[name] = {"rows": len(ds), "of": available, "weight": src.weight}
         parts.append(ds.add_column("source", [name] * len(ds)))
-    parts = _aligned(parts, names)
+    parts = _aligned(parts)
     try:
         mixed = datasets.concatenate_datasets(parts)
     except Exception as exc:
         features = "; ".join(f"{n}: {dict(p.features)}" for n, p in zip(names, parts))
-        raise ConfigError(
-            Problem(
-                "data.datasets",
-                f"the sources do not combine ({type(exc).__name__}: {exc}); their columns: {features}.",
-                "give every source the same column types (a `transform` can convert them)",
-            )
+        raise config_error(
+            "data.datasets",
+            f"the sources do not combine ({type(exc).__name__}: {exc}); their columns: {features}.",
+            "give every source the same column types (a `transform` can convert them)",
         ) from None
     if len(mixed) == 0:
-        raise ConfigError(
-            Problem("data.datasets", "the mixture has no rows.", "raise a source's weight or max_samples")
-        )
+        raise config_error("data.datasets", "the mixture has no rows.", "raise a source's weight or max_samples")
     return mixed.shuffle(seed=seed), counts
 
 
@@ -126,18 +120,16 @@ def _weighted(ds, weight: float, seed: int):
     return order.select(picks) if picks != list(range(len(ds))) else order
 
 
-def _aligned(parts, names):
+def _aligned(parts):
     """Same columns, same prompt kind in every source: the columns every source has are kept
     (rewards' columns were checked per source), and plain string prompts become one user message
     when another source has chat prompts."""
-    common = set(parts[0].column_names)
-    for p in parts[1:]:
-        common &= set(p.column_names)
-    kinds = {isinstance(p[0]["prompt"], list) for p in parts if len(p)}
+    common = set.intersection(*(set(p.column_names) for p in parts))
+    chat = {isinstance(p[0]["prompt"], list) for p in parts if len(p)}
     out = []
     for p in parts:
         p = p.remove_columns([c for c in p.column_names if c not in common])
-        if len(kinds) > 1 and len(p) and not isinstance(p[0]["prompt"], list):
+        if len(chat) > 1 and len(p) and not isinstance(p[0]["prompt"], list):
             p = p.map(lambda row: {"prompt": [{"role": "user", "content": row["prompt"]}]})
         out.append(p)
     return out
@@ -155,11 +147,10 @@ def _with_system(system_prompt: str):
 
 
 def load_transform(spec: str, key: str):
-    from grpolab.rewards.python import import_object
 
     func = import_object(spec, key, "transform")
     if not callable(func):
-        raise ConfigError(Problem(key, f"transform `{spec}` is a {type(func).__name__}, not a function.", None))
+        raise config_error(key, f"transform `{spec}` is a {type(func).__name__}, not a function.")
     return func
 
 
@@ -177,26 +168,19 @@ def apply_transform(dataset, spec: str, key: str):
         try:
             out = func(dict(row))
         except Exception as exc:
-            raise ConfigError(
-                Problem(
-                    key, f"transform `{spec}` raised {type(exc).__name__}: {exc} on row {index}: {_short(row)}.", None
-                )
-            ) from None
+            shown = repr(dict(row))
+            shown = shown if len(shown) < 300 else shown[:300] + "...}"
+            why = f"transform `{spec}` raised {type(exc).__name__}: {exc} on row {index}: {shown}."
+            raise config_error(key, why) from None
         if not isinstance(out, dict):
-            raise ConfigError(
-                Problem(
-                    key,
-                    f"transform `{spec}` returned {type(out).__name__} for row {index}; it must return a dict.",
-                    None,
-                )
+            raise config_error(
+                key, f"transform `{spec}` returned {type(out).__name__} for row {index}; it must return a dict."
             )
         if "prompt" not in out and "prompt" not in row:
-            raise ConfigError(
-                Problem(
-                    key,
-                    f"transform `{spec}` returned no `prompt` for row {index} (keys: {', '.join(out) or 'none'}).",
-                    "return {'prompt': ..., <the columns the rewards read>: ...}",
-                )
+            raise config_error(
+                key,
+                f"transform `{spec}` returned no `prompt` for row {index} (keys: {', '.join(out) or 'none'}).",
+                "return {'prompt': ..., <the columns the rewards read>: ...}",
             )
         return out
 
@@ -209,63 +193,42 @@ def apply_transform(dataset, spec: str, key: str):
     return mapped.remove_columns([c for c in dropped if c in mapped.column_names]) if first else mapped
 
 
-def _short(row) -> str:
-    text = repr(dict(row))
-    return text if len(text) < 300 else text[:300] + "...}"
-
-
-def _load_local(source: str, split: str, data_cfg, where: str = "data"):
+def _load_local(source: str, split: str, data_cfg, key: str):
     """A local file; for `eval_split` a second file path may be given."""
     import datasets
 
-    second = data_cfg is not None and split != data_cfg.split and Path(split).suffix.lower() in LOCAL_FORMATS
-    if data_cfg is not None and split != data_cfg.split and not second:
+    other = data_cfg is not None and split != data_cfg.split
+    second = other and Path(split).suffix.lower() in LOCAL_FORMATS
+    if other and not second:
         # A local file has one split: naming another would score the training rows as held-out.
-        raise ConfigError(
-            Problem(
-                "data.eval_split" if split == data_cfg.eval_split else "eval.split",
-                f"`{split}` is not a split of the local file `{source}` (a file has one split) nor a data file.",
-                "carve held-out rows with `data.test_size: 0.1`, or give the held-out file's path",
-            )
+        raise config_error(
+            "data.eval_split" if split == data_cfg.eval_split else "eval.split",
+            f"`{split}` is not a split of the local file `{source}` (a file has one split) nor a data file.",
+            "carve held-out rows with `data.test_size: 0.1`, or give the held-out file's path",
         )
     path = Path(split) if second else Path(source)
     if not path.is_file():
-        raise ConfigError(
-            Problem(
-                f"{where}.dataset" if where == "data" else f"{where}.path",
-                f"data file `{path}` not found.",
-                "give a path relative to the current directory",
-            )
-        )
-    _check_file_rows(path, f"{where}.dataset" if where == "data" else f"{where}.path")
+        raise config_error(key, f"data file `{path}` not found.", "give a path relative to the current directory")
+    _check_file_rows(path, key)
     builder = LOCAL_FORMATS.get(path.suffix.lower())
     if builder is None:
-        raise ConfigError(
-            Problem(
-                "data.dataset",
-                f"`{path.suffix}` files are not supported; use one of {', '.join(LOCAL_FORMATS)}.",
-                None,
-            )
+        raise config_error(
+            "data.dataset", f"`{path.suffix}` files are not supported; use one of {', '.join(LOCAL_FORMATS)}."
         )
     try:
         return datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:
-        raise ConfigError(
-            Problem(
-                "data.dataset",
-                f"could not read `{path}` as {builder}: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}.",
-                "check the file's format",
-            )
+        raise config_error(
+            "data.dataset",
+            f"could not read `{path}` as {builder}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}.",
+            "check the file's format",
         ) from None
 
 
-def _load_hub(name: str, config_name: str | None, split: str, where: str = "data"):
+def _load_hub(name: str, config_name: str | None, split: str, key: str):
     import datasets
 
-    from grpolab.runtime import hub
-
-    key = f"{where}.dataset" if where == "data" else f"{where}.path"
     folder = Path(name).is_dir()  # a local folder: no Hub involved, and none is named in its errors
     if not folder:
         hub.check_reachable(name, key, repo_type="dataset")
@@ -275,35 +238,27 @@ def _load_hub(name: str, config_name: str | None, split: str, where: str = "data
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if folder:
             files = sorted(p.name for p in Path(name).iterdir())[:5]
-            raise ConfigError(
-                Problem(
-                    key,
-                    f"could not load the local folder `{name}` as a dataset (split `{split}`): {text}; "
-                    f"it holds: {', '.join(files) or 'nothing'}.",
-                    f"point `{key}` at a data file inside it (.jsonl/.json/.csv/.parquet), or give a folder "
-                    "laid out like a Hub dataset (data files named by split, e.g. train.jsonl)",
-                )
-            ) from None
-        raise ConfigError(
-            Problem(
+            raise config_error(
                 key,
-                f"could not load Hub dataset `{name}` (split `{split}`): {text}.",
-                "check the id and split; offline (HF_HUB_OFFLINE=1) only cached datasets load; "
-                "or point `data.dataset` at a local .jsonl/.csv/.parquet file",
-            )
+                f"could not load the local folder `{name}` as a dataset (split `{split}`): {text}; "
+                f"it holds: {', '.join(files) or 'nothing'}.",
+                f"point `{key}` at a data file inside it (.jsonl/.json/.csv/.parquet), or give a folder "
+                "laid out like a Hub dataset (data files named by split, e.g. train.jsonl)",
+            ) from None
+        raise config_error(
+            key,
+            f"could not load Hub dataset `{name}` (split `{split}`): {text}.",
+            "check the id and split; offline (HF_HUB_OFFLINE=1) only cached datasets load; "
+            "or point `data.dataset` at a local .jsonl/.csv/.parquet file",
         ) from None
 
 
-def _rename(dataset, columns: dict[str, str], key: str = "data.columns"):
+def _rename(dataset, columns: dict[str, str], key: str):
     missing = [src for src in columns if src not in dataset.column_names]
     if missing:
-        raise ConfigError(
-            Problem(
-                key,
-                f"source column(s) {', '.join(missing)} not in the dataset; it has: "
-                f"{', '.join(dataset.column_names)}.",
-                None,
-            )
+        raise config_error(
+            key,
+            f"source column(s) {', '.join(missing)} not in the dataset; it has: {', '.join(dataset.column_names)}.",
         )
     for src, dst in columns.items():
         if src != dst:
@@ -316,12 +271,10 @@ def _rename(dataset, columns: dict[str, str], key: str = "data.columns"):
 def _check_file_rows(path: Path, key: str) -> None:
     """An empty data file, or a JSONL line that is not one JSON object, named by file and line
     (the datasets library says `StopIteration` or a pyarrow error instead)."""
-    import json
-
     text = path.read_text(encoding="utf-8", errors="replace") if path.suffix.lower() != ".parquet" else None
     if path.stat().st_size == 0 or (text is not None and not text.strip()):
-        raise ConfigError(
-            Problem(key, f"data file `{path}` is empty (no rows).", 'add rows, e.g. {"prompt": "2+2=", "answer": "4"}')
+        raise config_error(
+            key, f"data file `{path}` is empty (no rows).", 'add rows, e.g. {"prompt": "2+2=", "answer": "4"}'
         )
     if path.suffix.lower() != ".jsonl":
         return
@@ -335,23 +288,21 @@ def _check_file_rows(path: Path, key: str) -> None:
         else:
             why = f"is a JSON {type(row).__name__}, not an object"
         if not isinstance(row, dict):
-            raise ConfigError(
-                Problem(
-                    key,
-                    f"`{path}` line {number} {why}.",
-                    'one JSON object per line, e.g. {"prompt": "2+2=", "answer": "4"}',
-                    f"{path}:{number}",
-                )
+            raise config_error(
+                key,
+                f"`{path}` line {number} {why}.",
+                'one JSON object per line, e.g. {"prompt": "2+2=", "answer": "4"}',
+                f"{path}:{number}",
             )
 
 
 def check_columns(dataset, reward_needs: dict[str, list[str]], source: str = "the dataset") -> None:
     """`prompt` plus every column a reward reads must be there, named with what exists; the data
     has rows, and every prompt is text or a list of chat messages (row and column named)."""
-    problems = []
     if len(dataset) == 0:
-        raise ConfigError(Problem("data.dataset", f"{source} has no rows.", "give a dataset with rows"))
+        raise config_error("data.dataset", f"{source} has no rows.", "give a dataset with rows")
     have = dataset.column_names
+    problems = []
     if "prompt" not in have:
         problems.append(
             Problem(
@@ -371,19 +322,19 @@ def check_columns(dataset, reward_needs: dict[str, list[str]], source: str = "th
                     f"map one with `data.columns: {{<column>: {absent[0]}}}`",
                 )
             )
-    if "prompt" in have:
-        for i, prompt in enumerate(dataset["prompt"]):
-            chat = isinstance(prompt, list) and all(isinstance(m, dict) and "content" in m for m in prompt)
-            if not (isinstance(prompt, str) or chat):
-                problems.append(
-                    Problem(
-                        "data.columns",
-                        f"{source}, row {i + 1}, column `prompt`: {prompt!r:.60} is a {type(prompt).__name__}; "
-                        "a prompt is text or a list of chat messages ({role, content}).",
-                        "fix that row (quote a number as text), or map another column to `prompt`",
-                    )
+    # The first row whose prompt is neither text nor chat messages says what is wrong; the file may have thousands.
+    for i, prompt in enumerate(dataset["prompt"] if "prompt" in have else []):
+        chat = isinstance(prompt, list) and all(isinstance(m, dict) and "content" in m for m in prompt)
+        if not (isinstance(prompt, str) or chat):
+            problems.append(
+                Problem(
+                    "data.columns",
+                    f"{source}, row {i + 1}, column `prompt`: {prompt!r:.60} is a {type(prompt).__name__}; "
+                    "a prompt is text or a list of chat messages ({role, content}).",
+                    "fix that row (quote a number as text), or map another column to `prompt`",
                 )
-                break  # the first such row says what is wrong; the file may have thousands
+            )
+            break
     if problems:
         raise ConfigError(problems)
 
@@ -391,28 +342,21 @@ def check_columns(dataset, reward_needs: dict[str, list[str]], source: str = "th
 def format_prompts(dataset, tokenizer, system_prompt: str | None):
     """String prompts stay plain text unless a system prompt is set; message lists and system
     prompts need the tokenizer's chat template."""
-    first = dataset[0]["prompt"]
-    conversational = isinstance(first, list)
+    conversational = isinstance(dataset[0]["prompt"], list)
     if (conversational or system_prompt) and not getattr(tokenizer, "chat_template", None):
-        what = "chat-message prompts" if conversational else "`data.system_prompt`"
-        raise ConfigError(
-            Problem(
-                "data.system_prompt" if system_prompt else "data.dataset",
-                f"{what} need a tokenizer with a chat template; this model's tokenizer has none.",
-                "use plain string prompts (and put the instruction into the prompt text)",
-            )
+        raise config_error(
+            "data.system_prompt" if system_prompt else "data.dataset",
+            f"{'chat-message prompts' if conversational else '`data.system_prompt`'} need a tokenizer with a "
+            "chat template; this model's tokenizer has none.",
+            "use plain string prompts (and put the instruction into the prompt text)",
         )
-    if not system_prompt:
-        return dataset
-    return dataset.map(_with_system(system_prompt))
+    return dataset.map(_with_system(system_prompt)) if system_prompt else dataset
 
 
 def prompt_length(tokenizer, prompt) -> int:
     if isinstance(prompt, list):
         ids = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        return len(ids)
+        return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
     return len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
 
@@ -428,24 +372,16 @@ def drop_too_long(
     keep = [i for i, n in enumerate(lengths) if n + max_completion_length <= context]
     if not keep:
         room = context - min(lengths)  # completion tokens the shortest prompt leaves
-        fix = (
+        raise config_error(
+            length_key,
+            f"no {'held-out ' if length_key.startswith('eval.') else ''}prompt fits: the shortest prompt has "
+            f"{min(lengths)} tokens, + {max_completion_length} completion tokens > the model's context of {context}.",
             f"set `{length_key}: {room}` or use shorter prompts"
             if room >= 16
-            else f"use shorter prompts, or a model with a longer context than {context} tokens"
-        )
-        raise ConfigError(
-            Problem(
-                length_key,
-                f"no {'held-out ' if length_key.startswith('eval.') else ''}prompt fits: the shortest prompt has "
-                f"{min(lengths)} tokens, + "
-                f"{max_completion_length} completion tokens > the model's context of {context}.",
-                fix,
-            )
+            else f"use shorter prompts, or a model with a longer context than {context} tokens",
         )
     dropped = len(dataset) - len(keep)
-    if dropped:
-        dataset = dataset.select(keep)
-    return dataset, dropped, max(lengths[i] for i in keep)
+    return (dataset.select(keep) if dropped else dataset), dropped, max(lengths[i] for i in keep)
 
 
 def carve_eval(dataset, test_size, seed: int):
@@ -453,13 +389,10 @@ def carve_eval(dataset, test_size, seed: int):
     n = len(dataset)
     count = test_size if isinstance(test_size, int) else round(test_size * n)
     if count < 1 or count >= n:
-        raise ConfigError(
-            Problem(
-                "data.test_size",
-                f"{test_size} leaves {'no eval rows' if count < 1 else 'no training rows'} of the {n} "
-                "training prompts.",
-                f"set `data.test_size` to a fraction in (0, 1) or a count below {n}",
-            )
+        raise config_error(
+            "data.test_size",
+            f"{test_size} leaves {'no eval rows' if count < 1 else 'no training rows'} of the {n} training prompts.",
+            f"set `data.test_size` to a fraction in (0, 1) or a count below {n}",
         )
     parts = dataset.train_test_split(test_size=count, seed=seed, shuffle=True)
     return parts["train"], parts["test"]

@@ -1,27 +1,24 @@
-"""Held-out evaluation: completions for the held-out prompts (greedy, or k samples each), scored
-by the evaluation rewards. Prompts arrive as the training path made them (columns mapped, system
-prompt and chat template, too-long prompts dropped); generation is the one sampler's
-(grpolab/sampling), on the model's own device, batched.
-
-Metrics of one evaluation point (all under `eval/`):
-  reward, rewards/<name>   mean weighted reward, and each reward's mean, over all completions
-  mean@k                   mean over prompts of the fraction of its k completions that pass
-  pass@1, pass@k           prompts solved by 1 / any of k tries (unbiased estimator, see pass_at_k)
-  accuracy                 greedy completions that match the `answer` column numerically
-  truncated, length        completions cut at max_completion_length, and mean completion tokens
-A completion passes when the pass reward reaches `pass_threshold`.
+"""Held-out evaluation: k completions per held-out prompt (greedy for k = 1) from the one sampler,
+on the model's own device, scored by the evaluation rewards. Prompts arrive as the training path made
+them. Each point's `eval/` metrics: reward, rewards/<name>, mean@k, pass@1, pass@k (a completion passes
+when the pass reward reaches `pass_threshold`), accuracy (greedy, numeric match of `answer`), truncated
+and length.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass
 
+from grpolab.rewards.build import build_rewards
 from grpolab.rewards.builtin import numeric_match
 from grpolab.rewards.errors import completion_text
+from grpolab.run.metrics import lower_is_better
 from grpolab.sampling import sampler
 from grpolab.sampling.sampler import Sampling
+from grpolab.train import config_error
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -59,9 +56,7 @@ class Evaluator:
         s, k = self.settings, self.settings.samples
         funcs = [func for _, func, _ in self.rewards]
         scored = sampler.sample_and_score(model, self.tokenizer, self.rows, _sampling(s), funcs)
-        drawn = scored.samples.flat
-        out: dict = {}
-        passing = None
+        drawn, out, passing = scored.samples.flat, {}, None
         for (name, _, _), values in zip(self.rewards, scored.values):
             values = [0.0 if v is None else float(v) for v in values]
             out[f"eval/rewards/{name}"] = sum(values) / len(values)
@@ -76,19 +71,15 @@ class Evaluator:
             if k > 1:
                 out[f"eval/pass@{k}"] = sum(pass_at_k(k, c, k) for c in per_prompt) / len(per_prompt)
         if "answer" in self.rows[0]:
-            if k == 1:
-                greedy = [c.text for c in drawn]
-            else:
-                prompts = [r["prompt"] for r in self.rows]
-                greedy = [c.text for c in sampler.sample(model, self.tokenizer, prompts, _sampling(s, True)).flat]
-            scores = numeric_match([completion_text(t) for t in greedy], [r["answer"] for r in self.rows])
+            prompts = [r["prompt"] for r in self.rows]
+            greedy = drawn if k == 1 else sampler.sample(model, self.tokenizer, prompts, _sampling(s, True)).flat
+            scores = numeric_match([completion_text(c.text) for c in greedy], [r["answer"] for r in self.rows])
             out["eval/accuracy"] = sum(scores) / len(scores)
         out["eval/truncated"] = sum(c.truncated for c in drawn) / len(drawn)
         out["eval/length"] = sum(c.length for c in drawn) / len(drawn)
         spent = time.perf_counter() - began
         self.seconds += spent
-        out["eval/seconds"] = round(spent, 3)
-        return out
+        return {**out, "eval/seconds": round(spent, 3)}
 
 
 def _sampling(s: EvalSettings, greedy: bool = False) -> Sampling:
@@ -99,10 +90,6 @@ def _sampling(s: EvalSettings, greedy: bool = False) -> Sampling:
 
 def make_evaluator(cfg, rows, tokenizer, reward_funcs) -> Evaluator:
     """The evaluator of the `eval:` section: its own rewards when given, else the training ones."""
-    import inspect
-
-    from grpolab.config import ConfigError, Problem
-    from grpolab.rewards.build import build_rewards
 
     e, specs = cfg.eval, cfg.eval.rewards or cfg.rewards
     max_new = e.max_completion_length or cfg.generation.max_completion_length
@@ -110,13 +97,10 @@ def make_evaluator(cfg, rows, tokenizer, reward_funcs) -> Evaluator:
         reward_funcs, needs = build_rewards(e.rewards, max_new)
         missing = sorted({c for cols in needs.values() for c in cols} - set(rows[0]))
         if missing:
-            raise ConfigError(
-                Problem(
-                    "eval.rewards",
-                    f"read column(s) {', '.join(missing)}, which the held-out rows lack; they have: "
-                    f"{', '.join(rows[0])}.",
-                    f"map one with `data.columns: {{<column>: {missing[0]}}}`",
-                )
+            raise config_error(
+                "eval.rewards",
+                f"read column(s) {', '.join(missing)}, which the held-out rows lack; they have: {', '.join(rows[0])}.",
+                f"map one with `data.columns: {{<column>: {missing[0]}}}`",
             )
     # Reward models are scored by TRL inside training; the evaluator scores the function rewards.
     functions = [f if inspect.isroutine(f) or not hasattr(f, "parameters") else None for f in reward_funcs]
@@ -134,8 +118,6 @@ def make_evaluator(cfg, rows, tokenizer, reward_funcs) -> Evaluator:
 def best_of(curve: list[dict]) -> dict:
     """{metric: {value, step}} of the best evaluation point for every metric (lower is better for
     losses, kl, truncation and length; higher for the rest)."""
-    from grpolab.run.metrics import lower_is_better
-
     best: dict = {}
     for point in curve:
         for key, value in point.items():

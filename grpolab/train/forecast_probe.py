@@ -9,11 +9,14 @@ import io
 import tempfile
 from pathlib import Path
 
-from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config import GRPOConfigLoader
 from grpolab.config.derive import derive
 from grpolab.config.schema import GUARD_KINDS
 from grpolab.guard.forecast import Forecast
 from grpolab.run.record import RunInfo
+from grpolab.train import config_error
+from grpolab.train.pipeline import train
+from grpolab.train.request import TrainRequest
 
 # Held-out scoring, trackers and checkpoints are not part of the steps being timed; one process.
 _TIMING_ONLY = (
@@ -29,20 +32,11 @@ _TIMING_ONLY = (
 
 def forecast_config(config: str, overrides: tuple[str, ...] = (), model: str | None = None) -> tuple[Forecast, str]:
     """(the forecast for the config's whole run, the training output of the timed steps)."""
-    from grpolab.train.pipeline import train
-    from grpolab.train.request import TrainRequest
-
     loader = GRPOConfigLoader(config_path=config, overrides=list(overrides) or None)
     cfg = loader.config
     if not cfg.guard.forecast_after:
-        raise ConfigError(
-            Problem(
-                "guard.forecast_after",
-                "is 0 (no forecast), so --forecast has no steps to time.",
-                "pass --set guard.forecast_after=10",
-                config,
-            )
-        )
+        why = "is 0 (no forecast), so --forecast has no steps to time."
+        raise config_error("guard.forecast_after", why, "pass --set guard.forecast_after=10", config)
     # A run shorter than the steps to time is timed whole (at least 2 steps: step 1 is the warm-up).
     steps = cfg.guard.forecast_after
     if cfg.training.max_steps > 0:
@@ -61,7 +55,7 @@ def forecast_config(config: str, overrides: tuple[str, ...] = (), model: str | N
         info = next((RunInfo.load(p) for p in Path(tmp).iterdir() if p.is_dir()), RunInfo())
         timed = info.forecast
         if code != 0 or not timed:
-            raise ConfigError(Problem("", f"the timed steps did not run (exit {code})", None, config))
+            raise config_error("", f"the timed steps did not run (exit {code})", None, config)
     rows = (info.dataset or {}).get("rows")  # the real run's step count may follow from the data
     total = derive(cfg, world, rows).total_optimizer_steps
     measured = Forecast(**{k: v for k, v in timed.items() if k != "gpu_hours"})

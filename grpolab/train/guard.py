@@ -1,10 +1,6 @@
-"""The trainer's side of the live guard (grpolab.guard): a callback that feeds each logged step to
-the Watcher, acts on what it finds, and forecasts the run's time from its first steps.
-
-Rank 0 decides; every rank stops at the same step (one all-reduced flag at each log step, which
-every rank reaches together), since a rank that stopped alone would hang the others in the
-collective checkpoint save.
-"""
+"""The trainer's side of the live guard (grpolab.guard): each logged step goes to the Watcher, which
+rank 0 acts on, and the run's time is forecast from its first steps. Every rank stops at the same step
+(a flag all-reduced at each log step): a rank that stopped alone would hang the collective save."""
 
 from __future__ import annotations
 
@@ -18,7 +14,7 @@ from transformers import TrainerCallback
 from grpolab.guard.forecast import Forecast, project, saves_between
 from grpolab.guard.watch import Verdict, Watcher
 from grpolab.run import metrics
-from grpolab.train.callbacks import _any_rank
+from grpolab.train.callbacks import _any_rank, weight_norms
 
 
 class GuardCallback(TrainerCallback):
@@ -116,9 +112,7 @@ class GuardCallback(TrainerCallback):
         began = time.perf_counter()
         stop = False
         if self.is_main:
-            growth = None
-            if self._norm0 and model is not None:
-                growth = _weight_norm(model) / self._norm0
+            growth = _weight_norm(model) / self._norm0 if self._norm0 and model is not None else None
             for verdict in self.watcher.observe(state.global_step, logs, growth):
                 self._report(verdict)
                 logs[f"guard/{verdict.kind}"] = 2 if verdict.action == "stop" else 1  # to every tracker
@@ -134,36 +128,23 @@ class GuardCallback(TrainerCallback):
         """Once per finding: printed in the doctor's format, in metrics.jsonl, and a WandB alert."""
         print(f"\n{verdict.render()}", flush=True)
         metrics.append(self.run_dir, {"step": verdict.step, "time": round(time.time(), 3), "guard": verdict.to_dict()})
-        if self.wandb_run is not None:
-            _alert(self.wandb_run, verdict)
+        if self.wandb_run is None:
+            return
+        # A WandB alert (e-mail / Slack where the user set them up); the chart point goes with the step's logs.
+        import wandb
 
-
-def _alert(wandb_run, verdict: Verdict) -> None:
-    """A WandB alert (e-mail / Slack where the user set them up); the chart point goes with the step's logs."""
-    import wandb
-
-    f = verdict.finding
-    level = wandb.AlertLevel.ERROR if verdict.action == "stop" else wandb.AlertLevel.WARN
-    text = "\n".join([*f.evidence, f"why: {f.why}", *(["edit: " + " ".join(f.set_lines())] if f.edits else [])])
-    try:
-        wandb_run.alert(title=f"grpolab guard ({verdict.action}): {f.id}", text=text, level=level)
-    except Exception as exc:  # offline runs, or a server without alerts: the finding is recorded anyway
-        print(f"note: the WandB alert was not sent ({type(exc).__name__}: {exc})")
+        f = verdict.finding
+        level = wandb.AlertLevel.ERROR if verdict.action == "stop" else wandb.AlertLevel.WARN
+        text = "\n".join([*f.evidence, f"why: {f.why}", *(["edit: " + " ".join(f.set_lines())] if f.edits else [])])
+        try:
+            self.wandb_run.alert(title=f"grpolab guard ({verdict.action}): {f.id}", text=text, level=level)
+        except Exception as exc:  # offline runs, or a server without alerts: the finding is recorded anyway
+            print(f"note: the WandB alert was not sent ({type(exc).__name__}: {exc})")
 
 
 def _weight_norm(model) -> float:
     """The L2 norm of this rank's trainable weights (ZeRO-3 / FSDP: its shard), in fp32."""
     import torch
 
-    tensors = []
-    for param in model.parameters():
-        if param.requires_grad:
-            local = getattr(param, "ds_tensor", None)
-            local = param.detach() if local is None else local.detach()
-            local = local.to_local() if hasattr(local, "to_local") else local
-            if local.numel():
-                tensors.append(local)
-    if not tensors:
-        return 0.0
-    norms = torch._foreach_norm(tensors, 2, dtype=torch.float32)
-    return float(torch.linalg.vector_norm(torch.stack(norms)).item())
+    norms = weight_norms(model)
+    return 0.0 if norms is None else float(torch.linalg.vector_norm(norms).item())

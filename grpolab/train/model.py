@@ -2,36 +2,28 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
-from grpolab.config import ConfigError, Problem
+from grpolab.config import ConfigError
 from grpolab.config.errors import MODEL_NOT_LOADED
 from grpolab.config.yaml_io import real_path
 from grpolab.runtime import hub
+from grpolab.train import config_error
 
 
 def load_error(name: str, exc: Exception) -> ConfigError:
     local = Path(name).expanduser()
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if not local.exists() and name.startswith((".", "/", "~")):
-        return ConfigError(
-            kind=MODEL_NOT_LOADED,
-            problems=Problem(
-                "model.name_or_path",
-                f"no model folder at `{name}` (resolved to {real_path(local)}).",
-                "point --model at a folder with config.json and the weights (as written by save_pretrained)",
-            ),
+    if local.exists() or name.startswith((".", "/", "~")):
+        why = (
+            f"could not load the model at `{name}`: {first}"
+            if local.exists()
+            else f"no model folder at `{name}` (resolved to {real_path(local)})."
         )
-    if local.exists():
-        return ConfigError(
-            kind=MODEL_NOT_LOADED,
-            problems=Problem(
-                "model.name_or_path",
-                f"could not load the model at `{name}`: {first}",
-                "point --model at a folder with config.json and the weights (as written by save_pretrained)",
-            ),
-        )
+        fix = "point --model at a folder with config.json and the weights (as written by save_pretrained)"
+        return config_error("model.name_or_path", why, fix, kind=MODEL_NOT_LOADED)
     if hub.offline():
         why = "the Hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache"
         fix = (
@@ -44,9 +36,8 @@ def load_error(name: str, exc: Exception) -> ConfigError:
             "check the id (owner/name) and model.revision, log in for a gated model "
             "(`hf auth login`), or pass a local path"
         )
-    return ConfigError(
-        kind=MODEL_NOT_LOADED,
-        problems=Problem("model.name_or_path", f"could not load model `{name}`: {why} ({first}).", fix),
+    return config_error(
+        "model.name_or_path", f"could not load model `{name}`: {why} ({first}).", fix, kind=MODEL_NOT_LOADED
     )
 
 
@@ -56,13 +47,11 @@ def check_model_options(cfg, name: str) -> None:
     coef = (cfg.grpo.model_extra or {}).get("router_aux_loss_coef")
     config = hub.model_config(name, cfg.model.revision) if coef else {}
     if config and "output_router_logits" not in config:  # what TRL asks of a Mixture-of-Experts config
-        raise ConfigError(
-            problems=Problem(
-                "grpo.router_aux_loss_coef",
-                f"is {coef}, but `{name}` is not a Mixture-of-Experts model (its config.json has no "
-                "`output_router_logits`), so there is no router loss to weigh",
-                "remove `grpo.router_aux_loss_coef` (or set it to 0)",
-            )
+        raise config_error(
+            "grpo.router_aux_loss_coef",
+            f"is {coef}, but `{name}` is not a Mixture-of-Experts model (its config.json has no "
+            "`output_router_logits`), so there is no router loss to weigh",
+            "remove `grpo.router_aux_loss_coef` (or set it to 0)",
         )
 
 
@@ -75,21 +64,14 @@ def load_tokenizer(name: str, model_cfg):
 
     folder = Path(name).expanduser()
     if folder.is_dir() and not any((folder / f).is_file() for f in TOKENIZER_FILES):
-        raise ConfigError(
-            Problem(
-                "model.name_or_path",
-                f"`{name}` has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}).",
-                "save the tokenizer next to the weights (`tokenizer.save_pretrained(folder)`)",
-            )
+        raise config_error(
+            "model.name_or_path",
+            f"`{name}` has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}).",
+            "save the tokenizer next to the weights (`tokenizer.save_pretrained(folder)`)",
         )
-
-    hub.check_reachable(name, "model.name_or_path", revision=model_cfg.revision)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            name, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code
-        )
-    except Exception as exc:
-        raise load_error(name, exc) from None
+    tokenizer = _from_pretrained(
+        AutoTokenizer, name, model_cfg, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code
+    )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # gpt2 and friends have no pad token
     return tokenizer
@@ -105,53 +87,42 @@ def load_model(name: str, model_cfg, dtype: str):
         kwargs["revision"] = model_cfg.revision
     if model_cfg.attn_implementation:
         kwargs["attn_implementation"] = model_cfg.attn_implementation
-    if model_cfg.quantization is not None:
-        device = quantization_device()
+    if model_cfg.quantization is not None:  # on this rank's GPU, else the CPU
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
         kwargs["quantization_config"] = quantization_config(model_cfg, dtype, device)
         kwargs["device_map"] = {"": device}  # bitsandbytes quantizes while placing the weights
+    return _from_pretrained(AutoModelForCausalLM, name, model_cfg, **kwargs)
+
+
+def _from_pretrained(auto, name: str, model_cfg, **kwargs):
     hub.check_reachable(name, "model.name_or_path", revision=model_cfg.revision)
     try:
-        return AutoModelForCausalLM.from_pretrained(name, **kwargs)
+        return auto.from_pretrained(name, **kwargs)
     except Exception as exc:
         raise load_error(name, exc) from None
-
-
-def quantization_device() -> str:
-    """Where a quantized model is placed: this rank's GPU, else the CPU."""
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    return "cpu"
 
 
 def check_quantization(model_cfg, device: str) -> None:
     """bitsandbytes must be installed and have a backend for `device` (its CPU backend ships in
     recent releases); otherwise a ConfigError that names the fix, before anything loads."""
-    import importlib.util
-
     q = model_cfg.quantization
     if q is None:
         return
     width = "4-bit" if q.load_in_4bit else "8-bit"
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ConfigError(
-            Problem(
-                "model.quantization",
-                f"{width} loading needs bitsandbytes, which is not installed.",
-                "pip install bitsandbytes (CUDA GPUs; recent releases run on CPU too), or remove `model.quantization`",
-            )
+        raise config_error(
+            "model.quantization",
+            f"{width} loading needs bitsandbytes, which is not installed.",
+            "pip install bitsandbytes (CUDA GPUs; recent releases run on CPU too), or remove `model.quantization`",
         )
     if device == "cpu" and importlib.util.find_spec("bitsandbytes.backends.cpu") is None:
         import bitsandbytes
 
-        raise ConfigError(
-            Problem(
-                "model.quantization",
-                f"{width} loading on this machine needs a CUDA GPU: no GPU is visible and bitsandbytes "
-                f"{getattr(bitsandbytes, '__version__', '?')} has no CPU backend.",
-                "run on a CUDA GPU, upgrade bitsandbytes (its CPU backend), or remove `model.quantization`",
-            )
+        raise config_error(
+            "model.quantization",
+            f"{width} loading on this machine needs a CUDA GPU: no GPU is visible and bitsandbytes "
+            f"{getattr(bitsandbytes, '__version__', '?')} has no CPU backend.",
+            "run on a CUDA GPU, upgrade bitsandbytes (its CPU backend), or remove `model.quantization`",
         )
 
 
@@ -162,9 +133,9 @@ def quantization_config(model_cfg, dtype: str, device: str):
 
     check_quantization(model_cfg, device)
     q = model_cfg.quantization
-    compute = getattr(torch, dtype if q.compute_dtype == "auto" else q.compute_dtype)
     if q.load_in_8bit:
         return BitsAndBytesConfig(load_in_8bit=True)
+    compute = getattr(torch, dtype if q.compute_dtype == "auto" else q.compute_dtype)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=q.quant_type,

@@ -9,7 +9,11 @@ import sys
 from grpolab.config import ConfigError
 from grpolab.config.derive import derive
 from grpolab.rewards.errors import RewardFunctionError
+from grpolab.run import run_dir as run_dirs
 from grpolab.run.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from grpolab.run.rank_logs import send_output_to_log
+from grpolab.run.run_dir import WriteFailed, check_writable, write_failed
+from grpolab.runtime.dist import detect
 from grpolab.train.request import TrainRequest
 
 
@@ -29,10 +33,6 @@ def run_from_args(args) -> int:
 def _rank_output_to_log() -> None:
     """A rank other than 0 of a launch grpolab started writes to RUN_DIR/logs/rankN.log, not the
     console: the plan and every warning print once (rank 0's), and nothing of the rank is lost."""
-    from grpolab.run import run_dir as run_dirs
-    from grpolab.run.rank_logs import send_output_to_log
-    from grpolab.runtime.dist import detect
-
     dist, handed = detect(), run_dirs.handed_over_run_dir()
     if dist.launcher is not None and not dist.is_main and handed is not None:
         send_output_to_log(handed, dist.rank)
@@ -40,9 +40,6 @@ def _rank_output_to_log() -> None:
 
 def _fail(code: int, message: str) -> int:
     """Print the error; a rank of a launch also records it for the launcher to report once."""
-    from grpolab.run import run_dir as run_dirs
-    from grpolab.runtime.dist import detect
-
     print(f"error: {message}", file=sys.stderr)
     dist, handed = detect(), run_dirs.handed_over_run_dir()
     if dist.launcher is not None and handed is not None and handed.is_dir():
@@ -53,7 +50,6 @@ def _fail(code: int, message: str) -> int:
 def train(request: TrainRequest) -> int:
     from grpolab.launch.decide import decide
     from grpolab.launch.execute import execute, print_launch
-    from grpolab.run.run_dir import WriteFailed, check_writable, write_failed
     from grpolab.train import report, resume, setup
 
     if request.resume:

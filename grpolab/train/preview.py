@@ -1,9 +1,6 @@
-"""The dry run's reward check: sample one real batch of completions from the model and score it
-with every configured reward, printing the mean and spread of each, so a reward that is
-constant (no learning signal), failing, or on a different scale shows before training.
-
-A reward that fails here is a bad spec (an unreachable URL, a judge answering garbage, a
-function returning the wrong shape): it becomes a ConfigError naming the entry (exit 2)."""
+"""The dry run's reward check: one sampled batch scored by every reward, each one's mean and spread
+printed, so a reward that is constant, failing or on another scale shows before training. A failing
+reward is a bad spec (an unreachable URL, a garbage judge, a wrong shape): a ConfigError (exit 2)."""
 
 from __future__ import annotations
 
@@ -16,35 +13,52 @@ from grpolab.rewards.build import describe
 from grpolab.rewards.errors import RewardFunctionError
 from grpolab.sampling import sampler
 from grpolab.sampling.sampler import Sampling
+from grpolab.train.tools import load_agent
 
 
 @dataclass
 class RewardStats:
     label: str
     weight: float
-    values: list
+    values: list  # one per completion; None where the reward skipped it
 
     @property
     def scored(self) -> list[float]:
         return [v for v in self.values if v is not None]
 
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.scored) if self.scored else math.nan
 
-    @property
-    def std(self) -> float:
-        return statistics.stdev(self.scored) if len(self.scored) > 1 else 0.0
+def render(stats: list[RewardStats], reward_funcs, n_prompts: int, generations: int) -> str:
+    lines = [f"reward check one sampled batch ({n_prompts} prompts x {generations} completions), every reward:"]
+    width = max((len(s.label) for s in stats), default=0)
+    for s, func in zip(stats, reward_funcs):
+        scored = s.scored
+        mean = statistics.fmean(scored) if scored else math.nan
+        std = statistics.stdev(scored) if len(scored) > 1 else 0.0
+        line = (
+            f"  {s.label:<{width}}  x{s.weight:<4g} mean {mean:8.3f}  std {std:7.3f}  "
+            f"min {min(scored, default=math.nan):7.3f}  max {max(scored, default=math.nan):7.3f}"
+        )
+        if len(s.values) > len(scored):
+            line += f"  ({len(s.values) - len(scored)} None: skipped)"
+        if std == 0 and len(scored) > 1:
+            line += "  constant on this batch: no learning signal from it here"
+        what = describe(func)
+        lines.append(line + (f"\n  {'':<{width}}  {what}" if what else ""))
+    return "\n".join(lines)
 
 
-def score_sampled_batch(
-    cfg, model, tokenizer, reward_funcs, dataset, prompts: int, generations: int
-) -> list[RewardStats]:
-    """`generations` completions for each of the first `prompts` rows (shuffled with the run's
-    seed), sampled with the run's settings and scored by every reward as TRL calls them; a reward
-    that fails is a ConfigError naming its entry, after all of them ran."""
+def dry_run_checks(cfg, model, tokenizer, reward_funcs, data, prompts: int = 2) -> list[RewardStats]:
+    """What `--dry-run` checks after the plan: tools, environment and rollout import and have the
+    signatures TRL calls; then `generations` completions for each of the first `prompts` rows
+    (shuffled with the run's seed), sampled with the run's settings and scored by every reward as
+    TRL calls them; a reward that fails is a ConfigError naming its entry, after all of them ran."""
     import torch
 
+    agent = load_agent(cfg, tokenizer)
+    for line in agent.describe():
+        print(line)
+    generations = max(2, min(cfg.grpo.num_generations, 8))
+    dataset = data.train_set
     rows = dataset.shuffle(seed=cfg.training.seed).select(range(min(prompts, len(dataset)))).to_list()
     if model.device.type == "cpu" and torch.cuda.is_available() and cfg.cluster.device != "cpu":
         model.to("cuda")  # as training would place it
@@ -56,39 +70,9 @@ def score_sampled_batch(
     ]
     if problems:
         raise ConfigError(problems)
-    return [
+    stats = [
         RewardStats(func.__name__, spec.weight, values)
         for func, spec, values in zip(reward_funcs, cfg.rewards, scored.values)
     ]
-
-
-def render(stats: list[RewardStats], reward_funcs, n_prompts: int, generations: int) -> str:
-    lines = [f"reward check one sampled batch ({n_prompts} prompts x {generations} completions), every reward:"]
-    width = max((len(s.label) for s in stats), default=0)
-    for s, func in zip(stats, reward_funcs):
-        skipped = len(s.values) - len(s.scored)
-        line = (
-            f"  {s.label:<{width}}  x{s.weight:<4g} mean {s.mean:8.3f}  std {s.std:7.3f}  "
-            f"min {min(s.scored, default=math.nan):7.3f}  max {max(s.scored, default=math.nan):7.3f}"
-        )
-        if skipped:
-            line += f"  ({skipped} None: skipped)"
-        if s.std == 0 and len(s.scored) > 1:
-            line += "  constant on this batch: no learning signal from it here"
-        what = describe(func)
-        lines.append(line + (f"\n  {'':<{width}}  {what}" if what else ""))
-    return "\n".join(lines)
-
-
-def dry_run_checks(cfg, model, tokenizer, reward_funcs, data, prompts: int = 2) -> list[RewardStats]:
-    """What `--dry-run` checks after the plan: tools, environment and rollout import and have the
-    signatures TRL calls; then one sampled batch scored by every reward. Prints both."""
-    from grpolab.train.tools import load_agent
-
-    agent = load_agent(cfg, tokenizer)
-    for line in agent.describe():
-        print(line)
-    generations = max(2, min(cfg.grpo.num_generations, 8))
-    stats = score_sampled_batch(cfg, model, tokenizer, reward_funcs, data.train_set, prompts, generations)
-    print(render(stats, reward_funcs, min(prompts, len(data.train_set)), generations), flush=True)
+    print(render(stats, reward_funcs, len(rows), generations), flush=True)
     return stats

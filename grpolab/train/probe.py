@@ -1,13 +1,7 @@
-"""`grpolab probe CONFIG`: is there a learning signal before any training?
-
-Samples num_generations completions for N training prompts from the base model, with the configured
-generation settings, scores them with the configured rewards (the training run's own reward and data
-code), and reports what GRPO will see: the pass rate of each prompt's group, the fraction of groups
-whose rewards are all equal (their advantage is 0: TRL logs it as frac_reward_zero_std), completion
-lengths, how many hit max_completion_length, and the time of one generation round. `--write-filtered`
-keeps the prompts the model sometimes but not always solves (0 < pass rate < 1), the ones that carry
-signal.
-"""
+"""`grpolab probe CONFIG`: is there a learning signal before any training? num_generations completions
+for N training prompts from the base model, scored by the run's own rewards and data code: each group's
+pass rate, the groups whose rewards are all equal (advantage 0: TRL's frac_reward_zero_std), lengths,
+truncation and the time of a round. `--write-filtered` keeps the prompts with 0 < pass rate < 1."""
 
 from __future__ import annotations
 
@@ -16,9 +10,16 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grpolab.config import ConfigError, Problem
+from grpolab.config.derive import derive
+from grpolab.config.yaml_io import write_atomic
+from grpolab.rewards.build import build_rewards
+from grpolab.runtime import hardware
+from grpolab.runtime.resolve import resolve
 from grpolab.sampling import sampler
 from grpolab.sampling.sampler import Sampling
+from grpolab.train import config_error
+from grpolab.train import model as models
+from grpolab.train.setup import model_path, training_data
 
 # A completion "passes" when its weighted reward is above this: for 0/1 rewards, when it is right.
 PASS_ABOVE = 0.0
@@ -63,11 +64,12 @@ class ProbeReport:
         return sum(0 < p.pass_rate < 1 for p in self.prompts)
 
     def histogram(self) -> list[tuple[str, int]]:
-        bins = [("0", lambda r: r == 0)]
         edges = [0, 0.25, 0.5, 0.75, 1.0]
-        for lo, hi in zip(edges, edges[1:]):
-            label = f"({lo:g}, {hi:g}{')' if hi == 1 else ']'}"
-            bins.append((label, lambda r, lo=lo, hi=hi: lo < r <= hi and r < 1))
+        bins = [("0", lambda r: r == 0)]
+        bins += [
+            (f"({lo:g}, {hi:g}{')' if hi == 1 else ']'}", lambda r, lo=lo, hi=hi: lo < r <= hi and r < 1)
+            for lo, hi in zip(edges, edges[1:])
+        ]
         bins.append(("1", lambda r: r == 1))
         return [(label, sum(test(p.pass_rate) for p in self.prompts)) for label, test in bins]
 
@@ -95,39 +97,26 @@ class ProbeReport:
 
 
 def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | None = None) -> ProbeReport:
-    from grpolab.config.derive import derive
-    from grpolab.rewards.build import build_rewards
-    from grpolab.train import model as models
-    from grpolab.train.setup import model_path, training_data
-
-    cfg = loader.config
-    gen = cfg.generation
-    G = cfg.grpo.num_generations
-    seed = cfg.training.seed if seed is None else seed
-    name = model or model_path(cfg)
-    from grpolab.runtime import hardware
-    from grpolab.runtime.resolve import resolve
-
-    resolved = resolve(cfg, hardware.probe())  # the device, weights and precision training would use
-    cuda, dtype = resolved.device == "cuda", resolved.model_dtype
     import transformers
 
+    cfg = loader.config
+    gen, G = cfg.generation, cfg.grpo.num_generations
+    seed = cfg.training.seed if seed is None else seed
+    name = model or model_path(cfg)
+    resolved = resolve(cfg, hardware.probe())  # the device, weights and precision training would use
     transformers.utils.logging.disable_progress_bar()  # weight-loading bars
     tokenizer = models.load_tokenizer(name, cfg.model)
-    lm = models.load_model(name, cfg.model, dtype)
-    device = "cuda" if cuda else "cpu"
-    autocast = resolved.bf16
-    lm.to(device).eval()
+    lm = models.load_model(name, cfg.model, resolved.model_dtype)
+    lm.to("cuda" if resolved.device == "cuda" else "cpu").eval()
     funcs, needs = build_rewards(cfg.rewards, gen.max_completion_length)
-    weights = [r.weight for r in cfg.rewards]
     dataset = training_data(cfg, tokenizer, lm, needs).train_set  # the rows training would see
-    dataset = dataset.shuffle(seed=seed).select(range(min(prompts, len(dataset))))
-    rows = dataset.to_list()
+    rows = dataset.shuffle(seed=seed).select(range(min(prompts, len(dataset)))).to_list()
 
     # The run's own sampling, as TRL generates; a few hundred sequences per generate() call.
+    autocast = resolved.bf16
     sampling = Sampling.as_training(gen, G, batch_size=max(1, 256 // G), seed=seed, bf16_autocast=autocast)
     scored = sampler.sample_and_score(lm, tokenizer, rows, sampling, funcs)
-    total = scored.weighted_total(weights)
+    total = scored.weighted_total([r.weight for r in cfg.rewards])
     results = [
         PromptResult(
             dict(row),
@@ -137,19 +126,12 @@ def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | N
         )
         for i, (row, group) in enumerate(zip(rows, scored.samples.groups))
     ]
-    derived = derive(cfg, loader.target_world_size())
+    settings = {k: v for k, v in sampling.generate_kwargs(tokenizer).items() if k not in NOT_SETTINGS}
+    settings["bf16_autocast"] = autocast
+    per_round = derive(cfg, loader.target_world_size()).unique_prompts_per_round
+    config = str(loader.config_path or loader.preset_path)
     return ProbeReport(
-        str(loader.config_path or loader.preset_path),
-        name,
-        G,
-        gen.max_completion_length,
-        results,
-        scored.samples.seconds,
-        derived.unique_prompts_per_round,
-        {
-            **{k: v for k, v in sampling.generate_kwargs(tokenizer).items() if k not in NOT_SETTINGS},
-            "bf16_autocast": autocast,
-        },
+        config, name, G, gen.max_completion_length, results, scored.samples.seconds, per_round, settings
     )
 
 
@@ -183,23 +165,18 @@ def render(report: ProbeReport) -> str:
 def write_filtered(report: ProbeReport, out, *, force: bool = False, config: str | None = None) -> tuple[Path, str]:
     """The prompts with 0 < pass rate < 1 as a .jsonl dataset (same columns as the training rows), and
     the config lines that train on it."""
-    from grpolab.config.yaml_io import write_atomic
-
     path = Path(out)
     if path.suffix.lower() != ".jsonl":
-        raise ConfigError(
-            Problem("", "write the filtered prompts as a .jsonl file.", f"use {path.with_suffix('.jsonl')}", str(path))
+        raise config_error(
+            "", "write the filtered prompts as a .jsonl file.", f"use {path.with_suffix('.jsonl')}", str(path)
         )
     kept = [p.row for p in report.prompts if 0 < p.pass_rate < 1]
     if not kept:
-        raise ConfigError(
-            Problem(
-                "",
-                f"no prompt has a pass rate strictly between 0 and 1 (of {len(report.prompts)} probed); "
-                "nothing written.",
-                "probe more prompts (--prompts), or raise generation.temperature / grpo.num_generations",
-                str(path),
-            )
+        raise config_error(
+            "",
+            f"no prompt has a pass rate strictly between 0 and 1 (of {len(report.prompts)} probed); nothing written.",
+            "probe more prompts (--prompts), or raise generation.temperature / grpo.num_generations",
+            str(path),
         )
     text = "".join(json.dumps(row, default=str) + "\n" for row in kept)
     write_atomic(path, text, overwrite=force)

@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grpolab.config.derive import Derived
+from grpolab.run import metrics, provenance
+from grpolab.run import run_dir as run_dirs
 from grpolab.run.exit_codes import EXIT_FAILED, EXIT_SIGNAL
+from grpolab.run.record import RunInfo, now
+from grpolab.run.run_dir import WriteFailed, record_rank_error, release_lock, write_failed
+from grpolab.train import config_error
+from grpolab.train.resume import checkpoint_step, last_checkpoint
 
 
 @dataclass
@@ -40,18 +46,40 @@ class Run:
             self.info.update(**values)
             self.info.save(self.dir)
 
+    @contextmanager
     def recording(self):
-        return _recording(self)
+        """Whatever happens inside (building the trainer, training, saving, scoring), run_info.json
+        ends with a status: an exception is recorded as `failed` with its error, then raised; a failed
+        write is raised as WriteFailed, whose one line names the disk."""
+        try:
+            yield self
+        except BaseException as exc:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            status, code = ("interrupted", EXIT_SIGNAL["SIGINT"]) if interrupted else ("failed", EXIT_FAILED)
+            failed_write = None
+            if isinstance(exc, OSError | WriteFailed):  # a full disk: its own message, not a traceback
+                failed_write = write_failed(exc, self.dir, self.checkpoint_bytes)
+            error = str(failed_write) if failed_write else f"{type(exc).__name__}: {exc}"
+            try:
+                self.save_info(status=status, ended=now(), exit_code=code, error=error)
+            except OSError as again:  # the disk is still full: the console says it, the record cannot
+                print(f"note: the failure could not be recorded in run_info.json ({again.strerror})", file=sys.stderr)
+            if status == "failed" and self.dist.launcher is not None:  # every rank: the launcher reports the first
+                record_rank_error(self.dir, self.dist.rank, code, error)
+            if self.wandb_run is not None:
+                self.wandb_run.finish(exit_code=code)
+            if failed_write is not None:
+                raise failed_write from None
+            raise
+        finally:
+            if self.is_main:
+                release_lock(self.dir)
 
 
 def _refuse_another_runs_record(path: Path, loader) -> None:
     """A handed-over directory belongs to this run only: one that holds another run's record (a
     finished run, another config, or a live run) is refused. The same config started again after
     a start that never saved a checkpoint (a requeued job) may use it."""
-    from grpolab.config import ConfigError, Problem
-    from grpolab.run import run_dir as run_dirs
-    from grpolab.run.record import RunInfo
-
     info = RunInfo.load(path)
     if info.status is None:
         return
@@ -59,14 +87,11 @@ def _refuse_another_runs_record(path: Path, loader) -> None:
     same = info.config_sha256 == run_dirs.config_sha256(loader.to_dict())
     if info.status == "finished" or not same or holder:
         why = f"it is in use ({holder})" if holder else f"status {info.status}" + ("" if same else ", another config")
-        raise ConfigError(
-            Problem(
-                "",
-                f"`{path}` already holds the record of run {info.run_name} ({why}); a run directory belongs "
-                "to one run.",
-                f"unset {run_dirs.RUN_DIR_ENV} to start a new run, or --resume {path} to continue that one",
-                run_dirs.RUN_DIR_ENV,
-            )
+        raise config_error(
+            "",
+            f"`{path}` already holds the record of run {info.run_name} ({why}); a run directory belongs to one run.",
+            f"unset {run_dirs.RUN_DIR_ENV} to start a new run, or --resume {path} to continue that one",
+            run_dirs.RUN_DIR_ENV,
         )
 
 
@@ -82,47 +107,9 @@ def _made_by_rank_zero(make) -> Path:
     return Path(path[0])
 
 
-@contextmanager
-def _recording(run: Run):
-    """Whatever happens inside (building the trainer, training, saving, scoring), run_info.json
-    ends with a status: an exception is recorded as `failed` with its error, then raised; a failed
-    write is raised as WriteFailed, whose one line names the disk."""
-    from grpolab.run.record import now
-    from grpolab.run.run_dir import WriteFailed, record_rank_error, release_lock, write_failed
-
-    try:
-        yield run
-    except BaseException as exc:
-        interrupted = isinstance(exc, KeyboardInterrupt)
-        status, code = ("interrupted", EXIT_SIGNAL["SIGINT"]) if interrupted else ("failed", EXIT_FAILED)
-        failed_write = None
-        if isinstance(exc, OSError | WriteFailed):  # a full disk: its own message, not a traceback
-            failed_write = write_failed(exc, run.dir, run.checkpoint_bytes)
-        error = str(failed_write) if failed_write else f"{type(exc).__name__}: {exc}"
-        try:
-            run.save_info(status=status, ended=now(), exit_code=code, error=error)
-        except OSError as again:  # the disk is still full: the console says it, the record cannot
-            print(f"note: the failure could not be recorded in run_info.json ({again.strerror})", file=sys.stderr)
-        if status == "failed" and run.dist.launcher is not None:  # every rank: the launcher reports the first
-            record_rank_error(run.dir, run.dist.rank, code, error)
-        if run.wandb_run is not None:
-            run.wandb_run.finish(exit_code=code)
-        if failed_write is not None:
-            raise failed_write from None
-        raise
-    finally:
-        if run.is_main:
-            release_lock(run.dir)
-
-
 def open_run(loader, request, resolved, dist, shared_run_dir, model_name, derived, data) -> Run:
     """The run directory (new, handed over by a launcher, shared by hand-started ranks, or the
     one being resumed) and its record, written by rank 0."""
-    from grpolab.run import metrics, provenance
-    from grpolab.run import run_dir as run_dirs
-    from grpolab.run.record import RunInfo, now
-    from grpolab.train.resume import checkpoint_step, last_checkpoint
-
     cfg = loader.config
     resumed = bool(request.resume)
     if resumed:

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 from grpolab.config.derive import Derived
+from grpolab.config.rules import eval_file
+from grpolab.rewards.model import LOADED  # filled in place as reward models load
 
 
 def print_plan(loader, model_name: str, model, resolved, derived: Derived, data, dry_run: bool) -> None:
@@ -19,15 +21,29 @@ def print_plan(loader, model_name: str, model, resolved, derived: Derived, data,
         lora += f", base {'4-bit ' + q.quant_type if q.load_in_4bit else '8-bit'} (bitsandbytes)"
     d, g = derived, cfg.grpo
     kl = f"on (beta {g.beta:g}, {d.reference_model_why})" if d.kl_tracked else f"off ({d.reference_model_why})"
+    mixture = cfg.data.datasets
+    data_source = (
+        f"mixture of {len(mixture)} sources (seed {cfg.training.seed})"
+        if mixture
+        else f"{cfg.data.dataset} [{cfg.data.split}]"
+    )
     lines = [
         f"config       {source} (mode {cfg.mode}){overrides}",
         f"model        {model_name} ({params / 1e6:.2f}M parameters, context {data.context}){lora}",
         f"device       {resolved.summary()}",
-        f"data         {_data_source(cfg, data)}: {len(data.train_set)} prompts ({data.dropped} "
+        f"data         {data_source}: {len(data.train_set)} prompts ({data.dropped} "
         f"dropped as too long; longest kept {data.longest} tokens)",
-        *_mixture_lines(data),
+        # per source of a mixture: its rows before prompts too long for the context are dropped
+        *(
+            f"  {name:<12} {c['rows']} rows (weight {c['weight']:g} of {c['of']})"
+            for name, c in (data.sources or {}).items()
+        ),
         f"rewards      {', '.join(f'{r.label} x{r.weight:g}' for r in cfg.rewards)}",
-        *_reward_model_lines(),
+        # reward models are extra models in memory: said, with their size and device
+        *(
+            f"  reward model {m.path}: an extra model is loaded ({m.parameters / 1e6:.2f}M parameters, {m.device})"
+            for m in LOADED
+        ),
         f"batch        effective {d.effective_batch_size}; {d.generation_batch_size} completions = "
         f"{d.unique_prompts_per_round} prompts x {g.num_generations} per round; "
         f"{'on' if d.on_policy else 'off'}-policy",
@@ -40,31 +56,8 @@ def print_plan(loader, model_name: str, model, resolved, derived: Derived, data,
     print("\n".join(lines), flush=True)
 
 
-def _data_source(cfg, data) -> str:
-    if cfg.data.datasets:
-        return f"mixture of {len(cfg.data.datasets)} sources (seed {cfg.training.seed})"
-    return f"{cfg.data.dataset} [{cfg.data.split}]"
-
-
-def _mixture_lines(data) -> list[str]:
-    """Per-source rows of a data.datasets mixture (before prompts too long for the context are dropped)."""
-    sources = data.sources or {}
-    return [f"  {name:<12} {c['rows']} rows (weight {c['weight']:g} of {c['of']})" for name, c in sources.items()]
-
-
-def _reward_model_lines() -> list[str]:
-    """Reward models are extra models in memory: say so, with their size and device."""
-    from grpolab.rewards.model import LOADED
-
-    return [
-        f"  reward model {m.path}: an extra model is loaded ({m.parameters / 1e6:.2f}M parameters, {m.device})"
-        for m in LOADED
-    ]
-
-
 def _eval_line(cfg, data) -> str:
     e = cfg.eval
-    from grpolab.config.rules import eval_file
 
     source = (
         f"{e.dataset} (a held-out file)"
@@ -92,13 +85,12 @@ def print_result(run_dir: Path, summary, error: str | None) -> None:
             f"  steps {summary.global_step}, final reward {reward:.3f}, best "
             f"{summary.best.get('reward', reward):.3f}, {summary.train_seconds:.1f} s"
         )
-    ev = summary.eval
-    if ev and ev.get("stopped_early"):
+    ev = summary.eval or {}
+    if ev.get("stopped_early"):
         print(f"  stopped early: {ev['stopped_early']}")
-    if ev and ev.get("best_model"):
-        best = ev["best_model"]
+    if best := ev.get("best_model"):
         print(f"  best model: {run_dir / 'best'} ({best['metric']} {best['value']:.4g} at step {best['step']})")
-    if ev and ev.get("accuracy_before") is not None:
+    if ev.get("accuracy_before") is not None:
         before, after = ev["accuracy_before"], ev["accuracy_after"]
         print(f"\n  held-out accuracy ({ev['prompts']} prompts, greedy)")
         print(f"  {'before':>8}  {'after':>8}  {'change':>8}")

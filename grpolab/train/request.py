@@ -1,8 +1,6 @@
-"""TrainRequest: what one `grpolab train` / `python training/grpo_training.py` call asks for.
-
-The one place that knows the training flags: the parser is built from these fields, and
-`to_argv()` turns a request back into flags for the ranks a launcher starts, the SLURM script
-and the sweep's trials, so a flag added here reaches all of them."""
+"""TrainRequest: what one `grpolab train` / `python training/grpo_training.py` call asks for. The parser
+is built from its fields and `to_argv()` turns it back into flags (launched ranks, the SLURM script,
+sweep trials), so a flag added here reaches all of them."""
 
 from __future__ import annotations
 
@@ -11,68 +9,43 @@ from dataclasses import dataclass, field, fields, replace
 
 
 def _flag(name: str, help: str, kind: str = "value", metavar: str | None = None):
-    return {"flag": name, "help": help, "kind": kind, "metavar": metavar}
+    """A request field and its flag: a value (None unless given), a switch, or a repeatable list."""
+    default = {"value": None, "switch": False, "list": ()}[kind]
+    return field(default=default, metadata={"flag": name, "help": help, "kind": kind, "metavar": metavar})
 
 
 @dataclass(frozen=True)
 class TrainRequest:
-    model: str | None = field(
-        default=None,
-        metadata=_flag("--model", "Hub id or local path (sets model.name_or_path); default: the embedded demo model"),
+    model: str | None = _flag(
+        "--model", "Hub id or local path (sets model.name_or_path); default: the embedded demo model"
     )
-    mode: str | None = field(
-        default=None, metadata=_flag("--mode", "local or cluster (default: the file's `mode:`, else local)")
+    mode: str | None = _flag("--mode", "local or cluster (default: the file's `mode:`, else local)")
+    config: str | None = _flag("--config", "YAML file layered over the mode preset", metavar="FILE")
+    overrides: tuple[str, ...] = _flag(
+        "--set", "override one key, e.g. --set grpo.beta=0.04 (repeatable)", "list", metavar="KEY=VALUE"
     )
-    config: str | None = field(
-        default=None, metadata=_flag("--config", "YAML file layered over the mode preset", metavar="FILE")
+    output_dir: str | None = _flag("--output-dir", "parent folder of the run directory (sets output_dir)")
+    run_name: str | None = _flag("--run-name", "run directory name (default: <config stem>_<timestamp>)")
+    resume: str | None = _flag(
+        "--resume", "continue a run from its last checkpoint, with its resolved config", metavar="RUN_DIR"
     )
-    overrides: tuple[str, ...] = field(
-        default=(),
-        metadata=_flag(
-            "--set", "override one key, e.g. --set grpo.beta=0.04 (repeatable)", kind="list", metavar="KEY=VALUE"
-        ),
-    )
-    output_dir: str | None = field(
-        default=None, metadata=_flag("--output-dir", "parent folder of the run directory (sets output_dir)")
-    )
-    run_name: str | None = field(
-        default=None, metadata=_flag("--run-name", "run directory name (default: <config stem>_<timestamp>)")
-    )
-    resume: str | None = field(
-        default=None,
-        metadata=_flag(
-            "--resume", "continue a run from its last checkpoint, with its resolved config", metavar="RUN_DIR"
-        ),
-    )
-    force: bool = field(
-        default=False,
-        metadata=_flag("--force", "with --resume: accept a config that differs from the run's", "switch"),
-    )
-    dry_run: bool = field(
-        default=False,
-        metadata=_flag("--dry-run", "check config, model, data and rewards, print the plan, do not train", "switch"),
-    )
-    print_launch_command: bool = field(
-        default=False,
-        metadata=_flag(
-            "--print-launch-command",
-            "print the launch command (and accelerate config) that would run, then exit",
-            "switch",
-        ),
+    force: bool = _flag("--force", "with --resume: accept a config that differs from the run's", "switch")
+    dry_run: bool = _flag("--dry-run", "check config, model, data and rewards, print the plan, do not train", "switch")
+    print_launch_command: bool = _flag(
+        "--print-launch-command",
+        "print the launch command (and accelerate config) that would run, then exit",
+        "switch",
     )
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         for f in fields(TrainRequest):
             meta = f.metadata
-            if meta["kind"] == "switch":
-                parser.add_argument(meta["flag"], dest=f.name, action="store_true", help=meta["help"])
-            elif meta["kind"] == "list":
-                parser.add_argument(
-                    meta["flag"], dest=f.name, action="append", default=[], metavar=meta["metavar"], help=meta["help"]
-                )
-            else:
-                parser.add_argument(meta["flag"], dest=f.name, metavar=meta["metavar"], help=meta["help"])
+            how = {"switch": {"action": "store_true"}, "list": {"action": "append", "default": []}}.get(
+                meta["kind"], {}
+            )
+            metavar = {} if meta["kind"] == "switch" else {"metavar": meta["metavar"]}
+            parser.add_argument(meta["flag"], dest=f.name, help=meta["help"], **how, **metavar)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainRequest:

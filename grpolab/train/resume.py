@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import struct
+from dataclasses import fields, replace
 from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.errors import NO_CHECKPOINT
 from grpolab.config.keys import diff
 from grpolab.config.yaml_io import real_path
+from grpolab.run import metrics
+from grpolab.run.record import RunInfo, Summary, TrainerState
+from grpolab.run.run_dir import live_lock
+from grpolab.train import config_error
 
 
 def resume_config(request) -> GRPOConfigLoader:
@@ -16,13 +23,11 @@ def resume_config(request) -> GRPOConfigLoader:
     run_dir = Path(request.resume)
     resolved = run_dir / "resolved_config.yaml"
     if not resolved.is_file():
-        raise ConfigError(
-            Problem(
-                "",
-                f"`{run_dir}` is not a run directory (no resolved_config.yaml).",
-                "pass a folder created by a previous run",
-                "--resume",
-            )
+        raise config_error(
+            "",
+            f"`{run_dir}` is not a run directory (no resolved_config.yaml).",
+            "pass a folder created by a previous run",
+            "--resume",
         )
     saved = GRPOConfigLoader(config_path=resolved)
     if not (request.config or request.overrides or request.model or request.mode or request.output_dir):
@@ -40,13 +45,11 @@ def resume_config(request) -> GRPOConfigLoader:
     differ = [row for row in diff(saved.to_dict(), requested.to_dict()) if row[0] not in EXTENDS]
     if differ:
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in differ[:5])
-        raise ConfigError(
-            Problem(
-                "",
-                f"the config given differs from the run's ({shown}).",
-                "drop --config/--set to resume as it was, or add --force to resume with the new values",
-                "--resume",
-            )
+        raise config_error(
+            "",
+            f"the config given differs from the run's ({shown}).",
+            "drop --config/--set to resume as it was, or add --force to resume with the new values",
+            "--resume",
         )
     return requested  # the run's config, with a longer max_steps / num_train_epochs if one was given
 
@@ -55,11 +58,6 @@ def prepare(request):
     """A resumed run continues where it was started: --resume as an absolute path, and the
     working directory the run recorded, so its relative data, reward and config paths still
     resolve when resuming from elsewhere."""
-    import os
-    from dataclasses import replace
-
-    from grpolab.run.record import RunInfo
-
     # absolute, with the user's links kept: an error names the link they gave
     request = replace(request, resume=os.path.abspath(Path(request.resume).expanduser()))
     check_records(Path(request.resume))
@@ -75,12 +73,9 @@ def check_records(run_dir: Path) -> None:
     metrics.jsonl, and the trainer_state.json of the checkpoint it continues from) has the
     types it needs. A wrong one would stop transformers mid-resume, after the run's record
     was rewritten as failed; here it is an error naming the file and field, and nothing changes."""
-    from grpolab.run import metrics
-    from grpolab.run.record import RunInfo, Summary, TrainerState
-
     run_fix = "correct the field, or delete it from the file (an absent field reads as unknown)"
-    problems = [Problem("", why, run_fix, str(run_dir)) for why in RunInfo.load(run_dir).unreadable]
-    problems += [Problem("", why, run_fix, str(run_dir)) for why in Summary.load(run_dir).unreadable]
+    unreadable = [*RunInfo.load(run_dir).unreadable, *Summary.load(run_dir).unreadable]
+    problems = [Problem("", why, run_fix, str(run_dir)) for why in unreadable]
     problems += [
         Problem("", why, "correct or delete that line", str(run_dir)) for why in metrics.read_checked(run_dir)[1]
     ]
@@ -100,11 +95,9 @@ def _unknown(state) -> list[str]:
     """Keys of a trainer_state.json that transformers' TrainerState would refuse (it takes **keys)."""
     if not state.extra:
         return []
-    import dataclasses
-
     from transformers.trainer_callback import TrainerState as Theirs
 
-    return [key for key in state.extra if key not in {f.name for f in dataclasses.fields(Theirs)}]
+    return [key for key in state.extra if key not in {f.name for f in fields(Theirs)}]
 
 
 # What `--resume` may change without --force: how far to train. The rest of a resumed run is its own.
@@ -115,8 +108,6 @@ def finished(request, loader) -> str | None:
     """Why the run needs no more training, or None. A run that trained as far as its config asks
     is finished: resuming it would add a checkpoint of unchanged weights, duplicate metric rows
     and a step past max_steps, so nothing is changed and the way to train longer is said."""
-    from grpolab.run.record import RunInfo, TrainerState
-
     run_dir = Path(request.resume)
     info = RunInfo.load(run_dir)
     folders = _checkpoints(run_dir)
@@ -158,35 +149,21 @@ def last_checkpoint(run_dir: Path) -> str:
     one, which is skipped (and said) in favour of the one before."""
     folders = _checkpoints(run_dir)
     if not folders:
-        raise ConfigError(
-            kind=NO_CHECKPOINT,
-            problems=Problem(
-                "", f"`{run_dir}` has no checkpoint-N folder to resume from.", "start a new run instead", "--resume"
-            ),
-        )
+        why = f"`{run_dir}` has no checkpoint-N folder to resume from."
+        raise config_error("", why, "start a new run instead", "--resume", kind=NO_CHECKPOINT)
     for folder in folders:
         why = incomplete(folder)
         if why is None:
             print(f"resuming from {folder.name}")
             return str(folder)
         print(f"note: skipping {folder.name}: {why} (a save cut short)")
-    raise ConfigError(
-        kind=NO_CHECKPOINT,
-        problems=Problem(
-            "",
-            f"no complete checkpoint in `{run_dir}`: every checkpoint-N is cut short.",
-            "start a new run instead",
-            "--resume",
-        ),
-    )
+    why = f"no complete checkpoint in `{run_dir}`: every checkpoint-N is cut short."
+    raise config_error("", why, "start a new run instead", "--resume", kind=NO_CHECKPOINT)
 
 
 def incomplete(folder: Path) -> str | None:
     """Why `folder` cannot be resumed from, or None: the trainer state must parse, and the
     weights must be there with whole safetensors headers (the save writes the state last)."""
-    import json
-    import struct
-
     try:
         json.loads((folder / "trainer_state.json").read_text())
     except (OSError, ValueError):
@@ -205,41 +182,28 @@ def incomplete(folder: Path) -> str | None:
 
 
 def check_resumable(request, resolved) -> None:
-    """Before anything loads: the run is not training right now, and keeps its world size."""
-    from grpolab.run.run_dir import live_lock
-
+    """Before anything loads: the run is not training right now, and keeps its world size (another
+    one silently changes the effective and generation batches, and a sharded checkpoint would not load)."""
     holder = live_lock(Path(request.resume))
     if holder:
-        raise ConfigError(
-            Problem(
-                "",
-                f"the run is still training ({holder}); two trainers would write one directory.",
-                "wait for it to end or stop it, then resume",
-                "--resume",
-            )
+        raise config_error(
+            "",
+            f"the run is still training ({holder}); two trainers would write one directory.",
+            "wait for it to end or stop it, then resume",
+            "--resume",
         )
-    check_world_size(request, resolved)
+    before = RunInfo.load(request.resume).world_size
+    if not before or before == resolved.world_size or request.force:
+        return
+    raise config_error(
+        "",
+        f"the run trained on {before} process(es), and this start has {resolved.world_size}: the effective "
+        "batch would change, and a sharded checkpoint would not load.",
+        f"resume with {before} processes (`--set cluster.num_processes={before}` per machine), or add --force "
+        f"to continue on {resolved.world_size}",
+        "--resume",
+    )
 
 
 def checkpoint_step(checkpoint: str) -> int:
     return int(Path(checkpoint).name.rpartition("-")[2])
-
-
-def check_world_size(request, resolved) -> None:
-    """A resumed run keeps its world size: another one silently changes the effective batch and
-    the generation batch, and a sharded (ZeRO/FSDP) checkpoint does not load on it."""
-    from grpolab.run.record import RunInfo
-
-    before = RunInfo.load(request.resume).world_size
-    if not before or before == resolved.world_size or request.force:
-        return
-    raise ConfigError(
-        Problem(
-            "",
-            f"the run trained on {before} process(es), and this start has {resolved.world_size}: the effective "
-            "batch would change, and a sharded checkpoint would not load.",
-            f"resume with {before} processes (`--set cluster.num_processes={before}` per machine), or add --force "
-            f"to continue on {resolved.world_size}",
-            "--resume",
-        )
-    )

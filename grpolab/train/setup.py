@@ -3,22 +3,34 @@ executes (every `auto` decided once), the model and tokenizer, and the data."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
+import io
 import logging
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass
+from types import SimpleNamespace
 
-from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.layers import preset_dir
 from grpolab.config.rules import eval_file
 from grpolab.config.trl_compat import check_installed
+from grpolab.demo import builtin_rows, demo_model_path
+from grpolab.rewards.build import build_rewards
+from grpolab.run.wandb_run import wandb_enabled
 from grpolab.runtime import dist as dists
 from grpolab.runtime import hardware
 from grpolab.runtime.resolve import Resolved, resolve
 from grpolab.runtime.trl_args import to_trl_kwargs
+from grpolab.train import config_error
+from grpolab.train import data as datas
+from grpolab.train import model as models
 from grpolab.train.resume import resume_config
+from grpolab.tune import memory
 
 
 def load_config(request) -> GRPOConfigLoader:
@@ -74,12 +86,10 @@ def resolve_runtime(cfg, dist) -> Resolved:
     pinned = pin_one_gpu(cfg, dist)
     resolved = resolve(cfg, hardware.probe(), dist)
     if resolved.world_size == 1 and resolved.visible_gpus > 1 and resolved.launcher == "this process":
-        raise ConfigError(
-            Problem(
-                "cluster.num_processes",
-                f"is 1, and {resolved.visible_gpus} GPUs are visible: TRL refuses to spread one process over them.",
-                "set CUDA_VISIBLE_DEVICES=0 for one GPU, or `--mode cluster` to train on all of them",
-            )
+        raise config_error(
+            "cluster.num_processes",
+            f"is 1, and {resolved.visible_gpus} GPUs are visible: TRL refuses to spread one process over them.",
+            "set CUDA_VISIBLE_DEVICES=0 for one GPU, or `--mode cluster` to train on all of them",
         )
     if pinned and resolved.device == "cuda":
         print("note: one process trains on one GPU (CUDA_VISIBLE_DEVICES=0); use --mode cluster to train on all")
@@ -87,13 +97,11 @@ def resolve_runtime(cfg, dist) -> Resolved:
         print(f"note: {note}")
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and resolved.device == "cpu":
         # accelerate would quietly train plain DDP: FSDP has no CPU path there.
-        raise ConfigError(
-            Problem(
-                "cluster.backend",
-                "is FSDP (from the accelerate config), but accelerate runs FSDP on GPUs only; this run is on CPU.",
-                "use an accelerate config with DDP or DeepSpeed for CPU ranks",
-                "accelerate launch",
-            )
+        raise config_error(
+            "cluster.backend",
+            "is FSDP (from the accelerate config), but accelerate runs FSDP on GPUs only; this run is on CPU.",
+            "use an accelerate config with DDP or DeepSpeed for CPU ranks",
+            "accelerate launch",
         )
     if resolved.problems:
         raise ConfigError(list(resolved.problems))
@@ -131,31 +139,22 @@ UNACTIONABLE = (
     r"Failed to load CPU gemm_4bit_forward",
 )
 
-
-class _Unactionable(logging.Filter):
-    def filter(self, record) -> bool:
-        return not NOISE.search(record.getMessage())
-
-
 NOISE = re.compile("|".join(UNACTIONABLE))
-QUIET = _Unactionable()
+
+
+def _quiet(record: logging.LogRecord) -> bool:  # one filter object: added twice, logging keeps it once
+    return not NOISE.search(record.getMessage())
 
 
 def quiet_libraries(cfg) -> None:
     """The one filter of library noise (UNACTIONABLE), for Python warnings, transformers' and
     bitsandbytes' logging and wandb's terminal warnings, installed before the trainer exists."""
-    import contextlib
-    import importlib
-    import io
-    import warnings
-
     warnings.filterwarnings("ignore", message=f".*(?:{NOISE.pattern})")
     for name in ("transformers", "bitsandbytes.backends.cpu.ops"):
         for where in (logging.getLogger(name), *logging.getLogger(name).handlers):
-            where.addFilter(QUIET)
+            where.addFilter(_quiet)
     with contextlib.redirect_stdout(io.StringIO()):  # transformers prints the offline line as it imports
         importlib.import_module("transformers.integrations.integration_utils")
-    from grpolab.run.wandb_run import wandb_enabled
 
     if wandb_enabled(cfg.logging.report_to):
         import wandb
@@ -170,7 +169,6 @@ def model_path(cfg) -> str:
     """model.name_or_path, or the embedded demo model (built and cached on first use)."""
     if cfg.model.name_or_path:
         return cfg.model.name_or_path
-    from grpolab.demo import demo_model_path
 
     return str(demo_model_path())
 
@@ -179,8 +177,6 @@ def checkpoint_bytes(cfg, model_name: str) -> int | None:
     """About how many bytes one checkpoint takes on disk: the memory plan's weights and optimizer
     states of the whole model (planned for one process: every rank's shards together). None
     when the model's shape is not on this machine yet (a Hub model not downloaded)."""
-    from grpolab.tune import memory
-
     try:
         shape = memory.resolve_shape(model_name)
     except ConfigError:
@@ -203,38 +199,30 @@ class TrainingData:
 
 def training_data(cfg, tokenizer, model, reward_needs, eval_reward_needs=None) -> TrainingData:
     """Load, check columns, format prompts, drop prompts that do not fit the context; held-out rows."""
-    from grpolab.config.errors import Problem
-    from grpolab.demo import builtin_rows
-    from grpolab.train import data as datas
-    from grpolab.train.model import context_length
-
-    d = cfg.data
+    d, e, seed = cfg.data, cfg.eval, cfg.training.seed
     sources = None
     if d.datasets:  # a mixture: each source's system prompt is applied while mixing
-        train_set, sources = datas.load_mixture(d, cfg.training.seed, builtin_rows, needs=reward_needs)
-        if d.max_samples is not None and len(train_set) > d.max_samples:
-            train_set = train_set.select(range(d.max_samples))
+        train_set, sources = datas.load_mixture(d, seed, builtin_rows, needs=reward_needs)
+        train_set = datas.head(train_set, d.max_samples)
     else:
-        train_set = datas.load_split(d, d.split, d.max_samples, seed=cfg.training.seed, builtin_rows=builtin_rows)
+        train_set = datas.load_split(d, d.split, d.max_samples, seed=seed, builtin_rows=builtin_rows)
     datas.check_columns(train_set, reward_needs, f"`{d.dataset}`" if d.dataset else "the mixture")
     train_set = datas.format_prompts(train_set, tokenizer, None if d.datasets else d.system_prompt)
-    context = context_length(model, tokenizer)
+    context = models.context_length(model, tokenizer)
     train_set, dropped, longest = datas.drop_too_long(
         train_set, tokenizer, cfg.generation.max_completion_length, context
     )
     # Held-out prompts take the training path: columns, system prompt, chat template, too-long drop.
-    e, eval_set, eval_dropped = cfg.eval, None, 0
-    limit = e.max_prompts
+    eval_set, eval_dropped, eval_rows, split = None, 0, None, e.split
     if d.test_size is not None:
-        train_set, eval_set = datas.carve_eval(train_set, d.test_size, cfg.training.seed)
-    split = e.split
+        train_set, eval_set = datas.carve_eval(train_set, d.test_size, seed)
     if eval_file(cfg):  # a held-out file is its own split: all of its rows, whatever data.split names
         source = d.model_copy(update={"dataset": e.dataset, "datasets": None})
         split = source.split
     elif split:
         source = d.model_copy(update={"dataset": e.dataset}) if e.dataset else d
     if split:
-        eval_set = datas.load_split(source, split, limit, seed=cfg.training.seed + 1, builtin_rows=builtin_rows)
+        eval_set = datas.load_split(source, split, e.max_prompts, seed=seed + 1, builtin_rows=builtin_rows)
         datas.check_columns(eval_set, eval_reward_needs or reward_needs, f"`{source.dataset}` [{split}]")
         eval_set = datas.format_prompts(eval_set, tokenizer, d.system_prompt)
         max_new = e.max_completion_length or cfg.generation.max_completion_length
@@ -242,17 +230,13 @@ def training_data(cfg, tokenizer, model, reward_needs, eval_reward_needs=None) -
         eval_set, eval_dropped, _ = datas.drop_too_long(
             eval_set, tokenizer, max_new, context, "eval.max_completion_length"
         )
-    eval_rows = None
     if eval_set is not None:
-        rows = eval_set.select(range(min(limit, len(eval_set)))).to_list()
-        eval_rows = [{k: v for k, v in r.items() if k != "source"} for r in rows]
+        eval_rows = [{k: v for k, v in r.items() if k != "source"} for r in datas.head(eval_set, e.max_prompts)]
         if not eval_rows:
-            raise ConfigError(
-                Problem(
-                    "eval.split" if e.split else "data.test_size",
-                    "leaves no held-out prompts after filtering.",
-                    "use a split with rows that fit the context, or a larger data.test_size",
-                )
+            raise config_error(
+                "eval.split" if e.split else "data.test_size",
+                "leaves no held-out prompts after filtering.",
+                "use a split with rows that fit the context, or a larger data.test_size",
             )
     return TrainingData(train_set, dropped, longest, context, eval_rows, eval_set, sources, eval_dropped)
 
@@ -260,12 +244,7 @@ def training_data(cfg, tokenizer, model, reward_needs, eval_reward_needs=None) -
 def preflight(cfg) -> None:
     """What --dry-run checks, without the weights (tokenizer, model config and context, rewards,
     data): before a launch starts its ranks, so a bad path, reward or dataset fails here once."""
-    from types import SimpleNamespace
-
     from transformers import AutoConfig
-
-    from grpolab.rewards.build import build_rewards
-    from grpolab.train import model as models
 
     name = model_path(cfg)
     tokenizer = models.load_tokenizer(name, cfg.model)

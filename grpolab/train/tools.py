@@ -1,16 +1,7 @@
-"""Tools, environments and custom rollouts from the config (`tools:`, `environment:`, `rollout:`),
-imported and checked against what TRL's GRPOTrainer calls, then passed to it as `tools`,
-`environment_factory` and `rollout_func`.
-
-- a tool is a function with type hints and a Google-style docstring (`Args:`): the chat template
-  shows the model its JSON schema, built from those (transformers' get_json_schema);
-- an environment is a class TRL instantiates (no arguments) once per rollout slot; it must have
-  `reset`, and its other public methods become tools (same rules); `get_reward`, if present, is
-  an extra reward;
-- a rollout function is called as `rollout_func(prompts, trainer)` and returns a dict with
-  `prompt_ids`, `completion_ids` and `logprobs`.
-Errors name the config key and the spec, before any model is loaded in training, and in the
-dry run."""
+"""`tools:`, `environment:` and `rollout:` from the config, imported and checked against what TRL's
+GRPOTrainer calls (a tool: type hints and an `Args:` docstring for its JSON schema; an environment: a
+class built with no arguments, with `reset`, whose public methods are tools; a rollout:
+`rollout_func(prompts, trainer)`). Errors name the key and spec, before any model loads."""
 
 from __future__ import annotations
 
@@ -31,14 +22,8 @@ class Agent:
 
     def trainer_kwargs(self) -> dict:
         """GRPOTrainer keyword arguments (only those that are set)."""
-        out = {}
-        if self.tools:
-            out["tools"] = list(self.tools)
-        if self.environment_factory is not None:
-            out["environment_factory"] = self.environment_factory
-        if self.rollout_func is not None:
-            out["rollout_func"] = self.rollout_func
-        return out
+        given = {"tools": list(self.tools) or None, "environment_factory": self.environment_factory}
+        return {k: v for k, v in {**given, "rollout_func": self.rollout_func}.items() if v is not None}
 
     def describe(self) -> list[str]:
         lines = []
@@ -78,12 +63,10 @@ def _load_tools(cfg, problems: list) -> list:
             continue
         if not callable(func) or inspect.isclass(func):
             problems.append(Problem(key, f"tool `{spec}` is a {type(func).__name__}, not a function.", None))
-            continue
-        problem = _tool_schema_problem(func, key, spec)
-        if problem:
+        elif problem := _tool_schema_problem(func, key, spec):
             problems.append(problem)
-            continue
-        tools.append(func)
+        else:
+            tools.append(func)
     return tools
 
 
@@ -102,14 +85,11 @@ def _check_environment(cls, key: str, spec: str, problems: list) -> None:
         return
     methods = dict(inspect.getmembers(type(instance), predicate=inspect.isfunction))
     if "reset" not in methods:
-        problems.append(
-            Problem(key, f"environment `{spec}` has no `reset` method, which TRL calls per rollout.", None)
-        )
+        problems.append(Problem(key, f"environment `{spec}` has no `reset` method, which TRL calls per rollout."))
     for name in methods:
         if name.startswith("_") or name in ("reset", "get_reward"):
             continue
-        problem = _tool_schema_problem(getattr(instance, name), key, f"{spec}.{name}")
-        if problem:
+        if problem := _tool_schema_problem(getattr(instance, name), key, f"{spec}.{name}"):
             problems.append(problem)
 
 
@@ -170,15 +150,13 @@ def load_agent(cfg, tokenizer=None) -> Agent:
         agent.specs["environment"] = env if isinstance(env, str) else ", ".join(f"{k}: {v}" for k, v in env.items())
     if cfg.rollout is not None:
         try:
-            func = import_object(cfg.rollout, "rollout", "rollout")
+            agent.rollout_func = func = import_object(cfg.rollout, "rollout", "rollout")
             _check_rollout(func, cfg.rollout, problems)
-            agent.rollout_func = func
             agent.specs["rollout"] = cfg.rollout
         except ConfigError as exc:
             problems += exc.problems
     if tokenizer is not None and (cfg.tools or cfg.environment is not None) and not problems:
-        problem = _template_problem(tokenizer)
-        if problem:
+        if problem := _template_problem(tokenizer):
             problems.append(problem)
     if problems:
         raise ConfigError(problems)

@@ -11,9 +11,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from grpolab.guard.watch import Watcher
 from grpolab.rewards.errors import RewardFunctionError
+from grpolab.run import metrics
 from grpolab.run.exit_codes import EXIT_FAILED, EXIT_GUARD_STOP, EXIT_OK, EXIT_SIGNAL
-from grpolab.train.callbacks import non_finite_sampling
+from grpolab.run.record import now
+from grpolab.run.run_dir import record_rank_error, write_failed
+from grpolab.run.wandb_run import start_wandb, wandb_enabled
+from grpolab.runtime.trl_args import to_trl_kwargs
+from grpolab.train import callbacks as cbs
+from grpolab.train import report
+from grpolab.train.evaluate import best_of, make_evaluator
+from grpolab.train.guard import GuardCallback
+from grpolab.train.model import load_model, lora_config
 from grpolab.train.recording import Run
 
 
@@ -37,9 +47,6 @@ def training_args(cfg, resolved) -> TrainingArgs:
     rank. The run directory is filled in once it exists (`build_trainer`)."""
     from trl import GRPOConfig
 
-    from grpolab.run.wandb_run import wandb_enabled
-    from grpolab.runtime.trl_args import to_trl_kwargs
-
     kwargs = to_trl_kwargs(cfg, resolved)
     if not wandb_enabled(cfg.logging.report_to) and "wandb" in (kwargs["report_to"] or []):
         kwargs["report_to"] = [t for t in kwargs["report_to"] if t != "wandb"] or "none"
@@ -48,18 +55,6 @@ def training_args(cfg, resolved) -> TrainingArgs:
 
 def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_funcs, data, agent):
     from trl import GRPOTrainer
-
-    from grpolab.run.wandb_run import start_wandb, wandb_enabled
-    from grpolab.train.callbacks import (
-        CompletionsCallback,
-        EvalCallback,
-        MetricsFileCallback,
-        NanLossCallback,
-        ResumedScheduleCallback,
-        StopOnSignalCallback,
-    )
-    from grpolab.train.evaluate import make_evaluator
-    from grpolab.train.model import lora_config
 
     cfg = run.loader.config
     training.args.output_dir, training.args.run_name = str(run.dir), run.dir.name
@@ -74,26 +69,20 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
     partitioned = any(hasattr(p, "ds_id") for p in model.parameters())
     run.save_info(trl_args=training.kwargs, policy_partitioned_at_load=partitioned)
 
-    e = cfg.eval
-    evaluation = None
+    e, evaluation, completions = cfg.eval, None, None
     if data.eval_rows:
-        every = e.every_steps
-        evaluation = EvalCallback(
-            make_evaluator(cfg, data.eval_rows, tokenizer, reward_funcs), every, run.dir, run.wandb_run, eval_goals(e)
-        )
-    guards = Guards(NanLossCallback(), StopOnSignalCallback().install(), evaluation, live_guard(run, evaluation))
-    # The live guard comes before evaluation, so a step's time is taken before any held-out scoring.
-    live = [guards.live] if guards.live else []
-    scoring = [evaluation] if evaluation else []
-    callbacks = [MetricsFileCallback(run.dir), guards.nan, guards.stopper, *live, *scoring]
-    if run.checkpoint:
-        callbacks.append(ResumedScheduleCallback())
+        evaluator = make_evaluator(cfg, data.eval_rows, tokenizer, reward_funcs)
+        evaluation = cbs.EvalCallback(evaluator, e.every_steps, run.dir, run.wandb_run, goals=e)
+    guards = Guards(
+        cbs.NanLossCallback(), cbs.StopOnSignalCallback().install(), evaluation, live_guard(run, evaluation)
+    )
     keep = cfg.logging.save_completions
-    completions = None
     if keep is not None and run.is_main:
         max_len = cfg.generation.max_completion_length
-        completions = CompletionsCallback(run.dir, keep.every_steps, keep.max_per_step, tokenizer, max_len)
-        callbacks.append(completions)
+        completions = cbs.CompletionsCallback(run.dir, keep.every_steps, keep.max_per_step, tokenizer, max_len)
+    # The live guard comes before evaluation, so a step's time is taken before any held-out scoring.
+    optional = [guards.live, evaluation, cbs.ResumedScheduleCallback() if run.checkpoint else None, completions]
+    callbacks = [cbs.MetricsFileCallback(run.dir), guards.nan, guards.stopper, *(c for c in optional if c is not None)]
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -127,9 +116,6 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
 
 def live_guard(run: Run, evaluation):
     """The GuardCallback for `guard:` (None when every kind is off and there is no forecast)."""
-    from grpolab.guard.watch import Watcher
-    from grpolab.train.guard import GuardCallback
-
     g = run.loader.config.guard
     watching = any(action != "off" for action in g.kinds.values())
     if not watching and not g.forecast_after:
@@ -137,32 +123,11 @@ def live_guard(run: Run, evaluation):
     curve = (lambda: evaluation.curve) if evaluation is not None else None
     watcher = Watcher(g, run.dir, run.loader, run.resolved.world_size, extra_rows=curve) if watching else None
     if watcher is not None and run.checkpoint and run.is_main:  # a resumed run: read once, then kept in memory
-        from grpolab.run import metrics
-
         watcher.rows = [r for r in metrics.read(run.dir) if "guard" not in r and "eval/train_seconds" not in r]
+    scoring = (lambda: evaluation.scoring_seconds) if evaluation is not None else (lambda: 0.0)
+    on_gpu = run.resolved.device == "cuda"
     return GuardCallback(
-        watcher,
-        g.forecast_after,
-        run.dir,
-        run.is_main,
-        on_gpu=run.resolved.device == "cuda",
-        record=run.save_info,
-        wandb_run=run.wandb_run,
-        scoring_seconds=(lambda: evaluation.scoring_seconds) if evaluation is not None else (lambda: 0.0),
-    )
-
-
-def eval_goals(e):
-    from grpolab.train.callbacks import EvalGoals
-
-    keep, stop = e.keep_best, e.stop_at
-    return EvalGoals(
-        best_metric=keep.metric if keep else None,
-        mode=keep.mode if keep else "max",
-        top_k=keep.top_k if keep else 1,
-        stop_metric=stop.metric if stop else None,
-        stop_value=stop.value if stop else None,
-        patience=e.patience,
+        watcher, g.forecast_after, run.dir, run.is_main, on_gpu, run.save_info, run.wandb_run, scoring
     )
 
 
@@ -185,7 +150,7 @@ def fit(trainer, guards: Guards, checkpoint: str | None) -> Outcome:
     except KeyboardInterrupt:
         status, exit_code, error = "interrupted", EXIT_SIGNAL["SIGINT"], "aborted by a second Ctrl-C (no checkpoint)"
     except RuntimeError as exc:
-        if not non_finite_sampling(exc):
+        if not cbs.non_finite_sampling(exc):
             raise
         # Weights grown huge but still finite pass the NaN guard; the logits then overflow and
         # sampling refuses them. One process saves the checkpoint here; across ranks a save is
@@ -197,14 +162,12 @@ def fit(trainer, guards: Guards, checkpoint: str | None) -> Outcome:
         guards.nan.diverged(trainer.state.global_step, reason, checkpoint_saved=saved)
     finally:
         guards.stopper.uninstall()
-    stopper, nan = guards.stopper, guards.nan
+    stopper, nan, live, step = guards.stopper, guards.nan, guards.live, trainer.state.global_step
     if stopper.signal_name and status == "finished":
         status, exit_code = "interrupted", EXIT_SIGNAL.get(stopper.signal_name, 1)
-        error = f"{stopper.signal_name}: checkpoint saved at step {trainer.state.global_step}"
-    live = guards.live
+        error = f"{stopper.signal_name}: checkpoint saved at step {step}"
     if live is not None and live.stopped_at is not None and status == "finished" and nan.nan_step is None:
-        status, exit_code = "stopped", EXIT_GUARD_STOP
-        error = live_stop_reason(live, trainer.state.global_step)
+        status, exit_code, error = "stopped", EXIT_GUARD_STOP, live_stop_reason(live, step)
     if nan.nan_step is not None:
         status, exit_code = "failed", EXIT_FAILED
         checkpoint = (
@@ -230,11 +193,6 @@ def live_stop_reason(live, step: int) -> str:
 
 def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> None:
     """Save the final model and score it again (finished runs), then the summary and the record."""
-    from grpolab.run import metrics
-    from grpolab.run.record import now
-    from grpolab.train import report
-    from grpolab.train.evaluate import best_of
-
     cfg = run.loader.config
     evaluation, step = guards.evaluation, trainer.state.global_step
     eval_after = None
@@ -248,13 +206,10 @@ def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> No
             else:
                 eval_after = evaluation.evaluate(trainer.model)
                 evaluation.record(step, eval_after, None, run.is_main, trainer.model)
-    if evaluation is not None and run.is_main:
-        best_model = evaluation.finish_best()
     if run.is_main:
         summary = metrics.summarize(metrics.read(run.dir))
-        summary.update(status=outcome.status, train_seconds=outcome.seconds, global_step=step)
         live = guards.live.outcome() if guards.live is not None else {}
-        summary.update(**live)
+        summary.update(status=outcome.status, train_seconds=outcome.seconds, global_step=step, **live)
         if evaluation is not None:
             before, after = run.eval_before or {}, eval_after or {}
             summary.eval = {
@@ -264,7 +219,7 @@ def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> No
                 "before": run.eval_before,
                 "after": eval_after,
                 "best": best_of(evaluation.curve),
-                "best_model": best_model,
+                "best_model": evaluation.finish_best(),
                 "stopped_early": evaluation.stopped,
                 "seconds": round(evaluation.evaluate.seconds, 2),
                 "accuracy_before": before.get("eval/accuracy"),
@@ -281,8 +236,6 @@ def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> No
         )
         report.print_result(run.dir, summary, outcome.error)
     if outcome.status == "failed" and run.dist.launcher is not None:  # any rank: the launcher reports the first
-        from grpolab.run.run_dir import record_rank_error
-
         record_rank_error(run.dir, run.dist.rank, outcome.exit_code, outcome.error)
         if not run.is_main:  # into this rank's own log (rank 0's result is printed above)
             print(f"error (rank {run.dist.rank}): {outcome.error}", file=sys.stderr)
@@ -305,8 +258,6 @@ def whole_or_removed(run: Run, folder: Path):
     """A save into `folder` that fails removes what it wrote (a new folder only), so no half-written
     checkpoint or model looks complete and `--resume` takes the last whole one; a failed write
     becomes WriteFailed, naming the disk and the room a checkpoint needs."""
-    from grpolab.run.run_dir import write_failed
-
     existed = folder.exists()
     try:
         yield
@@ -344,8 +295,6 @@ def merge_adapter(base_model: str, model_cfg, adapter: Path, out: Path) -> None:
     is loaded whole: while the DeepSpeed config is registered, from_pretrained would partition it."""
     from peft import PeftModel
     from transformers.integrations import deepspeed as hf_deepspeed
-
-    from grpolab.train.model import load_model
 
     registered = hf_deepspeed._hf_deepspeed_config_weak_ref  # set by accelerate's DeepSpeed plugin
     hf_deepspeed._hf_deepspeed_config_weak_ref = None
