@@ -1,13 +1,11 @@
-"""The trial loop, one for every strategy and every backend: ask the strategy for a parameter
-set, write its trial file(s) (one per seed), start each as a training run, record every run that
-ends, tell the strategy the trial's result, and end with the compare table of all runs.
-
-A trial file is made through the config loader, so the base file's comments stay and changed
-values are marked. Each run's directory is created here through grpolab.run.run_dir (the one
-owner of run names) and handed to `python -m grpolab train` in its environment."""
+"""The trial loop, one for every strategy and backend: ask the strategy for a parameter set, write
+its trial file(s) (one per seed), start each as a training run in a run directory made here through
+grpolab.run.run_dir (the one owner of run names), record every run that ends, tell the strategy the
+result, and end with the compare table of all runs."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -74,9 +72,7 @@ def make_trials(sweep: Sweep, index: int, total: int, params: dict) -> list[Tria
 
 def write_trial(trial: Trial, force: bool = False) -> str:
     """Write the trial file: 'wrote', or 'unchanged' when an identical file is there (a dry run
-    before the real one). A different file of that name is only replaced with force (write_atomic
-    refuses it otherwise). That the file reloads to the trial's config is the loader's own rule
-    (tests/config/test_files_roundtrip.py)."""
+    before the real one). A different file of that name is only replaced with force."""
     # Under the file's lock: two sweeps writing one trial file check and write it in turn.
     with edit_lock(trial.path):
         if trial.path.is_file() and trial.path.read_text() == trial.text:
@@ -88,14 +84,10 @@ def write_trial(trial: Trial, force: bool = False) -> str:
 def check_planned(sweep: Sweep, trials: list[Trial], force: bool) -> None:
     """Before anything is written: no two trials share a file, no file would be overwritten."""
     names = [t.path.name for t in trials]
-    if len(set(names)) < len(names):
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        fix = "give the values in a form that differs when written"
         raise ConfigError(
-            Problem(
-                "parameters",
-                f"two trials would share a file name ({sorted({n for n in names if names.count(n) > 1})[0]}).",
-                "give the values in a form that differs when written",
-                str(sweep.path),
-            )
+            Problem("parameters", f"two trials would share a file name ({twice[0]}).", fix, str(sweep.path))
         )
     for trial in trials:
         if trial.path.exists() and trial.path.read_text() != trial.text and not force:
@@ -126,8 +118,7 @@ def unit_record(unit: Unit, code: int) -> dict:
         if run.info.guard_stop:
             record["stopped_by"] = run.info.guard_stop.get("kind")  # the guard's finding
     else:
-        record["status"] = "failed"
-        record["run_dir"] = None
+        record.update(status="failed", run_dir=None)
         if (unit.run_dir / "output.log").is_file():
             record["log"] = str(unit.run_dir / "output.log")
     if unit.stopped:
@@ -158,15 +149,9 @@ class SweepRecord:
         if self.path is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.path = self.folder / f"sweep_{self.sweep.name}_{self.stamp}.json"
-        summary = {
-            "sweep": self.sweep.name,
-            "file": str(self.sweep.path),
-            "strategy": self.sweep.strategy,
-            "metric": self.sweep.metric,
-            "trials": self.records,
-        }
-        if self.sweep.seeds:
-            summary["seeds"] = self.sweep.seeds
+        s = self.sweep
+        summary = {"sweep": s.name, "file": str(s.path), "strategy": s.strategy, "metric": s.metric}
+        summary.update(trials=self.records, **({"seeds": s.seeds} if s.seeds else {}))
         self.path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
@@ -279,7 +264,7 @@ class SweepLoop:
             raise
         for _, unit in units:
             if unit.note:
-                self.out(f"  {_label(unit.trial)}: {unit.note}")
+                self.out(f"  trial {_numbered(unit.trial.index, unit.trial.seed)}: {unit.note}")
         self.running += units
 
     def reap(self) -> bool:
@@ -304,7 +289,7 @@ class SweepLoop:
             result = PRUNED if state.pruned else (FAIL if state.objective() is None else COMPLETE)
             for suggestion in [state.suggestion, *state.waiting]:
                 self.strategy.tell(suggestion, state.objective(), result)
-        label = _label(unit.trial)
+        label = f"trial {_numbered(unit.trial.index, unit.trial.seed)}"
         if unit.stopped:
             self.out(f"{label} pruned (its {self.sweep.metric} is below the median of earlier trials)")
         elif guarded:
@@ -346,16 +331,6 @@ class SweepLoop:
         self.queue.clear()
 
 
-def write_only(loop: SweepLoop) -> int:
-    """--dry-run: write every trial file, train nothing."""
-    while loop.add_trial():
-        pass
-    loop.out(
-        f"dry run: trial configs are in {loop.sweep.config_dir}; nothing was trained (run again without --dry-run)"
-    )
-    return 0
-
-
 def run_sweep(
     sweep: Sweep,
     dry_run: bool = False,
@@ -374,8 +349,12 @@ def run_sweep(
     if strategy.planned is not None:  # build (and so validate) every trial before writing any file
         planned = [make_trials(sweep, i, strategy.total, p) for i, p in enumerate(strategy.planned, 1)]
         check_planned(sweep, [t for group in planned for t in group], force)
-    if dry_run:
-        return write_only(SweepLoop(sweep, strategy, planned, None, record, force, out))
+    if dry_run:  # write every trial file, train nothing
+        loop = SweepLoop(sweep, strategy, planned, None, record, force, out)
+        while loop.add_trial():
+            pass
+        out(f"dry run: trial configs are in {sweep.config_dir}; nothing was trained (run again without --dry-run)")
+        return 0
     if backend is None and slurm is not None:
         backend = SubmititBackend(record.folder / f"sweep_{sweep.name}_{record.stamp}_slurm", slurm)
     backend = backend or LocalBackend(parallel, gpus_per_trial)
@@ -391,10 +370,6 @@ def run_sweep(
     return code
 
 
-def _numbered(record: dict) -> str:
-    return str(record.get("trial")) + (f" seed {record['seed']}" if "seed" in record else "")
-
-
 def finish(sweep: Sweep, records: list[dict], record_path: Path | None, out=print) -> None:
     """The compare table of every run that left a run directory, and its plot."""
     from ..compare import compare_table, plot
@@ -402,22 +377,20 @@ def finish(sweep: Sweep, records: list[dict], record_path: Path | None, out=prin
     runs = [load_run(r["run_dir"]) for r in records if r.get("run_dir") and is_run_dir(Path(r["run_dir"]))]
     failed = [r for r in records if r.get("status") != "finished"]
     unit = "runs" if sweep.seeds else "trials"
+    not_finished = ", ".join(_numbered(r.get("trial"), r.get("seed")) for r in failed)
     out(
         f"\nsweep {sweep.name}: {len(records)} {unit}, {len(records) - len(failed)} finished"
-        + (f", {len(failed)} not ({', '.join(_numbered(r) for r in failed)})" if failed else "")
+        + (f", {len(failed)} not ({not_finished})" if failed else "")
     )
     if runs:
         out(compare_table(runs, sweep.metric))
     if record_path is not None:
         out(f"sweep record: {record_path}")
-        if runs:
-            try:
-                png = record_path.with_suffix(".png")
-                plot(runs, [sweep.metric], png)
-                out(f"plot: {png}")
-            except ImportError:
-                pass  # matplotlib is optional
+    if runs and record_path is not None:
+        with contextlib.suppress(ImportError):  # matplotlib is optional
+            plot(runs, [sweep.metric], png := record_path.with_suffix(".png"))
+            out(f"plot: {png}")
 
 
-def _label(trial: Trial) -> str:
-    return f"trial {trial.index}" + (f" seed {trial.seed}" if trial.seed is not None else "")
+def _numbered(index, seed=None) -> str:
+    return f"{index}" + (f" seed {seed}" if seed is not None else "")
