@@ -1,10 +1,7 @@
 """Where a sweep's training runs execute: here (one after another, or N at once, each pinned to
 its own GPUs and CPU cores), or on SLURM as a job array through submitit. Each backend starts
 `Unit`s (one training run each), says when one has ended and with which exit code, and can stop
-one (a pruned optuna trial).
-
-A unit's command is always `python -m grpolab train --config <trial file>`, with the run
-directory handed over in its environment (grpolab.run.run_dir.handoff_env)."""
+one (a pruned optuna trial)."""
 
 from __future__ import annotations
 
@@ -51,6 +48,10 @@ def child_env(added: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _refuse(key: str, message: str, fix: str | None = None) -> ConfigError:
+    return ConfigError(Problem(key, message, fix, "sweep"))
+
+
 def exit_code_of(code: int) -> int:
     return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
 
@@ -74,41 +75,28 @@ class Slot:
 def plan_slots(parallel: int, gpus_per_trial: int | None, gpus: list[str], cores: list[int]) -> list[Slot]:
     """One slot per concurrent run: its GPUs and its CPU cores, none shared between slots."""
     if parallel < 1:
-        raise ConfigError(Problem("--parallel", f"must be 1 or more, got {parallel}.", "e.g. --parallel 2", "sweep"))
+        raise _refuse("--parallel", f"must be 1 or more, got {parallel}.", "e.g. --parallel 2")
     if gpus_per_trial is None:
         gpus_per_trial = len(gpus) // parallel if len(gpus) >= parallel else 0
         if gpus and gpus_per_trial == 0:
-            raise ConfigError(
-                Problem(
-                    "--parallel",
-                    f"{parallel} runs at once need at least {parallel} GPUs (one each); {len(gpus)} visible.",
-                    f"use --parallel {len(gpus)}, or --gpus-per-trial 0 to train on CPU",
-                    "sweep",
-                )
+            raise _refuse(
+                "--parallel",
+                f"{parallel} runs at once need at least {parallel} GPUs (one each); {len(gpus)} visible.",
+                f"use --parallel {len(gpus)}, or --gpus-per-trial 0 to train on CPU",
             )
     if gpus_per_trial < 0:
-        raise ConfigError(Problem("--gpus-per-trial", f"must be 0 or more, got {gpus_per_trial}.", None, "sweep"))
+        raise _refuse("--gpus-per-trial", f"must be 0 or more, got {gpus_per_trial}.")
     if gpus_per_trial * parallel > len(gpus):
-        raise ConfigError(
-            Problem(
-                "--gpus-per-trial",
-                f"{parallel} runs x {gpus_per_trial} GPUs = {gpus_per_trial * parallel} GPUs, but {len(gpus)} "
-                f"are visible ({', '.join(gpus) or 'none'}).",
-                f"use --parallel {max(1, len(gpus) // max(1, gpus_per_trial))}"
-                if gpus and gpus_per_trial
-                else "use --gpus-per-trial 0 (CPU)",
-                "sweep",
-            )
+        fewer = max(1, len(gpus) // max(1, gpus_per_trial))
+        raise _refuse(
+            "--gpus-per-trial",
+            f"{parallel} runs x {gpus_per_trial} GPUs = {gpus_per_trial * parallel} GPUs, but {len(gpus)} "
+            f"are visible ({', '.join(gpus) or 'none'}).",
+            f"use --parallel {fewer}" if gpus and gpus_per_trial else "use --gpus-per-trial 0 (CPU)",
         )
     if parallel > len(cores):
-        raise ConfigError(
-            Problem(
-                "--parallel",
-                f"{parallel} runs at once need a CPU core each; this process may use {len(cores)}.",
-                f"use --parallel {len(cores)}",
-                "sweep",
-            )
-        )
+        message = f"{parallel} runs at once need a CPU core each; this process may use {len(cores)}."
+        raise _refuse("--parallel", message, f"use --parallel {len(cores)}")
     share = len(cores) // parallel
     return [
         Slot(gpus[i * gpus_per_trial : (i + 1) * gpus_per_trial], cores[i * share : (i + 1) * share])
@@ -125,22 +113,16 @@ class LocalBackend:
     poll_seconds = 0.5
 
     def __init__(self, parallel: int = 1, gpus_per_trial: int | None = None, cwd: Path | None = None):
-        self.parallel, self.cwd = parallel, cwd or Path.cwd()
+        self.parallel = self.capacity = parallel
+        self.cwd = cwd or Path.cwd()
         self.slots: list[Slot] | None = None
         if parallel > 1 or gpus_per_trial is not None:
             # nvidia-smi, not torch: the sweep itself never trains.
             gpus = [str(gpu.ident) for gpu in probe(use_torch=False).gpus]
             self.slots = plan_slots(parallel, gpus_per_trial, gpus, core_ids())
         self.free = list(range(parallel))
-
-    @property
-    def capacity(self) -> int:
-        return self.parallel
-
-    @property
-    def announces(self) -> bool:
-        """One run at a time in the terminal says nothing extra; otherwise each start and end is a line."""
-        return self.slots is not None
+        # One run at a time in the terminal says nothing extra; otherwise each start and end is a line.
+        self.announces = self.slots is not None
 
     def describe(self) -> str:
         if self.slots is None:
@@ -224,35 +206,22 @@ class SubmititBackend:
         try:
             import submitit
         except ImportError:
-            raise ConfigError(
-                Problem(
-                    "--slurm",
-                    "submits the runs through submitit, which is not installed.",
-                    "pip install submitit (or pip install 'grpolab[experiment]')",
-                    "sweep",
-                )
-            ) from None
+            fix = "pip install submitit (or pip install 'grpolab[experiment]')"
+            raise _refuse("--slurm", "submits the runs through submitit, which is not installed.", fix) from None
         self.options, self.cwd, self.folder, self.cluster = options, cwd or Path.cwd(), folder, cluster
+        self.capacity = options.parallel
         folder.mkdir(parents=True, exist_ok=True)
         try:
             self.executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
         except RuntimeError as exc:  # no srun here: not a SLURM machine
-            raise ConfigError(Problem("--slurm", str(exc), "run the sweep on a SLURM login node", "sweep")) from None
-        params = {"timeout_min": options.time_minutes, "nodes": 1, "tasks_per_node": 1}
-        if options.gpus_per_trial:
-            params["gpus_per_node"] = options.gpus_per_trial
-        if options.cpus_per_trial:
-            params["cpus_per_task"] = options.cpus_per_trial
+            raise _refuse("--slurm", str(exc), "run the sweep on a SLURM login node") from None
+        optional = {"gpus_per_node": options.gpus_per_trial, "cpus_per_task": options.cpus_per_trial}
         if cluster == "slurm":
-            if options.partition:
-                params["slurm_partition"] = options.partition
-            if options.parallel:
-                params["slurm_array_parallelism"] = options.parallel
-        self.executor.update_parameters(name="grpolab-sweep", **params)
-
-    @property
-    def capacity(self) -> int | None:
-        return self.options.parallel
+            optional.update(slurm_partition=options.partition, slurm_array_parallelism=options.parallel)
+        params = {k: v for k, v in optional.items() if v}  # unset: SLURM's own default
+        self.executor.update_parameters(
+            name="grpolab-sweep", timeout_min=options.time_minutes, nodes=1, tasks_per_node=1, **params
+        )
 
     def describe(self) -> str:
         where = f"partition {self.options.partition}" if self.options.partition else "the default partition"
@@ -269,9 +238,7 @@ class SubmititBackend:
                     self.executor.submit(run_training, u.command, env, str(self.cwd)) for u, env in zip(units, handoff)
                 ]
         except Exception as exc:  # sbatch refused the array: a bad partition, time limit or account
-            raise ConfigError(
-                Problem("--slurm", f"SLURM refused the job array: {str(exc).strip()[:1000]}", None, "sweep")
-            ) from None
+            raise _refuse("--slurm", f"SLURM refused the job array: {str(exc).strip()[:1000]}") from None
         for unit, job in zip(units, jobs):
             unit.handle, unit.note = job, f"job {job.job_id}"
 
