@@ -1,10 +1,7 @@
-"""How a sweep picks its trials: grid, random and optuna behind one ask / tell interface.
-
-`ask()` gives the next parameter set (None when the sweep has no more), `tell()` gives back
-the trial's objective (None for a failed trial), `report()` passes an intermediate value while
-the trial runs and says whether to stop it (only optuna prunes). Grid and random know all their
-trials in advance (`planned`), so the runner can build and check every trial file first.
-"""
+"""How a sweep picks its trials: grid, random and optuna behind one interface. `ask()` gives the
+next parameter set (None when there is no more), `tell()` gives back its objective (None: failed),
+`report()` passes an intermediate value and says whether to stop the trial (only optuna prunes).
+Grid and random know all their trials in advance (`planned`): the runner checks every file first."""
 
 from __future__ import annotations
 
@@ -24,34 +21,22 @@ if TYPE_CHECKING:
     import optuna
 
 # Short names for file names (grpo_cluster_lr1e-4_beta0.05.yaml); other keys use their last part.
-ABBREV = {
-    "learning_rate": "lr",
-    "per_device_train_batch_size": "bs",
-    "gradient_accumulation_steps": "ga",
-    "num_generations": "gen",
-    "generation_batch_size": "gbs",
-    "steps_per_generation": "spg",
-    "max_completion_length": "len",
-    "num_iterations": "iters",
-    "temperature": "temp",
-    "weight_decay": "wd",
-    "warmup_steps": "warmup",
-    "lr_scheduler_type": "sched",
-    "loss_type": "loss",
-    "scale_rewards": "scale",
-    "num_train_epochs": "epochs",
-    "max_steps": "steps",
-}
+ABBREV = dict(
+    item.split("=")
+    for item in (
+        "learning_rate=lr per_device_train_batch_size=bs gradient_accumulation_steps=ga num_generations=gen "
+        "generation_batch_size=gbs steps_per_generation=spg max_completion_length=len num_iterations=iters "
+        "temperature=temp weight_decay=wd warmup_steps=warmup lr_scheduler_type=sched loss_type=loss "
+        "scale_rewards=scale num_train_epochs=epochs max_steps=steps"
+    ).split()
+)
 COMPLETE, FAIL, PRUNED = "complete", "fail", "pruned"
 
 
 # ------------------------------------------------------------------------- names
 def value_text(value) -> str:
     """1e-4 -> '1e-4', 0.05 -> '0.05', True -> 'true': short, and safe in a file name."""
-    if isinstance(value, float):
-        text = format_float(value).replace(".0e", "e")
-    else:
-        text = inline_yaml(value)
+    text = format_float(value).replace(".0e", "e") if isinstance(value, float) else inline_yaml(value)
     return re.sub(r"[^\w.+-]+", "-", text).strip("-") or "x"
 
 
@@ -94,14 +79,8 @@ def sample_random(sweep: Sweep) -> list[dict]:
             out.append(params)
         if len(out) == sweep.trials:
             return out
-    raise ConfigError(
-        Problem(
-            "trials",
-            f"only {len(out)} distinct trials could be drawn from these parameters.",
-            "widen the ranges or lower trials",
-            str(sweep.path),
-        )
-    )
+    message = f"only {len(out)} distinct trials could be drawn from these parameters."
+    raise ConfigError(Problem("trials", message, "widen the ranges or lower trials", str(sweep.path)))
 
 
 def suggest_optuna(ot, sweep: Sweep) -> dict:
@@ -127,18 +106,16 @@ class Suggestion:
 class Planned:
     """Grid and random: a fixed list of parameter sets, handed out in order."""
 
+    prunes = False
+
     def __init__(self, params_list: list[dict]):
-        self.planned = params_list
-        self.total = len(params_list)
-        self._next = 0
+        self.planned, self.total, self._next = params_list, len(params_list), 0
 
     def ask(self) -> Suggestion | None:
         if self._next >= self.total:
             return None
         self._next += 1
         return Suggestion(self._next, self.planned[self._next - 1])
-
-    prunes = False
 
     def tell(self, suggestion: Suggestion, value: float | None, state: str = COMPLETE) -> None:
         pass  # the plan does not depend on results
