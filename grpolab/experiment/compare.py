@@ -63,6 +63,11 @@ class SeedGroup:
         values = self.values(metric, which)
         return mean_ci(values) if values else None
 
+    def text(self, metric: str, which: str = "final") -> str:
+        """The estimate as 'mean ± half', or '-' when no run has the metric."""
+        est = self.estimate(metric, which)
+        return est.text() if est else "-"
+
 
 def seed_groups(runs: list[Run]) -> list[SeedGroup]:
     """Group runs by everything but training.seed, in the order each setting first appears.
@@ -100,12 +105,7 @@ def noise_verdict(group: SeedGroup, best: SeedGroup, metric: str) -> str:
 def sort_groups(groups: list[SeedGroup], metric: str) -> list[SeedGroup]:
     """Best first by the mean final value; groups without the metric last."""
     sign = 1 if lower_is_better(metric) else -1
-
-    def key(group):
-        est = group.estimate(metric)
-        return (est is None, sign * (est.mean if est else 0))
-
-    return sorted(groups, key=key)
+    return sorted(groups, key=lambda g: ((est := g.estimate(metric)) is None, sign * (est.mean if est else 0)))
 
 
 def group_rows(
@@ -125,17 +125,16 @@ def group_rows(
     for group, config in zip(ordered, configs):
         flat = flatten(config)
         statuses = [r.status_shown for r in group.runs]
-        final, best = group.estimate(metric), group.estimate(metric, "best")
         rows.append(
             [
                 group.label,
                 *(inline_yaml(flat[k]) if k in flat else "-" for k in keys),
                 str(group.n),
                 ",".join(map(str, group.seeds)),
-                final.text() if final else "-",
-                best.text() if best else "-",
+                group.text(metric),
+                group.text(metric, "best"),
                 noise_verdict(group, ordered[0], metric),
-                *((est.text() if (est := group.estimate(m)) else "-") for m in also),
+                *(group.text(m) for m in also),
                 ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses)),
             ]
         )
@@ -153,14 +152,8 @@ def check_metric(runs: list[Run], metric: str) -> None:
     """A metric no run logged is a typo: say which ones exist."""
     known = {k for run in runs for rec in run.metrics() for k in rec} - set(NOT_METRICS)
     if known and metric not in known:
-        raise ConfigError(
-            Problem(
-                "--metric",
-                f"no run logged `{metric}`.{did_you_mean(metric, known)} Logged: {', '.join(sorted(known))}.",
-                None,
-                "compare",
-            )
-        )
+        message = f"no run logged `{metric}`.{did_you_mean(metric, known)} Logged: {', '.join(sorted(known))}."
+        raise ConfigError(Problem("--metric", message, None, "compare"))
 
 
 def sort_runs(runs: list[Run], metric: str) -> list[Run]:
@@ -215,10 +208,7 @@ def compare_table(runs: list[Run], metric: str = "reward", also: tuple[str, ...]
 
 def moving_average(values: list[float], window: int) -> list[float]:
     """Trailing mean over up to `window` points (per-step GRPO rewards are noisy)."""
-    return [
-        sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1])
-        for i in range(len(values))
-    ]
+    return [sum(w := values[max(0, i - window + 1) : i + 1]) / len(w) for i in range(len(values))]
 
 
 def _curve(run: Run, metric: str, smooth: int) -> tuple[list, list]:
@@ -262,11 +252,9 @@ def draw(runs: list[Run], metrics: list[str], smooth: int = 1):
                 if not steps:
                     continue
                 if smooth > 1:
-                    raw = series(run.metrics(), metric)
-                    ax.scatter([p[0] for p in raw], [p[1] for p in raw], s=6, alpha=0.3, color=color)
-                    ax.plot(steps, values, color=color, label=run.name)
-                else:
-                    ax.plot(steps, values, marker="o", markersize=3, color=color, label=run.name)
+                    ax.scatter(*zip(*series(run.metrics(), metric)), s=6, alpha=0.3, color=color)
+                markers = {} if smooth > 1 else {"marker": "o", "markersize": 3}
+                ax.plot(steps, values, color=color, label=run.name, **markers)
                 continue
             steps, mean, low, high = group_band(group, metric, smooth)
             if not steps:
@@ -274,9 +262,7 @@ def draw(runs: list[Run], metrics: list[str], smooth: int = 1):
             ax.plot(steps, mean, color=color, label=f"{group.label} (mean of {group.n} seeds, {LEVEL:.0%} CI)")
             banded = [(s, lo, hi) for s, lo, hi in zip(steps, low, high) if lo is not None]
             if banded:
-                ax.fill_between(
-                    [b[0] for b in banded], [b[1] for b in banded], [b[2] for b in banded], color=color, alpha=0.2
-                )
+                ax.fill_between(*zip(*banded), color=color, alpha=0.2)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("step")
         ax.set_ylabel(metric + (f" (mean of {smooth} steps)" if smooth > 1 else ""))
@@ -294,14 +280,9 @@ def plot(runs: list[Run], metrics: list[str], out, smooth: int = 1, *, overwrite
     kind = out.suffix[1:].lower()
     formats = fig.canvas.get_supported_filetypes()
     if kind not in formats:
-        raise ConfigError(
-            Problem(
-                "--out",
-                f"`{out.suffix or out.name}` is not an image type; allowed: {', '.join(formats)}.",
-                f"end the name in .png (e.g. {out.with_suffix('.png').name})",
-                str(out),
-            )
-        )
+        message = f"`{out.suffix or out.name}` is not an image type; allowed: {', '.join(formats)}."
+        fix = f"end the name in .png (e.g. {out.with_suffix('.png').name})"
+        raise ConfigError(Problem("--out", message, fix, str(out)))
     image = io.BytesIO()
     fig.savefig(image, format=kind, dpi=110)
     write_bytes(out, image.getvalue(), overwrite=overwrite)
@@ -329,10 +310,8 @@ def write_bytes(path: Path, data: bytes, *, overwrite: bool) -> None:
         with open(path, "wb" if overwrite else "xb") as handle:  # x: never replaces a file
             handle.write(data)
     except FileExistsError:
-        problem = Problem(
-            "--out", "exists; refusing to overwrite it.", "choose a new file name, or pass --force", str(path)
-        )
-        raise ConfigError(problem, FILE_EXISTS) from None
+        fix = "choose a new file name, or pass --force"
+        raise ConfigError(Problem("--out", "exists; refusing to overwrite it.", fix, str(path)), FILE_EXISTS) from None
     except OSError as exc:
         problem = Problem("--out", f"cannot be written: {exc.strerror or exc}.", "choose a writable place", str(path))
         raise ConfigError(problem, CANNOT_WRITE) from None
