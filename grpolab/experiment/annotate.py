@@ -44,16 +44,12 @@ def outcome_lines(run: Run, note: str | None = None, today: dt.date | None = Non
     lines.append("; ".join(metrics))
     group = seed_siblings(run)
     if group.n > 1:  # one run of several seeds: its own numbers are one draw of the seed noise
-        final, best = group.estimate("reward"), group.estimate("reward", "best")
         lines.append(
             f"Seeds ({group.n} runs of this config, seeds {', '.join(map(str, group.seeds))}): reward final "
-            f"{final.text() if final else '-'}, best {best.text() if best else '-'} (mean ± {LEVEL:.0%} CI)"
+            f"{group.text('reward')}, best {group.text('reward', 'best')} (mean ± {LEVEL:.0%} CI)"
         )
-    if note:
-        lines += [
-            f"Note: {line}".rstrip() if i == 0 else f"  {line}".rstrip()
-            for i, line in enumerate(note.strip().splitlines())
-        ]
+    for i, line in enumerate((note or "").strip().splitlines()):
+        lines.append(f"{'  ' if i else 'Note: '}{line}".rstrip())
     return lines + [""]  # an empty `#` line ends the block, apart from the file's own header
 
 
@@ -61,36 +57,18 @@ def config_file_of(run: Run) -> Path:
     """The file the run used, refusing presets and missing files (nothing to annotate there)."""
     recorded = run.info.config_file
     if not recorded:
-        raise ConfigError(
-            Problem(
-                "",
-                "this run used a preset (no --config file); there is no config of its own to annotate.",
-                "copy the preset to a new file and run with --config",
-                str(run.path),
-            )
-        )
+        message = "this run used a preset (no --config file); there is no config of its own to annotate."
+        raise ConfigError(Problem("", message, "copy the preset to a new file and run with --config", str(run.path)))
     path = Path(recorded)
     if not path.is_absolute() and run.info.cwd:
         path = Path(run.info.cwd) / path  # relative to where the run was started
     if not path.is_file():
-        raise ConfigError(
-            Problem(
-                "",
-                f"the config file this run used, `{recorded}`, is gone (looked at {path}).",
-                "restore it from git (run_info.json has the commit)",
-                str(run.path),
-            )
-        )
-    if real_path(path).parent == preset_dir().resolve():
-        if path.stem in ("grpo_local", "grpo_cluster", "grpo_demo"):
-            raise ConfigError(
-                Problem(
-                    "",
-                    f"this run used the preset `{path.name}`; presets are shared by every run and are not annotated.",
-                    "copy it (e.g. configs/grpo_cluster_high_lr.yaml), run with that, annotate that",
-                    str(run.path),
-                )
-            )
+        message = f"the config file this run used, `{recorded}`, is gone (looked at {path})."
+        raise ConfigError(Problem("", message, "restore it from git (run_info.json has the commit)", str(run.path)))
+    if real_path(path).parent == preset_dir().resolve() and path.stem in ("grpo_local", "grpo_cluster", "grpo_demo"):
+        message = f"this run used the preset `{path.name}`; presets are shared by every run and are not annotated."
+        fix = "copy it (e.g. configs/grpo_cluster_high_lr.yaml), run with that, annotate that"
+        raise ConfigError(Problem("", message, fix, str(run.path)))
     return path
 
 
@@ -129,44 +107,33 @@ def annotate(
     run = load_run(run_dir)
     path = config_file_of(run)
     with edit_lock(path):  # read and rewrite the file as one edit: a concurrent annotate waits
-        return _annotate(run, path, note, today, allow_changed)
-
-
-def _annotate(run, path: Path, note, today, allow_changed: bool) -> tuple[Path, str]:
-    changed = changed_since_run(run, path)
-    if changed and not allow_changed:
-        shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
-        raise ConfigError(
-            Problem(
-                "",
-                f"changed since run {run.name} used it ({shown}); its results belong to the old values.",
-                advise(
-                    cli="restore the file (its values are in RUN_DIR/resolved_config.yaml), or pass --allow-changed "
-                    "to annotate anyway (the block names the changes)",
-                    python="restore the file, or pass allow_changed=True (the block names the changes)",
-                ),
-                str(path),
-            ),
-            CONFIG_CHANGED,
-        )
-    raw = read_for_edit(path)
-    bom = b"\xef\xbb\xbf" if raw.startswith(b"\xef\xbb\xbf") else b""
-    original = raw[len(bom) :].decode("utf-8")
-    lines = outcome_lines(run, note, today)
-    if changed:  # allow_changed: say that the numbers came from other values
-        lines[-1:-1] = [f"Warning: this file changed since the run: {change}" for change in changed]
-    block = "".join(f"# {line}\n".replace("# \n", "#\n") for line in lines)
-    # The block goes in front of the untouched text (a YAML round trip would normalise blank lines,
-    # indentation and quotes); a file it would make read differently is refused.
-    text = block + original
-    if to_plain(parse_yaml_text(text, str(path)), str(path)) != to_plain(
-        parse_yaml_text(original, str(path)), str(path)
-    ):
-        raise ConfigError(
-            Problem(
-                "", "internal error: the annotated file would read differently; nothing was written.", None, str(path)
+        changed = changed_since_run(run, path)
+        if changed and not allow_changed:
+            shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
+            message = f"changed since run {run.name} used it ({shown}); its results belong to the old values."
+            fix = advise(
+                cli="restore the file (its values are in RUN_DIR/resolved_config.yaml), or pass --allow-changed "
+                "to annotate anyway (the block names the changes)",
+                python="restore the file, or pass allow_changed=True (the block names the changes)",
             )
-        )
-    # Built from `raw`: refused if anything rewrote the file since (no edit is lost).
-    write_atomic(path, text if not bom else bom.decode("utf-8") + text, overwrite=True, expect=version_read(path))
-    return path, block
+            raise ConfigError(Problem("", message, fix, str(path)), CONFIG_CHANGED)
+        raw = read_for_edit(path)
+        bom = b"\xef\xbb\xbf" if raw.startswith(b"\xef\xbb\xbf") else b""
+        original = raw[len(bom) :].decode("utf-8")
+        lines = outcome_lines(run, note, today)
+        if changed:  # allow_changed: say that the numbers came from other values
+            lines[-1:-1] = [f"Warning: this file changed since the run: {change}" for change in changed]
+        block = "".join(f"# {line}\n".replace("# \n", "#\n") for line in lines)
+        # The block goes in front of the untouched text (a YAML round trip would normalise blank lines,
+        # indentation and quotes); a file it would make read differently is refused.
+        text = block + original
+        if _read(text, path) != _read(original, path):
+            message = "internal error: the annotated file would read differently; nothing was written."
+            raise ConfigError(Problem("", message, None, str(path)))
+        # Built from `raw`: refused if anything rewrote the file since (no edit is lost).
+        write_atomic(path, bom.decode("utf-8") + text, overwrite=True, expect=version_read(path))
+        return path, block
+
+
+def _read(text: str, path: Path):
+    return to_plain(parse_yaml_text(text, str(path)), str(path))

@@ -82,7 +82,7 @@ class Run:
         """Training seconds: the pipeline's own count, else TRL's, else wall time from run_info."""
         seconds = self.summary.train_seconds or self.final("train_runtime")
         if seconds is None and self.info.started and self.info.ended:
-            seconds = (_when(self.info.ended) - _when(self.info.started)).total_seconds()
+            return (_when(self.info.ended) - _when(self.info.started)).total_seconds()
         return seconds
 
     def eval_accuracy(self) -> tuple[float | None, float | None]:
@@ -103,17 +103,10 @@ def is_run_dir(path: Path) -> bool:
 def load_run(path) -> Run:
     path = Path(path)
     if not path.is_dir() or not is_run_dir(path):
-        raise ConfigError(
-            Problem(
-                "",
-                "is not a run directory (no run_info.json or resolved_config.yaml).",
-                "pass a folder created by a training run",
-                str(path),
-            )
-        )
-    info = RunInfo.load(path)
+        message = "is not a run directory (no run_info.json or resolved_config.yaml)."
+        raise ConfigError(Problem("", message, "pass a folder created by a training run", str(path)))
     recorded = read_json(path / SUMMARY)
-    run = Run(path, info)
+    run = Run(path, RunInfo.load(path))
     # Still running, or died before writing its end: the same summary, from metrics.jsonl.
     run.summary = Summary.from_dict(recorded) if recorded else metrics.summarize(run.metrics())
     run.metrics()  # read once here: a record of the wrong type makes the run unreadable
@@ -127,11 +120,8 @@ def find_runs(dirs) -> list[Run]:
     for d in dirs:
         d = Path(d)
         if not d.is_dir():
-            raise ConfigError(
-                Problem(
-                    "", "no such folder.", "pass an output_dir (e.g. ./grpo_results_local) or a run directory", str(d)
-                )
-            )
+            fix = "pass an output_dir (e.g. ./grpo_results_local) or a run directory"
+            raise ConfigError(Problem("", "no such folder.", fix, str(d)))
         if is_run_dir(d):
             runs.append(load_run(d))
         else:
@@ -147,8 +137,7 @@ def default_dirs(where=".") -> list[Path]:
 def effective_status(info: RunInfo) -> str:
     """The recorded status, except that a "running" run whose process is gone is not running.
     Needs `pid` and `host.hostname` in run_info; a run on another machine is taken at its word."""
-    status = info.status or "unknown"
-    pid = info.pid
+    status, pid = info.status or "unknown", info.pid
     if status != "running" or not isinstance(pid, int) or info.hostname != socket.gethostname():
         return status
     return "running" if _alive(pid, info.started) else GONE
@@ -187,24 +176,13 @@ def _when(text: str) -> datetime:
 
 # ------------------------------------------------------------------------- `runs list`
 def commit_of(info: RunInfo) -> str:
-    if not info.commit:
-        return "-"
-    return info.commit[:8] + ("+dirty" if info.dirty else "")
+    return info.commit[:8] + ("+dirty" if info.dirty else "") if info.commit else "-"
 
 
 def list_table(runs: list[Run]) -> list[list[str]]:
     rows = [["NAME", "STARTED", "CONFIG", "STATUS", "STEPS", "BEST REWARD", "COMMIT"]]
     for run in runs:
         started = (run.info.started or "-").replace("T", " ")[:19]
-        rows.append(
-            [
-                run.name,
-                started,
-                run.info.config_file or "(preset)",
-                run.status_shown,
-                str(run.steps),
-                fmt(run.best("reward")),
-                commit_of(run.info),
-            ]
-        )
+        config, best = run.info.config_file or "(preset)", fmt(run.best("reward"))
+        rows.append([run.name, started, config, run.status_shown, str(run.steps), best, commit_of(run.info)])
     return rows

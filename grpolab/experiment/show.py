@@ -45,10 +45,9 @@ def summary_lines(run: Run) -> list[str]:
         lines.append(f"\nheld-out accuracy {pct(before)} -> {pct(after)}")
     group = seed_siblings(run)
     if group.n > 1:
-        final = group.estimate("reward")
         lines.append(
             f"\nseed group: {group.n} runs of this config (seeds {', '.join(map(str, group.seeds))}); "
-            f"final reward {final.text() if final else '-'} (mean ± {LEVEL:.0%} CI)"
+            f"final reward {group.text('reward')} (mean ± {LEVEL:.0%} CI)"
         )
     return lines
 
@@ -78,30 +77,20 @@ def completion_lines(run: Run, step: int | None, limit: int) -> list[str]:
     if not records:
         return ["", "completions: none recorded (logging.save_completions writes completions.jsonl)"]
     steps = sorted({r.get("step") for r in records if isinstance(r.get("step"), int)})
-    if step is not None:
-        chosen = [r for r in records if r.get("step") == step]
-        if not chosen:
-            raise ConfigError(
-                Problem(
-                    "--step",
-                    f"no completions were recorded at step {step}; recorded steps: {_steps_text(steps)}.",
-                    f"pass one of them, e.g. --step {steps[-1]}" if steps else None,
-                    str(run.path),
-                )
-            )
-    else:
-        chosen = records
+    chosen = records if step is None else [r for r in records if r.get("step") == step]
+    if not chosen:  # a --step at which nothing was recorded
+        message = f"no completions were recorded at step {step}; recorded steps: {_steps_text(steps)}."
+        fix = f"pass one of them, e.g. --step {steps[-1]}" if steps else None
+        raise ConfigError(Problem("--step", message, fix, str(run.path)))
     lines = ["", f"completions: {len(chosen)} of {len(records)} (steps {_steps_text(steps)})"]
     for record in chosen[-limit:] if step is None else chosen[:limit]:
         rewards = record.get("rewards")
-        rewards_text = (
-            ", ".join(f"{k} {fmt(v)}" for k, v in rewards.items()) if isinstance(rewards, dict) else fmt(rewards)
-        )
+        if isinstance(rewards, dict):
+            rewards = ", ".join(f"{k} {fmt(v)}" for k, v in rewards.items())
         flags = [f"advantage {fmt(record.get('advantage'))}", f"length {fmt(record.get('length'))}"]
-        if record.get("truncated"):
-            flags.append("truncated")
+        flags += ["truncated"] * bool(record.get("truncated"))
         lines += [
-            f"- step {record.get('step', '?')}: rewards {rewards_text}; {', '.join(flags)}",
+            f"- step {record.get('step', '?')}: rewards {fmt(rewards)}; {', '.join(flags)}",
             f"    prompt:     {_cut(record.get('prompt', ''))}",
             f"    completion: {_cut(record.get('completion', ''))}",
         ]
