@@ -1,9 +1,6 @@
-"""`grpolab compare`: the hyperparameters that differ between runs, their final and best
-metrics, and one curve per run. Works from run directories alone.
-
-Runs whose resolved configs differ only in training.seed form a seed group: the table then
-shows each group's mean ± 95% CI and n, and says whether each group differs from the best one
-by more than seed noise; the plot draws each group's mean curve with its CI as a band."""
+"""`grpolab compare`: the hyperparameters that differ between runs, their final and best metrics,
+and one curve per run, from run directories alone. Runs that differ only in training.seed form a
+seed group: shown as its mean ± 95% CI (a band in the plot), tested against the best group."""
 
 from __future__ import annotations
 
@@ -104,16 +101,14 @@ def noise_verdict(group: SeedGroup, best: SeedGroup, metric: str) -> str:
 
 def sort_groups(groups: list[SeedGroup], metric: str) -> list[SeedGroup]:
     """Best first by the mean final value; groups without the metric last."""
-    sign = 1 if lower_is_better(metric) else -1
-    return sorted(groups, key=lambda g: ((est := g.estimate(metric)) is None, sign * (est.mean if est else 0)))
+    return _best_first(groups, metric, lambda g: est.mean if (est := g.estimate(metric)) else None)
 
 
 def group_rows(
     groups: list[SeedGroup], metric: str = "reward", also: tuple[str, ...] = ()
 ) -> tuple[list[str], list[list[str]]]:
-    """(differing keys, rows with a header): one row per seed group, best first by `metric`, each
-    with mean ± 95% CI and n, and whether it differs from the best group by more than seed noise;
-    the final value of each metric in `also` as mean ± CI too."""
+    """(differing keys, rows with a header): one row per seed group, best first by `metric`, with
+    mean ± 95% CI and n (of each metric in `also` too) and whether it differs from the best one."""
     ordered = sort_groups(groups, metric)
     configs = [g.runs[0].config() for g in ordered]
     keys = [k for k in differing_keys(configs) if k != SEED_KEY] if len(ordered) > 1 else []
@@ -158,8 +153,12 @@ def check_metric(runs: list[Run], metric: str) -> None:
 
 def sort_runs(runs: list[Run], metric: str) -> list[Run]:
     """Best first by the metric's best value; runs without it last."""
+    return _best_first(runs, metric, lambda r: r.best(metric))
+
+
+def _best_first(items: list, metric: str, value) -> list:
     sign = 1 if lower_is_better(metric) else -1
-    return sorted(runs, key=lambda r: (r.best(metric) is None, sign * (r.best(metric) or 0)))
+    return sorted(items, key=lambda item: ((v := value(item)) is None, sign * (v or 0)))
 
 
 def compare_rows(runs: list[Run], metric: str = "reward") -> tuple[list[str], list[list[str]]]:
@@ -191,8 +190,7 @@ def compare_rows(runs: list[Run], metric: str = "reward") -> tuple[list[str], li
 
 
 def compare_table(runs: list[Run], metric: str = "reward", also: tuple[str, ...] = ()) -> str:
-    """The per-run table; with seed groups, the group table (mean ± CI of `metric` and of each
-    metric in `also`, and the noise verdict) above it."""
+    """The per-run table; with seed groups, the group table above it."""
     per_run = render_rows(compare_rows(runs, metric)[1])
     groups = seed_groups(runs)
     if all(g.n < 2 for g in groups):
@@ -220,8 +218,7 @@ def _curve(run: Run, metric: str, smooth: int) -> tuple[list, list]:
 
 
 def group_band(group: SeedGroup, metric: str, smooth: int = 1) -> tuple[list, list, list, list]:
-    """(steps, mean, low, high) over the group's runs at each step; low/high are None where
-    fewer than two runs logged that step."""
+    """(steps, mean, low, high) over the group's runs at each step (low/high None where n < 2)."""
     at: dict = {}
     for run in group.runs:
         for step, value in zip(*_curve(run, metric, smooth)):
@@ -232,9 +229,8 @@ def group_band(group: SeedGroup, metric: str, smooth: int = 1) -> tuple[list, li
 
 
 def draw(runs: list[Run], metrics: list[str], smooth: int = 1):
-    """The figure: one panel per metric, one curve per run, or per seed group its mean curve with
-    the 95% CI as a band. With smooth > 1 a curve is a moving average (raw points stay faint).
-    Agg canvas, no pyplot: no display and no global state."""
+    """One panel per metric, a curve per run or per seed group (with its CI band); smooth > 1 draws
+    moving averages over faint raw points. Agg canvas, no pyplot: no display and no global state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -290,8 +286,7 @@ def plot(runs: list[Run], metrics: list[str], out, smooth: int = 1, *, overwrite
 
 
 def plot_path(out) -> Path:
-    """`--out` as the image file to write. Empty, a folder, or a name ending in `/` (a folder
-    meant) is refused with a file in that folder to give instead."""
+    """`--out` as the image file to write; empty, a folder or a name ending in `/` is refused."""
     text = str(out)
     path = Path(text).expanduser()
     if text.strip() and folder_named(text) is None and not path.is_dir():
@@ -302,9 +297,8 @@ def plot_path(out) -> Path:
 
 
 def write_bytes(path: Path, data: bytes, *, overwrite: bool) -> None:
-    """Write `data` to `path`: missing folders are made, as for every file grpolab writes; a
-    folder, an existing file (without `overwrite`) or a place that cannot be written is a one-line
-    error that names the path."""
+    """Write `data` to `path` (folders made); an existing file without `overwrite`, or a place that
+    cannot be written, is a one-line error naming the path."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb" if overwrite else "xb") as handle:  # x: never replaces a file

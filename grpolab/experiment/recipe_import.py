@@ -1,10 +1,7 @@
-"""`grpolab config import`: a flat TRL / Open-R1 recipe (what `trl grpo --config` reads) ->
-a sectioned grpolab config. Every key lands in its section or in a commented block of keys
-that could not be mapped; nothing is dropped silently.
-
-Keys the recipe leaves out take TRL's defaults in `trl grpo`, but a grpolab config layers
-over a mode preset with its own values. Where the preset differs from TRL, the TRL default
-is written into the file (marked `# TRL default`), so the imported config trains the same."""
+"""`grpolab config import`: a flat TRL / Open-R1 recipe (what `trl grpo --config` reads) -> a sectioned
+grpolab config; a key with no home goes to a commented block, never dropped silently. A grpolab config
+layers over a mode preset: where the preset differs from the TRL default a recipe leaves out, the TRL
+default is written into the file (`# TRL default`), so the imported config trains the same."""
 
 from __future__ import annotations
 
@@ -423,9 +420,7 @@ def _explain(exc: ConfigError, conv: _Converter, tree, path: Path) -> ConfigErro
     back = {dotted: key for key, targets in conv.mapped.items() for dotted in targets}
     problems = []
     for p in exc.problems:
-        key = next(
-            (k for d, k in back.items() if p.key == d or p.key.startswith(d + ".") or p.key.startswith(d + "[")), None
-        )
+        key = next((k for d, k in back.items() if p.key == d or p.key.startswith((f"{d}.", f"{d}["))), None)
         line = line_of(tree, key) if key else None
         where = f"{path}:{line}" if line else str(path)
         problems.append(Problem(f"{key} (-> {p.key})" if key else p.key, p.message, p.fix, where))

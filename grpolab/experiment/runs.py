@@ -1,7 +1,5 @@
-"""Reading run directories: run_info.json, summary.json, metrics.jsonl, resolved_config.yaml.
-
-A run that is still going (or that died without writing its end) has no summary.json, so
-its summary is computed from metrics.jsonl with the same rule the pipeline uses."""
+"""Reading run directories: run_info.json, summary.json, metrics.jsonl, resolved_config.yaml. A run
+without summary.json (still going, or died) gets one from metrics.jsonl by the pipeline's own rule."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""Seed noise: mean ± a 95% confidence interval over runs that differ only in their seed, and
-whether two such groups differ by more than that noise (Welch's t-test at 0.05).
-
-GRPO runs with the same hyperparameters and different seeds end at visibly different rewards,
-so one run per setting cannot tell a real effect from noise. Pure Python (the Student t
-distribution through the regularized incomplete beta function), so `compare` needs no SciPy.
-"""
+"""Seed noise: mean ± a 95% confidence interval over runs that differ only in their seed (GRPO runs
+end at visibly different rewards), and whether two such groups differ by more than that noise (Welch's
+t-test at 0.05). Pure Python (Student's t through the incomplete beta function): no SciPy needed."""
 
 from __future__ import annotations
 
@@ -66,10 +62,7 @@ def t_ppf(q: float, df: float) -> float:
         high *= 2.0
     for _ in range(200):
         mid = (low + high) / 2.0
-        if t_cdf(mid, df) < q:
-            low = mid
-        else:
-            high = mid
+        low, high = (mid, high) if t_cdf(mid, df) < q else (low, mid)
         if high - low < 1e-12 * max(1.0, high):
             break
     return (low + high) / 2.0

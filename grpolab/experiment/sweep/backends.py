@@ -5,6 +5,7 @@ one (a pruned optuna trial)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -105,10 +106,9 @@ def plan_slots(parallel: int, gpus_per_trial: int | None, gpus: list[str], cores
 
 
 class LocalBackend:
-    """Runs on this machine. With parallel 1 a run has the whole machine and the terminal, as a
-    plain `grpolab train` would; with parallel N each run gets its own slot (GPUs through
-    CUDA_VISIBLE_DEVICES, cores through the CPU affinity it starts with, which `auto` CPU threads
-    follow) and writes its output to output.log in its run directory."""
+    """Runs on this machine: with parallel 1 a run has the whole machine and the terminal, as a plain
+    `grpolab train` would; with parallel N each run gets its own slot (GPUs through CUDA_VISIBLE_DEVICES,
+    cores through its CPU affinity, which `auto` CPU threads follow) and writes to its output.log."""
 
     poll_seconds = 0.5
 
@@ -175,14 +175,8 @@ class LocalBackend:
 
 def _ranges(cores: list[int]) -> str:
     """[0, 1, 2, 5] -> '0-2,5'."""
-    out, start = [], None
-    for i, core in enumerate(cores):
-        if start is None:
-            start = core
-        if i + 1 == len(cores) or cores[i + 1] != core + 1:
-            out.append(str(start) if start == core else f"{start}-{core}")
-            start = None
-    return ",".join(out) or "-"
+    spans = [[c for _, c in run] for _, run in itertools.groupby(enumerate(cores), lambda pair: pair[1] - pair[0])]
+    return ",".join(f"{s[0]}-{s[-1]}" if len(s) > 1 else str(s[0]) for s in spans) or "-"
 
 
 # ------------------------------------------------------------------------- SLURM

@@ -178,10 +178,8 @@ Backend = LocalBackend | SubmititBackend
 
 
 class SweepLoop:
-    """The trial loop: ask the strategy for parameter sets and queue their runs (`fill`), start
-    the queued runs the backend has room for (`start_ready`), record every run that ends and tell
-    the strategy each finished trial's result (`reap`, `on_end`), and on Ctrl-C let the running
-    trials checkpoint and stop (`interrupt`)."""
+    """Queue the strategy's parameter sets (`fill`), start what the backend has room for (`start_ready`),
+    record each run that ends and tell the strategy (`reap`, `on_end`); Ctrl-C: `interrupt`."""
 
     def __init__(self, sweep: Sweep, strategy: Strategy, planned, backend, record, force: bool, out):
         self.sweep, self.strategy, self.planned, self.backend = sweep, strategy, planned, backend
