@@ -25,9 +25,7 @@ SEED_KEY = "training.seed"
 # ------------------------------------------------------------------------- seed groups
 def setting_key(config: dict) -> str:
     """What a run's config says apart from its seed: runs with the same key form one seed group."""
-    flat = flatten(config)
-    flat.pop(SEED_KEY, None)
-    return repr(sorted((k, repr(v)) for k, v in flat.items()))
+    return repr(sorted((k, repr(v)) for k, v in flatten(config).items() if k != SEED_KEY))
 
 
 @dataclass
@@ -48,9 +46,7 @@ class SeedGroup:
     def label(self) -> str:
         """The runs' common name: sweep run names without their `_seedN` part and timestamp."""
         names = [re.sub(r"_\d{8}-\d{6}(-\d+)?$", "", re.sub(r"_seed\d+", "", r.name)) for r in self.runs]
-        if len(set(names)) == 1:
-            return names[0]
-        return f"{self.runs[0].name} (+{self.n - 1})"
+        return names[0] if len(set(names)) == 1 else f"{self.runs[0].name} (+{self.n - 1})"
 
     def values(self, metric: str, which: str = "final") -> list[float]:
         got = [r.final(metric) if which == "final" else r.best(metric) for r in self.runs]
@@ -99,17 +95,12 @@ def noise_verdict(group: SeedGroup, best: SeedGroup, metric: str) -> str:
     return f"{'within noise' if test.within_noise else 'differs'} (p={test.p:.2g})"
 
 
-def sort_groups(groups: list[SeedGroup], metric: str) -> list[SeedGroup]:
-    """Best first by the mean final value; groups without the metric last."""
-    return _best_first(groups, metric, lambda g: est.mean if (est := g.estimate(metric)) else None)
-
-
 def group_rows(
     groups: list[SeedGroup], metric: str = "reward", also: tuple[str, ...] = ()
 ) -> tuple[list[str], list[list[str]]]:
     """(differing keys, rows with a header): one row per seed group, best first by `metric`, with
     mean ± 95% CI and n (of each metric in `also` too) and whether it differs from the best one."""
-    ordered = sort_groups(groups, metric)
+    ordered = _best_first(groups, metric, lambda g: est.mean if (est := g.estimate(metric)) else None)
     configs = [g.runs[0].config() for g in ordered]
     keys = [k for k in differing_keys(configs) if k != SEED_KEY] if len(ordered) > 1 else []
     ci = f"mean ± {LEVEL:.0%} CI"
@@ -151,12 +142,8 @@ def check_metric(runs: list[Run], metric: str) -> None:
         raise ConfigError(Problem("--metric", message, None, "compare"))
 
 
-def sort_runs(runs: list[Run], metric: str) -> list[Run]:
-    """Best first by the metric's best value; runs without it last."""
-    return _best_first(runs, metric, lambda r: r.best(metric))
-
-
 def _best_first(items: list, metric: str, value) -> list:
+    """Best first by `value` (a run's best, a group's mean final); those without it last."""
     sign = 1 if lower_is_better(metric) else -1
     return sorted(items, key=lambda item: ((v := value(item)) is None, sign * (v or 0)))
 
@@ -171,7 +158,7 @@ def compare_rows(runs: list[Run], metric: str = "reward") -> tuple[list[str], li
     header = ["RUN", *keys, f"FINAL {metric}", f"BEST {metric}"]
     header += ["EVAL ACC (before -> after)"] * show_eval + ["FINAL kl"] * show_kl + ["RUNTIME s", "STEPS", "STATUS"]
     rows = [header]
-    for run in sort_runs(runs, metric):
+    for run in _best_first(runs, metric, lambda r: r.best(metric)):
         flat = by_run[id(run)]
         row = [
             run.name,

@@ -52,8 +52,7 @@ def trial_stem(base_stem: str, params: dict, seed: int | None = None) -> str:
 
 # ------------------------------------------------------------------------- drawing trials
 def grid(sweep: Sweep) -> list[dict]:
-    keys = list(sweep.parameters)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*sweep.parameters.values())]
+    return [dict(zip(sweep.parameters, combo)) for combo in itertools.product(*sweep.parameters.values())]
 
 
 def _round(value: float) -> float:
@@ -81,18 +80,6 @@ def sample_random(sweep: Sweep) -> list[dict]:
             return out
     message = f"only {len(out)} distinct trials could be drawn from these parameters."
     raise ConfigError(Problem("trials", message, "widen the ranges or lower trials", str(sweep.path)))
-
-
-def suggest_optuna(ot, sweep: Sweep) -> dict:
-    params = {}
-    for key, spec in sweep.parameters.items():
-        if isinstance(spec, list):
-            params[key] = ot.suggest_categorical(key, spec)
-        elif isinstance(spec, Range) and spec.integer:
-            params[key] = ot.suggest_int(key, spec.low, spec.high, log=spec.log)
-        else:
-            params[key] = _round(ot.suggest_float(key, spec.low, spec.high, log=spec.log))
-    return params
 
 
 # ------------------------------------------------------------------------- ask / tell
@@ -152,17 +139,22 @@ class Optuna:
         if self._asked >= self.total:
             return None
         self._asked += 1
-        ot = self.study.ask()
-        return Suggestion(self._asked, suggest_optuna(ot, self.sweep), ot)
+        ot, params = self.study.ask(), {}
+        for key, spec in self.sweep.parameters.items():
+            if isinstance(spec, list):
+                params[key] = ot.suggest_categorical(key, spec)
+            elif isinstance(spec, Range) and spec.integer:
+                params[key] = ot.suggest_int(key, spec.low, spec.high, log=spec.log)
+            else:
+                params[key] = _round(ot.suggest_float(key, spec.low, spec.high, log=spec.log))
+        return Suggestion(self._asked, params, ot)
 
     def tell(self, suggestion: Suggestion, value: float | None, state: str = COMPLETE) -> None:
         states = self.optuna.trial.TrialState
-        if state == PRUNED:
-            self.study.tell(suggestion.handle, state=states.PRUNED)
-        elif value is None or state == FAIL:
-            self.study.tell(suggestion.handle, state=states.FAIL)
-        else:
+        if state == COMPLETE and value is not None:
             self.study.tell(suggestion.handle, value)
+        else:
+            self.study.tell(suggestion.handle, state=states.PRUNED if state == PRUNED else states.FAIL)
 
     def report(self, suggestion: Suggestion, step: int, value: float) -> bool:
         suggestion.handle.report(value, step)
