@@ -22,7 +22,6 @@ from .tables import fmt, pct, render_rows
 SEED_KEY = "training.seed"
 
 
-# ------------------------------------------------------------------------- seed groups
 def setting_key(config: dict) -> str:
     """What a run's config says apart from its seed: runs with the same key form one seed group."""
     return repr(sorted((k, repr(v)) for k, v in flatten(config).items() if k != SEED_KEY))

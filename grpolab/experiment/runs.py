@@ -120,10 +120,7 @@ def find_runs(dirs) -> list[Run]:
         if not d.is_dir():
             fix = "pass an output_dir (e.g. ./grpo_results_local) or a run directory"
             raise ConfigError(Problem("", "no such folder.", fix, str(d)))
-        if is_run_dir(d):
-            runs.append(load_run(d))
-        else:
-            runs += [load_run(p) for p in sorted(d.iterdir()) if p.is_dir() and is_run_dir(p)]
+        runs += [load_run(d)] if is_run_dir(d) else [load_run(p) for p in sorted(d.iterdir()) if is_run_dir(p)]
     return sorted(runs, key=lambda r: (r.info.started or "", r.name))
 
 
@@ -149,20 +146,14 @@ def _alive(pid: int, started: str | None) -> bool:
     except PermissionError:
         pass  # exists, owned by someone else
     # A pid is reused after its process ends: a process that started after the run did is another one.
-    began = _process_start(pid)
-    return began is None or started is None or began <= _when(started).timestamp() + 5
-
-
-def _process_start(pid: int) -> float | None:
-    """Start time (epoch seconds) of a process, from /proc on Linux; None elsewhere."""
-    try:
+    try:  # its start time (epoch seconds), from /proc on Linux
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        boot = next(
-            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
-        )
-        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        stat = Path("/proc/stat").read_text().splitlines()
+        began = next(float(line.split()[1]) for line in stat if line.startswith("btime"))
+        began += int(fields[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError, StopIteration):
-        return None
+        return True  # elsewhere: taken at its word
+    return started is None or began <= _when(started).timestamp() + 5
 
 
 def _when(text: str) -> datetime:
@@ -172,7 +163,6 @@ def _when(text: str) -> datetime:
         return datetime.fromtimestamp(time.time()).astimezone()
 
 
-# ------------------------------------------------------------------------- `runs list`
 def commit_of(info: RunInfo) -> str:
     return info.commit[:8] + ("+dirty" if info.dirty else "") if info.commit else "-"
 

@@ -63,7 +63,6 @@ def run_training(command: list[str], env: dict[str, str], cwd: str) -> int:
     return exit_code_of(subprocess.run(command, env=child_env(env), cwd=cwd).returncode)
 
 
-# ------------------------------------------------------------------------- this machine
 @dataclass
 class Slot:
     gpus: list[str]  # CUDA_VISIBLE_DEVICES ids
@@ -179,7 +178,6 @@ def _ranges(cores: list[int]) -> str:
     return ",".join(f"{s[0]}-{s[-1]}" if len(s) > 1 else str(s[0]) for s in spans) or "-"
 
 
-# ------------------------------------------------------------------------- SLURM
 @dataclass
 class SlurmOptions:
     partition: str | None = None

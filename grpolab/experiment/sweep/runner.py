@@ -42,7 +42,6 @@ class Trial:
     seed: int | None = None
 
 
-# ------------------------------------------------------------------------- trial files
 def make_trial(sweep: Sweep, index: int, total: int, params: dict, seed: int | None = None) -> Trial:
     loader = GRPOConfigLoader(config_path=sweep.base)
     shown = ", ".join(f"{k} = {inline_yaml(v)}" for k, v in params.items())
@@ -95,7 +94,6 @@ def check_planned(sweep: Sweep, trials: list[Trial], force: bool) -> None:
             raise ConfigError(Problem("", "exists with other content.", fix, str(trial.path)), FILE_EXISTS)
 
 
-# ------------------------------------------------------------------------- runs
 def new_unit(trial: Trial) -> Unit:
     """Create the run's directory (named after the trial file) and the command that trains in it."""
     run_dir = create_run_dir(trial.loader.config.output_dir, trial.path.stem)

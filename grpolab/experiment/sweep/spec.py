@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -161,10 +161,13 @@ class Sweep(SweepSpec):
         return self.strategy == "optuna" and self.pruner == "median"
 
 
-def locator(path: Path, tree) -> Callable[[str], str]:
-    """file:line of a dotted key in the sweep file; a parameter's name is one key, dots and all."""
+def load_sweep(path) -> Sweep:
+    """Read and validate a sweep file; every parameter value is checked by the config loader."""
+    path = Path(path)
+    tree = read_yaml_file(path)
 
     def origin_of(key: str) -> str:
+        """file:line of a dotted key in the sweep file; a parameter's name is one key, dots and all."""
         parts: str | list = key
         head, _, rest = key.partition(".")
         if head in ("parameters", "set") and isinstance(tree.get(head), dict):
@@ -173,14 +176,6 @@ def locator(path: Path, tree) -> Callable[[str], str]:
         line = line_of(tree, parts)
         return f"{path}:{line}" if line else str(path)
 
-    return origin_of
-
-
-def load_sweep(path) -> Sweep:
-    """Read and validate a sweep file; every parameter value is checked by the config loader."""
-    path = Path(path)
-    tree = read_yaml_file(path)
-    origin_of = locator(path, tree)
     try:
         spec = SweepSpec.model_validate(to_plain(tree, str(path), tree))
     except ValidationError as exc:
@@ -190,20 +185,16 @@ def load_sweep(path) -> Sweep:
         raise ConfigError(problems)
 
     GRPOConfigLoader(config_path=spec.base)  # the base itself must be valid (its own file:line in errors)
-    check_values(spec.base, spec.fixed, {}, origin_of("set"))
+    checks = [("set", {})]
     for key, values in spec.parameters.items():
-        for value in [values.low, values.high] if isinstance(values, Range) else values:
-            check_values(spec.base, spec.fixed, {key: value}, origin_of(f"parameters.{key}"))
-    for seed in spec.seeds or []:
-        check_values(spec.base, spec.fixed, {SEED_KEY: seed}, origin_of("seeds"))
+        values = [values.low, values.high] if isinstance(values, Range) else values
+        checks += [(f"parameters.{key}", {key: value}) for value in values]
+    checks += [("seeds", {SEED_KEY: seed}) for seed in spec.seeds or []]
+    for at, params in checks:  # the loader's own validation, pointed at the sweep file
+        try:
+            GRPOConfigLoader(config_path=spec.base, overrides={**spec.fixed, **params})
+        except ConfigError as exc:
+            raise ConfigError([Problem(p.key, p.message, p.fix, origin_of(at)) for p in exc.problems]) from None
     direction = spec.direction or ("minimize" if lower_is_better(spec.metric) else "maximize")
     filled = {"path": path, "name": spec.name or path.stem, "config_dir": spec.config_dir or spec.base.parent}
     return Sweep.model_construct(**{**spec.__dict__, **filled, "direction": direction})
-
-
-def check_values(base: Path, fixed: dict, params: dict, at: str) -> None:
-    """The loader's own validation, with the problem pointed at the sweep file."""
-    try:
-        GRPOConfigLoader(config_path=base, overrides={**fixed, **params})
-    except ConfigError as exc:
-        raise ConfigError([Problem(p.key, p.message, p.fix, at) for p in exc.problems]) from None

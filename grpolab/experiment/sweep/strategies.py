@@ -33,7 +33,6 @@ ABBREV = dict(
 COMPLETE, FAIL, PRUNED = "complete", "fail", "pruned"
 
 
-# ------------------------------------------------------------------------- names
 def value_text(value) -> str:
     """1e-4 -> '1e-4', 0.05 -> '0.05', True -> 'true': short, and safe in a file name."""
     text = format_float(value).replace(".0e", "e") if isinstance(value, float) else inline_yaml(value)
@@ -50,7 +49,6 @@ def trial_stem(base_stem: str, params: dict, seed: int | None = None) -> str:
     return stem if seed is None else f"{stem}_seed{seed}"
 
 
-# ------------------------------------------------------------------------- drawing trials
 def grid(sweep: Sweep) -> list[dict]:
     return [dict(zip(sweep.parameters, combo)) for combo in itertools.product(*sweep.parameters.values())]
 
@@ -82,7 +80,6 @@ def sample_random(sweep: Sweep) -> list[dict]:
     raise ConfigError(Problem("trials", message, "widen the ranges or lower trials", str(sweep.path)))
 
 
-# ------------------------------------------------------------------------- ask / tell
 @dataclass
 class Suggestion:
     number: int  # 1-based trial number
