@@ -1,5 +1,4 @@
-"""`grpolab runs annotate`: write a run's outcome as a comment block at the top of the config
-file it used, so the result of an experiment stays next to the config that produced it."""
+"""`grpolab runs annotate`: a run's outcome as a comment block atop the config file it used."""
 
 from __future__ import annotations
 
@@ -77,8 +76,7 @@ _RUN_SET = ("output_dir",)
 
 
 def changed_since_run(run: Run, path: Path) -> list[str]:
-    """`key: run value -> value now` for each value the config file now gives differently from
-    what the run trained with (its resolved_config.yaml, with its recorded --set and flags)."""
+    """`key: run value -> value now` for each value the file (with the run's --set and flags) now changes."""
     recorded = run.path / RESOLVED_CONFIG
     if not recorded.is_file():
         return []  # a run recorded before resolved configs were kept: nothing to compare with
@@ -101,9 +99,8 @@ def changed_since_run(run: Run, path: Path) -> list[str]:
 def annotate(
     run_dir, note: str | None = None, today: dt.date | None = None, *, allow_changed: bool = False
 ) -> tuple[Path, str]:
-    """Put the outcome block above everything in the run's config file. Returns (path, block).
-    A file whose values changed since the run is refused (its results would sit next to other
-    values) unless `allow_changed`: then the block names what changed."""
+    """Put the outcome block atop the run's config file; (path, block). A file changed since the run is
+    refused (its results would sit next to other values) unless `allow_changed` (the block says so)."""
     run = load_run(run_dir)
     path = config_file_of(run)
     with edit_lock(path):  # read and rewrite the file as one edit: a concurrent annotate waits

@@ -62,8 +62,7 @@ class SeedGroup:
 
 
 def seed_groups(runs: list[Run]) -> list[SeedGroup]:
-    """Group runs by everything but training.seed, in the order each setting first appears.
-    A run without resolved_config.yaml cannot be matched and stays alone."""
+    """Group runs by all but training.seed, in first-seen order; a run without a config stays alone."""
     groups: dict[str, SeedGroup] = {}
     for run in runs:
         config = run.config()
@@ -255,8 +254,7 @@ def draw(runs: list[Run], metrics: list[str], smooth: int = 1):
 
 
 def plot(runs: list[Run], metrics: list[str], out, smooth: int = 1, *, overwrite: bool = True) -> dict[str, int]:
-    """Draw and save the figure; returns the number of curves in each panel (a seed group is one).
-    The image is rendered in memory first: a place that cannot be written gets no partial file."""
+    """Draw and save the figure (in memory first: no partial file); the number of curves per panel."""
     out = plot_path(out)
     fig = draw(runs, metrics, smooth)
     kind = out.suffix[1:].lower()

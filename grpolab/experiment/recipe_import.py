@@ -376,8 +376,7 @@ def _pins(conv: _Converter, mode: str) -> dict:
 
 
 def import_recipe(path, mode: str | None = None, gpus: int | None = None, vllm_gpus: int = 0) -> Imported:
-    """`gpus`/`vllm_gpus`: the world the recipe is meant for (`--gpus N --vllm-gpus K`): it is
-    validated for N - K training processes and cluster.num_processes is written."""
+    """`gpus`/`vllm_gpus` (`--gpus N --vllm-gpus K`): validated for N - K training processes."""
     path = Path(path)
     if gpus is not None and not 0 <= vllm_gpus < gpus:
         raise ConfigError(

@@ -66,8 +66,7 @@ class Run:
         return self._metrics
 
     def config(self) -> dict:
-        """The resolved config; {} when absent, or when unreadable (not UTF-8, not YAML: named in
-        `problems` by the config reader's own words)."""
+        """The resolved config; {} when absent or unreadable (then named in `problems`)."""
         if self._config is None:
             path, self._config = self.path / RESOLVED_CONFIG, {}
             try:
@@ -112,8 +111,7 @@ def load_run(path) -> Run:
 
 
 def find_runs(dirs) -> list[Run]:
-    """Runs in the given folders: each folder is a run directory or holds run directories.
-    Sorted by start time, oldest first."""
+    """Runs in the given folders (each a run directory or a folder of them), oldest first."""
     runs = []
     for d in dirs:
         d = Path(d)
@@ -130,8 +128,7 @@ def default_dirs(where=".") -> list[Path]:
 
 
 def effective_status(info: RunInfo) -> str:
-    """The recorded status, except that a "running" run whose process is gone is not running.
-    Needs `pid` and `host.hostname` in run_info; a run on another machine is taken at its word."""
+    """The recorded status, but a "running" run whose process is gone is not (another machine's: as recorded)."""
     status, pid = info.status or "unknown", info.pid
     if status != "running" or not isinstance(pid, int) or info.hostname != socket.gethostname():
         return status

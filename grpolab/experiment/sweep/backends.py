@@ -140,27 +140,19 @@ class LocalBackend:
                 if hasattr(os, "sched_setaffinity"):
                     preexec = lambda cores=set(slot.cores): os.sched_setaffinity(0, cores)  # noqa: E731
                 unit.note = slot.describe()
-            stdout = None
+            output = {}
             if self.parallel > 1:
-                stdout = (unit.run_dir / "output.log").open("w")
+                output = {"stdout": (unit.run_dir / "output.log").open("w"), "stderr": subprocess.STDOUT}
                 unit.note += f"; output in {unit.run_dir / 'output.log'}"
-            unit.handle = subprocess.Popen(
-                unit.command,
-                env=env,
-                cwd=self.cwd,
-                stdout=stdout,
-                stderr=subprocess.STDOUT if stdout else None,
-                preexec_fn=preexec,
-            )
-            if stdout is not None:
-                stdout.close()  # the child holds its own copy
+            unit.handle = subprocess.Popen(unit.command, env=env, cwd=self.cwd, preexec_fn=preexec, **output)
+            if output:
+                output["stdout"].close()  # the child holds its own copy
 
     def poll(self, unit: Unit) -> int | None:
         code = unit.handle.poll()
         if code is None:
             return None
-        self.free.append(unit.slot)
-        self.free.sort()
+        self.free = sorted([*self.free, unit.slot])
         return exit_code_of(code)
 
     def stop(self, unit: Unit) -> None:
@@ -188,8 +180,7 @@ class SlurmOptions:
 
 
 class SubmititBackend:
-    """A SLURM job array through submitit (the runs of one batch go in one array). With
-    cluster="local", submitit's local executor runs the same jobs as processes here."""
+    """A SLURM job array per batch through submitit (cluster="local": its local executor, here)."""
 
     poll_seconds = 2.0
     announces = True

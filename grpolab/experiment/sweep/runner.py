@@ -216,8 +216,8 @@ class SweepLoop:
             self.exhausted = not self.add_trial()
 
     def add_trial(self) -> bool:
-        """Ask for one more parameter set, write its trial files and queue their runs; False when
-        there is none. A combination the loader rejects is a failed trial, not a failed sweep."""
+        """Write and queue one more parameter set's trials; False when there is none. A combination the
+        loader rejects is a failed trial, not a failed sweep."""
         suggestion = self.strategy.ask()
         if suggestion is None:
             return False
@@ -301,8 +301,7 @@ class SweepLoop:
             self.out(f"{label} {run['status']}: {unit.run_dir}")
 
     def report(self) -> None:
-        """Intermediate values for the pruner, read from each running trial's metrics.jsonl. A trial
-        with several seeds reports through its first seed's run; pruning stops all of its runs."""
+        """Intermediate values for the pruner, from the first seed's metrics.jsonl; pruning stops all seeds."""
         for state, unit in self.running:
             if unit.trial is not state.trials[0] or state.pruned:
                 continue
@@ -337,8 +336,8 @@ def run_sweep(
     gpus_per_trial: int | None = None,
     slurm: SlurmOptions | None = None,
 ) -> int:
-    """Run the whole sweep; returns 0, 1 when a trial failed, or the exit code of an interruption.
-    Runs go to `backend` when given, else to SLURM with `slurm`, else here (`parallel` at once)."""
+    """Run the whole sweep (on `backend`, else SLURM with `slurm`, else here): 0, 1 (a trial failed) or an
+    interruption's exit code."""
     strategy = make_strategy(sweep)
     record = SweepRecord(sweep, write=not dry_run)
     planned = None

@@ -109,8 +109,7 @@ class Planned:
 
 
 class Optuna:
-    """TPE proposes each trial from the results told so far; with the median pruner, a trial
-    whose intermediate value is worse than the median of earlier trials at the same step stops."""
+    """TPE from the results so far; the median pruner stops a trial below earlier ones at that step."""
 
     planned = None
 
