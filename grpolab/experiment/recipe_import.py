@@ -36,10 +36,7 @@ MODEL_KEYS = {
     "trust_remote_code": "model.trust_remote_code",
     "attn_implementation": "model.attn_implementation",
     "use_peft": "model.lora.enabled",
-    "lora_r": "model.lora.r",
-    "lora_alpha": "model.lora.alpha",
-    "lora_dropout": "model.lora.dropout",
-    "lora_target_modules": "model.lora.target_modules",
+    **{f"lora_{k}": f"model.lora.{k}" for k in ("r", "alpha", "dropout", "target_modules")},
 }
 # trl/scripts/grpo.py's script arguments, and the Open-R1 ones with a grpolab home.
 SCRIPT_KEYS = {
@@ -62,8 +59,7 @@ DIRECT = {**MODEL_KEYS, **SCRIPT_KEYS, **ACCELERATE_KEYS}
 # TRL's bundled accelerate configs (`accelerate_config: zero3`) -> cluster.backend / zero_stage.
 ACCELERATE_CONFIGS = {
     **{f"zero{i}": {"backend": "deepspeed", "zero_stage": i} for i in (1, 2, 3)},
-    "fsdp1": {"backend": "fsdp"},
-    "fsdp2": {"backend": "fsdp"},
+    **dict.fromkeys(("fsdp1", "fsdp2"), {"backend": "fsdp"}),
     "multi_gpu": {"backend": "ddp"},
 }
 # trl/scripts/grpo.py's reward registry. get_soft_overlong_punishment is DAPO's soft overlong
@@ -130,28 +126,11 @@ QUANT_KEYS = {
     "use_bnb_nested_quant": "double_quant",
 }
 # model_init_kwargs entries that the model: section covers.
-INIT_KWARGS = {
-    "dtype": "model.dtype",
-    "torch_dtype": "model.dtype",
-    "trust_remote_code": "model.trust_remote_code",
-    "revision": "model.revision",
-    "attn_implementation": "model.attn_implementation",
-}
+INIT_KWARGS = {k: MODEL_KEYS[k] for k in ("dtype", "torch_dtype", "trust_remote_code", "attn_implementation")}
+INIT_KWARGS["revision"] = "model.revision"
 # Resolved from the hardware, the run directory or the rewards list: never pinned.
 NOT_PINNED = {"bf16", "use_cpu", "use_vllm", "report_to", "output_dir", "reward_weights", "activation_checkpointing"}
-ORDER = (
-    "mode",
-    "output_dir",
-    "model",
-    "data",
-    "rewards",
-    "training",
-    "grpo",
-    "generation",
-    "logging",
-    "cluster",
-    "env",
-)
+ORDER = "mode output_dir model data rewards training grpo generation logging cluster env".split()
 
 
 @dataclass
