@@ -192,13 +192,9 @@ class _Converter:
                 kinds = (fields["grpo"].get(key) or fields["training"].get(key) or {"kinds": ["any"]})["kinds"]
                 self.put(key, _route(key), _coerce(value, kinds))
             else:
-                known = [*DIRECT, *fields["grpo"], *fields["training"]]
-                self.skip(
-                    key,
-                    value,
-                    "not a GRPOConfig, TrainingArguments, ModelConfig or script argument grpolab maps"
-                    + did_you_mean(key, known).replace(" Did you mean", "; did you mean"),
-                )
+                why = "not a GRPOConfig, TrainingArguments, ModelConfig or script argument grpolab maps"
+                hint = did_you_mean(key, [*DIRECT, *fields["grpo"], *fields["training"]])
+                self.skip(key, value, why + hint.replace(" Did you mean", "; did you mean"))
         self.convert_rewards()
         self.convert_world()
 
