@@ -354,12 +354,9 @@ def import_recipe(path, mode: str | None = None, gpus: int | None = None, vllm_g
     """`gpus`/`vllm_gpus` (`--gpus N --vllm-gpus K`): validated for N - K training processes."""
     path = Path(path)
     if gpus is not None and not 0 <= vllm_gpus < gpus:
+        message = f"{vllm_gpus} of {gpus} GPUs for vLLM leaves {gpus - vllm_gpus} for training."
         raise ConfigError(
-            Problem(
-                "--vllm-gpus",
-                f"{vllm_gpus} of {gpus} GPUs for vLLM leaves {gpus - vllm_gpus} for training.",
-                "keep at least one GPU for training: --vllm-gpus below --gpus",
-            )
+            Problem("--vllm-gpus", message, "keep at least one GPU for training: --vllm-gpus below --gpus")
         )
     tree = read_yaml_file(path)
     conv = _Converter(to_plain(tree, str(path), tree), str(path), gpus, vllm_gpus)

@@ -17,8 +17,7 @@ TEXT_WIDTH = 160  # prompts and completions longer than this are cut in the list
 
 
 def _cut(text, width: int = TEXT_WIDTH) -> str:
-    text = text if isinstance(text, str) else inline_yaml(text)
-    text = text.replace("\n", "\\n")
+    text = (text if isinstance(text, str) else inline_yaml(text)).replace("\n", "\\n")
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -30,10 +29,8 @@ def summary_lines(run: Run) -> list[str]:
         f"config    {info.config_file or '(preset)'}; commit {commit_of(info)}",
     ]
     if info.started:
-        lines.append(
-            f"time      {info.started} -> {info.ended or '...'}; "
-            + (f"training {run.runtime():.1f} s" if run.runtime() is not None else "runtime unknown")
-        )
+        runtime = f"training {run.runtime():.1f} s" if run.runtime() is not None else "runtime unknown"
+        lines.append(f"time      {info.started} -> {info.ended or '...'}; {runtime}")
     if info.error:
         lines.append(f"error     {info.error}")
     keys = sorted(set(run.summary.final) | set(run.summary.best))

@@ -306,16 +306,14 @@ class SweepLoop:
             if unit.trial is not state.trials[0] or state.pruned:
                 continue
             for step, value in metrics.series(metrics.read(unit.run_dir), self.sweep.metric):
-                if step <= unit.reported:
-                    continue
-                unit.reported = step
-                if self.strategy.report(state.suggestion, step, value):
-                    state.pruned = True
-                    for other_state, other in self.running:
-                        if other_state is state:
+                if step > unit.reported:
+                    unit.reported = step
+                    if self.strategy.report(state.suggestion, step, value):
+                        state.pruned = True
+                        for other in [other for other_state, other in self.running if other_state is state]:
                             other.stopped = True
                             self.backend.stop(other)
-                    break
+                        break
 
     def interrupt(self) -> None:
         """Ctrl-C: the running trials save a checkpoint and stop; nothing new starts."""
