@@ -189,17 +189,13 @@ def compare_table(runs: list[Run], metric: str = "reward", also: tuple[str, ...]
     return f"{render_rows(group_rows(groups, metric, also)[1])}\n\n{legend}\n\nruns:\n{per_run}"
 
 
-def moving_average(values: list[float], window: int) -> list[float]:
-    """Trailing mean over up to `window` points (per-step GRPO rewards are noisy)."""
-    return [sum(w := values[max(0, i - window + 1) : i + 1]) / len(w) for i in range(len(values))]
-
-
 def _curve(run: Run, metric: str, smooth: int) -> tuple[list, list]:
+    """(steps, values); smooth > 1: the trailing mean over up to `smooth` points (per-step GRPO rewards are noisy)."""
     points = series(run.metrics(), metric)
-    if not points:
-        return [], []
-    steps, values = (list(x) for x in zip(*points))
-    return steps, moving_average(values, smooth) if smooth > 1 else values
+    steps, values = [p[0] for p in points], [p[1] for p in points]
+    if smooth > 1:
+        values = [sum(w := values[max(0, i - smooth + 1) : i + 1]) / len(w) for i in range(len(values))]
+    return steps, values
 
 
 def group_band(group: SeedGroup, metric: str, smooth: int = 1) -> tuple[list, list, list, list]:

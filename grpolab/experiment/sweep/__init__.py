@@ -1,7 +1,6 @@
-"""`grpolab sweep SWEEP.yaml`: one config file per trial (made through the loader: the base file's
-comments stay, changes are marked), each trained as `python -m grpolab train --config <file>`, then
-compared. spec.py reads the sweep file (format: configs/sweeps/example_sweep.yaml), strategies.py
-picks trials, runner.py is the trial loop, backends.py runs them (here, N at once, or SLURM)."""
+"""`grpolab sweep SWEEP.yaml` (format: configs/sweeps/example_sweep.yaml): one config file per trial, made
+through the loader (the base's comments stay, changes are marked), each trained by `grpolab train`, then
+compared. spec.py reads the file, strategies.py picks trials, runner.py loops, backends.py runs them."""
 
 from .backends import LocalBackend, SlurmOptions, SubmititBackend
 from .runner import SweepLoop, run_sweep

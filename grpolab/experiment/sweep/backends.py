@@ -1,7 +1,5 @@
-"""Where a sweep's training runs execute: here (one after another, or N at once, each pinned to
-its own GPUs and CPU cores), or on SLURM as a job array through submitit. Each backend starts
-`Unit`s (one training run each), says when one has ended and with which exit code, and can stop
-one (a pruned optuna trial)."""
+"""Where a sweep's runs execute: here (one at a time, or N at once on their own GPUs and cores), or as a
+SLURM job array through submitit. A backend starts `Unit`s, polls their exit codes, and stops one."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""The trial loop, one for every strategy and backend: ask the strategy for a parameter set, write
-its trial file(s) (one per seed), start each as a training run in a run directory made here through
-grpolab.run.run_dir (the one owner of run names), record every run that ends, tell the strategy the
-result, and end with the compare table of all runs."""
+"""The trial loop for every strategy and backend: write each parameter set's trial file(s), train each
+in a run directory made through grpolab.run.run_dir (the one owner of run names), record, compare."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""How a sweep picks its trials: grid, random and optuna behind one interface. `ask()` gives the
-next parameter set (None when there is no more), `tell()` gives back its objective (None: failed),
-`report()` passes an intermediate value and says whether to stop the trial (only optuna prunes).
-Grid and random know all their trials in advance (`planned`): the runner checks every file first."""
+"""How a sweep picks its trials: grid, random and optuna behind `ask()` (the next parameter set, or None),
+`tell()` (its objective) and `report()` (an intermediate value: stop it? only optuna prunes). Grid and
+random know all their trials in advance (`planned`): the runner checks every file first."""
 
 from __future__ import annotations
 
