@@ -124,13 +124,10 @@ def annotate(
         # The block goes in front of the untouched text (a YAML round trip would normalise blank lines,
         # indentation and quotes); a file it would make read differently is refused.
         text = block + original
-        if _read(text, path) != _read(original, path):
+        read = lambda text: to_plain(parse_yaml_text(text, str(path)), str(path))
+        if read(text) != read(original):
             message = "internal error: the annotated file would read differently; nothing was written."
             raise ConfigError(Problem("", message, None, str(path)))
         # Built from `raw`: refused if anything rewrote the file since (no edit is lost).
         write_atomic(path, bom.decode("utf-8") + text, overwrite=True, expect=version_read(path))
         return path, block
-
-
-def _read(text: str, path: Path):
-    return to_plain(parse_yaml_text(text, str(path)), str(path))

@@ -132,10 +132,7 @@ class SweepRecord:
         self.stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         self.records: list[dict] = []
         self.path: Path | None = None
-
-    @property
-    def folder(self) -> Path:
-        return Path(GRPOConfigLoader(config_path=self.sweep.base, overrides=self.sweep.fixed).config.output_dir)
+        self.folder = Path(GRPOConfigLoader(config_path=sweep.base, overrides=sweep.fixed).config.output_dir)
 
     def add(self, record: dict) -> None:
         self.records.append(record)
@@ -357,14 +354,10 @@ def run_sweep(
             "learns nothing); pass --parallel N to submit N at a time"
         )
     code = SweepLoop(sweep, strategy, planned, backend, record, force, out).run()
-    finish(sweep, record.records, record.path, out)
-    return code
-
-
-def finish(sweep: Sweep, records: list[dict], record_path: Path | None, out=print) -> None:
-    """The compare table of every run that left a run directory, and its plot."""
+    # The end: the compare table of every run that left a run directory, and its plot.
     from ..compare import compare_table, plot
 
+    records, record_path = record.records, record.path
     runs = [load_run(r["run_dir"]) for r in records if r.get("run_dir") and is_run_dir(Path(r["run_dir"]))]
     failed = [r for r in records if r.get("status") != "finished"]
     unit = "runs" if sweep.seeds else "trials"
@@ -381,6 +374,7 @@ def finish(sweep: Sweep, records: list[dict], record_path: Path | None, out=prin
         with contextlib.suppress(ImportError):  # matplotlib is optional
             plot(runs, [sweep.metric], png := record_path.with_suffix(".png"))
             out(f"plot: {png}")
+    return code
 
 
 def _numbered(index, seed=None) -> str:
