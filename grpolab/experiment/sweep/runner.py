@@ -47,9 +47,8 @@ def make_trial(sweep: Sweep, index: int, total: int, params: dict, seed: int | N
     try:
         loader.update_params({**sweep.fixed, **params, **seeded, "logging.group": sweep.name})
     except ConfigError as exc:  # each value was checked alone; this combination is what fails
-        raise ConfigError(
-            [Problem(p.key, p.message, p.fix, f"{sweep.path}, trial {index} ({shown})") for p in exc.problems]
-        ) from None
+        where = f"{sweep.path}, trial {index} ({shown})"
+        raise ConfigError([Problem(p.key, p.message, p.fix, where) for p in exc.problems]) from None
     common = ", ".join(f"{k} = {inline_yaml(v)}" for k, v in {**sweep.fixed, "logging.group": sweep.name}.items())
     header = (
         f"# Sweep `{sweep.name}` ({sweep.strategy}), trial {index} of {total}, from {sweep.path}\n"
@@ -82,10 +81,9 @@ def check_planned(sweep: Sweep, trials: list[Trial], force: bool) -> None:
     """Before anything is written: no two trials share a file, no file would be overwritten."""
     names = [t.path.name for t in trials]
     if twice := sorted({n for n in names if names.count(n) > 1}):
+        message = f"two trials would share a file name ({twice[0]})."
         fix = "give the values in a form that differs when written"
-        raise ConfigError(
-            Problem("parameters", f"two trials would share a file name ({twice[0]}).", fix, str(sweep.path))
-        )
+        raise ConfigError(Problem("parameters", message, fix, str(sweep.path)))
     for trial in trials:
         if trial.path.exists() and trial.path.read_text() != trial.text and not force:
             fix = "delete it, or pass --force to replace it"
