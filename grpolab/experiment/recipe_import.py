@@ -305,11 +305,10 @@ class _Converter:
         return {"name": entry["name"], **({"kwargs": kwargs} if kwargs else {})}
 
     def guess_mode(self) -> str:
-        if self.gpus is not None and self.gpus > 1:
-            return "cluster"
         r = self.recipe
         cluster = (
-            r.get("use_vllm") is True
+            (self.gpus or 0) > 1
+            or r.get("use_vllm") is True
             or "accelerate_config" in r
             or (isinstance(r.get("num_processes"), int) and r["num_processes"] > 1)
             or (r.get("num_machines") or 1) > 1

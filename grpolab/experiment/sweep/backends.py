@@ -77,11 +77,8 @@ def plan_slots(parallel: int, gpus_per_trial: int | None, gpus: list[str], cores
     if gpus_per_trial is None:
         gpus_per_trial = len(gpus) // parallel if len(gpus) >= parallel else 0
         if gpus and gpus_per_trial == 0:
-            raise _refuse(
-                "--parallel",
-                f"{parallel} runs at once need at least {parallel} GPUs (one each); {len(gpus)} visible.",
-                f"use --parallel {len(gpus)}, or --gpus-per-trial 0 to train on CPU",
-            )
+            message = f"{parallel} runs at once need at least {parallel} GPUs (one each); {len(gpus)} visible."
+            raise _refuse("--parallel", message, f"use --parallel {len(gpus)}, or --gpus-per-trial 0 to train on CPU")
     if gpus_per_trial < 0:
         raise _refuse("--gpus-per-trial", f"must be 0 or more, got {gpus_per_trial}.")
     if gpus_per_trial * parallel > len(gpus):
@@ -95,11 +92,8 @@ def plan_slots(parallel: int, gpus_per_trial: int | None, gpus: list[str], cores
     if parallel > len(cores):
         message = f"{parallel} runs at once need a CPU core each; this process may use {len(cores)}."
         raise _refuse("--parallel", message, f"use --parallel {len(cores)}")
-    share = len(cores) // parallel
-    return [
-        Slot(gpus[i * gpus_per_trial : (i + 1) * gpus_per_trial], cores[i * share : (i + 1) * share])
-        for i in range(parallel)
-    ]
+    share, each = len(cores) // parallel, gpus_per_trial
+    return [Slot(gpus[i * each : (i + 1) * each], cores[i * share : (i + 1) * share]) for i in range(parallel)]
 
 
 class LocalBackend:

@@ -59,7 +59,7 @@ def _round(value: float) -> float:
 def sample_random(sweep: Sweep) -> list[dict]:
     """`trials` distinct parameter sets, the same ones for the same `seed`."""
     rng = random.Random(sweep.seed)
-    out, names = [], set()
+    drawn: dict[str, dict] = {}  # trial name -> its parameters
     for _ in range(sweep.trials * 50):
         params = {}
         for key, spec in sweep.parameters.items():
@@ -69,13 +69,10 @@ def sample_random(sweep: Sweep) -> list[dict]:
             low, high = spec.low, spec.high
             x = math.exp(rng.uniform(math.log(low), math.log(high))) if spec.log else rng.uniform(low, high)
             params[key] = round(x) if spec.integer else _round(x)
-        name = trial_stem(sweep.base.stem, params)
-        if name not in names:
-            names.add(name)
-            out.append(params)
-        if len(out) == sweep.trials:
-            return out
-    message = f"only {len(out)} distinct trials could be drawn from these parameters."
+        drawn.setdefault(trial_stem(sweep.base.stem, params), params)
+        if len(drawn) == sweep.trials:
+            return list(drawn.values())
+    message = f"only {len(drawn)} distinct trials could be drawn from these parameters."
     raise ConfigError(Problem("trials", message, "widen the ranges or lower trials", str(sweep.path)))
 
 
@@ -122,11 +119,9 @@ class Optuna:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.optuna = optuna
         pruner = optuna.pruners.MedianPruner(n_startup_trials=1) if sweep.prune else optuna.pruners.NopPruner()
+        sampler = optuna.samplers.TPESampler(seed=sweep.seed)
         self.study = optuna.create_study(
-            study_name=sweep.name,
-            direction=sweep.direction,
-            sampler=optuna.samplers.TPESampler(seed=sweep.seed),
-            pruner=pruner,
+            study_name=sweep.name, direction=sweep.direction, sampler=sampler, pruner=pruner
         )
         self.sweep, self.total, self._asked, self.prunes = sweep, sweep.trials, 0, sweep.prune
 
