@@ -30,8 +30,7 @@ from .tables import fmt, pct
 
 def outcome_lines(run: Run, note: str | None = None, today: dt.date | None = None) -> list[str]:
     """The block's lines (without '# '): date, run, status, reward/eval/kl/runtime, the note."""
-    today = today or dt.date.today()
-    lines = [f"Result {today.isoformat()}: run {run.name} ({run.status}, {run.steps} steps)"]
+    lines = [f"Result {(today or dt.date.today()).isoformat()}: run {run.name} ({run.status}, {run.steps} steps)"]
     metrics = [f"reward final {fmt(run.final('reward'))}, best {fmt(run.best('reward'))}"]
     before, after = run.eval_accuracy()
     if after is not None or before is not None:

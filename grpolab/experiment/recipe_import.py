@@ -154,8 +154,7 @@ def _coerce(value, kinds: list[str]):
 
 class _Converter:
     def __init__(self, recipe: dict, origin: str, gpus: int | None = None, vllm_gpus: int = 0):
-        self.recipe, self.origin = recipe, origin
-        self.gpus, self.vllm_gpus = gpus, vllm_gpus
+        self.recipe, self.origin, self.gpus, self.vllm_gpus = recipe, origin, gpus, vllm_gpus
         self.data: dict = {}
         self.mapped: dict[str, list[str]] = {}
         self.unmapped: list[tuple[str, object, str]] = []

@@ -58,8 +58,7 @@ def origin_lines(run: Run) -> list[str]:
     if not path.is_file():
         return ["", "config origins: not recorded"]
     try:
-        tree = read_yaml_file(path)
-        overrides = to_plain(tree, str(path), tree) or {}
+        overrides = to_plain(tree := read_yaml_file(path), str(path), tree) or {}
     except ConfigError:
         return ["", f"config origins: {path} is unreadable"]
     source = run.info.config_file or "the preset"

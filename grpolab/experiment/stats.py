@@ -130,8 +130,7 @@ def welch(a: list[float], b: list[float]) -> Welch | None:
         return None
     _, unit = _unit([float(v) for v in [*a, *b]])  # t and df are scale-free: computed at scale 1
     ea, eb = mean_ci(unit[: len(a)]), mean_ci(unit[len(a) :])
-    va, vb = ea.sd**2 / ea.n, eb.sd**2 / eb.n
-    diff = ea.mean - eb.mean
+    va, vb, diff = ea.sd**2 / ea.n, eb.sd**2 / eb.n, ea.mean - eb.mean
     if va + vb == 0.0:  # no spread at all: any difference is real, none is none
         return Welch(math.inf if diff else 0.0, float(ea.n + eb.n - 2), 0.0 if diff else 1.0)
     t = diff / math.sqrt(va + vb)

@@ -128,12 +128,11 @@ def rule_problems(spec: SweepSpec) -> Iterator[tuple[str, str, str | None]]:
     elif spec.trials is None:
         yield "trials", f"strategy {spec.strategy} needs `trials:` (a whole number >= 1).", "add e.g. `trials: 8`"
     for key, values in spec.parameters.items():
+        nested = isinstance(values, list) and any(isinstance(v, (list, dict)) for v in values)
         if isinstance(values, Range) and spec.strategy == "grid":
             example = f"write e.g. `{key}: [{inline_yaml(values.low)}, {inline_yaml(values.high)}]`"
             yield f"parameters.{key}", "a range needs strategy random or optuna; grid needs a list of values.", example
-        elif (
-            spec.strategy == "optuna" and isinstance(values, list) and any(isinstance(v, (list, dict)) for v in values)
-        ):
+        elif spec.strategy == "optuna" and nested:
             yield f"parameters.{key}", "optuna can only choose among scalar values (numbers, strings, booleans).", None
     seeded = f"sets {SEED_KEY}, which `seeds:` sets for each run."
     if spec.seeds is not None and SEED_KEY in spec.parameters:
