@@ -164,11 +164,8 @@ def compare_rows(runs: list[Run], metric: str = "reward") -> tuple[list[str], li
             fmt(run.final(metric)),
             fmt(run.best(metric)),
         ]
-        if show_eval:
-            before, after = run.eval_accuracy()
-            row.append(f"{pct(before)} -> {pct(after)}")
-        if show_kl:
-            row.append(fmt(run.final("kl")))
+        before, after = run.eval_accuracy()
+        row += [f"{pct(before)} -> {pct(after)}"] * show_eval + [fmt(run.final("kl"))] * show_kl
         row += [fmt(round(run.runtime(), 1) if run.runtime() is not None else None), str(run.steps), run.status_shown]
         rows.append(row)
     return keys, rows

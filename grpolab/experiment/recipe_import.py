@@ -270,8 +270,7 @@ class _Converter:
             elif name in TRL_REWARDS:
                 spec = dict(TRL_REWARDS[name])
             elif isinstance(name, str) and re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+", name):
-                module, _, func = name.rpartition(".")
-                spec = {"name": f"{module}:{func}"}  # TRL's dotted import path -> module:function
+                spec = {"name": ":".join(name.rsplit(".", 1))}  # TRL's dotted import path -> module:function
             else:
                 missing.append(f"{name} (neither an Open-R1 nor a TRL reward name, nor a dotted import path)")
                 continue
@@ -324,9 +323,7 @@ def _route(key: str) -> str:
 
 def _pins(conv: _Converter, mode: str) -> dict:
     """TRL defaults for the fields the recipe leaves out and the mode preset would change."""
-    set_by_recipe = {dotted.rpartition(".")[2] for targets in conv.mapped.values() for dotted in targets} | {
-        *conv.recipe
-    }
+    set_by_recipe = {*conv.recipe} | {d.rpartition(".")[2] for targets in conv.mapped.values() for d in targets}
     if "activation_checkpointing" in set_by_recipe:
         set_by_recipe.add("gradient_checkpointing")
     loader = GRPOConfigLoader.from_dict({"mode": mode, **conv.data})

@@ -206,12 +206,11 @@ class SubmititBackend:
     def start(self, units: list[Unit]) -> None:
         # A SLURM task is started by SLURM, not by this process: a hand-off bound to this process
         # would not apply, so it gets the run directory and the config's sha256 only.
-        handoff = [{k: v for k, v in u.env.items() if k in (RUN_DIR_ENV, CONFIG_SHA_ENV)} for u in units]
+        envs = [{k: v for k, v in u.env.items() if k in (RUN_DIR_ENV, CONFIG_SHA_ENV)} for u in units]
+        cwd = str(self.cwd)
         try:
             with self.executor.batch():
-                jobs = [
-                    self.executor.submit(run_training, u.command, env, str(self.cwd)) for u, env in zip(units, handoff)
-                ]
+                jobs = [self.executor.submit(run_training, u.command, env, cwd) for u, env in zip(units, envs)]
         except Exception as exc:  # sbatch refused the array: a bad partition, time limit or account
             raise _refuse("--slurm", f"SLURM refused the job array: {str(exc).strip()[:1000]}") from None
         for unit, job in zip(units, jobs):
