@@ -96,8 +96,7 @@ def noise_verdict(group: SeedGroup, best: SeedGroup, metric: str) -> str:
 def group_rows(
     groups: list[SeedGroup], metric: str = "reward", also: tuple[str, ...] = ()
 ) -> tuple[list[str], list[list[str]]]:
-    """(differing keys, rows with a header): one row per seed group, best first by `metric`, with
-    mean ± 95% CI and n (of each metric in `also` too) and whether it differs from the best one."""
+    """(differing keys, rows): a row per seed group, best first, with mean ± CI, n and the noise verdict."""
     ordered = _best_first(groups, metric, lambda g: est.mean if (est := g.estimate(metric)) else None)
     configs = [g.runs[0].config() for g in ordered]
     keys = [k for k in differing_keys(configs) if k != SEED_KEY] if len(ordered) > 1 else []
@@ -274,8 +273,7 @@ def plot_path(out) -> Path:
 
 
 def write_bytes(path: Path, data: bytes, *, overwrite: bool) -> None:
-    """Write `data` to `path` (folders made); an existing file without `overwrite`, or a place that
-    cannot be written, is a one-line error naming the path."""
+    """Write `data` to `path` (folders made); a refusal is a one-line error naming the path."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb" if overwrite else "xb") as handle:  # x: never replaces a file

@@ -67,8 +67,7 @@ def make_trials(sweep: Sweep, index: int, total: int, params: dict) -> list[Tria
 
 
 def write_trial(trial: Trial, force: bool = False) -> str:
-    """Write the trial file: 'wrote', or 'unchanged' when an identical file is there (a dry run
-    before the real one). A different file of that name is only replaced with force."""
+    """Write the trial file: 'wrote', or 'unchanged' (an identical one: a dry run before); force replaces."""
     # Under the file's lock: two sweeps writing one trial file check and write it in turn.
     with edit_lock(trial.path):
         if trial.path.is_file() and trial.path.read_text() == trial.text:
@@ -327,8 +326,7 @@ def run_sweep(
     gpus_per_trial: int | None = None,
     slurm: SlurmOptions | None = None,
 ) -> int:
-    """Run the whole sweep (on `backend`, else SLURM with `slurm`, else here): 0, 1 (a trial failed) or an
-    interruption's exit code."""
+    """Run the whole sweep: 0, 1 when a trial failed, or the exit code of an interruption."""
     strategy = make_strategy(sweep)
     record = SweepRecord(sweep, write=not dry_run)
     planned = None
