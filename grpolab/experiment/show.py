@@ -73,12 +73,14 @@ def completion_lines(run: Run, step: int | None, limit: int) -> list[str]:
     if not records:
         return ["", "completions: none recorded (logging.save_completions writes completions.jsonl)"]
     steps = sorted({r.get("step") for r in records if isinstance(r.get("step"), int)})
+    shown = ", ".join(map(str, steps)) if len(steps) <= 8 else f"{steps[0]} ... {steps[-1]} ({len(steps)} steps)"
+    shown = shown or "none"
     chosen = records if step is None else [r for r in records if r.get("step") == step]
     if not chosen:  # a --step at which nothing was recorded
-        message = f"no completions were recorded at step {step}; recorded steps: {_steps_text(steps)}."
+        message = f"no completions were recorded at step {step}; recorded steps: {shown}."
         fix = f"pass one of them, e.g. --step {steps[-1]}" if steps else None
         raise ConfigError(Problem("--step", message, fix, str(run.path)))
-    lines = ["", f"completions: {len(chosen)} of {len(records)} (steps {_steps_text(steps)})"]
+    lines = ["", f"completions: {len(chosen)} of {len(records)} (steps {shown})"]
     for record in chosen[-limit:] if step is None else chosen[:limit]:
         rewards = record.get("rewards")
         if isinstance(rewards, dict):
@@ -93,12 +95,6 @@ def completion_lines(run: Run, step: int | None, limit: int) -> list[str]:
     if len(chosen) > limit:
         lines.append(f"({len(chosen) - limit} more; --limit N shows more)")
     return lines
-
-
-def _steps_text(steps: list[int]) -> str:
-    if not steps:
-        return "none"
-    return ", ".join(map(str, steps)) if len(steps) <= 8 else f"{steps[0]} ... {steps[-1]} ({len(steps)} steps)"
 
 
 def show(run_dir, completions: bool = False, step: int | None = None, limit: int = 8) -> str:

@@ -63,14 +63,11 @@ def _kind(value) -> str | None:
 
 
 # The tags are written like pydantic's own union labels (`list[int]`), which error keys leave out.
+_NOT_A_PARAMETER = "must be a list of values such as [0.1, 0.2], or a range {low, high, log}"
 Parameter = Annotated[
     Annotated[Annotated[list[JsonValue], Field(min_length=1), AfterValidator(_distinct)], Tag("list[values]")]
     | Annotated[Range, Tag("range[low, high]")],
-    Discriminator(
-        _kind,
-        custom_error_type="parameter_kind",
-        custom_error_message="must be a list of values such as [0.1, 0.2], or a range {low, high, log}",
-    ),
+    Discriminator(_kind, custom_error_type="parameter_kind", custom_error_message=_NOT_A_PARAMETER),
 ]
 
 
