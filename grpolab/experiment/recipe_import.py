@@ -108,6 +108,7 @@ OPEN_R1_NO_EQUIVALENT = {
     "code_format": "checks a fenced code block in the recipe's language",
 }
 REWARD_KWARG_KEYS = {key for spec in OPEN_R1_REWARDS.values() for key in spec.get("kwargs", {})}
+REWARD_KEYS = {"reward_funcs", "reward_weights", "reward_model_name_or_path", *REWARD_KWARG_KEYS}
 # Known TRL keys with no grpolab equivalent, and why.
 UNSUPPORTED = {
     "bnb_4bit_quant_storage": "model.quantization has load_in_4bit/8bit, quant_type, compute_dtype, double_quant only",
@@ -175,10 +176,8 @@ class _Converter:
     def convert(self) -> None:
         fields = trl_fields()
         for key, value in self.recipe.items():
-            if key in ("reward_funcs", "reward_weights", "reward_model_name_or_path") or key in REWARD_KWARG_KEYS:
-                continue  # together, below
-            if self.convert_special(key, value):
-                continue
+            if key in REWARD_KEYS or self.convert_special(key, value):
+                continue  # the rewards together, below
             if key in DIRECT:
                 self.put(key, DIRECT[key], value)
             elif key in UNSUPPORTED:
@@ -261,9 +260,13 @@ class _Converter:
             rewards.append({"model": model, "weight": float(weights[0])})
             self.mapped["reward_model_name_or_path"] = ["rewards"]
         for name, weight in zip(funcs, weights[bool(model) :]):
-            if name in OPEN_R1_REWARDS:
-                spec = self.open_r1_reward(name)
-                reads_solution |= OPEN_R1_REWARDS[name].get("reads_solution", False)
+            if name in OPEN_R1_REWARDS:  # with the recipe keys Open-R1 reads for it
+                entry = OPEN_R1_REWARDS[name]
+                kwargs = dict(entry.get("fixed", {}))
+                for key, (kwarg, default) in entry.get("kwargs", {}).items():
+                    kwargs[kwarg] = self.recipe.get(key, default)
+                spec = {"name": entry["name"], **({"kwargs": kwargs} if kwargs else {})}
+                reads_solution |= entry.get("reads_solution", False)
             elif name in OPEN_R1_NO_EQUIVALENT:
                 missing.append(f"{name} (Open-R1: {OPEN_R1_NO_EQUIVALENT[name]})")
                 continue
@@ -294,13 +297,6 @@ class _Converter:
                 self.mapped["reward_weights"] = ["rewards"]
             for key in REWARD_KWARG_KEYS & set(self.recipe):
                 self.mapped[key] = ["rewards"]
-
-    def open_r1_reward(self, name: str) -> dict:
-        entry = OPEN_R1_REWARDS[name]
-        kwargs = dict(entry.get("fixed", {}))
-        for recipe_key, (kwarg, default) in entry.get("kwargs", {}).items():
-            kwargs[kwarg] = self.recipe.get(recipe_key, default)
-        return {"name": entry["name"], **({"kwargs": kwargs} if kwargs else {})}
 
     def guess_mode(self) -> str:
         r = self.recipe
