@@ -70,10 +70,6 @@ def config_file_of(run: Run) -> Path:
     return path
 
 
-# Set by the training pipeline for the run itself, not by the config file.
-_RUN_SET = ("output_dir",)
-
-
 def changed_since_run(run: Run, path: Path) -> list[str]:
     """`key: run value -> value now` for each value the file (with the run's --set and flags) now changes."""
     recorded = run.path / RESOLVED_CONFIG
@@ -87,11 +83,12 @@ def changed_since_run(run: Run, path: Path) -> list[str]:
     except ConfigError as exc:
         return [f"the file no longer loads ({exc.problems[0]})"]
     before, after = flatten(then, split_lists=False), flatten(now, split_lists=False)
-    # The keys the run recorded (an older or hand-made record may hold only some of them).
+    # The keys the run recorded (an older or hand-made record may hold only some of them); output_dir is
+    # set by the training pipeline for the run itself, not by the config file.
     return [
         f"{key}: {inline_yaml(value)} -> {inline_yaml(after.get(key))}"
         for key, value in sorted(before.items())
-        if key not in _RUN_SET and value != after.get(key)
+        if key != "output_dir" and value != after.get(key)
     ]
 
 

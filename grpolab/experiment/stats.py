@@ -17,8 +17,7 @@ def _betacf(a: float, b: float, x: float) -> float:
     tiny, eps = 1e-300, 3e-16
     qab, qap, qam = a + b, a + 1.0, a - 1.0
     c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
+    h = d = 1.0 / (d if abs(d) > tiny else tiny)
     for m in range(1, 400):
         m2 = 2 * m
         # The even step, then the odd one; the odd one's factor says when the fraction has converged.

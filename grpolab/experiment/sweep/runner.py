@@ -26,6 +26,7 @@ from .strategies import COMPLETE, FAIL, PRUNED, Strategy, Suggestion, make_strat
 
 # Every run starts through the one entry point that every other start uses.
 TRAIN_COMMAND = [sys.executable, "-m", "grpolab", "train"]
+Backend = LocalBackend | SubmititBackend
 
 
 @dataclass
@@ -162,9 +163,6 @@ class _TrialState:
         """The mean over the seeds that finished (None when none did)."""
         finished = [v for v in self.values if v is not None]
         return sum(finished) / len(finished) if finished else None
-
-
-Backend = LocalBackend | SubmititBackend
 
 
 class SweepLoop:
