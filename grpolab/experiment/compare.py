@@ -20,6 +20,7 @@ from .stats import LEVEL, NOISE_TEST, Estimate, mean_ci, welch
 from .tables import fmt, pct, render_rows
 
 SEED_KEY = "training.seed"
+Table = tuple[list[str], list[list[str]]]  # (the differing config keys, rows with a header row)
 
 
 def setting_key(config: dict) -> str:
@@ -93,9 +94,7 @@ def noise_verdict(group: SeedGroup, best: SeedGroup, metric: str) -> str:
     return f"{'within noise' if test.within_noise else 'differs'} (p={test.p:.2g})"
 
 
-def group_rows(
-    groups: list[SeedGroup], metric: str = "reward", also: tuple[str, ...] = ()
-) -> tuple[list[str], list[list[str]]]:
+def group_rows(groups: list[SeedGroup], metric: str = "reward", also: tuple[str, ...] = ()) -> Table:
     """(differing keys, rows): a row per seed group, best first, with mean ± CI, n and the noise verdict."""
     ordered = _best_first(groups, metric, lambda g: est.mean if (est := g.estimate(metric)) else None)
     configs = [g.runs[0].config() for g in ordered]
@@ -145,7 +144,7 @@ def _best_first(items: list, metric: str, value) -> list:
     return sorted(items, key=lambda item: ((v := value(item)) is None, sign * (v or 0)))
 
 
-def compare_rows(runs: list[Run], metric: str = "reward") -> tuple[list[str], list[list[str]]]:
+def compare_rows(runs: list[Run], metric: str = "reward") -> Table:
     """(differing keys, table rows with a header row), sorted by `metric`."""
     configs = [run.config() for run in runs]
     keys = differing_keys(configs) if len(runs) > 1 else []
@@ -194,17 +193,6 @@ def _curve(run: Run, metric: str, smooth: int) -> tuple[list, list]:
     return steps, values
 
 
-def group_band(group: SeedGroup, metric: str, smooth: int = 1) -> tuple[list, list, list, list]:
-    """(steps, mean, low, high) over the group's runs at each step (low/high None where n < 2)."""
-    at: dict = {}
-    for run in group.runs:
-        for step, value in zip(*_curve(run, metric, smooth)):
-            at.setdefault(step, []).append(value)
-    steps = sorted(at)
-    estimates = [mean_ci(at[s]) for s in steps]
-    return steps, [e.mean for e in estimates], [e.low for e in estimates], [e.high for e in estimates]
-
-
 def draw(runs: list[Run], metrics: list[str], smooth: int = 1):
     """One panel per metric, a curve per run or per seed group (with its CI band); smooth > 1 draws
     moving averages over faint raw points. Agg canvas, no pyplot: no display and no global state."""
@@ -229,11 +217,16 @@ def draw(runs: list[Run], metrics: list[str], smooth: int = 1):
                 markers = {} if smooth > 1 else {"marker": "o", "markersize": 3}
                 ax.plot(steps, values, color=color, label=run.name, **markers)
                 continue
-            steps, mean, low, high = group_band(group, metric, smooth)
-            if not steps:
+            at: dict = {}  # step -> the group's values there
+            for run in group.runs:
+                for step, value in zip(*_curve(run, metric, smooth)):
+                    at.setdefault(step, []).append(value)
+            if not at:
                 continue
-            ax.plot(steps, mean, color=color, label=f"{group.label} (mean of {group.n} seeds, {LEVEL:.0%} CI)")
-            banded = [(s, lo, hi) for s, lo, hi in zip(steps, low, high) if lo is not None]
+            estimates = {step: mean_ci(at[step]) for step in sorted(at)}
+            label = f"{group.label} (mean of {group.n} seeds, {LEVEL:.0%} CI)"
+            ax.plot(list(estimates), [e.mean for e in estimates.values()], color=color, label=label)
+            banded = [(step, e.low, e.high) for step, e in estimates.items() if e.low is not None]  # n >= 2 there
             if banded:
                 ax.fill_between(*zip(*banded), color=color, alpha=0.2)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
