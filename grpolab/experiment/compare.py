@@ -53,29 +53,25 @@ class SeedGroup:
         return [v for v in got if isinstance(v, (int, float)) and not isinstance(v, bool)]
 
     def estimate(self, metric: str, which: str = "final") -> Estimate | None:
-        values = self.values(metric, which)
-        return mean_ci(values) if values else None
+        return mean_ci(values) if (values := self.values(metric, which)) else None
 
     def text(self, metric: str, which: str = "final") -> str:
         """The estimate as 'mean ± half', or '-' when no run has the metric."""
-        est = self.estimate(metric, which)
-        return est.text() if est else "-"
+        return est.text() if (est := self.estimate(metric, which)) else "-"
 
 
 def seed_groups(runs: list[Run]) -> list[SeedGroup]:
     """Group runs by all but training.seed, in first-seen order; a run without a config stays alone."""
     groups: dict[str, SeedGroup] = {}
     for run in runs:
-        config = run.config()
-        key = setting_key(config) if config else f"alone:{run.path}"
+        key = setting_key(config) if (config := run.config()) else f"alone:{run.path}"
         groups.setdefault(key, SeedGroup([])).runs.append(run)
     return list(groups.values())
 
 
 def seed_siblings(run: Run) -> SeedGroup:
     """The run and the runs beside it (same output_dir) that differ from it only in training.seed."""
-    config = run.config()
-    if not config:
+    if not (config := run.config()):
         return SeedGroup([run])
     key = setting_key(config)
     others = [

@@ -113,8 +113,7 @@ def load_run(path) -> Run:
 def find_runs(dirs) -> list[Run]:
     """Runs in the given folders (each a run directory or a folder of them), oldest first."""
     runs = []
-    for d in dirs:
-        d = Path(d)
+    for d in map(Path, dirs):
         if not d.is_dir():
             fix = "pass an output_dir (e.g. ./grpo_results_local) or a run directory"
             raise ConfigError(Problem("", "no such folder.", fix, str(d)))

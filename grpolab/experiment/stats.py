@@ -100,8 +100,7 @@ def _unit(values: list[float]) -> tuple[float, list[float]]:
 
 def mean_ci(values: list[float], level: float = LEVEL) -> Estimate:
     """Mean ± the t-distribution confidence interval: t(1 - (1-level)/2, n-1) x sd / sqrt(n)."""
-    n = len(values)
-    if n == 0:
+    if not (n := len(values)):
         raise ValueError("no values")
     scale, unit = _unit([float(v) for v in values])
     mean = sum(unit) / n

@@ -141,8 +141,7 @@ class LocalBackend:
                 output["stdout"].close()  # the child holds its own copy
 
     def poll(self, unit: Unit) -> int | None:
-        code = unit.handle.poll()
-        if code is None:
+        if (code := unit.handle.poll()) is None:
             return None
         self.free = sorted([*self.free, unit.slot])
         return exit_code_of(code)

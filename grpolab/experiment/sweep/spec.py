@@ -176,8 +176,7 @@ def load_sweep(path) -> Sweep:
         spec = SweepSpec.model_validate(to_plain(tree, str(path), tree))
     except ValidationError as exc:
         raise ConfigError(pydantic_problems(exc, origin_of, root=SweepSpec)) from None
-    problems = [Problem(key, message, fix, origin_of(key)) for key, message, fix in rule_problems(spec)]
-    if problems:
+    if problems := [Problem(key, message, fix, origin_of(key)) for key, message, fix in rule_problems(spec)]:
         raise ConfigError(problems)
 
     GRPOConfigLoader(config_path=spec.base)  # the base itself must be valid (its own file:line in errors)

@@ -117,13 +117,12 @@ class Optuna:
                 Problem("strategy", "optuna is not installed.", "pip install optuna", str(sweep.path))
             ) from None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.optuna = optuna
         pruner = optuna.pruners.MedianPruner(n_startup_trials=1) if sweep.prune else optuna.pruners.NopPruner()
         sampler = optuna.samplers.TPESampler(seed=sweep.seed)
         self.study = optuna.create_study(
             study_name=sweep.name, direction=sweep.direction, sampler=sampler, pruner=pruner
         )
-        self.sweep, self.total, self._asked, self.prunes = sweep, sweep.trials, 0, sweep.prune
+        self.optuna, self.sweep, self.total, self._asked, self.prunes = optuna, sweep, sweep.trials, 0, sweep.prune
 
     def ask(self) -> Suggestion | None:
         if self._asked >= self.total:
