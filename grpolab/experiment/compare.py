@@ -1,9 +1,6 @@
-"""`grpolab compare`: the hyperparameters that differ between runs, their final and best
-metrics, and one curve per run. Works from run directories alone.
-
-Runs whose resolved configs differ only in training.seed form a seed group: the table then
-shows each group's mean ± 95% CI and n, and says whether each group differs from the best one
-by more than seed noise; the plot draws each group's mean curve with its CI as a band."""
+"""`grpolab compare`: the hyperparameters that differ between runs, their final and best metrics,
+and one curve per run, from run directories alone. Runs that differ only in training.seed form a
+seed group: shown as its mean ± 95% CI (a band in the plot), tested against the best group."""
 
 from __future__ import annotations
 
@@ -23,14 +20,12 @@ from .stats import LEVEL, NOISE_TEST, Estimate, mean_ci, welch
 from .tables import fmt, pct, render_rows
 
 SEED_KEY = "training.seed"
+Table = tuple[list[str], list[list[str]]]  # (the differing config keys, rows with a header row)
 
 
-# ------------------------------------------------------------------------- seed groups
 def setting_key(config: dict) -> str:
     """What a run's config says apart from its seed: runs with the same key form one seed group."""
-    flat = flatten(config)
-    flat.pop(SEED_KEY, None)
-    return repr(sorted((k, repr(v)) for k, v in flat.items()))
+    return repr(sorted((k, repr(v)) for k, v in flatten(config).items() if k != SEED_KEY))
 
 
 @dataclass
@@ -51,34 +46,32 @@ class SeedGroup:
     def label(self) -> str:
         """The runs' common name: sweep run names without their `_seedN` part and timestamp."""
         names = [re.sub(r"_\d{8}-\d{6}(-\d+)?$", "", re.sub(r"_seed\d+", "", r.name)) for r in self.runs]
-        if len(set(names)) == 1:
-            return names[0]
-        return f"{self.runs[0].name} (+{self.n - 1})"
+        return names[0] if len(set(names)) == 1 else f"{self.runs[0].name} (+{self.n - 1})"
 
     def values(self, metric: str, which: str = "final") -> list[float]:
         got = [r.final(metric) if which == "final" else r.best(metric) for r in self.runs]
         return [v for v in got if isinstance(v, (int, float)) and not isinstance(v, bool)]
 
     def estimate(self, metric: str, which: str = "final") -> Estimate | None:
-        values = self.values(metric, which)
-        return mean_ci(values) if values else None
+        return mean_ci(values) if (values := self.values(metric, which)) else None
+
+    def text(self, metric: str, which: str = "final") -> str:
+        """The estimate as 'mean ± half', or '-' when no run has the metric."""
+        return est.text() if (est := self.estimate(metric, which)) else "-"
 
 
 def seed_groups(runs: list[Run]) -> list[SeedGroup]:
-    """Group runs by everything but training.seed, in the order each setting first appears.
-    A run without resolved_config.yaml cannot be matched and stays alone."""
+    """Group runs by all but training.seed, in first-seen order; a run without a config stays alone."""
     groups: dict[str, SeedGroup] = {}
     for run in runs:
-        config = run.config()
-        key = setting_key(config) if config else f"alone:{run.path}"
+        key = setting_key(config) if (config := run.config()) else f"alone:{run.path}"
         groups.setdefault(key, SeedGroup([])).runs.append(run)
     return list(groups.values())
 
 
 def seed_siblings(run: Run) -> SeedGroup:
     """The run and the runs beside it (same output_dir) that differ from it only in training.seed."""
-    config = run.config()
-    if not config:
+    if not (config := run.config()):
         return SeedGroup([run])
     key = setting_key(config)
     others = [
@@ -97,24 +90,9 @@ def noise_verdict(group: SeedGroup, best: SeedGroup, metric: str) -> str:
     return f"{'within noise' if test.within_noise else 'differs'} (p={test.p:.2g})"
 
 
-def sort_groups(groups: list[SeedGroup], metric: str) -> list[SeedGroup]:
-    """Best first by the mean final value; groups without the metric last."""
-    sign = 1 if lower_is_better(metric) else -1
-
-    def key(group):
-        est = group.estimate(metric)
-        return (est is None, sign * (est.mean if est else 0))
-
-    return sorted(groups, key=key)
-
-
-def group_rows(
-    groups: list[SeedGroup], metric: str = "reward", also: tuple[str, ...] = ()
-) -> tuple[list[str], list[list[str]]]:
-    """(differing keys, rows with a header): one row per seed group, best first by `metric`, each
-    with mean ± 95% CI and n, and whether it differs from the best group by more than seed noise;
-    the final value of each metric in `also` as mean ± CI too."""
-    ordered = sort_groups(groups, metric)
+def group_rows(groups: list[SeedGroup], metric: str = "reward", also: tuple[str, ...] = ()) -> Table:
+    """(differing keys, rows): a row per seed group, best first, with mean ± CI, n and the noise verdict."""
+    ordered = _best_first(groups, metric, lambda g: est.mean if (est := g.estimate(metric)) else None)
     configs = [g.runs[0].config() for g in ordered]
     keys = [k for k in differing_keys(configs) if k != SEED_KEY] if len(ordered) > 1 else []
     ci = f"mean ± {LEVEL:.0%} CI"
@@ -125,17 +103,16 @@ def group_rows(
     for group, config in zip(ordered, configs):
         flat = flatten(config)
         statuses = [r.status_shown for r in group.runs]
-        final, best = group.estimate(metric), group.estimate(metric, "best")
         rows.append(
             [
                 group.label,
                 *(inline_yaml(flat[k]) if k in flat else "-" for k in keys),
                 str(group.n),
                 ",".join(map(str, group.seeds)),
-                final.text() if final else "-",
-                best.text() if best else "-",
+                group.text(metric),
+                group.text(metric, "best"),
                 noise_verdict(group, ordered[0], metric),
-                *((est.text() if (est := group.estimate(m)) else "-") for m in also),
+                *(group.text(m) for m in also),
                 ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses)),
             ]
         )
@@ -153,23 +130,17 @@ def check_metric(runs: list[Run], metric: str) -> None:
     """A metric no run logged is a typo: say which ones exist."""
     known = {k for run in runs for rec in run.metrics() for k in rec} - set(NOT_METRICS)
     if known and metric not in known:
-        raise ConfigError(
-            Problem(
-                "--metric",
-                f"no run logged `{metric}`.{did_you_mean(metric, known)} Logged: {', '.join(sorted(known))}.",
-                None,
-                "compare",
-            )
-        )
+        message = f"no run logged `{metric}`.{did_you_mean(metric, known)} Logged: {', '.join(sorted(known))}."
+        raise ConfigError(Problem("--metric", message, None, "compare"))
 
 
-def sort_runs(runs: list[Run], metric: str) -> list[Run]:
-    """Best first by the metric's best value; runs without it last."""
+def _best_first(items: list, metric: str, value) -> list:
+    """Best first by `value` (a run's best, a group's mean final); those without it last."""
     sign = 1 if lower_is_better(metric) else -1
-    return sorted(runs, key=lambda r: (r.best(metric) is None, sign * (r.best(metric) or 0)))
+    return sorted(items, key=lambda item: ((v := value(item)) is None, sign * (v or 0)))
 
 
-def compare_rows(runs: list[Run], metric: str = "reward") -> tuple[list[str], list[list[str]]]:
+def compare_rows(runs: list[Run], metric: str = "reward") -> Table:
     """(differing keys, table rows with a header row), sorted by `metric`."""
     configs = [run.config() for run in runs]
     keys = differing_keys(configs) if len(runs) > 1 else []
@@ -179,7 +150,7 @@ def compare_rows(runs: list[Run], metric: str = "reward") -> tuple[list[str], li
     header = ["RUN", *keys, f"FINAL {metric}", f"BEST {metric}"]
     header += ["EVAL ACC (before -> after)"] * show_eval + ["FINAL kl"] * show_kl + ["RUNTIME s", "STEPS", "STATUS"]
     rows = [header]
-    for run in sort_runs(runs, metric):
+    for run in _best_first(runs, metric, lambda r: r.best(metric)):
         flat = by_run[id(run)]
         row = [
             run.name,
@@ -187,19 +158,15 @@ def compare_rows(runs: list[Run], metric: str = "reward") -> tuple[list[str], li
             fmt(run.final(metric)),
             fmt(run.best(metric)),
         ]
-        if show_eval:
-            before, after = run.eval_accuracy()
-            row.append(f"{pct(before)} -> {pct(after)}")
-        if show_kl:
-            row.append(fmt(run.final("kl")))
+        before, after = run.eval_accuracy()
+        row += [f"{pct(before)} -> {pct(after)}"] * show_eval + [fmt(run.final("kl"))] * show_kl
         row += [fmt(round(run.runtime(), 1) if run.runtime() is not None else None), str(run.steps), run.status_shown]
         rows.append(row)
     return keys, rows
 
 
 def compare_table(runs: list[Run], metric: str = "reward", also: tuple[str, ...] = ()) -> str:
-    """The per-run table; with seed groups, the group table (mean ± CI of `metric` and of each
-    metric in `also`, and the noise verdict) above it."""
+    """The per-run table; with seed groups, the group table above it."""
     per_run = render_rows(compare_rows(runs, metric)[1])
     groups = seed_groups(runs)
     if all(g.n < 2 for g in groups):
@@ -213,38 +180,18 @@ def compare_table(runs: list[Run], metric: str = "reward", also: tuple[str, ...]
     return f"{render_rows(group_rows(groups, metric, also)[1])}\n\n{legend}\n\nruns:\n{per_run}"
 
 
-def moving_average(values: list[float], window: int) -> list[float]:
-    """Trailing mean over up to `window` points (per-step GRPO rewards are noisy)."""
-    return [
-        sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1])
-        for i in range(len(values))
-    ]
-
-
 def _curve(run: Run, metric: str, smooth: int) -> tuple[list, list]:
+    """(steps, values); smooth > 1: the trailing mean over up to `smooth` points (per-step GRPO rewards are noisy)."""
     points = series(run.metrics(), metric)
-    if not points:
-        return [], []
-    steps, values = (list(x) for x in zip(*points))
-    return steps, moving_average(values, smooth) if smooth > 1 else values
-
-
-def group_band(group: SeedGroup, metric: str, smooth: int = 1) -> tuple[list, list, list, list]:
-    """(steps, mean, low, high) over the group's runs at each step; low/high are None where
-    fewer than two runs logged that step."""
-    at: dict = {}
-    for run in group.runs:
-        for step, value in zip(*_curve(run, metric, smooth)):
-            at.setdefault(step, []).append(value)
-    steps = sorted(at)
-    estimates = [mean_ci(at[s]) for s in steps]
-    return steps, [e.mean for e in estimates], [e.low for e in estimates], [e.high for e in estimates]
+    steps, values = [p[0] for p in points], [p[1] for p in points]
+    if smooth > 1:
+        values = [sum(w := values[max(0, i - smooth + 1) : i + 1]) / len(w) for i in range(len(values))]
+    return steps, values
 
 
 def draw(runs: list[Run], metrics: list[str], smooth: int = 1):
-    """The figure: one panel per metric, one curve per run, or per seed group its mean curve with
-    the 95% CI as a band. With smooth > 1 a curve is a moving average (raw points stay faint).
-    Agg canvas, no pyplot: no display and no global state."""
+    """One panel per metric, a curve per run or per seed group (with its CI band); smooth > 1 draws
+    moving averages over faint raw points. Agg canvas, no pyplot: no display and no global state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -262,21 +209,22 @@ def draw(runs: list[Run], metrics: list[str], smooth: int = 1):
                 if not steps:
                     continue
                 if smooth > 1:
-                    raw = series(run.metrics(), metric)
-                    ax.scatter([p[0] for p in raw], [p[1] for p in raw], s=6, alpha=0.3, color=color)
-                    ax.plot(steps, values, color=color, label=run.name)
-                else:
-                    ax.plot(steps, values, marker="o", markersize=3, color=color, label=run.name)
+                    ax.scatter(*zip(*series(run.metrics(), metric)), s=6, alpha=0.3, color=color)
+                markers = {} if smooth > 1 else {"marker": "o", "markersize": 3}
+                ax.plot(steps, values, color=color, label=run.name, **markers)
                 continue
-            steps, mean, low, high = group_band(group, metric, smooth)
-            if not steps:
+            at: dict = {}  # step -> the group's values there
+            for run in group.runs:
+                for step, value in zip(*_curve(run, metric, smooth)):
+                    at.setdefault(step, []).append(value)
+            if not at:
                 continue
-            ax.plot(steps, mean, color=color, label=f"{group.label} (mean of {group.n} seeds, {LEVEL:.0%} CI)")
-            banded = [(s, lo, hi) for s, lo, hi in zip(steps, low, high) if lo is not None]
+            estimates = {step: mean_ci(at[step]) for step in sorted(at)}
+            label = f"{group.label} (mean of {group.n} seeds, {LEVEL:.0%} CI)"
+            ax.plot(list(estimates), [e.mean for e in estimates.values()], color=color, label=label)
+            banded = [(step, e.low, e.high) for step, e in estimates.items() if e.low is not None]  # n >= 2 there
             if banded:
-                ax.fill_between(
-                    [b[0] for b in banded], [b[1] for b in banded], [b[2] for b in banded], color=color, alpha=0.2
-                )
+                ax.fill_between(*zip(*banded), color=color, alpha=0.2)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("step")
         ax.set_ylabel(metric + (f" (mean of {smooth} steps)" if smooth > 1 else ""))
@@ -287,21 +235,15 @@ def draw(runs: list[Run], metrics: list[str], smooth: int = 1):
 
 
 def plot(runs: list[Run], metrics: list[str], out, smooth: int = 1, *, overwrite: bool = True) -> dict[str, int]:
-    """Draw and save the figure; returns the number of curves in each panel (a seed group is one).
-    The image is rendered in memory first: a place that cannot be written gets no partial file."""
+    """Draw and save the figure (in memory first: no partial file); the number of curves per panel."""
     out = plot_path(out)
     fig = draw(runs, metrics, smooth)
     kind = out.suffix[1:].lower()
     formats = fig.canvas.get_supported_filetypes()
     if kind not in formats:
-        raise ConfigError(
-            Problem(
-                "--out",
-                f"`{out.suffix or out.name}` is not an image type; allowed: {', '.join(formats)}.",
-                f"end the name in .png (e.g. {out.with_suffix('.png').name})",
-                str(out),
-            )
-        )
+        message = f"`{out.suffix or out.name}` is not an image type; allowed: {', '.join(formats)}."
+        fix = f"end the name in .png (e.g. {out.with_suffix('.png').name})"
+        raise ConfigError(Problem("--out", message, fix, str(out)))
     image = io.BytesIO()
     fig.savefig(image, format=kind, dpi=110)
     write_bytes(out, image.getvalue(), overwrite=overwrite)
@@ -309,8 +251,7 @@ def plot(runs: list[Run], metrics: list[str], out, smooth: int = 1, *, overwrite
 
 
 def plot_path(out) -> Path:
-    """`--out` as the image file to write. Empty, a folder, or a name ending in `/` (a folder
-    meant) is refused with a file in that folder to give instead."""
+    """`--out` as the image file to write; empty, a folder or a name ending in `/` is refused."""
     text = str(out)
     path = Path(text).expanduser()
     if text.strip() and folder_named(text) is None and not path.is_dir():
@@ -321,18 +262,14 @@ def plot_path(out) -> Path:
 
 
 def write_bytes(path: Path, data: bytes, *, overwrite: bool) -> None:
-    """Write `data` to `path`: missing folders are made, as for every file grpolab writes; a
-    folder, an existing file (without `overwrite`) or a place that cannot be written is a one-line
-    error that names the path."""
+    """Write `data` to `path` (folders made); a refusal is a one-line error naming the path."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb" if overwrite else "xb") as handle:  # x: never replaces a file
             handle.write(data)
     except FileExistsError:
-        problem = Problem(
-            "--out", "exists; refusing to overwrite it.", "choose a new file name, or pass --force", str(path)
-        )
-        raise ConfigError(problem, FILE_EXISTS) from None
+        fix = "choose a new file name, or pass --force"
+        raise ConfigError(Problem("--out", "exists; refusing to overwrite it.", fix, str(path)), FILE_EXISTS) from None
     except OSError as exc:
         problem = Problem("--out", f"cannot be written: {exc.strerror or exc}.", "choose a writable place", str(path))
         raise ConfigError(problem, CANNOT_WRITE) from None

@@ -1,13 +1,11 @@
-"""`grpolab config import`: a flat TRL / Open-R1 recipe (what `trl grpo --config` reads) ->
-a sectioned grpolab config. Every key lands in its section or in a commented block of keys
-that could not be mapped; nothing is dropped silently.
-
-Keys the recipe leaves out take TRL's defaults in `trl grpo`, but a grpolab config layers
-over a mode preset with its own values. Where the preset differs from TRL, the TRL default
-is written into the file (marked `# TRL default`), so the imported config trains the same."""
+"""`grpolab config import`: a flat TRL / Open-R1 recipe (what `trl grpo --config` reads) -> a sectioned
+grpolab config; a key with no home goes to a commented block, never dropped silently. A grpolab config
+layers over a mode preset: where the preset differs from the TRL default a recipe leaves out, the TRL
+default is written into the file (`# TRL default`), so the imported config trains the same."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,10 +36,7 @@ MODEL_KEYS = {
     "trust_remote_code": "model.trust_remote_code",
     "attn_implementation": "model.attn_implementation",
     "use_peft": "model.lora.enabled",
-    "lora_r": "model.lora.r",
-    "lora_alpha": "model.lora.alpha",
-    "lora_dropout": "model.lora.dropout",
-    "lora_target_modules": "model.lora.target_modules",
+    **{f"lora_{k}": f"model.lora.{k}" for k in ("r", "alpha", "dropout", "target_modules")},
 }
 # trl/scripts/grpo.py's script arguments, and the Open-R1 ones with a grpolab home.
 SCRIPT_KEYS = {
@@ -57,22 +52,14 @@ SCRIPT_KEYS = {
 # `trl grpo` hands the keys it does not know to `accelerate launch`.
 ACCELERATE_KEYS = {
     k: f"cluster.{k}"
-    for k in (
-        "num_processes",
-        "num_machines",
-        "machine_rank",
-        "main_process_ip",
-        "main_process_port",
-        "mixed_precision",
-    )
+    for k in "num_processes num_machines machine_rank main_process_ip main_process_port mixed_precision".split()
 }
+# The keys that land in one fixed place, whatever their value.
+DIRECT = {**MODEL_KEYS, **SCRIPT_KEYS, **ACCELERATE_KEYS}
 # TRL's bundled accelerate configs (`accelerate_config: zero3`) -> cluster.backend / zero_stage.
 ACCELERATE_CONFIGS = {
-    "zero1": {"backend": "deepspeed", "zero_stage": 1},
-    "zero2": {"backend": "deepspeed", "zero_stage": 2},
-    "zero3": {"backend": "deepspeed", "zero_stage": 3},
-    "fsdp1": {"backend": "fsdp"},
-    "fsdp2": {"backend": "fsdp"},
+    **{f"zero{i}": {"backend": "deepspeed", "zero_stage": i} for i in (1, 2, 3)},
+    **dict.fromkeys(("fsdp1", "fsdp2"), {"backend": "fsdp"}),
     "multi_gpu": {"backend": "ddp"},
 }
 # trl/scripts/grpo.py's reward registry. get_soft_overlong_punishment is DAPO's soft overlong
@@ -121,12 +108,10 @@ OPEN_R1_NO_EQUIVALENT = {
     "code_format": "checks a fenced code block in the recipe's language",
 }
 REWARD_KWARG_KEYS = {key for spec in OPEN_R1_REWARDS.values() for key in spec.get("kwargs", {})}
+REWARD_KEYS = {"reward_funcs", "reward_weights", "reward_model_name_or_path", *REWARD_KWARG_KEYS}
 # Known TRL keys with no grpolab equivalent, and why.
 UNSUPPORTED = {
-    **dict.fromkeys(
-        ("bnb_4bit_quant_storage",),
-        "model.quantization has load_in_4bit/8bit, quant_type, compute_dtype and double_quant only",
-    ),
+    "bnb_4bit_quant_storage": "model.quantization has load_in_4bit/8bit, quant_type, compute_dtype, double_quant only",
     **dict.fromkeys(
         ("lora_task_type", "use_rslora", "use_dora", "lora_modules_to_save", "lora_target_parameters"),
         "model.lora has enabled, r, alpha, dropout and target_modules only",
@@ -142,28 +127,11 @@ QUANT_KEYS = {
     "use_bnb_nested_quant": "double_quant",
 }
 # model_init_kwargs entries that the model: section covers.
-INIT_KWARGS = {
-    "dtype": "model.dtype",
-    "torch_dtype": "model.dtype",
-    "trust_remote_code": "model.trust_remote_code",
-    "revision": "model.revision",
-    "attn_implementation": "model.attn_implementation",
-}
+INIT_KWARGS = {k: MODEL_KEYS[k] for k in ("dtype", "torch_dtype", "trust_remote_code", "attn_implementation")}
+INIT_KWARGS["revision"] = "model.revision"
 # Resolved from the hardware, the run directory or the rewards list: never pinned.
 NOT_PINNED = {"bf16", "use_cpu", "use_vllm", "report_to", "output_dir", "reward_weights", "activation_checkpointing"}
-ORDER = (
-    "mode",
-    "output_dir",
-    "model",
-    "data",
-    "rewards",
-    "training",
-    "grpo",
-    "generation",
-    "logging",
-    "cluster",
-    "env",
-)
+ORDER = "mode output_dir model data rewards training grpo generation logging cluster env".split()
 
 
 @dataclass
@@ -180,17 +148,14 @@ def _coerce(value, kinds: list[str]):
     if isinstance(value, str) and "str" not in kinds:
         for kind, cast in (("int", int), ("float", float)):
             if kind in kinds:
-                try:
+                with contextlib.suppress(ValueError):
                     return cast(value)
-                except ValueError:
-                    pass
     return value
 
 
 class _Converter:
     def __init__(self, recipe: dict, origin: str, gpus: int | None = None, vllm_gpus: int = 0):
-        self.recipe, self.origin = recipe, origin
-        self.gpus, self.vllm_gpus = gpus, vllm_gpus
+        self.recipe, self.origin, self.gpus, self.vllm_gpus = recipe, origin, gpus, vllm_gpus
         self.data: dict = {}
         self.mapped: dict[str, list[str]] = {}
         self.unmapped: list[tuple[str, object, str]] = []
@@ -205,42 +170,29 @@ class _Converter:
     def skip(self, key: str, value, why: str) -> None:
         self.unmapped.append((key, value, why))
 
+    def error(self, key: str, message: str, fix: str | None = None) -> ConfigError:
+        return ConfigError(Problem(key, message, fix, self.origin))
+
     def convert(self) -> None:
         fields = trl_fields()
         for key, value in self.recipe.items():
-            if key in ("reward_funcs", "reward_weights", "reward_model_name_or_path") or key in REWARD_KWARG_KEYS:
-                continue  # together, below
-            if self.convert_special(key, value):
-                continue
-            if key in MODEL_KEYS:
-                self.put(key, MODEL_KEYS[key], value)
-            elif key in SCRIPT_KEYS:
-                self.put(key, SCRIPT_KEYS[key], value)
-            elif key in ACCELERATE_KEYS:
-                self.put(key, ACCELERATE_KEYS[key], value)
+            if key in REWARD_KEYS or self.convert_special(key, value):
+                continue  # the rewards together, below
+            if key in DIRECT:
+                self.put(key, DIRECT[key], value)
             elif key in UNSUPPORTED:
                 self.skip(key, value, UNSUPPORTED[key])
             elif key in REMOVED:
                 self.skip(key, value, REMOVED[key].why)
-            elif key in OWNED:
-                target = OWNED[key].key
-                if target:
-                    kinds = (fields["grpo"].get(key) or fields["training"].get(key) or {"kinds": ["any"]})["kinds"]
-                    self.put(key, target, _coerce(value, kinds))
-                else:
-                    self.skip(key, value, f"grpolab sets it through {OWNED[key].via}")
-            elif key in fields["grpo"]:
-                self.put(key, f"grpo.{key}", _coerce(value, fields["grpo"][key]["kinds"]))
-            elif key in fields["training"]:
-                self.put(key, f"training.{key}", _coerce(value, fields["training"][key]["kinds"]))
+            elif key in OWNED and not OWNED[key].key:
+                self.skip(key, value, f"grpolab sets it through {OWNED[key].via}")
+            elif key in OWNED or key in fields["grpo"] or key in fields["training"]:
+                kinds = (fields["grpo"].get(key) or fields["training"].get(key) or {"kinds": ["any"]})["kinds"]
+                self.put(key, _route(key), _coerce(value, kinds))
             else:
-                known = [*MODEL_KEYS, *SCRIPT_KEYS, *ACCELERATE_KEYS, *fields["grpo"], *fields["training"]]
-                self.skip(
-                    key,
-                    value,
-                    "not a GRPOConfig, TrainingArguments, ModelConfig or script argument grpolab maps"
-                    + did_you_mean(key, known).replace(" Did you mean", "; did you mean"),
-                )
+                why = "not a GRPOConfig, TrainingArguments, ModelConfig or script argument grpolab maps"
+                hint = did_you_mean(key, [*DIRECT, *fields["grpo"], *fields["training"]])
+                self.skip(key, value, why + hint.replace(" Did you mean", "; did you mean"))
         self.convert_rewards()
         self.convert_world()
 
@@ -255,14 +207,7 @@ class _Converter:
             self.skip(key, value, f"--gpus {self.gpus} --vllm-gpus {self.vllm_gpus} set cluster.num_processes")
         elif key == "env":
             if not isinstance(value, dict):
-                raise ConfigError(
-                    Problem(
-                        "env",
-                        "must be a mapping of environment variables (TRL refuses anything else).",
-                        None,
-                        self.origin,
-                    )
-                )
+                raise self.error("env", "must be a mapping of environment variables (TRL refuses anything else).")
             self.put(key, "env", {str(k): str(v) for k, v in value.items()})  # TRL exports str(value)
         elif key == "accelerate_config" and value in ACCELERATE_CONFIGS:
             for sub, v in ACCELERATE_CONFIGS[value].items():
@@ -290,76 +235,60 @@ class _Converter:
         self.put("--gpus", "cluster.num_processes", self.gpus - self.vllm_gpus)
         if self.vllm_gpus:
             if self.recipe.get("vllm_mode") == "colocate":
-                raise ConfigError(
-                    Problem(
-                        "vllm_mode",
-                        f"is colocate (vLLM inside the training processes), but --vllm-gpus {self.vllm_gpus} "
-                        "reserves GPUs for a vLLM server.",
-                        "drop --vllm-gpus for colocate, or set `vllm_mode: server` in the recipe",
-                        self.origin,
-                    )
+                raise self.error(
+                    "vllm_mode",
+                    f"is colocate (vLLM inside the training processes), but --vllm-gpus {self.vllm_gpus} "
+                    "reserves GPUs for a vLLM server.",
+                    "drop --vllm-gpus for colocate, or set `vllm_mode: server` in the recipe",
                 )
             self.put("--vllm-gpus", "cluster.use_vllm", True)
             self.put("--vllm-gpus", "cluster.vllm_mode", "server")
 
     def convert_rewards(self) -> None:
-        funcs = self.recipe.get("reward_funcs")
-        weights = self.recipe.get("reward_weights")
-        model = self.recipe.get("reward_model_name_or_path")
+        funcs, model = self.recipe.get("reward_funcs"), self.recipe.get("reward_model_name_or_path")
         funcs = [funcs] if isinstance(funcs, str) else list(funcs or [])
-        if weights is None:
-            weights = [1.0] * (len(funcs) + bool(model))
-        if not isinstance(weights, list) or len(weights) != len(funcs) + bool(model):
-            raise ConfigError(
-                Problem(
-                    "reward_weights",
-                    f"has {len(weights) if isinstance(weights, list) else 'no list of'} weights for "
-                    f"{len(funcs) + bool(model)} rewards.",
-                    "give one weight per reward",
-                    self.origin,
-                )
+        count = len(funcs) + bool(model)
+        weights = self.recipe.get("reward_weights")
+        weights = [1.0] * count if weights is None else weights
+        if not isinstance(weights, list) or len(weights) != count:
+            given = len(weights) if isinstance(weights, list) else "no list of"
+            raise self.error(
+                "reward_weights", f"has {given} weights for {count} rewards.", "give one weight per reward"
             )
         rewards, missing, reads_solution = [], [], False
         if model:  # TRL scores the reward model first, so its weight is the first one
             rewards.append({"model": model, "weight": float(weights[0])})
             self.mapped["reward_model_name_or_path"] = ["rewards"]
         for name, weight in zip(funcs, weights[bool(model) :]):
-            if name in OPEN_R1_REWARDS:
-                spec = self.open_r1_reward(name)
-                reads_solution |= OPEN_R1_REWARDS[name].get("reads_solution", False)
+            if name in OPEN_R1_REWARDS:  # with the recipe keys Open-R1 reads for it
+                entry = OPEN_R1_REWARDS[name]
+                kwargs = dict(entry.get("fixed", {}))
+                for key, (kwarg, default) in entry.get("kwargs", {}).items():
+                    kwargs[kwarg] = self.recipe.get(key, default)
+                spec = {"name": entry["name"], **({"kwargs": kwargs} if kwargs else {})}
+                reads_solution |= entry.get("reads_solution", False)
             elif name in OPEN_R1_NO_EQUIVALENT:
                 missing.append(f"{name} (Open-R1: {OPEN_R1_NO_EQUIVALENT[name]})")
                 continue
             elif name in TRL_REWARDS:
                 spec = dict(TRL_REWARDS[name])
             elif isinstance(name, str) and re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+", name):
-                module, _, func = name.rpartition(".")
-                spec = {"name": f"{module}:{func}"}  # TRL's dotted import path -> module:function
+                spec = {"name": ":".join(name.rsplit(".", 1))}  # TRL's dotted import path -> module:function
             else:
                 missing.append(f"{name} (neither an Open-R1 nor a TRL reward name, nor a dotted import path)")
                 continue
-            rewards.append(
-                {
-                    "name": spec["name"],
-                    "weight": float(weight),
-                    **({"kwargs": spec["kwargs"]} if "kwargs" in spec else {}),
-                }
-            )
+            rewards.append({"name": spec.pop("name"), "weight": float(weight), **spec})  # then kwargs, if any
         if missing:
             # Writing the config without them would train a different reward (the preset's): refuse.
-            raise ConfigError(
-                Problem(
-                    "reward_funcs",
-                    f"{len(missing)} reward(s) have no grpolab equivalent: {'; '.join(missing)}.",
-                    "write each as a Python reward and list it by its dotted import path (my_rewards.code_reward), "
-                    "or remove it from reward_funcs and reward_weights",
-                    self.origin,
-                )
+            raise self.error(
+                "reward_funcs",
+                f"{len(missing)} reward(s) have no grpolab equivalent: {'; '.join(missing)}.",
+                "write each as a Python reward and list it by its dotted import path (my_rewards.code_reward), "
+                "or remove it from reward_funcs and reward_weights",
             )
         if reads_solution and "answer" not in self.data.get("data", {}).get("columns", {}).values():
             # Open-R1's math rewards read `solution`; grpolab's read `answer`.
-            columns = self.data.setdefault("data", {}).setdefault("columns", {})
-            columns["solution"] = "answer"
+            self.data.setdefault("data", {}).setdefault("columns", {})["solution"] = "answer"
             self.mapped.setdefault("reward_funcs", []).append("data.columns")
         if rewards:
             self.data["rewards"] = rewards
@@ -369,19 +298,11 @@ class _Converter:
             for key in REWARD_KWARG_KEYS & set(self.recipe):
                 self.mapped[key] = ["rewards"]
 
-    def open_r1_reward(self, name: str) -> dict:
-        entry = OPEN_R1_REWARDS[name]
-        kwargs = dict(entry.get("fixed", {}))
-        for recipe_key, (kwarg, default) in entry.get("kwargs", {}).items():
-            kwargs[kwarg] = self.recipe.get(recipe_key, default)
-        return {"name": entry["name"], **({"kwargs": kwargs} if kwargs else {})}
-
     def guess_mode(self) -> str:
-        if self.gpus is not None and self.gpus > 1:
-            return "cluster"
         r = self.recipe
         cluster = (
-            r.get("use_vllm") is True
+            (self.gpus or 0) > 1
+            or r.get("use_vllm") is True
             or "accelerate_config" in r
             or (isinstance(r.get("num_processes"), int) and r["num_processes"] > 1)
             or (r.get("num_machines") or 1) > 1
@@ -396,16 +317,9 @@ def _route(key: str) -> str:
     return f"grpo.{key}" if key in trl_fields()["grpo"] else f"training.{key}"
 
 
-def _load(text: str, name: str) -> GRPOConfigLoader:
-    """Validate a config text through the public loader, as the file `name` would be."""
-    tree = parse_yaml_text(text, name)
-    return GRPOConfigLoader.from_dict(to_plain(tree, name, tree))
-
-
 def _pins(conv: _Converter, mode: str) -> dict:
     """TRL defaults for the fields the recipe leaves out and the mode preset would change."""
-    set_by_recipe = {dotted.rpartition(".")[2] for targets in conv.mapped.values() for dotted in targets}
-    set_by_recipe |= set(conv.recipe)
+    set_by_recipe = {*conv.recipe} | {d.rpartition(".")[2] for targets in conv.mapped.values() for d in targets}
     if "activation_checkpointing" in set_by_recipe:
         set_by_recipe.add("gradient_checkpointing")
     loader = GRPOConfigLoader.from_dict({"mode": mode, **conv.data})
@@ -420,53 +334,44 @@ def _pins(conv: _Converter, mode: str) -> dict:
         spec = fields["grpo"].get(key) or fields["training"].get(key)
         if spec is None or key in NOT_PINNED or key in set_by_recipe or spec["default"] == value:
             continue
-        default = spec["default"]
-        if default is None and key == "generation_batch_size":
-            default = "auto"  # TRL's None: derived from the batch size, as grpolab's auto
+        # TRL's None for generation_batch_size: derived from the batch size, as grpolab's auto
+        default = "auto" if spec["default"] is None and key == "generation_batch_size" else spec["default"]
         if default is not None:
             pins[_route(key)] = (default, value)
     return pins
 
 
 def import_recipe(path, mode: str | None = None, gpus: int | None = None, vllm_gpus: int = 0) -> Imported:
-    """`gpus`/`vllm_gpus`: the world the recipe is meant for (`--gpus N --vllm-gpus K`): it is
-    validated for N - K training processes and cluster.num_processes is written."""
+    """`gpus`/`vllm_gpus` (`--gpus N --vllm-gpus K`): validated for N - K training processes."""
     path = Path(path)
     if gpus is not None and not 0 <= vllm_gpus < gpus:
+        message = f"{vllm_gpus} of {gpus} GPUs for vLLM leaves {gpus - vllm_gpus} for training."
         raise ConfigError(
-            Problem(
-                "--vllm-gpus",
-                f"{vllm_gpus} of {gpus} GPUs for vLLM leaves {gpus - vllm_gpus} for training.",
-                "keep at least one GPU for training: --vllm-gpus below --gpus",
-            )
+            Problem("--vllm-gpus", message, "keep at least one GPU for training: --vllm-gpus below --gpus")
         )
     tree = read_yaml_file(path)
-    recipe = to_plain(tree, str(path), tree)
-    conv = _Converter(recipe, str(path), gpus, vllm_gpus)
+    conv = _Converter(to_plain(tree, str(path), tree), str(path), gpus, vllm_gpus)
     conv.convert()
     mode = mode or conv.guess_mode()
-    name = path.stem + ".yaml"
     try:
         pins = _pins(conv, mode)
-    except ConfigError as exc:
-        raise _explain(exc, conv, tree, path) from None
-    comments = {dotted: f"from `{key}`" for dotted, key in conv.renamed.items()}
-    for dotted, (default, preset_value) in pins.items():
-        set_path(conv.data, split_key(dotted), default)
-        comments[dotted] = f"TRL default (the {mode} preset has {inline_yaml(preset_value)})"
-    header = (
-        f"# Imported from {path} by `grpolab config import` (flat TRL recipe -> grpolab sections).\n"
-        f"# It layers over the {mode} preset; where the preset differs from TRL's defaults and the\n"
-        "# recipe says nothing, the TRL default is written here (`# TRL default`).\n"
-    )
-    data = {"mode": mode, **conv.data}
-    data = {key: data[key] for key in sorted(data, key=lambda k: ORDER.index(k) if k in ORDER else len(ORDER))}
-    text = header + dump_yaml(commented(data, comments))
-    if conv.unmapped:
-        text += "\n# Not imported: no grpolab equivalent (kept for reference)\n"
-        text += "".join(f"# {key}: {inline_yaml(value)}  # {why}\n" for key, value, why in conv.unmapped)
-    try:
-        _load(text, name)  # the file as written must load
+        comments = {dotted: f"from `{key}`" for dotted, key in conv.renamed.items()}
+        for dotted, (default, preset_value) in pins.items():
+            set_path(conv.data, split_key(dotted), default)
+            comments[dotted] = f"TRL default (the {mode} preset has {inline_yaml(preset_value)})"
+        header = (
+            f"# Imported from {path} by `grpolab config import` (flat TRL recipe -> grpolab sections).\n"
+            f"# It layers over the {mode} preset; where the preset differs from TRL's defaults and the\n"
+            "# recipe says nothing, the TRL default is written here (`# TRL default`).\n"
+        )
+        data = {"mode": mode, **conv.data}
+        data = {key: data[key] for key in sorted(data, key=lambda k: ORDER.index(k) if k in ORDER else len(ORDER))}
+        text = header + dump_yaml(commented(data, comments))
+        if conv.unmapped:
+            text += "\n# Not imported: no grpolab equivalent (kept for reference)\n"
+            text += "".join(f"# {key}: {inline_yaml(value)}  # {why}\n" for key, value, why in conv.unmapped)
+        written = parse_yaml_text(text, name := path.stem + ".yaml")  # the file as written must load
+        GRPOConfigLoader.from_dict(to_plain(written, name, written))
     except ConfigError as exc:
         raise _explain(exc, conv, tree, path) from None
     return Imported(text, mode, conv.mapped, conv.unmapped, pins)
@@ -477,9 +382,7 @@ def _explain(exc: ConfigError, conv: _Converter, tree, path: Path) -> ConfigErro
     back = {dotted: key for key, targets in conv.mapped.items() for dotted in targets}
     problems = []
     for p in exc.problems:
-        key = next(
-            (k for d, k in back.items() if p.key == d or p.key.startswith(d + ".") or p.key.startswith(d + "[")), None
-        )
+        key = next((k for d, k in back.items() if p.key == d or p.key.startswith((f"{d}.", f"{d}["))), None)
         line = line_of(tree, key) if key else None
         where = f"{path}:{line}" if line else str(path)
         problems.append(Problem(f"{key} (-> {p.key})" if key else p.key, p.message, p.fix, where))

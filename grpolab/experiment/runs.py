@@ -1,7 +1,5 @@
-"""Reading run directories: run_info.json, summary.json, metrics.jsonl, resolved_config.yaml.
-
-A run that is still going (or that died without writing its end) has no summary.json, so
-its summary is computed from metrics.jsonl with the same rule the pipeline uses."""
+"""Reading run directories: run_info.json, summary.json, metrics.jsonl, resolved_config.yaml. A run
+without summary.json (still going, or died) gets one from metrics.jsonl by the pipeline's own rule."""
 
 from __future__ import annotations
 
@@ -68,8 +66,7 @@ class Run:
         return self._metrics
 
     def config(self) -> dict:
-        """The resolved config; {} when absent, or when unreadable (not UTF-8, not YAML: named in
-        `problems` by the config reader's own words)."""
+        """The resolved config; {} when absent or unreadable (then named in `problems`)."""
         if self._config is None:
             path, self._config = self.path / RESOLVED_CONFIG, {}
             try:
@@ -82,7 +79,7 @@ class Run:
         """Training seconds: the pipeline's own count, else TRL's, else wall time from run_info."""
         seconds = self.summary.train_seconds or self.final("train_runtime")
         if seconds is None and self.info.started and self.info.ended:
-            seconds = (_when(self.info.ended) - _when(self.info.started)).total_seconds()
+            return (_when(self.info.ended) - _when(self.info.started)).total_seconds()
         return seconds
 
     def eval_accuracy(self) -> tuple[float | None, float | None]:
@@ -103,17 +100,10 @@ def is_run_dir(path: Path) -> bool:
 def load_run(path) -> Run:
     path = Path(path)
     if not path.is_dir() or not is_run_dir(path):
-        raise ConfigError(
-            Problem(
-                "",
-                "is not a run directory (no run_info.json or resolved_config.yaml).",
-                "pass a folder created by a training run",
-                str(path),
-            )
-        )
-    info = RunInfo.load(path)
+        message = "is not a run directory (no run_info.json or resolved_config.yaml)."
+        raise ConfigError(Problem("", message, "pass a folder created by a training run", str(path)))
     recorded = read_json(path / SUMMARY)
-    run = Run(path, info)
+    run = Run(path, RunInfo.load(path))
     # Still running, or died before writing its end: the same summary, from metrics.jsonl.
     run.summary = Summary.from_dict(recorded) if recorded else metrics.summarize(run.metrics())
     run.metrics()  # read once here: a record of the wrong type makes the run unreadable
@@ -121,21 +111,13 @@ def load_run(path) -> Run:
 
 
 def find_runs(dirs) -> list[Run]:
-    """Runs in the given folders: each folder is a run directory or holds run directories.
-    Sorted by start time, oldest first."""
+    """Runs in the given folders (each a run directory or a folder of them), oldest first."""
     runs = []
-    for d in dirs:
-        d = Path(d)
+    for d in map(Path, dirs):
         if not d.is_dir():
-            raise ConfigError(
-                Problem(
-                    "", "no such folder.", "pass an output_dir (e.g. ./grpo_results_local) or a run directory", str(d)
-                )
-            )
-        if is_run_dir(d):
-            runs.append(load_run(d))
-        else:
-            runs += [load_run(p) for p in sorted(d.iterdir()) if p.is_dir() and is_run_dir(p)]
+            fix = "pass an output_dir (e.g. ./grpo_results_local) or a run directory"
+            raise ConfigError(Problem("", "no such folder.", fix, str(d)))
+        runs += [load_run(d)] if is_run_dir(d) else [load_run(p) for p in sorted(d.iterdir()) if is_run_dir(p)]
     return sorted(runs, key=lambda r: (r.info.started or "", r.name))
 
 
@@ -145,10 +127,8 @@ def default_dirs(where=".") -> list[Path]:
 
 
 def effective_status(info: RunInfo) -> str:
-    """The recorded status, except that a "running" run whose process is gone is not running.
-    Needs `pid` and `host.hostname` in run_info; a run on another machine is taken at its word."""
-    status = info.status or "unknown"
-    pid = info.pid
+    """The recorded status, but a "running" run whose process is gone is not (another machine's: as recorded)."""
+    status, pid = info.status or "unknown", info.pid
     if status != "running" or not isinstance(pid, int) or info.hostname != socket.gethostname():
         return status
     return "running" if _alive(pid, info.started) else GONE
@@ -162,20 +142,14 @@ def _alive(pid: int, started: str | None) -> bool:
     except PermissionError:
         pass  # exists, owned by someone else
     # A pid is reused after its process ends: a process that started after the run did is another one.
-    began = _process_start(pid)
-    return began is None or started is None or began <= _when(started).timestamp() + 5
-
-
-def _process_start(pid: int) -> float | None:
-    """Start time (epoch seconds) of a process, from /proc on Linux; None elsewhere."""
-    try:
+    try:  # its start time (epoch seconds), from /proc on Linux
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        boot = next(
-            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
-        )
-        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        stat = Path("/proc/stat").read_text().splitlines()
+        began = next(float(line.split()[1]) for line in stat if line.startswith("btime"))
+        began += int(fields[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError, StopIteration):
-        return None
+        return True  # elsewhere: taken at its word
+    return started is None or began <= _when(started).timestamp() + 5
 
 
 def _when(text: str) -> datetime:
@@ -185,26 +159,14 @@ def _when(text: str) -> datetime:
         return datetime.fromtimestamp(time.time()).astimezone()
 
 
-# ------------------------------------------------------------------------- `runs list`
 def commit_of(info: RunInfo) -> str:
-    if not info.commit:
-        return "-"
-    return info.commit[:8] + ("+dirty" if info.dirty else "")
+    return info.commit[:8] + ("+dirty" if info.dirty else "") if info.commit else "-"
 
 
 def list_table(runs: list[Run]) -> list[list[str]]:
     rows = [["NAME", "STARTED", "CONFIG", "STATUS", "STEPS", "BEST REWARD", "COMMIT"]]
     for run in runs:
         started = (run.info.started or "-").replace("T", " ")[:19]
-        rows.append(
-            [
-                run.name,
-                started,
-                run.info.config_file or "(preset)",
-                run.status_shown,
-                str(run.steps),
-                fmt(run.best("reward")),
-                commit_of(run.info),
-            ]
-        )
+        config, best = run.info.config_file or "(preset)", fmt(run.best("reward"))
+        rows.append([run.name, started, config, run.status_shown, str(run.steps), best, commit_of(run.info)])
     return rows

@@ -17,8 +17,7 @@ TEXT_WIDTH = 160  # prompts and completions longer than this are cut in the list
 
 
 def _cut(text, width: int = TEXT_WIDTH) -> str:
-    text = text if isinstance(text, str) else inline_yaml(text)
-    text = text.replace("\n", "\\n")
+    text = (text if isinstance(text, str) else inline_yaml(text)).replace("\n", "\\n")
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -30,10 +29,8 @@ def summary_lines(run: Run) -> list[str]:
         f"config    {info.config_file or '(preset)'}; commit {commit_of(info)}",
     ]
     if info.started:
-        lines.append(
-            f"time      {info.started} -> {info.ended or '...'}; "
-            + (f"training {run.runtime():.1f} s" if run.runtime() is not None else "runtime unknown")
-        )
+        runtime = f"training {run.runtime():.1f} s" if run.runtime() is not None else "runtime unknown"
+        lines.append(f"time      {info.started} -> {info.ended or '...'}; {runtime}")
     if info.error:
         lines.append(f"error     {info.error}")
     keys = sorted(set(run.summary.final) | set(run.summary.best))
@@ -45,10 +42,9 @@ def summary_lines(run: Run) -> list[str]:
         lines.append(f"\nheld-out accuracy {pct(before)} -> {pct(after)}")
     group = seed_siblings(run)
     if group.n > 1:
-        final = group.estimate("reward")
         lines.append(
             f"\nseed group: {group.n} runs of this config (seeds {', '.join(map(str, group.seeds))}); "
-            f"final reward {final.text() if final else '-'} (mean ± {LEVEL:.0%} CI)"
+            f"final reward {group.text('reward')} (mean ± {LEVEL:.0%} CI)"
         )
     return lines
 
@@ -62,8 +58,7 @@ def origin_lines(run: Run) -> list[str]:
     if not path.is_file():
         return ["", "config origins: not recorded"]
     try:
-        tree = read_yaml_file(path)
-        overrides = to_plain(tree, str(path), tree) or {}
+        overrides = to_plain(tree := read_yaml_file(path), str(path), tree) or {}
     except ConfigError:
         return ["", f"config origins: {path} is unreadable"]
     source = run.info.config_file or "the preset"
@@ -78,42 +73,28 @@ def completion_lines(run: Run, step: int | None, limit: int) -> list[str]:
     if not records:
         return ["", "completions: none recorded (logging.save_completions writes completions.jsonl)"]
     steps = sorted({r.get("step") for r in records if isinstance(r.get("step"), int)})
-    if step is not None:
-        chosen = [r for r in records if r.get("step") == step]
-        if not chosen:
-            raise ConfigError(
-                Problem(
-                    "--step",
-                    f"no completions were recorded at step {step}; recorded steps: {_steps_text(steps)}.",
-                    f"pass one of them, e.g. --step {steps[-1]}" if steps else None,
-                    str(run.path),
-                )
-            )
-    else:
-        chosen = records
-    lines = ["", f"completions: {len(chosen)} of {len(records)} (steps {_steps_text(steps)})"]
+    shown = ", ".join(map(str, steps)) if len(steps) <= 8 else f"{steps[0]} ... {steps[-1]} ({len(steps)} steps)"
+    shown = shown or "none"
+    chosen = records if step is None else [r for r in records if r.get("step") == step]
+    if not chosen:  # a --step at which nothing was recorded
+        message = f"no completions were recorded at step {step}; recorded steps: {shown}."
+        fix = f"pass one of them, e.g. --step {steps[-1]}" if steps else None
+        raise ConfigError(Problem("--step", message, fix, str(run.path)))
+    lines = ["", f"completions: {len(chosen)} of {len(records)} (steps {shown})"]
     for record in chosen[-limit:] if step is None else chosen[:limit]:
         rewards = record.get("rewards")
-        rewards_text = (
-            ", ".join(f"{k} {fmt(v)}" for k, v in rewards.items()) if isinstance(rewards, dict) else fmt(rewards)
-        )
+        if isinstance(rewards, dict):
+            rewards = ", ".join(f"{k} {fmt(v)}" for k, v in rewards.items())
         flags = [f"advantage {fmt(record.get('advantage'))}", f"length {fmt(record.get('length'))}"]
-        if record.get("truncated"):
-            flags.append("truncated")
+        flags += ["truncated"] * bool(record.get("truncated"))
         lines += [
-            f"- step {record.get('step', '?')}: rewards {rewards_text}; {', '.join(flags)}",
+            f"- step {record.get('step', '?')}: rewards {fmt(rewards)}; {', '.join(flags)}",
             f"    prompt:     {_cut(record.get('prompt', ''))}",
             f"    completion: {_cut(record.get('completion', ''))}",
         ]
     if len(chosen) > limit:
         lines.append(f"({len(chosen) - limit} more; --limit N shows more)")
     return lines
-
-
-def _steps_text(steps: list[int]) -> str:
-    if not steps:
-        return "none"
-    return ", ".join(map(str, steps)) if len(steps) <= 8 else f"{steps[0]} ... {steps[-1]} ({len(steps)} steps)"
 
 
 def show(run_dir, completions: bool = False, step: int | None = None, limit: int = 8) -> str:

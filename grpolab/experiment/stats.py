@@ -1,10 +1,6 @@
-"""Seed noise: mean ± a 95% confidence interval over runs that differ only in their seed, and
-whether two such groups differ by more than that noise (Welch's t-test at 0.05).
-
-GRPO runs with the same hyperparameters and different seeds end at visibly different rewards,
-so one run per setting cannot tell a real effect from noise. Pure Python (the Student t
-distribution through the regularized incomplete beta function), so `compare` needs no SciPy.
-"""
+"""Seed noise: mean ± a 95% confidence interval over runs that differ only in their seed (GRPO runs
+end at visibly different rewards), and whether two such groups differ by more than that noise (Welch's
+t-test at 0.05). Pure Python (Student's t through the incomplete beta function): no SciPy needed."""
 
 from __future__ import annotations
 
@@ -21,24 +17,17 @@ def _betacf(a: float, b: float, x: float) -> float:
     tiny, eps = 1e-300, 3e-16
     qab, qap, qam = a + b, a + 1.0, a - 1.0
     c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
+    h = d = 1.0 / (d if abs(d) > tiny else tiny)
     for m in range(1, 400):
         m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < eps:
+        # The even step, then the odd one; the odd one's factor says when the fraction has converged.
+        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1.0 + aa * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + aa / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < eps:
             break
     return h
 
@@ -72,10 +61,7 @@ def t_ppf(q: float, df: float) -> float:
         high *= 2.0
     for _ in range(200):
         mid = (low + high) / 2.0
-        if t_cdf(mid, df) < q:
-            low = mid
-        else:
-            high = mid
+        low, high = (mid, high) if t_cdf(mid, df) < q else (low, mid)
         if high - low < 1e-12 * max(1.0, high):
             break
     return (low + high) / 2.0
@@ -100,9 +86,7 @@ class Estimate:
 
     def text(self, digits: int = 4) -> str:
         """'0.4312 ± 0.0521' (or the single value when n is 1)."""
-        if self.half is None:
-            return f"{self.mean:.{digits}g}"
-        return f"{self.mean:.{digits}g} ± {self.half:.{digits}g}"
+        return f"{self.mean:.{digits}g}" + ("" if self.half is None else f" ± {self.half:.{digits}g}")
 
 
 def _unit(values: list[float]) -> tuple[float, list[float]]:
@@ -116,8 +100,7 @@ def _unit(values: list[float]) -> tuple[float, list[float]]:
 
 def mean_ci(values: list[float], level: float = LEVEL) -> Estimate:
     """Mean ± the t-distribution confidence interval: t(1 - (1-level)/2, n-1) x sd / sqrt(n)."""
-    n = len(values)
-    if n == 0:
+    if not (n := len(values)):
         raise ValueError("no values")
     scale, unit = _unit([float(v) for v in values])
     mean = sum(unit) / n
@@ -145,8 +128,7 @@ def welch(a: list[float], b: list[float]) -> Welch | None:
         return None
     _, unit = _unit([float(v) for v in [*a, *b]])  # t and df are scale-free: computed at scale 1
     ea, eb = mean_ci(unit[: len(a)]), mean_ci(unit[len(a) :])
-    va, vb = ea.sd**2 / ea.n, eb.sd**2 / eb.n
-    diff = ea.mean - eb.mean
+    va, vb, diff = ea.sd**2 / ea.n, eb.sd**2 / eb.n, ea.mean - eb.mean
     if va + vb == 0.0:  # no spread at all: any difference is real, none is none
         return Welch(math.inf if diff else 0.0, float(ea.n + eb.n - 2), 0.0 if diff else 1.0)
     t = diff / math.sqrt(va + vb)

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 def fmt(value, digits: int = 4) -> str:
     """A table cell: '-' for no value, floats to `digits` significant digits."""
-    if value is None:
-        return "-"
     if isinstance(value, float):
         return f"{value:.{digits}g}"
-    return str(value)
+    return "-" if value is None else str(value)
 
 
 def pct(value) -> str:

@@ -1,13 +1,9 @@
-"""Where a sweep's training runs execute: here (one after another, or N at once, each pinned to
-its own GPUs and CPU cores), or on SLURM as a job array through submitit. Each backend starts
-`Unit`s (one training run each), says when one has ended and with which exit code, and can stop
-one (a pruned optuna trial).
-
-A unit's command is always `python -m grpolab train --config <trial file>`, with the run
-directory handed over in its environment (grpolab.run.run_dir.handoff_env)."""
+"""Where a sweep's runs execute: here (one at a time, or N at once on their own GPUs and cores), or as a
+SLURM job array through submitit. A backend starts `Unit`s, polls their exit codes, and stops one."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -51,6 +47,10 @@ def child_env(added: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _refuse(key: str, message: str, fix: str | None = None) -> ConfigError:
+    return ConfigError(Problem(key, message, fix, "sweep"))
+
+
 def exit_code_of(code: int) -> int:
     return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
 
@@ -61,7 +61,6 @@ def run_training(command: list[str], env: dict[str, str], cwd: str) -> int:
     return exit_code_of(subprocess.run(command, env=child_env(env), cwd=cwd).returncode)
 
 
-# ------------------------------------------------------------------------- this machine
 @dataclass
 class Slot:
     gpus: list[str]  # CUDA_VISIBLE_DEVICES ids
@@ -74,73 +73,47 @@ class Slot:
 def plan_slots(parallel: int, gpus_per_trial: int | None, gpus: list[str], cores: list[int]) -> list[Slot]:
     """One slot per concurrent run: its GPUs and its CPU cores, none shared between slots."""
     if parallel < 1:
-        raise ConfigError(Problem("--parallel", f"must be 1 or more, got {parallel}.", "e.g. --parallel 2", "sweep"))
+        raise _refuse("--parallel", f"must be 1 or more, got {parallel}.", "e.g. --parallel 2")
     if gpus_per_trial is None:
         gpus_per_trial = len(gpus) // parallel if len(gpus) >= parallel else 0
         if gpus and gpus_per_trial == 0:
-            raise ConfigError(
-                Problem(
-                    "--parallel",
-                    f"{parallel} runs at once need at least {parallel} GPUs (one each); {len(gpus)} visible.",
-                    f"use --parallel {len(gpus)}, or --gpus-per-trial 0 to train on CPU",
-                    "sweep",
-                )
-            )
+            message = f"{parallel} runs at once need at least {parallel} GPUs (one each); {len(gpus)} visible."
+            raise _refuse("--parallel", message, f"use --parallel {len(gpus)}, or --gpus-per-trial 0 to train on CPU")
     if gpus_per_trial < 0:
-        raise ConfigError(Problem("--gpus-per-trial", f"must be 0 or more, got {gpus_per_trial}.", None, "sweep"))
+        raise _refuse("--gpus-per-trial", f"must be 0 or more, got {gpus_per_trial}.")
     if gpus_per_trial * parallel > len(gpus):
-        raise ConfigError(
-            Problem(
-                "--gpus-per-trial",
-                f"{parallel} runs x {gpus_per_trial} GPUs = {gpus_per_trial * parallel} GPUs, but {len(gpus)} "
-                f"are visible ({', '.join(gpus) or 'none'}).",
-                f"use --parallel {max(1, len(gpus) // max(1, gpus_per_trial))}"
-                if gpus and gpus_per_trial
-                else "use --gpus-per-trial 0 (CPU)",
-                "sweep",
-            )
+        fewer = max(1, len(gpus) // max(1, gpus_per_trial))
+        raise _refuse(
+            "--gpus-per-trial",
+            f"{parallel} runs x {gpus_per_trial} GPUs = {gpus_per_trial * parallel} GPUs, but {len(gpus)} "
+            f"are visible ({', '.join(gpus) or 'none'}).",
+            f"use --parallel {fewer}" if gpus and gpus_per_trial else "use --gpus-per-trial 0 (CPU)",
         )
     if parallel > len(cores):
-        raise ConfigError(
-            Problem(
-                "--parallel",
-                f"{parallel} runs at once need a CPU core each; this process may use {len(cores)}.",
-                f"use --parallel {len(cores)}",
-                "sweep",
-            )
-        )
-    share = len(cores) // parallel
-    return [
-        Slot(gpus[i * gpus_per_trial : (i + 1) * gpus_per_trial], cores[i * share : (i + 1) * share])
-        for i in range(parallel)
-    ]
+        message = f"{parallel} runs at once need a CPU core each; this process may use {len(cores)}."
+        raise _refuse("--parallel", message, f"use --parallel {len(cores)}")
+    share, each = len(cores) // parallel, gpus_per_trial
+    return [Slot(gpus[i * each : (i + 1) * each], cores[i * share : (i + 1) * share]) for i in range(parallel)]
 
 
 class LocalBackend:
-    """Runs on this machine. With parallel 1 a run has the whole machine and the terminal, as a
-    plain `grpolab train` would; with parallel N each run gets its own slot (GPUs through
-    CUDA_VISIBLE_DEVICES, cores through the CPU affinity it starts with, which `auto` CPU threads
-    follow) and writes its output to output.log in its run directory."""
+    """Runs on this machine: with parallel 1 a run has the whole machine and the terminal, as a plain
+    `grpolab train` would; with parallel N each run gets its own slot (GPUs through CUDA_VISIBLE_DEVICES,
+    cores through its CPU affinity, which `auto` CPU threads follow) and writes to its output.log."""
 
     poll_seconds = 0.5
 
     def __init__(self, parallel: int = 1, gpus_per_trial: int | None = None, cwd: Path | None = None):
-        self.parallel, self.cwd = parallel, cwd or Path.cwd()
+        self.parallel = self.capacity = parallel
+        self.cwd = cwd or Path.cwd()
         self.slots: list[Slot] | None = None
         if parallel > 1 or gpus_per_trial is not None:
             # nvidia-smi, not torch: the sweep itself never trains.
             gpus = [str(gpu.ident) for gpu in probe(use_torch=False).gpus]
             self.slots = plan_slots(parallel, gpus_per_trial, gpus, core_ids())
         self.free = list(range(parallel))
-
-    @property
-    def capacity(self) -> int:
-        return self.parallel
-
-    @property
-    def announces(self) -> bool:
-        """One run at a time in the terminal says nothing extra; otherwise each start and end is a line."""
-        return self.slots is not None
+        # One run at a time in the terminal says nothing extra; otherwise each start and end is a line.
+        self.announces = self.slots is not None
 
     def describe(self) -> str:
         if self.slots is None:
@@ -159,27 +132,18 @@ class LocalBackend:
                 if hasattr(os, "sched_setaffinity"):
                     preexec = lambda cores=set(slot.cores): os.sched_setaffinity(0, cores)  # noqa: E731
                 unit.note = slot.describe()
-            stdout = None
+            output = {}
             if self.parallel > 1:
-                stdout = (unit.run_dir / "output.log").open("w")
+                output = {"stdout": (unit.run_dir / "output.log").open("w"), "stderr": subprocess.STDOUT}
                 unit.note += f"; output in {unit.run_dir / 'output.log'}"
-            unit.handle = subprocess.Popen(
-                unit.command,
-                env=env,
-                cwd=self.cwd,
-                stdout=stdout,
-                stderr=subprocess.STDOUT if stdout else None,
-                preexec_fn=preexec,
-            )
-            if stdout is not None:
-                stdout.close()  # the child holds its own copy
+            unit.handle = subprocess.Popen(unit.command, env=env, cwd=self.cwd, preexec_fn=preexec, **output)
+            if output:
+                output["stdout"].close()  # the child holds its own copy
 
     def poll(self, unit: Unit) -> int | None:
-        code = unit.handle.poll()
-        if code is None:
+        if (code := unit.handle.poll()) is None:
             return None
-        self.free.append(unit.slot)
-        self.free.sort()
+        self.free = sorted([*self.free, unit.slot])
         return exit_code_of(code)
 
     def stop(self, unit: Unit) -> None:
@@ -193,17 +157,10 @@ class LocalBackend:
 
 def _ranges(cores: list[int]) -> str:
     """[0, 1, 2, 5] -> '0-2,5'."""
-    out, start = [], None
-    for i, core in enumerate(cores):
-        if start is None:
-            start = core
-        if i + 1 == len(cores) or cores[i + 1] != core + 1:
-            out.append(str(start) if start == core else f"{start}-{core}")
-            start = None
-    return ",".join(out) or "-"
+    spans = [[c for _, c in run] for _, run in itertools.groupby(enumerate(cores), lambda pair: pair[1] - pair[0])]
+    return ",".join(f"{s[0]}-{s[-1]}" if len(s) > 1 else str(s[0]) for s in spans) or "-"
 
 
-# ------------------------------------------------------------------------- SLURM
 @dataclass
 class SlurmOptions:
     partition: str | None = None
@@ -214,8 +171,7 @@ class SlurmOptions:
 
 
 class SubmititBackend:
-    """A SLURM job array through submitit (the runs of one batch go in one array). With
-    cluster="local", submitit's local executor runs the same jobs as processes here."""
+    """A SLURM job array per batch through submitit (cluster="local": its local executor, here)."""
 
     poll_seconds = 2.0
     announces = True
@@ -224,35 +180,22 @@ class SubmititBackend:
         try:
             import submitit
         except ImportError:
-            raise ConfigError(
-                Problem(
-                    "--slurm",
-                    "submits the runs through submitit, which is not installed.",
-                    "pip install submitit (or pip install 'grpolab[experiment]')",
-                    "sweep",
-                )
-            ) from None
+            fix = "pip install submitit (or pip install 'grpolab[experiment]')"
+            raise _refuse("--slurm", "submits the runs through submitit, which is not installed.", fix) from None
         self.options, self.cwd, self.folder, self.cluster = options, cwd or Path.cwd(), folder, cluster
+        self.capacity = options.parallel
         folder.mkdir(parents=True, exist_ok=True)
         try:
             self.executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
         except RuntimeError as exc:  # no srun here: not a SLURM machine
-            raise ConfigError(Problem("--slurm", str(exc), "run the sweep on a SLURM login node", "sweep")) from None
-        params = {"timeout_min": options.time_minutes, "nodes": 1, "tasks_per_node": 1}
-        if options.gpus_per_trial:
-            params["gpus_per_node"] = options.gpus_per_trial
-        if options.cpus_per_trial:
-            params["cpus_per_task"] = options.cpus_per_trial
+            raise _refuse("--slurm", str(exc), "run the sweep on a SLURM login node") from None
+        optional = {"gpus_per_node": options.gpus_per_trial, "cpus_per_task": options.cpus_per_trial}
         if cluster == "slurm":
-            if options.partition:
-                params["slurm_partition"] = options.partition
-            if options.parallel:
-                params["slurm_array_parallelism"] = options.parallel
-        self.executor.update_parameters(name="grpolab-sweep", **params)
-
-    @property
-    def capacity(self) -> int | None:
-        return self.options.parallel
+            optional.update(slurm_partition=options.partition, slurm_array_parallelism=options.parallel)
+        params = {k: v for k, v in optional.items() if v}  # unset: SLURM's own default
+        self.executor.update_parameters(
+            name="grpolab-sweep", timeout_min=options.time_minutes, nodes=1, tasks_per_node=1, **params
+        )
 
     def describe(self) -> str:
         where = f"partition {self.options.partition}" if self.options.partition else "the default partition"
@@ -262,16 +205,13 @@ class SubmititBackend:
     def start(self, units: list[Unit]) -> None:
         # A SLURM task is started by SLURM, not by this process: a hand-off bound to this process
         # would not apply, so it gets the run directory and the config's sha256 only.
-        handoff = [{k: v for k, v in u.env.items() if k in (RUN_DIR_ENV, CONFIG_SHA_ENV)} for u in units]
+        envs = [{k: v for k, v in u.env.items() if k in (RUN_DIR_ENV, CONFIG_SHA_ENV)} for u in units]
+        cwd = str(self.cwd)
         try:
             with self.executor.batch():
-                jobs = [
-                    self.executor.submit(run_training, u.command, env, str(self.cwd)) for u, env in zip(units, handoff)
-                ]
+                jobs = [self.executor.submit(run_training, u.command, env, cwd) for u, env in zip(units, envs)]
         except Exception as exc:  # sbatch refused the array: a bad partition, time limit or account
-            raise ConfigError(
-                Problem("--slurm", f"SLURM refused the job array: {str(exc).strip()[:1000]}", None, "sweep")
-            ) from None
+            raise _refuse("--slurm", f"SLURM refused the job array: {str(exc).strip()[:1000]}") from None
         for unit, job in zip(units, jobs):
             unit.handle, unit.note = job, f"job {job.job_id}"
 

@@ -1,13 +1,9 @@
-"""The trial loop, one for every strategy and every backend: ask the strategy for a parameter
-set, write its trial file(s) (one per seed), start each as a training run, record every run that
-ends, tell the strategy the trial's result, and end with the compare table of all runs.
-
-A trial file is made through the config loader, so the base file's comments stay and changed
-values are marked. Each run's directory is created here through grpolab.run.run_dir (the one
-owner of run names) and handed to `python -m grpolab train` in its environment."""
+"""The trial loop for every strategy and backend: write each parameter set's trial file(s), train each
+in a run directory made through grpolab.run.run_dir (the one owner of run names), record, compare."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -30,6 +26,7 @@ from .strategies import COMPLETE, FAIL, PRUNED, Strategy, Suggestion, make_strat
 
 # Every run starts through the one entry point that every other start uses.
 TRAIN_COMMAND = [sys.executable, "-m", "grpolab", "train"]
+Backend = LocalBackend | SubmititBackend
 
 
 @dataclass
@@ -44,7 +41,6 @@ class Trial:
     seed: int | None = None
 
 
-# ------------------------------------------------------------------------- trial files
 def make_trial(sweep: Sweep, index: int, total: int, params: dict, seed: int | None = None) -> Trial:
     loader = GRPOConfigLoader(config_path=sweep.base)
     shown = ", ".join(f"{k} = {inline_yaml(v)}" for k, v in params.items())
@@ -52,9 +48,8 @@ def make_trial(sweep: Sweep, index: int, total: int, params: dict, seed: int | N
     try:
         loader.update_params({**sweep.fixed, **params, **seeded, "logging.group": sweep.name})
     except ConfigError as exc:  # each value was checked alone; this combination is what fails
-        raise ConfigError(
-            [Problem(p.key, p.message, p.fix, f"{sweep.path}, trial {index} ({shown})") for p in exc.problems]
-        ) from None
+        where = f"{sweep.path}, trial {index} ({shown})"
+        raise ConfigError([Problem(p.key, p.message, p.fix, where) for p in exc.problems]) from None
     common = ", ".join(f"{k} = {inline_yaml(v)}" for k, v in {**sweep.fixed, "logging.group": sweep.name}.items())
     header = (
         f"# Sweep `{sweep.name}` ({sweep.strategy}), trial {index} of {total}, from {sweep.path}\n"
@@ -73,10 +68,7 @@ def make_trials(sweep: Sweep, index: int, total: int, params: dict) -> list[Tria
 
 
 def write_trial(trial: Trial, force: bool = False) -> str:
-    """Write the trial file: 'wrote', or 'unchanged' when an identical file is there (a dry run
-    before the real one). A different file of that name is only replaced with force (write_atomic
-    refuses it otherwise). That the file reloads to the trial's config is the loader's own rule
-    (tests/config/test_files_roundtrip.py)."""
+    """Write the trial file: 'wrote', or 'unchanged' (an identical one: a dry run before); force replaces."""
     # Under the file's lock: two sweeps writing one trial file check and write it in turn.
     with edit_lock(trial.path):
         if trial.path.is_file() and trial.path.read_text() == trial.text:
@@ -88,22 +80,16 @@ def write_trial(trial: Trial, force: bool = False) -> str:
 def check_planned(sweep: Sweep, trials: list[Trial], force: bool) -> None:
     """Before anything is written: no two trials share a file, no file would be overwritten."""
     names = [t.path.name for t in trials]
-    if len(set(names)) < len(names):
-        raise ConfigError(
-            Problem(
-                "parameters",
-                f"two trials would share a file name ({sorted({n for n in names if names.count(n) > 1})[0]}).",
-                "give the values in a form that differs when written",
-                str(sweep.path),
-            )
-        )
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        message = f"two trials would share a file name ({twice[0]})."
+        fix = "give the values in a form that differs when written"
+        raise ConfigError(Problem("parameters", message, fix, str(sweep.path)))
     for trial in trials:
         if trial.path.exists() and trial.path.read_text() != trial.text and not force:
             fix = "delete it, or pass --force to replace it"
             raise ConfigError(Problem("", "exists with other content.", fix, str(trial.path)), FILE_EXISTS)
 
 
-# ------------------------------------------------------------------------- runs
 def new_unit(trial: Trial) -> Unit:
     """Create the run's directory (named after the trial file) and the command that trains in it."""
     run_dir = create_run_dir(trial.loader.config.output_dir, trial.path.stem)
@@ -126,8 +112,7 @@ def unit_record(unit: Unit, code: int) -> dict:
         if run.info.guard_stop:
             record["stopped_by"] = run.info.guard_stop.get("kind")  # the guard's finding
     else:
-        record["status"] = "failed"
-        record["run_dir"] = None
+        record.update(status="failed", run_dir=None)
         if (unit.run_dir / "output.log").is_file():
             record["log"] = str(unit.run_dir / "output.log")
     if unit.stopped:
@@ -145,10 +130,7 @@ class SweepRecord:
         self.stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         self.records: list[dict] = []
         self.path: Path | None = None
-
-    @property
-    def folder(self) -> Path:
-        return Path(GRPOConfigLoader(config_path=self.sweep.base, overrides=self.sweep.fixed).config.output_dir)
+        self.folder = Path(GRPOConfigLoader(config_path=sweep.base, overrides=sweep.fixed).config.output_dir)
 
     def add(self, record: dict) -> None:
         self.records.append(record)
@@ -158,15 +140,9 @@ class SweepRecord:
         if self.path is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.path = self.folder / f"sweep_{self.sweep.name}_{self.stamp}.json"
-        summary = {
-            "sweep": self.sweep.name,
-            "file": str(self.sweep.path),
-            "strategy": self.sweep.strategy,
-            "metric": self.sweep.metric,
-            "trials": self.records,
-        }
-        if self.sweep.seeds:
-            summary["seeds"] = self.sweep.seeds
+        s = self.sweep
+        summary = {"sweep": s.name, "file": str(s.path), "strategy": s.strategy, "metric": s.metric}
+        summary.update(trials=self.records, **({"seeds": s.seeds} if s.seeds else {}))
         self.path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
@@ -189,14 +165,9 @@ class _TrialState:
         return sum(finished) / len(finished) if finished else None
 
 
-Backend = LocalBackend | SubmititBackend
-
-
 class SweepLoop:
-    """The trial loop: ask the strategy for parameter sets and queue their runs (`fill`), start
-    the queued runs the backend has room for (`start_ready`), record every run that ends and tell
-    the strategy each finished trial's result (`reap`, `on_end`), and on Ctrl-C let the running
-    trials checkpoint and stop (`interrupt`)."""
+    """Queue the strategy's parameter sets (`fill`), start what the backend has room for (`start_ready`),
+    record each run that ends and tell the strategy (`reap`, `on_end`); Ctrl-C: `interrupt`."""
 
     def __init__(self, sweep: Sweep, strategy: Strategy, planned, backend, record, force: bool, out):
         self.sweep, self.strategy, self.planned, self.backend = sweep, strategy, planned, backend
@@ -235,8 +206,8 @@ class SweepLoop:
             self.exhausted = not self.add_trial()
 
     def add_trial(self) -> bool:
-        """Ask for one more parameter set, write its trial files and queue their runs; False when
-        there is none. A combination the loader rejects is a failed trial, not a failed sweep."""
+        """Write and queue one more parameter set's trials; False when there is none. A combination the
+        loader rejects is a failed trial, not a failed sweep."""
         suggestion = self.strategy.ask()
         if suggestion is None:
             return False
@@ -279,7 +250,7 @@ class SweepLoop:
             raise
         for _, unit in units:
             if unit.note:
-                self.out(f"  {_label(unit.trial)}: {unit.note}")
+                self.out(f"  trial {_numbered(unit.trial.index, unit.trial.seed)}: {unit.note}")
         self.running += units
 
     def reap(self) -> bool:
@@ -304,7 +275,7 @@ class SweepLoop:
             result = PRUNED if state.pruned else (FAIL if state.objective() is None else COMPLETE)
             for suggestion in [state.suggestion, *state.waiting]:
                 self.strategy.tell(suggestion, state.objective(), result)
-        label = _label(unit.trial)
+        label = f"trial {_numbered(unit.trial.index, unit.trial.seed)}"
         if unit.stopped:
             self.out(f"{label} pruned (its {self.sweep.metric} is below the median of earlier trials)")
         elif guarded:
@@ -320,22 +291,19 @@ class SweepLoop:
             self.out(f"{label} {run['status']}: {unit.run_dir}")
 
     def report(self) -> None:
-        """Intermediate values for the pruner, read from each running trial's metrics.jsonl. A trial
-        with several seeds reports through its first seed's run; pruning stops all of its runs."""
+        """Intermediate values for the pruner, from the first seed's metrics.jsonl; pruning stops all seeds."""
         for state, unit in self.running:
             if unit.trial is not state.trials[0] or state.pruned:
                 continue
             for step, value in metrics.series(metrics.read(unit.run_dir), self.sweep.metric):
-                if step <= unit.reported:
-                    continue
-                unit.reported = step
-                if self.strategy.report(state.suggestion, step, value):
-                    state.pruned = True
-                    for other_state, other in self.running:
-                        if other_state is state:
+                if step > unit.reported:
+                    unit.reported = step
+                    if self.strategy.report(state.suggestion, step, value):
+                        state.pruned = True
+                        for other in [other for other_state, other in self.running if other_state is state]:
                             other.stopped = True
                             self.backend.stop(other)
-                    break
+                        break
 
     def interrupt(self) -> None:
         """Ctrl-C: the running trials save a checkpoint and stop; nothing new starts."""
@@ -344,16 +312,6 @@ class SweepLoop:
             self.backend.interrupt([unit for _, unit in self.running])
         self.stopping, self.code = True, EXIT_SIGNAL["SIGINT"]
         self.queue.clear()
-
-
-def write_only(loop: SweepLoop) -> int:
-    """--dry-run: write every trial file, train nothing."""
-    while loop.add_trial():
-        pass
-    loop.out(
-        f"dry run: trial configs are in {loop.sweep.config_dir}; nothing was trained (run again without --dry-run)"
-    )
-    return 0
 
 
 def run_sweep(
@@ -366,16 +324,19 @@ def run_sweep(
     gpus_per_trial: int | None = None,
     slurm: SlurmOptions | None = None,
 ) -> int:
-    """Run the whole sweep; returns 0, 1 when a trial failed, or the exit code of an interruption.
-    Runs go to `backend` when given, else to SLURM with `slurm`, else here (`parallel` at once)."""
+    """Run the whole sweep: 0, 1 when a trial failed, or the exit code of an interruption."""
     strategy = make_strategy(sweep)
     record = SweepRecord(sweep, write=not dry_run)
     planned = None
     if strategy.planned is not None:  # build (and so validate) every trial before writing any file
         planned = [make_trials(sweep, i, strategy.total, p) for i, p in enumerate(strategy.planned, 1)]
         check_planned(sweep, [t for group in planned for t in group], force)
-    if dry_run:
-        return write_only(SweepLoop(sweep, strategy, planned, None, record, force, out))
+    if dry_run:  # write every trial file, train nothing
+        loop = SweepLoop(sweep, strategy, planned, None, record, force, out)
+        while loop.add_trial():
+            pass
+        out(f"dry run: trial configs are in {sweep.config_dir}; nothing was trained (run again without --dry-run)")
+        return 0
     if backend is None and slurm is not None:
         backend = SubmititBackend(record.folder / f"sweep_{sweep.name}_{record.stamp}_slurm", slurm)
     backend = backend or LocalBackend(parallel, gpus_per_trial)
@@ -387,37 +348,28 @@ def run_sweep(
             "learns nothing); pass --parallel N to submit N at a time"
         )
     code = SweepLoop(sweep, strategy, planned, backend, record, force, out).run()
-    finish(sweep, record.records, record.path, out)
-    return code
-
-
-def _numbered(record: dict) -> str:
-    return str(record.get("trial")) + (f" seed {record['seed']}" if "seed" in record else "")
-
-
-def finish(sweep: Sweep, records: list[dict], record_path: Path | None, out=print) -> None:
-    """The compare table of every run that left a run directory, and its plot."""
+    # The end: the compare table of every run that left a run directory, and its plot.
     from ..compare import compare_table, plot
 
+    records, record_path = record.records, record.path
     runs = [load_run(r["run_dir"]) for r in records if r.get("run_dir") and is_run_dir(Path(r["run_dir"]))]
     failed = [r for r in records if r.get("status") != "finished"]
     unit = "runs" if sweep.seeds else "trials"
+    not_finished = ", ".join(_numbered(r.get("trial"), r.get("seed")) for r in failed)
     out(
         f"\nsweep {sweep.name}: {len(records)} {unit}, {len(records) - len(failed)} finished"
-        + (f", {len(failed)} not ({', '.join(_numbered(r) for r in failed)})" if failed else "")
+        + (f", {len(failed)} not ({not_finished})" if failed else "")
     )
     if runs:
         out(compare_table(runs, sweep.metric))
     if record_path is not None:
         out(f"sweep record: {record_path}")
-        if runs:
-            try:
-                png = record_path.with_suffix(".png")
-                plot(runs, [sweep.metric], png)
-                out(f"plot: {png}")
-            except ImportError:
-                pass  # matplotlib is optional
+    if runs and record_path is not None:
+        with contextlib.suppress(ImportError):  # matplotlib is optional
+            plot(runs, [sweep.metric], png := record_path.with_suffix(".png"))
+            out(f"plot: {png}")
+    return code
 
 
-def _label(trial: Trial) -> str:
-    return f"trial {trial.index}" + (f" seed {trial.seed}" if trial.seed is not None else "")
+def _numbered(index, seed=None) -> str:
+    return f"{index}" + (f" seed {seed}" if seed is not None else "")

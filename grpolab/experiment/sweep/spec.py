@@ -1,17 +1,12 @@
-"""The sweep file (SWEEP.yaml): a pydantic `SweepSpec`, read into a `Sweep`.
-
-The file's shape (keys, types, allowed values) is the pydantic model, and its errors become
-Problems through the config's own translator (config/pydantic_errors), at the file and line of
-their key. The rules between keys come next, then every value a trial would set is checked by the
-config loader itself, pointed at the sweep file's line. The format is documented in
-configs/sweeps/example_sweep.yaml.
-"""
+"""The sweep file (SWEEP.yaml): its shape is the pydantic `SweepSpec` (errors translated by
+config/pydantic_errors, at their key's file:line); the rules between keys come next, then every
+value a trial would set is checked by the config loader itself. Read into a `Sweep`."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -64,20 +59,15 @@ def _distinct(values: list) -> list:
 
 
 def _kind(value) -> str | None:
-    if isinstance(value, list):
-        return "list[values]"
-    return "range[low, high]" if isinstance(value, dict) else None
+    return "list[values]" if isinstance(value, list) else "range[low, high]" if isinstance(value, dict) else None
 
 
 # The tags are written like pydantic's own union labels (`list[int]`), which error keys leave out.
+_NOT_A_PARAMETER = "must be a list of values such as [0.1, 0.2], or a range {low, high, log}"
 Parameter = Annotated[
     Annotated[Annotated[list[JsonValue], Field(min_length=1), AfterValidator(_distinct)], Tag("list[values]")]
     | Annotated[Range, Tag("range[low, high]")],
-    Discriminator(
-        _kind,
-        custom_error_type="parameter_kind",
-        custom_error_message="must be a list of values such as [0.1, 0.2], or a range {low, high, log}",
-    ),
+    Discriminator(_kind, custom_error_type="parameter_kind", custom_error_message=_NOT_A_PARAMETER),
 ]
 
 
@@ -129,44 +119,29 @@ class SweepSpec(BaseModel):
 def rule_problems(spec: SweepSpec) -> Iterator[tuple[str, str, str | None]]:
     """The rules between keys, as (key, what is wrong, the fix)."""
     if spec.strategy == "grid":
-        for key in ("trials", "seed", "pruner"):
-            if key in spec.model_fields_set:
-                yield (
-                    key,
-                    "does not apply to strategy grid, which runs every combination once.",
-                    "delete it, or use strategy: random",
-                )
+        fix = "delete it, or use strategy: random"
+        for key in [k for k in ("trials", "seed", "pruner") if k in spec.model_fields_set]:
+            yield key, "does not apply to strategy grid, which runs every combination once.", fix
     elif spec.trials is None:
         yield "trials", f"strategy {spec.strategy} needs `trials:` (a whole number >= 1).", "add e.g. `trials: 8`"
     for key, values in spec.parameters.items():
+        nested = isinstance(values, list) and any(isinstance(v, (list, dict)) for v in values)
         if isinstance(values, Range) and spec.strategy == "grid":
-            yield (
-                f"parameters.{key}",
-                "a range needs strategy random or optuna; grid needs a list of values.",
-                f"write e.g. `{key}: [{inline_yaml(values.low)}, {inline_yaml(values.high)}]`",
-            )
-        elif (
-            spec.strategy == "optuna" and isinstance(values, list) and any(isinstance(v, (list, dict)) for v in values)
-        ):
+            example = f"write e.g. `{key}: [{inline_yaml(values.low)}, {inline_yaml(values.high)}]`"
+            yield f"parameters.{key}", "a range needs strategy random or optuna; grid needs a list of values.", example
+        elif spec.strategy == "optuna" and nested:
             yield f"parameters.{key}", "optuna can only choose among scalar values (numbers, strings, booleans).", None
-    if spec.seeds is not None:
-        if SEED_KEY in spec.parameters:
-            yield f"parameters.{SEED_KEY}", f"sets {SEED_KEY}, which `seeds:` sets for each run.", "delete it"
-        if SEED_KEY in spec.fixed:
-            yield (
-                "set",
-                f"sets {SEED_KEY}, which `seeds:` sets for each run.",
-                "delete it and list the seeds in `seeds:`",
-            )
+    seeded = f"sets {SEED_KEY}, which `seeds:` sets for each run."
+    if spec.seeds is not None and SEED_KEY in spec.parameters:
+        yield f"parameters.{SEED_KEY}", seeded, "delete it"
+    if spec.seeds is not None and SEED_KEY in spec.fixed:
+        yield "set", seeded, "delete it and list the seeds in `seeds:`"
     lists = [values for values in spec.parameters.values() if isinstance(values, list)]
     combos = math.prod(map(len, lists))  # distinct parameter sets, when no range makes them endless
     # Both samplers draw from the same finite set: more trials than combinations only repeats runs.
     if spec.strategy != "grid" and spec.trials and len(lists) == len(spec.parameters) and combos < spec.trials:
-        yield (
-            "trials",
-            f"{spec.trials} trials, but the parameters have only {combos} distinct combinations.",
-            "use strategy: grid, or fewer trials",
-        )
+        message = f"{spec.trials} trials, but the parameters have only {combos} distinct combinations."
+        yield "trials", message, "use strategy: grid, or fewer trials"
 
 
 class Sweep(SweepSpec):
@@ -182,10 +157,13 @@ class Sweep(SweepSpec):
         return self.strategy == "optuna" and self.pruner == "median"
 
 
-def locator(path: Path, tree) -> Callable[[str], str]:
-    """file:line of a dotted key in the sweep file; a parameter's name is one key, dots and all."""
+def load_sweep(path) -> Sweep:
+    """Read and validate a sweep file; every parameter value is checked by the config loader."""
+    path = Path(path)
+    tree = read_yaml_file(path)
 
     def origin_of(key: str) -> str:
+        """file:line of a dotted key in the sweep file; a parameter's name is one key, dots and all."""
         parts: str | list = key
         head, _, rest = key.partition(".")
         if head in ("parameters", "set") and isinstance(tree.get(head), dict):
@@ -194,43 +172,24 @@ def locator(path: Path, tree) -> Callable[[str], str]:
         line = line_of(tree, parts)
         return f"{path}:{line}" if line else str(path)
 
-    return origin_of
-
-
-def load_sweep(path) -> Sweep:
-    """Read and validate a sweep file; every parameter value is checked by the config loader."""
-    path = Path(path)
-    tree = read_yaml_file(path)
-    origin_of = locator(path, tree)
     try:
         spec = SweepSpec.model_validate(to_plain(tree, str(path), tree))
     except ValidationError as exc:
         raise ConfigError(pydantic_problems(exc, origin_of, root=SweepSpec)) from None
-    problems = [Problem(key, message, fix, origin_of(key)) for key, message, fix in rule_problems(spec)]
-    if problems:
+    if problems := [Problem(key, message, fix, origin_of(key)) for key, message, fix in rule_problems(spec)]:
         raise ConfigError(problems)
 
     GRPOConfigLoader(config_path=spec.base)  # the base itself must be valid (its own file:line in errors)
-    check_values(spec.base, spec.fixed, {}, origin_of("set"))
+    checks = [("set", {})]
     for key, values in spec.parameters.items():
-        for value in [values.low, values.high] if isinstance(values, Range) else values:
-            check_values(spec.base, spec.fixed, {key: value}, origin_of(f"parameters.{key}"))
-    for seed in spec.seeds or []:
-        check_values(spec.base, spec.fixed, {SEED_KEY: seed}, origin_of("seeds"))
-    return Sweep.model_construct(
-        **{
-            **spec.__dict__,
-            "path": path,
-            "name": spec.name or path.stem,
-            "direction": spec.direction or ("minimize" if lower_is_better(spec.metric) else "maximize"),
-            "config_dir": spec.config_dir or spec.base.parent,
-        }
-    )
-
-
-def check_values(base: Path, fixed: dict, params: dict, at: str) -> None:
-    """The loader's own validation, with the problem pointed at the sweep file."""
-    try:
-        GRPOConfigLoader(config_path=base, overrides={**fixed, **params})
-    except ConfigError as exc:
-        raise ConfigError([Problem(p.key, p.message, p.fix, at) for p in exc.problems]) from None
+        values = [values.low, values.high] if isinstance(values, Range) else values
+        checks += [(f"parameters.{key}", {key: value}) for value in values]
+    checks += [("seeds", {SEED_KEY: seed}) for seed in spec.seeds or []]
+    for at, params in checks:  # the loader's own validation, pointed at the sweep file
+        try:
+            GRPOConfigLoader(config_path=spec.base, overrides={**spec.fixed, **params})
+        except ConfigError as exc:
+            raise ConfigError([Problem(p.key, p.message, p.fix, origin_of(at)) for p in exc.problems]) from None
+    direction = spec.direction or ("minimize" if lower_is_better(spec.metric) else "maximize")
+    filled = {"path": path, "name": spec.name or path.stem, "config_dir": spec.config_dir or spec.base.parent}
+    return Sweep.model_construct(**{**spec.__dict__, **filled, "direction": direction})

@@ -1,10 +1,6 @@
-"""How a sweep picks its trials: grid, random and optuna behind one ask / tell interface.
-
-`ask()` gives the next parameter set (None when the sweep has no more), `tell()` gives back
-the trial's objective (None for a failed trial), `report()` passes an intermediate value while
-the trial runs and says whether to stop it (only optuna prunes). Grid and random know all their
-trials in advance (`planned`), so the runner can build and check every trial file first.
-"""
+"""How a sweep picks its trials: grid, random and optuna behind `ask()` (the next parameter set, or None),
+`tell()` (its objective) and `report()` (an intermediate value: stop it? only optuna prunes). Grid and
+random know all their trials in advance (`planned`): the runner checks every file first."""
 
 from __future__ import annotations
 
@@ -24,34 +20,21 @@ if TYPE_CHECKING:
     import optuna
 
 # Short names for file names (grpo_cluster_lr1e-4_beta0.05.yaml); other keys use their last part.
-ABBREV = {
-    "learning_rate": "lr",
-    "per_device_train_batch_size": "bs",
-    "gradient_accumulation_steps": "ga",
-    "num_generations": "gen",
-    "generation_batch_size": "gbs",
-    "steps_per_generation": "spg",
-    "max_completion_length": "len",
-    "num_iterations": "iters",
-    "temperature": "temp",
-    "weight_decay": "wd",
-    "warmup_steps": "warmup",
-    "lr_scheduler_type": "sched",
-    "loss_type": "loss",
-    "scale_rewards": "scale",
-    "num_train_epochs": "epochs",
-    "max_steps": "steps",
-}
+ABBREV = dict(
+    item.split("=")
+    for item in (
+        "learning_rate=lr per_device_train_batch_size=bs gradient_accumulation_steps=ga num_generations=gen "
+        "generation_batch_size=gbs steps_per_generation=spg max_completion_length=len num_iterations=iters "
+        "temperature=temp weight_decay=wd warmup_steps=warmup lr_scheduler_type=sched loss_type=loss "
+        "scale_rewards=scale num_train_epochs=epochs max_steps=steps"
+    ).split()
+)
 COMPLETE, FAIL, PRUNED = "complete", "fail", "pruned"
 
 
-# ------------------------------------------------------------------------- names
 def value_text(value) -> str:
     """1e-4 -> '1e-4', 0.05 -> '0.05', True -> 'true': short, and safe in a file name."""
-    if isinstance(value, float):
-        text = format_float(value).replace(".0e", "e")
-    else:
-        text = inline_yaml(value)
+    text = format_float(value).replace(".0e", "e") if isinstance(value, float) else inline_yaml(value)
     return re.sub(r"[^\w.+-]+", "-", text).strip("-") or "x"
 
 
@@ -65,10 +48,8 @@ def trial_stem(base_stem: str, params: dict, seed: int | None = None) -> str:
     return stem if seed is None else f"{stem}_seed{seed}"
 
 
-# ------------------------------------------------------------------------- drawing trials
 def grid(sweep: Sweep) -> list[dict]:
-    keys = list(sweep.parameters)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*sweep.parameters.values())]
+    return [dict(zip(sweep.parameters, combo)) for combo in itertools.product(*sweep.parameters.values())]
 
 
 def _round(value: float) -> float:
@@ -78,7 +59,7 @@ def _round(value: float) -> float:
 def sample_random(sweep: Sweep) -> list[dict]:
     """`trials` distinct parameter sets, the same ones for the same `seed`."""
     rng = random.Random(sweep.seed)
-    out, names = [], set()
+    drawn: dict[str, dict] = {}  # trial name -> its parameters
     for _ in range(sweep.trials * 50):
         params = {}
         for key, spec in sweep.parameters.items():
@@ -88,35 +69,13 @@ def sample_random(sweep: Sweep) -> list[dict]:
             low, high = spec.low, spec.high
             x = math.exp(rng.uniform(math.log(low), math.log(high))) if spec.log else rng.uniform(low, high)
             params[key] = round(x) if spec.integer else _round(x)
-        name = trial_stem(sweep.base.stem, params)
-        if name not in names:
-            names.add(name)
-            out.append(params)
-        if len(out) == sweep.trials:
-            return out
-    raise ConfigError(
-        Problem(
-            "trials",
-            f"only {len(out)} distinct trials could be drawn from these parameters.",
-            "widen the ranges or lower trials",
-            str(sweep.path),
-        )
-    )
+        drawn.setdefault(trial_stem(sweep.base.stem, params), params)
+        if len(drawn) == sweep.trials:
+            return list(drawn.values())
+    message = f"only {len(drawn)} distinct trials could be drawn from these parameters."
+    raise ConfigError(Problem("trials", message, "widen the ranges or lower trials", str(sweep.path)))
 
 
-def suggest_optuna(ot, sweep: Sweep) -> dict:
-    params = {}
-    for key, spec in sweep.parameters.items():
-        if isinstance(spec, list):
-            params[key] = ot.suggest_categorical(key, spec)
-        elif isinstance(spec, Range) and spec.integer:
-            params[key] = ot.suggest_int(key, spec.low, spec.high, log=spec.log)
-        else:
-            params[key] = _round(ot.suggest_float(key, spec.low, spec.high, log=spec.log))
-    return params
-
-
-# ------------------------------------------------------------------------- ask / tell
 @dataclass
 class Suggestion:
     number: int  # 1-based trial number
@@ -127,18 +86,16 @@ class Suggestion:
 class Planned:
     """Grid and random: a fixed list of parameter sets, handed out in order."""
 
+    prunes = False
+
     def __init__(self, params_list: list[dict]):
-        self.planned = params_list
-        self.total = len(params_list)
-        self._next = 0
+        self.planned, self.total, self._next = params_list, len(params_list), 0
 
     def ask(self) -> Suggestion | None:
         if self._next >= self.total:
             return None
         self._next += 1
         return Suggestion(self._next, self.planned[self._next - 1])
-
-    prunes = False
 
     def tell(self, suggestion: Suggestion, value: float | None, state: str = COMPLETE) -> None:
         pass  # the plan does not depend on results
@@ -148,8 +105,7 @@ class Planned:
 
 
 class Optuna:
-    """TPE proposes each trial from the results told so far; with the median pruner, a trial
-    whose intermediate value is worse than the median of earlier trials at the same step stops."""
+    """TPE from the results so far; the median pruner stops a trial below earlier ones at that step."""
 
     planned = None
 
@@ -161,31 +117,33 @@ class Optuna:
                 Problem("strategy", "optuna is not installed.", "pip install optuna", str(sweep.path))
             ) from None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.optuna = optuna
         pruner = optuna.pruners.MedianPruner(n_startup_trials=1) if sweep.prune else optuna.pruners.NopPruner()
+        sampler = optuna.samplers.TPESampler(seed=sweep.seed)
         self.study = optuna.create_study(
-            study_name=sweep.name,
-            direction=sweep.direction,
-            sampler=optuna.samplers.TPESampler(seed=sweep.seed),
-            pruner=pruner,
+            study_name=sweep.name, direction=sweep.direction, sampler=sampler, pruner=pruner
         )
-        self.sweep, self.total, self._asked, self.prunes = sweep, sweep.trials, 0, sweep.prune
+        self.optuna, self.sweep, self.total, self._asked, self.prunes = optuna, sweep, sweep.trials, 0, sweep.prune
 
     def ask(self) -> Suggestion | None:
         if self._asked >= self.total:
             return None
         self._asked += 1
-        ot = self.study.ask()
-        return Suggestion(self._asked, suggest_optuna(ot, self.sweep), ot)
+        ot, params = self.study.ask(), {}
+        for key, spec in self.sweep.parameters.items():
+            if isinstance(spec, list):
+                params[key] = ot.suggest_categorical(key, spec)
+            elif isinstance(spec, Range) and spec.integer:
+                params[key] = ot.suggest_int(key, spec.low, spec.high, log=spec.log)
+            else:
+                params[key] = _round(ot.suggest_float(key, spec.low, spec.high, log=spec.log))
+        return Suggestion(self._asked, params, ot)
 
     def tell(self, suggestion: Suggestion, value: float | None, state: str = COMPLETE) -> None:
         states = self.optuna.trial.TrialState
-        if state == PRUNED:
-            self.study.tell(suggestion.handle, state=states.PRUNED)
-        elif value is None or state == FAIL:
-            self.study.tell(suggestion.handle, state=states.FAIL)
-        else:
+        if state == COMPLETE and value is not None:
             self.study.tell(suggestion.handle, value)
+        else:
+            self.study.tell(suggestion.handle, state=states.PRUNED if state == PRUNED else states.FAIL)
 
     def report(self, suggestion: Suggestion, step: int, value: float) -> bool:
         suggestion.handle.report(value, step)
