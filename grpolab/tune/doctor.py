@@ -29,19 +29,9 @@ from .edits import annotate_changes
 from .thresholds import THRESHOLDS, limit
 
 # Findings in the order a user should act on them: a broken run first, tuning last.
-ORDER = (
-    "divergence",
-    "constant_reward",
-    "clipped_completions",
-    "no_learning_signal",
-    "kl_growth",
-    "entropy_collapse",
-    "reward_hacking",
-    "lr_too_low",
-    "small_batch",
-    "range_learning_rate",
-    "range_beta",
-    "range_num_generations",
+ORDER = tuple(
+    "divergence constant_reward clipped_completions no_learning_signal kl_growth entropy_collapse reward_hacking "
+    "lr_too_low small_batch range_learning_rate range_beta range_num_generations".split()
 )
 
 
@@ -73,15 +63,8 @@ class Finding:
     @classmethod
     def from_dict(cls, d: dict) -> Finding:
         """A finding as to_dict wrote it (a run's record keeps the guard's findings this way)."""
-        return cls(
-            d["id"],
-            d.get("title", ""),
-            list(d.get("evidence") or []),
-            d.get("why", ""),
-            dict(d.get("edits") or {}),
-            list(d.get("alternatives") or []),
-            list(d.get("thresholds") or {}),
-        )
+        lists = {key: list(d.get(key) or []) for key in ("evidence", "alternatives", "thresholds")}
+        return cls(d["id"], d.get("title", ""), why=d.get("why", ""), edits=dict(d.get("edits") or {}), **lists)
 
     def body(self) -> list[str]:
         """Evidence, why, the edit and the alternatives, one line each, as doctor prints them."""
@@ -137,31 +120,18 @@ def series(run: Run, key: str) -> list[tuple[float, float]]:
     return metrics.series(run.metrics, key)
 
 
-def nonfinite(run: Run, keys) -> list[tuple[int, str, float]]:
-    found = []
-    for record in run.metrics:
-        for key in keys:
-            value = record.get(key)
-            if isinstance(value, float) and not math.isfinite(value):
-                found.append((record.get("step", 0), key, value))
-    return found
-
-
 def completions_sample(run_dir: Path, n: int = 3) -> list[dict]:
     """A few saved completions (TRL's completions/*.parquet with log_completions, or completions.jsonl)."""
     saved = metrics.read_completions(run_dir)
-    if saved:
-        return saved[-n:]
     files = sorted((run_dir / "completions").glob("completions_*.parquet"))
-    if not files:
-        return []
+    if saved or not files:
+        return saved[-n:]
     try:
         import pyarrow.parquet as pq
 
-        table = pq.read_table(files[-1]).to_pylist()
+        return pq.read_table(files[-1]).to_pylist()[:n]
     except Exception:  # an unreadable or half-written file: the finding stands without a sample
         return []
-    return table[:n]
 
 
 def _thirds(values: list[float]) -> tuple[float, float]:
@@ -171,15 +141,8 @@ def _thirds(values: list[float]) -> tuple[float, float]:
 
 def _show(points: list[tuple[int, float]], digits: int = 3) -> str:
     """'0.88 (step 1), 0.95 (2), ... 0.91 (10)': the first three and last three points."""
-    shown = points if len(points) <= 6 else [*points[:3], None, *points[-3:]]
-    parts = []
-    for i, point in enumerate(shown):
-        if point is None:
-            parts.append("...")
-            continue
-        step, value = point
-        parts.append(f"{value:.{digits}g} (step {step})" if i == 0 else f"{value:.{digits}g} ({step})")
-    return ", ".join(parts)
+    parts = [f"{value:.{digits}g} ({'step ' if i == 0 else ''}{step})" for i, (step, value) in enumerate(points)]
+    return ", ".join(parts if len(parts) <= 6 else [*parts[:3], "...", *parts[-3:]])
 
 
 def _span(points) -> str:
@@ -209,14 +172,10 @@ def generations_edits(cfg, new_g: int) -> dict | None:
     """num_generations -> new_g, keeping the unique prompts per round (None when that cannot be done
     by a whole factor)."""
     g = cfg.grpo.num_generations
-    if new_g % g:
-        return {"grpo.num_generations": new_g} if _prompts_fit(cfg, new_g) else None
-    return {"grpo.num_generations": new_g, **scale_batch_edits(cfg, new_g // g)}
-
-
-def _prompts_fit(cfg, new_g: int) -> bool:
+    if new_g % g == 0:
+        return {"grpo.num_generations": new_g, **scale_batch_edits(cfg, new_g // g)}
     b = cfg.grpo.generation_batch_size
-    return b != "auto" and b % new_g == 0
+    return {"grpo.num_generations": new_g} if b != "auto" and b % new_g == 0 else None
 
 
 def validate_edits(run: Run, edits: dict) -> str | None:
@@ -243,11 +202,16 @@ def _model_context(run: Run) -> int | None:
 
 # --------------------------------------------------------------------------- the findings
 def find_divergence(run: Run) -> Finding | None:
-    bad = nonfinite(run, ("loss", "grad_norm", "reward", "kl", "entropy"))
+    keys = ("loss", "grad_norm", "reward", "kl", "entropy")
+    bad = [
+        (r.get("step", 0), k)
+        for r in run.metrics
+        for k in keys
+        if isinstance(v := r.get(k), float) and not math.isfinite(v)
+    ]
     evidence, thresholds = [], []
     if bad:
-        steps = sorted({s for s, _, _ in bad})
-        keys = sorted({k for _, k, _ in bad})
+        steps, keys = sorted({s for s, _ in bad}), sorted({k for _, k in bad})
         evidence.append(f"non-finite {', '.join(keys)} at step(s) {', '.join(map(str, steps[:8]))}")
     error = str(run.info.get("error") or "")
     if "NaN" in error or "diverged" in error:
@@ -324,12 +288,10 @@ def find_constant_reward(run: Run) -> Finding | None:
             "rewards: " + "; ".join(parts) + f"; data: {cfg.data.dataset}, columns {cfg.data.columns or '{}'}"
         )
     sample = completions_sample(run.path)
-    if sample:
-        for row in sample:
-            shown = {k: row.get(k) for k in row if k not in ("step",)}
-            text = json.dumps(shown, default=str)
-            evidence.append("sample: " + (text if len(text) < 300 else text[:300] + "..."))
-    else:
+    for row in sample:
+        text = json.dumps({k: v for k, v in row.items() if k != "step"}, default=str)
+        evidence.append("sample: " + (text if len(text) < 300 else text[:300] + "..."))
+    if not sample:
         evidence.append("no completions saved; rerun with --set grpo.log_completions=true to see them")
     title = "the reward is 0 for every completion" if value == 0 else f"the reward is {value:.4g} for every completion"
     return Finding(
@@ -655,26 +617,12 @@ def find_ranges(run: Run) -> list[Finding]:
 
 
 def diagnose(run: Run) -> list[Finding]:
-    findings = []
-    for finding in (find_divergence(run), find_constant_reward(run)):
-        if finding:
-            findings.append(finding)
-    constant = any(f.id == "constant_reward" for f in findings)
+    diverged, constant = find_divergence(run), find_constant_reward(run)
     signal = None if constant else find_no_signal(run)
-    if signal:
-        findings.append(signal)
-    for finding in (
-        find_clipped(run),
-        find_kl_growth(run),
-        find_entropy_collapse(run),
-        find_reward_hacking(run),
-        find_lr_too_low(run, zero_signal=signal is not None, constant=constant),
-        find_small_batch(run),
-        *find_ranges(run),
-    ):
-        if finding:
-            findings.append(finding)
-    return checked(run, findings)
+    lr_too_low = find_lr_too_low(run, zero_signal=signal is not None, constant=constant is not None)
+    found = [diverged, constant, signal, find_clipped(run), find_kl_growth(run), find_entropy_collapse(run)]
+    found += [find_reward_hacking(run), lr_too_low, find_small_batch(run), *find_ranges(run)]
+    return checked(run, [f for f in found if f])
 
 
 def checked(run: Run, findings: list[Finding]) -> list[Finding]:
@@ -720,7 +668,6 @@ def render(run: Run, findings: list[Finding]) -> str:
     lines += [f"  note: {note}" for note in notes(run)]
     if not findings:
         lines.append("  no findings: nothing in the logged metrics crosses a threshold (grpolab doctor --thresholds)")
-        return "\n".join(lines)
     for i, f in enumerate(findings, 1):
         lines += [f"  [{i}] {f.id}: {f.title}", *f.body()]
     return "\n".join(lines)
@@ -736,11 +683,9 @@ def _source_loader(run: Run) -> tuple[GRPOConfigLoader, str]:
         path = Path(original)
         if not path.is_absolute() and run.info.get("cwd"):
             path = Path(run.info["cwd"]) / path
-        overrides_file = run.path / "overrides.yaml"
+        file = run.path / "overrides.yaml"
         try:
-            overrides = (
-                to_plain(read_yaml_file(overrides_file), str(overrides_file)) if overrides_file.is_file() else {}
-            )
+            overrides = to_plain(read_yaml_file(file), str(file)) if file.is_file() else {}
             loader = GRPOConfigLoader(config_path=path, overrides=overrides or None, world_size=run.world_size)
             if path.is_file() and loader.to_dict() == run.loader.to_dict():
                 return loader, str(path)
@@ -793,10 +738,10 @@ def write_next_config(
             *[f"  {f.id}: {f.title}" for f in chosen],
         ]
         loader, source = _source_loader(run)
-        if not full:
-            text = _minimal_text(run, loader, Path(source), edits, reason, header, out)
-        else:
+        if full:
             text = _full_text(run, loader, source, edits, reason, header)
+        else:
+            text = _minimal_text(run, loader, Path(source), edits, reason, header, out)
         write_atomic(out, text, overwrite=force)
         GRPOConfigLoader(config_path=out, world_size=run.world_size)  # the file written is a valid config
         return out, chosen

@@ -13,7 +13,7 @@ the original. Reads and writes configs only (no torch).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
@@ -41,23 +41,11 @@ def _cost(batch: Batch, world: int, target: dict, g: int, mu: int) -> tuple:
     device (per_device_train_batch_size), then fewer changed keys."""
     b, s = batch.resolved(world)
     eff = batch.per_device * batch.accumulation * world
-    steps_per_round = s * mu / batch.accumulation
-    keys_changed = sum(
-        (
-            batch.per_device != target["per_device"],
-            batch.accumulation != target["accumulation"],
-            batch.generation_batch != target["generation_batch"],
-            batch.steps_per_generation != target["steps_per_generation"],
-        )
-    )
-    return (
-        round(abs(math.log((b // g) / target["prompts"])), 9),
-        round(abs(math.log(eff / target["effective"])), 9),
-        round(abs(math.log(steps_per_round / target["steps_per_round"])), 9),
-        round(abs(math.log(batch.per_device / target["per_device"])), 9),
-        keys_changed,
-        batch.accumulation,
-    )
+    values = (b // g, eff, s * mu / batch.accumulation, batch.per_device)
+    names = ("prompts", "effective", "steps_per_round", "per_device")
+    distances = [round(abs(math.log(value / target[name])), 9) for value, name in zip(values, names)]
+    changed = sum(getattr(batch, f.name) != target[f.name] for f in fields(Batch))  # Batch's fields are in target
+    return (*distances, changed, batch.accumulation)
 
 
 def best_batch(cfg, old_world: int, new_world: int) -> Batch:
