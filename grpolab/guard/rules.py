@@ -42,16 +42,14 @@ def view(run_dir: Path, rows: list[dict], loader, world_size: int) -> doctor.Run
 
 def _zero_spread(row: dict, limit: float) -> bool | None:
     """Whether every group of this logged step had the same reward; None for a row without rewards."""
+
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
     frac, std = row.get("frac_reward_zero_std"), row.get("reward_std")
-    if _number(frac):
+    if number(frac):
         return frac >= 1.0 - 1e-9
-    if _number(std):
-        return std <= limit
-    return None
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return std <= limit if number(std) else None
 
 
 def zero_spread_window(rows: list[dict], window: int, limit: float) -> list[dict] | None:
@@ -96,10 +94,9 @@ def live_findings(
         if zero is not None:
             recent = dataclasses.replace(run, metrics=zero)
             constant = doctor.find_constant_reward(recent) if "constant_reward" in kinds else None
-            signal = None if constant else doctor.find_no_signal(recent)
             if constant:
                 found["constant_reward"] = constant
-            elif signal and "no_learning_signal" in kinds:
+            elif "no_learning_signal" in kinds and (signal := doctor.find_no_signal(recent)):
                 found["no_learning_signal"] = signal
         finders = {
             "clipped_completions": lambda: doctor.find_clipped(run),
@@ -109,8 +106,6 @@ def live_findings(
             "lr_too_low": lambda: doctor.find_lr_too_low(run, zero_signal=zero is not None, constant=False),
         }
         for kind, find in finders.items():
-            if kind in kinds:
-                finding = find()
-                if finding:
-                    found[kind] = finding
+            if kind in kinds and (finding := find()):
+                found[kind] = finding
         return doctor.checked(run, list(found.values()))

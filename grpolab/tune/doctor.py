@@ -245,8 +245,7 @@ def divergence(run: Run, evidence: list[str], thresholds: list[str]) -> Finding:
     cfg = run.config
     edits, alternatives = {}, []
     if cfg is not None:
-        lr = cfg.training.learning_rate
-        edits["training.learning_rate"] = min(lr / 10, limit("lr_range_high"))
+        edits["training.learning_rate"] = min(cfg.training.learning_rate / 10, limit("lr_range_high"))
         if cfg.training.max_grad_norm == 0:
             alternatives.append("--set training.max_grad_norm=1.0  (gradient clipping is off)")
         if cfg.grpo.beta == 0:
@@ -264,17 +263,12 @@ def divergence(run: Run, evidence: list[str], thresholds: list[str]) -> Finding:
 
 
 def find_constant_reward(run: Run) -> Finding | None:
-    reward = series(run, "reward")
-    std = series(run, "reward_std")
-    if not reward or not std:
-        return None
-    spread = max(v for _, v in reward) - min(v for _, v in reward)
-    if max(v for _, v in std) > limit("constant_reward_std") or spread > limit("constant_reward_std"):
+    reward, std = series(run, "reward"), series(run, "reward_std")
+    values = [v for _, v in reward]
+    if not std or not values or max(max(v for _, v in std), max(values) - min(values)) > limit("constant_reward_std"):
         return None
     value = reward[0][1]
-    evidence = [
-        f"reward {value:.4g} at every one of {_span(reward)}; reward_std 0 throughout",
-    ]
+    evidence = [f"reward {value:.4g} at every one of {_span(reward)}; reward_std 0 throughout"]
     cfg = run.config
     if cfg is not None:
         from grpolab.rewards.build import BUILTIN_COLUMNS
@@ -472,8 +466,7 @@ def find_lr_too_low(run: Run, zero_signal: bool, constant: bool) -> Finding | No
     if peak >= limit("lr_floor") or last - first >= limit("reward_flat"):
         return None
     cfg = run.config
-    current = cfg.training.learning_rate if cfg is not None else peak
-    edits = {"training.learning_rate": min(current * 10, limit("lr_range_high"))} if cfg is not None else {}
+    edits = {"training.learning_rate": min(cfg.training.learning_rate * 10, limit("lr_range_high"))} if cfg else {}
     params = _model_parameters(run)
     size = f" for a {params / 1e6:.1f}M-parameter model" if params else ""
     return Finding(
@@ -703,30 +696,19 @@ def write_next_config(
     copy of the run's config file with the same marks. Returns the path and the findings applied."""
     from grpolab.config.yaml_io import edit_lock, write_atomic
 
-    chosen = [f for f in findings if f.edits]
+    chosen, where = [f for f in findings if f.edits], str(run.path)
     if not chosen:
-        raise ConfigError(
-            Problem(
-                "",
-                "no finding has an edit to write" + (" (there are no findings)" if not findings else ""),
-                "act on the findings' suggestions by hand",
-                str(run.path),
-            )
-        )
+        problem = "no finding has an edit to write" + (" (there are no findings)" if not findings else "")
+        raise ConfigError(Problem("", problem, "act on the findings' suggestions by hand", where))
     if run.loader is None:
-        raise ConfigError(
-            Problem("", "resolved_config.yaml does not load; cannot write a config", None, str(run.path))
-        )
+        raise ConfigError(Problem("", "resolved_config.yaml does not load; cannot write a config", None, where))
     out = Path(out)
     # Under OUT's lock: written over the run's own config (--force), it is read and rewritten as
     # one edit, and write_atomic refuses if it changed since it was read.
     with edit_lock(out):
         if out.exists() and not force:
-            raise ConfigError(
-                Problem(
-                    "", "file exists; refusing to overwrite it", "choose a new file name, or pass --force", str(out)
-                )
-            )
+            fix = "choose a new file name, or pass --force"
+            raise ConfigError(Problem("", "file exists; refusing to overwrite it", fix, str(out)))
         edits, reason = {}, {}
         for f in chosen:
             for key, value in f.edits.items():

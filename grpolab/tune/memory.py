@@ -2,20 +2,14 @@
 model's shape (its config.json, read as JSON: no torch, transformers or trl).
 
 Components (per device, in the order they are allocated):
-  weights      the policy: parameters x bytes of the dtype it loads in
-  gradients    one per trainable parameter, in the parameter dtype
-  optimizer    AdamW: exp_avg and exp_avg_sq per trainable parameter in the parameter dtype, plus a
-               4-byte `step` tensor per parameter tensor (torch keeps it as a 0-dim float32 tensor);
-               under DeepSpeed a float32 master copy and float32 moments (12 bytes per parameter) when
-               the weights are 16-bit
-  reference    a second copy of the weights, only when beta > 0 (TRL loads no reference model at 0,
-               and a LoRA run disables the adapter instead)
-  activations  what the backward pass keeps for per_device_train_batch_size x (prompt + completion)
-               tokens, with or without gradient checkpointing
-  logits       TRL's fused LM head: its [tokens, 32768] tile buffer (at most 4096 tokens), the
-               unfused tile math on CPU, and float32 gradients of the LM head and the last hidden state
-  generation   KV cache of one generation round with transformers (not at the same time as the
-               activations: the larger of the two phases counts), or the vLLM colocate share
+  weights, gradients  parameters (trainable ones for gradients) x bytes of the dtype they load in
+  optimizer    AdamW's exp_avg and exp_avg_sq in the parameter dtype, plus a float32 0-dim `step` tensor
+               per parameter tensor; under DeepSpeed, float32 master weights and moments (12 bytes per
+               parameter) when the weights are 16-bit
+  reference    a copy of the weights only when beta > 0 (none at 0; a LoRA run disables the adapter)
+  activations, logits  the training phase (see activation_values_per_token and logits_bytes)
+  generation   the KV cache of one round with transformers, or the vLLM colocate share: not alive with
+               the activations, so the larger of the two phases counts
 Sharding by backend: ddp none; ZeRO-1 optimizer; ZeRO-2 optimizer + gradients; ZeRO-3 and FSDP
 weights, gradients and optimizer (and the reference model, which TRL prepares the same way).
 """
@@ -174,21 +168,14 @@ class ModelShape:
             heads, positions = need("n_head", "num_attention_heads"), need("n_positions", "max_position_embeddings")
             inner, tied = data.get("n_inner") or 4 * h, data.get("tie_word_embeddings", True)
             return cls("gpt2", vocab, h, layers, heads, heads, inner, positions, tied, source=source)
-        heads = need("num_attention_heads")
+        heads, vocab = need("num_attention_heads"), need("vocab_size")
+        h, layers = need("hidden_size"), need("num_hidden_layers")
+        inner, positions = need("intermediate_size"), need("max_position_embeddings")
+        kv, tied = data.get("num_key_value_heads") or heads, data.get("tie_word_embeddings", False)
+        bias = bool(data.get("attention_bias", kind in ("qwen2", "qwen2_moe")))
+        head_dim = data.get("head_dim") if isinstance(data.get("head_dim"), int) else None
         return cls(
-            "llama",
-            need("vocab_size"),
-            need("hidden_size"),
-            need("num_hidden_layers"),
-            heads,
-            data.get("num_key_value_heads") or heads,
-            need("intermediate_size"),
-            need("max_position_embeddings"),
-            data.get("tie_word_embeddings", False),
-            qkv_bias=bool(data.get("attention_bias", kind in ("qwen2", "qwen2_moe"))),
-            qk_norm=kind == "qwen3",
-            source=source,
-            explicit_head_dim=data.get("head_dim") if isinstance(data.get("head_dim"), int) else None,
+            "llama", vocab, h, layers, heads, kv, inner, positions, tied, bias, kind == "qwen3", source, None, head_dim
         )
 
     @classmethod

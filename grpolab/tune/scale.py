@@ -1,13 +1,11 @@
 """`grpolab config scale FILE --gpus N`: the same experiment on N training processes.
 
-What a GRPO step learns from is set by the unique prompts per generation round (generation batch /
-num_generations), the completions per round, the effective batch (per_device_train_batch_size x
-gradient_accumulation_steps x processes) and how many optimizer steps each round feeds (on-policy
-when one). Moving to N processes multiplies the per-process numbers by N, so scale searches the
-per-device batch, gradient accumulation and generation batch that keep those quantities as close as
-the divisibility rules allow (TRL: the round divides by per_device_train_batch_size x processes and
-by num_generations), in that order of priority, and then the per-device batch (memory) closest to
-the original. Reads and writes configs only (no torch).
+A step learns from the unique prompts per round, the effective batch and the optimizer steps each
+round feeds (on-policy when one). N processes multiply the per-process numbers by N, so scale searches
+the per-device batch, gradient accumulation and generation batch that keep those as close as TRL's
+divisibility rules allow (the round divides by per_device_train_batch_size x processes and by
+num_generations), in that order, then the per-device batch (memory) closest to the original.
+Reads and writes configs only (no torch).
 """
 
 from __future__ import annotations
@@ -200,12 +198,9 @@ def _flat(data, prefix=""):
 
 
 def _table(before: Derived, after: Derived, old, new) -> list[tuple[str, str, str]]:
-    t0, t1 = old.training, new.training
-    rows = [
-        ("processes", before.world_size, after.world_size),
-        ("per_device_train_batch_size", t0.per_device_train_batch_size, t1.per_device_train_batch_size),
-        ("gradient_accumulation_steps", t0.gradient_accumulation_steps, t1.gradient_accumulation_steps),
-    ]
+    rows = [("processes", before.world_size, after.world_size)]
+    for key in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        rows.append((key, getattr(old.training, key), getattr(new.training, key)))
     for label, name in (
         ("effective batch size", "effective_batch_size"),
         ("completions per round", "generation_batch_size"),
@@ -215,10 +210,7 @@ def _table(before: Derived, after: Derived, old, new) -> list[tuple[str, str, st
     ):
         rows.append((label, getattr(before, name), getattr(after, name)))
     rows.append(("on-policy", "yes" if before.on_policy else "no", "yes" if after.on_policy else "no"))
-    return [
-        (label, f"{a:g}" if isinstance(a, float) else str(a), f"{b:g}" if isinstance(b, float) else str(b))
-        for label, a, b in rows
-    ]
+    return [(label, *(f"{v:g}" if isinstance(v, float) else str(v) for v in (a, b))) for label, a, b in rows]
 
 
 def render_table(rows) -> str:
