@@ -15,7 +15,6 @@ import dataclasses
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from grpolab.tune import doctor
 from grpolab.tune.doctor import Finding
@@ -33,11 +32,6 @@ def guard_limits(values: dict[str, float]) -> Iterator[None]:
         yield
     finally:
         THRESHOLDS.update(saved)
-
-
-def view(run_dir: Path, rows: list[dict], loader, world_size: int) -> doctor.Run:
-    """A doctor Run over rows in memory (nothing is read from run_dir until a finding first holds)."""
-    return doctor.Run(Path(run_dir), rows, {}, {"world_size": world_size}, loader, None, 0)
 
 
 def _zero_spread(row: dict, limit: float) -> bool | None:
@@ -59,17 +53,6 @@ def zero_spread_window(rows: list[dict], window: int, limit: float) -> list[dict
     return last if len(last) == window and all(_zero_spread(row, limit) for row in last) else None
 
 
-def weight_blowup(run: doctor.Run, growth: float | None, limit: float) -> Finding | None:
-    """Divergence from the weight norm: the doctor's divergence finding with the weight growth as its evidence."""
-    if growth is None or not growth > limit:
-        return None
-    blown = (
-        f"the trainable-weight norm is {growth:.3g}x its value before step 1 (> {limit:g}x): one or more "
-        "updates blew up the weights"
-    )
-    return doctor.divergence(run, [blown], [])
-
-
 def only_reward_collapse(finding: Finding) -> bool:
     """A divergence whose sole evidence is a reward that fell from its best step: early in a run a
     few noisy batch means can look like that, so the guard warns on it and stops only on hard
@@ -84,12 +67,16 @@ def live_findings(
     found: dict[str, Finding] = {}
     with guard_limits(limits):
         if "divergence" in kinds:
-            finding = doctor.find_divergence(run)
-            blown = weight_blowup(run, weight_growth, limits["weight_growth"])
-            if finding and blown:  # both seen: the weights are the most direct evidence
-                finding.evidence.insert(0, blown.evidence[0])
-            if finding or blown:
-                found["divergence"] = finding or blown
+            finding, limit = doctor.find_divergence(run), limits["weight_growth"]
+            if weight_growth is not None and weight_growth > limit:  # first: the most direct evidence
+                finding = finding or doctor.divergence(run, [], [])
+                finding.evidence.insert(
+                    0,
+                    f"the trainable-weight norm is {weight_growth:.3g}x its value before step 1 (> {limit:g}x): one "
+                    "or more updates blew up the weights",
+                )
+            if finding:
+                found["divergence"] = finding
         zero = zero_spread_window(run.metrics, window, limits["constant_reward_std"])
         if zero is not None:
             recent = dataclasses.replace(run, metrics=zero)

@@ -242,8 +242,7 @@ def find_divergence(run: Run) -> Finding | None:
 
 def divergence(run: Run, evidence: list[str], thresholds: list[str]) -> Finding:
     """The divergence finding on this evidence: a far smaller step, and what else holds the policy."""
-    cfg = run.config
-    edits, alternatives = {}, []
+    cfg, edits, alternatives = run.config, {}, []
     if cfg is not None:
         edits["training.learning_rate"] = min(cfg.training.learning_rate / 10, limit("lr_range_high"))
         if cfg.training.max_grad_norm == 0:
@@ -312,11 +311,9 @@ def find_no_signal(run: Run) -> Finding | None:
     mean = fmean([v for _, v in zero])
     if mean <= limit("zero_std_frac"):
         return None
-    cfg = run.config
-    edits, alternatives = {}, []
+    cfg, edits, alternatives = run.config, {}, []
     if cfg is not None:
-        g = cfg.grpo.num_generations
-        temp = cfg.generation.temperature
+        g, temp = cfg.grpo.num_generations, cfg.generation.temperature
         raised = generations_edits(cfg, 2 * g) if 2 * g <= limit("generations_range_high") else None
         if raised and validate_edits(run, raised) is None:
             edits = raised
@@ -350,8 +347,7 @@ def find_clipped(run: Run) -> Finding | None:
         f"{_show(clipped, 2)}"
     ]
     length = series(run, "completions/mean_length")
-    cfg = run.config
-    edits, alternatives = {}, []
+    cfg, edits, alternatives = run.config, {}, []
     if cfg is not None:
         mcl = cfg.generation.max_completion_length
         if length:
@@ -370,8 +366,8 @@ def find_clipped(run: Run) -> Finding | None:
         alternatives.append(
             "add the overlong penalty to `rewards:`: `- {name: length_penalty, weight: 1.0}` (DAPO's soft punishment)"
         )
-        if not edits and alternatives:  # the model's context leaves no room: masking is the edit
-            edits = {"grpo.mask_truncated_completions": True} if not cfg.grpo.mask_truncated_completions else {}
+        if not edits and not cfg.grpo.mask_truncated_completions:  # the model's context leaves no room
+            edits = {"grpo.mask_truncated_completions": True}
     return Finding(
         "clipped_completions",
         "completions are cut off at max_completion_length",
@@ -391,8 +387,7 @@ def find_entropy_collapse(run: Run) -> Finding | None:
     first, last = entropy[0][1], entropy[-1][1]
     if last / first >= limit("entropy_collapse_ratio") or last >= limit("entropy_floor"):
         return None
-    cfg = run.config
-    edits, alternatives = {}, []
+    cfg, edits, alternatives = run.config, {}, []
     if cfg is not None:
         if cfg.grpo.beta == 0:
             edits["grpo.beta"] = 0.04
@@ -425,13 +420,11 @@ def find_kl_growth(run: Run) -> Finding | None:
     values = [v for _, v in kl]
     q = max(1, len(values) // 4)
     second = fmean(values[q : 2 * q]) if len(values) >= 2 * q else values[0]
-    late = fmean(values[-q:])
-    last = values[-1]
+    late, last = fmean(values[-q:]), values[-1]
     growth = late / second if second > 0 else math.inf
     if not (last > limit("kl_max") and (growth > limit("kl_growth") or last > limit("kl_extreme"))):
         return None
-    cfg = run.config
-    edits, alternatives = {}, []
+    cfg, edits, alternatives = run.config, {}, []
     if cfg is not None:
         beta, lr = cfg.grpo.beta, cfg.training.learning_rate
         if beta * 2 <= limit("beta_range_high"):
@@ -457,8 +450,7 @@ def find_kl_growth(run: Run) -> Finding | None:
 
 
 def find_lr_too_low(run: Run, zero_signal: bool, constant: bool) -> Finding | None:
-    lr = series(run, "learning_rate")
-    reward = series(run, "reward")
+    lr, reward = series(run, "learning_rate"), series(run, "reward")
     if constant or zero_signal or not lr or len(reward) < limit("min_points"):
         return None
     peak = max(v for _, v in lr)
@@ -516,8 +508,7 @@ def find_reward_hacking(run: Run) -> Finding | None:
         return None
     if start - end <= limit("eval_drop"):
         return None
-    cfg = run.config
-    edits, alternatives = {}, []
+    cfg, edits, alternatives = run.config, {}, []
     if cfg is not None:
         beta = cfg.grpo.beta
         edits["grpo.beta"] = 0.04 if beta == 0 else min(beta * 2, limit("beta_range_high"))
@@ -639,8 +630,7 @@ def notes(run: Run) -> list[str]:
             f"loss stays near 0 (|loss| <= {max(abs(v) for v in loss):.2g}): expected for GRPO, whose advantages are "
             "centred per group, so the mean policy term is ~0 while its gradient is not; watch reward instead"
         )
-    cfg = run.config
-    if cfg is not None and cfg.grpo.beta == 0 and not series(run, "kl"):
+    if run.config is not None and run.config.grpo.beta == 0 and not series(run, "kl"):
         out.append("kl is not logged: grpo.beta is 0, so TRL loads no reference model and computes no KL")
     return out
 

@@ -232,11 +232,9 @@ def resolve_shape(model: str | None) -> ModelShape:
     """--model PATH_OR_PARAMS, else the config's model: a folder, a cached Hub id, or a count (1.5B)."""
     if model is None:
         return demo_model_shape()
-    count = parse_count(model)
-    if count is not None:
+    if (count := parse_count(model)) is not None:
         return ModelShape.from_parameter_count(count)
-    found = config_path(model)  # its folder, the file itself, or the Hub cache
-    if found is not None:
+    if (found := config_path(model)) is not None:  # its folder, the file itself, or the Hub cache
         return ModelShape.from_config_dir(found.parent)
     raise ConfigError(
         Problem(
@@ -472,10 +470,10 @@ def suggest(shape: ModelShape, s: Setup, gpu_bytes: float, cfg) -> list[tuple[li
             sets.append(f"grpo.steps_per_generation={steps}")
         options.append(sets)
     if s.world > 1 and s.backend not in ("zero3", "fsdp"):
-        if s.backend != "zero2":
-            options.append(["cluster.backend=deepspeed", "cluster.zero_stage=2"])
-        options.append(["cluster.backend=deepspeed", "cluster.zero_stage=3"])
-        options.append(["cluster.backend=fsdp"])
+        stages = (3,) if s.backend == "zero2" else (2, 3)
+        options += [["cluster.backend=deepspeed", f"cluster.zero_stage={n}"] for n in stages] + [
+            ["cluster.backend=fsdp"]
+        ]
     if not s.lora:
         options.append(["model.lora.enabled=true"])
     if s.dtype == "float32":
@@ -499,10 +497,7 @@ def suggest(shape: ModelShape, s: Setup, gpu_bytes: float, cfg) -> list[tuple[li
     chosen, seen = [], set()
     for sets in options:  # one per knob: the first (smallest) batch split or length cut that fits
         knob = sets[0].split("=")[0]
-        if knob in seen:
-            continue
-        total = total_with(sets)
-        if total is not None and total <= gpu_bytes:
+        if knob not in seen and (total := total_with(sets)) is not None and total <= gpu_bytes:
             seen.add(knob)
             chosen.append((sets, total))
     if chosen:
