@@ -183,8 +183,7 @@ def validate_edits(run: Run, edits: dict) -> str | None:
     if run.loader is None or not edits:
         return None
     try:
-        trial = GRPOConfigLoader(config_path=run.path / "resolved_config.yaml", world_size=run.world_size)
-        trial.update_params(edits)
+        GRPOConfigLoader(config_path=run.path / RESOLVED_CONFIG, world_size=run.world_size).update_params(edits)
     except ConfigError as exc:
         return str(exc)
     return None
@@ -510,8 +509,7 @@ def find_reward_hacking(run: Run) -> Finding | None:
         return None
     cfg, edits, alternatives = run.config, {}, []
     if cfg is not None:
-        beta = cfg.grpo.beta
-        edits["grpo.beta"] = 0.04 if beta == 0 else min(beta * 2, limit("beta_range_high"))
+        edits["grpo.beta"] = 0.04 if cfg.grpo.beta == 0 else min(cfg.grpo.beta * 2, limit("beta_range_high"))
         alternatives.append(f"--set training.learning_rate={_g(cfg.training.learning_rate / 2)}")
         alternatives.append("make the reward check the task itself (e.g. numeric_match on the answer column)")
     return Finding(

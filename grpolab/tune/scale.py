@@ -11,7 +11,7 @@ Reads and writes configs only (no torch).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
@@ -29,9 +29,7 @@ class Batch:
 
     def resolved(self, world: int) -> tuple[int, int]:
         """(completions per round, steps per generation) as TRL resolves them."""
-        return generation_round(
-            self.per_device, self.accumulation, self.generation_batch, self.steps_per_generation, world
-        )
+        return generation_round(*astuple(self), world)  # the fields in generation_round's order
 
 
 def _cost(batch: Batch, world: int, target: dict, g: int, mu: int) -> tuple:
