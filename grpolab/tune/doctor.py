@@ -588,13 +588,9 @@ def find_ranges(run: Run) -> list[Finding]:
         name, why, names = RANGE_FINDINGS[key]
         target = type(value)(min(max(value, rec.low), rec.high))
         edits = (generations_edits(cfg, target) if key == "grpo.num_generations" else None) or {key: target}
-        alternatives = (
-            ["--set grpo.beta=0  (no KL, no reference model)"] if key == "grpo.beta" and value < rec.low else []
-        )
-        evidence = [f"{key} {range_text(value, rec)}"]
-        found.append(
-            Finding(name, f"{key} is outside the recommended range", evidence, why, edits, alternatives, names)
-        )
+        no_kl = ["--set grpo.beta=0  (no KL, no reference model)"] if key == "grpo.beta" and value < rec.low else []
+        title, evidence = f"{key} is outside the recommended range", [f"{key} {range_text(value, rec)}"]
+        found.append(Finding(name, title, evidence, why, edits, no_kl, names))
     return found
 
 
