@@ -210,8 +210,8 @@ def find_divergence(run: Run) -> Finding | None:
     ]
     evidence, thresholds = [], []
     if bad:
-        steps, keys = sorted({s for s, _ in bad}), sorted({k for _, k in bad})
-        evidence.append(f"non-finite {', '.join(keys)} at step(s) {', '.join(map(str, steps[:8]))}")
+        steps, names = sorted({s for s, _ in bad}), sorted({k for _, k in bad})
+        evidence.append(f"non-finite {', '.join(names)} at step(s) {', '.join(map(str, steps[:8]))}")
     error = str(run.info.get("error") or "")
     if "NaN" in error or "diverged" in error:
         evidence.append(f"run_info.json: status {run.info.get('status')}: {error}")
