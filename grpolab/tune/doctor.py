@@ -305,10 +305,8 @@ def find_constant_reward(run: Run) -> Finding | None:
 
 def find_no_signal(run: Run) -> Finding | None:
     zero = series(run, "frac_reward_zero_std")
-    if not zero:
-        return None
-    mean = fmean([v for _, v in zero])
-    if mean <= limit("zero_std_frac"):
+    mean = fmean([v for _, v in zero]) if zero else 0.0
+    if not zero or mean <= limit("zero_std_frac"):
         return None
     cfg, edits, alternatives = run.config, {}, []
     if cfg is not None:
@@ -336,10 +334,8 @@ def find_no_signal(run: Run) -> Finding | None:
 
 def find_clipped(run: Run) -> Finding | None:
     clipped = series(run, "completions/clipped_ratio")
-    if not clipped:
-        return None
-    mean = fmean([v for _, v in clipped])
-    if mean <= limit("clipped_ratio"):
+    mean = fmean([v for _, v in clipped]) if clipped else 0.0
+    if not clipped or mean <= limit("clipped_ratio"):
         return None
     evidence = [
         f"completions/clipped_ratio mean {mean:.2f} > {limit('clipped_ratio'):g} over {_span(clipped)}: "

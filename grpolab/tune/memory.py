@@ -220,8 +220,7 @@ def demo_model_shape() -> ModelShape:
     folder = default_cache_dir() / f"demo-addition-{_source_digest()}"
     if (folder / "config.json").is_file():
         return ModelShape.from_config_dir(folder)
-    h = RECIPE["n_embd"]
-    vocab = 3 + len(CHARS)
+    h, vocab = RECIPE["n_embd"], 3 + len(CHARS)
     return ModelShape(
         "gpt2", vocab, h, RECIPE["n_layer"], RECIPE["n_head"], RECIPE["n_head"], 4 * h, RECIPE["n_positions"], True,
         source="the demo model's recipe (not built yet)",
@@ -300,11 +299,10 @@ def setup_from_config(cfg, world: int, prompt_tokens: int | None, device: str = 
     )
     if cluster.use_vllm == "auto" and device == "cuda":
         notes.append("cluster.use_vllm is auto: planned with vLLM, as on a GPU with vLLM installed")
-    derived = derive(cfg, world)
     return Setup(
         world=world,
         per_device=cfg.training.per_device_train_batch_size,
-        steps_per_generation=derived.steps_per_generation,
+        steps_per_generation=derive(cfg, world).steps_per_generation,
         prompt_tokens=prompt_tokens,
         completion_tokens=cfg.generation.max_completion_length,
         dtype=dtype,

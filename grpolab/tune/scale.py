@@ -215,9 +215,7 @@ def render_table(rows) -> str:
     width = max(len(r[0]) for r in rows)
     w1 = max(len("before"), *(len(r[1]) for r in rows))
     lines = [f"{'':<{width}}  {'before':>{w1}}  after"]
-    for label, a, b in rows:
-        mark = "" if a == b else "  (changed)"
-        lines.append(f"{label:<{width}}  {a:>{w1}}  {b}{mark}")
+    lines += [f"{label:<{width}}  {a:>{w1}}  {b}{'' if a == b else '  (changed)'}" for label, a, b in rows]
     return "\n".join(lines)
 
 

@@ -147,6 +147,5 @@ def table() -> str:
     width = max(len(k) for k in THRESHOLDS)
     lines = [f"{'threshold':<{width}}  {'value':>8}  compares"]
     for name, t in THRESHOLDS.items():
-        lines.append(f"{name:<{width}}  {t.value:>8g}  {t.compares}")
-        lines.append(f"{'':<{width}}  {'':>8}  why: {t.why}")
+        lines += [f"{name:<{width}}  {t.value:>8g}  {t.compares}", f"{'':<{width}}  {'':>8}  why: {t.why}"]
     return "\n".join(lines)
