@@ -110,18 +110,8 @@ def _projected(
     projected = elapsed + rate * max(total - after, 0) + saves_left * save
     start = (now or dt.datetime.now().astimezone()) - dt.timedelta(seconds=elapsed)
     finish = (start + dt.timedelta(seconds=projected)).isoformat(timespec="seconds")
-    return Forecast(
-        after,
-        total,
-        round(rate, 4),
-        round(elapsed, 3),
-        round(projected, 1),
-        finish,
-        world,
-        on_gpu,
-        saves_left,
-        round(save, 3),
-    )
+    rounded = (round(rate, 4), round(elapsed, 3), round(projected, 1))
+    return Forecast(after, total, *rounded, finish, world, on_gpu, saves_left, round(save, 3))
 
 
 def saves_between(first: int, last: int, every: int) -> int:

@@ -11,22 +11,15 @@ from grpolab.run.record import RunInfo
 from grpolab.tune.doctor import ORDER, Finding
 
 
-def stop_finding(info: dict) -> Finding | None:
-    """The Finding the guard stopped the run on, from run_info.json's dict, or None."""
-    stop = RunInfo.from_dict(info).guard_stop
-    if not stop or stop.get("id") not in ORDER:
-        return None
-    finding = Finding.from_dict(stop)
-    finding.evidence = [*finding.evidence, f"the guard stopped the run on this at step {stop.get('step')}"]
-    return finding
-
-
 def with_stop_finding(info: dict, found: list[Finding]) -> list[Finding]:
-    """The doctor's findings, plus the guard's stop finding where the doctor did not reach it."""
-    stop = stop_finding(info)
-    if stop is None or any(f.id == stop.id for f in found):
+    """The doctor's findings, plus the Finding the guard stopped the run on (from run_info.json's dict)
+    where the doctor did not reach it."""
+    stop = RunInfo.from_dict(info).guard_stop
+    if not stop or stop.get("id") not in ORDER or any(f.id == stop["id"] for f in found):
         return found
-    return sorted([*found, stop], key=lambda f: ORDER.index(f.id))
+    finding = Finding.from_dict(stop)
+    finding.evidence.append(f"the guard stopped the run on this at step {stop.get('step')}")
+    return sorted([*found, finding], key=lambda f: ORDER.index(f.id))
 
 
 def stop_line(info: dict) -> str | None:

@@ -15,7 +15,6 @@ import dataclasses
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from grpolab.tune import doctor
 from grpolab.tune.doctor import Finding
@@ -35,23 +34,16 @@ def guard_limits(values: dict[str, float]) -> Iterator[None]:
         THRESHOLDS.update(saved)
 
 
-def view(run_dir: Path, rows: list[dict], loader, world_size: int) -> doctor.Run:
-    """A doctor Run over rows in memory (nothing is read from run_dir until a finding first holds)."""
-    return doctor.Run(Path(run_dir), rows, {}, {"world_size": world_size}, loader, None, 0)
-
-
 def _zero_spread(row: dict, limit: float) -> bool | None:
     """Whether every group of this logged step had the same reward; None for a row without rewards."""
+
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
     frac, std = row.get("frac_reward_zero_std"), row.get("reward_std")
-    if _number(frac):
+    if number(frac):
         return frac >= 1.0 - 1e-9
-    if _number(std):
-        return std <= limit
-    return None
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return std <= limit if number(std) else None
 
 
 def zero_spread_window(rows: list[dict], window: int, limit: float) -> list[dict] | None:
@@ -59,17 +51,6 @@ def zero_spread_window(rows: list[dict], window: int, limit: float) -> list[dict
     scored = [row for row in rows if _zero_spread(row, limit) is not None]
     last = scored[-window:]
     return last if len(last) == window and all(_zero_spread(row, limit) for row in last) else None
-
-
-def weight_blowup(run: doctor.Run, growth: float | None, limit: float) -> Finding | None:
-    """Divergence from the weight norm: the doctor's divergence finding with the weight growth as its evidence."""
-    if growth is None or not growth > limit:
-        return None
-    blown = (
-        f"the trainable-weight norm is {growth:.3g}x its value before step 1 (> {limit:g}x): one or more "
-        "updates blew up the weights"
-    )
-    return doctor.divergence(run, [blown], [])
 
 
 def only_reward_collapse(finding: Finding) -> bool:
@@ -86,20 +67,23 @@ def live_findings(
     found: dict[str, Finding] = {}
     with guard_limits(limits):
         if "divergence" in kinds:
-            finding = doctor.find_divergence(run)
-            blown = weight_blowup(run, weight_growth, limits["weight_growth"])
-            if finding and blown:  # both seen: the weights are the most direct evidence
-                finding.evidence.insert(0, blown.evidence[0])
-            if finding or blown:
-                found["divergence"] = finding or blown
+            finding, limit = doctor.find_divergence(run), limits["weight_growth"]
+            if weight_growth is not None and weight_growth > limit:  # first: the most direct evidence
+                finding = finding or doctor.divergence(run, [], [])
+                finding.evidence.insert(
+                    0,
+                    f"the trainable-weight norm is {weight_growth:.3g}x its value before step 1 (> {limit:g}x): one "
+                    "or more updates blew up the weights",
+                )
+            if finding:
+                found["divergence"] = finding
         zero = zero_spread_window(run.metrics, window, limits["constant_reward_std"])
         if zero is not None:
             recent = dataclasses.replace(run, metrics=zero)
             constant = doctor.find_constant_reward(recent) if "constant_reward" in kinds else None
-            signal = None if constant else doctor.find_no_signal(recent)
             if constant:
                 found["constant_reward"] = constant
-            elif signal and "no_learning_signal" in kinds:
+            elif "no_learning_signal" in kinds and (signal := doctor.find_no_signal(recent)):
                 found["no_learning_signal"] = signal
         finders = {
             "clipped_completions": lambda: doctor.find_clipped(run),
@@ -109,8 +93,6 @@ def live_findings(
             "lr_too_low": lambda: doctor.find_lr_too_low(run, zero_signal=zero is not None, constant=False),
         }
         for kind, find in finders.items():
-            if kind in kinds:
-                finding = find()
-                if finding:
-                    found[kind] = finding
+            if kind in kinds and (finding := find()):
+                found[kind] = finding
         return doctor.checked(run, list(found.values()))

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grpolab.config.schema import GuardConfig
-from grpolab.tune.doctor import Finding
+from grpolab.tune.doctor import Finding, Run
 
-from .rules import live_findings, only_reward_collapse, view
+from .rules import live_findings, only_reward_collapse
 
 
 @dataclass
@@ -59,7 +59,8 @@ class Watcher:
         if step < g.min_steps or not kinds:
             return []
         rows = self.rows + list(self.extra_rows() if self.extra_rows else [])
-        run = view(self.run_dir, rows, self.loader, self.world_size)
+        # a doctor Run over the rows in memory (nothing is read from run_dir until a finding first holds)
+        run = Run(Path(self.run_dir), rows, {}, {"world_size": self.world_size}, self.loader, None, 0)
         limits = g.thresholds.model_dump()
         new = []
         for finding in live_findings(run, kinds, g.window, limits, weight_growth):
@@ -76,6 +77,6 @@ class Watcher:
     def _open(self, kind: str) -> bool:
         """Still checked: not reported yet, or a divergence only warned on that may still harden."""
         earlier = self.reported.get(kind)
-        if earlier is None:
-            return True
-        return kind == "divergence" and earlier.action == "warn" and self.guard.divergence == "stop"
+        return earlier is None or (
+            kind == "divergence" and earlier.action == "warn" and self.guard.divergence == "stop"
+        )

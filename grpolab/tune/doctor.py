@@ -29,19 +29,9 @@ from .edits import annotate_changes
 from .thresholds import THRESHOLDS, limit
 
 # Findings in the order a user should act on them: a broken run first, tuning last.
-ORDER = (
-    "divergence",
-    "constant_reward",
-    "clipped_completions",
-    "no_learning_signal",
-    "kl_growth",
-    "entropy_collapse",
-    "reward_hacking",
-    "lr_too_low",
-    "small_batch",
-    "range_learning_rate",
-    "range_beta",
-    "range_num_generations",
+ORDER = tuple(
+    "divergence constant_reward clipped_completions no_learning_signal kl_growth entropy_collapse reward_hacking "
+    "lr_too_low small_batch range_learning_rate range_beta range_num_generations".split()
 )
 
 
@@ -73,15 +63,8 @@ class Finding:
     @classmethod
     def from_dict(cls, d: dict) -> Finding:
         """A finding as to_dict wrote it (a run's record keeps the guard's findings this way)."""
-        return cls(
-            d["id"],
-            d.get("title", ""),
-            list(d.get("evidence") or []),
-            d.get("why", ""),
-            dict(d.get("edits") or {}),
-            list(d.get("alternatives") or []),
-            list(d.get("thresholds") or {}),
-        )
+        lists = {key: list(d.get(key) or []) for key in ("evidence", "alternatives", "thresholds")}
+        return cls(d["id"], d.get("title", ""), why=d.get("why", ""), edits=dict(d.get("edits") or {}), **lists)
 
     def body(self) -> list[str]:
         """Evidence, why, the edit and the alternatives, one line each, as doctor prints them."""
@@ -137,31 +120,18 @@ def series(run: Run, key: str) -> list[tuple[float, float]]:
     return metrics.series(run.metrics, key)
 
 
-def nonfinite(run: Run, keys) -> list[tuple[int, str, float]]:
-    found = []
-    for record in run.metrics:
-        for key in keys:
-            value = record.get(key)
-            if isinstance(value, float) and not math.isfinite(value):
-                found.append((record.get("step", 0), key, value))
-    return found
-
-
 def completions_sample(run_dir: Path, n: int = 3) -> list[dict]:
     """A few saved completions (TRL's completions/*.parquet with log_completions, or completions.jsonl)."""
     saved = metrics.read_completions(run_dir)
-    if saved:
-        return saved[-n:]
     files = sorted((run_dir / "completions").glob("completions_*.parquet"))
-    if not files:
-        return []
+    if saved or not files:
+        return saved[-n:]
     try:
         import pyarrow.parquet as pq
 
-        table = pq.read_table(files[-1]).to_pylist()
+        return pq.read_table(files[-1]).to_pylist()[:n]
     except Exception:  # an unreadable or half-written file: the finding stands without a sample
         return []
-    return table[:n]
 
 
 def _thirds(values: list[float]) -> tuple[float, float]:
@@ -171,15 +141,8 @@ def _thirds(values: list[float]) -> tuple[float, float]:
 
 def _show(points: list[tuple[int, float]], digits: int = 3) -> str:
     """'0.88 (step 1), 0.95 (2), ... 0.91 (10)': the first three and last three points."""
-    shown = points if len(points) <= 6 else [*points[:3], None, *points[-3:]]
-    parts = []
-    for i, point in enumerate(shown):
-        if point is None:
-            parts.append("...")
-            continue
-        step, value = point
-        parts.append(f"{value:.{digits}g} (step {step})" if i == 0 else f"{value:.{digits}g} ({step})")
-    return ", ".join(parts)
+    parts = [f"{value:.{digits}g} ({'step ' if i == 0 else ''}{step})" for i, (step, value) in enumerate(points)]
+    return ", ".join(parts if len(parts) <= 6 else [*parts[:3], "...", *parts[-3:]])
 
 
 def _span(points) -> str:
@@ -209,14 +172,10 @@ def generations_edits(cfg, new_g: int) -> dict | None:
     """num_generations -> new_g, keeping the unique prompts per round (None when that cannot be done
     by a whole factor)."""
     g = cfg.grpo.num_generations
-    if new_g % g:
-        return {"grpo.num_generations": new_g} if _prompts_fit(cfg, new_g) else None
-    return {"grpo.num_generations": new_g, **scale_batch_edits(cfg, new_g // g)}
-
-
-def _prompts_fit(cfg, new_g: int) -> bool:
+    if new_g % g == 0:
+        return {"grpo.num_generations": new_g, **scale_batch_edits(cfg, new_g // g)}
     b = cfg.grpo.generation_batch_size
-    return b != "auto" and b % new_g == 0
+    return {"grpo.num_generations": new_g} if b != "auto" and b % new_g == 0 else None
 
 
 def validate_edits(run: Run, edits: dict) -> str | None:
@@ -224,8 +183,7 @@ def validate_edits(run: Run, edits: dict) -> str | None:
     if run.loader is None or not edits:
         return None
     try:
-        trial = GRPOConfigLoader(config_path=run.path / "resolved_config.yaml", world_size=run.world_size)
-        trial.update_params(edits)
+        GRPOConfigLoader(config_path=run.path / RESOLVED_CONFIG, world_size=run.world_size).update_params(edits)
     except ConfigError as exc:
         return str(exc)
     return None
@@ -243,12 +201,17 @@ def _model_context(run: Run) -> int | None:
 
 # --------------------------------------------------------------------------- the findings
 def find_divergence(run: Run) -> Finding | None:
-    bad = nonfinite(run, ("loss", "grad_norm", "reward", "kl", "entropy"))
+    keys = ("loss", "grad_norm", "reward", "kl", "entropy")
+    bad = [
+        (r.get("step", 0), k)
+        for r in run.metrics
+        for k in keys
+        if isinstance(v := r.get(k), float) and not math.isfinite(v)
+    ]
     evidence, thresholds = [], []
     if bad:
-        steps = sorted({s for s, _, _ in bad})
-        keys = sorted({k for _, k, _ in bad})
-        evidence.append(f"non-finite {', '.join(keys)} at step(s) {', '.join(map(str, steps[:8]))}")
+        steps, names = sorted({s for s, _ in bad}), sorted({k for _, k in bad})
+        evidence.append(f"non-finite {', '.join(names)} at step(s) {', '.join(map(str, steps[:8]))}")
     error = str(run.info.get("error") or "")
     if "NaN" in error or "diverged" in error:
         evidence.append(f"run_info.json: status {run.info.get('status')}: {error}")
@@ -278,11 +241,9 @@ def find_divergence(run: Run) -> Finding | None:
 
 def divergence(run: Run, evidence: list[str], thresholds: list[str]) -> Finding:
     """The divergence finding on this evidence: a far smaller step, and what else holds the policy."""
-    cfg = run.config
-    edits, alternatives = {}, []
+    cfg, edits, alternatives = run.config, {}, []
     if cfg is not None:
-        lr = cfg.training.learning_rate
-        edits["training.learning_rate"] = min(lr / 10, limit("lr_range_high"))
+        edits["training.learning_rate"] = min(cfg.training.learning_rate / 10, limit("lr_range_high"))
         if cfg.training.max_grad_norm == 0:
             alternatives.append("--set training.max_grad_norm=1.0  (gradient clipping is off)")
         if cfg.grpo.beta == 0:
@@ -300,17 +261,12 @@ def divergence(run: Run, evidence: list[str], thresholds: list[str]) -> Finding:
 
 
 def find_constant_reward(run: Run) -> Finding | None:
-    reward = series(run, "reward")
-    std = series(run, "reward_std")
-    if not reward or not std:
-        return None
-    spread = max(v for _, v in reward) - min(v for _, v in reward)
-    if max(v for _, v in std) > limit("constant_reward_std") or spread > limit("constant_reward_std"):
+    reward, std = series(run, "reward"), series(run, "reward_std")
+    values = [v for _, v in reward]
+    if not std or not values or max(max(v for _, v in std), max(values) - min(values)) > limit("constant_reward_std"):
         return None
     value = reward[0][1]
-    evidence = [
-        f"reward {value:.4g} at every one of {_span(reward)}; reward_std 0 throughout",
-    ]
+    evidence = [f"reward {value:.4g} at every one of {_span(reward)}; reward_std 0 throughout"]
     cfg = run.config
     if cfg is not None:
         from grpolab.rewards.build import BUILTIN_COLUMNS
@@ -324,12 +280,10 @@ def find_constant_reward(run: Run) -> Finding | None:
             "rewards: " + "; ".join(parts) + f"; data: {cfg.data.dataset}, columns {cfg.data.columns or '{}'}"
         )
     sample = completions_sample(run.path)
-    if sample:
-        for row in sample:
-            shown = {k: row.get(k) for k in row if k not in ("step",)}
-            text = json.dumps(shown, default=str)
-            evidence.append("sample: " + (text if len(text) < 300 else text[:300] + "..."))
-    else:
+    for row in sample:
+        text = json.dumps({k: v for k, v in row.items() if k != "step"}, default=str)
+        evidence.append("sample: " + (text if len(text) < 300 else text[:300] + "..."))
+    if not sample:
         evidence.append("no completions saved; rerun with --set grpo.log_completions=true to see them")
     title = "the reward is 0 for every completion" if value == 0 else f"the reward is {value:.4g} for every completion"
     return Finding(
@@ -351,16 +305,12 @@ def find_constant_reward(run: Run) -> Finding | None:
 
 def find_no_signal(run: Run) -> Finding | None:
     zero = series(run, "frac_reward_zero_std")
-    if not zero:
+    mean = fmean([v for _, v in zero]) if zero else 0.0
+    if not zero or mean <= limit("zero_std_frac"):
         return None
-    mean = fmean([v for _, v in zero])
-    if mean <= limit("zero_std_frac"):
-        return None
-    cfg = run.config
-    edits, alternatives = {}, []
+    cfg, edits, alternatives = run.config, {}, []
     if cfg is not None:
-        g = cfg.grpo.num_generations
-        temp = cfg.generation.temperature
+        g, temp = cfg.grpo.num_generations, cfg.generation.temperature
         raised = generations_edits(cfg, 2 * g) if 2 * g <= limit("generations_range_high") else None
         if raised and validate_edits(run, raised) is None:
             edits = raised
@@ -384,18 +334,15 @@ def find_no_signal(run: Run) -> Finding | None:
 
 def find_clipped(run: Run) -> Finding | None:
     clipped = series(run, "completions/clipped_ratio")
-    if not clipped:
-        return None
-    mean = fmean([v for _, v in clipped])
-    if mean <= limit("clipped_ratio"):
+    mean = fmean([v for _, v in clipped]) if clipped else 0.0
+    if not clipped or mean <= limit("clipped_ratio"):
         return None
     evidence = [
         f"completions/clipped_ratio mean {mean:.2f} > {limit('clipped_ratio'):g} over {_span(clipped)}: "
         f"{_show(clipped, 2)}"
     ]
     length = series(run, "completions/mean_length")
-    cfg = run.config
-    edits, alternatives = {}, []
+    cfg, edits, alternatives = run.config, {}, []
     if cfg is not None:
         mcl = cfg.generation.max_completion_length
         if length:
@@ -414,8 +361,8 @@ def find_clipped(run: Run) -> Finding | None:
         alternatives.append(
             "add the overlong penalty to `rewards:`: `- {name: length_penalty, weight: 1.0}` (DAPO's soft punishment)"
         )
-        if not edits and alternatives:  # the model's context leaves no room: masking is the edit
-            edits = {"grpo.mask_truncated_completions": True} if not cfg.grpo.mask_truncated_completions else {}
+        if not edits and not cfg.grpo.mask_truncated_completions:  # the model's context leaves no room
+            edits = {"grpo.mask_truncated_completions": True}
     return Finding(
         "clipped_completions",
         "completions are cut off at max_completion_length",
@@ -435,8 +382,7 @@ def find_entropy_collapse(run: Run) -> Finding | None:
     first, last = entropy[0][1], entropy[-1][1]
     if last / first >= limit("entropy_collapse_ratio") or last >= limit("entropy_floor"):
         return None
-    cfg = run.config
-    edits, alternatives = {}, []
+    cfg, edits, alternatives = run.config, {}, []
     if cfg is not None:
         if cfg.grpo.beta == 0:
             edits["grpo.beta"] = 0.04
@@ -469,13 +415,11 @@ def find_kl_growth(run: Run) -> Finding | None:
     values = [v for _, v in kl]
     q = max(1, len(values) // 4)
     second = fmean(values[q : 2 * q]) if len(values) >= 2 * q else values[0]
-    late = fmean(values[-q:])
-    last = values[-1]
+    late, last = fmean(values[-q:]), values[-1]
     growth = late / second if second > 0 else math.inf
     if not (last > limit("kl_max") and (growth > limit("kl_growth") or last > limit("kl_extreme"))):
         return None
-    cfg = run.config
-    edits, alternatives = {}, []
+    cfg, edits, alternatives = run.config, {}, []
     if cfg is not None:
         beta, lr = cfg.grpo.beta, cfg.training.learning_rate
         if beta * 2 <= limit("beta_range_high"):
@@ -501,8 +445,7 @@ def find_kl_growth(run: Run) -> Finding | None:
 
 
 def find_lr_too_low(run: Run, zero_signal: bool, constant: bool) -> Finding | None:
-    lr = series(run, "learning_rate")
-    reward = series(run, "reward")
+    lr, reward = series(run, "learning_rate"), series(run, "reward")
     if constant or zero_signal or not lr or len(reward) < limit("min_points"):
         return None
     peak = max(v for _, v in lr)
@@ -510,8 +453,7 @@ def find_lr_too_low(run: Run, zero_signal: bool, constant: bool) -> Finding | No
     if peak >= limit("lr_floor") or last - first >= limit("reward_flat"):
         return None
     cfg = run.config
-    current = cfg.training.learning_rate if cfg is not None else peak
-    edits = {"training.learning_rate": min(current * 10, limit("lr_range_high"))} if cfg is not None else {}
+    edits = {"training.learning_rate": min(cfg.training.learning_rate * 10, limit("lr_range_high"))} if cfg else {}
     params = _model_parameters(run)
     size = f" for a {params / 1e6:.1f}M-parameter model" if params else ""
     return Finding(
@@ -561,11 +503,9 @@ def find_reward_hacking(run: Run) -> Finding | None:
         return None
     if start - end <= limit("eval_drop"):
         return None
-    cfg = run.config
-    edits, alternatives = {}, []
+    cfg, edits, alternatives = run.config, {}, []
     if cfg is not None:
-        beta = cfg.grpo.beta
-        edits["grpo.beta"] = 0.04 if beta == 0 else min(beta * 2, limit("beta_range_high"))
+        edits["grpo.beta"] = 0.04 if cfg.grpo.beta == 0 else min(cfg.grpo.beta * 2, limit("beta_range_high"))
         alternatives.append(f"--set training.learning_rate={_g(cfg.training.learning_rate / 2)}")
         alternatives.append("make the reward check the task itself (e.g. numeric_match on the answer column)")
     return Finding(
@@ -644,37 +584,19 @@ def find_ranges(run: Run) -> list[Finding]:
         name, why, names = RANGE_FINDINGS[key]
         target = type(value)(min(max(value, rec.low), rec.high))
         edits = (generations_edits(cfg, target) if key == "grpo.num_generations" else None) or {key: target}
-        alternatives = (
-            ["--set grpo.beta=0  (no KL, no reference model)"] if key == "grpo.beta" and value < rec.low else []
-        )
-        evidence = [f"{key} {range_text(value, rec)}"]
-        found.append(
-            Finding(name, f"{key} is outside the recommended range", evidence, why, edits, alternatives, names)
-        )
+        no_kl = ["--set grpo.beta=0  (no KL, no reference model)"] if key == "grpo.beta" and value < rec.low else []
+        title, evidence = f"{key} is outside the recommended range", [f"{key} {range_text(value, rec)}"]
+        found.append(Finding(name, title, evidence, why, edits, no_kl, names))
     return found
 
 
 def diagnose(run: Run) -> list[Finding]:
-    findings = []
-    for finding in (find_divergence(run), find_constant_reward(run)):
-        if finding:
-            findings.append(finding)
-    constant = any(f.id == "constant_reward" for f in findings)
+    diverged, constant = find_divergence(run), find_constant_reward(run)
     signal = None if constant else find_no_signal(run)
-    if signal:
-        findings.append(signal)
-    for finding in (
-        find_clipped(run),
-        find_kl_growth(run),
-        find_entropy_collapse(run),
-        find_reward_hacking(run),
-        find_lr_too_low(run, zero_signal=signal is not None, constant=constant),
-        find_small_batch(run),
-        *find_ranges(run),
-    ):
-        if finding:
-            findings.append(finding)
-    return checked(run, findings)
+    lr_too_low = find_lr_too_low(run, zero_signal=signal is not None, constant=constant is not None)
+    found = [diverged, constant, signal, find_clipped(run), find_kl_growth(run), find_entropy_collapse(run)]
+    found += [find_reward_hacking(run), lr_too_low, find_small_batch(run), *find_ranges(run)]
+    return checked(run, [f for f in found if f])
 
 
 def checked(run: Run, findings: list[Finding]) -> list[Finding]:
@@ -698,8 +620,7 @@ def notes(run: Run) -> list[str]:
             f"loss stays near 0 (|loss| <= {max(abs(v) for v in loss):.2g}): expected for GRPO, whose advantages are "
             "centred per group, so the mean policy term is ~0 while its gradient is not; watch reward instead"
         )
-    cfg = run.config
-    if cfg is not None and cfg.grpo.beta == 0 and not series(run, "kl"):
+    if run.config is not None and run.config.grpo.beta == 0 and not series(run, "kl"):
         out.append("kl is not logged: grpo.beta is 0, so TRL loads no reference model and computes no KL")
     return out
 
@@ -720,7 +641,6 @@ def render(run: Run, findings: list[Finding]) -> str:
     lines += [f"  note: {note}" for note in notes(run)]
     if not findings:
         lines.append("  no findings: nothing in the logged metrics crosses a threshold (grpolab doctor --thresholds)")
-        return "\n".join(lines)
     for i, f in enumerate(findings, 1):
         lines += [f"  [{i}] {f.id}: {f.title}", *f.body()]
     return "\n".join(lines)
@@ -736,11 +656,9 @@ def _source_loader(run: Run) -> tuple[GRPOConfigLoader, str]:
         path = Path(original)
         if not path.is_absolute() and run.info.get("cwd"):
             path = Path(run.info["cwd"]) / path
-        overrides_file = run.path / "overrides.yaml"
+        file = run.path / "overrides.yaml"
         try:
-            overrides = (
-                to_plain(read_yaml_file(overrides_file), str(overrides_file)) if overrides_file.is_file() else {}
-            )
+            overrides = to_plain(read_yaml_file(file), str(file)) if file.is_file() else {}
             loader = GRPOConfigLoader(config_path=path, overrides=overrides or None, world_size=run.world_size)
             if path.is_file() and loader.to_dict() == run.loader.to_dict():
                 return loader, str(path)
@@ -758,30 +676,19 @@ def write_next_config(
     copy of the run's config file with the same marks. Returns the path and the findings applied."""
     from grpolab.config.yaml_io import edit_lock, write_atomic
 
-    chosen = [f for f in findings if f.edits]
+    chosen, where = [f for f in findings if f.edits], str(run.path)
     if not chosen:
-        raise ConfigError(
-            Problem(
-                "",
-                "no finding has an edit to write" + (" (there are no findings)" if not findings else ""),
-                "act on the findings' suggestions by hand",
-                str(run.path),
-            )
-        )
+        problem = "no finding has an edit to write" + (" (there are no findings)" if not findings else "")
+        raise ConfigError(Problem("", problem, "act on the findings' suggestions by hand", where))
     if run.loader is None:
-        raise ConfigError(
-            Problem("", "resolved_config.yaml does not load; cannot write a config", None, str(run.path))
-        )
+        raise ConfigError(Problem("", "resolved_config.yaml does not load; cannot write a config", None, where))
     out = Path(out)
     # Under OUT's lock: written over the run's own config (--force), it is read and rewritten as
     # one edit, and write_atomic refuses if it changed since it was read.
     with edit_lock(out):
         if out.exists() and not force:
-            raise ConfigError(
-                Problem(
-                    "", "file exists; refusing to overwrite it", "choose a new file name, or pass --force", str(out)
-                )
-            )
+            fix = "choose a new file name, or pass --force"
+            raise ConfigError(Problem("", "file exists; refusing to overwrite it", fix, str(out)))
         edits, reason = {}, {}
         for f in chosen:
             for key, value in f.edits.items():
@@ -793,10 +700,10 @@ def write_next_config(
             *[f"  {f.id}: {f.title}" for f in chosen],
         ]
         loader, source = _source_loader(run)
-        if not full:
-            text = _minimal_text(run, loader, Path(source), edits, reason, header, out)
-        else:
+        if full:
             text = _full_text(run, loader, source, edits, reason, header)
+        else:
+            text = _minimal_text(run, loader, Path(source), edits, reason, header, out)
         write_atomic(out, text, overwrite=force)
         GRPOConfigLoader(config_path=out, world_size=run.world_size)  # the file written is a valid config
         return out, chosen

@@ -2,20 +2,14 @@
 model's shape (its config.json, read as JSON: no torch, transformers or trl).
 
 Components (per device, in the order they are allocated):
-  weights      the policy: parameters x bytes of the dtype it loads in
-  gradients    one per trainable parameter, in the parameter dtype
-  optimizer    AdamW: exp_avg and exp_avg_sq per trainable parameter in the parameter dtype, plus a
-               4-byte `step` tensor per parameter tensor (torch keeps it as a 0-dim float32 tensor);
-               under DeepSpeed a float32 master copy and float32 moments (12 bytes per parameter) when
-               the weights are 16-bit
-  reference    a second copy of the weights, only when beta > 0 (TRL loads no reference model at 0,
-               and a LoRA run disables the adapter instead)
-  activations  what the backward pass keeps for per_device_train_batch_size x (prompt + completion)
-               tokens, with or without gradient checkpointing
-  logits       TRL's fused LM head: its [tokens, 32768] tile buffer (at most 4096 tokens), the
-               unfused tile math on CPU, and float32 gradients of the LM head and the last hidden state
-  generation   KV cache of one generation round with transformers (not at the same time as the
-               activations: the larger of the two phases counts), or the vLLM colocate share
+  weights, gradients  parameters (trainable ones for gradients) x bytes of the dtype they load in
+  optimizer    AdamW's exp_avg and exp_avg_sq in the parameter dtype, plus a float32 0-dim `step` tensor
+               per parameter tensor; under DeepSpeed, float32 master weights and moments (12 bytes per
+               parameter) when the weights are 16-bit
+  reference    a copy of the weights only when beta > 0 (none at 0; a LoRA run disables the adapter)
+  activations, logits  the training phase (see activation_values_per_token and logits_bytes)
+  generation   the KV cache of one round with transformers, or the vLLM colocate share: not alive with
+               the activations, so the larger of the two phases counts
 Sharding by backend: ddp none; ZeRO-1 optimizer; ZeRO-2 optimizer + gradients; ZeRO-3 and FSDP
 weights, gradients and optimizer (and the reference model, which TRL prepares the same way).
 """
@@ -28,7 +22,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from grpolab.config import ConfigError, Problem
+from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.derive import derive, reference_model_rule
 from grpolab.runtime.hub import config_path
 
@@ -104,88 +98,50 @@ class ModelShape:
     def head_dim(self) -> int:
         return self.explicit_head_dim or self.hidden // self.heads
 
-    def parameter_tensors(self) -> list[tuple[str, int]]:
-        """(name, elements) of every parameter tensor, as the model's modules create them."""
+    def tensor_sizes(self) -> list[int]:
+        """Elements of every parameter tensor, as the model's modules create them."""
         h, inner, v = self.hidden, self.intermediate, self.vocab
-        out: list[tuple[str, int]] = []
         if self.family == "gpt2":
-            out += [("wte", v * h), ("wpe", self.positions * h)]
-            for i in range(self.layers):
-                p = f"h.{i}."
-                out += [
-                    (p + "ln_1.weight", h),
-                    (p + "ln_1.bias", h),
-                    (p + "attn.c_attn.weight", h * 3 * h),
-                    (p + "attn.c_attn.bias", 3 * h),
-                    (p + "attn.c_proj.weight", h * h),
-                    (p + "attn.c_proj.bias", h),
-                    (p + "ln_2.weight", h),
-                    (p + "ln_2.bias", h),
-                    (p + "mlp.c_fc.weight", h * inner),
-                    (p + "mlp.c_fc.bias", inner),
-                    (p + "mlp.c_proj.weight", inner * h),
-                    (p + "mlp.c_proj.bias", h),
-                ]
-            out += [("ln_f.weight", h), ("ln_f.bias", h)]
+            # per block, weight and bias each: ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj
+            block = [h, h, h * 3 * h, 3 * h, h * h, h, h, h, h * inner, inner, inner * h, h]
+            sizes = [v * h, self.positions * h, *block * self.layers, h, h]  # wte, wpe, blocks, ln_f (w, b)
         else:
             q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
-            out.append(("embed_tokens", v * h))
-            for i in range(self.layers):
-                p = f"layers.{i}."
-                out += [(p + "q_proj.weight", h * q), (p + "k_proj.weight", h * kv), (p + "v_proj.weight", h * kv)]
-                if self.qkv_bias:
-                    out += [(p + "q_proj.bias", q), (p + "k_proj.bias", kv), (p + "v_proj.bias", kv)]
-                out.append((p + "o_proj.weight", q * h))
-                if self.qk_norm:
-                    out += [(p + "q_norm.weight", self.head_dim), (p + "k_norm.weight", self.head_dim)]
-                out += [
-                    (p + "gate_proj.weight", h * inner),
-                    (p + "up_proj.weight", h * inner),
-                    (p + "down_proj.weight", inner * h),
-                    (p + "input_layernorm.weight", h),
-                    (p + "post_attention_layernorm.weight", h),
-                ]
-            out.append(("norm.weight", h))
-        if not self.tied_embeddings:
-            out.append(("lm_head.weight", v * h))
-        return out
+            # per block: q, k, v (and their biases), o, q_norm and k_norm (Qwen3), gate, up, down, the two norms
+            bias = [q, kv, kv] if self.qkv_bias else []
+            qk_norm = [self.head_dim] * 2 if self.qk_norm else []
+            block = [h * q, h * kv, h * kv, *bias, q * h, *qk_norm, h * inner, h * inner, inner * h, h, h]
+            sizes = [v * h, *block * self.layers, h]  # embed_tokens, blocks, norm
+        return sizes if self.tied_embeddings else [*sizes, v * h]  # lm_head
 
     @property
     def parameters(self) -> int:
-        return self.counted if self.counted is not None else sum(n for _, n in self.parameter_tensors())
+        return self.counted if self.counted is not None else sum(self.tensor_sizes())
 
     @property
     def tensor_count(self) -> int:
         if self.counted is not None:  # a count only: about 9 tensors per layer in the Llama layout
             return 9 * self.layers + 3
-        return len(self.parameter_tensors())
+        return len(self.tensor_sizes())
 
-    def linear_shapes(self) -> list[tuple[int, int]]:
-        """(in, out) of the linear layers LoRA's `all-linear` adapts (every one but the LM head)."""
+    def _lora_layers(self, targets) -> list[tuple[int, int]]:
+        """(in, out) of the linear layers of one block that LoRA adapts (`all-linear`: all but the LM head)."""
         h, inner = self.hidden, self.intermediate
         if self.family == "gpt2":
-            per = [(h, 3 * h), (h, h), (h, inner), (inner, h)]
+            names = ["c_attn", "c_proj", "c_fc", "c_proj"]
+            shapes = [(h, 3 * h), (h, h), (h, inner), (inner, h)]
         else:
             q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
-            per = [(h, q), (h, kv), (h, kv), (q, h), (h, inner), (h, inner), (inner, h)]
-        return per * self.layers
-
-    def _lora_names(self, targets) -> tuple[list[str], list[str]]:
-        """(the adapted linear layers' names in a block, in linear_shapes' order; those `targets` picks)."""
-        if self.family == "gpt2":
-            names = ["c_attn", "c_proj", "c_fc", "c_proj"]
-        else:
             names = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-        return names, names if targets == "all-linear" else [t.rsplit(".", 1)[-1] for t in targets]
+            shapes = [(h, q), (h, kv), (h, kv), (q, h), (h, inner), (h, inner), (inner, h)]
+        chosen = names if targets == "all-linear" else [t.rsplit(".", 1)[-1] for t in targets]
+        return [shape for name, shape in zip(names, shapes) if name in chosen]
 
     def lora_parameters(self, r: int, targets) -> int:
-        names, chosen = self._lora_names(targets)
-        per_layer = self.linear_shapes()[: len(names)]
-        return self.layers * sum(r * (i + o) for name, (i, o) in zip(names, per_layer) if name in chosen)
+        return self.layers * sum(r * (i + o) for i, o in self._lora_layers(targets))
 
     def lora_tensors(self, targets) -> int:
-        names, chosen = self._lora_names(targets)
-        return 2 * sum(1 for n in names if n in chosen) * self.layers
+        return 2 * len(self._lora_layers(targets)) * self.layers
 
     # ---- constructors
     @classmethod
@@ -208,33 +164,18 @@ class ModelShape:
 
         if kind == "gpt2" or "n_embd" in data:
             h = need("n_embd", "hidden_size")
-            return cls(
-                "gpt2",
-                need("vocab_size"),
-                h,
-                need("n_layer", "num_hidden_layers"),
-                need("n_head", "num_attention_heads"),
-                need("n_head", "num_attention_heads"),
-                data.get("n_inner") or 4 * h,
-                need("n_positions", "max_position_embeddings"),
-                data.get("tie_word_embeddings", True),
-                source=source,
-            )
-        heads = need("num_attention_heads")
+            vocab, layers = need("vocab_size"), need("n_layer", "num_hidden_layers")
+            heads, positions = need("n_head", "num_attention_heads"), need("n_positions", "max_position_embeddings")
+            inner, tied = data.get("n_inner") or 4 * h, data.get("tie_word_embeddings", True)
+            return cls("gpt2", vocab, h, layers, heads, heads, inner, positions, tied, source=source)
+        heads, vocab = need("num_attention_heads"), need("vocab_size")
+        h, layers = need("hidden_size"), need("num_hidden_layers")
+        inner, positions = need("intermediate_size"), need("max_position_embeddings")
+        kv, tied = data.get("num_key_value_heads") or heads, data.get("tie_word_embeddings", False)
+        bias = bool(data.get("attention_bias", kind in ("qwen2", "qwen2_moe")))
+        head_dim = data.get("head_dim") if isinstance(data.get("head_dim"), int) else None
         return cls(
-            "llama",
-            need("vocab_size"),
-            need("hidden_size"),
-            need("num_hidden_layers"),
-            heads,
-            data.get("num_key_value_heads") or heads,
-            need("intermediate_size"),
-            need("max_position_embeddings"),
-            data.get("tie_word_embeddings", False),
-            qkv_bias=bool(data.get("attention_bias", kind in ("qwen2", "qwen2_moe"))),
-            qk_norm=kind == "qwen3",
-            source=source,
-            explicit_head_dim=data.get("head_dim") if isinstance(data.get("head_dim"), int) else None,
+            "llama", vocab, h, layers, heads, kv, inner, positions, tied, bias, kind == "qwen3", source, None, head_dim
         )
 
     @classmethod
@@ -255,21 +196,10 @@ class ModelShape:
         """A Llama-like shape of about `count` parameters (hidden = 128 x layers, MLP 8/3 x hidden,
         vocabulary 32000): weights, gradients and optimizer use `count` exactly; activations use this shape."""
         layers = max(1, round((count * 3 / (32 * 128**2)) ** (1 / 3)))
-        hidden = 128 * layers
+        hidden, heads = 128 * layers, layers  # head_dim 128
         inner = 64 * math.ceil(hidden * 8 / 3 / 64)
-        return cls(
-            "llama",
-            32000,
-            hidden,
-            layers,
-            max(1, hidden // 128),
-            max(1, hidden // 128),
-            inner,
-            4096,
-            False,
-            source=f"{count / 1e9:.3g}B parameters (Llama-like shape assumed for activations)",
-            counted=count,
-        )
+        source = f"{count / 1e9:.3g}B parameters (Llama-like shape assumed for activations)"
+        return cls("llama", 32000, hidden, layers, heads, heads, inner, 4096, False, source=source, counted=count)
 
 
 _COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([kKmMbB]?)\s*$")
@@ -290,8 +220,7 @@ def demo_model_shape() -> ModelShape:
     folder = default_cache_dir() / f"demo-addition-{_source_digest()}"
     if (folder / "config.json").is_file():
         return ModelShape.from_config_dir(folder)
-    h = RECIPE["n_embd"]
-    vocab = 3 + len(CHARS)
+    h, vocab = RECIPE["n_embd"], 3 + len(CHARS)
     return ModelShape(
         "gpt2", vocab, h, RECIPE["n_layer"], RECIPE["n_head"], RECIPE["n_head"], 4 * h, RECIPE["n_positions"], True,
         source="the demo model's recipe (not built yet)",
@@ -302,11 +231,9 @@ def resolve_shape(model: str | None) -> ModelShape:
     """--model PATH_OR_PARAMS, else the config's model: a folder, a cached Hub id, or a count (1.5B)."""
     if model is None:
         return demo_model_shape()
-    count = parse_count(model)
-    if count is not None:
+    if (count := parse_count(model)) is not None:
         return ModelShape.from_parameter_count(count)
-    found = config_path(model)  # its folder, the file itself, or the Hub cache
-    if found is not None:
+    if (found := config_path(model)) is not None:  # its folder, the file itself, or the Hub cache
         return ModelShape.from_config_dir(found.parent)
     raise ConfigError(
         Problem(
@@ -349,17 +276,14 @@ class Setup:
 
 def setup_from_config(cfg, world: int, prompt_tokens: int | None, device: str = "cuda") -> Setup:
     notes = []
-    if prompt_tokens is None:
-        if cfg.data.dataset == "builtin:addition":
-            prompt_tokens = 6  # "12+34=" in the demo's character tokenizer
-        else:
-            prompt_tokens = DEFAULT_PROMPT_TOKENS
-            notes.append(f"prompt length assumed {DEFAULT_PROMPT_TOKENS} tokens (--prompt-tokens N to set it)")
+    if prompt_tokens is None and cfg.data.dataset == "builtin:addition":
+        prompt_tokens = 6  # "12+34=" in the demo's character tokenizer
+    elif prompt_tokens is None:
+        prompt_tokens = DEFAULT_PROMPT_TOKENS
+        notes.append(f"prompt length assumed {DEFAULT_PROMPT_TOKENS} tokens (--prompt-tokens N to set it)")
     cluster = cfg.cluster
     # Precision, weights and generation engine as training decides them (runtime.resolve), on the
     # planned machine: GPUs with native bf16 and vLLM installed, or this CPU.
-    from dataclasses import replace
-
     from grpolab.runtime.hardware import HardwareFacts, probe
     from grpolab.runtime.resolve import resolve
 
@@ -370,16 +294,15 @@ def setup_from_config(cfg, world: int, prompt_tokens: int | None, device: str = 
     resolved = resolve(cfg, facts, world_size=world)
     autocast, dtype, use_vllm = resolved.bf16, resolved.model_dtype, resolved.use_vllm
     act = 2 if (autocast or DTYPE_BYTES[dtype] == 2) else 4
-    backend = cluster.backend if cluster.backend != "deepspeed" else f"zero{cluster.zero_stage}"
-    if backend == "zero0":
-        backend = "ddp"
+    backend = (
+        cluster.backend if cluster.backend != "deepspeed" else f"zero{cluster.zero_stage}".replace("zero0", "ddp")
+    )
     if cluster.use_vllm == "auto" and device == "cuda":
         notes.append("cluster.use_vllm is auto: planned with vLLM, as on a GPU with vLLM installed")
-    derived = derive(cfg, world)
     return Setup(
         world=world,
         per_device=cfg.training.per_device_train_batch_size,
-        steps_per_generation=derived.steps_per_generation,
+        steps_per_generation=derive(cfg, world).steps_per_generation,
         prompt_tokens=prompt_tokens,
         completion_tokens=cfg.generation.max_completion_length,
         dtype=dtype,
@@ -399,31 +322,25 @@ def setup_from_config(cfg, world: int, prompt_tokens: int | None, device: str = 
 
 def static_bytes(shape: ModelShape, s: Setup) -> dict:
     """weights, gradients, optimizer and reference model, per device (exact for ddp on one device)."""
-    b = DTYPE_BYTES[s.dtype]
-    params = shape.parameters
-    w = s.world
-    shard_weights = s.backend in ("zero3", "fsdp")
-    shard_grads = s.backend in ("zero2", "zero3", "fsdp")
-    shard_optim = s.backend != "ddp"
+    b, params = DTYPE_BYTES[s.dtype], shape.parameters
     if s.lora:
-        trainable = shape.lora_parameters(s.lora_r, s.lora_targets)
-        tensors = shape.lora_tensors(s.lora_targets)
-        adapter_b = 4 if b == 2 else b  # peft keeps adapters in float32 over a 16-bit base model
-        weights = params * b + trainable * adapter_b
-        grad_b = adapter_b
+        grad_b = 4 if b == 2 else b  # peft keeps adapters in float32 over a 16-bit base model
+        trainable, tensors = shape.lora_parameters(s.lora_r, s.lora_targets), shape.lora_tensors(s.lora_targets)
     else:
-        trainable, tensors = params, shape.tensor_count
-        weights, grad_b = params * b, b
+        grad_b, trainable, tensors = b, params, shape.tensor_count
     if s.backend != "ddp" and grad_b == 2:
         optim = trainable * 12  # DeepSpeed / FSDP: float32 master weights and moments
     else:
         optim = trainable * 2 * grad_b + 4 * tensors  # exp_avg, exp_avg_sq, and a float32 `step` per tensor
-    reference = params * b if s.reference[0] else 0
+
+    def per_device(value: float, *sharded_by: str) -> float:
+        return value / s.world if s.backend in sharded_by else value
+
     return {
-        "weights": weights / w if shard_weights else weights,
-        "gradients": trainable * grad_b / w if shard_grads else trainable * grad_b,
-        "optimizer": optim / w if shard_optim else optim,
-        "reference": reference / w if shard_weights else reference,
+        "weights": per_device(params * b + (trainable * grad_b if s.lora else 0), "zero3", "fsdp"),
+        "gradients": per_device(trainable * grad_b, "zero2", "zero3", "fsdp"),
+        "optimizer": per_device(optim, "zero1", "zero2", "zero3", "fsdp"),
+        "reference": per_device(params * b if s.reference[0] else 0, "zero3", "fsdp"),
         "trainable_parameters": trainable,
     }
 
@@ -461,14 +378,11 @@ def logits_bytes(shape: ModelShape, s: Setup) -> float:
         backward pass the scaled logits, log-probs, probabilities, the gradient, the target mask and
         two intermediates are alive at once (7 arrays). With Triton (GPU) that math is fused.
     On a GPU only the completion tokens are scored; elsewhere every position."""
-    seq = s.prompt_tokens + s.completion_tokens
-    scored = s.per_device * (s.completion_tokens if s.device == "cuda" else seq - 1)
-    tile = min(scored, HEAD_TOKEN_TILE) * HEAD_VOCAB_TILE * s.activation_bytes
-    columns = min(shape.vocab, HEAD_VOCAB_TILE)
-    unfused = 0 if s.device == "cuda" else 7 * min(scored, HEAD_TOKEN_TILE) * columns * 4
-    grad_hidden = scored * shape.hidden * 4
-    grad_head = 0 if s.lora else shape.vocab * shape.hidden * 4
-    return tile + unfused + grad_hidden + grad_head
+    cuda = s.device == "cuda"
+    scored = s.per_device * (s.completion_tokens if cuda else s.prompt_tokens + s.completion_tokens - 1)
+    tile = min(scored, HEAD_TOKEN_TILE) * (HEAD_VOCAB_TILE * s.activation_bytes)
+    unfused = 0 if cuda else 7 * min(scored, HEAD_TOKEN_TILE) * min(shape.vocab, HEAD_VOCAB_TILE) * 4
+    return tile + unfused + (scored + (0 if s.lora else shape.vocab)) * shape.hidden * 4  # float32 grads
 
 
 def kv_bytes_per_token(shape: ModelShape, b: int) -> int:
@@ -478,12 +392,8 @@ def kv_bytes_per_token(shape: ModelShape, b: int) -> int:
 def generation_bytes(shape: ModelShape, s: Setup) -> float:
     """transformers generation: the KV cache of the device's whole round (per_device x steps_per_generation
     completions at full length) plus one step's logits for them."""
-    sequences = s.per_device * s.steps_per_generation
-    b = s.activation_bytes
-    return (
-        sequences * (s.prompt_tokens + s.completion_tokens) * kv_bytes_per_token(shape, b)
-        + sequences * shape.vocab * 4
-    )
+    per_sequence = (s.prompt_tokens + s.completion_tokens) * kv_bytes_per_token(shape, s.activation_bytes)
+    return s.per_device * s.steps_per_generation * (per_sequence + shape.vocab * 4)
 
 
 @dataclass
@@ -516,13 +426,10 @@ class Plan:
 
 def estimate(shape: ModelShape, s: Setup, gpu_bytes: float | None) -> Plan:
     comp = static_bytes(shape, s)
-    train_phase = activation_bytes(shape, s) + logits_bytes(shape, s)
-    comp["activations"] = activation_bytes(shape, s)
-    comp["logits"] = logits_bytes(shape, s)
-    kv_tokens = None
+    comp["activations"], comp["logits"] = activation_bytes(shape, s), logits_bytes(shape, s)
+    kv_tokens, gen_phase = None, 0.0
     if s.vllm and gpu_bytes:
-        share = s.vllm_util * gpu_bytes
-        comp["vllm"] = share
+        share = comp["vllm"] = s.vllm_util * gpu_bytes
         free_kv = share - shape.parameters * 2  # vLLM holds its own 16-bit copy of the weights
         kv_tokens = int(max(0, free_kv) // kv_bytes_per_token(shape, 2))
         if free_kv <= 0:
@@ -531,16 +438,13 @@ def estimate(shape: ModelShape, s: Setup, gpu_bytes: float | None) -> Plan:
                 f"({shape.parameters * 2 / GIB:.1f} GiB): raise cluster.vllm_gpu_memory_utilization, or use "
                 "cluster.vllm_mode: server on other GPUs"
             )
-        gen_phase = 0.0
     else:
-        gen_phase = generation_bytes(shape, s)
-        comp["generation"] = gen_phase
+        gen_phase = comp["generation"] = generation_bytes(shape, s)
     if s.device == "cuda":
         comp["cuda_reserve"] = CUDA_RESERVE
-    static = sum(
-        v for k, v in comp.items() if k not in ("activations", "logits", "generation", "trainable_parameters")
-    )
-    total = static + max(train_phase, gen_phase)
+    phases = ("activations", "logits", "generation", "trainable_parameters")
+    static = sum(v for k, v in comp.items() if k not in phases)
+    total = static + max(comp["activations"] + comp["logits"], gen_phase)
     fits = None if gpu_bytes is None else total <= gpu_bytes
     return Plan(shape, s, comp, total, gpu_bytes, fits, kv_tokens)
 
@@ -564,10 +468,10 @@ def suggest(shape: ModelShape, s: Setup, gpu_bytes: float, cfg) -> list[tuple[li
             sets.append(f"grpo.steps_per_generation={steps}")
         options.append(sets)
     if s.world > 1 and s.backend not in ("zero3", "fsdp"):
-        if s.backend != "zero2":
-            options.append(["cluster.backend=deepspeed", "cluster.zero_stage=2"])
-        options.append(["cluster.backend=deepspeed", "cluster.zero_stage=3"])
-        options.append(["cluster.backend=fsdp"])
+        stages = (3,) if s.backend == "zero2" else (2, 3)
+        options += [["cluster.backend=deepspeed", f"cluster.zero_stage={n}"] for n in stages] + [
+            ["cluster.backend=fsdp"]
+        ]
     if not s.lora:
         options.append(["model.lora.enabled=true"])
     if s.dtype == "float32":
@@ -583,19 +487,15 @@ def suggest(shape: ModelShape, s: Setup, gpu_bytes: float, cfg) -> list[tuple[li
 
     def total_with(sets: list[str]) -> float | None:
         try:
-            trial_cfg = _reconfigure(cfg, sets, s.world)
+            trial = GRPOConfigLoader.from_dict(cfg.model_dump(mode="json"), world_size=s.world, overrides=sets).config
         except ConfigError:
             return None
-        trial = setup_from_config(trial_cfg, s.world, s.prompt_tokens, s.device)
-        return estimate(shape, trial, gpu_bytes).total
+        return estimate(shape, setup_from_config(trial, s.world, s.prompt_tokens, s.device), gpu_bytes).total
 
     chosen, seen = [], set()
     for sets in options:  # one per knob: the first (smallest) batch split or length cut that fits
         knob = sets[0].split("=")[0]
-        if knob in seen:
-            continue
-        total = total_with(sets)
-        if total is not None and total <= gpu_bytes:
+        if knob not in seen and (total := total_with(sets)) is not None and total <= gpu_bytes:
             seen.add(knob)
             chosen.append((sets, total))
     if chosen:
@@ -613,12 +513,6 @@ def suggest(shape: ModelShape, s: Setup, gpu_bytes: float, cfg) -> list[tuple[li
     return []
 
 
-def _reconfigure(cfg, sets: list[str], world: int):
-    from grpolab.config import GRPOConfigLoader
-
-    return GRPOConfigLoader.from_dict(cfg.model_dump(mode="json"), world_size=world, overrides=sets).config
-
-
 def plan_device(cfg, gpu_gib: float | None) -> str:
     """Where the plan is for: a GPU when one is named or configured; with `cluster.device: auto`, a GPU in
     cluster mode or when this machine has the NVIDIA driver, else the CPU."""
@@ -626,14 +520,12 @@ def plan_device(cfg, gpu_gib: float | None) -> str:
 
     if cfg.cluster.device == "cpu":
         return "cpu"
-    if gpu_gib is not None or cfg.cluster.device == "cuda" or cfg.mode == "cluster":
-        return "cuda"
-    return "cuda" if shutil.which("nvidia-smi") else "cpu"
+    named = gpu_gib is not None or cfg.cluster.device == "cuda" or cfg.mode == "cluster"
+    return "cuda" if named or shutil.which("nvidia-smi") else "cpu"
 
 
 def plan(cfg, shape: ModelShape, world: int, gpu_gib: float | None, prompt_tokens: int | None = None) -> Plan:
-    device = plan_device(cfg, gpu_gib)
-    s = setup_from_config(cfg, world, prompt_tokens, device)
+    s = setup_from_config(cfg, world, prompt_tokens, plan_device(cfg, gpu_gib))
     gpu_bytes = gpu_gib * GIB if gpu_gib is not None else None
     result = estimate(shape, s, gpu_bytes)
     if result.fits is False:
@@ -680,10 +572,8 @@ def render(p: Plan) -> str:
         if key == "reference" and value == 0:
             note = s.reference[1]
         elif key == "activations":
-            other = activation_bytes(shape, replace(s, checkpointing=not s.checkpointing))
-            note = (
-                f"{'with' if s.checkpointing else 'without'} gradient checkpointing ({_gib(other)} GiB the other way)"
-            )
+            other = _gib(activation_bytes(shape, replace(s, checkpointing=not s.checkpointing)))
+            note = f"{'with' if s.checkpointing else 'without'} gradient checkpointing ({other} GiB the other way)"
         elif key == "generation":
             note = "generation phase; the larger of it and activations + logits counts"
         elif key == "vllm" and p.vllm_kv_tokens is not None:
@@ -693,18 +583,13 @@ def render(p: Plan) -> str:
     if p.gpu_bytes is not None:
         verdict = "fits" if p.fits else "does NOT fit"
         lines.append(f"  {'GPU':<{width}}  {_gib(p.gpu_bytes):>10} GiB  {verdict} ({p.total / p.gpu_bytes:.0%} used)")
-        if p.fits is False:
-            if p.suggestions:
-                lines.append("  smallest changes that fit:")
-                for sets, total in p.suggestions:
-                    lines.append(f"    {' '.join('--set ' + x for x in sets)}   -> {_gib(total)} GiB")
-            else:
-                lines.append(
-                    "  no change considered here makes it fit: use more GPUs with ZeRO-3/FSDP or a smaller model"
-                )
-    for note in s.notes:
-        lines.append(f"  note: {note}")
-    return "\n".join(lines)
+        if p.fits is False and p.suggestions:
+            lines.append("  smallest changes that fit:")
+            for sets, total in p.suggestions:
+                lines.append(f"    {' '.join('--set ' + x for x in sets)}   -> {_gib(total)} GiB")
+        elif p.fits is False:
+            lines.append("  no change considered here makes it fit: use more GPUs with ZeRO-3/FSDP or a smaller model")
+    return "\n".join(lines + [f"  note: {note}" for note in s.notes])
 
 
 def _count(n: int) -> str:

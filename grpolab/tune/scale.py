@@ -1,19 +1,17 @@
 """`grpolab config scale FILE --gpus N`: the same experiment on N training processes.
 
-What a GRPO step learns from is set by the unique prompts per generation round (generation batch /
-num_generations), the completions per round, the effective batch (per_device_train_batch_size x
-gradient_accumulation_steps x processes) and how many optimizer steps each round feeds (on-policy
-when one). Moving to N processes multiplies the per-process numbers by N, so scale searches the
-per-device batch, gradient accumulation and generation batch that keep those quantities as close as
-the divisibility rules allow (TRL: the round divides by per_device_train_batch_size x processes and
-by num_generations), in that order of priority, and then the per-device batch (memory) closest to
-the original. Reads and writes configs only (no torch).
+A step learns from the unique prompts per round, the effective batch and the optimizer steps each
+round feeds (on-policy when one). N processes multiply the per-process numbers by N, so scale searches
+the per-device batch, gradient accumulation and generation batch that keep those as close as TRL's
+divisibility rules allow (the round divides by per_device_train_batch_size x processes and by
+num_generations), in that order, then the per-device batch (memory) closest to the original.
+Reads and writes configs only (no torch).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
@@ -31,9 +29,7 @@ class Batch:
 
     def resolved(self, world: int) -> tuple[int, int]:
         """(completions per round, steps per generation) as TRL resolves them."""
-        return generation_round(
-            self.per_device, self.accumulation, self.generation_batch, self.steps_per_generation, world
-        )
+        return generation_round(*astuple(self), world)  # the fields in generation_round's order
 
 
 def _cost(batch: Batch, world: int, target: dict, g: int, mu: int) -> tuple:
@@ -41,23 +37,11 @@ def _cost(batch: Batch, world: int, target: dict, g: int, mu: int) -> tuple:
     device (per_device_train_batch_size), then fewer changed keys."""
     b, s = batch.resolved(world)
     eff = batch.per_device * batch.accumulation * world
-    steps_per_round = s * mu / batch.accumulation
-    keys_changed = sum(
-        (
-            batch.per_device != target["per_device"],
-            batch.accumulation != target["accumulation"],
-            batch.generation_batch != target["generation_batch"],
-            batch.steps_per_generation != target["steps_per_generation"],
-        )
-    )
-    return (
-        round(abs(math.log((b // g) / target["prompts"])), 9),
-        round(abs(math.log(eff / target["effective"])), 9),
-        round(abs(math.log(steps_per_round / target["steps_per_round"])), 9),
-        round(abs(math.log(batch.per_device / target["per_device"])), 9),
-        keys_changed,
-        batch.accumulation,
-    )
+    values = (b // g, eff, s * mu / batch.accumulation, batch.per_device)
+    names = ("prompts", "effective", "steps_per_round", "per_device")
+    distances = [round(abs(math.log(value / target[name])), 9) for value, name in zip(values, names)]
+    changed = sum(getattr(batch, f.name) != target[f.name] for f in fields(Batch))  # Batch's fields are in target
+    return (*distances, changed, batch.accumulation)
 
 
 def best_batch(cfg, old_world: int, new_world: int) -> Batch:
@@ -212,12 +196,9 @@ def _flat(data, prefix=""):
 
 
 def _table(before: Derived, after: Derived, old, new) -> list[tuple[str, str, str]]:
-    t0, t1 = old.training, new.training
-    rows = [
-        ("processes", before.world_size, after.world_size),
-        ("per_device_train_batch_size", t0.per_device_train_batch_size, t1.per_device_train_batch_size),
-        ("gradient_accumulation_steps", t0.gradient_accumulation_steps, t1.gradient_accumulation_steps),
-    ]
+    rows = [("processes", before.world_size, after.world_size)]
+    for key in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        rows.append((key, getattr(old.training, key), getattr(new.training, key)))
     for label, name in (
         ("effective batch size", "effective_batch_size"),
         ("completions per round", "generation_batch_size"),
@@ -227,19 +208,14 @@ def _table(before: Derived, after: Derived, old, new) -> list[tuple[str, str, st
     ):
         rows.append((label, getattr(before, name), getattr(after, name)))
     rows.append(("on-policy", "yes" if before.on_policy else "no", "yes" if after.on_policy else "no"))
-    return [
-        (label, f"{a:g}" if isinstance(a, float) else str(a), f"{b:g}" if isinstance(b, float) else str(b))
-        for label, a, b in rows
-    ]
+    return [(label, *(f"{v:g}" if isinstance(v, float) else str(v) for v in (a, b))) for label, a, b in rows]
 
 
 def render_table(rows) -> str:
     width = max(len(r[0]) for r in rows)
     w1 = max(len("before"), *(len(r[1]) for r in rows))
     lines = [f"{'':<{width}}  {'before':>{w1}}  after"]
-    for label, a, b in rows:
-        mark = "" if a == b else "  (changed)"
-        lines.append(f"{label:<{width}}  {a:>{w1}}  {b}{mark}")
+    lines += [f"{label:<{width}}  {a:>{w1}}  {b}{'' if a == b else '  (changed)'}" for label, a, b in rows]
     return "\n".join(lines)
 
 

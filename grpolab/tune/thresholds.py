@@ -1,14 +1,8 @@
 """The one table of thresholds `grpolab doctor` judges a run by.
 
-Every finding reads its limits from THRESHOLDS and nowhere else, so a limit is changed in one
-place and the report quotes the value it used. Each entry says what is compared with what and
-why that limit: the recommended ranges come from the config system's own table
-(grpolab.config.rules.RECOMMENDED), the rest from what the GRPO loss does with the logged
-quantities (see each `why`).
-
-Metric names are the ones TRL logs into metrics.jsonl: `frac_reward_zero_std`, `reward`,
-`reward_std`, `completions/clipped_ratio`, `completions/mean_length`, `entropy`, `kl`,
-`grad_norm`, `loss`, `learning_rate`, and `eval/accuracy` from held-out scoring.
+Every finding reads its limits from here and nowhere else, so a limit changes in one place and the
+report quotes the value it used. Each entry says what it compares (metric names as TRL logs them in
+metrics.jsonl) and why that limit; the recommended ranges are grpolab.config.rules.RECOMMENDED.
 """
 
 from __future__ import annotations
@@ -153,6 +147,5 @@ def table() -> str:
     width = max(len(k) for k in THRESHOLDS)
     lines = [f"{'threshold':<{width}}  {'value':>8}  compares"]
     for name, t in THRESHOLDS.items():
-        lines.append(f"{name:<{width}}  {t.value:>8g}  {t.compares}")
-        lines.append(f"{'':<{width}}  {'':>8}  why: {t.why}")
+        lines += [f"{name:<{width}}  {t.value:>8g}  {t.compares}", f"{'':<{width}}  {'':>8}  why: {t.why}"]
     return "\n".join(lines)
