@@ -39,10 +39,8 @@ def _load(entry, key: str, max_completion_length: int, trust_remote_code: bool):
     if kind == "model":
         from .model import RewardModel
 
-        scorer = RewardModel(
-            entry.model, f"{key}.model", entry.batch_size, entry.dtype, entry.device, trust_remote_code
-        )
-        return scorer, {}, []
+        args = (entry.batch_size, entry.dtype, entry.device, trust_remote_code)
+        return RewardModel(entry.model, f"{key}.model", *args), {}, []
     if kind == "http":
         from .http import HttpReward
 

@@ -28,15 +28,11 @@ def exact_match(completions, answer, **kwargs) -> list[float]:
 
 def numeric_match(completions, answer, **kwargs) -> list[float]:
     """1.0 when the first number in the completion (or its <answer> tag) equals `answer` numerically."""
-    rewards = []
-    for c, a in zip(completions, answer):
-        found = _NUMBER.search(answer_part(completion_text(c)))
-        target = _NUMBER.search(str(a))
-        ok = bool(found and target) and math.isclose(
-            float(found.group()), float(target.group()), rel_tol=0, abs_tol=1e-6
-        )
-        rewards.append(float(ok))
-    return rewards
+    pairs = [
+        (_NUMBER.search(answer_part(completion_text(c))), _NUMBER.search(str(a))) for c, a in zip(completions, answer)
+    ]
+    close = lambda f, t: math.isclose(float(f.group()), float(t.group()), rel_tol=0, abs_tol=1e-6)  # noqa: E731
+    return [float(bool(f and t) and close(f, t)) for f, t in pairs]
 
 
 def format_reward(
@@ -75,11 +71,8 @@ def repetition_penalty(completions, ngram_size: int = 3, max_penalty: float = -1
     out = []
     for c in completions:
         words = completion_text(c).lower().split()
-        if len(words) < ngram_size:
-            out.append(0.0)
-            continue
         grams = list(zip(*[words[i:] for i in range(ngram_size)]))
-        out.append((1 - len(set(grams)) / len(grams)) * max_penalty)
+        out.append((1 - len(set(grams)) / len(grams)) * max_penalty if len(words) >= ngram_size else 0.0)
     return out
 
 
@@ -90,16 +83,9 @@ def length_penalty(
     linearly to -1 at max_length, -1 beyond. Counts tokens when TRL passes completion_ids."""
     cache = soft_cache if soft_cache is not None else max(1, max_length // 4)
     lengths = (
-        [len(ids) for ids in completion_ids]
-        if completion_ids is not None
-        else [len(completion_text(c)) for c in completions]
+        map(len, completion_ids) if completion_ids is not None else (len(completion_text(c)) for c in completions)
     )
-    out = []
-    for n in lengths:
-        if n <= max_length - cache:
-            out.append(0.0)
-        elif n <= max_length:
-            out.append((max_length - cache - n) / cache)
-        else:
-            out.append(-1.0)
-    return out
+    return [
+        0.0 if n <= max_length - cache else (max_length - cache - n) / cache if n <= max_length else -1.0
+        for n in lengths
+    ]

@@ -29,23 +29,16 @@ from .wrap import TRL_ARGS
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
-def _backoff(attempt: int) -> float:
-    return min(8.0, 0.5 * 2**attempt)
-
-
 def _jsonable(value):
     """Dataset values as JSON: numpy/tensor scalars and other objects by their plain form."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 class HttpReward:
     """A callable reward (TRL's signature) that asks an HTTP service for the scores."""
 
     def __init__(self, cfg, key: str):
-        self.cfg, self.key, self.url = cfg, key, cfg.url
-        self.headers = {"Content-Type": "application/json"}
+        self.cfg, self.key, self.url, self._client = cfg, key, cfg.url, None
         missing = [env for env in cfg.headers_env.values() if env not in os.environ]
         if missing:
             raise ConfigError(
@@ -55,8 +48,8 @@ class HttpReward:
                     f"export {missing[0]}=... before training, or set it in the config's `env:`",
                 )
             )
+        self.headers = {"Content-Type": "application/json"}
         self.headers.update({name: os.environ[env] for name, env in cfg.headers_env.items()})
-        self._client = None
 
     def client(self):
         import httpx
@@ -69,15 +62,13 @@ class HttpReward:
     def __call__(self, prompts, completions, **columns) -> list:
         n = len(completions)
         data = {k: v for k, v in columns.items() if k not in TRL_ARGS and isinstance(v, list) and len(v) == n}
-        parts = min(self.cfg.concurrency, max(1, n))
-        size = -(-n // parts)
+        size = -(-n // min(self.cfg.concurrency, max(1, n)))
         chunks = [(s, min(n, s + size)) for s in range(0, n, size)]
+        post = lambda chunk: self.post(prompts, completions, data, *chunk)  # noqa: E731
         if len(chunks) == 1:
-            results = [self.post(prompts, completions, data, *chunks[0])]
-        else:
-            with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
-                results = list(pool.map(lambda c: self.post(prompts, completions, data, *c), chunks))
-        return [r for part in results for r in part]
+            return post(chunks[0])
+        with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
+            return [r for part in pool.map(post, chunks) for r in part]
 
     def post(self, prompts, completions, columns, start: int, end: int) -> list:
         import httpx
@@ -95,7 +86,7 @@ class HttpReward:
         problem = ""
         for attempt in range(attempts):
             if attempt:
-                time.sleep(_backoff(attempt - 1))
+                time.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)))
             try:
                 response = self.client().post(self.url, content=body, headers=self.headers)
             except httpx.TimeoutException:

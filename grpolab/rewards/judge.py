@@ -34,9 +34,9 @@ _FIELD = re.compile(r"\{(\w+)\}")
 
 
 def _text_of(prompt) -> str:
-    if isinstance(prompt, list):
-        return "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in prompt)
-    return str(prompt)
+    if not isinstance(prompt, list):
+        return str(prompt)
+    return "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in prompt)
 
 
 class JudgeReward:
@@ -44,6 +44,7 @@ class JudgeReward:
 
     def __init__(self, cfg, key: str):
         self.cfg, self.key = cfg, key
+        self.rubric = cfg.rubric
         if cfg.rubric_file is not None:
             path = Path(cfg.rubric_file)
             if not path.is_file():
@@ -55,8 +56,6 @@ class JudgeReward:
                     )
                 )
             self.rubric = path.read_text()
-        else:
-            self.rubric = cfg.rubric
         # A rubric naming {prompt} or {completion} is the whole message; any other is wrapped.
         self.templated = "{prompt}" in self.rubric or "{completion}" in self.rubric
         api_key = "EMPTY"  # local servers accept anything; the client insists on a value
@@ -95,8 +94,8 @@ class JudgeReward:
             return list(pool.map(lambda i: self.judge(prompts, completions, data, i), range(n)))
 
     def judge(self, prompts, completions, columns, i: int) -> float:
-        row = {k: v[i] for k, v in columns.items()}
-        content = self.message(prompts[i], completions[i], row)
+        content = self.message(prompts[i], completions[i], {k: v[i] for k, v in columns.items()})
+        fail = lambda what: self.error(what, show_sample(prompts, completions, columns, i))  # noqa: E731
         try:
             response = self.client.chat.completions.create(
                 model=self.cfg.model,
@@ -106,50 +105,37 @@ class JudgeReward:
             )
             answer = response.choices[0].message.content or ""
         except self.openai.APITimeoutError:
-            raise self.error(
-                f"no answer within timeout_s={self.cfg.timeout_s:g} s", prompts, completions, columns, i
-            ) from None
+            raise fail(f"no answer within timeout_s={self.cfg.timeout_s:g} s") from None
         except self.openai.APIConnectionError as exc:
-            raise self.error(f"could not connect ({exc})", prompts, completions, columns, i) from None
+            raise fail(f"could not connect ({exc})") from None
         except self.openai.APIStatusError as exc:
-            raise self.error(f"HTTP {exc.status_code}: {str(exc)[:200]}", prompts, completions, columns, i) from None
+            raise fail(f"HTTP {exc.status_code}: {str(exc)[:200]}") from None
         except (AttributeError, IndexError, TypeError) as exc:
-            raise self.error(f"malformed chat-completions answer ({exc})", prompts, completions, columns, i) from None
+            raise fail(f"malformed chat-completions answer ({exc})") from None
         score = self.read(answer)
         if score is None:
-            expected = {
-                "score_0_10": "a number from 0 to 10",
-                "yes_no": "yes or no",
-                "regex": f"a match of `{self.cfg.pattern}`",
-            }[self.cfg.parse]
-            raise self.error(
+            expected = {"score_0_10": "a number from 0 to 10", "yes_no": "yes or no"}.get(
+                self.cfg.parse, f"a match of `{self.cfg.pattern}`"
+            )
+            raise fail(
                 f"answered {answer[:200]!r}, which is not {expected} (parse: {self.cfg.parse}); check the rubric "
-                "and that the model follows it",
-                prompts,
-                completions,
-                columns,
-                i,
+                "and that the model follows it"
             )
         return score
 
     def read(self, answer: str) -> float | None:
-        parse = self.cfg.parse
-        if parse == "score_0_10":
+        if self.cfg.parse == "score_0_10":
             found = _NUMBER.search(answer)
-            value = float(found.group()) if found else None
-            return value / 10 if value is not None and 0 <= value <= 10 else None
-        if parse == "yes_no":
-            words = re.findall(r"[a-z]+", answer.lower())
-            first = words[0] if words else ""
-            return 1.0 if first == "yes" else 0.0 if first == "no" else None
+            return float(found.group()) / 10 if found and 0 <= float(found.group()) <= 10 else None
+        if self.cfg.parse == "yes_no":
+            return {"yes": 1.0, "no": 0.0}.get((re.findall(r"[a-z]+", answer.lower()) or [""])[0])
         found = re.search(self.cfg.pattern, answer)
         try:
             return float(found.group(1)) if found else None
         except (TypeError, ValueError):
             return None
 
-    def error(self, what, prompts, completions, columns, i) -> RewardFunctionError:
+    def error(self, what: str, sample: str) -> RewardFunctionError:
         return RewardFunctionError(
-            f"judge `{self.cfg.model}` at {self.cfg.base_url} ({self.key}): {what}\n"
-            f"  on sample {show_sample(prompts, completions, columns, i)}"
+            f"judge `{self.cfg.model}` at {self.cfg.base_url} ({self.key}): {what}\n  on sample {sample}"
         )

@@ -26,8 +26,7 @@ def _verifier():
     except ImportError:
         raise ImportError("the math_verify rewards need math-verify: pip install 'math-verify>=0.5.2'") from None
     # math-verify times out with signal.alarm, which only works on the main thread.
-    main = threading.current_thread() is threading.main_thread()
-    if not main:
+    if not (main := threading.current_thread() is threading.main_thread()):
         logging.getLogger("math_verify.parser").setLevel(logging.ERROR)
     timeouts = {"parsing_timeout": 10 if main else None}
     answer_config = [
@@ -63,11 +62,7 @@ def _verifier():
 
 def _correct(completions, answer):
     gold_of, answer_of, same = _verifier()
-    out = []
-    for c, a in zip(completions, answer):
-        g = gold_of(a)
-        out.append(None if not g else same(g, answer_of(completion_text(c))))
-    return out
+    return [same(g, answer_of(completion_text(c))) if (g := gold_of(a)) else None for c, a in zip(completions, answer)]
 
 
 def math_verify(completions, answer, **kwargs) -> list[float | None]:
@@ -107,8 +102,5 @@ def kimi_length(completions, answer, **kwargs) -> list[float | None]:
     lo, hi = min(lengths, default=0), max(lengths, default=0)
     if hi == lo:
         return [None if ok is None else 0.0 for ok in correct]
-    out = []
-    for n, ok in zip(lengths, correct):
-        lam = 0.5 - (n - lo) / (hi - lo)
-        out.append(None if ok is None else (lam if ok else min(0.0, lam)))
-    return out
+    lams = [0.5 - (n - lo) / (hi - lo) for n in lengths]
+    return [None if ok is None else (lam if ok else min(0.0, lam)) for lam, ok in zip(lams, correct)]

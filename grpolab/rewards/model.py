@@ -29,14 +29,12 @@ def _device(device: str | None) -> str:
 def _dtype(dtype: str | None, device: str):
     import torch
 
+    from grpolab.runtime.hardware import probe
+
     if dtype and dtype != "auto":
         return getattr(torch, dtype)
-    if device.startswith("cuda"):
-        from grpolab.runtime.hardware import probe
-
-        if probe().gpu_bf16:  # native bf16 only (runtime.hardware decides what counts)
-            return torch.bfloat16
-    return torch.float32
+    # native bf16 only (runtime.hardware decides what counts)
+    return torch.bfloat16 if device.startswith("cuda") and probe().gpu_bf16 else torch.float32
 
 
 # Reward models loaded in this process, for the plan (extra memory the user should see).
@@ -58,7 +56,7 @@ class RewardModel:
                 path, num_labels=1, dtype=_dtype(dtype, self.device), trust_remote_code=trust_remote_code
             )
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ConfigError(
                 Problem(
                     key,

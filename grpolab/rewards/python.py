@@ -106,14 +106,5 @@ def required_columns(func, bound: dict) -> list[str]:
         params = inspect.signature(func).parameters
     except (TypeError, ValueError):
         return []
-    needed = []
-    for name, param in params.items():
-        if (
-            name in TRL_ARGS
-            or name in bound
-            or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL)
-            or param.default is not param.empty
-        ):
-            continue
-        needed.append(name)
-    return needed
+    named = {n: p for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    return [n for n, p in named.items() if n not in TRL_ARGS and n not in bound and p.default is p.empty]
