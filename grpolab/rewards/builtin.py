@@ -1,7 +1,5 @@
-"""Rule-based built-in rewards, by name in `rewards: - name: ...`.
-
-Each has TRL's reward signature `f(completions, **columns) -> list[float | None]`. The format
-rewards follow Open-R1's definitions so an imported Open-R1 recipe trains the same reward."""
+"""Rule-based built-in rewards (`rewards: - name: ...`), with TRL's reward signature. The format rewards
+follow Open-R1's definitions so an imported Open-R1 recipe trains the same reward."""
 
 from __future__ import annotations
 
@@ -13,6 +11,7 @@ from .errors import completion_text
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 THINK_ANSWER_FORMAT = r"<think>.*?</think>\s*<answer>.*?</answer>"
+_STEP = re.compile(r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)", re.MULTILINE)
 
 
 def answer_part(text: str) -> str:
@@ -55,12 +54,8 @@ def tag_count(completions, **kwargs) -> list[float]:
     return [sum(0.25 for tag in tags if completion_text(c).count(tag) == 1) for c in completions]
 
 
-_STEP = re.compile(r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)", re.MULTILINE)
-
-
 def reasoning_steps(completions, min_steps: int = 3, **kwargs) -> list[float]:
-    """Open-R1's reasoning_steps_reward: step markers (`Step 1:`, `1.`, bullets, First/Next/Finally)
-    counted, full reward from `min_steps` on."""
+    """Open-R1's reasoning_steps_reward: step markers counted, full reward from `min_steps` on."""
     return [min(1.0, len(_STEP.findall(completion_text(c))) / min_steps) for c in completions]
 
 

@@ -1,16 +1,7 @@
-"""An LLM judge as a reward (`rewards: - judge: {base_url, model, rubric, parse, ...}`), over the
-OpenAI-compatible chat-completions API through the `openai` client, so it works with vLLM's
-`vllm serve`, TGI, llama.cpp's server or a hosted API.
-
-Each completion is one chat request with a single user message. When the rubric contains
-`{prompt}`, `{completion}` or `{<column>}`, it is that message with those filled in; otherwise
-the message is the rubric, then the prompt and the response, then the answer format `parse`
-expects. The answer is read as:
-  score_0_10  the first number in the answer, 0..10, divided by 10
-  yes_no      yes -> 1.0, no -> 0.0 (the first word)
-  regex       the first group of `pattern`, as a float
-An answer that does not read that way stops training with an error showing the answer and the
-sample: a judge that is not following the rubric gives no signal worth training on."""
+"""An LLM judge as a reward (`rewards: - judge: {...}`) over the OpenAI-compatible chat API (vllm serve,
+TGI, llama.cpp, hosted): one message per completion, the rubric with `{prompt}`, `{completion}` or
+`{<column>}` filled in, else rubric + prompt + response + answer format. `parse`: score_0_10, yes_no or
+regex; an unreadable answer stops training (a judge not following the rubric gives no signal)."""
 
 from __future__ import annotations
 
@@ -19,9 +10,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from grpolab.config import ConfigError, Problem
-
-from .errors import RewardFunctionError, completion_text, show_sample
+from .errors import RewardFunctionError, completion_text, config_error, show_sample
 from .wrap import TRL_ARGS
 
 ANSWER_FORMAT = {
@@ -48,33 +37,23 @@ class JudgeReward:
         if cfg.rubric_file is not None:
             path = Path(cfg.rubric_file)
             if not path.is_file():
-                raise ConfigError(
-                    Problem(
-                        f"{key}.rubric_file",
-                        f"rubric file `{path}` not found.",
-                        "give a path relative to the current directory",
-                    )
-                )
+                fix = "give a path relative to the current directory"
+                raise config_error(f"{key}.rubric_file", f"rubric file `{path}` not found.", fix)
             self.rubric = path.read_text()
         # A rubric naming {prompt} or {completion} is the whole message; any other is wrapped.
         self.templated = "{prompt}" in self.rubric or "{completion}" in self.rubric
-        api_key = "EMPTY"  # local servers accept anything; the client insists on a value
-        if cfg.api_key_env:
-            if cfg.api_key_env not in os.environ:
-                raise ConfigError(
-                    Problem(
-                        f"{key}.api_key_env",
-                        f"environment variable {cfg.api_key_env} is not set (the judge's API key).",
-                        f"export {cfg.api_key_env}=... before training, or remove `api_key_env` for a local server",
-                    )
-                )
-            api_key = os.environ[cfg.api_key_env]
+        if cfg.api_key_env and cfg.api_key_env not in os.environ:
+            raise config_error(
+                f"{key}.api_key_env",
+                f"environment variable {cfg.api_key_env} is not set (the judge's API key).",
+                f"export {cfg.api_key_env}=... before training, or remove `api_key_env` for a local server",
+            )
+        # Local servers accept any key, but the client insists on a value.
+        api_key = os.environ[cfg.api_key_env] if cfg.api_key_env else "EMPTY"
         try:
             import openai
         except ImportError:
-            raise ConfigError(
-                Problem(key, "the judge reward needs the openai client.", "pip install openai")
-            ) from None
+            raise config_error(key, "the judge reward needs the openai client.", "pip install openai") from None
         self.openai = openai
         self.client = openai.OpenAI(
             base_url=cfg.base_url, api_key=api_key, timeout=cfg.timeout_s, max_retries=cfg.retries

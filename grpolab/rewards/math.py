@@ -1,9 +1,5 @@
-"""Verified math rewards on math-verify (the checker Open-R1 and TRL use): the answer is parsed
-as LaTeX or a plain expression and compared symbolically, so `\\frac{2}{6}` equals `1/3`.
-
-The gold answer comes from the `answer` column (map Open-R1's `solution` onto it with
-`data.columns: {solution: answer}`). A gold answer math-verify cannot parse gives None: the
-sample is skipped rather than scored as wrong."""
+"""Verified math rewards on math-verify (as Open-R1 and TRL): `\\frac{2}{6}` equals `1/3`. The gold answer is
+the `answer` column; one that does not parse gives None (the sample is skipped, not scored as wrong)."""
 
 from __future__ import annotations
 
@@ -29,15 +25,9 @@ def _verifier():
     if not (main := threading.current_thread() is threading.main_thread()):
         logging.getLogger("math_verify.parser").setLevel(logging.ERROR)
     timeouts = {"parsing_timeout": 10 if main else None}
-    answer_config = [
-        LatexExtractionConfig(
-            normalization_config=NormalizationConfig(
-                nits=False, malformed_operators=False, basic_latex=True, equations=True, boxed="all", units=True
-            ),
-            boxed_match_priority=0,
-            try_extract_without_anchor=False,
-        )
-    ]
+    norm = dict(nits=False, malformed_operators=False, basic_latex=True, equations=True, boxed="all", units=True)
+    extraction = dict(boxed_match_priority=0, try_extract_without_anchor=False)
+    answer_config = [LatexExtractionConfig(normalization_config=NormalizationConfig(**norm), **extraction)]
 
     def gold(text: str):
         parsed = parse(str(text), **timeouts)
@@ -46,13 +36,9 @@ def _verifier():
         return parsed
 
     def answer(text: str):
-        tagged = answer_part(text)
-        if tagged is not text:  # an <answer> tag: its content is the answer, anchored or not
-            found = parse(tagged, **timeouts)
-            if found:
-                return found
-        found = parse(text, extraction_config=answer_config, **timeouts)
-        return found or parse(text, **timeouts)
+        tagged = answer_part(text)  # an <answer> tag: its content is the answer, anchored or not
+        found = parse(tagged, **timeouts) if tagged is not text else None
+        return found or parse(text, extraction_config=answer_config, **timeouts) or parse(text, **timeouts)
 
     def same(g, a) -> bool:
         return bool(verify(g, a, timeout_seconds=5 if main else None))
@@ -66,8 +52,7 @@ def _correct(completions, answer):
 
 
 def math_verify(completions, answer, **kwargs) -> list[float | None]:
-    """1.0 when the completion's answer (its <answer> tag, \\boxed{} or last expression) equals the
-    `answer` column mathematically; None when the gold answer does not parse."""
+    """1.0 when the completion's answer (<answer> tag, \\boxed{} or last expression) equals `answer`."""
     return [None if ok is None else float(ok) for ok in _correct(completions, answer)]
 
 
@@ -81,8 +66,7 @@ def cosine_length(
     max_len: int = 1000,
     **kwargs,
 ) -> list[float | None]:
-    """Open-R1's cosine-scaled reward: correct answers earn more when short, wrong ones lose less
-    when long (characters, scaled by a cosine over max_len)."""
+    """Open-R1's cosine-scaled reward: correct answers earn more when short, wrong ones lose less when long."""
     out = []
     for c, ok in zip(completions, _correct(completions, answer)):
         if ok is None:

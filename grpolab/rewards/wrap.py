@@ -1,6 +1,5 @@
-"""The wrapper every configured reward goes through: fixed kwargs bound, only the columns the
-function accepts passed, a stable metric name, and each answer checked so that a bad return
-value is an error naming the reward and a sample instead of a NaN deep inside TRL."""
+"""The wrapper every configured reward goes through: kwargs bound, only the columns it accepts passed,
+a stable metric name, and each answer checked (an error naming the reward and a sample, not a NaN)."""
 
 from __future__ import annotations
 
@@ -94,8 +93,7 @@ def _is_0d(value) -> bool:
 
 
 def _as_number(value):
-    """A float, None, or the original value when it is not a number. 0-d tensors and numpy
-    scalars are numbers: many reward functions compute with them."""
+    """A float, None, or the value itself when not a number (0-d tensors and numpy scalars are numbers)."""
     if value is None or isinstance(value, numbers.Real):
         return None if value is None else float(value)
     if _is_0d(value) and hasattr(value, "item") and isinstance(item := value.item(), numbers.Real):
