@@ -8,6 +8,9 @@ from grpolab.config import ConfigError
 
 from . import builtin
 from . import math as math_rewards
+from .http import HttpReward
+from .judge import JudgeReward
+from .model import LOADED, RewardModel
 from .python import load_python_reward, required_columns
 from .wrap import make_reward
 
@@ -30,17 +33,11 @@ BUILTIN_COLUMNS = {name: ["answer"] if name in _READ_ANSWER else [] for name in 
 def _load(entry, key: str, max_completion_length: int, trust_remote_code: bool):
     """(function, kwargs to bind, columns it reads) for one entry."""
     if entry.kind == "model":
-        from .model import RewardModel
-
         args = (entry.batch_size, entry.dtype, entry.device, trust_remote_code)
         return RewardModel(entry.model, f"{key}.model", *args), {}, []
     if entry.kind == "http":
-        from .http import HttpReward
-
         return HttpReward(entry.http, f"{key}.http"), {}, []
     if entry.kind == "judge":
-        from .judge import JudgeReward
-
         return JudgeReward(entry.judge, f"{key}.judge"), {}, []
     kwargs = dict(entry.kwargs)
     if entry.name in BUILTINS:
@@ -68,14 +65,11 @@ def _label(entry, func) -> str:
 
 def build_rewards(reward_specs, max_completion_length: int, trust_remote_code: bool = False):
     """(wrapped functions, columns each needs by reward label); every entry's errors in one ConfigError."""
-    from .model import LOADED
-
     LOADED.clear()  # the plan lists the reward models of this run only
     funcs, needs, problems = [], {}, []
     for i, entry in enumerate(reward_specs):
-        key = f"rewards[{i}]"
         try:
-            func, kwargs, columns = _load(entry, key, max_completion_length, trust_remote_code)
+            func, kwargs, columns = _load(entry, f"rewards[{i}]", max_completion_length, trust_remote_code)
         except ConfigError as exc:
             problems += exc.problems
             continue

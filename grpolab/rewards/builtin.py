@@ -37,9 +37,8 @@ def numeric_match(completions, answer, **kwargs) -> list[float]:
 def format_reward(
     completions, pattern: str = THINK_ANSWER_FORMAT, anchor: str = "full", strip: bool = True, **kwargs
 ) -> list[float]:
-    """1.0 when the completion matches the regex `pattern` (default `<think>...</think><answer>...</answer>`):
-    the whole (stripped) completion, or with `anchor: start` a match from its start as Open-R1's
-    format reward checks (re.match), `strip: false` keeping surrounding whitespace."""
+    """1.0 when the whole (stripped unless `strip: false`) completion matches `pattern` (default
+    <think>...</think><answer>...</answer>), or its start with `anchor: start` (Open-R1's re.match)."""
     if anchor not in ("full", "start"):
         raise ValueError(f"anchor must be full or start, not {anchor!r}")
     regex = re.compile(pattern, re.DOTALL)
@@ -48,8 +47,7 @@ def format_reward(
 
 
 def tag_count(completions, **kwargs) -> list[float]:
-    """Open-R1's tag_count_reward: 0.25 for each of `<think>\\n`, `\\n</think>\\n`, `\\n<answer>\\n`
-    and `\\n</answer>` appearing exactly once, so a model gets partial credit while it learns the format."""
+    """Open-R1's tag_count_reward: 0.25 per format tag that appears exactly once (credit while learning it)."""
     tags = ("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>")
     return [sum(0.25 for tag in tags if completion_text(c).count(tag) == 1) for c in completions]
 
@@ -74,8 +72,7 @@ def repetition_penalty(completions, ngram_size: int = 3, max_penalty: float = -1
 def length_penalty(
     completions, completion_ids=None, max_length: int = 256, soft_cache: int | None = None, **kwargs
 ) -> list[float]:
-    """DAPO's soft overlong punishment: 0 up to max_length - soft_cache tokens, then falling
-    linearly to -1 at max_length, -1 beyond. Counts tokens when TRL passes completion_ids."""
+    """DAPO's soft overlong punishment: 0 up to max_length - soft_cache tokens, then linearly down to -1."""
     cache = soft_cache if soft_cache is not None else max(1, max_length // 4)
     lengths = (
         map(len, completion_ids) if completion_ids is not None else (len(completion_text(c)) for c in completions)

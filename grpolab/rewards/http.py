@@ -87,10 +87,8 @@ class HttpReward:
             raise self.error(f"answered non-JSON {response.text[:200]!r}", sample()) from None
         values = payload.get("rewards") if isinstance(payload, dict) else payload
         if not isinstance(values, list):
-            raise self.error(
-                f'answered {str(payload)[:200]!r}; expected {{"rewards": [one number or null per completion]}}',
-                sample(),
-            )
+            expected = '{"rewards": [one number or null per completion]}'
+            raise self.error(f"answered {str(payload)[:200]!r}; expected {expected}", sample())
         if len(values) != expected:
             raise self.error(f"answered {len(values)} rewards for {expected} completions", sample())
         if bad := [v for v in values if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]:

@@ -18,6 +18,7 @@ ANSWER_FORMAT = {
     "yes_no": "Answer with yes or no and nothing else.",
     "regex": "",
 }
+EXPECTED = {"score_0_10": "a number from 0 to 10", "yes_no": "yes or no", "regex": "a match of `{pattern}`"}
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _FIELD = re.compile(r"\{(\w+)\}")
 
@@ -93,9 +94,7 @@ class JudgeReward:
             raise fail(f"malformed chat-completions answer ({exc})") from None
         score = self.read(answer)
         if score is None:
-            expected = {"score_0_10": "a number from 0 to 10", "yes_no": "yes or no"}.get(
-                self.cfg.parse, f"a match of `{self.cfg.pattern}`"
-            )
+            expected = EXPECTED[self.cfg.parse].format(pattern=self.cfg.pattern)
             raise fail(
                 f"answered {answer[:200]!r}, which is not {expected} (parse: {self.cfg.parse}); check the rubric "
                 "and that the model follows it"

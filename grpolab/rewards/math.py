@@ -67,15 +67,13 @@ def cosine_length(
     **kwargs,
 ) -> list[float | None]:
     """Open-R1's cosine-scaled reward: correct answers earn more when short, wrong ones lose less when long."""
-    out = []
-    for c, ok in zip(completions, _correct(completions, answer)):
-        if ok is None:
-            out.append(None)
-            continue
+
+    def scaled(c, ok: bool) -> float:
         cosine = math.cos(min(1.0, len(completion_text(c)) / max_len) * math.pi)
         lo, hi = (min_value_correct, max_value_correct) if ok else (max_value_wrong, min_value_wrong)
-        out.append(lo + 0.5 * (hi - lo) * (1.0 + cosine))
-    return out
+        return lo + 0.5 * (hi - lo) * (1.0 + cosine)
+
+    return [None if ok is None else scaled(c, ok) for c, ok in zip(completions, _correct(completions, answer))]
 
 
 def kimi_length(completions, answer, **kwargs) -> list[float | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from grpolab.runtime import hub
+from grpolab.runtime import hardware, hub
 
 from .errors import RewardFunctionError, completion_text, config_error
 
@@ -24,12 +24,10 @@ def _device(device: str | None) -> str:
 def _dtype(dtype: str | None, device: str):
     import torch
 
-    from grpolab.runtime.hardware import probe
-
     if dtype and dtype != "auto":
         return getattr(torch, dtype)
     # native bf16 only (runtime.hardware decides what counts)
-    return torch.bfloat16 if device.startswith("cuda") and probe().gpu_bf16 else torch.float32
+    return torch.bfloat16 if device.startswith("cuda") and hardware.probe().gpu_bf16 else torch.float32
 
 
 class RewardModel:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from grpolab.config import ConfigError
+from grpolab.config.errors import did_you_mean
 from grpolab.config.yaml_io import real_path
 
 from .errors import config_error
@@ -27,8 +28,7 @@ def import_object(spec: str, key: str, what: str = "reward"):
                     key, f"{what} file `{target}` not found.", "give a path relative to the current directory"
                 )
             module_name = f"grpolab_user_{path.stem}_{abs(hash(str(real_path(path))))}"
-            module = sys.modules.get(module_name)
-            if module is None:
+            if (module := sys.modules.get(module_name)) is None:
                 module_spec = importlib.util.spec_from_file_location(module_name, path)
                 sys.modules[module_name] = module = importlib.util.module_from_spec(module_spec)
                 try:
@@ -70,8 +70,6 @@ def _trl_reward(spec: str, key: str, kwargs: dict):
     names = [n for n in getattr(trl_rewards, "__all__", dir(trl_rewards)) if not n.startswith("_")]
     func = getattr(trl_rewards, name, None)
     if not callable(func):
-        from grpolab.config.errors import did_you_mean
-
         raise config_error(key, f"TRL has no reward `{name}`; it has: {', '.join(names)}.{did_you_mean(name, names)}")
     if name.startswith("get_"):  # a factory: its arguments are the entry's kwargs
         try:

@@ -74,8 +74,8 @@ def make_reward(spec: str, func, kwargs: dict, label: str):
 
 
 def _log_by_source(label: str, values: list, columns: dict) -> None:
-    """In a data.datasets mixture, this reward's mean per source (reward_by_source/<source>/<label>),
-    through TRL's log_metric: a mixture can improve on one source while getting worse on another."""
+    """In a mixture, this reward's mean per source (reward_by_source/<source>/<label>): a mixture can
+    improve on one source while getting worse on another."""
     sources, log_metric = columns.get("source"), columns.get("log_metric")
     if not callable(log_metric) or not isinstance(sources, list) or len(sources) != len(values):
         return

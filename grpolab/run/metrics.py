@@ -120,8 +120,7 @@ class Truncation:
 
 def truncate_after(run_dir: Path | str, step: int) -> Truncation:
     """Keep only the records up to `step` (the checkpoint a run resumes from), dropping torn lines."""
-    path = path_of(run_dir)
-    if not path.exists():
+    if not (path := path_of(run_dir)).exists():
         return Truncation(0, 0, 0)
     rows = [(line, record) for _, line, record in _lines(path)]
     kept = [line for line, record in rows if record is not None and _step(record) <= step]

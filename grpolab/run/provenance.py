@@ -45,15 +45,12 @@ def git_info(config_path: Path | None) -> dict:
     return info
 
 
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def package_versions() -> dict:
-    return {name: _version(name) for name in PACKAGES}
+    versions = dict.fromkeys(PACKAGES)  # None: not installed
+    for name in PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
 
 
 def host_info() -> dict:

@@ -42,8 +42,7 @@ def read_json(path: Path) -> dict:
 
 
 # Annotation words for numbers that cannot be negative (step counts, epochs): `fits` checks the sign.
-count = int
-amount = float
+count, amount = int, float
 _NOT_STORED = ("extra", "unreadable")  # fields of a record object that are not keys of its file
 # The Python type each annotation word stands for (annotations are strings: `from __future__`).
 _TYPES = {"str": str, "int": int, "float": (int, float), "dict": dict, "list": list, "bool": bool, "None": type(None)}
@@ -62,8 +61,7 @@ def _split(text: str, sep: str) -> list[str]:
 
 
 def fits(value, annotation: str) -> bool:
-    """Whether a JSON value has the annotated type (`int | None`, `list[str] | None`,
-    `dict[str, float | None]` ...). A bool is not a number here: JSON's `true` is no step count."""
+    """Whether a JSON value has the annotated type (`list[str] | None` ...); JSON's `true` is no number."""
     for option in _split(annotation, "|"):
         name, _, inner = option.partition("[")
         inner = inner[:-1] if inner.endswith("]") else inner
@@ -204,17 +202,9 @@ class RunInfo(_Record):
         stopped = (self.guard or {}).get("stopped")
         return stopped if isinstance(stopped, dict) else None
 
-    @property
-    def hostname(self) -> str | None:
-        return (self.host or {}).get("hostname")
-
-    @property
-    def commit(self) -> str | None:
-        return (self.git or {}).get("commit")
-
-    @property
-    def dirty(self) -> bool | None:
-        return (self.git or {}).get("dirty")
+    hostname = property(lambda self: (self.host or {}).get("hostname"))
+    commit = property(lambda self: (self.git or {}).get("commit"))
+    dirty = property(lambda self: (self.git or {}).get("dirty"))
 
 
 @dataclass
@@ -244,7 +234,7 @@ class Summary(_Record):
 
 @dataclass
 class TrainerState(_Record):
-    """checkpoint-N/trainer_state.json (transformers' Trainer): every key, typed as resuming needs it
+    """checkpoint-N/trainer_state.json: every key transformers' Trainer has, typed as resuming needs it
     (null only where allowed); a key it does not have would stop it too (see `extra`)."""
 
     FILE: ClassVar[str] = "trainer_state.json"

@@ -107,8 +107,7 @@ def handoff_env(run_dir: Path | str, resolved: Mapping | None = None) -> dict[st
 
 
 def handed_over_run_dir(env: Mapping[str, str] | None = None) -> Path | None:
-    """The run directory a launcher or sweep handed to this process; one bound to another launch (see
-    RUN_DIR_OWNER_ENV) is ignored with a note, one set by hand (no owner) is taken as given."""
+    """The run directory handed to this process; one bound to another launch is ignored with a note."""
     env = os.environ if env is None else env
     if not (value := env.get(RUN_DIR_ENV)):
         return None
@@ -200,8 +199,7 @@ def live_lock(run_dir: Path) -> str | None:
 
 
 def record_rank_error(run_dir: Path, rank: int, exit_code: int, message: str) -> None:
-    """A rank's first error (later ones are fallout), kept so the launcher reports the first rank to
-    fail once instead of a traceback of every failed child."""
+    """A rank's first error (later ones are fallout), so the launcher reports the first rank to fail once."""
     path = Path(run_dir) / "logs" / f"error-rank{rank}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():

@@ -11,8 +11,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class LauncherPrecision:
-    """The mixed precision a launcher imposes on its ranks: transformers and DeepSpeed take it from
-    the launcher whatever `training.bf16` says, so `resolve` follows it."""
+    """The mixed precision a launcher imposes whatever `training.bf16` says (so `resolve` follows it)."""
 
     value: str  # accelerate's: "no", "bf16" or "fp16"
     source: str  # where the user set it: the accelerate config, a flag, or the DeepSpeed JSON
@@ -44,9 +43,8 @@ class DistInfo:
 
 
 def launcher(environ=os.environ) -> str | None:
-    """The launcher this process runs under, or None for a plain `python` start. srun sets
-    SLURM_STEP_NUM_TASKS for each task of a job step; sbatch's batch script does not, so a plain
-    `python` in a batch script still self-launches."""
+    """The launcher this process runs under, or None for a plain `python` start (in an sbatch script too:
+    only srun sets SLURM_STEP_NUM_TASKS)."""
     if "ACCELERATE_DYNAMO_BACKEND" in environ:  # every `accelerate launch` path sets it
         return "accelerate launch"
     if any(k in environ for k in ("TORCHELASTIC_RUN_ID", "RANK", "LOCAL_RANK", "WORLD_SIZE")):
@@ -56,20 +54,14 @@ def launcher(environ=os.environ) -> str | None:
 
 def detect(environ=os.environ, started_by: str | None = None) -> DistInfo:
     """torch's rank variables (an srun task, given them by `srun_rank_env`, passes `started_by="srun"`)."""
-    return DistInfo(
-        launcher=started_by or launcher(environ),
-        rank=int(environ.get("RANK", "0")),
-        world_size=int(environ.get("WORLD_SIZE", "1")),
-        local_rank=int(environ.get("LOCAL_RANK", "0")),
-        local_world_size=int(environ.get("LOCAL_WORLD_SIZE", "1")),
-        precision=launcher_precision(environ),
-    )
+    rank, world = int(environ.get("RANK", "0")), int(environ.get("WORLD_SIZE", "1"))
+    local, local_world = int(environ.get("LOCAL_RANK", "0")), int(environ.get("LOCAL_WORLD_SIZE", "1"))
+    return DistInfo(started_by or launcher(environ), rank, world, local, local_world, launcher_precision(environ))
 
 
 def launcher_precision(environ=os.environ, launch_argv: list[str] | None = None) -> LauncherPrecision | None:
-    """accelerate launch's mixed precision, as transformers reads it (ACCELERATE_MIXED_PRECISION),
-    or a DeepSpeed JSON's explicit bf16/fp16 blocks, which take precedence there (its "auto"
-    follows the training arguments, so it imposes nothing)."""
+    """accelerate launch's mixed precision as transformers reads it, or a DeepSpeed JSON's explicit bf16/fp16
+    blocks, which take precedence there ("auto" follows the training arguments: it imposes nothing)."""
     if ds_file := environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE"):
         try:
             ds = json.loads(Path(ds_file).read_text())
@@ -116,14 +108,9 @@ def srun_rank_env(environ, main_ip: str | None, port: int) -> dict[str, str]:
     local_rank = "0" if len(visible) == 1 else environ.get("SLURM_LOCALID", "0")
     # SLURM_STEP_TASKS_PER_NODE looks like "4(x2),3": the first node's count (nodes usually match).
     head = environ.get("SLURM_STEP_TASKS_PER_NODE", "1").split(",")[0].split("(")[0]
-    return {
-        "RANK": environ["SLURM_PROCID"],
-        "WORLD_SIZE": environ["SLURM_STEP_NUM_TASKS"],
-        "LOCAL_RANK": local_rank,
-        "LOCAL_WORLD_SIZE": str(int(head)) if head.isdigit() else "1",
-        "MASTER_ADDR": main,
-        "MASTER_PORT": str(port),
-    }
+    ranks = {"RANK": environ["SLURM_PROCID"], "WORLD_SIZE": environ["SLURM_STEP_NUM_TASKS"], "LOCAL_RANK": local_rank}
+    local_world = str(int(head)) if head.isdigit() else "1"
+    return ranks | {"LOCAL_WORLD_SIZE": local_world, "MASTER_ADDR": main, "MASTER_PORT": str(port)}
 
 
 def first_slurm_host(nodelist: str) -> str | None:

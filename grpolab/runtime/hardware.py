@@ -58,13 +58,9 @@ class HardwareFacts:
 
 def probe(use_torch: bool = True) -> HardwareFacts:
     gpus, source = _torch_gpus() if use_torch else _smi_gpus()
-    return HardwareFacts(
-        gpus=gpus,
-        cpu_bf16=cpu_has_bf16(),
-        cores=len(core_ids()),  # a container's or taskset's limit, not the host's count
-        installed=frozenset(name for name in OPTIONAL_ENGINES if importlib.util.find_spec(name) is not None),
-        source=source,
-    )
+    installed = frozenset(name for name in OPTIONAL_ENGINES if importlib.util.find_spec(name) is not None)
+    # cores: a container's or taskset's limit, not the host's count
+    return HardwareFacts(gpus=gpus, cpu_bf16=cpu_has_bf16(), cores=len(core_ids()), installed=installed, source=source)
 
 
 def _torch_gpus() -> tuple[tuple[GPU, ...], str]:
@@ -77,8 +73,7 @@ def _torch_gpus() -> tuple[tuple[GPU, ...], str]:
 
 def _smi_gpus() -> tuple[tuple[GPU, ...], str]:
     """nvidia-smi's view narrowed by CUDA_VISIBLE_DEVICES as CUDA does (ending at the first unknown id)."""
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
+    if (smi := shutil.which("nvidia-smi")) is None:
         return (), "none"
     query = "--query-gpu=index,uuid,name,compute_cap,memory.total"
     try:

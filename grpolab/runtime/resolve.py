@@ -145,8 +145,7 @@ def _processes(cfg, facts, dist: DistInfo, world_size: int | None, cuda: bool) -
 
 
 def _precision(cfg, facts: HardwareFacts, dist: DistInfo, cuda: bool) -> Decision:
-    """bf16 autocast: set, the launcher's (transformers takes its mixed precision regardless), or
-    where the device computes bf16 natively."""
+    """bf16 autocast: set, the launcher's (transformers takes it regardless), or where it is native."""
     setting, launched = cfg.training.bf16, dist.precision
     if setting != "auto":
         why, bf16 = "set", bool(setting)
@@ -228,8 +227,7 @@ def _engine(name: str, setting, facts: HardwareFacts, cuda: bool) -> Decision:
 
 
 def _threads(cfg, facts: HardwareFacts, per_machine: int) -> Decision:
-    """This machine's cores shared by its processes (more threads than cores makes every step
-    slower; torchrun's default of 1 leaves cores idle)."""
+    """This machine's cores shared by its processes (more threads is slower; torchrun's 1 leaves cores idle)."""
     label, key = "CPU threads per process", "cluster.threads_per_process"
     if cfg.cluster.threads_per_process != "auto":
         threads, why = int(cfg.cluster.threads_per_process), "set"
@@ -242,8 +240,7 @@ def _threads(cfg, facts: HardwareFacts, per_machine: int) -> Decision:
 def hardware_problems(cfg, resolved: Resolved, facts: HardwareFacts, dist: DistInfo | None = None) -> list[Problem]:
     """Settings this machine (or its launcher) cannot honour, each with the smallest fix. On CPU, fp16
     autocast and float16 weights fail in the first forward pass (after the run directory exists)."""
-    c, extra = cfg.cluster, cfg.training.model_extra or {}
-    problems = []
+    c, extra, problems = cfg.cluster, cfg.training.model_extra or {}, []
     if c.device == "cuda" and not facts.gpu_count:
         fix = "set `cluster.device: auto` (or cpu)"
         problems.append(Problem("cluster.device", "is cuda, but no CUDA GPU is visible.", fix))
@@ -275,8 +272,7 @@ def hardware_problems(cfg, resolved: Resolved, facts: HardwareFacts, dist: DistI
 def _launcher_precision_problems(cfg, resolved: Resolved, launched) -> list[Problem]:
     """The launcher's mixed precision against this config's: DeepSpeed stops every rank on a
     mismatch ("ds bf16.enabled=True vs hf bf16=False"), and DDP quietly trains the launcher's."""
-    fp16 = bool((cfg.training.model_extra or {}).get("fp16"))
-    ours = "fp16" if fp16 else "bf16" if resolved.bf16 else "no"
+    ours = "fp16" if (cfg.training.model_extra or {}).get("fp16") else "bf16" if resolved.bf16 else "no"
     problems, theirs = [], f"but the launcher's mixed precision is {launched.value} ({launched.source})."
     if launched.value != ours:
         if launched.value == "fp16" and resolved.device == "cpu":
@@ -301,8 +297,7 @@ def _notes(cfg, resolved: Resolved, facts: HardwareFacts, dist: DistInfo) -> lis
             "cluster mode, but no CUDA GPU is visible: training runs on CPU, far slower than the preset "
             "is sized for; run it on a GPU node (check `nvidia-smi`), or set `cluster.device: cpu` to mean it"
         )
-    dtype = cfg.model.dtype
-    if dtype in ("bfloat16", "float16") and not _keeps_masters(cfg, resolved.device == "cuda"):
+    if (dtype := cfg.model.dtype) in ("bfloat16", "float16") and not _keeps_masters(cfg, resolved.device == "cuda"):
         notes.append(
             f"model.dtype: {dtype}: the optimizer updates {dtype} weights directly, without fp32 "
             "master copies, so small updates are lost; `model.dtype: auto` keeps fp32 weights (twice the "

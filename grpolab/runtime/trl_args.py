@@ -12,8 +12,7 @@ from .resolve import Resolved, resolve
 
 
 def trl_kwargs(cfg: GRPOLabConfig, world_size: int | None = None, facts: HardwareFacts | None = None) -> dict:
-    """GRPOConfig kwargs with every `auto` decided for `facts`; default: this machine, probed as
-    `config explain` does (nvidia-smi and /proc, no torch), so a GPU box gets its GPU's precision."""
+    """GRPOConfig kwargs with every `auto` decided for `facts` (default: this machine, probed without torch)."""
     return to_trl_kwargs(cfg, resolve(cfg, facts or hardware.probe(use_torch=False), world_size=world_size))
 
 
