@@ -92,10 +92,10 @@ def config_sha256(resolved: Mapping) -> str:
 
 def write_config_files(run_dir: Path, resolved: Mapping, overrides: Mapping | None) -> str:
     """Write resolved_config.yaml and overrides.yaml (kept when None: --resume); return the sha256."""
-    write_text(run_dir / RESOLVED_CONFIG, dump_yaml(dict(resolved)))
+    write_text(run_dir / RESOLVED_CONFIG, text := dump_yaml(dict(resolved)))
     if overrides is not None:
         write_text(run_dir / OVERRIDES, dump_yaml(dict(overrides)) if overrides else "{}\n")
-    return config_sha256(resolved)
+    return hashlib.sha256(text.encode()).hexdigest()  # config_sha256 of the same text
 
 
 def handoff_env(run_dir: Path | str, resolved: Mapping | None = None) -> dict[str, str]:
