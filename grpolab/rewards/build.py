@@ -1,5 +1,4 @@
-"""`build_rewards`: the configured `rewards:` entries as TRL reward functions, each wrapped
-(wrap.make_reward) so that a failure or a bad return value names the reward and a sample."""
+"""`build_rewards`: the configured `rewards:` entries as TRL reward functions, each wrapped (wrap.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +8,9 @@ from grpolab.config import ConfigError
 
 from . import builtin
 from . import math as math_rewards
+from .http import HttpReward
+from .judge import JudgeReward
+from .model import LOADED, RewardModel
 from .python import load_python_reward, required_columns
 from .wrap import make_reward
 
@@ -24,46 +26,30 @@ BUILTINS = {
     "cosine_length": math_rewards.cosine_length,
     "kimi_length": math_rewards.kimi_length,
 }
-# Dataset columns each built-in reads.
-BUILTIN_COLUMNS = {
-    name: (
-        ["answer"] if name in ("exact_match", "numeric_match", "math_verify", "cosine_length", "kimi_length") else []
-    )
-    for name in BUILTINS
-}
+_READ_ANSWER = ("exact_match", "numeric_match", "math_verify", "cosine_length", "kimi_length")
+BUILTIN_COLUMNS = {name: ["answer"] if name in _READ_ANSWER else [] for name in BUILTINS}  # dataset columns each reads
 
 
 def _load(entry, key: str, max_completion_length: int, trust_remote_code: bool):
     """(function, kwargs to bind, columns it reads) for one entry."""
-    kind = entry.kind
-    if kind == "model":
-        from .model import RewardModel
-
-        scorer = RewardModel(
-            entry.model, f"{key}.model", entry.batch_size, entry.dtype, entry.device, trust_remote_code
-        )
-        return scorer, {}, []
-    if kind == "http":
-        from .http import HttpReward
-
+    if entry.kind == "model":
+        args = (entry.batch_size, entry.dtype, entry.device, trust_remote_code)
+        return RewardModel(entry.model, f"{key}.model", *args), {}, []
+    if entry.kind == "http":
         return HttpReward(entry.http, f"{key}.http"), {}, []
-    if kind == "judge":
-        from .judge import JudgeReward
-
+    if entry.kind == "judge":
         return JudgeReward(entry.judge, f"{key}.judge"), {}, []
     kwargs = dict(entry.kwargs)
     if entry.name in BUILTINS:
         if entry.name == "length_penalty":
             kwargs.setdefault("max_length", max_completion_length)
-        func = BUILTINS[entry.name]
-        return func, kwargs, [c for c in BUILTIN_COLUMNS[entry.name] if c not in kwargs]
+        return BUILTINS[entry.name], kwargs, [c for c in BUILTIN_COLUMNS[entry.name] if c not in kwargs]
     func, kwargs = load_python_reward(entry.name, f"{key}.name", kwargs)
     return func, kwargs, required_columns(func, kwargs)
 
 
 def _label(entry, func) -> str:
-    """The metric name (TRL logs rewards/<label>/mean): a function's name; a reward model's folder
-    or Hub id basename, as TRL names it; http_<host> and judge_<model> for services."""
+    """The metric name (rewards/<label>/mean): function name, model basename (as TRL), http_<host>, judge_<model>."""
     if entry.kind == "name":
         if entry.name in BUILTINS:
             return entry.name
@@ -78,16 +64,12 @@ def _label(entry, func) -> str:
 
 
 def build_rewards(reward_specs, max_completion_length: int, trust_remote_code: bool = False):
-    """The configured rewards as (wrapped functions, columns each needs, by reward label).
-    Import and load errors of every entry are reported together as one ConfigError."""
-    from .model import LOADED
-
+    """(wrapped functions, columns each needs by reward label); every entry's errors in one ConfigError."""
     LOADED.clear()  # the plan lists the reward models of this run only
     funcs, needs, problems = [], {}, []
     for i, entry in enumerate(reward_specs):
-        key = f"rewards[{i}]"
         try:
-            func, kwargs, columns = _load(entry, key, max_completion_length, trust_remote_code)
+            func, kwargs, columns = _load(entry, f"rewards[{i}]", max_completion_length, trust_remote_code)
         except ConfigError as exc:
             problems += exc.problems
             continue
@@ -111,8 +93,7 @@ def describe(func) -> str:
         return (
             f"reward model {source.path}: an extra model is loaded ({params / 1e6:.2f}M parameters, {source.device})"
         )
-    url = getattr(source, "url", None)
-    if url:
+    if url := getattr(source, "url", None):
         return f"HTTP service {url}"
     cfg = getattr(source, "cfg", None)
     if cfg is not None and hasattr(cfg, "base_url"):

@@ -1,18 +1,9 @@
-"""Rewards computed by an HTTP service (`rewards: - http: {url, ...}`).
-
-Protocol. grpolab POSTs JSON to `url`:
-
-    {"prompts": [...], "completions": [...], "columns": {"answer": [...], ...}}
-
-one entry per completion in each list (a prompt is a string, or a list of chat messages; a
-completion likewise), `columns` holding the dataset's other columns. The service answers
-200 with `{"rewards": [r0, r1, ...]}` (a bare list works too): one number or null per
-completion, null skipping that completion. A batch is split into up to `concurrency` requests
-sent at once. A timeout, a connection error, a 429 or a 5xx is retried `retries` times with
-backoff (0.5 s, 1 s, 2 s ... at most 8 s); after that, or on any other status or a malformed
-answer, training stops with an error naming the URL and a sample. Every request has a
-deadline (`timeout_s`), so a service that never answers cannot hang the run.
-"""
+"""Rewards from an HTTP service (`rewards: - http: {url, ...}`). grpolab POSTs `{"prompts": [...],
+"completions": [...], "columns": {"answer": [...], ...}}` (strings or chat messages, one per completion);
+the service answers 200 with `{"rewards": [...]}` or a bare list, a number or null (skip) each. A batch
+goes as up to `concurrency` requests; a timeout, connection error, 429 or 5xx is retried `retries` times
+(backoff 0.5 s, 1 s ... at most 8 s), then stops training with an error naming the URL and a sample, as
+any other status or a malformed answer does. Each request has a deadline (`timeout_s`): no hung run."""
 
 from __future__ import annotations
 
@@ -21,42 +12,26 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from grpolab.config import ConfigError, Problem
-
-from .errors import RewardFunctionError, show_sample
+from .errors import RewardFunctionError, config_error, show_sample
 from .wrap import TRL_ARGS
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
-
-
-def _backoff(attempt: int) -> float:
-    return min(8.0, 0.5 * 2**attempt)
-
-
-def _jsonable(value):
-    """Dataset values as JSON: numpy/tensor scalars and other objects by their plain form."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
 
 
 class HttpReward:
     """A callable reward (TRL's signature) that asks an HTTP service for the scores."""
 
     def __init__(self, cfg, key: str):
-        self.cfg, self.key, self.url = cfg, key, cfg.url
-        self.headers = {"Content-Type": "application/json"}
+        self.cfg, self.key, self.url, self._client = cfg, key, cfg.url, None
         missing = [env for env in cfg.headers_env.values() if env not in os.environ]
         if missing:
-            raise ConfigError(
-                Problem(
-                    f"{key}.headers_env",
-                    f"environment variable(s) {', '.join(missing)} not set (the HTTP reward's headers read them).",
-                    f"export {missing[0]}=... before training, or set it in the config's `env:`",
-                )
+            raise config_error(
+                f"{key}.headers_env",
+                f"environment variable(s) {', '.join(missing)} not set (the HTTP reward's headers read them).",
+                f"export {missing[0]}=... before training, or set it in the config's `env:`",
             )
+        self.headers = {"Content-Type": "application/json"}
         self.headers.update({name: os.environ[env] for name, env in cfg.headers_env.items()})
-        self._client = None
 
     def client(self):
         import httpx
@@ -69,33 +44,26 @@ class HttpReward:
     def __call__(self, prompts, completions, **columns) -> list:
         n = len(completions)
         data = {k: v for k, v in columns.items() if k not in TRL_ARGS and isinstance(v, list) and len(v) == n}
-        parts = min(self.cfg.concurrency, max(1, n))
-        size = -(-n // parts)
+        size = -(-n // min(self.cfg.concurrency, max(1, n)))
         chunks = [(s, min(n, s + size)) for s in range(0, n, size)]
+        post = lambda chunk: self.post(prompts, completions, data, *chunk)  # noqa: E731
         if len(chunks) == 1:
-            results = [self.post(prompts, completions, data, *chunks[0])]
-        else:
-            with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
-                results = list(pool.map(lambda c: self.post(prompts, completions, data, *c), chunks))
-        return [r for part in results for r in part]
+            return post(chunks[0])
+        with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
+            return [r for part in pool.map(post, chunks) for r in part]
 
     def post(self, prompts, completions, columns, start: int, end: int) -> list:
         import httpx
 
-        body = json.dumps(
-            {
-                "prompts": prompts[start:end],
-                "completions": completions[start:end],
-                "columns": {k: v[start:end] for k, v in columns.items()},
-            },
-            default=_jsonable,
-        )
+        part = {"prompts": prompts[start:end], "completions": completions[start:end]}
+        part["columns"] = {k: v[start:end] for k, v in columns.items()}
+        plain = lambda value: value.tolist() if hasattr(value, "tolist") else str(value)  # noqa: E731  numpy, tensors
+        body = json.dumps(part, default=plain)
         sample = lambda: show_sample(prompts, completions, columns, start)  # noqa: E731
-        attempts = self.cfg.retries + 1
-        problem = ""
+        attempts, problem = self.cfg.retries + 1, ""
         for attempt in range(attempts):
             if attempt:
-                time.sleep(_backoff(attempt - 1))
+                time.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)))
             try:
                 response = self.client().post(self.url, content=body, headers=self.headers)
             except httpx.TimeoutException:
@@ -119,14 +87,11 @@ class HttpReward:
             raise self.error(f"answered non-JSON {response.text[:200]!r}", sample()) from None
         values = payload.get("rewards") if isinstance(payload, dict) else payload
         if not isinstance(values, list):
-            raise self.error(
-                f'answered {str(payload)[:200]!r}; expected {{"rewards": [one number or null per completion]}}',
-                sample(),
-            )
+            expected = '{"rewards": [one number or null per completion]}'
+            raise self.error(f"answered {str(payload)[:200]!r}; expected {expected}", sample())
         if len(values) != expected:
             raise self.error(f"answered {len(values)} rewards for {expected} completions", sample())
-        bad = [v for v in values if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]
-        if bad:
+        if bad := [v for v in values if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]:
             raise self.error(f"answered non-numbers, e.g. {bad[0]!r}; rewards must be numbers or null", sample())
         return [None if v is None else float(v) for v in values]
 

@@ -1,16 +1,7 @@
-"""An LLM judge as a reward (`rewards: - judge: {base_url, model, rubric, parse, ...}`), over the
-OpenAI-compatible chat-completions API through the `openai` client, so it works with vLLM's
-`vllm serve`, TGI, llama.cpp's server or a hosted API.
-
-Each completion is one chat request with a single user message. When the rubric contains
-`{prompt}`, `{completion}` or `{<column>}`, it is that message with those filled in; otherwise
-the message is the rubric, then the prompt and the response, then the answer format `parse`
-expects. The answer is read as:
-  score_0_10  the first number in the answer, 0..10, divided by 10
-  yes_no      yes -> 1.0, no -> 0.0 (the first word)
-  regex       the first group of `pattern`, as a float
-An answer that does not read that way stops training with an error showing the answer and the
-sample: a judge that is not following the rubric gives no signal worth training on."""
+"""An LLM judge as a reward (`rewards: - judge: {...}`) over the OpenAI-compatible chat API (vllm serve,
+TGI, llama.cpp, hosted): one message per completion, the rubric with `{prompt}`, `{completion}` or
+`{<column>}` filled in, else rubric + prompt + response + answer format. `parse`: score_0_10, yes_no or
+regex; an unreadable answer stops training (a judge not following the rubric gives no signal)."""
 
 from __future__ import annotations
 
@@ -19,9 +10,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from grpolab.config import ConfigError, Problem
-
-from .errors import RewardFunctionError, completion_text, show_sample
+from .errors import RewardFunctionError, completion_text, config_error, show_sample
 from .wrap import TRL_ARGS
 
 ANSWER_FORMAT = {
@@ -29,14 +18,15 @@ ANSWER_FORMAT = {
     "yes_no": "Answer with yes or no and nothing else.",
     "regex": "",
 }
+EXPECTED = {"score_0_10": "a number from 0 to 10", "yes_no": "yes or no", "regex": "a match of `{pattern}`"}
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _FIELD = re.compile(r"\{(\w+)\}")
 
 
 def _text_of(prompt) -> str:
-    if isinstance(prompt, list):
-        return "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in prompt)
-    return str(prompt)
+    if not isinstance(prompt, list):
+        return str(prompt)
+    return "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in prompt)
 
 
 class JudgeReward:
@@ -44,38 +34,27 @@ class JudgeReward:
 
     def __init__(self, cfg, key: str):
         self.cfg, self.key = cfg, key
+        self.rubric = cfg.rubric
         if cfg.rubric_file is not None:
             path = Path(cfg.rubric_file)
             if not path.is_file():
-                raise ConfigError(
-                    Problem(
-                        f"{key}.rubric_file",
-                        f"rubric file `{path}` not found.",
-                        "give a path relative to the current directory",
-                    )
-                )
+                fix = "give a path relative to the current directory"
+                raise config_error(f"{key}.rubric_file", f"rubric file `{path}` not found.", fix)
             self.rubric = path.read_text()
-        else:
-            self.rubric = cfg.rubric
         # A rubric naming {prompt} or {completion} is the whole message; any other is wrapped.
         self.templated = "{prompt}" in self.rubric or "{completion}" in self.rubric
-        api_key = "EMPTY"  # local servers accept anything; the client insists on a value
-        if cfg.api_key_env:
-            if cfg.api_key_env not in os.environ:
-                raise ConfigError(
-                    Problem(
-                        f"{key}.api_key_env",
-                        f"environment variable {cfg.api_key_env} is not set (the judge's API key).",
-                        f"export {cfg.api_key_env}=... before training, or remove `api_key_env` for a local server",
-                    )
-                )
-            api_key = os.environ[cfg.api_key_env]
+        if cfg.api_key_env and cfg.api_key_env not in os.environ:
+            raise config_error(
+                f"{key}.api_key_env",
+                f"environment variable {cfg.api_key_env} is not set (the judge's API key).",
+                f"export {cfg.api_key_env}=... before training, or remove `api_key_env` for a local server",
+            )
+        # Local servers accept any key, but the client insists on a value.
+        api_key = os.environ[cfg.api_key_env] if cfg.api_key_env else "EMPTY"
         try:
             import openai
         except ImportError:
-            raise ConfigError(
-                Problem(key, "the judge reward needs the openai client.", "pip install openai")
-            ) from None
+            raise config_error(key, "the judge reward needs the openai client.", "pip install openai") from None
         self.openai = openai
         self.client = openai.OpenAI(
             base_url=cfg.base_url, api_key=api_key, timeout=cfg.timeout_s, max_retries=cfg.retries
@@ -95,8 +74,8 @@ class JudgeReward:
             return list(pool.map(lambda i: self.judge(prompts, completions, data, i), range(n)))
 
     def judge(self, prompts, completions, columns, i: int) -> float:
-        row = {k: v[i] for k, v in columns.items()}
-        content = self.message(prompts[i], completions[i], row)
+        content = self.message(prompts[i], completions[i], {k: v[i] for k, v in columns.items()})
+        fail = lambda what: self.error(what, show_sample(prompts, completions, columns, i))  # noqa: E731
         try:
             response = self.client.chat.completions.create(
                 model=self.cfg.model,
@@ -106,50 +85,35 @@ class JudgeReward:
             )
             answer = response.choices[0].message.content or ""
         except self.openai.APITimeoutError:
-            raise self.error(
-                f"no answer within timeout_s={self.cfg.timeout_s:g} s", prompts, completions, columns, i
-            ) from None
+            raise fail(f"no answer within timeout_s={self.cfg.timeout_s:g} s") from None
         except self.openai.APIConnectionError as exc:
-            raise self.error(f"could not connect ({exc})", prompts, completions, columns, i) from None
+            raise fail(f"could not connect ({exc})") from None
         except self.openai.APIStatusError as exc:
-            raise self.error(f"HTTP {exc.status_code}: {str(exc)[:200]}", prompts, completions, columns, i) from None
+            raise fail(f"HTTP {exc.status_code}: {str(exc)[:200]}") from None
         except (AttributeError, IndexError, TypeError) as exc:
-            raise self.error(f"malformed chat-completions answer ({exc})", prompts, completions, columns, i) from None
+            raise fail(f"malformed chat-completions answer ({exc})") from None
         score = self.read(answer)
         if score is None:
-            expected = {
-                "score_0_10": "a number from 0 to 10",
-                "yes_no": "yes or no",
-                "regex": f"a match of `{self.cfg.pattern}`",
-            }[self.cfg.parse]
-            raise self.error(
+            expected = EXPECTED[self.cfg.parse].format(pattern=self.cfg.pattern)
+            raise fail(
                 f"answered {answer[:200]!r}, which is not {expected} (parse: {self.cfg.parse}); check the rubric "
-                "and that the model follows it",
-                prompts,
-                completions,
-                columns,
-                i,
+                "and that the model follows it"
             )
         return score
 
     def read(self, answer: str) -> float | None:
-        parse = self.cfg.parse
-        if parse == "score_0_10":
+        if self.cfg.parse == "score_0_10":
             found = _NUMBER.search(answer)
-            value = float(found.group()) if found else None
-            return value / 10 if value is not None and 0 <= value <= 10 else None
-        if parse == "yes_no":
-            words = re.findall(r"[a-z]+", answer.lower())
-            first = words[0] if words else ""
-            return 1.0 if first == "yes" else 0.0 if first == "no" else None
+            return float(found.group()) / 10 if found and 0 <= float(found.group()) <= 10 else None
+        if self.cfg.parse == "yes_no":
+            return {"yes": 1.0, "no": 0.0}.get((re.findall(r"[a-z]+", answer.lower()) or [""])[0])
         found = re.search(self.cfg.pattern, answer)
         try:
             return float(found.group(1)) if found else None
         except (TypeError, ValueError):
             return None
 
-    def error(self, what, prompts, completions, columns, i) -> RewardFunctionError:
+    def error(self, what: str, sample: str) -> RewardFunctionError:
         return RewardFunctionError(
-            f"judge `{self.cfg.model}` at {self.cfg.base_url} ({self.key}): {what}\n"
-            f"  on sample {show_sample(prompts, completions, columns, i)}"
+            f"judge `{self.cfg.model}` at {self.cfg.base_url} ({self.key}): {what}\n  on sample {sample}"
         )

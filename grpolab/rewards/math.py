@@ -1,9 +1,5 @@
-"""Verified math rewards on math-verify (the checker Open-R1 and TRL use): the answer is parsed
-as LaTeX or a plain expression and compared symbolically, so `\\frac{2}{6}` equals `1/3`.
-
-The gold answer comes from the `answer` column (map Open-R1's `solution` onto it with
-`data.columns: {solution: answer}`). A gold answer math-verify cannot parse gives None: the
-sample is skipped rather than scored as wrong."""
+"""Verified math rewards on math-verify (as Open-R1 and TRL): `\\frac{2}{6}` equals `1/3`. The gold answer is
+the `answer` column; one that does not parse gives None (the sample is skipped, not scored as wrong)."""
 
 from __future__ import annotations
 
@@ -26,19 +22,12 @@ def _verifier():
     except ImportError:
         raise ImportError("the math_verify rewards need math-verify: pip install 'math-verify>=0.5.2'") from None
     # math-verify times out with signal.alarm, which only works on the main thread.
-    main = threading.current_thread() is threading.main_thread()
-    if not main:
+    if not (main := threading.current_thread() is threading.main_thread()):
         logging.getLogger("math_verify.parser").setLevel(logging.ERROR)
     timeouts = {"parsing_timeout": 10 if main else None}
-    answer_config = [
-        LatexExtractionConfig(
-            normalization_config=NormalizationConfig(
-                nits=False, malformed_operators=False, basic_latex=True, equations=True, boxed="all", units=True
-            ),
-            boxed_match_priority=0,
-            try_extract_without_anchor=False,
-        )
-    ]
+    norm = dict(nits=False, malformed_operators=False, basic_latex=True, equations=True, boxed="all", units=True)
+    extraction = dict(boxed_match_priority=0, try_extract_without_anchor=False)
+    answer_config = [LatexExtractionConfig(normalization_config=NormalizationConfig(**norm), **extraction)]
 
     def gold(text: str):
         parsed = parse(str(text), **timeouts)
@@ -47,13 +36,9 @@ def _verifier():
         return parsed
 
     def answer(text: str):
-        tagged = answer_part(text)
-        if tagged is not text:  # an <answer> tag: its content is the answer, anchored or not
-            found = parse(tagged, **timeouts)
-            if found:
-                return found
-        found = parse(text, extraction_config=answer_config, **timeouts)
-        return found or parse(text, **timeouts)
+        tagged = answer_part(text)  # an <answer> tag: its content is the answer, anchored or not
+        found = parse(tagged, **timeouts) if tagged is not text else None
+        return found or parse(text, extraction_config=answer_config, **timeouts) or parse(text, **timeouts)
 
     def same(g, a) -> bool:
         return bool(verify(g, a, timeout_seconds=5 if main else None))
@@ -63,16 +48,11 @@ def _verifier():
 
 def _correct(completions, answer):
     gold_of, answer_of, same = _verifier()
-    out = []
-    for c, a in zip(completions, answer):
-        g = gold_of(a)
-        out.append(None if not g else same(g, answer_of(completion_text(c))))
-    return out
+    return [same(g, answer_of(completion_text(c))) if (g := gold_of(a)) else None for c, a in zip(completions, answer)]
 
 
 def math_verify(completions, answer, **kwargs) -> list[float | None]:
-    """1.0 when the completion's answer (its <answer> tag, \\boxed{} or last expression) equals the
-    `answer` column mathematically; None when the gold answer does not parse."""
+    """1.0 when the completion's answer (<answer> tag, \\boxed{} or last expression) equals `answer`."""
     return [None if ok is None else float(ok) for ok in _correct(completions, answer)]
 
 
@@ -86,17 +66,14 @@ def cosine_length(
     max_len: int = 1000,
     **kwargs,
 ) -> list[float | None]:
-    """Open-R1's cosine-scaled reward: correct answers earn more when short, wrong ones lose less
-    when long (characters, scaled by a cosine over max_len)."""
-    out = []
-    for c, ok in zip(completions, _correct(completions, answer)):
-        if ok is None:
-            out.append(None)
-            continue
+    """Open-R1's cosine-scaled reward: correct answers earn more when short, wrong ones lose less when long."""
+
+    def scaled(c, ok: bool) -> float:
         cosine = math.cos(min(1.0, len(completion_text(c)) / max_len) * math.pi)
         lo, hi = (min_value_correct, max_value_correct) if ok else (max_value_wrong, min_value_wrong)
-        out.append(lo + 0.5 * (hi - lo) * (1.0 + cosine))
-    return out
+        return lo + 0.5 * (hi - lo) * (1.0 + cosine)
+
+    return [None if ok is None else scaled(c, ok) for c, ok in zip(completions, _correct(completions, answer))]
 
 
 def kimi_length(completions, answer, **kwargs) -> list[float | None]:
@@ -107,8 +84,5 @@ def kimi_length(completions, answer, **kwargs) -> list[float | None]:
     lo, hi = min(lengths, default=0), max(lengths, default=0)
     if hi == lo:
         return [None if ok is None else 0.0 for ok in correct]
-    out = []
-    for n, ok in zip(lengths, correct):
-        lam = 0.5 - (n - lo) / (hi - lo)
-        out.append(None if ok is None else (lam if ok else min(0.0, lam)))
-    return out
+    lams = [0.5 - (n - lo) / (hi - lo) for n in lengths]
+    return [None if ok is None else (lam if ok else min(0.0, lam)) for lam, ok in zip(lams, correct)]

@@ -1,19 +1,16 @@
-"""Reward models: a sequence-classification model (one logit) scoring prompt + completion, as
-TRL scores a reward model: the text is prompt + completion (chat-templated for message prompts),
-right-padded, and the reward is logits[:, 0].
-
-grpolab runs the forward itself rather than handing TRL the model, so `batch_size` (sequences
-per forward: the memory peak) and `device` (e.g. the reward model on a second GPU) hold, and
-the dry run scores with the same code that training does."""
+"""Reward models scoring prompt + completion as TRL does (chat-templated, right-padded, logits[:, 0]); grpolab
+runs the forward itself so `batch_size` and `device` hold and the dry run scores as training does."""
 
 from __future__ import annotations
 
 import os
 
-from grpolab.config import ConfigError, Problem
-from grpolab.runtime import hub
+from grpolab.runtime import hardware, hub
 
-from .errors import RewardFunctionError, completion_text
+from .errors import RewardFunctionError, completion_text, config_error
+
+# Reward models loaded in this process, for the plan (extra memory the user should see).
+LOADED: list = []
 
 
 def _device(device: str | None) -> str:
@@ -21,9 +18,7 @@ def _device(device: str | None) -> str:
 
     if device and device != "auto":
         return device
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"  # each rank scores on its own GPU
-    return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"  # its rank's GPU
 
 
 def _dtype(dtype: str | None, device: str):
@@ -31,16 +26,8 @@ def _dtype(dtype: str | None, device: str):
 
     if dtype and dtype != "auto":
         return getattr(torch, dtype)
-    if device.startswith("cuda"):
-        from grpolab.runtime.hardware import probe
-
-        if probe().gpu_bf16:  # native bf16 only (runtime.hardware decides what counts)
-            return torch.bfloat16
-    return torch.float32
-
-
-# Reward models loaded in this process, for the plan (extra memory the user should see).
-LOADED: list = []
+    # native bf16 only (runtime.hardware decides what counts)
+    return torch.bfloat16 if device.startswith("cuda") and hardware.probe().gpu_bf16 else torch.float32
 
 
 class RewardModel:
@@ -58,14 +45,12 @@ class RewardModel:
                 path, num_labels=1, dtype=_dtype(dtype, self.device), trust_remote_code=trust_remote_code
             )
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(
-                Problem(
-                    key,
-                    f"could not load the reward model `{path}`: {first}",
-                    "give a local folder with config.json, weights and tokenizer (save_pretrained), or a Hub id "
-                    "of a sequence-classification model (offline: one in the cache)",
-                )
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise config_error(
+                key,
+                f"could not load the reward model `{path}`: {first}",
+                "give a local folder with config.json, weights and tokenizer (save_pretrained), or a Hub id "
+                "of a sequence-classification model (offline: one in the cache)",
             ) from None
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -97,12 +82,9 @@ class RewardModel:
         step = self.batch_size or max(1, len(texts))
         scores: list[float] = []
         for start in range(0, len(texts), step):
+            batch = texts[start : start + step]
             enc = self.tokenizer(
-                texts[start : start + step],
-                return_tensors="pt",
-                padding=True,
-                padding_side="right",
-                add_special_tokens=False,
+                batch, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False
             )
             enc = {k: v.to(self.device) for k, v in enc.items()}
             with torch.inference_mode():

@@ -1,6 +1,5 @@
-"""Rewards written in Python: `module:function`, `path/to/file.py:function`, and TRL's own
-reward functions as `trl:NAME` (its factories, `trl:get_soft_overlong_punishment` and the like,
-are called with the entry's `kwargs` and the function they return is the reward)."""
+"""Rewards written in Python (`module:function`, `path/to/file.py:function`) and TRL's as `trl:NAME`
+(a factory such as `trl:get_soft_overlong_punishment` is called with the entry's `kwargs`)."""
 
 from __future__ import annotations
 
@@ -10,9 +9,11 @@ import inspect
 import sys
 from pathlib import Path
 
-from grpolab.config import ConfigError, Problem
+from grpolab.config import ConfigError
+from grpolab.config.errors import did_you_mean
 from grpolab.config.yaml_io import real_path
 
+from .errors import config_error
 from .wrap import TRL_ARGS
 
 
@@ -23,15 +24,13 @@ def import_object(spec: str, key: str, what: str = "reward"):
         if target.endswith(".py"):
             path = Path(target)
             if not path.is_file():
-                raise ConfigError(
-                    Problem(key, f"{what} file `{target}` not found.", "give a path relative to the current directory")
+                raise config_error(
+                    key, f"{what} file `{target}` not found.", "give a path relative to the current directory"
                 )
             module_name = f"grpolab_user_{path.stem}_{abs(hash(str(real_path(path))))}"
-            module = sys.modules.get(module_name)
-            if module is None:
+            if (module := sys.modules.get(module_name)) is None:
                 module_spec = importlib.util.spec_from_file_location(module_name, path)
-                module = importlib.util.module_from_spec(module_spec)
-                sys.modules[module_name] = module
+                sys.modules[module_name] = module = importlib.util.module_from_spec(module_spec)
                 try:
                     module_spec.loader.exec_module(module)
                 except BaseException:
@@ -42,23 +41,13 @@ def import_object(spec: str, key: str, what: str = "reward"):
     except ConfigError:
         raise
     except Exception as exc:  # the user's module failed to import: say which and why
-        raise ConfigError(
-            Problem(
-                key,
-                f"{what} `{spec}` could not be imported: {type(exc).__name__}: {exc}.",
-                "check the module path and that it imports on its own",
-            )
-        ) from None
+        why = f"{what} `{spec}` could not be imported: {type(exc).__name__}: {exc}."
+        raise config_error(key, why, "check the module path and that it imports on its own") from None
     obj = getattr(module, name, None)
     if obj is None:
         names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
-        raise ConfigError(
-            Problem(
-                key,
-                f"`{target}` has no function `{name}` (for {what} `{spec}`); it has: {', '.join(names) or 'nothing'}.",
-                None,
-            )
-        )
+        has = ", ".join(names) or "nothing"
+        raise config_error(key, f"`{target}` has no function `{name}` (for {what} `{spec}`); it has: {has}.")
     return obj
 
 
@@ -68,7 +57,7 @@ def load_python_reward(spec: str, key: str, kwargs: dict):
         return _trl_reward(spec, key, kwargs)
     func = import_object(spec, key)
     if not callable(func):
-        raise ConfigError(Problem(key, f"`{spec}` is a {type(func).__name__}, not a function.", None))
+        raise config_error(key, f"`{spec}` is a {type(func).__name__}, not a function.")
     return func, kwargs
 
 
@@ -77,26 +66,17 @@ def _trl_reward(spec: str, key: str, kwargs: dict):
     try:
         import trl.rewards as trl_rewards
     except ImportError as exc:
-        raise ConfigError(Problem(key, f"`{spec}` needs TRL: {exc}.", "pip install 'grpolab[train]'")) from None
+        raise config_error(key, f"`{spec}` needs TRL: {exc}.", "pip install 'grpolab[train]'") from None
     names = [n for n in getattr(trl_rewards, "__all__", dir(trl_rewards)) if not n.startswith("_")]
     func = getattr(trl_rewards, name, None)
     if not callable(func):
-        from grpolab.config.errors import did_you_mean
-
-        raise ConfigError(
-            Problem(key, f"TRL has no reward `{name}`; it has: {', '.join(names)}.{did_you_mean(name, names)}", None)
-        )
+        raise config_error(key, f"TRL has no reward `{name}`; it has: {', '.join(names)}.{did_you_mean(name, names)}")
     if name.startswith("get_"):  # a factory: its arguments are the entry's kwargs
         try:
             return func(**kwargs), {}
         except TypeError as exc:
-            raise ConfigError(
-                Problem(
-                    f"{key.rpartition('.')[0]}.kwargs",
-                    f"`{spec}`: {exc}.",
-                    f"its arguments: {inspect.signature(func)}",
-                )
-            ) from None
+            where = f"{key.rpartition('.')[0]}.kwargs"
+            raise config_error(where, f"`{spec}`: {exc}.", f"its arguments: {inspect.signature(func)}") from None
     return func, kwargs
 
 
@@ -106,14 +86,5 @@ def required_columns(func, bound: dict) -> list[str]:
         params = inspect.signature(func).parameters
     except (TypeError, ValueError):
         return []
-    needed = []
-    for name, param in params.items():
-        if (
-            name in TRL_ARGS
-            or name in bound
-            or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL)
-            or param.default is not param.empty
-        ):
-            continue
-        needed.append(name)
-    return needed
+    named = {n: p for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    return [n for n, p in named.items() if n not in TRL_ARGS and n not in bound and p.default is p.empty]

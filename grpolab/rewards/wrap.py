@@ -1,6 +1,5 @@
-"""The wrapper every configured reward goes through: fixed kwargs bound, only the columns the
-function accepts passed, a stable metric name, and each answer checked so that a bad return
-value is an error naming the reward and a sample instead of a NaN deep inside TRL."""
+"""The wrapper every configured reward goes through: kwargs bound, only the columns it accepts passed,
+a stable metric name, and each answer checked (an error naming the reward and a sample, not a NaN)."""
 
 from __future__ import annotations
 
@@ -28,7 +27,6 @@ def make_reward(spec: str, func, kwargs: dict, label: str):
     except (TypeError, ValueError):  # no readable signature (a C callable): pass everything, as TRL does
         params = {}
     takes_all = not params or any(p.kind == p.VAR_KEYWORD for p in params.values())
-    accepted = set(params)
     is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
 
     def call(prompts, completions, columns):
@@ -42,9 +40,11 @@ def make_reward(spec: str, func, kwargs: dict, label: str):
         }
         # A function without **kwargs gets only what it names: extra dataset columns (a mixture's
         # `source`, say) must not break a reward that never asked for them.
-        args = given if takes_all else {k: v for k, v in given.items() if k in accepted}
+        args = given if takes_all else {k: v for k, v in given.items() if k in params}
         out = func(**args, **kwargs)
         return asyncio.run(out) if is_async and inspect.iscoroutine(out) else out
+
+    noted: list = []
 
     def reward(prompts, completions, **columns):
         started = time.perf_counter()
@@ -69,16 +69,13 @@ def make_reward(spec: str, func, kwargs: dict, label: str):
         _log_by_source(label, values, columns)
         return values
 
-    noted: list = []
-
-    reward.__name__ = label  # TRL logs rewards/<name>/mean
-    reward.__qualname__ = label
+    reward.__name__ = reward.__qualname__ = label  # TRL logs rewards/<name>/mean
     return reward
 
 
 def _log_by_source(label: str, values: list, columns: dict) -> None:
-    """In a data.datasets mixture, this reward's mean per source (reward_by_source/<source>/<label>),
-    through TRL's log_metric: a mixture can improve on one source while getting worse on another."""
+    """In a mixture, this reward's mean per source (reward_by_source/<source>/<label>): a mixture can
+    improve on one source while getting worse on another."""
     sources, log_metric = columns.get("source"), columns.get("log_metric")
     if not callable(log_metric) or not isinstance(sources, list) or len(sources) != len(values):
         return
@@ -90,66 +87,52 @@ def _log_by_source(label: str, values: list, columns: dict) -> None:
         log_metric(f"reward_by_source/{src}/{label}", sum(vs) / len(vs))
 
 
-def _as_number(value):
-    """A float, None, or the original value when it is not a number. 0-d tensors and numpy
-    scalars are numbers: many reward functions compute with them."""
-    if value is None or isinstance(value, bool):
-        return None if value is None else float(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
+def _is_0d(value) -> bool:
     shape = getattr(value, "shape", None)
-    if shape is not None and tuple(shape) == () and hasattr(value, "item"):
-        item = value.item()
-        if isinstance(item, numbers.Real):
-            return float(item)
+    return shape is not None and tuple(shape) == ()
+
+
+def _as_number(value):
+    """A float, None, or the value itself when not a number (0-d tensors and numpy scalars are numbers)."""
+    if value is None or isinstance(value, numbers.Real):
+        return None if value is None else float(value)
+    if _is_0d(value) and hasattr(value, "item") and isinstance(item := value.item(), numbers.Real):
+        return float(item)
     return value
 
 
 def check_values(spec: str, values, prompts, completions, columns) -> list:
     """One finite float or None per completion, or a RewardFunctionError saying what came back."""
-    n = len(completions)
-    where = f"reward `{spec}`"
+    n, per = len(completions), "one float (or None) per completion"
+
+    def fail(what: str, i: int | None = 0) -> RewardFunctionError:
+        sample = "" if i is None else f"\n  on sample {show_sample(prompts, completions, columns, i)}"
+        return RewardFunctionError(f"reward `{spec}` returned {what}{sample}")
+
     if inspect.isgenerator(values) or inspect.isasyncgen(values) or inspect.iscoroutine(values):
-        raise RewardFunctionError(
-            f"{where} returned a {type(values).__name__}; it must return a list with one float (or None) per "
-            f"completion (wrap a generator in list(...))\n  on sample {show_sample(prompts, completions, columns, 0)}"
-        )
-    if values is None or isinstance(values, (str, bytes, dict, numbers.Number)) or _is_scalar_array(values):
-        raise RewardFunctionError(
-            f"{where} returned {_short(values)} for {n} completions; it must return a list with one float "
-            f"(or None) per completion\n  on sample {show_sample(prompts, completions, columns, 0)}"
-        )
+        raise fail(f"a {type(values).__name__}; it must return a list with {per} (wrap a generator in list(...))")
+    if values is None or isinstance(values, (str, bytes, dict, numbers.Number)) or _is_0d(values):
+        raise fail(f"{_short(values)} for {n} completions; it must return a list with {per}")
     try:
         values = list(values)
     except TypeError:
-        raise RewardFunctionError(
-            f"{where} returned {_short(values)}; it must return a list with one float (or None) per completion"
-        ) from None
+        raise fail(f"{_short(values)}; it must return a list with {per}", None) from None
     if len(values) != n:
-        raise RewardFunctionError(
-            f"{where} returned {len(values)} values for {n} completions; it must return one float (or None) "
-            f"per completion\n  on sample {show_sample(prompts, completions, columns, 0)}"
-        )
+        raise fail(f"{len(values)} values for {n} completions; it must return {per}")
     out = []
     for i, raw in enumerate(values):
         v = _as_number(raw)
         if v is not None and (not isinstance(v, float) or not math.isfinite(v)):
-            raise RewardFunctionError(
-                f"{where} returned {_short(raw)} for completion {i}; rewards must be finite numbers "
-                f"(None skips a completion)\n  on sample {show_sample(prompts, completions, columns, i)}"
+            raise fail(
+                f"{_short(raw)} for completion {i}; rewards must be finite numbers (None skips a completion)", i
             )
         out.append(v)
     if n and all(v is None for v in out):
-        raise RewardFunctionError(
-            f"{where} returned None for all {n} completions: None skips a completion, so this batch got no "
-            f"reward from it (check the columns it reads)\n  on sample {show_sample(prompts, completions, columns, 0)}"
+        raise fail(
+            f"None for all {n} completions: None skips a completion, so this batch got no reward from it "
+            "(check the columns it reads)"
         )
     return out
-
-
-def _is_scalar_array(values) -> bool:
-    shape = getattr(values, "shape", None)
-    return shape is not None and tuple(shape) == ()
 
 
 def _short(value) -> str:

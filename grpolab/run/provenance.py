@@ -1,8 +1,8 @@
-"""Where a run came from: the git commit (and the config's diff when it is not committed), the
-versions of the packages that shape training, and the host."""
+"""Where a run came from: the git commit (and the config's diff), package versions and the host."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import socket
@@ -13,18 +13,7 @@ from pathlib import Path
 
 from grpolab.config.yaml_io import real_path
 
-PACKAGES = (
-    "grpolab",
-    "trl",
-    "transformers",
-    "torch",
-    "accelerate",
-    "datasets",
-    "peft",
-    "wandb",
-    "pydantic",
-    "ruamel.yaml",
-)
+PACKAGES = tuple("grpolab trl transformers torch accelerate datasets peft wandb pydantic ruamel.yaml".split())
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -36,8 +25,7 @@ def _git(args: list[str], cwd: Path) -> str | None:
 
 
 def git_info(config_path: Path | None) -> dict:
-    """Commit and dirty flag of the repo holding the config (else the cwd, else the grpolab checkout),
-    and the config's diff when dirty."""
+    """Commit, dirty flag and config diff of the repo holding the config (else cwd, else grpolab's)."""
     where = real_path(config_path).parent if config_path else Path.cwd()
     commit = _git(["rev-parse", "HEAD"], where)
     if commit is None:  # config and cwd outside any repo: record the grpolab checkout's code instead
@@ -46,44 +34,31 @@ def git_info(config_path: Path | None) -> dict:
     if commit is None:
         return {"commit": None, "dirty": None}
     dirty = bool((_git(["status", "--porcelain"], where) or "").strip())
-    info = {
-        "commit": commit.strip(),
-        "dirty": dirty,
-        "repo": (_git(["rev-parse", "--show-toplevel"], where) or "").strip() or None,
-    }
+    repo = (_git(["rev-parse", "--show-toplevel"], where) or "").strip() or None
+    info = {"commit": commit.strip(), "dirty": dirty, "repo": repo}
     if config_path is not None:
-        tracked = _git(["ls-files", "--error-unmatch", str(real_path(config_path))], where) is not None
-        if not tracked:
+        config = str(real_path(config_path))
+        if _git(["ls-files", "--error-unmatch", config], where) is None:
             info["config_diff"] = "untracked: the config file is not committed"
-        elif dirty:
-            diff = _git(["diff", "HEAD", "--", str(real_path(config_path))], where)
-            if diff:
-                info["config_diff"] = diff
+        elif dirty and (diff := _git(["diff", "HEAD", "--", config], where)):
+            info["config_diff"] = diff
     return info
 
 
 def package_versions() -> dict:
-    versions = {}
+    versions = dict.fromkeys(PACKAGES)  # None: not installed
     for name in PACKAGES:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
     return versions
 
 
 def host_info() -> dict:
-    info = {
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "cpu_count": os.cpu_count(),
-    }
-    try:
+    info = {"hostname": socket.gethostname(), "platform": platform.platform(), "python": sys.version.split()[0]}
+    info["cpu_count"] = os.cpu_count()
+    with contextlib.suppress(ImportError):
         import torch
 
         if torch.cuda.is_available():
             info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except ImportError:
-        pass
     return info

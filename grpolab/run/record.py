@@ -1,10 +1,5 @@
-"""What a run directory records about its run: run_info.json (RunInfo) and summary.json (Summary).
-
-The JSON keys are the ones users, scripts and older run directories already have. Reading is
-tolerant: a missing or unreadable file gives an empty record, keys a record does not know are
-kept in `extra` and written back unchanged, so an older or newer grpolab can share a folder.
-Writing is atomic (a temporary file renamed over the old one), so a reader never sees half a file.
-"""
+"""run_info.json (RunInfo) and summary.json (Summary). Reading is tolerant (unknown keys are kept in `extra`
+and written back, so an older or newer grpolab can share a folder); writing is atomic."""
 
 from __future__ import annotations
 
@@ -18,7 +13,6 @@ from typing import ClassVar
 
 RUN_INFO = "run_info.json"
 SUMMARY = "summary.json"
-STATUSES = ("running", "finished", "stopped", "interrupted", "failed")  # stopped: by the live guard
 
 
 def now() -> str:
@@ -26,13 +20,8 @@ def now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def write_json(path: Path, data) -> None:
-    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
-
-
 def write_text(path: Path, text: str) -> None:
-    """Write atomically: the old file stays whole until the new one replaces it, and a write cut
-    short (a full disk) leaves no half-written .tmp beside it."""
+    """Write atomically; a write cut short (a full disk) leaves the old file and no .tmp beside it."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     try:
@@ -53,8 +42,7 @@ def read_json(path: Path) -> dict:
 
 
 # Annotation words for numbers that cannot be negative (step counts, epochs): `fits` checks the sign.
-count = int
-amount = float
+count, amount = int, float
 _NOT_STORED = ("extra", "unreadable")  # fields of a record object that are not keys of its file
 # The Python type each annotation word stands for (annotations are strings: `from __future__`).
 _TYPES = {"str": str, "int": int, "float": (int, float), "dict": dict, "list": list, "bool": bool, "None": type(None)}
@@ -73,8 +61,7 @@ def _split(text: str, sep: str) -> list[str]:
 
 
 def fits(value, annotation: str) -> bool:
-    """Whether a JSON value has the annotated type (`int | None`, `list[str] | None`,
-    `dict[str, float | None]` ...). A bool is not a number here: JSON's `true` is no step count."""
+    """Whether a JSON value has the annotated type (`list[str] | None` ...); JSON's `true` is no number."""
     for option in _split(annotation, "|"):
         name, _, inner = option.partition("[")
         inner = inner[:-1] if inner.endswith("]") else inner
@@ -93,16 +80,17 @@ def fits(value, annotation: str) -> bool:
     return False
 
 
+_WORDS = {"str": "a string", "int": "a whole number", "float": "a number", "dict": "a JSON object", "None": "null"}
+_WORDS |= {"list[str]": "a list of strings", "bool": "true or false", "dict[str, float | None]": "numbers by name"}
+_WORDS |= {"count": "a whole number >= 0", "amount": "a number >= 0", "list[dict]": "a list of JSON objects"}
+_WORDS["dict[str, dict[str, dict] | list[dict[str, dict]]]"] = "callback states ({name: {args: {}, attributes: {}}})"
+
+
 def described(annotation: str) -> str:
-    words = {"str": "a string", "int": "a whole number", "float": "a number", "dict": "a JSON object", "None": "null"}
-    words |= {"list[str]": "a list of strings", "bool": "true or false", "dict[str, float | None]": "numbers by name"}
-    words |= {"count": "a whole number >= 0", "amount": "a number >= 0", "list[dict]": "a list of JSON objects"}
-    words |= {
-        "dict[str, dict[str, dict] | list[dict[str, dict]]]": "callback states ({name: {args: {}, attributes: {}}})"
-    }
-    return " or ".join(words.get(part, part) for part in _split(annotation, "|"))
+    return " or ".join(_WORDS.get(part, part) for part in _split(annotation, "|"))
 
 
+@dataclass
 class _Record:
     """from_dict / to_dict / load / save shared by RunInfo and Summary."""
 
@@ -111,12 +99,13 @@ class _Record:
     NESTED: ClassVar[dict[str, dict[str, str]]] = {}
     # Written as null once the run has ended, even when unset: "no error" is an answer then.
     KEPT_WHEN_ENDED: ClassVar[tuple[str, ...]] = ()
+    extra: dict = field(default_factory=dict)  # keys this grpolab does not know, written back unchanged
+    unreadable: list = field(default_factory=list)  # "FILE: `field` should be ..., got ..." (see from_dict)
 
     @classmethod
     def from_dict(cls, data: dict | None):
-        """The record from parsed JSON. A field of the wrong type (an old or hand-edited file)
-        reads as absent and is named in `unreadable`, so that every command that reads records
-        says which field of which file is wrong instead of failing on it later."""
+        """The record from parsed JSON; a field of the wrong type reads as absent and is named in
+        `unreadable`, so commands say which field of which file is wrong instead of failing later."""
         data = dict(data or {})
         known = {f.name for f in dataclasses.fields(cls) if f.name not in _NOT_STORED}
         values = {k: data.pop(k) for k in list(data) if k in known}
@@ -138,17 +127,12 @@ class _Record:
         return record
 
     def to_dict(self) -> dict:
-        out = {}
-        ended = getattr(self, "ended", None) is not None
-        for f in dataclasses.fields(self):
-            if f.name in _NOT_STORED:
-                continue
-            value = getattr(self, f.name)
-            if value is not None or (ended and f.name in self.KEPT_WHEN_ENDED):
-                out[f.name] = value
-        for key, value in self.extra.items():
-            out.setdefault(key, value)
-        return out
+        kept = self.KEPT_WHEN_ENDED if getattr(self, "ended", None) is not None else ()
+        out = {name: value for name, value in self._stored() if value is not None or name in kept}
+        return out | {key: value for key, value in self.extra.items() if key not in out}
+
+    def _stored(self):
+        return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in _NOT_STORED]
 
     @classmethod
     def load(cls, run_dir: Path | str):
@@ -156,15 +140,14 @@ class _Record:
         return cls.from_dict(read_json(Path(run_dir) / cls.FILE))
 
     def save(self, run_dir: Path | str) -> Path:
-        path = Path(run_dir) / self.FILE
-        write_json(path, self.to_dict())
+        write_text(path := Path(run_dir) / self.FILE, json.dumps(self.to_dict(), indent=2, default=str) + "\n")
         return path
 
     def update(self, **values) -> None:
         """Set fields by name; a name that is not a field goes to `extra` (and into the file)."""
-        names = {f.name for f in dataclasses.fields(self)}
+        names = {name for name, _ in self._stored()}
         for key, value in values.items():
-            if key in names and key not in _NOT_STORED:
+            if key in names:
                 setattr(self, key, value)
             else:
                 self.extra[key] = value
@@ -212,8 +195,6 @@ class RunInfo(_Record):
     failed_rank: count | None = None  # in a launch: the rank that failed first, whose error `error` is
     guard: dict | None = None  # the live guard's findings, and the one that stopped the run (grpolab.guard)
     forecast: dict | None = None  # the run's time projected after its first steps, and the actual time
-    extra: dict = field(default_factory=dict)
-    unreadable: list = field(default_factory=list)  # "FILE: `field` should be ..., got ..." (see from_dict)
 
     @property
     def guard_stop(self) -> dict | None:
@@ -221,17 +202,9 @@ class RunInfo(_Record):
         stopped = (self.guard or {}).get("stopped")
         return stopped if isinstance(stopped, dict) else None
 
-    @property
-    def hostname(self) -> str | None:
-        return (self.host or {}).get("hostname")
-
-    @property
-    def commit(self) -> str | None:
-        return (self.git or {}).get("commit")
-
-    @property
-    def dirty(self) -> bool | None:
-        return (self.git or {}).get("dirty")
+    hostname = property(lambda self: (self.host or {}).get("hostname"))
+    commit = property(lambda self: (self.git or {}).get("commit"))
+    dirty = property(lambda self: (self.git or {}).get("dirty"))
 
 
 @dataclass
@@ -253,8 +226,6 @@ class Summary(_Record):
     eval: dict | None = None  # held-out scores: accuracy_before, accuracy_after, ...
     guard: dict | None = None  # as in run_info.json
     forecast: dict | None = None  # as in run_info.json
-    extra: dict = field(default_factory=dict)
-    unreadable: list = field(default_factory=list)
 
     @property
     def step_count(self) -> int:
@@ -263,9 +234,8 @@ class Summary(_Record):
 
 @dataclass
 class TrainerState(_Record):
-    """checkpoint-N/trainer_state.json, written by transformers' Trainer: how far the run trained.
-    Every key transformers' TrainerState has, typed as it needs them to resume (null only where
-    it allows one); a key it does not have would stop it too (see `extra`)."""
+    """checkpoint-N/trainer_state.json: every key transformers' Trainer has, typed as resuming needs it
+    (null only where allowed); a key it does not have would stop it too (see `extra`)."""
 
     FILE: ClassVar[str] = "trainer_state.json"
 
@@ -289,5 +259,3 @@ class TrainerState(_Record):
     trial_name: str | None = None
     trial_params: dict | None = None
     stateful_callbacks: dict[str, dict[str, dict] | list[dict[str, dict]]] | None = None  # name -> args, attributes
-    extra: dict = field(default_factory=dict)
-    unreadable: list = field(default_factory=list)

@@ -9,24 +9,29 @@
     checkpoint-N/         TRL checkpoints
     model/                the final model (AutoModelForCausalLM.from_pretrained loads it)
 
-This module is the only one that picks a run directory's name. Whoever starts training in
-another process (the launcher for its ranks, a sweep for its trials) creates the directory here
-and hands it over with `handoff_env`; the started process finds it with `handed_over_run_dir`.
-"""
+Only this module names a run directory: whoever starts training in another process (the launcher,
+a sweep) creates it here and hands it over (`handoff_env` / `handed_over_run_dir`)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from grpolab.config.errors import CANNOT_WRITE, ConfigError, Problem
 from grpolab.config.yaml_io import dump_yaml
+
+from .record import read_json, write_text
 
 RUN_DIR_ENV = "GRPOLAB_RUN_DIR"  # the run directory a started process must use
 # Whom the hand-off belongs to: `pid:<pid>@<host>` (a local launch or sweep: only its descendants)
@@ -37,12 +42,13 @@ CONFIG_SHA_ENV = "GRPOLAB_CONFIG_SHA256"  # the resolved config it must arrive a
 STAMP_FORMAT = "%Y%m%d-%H%M%S"
 RESOLVED_CONFIG = "resolved_config.yaml"
 OVERRIDES = "overrides.yaml"
+LOCK = ".grpolab.lock"  # held by the main process of the run writing this directory
+_IGNORED: set[str] = set()
 
 
 def run_stem(config_path: Path | str | None, preset_path: Path | str | None = None) -> str:
     """A run is named after its config file, or after the preset when it has none."""
-    source = config_path or preset_path
-    if source is None:
+    if (source := config_path or preset_path) is None:
         raise ValueError("a run needs a config file or a preset to be named after")
     return Path(source).stem
 
@@ -53,8 +59,7 @@ def stamped_name(stem: str, when: dt.datetime | None = None) -> str:
 
 
 def shared_run_name(stem: str, env: Mapping[str, str] | None = None) -> str | None:
-    """The name that every rank of one launch arrives at by itself, from the launch's id: the
-    SLURM job (and step), else torchrun's rendezvous id; None when the launch has neither."""
+    """The name every rank of one launch arrives at by itself (SLURM job and step, else torchrun's id)."""
     env = os.environ if env is None else env
     if env.get("SLURM_JOB_ID"):
         return f"{stem}_slurm-{env['SLURM_JOB_ID']}" + (f".{env['SLURM_STEP_ID']}" if env.get("SLURM_STEP_ID") else "")
@@ -64,61 +69,47 @@ def shared_run_name(stem: str, env: Mapping[str, str] | None = None) -> str | No
 
 
 def slurm_run_name(stem: str) -> str:
-    """The run directory's name as an sbatch script writes it (the shell fills in the job id);
-    the same name `shared_run_name` gives a rank of that job without a step."""
+    """The name as an sbatch script writes it: `shared_run_name`'s for that job without a step."""
     return f"{stem}_slurm-${{SLURM_JOB_ID}}"
 
 
 def create_run_dir(output_dir: str | Path, stem: str, run_name: str | None = None) -> Path:
-    """Create and return a new run directory: `run_name`, else `<stem>_<time>`. mkdir is atomic,
-    so a name another run holds gets a -2, -3 ... suffix instead of being shared."""
+    """A new run directory `run_name`, else `<stem>_<time>`; a name taken gets -2, -3 ... (mkdir is atomic)."""
     parent = Path(output_dir)
     parent.mkdir(parents=True, exist_ok=True)
     base = run_name or stamped_name(stem)
-    for n in range(1, 1000):
-        path = parent / (base if n == 1 else f"{base}-{n}")
-        try:
+    for path in [parent / base, *(parent / f"{base}-{n}" for n in range(2, 1000))]:
+        with contextlib.suppress(FileExistsError):
             path.mkdir()
             return path
-        except FileExistsError:
-            continue
     raise RuntimeError(f"could not create a run directory under {parent}")
 
 
 def config_sha256(resolved: Mapping) -> str:
-    """The sha256 of the resolved config as resolved_config.yaml holds it. The launcher hands it
-    to its ranks and each rank compares it with its own: both sides compute it here."""
+    """The sha256 of resolved_config.yaml's text: the launcher and each rank compute it here."""
     return hashlib.sha256(dump_yaml(dict(resolved)).encode()).hexdigest()
 
 
 def write_config_files(run_dir: Path, resolved: Mapping, overrides: Mapping | None) -> str:
-    """Write resolved_config.yaml and overrides.yaml (kept as it is when `overrides` is None, as on
-    --resume); return the resolved config's sha256 (`config_sha256` of the same text)."""
-    from grpolab.run.record import write_text
-
-    text = dump_yaml(dict(resolved))
-    write_text(run_dir / RESOLVED_CONFIG, text)
+    """Write resolved_config.yaml and overrides.yaml (kept when None: --resume); return the sha256."""
+    write_text(run_dir / RESOLVED_CONFIG, text := dump_yaml(dict(resolved)))
     if overrides is not None:
         write_text(run_dir / OVERRIDES, dump_yaml(dict(overrides)) if overrides else "{}\n")
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(text.encode()).hexdigest()  # config_sha256 of the same text
 
 
 def handoff_env(run_dir: Path | str, resolved: Mapping | None = None) -> dict[str, str]:
-    """The variables that make a started training process use `run_dir` (and, when `resolved` is
-    given, refuse to train if it resolves a different config)."""
-    env = {RUN_DIR_ENV: str(run_dir), RUN_DIR_OWNER_ENV: f"pid:{os.getpid()}@{socket.gethostname()}"}
+    """The variables that make a started process use `run_dir` (and refuse a config other than `resolved`)."""
+    env = {RUN_DIR_ENV: str(run_dir), RUN_DIR_OWNER_ENV: f"pid:{_me()}"}
     if resolved is not None:
         env[CONFIG_SHA_ENV] = config_sha256(resolved)
     return env
 
 
 def handed_over_run_dir(env: Mapping[str, str] | None = None) -> Path | None:
-    """The run directory a launcher or sweep handed to this process, if any. A hand-off bound to
-    another launch (see RUN_DIR_OWNER_ENV) is ignored, with one line saying so; one set by hand,
-    without an owner, is taken as given."""
+    """The run directory handed to this process; one bound to another launch is ignored with a note."""
     env = os.environ if env is None else env
-    value = env.get(RUN_DIR_ENV)
-    if not value:
+    if not (value := env.get(RUN_DIR_ENV)):
         return None
     owner = env.get(RUN_DIR_OWNER_ENV)
     if owner is None or _owned_by_this_launch(owner, env):
@@ -127,9 +118,6 @@ def handed_over_run_dir(env: Mapping[str, str] | None = None) -> Path | None:
         _IGNORED.add(value)
         print(f"note: ignoring {RUN_DIR_ENV}={value}: it was left by another launch ({owner})", file=sys.stderr)
     return None
-
-
-_IGNORED: set[str] = set()
 
 
 def _owned_by_this_launch(owner: str, env: Mapping[str, str]) -> bool:
@@ -160,52 +148,45 @@ def handed_over_sha(env: Mapping[str, str] | None = None) -> str | None:
 
 
 def remove_if_empty(run_dir: Path) -> bool:
-    """Remove a run directory that nothing was written to (a start that failed before the run
-    began); True when removed. A directory with anything in it stays."""
-    try:
+    """Remove a run directory nothing was written to (a start that failed); True when removed."""
+    with contextlib.suppress(OSError):
         run_dir.rmdir()
         return True
-    except OSError:
-        return False
+    return False
 
 
-LOCK = ".grpolab.lock"  # held by the main process of the run writing this directory
+def _me() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
 
 
 def take_lock(run_dir: Path) -> Path:
-    """Mark `run_dir` as being written by this process (a stale lock of a dead process on this
-    host is taken over)."""
+    """Mark `run_dir` as written by this process (a dead process's lock on this host is taken over)."""
     path = Path(run_dir) / LOCK
-    text = f"{os.getpid()}@{socket.gethostname()}\n"
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        handle = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w")
     except FileExistsError:
         if live_lock(run_dir):
             raise
-        path.write_text(text)
-        return path
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
+        handle = path.open("w")
+    with handle:
+        handle.write(_me() + "\n")
     return path
 
 
 def release_lock(run_dir: Path) -> None:
     path = Path(run_dir) / LOCK
-    try:
-        if path.read_text().strip() == f"{os.getpid()}@{socket.gethostname()}":
+    with contextlib.suppress(OSError):
+        if path.read_text().strip() == _me():
             path.unlink()
-    except OSError:
-        pass
 
 
 def live_lock(run_dir: Path) -> str | None:
-    """ "pid N on HOST" when another live process holds `run_dir`'s lock, else None. A lock from
-    another host is taken as live (its process cannot be checked from here)."""
+    """ "pid N on HOST" when another live process (or any on another host) holds `run_dir`'s lock."""
     try:
         pid, _, host = (Path(run_dir) / LOCK).read_text().strip().partition("@")
     except OSError:
         return None
-    if not pid.isdigit() or (host == socket.gethostname() and int(pid) == os.getpid()):
+    if not pid.isdigit() or f"{pid}@{host}" == _me():
         return None
     if host == socket.gethostname():
         try:
@@ -218,29 +199,18 @@ def live_lock(run_dir: Path) -> str | None:
 
 
 def record_rank_error(run_dir: Path, rank: int, exit_code: int, message: str) -> None:
-    """A rank's error, kept for the launcher: it reports the first rank to fail once, instead of
-    the launcher's traceback of every failed child. A rank records only its first error (what it
-    meets after that is the fallout)."""
-    folder = Path(run_dir) / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"error-rank{rank}.json"
-    if path.exists():
-        return
-    text = json.dumps({"rank": rank, "exit_code": exit_code, "message": message, "time": time.time()})
-    path.write_text(text + "\n")
+    """A rank's first error (later ones are fallout), so the launcher reports the first rank to fail once."""
+    path = Path(run_dir) / "logs" / f"error-rank{rank}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(
+            json.dumps({"rank": rank, "exit_code": exit_code, "message": message, "time": time.time()}) + "\n"
+        )
 
 
 def rank_errors(run_dir: Path) -> list[dict]:
-    """The errors ranks recorded, the first to fail first (by the time each recorded it; rank
-    order breaks a tie). The others are usually the fallout: a peer that vanished mid-collective."""
-    found = []
-    for path in (Path(run_dir) / "logs").glob("error-rank*.json"):
-        try:
-            error = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(error, dict):
-            found.append(error)
+    """The errors ranks recorded, the first to fail first (by time, then rank); the rest are usually fallout."""
+    found = filter(None, (read_json(path) for path in (Path(run_dir) / "logs").glob("error-rank*.json")))
     return sorted(found, key=lambda e: (_number(e.get("time"), float("inf")), _number(e.get("rank"), 0)))
 
 
@@ -262,10 +232,7 @@ def _existing(folder: Path) -> Path:
 
 def disk_room(folder: Path | str) -> tuple[str, int]:
     """(the mount point of the disk holding `folder`, its free bytes)."""
-    import shutil
-
-    existing = _existing(Path(folder).absolute())
-    mount = existing
+    mount = existing = _existing(Path(folder).absolute())
     while not os.path.ismount(mount) and mount != mount.parent:
         mount = mount.parent
     return str(mount), shutil.disk_usage(existing).free
@@ -279,23 +246,15 @@ def size(n: float) -> str:
 
 
 def check_writable(folder: Path | str, key: str, needed: int | None = None) -> None:
-    """Refuse a run whose folder cannot be written, or whose disk has no room for one checkpoint
-    of `needed` bytes, before the model loads (and in --dry-run): a permission error or a full
-    disk after minutes of loading is lost time. Nothing is created: the folder, or the nearest
-    existing folder above it, must take a new file."""
-    import tempfile
-
-    from grpolab.config.errors import CANNOT_WRITE, ConfigError, Problem
-
-    folder = Path(folder)
-    existing = _existing(folder)
+    """Refuse, before the model loads, a folder that cannot be written or a disk without room for one
+    checkpoint of `needed` bytes (a full disk after minutes of loading is lost time). Creates nothing."""
+    existing = _existing(folder := Path(folder))
     problem, fix = None, "choose a folder you can write to, e.g. `output_dir: ./grpo_results`"
     if not existing.is_dir():
         problem = f"`{existing}` is a file, so `{folder}` cannot be made"
     else:
         try:
-            with tempfile.TemporaryFile(dir=existing):
-                pass
+            tempfile.TemporaryFile(dir=existing).close()
         except OSError as exc:
             problem = f"`{folder}` cannot be written: {exc.strerror or exc} in `{existing}`"
     if problem is None and needed:
@@ -311,14 +270,11 @@ def check_writable(folder: Path | str, key: str, needed: int | None = None) -> N
 
 
 class WriteFailed(Exception):
-    """A file of the run could not be written during training (a full disk, a quota, an I/O
-    error): the message names the file, the disk and the room a checkpoint needs."""
+    """A file of the run could not be written during training (a full disk, a quota, an I/O error)."""
 
 
 def write_failed(exc: BaseException, run_dir: Path | str, needed: int | None, target=None) -> WriteFailed:
     """The one message for a write of the run that failed (`target`: what was being written)."""
-    import errno
-
     if isinstance(exc, WriteFailed):
         return exc
     target = getattr(exc, "filename", None) or target or run_dir

@@ -1,5 +1,5 @@
-"""WandB: the nested resolved config, derived values, the config file as an artifact, tags, and a
-run name equal to the run directory's name. Falls back to offline mode when not logged in."""
+"""WandB: the resolved config, derived values, config files as an artifact, tags and the run directory's
+name; offline mode when not logged in."""
 
 from __future__ import annotations
 
@@ -20,11 +20,9 @@ def logged_in() -> bool:
     """An API key in the environment or ~/.netrc: the only ways wandb can authenticate."""
     if os.environ.get("WANDB_API_KEY"):
         return True
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("//")[-1]
     try:
-        return (
-            netrc.netrc().authenticators(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("//")[-1])
-            is not None
-        )
+        return netrc.netrc().authenticators(host) is not None
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
 
@@ -32,14 +30,10 @@ def logged_in() -> bool:
 def start_wandb(
     run_dir: Path, logging_cfg, resolved: dict, derived: dict, config_files: list[Path], run_id: str | None = None
 ):
-    """Start the run before the Trainer does, so transformers' WandbCallback reuses it (and adds
-    TRL's flat arguments to the same config). `run_id`: the WandB run a resumed run continues
-    (its curves go on in the same run). Returns the run."""
+    """Start the run before the Trainer (its WandbCallback reuses it); `run_id`: the run a resume continues."""
     import wandb
 
-    mode = os.environ.get("WANDB_MODE", "").lower() or None
-    if mode is None and not logged_in():
-        mode = "offline"
+    mode = os.environ.get("WANDB_MODE", "").lower() or (None if logged_in() else "offline")
     run = wandb.init(
         project=logging_cfg.project,
         entity=logging_cfg.entity,
@@ -54,13 +48,10 @@ def start_wandb(
         settings=wandb.Settings(init_timeout=60, silent=True),
     )
     artifact = wandb.Artifact(name=f"config-{run_dir.name}", type="config")
-    for path in config_files:
-        if path and Path(path).is_file():
-            artifact.add_file(str(path))
+    for path in [p for p in config_files if p and Path(p).is_file()]:
+        artifact.add_file(str(path))
     run.log_artifact(artifact)
     if mode == "offline":
-        print(
-            f"wandb: offline (not logged in); run saved in {run.dir.rsplit('/files', 1)[0]}; "
-            f"upload it with `wandb sync {run.dir.rsplit('/files', 1)[0]}`"
-        )
+        saved = run.dir.rsplit("/files", 1)[0]
+        print(f"wandb: offline (not logged in); run saved in {saved}; upload it with `wandb sync {saved}`")
     return run

@@ -1,6 +1,5 @@
-"""Facts about the machine, never decisions. Two probes give the same facts: `probe()` asks
-torch (the training path), `probe(use_torch=False)` asks nvidia-smi and /proc (the config
-commands, which must not import torch). Tests fake the facts by building a `HardwareFacts`."""
+"""Facts about the machine, never decisions: `probe()` asks torch, `probe(use_torch=False)` nvidia-smi and
+/proc (config commands must not import torch); tests build a `HardwareFacts`."""
 
 from __future__ import annotations
 
@@ -10,10 +9,12 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # Native bf16 tensor cores start with Ampere (compute capability 8.0). Older GPUs emulate bf16:
 # torch.cuda.is_bf16_supported() says yes there, but autocast then runs slower than fp32.
 NATIVE_BF16_CAPABILITY = (8, 0)
+OPTIONAL_ENGINES = ("vllm", "liger_kernel", "deepspeed")
 
 
 @dataclass(frozen=True)
@@ -50,43 +51,29 @@ class HardwareFacts:
 
     @classmethod
     def planned(cls, gpus: int, installed=(), cores: int = 1) -> HardwareFacts:
-        """The machine a plan is for, seen from one that is not it (a login node, a laptop):
-        `gpus` GPUs with native bf16 and the engines in `installed`."""
+        """The machine a plan is for, seen from a login node or laptop: `gpus` GPUs with native bf16."""
         gpu = GPU("planned GPU", NATIVE_BF16_CAPABILITY)
         return cls(gpus=(gpu,) * gpus, cores=cores, installed=frozenset(installed))
 
 
-OPTIONAL_ENGINES = ("vllm", "liger_kernel", "deepspeed")
-
-
 def probe(use_torch: bool = True) -> HardwareFacts:
     gpus, source = _torch_gpus() if use_torch else _smi_gpus()
-    return HardwareFacts(
-        gpus=gpus,
-        cpu_bf16=cpu_has_bf16(),
-        cores=usable_cores(),
-        installed=frozenset(name for name in OPTIONAL_ENGINES if importlib.util.find_spec(name) is not None),
-        source=source,
-    )
+    installed = frozenset(name for name in OPTIONAL_ENGINES if importlib.util.find_spec(name) is not None)
+    # cores: a container's or taskset's limit, not the host's count
+    return HardwareFacts(gpus=gpus, cpu_bf16=cpu_has_bf16(), cores=len(core_ids()), installed=installed, source=source)
 
 
 def _torch_gpus() -> tuple[tuple[GPU, ...], str]:
     import torch
 
-    if not torch.cuda.is_available():
-        return (), "torch"
-    gpus = []
-    for i in range(torch.cuda.device_count()):
-        props = torch.cuda.get_device_properties(i)
-        gpus.append(GPU(props.name, (props.major, props.minor), round(props.total_memory / 2**30, 1)))
-    return tuple(gpus), "torch"
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    props = [torch.cuda.get_device_properties(i) for i in range(count)]
+    return tuple(GPU(p.name, (p.major, p.minor), round(p.total_memory / 2**30, 1)) for p in props), "torch"
 
 
 def _smi_gpus() -> tuple[tuple[GPU, ...], str]:
-    """nvidia-smi's view, narrowed by CUDA_VISIBLE_DEVICES as CUDA does: indices or UUIDs, in the
-    order given, and the list ends at the first id that names no GPU."""
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
+    """nvidia-smi's view narrowed by CUDA_VISIBLE_DEVICES as CUDA does (ending at the first unknown id)."""
+    if (smi := shutil.which("nvidia-smi")) is None:
         return (), "none"
     query = "--query-gpu=index,uuid,name,compute_cap,memory.total"
     try:
@@ -110,11 +97,6 @@ def _smi_gpus() -> tuple[tuple[GPU, ...], str]:
     return tuple(gpus), "nvidia-smi"
 
 
-def usable_cores() -> int:
-    """How many CPU cores this process may run on (a container's or taskset's limit, not the host's count)."""
-    return len(core_ids())
-
-
 def core_ids() -> list[int]:
     """The CPU cores this process may run on, by number."""
     try:
@@ -124,13 +106,11 @@ def core_ids() -> list[int]:
 
 
 def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU computes bf16 natively (x86 AVX512-BF16 or AMX, Arm BF16), read from
-    /proc/cpuinfo so that no torch import is needed. Without it torch emulates bf16 and autocast
-    slows training down. Elsewhere (macOS, Windows): False."""
+    """Whether this CPU computes bf16 natively (AVX512-BF16, AMX, Arm BF16), from /proc/cpuinfo (no torch);
+    without it torch emulates bf16 and autocast slows training down. False off Linux."""
     if cpuinfo is None:
         try:
-            with open("/proc/cpuinfo") as handle:
-                cpuinfo = handle.read()
+            cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
             return False
     for line in cpuinfo.splitlines():

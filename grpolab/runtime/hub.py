@@ -1,11 +1,5 @@
-"""The Hugging Face Hub as grpolab meets it: a model's config.json read from a folder or the local
-cache (never downloaded), and whether the Hub can be reached, asked once before a Hub model or
-dataset loads.
-
-Without an answer, a missing model on a machine with no network costs about 50 s of HTTP
-retries (huggingface_hub backs off five times) before a generic "couldn't connect" error. One
-TCP connect to the Hub's endpoint answers in milliseconds (refused) or a few seconds (no route).
-"""
+"""The Hub: a model's config.json from a folder or the cache (never downloaded), and one TCP connect before
+a Hub load (offline, a missing model otherwise costs ~50 s of retries before a generic error)."""
 
 from __future__ import annotations
 
@@ -19,20 +13,15 @@ from urllib.parse import urlparse
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 CONNECT_TIMEOUT_S = 3.0
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+# The keys a config.json gives the model's maximum positions under, by family.
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 
 
 def offline() -> bool:
     """The user asked for the local cache only (as huggingface_hub reads it)."""
     value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
     return value.strip().upper() in ("1", "ON", "YES", "TRUE")
-
-
-PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-
-
-def proxied() -> bool:
-    """Requests go through a proxy: a direct connect says nothing about whether they get through."""
-    return any(os.environ.get(name) for name in PROXY_VARIABLES)
 
 
 def endpoint() -> str:
@@ -49,12 +38,10 @@ class HubReach:
 @cache
 def reach(url: str | None = None) -> HubReach:
     """One TCP connect to the endpoint's host and port (cached for the process)."""
-    url = url or endpoint()
-    parsed = urlparse(url)
-    host = parsed.hostname or ""
+    parsed = urlparse(url := url or endpoint())
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
-        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+        with socket.create_connection((parsed.hostname or "", port), timeout=CONNECT_TIMEOUT_S):
             return HubReach(True, url)
     except OSError as exc:
         return HubReach(False, url, exc.strerror or type(exc).__name__)
@@ -71,13 +58,8 @@ def cached_file(repo_id: str, filename: str, revision: str | None = None, repo_t
     return Path(found) if isinstance(found, str) else None
 
 
-def in_cache(repo_id: str, filename: str, revision: str | None = None, repo_type: str = "model") -> bool:
-    return cached_file(repo_id, filename, revision, repo_type) is not None
-
-
 def config_path(model: str, revision: str | None = None) -> Path | None:
-    """Where a model's config.json is: in its folder (a folder's, whether or not it is there), the
-    file itself, or the Hub cache; None when `model` is none of these."""
+    """Where a model's config.json is: in its folder (there or not), the file itself, or the Hub cache."""
     path = Path(model).expanduser()
     if path.is_dir():
         return path / "config.json"
@@ -87,8 +69,7 @@ def config_path(model: str, revision: str | None = None) -> Path | None:
 
 
 def model_config(model: str, revision: str | None = None) -> dict:
-    """A model's config.json (a multimodal model's `text_config`, where the text model's sizes are),
-    or {} when it is not found or does not parse."""
+    """A model's config.json (a multimodal model's `text_config`), or {} when missing or unparsable."""
     path = config_path(model, revision)
     try:
         data = json.loads(path.read_text()) if path is not None else {}
@@ -100,33 +81,24 @@ def model_config(model: str, revision: str | None = None) -> dict:
     return text if isinstance(text, dict) and "hidden_size" not in data else data
 
 
-# The keys a config.json gives the model's maximum positions under, by family.
-POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
-
-
 def context_length(config: dict) -> int | None:
     """The model's maximum positions (prompt + completion must fit) from its config.json, or None."""
     return next((config[k] for k in POSITION_KEYS if isinstance(config.get(k), int) and config[k] > 0), None)
 
 
-def looks_local(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or os.path.exists(os.path.expanduser(name))
-
-
 def check_reachable(name: str, key: str, repo_type: str = "model", revision: str | None = None) -> None:
-    """Before a Hub load of `name` (read from config key `key`): when the Hub cannot be reached
-    and offline mode is not set, fail now with the fix instead of after a minute of retries."""
+    """Before a Hub load of `name` (config key `key`): fail now, with the fix, when the Hub cannot be reached."""
     from grpolab.config import ConfigError, Problem
     from grpolab.config.errors import INVALID_CONFIG, MODEL_NOT_LOADED
 
-    if offline() or looks_local(name) or proxied():
+    local = name.startswith((".", "/", "~")) or os.path.exists(os.path.expanduser(name))
+    # Behind a proxy a direct connect says nothing about whether requests get through.
+    if offline() or local or any(os.environ.get(v) for v in PROXY_VARIABLES):
         return
-    hub = reach()
-    if hub.reachable:
+    if (hub := reach()).reachable:
         return
     filename = "config.json" if repo_type == "model" else "README.md"
-    cached = in_cache(name, filename, revision, repo_type)
-    if cached:
+    if cached_file(name, filename, revision, repo_type) is not None:
         fix = "it is in the local cache: set HF_HUB_OFFLINE=1 to load it from there"
     elif repo_type == "model":
         flag = " (--model ./my_model)" if key == "model.name_or_path" else ""
@@ -139,9 +111,5 @@ def check_reachable(name: str, key: str, repo_type: str = "model", revision: str
             "set HF_HUB_OFFLINE=1 if it was loaded once before (the datasets cache), "
             "or point the key at a local .jsonl/.csv/.parquet file"
         )
-    raise ConfigError(
-        kind=MODEL_NOT_LOADED if repo_type == "model" else INVALID_CONFIG,
-        problems=Problem(
-            key, f"`{name}` is not a local path and the Hub at {hub.endpoint} cannot be reached ({hub.reason}).", fix
-        ),
-    )
+    message = f"`{name}` is not a local path and the Hub at {hub.endpoint} cannot be reached ({hub.reason})."
+    raise ConfigError(Problem(key, message, fix), MODEL_NOT_LOADED if repo_type == "model" else INVALID_CONFIG)

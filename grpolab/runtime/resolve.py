@@ -1,9 +1,5 @@
-"""Every `auto` in a config, decided once for where the run executes.
-
-`resolve(cfg, facts, dist)` is the only place that turns `auto` into a value: training uses
-its `Resolved`, the launcher writes its files from it, and `grpolab config explain` prints the
-same decisions. Each decision keeps its reason and the key that overrides it. No torch here:
-the facts come from `runtime.hardware` and, for a launched rank, `runtime.dist`."""
+"""Every `auto` decided once for where the run executes (training, the launcher and `config explain` use
+the same `Resolved`), each decision with its reason and the key that overrides it. No torch here."""
 
 from __future__ import annotations
 
@@ -47,8 +43,7 @@ class Resolved:
     notes: tuple[str, ...] = ()  # trade-offs worth one line when training starts
 
     def table(self) -> list[str]:
-        """One line per decision: label, value, reason and the key that overrides it (the same
-        lines in `grpolab config explain` and in `grpolab train --dry-run`)."""
+        """One line per decision (`config explain` and `train --dry-run`): label, value, reason, key."""
         width = max(len(d.label) for d in self.decisions)
         value_width = max(len(d.value) for d in self.decisions)
         return [f"{d.label:<{width}}  {d.value:<{value_width}}  {d.reason} ({d.key})" for d in self.decisions]
@@ -63,16 +58,15 @@ class Resolved:
         )
 
     def to_dict(self) -> dict:
-        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        out["decisions"] = [{k: getattr(d, k) for k in ("label", "value", "reason", "key")} for d in self.decisions]
-        out["problems"] = [str(p) for p in self.problems]
-        out["notes"] = list(self.notes)
-        return out
+        return {name: getattr(self, name) for name in self.__dataclass_fields__} | {
+            "decisions": [{k: getattr(d, k) for k in ("label", "value", "reason", "key")} for d in self.decisions],
+            "problems": [str(p) for p in self.problems],
+            "notes": list(self.notes),
+        }
 
 
 def resolve(cfg, facts: HardwareFacts, dist: DistInfo | None = None, world_size: int | None = None) -> Resolved:
-    """`world_size`: the processes the run will have (explain's --world-size, or the launch
-    plan); default: the launcher's world, else what the config asks for on this machine."""
+    """`world_size`: explain's --world-size or the launch plan; default: the launcher's, else the config's."""
     dist = dist or DistInfo(launcher=None)
     device = _device(cfg, facts)
     cuda = device.setting == "cuda"
@@ -86,12 +80,8 @@ def resolve(cfg, facts: HardwareFacts, dist: DistInfo | None = None, world_size:
     generation = replace(vllm, value=shown, key="cluster.use_vllm, cluster.vllm_mode")
     threads = _threads(cfg, facts, per_machine.setting)
     on = bool(cfg.training.gradient_checkpointing)
-    checkpointing = _on_off(
-        "gradient checkpointing",
-        on,
-        "saves activation memory, slower steps" if on else "faster; turn on when activations do not fit",
-        "training.gradient_checkpointing",
-    )
+    why = "saves activation memory, slower steps" if on else "faster; turn on when activations do not fit"
+    checkpointing = _on_off("gradient checkpointing", on, why, "training.gradient_checkpointing")
     decisions = (device, per_machine, launcher, precision, mixed, dtype, liger, generation, threads, checkpointing)
     resolved = Resolved(
         device=device.setting,
@@ -108,11 +98,8 @@ def resolve(cfg, facts: HardwareFacts, dist: DistInfo | None = None, world_size:
         gradient_checkpointing=on,
         decisions=decisions,
     )
-    return replace(
-        resolved,
-        problems=tuple(hardware_problems(cfg, resolved, facts, dist)),
-        notes=tuple(_notes(cfg, resolved, facts, dist)),
-    )
+    problems, notes = hardware_problems(cfg, resolved, facts, dist), _notes(cfg, resolved, facts, dist)
+    return replace(resolved, problems=tuple(problems), notes=tuple(notes))
 
 
 def _device(cfg, facts: HardwareFacts) -> Decision:
@@ -158,8 +145,7 @@ def _processes(cfg, facts, dist: DistInfo, world_size: int | None, cuda: bool) -
 
 
 def _precision(cfg, facts: HardwareFacts, dist: DistInfo, cuda: bool) -> Decision:
-    """bf16 autocast: set, the launcher's (transformers takes its mixed precision regardless), or
-    where the device computes bf16 natively."""
+    """bf16 autocast: set, the launcher's (transformers takes it regardless), or where it is native."""
     setting, launched = cfg.training.bf16, dist.precision
     if setting != "auto":
         why, bf16 = "set", bool(setting)
@@ -184,19 +170,13 @@ def _mixed_precision(cfg, dist: DistInfo, bf16: bool) -> Decision:
 def _dtype(cfg, bf16: bool, cuda: bool) -> Decision:
     """Weights: fp32 with bf16 autocast, as TRL does, so AdamW updates fp32 weights. Only where the
     engine keeps fp32 master weights itself (DeepSpeed, FSDP) are bf16 weights free of that cost."""
+    label, key = "policy weights", "model.dtype"
     if cfg.model.dtype != "auto":
-        return Decision("policy weights", cfg.model.dtype, "set", "model.dtype")
+        return Decision(label, cfg.model.dtype, "set", key)
     if bf16 and _keeps_masters(cfg, cuda):
         engine = {"deepspeed": "DeepSpeed", "fsdp": "FSDP"}[cfg.cluster.backend]
-        return Decision(
-            "policy weights", "bfloat16", f"auto: bf16 weights; {engine} keeps fp32 master weights", "model.dtype"
-        )
-    return Decision(
-        "policy weights",
-        "float32",
-        "auto: fp32 weights" + (" with bf16 autocast, as TRL" if bf16 else ""),
-        "model.dtype",
-    )
+        return Decision(label, "bfloat16", f"auto: bf16 weights; {engine} keeps fp32 master weights", key)
+    return Decision(label, "float32", "auto: fp32 weights" + (" with bf16 autocast, as TRL" if bf16 else ""), key)
 
 
 def _keeps_masters(cfg, cuda: bool) -> bool:
@@ -247,65 +227,43 @@ def _engine(name: str, setting, facts: HardwareFacts, cuda: bool) -> Decision:
 
 
 def _threads(cfg, facts: HardwareFacts, per_machine: int) -> Decision:
-    """This machine's cores shared by its processes (more threads than cores makes every step
-    slower; torchrun's default of 1 leaves cores idle)."""
+    """This machine's cores shared by its processes (more threads is slower; torchrun's 1 leaves cores idle)."""
     label, key = "CPU threads per process", "cluster.threads_per_process"
     if cfg.cluster.threads_per_process != "auto":
-        threads = int(cfg.cluster.threads_per_process)
-        return Decision(label, str(threads), "set", key, threads)
-    threads = max(1, facts.cores // max(1, per_machine))
-    return Decision(
-        label, str(threads), f"auto: {facts.cores} cores / {per_machine} process(es) on this machine", key, threads
-    )
+        threads, why = int(cfg.cluster.threads_per_process), "set"
+    else:
+        threads = max(1, facts.cores // max(1, per_machine))
+        why = f"auto: {facts.cores} cores / {per_machine} process(es) on this machine"
+    return Decision(label, str(threads), why, key, threads)
 
 
 def hardware_problems(cfg, resolved: Resolved, facts: HardwareFacts, dist: DistInfo | None = None) -> list[Problem]:
-    """Settings this machine (or the launcher that started this rank) cannot honour, each with
-    the smallest fix. A flat check list. Half precision needs a GPU: on CPU fp16 autocast and
-    float16 weights fail in the first forward pass (after the run directory exists); tf32 is an
-    Ampere GPU mode."""
-    c, extra = cfg.cluster, cfg.training.model_extra or {}
-    problems = []
+    """Settings this machine (or its launcher) cannot honour, each with the smallest fix. On CPU, fp16
+    autocast and float16 weights fail in the first forward pass (after the run directory exists)."""
+    c, extra, problems = cfg.cluster, cfg.training.model_extra or {}, []
     if c.device == "cuda" and not facts.gpu_count:
-        problems.append(
-            Problem("cluster.device", "is cuda, but no CUDA GPU is visible.", "set `cluster.device: auto` (or cpu)")
-        )
+        fix = "set `cluster.device: auto` (or cpu)"
+        problems.append(Problem("cluster.device", "is cuda, but no CUDA GPU is visible.", fix))
     if resolved.device == "cpu":
         on_cpu = "set to cpu" if c.device == "cpu" else "no CUDA GPU visible"
-        checks = [
-            (
-                extra.get("fp16"),
-                "training.fp16",
-                f"is true, but training runs on CPU ({on_cpu}).",
-                "delete `training.fp16` (bf16: auto picks bf16 where this CPU has it)",
-            ),
-            (
-                cfg.model.dtype == "float16",
-                "model.dtype",
-                f"float16 weights cannot train on CPU ({on_cpu}).",
-                "set `model.dtype: auto` (float32 on CPU)",
-            ),
-            (
-                extra.get("tf32"),
-                "training.tf32",
-                f"is true, but tf32 needs an Ampere or newer GPU ({on_cpu}).",
-                "delete `training.tf32`",
-            ),
-            (
-                c.mixed_precision == "fp16",
-                "cluster.mixed_precision",
-                f"fp16 needs a GPU ({on_cpu}).",
-                "set `cluster.mixed_precision: auto`",
-            ),
-        ]
-        problems += [Problem(key, message, fix) for failed, key, message, fix in checks if failed]
+        if extra.get("fp16"):
+            fix = "delete `training.fp16` (bf16: auto picks bf16 where this CPU has it)"
+            problems.append(Problem("training.fp16", f"is true, but training runs on CPU ({on_cpu}).", fix))
+        if cfg.model.dtype == "float16":
+            fix = "set `model.dtype: auto` (float32 on CPU)"
+            problems.append(Problem("model.dtype", f"float16 weights cannot train on CPU ({on_cpu}).", fix))
+        if extra.get("tf32"):
+            message = f"is true, but tf32 needs an Ampere or newer GPU ({on_cpu})."
+            problems.append(Problem("training.tf32", message, "delete `training.tf32`"))
+        if c.mixed_precision == "fp16":
+            fix = "set `cluster.mixed_precision: auto`"
+            problems.append(Problem("cluster.mixed_precision", f"fp16 needs a GPU ({on_cpu}).", fix))
     for name, setting in (("liger_kernel", cfg.training.use_liger_kernel), ("vllm", c.use_vllm)):
         engine = ENGINES[name]
         if setting is True and not (facts.has(name) and resolved.device == "cuda"):
             missing = engine.no_gpu if facts.has(name) else engine.missing
-            problems.append(
-                Problem(engine.key, f"is true, but {missing}.", f"set `{engine.key}: auto` {engine.fallback}")
-            )
+            fix = f"set `{engine.key}: auto` {engine.fallback}"
+            problems.append(Problem(engine.key, f"is true, but {missing}.", fix))
     if dist is not None and dist.precision is not None:
         problems += _launcher_precision_problems(cfg, resolved, dist.precision)
     return problems
@@ -314,9 +272,8 @@ def hardware_problems(cfg, resolved: Resolved, facts: HardwareFacts, dist: DistI
 def _launcher_precision_problems(cfg, resolved: Resolved, launched) -> list[Problem]:
     """The launcher's mixed precision against this config's: DeepSpeed stops every rank on a
     mismatch ("ds bf16.enabled=True vs hf bf16=False"), and DDP quietly trains the launcher's."""
-    fp16 = bool((cfg.training.model_extra or {}).get("fp16"))
-    ours = "fp16" if fp16 else "bf16" if resolved.bf16 else "no"
-    problems = []
+    ours = "fp16" if (cfg.training.model_extra or {}).get("fp16") else "bf16" if resolved.bf16 else "no"
+    problems, theirs = [], f"but the launcher's mixed precision is {launched.value} ({launched.source})."
     if launched.value != ours:
         if launched.value == "fp16" and resolved.device == "cpu":
             follow = " (fp16 needs a GPU)"
@@ -324,25 +281,11 @@ def _launcher_precision_problems(cfg, resolved: Resolved, launched) -> list[Prob
             follow = ", or set `training.fp16: true` and `training.bf16: false` to follow it"
         else:
             follow = ", or set `training.bf16: auto` to follow it"
-        problems.append(
-            Problem(
-                "training.bf16",
-                f"resolves to {'fp32' if ours == 'no' else ours}, but the launcher's mixed precision is "
-                f"{launched.value} ({launched.source}).",
-                launched.fix(ours) + follow,
-                launched.source,
-            )
-        )
-    if cfg.cluster.mixed_precision not in ("auto", launched.value):
-        problems.append(
-            Problem(
-                "cluster.mixed_precision",
-                f"is {cfg.cluster.mixed_precision}, but the launcher's mixed precision is {launched.value} "
-                f"({launched.source}).",
-                "set `cluster.mixed_precision: auto` to follow the launcher",
-                launched.source,
-            )
-        )
+        message = f"resolves to {'fp32' if ours == 'no' else ours}, {theirs}"
+        problems.append(Problem("training.bf16", message, launched.fix(ours) + follow, launched.source))
+    if (setting := cfg.cluster.mixed_precision) not in ("auto", launched.value):
+        fix = "set `cluster.mixed_precision: auto` to follow the launcher"
+        problems.append(Problem("cluster.mixed_precision", f"is {setting}, {theirs}", fix, launched.source))
     return problems
 
 
@@ -354,8 +297,7 @@ def _notes(cfg, resolved: Resolved, facts: HardwareFacts, dist: DistInfo) -> lis
             "cluster mode, but no CUDA GPU is visible: training runs on CPU, far slower than the preset "
             "is sized for; run it on a GPU node (check `nvidia-smi`), or set `cluster.device: cpu` to mean it"
         )
-    dtype = cfg.model.dtype
-    if dtype in ("bfloat16", "float16") and not _keeps_masters(cfg, resolved.device == "cuda"):
+    if (dtype := cfg.model.dtype) in ("bfloat16", "float16") and not _keeps_masters(cfg, resolved.device == "cuda"):
         notes.append(
             f"model.dtype: {dtype}: the optimizer updates {dtype} weights directly, without fp32 "
             "master copies, so small updates are lost; `model.dtype: auto` keeps fp32 weights (twice the "

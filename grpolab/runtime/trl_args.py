@@ -1,10 +1,5 @@
-"""Resolved grpolab config + the runtime's decisions -> keyword arguments for trl.GRPOConfig. No trl
-import here.
-
-Every grpolab key that reaches TRL goes through `to_trl_kwargs`, so this is the place to look for
-"what does key X become in TRL". It lives above `resolve` because it consumes its decisions (the
-config room imports nothing from runtime).
-"""
+"""Resolved config + the runtime's decisions -> trl.GRPOConfig keyword arguments (no trl import). Every
+key that reaches TRL goes through `to_trl_kwargs`; it lives here, not in config, as it consumes `resolve`."""
 
 from __future__ import annotations
 
@@ -17,17 +12,13 @@ from .resolve import Resolved, resolve
 
 
 def trl_kwargs(cfg: GRPOLabConfig, world_size: int | None = None, facts: HardwareFacts | None = None) -> dict:
-    """GRPOConfig kwargs with every `auto` decided for `facts`; default: this machine, probed as
-    `config explain` does (nvidia-smi and /proc, no torch), so a GPU box gets its GPU's precision."""
-    facts = facts if facts is not None else hardware.probe(use_torch=False)
-    return to_trl_kwargs(cfg, resolve(cfg, facts, world_size=world_size))
+    """GRPOConfig kwargs with every `auto` decided for `facts` (default: this machine, probed without torch)."""
+    return to_trl_kwargs(cfg, resolve(cfg, facts or hardware.probe(use_torch=False), world_size=world_size))
 
 
 def to_trl_kwargs(cfg: GRPOLabConfig, resolved: Resolved) -> dict:
-    """`resolved` holds the runtime's decisions for where the run executes (`auto` precision,
-    Liger, generation engine, device): this function decides nothing itself. Every typed key goes
-    to the GRPOConfig field its schema field names (schema.trl_names), pass-through extras under
-    their own names. The run directory (output_dir, run_name) is filled in by the training pipeline."""
+    """Every typed key to its GRPOConfig field (schema.trl_names), extras under their own names; the
+    `auto`s come from `resolved` (nothing is decided here), output_dir and run_name from the pipeline."""
     data = cfg.model_dump()
     kwargs = {trl: lookup(data, key) for key, trl in trl_names().items() if "[]" not in key}
     kwargs |= (cfg.training.model_extra or {}) | (cfg.grpo.model_extra or {})
