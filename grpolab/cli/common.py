@@ -64,3 +64,11 @@ def load(args, world_size: int | None = None) -> GRPOConfigLoader:
 def print_warnings(loader: GRPOConfigLoader, label: str = "") -> None:
     for warning in loader.warnings:
         print(f"warning: {label}{warning}", file=sys.stderr)
+
+
+def print_rows(rows, indent: str = "", strip: bool = False) -> None:
+    """Print rows of strings with every column but the last left-aligned to its widest cell."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        line = indent + "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]])
+        print(line.rstrip() if strip else line)

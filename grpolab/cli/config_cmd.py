@@ -8,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from grpolab.cli.common import add_layer_args, load, output_file, positive_int, print_warnings
+from grpolab.cli.common import add_layer_args, load, output_file, positive_int, print_rows, print_warnings
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.derive import derive
 from grpolab.config.errors import BAD_ARGUMENTS
@@ -77,12 +77,9 @@ def register(sub) -> None:
 def cmd_show(args) -> int:
     loader = load(args)
     print_warnings(loader)
-    if args.origins:
-        from grpolab.config.files import origins_yaml
+    from grpolab.config.files import origins_yaml
 
-        print(origins_yaml(loader), end="")
-        return EXIT_OK
-    print(dump_yaml(loader.to_dict()), end="")
+    print(origins_yaml(loader) if args.origins else dump_yaml(loader.to_dict()), end="")
     return EXIT_OK
 
 
@@ -109,8 +106,7 @@ def cmd_explain(args) -> int:
         return cmd_explain_key(args)
     loader = load(args, args.world_size)
     print_warnings(loader)
-    cfg = loader.config
-    world = loader.target_world_size()
+    cfg, world = loader.config, loader.target_world_size()
     d = derive(cfg, world, args.dataset_size)
     # The decisions training would make on this machine for this world size (no torch: facts
     # come from nvidia-smi and /proc).
@@ -121,12 +117,8 @@ def cmd_explain(args) -> int:
     if args.json:
         print(json.dumps({**d.to_dict(), "runtime": resolved.to_dict()}, indent=2))
         return 0
-    rows = _derived_rows(cfg, d, world, args.dataset_size)
     print(f"{args.config or loader.preset_path.name} (mode {cfg.mode})")
-    width = max(len(r[0]) for r in rows)
-    value_width = max(len(r[1]) for r in rows)
-    for label, value, note in rows:
-        print(f"  {label:<{width}}  {value:<{value_width}}  {note}")
+    print_rows(_derived_rows(cfg, d, world, args.dataset_size), "  ")
     print(f"  live guard (guard.*): {guard_text(cfg.guard)}")
     print("  decisions for this machine (the key in brackets overrides each):")
     for line in resolved.table():
@@ -214,16 +206,18 @@ def cmd_diff(args) -> int:
     if not rows:
         print("no differences in the resolved configs")
         return EXIT_OK
-    width = max(len(key) for key, _, _ in rows)
-    print(f"{'key':<{width}}  {args.a}  ->  {args.b}")
-    for key, a, b in rows:
-        print(f"{key:<{width}}  {_shown(a)}  ->  {_shown(b)}")
+    shown = [(key, f"{_shown(a)}  ->  {_shown(b)}") for key, a, b in rows]
+    print_rows([("key", f"{args.a}  ->  {args.b}"), *shown])
     return EXIT_OK
 
 
 def cmd_set(args) -> int:
     updates = dict(parse_assignments(args.assignments, "config set"))
-    if args.output is None and _is_preset(args.file):
+    from grpolab.config.layers import preset_dir
+    from grpolab.config.yaml_io import edit_lock
+
+    # A file inside grpolab/presets (configs/ links there), followed through links.
+    if args.output is None and real_path(args.file).parent == preset_dir().resolve():
         # Every later run of that mode layers over it: a shipped preset changes only by a commit.
         name = Path(args.file).name
         raise ConfigError(
@@ -236,26 +230,16 @@ def cmd_set(args) -> int:
             ),
             BAD_ARGUMENTS,
         )
-    from grpolab.config.yaml_io import edit_lock
-
     out = args.output or args.file
-    in_place = args.output is None
     # Read, change and write under the file's lock: a concurrent `config set` of the same file
     # waits, then reads this one's result, so neither edit is lost.
     with edit_lock(out):
         loader = GRPOConfigLoader(config_path=args.file)
         loader.update_params(updates)
         print_warnings(loader)
-        path = loader.save_config(out, overwrite=in_place or args.force)
+        path = loader.save_config(out, overwrite=args.output is None or args.force)
     print(f"wrote {path}: " + ", ".join(f"{k}={inline_yaml(v)}" for k, v in updates.items()))
     return EXIT_OK
-
-
-def _is_preset(path) -> bool:
-    """A file inside grpolab/presets (configs/ links there), followed through links."""
-    from grpolab.config.layers import preset_dir
-
-    return real_path(path).parent == preset_dir().resolve()
 
 
 # ----------------------------------------------------------------------------- schema, keys, files
@@ -301,15 +285,10 @@ def register_files(csub) -> None:
 def cmd_schema(args) -> int:
     from grpolab.config.json_schema import schema_text
 
-    text = schema_text()
     if args.output is None:
-        print(text, end="")
+        print(schema_text(), end="")
         return EXIT_OK
-    from grpolab.config.yaml_io import write_atomic
-
-    path = write_atomic(args.output, text, overwrite=args.force)
-    print(f"wrote {path}")
-    return EXIT_OK
+    return _write_new(args.output, schema_text(), args.force)
 
 
 def cmd_keys(args) -> int:
@@ -322,9 +301,7 @@ def cmd_keys(args) -> int:
                 "", f"no key matches `{args.word}`.", "try a shorter word, or no word for every key", "config keys"
             )
         )
-    width = max(len(key) for key, _ in rows)
-    for key, text in rows:
-        print(f"{key:<{width}}  {text}".rstrip())
+    print_rows(rows, strip=True)
     return EXIT_OK
 
 
@@ -357,33 +334,27 @@ def cmd_explain_key(args) -> int:
         rows.append(("this config", "not set (TRL's default applies)" if info.pass_through else "not set"))
     else:
         rows.append(("this config", f"{inline_yaml(value)}  from {loader.origin_of(args.key)}"))
-    for label, text in _resolved_rows(loader, args.key, value):
-        rows.append((label, text))
+    rows += _resolved_rows(loader, args.key)
     rows.append(
         ("TRL field", f"GRPOConfig({info.trl_field}=...)" if info.trl_field else "none (used by grpolab itself)")
     )
     print(args.key)
-    width = max(len(label) for label, _ in rows)
-    for label, text in rows:
-        print(f"  {label:<{width}}  {text}")
+    print_rows(rows, "  ")
     return EXIT_OK
 
 
-def _resolved_rows(loader, key: str, value) -> list[tuple[str, str]]:
+def _resolved_rows(loader, key: str) -> list[tuple[str, str]]:
     """What an `auto` (or a value the launcher decides from) becomes on this machine, and why."""
-    from grpolab.runtime import hardware
-    from grpolab.runtime.resolve import resolve
-
     cfg, world = loader.config, loader.target_world_size()
     if key == "grpo.generation_batch_size":
         d = derive(cfg, world)
         return [("for this run", f"{d.generation_batch_size} completions per round (world size {world})")]
     resolved = resolve(cfg, hardware.probe(use_torch=False), world_size=world)
-    rows = []
-    for decision in resolved.decisions:
-        if key in [k.strip() for k in decision.key.replace(",", " ").split()]:
-            rows.append(("on this machine", f"{decision.label}: {decision.value} ({decision.reason})"))
-    return rows
+    return [
+        ("on this machine", f"{d.label}: {d.value} ({d.reason})")
+        for d in resolved.decisions
+        if key in d.key.replace(",", " ").split()
+    ]
 
 
 def _write_new(path, text: str, force: bool) -> int:
@@ -413,10 +384,8 @@ def cmd_minimize(args) -> int:
 def cmd_ls(args) -> int:
     from grpolab.config.files import shipped
 
-    items = shipped()
-    width = max(len(item.name) for item in items)
-    for item in items:
-        print(f"{item.name:<{width}}  {item.kind:<8}  {item.description}".rstrip())
+    # the kind column is 8 wide: `launcher`, the longest kind, is always shipped
+    print_rows([(item.name, item.kind, item.description) for item in shipped()], strip=True)
     return EXIT_OK
 
 

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from grpolab.cli.common import count, output_file, positive_int
+from grpolab.cli.common import count, load, output_file, positive_int, print_warnings
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.run.exit_codes import EXIT_OK
 
@@ -78,20 +78,14 @@ def cmd_doctor(args) -> int:
         )
     from grpolab.guard.recorded import stop_line, with_stop_finding
 
-    reports = []
-    for run_dir in args.runs:
-        run = doctor.load_run(run_dir)
-        reports.append((run, with_stop_finding(run.info, doctor.diagnose(run))))
+    runs = [doctor.load_run(run_dir) for run_dir in args.runs]
+    reports = [(run, with_stop_finding(run.info, doctor.diagnose(run))) for run in runs]
     if args.json:
-        print(
-            json.dumps(
-                [
-                    {"run": str(run.path), "findings": [f.to_dict() for f in found], "notes": doctor.notes(run)}
-                    for run, found in reports
-                ],
-                indent=2,
-            )
-        )
+        rows = [
+            {"run": str(r.path), "findings": [f.to_dict() for f in found], "notes": doctor.notes(r)}
+            for r, found in reports
+        ]
+        print(json.dumps(rows, indent=2))
     else:
         texts = []
         for run, found in reports:  # a run the guard stopped says so under its heading
@@ -129,10 +123,7 @@ def cmd_probe(args) -> int:
 
     loader = GRPOConfigLoader(config_path=args.config, overrides=args.overrides or None)
     report = probe.run_probe(loader, prompts=args.prompts, model=args.model, seed=args.seed)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(probe.render(report))
+    print(json.dumps(report.to_dict(), indent=2) if args.json else probe.render(report))
     if args.write_filtered:
         path, snippet = probe.write_filtered(report, args.write_filtered, force=args.force, config=args.config)
         stream = sys.stderr if args.json else sys.stdout
@@ -184,13 +175,9 @@ def cmd_explain_memory(args) -> int:
                 "config explain",
             )
         )
-    loader = GRPOConfigLoader(
-        mode=args.mode, config_path=args.config, overrides=args.overrides, world_size=args.world_size
-    )
-    for warning in loader.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    cfg = loader.config
-    world = loader.target_world_size()
+    loader = load(args, args.world_size)
+    print_warnings(loader)
+    cfg, world = loader.config, loader.target_world_size()
     gpu = memory.gpu_memory(args.gpu) if args.gpu else args.gpu_mem
     shape = memory.resolve_shape(args.model or cfg.model.name_or_path)
     result = memory.plan(cfg, shape, world, gpu, args.prompt_tokens)
