@@ -108,8 +108,8 @@ def cmd_explain(args) -> int:
     print_warnings(loader)
     cfg, world = loader.config, loader.target_world_size()
     d = derive(cfg, world, args.dataset_size)
-    # The decisions training would make on this machine for this world size (no torch: facts
-    # come from nvidia-smi and /proc).
+    # The decisions training would make on this machine for this world size (no torch: facts come from nvidia-smi
+    # and /proc).
     resolved = resolve(cfg, hardware.probe(use_torch=False), world_size=world)
     for problem in resolved.problems:
         print(f"warning: on this machine: {problem}", file=sys.stderr)
@@ -231,8 +231,8 @@ def cmd_set(args) -> int:
             BAD_ARGUMENTS,
         )
     out = args.output or args.file
-    # Read, change and write under the file's lock: a concurrent `config set` of the same file
-    # waits, then reads this one's result, so neither edit is lost.
+    # Read, change and write under the file's lock: a concurrent `config set` of the same file waits, then reads
+    # this one's result, so neither edit is lost.
     with edit_lock(out):
         loader = GRPOConfigLoader(config_path=args.file)
         loader.update_params(updates)
@@ -323,13 +323,8 @@ def cmd_explain_key(args) -> int:
     from grpolab.config.schema import path_keys
 
     if re.sub(r"\[\d+\]", "[]", args.key) in path_keys():
-        rows.append(
-            (
-                "paths",
-                "a relative path starts from the current directory (on --resume, the run's own); "
-                "`~` is your home directory",
-            )
-        )
+        relative = "a relative path starts from the current directory (on --resume, the run's own)"
+        rows.append(("paths", f"{relative}; `~` is your home directory"))
     if value is MISSING:
         rows.append(("this config", "not set (TRL's default applies)" if info.pass_through else "not set"))
     else:

@@ -16,10 +16,7 @@ def register(sub) -> None:
 
     ls = rsub.add_parser("list", help="one line per run: name, start, config, status, steps, best reward, commit")
     ls.add_argument(
-        "dirs",
-        nargs="*",
-        metavar="OUTPUT_DIR",
-        help="output dirs or run dirs (default: every ./grpo_results* folder)",
+        "dirs", nargs="*", metavar="OUTPUT_DIR", help="output dirs or run dirs (default: every ./grpo_results* folder)"
     )
     ls.set_defaults(func=cmd_list)
 
@@ -171,8 +168,8 @@ def cmd_compare(args) -> int:
     for metric in metrics:
         check_metric(runs, metric)
     print(compare_table(runs, metrics[0], tuple(metrics[1:])))
-    # Only where asked: a compare run from anywhere must not leave files in the current folder.
-    # An --out file that exists is the user's: replaced only with --force. The default is compare's own.
+    # Only where asked: a compare run from anywhere must not leave files in the current folder. An --out file
+    # that exists is the user's: replaced only with --force. The default is compare's own.
     out = args.out if args.out is not None else runs[0].path / "compare.png"
     try:
         counts = plot(runs, metrics, out, smooth=max(1, args.smooth), overwrite=args.force or args.out is None)

@@ -116,17 +116,16 @@ def launch_command(plan, accelerate_config: Path, train_args: list[str]) -> list
     return cmd + entry
 
 
-# The launcher kills ranks this long after passing on SIGTERM (torch's default is 30 s): long
-# enough for the step in progress and a sharded checkpoint save.
+# The launcher kills ranks this long after passing on SIGTERM (torch's default is 30 s): long enough for the step in
+# progress and a sharded checkpoint save.
 SHUTDOWN_SECONDS = "300"
 
 
 def run_child(cmd: list[str], env_added: dict, log: Path | None = None, console: TracebackFilter | None = None) -> int:
-    """Run the launcher and return its exit code. Ctrl-C reaches the ranks straight from the
-    terminal (same process group), so it is ignored here rather than sent twice (a second
-    Ctrl-C aborts without a checkpoint); SIGTERM sent to this process is passed on. With `log`,
-    what the launcher prints (rank 0's output: the other ranks write to their own logs) is
-    copied there as it passes to the console, its stderr through `console`."""
+    """Run the launcher and return its exit code. Ctrl-C reaches the ranks straight from the terminal (same process
+    group), so it is ignored here rather than sent twice (a second Ctrl-C aborts without a checkpoint); SIGTERM
+    sent to this process is passed on. With `log`, what the launcher prints (rank 0's output: the other ranks write
+    to their own logs) is copied there as it passes to the console, its stderr through `console`."""
     env = dict(os.environ, **env_added)
     env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", SHUTDOWN_SECONDS)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
@@ -197,8 +196,8 @@ class TracebackFilter:
 
     def feed(self, chunk: bytes) -> bytes:
         shown = []
-        # A progress bar redraws with \r and no newline, so a traceback can start right after one on
-        # the same line: \r ends a piece to filter as \n does.
+        # A progress bar redraws with \r and no newline, so a traceback can start right after one on the same
+        # line: \r ends a piece to filter as \n does.
         *pieces, self._partial = re.split(rb"(\r\n|\r|\n)", self._partial + chunk)
         for text, end in zip(pieces[::2], pieces[1::2]):
             shown += self._filtered(text.decode(errors="replace"), end)

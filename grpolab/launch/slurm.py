@@ -163,9 +163,9 @@ def _job_problems(request: SlurmRequest, cfg, problems: list[Problem]) -> int:
         return 1
 
 
-# What sbatch accepts (its man page): a time limit as minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or
-# D-HH:MM:SS (0, UNLIMITED or INFINITE: none); memory as a whole number with an optional K/M/G/T
-# unit; a job name as one word (it is written into an `#SBATCH` line, where a space ends it).
+# What sbatch accepts (its man page): a time limit as minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (0,
+# UNLIMITED or INFINITE: none); memory as a whole number with an optional K/M/G/T unit; a job name as one word (it is
+# written into an `#SBATCH` line, where a space ends it).
 SLURM_TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|unlimited|infinite", re.IGNORECASE)
 SLURM_MEMORY = re.compile(r"\d+[KMGT]?", re.IGNORECASE)
 SLURM_NAME = re.compile(r"[^\s'\"\\$`]+")
@@ -235,8 +235,8 @@ def _directives(r: SlurmRequest) -> list[str]:
         "--requeue",  # preempted or failed nodes: run again, resuming from the last checkpoint
         f"--signal=TERM@{r.signal_lead}",
     ]
-    # A shared partition: say what the ranks and vLLM need; else the default share is 1 CPU and
-    # little memory per node, for 8 ranks (and vLLM): take the whole node.
+    # A shared partition: say what the ranks and vLLM need; else the default share is 1 CPU and little memory per
+    # node, for 8 ranks (and vLLM): take the whole node.
     resources = [f"--{k}={v}" for k, v in (("cpus-per-task", r.cpus_per_node), ("mem", r.mem)) if v]
     directives += resources or ["--exclusive", "--mem=0"]
     return directives + [f"--{k}={v}" for k, v in (("partition", r.partition), ("time", r.time)) if v]
