@@ -8,7 +8,9 @@ import re
 import sys
 from pathlib import Path
 
+from grpolab.cli import tune_cmd
 from grpolab.cli.common import add_layer_args, load, output_file, positive_int, print_rows, print_warnings
+from grpolab.cli.experiment_cmd import register_import
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.derive import derive
 from grpolab.config.errors import BAD_ARGUMENTS
@@ -48,8 +50,6 @@ def register(sub) -> None:
     explain.add_argument("--dataset-size", type=positive_int, help="training prompts, for steps per epoch")
     explain.add_argument("--json", action="store_true", help="print JSON instead of a table")
     explain.add_argument("--key", metavar="KEY", help="explain one key: what it is, allowed values, value and origin")
-    from grpolab.cli import tune_cmd
-
     tune_cmd.add_memory_args(explain)  # --memory [--gpu-mem GB | --gpu NAME] [--model ...]: the memory plan
     explain.set_defaults(func=cmd_explain)
 
@@ -68,8 +68,6 @@ def register(sub) -> None:
     setp.set_defaults(func=cmd_set)
 
     register_files(csub)  # schema, keys, new, minimize, ls, cp
-    from grpolab.cli.experiment_cmd import register_import
-
     register_import(csub)  # `config import`: TRL recipe -> grpolab config
     tune_cmd.register_scale(csub)  # `config scale FILE --gpus N`
 
@@ -98,8 +96,6 @@ def cmd_validate(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from grpolab.cli import tune_cmd
-
     if tune_cmd.wants_memory(args):
         return tune_cmd.cmd_explain_memory(args)
     if args.key:
@@ -363,8 +359,7 @@ def _write_new(path, text: str, force: bool) -> int:
 def cmd_new(args) -> int:
     from grpolab.config.files import new_config
 
-    path, text = new_config(args.name, args.source, args.overrides)
-    return _write_new(path, text, args.force)
+    return _write_new(*new_config(args.name, args.source, args.overrides), args.force)
 
 
 def cmd_minimize(args) -> int:
@@ -387,5 +382,4 @@ def cmd_ls(args) -> int:
 def cmd_cp(args) -> int:
     from grpolab.config.files import copy_preset
 
-    path, text = copy_preset(args.name, args.dest)
-    return _write_new(path, text, False)
+    return _write_new(*copy_preset(args.name, args.dest), False)

@@ -83,14 +83,8 @@ def plan_job(request: SlurmRequest) -> SlurmPlan:
     """The job and its files. Raises ConfigError with every problem found; writes nothing."""
     r, G = request, request.gpus_per_node
     if r.vllm_server_node and r.nodes < 2:
-        raise ConfigError(
-            Problem(
-                "",
-                "--vllm-server-node needs at least 2 nodes (one serves, the others train).",
-                "pass --nodes 2 or more",
-                "--nodes",
-            )
-        )
+        message = "--vllm-server-node needs at least 2 nodes (one serves, the others train)."
+        raise ConfigError(Problem("", message, "pass --nodes 2 or more", "--nodes"))
     train_nodes, world = r.train_nodes, r.world_size
     # The job's shape goes into the config every rank resolves, so run_info and the checks agree.
     shape = [f"cluster.num_processes={G}", f"cluster.num_machines={train_nodes}"]
@@ -109,12 +103,8 @@ def plan_job(request: SlurmRequest) -> SlurmPlan:
         raise ConfigError(problems)
 
     out = r.output
-    files = launch_files(
-        out.parent,
-        plan,
-        stem=f"{out.stem}.",
-        note=f" for {out.name} ({train_nodes} nodes x {G} GPUs; srun passes the machine rank and address)",
-    )
+    note = f" for {out.name} ({train_nodes} nodes x {G} GPUs; srun passes the machine rank and address)"
+    files = launch_files(out.parent, plan, stem=f"{out.stem}.", note=note)
     if r.vllm_server_node and "vllm_server_timeout" not in cfg.grpo.model_extra:
         shape.append(f"grpo.vllm_server_timeout={r.vllm_ready_timeout}")  # TRL's own wait, as long
     train_args = [*r.train_argv, *(arg for s in shape for arg in ("--set", s))]
