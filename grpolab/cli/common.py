@@ -72,3 +72,9 @@ def print_rows(rows, indent: str = "", strip: bool = False) -> None:
     for row in rows:
         line = indent + "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]])
         print(line.rstrip() if strip else line)
+
+
+def add_output(parser: argparse.ArgumentParser, *flags: str, metavar: str, help: str) -> None:
+    """An option naming a file the command writes, and the --force that lets it replace one."""
+    parser.add_argument(*flags, type=output_file, metavar=metavar, help=help)
+    parser.add_argument("--force", action="store_true", help=f"overwrite {metavar} if it exists")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from grpolab.cli import tune_cmd
-from grpolab.cli.common import add_layer_args, load, output_file, positive_int, print_rows, print_warnings
+from grpolab.cli.common import add_layer_args, add_output, load, output_file, positive_int, print_rows, print_warnings
 from grpolab.cli.experiment_cmd import register_import
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.derive import derive
@@ -61,10 +61,7 @@ def register(sub) -> None:
     setp = csub.add_parser("set", help="edit a config file through the loader (comments kept, changes marked)")
     setp.add_argument("file", metavar="FILE")
     setp.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
-    setp.add_argument(
-        "-o", "--output", type=output_file, metavar="OUT", help="write here instead of editing FILE in place"
-    )
-    setp.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    add_output(setp, "-o", "--output", metavar="OUT", help="write here instead of editing FILE in place")
     setp.set_defaults(func=cmd_set)
 
     register_files(csub)  # schema, keys, new, minimize, ls, cp
@@ -241,10 +238,7 @@ def cmd_set(args) -> int:
 # ----------------------------------------------------------------------------- schema, keys, files
 def register_files(csub) -> None:
     schema = csub.add_parser("schema", help="print the JSON Schema of a config (editors complete and check keys)")
-    schema.add_argument(
-        "-o", "--output", type=output_file, metavar="FILE", help="write it here instead of printing it"
-    )
-    schema.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    add_output(schema, "-o", "--output", metavar="FILE", help="write it here instead of printing it")
     schema.set_defaults(func=cmd_schema)
 
     keys = csub.add_parser("keys", help="list every key with its one-line description, filtered by WORD")
@@ -292,11 +286,8 @@ def cmd_keys(args) -> int:
 
     rows = [(key, one_line(text)) for key, text in all_keys() if args.word is None or matches(args.word, key, text)]
     if not rows:
-        raise ConfigError(
-            Problem(
-                "", f"no key matches `{args.word}`.", "try a shorter word, or no word for every key", "config keys"
-            )
-        )
+        fix = "try a shorter word, or no word for every key"
+        raise ConfigError(Problem("", f"no key matches `{args.word}`.", fix, "config keys"))
     print_rows(rows, strip=True)
     return EXIT_OK
 

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from grpolab.cli.common import count, load, output_file, positive_int, print_warnings
+from grpolab.cli.common import add_output, count, load, output_file, positive_int, print_warnings
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.run.exit_codes import EXIT_OK
 
@@ -48,10 +48,7 @@ def register(sub) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one key"
     )
     probe.add_argument("--seed", type=int, default=None, help="sampling seed (default: training.seed)")
-    probe.add_argument(
-        "--write-filtered", type=output_file, metavar="FILE", help="write prompts with 0 < pass rate < 1 as .jsonl"
-    )
-    probe.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    add_output(probe, "--write-filtered", metavar="FILE", help="write prompts with 0 < pass rate < 1 as .jsonl")
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
     probe.add_argument(
         "--forecast",
@@ -167,14 +164,8 @@ def cmd_explain_memory(args) -> int:
     from grpolab.tune import memory
 
     if not args.memory:
-        raise ConfigError(
-            Problem(
-                "",
-                "--gpu, --gpu-mem, --model and --prompt-tokens belong to the memory plan.",
-                "add --memory",
-                "config explain",
-            )
-        )
+        message = "--gpu, --gpu-mem, --model and --prompt-tokens belong to the memory plan."
+        raise ConfigError(Problem("", message, "add --memory", "config explain"))
     loader = load(args, args.world_size)
     print_warnings(loader)
     cfg, world = loader.config, loader.target_world_size()
@@ -199,8 +190,7 @@ def register_scale(csub) -> None:
     scale.add_argument(
         "--from-world-size", type=positive_int, help="processes FILE was tuned for (default: from the file)"
     )
-    scale.add_argument("-o", "--output", type=output_file, metavar="OUT", help="write here (default: print the YAML)")
-    scale.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    add_output(scale, "-o", "--output", metavar="OUT", help="write here (default: print the YAML)")
     scale.set_defaults(func=cmd_scale)
 
 

@@ -49,15 +49,10 @@ def decide(loader, request, resolved, dist) -> Step:
     plan = make_plan(cfg, resolved)
     problems = plan_problems(cfg, plan, loader.origin_of, resolved, gpus=resolved.visible_gpus)
     if plan.num_machines > 1 and not (run_dirs.handed_over_run_dir() or request.resume or request.run_name):
-        problems.append(
-            Problem(
-                "",
-                f"the {plan.num_machines} machines must share one run directory.",
-                "pass the same --run-name on every machine (output_dir on a shared filesystem), "
-                f"or set {run_dirs.RUN_DIR_ENV}",
-                "--run-name",
-            )
-        )
+        fix = "pass the same --run-name on every machine (output_dir on a shared filesystem), or set "
+        fix += run_dirs.RUN_DIR_ENV
+        message = f"the {plan.num_machines} machines must share one run directory."
+        problems.append(Problem("", message, fix, "--run-name"))
     if problems:
         raise ConfigError(problems)
     print(describe(cfg, plan), flush=True)
@@ -98,14 +93,9 @@ def _join_launch(loader, request, dist) -> Path | None:
         )
     tasks = c.num_processes * c.num_machines if isinstance(c.num_processes, int) else dist.world_size
     if dist.launcher == "srun" and tasks != dist.world_size:
-        raise ConfigError(
-            Problem(
-                "cluster.num_processes",
-                f"x cluster.num_machines = {tasks}, but srun started {dist.world_size} tasks (one per rank).",
-                "start one task per GPU (`srun --ntasks-per-node=GPUS`), or let `grpolab launch slurm` write the job",
-                dist.launcher,
-            )
-        )
+        message = f"x cluster.num_machines = {tasks}, but srun started {dist.world_size} tasks (one per rank)."
+        fix = "start one task per GPU (`srun --ntasks-per-node=GPUS`), or let `grpolab launch slurm` write the job"
+        raise ConfigError(Problem("cluster.num_processes", message, fix, dist.launcher))
     if dist.world_size == 1 or run_dirs.handed_over_run_dir() or request.resume:
         return None
     # Ranks started by hand share one run directory, named by --run-name or by the launch's id (SLURM job/step,

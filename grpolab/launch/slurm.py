@@ -134,14 +134,10 @@ def _job_problems(request: SlurmRequest, cfg, problems: list[Problem]) -> int:
     vLLM tensor parallel size that fits) to `problems`; returns that tensor parallel size."""
     problems += directive_problems(request)
     if not cfg.model.name_or_path:
+        served = ", and the vLLM server needs a model to serve." if request.vllm_server_node else "."
+        message = f"is not set: the job would train the embedded toy demo model{served}"
         problems.append(
-            Problem(
-                "model.name_or_path",
-                "is not set: the job would train the embedded toy demo model"
-                + (", and the vLLM server needs a model to serve." if request.vllm_server_node else "."),
-                "pass --model (a Hub id or a path every node can read)",
-                "--model",
-            )
+            Problem("model.name_or_path", message, "pass --model (a Hub id or a path every node can read)", "--model")
         )
     if not (request.vllm_server_node and cfg.model.name_or_path):
         return 1
@@ -340,18 +336,13 @@ def _train_step(r: SlurmRequest) -> list[str]:
 
 
 def _option_lines(args: list[str]) -> list[str]:
-    """`--flag value` pairs one per line, quoted for bash."""
+    """`--flag value` pairs one per line, quoted for bash (but for the vLLM host: the node name found when the job
+    runs)."""
     lines: list[str] = []
     for arg in args:
+        quoted = f'"{arg}"' if arg == VLLM_HOST_OVERRIDE else shlex.quote(arg)
         if lines and arg and not arg.startswith("--") and lines[-1].startswith("--") and " " not in lines[-1]:
-            lines[-1] += " " + _quote_arg(arg)
+            lines[-1] += " " + quoted
         else:
-            lines.append(_quote_arg(arg))
+            lines.append(quoted)
     return lines
-
-
-def _quote_arg(arg: str) -> str:
-    """Quote for bash, except the vLLM host, which is the node name found when the job runs."""
-    if arg == VLLM_HOST_OVERRIDE:
-        return f'"{arg}"'
-    return shlex.quote(arg)
