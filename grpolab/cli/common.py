@@ -7,11 +7,12 @@ import argparse
 import sys
 
 from grpolab.config import GRPOConfigLoader
+from grpolab.config.rules import INT64_MAX
+from grpolab.config.yaml_io import folder_named
 
 
 def _whole_number(minimum: int):
     """A count on the command line, in the range a config's integers have (torch and TRL take int64)."""
-    from grpolab.config.rules import INT64_MAX
 
     def parse(text: str) -> int:
         allowed = f"a whole number from {minimum} to 2**63 - 1"
@@ -32,8 +33,6 @@ count = _whole_number(0)  # argparse type for counts that may be 0 (--gpus-per-t
 
 def output_file(text: str) -> str:
     """argparse type for a file a command writes: `x.yaml/` is refused, not written as x.yaml."""
-    from grpolab.config.yaml_io import folder_named
-
     if not text.strip():
         raise argparse.ArgumentTypeError("is empty. Fix: give the name of a file to write")
     problem = folder_named(text)

@@ -13,11 +13,15 @@ from grpolab.cli.common import add_layer_args, add_output, load, output_file, po
 from grpolab.cli.experiment_cmd import register_import
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.derive import derive
+from grpolab.config.describe import all_keys, key_info, matches, one_line
 from grpolab.config.errors import BAD_ARGUMENTS
-from grpolab.config.keys import MISSING, diff
-from grpolab.config.layers import parse_assignments
+from grpolab.config.files import copy_preset, minimize, new_config, origins_yaml, shipped
+from grpolab.config.json_schema import schema_text
+from grpolab.config.keys import MISSING, diff, lookup
+from grpolab.config.layers import parse_assignments, preset_dir
+from grpolab.config.schema import path_keys
 from grpolab.config.trl_compat import check_installed
-from grpolab.config.yaml_io import dump_yaml, inline_yaml, real_path
+from grpolab.config.yaml_io import dump_yaml, edit_lock, inline_yaml, real_path, write_atomic
 from grpolab.run.exit_codes import EXIT_OK, EXIT_USAGE
 from grpolab.runtime import hardware
 from grpolab.runtime.resolve import resolve
@@ -72,8 +76,6 @@ def register(sub) -> None:
 def cmd_show(args) -> int:
     loader = load(args)
     print_warnings(loader)
-    from grpolab.config.files import origins_yaml
-
     print(origins_yaml(loader) if args.origins else dump_yaml(loader.to_dict()), end="")
     return EXIT_OK
 
@@ -206,9 +208,6 @@ def cmd_diff(args) -> int:
 
 def cmd_set(args) -> int:
     updates = dict(parse_assignments(args.assignments, "config set"))
-    from grpolab.config.layers import preset_dir
-    from grpolab.config.yaml_io import edit_lock
-
     # A file inside grpolab/presets (configs/ links there), followed through links.
     if args.output is None and real_path(args.file).parent == preset_dir().resolve():
         # Every later run of that mode layers over it: a shipped preset changes only by a commit.
@@ -273,8 +272,6 @@ def register_files(csub) -> None:
 
 
 def cmd_schema(args) -> int:
-    from grpolab.config.json_schema import schema_text
-
     if args.output is None:
         print(schema_text(), end="")
         return EXIT_OK
@@ -282,8 +279,6 @@ def cmd_schema(args) -> int:
 
 
 def cmd_keys(args) -> int:
-    from grpolab.config.describe import all_keys, matches, one_line
-
     rows = [(key, one_line(text)) for key, text in all_keys() if args.word is None or matches(args.word, key, text)]
     if not rows:
         fix = "try a shorter word, or no word for every key"
@@ -293,9 +288,6 @@ def cmd_keys(args) -> int:
 
 
 def cmd_explain_key(args) -> int:
-    from grpolab.config.describe import key_info
-    from grpolab.config.keys import lookup
-
     info = key_info(args.key)
     loader = load(args, args.world_size)
     print_warnings(loader)
@@ -307,8 +299,6 @@ def cmd_explain_key(args) -> int:
         rows.append(("default", inline_yaml(info.default)))
     if info.recommended:
         rows.append(("recommended", info.recommended))
-    from grpolab.config.schema import path_keys
-
     if re.sub(r"\[\d+\]", "[]", args.key) in path_keys():
         relative = "a relative path starts from the current directory (on --resume, the run's own)"
         rows.append(("paths", f"{relative}; `~` is your home directory"))
@@ -340,37 +330,26 @@ def _resolved_rows(loader, key: str) -> list[tuple[str, str]]:
 
 
 def _write_new(path, text: str, force: bool) -> int:
-    from grpolab.config.yaml_io import write_atomic
-
     written = write_atomic(path, text, overwrite=force)
     print(f"wrote {written}")
     return EXIT_OK
 
 
 def cmd_new(args) -> int:
-    from grpolab.config.files import new_config
-
     return _write_new(*new_config(args.name, args.source, args.overrides), args.force)
 
 
 def cmd_minimize(args) -> int:
-    from grpolab.config.files import minimize
-    from grpolab.config.yaml_io import edit_lock
-
     with edit_lock(args.output or args.file):  # in place: read and rewrite FILE as one edit
         path, text = minimize(args.file, args.output, args.base)
         return _write_new(path, text, args.force or args.output is None)
 
 
 def cmd_ls(args) -> int:
-    from grpolab.config.files import shipped
-
     # the kind column is 8 wide: `launcher`, the longest kind, is always shipped
     print_rows([(item.name, item.kind, item.description) for item in shipped()], strip=True)
     return EXIT_OK
 
 
 def cmd_cp(args) -> int:
-    from grpolab.config.files import copy_preset
-
     return _write_new(*copy_preset(args.name, args.dest), False)

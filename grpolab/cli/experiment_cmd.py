@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 from grpolab.cli.common import count, output_file, positive_int
+from grpolab.config.yaml_io import inline_yaml
 from grpolab.run.exit_codes import EXIT_USAGE
 
 
@@ -212,7 +213,6 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from grpolab.config.yaml_io import inline_yaml
     from grpolab.experiment.recipe_import import import_recipe, write_imported
 
     imported = import_recipe(args.recipe, mode=args.mode, gpus=args.gpus, vllm_gpus=args.vllm_gpus)

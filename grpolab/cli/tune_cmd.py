@@ -9,6 +9,7 @@ import sys
 
 from grpolab.cli.common import add_output, count, load, output_file, positive_int, print_warnings
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config.derive import derive
 from grpolab.run.exit_codes import EXIT_OK
 
 
@@ -115,7 +116,17 @@ def cmd_doctor(args) -> int:
 # --------------------------------------------------------------------------- probe
 def cmd_probe(args) -> int:
     if args.forecast:
-        return _probe_forecast(args)
+        from grpolab.train.forecast_probe import forecast_config
+
+        forecast, _ = forecast_config(args.config, tuple(args.overrides), model=args.model)
+        if args.json:
+            print(json.dumps(forecast.to_dict(), indent=2))
+        else:
+            print(forecast.line())
+            print(
+                f"             measured on this machine, 1 process, over {forecast.after_step} steps; nothing was kept"
+            )
+        return EXIT_OK
     from grpolab.train import probe
 
     loader = GRPOConfigLoader(config_path=args.config, overrides=args.overrides or None)
@@ -128,18 +139,6 @@ def cmd_probe(args) -> int:
             f"\nwrote {path}: {report.mixed_count} of {len(report.prompts)} prompts (0 < pass rate < 1)", file=stream
         )
         print("  use it with:\n" + "\n".join("    " + line for line in snippet.splitlines()), file=stream)
-    return EXIT_OK
-
-
-def _probe_forecast(args) -> int:
-    from grpolab.train.forecast_probe import forecast_config
-
-    forecast, _ = forecast_config(args.config, tuple(args.overrides), model=args.model)
-    if args.json:
-        print(json.dumps(forecast.to_dict(), indent=2))
-    else:
-        print(forecast.line())
-        print(f"             measured on this machine, 1 process, over {forecast.after_step} steps; nothing was kept")
     return EXIT_OK
 
 
@@ -173,8 +172,6 @@ def cmd_explain_memory(args) -> int:
     shape = memory.resolve_shape(args.model or cfg.model.name_or_path)
     result = memory.plan(cfg, shape, world, gpu, args.prompt_tokens)
     if args.json:
-        from grpolab.config.derive import derive
-
         print(json.dumps({"derived": derive(cfg, world).to_dict(), "memory": result.to_dict()}, indent=2))
     else:
         print(memory.render(result))
