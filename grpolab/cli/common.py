@@ -60,9 +60,9 @@ def load(args, world_size: int | None = None) -> GRPOConfigLoader:
     return GRPOConfigLoader(mode=args.mode, config_path=args.config, overrides=args.overrides, world_size=world_size)
 
 
-def print_warnings(loader: GRPOConfigLoader, label: str = "") -> None:
+def print_warnings(loader: GRPOConfigLoader) -> None:
     for warning in loader.warnings:
-        print(f"warning: {label}{warning}", file=sys.stderr)
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def print_rows(rows, indent: str = "", strip: bool = False) -> None:
