@@ -7,11 +7,12 @@ import argparse
 import sys
 
 from grpolab.config import GRPOConfigLoader
+from grpolab.config.rules import INT64_MAX
+from grpolab.config.yaml_io import folder_named
 
 
 def _whole_number(minimum: int):
     """A count on the command line, in the range a config's integers have (torch and TRL take int64)."""
-    from grpolab.config.rules import INT64_MAX
 
     def parse(text: str) -> int:
         allowed = f"a whole number from {minimum} to 2**63 - 1"
@@ -32,8 +33,6 @@ count = _whole_number(0)  # argparse type for counts that may be 0 (--gpus-per-t
 
 def output_file(text: str) -> str:
     """argparse type for a file a command writes: `x.yaml/` is refused, not written as x.yaml."""
-    from grpolab.config.yaml_io import folder_named
-
     if not text.strip():
         raise argparse.ArgumentTypeError("is empty. Fix: give the name of a file to write")
     problem = folder_named(text)
@@ -61,6 +60,20 @@ def load(args, world_size: int | None = None) -> GRPOConfigLoader:
     return GRPOConfigLoader(mode=args.mode, config_path=args.config, overrides=args.overrides, world_size=world_size)
 
 
-def print_warnings(loader: GRPOConfigLoader, label: str = "") -> None:
+def print_warnings(loader: GRPOConfigLoader) -> None:
     for warning in loader.warnings:
-        print(f"warning: {label}{warning}", file=sys.stderr)
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def print_rows(rows, indent: str = "", strip: bool = False) -> None:
+    """Print rows of strings with every column but the last left-aligned to its widest cell."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        line = indent + "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]])
+        print(line.rstrip() if strip else line)
+
+
+def add_output(parser: argparse.ArgumentParser, *flags: str, metavar: str, help: str) -> None:
+    """An option naming a file the command writes, and the --force that lets it replace one."""
+    parser.add_argument(*flags, type=output_file, metavar=metavar, help=help)
+    parser.add_argument("--force", action="store_true", help=f"overwrite {metavar} if it exists")

@@ -8,14 +8,20 @@ import re
 import sys
 from pathlib import Path
 
-from grpolab.cli.common import add_layer_args, load, output_file, positive_int, print_warnings
+from grpolab.cli import tune_cmd
+from grpolab.cli.common import add_layer_args, add_output, load, output_file, positive_int, print_rows, print_warnings
+from grpolab.cli.experiment_cmd import register_import
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
 from grpolab.config.derive import derive
+from grpolab.config.describe import all_keys, key_info, matches, one_line
 from grpolab.config.errors import BAD_ARGUMENTS
-from grpolab.config.keys import MISSING, diff
-from grpolab.config.layers import parse_assignments
+from grpolab.config.files import copy_preset, minimize, new_config, origins_yaml, shipped
+from grpolab.config.json_schema import schema_text
+from grpolab.config.keys import MISSING, diff, lookup
+from grpolab.config.layers import parse_assignments, preset_dir
+from grpolab.config.schema import path_keys
 from grpolab.config.trl_compat import check_installed
-from grpolab.config.yaml_io import dump_yaml, inline_yaml, real_path
+from grpolab.config.yaml_io import dump_yaml, edit_lock, inline_yaml, real_path, write_atomic
 from grpolab.run.exit_codes import EXIT_OK, EXIT_USAGE
 from grpolab.runtime import hardware
 from grpolab.runtime.resolve import resolve
@@ -48,8 +54,6 @@ def register(sub) -> None:
     explain.add_argument("--dataset-size", type=positive_int, help="training prompts, for steps per epoch")
     explain.add_argument("--json", action="store_true", help="print JSON instead of a table")
     explain.add_argument("--key", metavar="KEY", help="explain one key: what it is, allowed values, value and origin")
-    from grpolab.cli import tune_cmd
-
     tune_cmd.add_memory_args(explain)  # --memory [--gpu-mem GB | --gpu NAME] [--model ...]: the memory plan
     explain.set_defaults(func=cmd_explain)
 
@@ -61,15 +65,10 @@ def register(sub) -> None:
     setp = csub.add_parser("set", help="edit a config file through the loader (comments kept, changes marked)")
     setp.add_argument("file", metavar="FILE")
     setp.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
-    setp.add_argument(
-        "-o", "--output", type=output_file, metavar="OUT", help="write here instead of editing FILE in place"
-    )
-    setp.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    add_output(setp, "-o", "--output", metavar="OUT", help="write here instead of editing FILE in place")
     setp.set_defaults(func=cmd_set)
 
     register_files(csub)  # schema, keys, new, minimize, ls, cp
-    from grpolab.cli.experiment_cmd import register_import
-
     register_import(csub)  # `config import`: TRL recipe -> grpolab config
     tune_cmd.register_scale(csub)  # `config scale FILE --gpus N`
 
@@ -77,12 +76,7 @@ def register(sub) -> None:
 def cmd_show(args) -> int:
     loader = load(args)
     print_warnings(loader)
-    if args.origins:
-        from grpolab.config.files import origins_yaml
-
-        print(origins_yaml(loader), end="")
-        return EXIT_OK
-    print(dump_yaml(loader.to_dict()), end="")
+    print(origins_yaml(loader) if args.origins else dump_yaml(loader.to_dict()), end="")
     return EXIT_OK
 
 
@@ -101,19 +95,16 @@ def cmd_validate(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from grpolab.cli import tune_cmd
-
     if tune_cmd.wants_memory(args):
         return tune_cmd.cmd_explain_memory(args)
     if args.key:
         return cmd_explain_key(args)
     loader = load(args, args.world_size)
     print_warnings(loader)
-    cfg = loader.config
-    world = loader.target_world_size()
+    cfg, world = loader.config, loader.target_world_size()
     d = derive(cfg, world, args.dataset_size)
-    # The decisions training would make on this machine for this world size (no torch: facts
-    # come from nvidia-smi and /proc).
+    # The decisions training would make on this machine for this world size (no torch: facts come from nvidia-smi
+    # and /proc).
     resolved = resolve(cfg, hardware.probe(use_torch=False), world_size=world)
     for problem in resolved.problems:
         print(f"warning: on this machine: {problem}", file=sys.stderr)
@@ -121,12 +112,8 @@ def cmd_explain(args) -> int:
     if args.json:
         print(json.dumps({**d.to_dict(), "runtime": resolved.to_dict()}, indent=2))
         return 0
-    rows = _derived_rows(cfg, d, world, args.dataset_size)
     print(f"{args.config or loader.preset_path.name} (mode {cfg.mode})")
-    width = max(len(r[0]) for r in rows)
-    value_width = max(len(r[1]) for r in rows)
-    for label, value, note in rows:
-        print(f"  {label:<{width}}  {value:<{value_width}}  {note}")
+    print_rows(_derived_rows(cfg, d, world, args.dataset_size), "  ")
     print(f"  live guard (guard.*): {guard_text(cfg.guard)}")
     print("  decisions for this machine (the key in brackets overrides each):")
     for line in resolved.table():
@@ -214,16 +201,15 @@ def cmd_diff(args) -> int:
     if not rows:
         print("no differences in the resolved configs")
         return EXIT_OK
-    width = max(len(key) for key, _, _ in rows)
-    print(f"{'key':<{width}}  {args.a}  ->  {args.b}")
-    for key, a, b in rows:
-        print(f"{key:<{width}}  {_shown(a)}  ->  {_shown(b)}")
+    shown = [(key, f"{_shown(a)}  ->  {_shown(b)}") for key, a, b in rows]
+    print_rows([("key", f"{args.a}  ->  {args.b}"), *shown])
     return EXIT_OK
 
 
 def cmd_set(args) -> int:
     updates = dict(parse_assignments(args.assignments, "config set"))
-    if args.output is None and _is_preset(args.file):
+    # A file inside grpolab/presets (configs/ links there), followed through links.
+    if args.output is None and real_path(args.file).parent == preset_dir().resolve():
         # Every later run of that mode layers over it: a shipped preset changes only by a commit.
         name = Path(args.file).name
         raise ConfigError(
@@ -236,35 +222,22 @@ def cmd_set(args) -> int:
             ),
             BAD_ARGUMENTS,
         )
-    from grpolab.config.yaml_io import edit_lock
-
     out = args.output or args.file
-    in_place = args.output is None
-    # Read, change and write under the file's lock: a concurrent `config set` of the same file
-    # waits, then reads this one's result, so neither edit is lost.
+    # Read, change and write under the file's lock: a concurrent `config set` of the same file waits, then reads
+    # this one's result, so neither edit is lost.
     with edit_lock(out):
         loader = GRPOConfigLoader(config_path=args.file)
         loader.update_params(updates)
         print_warnings(loader)
-        path = loader.save_config(out, overwrite=in_place or args.force)
+        path = loader.save_config(out, overwrite=args.output is None or args.force)
     print(f"wrote {path}: " + ", ".join(f"{k}={inline_yaml(v)}" for k, v in updates.items()))
     return EXIT_OK
-
-
-def _is_preset(path) -> bool:
-    """A file inside grpolab/presets (configs/ links there), followed through links."""
-    from grpolab.config.layers import preset_dir
-
-    return real_path(path).parent == preset_dir().resolve()
 
 
 # ----------------------------------------------------------------------------- schema, keys, files
 def register_files(csub) -> None:
     schema = csub.add_parser("schema", help="print the JSON Schema of a config (editors complete and check keys)")
-    schema.add_argument(
-        "-o", "--output", type=output_file, metavar="FILE", help="write it here instead of printing it"
-    )
-    schema.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    add_output(schema, "-o", "--output", metavar="FILE", help="write it here instead of printing it")
     schema.set_defaults(func=cmd_schema)
 
     keys = csub.add_parser("keys", help="list every key with its one-line description, filtered by WORD")
@@ -299,39 +272,22 @@ def register_files(csub) -> None:
 
 
 def cmd_schema(args) -> int:
-    from grpolab.config.json_schema import schema_text
-
-    text = schema_text()
     if args.output is None:
-        print(text, end="")
+        print(schema_text(), end="")
         return EXIT_OK
-    from grpolab.config.yaml_io import write_atomic
-
-    path = write_atomic(args.output, text, overwrite=args.force)
-    print(f"wrote {path}")
-    return EXIT_OK
+    return _write_new(args.output, schema_text(), args.force)
 
 
 def cmd_keys(args) -> int:
-    from grpolab.config.describe import all_keys, matches, one_line
-
     rows = [(key, one_line(text)) for key, text in all_keys() if args.word is None or matches(args.word, key, text)]
     if not rows:
-        raise ConfigError(
-            Problem(
-                "", f"no key matches `{args.word}`.", "try a shorter word, or no word for every key", "config keys"
-            )
-        )
-    width = max(len(key) for key, _ in rows)
-    for key, text in rows:
-        print(f"{key:<{width}}  {text}".rstrip())
+        fix = "try a shorter word, or no word for every key"
+        raise ConfigError(Problem("", f"no key matches `{args.word}`.", fix, "config keys"))
+    print_rows(rows, strip=True)
     return EXIT_OK
 
 
 def cmd_explain_key(args) -> int:
-    from grpolab.config.describe import key_info
-    from grpolab.config.keys import lookup
-
     info = key_info(args.key)
     loader = load(args, args.world_size)
     print_warnings(loader)
@@ -343,85 +299,57 @@ def cmd_explain_key(args) -> int:
         rows.append(("default", inline_yaml(info.default)))
     if info.recommended:
         rows.append(("recommended", info.recommended))
-    from grpolab.config.schema import path_keys
-
     if re.sub(r"\[\d+\]", "[]", args.key) in path_keys():
-        rows.append(
-            (
-                "paths",
-                "a relative path starts from the current directory (on --resume, the run's own); "
-                "`~` is your home directory",
-            )
-        )
+        relative = "a relative path starts from the current directory (on --resume, the run's own)"
+        rows.append(("paths", f"{relative}; `~` is your home directory"))
     if value is MISSING:
         rows.append(("this config", "not set (TRL's default applies)" if info.pass_through else "not set"))
     else:
         rows.append(("this config", f"{inline_yaml(value)}  from {loader.origin_of(args.key)}"))
-    for label, text in _resolved_rows(loader, args.key, value):
-        rows.append((label, text))
+    rows += _resolved_rows(loader, args.key)
     rows.append(
         ("TRL field", f"GRPOConfig({info.trl_field}=...)" if info.trl_field else "none (used by grpolab itself)")
     )
     print(args.key)
-    width = max(len(label) for label, _ in rows)
-    for label, text in rows:
-        print(f"  {label:<{width}}  {text}")
+    print_rows(rows, "  ")
     return EXIT_OK
 
 
-def _resolved_rows(loader, key: str, value) -> list[tuple[str, str]]:
+def _resolved_rows(loader, key: str) -> list[tuple[str, str]]:
     """What an `auto` (or a value the launcher decides from) becomes on this machine, and why."""
-    from grpolab.runtime import hardware
-    from grpolab.runtime.resolve import resolve
-
     cfg, world = loader.config, loader.target_world_size()
     if key == "grpo.generation_batch_size":
         d = derive(cfg, world)
         return [("for this run", f"{d.generation_batch_size} completions per round (world size {world})")]
     resolved = resolve(cfg, hardware.probe(use_torch=False), world_size=world)
-    rows = []
-    for decision in resolved.decisions:
-        if key in [k.strip() for k in decision.key.replace(",", " ").split()]:
-            rows.append(("on this machine", f"{decision.label}: {decision.value} ({decision.reason})"))
-    return rows
+    return [
+        ("on this machine", f"{d.label}: {d.value} ({d.reason})")
+        for d in resolved.decisions
+        if key in d.key.replace(",", " ").split()
+    ]
 
 
 def _write_new(path, text: str, force: bool) -> int:
-    from grpolab.config.yaml_io import write_atomic
-
     written = write_atomic(path, text, overwrite=force)
     print(f"wrote {written}")
     return EXIT_OK
 
 
 def cmd_new(args) -> int:
-    from grpolab.config.files import new_config
-
-    path, text = new_config(args.name, args.source, args.overrides)
-    return _write_new(path, text, args.force)
+    return _write_new(*new_config(args.name, args.source, args.overrides), args.force)
 
 
 def cmd_minimize(args) -> int:
-    from grpolab.config.files import minimize
-    from grpolab.config.yaml_io import edit_lock
-
     with edit_lock(args.output or args.file):  # in place: read and rewrite FILE as one edit
         path, text = minimize(args.file, args.output, args.base)
         return _write_new(path, text, args.force or args.output is None)
 
 
 def cmd_ls(args) -> int:
-    from grpolab.config.files import shipped
-
-    items = shipped()
-    width = max(len(item.name) for item in items)
-    for item in items:
-        print(f"{item.name:<{width}}  {item.kind:<8}  {item.description}".rstrip())
+    # the kind column is 8 wide: `launcher`, the longest kind, is always shipped
+    print_rows([(item.name, item.kind, item.description) for item in shipped()], strip=True)
     return EXIT_OK
 
 
 def cmd_cp(args) -> int:
-    from grpolab.config.files import copy_preset
-
-    path, text = copy_preset(args.name, args.dest)
-    return _write_new(path, text, False)
+    return _write_new(*copy_preset(args.name, args.dest), False)

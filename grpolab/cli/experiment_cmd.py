@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 from grpolab.cli.common import count, output_file, positive_int
+from grpolab.config.yaml_io import inline_yaml
 from grpolab.run.exit_codes import EXIT_USAGE
 
 
@@ -16,10 +17,7 @@ def register(sub) -> None:
 
     ls = rsub.add_parser("list", help="one line per run: name, start, config, status, steps, best reward, commit")
     ls.add_argument(
-        "dirs",
-        nargs="*",
-        metavar="OUTPUT_DIR",
-        help="output dirs or run dirs (default: every ./grpo_results* folder)",
+        "dirs", nargs="*", metavar="OUTPUT_DIR", help="output dirs or run dirs (default: every ./grpo_results* folder)"
     )
     ls.set_defaults(func=cmd_list)
 
@@ -171,8 +169,8 @@ def cmd_compare(args) -> int:
     for metric in metrics:
         check_metric(runs, metric)
     print(compare_table(runs, metrics[0], tuple(metrics[1:])))
-    # Only where asked: a compare run from anywhere must not leave files in the current folder.
-    # An --out file that exists is the user's: replaced only with --force. The default is compare's own.
+    # Only where asked: a compare run from anywhere must not leave files in the current folder. An --out file
+    # that exists is the user's: replaced only with --force. The default is compare's own.
     out = args.out if args.out is not None else runs[0].path / "compare.png"
     try:
         counts = plot(runs, metrics, out, smooth=max(1, args.smooth), overwrite=args.force or args.out is None)
@@ -187,26 +185,22 @@ def cmd_sweep(args) -> int:
     from grpolab.experiment.sweep import SlurmOptions, load_sweep, run_sweep
 
     given = [
-        flag
-        for flag, value in (
-            ("--partition", args.partition),
-            ("--time", args.time),
-            ("--cpus-per-trial", args.cpus_per_trial),
-        )
-        if value
+        flag for flag in ("--partition", "--time", "--cpus-per-trial") if getattr(args, flag[2:].replace("-", "_"))
     ]
     if given and not args.slurm:
         print(f"error: {given[0]}: applies to --slurm only. Fix: add --slurm, or drop {given[0]}", file=sys.stderr)
         return EXIT_USAGE
-    slurm = None
-    if args.slurm:
-        slurm = SlurmOptions(
+    slurm = (
+        SlurmOptions(
             partition=args.partition,
             gpus_per_trial=args.gpus_per_trial or 0,
             cpus_per_trial=args.cpus_per_trial,
             time_minutes=args.time or 24 * 60,
             parallel=args.parallel if args.parallel > 1 else None,
         )
+        if args.slurm
+        else None
+    )
     return run_sweep(
         load_sweep(args.sweep_file),
         dry_run=args.dry_run,
@@ -219,7 +213,6 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from grpolab.config.yaml_io import inline_yaml
     from grpolab.experiment.recipe_import import import_recipe, write_imported
 
     imported = import_recipe(args.recipe, mode=args.mode, gpus=args.gpus, vllm_gpus=args.vllm_gpus)

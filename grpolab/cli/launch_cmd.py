@@ -110,7 +110,9 @@ def _request(args):
     from grpolab.train.request import TrainRequest
 
     mode = args.mode or (None if args.config else "cluster")
-    model = _abs_if_local(args.model) if args.model else None
+    # a local model folder as an absolute path (the job may start elsewhere); a Hub id as is
+    local = Path(args.model).expanduser() if args.model else None
+    model = str(real_path(local)) if local and local.exists() else args.model or None
     # absolute (the job may start elsewhere), with the user's links kept: an error names the link given
     config = os.path.abspath(Path(args.config).expanduser()) if args.config else None
     overrides = tuple(args.overrides)
@@ -118,9 +120,3 @@ def _request(args):
     options.update(mode=mode, model=model, config=config, overrides=overrides, output=real_path(args.output))
     train_argv = TrainRequest(model=model, mode=mode, config=config, overrides=overrides).to_argv()
     return SlurmRequest(**options, python=sys.executable, package_root=str(PACKAGE_ROOT), train_argv=train_argv)
-
-
-def _abs_if_local(model: str) -> str:
-    """A local model folder as an absolute path (the job may start elsewhere); a Hub id as is."""
-    path = Path(model).expanduser()
-    return str(real_path(path)) if path.exists() else model

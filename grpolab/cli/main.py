@@ -15,17 +15,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grpolab", description="GRPO training on TRL, configured by YAML.")
     parser.add_argument("--version", action="version", version=f"grpolab {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from grpolab.cli import config_cmd, experiment_cmd, train_cmd
+    from grpolab.cli import config_cmd, experiment_cmd, launch_cmd, train_cmd, tune_cmd
 
-    config_cmd.register(sub)
-    train_cmd.register(sub)
-    experiment_cmd.register(sub)
-    from grpolab.cli import launch_cmd
-
-    launch_cmd.register(sub)
-    from grpolab.cli import tune_cmd
-
-    tune_cmd.register(sub)
+    for module in (config_cmd, train_cmd, experiment_cmd, launch_cmd, tune_cmd):
+        module.register(sub)
     return parser
 
 
@@ -40,29 +33,24 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with cli_audience():  # errors from shared code give command-line advice (--force, not overwrite=True)
-        return _main(argv)
-
-
-def _main(argv: list[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     from grpolab.config.yaml_io import forget_reads
 
-    forget_reads()  # a command edits the files as it reads them, not as an earlier command did
-    try:
-        return args.func(args) or 0
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_SIGNAL["SIGINT"]
-    except BrokenPipeError:
-        # `grpolab ... | head`: the reader left, which is no error of the command. Point stdout at
-        # /dev/null so that Python's own flush at exit does not raise again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141  # 128 + SIGPIPE, as a shell reports a command whose reader left
+    with cli_audience():  # errors from shared code give command-line advice (--force, not overwrite=True)
+        args = build_parser().parse_args(argv)
+        forget_reads()  # a command edits the files as it reads them, not as an earlier command did
+        try:
+            return args.func(args) or 0
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_SIGNAL["SIGINT"]
+        except BrokenPipeError:
+            # `grpolab ... | head`: the reader left, which is no error of the command. Point stdout at
+            # /dev/null so that Python's own flush at exit does not raise again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141  # 128 + SIGPIPE, as a shell reports a command whose reader left
 
 
 if __name__ == "__main__":

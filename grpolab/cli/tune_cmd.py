@@ -7,8 +7,9 @@ import argparse
 import json
 import sys
 
-from grpolab.cli.common import count, output_file, positive_int
+from grpolab.cli.common import add_output, count, load, output_file, positive_int, print_warnings
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config.derive import derive
 from grpolab.run.exit_codes import EXIT_OK
 
 
@@ -48,10 +49,7 @@ def register(sub) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one key"
     )
     probe.add_argument("--seed", type=int, default=None, help="sampling seed (default: training.seed)")
-    probe.add_argument(
-        "--write-filtered", type=output_file, metavar="FILE", help="write prompts with 0 < pass rate < 1 as .jsonl"
-    )
-    probe.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    add_output(probe, "--write-filtered", metavar="FILE", help="write prompts with 0 < pass rate < 1 as .jsonl")
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
     probe.add_argument(
         "--forecast",
@@ -78,20 +76,14 @@ def cmd_doctor(args) -> int:
         )
     from grpolab.guard.recorded import stop_line, with_stop_finding
 
-    reports = []
-    for run_dir in args.runs:
-        run = doctor.load_run(run_dir)
-        reports.append((run, with_stop_finding(run.info, doctor.diagnose(run))))
+    runs = [doctor.load_run(run_dir) for run_dir in args.runs]
+    reports = [(run, with_stop_finding(run.info, doctor.diagnose(run))) for run in runs]
     if args.json:
-        print(
-            json.dumps(
-                [
-                    {"run": str(run.path), "findings": [f.to_dict() for f in found], "notes": doctor.notes(run)}
-                    for run, found in reports
-                ],
-                indent=2,
-            )
-        )
+        rows = [
+            {"run": str(r.path), "findings": [f.to_dict() for f in found], "notes": doctor.notes(r)}
+            for r, found in reports
+        ]
+        print(json.dumps(rows, indent=2))
     else:
         texts = []
         for run, found in reports:  # a run the guard stopped says so under its heading
@@ -124,15 +116,22 @@ def cmd_doctor(args) -> int:
 # --------------------------------------------------------------------------- probe
 def cmd_probe(args) -> int:
     if args.forecast:
-        return _probe_forecast(args)
+        from grpolab.train.forecast_probe import forecast_config
+
+        forecast, _ = forecast_config(args.config, tuple(args.overrides), model=args.model)
+        if args.json:
+            print(json.dumps(forecast.to_dict(), indent=2))
+        else:
+            print(forecast.line())
+            print(
+                f"             measured on this machine, 1 process, over {forecast.after_step} steps; nothing was kept"
+            )
+        return EXIT_OK
     from grpolab.train import probe
 
     loader = GRPOConfigLoader(config_path=args.config, overrides=args.overrides or None)
     report = probe.run_probe(loader, prompts=args.prompts, model=args.model, seed=args.seed)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(probe.render(report))
+    print(json.dumps(report.to_dict(), indent=2) if args.json else probe.render(report))
     if args.write_filtered:
         path, snippet = probe.write_filtered(report, args.write_filtered, force=args.force, config=args.config)
         stream = sys.stderr if args.json else sys.stdout
@@ -140,18 +139,6 @@ def cmd_probe(args) -> int:
             f"\nwrote {path}: {report.mixed_count} of {len(report.prompts)} prompts (0 < pass rate < 1)", file=stream
         )
         print("  use it with:\n" + "\n".join("    " + line for line in snippet.splitlines()), file=stream)
-    return EXIT_OK
-
-
-def _probe_forecast(args) -> int:
-    from grpolab.train.forecast_probe import forecast_config
-
-    forecast, _ = forecast_config(args.config, tuple(args.overrides), model=args.model)
-    if args.json:
-        print(json.dumps(forecast.to_dict(), indent=2))
-    else:
-        print(forecast.line())
-        print(f"             measured on this machine, 1 process, over {forecast.after_step} steps; nothing was kept")
     return EXIT_OK
 
 
@@ -176,27 +163,15 @@ def cmd_explain_memory(args) -> int:
     from grpolab.tune import memory
 
     if not args.memory:
-        raise ConfigError(
-            Problem(
-                "",
-                "--gpu, --gpu-mem, --model and --prompt-tokens belong to the memory plan.",
-                "add --memory",
-                "config explain",
-            )
-        )
-    loader = GRPOConfigLoader(
-        mode=args.mode, config_path=args.config, overrides=args.overrides, world_size=args.world_size
-    )
-    for warning in loader.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    cfg = loader.config
-    world = loader.target_world_size()
+        message = "--gpu, --gpu-mem, --model and --prompt-tokens belong to the memory plan."
+        raise ConfigError(Problem("", message, "add --memory", "config explain"))
+    loader = load(args, args.world_size)
+    print_warnings(loader)
+    cfg, world = loader.config, loader.target_world_size()
     gpu = memory.gpu_memory(args.gpu) if args.gpu else args.gpu_mem
     shape = memory.resolve_shape(args.model or cfg.model.name_or_path)
     result = memory.plan(cfg, shape, world, gpu, args.prompt_tokens)
     if args.json:
-        from grpolab.config.derive import derive
-
         print(json.dumps({"derived": derive(cfg, world).to_dict(), "memory": result.to_dict()}, indent=2))
     else:
         print(memory.render(result))
@@ -212,8 +187,7 @@ def register_scale(csub) -> None:
     scale.add_argument(
         "--from-world-size", type=positive_int, help="processes FILE was tuned for (default: from the file)"
     )
-    scale.add_argument("-o", "--output", type=output_file, metavar="OUT", help="write here (default: print the YAML)")
-    scale.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    add_output(scale, "-o", "--output", metavar="OUT", help="write here (default: print the YAML)")
     scale.set_defaults(func=cmd_scale)
 
 

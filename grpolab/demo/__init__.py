@@ -1,8 +1,6 @@
 """Offline demo: a tiny character-level GPT-2 that half-solves two-digit addition, for GRPO to improve.
-
-`demo_model_path()` builds (once, ~30 s on 2 cores) and caches the model; the addition task
-supplies the train/held-out rows of `builtin:addition`.
-"""
+`demo_model_path()` builds (once, ~30 s on 2 cores) and caches the model; the addition task supplies the
+train/held-out rows of `builtin:addition`."""
 
 from grpolab.config import ConfigError, Problem
 from grpolab.demo.addition import SPLITS, greedy_accuracy, make_addition_rows, parse_number, split_size
@@ -23,13 +21,8 @@ TASKS = ("addition",)
 def builtin_rows(name: str, split: str, n_rows: int | None, seed: int, key: str = "data.split") -> list[dict]:
     """Rows of the built-in dataset `builtin:NAME`; `key` names the config key that chose `split`."""
     if name not in TASKS:
-        raise ConfigError(
-            Problem(
-                "data.dataset",
-                f"unknown built-in task `{name}`; available: {', '.join(TASKS)}.",
-                "set `data.dataset: builtin:addition`",
-            )
-        )
+        message = f"unknown built-in task `{name}`; available: {', '.join(TASKS)}."
+        raise ConfigError(Problem("data.dataset", message, "set `data.dataset: builtin:addition`"))
     if split not in SPLITS:
         raise ConfigError(Problem(key, f"built-in tasks have the splits {' and '.join(SPLITS)}, not `{split}`.", None))
     return make_addition_rows(min(n_rows or split_size(split), split_size(split)), seed=seed, split=split)

@@ -1,9 +1,6 @@
-"""The built-in demo task: two-digit addition ("12+34=" -> "46").
-
-Every (a, b) pair with 10 <= a, b <= 99 belongs to exactly one split, decided by a
-checksum of the unordered pair: "34+12" is held out whenever "12+34" is, so
-commutativity cannot leak held-out problems into training.
-"""
+"""The built-in demo task: two-digit addition ("12+34=" -> "46"). Every (a, b) pair with 10 <= a, b <= 99 belongs to
+exactly one split, decided by a checksum of the unordered pair: "34+12" is held out whenever "12+34" is, so
+commutativity cannot leak held-out problems into training."""
 
 from __future__ import annotations
 
@@ -42,10 +39,8 @@ def split_size(split: str) -> int:
 
 
 def make_addition_rows(n: int, seed: int, split: str = "train") -> list[dict]:
-    """`n` distinct rows {"prompt": "12+34=", "answer": "46"} drawn from `split`.
-
-    The same (n, seed, split) always gives the same rows in the same order.
-    """
+    """`n` distinct rows {"prompt": "12+34=", "answer": "46"} drawn from `split`; the same (n, seed, split) always
+    gives the same rows in the same order."""
     size = split_size(split)
     if not 0 <= n <= size:
         raise ValueError(f"n must be between 0 and {size} (the size of the {split!r} split), got {n}")
@@ -54,11 +49,9 @@ def make_addition_rows(n: int, seed: int, split: str = "train") -> list[dict]:
 
 
 def parse_number(text: str) -> str | None:
-    """The integer a completion starts with (leading whitespace allowed), or None.
-
-    Reading stops at the first non-digit, so "46<eos>..." and "46+1" both give "46";
-    leading zeros are dropped ("046" -> "46") so the match is numeric.
-    """
+    """The integer a completion starts with (leading whitespace allowed), or None. Reading stops at the first
+    non-digit, so "46<eos>..." and "46+1" both give "46"; leading zeros are dropped ("046" -> "46") so the match
+    is numeric."""
     match = _LEADING_NUMBER.match(text)
     return str(int(match.group(1))) if match else None
 

@@ -1,11 +1,6 @@
-"""Build, briefly pretrain and cache the tiny character-level GPT-2 used by `make demo`.
-
-Nothing is downloaded: the tokenizer and model are created from scratch and
-pretrained on the train split of the addition task only until the model half-solves
-it, so that GRPO has both correct samples to reinforce and visible room to improve.
-The result is cached outside the repository, keyed by a hash of the recipe and of
-this code.
-"""
+"""Build, briefly pretrain and cache the tiny character-level GPT-2 used by `make demo`. Nothing is
+downloaded: it is pretrained on the addition train split only until it half-solves it (correct samples
+to reinforce, room to improve), and cached outside the repository, keyed by a hash of recipe and code."""
 
 from __future__ import annotations
 
@@ -23,8 +18,8 @@ from grpolab.demo import addition
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 CHARS = "0123456789+= "
 
-# Everything that shapes the built model. Changing any value (or the source of this
-# module or of addition.py) changes the cache folder name, so the model is rebuilt.
+# Everything that shapes the built model. Changing any value (or the source of this module or of addition.py) changes
+# the cache folder name, so the model is rebuilt.
 RECIPE = {
     "n_layer": 3,
     "n_head": 4,
@@ -34,12 +29,10 @@ RECIPE = {
     "batch_size": 128,
     "lr": 1e-3,
     "warmup_steps": 50,
-    # Accuracy jumps from ~10% to ~100% within a couple of hundred steps, at a step
-    # that varies a lot with the seed and even with float rounding (after a fixed 325
-    # steps, seeds gave 19% to 99.7% held-out accuracy). So instead of a fixed step
-    # count, training stops as soon as the greedy accuracy on a probe set of TRAIN
-    # prompts reaches the target: the model half-solves the task on any machine,
-    # leaving room for GRPO.
+    # Accuracy jumps from ~10% to ~100% within a couple of hundred steps, at a step that varies a lot with the
+    # seed and even with float rounding (after a fixed 325 steps, seeds gave 19% to 99.7% held-out accuracy). So
+    # instead of a fixed step count, training stops as soon as the greedy accuracy on a probe set of TRAIN
+    # prompts reaches the target: the model half-solves the task on any machine, leaving room for GRPO.
     "target_accuracy": 0.35,
     "check_every": 10,
     "probe_rows": 512,
@@ -60,9 +53,8 @@ def build_tokenizer():
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")  # one token per character
     tok.decoder = decoders.Fuse()  # join characters back without spaces
-    # No post-processor: nothing (no BOS) is ever added, so the prompts TRL tokenizes
-    # look exactly like the pretraining prompts. pad != eos, so padding is never
-    # mistaken for the end of an answer.
+    # No post-processor: nothing (no BOS) is ever added, so the prompts TRL tokenizes look exactly like the
+    # pretraining prompts. pad != eos, so padding is never mistaken for the end of an answer.
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token=PAD,
@@ -87,13 +79,9 @@ def default_cache_dir() -> Path:
 
 
 def demo_model_path(cache_dir: str | os.PathLike | None = None, *, quiet: bool = False) -> Path:
-    """Directory holding the pretrained demo model and tokenizer, built on first use.
-
-    Loadable offline with `AutoModelForCausalLM.from_pretrained` and
-    `AutoTokenizer.from_pretrained`. The build goes into a temporary sibling folder
-    that is renamed into place only when complete, so an interrupted or concurrent
-    build never leaves a half-written model behind under the final name.
-    """
+    """Directory holding the pretrained demo model and tokenizer (loadable offline), built on first use
+    into a temporary sibling folder renamed into place only when complete: an interrupted or concurrent
+    build never leaves a half-written model behind under the final name."""
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     target = root / f"demo-addition-{_source_digest()}"
     if (target / MARKER).is_file():
@@ -166,13 +154,11 @@ def _build_with_two_threads(out_dir: Path) -> dict:
     import torch
     from transformers.utils import logging as hf_logging
 
-    # Always 2 threads, the demo's budget: the thread count changes float rounding,
-    # hence the training trajectory, so fixing it keeps builds reproducible. (More
-    # threads barely help a model this small. On a busy machine OpenMP spin-waiting
-    # can make even 2 threads many times slower, unless GOMP_SPINCOUNT=1000 is set
-    # before torch is imported.) transformers' one-off warnings and save progress
-    # bar would break the one-line progress message. All three settings are
-    # restored for the rest of the process.
+    # Always 2 threads, the demo's budget: the thread count changes float rounding, hence the training
+    # trajectory, so fixing it keeps builds reproducible. (More threads barely help a model this small. On a busy
+    # machine OpenMP spin-waiting can make even 2 threads many times slower, unless GOMP_SPINCOUNT=1000 is set
+    # before torch is imported.) transformers' one-off warnings and save progress bar would break the one-line
+    # progress message. All three settings are restored for the rest of the process.
     threads, verbosity = torch.get_num_threads(), hf_logging.get_verbosity()
     bars = hf_logging.is_progress_bar_enabled()
     torch.set_num_threads(2)
@@ -198,19 +184,10 @@ def _build(out_dir: Path) -> dict:
         "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
     }
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=RECIPE["n_positions"],
-        n_embd=RECIPE["n_embd"],
-        n_layer=RECIPE["n_layer"],
-        n_head=RECIPE["n_head"],
-        # No dropout: GRPO compares log-probs across passes, which dropout would make noisy.
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        **special,
-    )
-    model = GPT2LMHeadModel(config)
+    shape = {key: RECIPE[key] for key in ("n_positions", "n_embd", "n_layer", "n_head")}
+    # No dropout: GRPO compares log-probs across passes, which dropout would make noisy.
+    no_dropout = dict.fromkeys(("resid_pdrop", "embd_pdrop", "attn_pdrop"), 0.0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), **shape, **no_dropout, **special))
     model.generation_config = GenerationConfig(**special)
 
     input_ids, attention_mask, labels = _encode_train_split(tokenizer)
@@ -236,13 +213,12 @@ def _build(out_dir: Path) -> dict:
         step += 1
         if step % RECIPE["check_every"] == 0:
             probe_accuracy = addition.greedy_accuracy(model, tokenizer, probe_rows, max_new_tokens=4, batch_size=512)
-    pretrain_seconds = time.perf_counter() - start
-
+    pretrain_seconds = round(time.perf_counter() - start, 1)
     eval_rows = addition.make_addition_rows(RECIPE["eval_rows"], seed=0, split="eval")
     info = {
         "recipe": RECIPE,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "pretrain_seconds": round(pretrain_seconds, 1),
+        "pretrain_seconds": pretrain_seconds,
         "pretrain_steps": step,
         "final_loss": round(loss.item(), 4),
         "probe_accuracy": probe_accuracy,

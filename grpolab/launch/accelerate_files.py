@@ -38,14 +38,8 @@ def _put(tree, key, value, at=None, comment=None, indent=0):
         tree.yaml_add_eol_comment(comment, key)
     token = tree.ca.items.get(key, [None, None, None])[2]
     if token is not None:
-        shown = (
-            f"'{value}'"
-            if isinstance(value, SingleQuotedScalarString)
-            else str(value).lower()
-            if isinstance(value, bool)
-            else str(value)
-        )
-        token.column = indent + len(f"{key}: {shown}") + 2
+        shown = f"'{value}'" if isinstance(value, SingleQuotedScalarString) else str(value)
+        token.column = indent + len(f"{key}: {shown.lower() if isinstance(value, bool) else shown}") + 2
 
 
 def accelerate_config_text(plan, deepspeed_json: Path | None = None, note: str = "") -> str:
@@ -58,17 +52,14 @@ def accelerate_config_text(plan, deepspeed_json: Path | None = None, note: str =
     _put(tree, "machine_rank", plan.machine_rank)
     if plan.num_machines > 1:
         at = list(tree).index("machine_rank") + 1
-        _put(
-            tree,
-            "main_process_ip",
-            plan.main_process_ip,
-            at,
-            "address of machine_rank 0" if plan.main_process_ip else "given by the launch command (--main_process_ip)",
+        given = (
+            "address of machine_rank 0" if plan.main_process_ip else "given by the launch command (--main_process_ip)"
         )
+        _put(tree, "main_process_ip", plan.main_process_ip, at, given)
         _put(tree, "main_process_port", plan.main_process_port, at + 1)
     if plan.backend == "deepspeed":
-        # accelerate refuses zero_stage, offload and mixed_precision next to deepspeed_config_file
-        # (they live in the JSON, whose bf16/fp16 "auto" follow training.bf16).
+        # accelerate refuses zero_stage, offload and mixed_precision next to deepspeed_config_file (they live
+        # in the JSON, whose bf16/fp16 "auto" follow training.bf16).
         ds = tree["deepspeed_config"]
         for key in [k for k in ds if k not in ("zero3_init_flag", "deepspeed_multinode_launcher")]:
             del ds[key]
@@ -113,14 +104,11 @@ def launch_files(folder: Path, plan, stem: str = "", note: str = "") -> dict[Pat
     (nothing for a CPU run, which torchrun starts). `stem` prefixes the names (SLURM jobs)."""
     if plan.device != "cuda":
         return {}
-    yaml_path = folder / f"{stem}{ACCELERATE_CONFIG}"
-    files: dict[Path, str] = {}
-    json_path = None
-    if plan.backend == "deepspeed":
-        json_path = folder / f"{stem}{DEEPSPEED_CONFIG}"
+    json_path = folder / f"{stem}{DEEPSPEED_CONFIG}" if plan.backend == "deepspeed" else None
+    files = {folder / f"{stem}{ACCELERATE_CONFIG}": accelerate_config_text(plan, json_path, note)}  # the YAML first
+    if json_path is not None:
         files[json_path] = json.dumps(deepspeed_config(plan.zero_stage), indent=2) + "\n"
-    files[yaml_path] = accelerate_config_text(plan, json_path, note)
-    return dict(sorted(files.items(), key=lambda item: item[0] != yaml_path))  # the YAML first
+    return files
 
 
 def write_files(files: dict[Path, str]) -> None:

@@ -48,20 +48,11 @@ def decide(loader, request, resolved, dist) -> Step:
 
     plan = make_plan(cfg, resolved)
     problems = plan_problems(cfg, plan, loader.origin_of, resolved, gpus=resolved.visible_gpus)
-    if (
-        plan.world_size > 1
-        and plan.num_machines > 1
-        and not (run_dirs.handed_over_run_dir() or request.resume or request.run_name)
-    ):
-        problems.append(
-            Problem(
-                "",
-                f"the {plan.num_machines} machines must share one run directory.",
-                "pass the same --run-name on every machine (output_dir on a shared filesystem), "
-                f"or set {run_dirs.RUN_DIR_ENV}",
-                "--run-name",
-            )
-        )
+    if plan.num_machines > 1 and not (run_dirs.handed_over_run_dir() or request.resume or request.run_name):
+        fix = "pass the same --run-name on every machine (output_dir on a shared filesystem), or set "
+        fix += run_dirs.RUN_DIR_ENV
+        message = f"the {plan.num_machines} machines must share one run directory."
+        problems.append(Problem("", message, fix, "--run-name"))
     if problems:
         raise ConfigError(problems)
     print(describe(cfg, plan), flush=True)
@@ -87,7 +78,7 @@ def decide(loader, request, resolved, dist) -> Step:
 def _join_launch(loader, request, dist) -> Path | None:
     """This process is one rank of a launch: check it resolved the launcher's config, check
     srun's task count, and name the run directory all ranks share."""
-    cfg = loader.config
+    c = loader.config.cluster
     expected = run_dirs.handed_over_sha()
     mine = run_dirs.config_sha256(loader.to_dict())
     if expected and expected != mine:
@@ -100,31 +91,17 @@ def _join_launch(loader, request, dist) -> Path | None:
                 dist.launcher,
             )
         )
-    if dist.launcher == "srun":
-        c = cfg.cluster
-        if isinstance(c.num_processes, int) and c.num_processes * c.num_machines != dist.world_size:
-            raise ConfigError(
-                Problem(
-                    "cluster.num_processes",
-                    f"x cluster.num_machines = {c.num_processes * c.num_machines}, but srun started "
-                    f"{dist.world_size} tasks (one per rank).",
-                    "start one task per GPU (`srun --ntasks-per-node=GPUS`), or let `grpolab launch "
-                    "slurm` write the job",
-                    dist.launcher,
-                )
-            )
-    if dist.world_size > 1 and not run_dirs.handed_over_run_dir() and not request.resume:
-        return _shared_run_dir(loader, request)
-    return None
-
-
-def _shared_run_dir(loader, request) -> Path | None:
-    """One run directory for ranks started by hand, named by --run-name or by the launch's id
-    (SLURM job/step, or torchrun's rendezvous id), which every rank of the launch shares. None
-    for a static rendezvous (accelerate launch, torchrun without --rdzv-id): then rank 0 creates
-    the directory and tells the others once the process group is up."""
-    stem = run_dirs.run_stem(loader.config_path, loader.preset_path)
-    name = request.run_name or run_dirs.shared_run_name(stem)
+    tasks = c.num_processes * c.num_machines if isinstance(c.num_processes, int) else dist.world_size
+    if dist.launcher == "srun" and tasks != dist.world_size:
+        message = f"x cluster.num_machines = {tasks}, but srun started {dist.world_size} tasks (one per rank)."
+        fix = "start one task per GPU (`srun --ntasks-per-node=GPUS`), or let `grpolab launch slurm` write the job"
+        raise ConfigError(Problem("cluster.num_processes", message, fix, dist.launcher))
+    if dist.world_size == 1 or run_dirs.handed_over_run_dir() or request.resume:
+        return None
+    # Ranks started by hand share one run directory, named by --run-name or by the launch's id (SLURM job/step,
+    # or torchrun's rendezvous id). None for a static rendezvous (accelerate launch, torchrun without --rdzv-id):
+    # then rank 0 creates the directory and tells the others once the group is up.
+    name = request.run_name or run_dirs.shared_run_name(run_dirs.run_stem(loader.config_path, loader.preset_path))
     return Path(loader.config.output_dir) / name if name else None
 
 

@@ -41,7 +41,11 @@ def execute(spec: LaunchSpec, preflight=None) -> int:
             raise
     spec.run_dir.mkdir(parents=True, exist_ok=True)  # made already, unless shared or resumed
     write_files(spec.files)
-    (spec.run_dir / "launch_command.sh").write_text(_shell_script(spec.cmd, spec.env))
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in spec.env.items())
+    (spec.run_dir / "launch_command.sh").write_text(
+        "#!/bin/sh\n# The command grpolab ran to start this run.\n"
+        f"cd {shlex.quote(os.getcwd())}\n{exports}exec {shlex.join(spec.cmd)}\n"
+    )
     print(f"run dir      {spec.run_dir}\nlaunching    {shlex.join(spec.cmd)}", flush=True)
     console = TracebackFilter()
     code = run_child(spec.cmd, spec.env, rank_log(spec.run_dir, 0), console)
@@ -73,11 +77,12 @@ def report_failure(spec: LaunchSpec, code: int, held=()) -> int:
     elif not ended:  # no rank said why: the tracebacks are all there is
         print("\n".join(held), file=sys.stderr)
     if not started:
-        for name in [*(p.name for p in spec.files), "launch_command.sh"]:
-            (spec.run_dir / name).unlink(missing_ok=True)
-        for path in [*(spec.run_dir / "logs").glob("error-rank*.json"), *(spec.run_dir / "logs").glob("rank*.log")]:
+        logs = spec.run_dir / "logs"
+        for path in [*spec.files, spec.run_dir / "launch_command.sh"]:
+            (spec.run_dir / path.name).unlink(missing_ok=True)
+        for path in [*logs.glob("error-rank*.json"), *logs.glob("rank*.log")]:
             path.unlink()
-        run_dirs.remove_if_empty(spec.run_dir / "logs")
+        run_dirs.remove_if_empty(logs)
         if run_dirs.remove_if_empty(spec.run_dir):
             print(f"removed {spec.run_dir}: the run never started", file=sys.stderr)
         return code
@@ -100,20 +105,10 @@ def launch_command(plan, accelerate_config: Path, train_args: list[str]) -> list
     entry = ["-m", "grpolab", "train", *train_args]
     if plan.launcher == "torchrun":
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(plan.per_machine)]
-        if plan.num_machines > 1:
-            cmd += [
-                "--nnodes",
-                str(plan.num_machines),
-                "--node_rank",
-                str(plan.machine_rank),
-                "--master_addr",
-                str(plan.main_process_ip),
-                "--master_port",
-                str(plan.main_process_port),
-            ]
-        else:
-            cmd += ["--standalone"]  # a free port, picked by torchrun
-        return cmd + entry
+        if plan.num_machines == 1:
+            return [*cmd, "--standalone", *entry]  # a free port, picked by torchrun
+        cmd += ["--nnodes", str(plan.num_machines), "--node_rank", str(plan.machine_rank)]
+        return [*cmd, "--master_addr", str(plan.main_process_ip), "--master_port", str(plan.main_process_port), *entry]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config)]
     if plan.num_machines > 1:  # on the command line: a shared config file must not decide a machine's rank
         cmd += ["--machine_rank", str(plan.machine_rank), "--main_process_ip", str(plan.main_process_ip)]
@@ -121,17 +116,16 @@ def launch_command(plan, accelerate_config: Path, train_args: list[str]) -> list
     return cmd + entry
 
 
-# The launcher kills ranks this long after passing on SIGTERM (torch's default is 30 s): long
-# enough for the step in progress and a sharded checkpoint save.
+# The launcher kills ranks this long after passing on SIGTERM (torch's default is 30 s): long enough for the step in
+# progress and a sharded checkpoint save.
 SHUTDOWN_SECONDS = "300"
 
 
 def run_child(cmd: list[str], env_added: dict, log: Path | None = None, console: TracebackFilter | None = None) -> int:
-    """Run the launcher and return its exit code. Ctrl-C reaches the ranks straight from the
-    terminal (same process group), so it is ignored here rather than sent twice (a second
-    Ctrl-C aborts without a checkpoint); SIGTERM sent to this process is passed on. With `log`,
-    what the launcher prints (rank 0's output: the other ranks write to their own logs) is
-    copied there as it passes to the console, its stderr through `console`."""
+    """Run the launcher and return its exit code. Ctrl-C reaches the ranks straight from the terminal (same process
+    group), so it is ignored here rather than sent twice (a second Ctrl-C aborts without a checkpoint); SIGTERM
+    sent to this process is passed on. With `log`, what the launcher prints (rank 0's output: the other ranks write
+    to their own logs) is copied there as it passes to the console, its stderr through `console`."""
     env = dict(os.environ, **env_added)
     env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", SHUTDOWN_SECONDS)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
@@ -174,12 +168,9 @@ def _copy_output(proc: subprocess.Popen, log: Path, console: TracebackFilter | N
             if not open_streams[0]:
                 handle.close()
 
-    threads = [
-        threading.Thread(target=copy, args=(proc.stdout, sys.stdout, lambda chunk: chunk), daemon=True),
-        threading.Thread(
-            target=copy, args=(proc.stderr, sys.stderr, console.feed if console else lambda c: c), daemon=True
-        ),
-    ]
+    stderr_shown = console.feed if console else lambda chunk: chunk
+    pairs = ((proc.stdout, sys.stdout, lambda chunk: chunk), (proc.stderr, sys.stderr, stderr_shown))
+    threads = [threading.Thread(target=copy, args=args, daemon=True) for args in pairs]
     for thread in threads:
         thread.start()
     return threads
@@ -205,8 +196,8 @@ class TracebackFilter:
 
     def feed(self, chunk: bytes) -> bytes:
         shown = []
-        # A progress bar redraws with \r and no newline, so a traceback can start right after one on
-        # the same line: \r ends a piece to filter as \n does.
+        # A progress bar redraws with \r and no newline, so a traceback can start right after one on the same
+        # line: \r ends a piece to filter as \n does.
         *pieces, self._partial = re.split(rb"(\r\n|\r|\n)", self._partial + chunk)
         for text, end in zip(pieces[::2], pieces[1::2]):
             shown += self._filtered(text.decode(errors="replace"), end)
@@ -264,19 +255,9 @@ class TracebackFilter:
 
 
 def print_launch(spec: LaunchSpec) -> None:
-    cmd, env_added, files, run_dir = spec.cmd, spec.env, spec.files, spec.run_dir
-    print(f"run dir      {run_dir}{'' if run_dir.exists() else ' (created at launch)'}")
-    for path, text in files.items():
+    print(f"run dir      {spec.run_dir}{'' if spec.run_dir.exists() else ' (created at launch)'}")
+    for path, text in spec.files.items():
         print(f"\n--- {path}\n{text.rstrip()}")
-    if not files:
+    if not spec.files:
         print("(torchrun on CPU: no accelerate config file)")
-    print("\ncommand:")
-    print(" ".join(f"{k}={shlex.quote(v)}" for k, v in env_added.items()) + " " + shlex.join(cmd))
-
-
-def _shell_script(cmd: list[str], env_added: dict) -> str:
-    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env_added.items())
-    return (
-        "#!/bin/sh\n# The command grpolab ran to start this run.\ncd "
-        f"{shlex.quote(os.getcwd())}\n{exports}exec {shlex.join(cmd)}\n"
-    )
+    print("\ncommand:\n" + " ".join(f"{k}={shlex.quote(v)}" for k, v in spec.env.items()) + " " + shlex.join(spec.cmd))

@@ -53,8 +53,7 @@ def plan_problems(
     """Every reason the plan cannot start, each with the smallest fix: a flat check list.
     `gpus` None = not known here (a SLURM job generated on a login node); `self_launch` False =
     the caller supplies the multi-node addresses (the sbatch script)."""
-    c = cfg.cluster
-    W = plan.world_size
+    c, W = cfg.cluster, plan.world_size
     problems = list(cross_field_problems(cfg, W, origin_of))
 
     def add(key, message, fix):
@@ -125,14 +124,13 @@ def plan_problems(
                 "...`), or `cluster.vllm_mode: colocate`",
             )
     if plan.device == "cuda" and c.mixed_precision != "auto":
-        bf16 = resolved.bf16
-        if c.mixed_precision == "bf16" and not bf16:
+        if c.mixed_precision == "bf16" and not resolved.bf16:
             add(
                 "cluster.mixed_precision",
                 "is bf16, but training.bf16 resolves to false.",
                 "set `training.bf16: true`, or `cluster.mixed_precision: auto`",
             )
-        elif c.mixed_precision != "bf16" and bf16:
+        elif c.mixed_precision != "bf16" and resolved.bf16:
             add(
                 "cluster.mixed_precision",
                 f"is {c.mixed_precision}, but training.bf16 resolves to true (bf16 wins in transformers).",
@@ -150,14 +148,11 @@ def describe(cfg, plan: LaunchPlan) -> str:
     machines = (
         f"{plan.per_machine} per machine x {plan.num_machines} machines" if plan.num_machines > 1 else "1 machine"
     )
-    engine = (
-        {"ddp": "DDP", "deepspeed": f"DeepSpeed ZeRO-{plan.zero_stage}", "fsdp": "FSDP2"}[plan.backend]
-        if plan.device == "cuda"
-        else "DDP (gloo)"
-    )
+    engines = {"ddp": "DDP", "deepspeed": f"DeepSpeed ZeRO-{plan.zero_stage}", "fsdp": "FSDP2"}
+    engine = engines[plan.backend] if plan.device == "cuda" else "DDP (gloo)"
     return (
-        f"cluster      {plan.world_size} process(es) ({machines}) on {plan.device}, "
-        f"{engine}, started by {plan.launcher}\n"
+        f"cluster      {plan.world_size} process(es) ({machines}) on {plan.device}, {engine}, "
+        f"started by {plan.launcher}\n"
         f"             effective batch size {d.effective_batch_size} = "
         f"{t.per_device_train_batch_size} x {t.gradient_accumulation_steps} x {plan.world_size}"
         f" (per_device_train_batch_size x gradient_accumulation_steps x processes); "

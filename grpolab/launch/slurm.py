@@ -63,17 +63,12 @@ class SlurmJob:
     """What the sbatch script runs: the request, and what planning found."""
 
     request: SlurmRequest
+    cfg: object  # the resolved GRPOConfig: output_dir, and the model and port a vLLM server node serves
     accelerate_config: str  # absolute path
-    run_dir_parent: str  # absolute output_dir
-    run_stem: str  # run directory = <run_dir_parent>/<run_stem>_slurm-<job id>
+    run_stem: str  # run directory = <output_dir>/<run_stem>_slurm-<job id>
     train_args: list[str]  # options for `grpolab train` on every rank
     summary: list[str]  # comment lines at the top (world size, batch ...)
-    vllm_model: str | None = None  # set = reserve the first node for a vLLM server serving this model
-    vllm_port: int = 8000
     vllm_tensor_parallel: int = 1  # tensor x data parallel = GPUs of the vLLM node
-    vllm_revision: str | None = None
-    vllm_trust_remote_code: bool = False
-    vllm_max_model_len: int | None = None  # prompt + completion: no KV cache for the model's full context
 
 
 @dataclass(frozen=True)
@@ -88,22 +83,15 @@ def plan_job(request: SlurmRequest) -> SlurmPlan:
     """The job and its files. Raises ConfigError with every problem found; writes nothing."""
     r, G = request, request.gpus_per_node
     if r.vllm_server_node and r.nodes < 2:
-        raise ConfigError(
-            Problem(
-                "",
-                "--vllm-server-node needs at least 2 nodes (one serves, the others train).",
-                "pass --nodes 2 or more",
-                "--nodes",
-            )
-        )
+        message = "--vllm-server-node needs at least 2 nodes (one serves, the others train)."
+        raise ConfigError(Problem("", message, "pass --nodes 2 or more", "--nodes"))
     train_nodes, world = r.train_nodes, r.world_size
     # The job's shape goes into the config every rank resolves, so run_info and the checks agree.
     shape = [f"cluster.num_processes={G}", f"cluster.num_machines={train_nodes}"]
     if r.vllm_server_node:
         shape += ["cluster.use_vllm=true", "cluster.vllm_mode=server"]
-    checked = [*r.overrides, *shape] + (
-        ["cluster.vllm_server_host=vllm-node"] if r.vllm_server_node else []
-    )  # the real host is known when the job runs
+    host = ["cluster.vllm_server_host=vllm-node"] if r.vllm_server_node else []  # the real one is known at run time
+    checked = [*r.overrides, *shape, *host]
     flags = {"model.name_or_path": r.model} if r.model else None
     loader = GRPOConfigLoader(mode=r.mode, config_path=r.config, overrides=checked, flags=flags, world_size=world)
     cfg = loader.config
@@ -115,12 +103,8 @@ def plan_job(request: SlurmRequest) -> SlurmPlan:
         raise ConfigError(problems)
 
     out = r.output
-    files = launch_files(
-        out.parent,
-        plan,
-        stem=f"{out.stem}.",
-        note=f" for {out.name} ({train_nodes} nodes x {G} GPUs; srun passes the machine rank and address)",
-    )
+    note = f" for {out.name} ({train_nodes} nodes x {G} GPUs; srun passes the machine rank and address)"
+    files = launch_files(out.parent, plan, stem=f"{out.stem}.", note=note)
     if r.vllm_server_node and "vllm_server_timeout" not in cfg.grpo.model_extra:
         shape.append(f"grpo.vllm_server_timeout={r.vllm_ready_timeout}")  # TRL's own wait, as long
     train_args = [*r.train_argv, *(arg for s in shape for arg in ("--set", s))]
@@ -131,20 +115,8 @@ def plan_job(request: SlurmRequest) -> SlurmPlan:
             "precision: bf16 (assumes GPUs with native bf16, compute capability >= 8.0; "
             "on others set training.bf16: false)"
         )
-    job = SlurmJob(
-        request=r,
-        accelerate_config=str(next(iter(files))),
-        run_dir_parent=str(real_path(cfg.output_dir)),
-        run_stem=(loader.config_path or loader.preset_path).stem,
-        train_args=train_args,
-        summary=summary,
-        vllm_model=cfg.model.name_or_path if r.vllm_server_node else None,
-        vllm_port=cfg.cluster.vllm_server_port,
-        vllm_tensor_parallel=tensor_parallel,
-        vllm_revision=cfg.model.revision,
-        vllm_trust_remote_code=cfg.model.trust_remote_code,
-        vllm_max_model_len=cfg.grpo.model_extra.get("vllm_max_model_length"),
-    )
+    stem = (loader.config_path or loader.preset_path).stem
+    job = SlurmJob(r, cfg, str(next(iter(files))), stem, train_args, summary, tensor_parallel)
     return SlurmPlan(job, {out: sbatch_script(job), **files}, summary, list(loader.warnings))
 
 
@@ -162,14 +134,10 @@ def _job_problems(request: SlurmRequest, cfg, problems: list[Problem]) -> int:
     vLLM tensor parallel size that fits) to `problems`; returns that tensor parallel size."""
     problems += directive_problems(request)
     if not cfg.model.name_or_path:
+        served = ", and the vLLM server needs a model to serve." if request.vllm_server_node else "."
+        message = f"is not set: the job would train the embedded toy demo model{served}"
         problems.append(
-            Problem(
-                "model.name_or_path",
-                "is not set: the job would train the embedded toy demo model"
-                + (", and the vLLM server needs a model to serve." if request.vllm_server_node else "."),
-                "pass --model (a Hub id or a path every node can read)",
-                "--model",
-            )
+            Problem("model.name_or_path", message, "pass --model (a Hub id or a path every node can read)", "--model")
         )
     if not (request.vllm_server_node and cfg.model.name_or_path):
         return 1
@@ -181,9 +149,9 @@ def _job_problems(request: SlurmRequest, cfg, problems: list[Problem]) -> int:
         return 1
 
 
-# What sbatch accepts (its man page): a time limit as minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or
-# D-HH:MM:SS (0, UNLIMITED or INFINITE: none); memory as a whole number with an optional K/M/G/T
-# unit; a job name as one word (it is written into an `#SBATCH` line, where a space ends it).
+# What sbatch accepts (its man page): a time limit as minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (0,
+# UNLIMITED or INFINITE: none); memory as a whole number with an optional K/M/G/T unit; a job name as one word (it is
+# written into an `#SBATCH` line, where a space ends it).
 SLURM_TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|unlimited|infinite", re.IGNORECASE)
 SLURM_MEMORY = re.compile(r"\d+[KMGT]?", re.IGNORECASE)
 SLURM_NAME = re.compile(r"[^\s'\"\\$`]+")
@@ -232,11 +200,11 @@ def sbatch_script(job: SlurmJob) -> str:
     lines += [f"# {line}" for line in job.summary]
     lines += [f"#SBATCH {d}" for d in _directives(r)]
     lines += _prelude(job)
-    lines += _vllm_server(job) if job.vllm_model else _all_nodes_train()
+    lines += _vllm_server(job) if r.vllm_server_node else _all_nodes_train()
     lines += ["", "# The options of `grpolab train`, the same on every rank."]
     lines += ["TRAIN_ARGS=("] + [f"    {line}" for line in _option_lines(job.train_args)] + [")", ""]
     lines += _train_step(r)
-    if job.vllm_model:
+    if r.vllm_server_node:
         lines += ['kill "$VLLM_PID" 2>/dev/null || true', "wait || true"]
     lines += ['exit "$status"', ""]
     return "\n".join(lines)
@@ -253,18 +221,16 @@ def _directives(r: SlurmRequest) -> list[str]:
         "--requeue",  # preempted or failed nodes: run again, resuming from the last checkpoint
         f"--signal=TERM@{r.signal_lead}",
     ]
-    if r.cpus_per_node or r.mem:  # a shared partition: say what the ranks and vLLM need
-        directives += [f"--cpus-per-task={r.cpus_per_node}"] if r.cpus_per_node else []
-        directives += [f"--mem={r.mem}"] if r.mem else []
-    else:  # else the default share is 1 CPU and little memory per node, for 8 ranks (and vLLM)
-        directives += ["--exclusive", "--mem=0"]
-    directives += [f"--partition={r.partition}"] if r.partition else []
-    directives += [f"--time={r.time}"] if r.time else []
-    return directives
+    # A shared partition: say what the ranks and vLLM need; else the default share is 1 CPU and little memory per
+    # node, for 8 ranks (and vLLM): take the whole node.
+    resources = [f"--{k}={v}" for k, v in (("cpus-per-task", r.cpus_per_node), ("mem", r.mem)) if v]
+    directives += resources or ["--exclusive", "--mem=0"]
+    return directives + [f"--{k}={v}" for k, v in (("partition", r.partition), ("time", r.time)) if v]
 
 
 def _prelude(job: SlurmJob) -> list[str]:
     """A flat template: the environment every node shares, the resume check and the node list."""
+    parent = shlex.quote(str(real_path(job.cfg.output_dir)))
     return [
         "",
         "set -euo pipefail",
@@ -274,7 +240,7 @@ def _prelude(job: SlurmJob) -> list[str]:
         f"export ACCELERATE_CONFIG={shlex.quote(job.accelerate_config)}",
         "# One run directory for every rank (rank 0 writes it); the job id makes it unique and stays",
         "# the same when the job is requeued, so a requeued job resumes there.",
-        f'export GRPOLAB_RUN_DIR={shlex.quote(job.run_dir_parent)}/"{run_dirs.slurm_run_name(job.run_stem)}"',
+        f'export GRPOLAB_RUN_DIR={parent}/"{run_dirs.slurm_run_name(job.run_stem)}"',
         'export GRPOLAB_RUN_DIR_OWNER="slurm:$SLURM_JOB_ID"  # ignored outside this job',
         'mkdir -p "$GRPOLAB_RUN_DIR/logs"',
         "# The launcher gives the ranks this long to save a checkpoint after SIGTERM before killing them.",
@@ -306,15 +272,14 @@ def _all_nodes_train() -> list[str]:
 def _vllm_server(job: SlurmJob) -> list[str]:
     """A flat template: the first node serves generations (TRL server mode), and the trainers
     wait until it answers."""
-    timeout = job.request.vllm_ready_timeout
-    server = [
-        f"--host 0.0.0.0 --port {job.vllm_port}",
-        f"--tensor-parallel-size {job.vllm_tensor_parallel}",
-        f"--data-parallel-size {job.request.gpus_per_node // job.vllm_tensor_parallel}",
-    ]
-    server += [f"--revision {shlex.quote(job.vllm_revision)}"] if job.vllm_revision else []
-    server += ["--trust-remote-code"] if job.vllm_trust_remote_code else []
-    server += [f"--max-model-len {job.vllm_max_model_len}"] if job.vllm_max_model_len else []
+    timeout, model, port = job.request.vllm_ready_timeout, job.cfg.model, job.cfg.cluster.vllm_server_port
+    tp = job.vllm_tensor_parallel
+    max_len = job.cfg.grpo.model_extra.get("vllm_max_model_length")  # prompt + completion, not the full context
+    server = [f"--host 0.0.0.0 --port {port}", f"--tensor-parallel-size {tp}"]
+    server += [f"--data-parallel-size {job.request.gpus_per_node // tp}"]
+    server += [f"--revision {shlex.quote(model.revision)}"] if model.revision else []
+    server += ["--trust-remote-code"] if model.trust_remote_code else []
+    server += [f"--max-model-len {max_len}"] if max_len else []
     server += ['--weight-transfer-config \'{"backend": "nccl"}\' --logprobs-mode processed_logprobs --max-logprobs -1']
     return [
         "VLLM_NODE=${NODES[0]}  # the first node serves generations; the others train",
@@ -324,7 +289,7 @@ def _vllm_server(job: SlurmJob) -> list[str]:
         "# vLLM server (TRL server mode): the command `trl vllm-serve` runs, started directly.",
         'srun --nodes=1 --ntasks=1 --cpus-per-task="$CPUS" --nodelist="$VLLM_NODE" \\',
         '    --output="$GRPOLAB_RUN_DIR/logs/vllm.log" env VLLM_SERVER_DEV_MODE=1 \\',
-        f'    "$PYTHON" -m vllm.entrypoints.cli.main serve {shlex.quote(job.vllm_model)} \\',
+        f'    "$PYTHON" -m vllm.entrypoints.cli.main serve {shlex.quote(model.name_or_path)} \\',
         *[f"    {part} \\" for part in server[:-1]],
         f"    {server[-1]} &",
         "VLLM_PID=$!",
@@ -333,7 +298,7 @@ def _vllm_server(job: SlurmJob) -> list[str]:
         "# longer than TRL's own wait. A server that died stops the job at once.",
         f"deadline=$((SECONDS + {timeout}))",
         f'until "$PYTHON" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)" '
-        f'"http://$VLLM_NODE:{job.vllm_port}/health" 2>/dev/null; do',
+        f'"http://$VLLM_NODE:{port}/health" 2>/dev/null; do',
         '    if ! kill -0 "$VLLM_PID" 2>/dev/null; then',
         '        echo "error: the vLLM server exited before it was ready; see $GRPOLAB_RUN_DIR/logs/vllm.log" >&2',
         "        exit 1",
@@ -371,18 +336,13 @@ def _train_step(r: SlurmRequest) -> list[str]:
 
 
 def _option_lines(args: list[str]) -> list[str]:
-    """`--flag value` pairs one per line, quoted for bash."""
+    """`--flag value` pairs one per line, quoted for bash (but for the vLLM host: the node name found when the job
+    runs)."""
     lines: list[str] = []
     for arg in args:
+        quoted = f'"{arg}"' if arg == VLLM_HOST_OVERRIDE else shlex.quote(arg)
         if lines and arg and not arg.startswith("--") and lines[-1].startswith("--") and " " not in lines[-1]:
-            lines[-1] += " " + _quote_arg(arg)
+            lines[-1] += " " + quoted
         else:
-            lines.append(_quote_arg(arg))
+            lines.append(quoted)
     return lines
-
-
-def _quote_arg(arg: str) -> str:
-    """Quote for bash, except the vLLM host, which is the node name found when the job runs."""
-    if arg == VLLM_HOST_OVERRIDE:
-        return f'"{arg}"'
-    return shlex.quote(arg)
