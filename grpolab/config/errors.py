@@ -71,6 +71,11 @@ class ConfigError(ValueError):
         self.kind = kind
         super().__init__(self.render())
 
+    @classmethod
+    def of(cls, key: str, message: str, fix: str | None = None, origin: str | None = None, kind: str = INVALID_CONFIG):
+        """The common case, one problem: `raise ConfigError.of("data.dataset", "...", "set ...")`."""
+        return cls(Problem(key, message, fix, origin), kind)
+
     def render(self) -> str:
         if len(self.problems) == 1:
             return f"{self.kind}: {self.problems[0]}"

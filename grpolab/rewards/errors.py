@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-from grpolab.config import ConfigError, Problem
-
 
 class RewardFunctionError(RuntimeError):
     """A reward function raised or returned something unusable; says which and on what sample."""
-
-
-def config_error(key: str, message: str, fix: str | None = None) -> ConfigError:
-    """One problem with a `rewards:` entry, at `key`."""
-    return ConfigError(Problem(key, message, fix))
 
 
 def completion_text(completion) -> str:

@@ -12,7 +12,9 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from .errors import RewardFunctionError, config_error, show_sample
+from grpolab.config import ConfigError
+
+from .errors import RewardFunctionError, show_sample
 from .wrap import TRL_ARGS
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -25,7 +27,7 @@ class HttpReward:
         self.cfg, self.key, self.url, self._client = cfg, key, cfg.url, None
         missing = [env for env in cfg.headers_env.values() if env not in os.environ]
         if missing:
-            raise config_error(
+            raise ConfigError.of(
                 f"{key}.headers_env",
                 f"environment variable(s) {', '.join(missing)} not set (the HTTP reward's headers read them).",
                 f"export {missing[0]}=... before training, or set it in the config's `env:`",

@@ -10,7 +10,9 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .errors import RewardFunctionError, completion_text, config_error, show_sample
+from grpolab.config import ConfigError
+
+from .errors import RewardFunctionError, completion_text, show_sample
 from .wrap import TRL_ARGS
 
 ANSWER_FORMAT = {
@@ -39,12 +41,12 @@ class JudgeReward:
             path = Path(cfg.rubric_file)
             if not path.is_file():
                 fix = "give a path relative to the current directory"
-                raise config_error(f"{key}.rubric_file", f"rubric file `{path}` not found.", fix)
+                raise ConfigError.of(f"{key}.rubric_file", f"rubric file `{path}` not found.", fix)
             self.rubric = path.read_text()
         # A rubric naming {prompt} or {completion} is the whole message; any other is wrapped.
         self.templated = "{prompt}" in self.rubric or "{completion}" in self.rubric
         if cfg.api_key_env and cfg.api_key_env not in os.environ:
-            raise config_error(
+            raise ConfigError.of(
                 f"{key}.api_key_env",
                 f"environment variable {cfg.api_key_env} is not set (the judge's API key).",
                 f"export {cfg.api_key_env}=... before training, or remove `api_key_env` for a local server",
@@ -54,7 +56,7 @@ class JudgeReward:
         try:
             import openai
         except ImportError:
-            raise config_error(key, "the judge reward needs the openai client.", "pip install openai") from None
+            raise ConfigError.of(key, "the judge reward needs the openai client.", "pip install openai") from None
         self.openai = openai
         self.client = openai.OpenAI(
             base_url=cfg.base_url, api_key=api_key, timeout=cfg.timeout_s, max_retries=cfg.retries

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 
+from grpolab.config import ConfigError
 from grpolab.runtime import hardware, hub
 
-from .errors import RewardFunctionError, completion_text, config_error
+from .errors import RewardFunctionError, completion_text
 
 # Reward models loaded in this process, for the plan (extra memory the user should see).
 LOADED: list = []
@@ -46,7 +47,7 @@ class RewardModel:
             )
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise config_error(
+            raise ConfigError.of(
                 key,
                 f"could not load the reward model `{path}`: {first}",
                 "give a local folder with config.json, weights and tokenizer (save_pretrained), or a Hub id "

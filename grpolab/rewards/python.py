@@ -13,7 +13,6 @@ from grpolab.config import ConfigError
 from grpolab.config.errors import did_you_mean
 from grpolab.config.yaml_io import real_path
 
-from .errors import config_error
 from .wrap import TRL_ARGS
 
 
@@ -24,7 +23,7 @@ def import_object(spec: str, key: str, what: str = "reward"):
         if target.endswith(".py"):
             path = Path(target)
             if not path.is_file():
-                raise config_error(
+                raise ConfigError.of(
                     key, f"{what} file `{target}` not found.", "give a path relative to the current directory"
                 )
             module_name = f"grpolab_user_{path.stem}_{abs(hash(str(real_path(path))))}"
@@ -42,12 +41,12 @@ def import_object(spec: str, key: str, what: str = "reward"):
         raise
     except Exception as exc:  # the user's module failed to import: say which and why
         why = f"{what} `{spec}` could not be imported: {type(exc).__name__}: {exc}."
-        raise config_error(key, why, "check the module path and that it imports on its own") from None
+        raise ConfigError.of(key, why, "check the module path and that it imports on its own") from None
     obj = getattr(module, name, None)
     if obj is None:
         names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
         has = ", ".join(names) or "nothing"
-        raise config_error(key, f"`{target}` has no function `{name}` (for {what} `{spec}`); it has: {has}.")
+        raise ConfigError.of(key, f"`{target}` has no function `{name}` (for {what} `{spec}`); it has: {has}.")
     return obj
 
 
@@ -57,7 +56,7 @@ def load_python_reward(spec: str, key: str, kwargs: dict):
         return _trl_reward(spec, key, kwargs)
     func = import_object(spec, key)
     if not callable(func):
-        raise config_error(key, f"`{spec}` is a {type(func).__name__}, not a function.")
+        raise ConfigError.of(key, f"`{spec}` is a {type(func).__name__}, not a function.")
     return func, kwargs
 
 
@@ -66,17 +65,19 @@ def _trl_reward(spec: str, key: str, kwargs: dict):
     try:
         import trl.rewards as trl_rewards
     except ImportError as exc:
-        raise config_error(key, f"`{spec}` needs TRL: {exc}.", "pip install 'grpolab[train]'") from None
+        raise ConfigError.of(key, f"`{spec}` needs TRL: {exc}.", "pip install 'grpolab[train]'") from None
     names = [n for n in getattr(trl_rewards, "__all__", dir(trl_rewards)) if not n.startswith("_")]
     func = getattr(trl_rewards, name, None)
     if not callable(func):
-        raise config_error(key, f"TRL has no reward `{name}`; it has: {', '.join(names)}.{did_you_mean(name, names)}")
+        raise ConfigError.of(
+            key, f"TRL has no reward `{name}`; it has: {', '.join(names)}.{did_you_mean(name, names)}"
+        )
     if name.startswith("get_"):  # a factory: its arguments are the entry's kwargs
         try:
             return func(**kwargs), {}
         except TypeError as exc:
             where = f"{key.rpartition('.')[0]}.kwargs"
-            raise config_error(where, f"`{spec}`: {exc}.", f"its arguments: {inspect.signature(func)}") from None
+            raise ConfigError.of(where, f"`{spec}`: {exc}.", f"its arguments: {inspect.signature(func)}") from None
     return func, kwargs
 
 

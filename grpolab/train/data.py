@@ -9,7 +9,6 @@ from pathlib import Path
 from grpolab.config import ConfigError, Problem
 from grpolab.rewards.python import import_object
 from grpolab.runtime import hub
-from grpolab.train import config_error
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
@@ -37,7 +36,7 @@ def _load_source(source, config_name, split, n_rows, seed, builtin_rows, split_k
     key = f"{where}.dataset" if where == "data" else f"{where}.path"
     if source.startswith("builtin:"):
         if builtin_rows is None:
-            raise config_error(f"{where}.dataset", "built-in datasets are not available here.")
+            raise ConfigError.of(f"{where}.dataset", "built-in datasets are not available here.")
         rows = builtin_rows(source.partition(":")[2], split, n_rows, seed, key=split_key)
         dataset = datasets.Dataset.from_list(rows)
     elif Path(source).suffix.lower() in LOCAL_FORMATS or Path(source).is_file():
@@ -78,7 +77,7 @@ def load_mixture(data_cfg, seed: int, builtin_rows=None, needs: dict | None = No
         )
         have = ", ".join(ds.column_names)
         if "prompt" not in ds.column_names:
-            raise config_error(
+            raise ConfigError.of(
                 f"{where}.columns",
                 f"source `{name}` has no `prompt` column; it has: {have}.",
                 "map one, e.g. `columns: {question: prompt}`, or give it a `transform`",
@@ -86,7 +85,7 @@ def load_mixture(data_cfg, seed: int, builtin_rows=None, needs: dict | None = No
         for reward, needed in (needs or {}).items():
             absent = [c for c in needed if c not in ds.column_names and c != "source"]  # `source` is added here
             if absent:
-                raise config_error(
+                raise ConfigError.of(
                     f"{where}.columns",
                     f"reward `{reward}` reads column(s) {', '.join(absent)}, which source `{name}` lacks; "
                     f"it has: {have}.",
@@ -103,13 +102,13 @@ def load_mixture(data_cfg, seed: int, builtin_rows=None, needs: dict | None = No
         mixed = datasets.concatenate_datasets(parts)
     except Exception as exc:
         features = "; ".join(f"{n}: {dict(p.features)}" for n, p in zip(names, parts))
-        raise config_error(
+        raise ConfigError.of(
             "data.datasets",
             f"the sources do not combine ({type(exc).__name__}: {exc}); their columns: {features}.",
             "give every source the same column types (a `transform` can convert them)",
         ) from None
     if len(mixed) == 0:
-        raise config_error("data.datasets", "the mixture has no rows.", "raise a source's weight or max_samples")
+        raise ConfigError.of("data.datasets", "the mixture has no rows.", "raise a source's weight or max_samples")
     return mixed.shuffle(seed=seed), counts
 
 
@@ -150,7 +149,7 @@ def load_transform(spec: str, key: str):
 
     func = import_object(spec, key, "transform")
     if not callable(func):
-        raise config_error(key, f"transform `{spec}` is a {type(func).__name__}, not a function.")
+        raise ConfigError.of(key, f"transform `{spec}` is a {type(func).__name__}, not a function.")
     return func
 
 
@@ -171,13 +170,13 @@ def apply_transform(dataset, spec: str, key: str):
             shown = repr(dict(row))
             shown = shown if len(shown) < 300 else shown[:300] + "...}"
             why = f"transform `{spec}` raised {type(exc).__name__}: {exc} on row {index}: {shown}."
-            raise config_error(key, why) from None
+            raise ConfigError.of(key, why) from None
         if not isinstance(out, dict):
-            raise config_error(
+            raise ConfigError.of(
                 key, f"transform `{spec}` returned {type(out).__name__} for row {index}; it must return a dict."
             )
         if "prompt" not in out and "prompt" not in row:
-            raise config_error(
+            raise ConfigError.of(
                 key,
                 f"transform `{spec}` returned no `prompt` for row {index} (keys: {', '.join(out) or 'none'}).",
                 "return {'prompt': ..., <the columns the rewards read>: ...}",
@@ -201,24 +200,24 @@ def _load_local(source: str, split: str, data_cfg, key: str):
     second = other and Path(split).suffix.lower() in LOCAL_FORMATS
     if other and not second:
         # A local file has one split: naming another would score the training rows as held-out.
-        raise config_error(
+        raise ConfigError.of(
             "data.eval_split" if split == data_cfg.eval_split else "eval.split",
             f"`{split}` is not a split of the local file `{source}` (a file has one split) nor a data file.",
             "carve held-out rows with `data.test_size: 0.1`, or give the held-out file's path",
         )
     path = Path(split) if second else Path(source)
     if not path.is_file():
-        raise config_error(key, f"data file `{path}` not found.", "give a path relative to the current directory")
+        raise ConfigError.of(key, f"data file `{path}` not found.", "give a path relative to the current directory")
     _check_file_rows(path, key)
     builder = LOCAL_FORMATS.get(path.suffix.lower())
     if builder is None:
-        raise config_error(
+        raise ConfigError.of(
             "data.dataset", f"`{path.suffix}` files are not supported; use one of {', '.join(LOCAL_FORMATS)}."
         )
     try:
         return datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:
-        raise config_error(
+        raise ConfigError.of(
             "data.dataset",
             f"could not read `{path}` as {builder}: {type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}.",
@@ -238,14 +237,14 @@ def _load_hub(name: str, config_name: str | None, split: str, key: str):
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if folder:
             files = sorted(p.name for p in Path(name).iterdir())[:5]
-            raise config_error(
+            raise ConfigError.of(
                 key,
                 f"could not load the local folder `{name}` as a dataset (split `{split}`): {text}; "
                 f"it holds: {', '.join(files) or 'nothing'}.",
                 f"point `{key}` at a data file inside it (.jsonl/.json/.csv/.parquet), or give a folder "
                 "laid out like a Hub dataset (data files named by split, e.g. train.jsonl)",
             ) from None
-        raise config_error(
+        raise ConfigError.of(
             key,
             f"could not load Hub dataset `{name}` (split `{split}`): {text}.",
             "check the id and split; offline (HF_HUB_OFFLINE=1) only cached datasets load; "
@@ -256,7 +255,7 @@ def _load_hub(name: str, config_name: str | None, split: str, key: str):
 def _rename(dataset, columns: dict[str, str], key: str):
     missing = [src for src in columns if src not in dataset.column_names]
     if missing:
-        raise config_error(
+        raise ConfigError.of(
             key,
             f"source column(s) {', '.join(missing)} not in the dataset; it has: {', '.join(dataset.column_names)}.",
         )
@@ -273,7 +272,7 @@ def _check_file_rows(path: Path, key: str) -> None:
     (the datasets library says `StopIteration` or a pyarrow error instead)."""
     text = path.read_text(encoding="utf-8", errors="replace") if path.suffix.lower() != ".parquet" else None
     if path.stat().st_size == 0 or (text is not None and not text.strip()):
-        raise config_error(
+        raise ConfigError.of(
             key, f"data file `{path}` is empty (no rows).", 'add rows, e.g. {"prompt": "2+2=", "answer": "4"}'
         )
     if path.suffix.lower() != ".jsonl":
@@ -288,7 +287,7 @@ def _check_file_rows(path: Path, key: str) -> None:
         else:
             why = f"is a JSON {type(row).__name__}, not an object"
         if not isinstance(row, dict):
-            raise config_error(
+            raise ConfigError.of(
                 key,
                 f"`{path}` line {number} {why}.",
                 'one JSON object per line, e.g. {"prompt": "2+2=", "answer": "4"}',
@@ -300,7 +299,7 @@ def check_columns(dataset, reward_needs: dict[str, list[str]], source: str = "th
     """`prompt` plus every column a reward reads must be there, named with what exists; the data
     has rows, and every prompt is text or a list of chat messages (row and column named)."""
     if len(dataset) == 0:
-        raise config_error("data.dataset", f"{source} has no rows.", "give a dataset with rows")
+        raise ConfigError.of("data.dataset", f"{source} has no rows.", "give a dataset with rows")
     have = dataset.column_names
     problems = []
     if "prompt" not in have:
@@ -344,7 +343,7 @@ def format_prompts(dataset, tokenizer, system_prompt: str | None):
     prompts need the tokenizer's chat template."""
     conversational = isinstance(dataset[0]["prompt"], list)
     if (conversational or system_prompt) and not getattr(tokenizer, "chat_template", None):
-        raise config_error(
+        raise ConfigError.of(
             "data.system_prompt" if system_prompt else "data.dataset",
             f"{'chat-message prompts' if conversational else '`data.system_prompt`'} need a tokenizer with a "
             "chat template; this model's tokenizer has none.",
@@ -372,7 +371,7 @@ def drop_too_long(
     keep = [i for i, n in enumerate(lengths) if n + max_completion_length <= context]
     if not keep:
         room = context - min(lengths)  # completion tokens the shortest prompt leaves
-        raise config_error(
+        raise ConfigError.of(
             length_key,
             f"no {'held-out ' if length_key.startswith('eval.') else ''}prompt fits: the shortest prompt has "
             f"{min(lengths)} tokens, + {max_completion_length} completion tokens > the model's context of {context}.",
@@ -389,7 +388,7 @@ def carve_eval(dataset, test_size, seed: int):
     n = len(dataset)
     count = test_size if isinstance(test_size, int) else round(test_size * n)
     if count < 1 or count >= n:
-        raise config_error(
+        raise ConfigError.of(
             "data.test_size",
             f"{test_size} leaves {'no eval rows' if count < 1 else 'no training rows'} of the {n} training prompts.",
             f"set `data.test_size` to a fraction in (0, 1) or a count below {n}",

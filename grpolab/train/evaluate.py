@@ -12,13 +12,13 @@ import math
 import time
 from dataclasses import dataclass
 
+from grpolab.config import ConfigError
 from grpolab.rewards.build import build_rewards
 from grpolab.rewards.builtin import numeric_match
 from grpolab.rewards.errors import completion_text
 from grpolab.run.metrics import lower_is_better
 from grpolab.sampling import sampler
 from grpolab.sampling.sampler import Sampling
-from grpolab.train import config_error
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -97,7 +97,7 @@ def make_evaluator(cfg, rows, tokenizer, reward_funcs) -> Evaluator:
         reward_funcs, needs = build_rewards(e.rewards, max_new)
         missing = sorted({c for cols in needs.values() for c in cols} - set(rows[0]))
         if missing:
-            raise config_error(
+            raise ConfigError.of(
                 "eval.rewards",
                 f"read column(s) {', '.join(missing)}, which the held-out rows lack; they have: {', '.join(rows[0])}.",
                 f"map one with `data.columns: {{<column>: {missing[0]}}}`",

@@ -9,12 +9,11 @@ import io
 import tempfile
 from pathlib import Path
 
-from grpolab.config import GRPOConfigLoader
+from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import derive
 from grpolab.config.schema import GUARD_KINDS
 from grpolab.guard.forecast import Forecast
 from grpolab.run.record import RunInfo
-from grpolab.train import config_error
 from grpolab.train.pipeline import train
 from grpolab.train.request import TrainRequest
 
@@ -36,7 +35,7 @@ def forecast_config(config: str, overrides: tuple[str, ...] = (), model: str | N
     cfg = loader.config
     if not cfg.guard.forecast_after:
         why = "is 0 (no forecast), so --forecast has no steps to time."
-        raise config_error("guard.forecast_after", why, "pass --set guard.forecast_after=10", config)
+        raise ConfigError.of("guard.forecast_after", why, "pass --set guard.forecast_after=10", config)
     # A run shorter than the steps to time is timed whole (at least 2 steps: step 1 is the warm-up).
     steps = cfg.guard.forecast_after
     if cfg.training.max_steps > 0:
@@ -55,7 +54,7 @@ def forecast_config(config: str, overrides: tuple[str, ...] = (), model: str | N
         info = next((RunInfo.load(p) for p in Path(tmp).iterdir() if p.is_dir()), RunInfo())
         timed = info.forecast
         if code != 0 or not timed:
-            raise config_error("", f"the timed steps did not run (exit {code})", None, config)
+            raise ConfigError.of("", f"the timed steps did not run (exit {code})", None, config)
     rows = (info.dataset or {}).get("rows")  # the real run's step count may follow from the data
     total = derive(cfg, world, rows).total_optimizer_steps
     measured = Forecast(**{k: v for k, v in timed.items() if k != "gpu_hours"})

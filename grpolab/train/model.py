@@ -10,7 +10,6 @@ from grpolab.config import ConfigError
 from grpolab.config.errors import MODEL_NOT_LOADED
 from grpolab.config.yaml_io import real_path
 from grpolab.runtime import hub
-from grpolab.train import config_error
 
 
 def load_error(name: str, exc: Exception) -> ConfigError:
@@ -23,7 +22,7 @@ def load_error(name: str, exc: Exception) -> ConfigError:
             else f"no model folder at `{name}` (resolved to {real_path(local)})."
         )
         fix = "point --model at a folder with config.json and the weights (as written by save_pretrained)"
-        return config_error("model.name_or_path", why, fix, kind=MODEL_NOT_LOADED)
+        return ConfigError.of("model.name_or_path", why, fix, kind=MODEL_NOT_LOADED)
     if hub.offline():
         why = "the Hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache"
         fix = (
@@ -36,7 +35,7 @@ def load_error(name: str, exc: Exception) -> ConfigError:
             "check the id (owner/name) and model.revision, log in for a gated model "
             "(`hf auth login`), or pass a local path"
         )
-    return config_error(
+    return ConfigError.of(
         "model.name_or_path", f"could not load model `{name}`: {why} ({first}).", fix, kind=MODEL_NOT_LOADED
     )
 
@@ -47,7 +46,7 @@ def check_model_options(cfg, name: str) -> None:
     coef = (cfg.grpo.model_extra or {}).get("router_aux_loss_coef")
     config = hub.model_config(name, cfg.model.revision) if coef else {}
     if config and "output_router_logits" not in config:  # what TRL asks of a Mixture-of-Experts config
-        raise config_error(
+        raise ConfigError.of(
             "grpo.router_aux_loss_coef",
             f"is {coef}, but `{name}` is not a Mixture-of-Experts model (its config.json has no "
             "`output_router_logits`), so there is no router loss to weigh",
@@ -64,7 +63,7 @@ def load_tokenizer(name: str, model_cfg):
 
     folder = Path(name).expanduser()
     if folder.is_dir() and not any((folder / f).is_file() for f in TOKENIZER_FILES):
-        raise config_error(
+        raise ConfigError.of(
             "model.name_or_path",
             f"`{name}` has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}).",
             "save the tokenizer next to the weights (`tokenizer.save_pretrained(folder)`)",
@@ -110,7 +109,7 @@ def check_quantization(model_cfg, device: str) -> None:
         return
     width = "4-bit" if q.load_in_4bit else "8-bit"
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise config_error(
+        raise ConfigError.of(
             "model.quantization",
             f"{width} loading needs bitsandbytes, which is not installed.",
             "pip install bitsandbytes (CUDA GPUs; recent releases run on CPU too), or remove `model.quantization`",
@@ -118,7 +117,7 @@ def check_quantization(model_cfg, device: str) -> None:
     if device == "cpu" and importlib.util.find_spec("bitsandbytes.backends.cpu") is None:
         import bitsandbytes
 
-        raise config_error(
+        raise ConfigError.of(
             "model.quantization",
             f"{width} loading on this machine needs a CUDA GPU: no GPU is visible and bitsandbytes "
             f"{getattr(bitsandbytes, '__version__', '?')} has no CPU backend.",

@@ -10,6 +10,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grpolab.config import ConfigError
 from grpolab.config.derive import derive
 from grpolab.config.yaml_io import write_atomic
 from grpolab.rewards.build import build_rewards
@@ -17,7 +18,6 @@ from grpolab.runtime import hardware
 from grpolab.runtime.resolve import resolve
 from grpolab.sampling import sampler
 from grpolab.sampling.sampler import Sampling
-from grpolab.train import config_error
 from grpolab.train import model as models
 from grpolab.train.setup import model_path, training_data
 
@@ -167,12 +167,12 @@ def write_filtered(report: ProbeReport, out, *, force: bool = False, config: str
     the config lines that train on it."""
     path = Path(out)
     if path.suffix.lower() != ".jsonl":
-        raise config_error(
+        raise ConfigError.of(
             "", "write the filtered prompts as a .jsonl file.", f"use {path.with_suffix('.jsonl')}", str(path)
         )
     kept = [p.row for p in report.prompts if 0 < p.pass_rate < 1]
     if not kept:
-        raise config_error(
+        raise ConfigError.of(
             "",
             f"no prompt has a pass rate strictly between 0 and 1 (of {len(report.prompts)} probed); nothing written.",
             "probe more prompts (--prompts), or raise generation.temperature / grpo.num_generations",

@@ -9,13 +9,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from grpolab.config import ConfigError
 from grpolab.config.derive import Derived
 from grpolab.run import metrics, provenance
 from grpolab.run import run_dir as run_dirs
 from grpolab.run.exit_codes import EXIT_FAILED, EXIT_SIGNAL
 from grpolab.run.record import RunInfo, now
 from grpolab.run.run_dir import WriteFailed, record_rank_error, release_lock, write_failed
-from grpolab.train import config_error
 from grpolab.train.resume import checkpoint_step, last_checkpoint
 
 
@@ -87,7 +87,7 @@ def _refuse_another_runs_record(path: Path, loader) -> None:
     same = info.config_sha256 == run_dirs.config_sha256(loader.to_dict())
     if info.status == "finished" or not same or holder:
         why = f"it is in use ({holder})" if holder else f"status {info.status}" + ("" if same else ", another config")
-        raise config_error(
+        raise ConfigError.of(
             "",
             f"`{path}` already holds the record of run {info.run_name} ({why}); a run directory belongs to one run.",
             f"unset {run_dirs.RUN_DIR_ENV} to start a new run, or --resume {path} to continue that one",

@@ -15,7 +15,6 @@ from grpolab.config.yaml_io import real_path
 from grpolab.run import metrics
 from grpolab.run.record import RunInfo, Summary, TrainerState
 from grpolab.run.run_dir import live_lock
-from grpolab.train import config_error
 
 
 def resume_config(request) -> GRPOConfigLoader:
@@ -23,7 +22,7 @@ def resume_config(request) -> GRPOConfigLoader:
     run_dir = Path(request.resume)
     resolved = run_dir / "resolved_config.yaml"
     if not resolved.is_file():
-        raise config_error(
+        raise ConfigError.of(
             "",
             f"`{run_dir}` is not a run directory (no resolved_config.yaml).",
             "pass a folder created by a previous run",
@@ -45,7 +44,7 @@ def resume_config(request) -> GRPOConfigLoader:
     differ = [row for row in diff(saved.to_dict(), requested.to_dict()) if row[0] not in EXTENDS]
     if differ:
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in differ[:5])
-        raise config_error(
+        raise ConfigError.of(
             "",
             f"the config given differs from the run's ({shown}).",
             "drop --config/--set to resume as it was, or add --force to resume with the new values",
@@ -150,7 +149,7 @@ def last_checkpoint(run_dir: Path) -> str:
     folders = _checkpoints(run_dir)
     if not folders:
         why = f"`{run_dir}` has no checkpoint-N folder to resume from."
-        raise config_error("", why, "start a new run instead", "--resume", kind=NO_CHECKPOINT)
+        raise ConfigError.of("", why, "start a new run instead", "--resume", kind=NO_CHECKPOINT)
     for folder in folders:
         why = incomplete(folder)
         if why is None:
@@ -158,7 +157,7 @@ def last_checkpoint(run_dir: Path) -> str:
             return str(folder)
         print(f"note: skipping {folder.name}: {why} (a save cut short)")
     why = f"no complete checkpoint in `{run_dir}`: every checkpoint-N is cut short."
-    raise config_error("", why, "start a new run instead", "--resume", kind=NO_CHECKPOINT)
+    raise ConfigError.of("", why, "start a new run instead", "--resume", kind=NO_CHECKPOINT)
 
 
 def incomplete(folder: Path) -> str | None:
@@ -186,7 +185,7 @@ def check_resumable(request, resolved) -> None:
     one silently changes the effective and generation batches, and a sharded checkpoint would not load)."""
     holder = live_lock(Path(request.resume))
     if holder:
-        raise config_error(
+        raise ConfigError.of(
             "",
             f"the run is still training ({holder}); two trainers would write one directory.",
             "wait for it to end or stop it, then resume",
@@ -195,7 +194,7 @@ def check_resumable(request, resolved) -> None:
     before = RunInfo.load(request.resume).world_size
     if not before or before == resolved.world_size or request.force:
         return
-    raise config_error(
+    raise ConfigError.of(
         "",
         f"the run trained on {before} process(es), and this start has {resolved.world_size}: the effective "
         "batch would change, and a sharded checkpoint would not load.",

@@ -26,7 +26,6 @@ from grpolab.runtime import dist as dists
 from grpolab.runtime import hardware
 from grpolab.runtime.resolve import Resolved, resolve
 from grpolab.runtime.trl_args import to_trl_kwargs
-from grpolab.train import config_error
 from grpolab.train import data as datas
 from grpolab.train import model as models
 from grpolab.train.resume import resume_config
@@ -86,7 +85,7 @@ def resolve_runtime(cfg, dist) -> Resolved:
     pinned = pin_one_gpu(cfg, dist)
     resolved = resolve(cfg, hardware.probe(), dist)
     if resolved.world_size == 1 and resolved.visible_gpus > 1 and resolved.launcher == "this process":
-        raise config_error(
+        raise ConfigError.of(
             "cluster.num_processes",
             f"is 1, and {resolved.visible_gpus} GPUs are visible: TRL refuses to spread one process over them.",
             "set CUDA_VISIBLE_DEVICES=0 for one GPU, or `--mode cluster` to train on all of them",
@@ -97,7 +96,7 @@ def resolve_runtime(cfg, dist) -> Resolved:
         print(f"note: {note}")
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and resolved.device == "cpu":
         # accelerate would quietly train plain DDP: FSDP has no CPU path there.
-        raise config_error(
+        raise ConfigError.of(
             "cluster.backend",
             "is FSDP (from the accelerate config), but accelerate runs FSDP on GPUs only; this run is on CPU.",
             "use an accelerate config with DDP or DeepSpeed for CPU ranks",
@@ -233,7 +232,7 @@ def training_data(cfg, tokenizer, model, reward_needs, eval_reward_needs=None) -
     if eval_set is not None:
         eval_rows = [{k: v for k, v in r.items() if k != "source"} for r in datas.head(eval_set, e.max_prompts)]
         if not eval_rows:
-            raise config_error(
+            raise ConfigError.of(
                 "eval.split" if e.split else "data.test_size",
                 "leaves no held-out prompts after filtering.",
                 "use a split with rows that fit the context, or a larger data.test_size",

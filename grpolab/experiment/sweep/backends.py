@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from grpolab.config import ConfigError, Problem
+from grpolab.config import ConfigError
 from grpolab.run.run_dir import CONFIG_SHA_ENV, RUN_DIR_ENV
 from grpolab.runtime.hardware import core_ids, probe
 
@@ -48,7 +48,7 @@ def child_env(added: dict[str, str]) -> dict[str, str]:
 
 
 def _refuse(key: str, message: str, fix: str | None = None) -> ConfigError:
-    return ConfigError(Problem(key, message, fix, "sweep"))
+    return ConfigError.of(key, message, fix, "sweep")
 
 
 def exit_code_of(code: int) -> int:
