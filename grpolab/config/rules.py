@@ -207,7 +207,13 @@ OPTIMIZER_PACKAGES = {
     "torchdistx": ("adamw_anyprecision",),
     "bitsandbytes": ("adamw_bnb", "adamw_8bit", "paged_", "ademamix", "lion_", "rmsprop_bnb"),
 }
+# The packages transformers' callback for each `logging.report_to` tracker imports (any one will do).
+TRACKER_PACKAGES = {
+    **{name: (name,) for name in ("wandb", "mlflow", "trackio", "comet_ml", "clearml", "dvclive", "swanlab")},
+    "tensorboard": ("tensorboard", "tensorboardX"),
+}
 PIP_NAMES = {
+    "comet_ml": "comet-ml",
     "galore_torch": "galore-torch",
     "apollo_torch": "apollo-torch",
     "lomo_optim": "lomo-optim",
@@ -348,6 +354,12 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
     if package is not None and importlib.util.find_spec(package) is None:
         fix = f"`training.optim: adamw_torch`, or `pip install {PIP_NAMES.get(package, package)}`"
         add("training.optim", f"`{optim}` needs the {package} package, which is not installed here.", fix)
+    for tracker in cfg.logging.report_to:  # transformers' callback for it fails when the trainer is built
+        packages = TRACKER_PACKAGES.get(tracker, ())
+        if packages and not any(importlib.util.find_spec(name) for name in packages):
+            rest = ", ".join(t for t in cfg.logging.report_to if t != tracker) or "none"
+            fix = f"`logging.report_to: [{rest}]`, or `pip install {PIP_NAMES.get(packages[0], packages[0])}`"
+            add("logging.report_to", f"`{tracker}` logs through the {packages[0]} package, not installed here.", fix)
 
     # Options of the distributed engines (strings transformers parses into enums).
     fsdp = tx.get("fsdp")
