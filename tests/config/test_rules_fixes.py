@@ -198,6 +198,7 @@ RULES = {
     "persistent_workers": {"training": {"dataloader_persistent_workers": True}},
     "save_strategy_best": {"training": {"save_strategy": "best"}},
     "optimizer_package": {"training": {"optim": "adamw_anyprecision"}},
+    "tracker_package": {"logging": {"report_to": ["tensorboard", "dvclive"]}},  # dvclive: not in the lock
     "push_offline": {"training": {"push_to_hub": True}, "env": {"HF_HUB_OFFLINE": "1"}},
     "max_steps_zero": {"training": {"max_steps": 0}},
     "max_samples": {"training": {"per_device_train_batch_size": 16}, "data": {"max_samples": 1}},
