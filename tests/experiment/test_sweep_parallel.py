@@ -367,7 +367,8 @@ def test_a_guard_stop_is_a_trial_result_and_optuna_prunes_it(workdir, monkeypatc
 @pytest.mark.slow
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPU cores")
 def test_real_parallel_sweep_of_the_tiny_model(tiny_gpt2, tmp_path, monkeypatch, capsys, subprocess_env):
-    """Two trials of the tiny model at once, each `python -m grpolab train` on its own core."""
+    """Two trials of the tiny model at once, each `python -m grpolab train` on its own core: the runs,
+    their records and configs, and the sweep's table and plot."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYTHONPATH", subprocess_env["PYTHONPATH"])
     (tmp_path / "configs").mkdir()
@@ -408,4 +409,8 @@ def test_real_parallel_sweep_of_the_tiny_model(tiny_gpt2, tmp_path, monkeypatch,
         assert info["status"] == "finished" and info["global_step"] == 2 and info["run_name"] == run.name
         assert info["threads_per_process"] == 1  # `auto` threads follow the core it was pinned to
         assert (run / "model").is_dir() and (run / "output.log").is_file()
-    assert "sweep par: 2 trials, 2 finished" in out and list((tmp_path / "results").glob("sweep_par_*.png"))
+        assert info["config_file"] == f"configs/{run.name.rsplit('_', 1)[0]}.yaml"  # 1e-2 is written 0.01
+        assert "group: par" in (run / "resolved_config.yaml").read_text()  # logging.group
+    table = out[out.index("sweep par: 2 trials, 2 finished") :]
+    assert "training.learning_rate" in table and all(run.name in table for run in runs)
+    assert "1.0e-4" in table and "0.01" in table and list((tmp_path / "results").glob("sweep_par_*.png"))
