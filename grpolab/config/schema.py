@@ -156,8 +156,7 @@ class DataSource(Section):
     system_prompt: str | None = Field(None, description="system message for this source's prompts")
     max_samples: int | None = Field(None, ge=1, description="rows taken from this source before weighting")
     transform: ImportPath | None = Field(
-        None,
-        description="module:function or file.py:function mapping a row to `prompt` plus the columns rewards read",
+        None, description="module:function or file.py:function mapping a row to `prompt` plus the columns rewards read"
     )
 
 
@@ -183,8 +182,7 @@ class DataConfig(Section):
     system_prompt: str | None = Field(None, description="system message for chat prompts (needs a chat template)")
     max_samples: int | None = Field(None, ge=1, description="use at most this many training rows")
     transform: ImportPath | None = Field(
-        None,
-        description="module:function or file.py:function mapping a row to `prompt` plus the columns rewards read",
+        None, description="module:function or file.py:function mapping a row to `prompt` plus the columns rewards read"
     )
     datasets: list[DataSource] | None = Field(
         None,
