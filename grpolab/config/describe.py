@@ -141,10 +141,9 @@ def key_info(key: str) -> KeyInfo:
         known = [k for k, _ in all_keys()]
         if node is not None:
             inner = [k for k in known if k.startswith(canonical + ".")]
-            raise ConfigError(Problem(key, f"is a section; its keys: {', '.join(inner)}.", None, None))
-        raise ConfigError(
-            Problem(key, f"no such key.{did_you_mean(canonical, known)}", "list the keys with `grpolab config keys`")
-        )
+            raise ConfigError.of(key, f"is a section; its keys: {', '.join(inner)}.")
+        fix = "list the keys with `grpolab config keys`"
+        raise ConfigError.of(key, f"no such key.{did_you_mean(canonical, known)}", fix)
     section, _, name = key.partition(".")
     pass_through = section in ("training", "grpo") and name in trl_fields()[section]
     rec = RECOMMENDED.get(key)

@@ -18,15 +18,9 @@ from .trl_snapshot import trl_fields
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_NAME = "grpolab.schema.json"
-_JSON_TYPE = {
-    "bool": "boolean",
-    "int": "integer",
-    "float": "number",
-    "str": "string",
-    "dict": "object",
-    "list": "array",
-    "null": "null",
-}
+_JSON_TYPE = dict(
+    bool="boolean", int="integer", float="number", str="string", dict="object", list="array", null="null"
+)
 BASE_DESCRIPTION = (
     "another config file this one layers over (relative to this file; it may have a base of its own); "
     "`preset:NAME` names a shipped preset"

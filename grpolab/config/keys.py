@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import re
 
-from .errors import ConfigError, Problem
+from .errors import ConfigError
 
 _PART = re.compile(r"^([A-Za-z_][\w-]*)(?:\[(\d+)\])?$")
 
@@ -37,9 +37,8 @@ def split_key(key: str, origin: str | None = None) -> list[str | int]:
     for piece in key.split("."):
         match = _PART.match(piece)
         if not match:
-            raise ConfigError(
-                Problem(key, "is not a dotted key like `training.learning_rate` or `rewards[0].weight`.", None, origin)
-            )
+            what = "is not a dotted key like `training.learning_rate` or `rewards[0].weight`."
+            raise ConfigError.of(key, what, origin=origin)
         parts.append(match.group(1))
         if match.group(2) is not None:
             parts.append(int(match.group(2)))
@@ -82,9 +81,9 @@ def set_path(data: dict, parts, value, key: str | None = None, origin: str | Non
     for i, part in enumerate(parts):
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
-                raise ConfigError(Problem(key, f"index {part} is out of range.", None, origin))
+                raise ConfigError.of(key, f"index {part} is out of range.", origin=origin)
         elif not isinstance(node, dict):
-            raise ConfigError(Problem(key, f"`{join_key(parts[:i])}` is not a section.", None, origin))
+            raise ConfigError.of(key, f"`{join_key(parts[:i])}` is not a section.", origin=origin)
         if i == len(parts) - 1:
             node[part] = value
         else:

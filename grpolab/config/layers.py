@@ -110,10 +110,8 @@ def load_chain(path=None, data: dict | None = None, label: str = "from_dict", fo
         if real in seen:
             problem = f"the base chain loops: {shown}.", "remove `base:` from one of them"
         elif not target.exists():
-            problem = (
-                f"`{child.base}` not found{'' if str(target) == child.base else f' ({target})'}; chain: {shown}.",
-                fix,
-            )
+            full = "" if str(target) == child.base else f" ({target})"
+            problem = f"`{child.base}` not found{full}; chain: {shown}.", fix
         elif target.is_dir():
             problem = f"`{child.base}` is a directory; chain: {shown}.", fix
         elif target.suffix not in (".yaml", ".yml"):

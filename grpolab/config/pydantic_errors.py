@@ -97,10 +97,7 @@ def _child(annotation, part):
 def unknown_key(parts: list, origin_of, root: type[BaseModel] = GRPOLabConfig) -> Problem:
     """The problem for a key the schema does not have, with the likeliest fix."""
     key, name = join_key(parts), parts[-1]
-    where = origin_of(key)
-
-    def problem(message: str, fix: str | None = None) -> Problem:
-        return Problem(key, message, fix, where)
+    problem = lambda message, fix=None: Problem(key, message, fix, origin_of(key))
 
     if root is not GRPOLabConfig:
         model = _model_at(parts[:-1], root)

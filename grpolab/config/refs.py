@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 
-from .errors import ConfigError, Problem, did_you_mean
+from .errors import ConfigError, did_you_mean
 from .keys import MISSING, flatten, get_path, join_key, split_key
 from .yaml_io import inline_yaml, parse_scalar
 
@@ -54,9 +54,7 @@ def resolve_references(data: dict, origin_of, default_of=lambda key: MISSING) ->
 
     def value(ref: str, key: str, stack: list[str], whole: bool):
         where = origin_of(key)
-
-        def problem(message: str, fix: str | None = None) -> ConfigError:
-            return ConfigError(Problem(key, message, fix, where))
+        problem = lambda message, fix=None: ConfigError.of(key, message, fix, where)
 
         if ref.startswith("env:"):
             name, sep, default = ref[len("env:") :].partition(",")

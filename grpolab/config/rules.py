@@ -178,15 +178,7 @@ def world_size_warnings(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
 # ----------------------------------------------------------------------------- pass-through fields
 # transformers' TrainingArguments.__post_init__, TRL's GRPOConfig.__post_init__ and GRPOTrainer's
 # init reject these values; they are found here, before the run directory exists.
-FSDP_OPTIONS = (
-    "full_shard",
-    "shard_grad_op",
-    "no_shard",
-    "hybrid_shard",
-    "hybrid_shard_zero2",
-    "offload",
-    "auto_wrap",
-)
+FSDP_OPTIONS = tuple("full_shard shard_grad_op no_shard hybrid_shard hybrid_shard_zero2 offload auto_wrap".split())
 # Set by the launcher for each rank: one inherited from `env:` makes a single process wait for
 # ranks that never come, or a rank write another run's directory.
 LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK")
@@ -208,10 +200,8 @@ OPTIMIZER_PACKAGES = {
     "bitsandbytes": ("adamw_bnb", "adamw_8bit", "paged_", "ademamix", "lion_", "rmsprop_bnb"),
 }
 PIP_NAMES = {
-    "galore_torch": "galore-torch",
-    "apollo_torch": "apollo-torch",
-    "lomo_optim": "lomo-optim",
     "optimi": "torch-optimi",
+    **{name: name.replace("_", "-") for name in ("galore_torch", "apollo_torch", "lomo_optim")},
 }
 
 

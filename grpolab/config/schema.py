@@ -36,16 +36,8 @@ from .errors import did_you_mean, shown
 from .trl_snapshot import trl_fields
 
 BUILTIN_REWARDS = (
-    "exact_match",
-    "numeric_match",
-    "format",
-    "length_penalty",
-    "math_verify",
-    "tag_count",
-    "reasoning_steps",
-    "repetition_penalty",
-    "cosine_length",
-    "kimi_length",
+    *("exact_match", "numeric_match", "format", "length_penalty", "math_verify", "tag_count", "reasoning_steps"),
+    *("repetition_penalty", "cosine_length", "kimi_length"),
 )
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 REPORT_TO = ("wandb", "tensorboard", "mlflow", "trackio", "comet_ml", "clearml", "dvclive", "swanlab", "none", "all")

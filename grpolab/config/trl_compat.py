@@ -78,6 +78,5 @@ def field_problems(
 
 def check_installed(kwargs: Iterable[str]) -> None:
     """Raise a ConfigError (exit 2) when the installed TRL/transformers lack a field grpolab passes."""
-    problems = field_problems(kwargs)
-    if problems:
+    if problems := field_problems(kwargs):
         raise ConfigError(problems, kind=INCOMPATIBLE)
