@@ -60,7 +60,7 @@ def _layer(data: dict, label: str, path: Path | None, tree) -> Layer:
     if base is not None and not isinstance(base, str):
         where = Origins._at(Layer(data, label, path, tree), ["base"])
         what = f"must be a path to a config file, got {base!r}."
-        raise ConfigError(Problem("base", what, "write `base: other_config.yaml`", where))
+        raise ConfigError.of("base", what, "write `base: other_config.yaml`", where)
     for section in SECTIONS:
         if section in data and data[section] is None:
             data[section] = {}  # `training:` with every key commented out sets nothing
@@ -117,7 +117,7 @@ def load_chain(path=None, data: dict | None = None, label: str = "from_dict", fo
         elif target.suffix not in (".yaml", ".yml"):
             problem = f"`{child.base}` is not a YAML config file (.yaml); chain: {shown}.", fix
         if problem:
-            raise ConfigError(Problem("base", *problem, Origins._at(child, ["base"])))
+            raise ConfigError.of("base", *problem, Origins._at(child, ["base"]))
         is_preset = real.parent == preset_dir().resolve()
         try:
             layer = load_layer(target, f"preset {target.name}" if is_preset else str(target))
@@ -141,7 +141,7 @@ def chain_mode(chain: list[Layer]) -> str | None:
             names = " -> ".join(layer.label for layer in reversed(chain))
             what = f"`{top}` here, but its base {layer.label} has mode `{mode}` (chain: {names})."
             fix = f"use a base of mode {top}, or set `mode: {mode}` here"
-            raise ConfigError(Problem("mode", what, fix, Origins._at(setting[0], ["mode"])))
+            raise ConfigError.of("mode", what, fix, Origins._at(setting[0], ["mode"]))
     return setting[0].data["mode"] if setting else None
 
 
@@ -286,6 +286,6 @@ def parse_assignments(items, origin: str = "--set") -> list[tuple[str, object]]:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             fix = "write e.g. `--set training.learning_rate=1e-4`"
-            raise ConfigError(Problem("", f"`{item}` is not of the form KEY=VALUE.", fix, origin))
+            raise ConfigError.of("", f"`{item}` is not of the form KEY=VALUE.", fix, origin)
         parsed.append((key.strip(), parse_scalar(text, f"{origin} {key.strip()}")))
     return parsed
