@@ -120,15 +120,11 @@ def build_snapshot() -> dict:
             kinds, choices = _kinds(hints.get(field.name, field.type))
             if not choices and ("str" in kinds or "list" in kinds):
                 choices = _documented_choices(field, names)
-            entry = {"kinds": kinds, "default": _default(field)}
-            if choices:
-                entry["choices"] = choices
-            if field.name in getattr(cls, "_VALID_DICT_FIELDS", ()):
-                entry["json"] = True
+            # `help` is TRL's own description: the JSON Schema and `config keys` show it.
             help_text = " ".join(str(field.metadata.get("help") or "").split())
-            if help_text:
-                entry["help"] = help_text  # TRL's own description: the JSON Schema and `config keys` show it
-            out[field.name] = entry
+            is_json = field.name in getattr(cls, "_VALID_DICT_FIELDS", ())
+            extra = {"choices": choices, "json": is_json, "help": help_text}
+            out[field.name] = {"kinds": kinds, "default": _default(field), **{k: v for k, v in extra.items() if v}}
         return out
 
     grpo = describe(trl.GRPOConfig)
