@@ -1,7 +1,5 @@
-"""Derived quantities of a resolved config: what `grpolab config explain` prints, what the training
-plan and run record show, and what the memory plan and doctor reason from. Formulas follow TRL's
-GRPOConfig, RepeatSampler and GRPOTrainer; each rule is written once, here, and read as a field of
-`Derived` (never re-derived from the config by another module)."""
+"""Derived quantities of a resolved config (config explain, the plan and run record, memory plan, doctor).
+Formulas follow TRL's GRPOConfig, RepeatSampler and GRPOTrainer, each written once here as a field of `Derived`."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""What each key is, in words: one source for the JSON Schema, `config explain --key`, `config
-keys` and the presets' comments.
-
-A key's words are its `description` in schema.py (TRL's help text for a pass-through field). A
-preset's comment on a key is that description, then optionally `; NOTE` or ` (NOTE)` on why the preset
-chose its value; `sync_comments` rewrites a preset that way.
-
-    python -m grpolab.config.describe   # rewrite the presets' comments from the schema
-"""
+"""What each key is, in words (its schema `description`, or TRL's help text): one source for the JSON Schema,
+`config explain --key`, `config keys` and the presets' comments, which read `description[; NOTE]` or
+`description (NOTE)`. `python -m grpolab.config.describe` rewrites the presets' comments from the schema."""
 
 from __future__ import annotations
 

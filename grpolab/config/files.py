@@ -1,7 +1,5 @@
-"""Config files made from other configs: `config new` (base: plus changed keys), `config minimize`
-(a full copy back to base: plus its differences), `config ls` / `config cp` (the shipped
-presets), and `config show --origins`. Every file is checked to load, and to resolve to the
-config it stands for, before anything is written."""
+"""Config files made from other configs: `config new`, `config minimize`, `config ls` / `config cp` (the
+shipped presets) and `config show --origins`. Every file is checked to load as the config it stands for first."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""The JSON Schema (draft 2020-12) of a grpolab config, for editors and other tools.
-
-The schema of schema.closed_model(), which validation runs through, so editors and `config validate`
-agree; pass-through TRL fields carry TRL's help text. Every non-string value may also be a `${...}`
-reference (refs.py). The rules across fields (rules.py) are not in it.
-
-    grpolab config schema -o configs/grpolab.schema.json --force   # regenerate the shipped copy
-"""
+"""The JSON Schema (draft 2020-12) of schema.closed_model(), so editors and `config validate` agree; TRL
+fields carry TRL's help, any non-string value may be a `${...}` reference, cross-field rules are not in it.
+Regenerate: `grpolab config schema -o configs/grpolab.schema.json --force`."""
 
 from __future__ import annotations
 

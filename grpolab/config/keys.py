@@ -1,9 +1,5 @@
-"""Dotted keys: the one place that splits, reads, writes, flattens and compares them.
-
-A key names a leaf or a section of a config: `training.learning_rate`, `rewards[0].weight`.
-`flatten` and `diff` name keys the same way, so every command that lists keys (config diff,
-compare, resume's difference check) prints the same names for the same change.
-"""
+"""Dotted keys (`training.learning_rate`, `rewards[0].weight`): the one place that splits, reads, writes,
+flattens and compares them, so every command that lists keys (config diff, compare, resume) names a change alike."""
 
 from __future__ import annotations
 

@@ -1,14 +1,9 @@
 """Layers and origins: the files a config is built from, and where each value came from.
 
-Precedence (lowest first): schema defaults < mode preset < the `base:` chain of the --config
-file, root first < the --config file < --set overrides < explicit flags and update_param().
-Each value remembers its origin: `FILE:LINE` (the file of the chain that set it), `preset
-grpo_local.yaml:LINE`, `--set KEY`, `flag for KEY`, `update_param` or `default`.
-
-`base: PATH` at the top of a file layers it over another config: PATH is relative to the file's
-folder, or `preset:NAME` for a shipped preset. Chains are allowed; a loop, a missing or
-unreadable base, and a base whose `mode:` differs are errors that show the chain.
-"""
+Precedence (lowest first): schema defaults < mode preset < the `base:` chain of the --config file, root first
+< the --config file < --set overrides < flags and update_param(). Origins read `FILE:LINE`, `preset
+grpo_local.yaml:LINE`, `--set KEY`, `flag for KEY`, `update_param` or `default`. `base: PATH` is relative to
+the file's folder (or `preset:NAME`); a loop, a missing base or a base of another mode is an error."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""pydantic's ValidationError -> Problems: one per key, in the config's own words.
-
-Unknown keys come from pydantic's `extra="forbid"` (through schema.closed_model()); this module
-adds what pydantic cannot know: the key the user probably meant, the section a misplaced TRL
-field belongs to, and the grpolab key that owns a TRL field (owned.py). Another file's model (a
-sweep file's `SweepSpec`) passes itself as `root`: its unknown keys get suggestions from its own fields.
-"""
+"""pydantic's ValidationError -> Problems, one per key, with what pydantic cannot know: the key meant, the
+section a misplaced TRL field belongs to, the grpolab key that owns a TRL field (owned.py). Another file's
+model (a sweep's `SweepSpec`) passes itself as `root`: its unknown keys get suggestions from its own fields."""
 
 from __future__ import annotations
 

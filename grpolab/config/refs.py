@@ -4,12 +4,9 @@
     run_tag: "lr_${training.learning_rate}"      inside a string: the value as YAML text
     project: ${env:WANDB_PROJECT,grpolab}        an environment variable, with a default
 
-A reference is recognised only inside a string scalar (the whole scalar or part of it), so YAML
-1.2 typing is unchanged everywhere else. A whole-scalar `${env:...}` is read as a YAML 1.2
-value, as `--set` values are (so `${env:LR,1e-4}` is a number). A key that is not in the config
-takes its schema default. An unknown key, a list item that does not exist, a loop, and an unset
-variable without a default are errors naming both ends.
-"""
+Only string scalars hold references, so YAML typing is unchanged elsewhere; a whole-scalar `${env:...}` is
+read as YAML, as `--set` values are. A key not in the config takes its schema default; an unknown key, a
+missing list item, a loop or an unset variable without a default is an error naming both ends."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""The config schema: one typed class per YAML section.
-
-Defaults mirror TRL's GRPOConfig unless a comment says why they differ. `training:` and
-`grpo:` also accept any other real TrainingArguments / GRPOConfig field as a pass-through.
-`closed_model()` is this schema with those two sections closed over TRL's field list
-(trl_fields.json): validation runs through it, so pydantic itself reports every unknown,
-misplaced or mistyped key, and the JSON Schema of `grpolab config schema` is its schema.
-"""
+"""The config schema: one typed class per YAML section; defaults are TRL's unless a comment says why.
+`training:` and `grpo:` also take any real TrainingArguments / GRPOConfig field; closed_model() closes them
+over TRL's field list, so pydantic reports every unknown, misplaced or mistyped key (and gives the JSON Schema)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""Does the installed TRL / transformers have every field grpolab is about to pass?
-
-With the snapshot's own versions (trl_fields.json) yes, and nothing is imported. Otherwise the installed
-GRPOConfig is read once: a field it lacks (too old, or renamed since) is a problem before any model
-loads, not a TypeError inside `GRPOConfig(**kwargs)`. Fields grpolab does not pass are not checked.
-"""
+"""Does the installed TRL / transformers take every field grpolab passes? With the snapshot's own versions,
+yes (nothing imported); else the installed GRPOConfig is read once, so a missing field is a problem before any
+model loads, not a TypeError inside `GRPOConfig(**kwargs)`."""
 
 from __future__ import annotations
 

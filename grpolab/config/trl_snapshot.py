@@ -1,12 +1,6 @@
-"""Generate grpolab/config/trl_fields.json: the names, kinds, defaults and help texts of every
-TRL GRPOConfig / transformers TrainingArguments field.
-
-The config commands check pass-through keys against this snapshot so they never import
-trl (importing it takes seconds). tests/config/test_trl_snapshot.py fails when the snapshot
-drifts from the installed trl; regenerate with:
-
-    python -m grpolab.config.trl_snapshot
-"""
+"""Generate trl_fields.json: the names, kinds, defaults and help of every GRPOConfig / TrainingArguments
+field, so the config commands never import trl (seconds). tests/config/test_trl_snapshot.py fails when it
+drifts from the installed trl; regenerate with `python -m grpolab.config.trl_snapshot`."""
 
 from __future__ import annotations
 

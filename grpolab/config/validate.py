@@ -1,7 +1,5 @@
-"""Validation, before any model is loaded. Every problem of a config is collected and raised
-together as one ConfigError: keys, types and bounds (pydantic, through the closed schema),
-then the rules across fields for the world size the run will use. Recommended ranges are
-warnings."""
+"""Validation, before any model is loaded: keys, types and bounds (pydantic, through the closed schema), then
+the rules across fields for the run's world size, all raised together as one ConfigError. Ranges only warn."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""Comment-preserving edits of a round-trip YAML tree, for save_config.
-
-Setting a value keeps every comment of the file: the key's own end-of-line comment stays word
-for word after a `# Changed from OLD` mark, and the comment lines that follow a section's last
-entry (blank lines, the next section's header) stay below whatever is appended or replaced
-there. Values are plain data; `before` is MISSING for a key with no previous value.
-"""
+"""Comment-preserving edits of a round-trip YAML tree, for save_config: a key's own comment stays after a
+`# Changed from OLD` mark, and the comment lines after a section's last entry stay below what is appended or
+replaced there. Values are plain data; `before` is MISSING for a key with no previous value."""
 
 from __future__ import annotations
 
