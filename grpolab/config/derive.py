@@ -36,13 +36,8 @@ def followed_generation_batch(
 
 def resolved_generation(cfg: GRPOLabConfig, world_size: int) -> tuple[int, int]:
     t, g = cfg.training, cfg.grpo
-    return generation_round(
-        t.per_device_train_batch_size,
-        t.gradient_accumulation_steps,
-        g.generation_batch_size,
-        g.steps_per_generation,
-        world_size,
-    )
+    P, GA = t.per_device_train_batch_size, t.gradient_accumulation_steps
+    return generation_round(P, GA, g.generation_batch_size, g.steps_per_generation, world_size)
 
 
 def reference_model_rule(beta: float, peft: bool) -> tuple[bool, str]:

@@ -100,11 +100,9 @@ def deep_merge(base: dict, top: dict) -> dict:
 
 
 def flatten(data, prefix: str = "", *, split_lists: bool = True) -> dict:
-    """{'training': {'learning_rate': 1e-4}} -> {'training.learning_rate': 1e-4}.
-
-    A list that holds mappings is split into its items (`rewards[0].weight`) unless
-    `split_lists` is False (a file replaces a list whole); a list of plain values is one leaf.
-    An empty mapping adds no keys, so `env: {}` against `env: {A: "1"}` differs in `env.A`."""
+    """{'training': {'learning_rate': 1e-4}} -> {'training.learning_rate': 1e-4}. A list of mappings is split
+    into items (`rewards[0].weight`) unless `split_lists` is False (a file replaces a list whole); a list of
+    plain values is one leaf. An empty mapping adds no keys (`env: {}` vs `env: {A: "1"}` differs in `env.A`)."""
     out: dict = {}
     if isinstance(data, dict):
         for key, value in data.items():

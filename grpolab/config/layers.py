@@ -222,11 +222,8 @@ def _label(origin: str) -> str:
 FOLLOWING = "grpo.generation_batch_size"
 # What TRL derives it from (P x world size x steps); num_generations only rounds it to whole groups.
 BATCH_KEYS = (
-    "training.per_device_train_batch_size",
-    "training.gradient_accumulation_steps",
-    "grpo.steps_per_generation",
-    "cluster.num_processes",
-    "cluster.num_machines",
+    *("training.per_device_train_batch_size", "training.gradient_accumulation_steps", "grpo.steps_per_generation"),
+    *("cluster.num_processes", "cluster.num_machines"),
 )
 FOLLOWS = "follows "
 

@@ -41,12 +41,7 @@ from .yaml_io import (
 
 
 class GRPOConfigLoader:
-    """Load, validate, edit and save a grpolab config.
-
-    >>> loader = GRPOConfigLoader(mode="cluster")
-    >>> loader.update_param("training.learning_rate", 1e-4)
-    >>> loader.save_config("configs/grpo_cluster_experiment1.yaml")
-    """
+    """Load, validate, edit and save a grpolab config (README, "Method 2: programmatic updates")."""
 
     def __init__(
         self,
@@ -242,11 +237,9 @@ class GRPOConfigLoader:
 
     # ---------------------------------------------------------------- saving
     def render(self, path=None, *, full: bool = False) -> str:
-        """The source file's text with every change applied and marked `# Changed from OLD`.
-
-        Written to `path`, a relative `base:` is rewritten to point at the same file from there.
-        `full=True`: the whole config as one flat file (no `base:`), from the mode preset's text,
-        with every value the layers and changes set on top of it marked."""
+        """The source file's text with every change applied and marked `# Changed from OLD`; for `path`, a
+        relative `base:` points at the same file from there. `full=True`: one flat file (no `base:`) from the
+        mode preset's text, with every value the layers and changes set over it marked."""
         if full:
             tree, base = read_yaml_file(self.preset_path), self.layers[0].data
             changes = {

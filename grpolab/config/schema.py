@@ -749,10 +749,9 @@ def _check_json_object(text: str) -> None:
 
 @lru_cache(maxsize=1)
 def closed_model() -> type[GRPOLabConfig]:
-    """GRPOLabConfig with every real TRL field declared under `training:` and `grpo:` and
-    nothing else allowed there. Fields grpolab sets from another key (owned.OWNED) and fields
-    TRL removed (owned.REMOVED) stay undeclared, so they are reported as unknown keys, with
-    the key to use instead (pydantic_errors words that)."""
+    """GRPOLabConfig with every real TRL field declared under `training:` and `grpo:`, nothing else allowed.
+    Fields grpolab sets from another key (owned.OWNED) or TRL removed (owned.REMOVED) stay undeclared, so
+    they are reported as unknown keys, with the key to use instead (pydantic_errors words that)."""
     from .owned import OWNED, REMOVED
 
     fields = trl_fields()

@@ -56,20 +56,14 @@ def field_problems(
     made_from = {package: snapshot[f"{package}_version"] for package in PACKAGES}
     if installed == made_from or None in installed.values():
         return []  # the snapshot's own versions, or no TRL to compare with (config-only installs)
-    have = fields()
     problems = []
-    for name in sorted(set(kwargs) - have):
+    for name in sorted(set(kwargs) - fields()):
         package = "transformers" if name in snapshot["training"] else "trl"
         wanted = supported_range(package) or f">={made_from[package]}"
-        problems.append(
-            Problem(
-                name,
-                f"{package} {installed[package]} is installed, and its GRPOConfig has no field `{name}`, which "
-                f"grpolab passes (its field list comes from {package} {made_from[package]}; grpolab supports "
-                f"{package}{wanted})",
-                f"`pip install '{package}{wanted}'`, or `make venv` in a grpolab checkout (installs the tested set)",
-            )
-        )
+        lacks = f"{package} {installed[package]} is installed, and its GRPOConfig has no field `{name}`"
+        source = f"its field list comes from {package} {made_from[package]}; grpolab supports {package}{wanted}"
+        fix = f"`pip install '{package}{wanted}'`, or `make venv` in a grpolab checkout (installs the tested set)"
+        problems.append(Problem(name, f"{lacks}, which grpolab passes ({source})", fix))
     return problems
 
 

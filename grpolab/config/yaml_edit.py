@@ -156,11 +156,9 @@ def _last_leaf(container):
 
 
 def _take_tail(container, appending_to: CommentedMap | None = None) -> str:
-    """Detach the comment lines after the last entry's own end-of-line comment; return them.
-
-    When a key is appended to `appending_to`, only the lines from the first comment at or left
-    of that mapping's key column move (the next section's header, the file's closing notes);
-    comments indented deeper belong to the entry above and stay with it."""
+    """Detach and return the comment lines after the last entry's own end-of-line comment. Appending to
+    `appending_to`, only the lines from the first comment at or left of its key column move (the next
+    section's header, closing notes); comments indented deeper belong to the entry above."""
     leaf = _last_leaf(container)
     if leaf is None:
         return ""
