@@ -1,7 +1,5 @@
-"""Derived quantities of a resolved config: what `grpolab config explain` prints, what the training
-plan and run record show, and what the memory plan and doctor reason from. Formulas follow TRL's
-GRPOConfig, RepeatSampler and GRPOTrainer; each rule is written once, here, and read as a field of
-`Derived` (never re-derived from the config by another module)."""
+"""Derived quantities of a resolved config (config explain, the plan and run record, memory plan, doctor).
+Formulas follow TRL's GRPOConfig, RepeatSampler and GRPOTrainer, each written once here as a field of `Derived`."""
 
 from __future__ import annotations
 
@@ -38,13 +36,8 @@ def followed_generation_batch(
 
 def resolved_generation(cfg: GRPOLabConfig, world_size: int) -> tuple[int, int]:
     t, g = cfg.training, cfg.grpo
-    return generation_round(
-        t.per_device_train_batch_size,
-        t.gradient_accumulation_steps,
-        g.generation_batch_size,
-        g.steps_per_generation,
-        world_size,
-    )
+    P, GA = t.per_device_train_batch_size, t.gradient_accumulation_steps
+    return generation_round(P, GA, g.generation_batch_size, g.steps_per_generation, world_size)
 
 
 def reference_model_rule(beta: float, peft: bool) -> tuple[bool, str]:

@@ -1,12 +1,6 @@
-"""What each key is, in words: one source for the JSON Schema, `config explain --key`, `config
-keys` and the presets' comments.
-
-A key's words are its `description` in schema.py (TRL's help text for a pass-through field). A
-preset's comment on a key is that description, then optionally `; NOTE` or ` (NOTE)` on why the preset
-chose its value; `sync_comments` rewrites a preset that way.
-
-    python -m grpolab.config.describe   # rewrite the presets' comments from the schema
-"""
+"""What each key is, in words (its schema `description`, or TRL's help text): one source for the JSON Schema,
+`config explain --key`, `config keys` and the presets' comments, which read `description[; NOTE]` or
+`description (NOTE)`. `python -m grpolab.config.describe` rewrites the presets' comments from the schema."""
 
 from __future__ import annotations
 
@@ -141,10 +135,9 @@ def key_info(key: str) -> KeyInfo:
         known = [k for k, _ in all_keys()]
         if node is not None:
             inner = [k for k in known if k.startswith(canonical + ".")]
-            raise ConfigError(Problem(key, f"is a section; its keys: {', '.join(inner)}.", None, None))
-        raise ConfigError(
-            Problem(key, f"no such key.{did_you_mean(canonical, known)}", "list the keys with `grpolab config keys`")
-        )
+            raise ConfigError.of(key, f"is a section; its keys: {', '.join(inner)}.")
+        fix = "list the keys with `grpolab config keys`"
+        raise ConfigError.of(key, f"no such key.{did_you_mean(canonical, known)}", fix)
     section, _, name = key.partition(".")
     pass_through = section in ("training", "grpo") and name in trl_fields()[section]
     rec = RECOMMENDED.get(key)

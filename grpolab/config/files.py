@@ -1,7 +1,5 @@
-"""Config files made from other configs: `config new` (base: plus changed keys), `config minimize`
-(a full copy back to base: plus its differences), `config ls` / `config cp` (the shipped
-presets), and `config show --origins`. Every file is checked to load, and to resolve to the
-config it stands for, before anything is written."""
+"""Config files made from other configs: `config new`, `config minimize`, `config ls` / `config cp` (the
+shipped presets) and `config show --origins`. Every file is checked to load as the config it stands for first."""
 
 from __future__ import annotations
 
@@ -10,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, Problem, did_you_mean
+from .errors import ConfigError, did_you_mean
 from .json_schema import SCHEMA_NAME, schema_path
 from .keys import MISSING, flatten, lookup, same, unflatten
 from .layers import MODES, base_value, preset_dir, preset_path
@@ -64,7 +62,7 @@ def _from_path(source: str) -> Path:
         choices = [*MODES, *(p.stem for p in sorted(preset_dir().glob("grpo_*.yaml")))]
         what = f"`{source}` is not a mode, a preset or an existing file.{did_you_mean(source, choices)}"
         fix = f"use one of {', '.join(choices)}, or a path to a config file"
-        raise ConfigError(Problem("--from", what, fix, "config new"))
+        raise ConfigError.of("--from", what, fix, "config new")
     return Path(source)
 
 
@@ -90,11 +88,14 @@ def _changed_from(old) -> str:
     return f"# Changed from {text}"
 
 
-def _build(header: str, out: Path, base_file: Path, data: dict, comments: dict[str, str]) -> str:
-    """The text of a config at `out`: `base: BASE_FILE`, `data` with `comments`, under `header`."""
+def _build(loader, header: str, out: Path, base_file: Path, data: dict, comments: dict, styled=None) -> str:
+    """The text of a config at `out`: `base: BASE_FILE`, `data` with `comments`, under `header`, in
+    the line endings of the file `styled`; checked to load as `loader`."""
     tree = commented({"base": base_value(base_file, out.parent), **data}, comments)
     tree.yaml_set_start_comment("\n".join([*header.splitlines(), f"{SCHEMA_LINE}{schema_ref(out.parent)}"]))
-    return dump_yaml(tree)
+    text = dump_yaml(tree) if styled is None else styled_like(styled, dump_yaml(tree))
+    loader.check_reproduced_by(text, str(out))
+    return text
 
 
 def based_text(loader: GRPOConfigLoader, base_file: Path, out: Path, header: str, comment, keep=()) -> str:
@@ -105,9 +106,7 @@ def based_text(loader: GRPOConfigLoader, base_file: Path, out: Path, header: str
     resolved = loader.to_dict()
     data = unflatten({**flat, **{key: lookup(resolved, key) for key in keep}})
     comments = {key: text for key in flatten(data, split_lists=False) if (text := comment(key))}
-    text = _build(header, out, base_file, data, comments)
-    loader.check_reproduced_by(text, str(out))
-    return text
+    return _build(loader, header, out, base_file, data, comments)
 
 
 def new_config(name: str, source: str, overrides=None) -> tuple[Path, str]:
@@ -117,19 +116,14 @@ def new_config(name: str, source: str, overrides=None) -> tuple[Path, str]:
     base = GRPOConfigLoader(config_path=base_file)
     loader = base.with_overrides(overrides or [])
     data = _minimal(loader, base)
-    comments = {
-        key: _changed_from(old)
-        for key in flatten(data, split_lists=False)
-        if (old := lookup(base.to_dict(), key)) is not MISSING
-    }
+    old = {key: lookup(base.to_dict(), key) for key in flatten(data, split_lists=False)}
+    comments = {key: _changed_from(value) for key, value in old.items() if value is not MISSING}
     header = (
         f"{out.stem}: {source} with the changes below (made by `grpolab config new`).\n"
         "Every key it leaves out keeps its value from `base:`; `grpolab config explain --key KEY`\n"
         "says what a key does."
     )
-    text = _build(header, out, base_file, data, comments)
-    loader.check_reproduced_by(text, str(out))
-    return out, text
+    return out, _build(loader, header, out, base_file, data, comments)
 
 
 def minimize(path, out=None, base_source: str | None = None) -> tuple[Path, str]:
@@ -150,9 +144,7 @@ def minimize(path, out=None, base_source: str | None = None) -> tuple[Path, str]
         f"{out.stem}: minimized from {path} by `grpolab config minimize`: `base:` plus the keys whose\n"
         "values differ from it (comments kept). `grpolab config show --config THIS` prints every value."
     )
-    text = styled_like(path, _build(header, out, base_file, data, comments))
-    loader.check_reproduced_by(text, str(out))
-    return out, text
+    return out, _build(loader, header, out, base_file, data, comments, styled=path)
 
 
 def _out_path(name: str) -> Path:
@@ -161,7 +153,7 @@ def _out_path(name: str) -> Path:
     if not _NAME.match(name):
         what = f"`{name}` is not a usable config name (letters, digits, `_`, `-` and `.`)."
         fix = "e.g. `grpolab config new grpo_cluster_high_lr --from cluster`"
-        raise ConfigError(Problem("", what, fix, "config new"))
+        raise ConfigError.of("", what, fix, "config new")
     return Path("configs") / f"{name}.yaml"
 
 
@@ -216,7 +208,7 @@ def copy_preset(name: str, dest) -> tuple[Path, str]:
     key = f"grpo_{key}" if key in MODES else key
     if key not in presets:
         what = f"`{name}` is not a shipped preset.{did_you_mean(key, presets)} Presets: {', '.join(presets)}."
-        raise ConfigError(Problem("", what, "list them with `grpolab config ls`", "config cp"))
+        raise ConfigError.of("", what, "list them with `grpolab config ls`", "config cp")
     item = presets[key]
     dest = Path(dest)
     out = dest / item.path.name if dest.is_dir() else dest

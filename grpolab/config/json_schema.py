@@ -1,11 +1,6 @@
-"""The JSON Schema (draft 2020-12) of a grpolab config, for editors and other tools.
-
-The schema of schema.closed_model(), which validation runs through, so editors and `config validate`
-agree; pass-through TRL fields carry TRL's help text. Every non-string value may also be a `${...}`
-reference (refs.py). The rules across fields (rules.py) are not in it.
-
-    grpolab config schema -o configs/grpolab.schema.json --force   # regenerate the shipped copy
-"""
+"""The JSON Schema (draft 2020-12) of schema.closed_model(), so editors and `config validate` agree; TRL
+fields carry TRL's help, any non-string value may be a `${...}` reference, cross-field rules are not in it.
+Regenerate: `grpolab config schema -o configs/grpolab.schema.json --force`."""
 
 from __future__ import annotations
 
@@ -18,15 +13,9 @@ from .trl_snapshot import trl_fields
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_NAME = "grpolab.schema.json"
-_JSON_TYPE = {
-    "bool": "boolean",
-    "int": "integer",
-    "float": "number",
-    "str": "string",
-    "dict": "object",
-    "list": "array",
-    "null": "null",
-}
+_JSON_TYPE = dict(
+    bool="boolean", int="integer", float="number", str="string", dict="object", list="array", null="null"
+)
 BASE_DESCRIPTION = (
     "another config file this one layers over (relative to this file; it may have a base of its own); "
     "`preset:NAME` names a shipped preset"

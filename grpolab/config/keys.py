@@ -1,16 +1,12 @@
-"""Dotted keys: the one place that splits, reads, writes, flattens and compares them.
-
-A key names a leaf or a section of a config: `training.learning_rate`, `rewards[0].weight`.
-`flatten` and `diff` name keys the same way, so every command that lists keys (config diff,
-compare, resume's difference check) prints the same names for the same change.
-"""
+"""Dotted keys (`training.learning_rate`, `rewards[0].weight`): the one place that splits, reads, writes,
+flattens and compares them, so every command that lists keys (config diff, compare, resume) names a change alike."""
 
 from __future__ import annotations
 
 import copy
 import re
 
-from .errors import ConfigError, Problem
+from .errors import ConfigError
 
 _PART = re.compile(r"^([A-Za-z_][\w-]*)(?:\[(\d+)\])?$")
 
@@ -37,9 +33,8 @@ def split_key(key: str, origin: str | None = None) -> list[str | int]:
     for piece in key.split("."):
         match = _PART.match(piece)
         if not match:
-            raise ConfigError(
-                Problem(key, "is not a dotted key like `training.learning_rate` or `rewards[0].weight`.", None, origin)
-            )
+            what = "is not a dotted key like `training.learning_rate` or `rewards[0].weight`."
+            raise ConfigError.of(key, what, origin=origin)
         parts.append(match.group(1))
         if match.group(2) is not None:
             parts.append(int(match.group(2)))
@@ -82,9 +77,9 @@ def set_path(data: dict, parts, value, key: str | None = None, origin: str | Non
     for i, part in enumerate(parts):
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
-                raise ConfigError(Problem(key, f"index {part} is out of range.", None, origin))
+                raise ConfigError.of(key, f"index {part} is out of range.", origin=origin)
         elif not isinstance(node, dict):
-            raise ConfigError(Problem(key, f"`{join_key(parts[:i])}` is not a section.", None, origin))
+            raise ConfigError.of(key, f"`{join_key(parts[:i])}` is not a section.", origin=origin)
         if i == len(parts) - 1:
             node[part] = value
         else:
@@ -105,11 +100,9 @@ def deep_merge(base: dict, top: dict) -> dict:
 
 
 def flatten(data, prefix: str = "", *, split_lists: bool = True) -> dict:
-    """{'training': {'learning_rate': 1e-4}} -> {'training.learning_rate': 1e-4}.
-
-    A list that holds mappings is split into its items (`rewards[0].weight`) unless
-    `split_lists` is False (a file replaces a list whole); a list of plain values is one leaf.
-    An empty mapping adds no keys, so `env: {}` against `env: {A: "1"}` differs in `env.A`."""
+    """{'training': {'learning_rate': 1e-4}} -> {'training.learning_rate': 1e-4}. A list of mappings is split
+    into items (`rewards[0].weight`) unless `split_lists` is False (a file replaces a list whole); a list of
+    plain values is one leaf. An empty mapping adds no keys (`env: {}` vs `env: {A: "1"}` differs in `env.A`)."""
     out: dict = {}
     if isinstance(data, dict):
         for key, value in data.items():

@@ -1,14 +1,9 @@
 """Layers and origins: the files a config is built from, and where each value came from.
 
-Precedence (lowest first): schema defaults < mode preset < the `base:` chain of the --config
-file, root first < the --config file < --set overrides < explicit flags and update_param().
-Each value remembers its origin: `FILE:LINE` (the file of the chain that set it), `preset
-grpo_local.yaml:LINE`, `--set KEY`, `flag for KEY`, `update_param` or `default`.
-
-`base: PATH` at the top of a file layers it over another config: PATH is relative to the file's
-folder, or `preset:NAME` for a shipped preset. Chains are allowed; a loop, a missing or
-unreadable base, and a base whose `mode:` differs are errors that show the chain.
-"""
+Precedence (lowest first): schema defaults < mode preset < the `base:` chain of the --config file, root first
+< the --config file < --set overrides < flags and update_param(). Origins read `FILE:LINE`, `preset
+grpo_local.yaml:LINE`, `--set KEY`, `flag for KEY`, `update_param` or `default`. `base: PATH` is relative to
+the file's folder (or `preset:NAME`); a loop, a missing base or a base of another mode is an error."""
 
 from __future__ import annotations
 
@@ -60,7 +55,7 @@ def _layer(data: dict, label: str, path: Path | None, tree) -> Layer:
     if base is not None and not isinstance(base, str):
         where = Origins._at(Layer(data, label, path, tree), ["base"])
         what = f"must be a path to a config file, got {base!r}."
-        raise ConfigError(Problem("base", what, "write `base: other_config.yaml`", where))
+        raise ConfigError.of("base", what, "write `base: other_config.yaml`", where)
     for section in SECTIONS:
         if section in data and data[section] is None:
             data[section] = {}  # `training:` with every key commented out sets nothing
@@ -110,16 +105,14 @@ def load_chain(path=None, data: dict | None = None, label: str = "from_dict", fo
         if real in seen:
             problem = f"the base chain loops: {shown}.", "remove `base:` from one of them"
         elif not target.exists():
-            problem = (
-                f"`{child.base}` not found{'' if str(target) == child.base else f' ({target})'}; chain: {shown}.",
-                fix,
-            )
+            full = "" if str(target) == child.base else f" ({target})"
+            problem = f"`{child.base}` not found{full}; chain: {shown}.", fix
         elif target.is_dir():
             problem = f"`{child.base}` is a directory; chain: {shown}.", fix
         elif target.suffix not in (".yaml", ".yml"):
             problem = f"`{child.base}` is not a YAML config file (.yaml); chain: {shown}.", fix
         if problem:
-            raise ConfigError(Problem("base", *problem, Origins._at(child, ["base"])))
+            raise ConfigError.of("base", *problem, Origins._at(child, ["base"]))
         is_preset = real.parent == preset_dir().resolve()
         try:
             layer = load_layer(target, f"preset {target.name}" if is_preset else str(target))
@@ -143,7 +136,7 @@ def chain_mode(chain: list[Layer]) -> str | None:
             names = " -> ".join(layer.label for layer in reversed(chain))
             what = f"`{top}` here, but its base {layer.label} has mode `{mode}` (chain: {names})."
             fix = f"use a base of mode {top}, or set `mode: {mode}` here"
-            raise ConfigError(Problem("mode", what, fix, Origins._at(setting[0], ["mode"])))
+            raise ConfigError.of("mode", what, fix, Origins._at(setting[0], ["mode"]))
     return setting[0].data["mode"] if setting else None
 
 
@@ -229,11 +222,8 @@ def _label(origin: str) -> str:
 FOLLOWING = "grpo.generation_batch_size"
 # What TRL derives it from (P x world size x steps); num_generations only rounds it to whole groups.
 BATCH_KEYS = (
-    "training.per_device_train_batch_size",
-    "training.gradient_accumulation_steps",
-    "grpo.steps_per_generation",
-    "cluster.num_processes",
-    "cluster.num_machines",
+    *("training.per_device_train_batch_size", "training.gradient_accumulation_steps", "grpo.steps_per_generation"),
+    *("cluster.num_processes", "cluster.num_machines"),
 )
 FOLLOWS = "follows "
 
@@ -288,6 +278,6 @@ def parse_assignments(items, origin: str = "--set") -> list[tuple[str, object]]:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             fix = "write e.g. `--set training.learning_rate=1e-4`"
-            raise ConfigError(Problem("", f"`{item}` is not of the form KEY=VALUE.", fix, origin))
+            raise ConfigError.of("", f"`{item}` is not of the form KEY=VALUE.", fix, origin)
         parsed.append((key.strip(), parse_scalar(text, f"{origin} {key.strip()}")))
     return parsed

@@ -7,7 +7,7 @@ import copy
 from functools import lru_cache
 from pathlib import Path, PurePath
 
-from .errors import ConfigError, Problem, did_you_mean
+from .errors import ConfigError, did_you_mean
 from .keys import MISSING, deep_merge, flatten, get_path, leaf_keys, lookup, same, set_path, split_key
 from .layers import (
     MODES,
@@ -41,12 +41,7 @@ from .yaml_io import (
 
 
 class GRPOConfigLoader:
-    """Load, validate, edit and save a grpolab config.
-
-    >>> loader = GRPOConfigLoader(mode="cluster")
-    >>> loader.update_param("training.learning_rate", 1e-4)
-    >>> loader.save_config("configs/grpo_cluster_experiment1.yaml")
-    """
+    """Load, validate, edit and save a grpolab config (README, "Method 2: programmatic updates")."""
 
     def __init__(
         self,
@@ -83,7 +78,7 @@ class GRPOConfigLoader:
             mode = set_modes[-1]
         elif set_modes and set_modes[-1] != mode:
             what = f"--mode {mode} and --set mode={set_modes[-1]} disagree."
-            raise ConfigError(Problem("mode", what, "give the mode once (--mode)", "--set mode"))
+            raise ConfigError.of("mode", what, "give the mode once (--mode)", "--set mode")
         chosen = mode if mode is not None else (file_mode if file_mode is not None else "local")
         _check_mode(chosen, "--mode" if mode is not None else self._origins.of("mode"))
         self._chain = chain  # the --config file and its bases, root first (no preset)
@@ -123,7 +118,7 @@ class GRPOConfigLoader:
         if bases:
             what = f"cannot become `{mode}`: its base {bases[0].label} has mode `{bases[0].data['mode']}`."
             fix = f"start from a config of mode {mode} (e.g. `grpolab config new --mode {mode}`)"
-            raise ConfigError(Problem("mode", what, fix, origin))
+            raise ConfigError.of("mode", what, fix, origin)
         changes, origins = self._changes, {key: self._origins.of(key) for key in self._changes}
         before = changes.get("mode", (self._data.get("mode", self.mode), None))[0]
         self._layer_preset(mode)
@@ -174,10 +169,7 @@ class GRPOConfigLoader:
 
     def _apply(self, key: str, value, origin: str) -> None:
         parts = split_key(key, origin)
-        try:
-            before = get_path(self._data, parts)
-        except (KeyError, IndexError, TypeError):
-            before = schema_default(key)
+        before = _or_default(self._data, key)
         if isinstance(value, dict) and isinstance(before, dict):
             value = deep_merge(before, value)  # a mapping merges key by key, as a layered file does
         set_path(self._data, parts, copy.deepcopy(value), key, origin)
@@ -192,8 +184,7 @@ class GRPOConfigLoader:
         try:
             return copy.deepcopy(get_path(data, parts))
         except (KeyError, IndexError, TypeError):
-            what = f"no such key.{did_you_mean(key, leaf_keys(data))}"
-            raise ConfigError(Problem(key, what, None, "get_param")) from None
+            raise ConfigError.of(key, f"no such key.{did_you_mean(key, leaf_keys(data))}", None, "get_param") from None
 
     def update_param(self, key: str, value) -> None:
         """Set one dotted key; the whole config is re-validated at once (nothing changes if invalid)."""
@@ -208,7 +199,7 @@ class GRPOConfigLoader:
             updates = {key: plain_value(value) for key, value in updates.items()}
             for key, value in updates.items():
                 if isinstance(value, float) and value != value:
-                    raise ConfigError(Problem(key, "NaN is not a valid value.", None, "update_param"))
+                    raise ConfigError.of(key, "NaN is not a valid value.", None, "update_param")
                 self._apply(key, value, "update_param")
             self._check()
         except ConfigError:
@@ -246,11 +237,9 @@ class GRPOConfigLoader:
 
     # ---------------------------------------------------------------- saving
     def render(self, path=None, *, full: bool = False) -> str:
-        """The source file's text with every change applied and marked `# Changed from OLD`.
-
-        Written to `path`, a relative `base:` is rewritten to point at the same file from there.
-        `full=True`: the whole config as one flat file (no `base:`), from the mode preset's text,
-        with every value the layers and changes set on top of it marked."""
+        """The source file's text with every change applied and marked `# Changed from OLD`; for `path`, a
+        relative `base:` points at the same file from there. `full=True`: one flat file (no `base:`) from the
+        mode preset's text, with every value the layers and changes set over it marked."""
         if full:
             tree, base = read_yaml_file(self.preset_path), self.layers[0].data
             changes = {
@@ -274,11 +263,7 @@ class GRPOConfigLoader:
             if (cut := list_cut(tree, parts)) is not None:
                 parts = parts[:cut]
                 key = ".".join(parts)
-                after = get_path(self._data, parts)
-                try:
-                    before = get_path(base, parts)
-                except (KeyError, IndexError, TypeError):
-                    before = schema_default(key)
+                after, before = get_path(self._data, parts), _or_default(base, key)
             set_with_comment(tree, parts, after, before, key, schema_default)
         return styled_like(self.config_path or self.preset_path, dump_yaml(tree))
 
@@ -299,13 +284,13 @@ class GRPOConfigLoader:
         reloaded = GRPOConfigLoader.from_dict(to_plain(tree, origin, tree), world_size=self.world_size, path=origin)
         if reloaded.to_dict() != self.to_dict():
             what = "internal error: the file would not reproduce this config; nothing was written."
-            raise ConfigError(Problem("", what, None, origin))
+            raise ConfigError.of("", what, None, origin)
 
 
 def _check_mode(mode, origin: str) -> None:
     if mode not in MODES:
         what = f"`{mode}` is not a mode; allowed: {', '.join(MODES)}.{did_you_mean(str(mode), MODES)}"
-        raise ConfigError(Problem("mode", what, "set `mode: local` or `mode: cluster`", origin))
+        raise ConfigError.of("mode", what, "set `mode: local` or `mode: cluster`", origin)
 
 
 def plain_value(value):
@@ -327,8 +312,14 @@ def plain_value(value):
 def _check_world_size(world_size, origin: str):
     if world_size is not None and (isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1):
         what = f"must be a whole number of processes >= 1, got {world_size!r}."
-        raise ConfigError(Problem("world_size", what, None, origin))
+        raise ConfigError.of("world_size", what, None, origin)
     return world_size
+
+
+def _or_default(data: dict, key: str):
+    """The value of `key` in `data`, else its schema default."""
+    value = lookup(data, key)
+    return value if value is not MISSING else schema_default(key)
 
 
 def schema_default(key: str):

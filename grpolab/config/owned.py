@@ -1,10 +1,6 @@
-"""TRL fields that a grpolab config does not take under `training:` / `grpo:`.
-
-OWNED: fields grpolab sets from one of its own keys (or a flag): writing them as pass-through
-would set one thing in two places. REMOVED: fields TRL or transformers removed or renamed.
-Validation words its messages from these structures, and `config import` routes a recipe's
-key to `Owner.key`, so the target key is data, not a sentence.
-"""
+"""TRL fields a config does not take under `training:` / `grpo:`: OWNED ones grpolab sets from its own keys
+(pass-through would set one thing twice), REMOVED ones TRL or transformers dropped or renamed. Messages and
+`config import` (which routes a recipe's key to `Owner.key`) read these as data."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""pydantic's ValidationError -> Problems: one per key, in the config's own words.
-
-Unknown keys come from pydantic's `extra="forbid"` (through schema.closed_model()); this module
-adds what pydantic cannot know: the key the user probably meant, the section a misplaced TRL
-field belongs to, and the grpolab key that owns a TRL field (owned.py). Another file's model (a
-sweep file's `SweepSpec`) passes itself as `root`: its unknown keys get suggestions from its own fields.
-"""
+"""pydantic's ValidationError -> Problems, one per key, with what pydantic cannot know: the key meant, the
+section a misplaced TRL field belongs to, the grpolab key that owns a TRL field (owned.py). Another file's
+model (a sweep's `SweepSpec`) passes itself as `root`: its unknown keys get suggestions from its own fields."""
 
 from __future__ import annotations
 
@@ -97,10 +93,7 @@ def _child(annotation, part):
 def unknown_key(parts: list, origin_of, root: type[BaseModel] = GRPOLabConfig) -> Problem:
     """The problem for a key the schema does not have, with the likeliest fix."""
     key, name = join_key(parts), parts[-1]
-    where = origin_of(key)
-
-    def problem(message: str, fix: str | None = None) -> Problem:
-        return Problem(key, message, fix, where)
+    problem = lambda message, fix=None: Problem(key, message, fix, origin_of(key))
 
     if root is not GRPOLabConfig:
         model = _model_at(parts[:-1], root)

@@ -4,19 +4,16 @@
     run_tag: "lr_${training.learning_rate}"      inside a string: the value as YAML text
     project: ${env:WANDB_PROJECT,grpolab}        an environment variable, with a default
 
-A reference is recognised only inside a string scalar (the whole scalar or part of it), so YAML
-1.2 typing is unchanged everywhere else. A whole-scalar `${env:...}` is read as a YAML 1.2
-value, as `--set` values are (so `${env:LR,1e-4}` is a number). A key that is not in the config
-takes its schema default. An unknown key, a list item that does not exist, a loop, and an unset
-variable without a default are errors naming both ends.
-"""
+Only string scalars hold references, so YAML typing is unchanged elsewhere; a whole-scalar `${env:...}` is
+read as YAML, as `--set` values are. A key not in the config takes its schema default; an unknown key, a
+missing list item, a loop or an unset variable without a default is an error naming both ends."""
 
 from __future__ import annotations
 
 import os
 import re
 
-from .errors import ConfigError, Problem, did_you_mean
+from .errors import ConfigError, did_you_mean
 from .keys import MISSING, flatten, get_path, join_key, split_key
 from .yaml_io import inline_yaml, parse_scalar
 
@@ -54,9 +51,7 @@ def resolve_references(data: dict, origin_of, default_of=lambda key: MISSING) ->
 
     def value(ref: str, key: str, stack: list[str], whole: bool):
         where = origin_of(key)
-
-        def problem(message: str, fix: str | None = None) -> ConfigError:
-            return ConfigError(Problem(key, message, fix, where))
+        problem = lambda message, fix=None: ConfigError.of(key, message, fix, where)
 
         if ref.startswith("env:"):
             name, sep, default = ref[len("env:") :].partition(",")

@@ -178,15 +178,7 @@ def world_size_warnings(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
 # ----------------------------------------------------------------------------- pass-through fields
 # transformers' TrainingArguments.__post_init__, TRL's GRPOConfig.__post_init__ and GRPOTrainer's
 # init reject these values; they are found here, before the run directory exists.
-FSDP_OPTIONS = (
-    "full_shard",
-    "shard_grad_op",
-    "no_shard",
-    "hybrid_shard",
-    "hybrid_shard_zero2",
-    "offload",
-    "auto_wrap",
-)
+FSDP_OPTIONS = tuple("full_shard shard_grad_op no_shard hybrid_shard hybrid_shard_zero2 offload auto_wrap".split())
 # Set by the launcher for each rank: one inherited from `env:` makes a single process wait for
 # ranks that never come, or a rank write another run's directory.
 LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK")
@@ -214,10 +206,8 @@ TRACKER_PACKAGES = {
 }
 PIP_NAMES = {
     "comet_ml": "comet-ml",
-    "galore_torch": "galore-torch",
-    "apollo_torch": "apollo-torch",
-    "lomo_optim": "lomo-optim",
     "optimi": "torch-optimi",
+    **{name: name.replace("_", "-") for name in ("galore_torch", "apollo_torch", "lomo_optim")},
 }
 
 
@@ -264,11 +254,8 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
     held_out = "set `data.eval_split` (or `data.test_size`) and `data.eval_every_steps: N` instead"
     if tx.get("eval_strategy", "no") != "no":
         what = f"`{tx['eval_strategy']}` starts TRL's evaluation loop, which GRPO runs here have no eval dataset for"
-        add(
-            "training.eval_strategy",
-            f"{what}; grpolab scores held-out prompts itself.",
-            f"delete it (or `no`) and {held_out}",
-        )
+        fix = f"delete it (or `no`) and {held_out}"
+        add("training.eval_strategy", f"{what}; grpolab scores held-out prompts itself.", fix)
     for key in (key for key in ("do_eval", "eval_on_start") if tx.get(key)):
         what = "turns on TRL's evaluation loop, which GRPO runs here have no eval dataset for."
         add(f"training.{key}", what, f"delete it and {held_out}")
@@ -298,9 +285,8 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
         add("training.lr_scheduler_type", what, fix)
     lr_end = kwargs.get("lr_end", 1e-7)
     if schedule == "polynomial" and isinstance(lr_end, (int, float)) and t.learning_rate <= lr_end:
-        what = (
-            f"{format_float(t.learning_rate)} must be above the polynomial schedule's lr_end {format_float(lr_end)}."
-        )
+        lr, end = format_float(t.learning_rate), format_float(lr_end)
+        what = f"{lr} must be above the polynomial schedule's lr_end {end}."
         add("training.learning_rate", what, f"set `training.learning_rate: {format_float(lr_end * 10)}`")
 
     # Intervals: above 1 a step count must be whole (below 1 it is a ratio of the total), where
@@ -333,11 +319,8 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
         value = tx.get(key)
         if isinstance(value, (int, float)) and not 0 <= value < high:
             allowed = f"from 0 up to (not including) {high:g}" if high < math.inf else ">= 0"
-            add(
-                f"training.{key}",
-                f"{value:g} is not what the optimizer takes: {allowed}.",
-                f"`training.{key}: {fix:g}`",
-            )
+            what = f"{value:g} is not what the optimizer takes: {allowed}."
+            add(f"training.{key}", what, f"`training.{key}: {fix:g}`")
 
     noise = tx.get("neftune_noise_alpha")
     if isinstance(noise, (int, float)) and noise < 0:

@@ -1,11 +1,6 @@
-"""The config schema: one typed class per YAML section.
-
-Defaults mirror TRL's GRPOConfig unless a comment says why they differ. `training:` and
-`grpo:` also accept any other real TrainingArguments / GRPOConfig field as a pass-through.
-`closed_model()` is this schema with those two sections closed over TRL's field list
-(trl_fields.json): validation runs through it, so pydantic itself reports every unknown,
-misplaced or mistyped key, and the JSON Schema of `grpolab config schema` is its schema.
-"""
+"""The config schema: one typed class per YAML section; defaults are TRL's unless a comment says why.
+`training:` and `grpo:` also take any real TrainingArguments / GRPOConfig field; closed_model() closes them
+over TRL's field list, so pydantic reports every unknown, misplaced or mistyped key (and gives the JSON Schema)."""
 
 from __future__ import annotations
 
@@ -36,16 +31,8 @@ from .errors import did_you_mean, shown
 from .trl_snapshot import trl_fields
 
 BUILTIN_REWARDS = (
-    "exact_match",
-    "numeric_match",
-    "format",
-    "length_penalty",
-    "math_verify",
-    "tag_count",
-    "reasoning_steps",
-    "repetition_penalty",
-    "cosine_length",
-    "kimi_length",
+    *("exact_match", "numeric_match", "format", "length_penalty", "math_verify", "tag_count", "reasoning_steps"),
+    *("repetition_penalty", "cosine_length", "kimi_length"),
 )
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 REPORT_TO = ("wandb", "tensorboard", "mlflow", "trackio", "comet_ml", "clearml", "dvclive", "swanlab", "none", "all")
@@ -156,8 +143,7 @@ class DataSource(Section):
     system_prompt: str | None = Field(None, description="system message for this source's prompts")
     max_samples: int | None = Field(None, ge=1, description="rows taken from this source before weighting")
     transform: ImportPath | None = Field(
-        None,
-        description="module:function or file.py:function mapping a row to `prompt` plus the columns rewards read",
+        None, description="module:function or file.py:function mapping a row to `prompt` plus the columns rewards read"
     )
 
 
@@ -183,8 +169,7 @@ class DataConfig(Section):
     system_prompt: str | None = Field(None, description="system message for chat prompts (needs a chat template)")
     max_samples: int | None = Field(None, ge=1, description="use at most this many training rows")
     transform: ImportPath | None = Field(
-        None,
-        description="module:function or file.py:function mapping a row to `prompt` plus the columns rewards read",
+        None, description="module:function or file.py:function mapping a row to `prompt` plus the columns rewards read"
     )
     datasets: list[DataSource] | None = Field(
         None,
@@ -764,10 +749,9 @@ def _check_json_object(text: str) -> None:
 
 @lru_cache(maxsize=1)
 def closed_model() -> type[GRPOLabConfig]:
-    """GRPOLabConfig with every real TRL field declared under `training:` and `grpo:` and
-    nothing else allowed there. Fields grpolab sets from another key (owned.OWNED) and fields
-    TRL removed (owned.REMOVED) stay undeclared, so they are reported as unknown keys, with
-    the key to use instead (pydantic_errors words that)."""
+    """GRPOLabConfig with every real TRL field declared under `training:` and `grpo:`, nothing else allowed.
+    Fields grpolab sets from another key (owned.OWNED) or TRL removed (owned.REMOVED) stay undeclared, so
+    they are reported as unknown keys, with the key to use instead (pydantic_errors words that)."""
     from .owned import OWNED, REMOVED
 
     fields = trl_fields()

@@ -1,9 +1,6 @@
-"""Does the installed TRL / transformers have every field grpolab is about to pass?
-
-With the snapshot's own versions (trl_fields.json) yes, and nothing is imported. Otherwise the installed
-GRPOConfig is read once: a field it lacks (too old, or renamed since) is a problem before any model
-loads, not a TypeError inside `GRPOConfig(**kwargs)`. Fields grpolab does not pass are not checked.
-"""
+"""Does the installed TRL / transformers take every field grpolab passes? With the snapshot's own versions,
+yes (nothing imported); else the installed GRPOConfig is read once, so a missing field is a problem before any
+model loads, not a TypeError inside `GRPOConfig(**kwargs)`."""
 
 from __future__ import annotations
 
@@ -59,25 +56,18 @@ def field_problems(
     made_from = {package: snapshot[f"{package}_version"] for package in PACKAGES}
     if installed == made_from or None in installed.values():
         return []  # the snapshot's own versions, or no TRL to compare with (config-only installs)
-    have = fields()
     problems = []
-    for name in sorted(set(kwargs) - have):
+    for name in sorted(set(kwargs) - fields()):
         package = "transformers" if name in snapshot["training"] else "trl"
         wanted = supported_range(package) or f">={made_from[package]}"
-        problems.append(
-            Problem(
-                name,
-                f"{package} {installed[package]} is installed, and its GRPOConfig has no field `{name}`, which "
-                f"grpolab passes (its field list comes from {package} {made_from[package]}; grpolab supports "
-                f"{package}{wanted})",
-                f"`pip install '{package}{wanted}'`, or `make venv` in a grpolab checkout (installs the tested set)",
-            )
-        )
+        lacks = f"{package} {installed[package]} is installed, and its GRPOConfig has no field `{name}`"
+        source = f"its field list comes from {package} {made_from[package]}; grpolab supports {package}{wanted}"
+        fix = f"`pip install '{package}{wanted}'`, or `make venv` in a grpolab checkout (installs the tested set)"
+        problems.append(Problem(name, f"{lacks}, which grpolab passes ({source})", fix))
     return problems
 
 
 def check_installed(kwargs: Iterable[str]) -> None:
     """Raise a ConfigError (exit 2) when the installed TRL/transformers lack a field grpolab passes."""
-    problems = field_problems(kwargs)
-    if problems:
+    if problems := field_problems(kwargs):
         raise ConfigError(problems, kind=INCOMPATIBLE)

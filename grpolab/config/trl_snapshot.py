@@ -1,12 +1,6 @@
-"""Generate grpolab/config/trl_fields.json: the names, kinds, defaults and help texts of every
-TRL GRPOConfig / transformers TrainingArguments field.
-
-The config commands check pass-through keys against this snapshot so they never import
-trl (importing it takes seconds). tests/config/test_trl_snapshot.py fails when the snapshot
-drifts from the installed trl; regenerate with:
-
-    python -m grpolab.config.trl_snapshot
-"""
+"""Generate trl_fields.json: the names, kinds, defaults and help of every GRPOConfig / TrainingArguments
+field, so the config commands never import trl (seconds). tests/config/test_trl_snapshot.py fails when it
+drifts from the installed trl; regenerate with `python -m grpolab.config.trl_snapshot`."""
 
 from __future__ import annotations
 
@@ -120,15 +114,11 @@ def build_snapshot() -> dict:
             kinds, choices = _kinds(hints.get(field.name, field.type))
             if not choices and ("str" in kinds or "list" in kinds):
                 choices = _documented_choices(field, names)
-            entry = {"kinds": kinds, "default": _default(field)}
-            if choices:
-                entry["choices"] = choices
-            if field.name in getattr(cls, "_VALID_DICT_FIELDS", ()):
-                entry["json"] = True
+            # `help` is TRL's own description: the JSON Schema and `config keys` show it.
             help_text = " ".join(str(field.metadata.get("help") or "").split())
-            if help_text:
-                entry["help"] = help_text  # TRL's own description: the JSON Schema and `config keys` show it
-            out[field.name] = entry
+            is_json = field.name in getattr(cls, "_VALID_DICT_FIELDS", ())
+            extra = {"choices": choices, "json": is_json, "help": help_text}
+            out[field.name] = {"kinds": kinds, "default": _default(field), **{k: v for k, v in extra.items() if v}}
         return out
 
     grpo = describe(trl.GRPOConfig)

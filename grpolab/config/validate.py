@@ -1,22 +1,13 @@
-"""Validation, before any model is loaded. Every problem of a config is collected and raised
-together as one ConfigError: keys, types and bounds (pydantic, through the closed schema),
-then the rules across fields for the world size the run will use. Recommended ranges are
-warnings."""
+"""Validation, before any model is loaded: keys, types and bounds (pydantic, through the closed schema), then
+the rules across fields for the run's world size, all raised together as one ConfigError. Ranges only warn."""
 
 from __future__ import annotations
 
 from pydantic import ValidationError
 
+from . import rules
 from .errors import ConfigError, Problem
 from .pydantic_errors import pydantic_problems
-from .rules import (
-    cross_field_problems,
-    integer_range_problems,
-    pass_through_problems,
-    range_warnings,
-    step_count_problems,
-    world_size_warnings,
-)
 from .schema import GRPOLabConfig, closed_model
 
 
@@ -30,14 +21,14 @@ def check(data: dict, origin_of, world_size: int | None) -> tuple[GRPOLabConfig,
         raise ConfigError(pydantic_problems(exc, origin_of)) from None
     config = GRPOLabConfig.model_validate(data)
     world = target_world_size(config, world_size)
-    problems = integer_range_problems(config, origin_of)
-    problems += cross_field_problems(config, world, origin_of) + pass_through_problems(config, origin_of)
-    steps, step_warnings = step_count_problems(config, world, origin_of) if not problems else ([], [])
+    problems = rules.integer_range_problems(config, origin_of)
+    problems += rules.cross_field_problems(config, world, origin_of) + rules.pass_through_problems(config, origin_of)
+    steps, step_warnings = rules.step_count_problems(config, world, origin_of) if not problems else ([], [])
     if problems or steps:
         raise ConfigError(problems + steps)
-    warnings = range_warnings(config, origin_of) + step_warnings
+    warnings = rules.range_warnings(config, origin_of) + step_warnings
     if world_size is None and config.mode == "cluster" and config.cluster.num_processes == "auto":
-        warnings += world_size_warnings(config, origin_of)
+        warnings += rules.world_size_warnings(config, origin_of)
     return config, warnings
 
 

@@ -1,10 +1,6 @@
-"""Comment-preserving edits of a round-trip YAML tree, for save_config.
-
-Setting a value keeps every comment of the file: the key's own end-of-line comment stays word
-for word after a `# Changed from OLD` mark, and the comment lines that follow a section's last
-entry (blank lines, the next section's header) stay below whatever is appended or replaced
-there. Values are plain data; `before` is MISSING for a key with no previous value.
-"""
+"""Comment-preserving edits of a round-trip YAML tree, for save_config: a key's own comment stays after a
+`# Changed from OLD` mark, and the comment lines after a section's last entry stay below what is appended or
+replaced there. Values are plain data; `before` is MISSING for a key with no previous value."""
 
 from __future__ import annotations
 
@@ -160,11 +156,9 @@ def _last_leaf(container):
 
 
 def _take_tail(container, appending_to: CommentedMap | None = None) -> str:
-    """Detach the comment lines after the last entry's own end-of-line comment; return them.
-
-    When a key is appended to `appending_to`, only the lines from the first comment at or left
-    of that mapping's key column move (the next section's header, the file's closing notes);
-    comments indented deeper belong to the entry above and stay with it."""
+    """Detach and return the comment lines after the last entry's own end-of-line comment. Appending to
+    `appending_to`, only the lines from the first comment at or left of its key column move (the next
+    section's header, closing notes); comments indented deeper belong to the entry above."""
     leaf = _last_leaf(container)
     if leaf is None:
         return ""

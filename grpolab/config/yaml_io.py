@@ -65,7 +65,7 @@ MAX_VALUES = 500_000  # values once every alias (`*name`) is expanded (a "billio
 
 def _error(message: str, fix: str | None, origin: str, line=None, key: str = "") -> ConfigError:
     """One problem of the file (or of `key`), at `origin:line` where the line is known."""
-    return ConfigError(Problem(key, message, fix, f"{origin}:{line}" if line else origin))
+    return ConfigError.of(key, message, fix, f"{origin}:{line}" if line else origin)
 
 
 def _too_large(size: int, origin: str) -> ConfigError:
@@ -436,7 +436,7 @@ def read_for_edit(path) -> bytes:
 
 def changed_while_editing(path) -> ConfigError:
     what = "changed while editing (another command or editor wrote it after this one read it); nothing was written"
-    return ConfigError(Problem("", what, "rerun", str(path)), CONFIG_CHANGED)
+    return ConfigError.of("", what, "rerun", str(path), CONFIG_CHANGED)
 
 
 @contextlib.contextmanager
@@ -498,13 +498,9 @@ def write_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False,
 
 def _write_atomic(path: Path, text: str, overwrite: bool, expect: str | None) -> Path:
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
-    fix = advise(
-        cli="choose a new file name, or pass --force", python="choose a new file name, or pass overwrite=True"
-    )
-    exists = ConfigError(Problem("", "refusing to overwrite it", fix, str(path)), FILE_EXISTS)
-
-    def cannot(message: str, fix: str) -> ConfigError:
-        return ConfigError(Problem("", message, fix, str(path)), CANNOT_WRITE)
+    fix = "choose a new file name, or pass " + advise(cli="--force", python="overwrite=True")
+    exists = ConfigError.of("", "refusing to overwrite it", fix, str(path), FILE_EXISTS)
+    cannot = lambda message, fix: ConfigError.of("", message, fix, str(path), CANNOT_WRITE)
 
     if target.is_dir():
         raise cannot("is a directory", "give a file path ending in .yaml")
