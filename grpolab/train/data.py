@@ -300,39 +300,24 @@ def check_columns(dataset, reward_needs: dict[str, list[str]], source: str = "th
     has rows, and every prompt is text or a list of chat messages (row and column named)."""
     if len(dataset) == 0:
         raise ConfigError.of("data.dataset", f"{source} has no rows.", "give a dataset with rows")
-    have = dataset.column_names
-    problems = []
+    have, listed, problems = dataset.column_names, ", ".join(dataset.column_names), []
     if "prompt" not in have:
-        problems.append(
-            Problem(
-                "data.columns",
-                f"the dataset has no `prompt` column; it has: {', '.join(have)}.",
-                "map one, e.g. `data.columns: {question: prompt}`",
-            )
-        )
+        why = f"the dataset has no `prompt` column; it has: {listed}."
+        problems.append(Problem("data.columns", why, "map one, e.g. `data.columns: {question: prompt}`"))
     for reward, needed in reward_needs.items():
-        absent = [c for c in needed if c not in have]
-        if absent:
-            problems.append(
-                Problem(
-                    "rewards",
-                    f"reward `{reward}` reads column(s) {', '.join(absent)}, which the dataset lacks; "
-                    f"it has: {', '.join(have)}.",
-                    f"map one with `data.columns: {{<column>: {absent[0]}}}`",
-                )
-            )
+        if absent := [c for c in needed if c not in have]:
+            why = f"reward `{reward}` reads column(s) {', '.join(absent)}, which the dataset lacks; it has: {listed}."
+            problems.append(Problem("rewards", why, f"map one with `data.columns: {{<column>: {absent[0]}}}`"))
     # The first row whose prompt is neither text nor chat messages says what is wrong; the file may have thousands.
     for i, prompt in enumerate(dataset["prompt"] if "prompt" in have else []):
         chat = isinstance(prompt, list) and all(isinstance(m, dict) and "content" in m for m in prompt)
         if not (isinstance(prompt, str) or chat):
-            problems.append(
-                Problem(
-                    "data.columns",
-                    f"{source}, row {i + 1}, column `prompt`: {prompt!r:.60} is a {type(prompt).__name__}; "
-                    "a prompt is text or a list of chat messages ({role, content}).",
-                    "fix that row (quote a number as text), or map another column to `prompt`",
-                )
+            why = (
+                f"{source}, row {i + 1}, column `prompt`: {prompt!r:.60} is a {type(prompt).__name__}; "
+                "a prompt is text or a list of chat messages ({role, content})."
             )
+            fix = "fix that row (quote a number as text), or map another column to `prompt`"
+            problems.append(Problem("data.columns", why, fix))
             break
     if problems:
         raise ConfigError(problems)
