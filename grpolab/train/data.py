@@ -146,7 +146,6 @@ def _with_system(system_prompt: str):
 
 
 def load_transform(spec: str, key: str):
-
     func = import_object(spec, key, "transform")
     if not callable(func):
         raise ConfigError.of(key, f"transform `{spec}` is a {type(func).__name__}, not a function.")

@@ -81,11 +81,9 @@ def load_model(name: str, model_cfg, dtype: str):
     import torch
     from transformers import AutoModelForCausalLM
 
+    optional = {"revision": model_cfg.revision, "attn_implementation": model_cfg.attn_implementation}
     kwargs = {"dtype": getattr(torch, dtype), "trust_remote_code": model_cfg.trust_remote_code}
-    if model_cfg.revision:
-        kwargs["revision"] = model_cfg.revision
-    if model_cfg.attn_implementation:
-        kwargs["attn_implementation"] = model_cfg.attn_implementation
+    kwargs |= {key: value for key, value in optional.items() if value}
     if model_cfg.quantization is not None:  # on this rank's GPU, else the CPU
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
         kwargs["quantization_config"] = quantization_config(model_cfg, dtype, device)

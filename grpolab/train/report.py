@@ -58,14 +58,8 @@ def print_plan(loader, model_name: str, model, resolved, derived: Derived, data,
 
 def _eval_line(cfg, data) -> str:
     e = cfg.eval
-
-    source = (
-        f"{e.dataset} (a held-out file)"
-        if eval_file(cfg)
-        else f"[{e.split}]"
-        if e.split
-        else "carved from the training data (data.test_size)"
-    )
+    source = f"[{e.split}]" if e.split else "carved from the training data (data.test_size)"
+    source = f"{e.dataset} (a held-out file)" if eval_file(cfg) else source
     k = e.samples_per_prompt
     how = "greedy" if k == 1 else f"{k} samples each at temperature {e.temperature:g}"
     every = e.every_steps
