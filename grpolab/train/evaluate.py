@@ -2,8 +2,7 @@
 on the model's own device, scored by the evaluation rewards. Prompts arrive as the training path made
 them. Each point's `eval/` metrics: reward, rewards/<name>, mean@k, pass@1, pass@k (a completion passes
 when the pass reward reaches `pass_threshold`), accuracy (greedy, numeric match of `answer`), truncated
-and length.
-"""
+and length."""
 
 from __future__ import annotations
 

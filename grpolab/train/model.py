@@ -16,11 +16,8 @@ def load_error(name: str, exc: Exception) -> ConfigError:
     local = Path(name).expanduser()
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if local.exists() or name.startswith((".", "/", "~")):
-        why = (
-            f"could not load the model at `{name}`: {first}"
-            if local.exists()
-            else f"no model folder at `{name}` (resolved to {real_path(local)})."
-        )
+        why = f"could not load the model at `{name}`: {first}"
+        why = why if local.exists() else f"no model folder at `{name}` (resolved to {real_path(local)})."
         fix = "point --model at a folder with config.json and the weights (as written by save_pretrained)"
         return ConfigError.of("model.name_or_path", why, fix, kind=MODEL_NOT_LOADED)
     if hub.offline():
@@ -144,11 +141,9 @@ def quantization_config(model_cfg, dtype: str, device: str):
 def context_length(model, tokenizer) -> int | None:
     """The model's maximum positions (prompt + completion must fit): its config's, read by the same
     rule as a config.json on disk (runtime/hub), else the tokenizer's limit."""
-    value = hub.context_length(model.config.get_text_config().to_dict())
-    if value:
-        return value
     limit = getattr(tokenizer, "model_max_length", None)
-    return limit if isinstance(limit, int) and limit < 1_000_000 else None
+    limit = limit if isinstance(limit, int) and limit < 1_000_000 else None
+    return hub.context_length(model.config.get_text_config().to_dict()) or limit
 
 
 def lora_config(model_cfg):

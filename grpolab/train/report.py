@@ -88,8 +88,6 @@ def print_result(run_dir: Path, summary, error: str | None) -> None:
         before, after = ev["accuracy_before"], ev["accuracy_after"]
         print(f"\n  held-out accuracy ({ev['prompts']} prompts, greedy)")
         print(f"  {'before':>8}  {'after':>8}  {'change':>8}")
-        if after is None:
-            print(f"  {before:>8.1%}  {'-':>8}  {'-':>8}")
-        else:
-            print(f"  {before:>8.1%}  {after:>8.1%}  {(after - before) * 100:>+7.1f}pt")
+        change = f"{'-':>8}  {'-':>8}" if after is None else f"{after:>8.1%}  {(after - before) * 100:>+7.1f}pt"
+        print(f"  {before:>8.1%}  {change}")
     sys.stdout.flush()

@@ -58,8 +58,7 @@ class TrainRequest:
             if f.metadata["kind"] == "switch":
                 argv += [flag] if value else []
             elif f.metadata["kind"] == "list":
-                for item in value:
-                    argv += [flag, item]
+                argv += [part for item in value for part in (flag, item)]
             elif value is not None:
                 argv += [flag, str(value)]
         return argv
