@@ -83,8 +83,7 @@ def load_mixture(data_cfg, seed: int, builtin_rows=None, needs: dict | None = No
                 "map one, e.g. `columns: {question: prompt}`, or give it a `transform`",
             )
         for reward, needed in (needs or {}).items():
-            absent = [c for c in needed if c not in ds.column_names and c != "source"]  # `source` is added here
-            if absent:
+            if absent := [c for c in needed if c not in ds.column_names and c != "source"]:  # `source` is added here
                 raise ConfigError.of(
                     f"{where}.columns",
                     f"reward `{reward}` reads column(s) {', '.join(absent)}, which source `{name}` lacks; "
@@ -252,8 +251,7 @@ def _load_hub(name: str, config_name: str | None, split: str, key: str):
 
 
 def _rename(dataset, columns: dict[str, str], key: str):
-    missing = [src for src in columns if src not in dataset.column_names]
-    if missing:
+    if missing := [src for src in columns if src not in dataset.column_names]:
         raise ConfigError.of(
             key,
             f"source column(s) {', '.join(missing)} not in the dataset; it has: {', '.join(dataset.column_names)}.",

@@ -89,8 +89,7 @@ def make_evaluator(cfg, rows, tokenizer, reward_funcs) -> Evaluator:
     max_new = e.max_completion_length or cfg.generation.max_completion_length
     if e.rewards:
         reward_funcs, needs = build_rewards(e.rewards, max_new)
-        missing = sorted({c for cols in needs.values() for c in cols} - set(rows[0]))
-        if missing:
+        if missing := sorted({c for cols in needs.values() for c in cols} - set(rows[0])):
             raise ConfigError.of(
                 "eval.rewards",
                 f"read column(s) {', '.join(missing)}, which the held-out rows lack; they have: {', '.join(rows[0])}.",

@@ -140,8 +140,7 @@ class Outcome:
 
 def fit(trainer, guards: Guards, checkpoint: str | None) -> Outcome:
     """trainer.train, and how it ended: a reward error, Ctrl-C, SIGTERM or NaN stop it cleanly."""
-    status, exit_code, error = "finished", EXIT_OK, None
-    started = time.time()
+    status, exit_code, error, started = "finished", EXIT_OK, None, time.time()
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
     except RewardFunctionError as exc:
