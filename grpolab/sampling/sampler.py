@@ -25,17 +25,8 @@ class Sampling:
     @classmethod
     def as_training(cls, generation, samples: int, **more) -> Sampling:
         """The run's own sampling (the config's `generation:` section), as TRL's trainer generates."""
-        g = generation
-        return cls(
-            g.max_completion_length,
-            samples=samples,
-            temperature=g.temperature,
-            top_p=g.top_p,
-            top_k=g.top_k,
-            min_p=g.min_p,
-            repetition_penalty=g.repetition_penalty,
-            **more,
-        )
+        settings = {k: getattr(generation, k) for k in SAMPLING_SETTINGS}
+        return cls(generation.max_completion_length, samples=samples, **settings, **more)
 
     def generate_kwargs(self, tokenizer) -> dict:
         kwargs = dict(
@@ -46,15 +37,11 @@ class Sampling:
             eos_token_id=tokenizer.eos_token_id,
             do_sample=not self.greedy,
         )
-        if self.greedy:
-            return kwargs
-        return kwargs | dict(
-            temperature=self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            min_p=self.min_p,
-            repetition_penalty=self.repetition_penalty,
-        )
+        return kwargs if self.greedy else kwargs | {k: getattr(self, k) for k in SAMPLING_SETTINGS}
+
+
+# The sampling settings the config's `generation:` section and generate() share, by name.
+SAMPLING_SETTINGS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 
 
 @dataclass(frozen=True)

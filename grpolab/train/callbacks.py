@@ -23,10 +23,9 @@ class MetricsFileCallback(TrainerCallback):
         self.run_dir = run_dir
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs:
-            return
-        record = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time(), 3), **logs}
-        metrics.append(self.run_dir, record)
+        if state.is_world_process_zero and logs:
+            record = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time(), 3), **logs}
+            metrics.append(self.run_dir, record)
 
 
 class EvalCallback(TrainerCallback):
@@ -80,9 +79,6 @@ class EvalCallback(TrainerCallback):
         self._keep_best(step, scores, is_main, model)
         self._check_stop(step, scores)
 
-    def _better(self, a: float, b: float) -> bool:
-        return a > b if self.keep[1] == "max" else a < b
-
     def _keep_best(self, step: int, scores: dict, is_main: bool, model) -> None:
         """Keep the `top_k` best models as best-step<N>/ (rank 0 writes them); `finish_best`
         renames the best one to best/ when training ends."""
@@ -90,7 +86,7 @@ class EvalCallback(TrainerCallback):
         if metric is None or metric not in scores:
             return
         value = scores[metric]
-        improved = not self.best or self._better(value, self.best[0][0])
+        improved = not self.best or (value > self.best[0][0] if mode == "max" else value < self.best[0][0])
         self._since_better = 0 if improved else self._since_better + 1
         ranked = sorted([*self.best, (value, step)], key=lambda p: p[0], reverse=mode == "max")[:top_k]
         if self.save is not None and self.run_dir is not None and model is not None:
@@ -261,11 +257,8 @@ class StopOnSignalCallback(TrainerCallback):
         if self.signal_name is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
-        print(
-            f"\n{self.signal_name} received: saving a checkpoint after this step, then "
-            "stopping (Ctrl-C again to abort)",
-            flush=True,
-        )
+        then = "saving a checkpoint after this step, then stopping (Ctrl-C again to abort)"
+        print(f"\n{self.signal_name} received: {then}", flush=True)
 
     def on_step_end(self, args, state, control, **kwargs):
         # Every rank must stop at the same step: a rank that stops alone enters the collective

@@ -83,8 +83,7 @@ def load_mixture(data_cfg, seed: int, builtin_rows=None, needs: dict | None = No
                 "map one, e.g. `columns: {question: prompt}`, or give it a `transform`",
             )
         for reward, needed in (needs or {}).items():
-            absent = [c for c in needed if c not in ds.column_names and c != "source"]  # `source` is added here
-            if absent:
+            if absent := [c for c in needed if c not in ds.column_names and c != "source"]:  # `source` is added here
                 raise ConfigError.of(
                     f"{where}.columns",
                     f"reward `{reward}` reads column(s) {', '.join(absent)}, which source `{name}` lacks; "
@@ -146,7 +145,6 @@ def _with_system(system_prompt: str):
 
 
 def load_transform(spec: str, key: str):
-
     func = import_object(spec, key, "transform")
     if not callable(func):
         raise ConfigError.of(key, f"transform `{spec}` is a {type(func).__name__}, not a function.")
@@ -253,8 +251,7 @@ def _load_hub(name: str, config_name: str | None, split: str, key: str):
 
 
 def _rename(dataset, columns: dict[str, str], key: str):
-    missing = [src for src in columns if src not in dataset.column_names]
-    if missing:
+    if missing := [src for src in columns if src not in dataset.column_names]:
         raise ConfigError.of(
             key,
             f"source column(s) {', '.join(missing)} not in the dataset; it has: {', '.join(dataset.column_names)}.",
@@ -300,39 +297,24 @@ def check_columns(dataset, reward_needs: dict[str, list[str]], source: str = "th
     has rows, and every prompt is text or a list of chat messages (row and column named)."""
     if len(dataset) == 0:
         raise ConfigError.of("data.dataset", f"{source} has no rows.", "give a dataset with rows")
-    have = dataset.column_names
-    problems = []
+    have, listed, problems = dataset.column_names, ", ".join(dataset.column_names), []
     if "prompt" not in have:
-        problems.append(
-            Problem(
-                "data.columns",
-                f"the dataset has no `prompt` column; it has: {', '.join(have)}.",
-                "map one, e.g. `data.columns: {question: prompt}`",
-            )
-        )
+        why = f"the dataset has no `prompt` column; it has: {listed}."
+        problems.append(Problem("data.columns", why, "map one, e.g. `data.columns: {question: prompt}`"))
     for reward, needed in reward_needs.items():
-        absent = [c for c in needed if c not in have]
-        if absent:
-            problems.append(
-                Problem(
-                    "rewards",
-                    f"reward `{reward}` reads column(s) {', '.join(absent)}, which the dataset lacks; "
-                    f"it has: {', '.join(have)}.",
-                    f"map one with `data.columns: {{<column>: {absent[0]}}}`",
-                )
-            )
+        if absent := [c for c in needed if c not in have]:
+            why = f"reward `{reward}` reads column(s) {', '.join(absent)}, which the dataset lacks; it has: {listed}."
+            problems.append(Problem("rewards", why, f"map one with `data.columns: {{<column>: {absent[0]}}}`"))
     # The first row whose prompt is neither text nor chat messages says what is wrong; the file may have thousands.
     for i, prompt in enumerate(dataset["prompt"] if "prompt" in have else []):
         chat = isinstance(prompt, list) and all(isinstance(m, dict) and "content" in m for m in prompt)
         if not (isinstance(prompt, str) or chat):
-            problems.append(
-                Problem(
-                    "data.columns",
-                    f"{source}, row {i + 1}, column `prompt`: {prompt!r:.60} is a {type(prompt).__name__}; "
-                    "a prompt is text or a list of chat messages ({role, content}).",
-                    "fix that row (quote a number as text), or map another column to `prompt`",
-                )
+            why = (
+                f"{source}, row {i + 1}, column `prompt`: {prompt!r:.60} is a {type(prompt).__name__}; "
+                "a prompt is text or a list of chat messages ({role, content})."
             )
+            fix = "fix that row (quote a number as text), or map another column to `prompt`"
+            problems.append(Problem("data.columns", why, fix))
             break
     if problems:
         raise ConfigError(problems)

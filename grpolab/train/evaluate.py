@@ -2,8 +2,7 @@
 on the model's own device, scored by the evaluation rewards. Prompts arrive as the training path made
 them. Each point's `eval/` metrics: reward, rewards/<name>, mean@k, pass@1, pass@k (a completion passes
 when the pass reward reaches `pass_threshold`), accuracy (greedy, numeric match of `answer`), truncated
-and length.
-"""
+and length."""
 
 from __future__ import annotations
 
@@ -24,9 +23,7 @@ from grpolab.sampling.sampler import Sampling
 def pass_at_k(n: int, c: int, k: int) -> float:
     """The chance that at least one of k completions drawn from n (c of which pass) passes:
     1 - C(n-c, k) / C(n, k), the unbiased estimator from n >= k samples."""
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+    return 1.0 if n - c < k else 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
 @dataclass(frozen=True)
@@ -46,9 +43,7 @@ class Evaluator:
         if not rows:
             raise ValueError("evaluation needs at least one prompt")
         self.rows, self.tokenizer, self.settings = rows, tokenizer, settings
-        self.rewards = [
-            (name, func, w) for name, func, w in zip(reward_names, reward_funcs, weights) if callable(func)
-        ]
+        self.rewards = [(name, f, w) for name, f, w in zip(reward_names, reward_funcs, weights) if callable(f)]
         self.seconds = 0.0  # time spent evaluating, kept out of the training clock
 
     def __call__(self, model) -> dict:
@@ -90,13 +85,11 @@ def _sampling(s: EvalSettings, greedy: bool = False) -> Sampling:
 
 def make_evaluator(cfg, rows, tokenizer, reward_funcs) -> Evaluator:
     """The evaluator of the `eval:` section: its own rewards when given, else the training ones."""
-
     e, specs = cfg.eval, cfg.eval.rewards or cfg.rewards
     max_new = e.max_completion_length or cfg.generation.max_completion_length
     if e.rewards:
         reward_funcs, needs = build_rewards(e.rewards, max_new)
-        missing = sorted({c for cols in needs.values() for c in cols} - set(rows[0]))
-        if missing:
+        if missing := sorted({c for cols in needs.values() for c in cols} - set(rows[0])):
             raise ConfigError.of(
                 "eval.rewards",
                 f"read column(s) {', '.join(missing)}, which the held-out rows lack; they have: {', '.join(rows[0])}.",
@@ -104,14 +97,8 @@ def make_evaluator(cfg, rows, tokenizer, reward_funcs) -> Evaluator:
             )
     # Reward models are scored by TRL inside training; the evaluator scores the function rewards.
     functions = [f if inspect.isroutine(f) or not hasattr(f, "parameters") else None for f in reward_funcs]
-    settings = EvalSettings(
-        samples=e.samples_per_prompt,
-        temperature=e.temperature,
-        max_new_tokens=max_new,
-        batch_size=e.batch_size,
-        pass_reward=e.pass_reward or specs[0].label,
-        pass_threshold=e.pass_threshold,
-    )
+    pass_reward = e.pass_reward or specs[0].label
+    settings = EvalSettings(e.samples_per_prompt, e.temperature, max_new, e.batch_size, pass_reward, e.pass_threshold)
     return Evaluator(rows, tokenizer, functions, [s.label for s in specs], [s.weight for s in specs], settings)
 
 

@@ -95,9 +95,8 @@ class GuardCallback(TrainerCallback):
         """What run_info.json and summary.json keep: the findings, the one that stopped the run, the forecast."""
         out: dict = {}
         if self.watcher is not None:
-            reported = list(self.watcher.reported.values())
             out["guard"] = {
-                "findings": [v.to_dict() for v in reported],
+                "findings": [v.to_dict() for v in self.watcher.reported.values()],
                 "stopped": self.stopped.to_dict() if self.stopped else None,
                 "seconds": round(self.seconds_in_guard, 3),  # the guard's own cost in the training loop
             }

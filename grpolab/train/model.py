@@ -16,11 +16,8 @@ def load_error(name: str, exc: Exception) -> ConfigError:
     local = Path(name).expanduser()
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if local.exists() or name.startswith((".", "/", "~")):
-        why = (
-            f"could not load the model at `{name}`: {first}"
-            if local.exists()
-            else f"no model folder at `{name}` (resolved to {real_path(local)})."
-        )
+        why = f"could not load the model at `{name}`: {first}"
+        why = why if local.exists() else f"no model folder at `{name}` (resolved to {real_path(local)})."
         fix = "point --model at a folder with config.json and the weights (as written by save_pretrained)"
         return ConfigError.of("model.name_or_path", why, fix, kind=MODEL_NOT_LOADED)
     if hub.offline():
@@ -81,11 +78,9 @@ def load_model(name: str, model_cfg, dtype: str):
     import torch
     from transformers import AutoModelForCausalLM
 
+    optional = {"revision": model_cfg.revision, "attn_implementation": model_cfg.attn_implementation}
     kwargs = {"dtype": getattr(torch, dtype), "trust_remote_code": model_cfg.trust_remote_code}
-    if model_cfg.revision:
-        kwargs["revision"] = model_cfg.revision
-    if model_cfg.attn_implementation:
-        kwargs["attn_implementation"] = model_cfg.attn_implementation
+    kwargs |= {key: value for key, value in optional.items() if value}
     if model_cfg.quantization is not None:  # on this rank's GPU, else the CPU
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
         kwargs["quantization_config"] = quantization_config(model_cfg, dtype, device)
@@ -146,11 +141,9 @@ def quantization_config(model_cfg, dtype: str, device: str):
 def context_length(model, tokenizer) -> int | None:
     """The model's maximum positions (prompt + completion must fit): its config's, read by the same
     rule as a config.json on disk (runtime/hub), else the tokenizer's limit."""
-    value = hub.context_length(model.config.get_text_config().to_dict())
-    if value:
-        return value
     limit = getattr(tokenizer, "model_max_length", None)
-    return limit if isinstance(limit, int) and limit < 1_000_000 else None
+    limit = limit if isinstance(limit, int) and limit < 1_000_000 else None
+    return hub.context_length(model.config.get_text_config().to_dict()) or limit
 
 
 def lora_config(model_cfg):

@@ -22,16 +22,12 @@ class RewardStats:
     weight: float
     values: list  # one per completion; None where the reward skipped it
 
-    @property
-    def scored(self) -> list[float]:
-        return [v for v in self.values if v is not None]
-
 
 def render(stats: list[RewardStats], reward_funcs, n_prompts: int, generations: int) -> str:
     lines = [f"reward check one sampled batch ({n_prompts} prompts x {generations} completions), every reward:"]
     width = max((len(s.label) for s in stats), default=0)
     for s, func in zip(stats, reward_funcs):
-        scored = s.scored
+        scored = [v for v in s.values if v is not None]
         mean = statistics.fmean(scored) if scored else math.nan
         std = statistics.stdev(scored) if len(scored) > 1 else 0.0
         line = (

@@ -117,13 +117,8 @@ def run_probe(loader, prompts: int = 32, model: str | None = None, seed: int | N
     sampling = Sampling.as_training(gen, G, batch_size=max(1, 256 // G), seed=seed, bf16_autocast=autocast)
     scored = sampler.sample_and_score(lm, tokenizer, rows, sampling, funcs)
     total = scored.weighted_total([r.weight for r in cfg.rewards])
-    results = [
-        PromptResult(
-            dict(row),
-            total[i * G : (i + 1) * G],
-            [c.length for c in group],  # TRL counts the end token in the length
-            [c.truncated for c in group],
-        )
+    results = [  # a length counts the end token, as TRL's does
+        PromptResult(dict(row), total[i * G : (i + 1) * G], [c.length for c in group], [c.truncated for c in group])
         for i, (row, group) in enumerate(zip(rows, scored.samples.groups))
     ]
     settings = {k: v for k, v in sampling.generate_kwargs(tokenizer).items() if k not in NOT_SETTINGS}

@@ -58,14 +58,8 @@ def print_plan(loader, model_name: str, model, resolved, derived: Derived, data,
 
 def _eval_line(cfg, data) -> str:
     e = cfg.eval
-
-    source = (
-        f"{e.dataset} (a held-out file)"
-        if eval_file(cfg)
-        else f"[{e.split}]"
-        if e.split
-        else "carved from the training data (data.test_size)"
-    )
+    source = f"[{e.split}]" if e.split else "carved from the training data (data.test_size)"
+    source = f"{e.dataset} (a held-out file)" if eval_file(cfg) else source
     k = e.samples_per_prompt
     how = "greedy" if k == 1 else f"{k} samples each at temperature {e.temperature:g}"
     every = e.every_steps
@@ -94,8 +88,6 @@ def print_result(run_dir: Path, summary, error: str | None) -> None:
         before, after = ev["accuracy_before"], ev["accuracy_after"]
         print(f"\n  held-out accuracy ({ev['prompts']} prompts, greedy)")
         print(f"  {'before':>8}  {'after':>8}  {'change':>8}")
-        if after is None:
-            print(f"  {before:>8.1%}  {'-':>8}  {'-':>8}")
-        else:
-            print(f"  {before:>8.1%}  {after:>8.1%}  {(after - before) * 100:>+7.1f}pt")
+        change = f"{'-':>8}  {'-':>8}" if after is None else f"{after:>8.1%}  {(after - before) * 100:>+7.1f}pt"
+        print(f"  {before:>8.1%}  {change}")
     sys.stdout.flush()

@@ -41,11 +41,9 @@ class TrainRequest:
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         for f in fields(TrainRequest):
             meta = f.metadata
-            how = {"switch": {"action": "store_true"}, "list": {"action": "append", "default": []}}.get(
-                meta["kind"], {}
-            )
+            how = {"switch": {"action": "store_true"}, "list": {"action": "append", "default": []}}
             metavar = {} if meta["kind"] == "switch" else {"metavar": meta["metavar"]}
-            parser.add_argument(meta["flag"], dest=f.name, help=meta["help"], **how, **metavar)
+            parser.add_argument(meta["flag"], dest=f.name, help=meta["help"], **how.get(meta["kind"], {}), **metavar)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainRequest:
@@ -60,8 +58,7 @@ class TrainRequest:
             if f.metadata["kind"] == "switch":
                 argv += [flag] if value else []
             elif f.metadata["kind"] == "list":
-                for item in value:
-                    argv += [flag, item]
+                argv += [part for item in value for part in (flag, item)]
             elif value is not None:
                 argv += [flag, str(value)]
         return argv
@@ -73,12 +70,8 @@ class TrainRequest:
 
     def flags(self) -> dict:
         """Explicit flags: the top layer of the config."""
-        out = {}
-        if self.model:
-            out["model.name_or_path"] = self.model
-        if self.output_dir:
-            out["output_dir"] = self.output_dir
-        return out
+        given = {"model.name_or_path": self.model, "output_dir": self.output_dir}
+        return {key: value for key, value in given.items() if value}
 
     def gives_model(self) -> bool:
         """A model named by a flag, a file, or `--set` (`model.name_or_path=X` or `model={name_or_path: X}`)."""

@@ -9,7 +9,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader, Problem
-from grpolab.config.errors import NO_CHECKPOINT
+from grpolab.config.errors import INVALID_CONFIG, NO_CHECKPOINT
 from grpolab.config.keys import diff
 from grpolab.config.yaml_io import real_path
 from grpolab.run import metrics
@@ -22,11 +22,8 @@ def resume_config(request) -> GRPOConfigLoader:
     run_dir = Path(request.resume)
     resolved = run_dir / "resolved_config.yaml"
     if not resolved.is_file():
-        raise ConfigError.of(
-            "",
-            f"`{run_dir}` is not a run directory (no resolved_config.yaml).",
-            "pass a folder created by a previous run",
-            "--resume",
+        raise _refused(
+            f"`{run_dir}` is not a run directory (no resolved_config.yaml).", "pass a folder created by a previous run"
         )
     saved = GRPOConfigLoader(config_path=resolved)
     if not (request.config or request.overrides or request.model or request.mode or request.output_dir):
@@ -44,12 +41,8 @@ def resume_config(request) -> GRPOConfigLoader:
     differ = [row for row in diff(saved.to_dict(), requested.to_dict()) if row[0] not in EXTENDS]
     if differ:
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in differ[:5])
-        raise ConfigError.of(
-            "",
-            f"the config given differs from the run's ({shown}).",
-            "drop --config/--set to resume as it was, or add --force to resume with the new values",
-            "--resume",
-        )
+        fix = "drop --config/--set to resume as it was, or add --force to resume with the new values"
+        raise _refused(f"the config given differs from the run's ({shown}).", fix)
     return requested  # the run's config, with a longer max_steps / num_train_epochs if one was given
 
 
@@ -148,8 +141,9 @@ def last_checkpoint(run_dir: Path) -> str:
     one, which is skipped (and said) in favour of the one before."""
     folders = _checkpoints(run_dir)
     if not folders:
-        why = f"`{run_dir}` has no checkpoint-N folder to resume from."
-        raise ConfigError.of("", why, "start a new run instead", "--resume", kind=NO_CHECKPOINT)
+        raise _refused(
+            f"`{run_dir}` has no checkpoint-N folder to resume from.", "start a new run instead", NO_CHECKPOINT
+        )
     for folder in folders:
         why = incomplete(folder)
         if why is None:
@@ -157,7 +151,7 @@ def last_checkpoint(run_dir: Path) -> str:
             return str(folder)
         print(f"note: skipping {folder.name}: {why} (a save cut short)")
     why = f"no complete checkpoint in `{run_dir}`: every checkpoint-N is cut short."
-    raise ConfigError.of("", why, "start a new run instead", "--resume", kind=NO_CHECKPOINT)
+    raise _refused(why, "start a new run instead", NO_CHECKPOINT)
 
 
 def incomplete(folder: Path) -> str | None:
@@ -185,23 +179,21 @@ def check_resumable(request, resolved) -> None:
     one silently changes the effective and generation batches, and a sharded checkpoint would not load)."""
     holder = live_lock(Path(request.resume))
     if holder:
-        raise ConfigError.of(
-            "",
-            f"the run is still training ({holder}); two trainers would write one directory.",
-            "wait for it to end or stop it, then resume",
-            "--resume",
-        )
+        why = f"the run is still training ({holder}); two trainers would write one directory."
+        raise _refused(why, "wait for it to end or stop it, then resume")
     before = RunInfo.load(request.resume).world_size
     if not before or before == resolved.world_size or request.force:
         return
-    raise ConfigError.of(
-        "",
+    raise _refused(
         f"the run trained on {before} process(es), and this start has {resolved.world_size}: the effective "
         "batch would change, and a sharded checkpoint would not load.",
         f"resume with {before} processes (`--set cluster.num_processes={before}` per machine), or add --force "
         f"to continue on {resolved.world_size}",
-        "--resume",
     )
+
+
+def _refused(why: str, fix: str, kind: str = INVALID_CONFIG) -> ConfigError:
+    return ConfigError.of("", why, fix, "--resume", kind)
 
 
 def checkpoint_step(checkpoint: str) -> int:

@@ -166,10 +166,7 @@ def quiet_libraries(cfg) -> None:
 
 def model_path(cfg) -> str:
     """model.name_or_path, or the embedded demo model (built and cached on first use)."""
-    if cfg.model.name_or_path:
-        return cfg.model.name_or_path
-
-    return str(demo_model_path())
+    return cfg.model.name_or_path or str(demo_model_path())
 
 
 def checkpoint_bytes(cfg, model_name: str) -> int | None:

@@ -62,7 +62,7 @@ def _load_tools(cfg, problems: list) -> list:
             problems += exc.problems
             continue
         if not callable(func) or inspect.isclass(func):
-            problems.append(Problem(key, f"tool `{spec}` is a {type(func).__name__}, not a function.", None))
+            problems.append(Problem(key, f"tool `{spec}` is a {type(func).__name__}, not a function."))
         elif problem := _tool_schema_problem(func, key, spec):
             problems.append(problem)
         else:
@@ -72,16 +72,13 @@ def _load_tools(cfg, problems: list) -> list:
 
 def _check_environment(cls, key: str, spec: str, problems: list) -> None:
     if not inspect.isclass(cls) and not callable(cls):
-        problems.append(Problem(key, f"environment `{spec}` is a {type(cls).__name__}, not a class.", None))
+        problems.append(Problem(key, f"environment `{spec}` is a {type(cls).__name__}, not a class."))
         return
     try:
         instance = cls()  # TRL builds every environment without arguments
     except Exception as exc:
-        problems.append(
-            Problem(
-                key, f"environment `{spec}` could not be created with no arguments: {type(exc).__name__}: {exc}.", None
-            )
-        )
+        why = f"environment `{spec}` could not be created with no arguments: {type(exc).__name__}: {exc}."
+        problems.append(Problem(key, why))
         return
     methods = dict(inspect.getmembers(type(instance), predicate=inspect.isfunction))
     if "reset" not in methods:
@@ -95,18 +92,13 @@ def _check_environment(cls, key: str, spec: str, problems: list) -> None:
 
 def _check_rollout(func, spec: str, problems: list) -> None:
     if not callable(func):
-        problems.append(Problem("rollout", f"rollout `{spec}` is a {type(func).__name__}, not a function.", None))
+        problems.append(Problem("rollout", f"rollout `{spec}` is a {type(func).__name__}, not a function."))
         return
     try:
         inspect.signature(func).bind(["prompt"], object())
     except TypeError as exc:
-        problems.append(
-            Problem(
-                "rollout",
-                f"rollout `{spec}` cannot be called as rollout_func(prompts, trainer): {exc}.",
-                "define it as `def rollout(prompts: list, trainer) -> dict`",
-            )
-        )
+        why = f"rollout `{spec}` cannot be called as rollout_func(prompts, trainer): {exc}."
+        problems.append(Problem("rollout", why, "define it as `def rollout(prompts: list, trainer) -> dict`"))
     except ValueError:
         pass  # no signature to read (a builtin): TRL will find out
 
@@ -118,11 +110,11 @@ def _template_problem(tokenizer) -> Problem | None:
 
     if supports_tool_calling(tokenizer):
         return None
+    what = "ignores them." if getattr(tokenizer, "chat_template", None) else "has no chat template."
     return Problem(
         "model.name_or_path",
         "tools and environments need a chat template that renders tool calls and tool results; this "
-        "model's tokenizer "
-        + ("has no chat template." if not getattr(tokenizer, "chat_template", None) else "ignores them."),
+        f"model's tokenizer {what}",
         "use a model whose template supports tools (Qwen2.5/Qwen3, Llama 3.1+, ...), or remove `tools`/`environment`",
     )
 

@@ -73,9 +73,8 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
     if data.eval_rows:
         evaluator = make_evaluator(cfg, data.eval_rows, tokenizer, reward_funcs)
         evaluation = cbs.EvalCallback(evaluator, e.every_steps, run.dir, run.wandb_run, goals=e)
-    guards = Guards(
-        cbs.NanLossCallback(), cbs.StopOnSignalCallback().install(), evaluation, live_guard(run, evaluation)
-    )
+    guards = Guards(cbs.NanLossCallback(), cbs.StopOnSignalCallback().install(), evaluation)
+    guards.live = live_guard(run, evaluation)
     keep = cfg.logging.save_completions
     if keep is not None and run.is_main:
         max_len = cfg.generation.max_completion_length
@@ -141,8 +140,7 @@ class Outcome:
 
 def fit(trainer, guards: Guards, checkpoint: str | None) -> Outcome:
     """trainer.train, and how it ended: a reward error, Ctrl-C, SIGTERM or NaN stop it cleanly."""
-    status, exit_code, error = "finished", EXIT_OK, None
-    started = time.time()
+    status, exit_code, error, started = "finished", EXIT_OK, None, time.time()
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
     except RewardFunctionError as exc:
@@ -226,14 +224,8 @@ def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> No
                 "accuracy_after": after.get("eval/accuracy"),
             }
         summary.save(run.dir)
-        run.save_info(
-            status=outcome.status,
-            ended=now(),
-            exit_code=outcome.exit_code,
-            global_step=step,
-            error=outcome.error,
-            **live,
-        )
+        ending = {"status": outcome.status, "exit_code": outcome.exit_code, "error": outcome.error}
+        run.save_info(**ending, ended=now(), global_step=step, **live)
         report.print_result(run.dir, summary, outcome.error)
     if outcome.status == "failed" and run.dist.launcher is not None:  # any rank: the launcher reports the first
         record_rank_error(run.dir, run.dist.rank, outcome.exit_code, outcome.error)
