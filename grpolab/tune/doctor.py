@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
 
-from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import derive
 from grpolab.config.rules import out_of_range, range_text
 from grpolab.config.yaml_io import inline_yaml, read_yaml_file, to_plain
@@ -103,7 +103,7 @@ def load_run(run_dir) -> Run:
 
     path = Path(run_dir)
     if not path.is_dir():
-        raise ConfigError(Problem("", "no such run directory.", "pass a folder made by `grpolab train`", str(path)))
+        raise ConfigError.of("", "no such run directory.", "pass a folder made by `grpolab train`", str(path))
     record = read_run(path)
     _, torn = metrics.read_counted(metrics.path_of(path))  # a torn last line of a killed run is counted, not an error
     loader, error = None, None
@@ -679,16 +679,16 @@ def write_next_config(
     chosen, where = [f for f in findings if f.edits], str(run.path)
     if not chosen:
         problem = "no finding has an edit to write" + (" (there are no findings)" if not findings else "")
-        raise ConfigError(Problem("", problem, "act on the findings' suggestions by hand", where))
+        raise ConfigError.of("", problem, "act on the findings' suggestions by hand", where)
     if run.loader is None:
-        raise ConfigError(Problem("", "resolved_config.yaml does not load; cannot write a config", None, where))
+        raise ConfigError.of("", "resolved_config.yaml does not load; cannot write a config", None, where)
     out = Path(out)
     # Under OUT's lock: written over the run's own config (--force), it is read and rewritten as
     # one edit, and write_atomic refuses if it changed since it was read.
     with edit_lock(out):
         if out.exists() and not force:
             fix = "choose a new file name, or pass --force"
-            raise ConfigError(Problem("", "file exists; refusing to overwrite it", fix, str(out)))
+            raise ConfigError.of("", "file exists; refusing to overwrite it", fix, str(out))
         edits, reason = {}, {}
         for f in chosen:
             for key, value in f.edits.items():

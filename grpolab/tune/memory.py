@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import derive, reference_model_rule
 from grpolab.runtime.hub import config_path
 
@@ -65,14 +65,8 @@ def gpu_memory(name: str) -> float:
         return GPUS[key]
     from grpolab.config.errors import did_you_mean
 
-    raise ConfigError(
-        Problem(
-            "",
-            f"unknown GPU `{name}`; known: {', '.join(GPUS)}.{did_you_mean(key, GPUS)}",
-            "give its memory instead: --gpu-mem GB",
-            "--gpu",
-        )
-    )
+    message = f"unknown GPU `{name}`; known: {', '.join(GPUS)}.{did_you_mean(key, GPUS)}"
+    raise ConfigError.of("", message, "give its memory instead: --gpu-mem GB", "--gpu")
 
 
 # --------------------------------------------------------------------------- the model's shape
@@ -153,13 +147,9 @@ class ModelShape:
             for name in names:
                 if isinstance(data.get(name), int):
                     return data[name]
-            raise ConfigError(
-                Problem(
-                    "",
-                    f"config.json has none of {', '.join(names)}; cannot read the model's shape.",
-                    "pass the parameter count instead: --model 1.5B",
-                    source or "config.json",
-                )
+            message = f"config.json has none of {', '.join(names)}; cannot read the model's shape."
+            raise ConfigError.of(
+                "", message, "pass the parameter count instead: --model 1.5B", source or "config.json"
             )
 
         if kind == "gpt2" or "n_embd" in data:
@@ -184,11 +174,9 @@ class ModelShape:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise ConfigError(
-                Problem("", "no config.json there.", "point --model at a model folder", str(folder))
-            ) from None
+            raise ConfigError.of("", "no config.json there.", "point --model at a model folder", str(folder)) from None
         except (OSError, ValueError) as exc:
-            raise ConfigError(Problem("", f"config.json does not parse: {exc}.", None, str(path))) from None
+            raise ConfigError.of("", f"config.json does not parse: {exc}.", None, str(path)) from None
         return cls.from_config_dict(data, str(path))
 
     @classmethod
@@ -235,14 +223,9 @@ def resolve_shape(model: str | None) -> ModelShape:
         return ModelShape.from_parameter_count(count)
     if (found := config_path(model)) is not None:  # its folder, the file itself, or the Hub cache
         return ModelShape.from_config_dir(found.parent)
-    raise ConfigError(
-        Problem(
-            "model.name_or_path",
-            f"`{model}` is not a local folder and not in the Hugging Face cache (nothing is downloaded).",
-            "pass a folder with config.json, or the parameter count: --model 1.5B",
-            "--model",
-        )
-    )
+    message = f"`{model}` is not a local folder and not in the Hugging Face cache (nothing is downloaded)."
+    fix = "pass a folder with config.json, or the parameter count: --model 1.5B"
+    raise ConfigError.of("model.name_or_path", message, fix, "--model")
 
 
 # --------------------------------------------------------------------------- the estimate

@@ -14,7 +14,7 @@ import math
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
-from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import Derived, derive, generation_round
 
 from .edits import annotate_changes
@@ -75,7 +75,7 @@ def best_batch(cfg, old_world: int, new_world: int) -> Batch:
                 else:
                     candidates.append(Batch(p, ga, pinned, None))
     if not candidates:
-        raise ConfigError(Problem("", f"no batch layout is valid on {new_world} processes.", None, "config scale"))
+        raise ConfigError.of("", f"no batch layout is valid on {new_world} processes.", None, "config scale")
     return min(candidates, key=lambda c: _cost(c, new_world, target, G, mu))
 
 
@@ -123,38 +123,22 @@ def scale_config(path, gpus: int, vllm_gpus: int = 0, from_world: int | None = N
 def _worlds(path, gpus: int, vllm_gpus: int, from_world: int | None) -> tuple[GRPOConfigLoader, int, int]:
     """(the file's loader, the processes it was tuned for, the training processes of the new run)."""
     if gpus < 1:
-        raise ConfigError(Problem("", f"--gpus must be >= 1, got {gpus}.", "pass e.g. --gpus 4", "config scale"))
+        raise ConfigError.of("", f"--gpus must be >= 1, got {gpus}.", "pass e.g. --gpus 4", "config scale")
     if not 0 <= vllm_gpus < gpus:
-        raise ConfigError(
-            Problem(
-                "",
-                f"--vllm-gpus {vllm_gpus} leaves no GPU for training out of --gpus {gpus}.",
-                f"use --vllm-gpus between 0 and {gpus - 1}",
-                "config scale",
-            )
-        )
+        message = f"--vllm-gpus {vllm_gpus} leaves no GPU for training out of --gpus {gpus}."
+        raise ConfigError.of("", message, f"use --vllm-gpus between 0 and {gpus - 1}", "config scale")
     source = GRPOConfigLoader(config_path=path)
     cfg = source.config
     if from_world is None and cfg.mode == "cluster" and cfg.cluster.num_processes == "auto":
-        raise ConfigError(
-            Problem(
-                "cluster.num_processes",
-                "is auto, so the file does not say how many processes its batch sizes were chosen for.",
-                "pass --from-world-size N (e.g. 8 for the cluster preset's 8 GPUs)",
-                str(path),
-            )
-        )
+        message = "is auto, so the file does not say how many processes its batch sizes were chosen for."
+        fix = "pass --from-world-size N (e.g. 8 for the cluster preset's 8 GPUs)"
+        raise ConfigError.of("cluster.num_processes", message, fix, str(path))
     world = gpus - vllm_gpus
     machines = cfg.cluster.num_machines
     if world % machines:
-        raise ConfigError(
-            Problem(
-                "cluster.num_machines",
-                f"{world} training processes do not split evenly over {machines} machines.",
-                f"pass --gpus {machines * math.ceil(world / machines) + vllm_gpus}, or change cluster.num_machines",
-                "config scale",
-            )
-        )
+        message = f"{world} training processes do not split evenly over {machines} machines."
+        fix = f"pass --gpus {machines * math.ceil(world / machines) + vllm_gpus}, or change cluster.num_machines"
+        raise ConfigError.of("cluster.num_machines", message, fix, "config scale")
     return source, from_world or source.target_world_size(), world
 
 
