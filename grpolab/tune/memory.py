@@ -148,9 +148,8 @@ class ModelShape:
                 if isinstance(data.get(name), int):
                     return data[name]
             message = f"config.json has none of {', '.join(names)}; cannot read the model's shape."
-            raise ConfigError.of(
-                "", message, "pass the parameter count instead: --model 1.5B", source or "config.json"
-            )
+            fix = "pass the parameter count instead: --model 1.5B"
+            raise ConfigError.of("", message, fix, source or "config.json")
 
         if kind == "gpt2" or "n_embd" in data:
             h = need("n_embd", "hidden_size")
