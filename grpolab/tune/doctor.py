@@ -305,8 +305,7 @@ def find_constant_reward(run: Run) -> Finding | None:
 
 def find_no_signal(run: Run) -> Finding | None:
     zero = series(run, "frac_reward_zero_std")
-    mean = fmean([v for _, v in zero]) if zero else 0.0
-    if not zero or mean <= limit("zero_std_frac"):
+    if not zero or (mean := fmean([v for _, v in zero])) <= limit("zero_std_frac"):
         return None
     cfg, edits, alternatives = run.config, {}, []
     if cfg is not None:
@@ -334,8 +333,7 @@ def find_no_signal(run: Run) -> Finding | None:
 
 def find_clipped(run: Run) -> Finding | None:
     clipped = series(run, "completions/clipped_ratio")
-    mean = fmean([v for _, v in clipped]) if clipped else 0.0
-    if not clipped or mean <= limit("clipped_ratio"):
+    if not clipped or (mean := fmean([v for _, v in clipped])) <= limit("clipped_ratio"):
         return None
     evidence = [
         f"completions/clipped_ratio mean {mean:.2f} > {limit('clipped_ratio'):g} over {_span(clipped)}: "
@@ -602,8 +600,7 @@ def diagnose(run: Run) -> list[Finding]:
 def checked(run: Run, findings: list[Finding]) -> list[Finding]:
     """The findings in ORDER; an edit that would not validate is shown as an alternative, never written."""
     for finding in findings:
-        problem = validate_edits(run, finding.edits)
-        if problem:
+        if problem := validate_edits(run, finding.edits):
             finding.alternatives.insert(0, " ".join(finding.set_lines()) + f"  (not valid as is: {problem})")
             finding.edits = {}
     return sorted(findings, key=lambda f: ORDER.index(f.id))

@@ -193,8 +193,7 @@ _COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([kKmMbB]?)\s*$")
 
 
 def parse_count(text: str) -> int | None:
-    match = _COUNT.match(text)
-    if not match:
+    if not (match := _COUNT.match(text)):
         return None
     scale = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9}[match.group(2).lower()]
     return int(float(match.group(1)) * scale)
@@ -451,9 +450,8 @@ def suggest(shape: ModelShape, s: Setup, gpu_bytes: float, cfg) -> list[tuple[li
         options.append(sets)
     if s.world > 1 and s.backend not in ("zero3", "fsdp"):
         stages = (3,) if s.backend == "zero2" else (2, 3)
-        options += [["cluster.backend=deepspeed", f"cluster.zero_stage={n}"] for n in stages] + [
-            ["cluster.backend=fsdp"]
-        ]
+        options += [["cluster.backend=deepspeed", f"cluster.zero_stage={n}"] for n in stages]
+        options.append(["cluster.backend=fsdp"])
     if not s.lora:
         options.append(["model.lora.enabled=true"])
     if s.dtype == "float32":
@@ -486,8 +484,7 @@ def suggest(shape: ModelShape, s: Setup, gpu_bytes: float, cfg) -> list[tuple[li
     for sets in options:  # greedy: keep adding knobs until it fits
         keys = {x.split("=")[0] for x in sets}
         trial = [x for x in combo if x.split("=")[0] not in keys] + sets
-        total = total_with(trial)
-        if total is None:
+        if (total := total_with(trial)) is None:
             continue
         combo = trial
         if total <= gpu_bytes:

@@ -60,20 +60,16 @@ def best_batch(cfg, old_world: int, new_world: int) -> Batch:
     B = d.generation_batch_size
     max_p = max(1, t.per_device_train_batch_size * max(1, -(-old_world // new_world)))
     max_ga = max(64, 4 * t.gradient_accumulation_steps * old_world)
-    candidates = []
+    candidates, by_steps = [], g.steps_per_generation is not None
     for p in range(1, max_p + 1):
         for ga in range(1, max_ga + 1):
             unit = p * new_world
-            if g.generation_batch_size == "auto" and g.steps_per_generation is None:
-                if (unit * ga) % G == 0:
-                    candidates.append(Batch(p, ga, "auto", None))
+            if g.generation_batch_size == "auto" and not by_steps and (unit * ga) % G == 0:
+                candidates.append(Batch(p, ga, "auto", None))
             # a pinned round: the multiple of lcm(P x W, G) nearest the original number of completions
             step = math.lcm(unit, G)
             for pinned in {max(step, (B // step) * step), max(step, -(-B // step) * step)}:
-                if g.steps_per_generation is not None:
-                    candidates.append(Batch(p, ga, "auto", pinned // unit))
-                else:
-                    candidates.append(Batch(p, ga, pinned, None))
+                candidates.append(Batch(p, ga, "auto", pinned // unit) if by_steps else Batch(p, ga, pinned, None))
     if not candidates:
         raise ConfigError.of("", f"no batch layout is valid on {new_world} processes.", None, "config scale")
     return min(candidates, key=lambda c: _cost(c, new_world, target, G, mu))

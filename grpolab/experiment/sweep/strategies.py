@@ -113,9 +113,8 @@ class Optuna:
         try:
             import optuna
         except ImportError:
-            raise ConfigError.of(
-                "strategy", "optuna is not installed.", "pip install optuna", str(sweep.path)
-            ) from None
+            message = "optuna is not installed."
+            raise ConfigError.of("strategy", message, "pip install optuna", str(sweep.path)) from None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         pruner = optuna.pruners.MedianPruner(n_startup_trials=1) if sweep.prune else optuna.pruners.NopPruner()
         sampler = optuna.samplers.TPESampler(seed=sweep.seed)
