@@ -1,12 +1,9 @@
-"""A run's cost, forecast from its first optimizer steps.
-
-The rate is a median, so one slow step (another job on the machine, a garbage collection, a
-long completion) does not move it. Step 1 pays the warm-up (compilation, allocator growth, the
-first generation's caches) and is left out. When a generation round feeds several optimizer
-steps, the step that generates costs more than the ones that reuse its completions: the median
-is then taken over whole rounds, not single steps. Held-out scoring is left out of every time,
-as eval's own clock does; a checkpoint save is timed apart and added once per save still to come.
-"""
+"""A run's cost, forecast from its first optimizer steps. The rate is a median, so one slow step (another
+job on the machine, a garbage collection, a long completion) does not move it; step 1 pays the warm-up
+(compilation, allocator growth, the first generation's caches) and is left out. When a generation round
+feeds several optimizer steps, the step that generates costs more than the ones that reuse its completions:
+the median is then taken over whole rounds. Held-out scoring is left out of every time, as eval's own clock
+does; a checkpoint save is timed apart and added once per save still to come."""
 
 from __future__ import annotations
 

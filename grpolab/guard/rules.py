@@ -1,13 +1,10 @@
-"""The doctor's rules on a running run's metrics: the rows logged so far, kept in memory.
-
-Each live kind calls the doctor's own finder (grpolab.tune.doctor) on a doctor `Run` built from
-those rows, so a live finding reads exactly like `grpolab doctor` would. Two kinds look at a
-window instead of the whole history (a run that *had* signal and lost it is caught too):
-constant_reward and no_learning_signal hold when the reward spread was zero at each of the last
-`guard.window` logged steps. Divergence also counts blown-up weights (the callback measures the
-trainable-weight norm), because a huge step under Adam saturates the softmax and the loss and
-gradient go to 0, never to NaN.
-"""
+"""The doctor's rules on a running run's metrics: the rows logged so far, kept in memory. Each live kind
+calls the doctor's own finder (grpolab.tune.doctor) on a doctor `Run` built from those rows, so a live
+finding reads exactly like `grpolab doctor` would. constant_reward and no_learning_signal look at a window
+instead of the whole history (a run that *had* signal and lost it is caught too): they hold when the reward
+spread was zero at each of the last `guard.window` logged steps. Divergence also counts blown-up weights (the
+callback measures the trainable-weight norm): a huge step under Adam saturates the softmax and the loss and
+gradient go to 0, never to NaN."""
 
 from __future__ import annotations
 

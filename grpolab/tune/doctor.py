@@ -1,11 +1,9 @@
 """`grpolab doctor RUN_DIR`: read a finished (or crashed) run and say what to change next.
-
 A run directory has resolved_config.yaml, run_info.json, metrics.jsonl (one JSON object per
 logged step, TRL's metric names) and summary.json; with `grpo.log_completions: true` TRL also
 writes completions/completions_NNNNN.parquet. Each finding carries its evidence (metric, values,
 steps), why it matters, and the edit to try as `--set` lines; every limit comes from
-grpolab.tune.thresholds. Reading a run never imports torch, transformers or trl.
-"""
+grpolab.tune.thresholds. Reading a run never imports torch, transformers or trl."""
 
 from __future__ import annotations
 

@@ -11,8 +11,7 @@ Components (per device, in the order they are allocated):
   generation   the KV cache of one round with transformers, or the vLLM colocate share: not alive with
                the activations, so the larger of the two phases counts
 Sharding by backend: ddp none; ZeRO-1 optimizer; ZeRO-2 optimizer + gradients; ZeRO-3 and FSDP
-weights, gradients and optimizer (and the reference model, which TRL prepares the same way).
-"""
+weights, gradients and optimizer (and the reference model, which TRL prepares the same way)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,10 @@
 """`grpolab config scale FILE --gpus N`: the same experiment on N training processes.
-
 A step learns from the unique prompts per round, the effective batch and the optimizer steps each
 round feeds (on-policy when one). N processes multiply the per-process numbers by N, so scale searches
 the per-device batch, gradient accumulation and generation batch that keep those as close as TRL's
 divisibility rules allow (the round divides by per_device_train_batch_size x processes and by
 num_generations), in that order, then the per-device batch (memory) closest to the original.
-Reads and writes configs only (no torch).
-"""
+Reads and writes configs only (no torch)."""
 
 from __future__ import annotations
 
