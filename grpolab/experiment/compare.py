@@ -222,8 +222,7 @@ def draw(runs: list[Run], metrics: list[str], smooth: int = 1):
             estimates = {step: mean_ci(at[step]) for step in sorted(at)}
             label = f"{group.label} (mean of {group.n} seeds, {LEVEL:.0%} CI)"
             ax.plot(list(estimates), [e.mean for e in estimates.values()], color=color, label=label)
-            banded = [(step, e.low, e.high) for step, e in estimates.items() if e.low is not None]  # n >= 2 there
-            if banded:
+            if banded := [(step, e.low, e.high) for step, e in estimates.items() if e.low is not None]:  # n >= 2
                 ax.fill_between(*zip(*banded), color=color, alpha=0.2)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("step")

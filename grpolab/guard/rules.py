@@ -77,8 +77,7 @@ def live_findings(
         zero = zero_spread_window(run.metrics, window, limits["constant_reward_std"])
         if zero is not None:
             recent = dataclasses.replace(run, metrics=zero)
-            constant = doctor.find_constant_reward(recent) if "constant_reward" in kinds else None
-            if constant:
+            if "constant_reward" in kinds and (constant := doctor.find_constant_reward(recent)):
                 found["constant_reward"] = constant
             elif "no_learning_signal" in kinds and (signal := doctor.find_no_signal(recent)):
                 found["no_learning_signal"] = signal

@@ -543,9 +543,8 @@ def render(p: Plan) -> str:
     ]
     width = max(len(v) for v in LABELS.values())
     for key, label in LABELS.items():
-        if key not in p.components:
+        if (value := p.components.get(key)) is None:
             continue
-        value = p.components[key]
         note = ""
         if key == "reference" and value == 0:
             note = s.reference[1]
