@@ -33,8 +33,7 @@ def summary_lines(run: Run) -> list[str]:
         lines.append(f"time      {info.started} -> {info.ended or '...'}; {runtime}")
     if info.error:
         lines.append(f"error     {info.error}")
-    keys = sorted(set(run.summary.final) | set(run.summary.best))
-    if keys:
+    if keys := sorted(set(run.summary.final) | set(run.summary.best)):
         rows = [["METRIC", "FINAL", "BEST"]] + [[k, fmt(run.final(k)), fmt(run.best(k))] for k in keys]
         lines += ["", *render_rows(rows).splitlines()]
     before, after = run.eval_accuracy()

@@ -75,8 +75,7 @@ def step_rate(step_seconds: list[float], period: int = 1) -> float:
     each whole round after the first (a round's first step generates, the others reuse)."""
     timed = step_seconds[1:] or step_seconds
     if period > 1:
-        rounds = [step_seconds[i : i + period] for i in range(period, len(step_seconds) - period + 1, period)]
-        if rounds:
+        if rounds := [step_seconds[i : i + period] for i in range(period, len(step_seconds) - period + 1, period)]:
             return statistics.median(sum(r) / period for r in rounds)
         return sum(timed) / len(timed)  # not one whole round timed: the mean keeps the generating step's share
     return statistics.median(timed)

@@ -192,11 +192,6 @@ def _models(run: Run) -> list[str]:
     return [str(m) for m in (run.info.get("model"), run.config.model.name_or_path if run.config else None) if m]
 
 
-def _model_context(run: Run) -> int | None:
-    """The model's positions from its config.json (its folder or the Hub cache), or None."""
-    return next((n for m in _models(run) if (n := context_length(model_config(m)))), None)
-
-
 # --------------------------------------------------------------------------- the findings
 def find_divergence(run: Run) -> Finding | None:
     keys = ("loss", "grad_norm", "reward", "kl", "entropy")
@@ -346,7 +341,8 @@ def find_clipped(run: Run) -> Finding | None:
                 f"completions/mean_length {fmean([v for _, v in length]):.1f} tokens against "
                 f"generation.max_completion_length {mcl}"
             )
-        context = _model_context(run)
+        # the model's positions from its config.json (its folder or the Hub cache), or None
+        context = next((n for m in _models(run) if (n := context_length(model_config(m)))), None)
         new = 2 * mcl if context is None else min(2 * mcl, context // 2)
         if new > mcl:
             edits["generation.max_completion_length"] = new
@@ -646,8 +642,7 @@ def _source_loader(run: Run) -> tuple[GRPOConfigLoader, str]:
     """The loader the next config is written from: the run's own config file with the run's overrides
     (its comments kept) when that still reproduces the run, else resolved_config.yaml."""
     resolved = run.path / "resolved_config.yaml"
-    original = run.info.get("config_file")
-    if original:
+    if original := run.info.get("config_file"):
         path = Path(original)
         if not path.is_absolute() and run.info.get("cwd"):
             path = Path(run.info["cwd"]) / path
