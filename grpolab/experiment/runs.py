@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -156,7 +155,7 @@ def _when(text: str) -> datetime:
     try:
         return datetime.fromisoformat(text)
     except (TypeError, ValueError):
-        return datetime.fromtimestamp(time.time()).astimezone()
+        return datetime.now().astimezone()
 
 
 def commit_of(info: RunInfo) -> str:

@@ -264,11 +264,8 @@ def find_constant_reward(run: Run) -> Finding | None:
     if cfg is not None:
         from grpolab.rewards.build import BUILTIN_COLUMNS
 
-        parts = []
-        for spec in cfg.rewards:
-            cols = BUILTIN_COLUMNS.get(spec.name)
-            reads = f" reads column(s) {', '.join(cols)}" if cols else ""
-            parts.append(f"`{spec.label}` (weight {spec.weight:g}){reads}")
+        reads = {s.name: f" reads column(s) {', '.join(c)}" for s in cfg.rewards if (c := BUILTIN_COLUMNS.get(s.name))}
+        parts = [f"`{s.label}` (weight {s.weight:g}){reads.get(s.name, '')}" for s in cfg.rewards]
         evidence.append(
             "rewards: " + "; ".join(parts) + f"; data: {cfg.data.dataset}, columns {cfg.data.columns or '{}'}"
         )
