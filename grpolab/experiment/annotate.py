@@ -46,8 +46,7 @@ def outcome_lines(run: Run, note: str | None = None, today: dt.date | None = Non
             f"Seeds ({group.n} runs of this config, seeds {', '.join(map(str, group.seeds))}): reward final "
             f"{group.text('reward')}, best {group.text('reward', 'best')} (mean ± {LEVEL:.0%} CI)"
         )
-    for i, line in enumerate((note or "").strip().splitlines()):
-        lines.append(f"{'  ' if i else 'Note: '}{line}".rstrip())
+    lines += [f"{'  ' if i else 'Note: '}{line}".rstrip() for i, line in enumerate((note or "").strip().splitlines())]
     return lines + [""]  # an empty `#` line ends the block, apart from the file's own header
 
 

@@ -103,19 +103,18 @@ def group_rows(groups: list[SeedGroup], metric: str = "reward", also: tuple[str,
     for group, config in zip(ordered, configs):
         flat = flatten(config)
         statuses = [r.status_shown for r in group.runs]
-        rows.append(
-            [
-                group.label,
-                *(inline_yaml(flat[k]) if k in flat else "-" for k in keys),
-                str(group.n),
-                ",".join(map(str, group.seeds)),
-                group.text(metric),
-                group.text(metric, "best"),
-                noise_verdict(group, ordered[0], metric),
-                *(group.text(m) for m in also),
-                ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses)),
-            ]
-        )
+        row = [
+            group.label,
+            *(inline_yaml(flat[k]) if k in flat else "-" for k in keys),
+            str(group.n),
+            ",".join(map(str, group.seeds)),
+            group.text(metric),
+            group.text(metric, "best"),
+            noise_verdict(group, ordered[0], metric),
+            *(group.text(m) for m in also),
+            ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses)),
+        ]
+        rows.append(row)
     return keys, rows
 
 

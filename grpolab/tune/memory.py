@@ -327,7 +327,6 @@ def static_bytes(shape: ModelShape, s: Setup) -> dict:
 
 def activation_values_per_token(shape: ModelShape, checkpointing: bool) -> float:
     """Values the backward pass keeps per token, over all layers.
-
     Per block, what autograd saves (sdpa attention, which keeps q, k, v, its output and a log-sum-exp,
     never the seq x seq scores):
       GPT-2: layer-norm inputs and outputs (4h), qkv (3h), attention output and its contiguous copy (2h),
