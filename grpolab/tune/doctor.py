@@ -523,7 +523,6 @@ def find_small_batch(run: Run) -> Finding | None:
     if prompts >= low_p and effective >= low_b:
         return None
     k = max(math.ceil(low_p / max(prompts, 1)), math.ceil(low_b / max(effective, 1)))
-    edits = scale_batch_edits(cfg, k)
     t = cfg.training
     return Finding(
         "small_batch",
@@ -535,7 +534,7 @@ def find_small_batch(run: Run) -> Finding | None:
         ],
         "each update averages over these few prompts, so one easy or impossible prompt decides it; raising "
         "gradient_accumulation_steps adds prompts per step without more memory per device",
-        edits,
+        scale_batch_edits(cfg, k),
         [f"--set training.per_device_train_batch_size={t.per_device_train_batch_size * k}  (faster, more memory)"],
         ["min_prompts_per_step", "min_effective_batch"],
     )
