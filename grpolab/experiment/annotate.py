@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.errors import CONFIG_CHANGED, advise
 from grpolab.config.keys import flatten
 from grpolab.config.layers import preset_dir
@@ -46,8 +46,7 @@ def outcome_lines(run: Run, note: str | None = None, today: dt.date | None = Non
             f"Seeds ({group.n} runs of this config, seeds {', '.join(map(str, group.seeds))}): reward final "
             f"{group.text('reward')}, best {group.text('reward', 'best')} (mean ± {LEVEL:.0%} CI)"
         )
-    for i, line in enumerate((note or "").strip().splitlines()):
-        lines.append(f"{'  ' if i else 'Note: '}{line}".rstrip())
+    lines += [f"{'  ' if i else 'Note: '}{line}".rstrip() for i, line in enumerate((note or "").strip().splitlines())]
     return lines + [""]  # an empty `#` line ends the block, apart from the file's own header
 
 
@@ -56,17 +55,17 @@ def config_file_of(run: Run) -> Path:
     recorded = run.info.config_file
     if not recorded:
         message = "this run used a preset (no --config file); there is no config of its own to annotate."
-        raise ConfigError(Problem("", message, "copy the preset to a new file and run with --config", str(run.path)))
+        raise ConfigError.of("", message, "copy the preset to a new file and run with --config", str(run.path))
     path = Path(recorded)
     if not path.is_absolute() and run.info.cwd:
         path = Path(run.info.cwd) / path  # relative to where the run was started
     if not path.is_file():
         message = f"the config file this run used, `{recorded}`, is gone (looked at {path})."
-        raise ConfigError(Problem("", message, "restore it from git (run_info.json has the commit)", str(run.path)))
+        raise ConfigError.of("", message, "restore it from git (run_info.json has the commit)", str(run.path))
     if real_path(path).parent == preset_dir().resolve() and path.stem in ("grpo_local", "grpo_cluster", "grpo_demo"):
         message = f"this run used the preset `{path.name}`; presets are shared by every run and are not annotated."
         fix = "copy it (e.g. configs/grpo_cluster_high_lr.yaml), run with that, annotate that"
-        raise ConfigError(Problem("", message, fix, str(run.path)))
+        raise ConfigError.of("", message, fix, str(run.path))
     return path
 
 
@@ -109,7 +108,7 @@ def annotate(
                 "to annotate anyway (the block names the changes)",
                 python="restore the file, or pass allow_changed=True (the block names the changes)",
             )
-            raise ConfigError(Problem("", message, fix, str(path)), CONFIG_CHANGED)
+            raise ConfigError.of("", message, fix, str(path), CONFIG_CHANGED)
         raw = read_for_edit(path)
         bom = b"\xef\xbb\xbf" if raw.startswith(b"\xef\xbb\xbf") else b""
         original = raw[len(bom) :].decode("utf-8")
@@ -123,7 +122,7 @@ def annotate(
         read = lambda text: to_plain(parse_yaml_text(text, str(path)), str(path))
         if read(text) != read(original):
             message = "internal error: the annotated file would read differently; nothing was written."
-            raise ConfigError(Problem("", message, None, str(path)))
+            raise ConfigError.of("", message, None, str(path))
         # Built from `raw`: refused if anything rewrote the file since (no edit is lost).
         write_atomic(path, bom.decode("utf-8") + text, overwrite=True, expect=version_read(path))
         return path, block

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from grpolab.config import ConfigError, Problem
+from grpolab.config import ConfigError
 from grpolab.config.errors import CANNOT_WRITE, FILE_EXISTS, did_you_mean
 from grpolab.config.keys import MISSING, flatten, same
 from grpolab.config.yaml_io import folder_named, inline_yaml
@@ -103,19 +103,18 @@ def group_rows(groups: list[SeedGroup], metric: str = "reward", also: tuple[str,
     for group, config in zip(ordered, configs):
         flat = flatten(config)
         statuses = [r.status_shown for r in group.runs]
-        rows.append(
-            [
-                group.label,
-                *(inline_yaml(flat[k]) if k in flat else "-" for k in keys),
-                str(group.n),
-                ",".join(map(str, group.seeds)),
-                group.text(metric),
-                group.text(metric, "best"),
-                noise_verdict(group, ordered[0], metric),
-                *(group.text(m) for m in also),
-                ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses)),
-            ]
-        )
+        row = [
+            group.label,
+            *(inline_yaml(flat[k]) if k in flat else "-" for k in keys),
+            str(group.n),
+            ",".join(map(str, group.seeds)),
+            group.text(metric),
+            group.text(metric, "best"),
+            noise_verdict(group, ordered[0], metric),
+            *(group.text(m) for m in also),
+            ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses)),
+        ]
+        rows.append(row)
     return keys, rows
 
 
@@ -131,7 +130,7 @@ def check_metric(runs: list[Run], metric: str) -> None:
     known = {k for run in runs for rec in run.metrics() for k in rec} - set(NOT_METRICS)
     if known and metric not in known:
         message = f"no run logged `{metric}`.{did_you_mean(metric, known)} Logged: {', '.join(sorted(known))}."
-        raise ConfigError(Problem("--metric", message, None, "compare"))
+        raise ConfigError.of("--metric", message, None, "compare")
 
 
 def _best_first(items: list, metric: str, value) -> list:
@@ -222,8 +221,7 @@ def draw(runs: list[Run], metrics: list[str], smooth: int = 1):
             estimates = {step: mean_ci(at[step]) for step in sorted(at)}
             label = f"{group.label} (mean of {group.n} seeds, {LEVEL:.0%} CI)"
             ax.plot(list(estimates), [e.mean for e in estimates.values()], color=color, label=label)
-            banded = [(step, e.low, e.high) for step, e in estimates.items() if e.low is not None]  # n >= 2 there
-            if banded:
+            if banded := [(step, e.low, e.high) for step, e in estimates.items() if e.low is not None]:  # n >= 2
                 ax.fill_between(*zip(*banded), color=color, alpha=0.2)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("step")
@@ -243,7 +241,7 @@ def plot(runs: list[Run], metrics: list[str], out, smooth: int = 1, *, overwrite
     if kind not in formats:
         message = f"`{out.suffix or out.name}` is not an image type; allowed: {', '.join(formats)}."
         fix = f"end the name in .png (e.g. {out.with_suffix('.png').name})"
-        raise ConfigError(Problem("--out", message, fix, str(out)))
+        raise ConfigError.of("--out", message, fix, str(out))
     image = io.BytesIO()
     fig.savefig(image, format=kind, dpi=110)
     write_bytes(out, image.getvalue(), overwrite=overwrite)
@@ -258,7 +256,7 @@ def plot_path(out) -> Path:
         return path
     what = "is a folder" if text.strip() else "is empty: a file name is needed"
     fix = f"give an image file, e.g. --out {path / 'compare.png' if text.strip() else 'compare.png'}"
-    raise ConfigError(Problem("--out", f"{what}.", fix, repr(text) if not text.strip() else text), CANNOT_WRITE)
+    raise ConfigError.of("--out", f"{what}.", fix, repr(text) if not text.strip() else text, CANNOT_WRITE)
 
 
 def write_bytes(path: Path, data: bytes, *, overwrite: bool) -> None:
@@ -269,7 +267,7 @@ def write_bytes(path: Path, data: bytes, *, overwrite: bool) -> None:
             handle.write(data)
     except FileExistsError:
         fix = "choose a new file name, or pass --force"
-        raise ConfigError(Problem("--out", "exists; refusing to overwrite it.", fix, str(path)), FILE_EXISTS) from None
+        raise ConfigError.of("--out", "exists; refusing to overwrite it.", fix, str(path), FILE_EXISTS) from None
     except OSError as exc:
-        problem = Problem("--out", f"cannot be written: {exc.strerror or exc}.", "choose a writable place", str(path))
-        raise ConfigError(problem, CANNOT_WRITE) from None
+        message = f"cannot be written: {exc.strerror or exc}."
+        raise ConfigError.of("--out", message, "choose a writable place", str(path), CANNOT_WRITE) from None

@@ -171,7 +171,7 @@ class _Converter:
         self.unmapped.append((key, value, why))
 
     def error(self, key: str, message: str, fix: str | None = None) -> ConfigError:
-        return ConfigError(Problem(key, message, fix, self.origin))
+        return ConfigError.of(key, message, fix, self.origin)
 
     def convert(self) -> None:
         fields = trl_fields()
@@ -346,9 +346,7 @@ def import_recipe(path, mode: str | None = None, gpus: int | None = None, vllm_g
     path = Path(path)
     if gpus is not None and not 0 <= vllm_gpus < gpus:
         message = f"{vllm_gpus} of {gpus} GPUs for vLLM leaves {gpus - vllm_gpus} for training."
-        raise ConfigError(
-            Problem("--vllm-gpus", message, "keep at least one GPU for training: --vllm-gpus below --gpus")
-        )
+        raise ConfigError.of("--vllm-gpus", message, "keep at least one GPU for training: --vllm-gpus below --gpus")
     tree = read_yaml_file(path)
     conv = _Converter(to_plain(tree, str(path), tree), str(path), gpus, vllm_gpus)
     conv.convert()

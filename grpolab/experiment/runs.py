@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from grpolab.config import ConfigError, Problem
+from grpolab.config import ConfigError
 from grpolab.config.yaml_io import read_yaml_file, to_plain
 from grpolab.run import metrics
 from grpolab.run.record import RUN_INFO, SUMMARY, RunInfo, Summary, read_json
@@ -101,7 +100,7 @@ def load_run(path) -> Run:
     path = Path(path)
     if not path.is_dir() or not is_run_dir(path):
         message = "is not a run directory (no run_info.json or resolved_config.yaml)."
-        raise ConfigError(Problem("", message, "pass a folder created by a training run", str(path)))
+        raise ConfigError.of("", message, "pass a folder created by a training run", str(path))
     recorded = read_json(path / SUMMARY)
     run = Run(path, RunInfo.load(path))
     # Still running, or died before writing its end: the same summary, from metrics.jsonl.
@@ -116,7 +115,7 @@ def find_runs(dirs) -> list[Run]:
     for d in map(Path, dirs):
         if not d.is_dir():
             fix = "pass an output_dir (e.g. ./grpo_results_local) or a run directory"
-            raise ConfigError(Problem("", "no such folder.", fix, str(d)))
+            raise ConfigError.of("", "no such folder.", fix, str(d))
         runs += [load_run(d)] if is_run_dir(d) else [load_run(p) for p in sorted(d.iterdir()) if is_run_dir(p)]
     return sorted(runs, key=lambda r: (r.info.started or "", r.name))
 
@@ -156,7 +155,7 @@ def _when(text: str) -> datetime:
     try:
         return datetime.fromisoformat(text)
     except (TypeError, ValueError):
-        return datetime.fromtimestamp(time.time()).astimezone()
+        return datetime.now().astimezone()
 
 
 def commit_of(info: RunInfo) -> str:

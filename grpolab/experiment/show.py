@@ -3,7 +3,7 @@ completions it sampled (completions.jsonl), read from the run directory alone.""
 
 from __future__ import annotations
 
-from grpolab.config import ConfigError, Problem
+from grpolab.config import ConfigError
 from grpolab.config.yaml_io import inline_yaml, read_yaml_file, to_plain
 from grpolab.run import metrics as run_metrics
 from grpolab.run.run_dir import OVERRIDES
@@ -33,8 +33,7 @@ def summary_lines(run: Run) -> list[str]:
         lines.append(f"time      {info.started} -> {info.ended or '...'}; {runtime}")
     if info.error:
         lines.append(f"error     {info.error}")
-    keys = sorted(set(run.summary.final) | set(run.summary.best))
-    if keys:
+    if keys := sorted(set(run.summary.final) | set(run.summary.best)):
         rows = [["METRIC", "FINAL", "BEST"]] + [[k, fmt(run.final(k)), fmt(run.best(k))] for k in keys]
         lines += ["", *render_rows(rows).splitlines()]
     before, after = run.eval_accuracy()
@@ -79,7 +78,7 @@ def completion_lines(run: Run, step: int | None, limit: int) -> list[str]:
     if not chosen:  # a --step at which nothing was recorded
         message = f"no completions were recorded at step {step}; recorded steps: {shown}."
         fix = f"pass one of them, e.g. --step {steps[-1]}" if steps else None
-        raise ConfigError(Problem("--step", message, fix, str(run.path)))
+        raise ConfigError.of("--step", message, fix, str(run.path))
     lines = ["", f"completions: {len(chosen)} of {len(records)} (steps {shown})"]
     for record in chosen[-limit:] if step is None else chosen[:limit]:
         rewards = record.get("rewards")
@@ -99,7 +98,7 @@ def completion_lines(run: Run, step: int | None, limit: int) -> list[str]:
 
 def show(run_dir, completions: bool = False, step: int | None = None, limit: int = 8) -> str:
     if limit < 1:
-        raise ConfigError(Problem("--limit", f"must be 1 or more, got {limit}.", "e.g. --limit 8", "runs show"))
+        raise ConfigError.of("--limit", f"must be 1 or more, got {limit}.", "e.g. --limit 8", "runs show")
     run = load_run(run_dir)
     lines = summary_lines(run) + origin_lines(run)
     if completions or step is not None:

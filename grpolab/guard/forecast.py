@@ -1,12 +1,9 @@
-"""A run's cost, forecast from its first optimizer steps.
-
-The rate is a median, so one slow step (another job on the machine, a garbage collection, a
-long completion) does not move it. Step 1 pays the warm-up (compilation, allocator growth, the
-first generation's caches) and is left out. When a generation round feeds several optimizer
-steps, the step that generates costs more than the ones that reuse its completions: the median
-is then taken over whole rounds, not single steps. Held-out scoring is left out of every time,
-as eval's own clock does; a checkpoint save is timed apart and added once per save still to come.
-"""
+"""A run's cost, forecast from its first optimizer steps. The rate is a median, so one slow step (another
+job on the machine, a garbage collection, a long completion) does not move it; step 1 pays the warm-up
+(compilation, allocator growth, the first generation's caches) and is left out. When a generation round
+feeds several optimizer steps, the step that generates costs more than the ones that reuse its completions:
+the median is then taken over whole rounds. Held-out scoring is left out of every time, as eval's own clock
+does; a checkpoint save is timed apart and added once per save still to come."""
 
 from __future__ import annotations
 
@@ -78,8 +75,7 @@ def step_rate(step_seconds: list[float], period: int = 1) -> float:
     each whole round after the first (a round's first step generates, the others reuse)."""
     timed = step_seconds[1:] or step_seconds
     if period > 1:
-        rounds = [step_seconds[i : i + period] for i in range(period, len(step_seconds) - period + 1, period)]
-        if rounds:
+        if rounds := [step_seconds[i : i + period] for i in range(period, len(step_seconds) - period + 1, period)]:
             return statistics.median(sum(r) / period for r in rounds)
         return sum(timed) / len(timed)  # not one whole round timed: the mean keeps the generating step's share
     return statistics.median(timed)

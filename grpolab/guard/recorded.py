@@ -1,9 +1,6 @@
-"""The guard's stop, read back from a run's record, for `grpolab doctor` on a stopped run.
-
-Some evidence exists only while training (the weight norm), so the doctor, reading files
-afterwards, may not reach the finding the guard stopped on; the recorded finding is added to the
-doctor's, and `--write-config` applies its edit like any other.
-"""
+"""The guard's stop, read back from a run's record: some evidence exists only while training (the weight
+norm), so `grpolab doctor` on a stopped run may not reach the finding the guard stopped on; the recorded
+finding is added to the doctor's, and `--write-config` applies its edit like any other."""
 
 from __future__ import annotations
 

@@ -1,13 +1,10 @@
-"""The doctor's rules on a running run's metrics: the rows logged so far, kept in memory.
-
-Each live kind calls the doctor's own finder (grpolab.tune.doctor) on a doctor `Run` built from
-those rows, so a live finding reads exactly like `grpolab doctor` would. Two kinds look at a
-window instead of the whole history (a run that *had* signal and lost it is caught too):
-constant_reward and no_learning_signal hold when the reward spread was zero at each of the last
-`guard.window` logged steps. Divergence also counts blown-up weights (the callback measures the
-trainable-weight norm), because a huge step under Adam saturates the softmax and the loss and
-gradient go to 0, never to NaN.
-"""
+"""The doctor's rules on a running run's metrics: the rows logged so far, kept in memory. Each live kind
+calls the doctor's own finder (grpolab.tune.doctor) on a doctor `Run` built from those rows, so a live
+finding reads exactly like `grpolab doctor` would. constant_reward and no_learning_signal look at a window
+instead of the whole history (a run that *had* signal and lost it is caught too): they hold when the reward
+spread was zero at each of the last `guard.window` logged steps. Divergence also counts blown-up weights (the
+callback measures the trainable-weight norm): a huge step under Adam saturates the softmax and the loss and
+gradient go to 0, never to NaN."""
 
 from __future__ import annotations
 
@@ -80,8 +77,7 @@ def live_findings(
         zero = zero_spread_window(run.metrics, window, limits["constant_reward_std"])
         if zero is not None:
             recent = dataclasses.replace(run, metrics=zero)
-            constant = doctor.find_constant_reward(recent) if "constant_reward" in kinds else None
-            if constant:
+            if "constant_reward" in kinds and (constant := doctor.find_constant_reward(recent)):
                 found["constant_reward"] = constant
             elif "no_learning_signal" in kinds and (signal := doctor.find_no_signal(recent)):
                 found["no_learning_signal"] = signal

@@ -1,9 +1,7 @@
-"""One Watcher per run: the rows logged so far, and what each finding does when it first holds.
-
-The callback hands it each logged step (a dict of TRL's metrics) and, when measured, the weight
-growth; it answers with the verdicts that are new at this step. A kind reports once: after that
-it is not checked again, so a warning is printed once and nothing is re-read from disk.
-"""
+"""One Watcher per run: the rows logged so far, and what each finding does when it first holds. The
+callback hands it each logged step (TRL's metrics) and, when measured, the weight growth; it answers with
+the verdicts new at this step. A kind reports once: after that it is not checked again, so a warning is
+printed once and nothing is re-read from disk."""
 
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
 """`grpolab doctor RUN_DIR`: read a finished (or crashed) run and say what to change next.
-
 A run directory has resolved_config.yaml, run_info.json, metrics.jsonl (one JSON object per
 logged step, TRL's metric names) and summary.json; with `grpo.log_completions: true` TRL also
 writes completions/completions_NNNNN.parquet. Each finding carries its evidence (metric, values,
 steps), why it matters, and the edit to try as `--set` lines; every limit comes from
-grpolab.tune.thresholds. Reading a run never imports torch, transformers or trl.
-"""
+grpolab.tune.thresholds. Reading a run never imports torch, transformers or trl."""
 
 from __future__ import annotations
 
@@ -16,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
 
-from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import derive
 from grpolab.config.rules import out_of_range, range_text
 from grpolab.config.yaml_io import inline_yaml, read_yaml_file, to_plain
@@ -103,7 +101,7 @@ def load_run(run_dir) -> Run:
 
     path = Path(run_dir)
     if not path.is_dir():
-        raise ConfigError(Problem("", "no such run directory.", "pass a folder made by `grpolab train`", str(path)))
+        raise ConfigError.of("", "no such run directory.", "pass a folder made by `grpolab train`", str(path))
     record = read_run(path)
     _, torn = metrics.read_counted(metrics.path_of(path))  # a torn last line of a killed run is counted, not an error
     loader, error = None, None
@@ -194,11 +192,6 @@ def _models(run: Run) -> list[str]:
     return [str(m) for m in (run.info.get("model"), run.config.model.name_or_path if run.config else None) if m]
 
 
-def _model_context(run: Run) -> int | None:
-    """The model's positions from its config.json (its folder or the Hub cache), or None."""
-    return next((n for m in _models(run) if (n := context_length(model_config(m)))), None)
-
-
 # --------------------------------------------------------------------------- the findings
 def find_divergence(run: Run) -> Finding | None:
     keys = ("loss", "grad_norm", "reward", "kl", "entropy")
@@ -271,11 +264,8 @@ def find_constant_reward(run: Run) -> Finding | None:
     if cfg is not None:
         from grpolab.rewards.build import BUILTIN_COLUMNS
 
-        parts = []
-        for spec in cfg.rewards:
-            cols = BUILTIN_COLUMNS.get(spec.name)
-            reads = f" reads column(s) {', '.join(cols)}" if cols else ""
-            parts.append(f"`{spec.label}` (weight {spec.weight:g}){reads}")
+        reads = {s.name: f" reads column(s) {', '.join(c)}" for s in cfg.rewards if (c := BUILTIN_COLUMNS.get(s.name))}
+        parts = [f"`{s.label}` (weight {s.weight:g}){reads.get(s.name, '')}" for s in cfg.rewards]
         evidence.append(
             "rewards: " + "; ".join(parts) + f"; data: {cfg.data.dataset}, columns {cfg.data.columns or '{}'}"
         )
@@ -305,8 +295,7 @@ def find_constant_reward(run: Run) -> Finding | None:
 
 def find_no_signal(run: Run) -> Finding | None:
     zero = series(run, "frac_reward_zero_std")
-    mean = fmean([v for _, v in zero]) if zero else 0.0
-    if not zero or mean <= limit("zero_std_frac"):
+    if not zero or (mean := fmean([v for _, v in zero])) <= limit("zero_std_frac"):
         return None
     cfg, edits, alternatives = run.config, {}, []
     if cfg is not None:
@@ -334,8 +323,7 @@ def find_no_signal(run: Run) -> Finding | None:
 
 def find_clipped(run: Run) -> Finding | None:
     clipped = series(run, "completions/clipped_ratio")
-    mean = fmean([v for _, v in clipped]) if clipped else 0.0
-    if not clipped or mean <= limit("clipped_ratio"):
+    if not clipped or (mean := fmean([v for _, v in clipped])) <= limit("clipped_ratio"):
         return None
     evidence = [
         f"completions/clipped_ratio mean {mean:.2f} > {limit('clipped_ratio'):g} over {_span(clipped)}: "
@@ -350,7 +338,8 @@ def find_clipped(run: Run) -> Finding | None:
                 f"completions/mean_length {fmean([v for _, v in length]):.1f} tokens against "
                 f"generation.max_completion_length {mcl}"
             )
-        context = _model_context(run)
+        # the model's positions from its config.json (its folder or the Hub cache), or None
+        context = next((n for m in _models(run) if (n := context_length(model_config(m)))), None)
         new = 2 * mcl if context is None else min(2 * mcl, context // 2)
         if new > mcl:
             edits["generation.max_completion_length"] = new
@@ -534,7 +523,6 @@ def find_small_batch(run: Run) -> Finding | None:
     if prompts >= low_p and effective >= low_b:
         return None
     k = max(math.ceil(low_p / max(prompts, 1)), math.ceil(low_b / max(effective, 1)))
-    edits = scale_batch_edits(cfg, k)
     t = cfg.training
     return Finding(
         "small_batch",
@@ -546,7 +534,7 @@ def find_small_batch(run: Run) -> Finding | None:
         ],
         "each update averages over these few prompts, so one easy or impossible prompt decides it; raising "
         "gradient_accumulation_steps adds prompts per step without more memory per device",
-        edits,
+        scale_batch_edits(cfg, k),
         [f"--set training.per_device_train_batch_size={t.per_device_train_batch_size * k}  (faster, more memory)"],
         ["min_prompts_per_step", "min_effective_batch"],
     )
@@ -602,8 +590,7 @@ def diagnose(run: Run) -> list[Finding]:
 def checked(run: Run, findings: list[Finding]) -> list[Finding]:
     """The findings in ORDER; an edit that would not validate is shown as an alternative, never written."""
     for finding in findings:
-        problem = validate_edits(run, finding.edits)
-        if problem:
+        if problem := validate_edits(run, finding.edits):
             finding.alternatives.insert(0, " ".join(finding.set_lines()) + f"  (not valid as is: {problem})")
             finding.edits = {}
     return sorted(findings, key=lambda f: ORDER.index(f.id))
@@ -651,8 +638,7 @@ def _source_loader(run: Run) -> tuple[GRPOConfigLoader, str]:
     """The loader the next config is written from: the run's own config file with the run's overrides
     (its comments kept) when that still reproduces the run, else resolved_config.yaml."""
     resolved = run.path / "resolved_config.yaml"
-    original = run.info.get("config_file")
-    if original:
+    if original := run.info.get("config_file"):
         path = Path(original)
         if not path.is_absolute() and run.info.get("cwd"):
             path = Path(run.info["cwd"]) / path
@@ -679,16 +665,16 @@ def write_next_config(
     chosen, where = [f for f in findings if f.edits], str(run.path)
     if not chosen:
         problem = "no finding has an edit to write" + (" (there are no findings)" if not findings else "")
-        raise ConfigError(Problem("", problem, "act on the findings' suggestions by hand", where))
+        raise ConfigError.of("", problem, "act on the findings' suggestions by hand", where)
     if run.loader is None:
-        raise ConfigError(Problem("", "resolved_config.yaml does not load; cannot write a config", None, where))
+        raise ConfigError.of("", "resolved_config.yaml does not load; cannot write a config", None, where)
     out = Path(out)
     # Under OUT's lock: written over the run's own config (--force), it is read and rewritten as
     # one edit, and write_atomic refuses if it changed since it was read.
     with edit_lock(out):
         if out.exists() and not force:
             fix = "choose a new file name, or pass --force"
-            raise ConfigError(Problem("", "file exists; refusing to overwrite it", fix, str(out)))
+            raise ConfigError.of("", "file exists; refusing to overwrite it", fix, str(out))
         edits, reason = {}, {}
         for f in chosen:
             for key, value in f.edits.items():

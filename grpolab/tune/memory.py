@@ -11,8 +11,7 @@ Components (per device, in the order they are allocated):
   generation   the KV cache of one round with transformers, or the vLLM colocate share: not alive with
                the activations, so the larger of the two phases counts
 Sharding by backend: ddp none; ZeRO-1 optimizer; ZeRO-2 optimizer + gradients; ZeRO-3 and FSDP
-weights, gradients and optimizer (and the reference model, which TRL prepares the same way).
-"""
+weights, gradients and optimizer (and the reference model, which TRL prepares the same way)."""
 
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import derive, reference_model_rule
 from grpolab.runtime.hub import config_path
 
@@ -65,14 +64,8 @@ def gpu_memory(name: str) -> float:
         return GPUS[key]
     from grpolab.config.errors import did_you_mean
 
-    raise ConfigError(
-        Problem(
-            "",
-            f"unknown GPU `{name}`; known: {', '.join(GPUS)}.{did_you_mean(key, GPUS)}",
-            "give its memory instead: --gpu-mem GB",
-            "--gpu",
-        )
-    )
+    message = f"unknown GPU `{name}`; known: {', '.join(GPUS)}.{did_you_mean(key, GPUS)}"
+    raise ConfigError.of("", message, "give its memory instead: --gpu-mem GB", "--gpu")
 
 
 # --------------------------------------------------------------------------- the model's shape
@@ -153,14 +146,9 @@ class ModelShape:
             for name in names:
                 if isinstance(data.get(name), int):
                     return data[name]
-            raise ConfigError(
-                Problem(
-                    "",
-                    f"config.json has none of {', '.join(names)}; cannot read the model's shape.",
-                    "pass the parameter count instead: --model 1.5B",
-                    source or "config.json",
-                )
-            )
+            message = f"config.json has none of {', '.join(names)}; cannot read the model's shape."
+            fix = "pass the parameter count instead: --model 1.5B"
+            raise ConfigError.of("", message, fix, source or "config.json")
 
         if kind == "gpt2" or "n_embd" in data:
             h = need("n_embd", "hidden_size")
@@ -184,11 +172,9 @@ class ModelShape:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise ConfigError(
-                Problem("", "no config.json there.", "point --model at a model folder", str(folder))
-            ) from None
+            raise ConfigError.of("", "no config.json there.", "point --model at a model folder", str(folder)) from None
         except (OSError, ValueError) as exc:
-            raise ConfigError(Problem("", f"config.json does not parse: {exc}.", None, str(path))) from None
+            raise ConfigError.of("", f"config.json does not parse: {exc}.", None, str(path)) from None
         return cls.from_config_dict(data, str(path))
 
     @classmethod
@@ -206,8 +192,7 @@ _COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([kKmMbB]?)\s*$")
 
 
 def parse_count(text: str) -> int | None:
-    match = _COUNT.match(text)
-    if not match:
+    if not (match := _COUNT.match(text)):
         return None
     scale = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9}[match.group(2).lower()]
     return int(float(match.group(1)) * scale)
@@ -235,14 +220,9 @@ def resolve_shape(model: str | None) -> ModelShape:
         return ModelShape.from_parameter_count(count)
     if (found := config_path(model)) is not None:  # its folder, the file itself, or the Hub cache
         return ModelShape.from_config_dir(found.parent)
-    raise ConfigError(
-        Problem(
-            "model.name_or_path",
-            f"`{model}` is not a local folder and not in the Hugging Face cache (nothing is downloaded).",
-            "pass a folder with config.json, or the parameter count: --model 1.5B",
-            "--model",
-        )
-    )
+    message = f"`{model}` is not a local folder and not in the Hugging Face cache (nothing is downloaded)."
+    fix = "pass a folder with config.json, or the parameter count: --model 1.5B"
+    raise ConfigError.of("model.name_or_path", message, fix, "--model")
 
 
 # --------------------------------------------------------------------------- the estimate
@@ -347,7 +327,6 @@ def static_bytes(shape: ModelShape, s: Setup) -> dict:
 
 def activation_values_per_token(shape: ModelShape, checkpointing: bool) -> float:
     """Values the backward pass keeps per token, over all layers.
-
     Per block, what autograd saves (sdpa attention, which keeps q, k, v, its output and a log-sum-exp,
     never the seq x seq scores):
       GPT-2: layer-norm inputs and outputs (4h), qkv (3h), attention output and its contiguous copy (2h),
@@ -469,9 +448,8 @@ def suggest(shape: ModelShape, s: Setup, gpu_bytes: float, cfg) -> list[tuple[li
         options.append(sets)
     if s.world > 1 and s.backend not in ("zero3", "fsdp"):
         stages = (3,) if s.backend == "zero2" else (2, 3)
-        options += [["cluster.backend=deepspeed", f"cluster.zero_stage={n}"] for n in stages] + [
-            ["cluster.backend=fsdp"]
-        ]
+        options += [["cluster.backend=deepspeed", f"cluster.zero_stage={n}"] for n in stages]
+        options.append(["cluster.backend=fsdp"])
     if not s.lora:
         options.append(["model.lora.enabled=true"])
     if s.dtype == "float32":
@@ -504,8 +482,7 @@ def suggest(shape: ModelShape, s: Setup, gpu_bytes: float, cfg) -> list[tuple[li
     for sets in options:  # greedy: keep adding knobs until it fits
         keys = {x.split("=")[0] for x in sets}
         trial = [x for x in combo if x.split("=")[0] not in keys] + sets
-        total = total_with(trial)
-        if total is None:
+        if (total := total_with(trial)) is None:
             continue
         combo = trial
         if total <= gpu_bytes:
@@ -565,9 +542,8 @@ def render(p: Plan) -> str:
     ]
     width = max(len(v) for v in LABELS.values())
     for key, label in LABELS.items():
-        if key not in p.components:
+        if (value := p.components.get(key)) is None:
             continue
-        value = p.components[key]
         note = ""
         if key == "reference" and value == 0:
             note = s.reference[1]

@@ -1,12 +1,10 @@
 """`grpolab config scale FILE --gpus N`: the same experiment on N training processes.
-
 A step learns from the unique prompts per round, the effective batch and the optimizer steps each
 round feeds (on-policy when one). N processes multiply the per-process numbers by N, so scale searches
 the per-device batch, gradient accumulation and generation batch that keep those as close as TRL's
 divisibility rules allow (the round divides by per_device_train_batch_size x processes and by
 num_generations), in that order, then the per-device batch (memory) closest to the original.
-Reads and writes configs only (no torch).
-"""
+Reads and writes configs only (no torch)."""
 
 from __future__ import annotations
 
@@ -14,7 +12,7 @@ import math
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
-from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import Derived, derive, generation_round
 
 from .edits import annotate_changes
@@ -60,22 +58,18 @@ def best_batch(cfg, old_world: int, new_world: int) -> Batch:
     B = d.generation_batch_size
     max_p = max(1, t.per_device_train_batch_size * max(1, -(-old_world // new_world)))
     max_ga = max(64, 4 * t.gradient_accumulation_steps * old_world)
-    candidates = []
+    candidates, by_steps = [], g.steps_per_generation is not None
     for p in range(1, max_p + 1):
         for ga in range(1, max_ga + 1):
             unit = p * new_world
-            if g.generation_batch_size == "auto" and g.steps_per_generation is None:
-                if (unit * ga) % G == 0:
-                    candidates.append(Batch(p, ga, "auto", None))
+            if g.generation_batch_size == "auto" and not by_steps and (unit * ga) % G == 0:
+                candidates.append(Batch(p, ga, "auto", None))
             # a pinned round: the multiple of lcm(P x W, G) nearest the original number of completions
             step = math.lcm(unit, G)
             for pinned in {max(step, (B // step) * step), max(step, -(-B // step) * step)}:
-                if g.steps_per_generation is not None:
-                    candidates.append(Batch(p, ga, "auto", pinned // unit))
-                else:
-                    candidates.append(Batch(p, ga, pinned, None))
+                candidates.append(Batch(p, ga, "auto", pinned // unit) if by_steps else Batch(p, ga, pinned, None))
     if not candidates:
-        raise ConfigError(Problem("", f"no batch layout is valid on {new_world} processes.", None, "config scale"))
+        raise ConfigError.of("", f"no batch layout is valid on {new_world} processes.", None, "config scale")
     return min(candidates, key=lambda c: _cost(c, new_world, target, G, mu))
 
 
@@ -123,38 +117,22 @@ def scale_config(path, gpus: int, vllm_gpus: int = 0, from_world: int | None = N
 def _worlds(path, gpus: int, vllm_gpus: int, from_world: int | None) -> tuple[GRPOConfigLoader, int, int]:
     """(the file's loader, the processes it was tuned for, the training processes of the new run)."""
     if gpus < 1:
-        raise ConfigError(Problem("", f"--gpus must be >= 1, got {gpus}.", "pass e.g. --gpus 4", "config scale"))
+        raise ConfigError.of("", f"--gpus must be >= 1, got {gpus}.", "pass e.g. --gpus 4", "config scale")
     if not 0 <= vllm_gpus < gpus:
-        raise ConfigError(
-            Problem(
-                "",
-                f"--vllm-gpus {vllm_gpus} leaves no GPU for training out of --gpus {gpus}.",
-                f"use --vllm-gpus between 0 and {gpus - 1}",
-                "config scale",
-            )
-        )
+        message = f"--vllm-gpus {vllm_gpus} leaves no GPU for training out of --gpus {gpus}."
+        raise ConfigError.of("", message, f"use --vllm-gpus between 0 and {gpus - 1}", "config scale")
     source = GRPOConfigLoader(config_path=path)
     cfg = source.config
     if from_world is None and cfg.mode == "cluster" and cfg.cluster.num_processes == "auto":
-        raise ConfigError(
-            Problem(
-                "cluster.num_processes",
-                "is auto, so the file does not say how many processes its batch sizes were chosen for.",
-                "pass --from-world-size N (e.g. 8 for the cluster preset's 8 GPUs)",
-                str(path),
-            )
-        )
+        message = "is auto, so the file does not say how many processes its batch sizes were chosen for."
+        fix = "pass --from-world-size N (e.g. 8 for the cluster preset's 8 GPUs)"
+        raise ConfigError.of("cluster.num_processes", message, fix, str(path))
     world = gpus - vllm_gpus
     machines = cfg.cluster.num_machines
     if world % machines:
-        raise ConfigError(
-            Problem(
-                "cluster.num_machines",
-                f"{world} training processes do not split evenly over {machines} machines.",
-                f"pass --gpus {machines * math.ceil(world / machines) + vllm_gpus}, or change cluster.num_machines",
-                "config scale",
-            )
-        )
+        message = f"{world} training processes do not split evenly over {machines} machines."
+        fix = f"pass --gpus {machines * math.ceil(world / machines) + vllm_gpus}, or change cluster.num_machines"
+        raise ConfigError.of("cluster.num_machines", message, fix, "config scale")
     return source, from_world or source.target_world_size(), world
 
 

@@ -1,9 +1,7 @@
 """The one table of thresholds `grpolab doctor` judges a run by.
-
 Every finding reads its limits from here and nowhere else, so a limit changes in one place and the
 report quotes the value it used. Each entry says what it compares (metric names as TRL logs them in
-metrics.jsonl) and why that limit; the recommended ranges are grpolab.config.rules.RECOMMENDED.
-"""
+metrics.jsonl) and why that limit; the recommended ranges are grpolab.config.rules.RECOMMENDED."""
 
 from __future__ import annotations
 

@@ -83,11 +83,11 @@ def check_planned(sweep: Sweep, trials: list[Trial], force: bool) -> None:
     if twice := sorted({n for n in names if names.count(n) > 1}):
         message = f"two trials would share a file name ({twice[0]})."
         fix = "give the values in a form that differs when written"
-        raise ConfigError(Problem("parameters", message, fix, str(sweep.path)))
+        raise ConfigError.of("parameters", message, fix, str(sweep.path))
     for trial in trials:
         if trial.path.exists() and trial.path.read_text() != trial.text and not force:
             fix = "delete it, or pass --force to replace it"
-            raise ConfigError(Problem("", "exists with other content.", fix, str(trial.path)), FILE_EXISTS)
+            raise ConfigError.of("", "exists with other content.", fix, str(trial.path), FILE_EXISTS)
 
 
 def new_unit(trial: Trial) -> Unit:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from grpolab.config import ConfigError, Problem
+from grpolab.config import ConfigError
 from grpolab.config.yaml_io import format_float, inline_yaml
 
 from .spec import Range, Sweep
@@ -73,7 +73,7 @@ def sample_random(sweep: Sweep) -> list[dict]:
         if len(drawn) == sweep.trials:
             return list(drawn.values())
     message = f"only {len(drawn)} distinct trials could be drawn from these parameters."
-    raise ConfigError(Problem("trials", message, "widen the ranges or lower trials", str(sweep.path)))
+    raise ConfigError.of("trials", message, "widen the ranges or lower trials", str(sweep.path))
 
 
 @dataclass
@@ -113,9 +113,8 @@ class Optuna:
         try:
             import optuna
         except ImportError:
-            raise ConfigError(
-                Problem("strategy", "optuna is not installed.", "pip install optuna", str(sweep.path))
-            ) from None
+            message = "optuna is not installed."
+            raise ConfigError.of("strategy", message, "pip install optuna", str(sweep.path)) from None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         pruner = optuna.pruners.MedianPruner(n_startup_trials=1) if sweep.prune else optuna.pruners.NopPruner()
         sampler = optuna.samplers.TPESampler(seed=sweep.seed)
