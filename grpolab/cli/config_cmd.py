@@ -11,7 +11,7 @@ from pathlib import Path
 from grpolab.cli import tune_cmd
 from grpolab.cli.common import add_layer_args, add_output, load, output_file, positive_int, print_rows, print_warnings
 from grpolab.cli.experiment_cmd import register_import
-from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import derive
 from grpolab.config.describe import all_keys, key_info, matches, one_line
 from grpolab.config.errors import BAD_ARGUMENTS
@@ -212,14 +212,12 @@ def cmd_set(args) -> int:
     if args.output is None and real_path(args.file).parent == preset_dir().resolve():
         # Every later run of that mode layers over it: a shipped preset changes only by a commit.
         name = Path(args.file).name
-        raise ConfigError(
-            Problem(
-                "",
-                "is a shipped preset; editing it in place would change every later run of its mode.",
-                f"write a copy: `grpolab config set {args.file} {' '.join(args.assignments)} "
-                f"-o configs/{Path(name).stem}_mine.yaml` (or start one with `grpolab config new`)",
-                args.file,
-            ),
+        raise ConfigError.of(
+            "",
+            "is a shipped preset; editing it in place would change every later run of its mode.",
+            f"write a copy: `grpolab config set {args.file} {' '.join(args.assignments)} "
+            f"-o configs/{Path(name).stem}_mine.yaml` (or start one with `grpolab config new`)",
+            args.file,
             BAD_ARGUMENTS,
         )
     out = args.output or args.file
@@ -282,7 +280,7 @@ def cmd_keys(args) -> int:
     rows = [(key, one_line(text)) for key, text in all_keys() if args.word is None or matches(args.word, key, text)]
     if not rows:
         fix = "try a shorter word, or no word for every key"
-        raise ConfigError(Problem("", f"no key matches `{args.word}`.", fix, "config keys"))
+        raise ConfigError.of("", f"no key matches `{args.word}`.", fix, "config keys")
     print_rows(rows, strip=True)
     return EXIT_OK
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from grpolab.cli.common import add_layer_args, output_file, positive_int
-from grpolab.config import ConfigError, Problem
+from grpolab.config import ConfigError
 from grpolab.config.yaml_io import real_path, write_atomic
 
 
@@ -77,9 +77,8 @@ def cmd_slurm(args) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     for path in plan.files:
         if path.exists() and not args.force:
-            raise ConfigError(
-                Problem("", "file exists; refusing to overwrite it", "choose another -o, or pass --force", str(path))
-            )
+            fix = "choose another -o, or pass --force"
+            raise ConfigError.of("", "file exists; refusing to overwrite it", fix, str(path))
     for path, text in plan.files.items():
         write_atomic(path, text, overwrite=True)
     out = request.output

@@ -82,20 +82,16 @@ def _join_launch(loader, request, dist) -> Path | None:
     expected = run_dirs.handed_over_sha()
     mine = run_dirs.config_sha256(loader.to_dict())
     if expected and expected != mine:
-        raise ConfigError(
-            Problem(
-                "",
-                "this rank resolved a different config than the process that launched it (sha256 "
-                f"{mine[:12]} != {expected[:12]}); was a config file edited during the start?",
-                "start the run again",
-                dist.launcher,
-            )
+        message = (
+            "this rank resolved a different config than the process that launched it (sha256 "
+            f"{mine[:12]} != {expected[:12]}); was a config file edited during the start?"
         )
+        raise ConfigError.of("", message, "start the run again", dist.launcher)
     tasks = c.num_processes * c.num_machines if isinstance(c.num_processes, int) else dist.world_size
     if dist.launcher == "srun" and tasks != dist.world_size:
         message = f"x cluster.num_machines = {tasks}, but srun started {dist.world_size} tasks (one per rank)."
         fix = "start one task per GPU (`srun --ntasks-per-node=GPUS`), or let `grpolab launch slurm` write the job"
-        raise ConfigError(Problem("cluster.num_processes", message, fix, dist.launcher))
+        raise ConfigError.of("cluster.num_processes", message, fix, dist.launcher)
     if dist.world_size == 1 or run_dirs.handed_over_run_dir() or request.resume:
         return None
     # Ranks started by hand share one run directory, named by --run-name or by the launch's id (SLURM job/step,

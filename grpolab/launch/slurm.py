@@ -84,7 +84,7 @@ def plan_job(request: SlurmRequest) -> SlurmPlan:
     r, G = request, request.gpus_per_node
     if r.vllm_server_node and r.nodes < 2:
         message = "--vllm-server-node needs at least 2 nodes (one serves, the others train)."
-        raise ConfigError(Problem("", message, "pass --nodes 2 or more", "--nodes"))
+        raise ConfigError.of("", message, "pass --nodes 2 or more", "--nodes")
     train_nodes, world = r.train_nodes, r.world_size
     # The job's shape goes into the config every rank resolves, so run_info and the checks agree.
     shape = [f"cluster.num_processes={G}", f"cluster.num_machines={train_nodes}"]
