@@ -95,7 +95,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    if tune_cmd.wants_memory(args):
+    if any(getattr(args, name, None) for name in ("memory", "gpu", "gpu_mem", "model", "prompt_tokens")):
         return tune_cmd.cmd_explain_memory(args)
     if args.key:
         return cmd_explain_key(args)
@@ -192,16 +192,12 @@ def guard_text(guard) -> str:
     return "; ".join(parts) + f"; {forecast}"
 
 
-def _shown(value) -> str:
-    return "(unset)" if value is MISSING else inline_yaml(value)
-
-
 def cmd_diff(args) -> int:
     rows = diff(GRPOConfigLoader(config_path=args.a).to_dict(), GRPOConfigLoader(config_path=args.b).to_dict())
     if not rows:
         print("no differences in the resolved configs")
         return EXIT_OK
-    shown = [(key, f"{_shown(a)}  ->  {_shown(b)}") for key, a, b in rows]
+    shown = [(key, "  ->  ".join("(unset)" if v is MISSING else inline_yaml(v) for v in ab)) for key, *ab in rows]
     print_rows([("key", f"{args.a}  ->  {args.b}"), *shown])
     return EXIT_OK
 

@@ -153,10 +153,6 @@ def add_memory_args(explain) -> None:
     )
 
 
-def wants_memory(args) -> bool:
-    return any(getattr(args, name, None) for name in ("memory", "gpu", "gpu_mem", "model", "prompt_tokens"))
-
-
 def cmd_explain_memory(args) -> int:
     from grpolab.tune import memory
 

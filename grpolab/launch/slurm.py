@@ -95,7 +95,12 @@ def plan_job(request: SlurmRequest) -> SlurmPlan:
     flags = {"model.name_or_path": r.model} if r.model else None
     loader = GRPOConfigLoader(mode=r.mode, config_path=r.config, overrides=checked, flags=flags, world_size=world)
     cfg = loader.config
-    resolved = resolve(cfg, _job_facts(cfg, G), world_size=world)
+    # The job's nodes, as a login node that cannot see them plans them: GPUs with native bf16, and the engines the
+    # config asks for by name installed there.
+    c = cfg.cluster
+    wanted = {"vllm": c.use_vllm is True, "liger_kernel": cfg.training.use_liger_kernel is True}
+    engines = [name for name, on in {**wanted, "deepspeed": c.backend == "deepspeed"}.items() if on]
+    resolved = resolve(cfg, HardwareFacts.planned(G, engines, cores=G), world_size=world)
     plan = make_plan(cfg, resolved)
     problems = plan_problems(cfg, plan, loader.origin_of, resolved, gpus=None, self_launch=False)
     tensor_parallel = _job_problems(r, cfg, problems)
@@ -118,15 +123,6 @@ def plan_job(request: SlurmRequest) -> SlurmPlan:
     stem = (loader.config_path or loader.preset_path).stem
     job = SlurmJob(r, cfg, str(next(iter(files))), stem, train_args, summary, tensor_parallel)
     return SlurmPlan(job, {out: sbatch_script(job), **files}, summary, list(loader.warnings))
-
-
-def _job_facts(cfg, gpus_per_node: int) -> HardwareFacts:
-    """The job's nodes, as the sbatch script is written on a login node that cannot see them:
-    GPUs with native bf16, and the engines the config asks for by name installed there."""
-    c = cfg.cluster
-    wanted = {"vllm": c.use_vllm is True, "liger_kernel": cfg.training.use_liger_kernel is True}
-    wanted["deepspeed"] = c.backend == "deepspeed"
-    return HardwareFacts.planned(gpus_per_node, [name for name, on in wanted.items() if on], cores=gpus_per_node)
 
 
 def _job_problems(request: SlurmRequest, cfg, problems: list[Problem]) -> int:
@@ -200,7 +196,7 @@ def sbatch_script(job: SlurmJob) -> str:
     lines += [f"# {line}" for line in job.summary]
     lines += [f"#SBATCH {d}" for d in _directives(r)]
     lines += _prelude(job)
-    lines += _vllm_server(job) if r.vllm_server_node else _all_nodes_train()
+    lines += _vllm_server(job) if r.vllm_server_node else _ALL_NODES_TRAIN
     lines += ["", "# The options of `grpolab train`, the same on every rank."]
     lines += ["TRAIN_ARGS=("] + [f"    {line}" for line in _option_lines(job.train_args)] + [")", ""]
     lines += _train_step(r)
@@ -260,13 +256,12 @@ def _prelude(job: SlurmJob) -> list[str]:
     ]
 
 
-def _all_nodes_train() -> list[str]:
-    return [
-        'TRAIN_NODES=("${NODES[@]}")',
-        "# machine_rank 0: the first host (scontrol show hostnames ... | head -n1, without a pipe",
-        "# that pipefail would fail on when head closes it early).",
-        "export MAIN_NODE=${NODES[0]}",
-    ]
+_ALL_NODES_TRAIN = [
+    'TRAIN_NODES=("${NODES[@]}")',
+    "# machine_rank 0: the first host (scontrol show hostnames ... | head -n1, without a pipe",
+    "# that pipefail would fail on when head closes it early).",
+    "export MAIN_NODE=${NODES[0]}",
+]
 
 
 def _vllm_server(job: SlurmJob) -> list[str]:
