@@ -109,10 +109,9 @@ def _request(args):
     from grpolab.train.request import TrainRequest
 
     mode = args.mode or (None if args.config else "cluster")
-    # a local model folder as an absolute path (the job may start elsewhere); a Hub id as is
     local = Path(args.model).expanduser() if args.model else None
     model = str(real_path(local)) if local and local.exists() else args.model or None
-    # absolute (the job may start elsewhere), with the user's links kept: an error names the link given
+    # with the user's links kept: an error names the link given
     config = os.path.abspath(Path(args.config).expanduser()) if args.config else None
     overrides = tuple(args.overrides)
     options = {k: v for k, v in vars(args).items() if k in {f.name for f in fields(SlurmRequest)}}

@@ -1,9 +1,6 @@
-"""Train here, start the ranks, or only show the launch: decided once per `grpolab train`.
-
-A plain `python training/grpo_training.py --mode cluster` counts its processes, checks the
-config for that world size, and re-executes itself through `accelerate launch` (GPU) or
-`torchrun` (CPU). The processes it starts (and any started by hand with accelerate launch /
-torchrun / srun) see a launcher in their environment and train directly."""
+"""Train here, start the ranks, or only show the launch: decided once per `grpolab train`. A cluster run
+re-executes itself through `accelerate launch` (GPU) or `torchrun` (CPU); the processes a launcher started
+(ours, or accelerate launch / torchrun / srun by hand) see it in their environment and train directly."""
 
 from __future__ import annotations
 

@@ -132,9 +132,8 @@ def _job_problems(request: SlurmRequest, cfg, problems: list[Problem]) -> int:
     if not cfg.model.name_or_path:
         served = ", and the vLLM server needs a model to serve." if request.vllm_server_node else "."
         message = f"is not set: the job would train the embedded toy demo model{served}"
-        problems.append(
-            Problem("model.name_or_path", message, "pass --model (a Hub id or a path every node can read)", "--model")
-        )
+        fix = "pass --model (a Hub id or a path every node can read)"
+        problems.append(Problem("model.name_or_path", message, fix, "--model"))
     if not (request.vllm_server_node and cfg.model.name_or_path):
         return 1
     heads = attention_heads(cfg.model.name_or_path, cfg.model.revision)
