@@ -30,11 +30,8 @@ def decide(loader, request, resolved, dist) -> Step:
     if dist.launcher is not None:
         shared = _join_launch(loader, request, dist)
         if show_only:
-            return Step(
-                "show",
-                f"started by {dist.launcher} (rank {dist.rank} of {dist.world_size}): this process trains "
-                "directly; nothing to launch",
-            )
+            by = f"{dist.launcher} (rank {dist.rank} of {dist.world_size})"
+            return Step("show", f"started by {by}: this process trains directly; nothing to launch")
         return Step("train", shared_run_dir=shared)
 
     in_process = shlex.join([sys.executable, *[a for a in sys.argv if a != "--print-launch-command"]])
