@@ -115,9 +115,8 @@ def cmd_explain(args) -> int:
     print(f"{args.config or loader.preset_path.name} (mode {cfg.mode})")
     print_rows(_derived_rows(cfg, d, world, args.dataset_size), "  ")
     print(f"  live guard (guard.*): {guard_text(cfg.guard)}")
-    print("  decisions for this machine (the key in brackets overrides each):")
-    for line in resolved.table():
-        print(f"    {line}")
+    heading = "  decisions for this machine (the key in brackets overrides each):"
+    print(heading, *(f"    {line}" for line in resolved.table()), sep="\n")
     return 0
 
 

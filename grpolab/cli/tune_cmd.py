@@ -87,8 +87,7 @@ def cmd_doctor(args) -> int:
         texts = []
         for run, found in reports:  # a run the guard stopped says so under its heading
             head, _, rest = doctor.render(run, found).partition("\n")
-            line = stop_line(run.info)
-            texts.append("\n".join([head, *([line] if line else []), *([rest] if rest else [])]))
+            texts.append("\n".join([head, *filter(None, [stop_line(run.info), rest])]))
         print("\n\n".join(texts))
     if args.write_config:
         run, found = reports[0]
