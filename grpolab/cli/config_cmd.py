@@ -11,7 +11,7 @@ from pathlib import Path
 from grpolab.cli import tune_cmd
 from grpolab.cli.common import add_layer_args, add_output, load, output_file, positive_int, print_rows, print_warnings
 from grpolab.cli.experiment_cmd import register_import
-from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import derive
 from grpolab.config.describe import all_keys, key_info, matches, one_line
 from grpolab.config.errors import BAD_ARGUMENTS
@@ -95,7 +95,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    if tune_cmd.wants_memory(args):
+    if any(getattr(args, name, None) for name in ("memory", "gpu", "gpu_mem", "model", "prompt_tokens")):
         return tune_cmd.cmd_explain_memory(args)
     if args.key:
         return cmd_explain_key(args)
@@ -115,9 +115,8 @@ def cmd_explain(args) -> int:
     print(f"{args.config or loader.preset_path.name} (mode {cfg.mode})")
     print_rows(_derived_rows(cfg, d, world, args.dataset_size), "  ")
     print(f"  live guard (guard.*): {guard_text(cfg.guard)}")
-    print("  decisions for this machine (the key in brackets overrides each):")
-    for line in resolved.table():
-        print(f"    {line}")
+    heading = "  decisions for this machine (the key in brackets overrides each):"
+    print(heading, *(f"    {line}" for line in resolved.table()), sep="\n")
     return 0
 
 
@@ -192,16 +191,12 @@ def guard_text(guard) -> str:
     return "; ".join(parts) + f"; {forecast}"
 
 
-def _shown(value) -> str:
-    return "(unset)" if value is MISSING else inline_yaml(value)
-
-
 def cmd_diff(args) -> int:
     rows = diff(GRPOConfigLoader(config_path=args.a).to_dict(), GRPOConfigLoader(config_path=args.b).to_dict())
     if not rows:
         print("no differences in the resolved configs")
         return EXIT_OK
-    shown = [(key, f"{_shown(a)}  ->  {_shown(b)}") for key, a, b in rows]
+    shown = [(key, "  ->  ".join("(unset)" if v is MISSING else inline_yaml(v) for v in ab)) for key, *ab in rows]
     print_rows([("key", f"{args.a}  ->  {args.b}"), *shown])
     return EXIT_OK
 
@@ -212,14 +207,12 @@ def cmd_set(args) -> int:
     if args.output is None and real_path(args.file).parent == preset_dir().resolve():
         # Every later run of that mode layers over it: a shipped preset changes only by a commit.
         name = Path(args.file).name
-        raise ConfigError(
-            Problem(
-                "",
-                "is a shipped preset; editing it in place would change every later run of its mode.",
-                f"write a copy: `grpolab config set {args.file} {' '.join(args.assignments)} "
-                f"-o configs/{Path(name).stem}_mine.yaml` (or start one with `grpolab config new`)",
-                args.file,
-            ),
+        raise ConfigError.of(
+            "",
+            "is a shipped preset; editing it in place would change every later run of its mode.",
+            f"write a copy: `grpolab config set {args.file} {' '.join(args.assignments)} "
+            f"-o configs/{Path(name).stem}_mine.yaml` (or start one with `grpolab config new`)",
+            args.file,
             BAD_ARGUMENTS,
         )
     out = args.output or args.file
@@ -282,7 +275,7 @@ def cmd_keys(args) -> int:
     rows = [(key, one_line(text)) for key, text in all_keys() if args.word is None or matches(args.word, key, text)]
     if not rows:
         fix = "try a shorter word, or no word for every key"
-        raise ConfigError(Problem("", f"no key matches `{args.word}`.", fix, "config keys"))
+        raise ConfigError.of("", f"no key matches `{args.word}`.", fix, "config keys")
     print_rows(rows, strip=True)
     return EXIT_OK
 

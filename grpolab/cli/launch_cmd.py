@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from grpolab.cli.common import add_layer_args, output_file, positive_int
-from grpolab.config import ConfigError, Problem
+from grpolab.config import ConfigError
 from grpolab.config.yaml_io import real_path, write_atomic
 
 
@@ -77,9 +77,8 @@ def cmd_slurm(args) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     for path in plan.files:
         if path.exists() and not args.force:
-            raise ConfigError(
-                Problem("", "file exists; refusing to overwrite it", "choose another -o, or pass --force", str(path))
-            )
+            fix = "choose another -o, or pass --force"
+            raise ConfigError.of("", "file exists; refusing to overwrite it", fix, str(path))
     for path, text in plan.files.items():
         write_atomic(path, text, overwrite=True)
     out = request.output
@@ -110,10 +109,9 @@ def _request(args):
     from grpolab.train.request import TrainRequest
 
     mode = args.mode or (None if args.config else "cluster")
-    # a local model folder as an absolute path (the job may start elsewhere); a Hub id as is
     local = Path(args.model).expanduser() if args.model else None
     model = str(real_path(local)) if local and local.exists() else args.model or None
-    # absolute (the job may start elsewhere), with the user's links kept: an error names the link given
+    # with the user's links kept: an error names the link given
     config = os.path.abspath(Path(args.config).expanduser()) if args.config else None
     overrides = tuple(args.overrides)
     options = {k: v for k, v in vars(args).items() if k in {f.name for f in fields(SlurmRequest)}}

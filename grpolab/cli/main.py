@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from importlib import metadata
 
 from grpolab.config import ConfigError
 from grpolab.config.errors import cli_audience
@@ -13,23 +14,17 @@ from grpolab.run.exit_codes import EXIT_SIGNAL, EXIT_USAGE
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grpolab", description="GRPO training on TRL, configured by YAML.")
-    parser.add_argument("--version", action="version", version=f"grpolab {_version()}")
+    try:  # the installed distribution's version; a checkout run without installing says so
+        version = metadata.version("grpolab")
+    except metadata.PackageNotFoundError:
+        version = "(not installed: run from a checkout)"
+    parser.add_argument("--version", action="version", version=f"grpolab {version}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from grpolab.cli import config_cmd, experiment_cmd, launch_cmd, train_cmd, tune_cmd
 
     for module in (config_cmd, train_cmd, experiment_cmd, launch_cmd, tune_cmd):
         module.register(sub)
     return parser
-
-
-def _version() -> str:
-    """The installed distribution's version; a checkout run without installing says so."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("grpolab")
-    except PackageNotFoundError:
-        return "(not installed: run from a checkout)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ import json
 import sys
 
 from grpolab.cli.common import add_output, count, load, output_file, positive_int, print_warnings
-from grpolab.config import ConfigError, GRPOConfigLoader, Problem
+from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import derive
 from grpolab.run.exit_codes import EXIT_OK
 
@@ -67,13 +67,12 @@ def cmd_doctor(args) -> int:
         print(thresholds.table())
         return EXIT_OK
     if not args.runs:
-        raise ConfigError(Problem("", "give at least one run directory.", "grpolab doctor RUN_DIR", "doctor"))
+        raise ConfigError.of("", "give at least one run directory.", "grpolab doctor RUN_DIR", "doctor")
     if (args.finding or args.all or args.full) and not args.write_config:
-        raise ConfigError(Problem("", "--finding, --all and --full go with --write-config OUT.", None, "doctor"))
+        raise ConfigError.of("", "--finding, --all and --full go with --write-config OUT.", None, "doctor")
     if args.write_config and len(args.runs) != 1:
-        raise ConfigError(
-            Problem("", "--write-config writes the next experiment of one run; give one RUN_DIR.", None, "doctor")
-        )
+        message = "--write-config writes the next experiment of one run; give one RUN_DIR."
+        raise ConfigError.of("", message, None, "doctor")
     from grpolab.guard.recorded import stop_line, with_stop_finding
 
     runs = [doctor.load_run(run_dir) for run_dir in args.runs]
@@ -88,8 +87,7 @@ def cmd_doctor(args) -> int:
         texts = []
         for run, found in reports:  # a run the guard stopped says so under its heading
             head, _, rest = doctor.render(run, found).partition("\n")
-            line = stop_line(run.info)
-            texts.append("\n".join([head, *([line] if line else []), *([rest] if rest else [])]))
+            texts.append("\n".join([head, *filter(None, [stop_line(run.info), rest])]))
         print("\n\n".join(texts))
     if args.write_config:
         run, found = reports[0]
@@ -98,9 +96,8 @@ def cmd_doctor(args) -> int:
             chosen = [f for f in found if f.id == args.finding]
             if not chosen:
                 ids = ", ".join(f.id for f in found) or "none"
-                raise ConfigError(
-                    Problem("", f"no finding `{args.finding}` for this run; its findings: {ids}.", None, "--finding")
-                )
+                message = f"no finding `{args.finding}` for this run; its findings: {ids}."
+                raise ConfigError.of("", message, None, "--finding")
         elif not args.all:
             chosen = [f for f in found if f.edits][:1]  # change one thing at a time
         path, applied = doctor.write_next_config(run, chosen, args.write_config, force=args.force, full=args.full)
@@ -155,16 +152,12 @@ def add_memory_args(explain) -> None:
     )
 
 
-def wants_memory(args) -> bool:
-    return any(getattr(args, name, None) for name in ("memory", "gpu", "gpu_mem", "model", "prompt_tokens"))
-
-
 def cmd_explain_memory(args) -> int:
     from grpolab.tune import memory
 
     if not args.memory:
         message = "--gpu, --gpu-mem, --model and --prompt-tokens belong to the memory plan."
-        raise ConfigError(Problem("", message, "add --memory", "config explain"))
+        raise ConfigError.of("", message, "add --memory", "config explain")
     loader = load(args, args.world_size)
     print_warnings(loader)
     cfg, world = loader.config, loader.target_world_size()

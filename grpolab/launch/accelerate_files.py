@@ -23,11 +23,6 @@ def preset_file(backend: str, zero_stage: int) -> Path:
     return preset_dir() / "accelerate" / f"{name}.yaml"
 
 
-def _quoted(value: str):
-    # accelerate reads YAML 1.1 (PyYAML), where a bare `no` is the boolean false.
-    return SingleQuotedScalarString(value) if value == "no" else value
-
-
 def _put(tree, key, value, at=None, comment=None, indent=0):
     """Set or insert a key, keeping its end-of-line comment two spaces after the value."""
     if at is None:
@@ -66,8 +61,9 @@ def accelerate_config_text(plan, deepspeed_json: Path | None = None, note: str =
         _put(ds, "deepspeed_config_file", str(deepspeed_json), 0)
         _put(ds, "zero3_init_flag", plan.zero_stage == 3, indent=2)
         del tree["mixed_precision"]
-    else:
-        _put(tree, "mixed_precision", _quoted(plan.mixed_precision))
+    else:  # accelerate reads YAML 1.1 (PyYAML), where a bare `no` is the boolean false
+        value = plan.mixed_precision
+        _put(tree, "mixed_precision", SingleQuotedScalarString(value) if value == "no" else value)
     header = f"# Written by grpolab from {preset.parent.name}/{preset.name}{note}.\n"
     if deepspeed_json is not None:
         header += f"# ZeRO stage, offload and precision are in {deepspeed_json.name}.\n"

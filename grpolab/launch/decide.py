@@ -1,9 +1,6 @@
-"""Train here, start the ranks, or only show the launch: decided once per `grpolab train`.
-
-A plain `python training/grpo_training.py --mode cluster` counts its processes, checks the
-config for that world size, and re-executes itself through `accelerate launch` (GPU) or
-`torchrun` (CPU). The processes it starts (and any started by hand with accelerate launch /
-torchrun / srun) see a launcher in their environment and train directly."""
+"""Train here, start the ranks, or only show the launch: decided once per `grpolab train`. A cluster run
+re-executes itself through `accelerate launch` (GPU) or `torchrun` (CPU); the processes a launcher started
+(ours, or accelerate launch / torchrun / srun by hand) see it in their environment and train directly."""
 
 from __future__ import annotations
 
@@ -33,11 +30,8 @@ def decide(loader, request, resolved, dist) -> Step:
     if dist.launcher is not None:
         shared = _join_launch(loader, request, dist)
         if show_only:
-            return Step(
-                "show",
-                f"started by {dist.launcher} (rank {dist.rank} of {dist.world_size}): this process trains "
-                "directly; nothing to launch",
-            )
+            by = f"{dist.launcher} (rank {dist.rank} of {dist.world_size})"
+            return Step("show", f"started by {by}: this process trains directly; nothing to launch")
         return Step("train", shared_run_dir=shared)
 
     in_process = shlex.join([sys.executable, *[a for a in sys.argv if a != "--print-launch-command"]])
@@ -82,20 +76,16 @@ def _join_launch(loader, request, dist) -> Path | None:
     expected = run_dirs.handed_over_sha()
     mine = run_dirs.config_sha256(loader.to_dict())
     if expected and expected != mine:
-        raise ConfigError(
-            Problem(
-                "",
-                "this rank resolved a different config than the process that launched it (sha256 "
-                f"{mine[:12]} != {expected[:12]}); was a config file edited during the start?",
-                "start the run again",
-                dist.launcher,
-            )
+        message = (
+            "this rank resolved a different config than the process that launched it (sha256 "
+            f"{mine[:12]} != {expected[:12]}); was a config file edited during the start?"
         )
+        raise ConfigError.of("", message, "start the run again", dist.launcher)
     tasks = c.num_processes * c.num_machines if isinstance(c.num_processes, int) else dist.world_size
     if dist.launcher == "srun" and tasks != dist.world_size:
         message = f"x cluster.num_machines = {tasks}, but srun started {dist.world_size} tasks (one per rank)."
         fix = "start one task per GPU (`srun --ntasks-per-node=GPUS`), or let `grpolab launch slurm` write the job"
-        raise ConfigError(Problem("cluster.num_processes", message, fix, dist.launcher))
+        raise ConfigError.of("cluster.num_processes", message, fix, dist.launcher)
     if dist.world_size == 1 or run_dirs.handed_over_run_dir() or request.resume:
         return None
     # Ranks started by hand share one run directory, named by --run-name or by the launch's id (SLURM job/step,

@@ -84,7 +84,7 @@ def plan_job(request: SlurmRequest) -> SlurmPlan:
     r, G = request, request.gpus_per_node
     if r.vllm_server_node and r.nodes < 2:
         message = "--vllm-server-node needs at least 2 nodes (one serves, the others train)."
-        raise ConfigError(Problem("", message, "pass --nodes 2 or more", "--nodes"))
+        raise ConfigError.of("", message, "pass --nodes 2 or more", "--nodes")
     train_nodes, world = r.train_nodes, r.world_size
     # The job's shape goes into the config every rank resolves, so run_info and the checks agree.
     shape = [f"cluster.num_processes={G}", f"cluster.num_machines={train_nodes}"]
@@ -95,7 +95,12 @@ def plan_job(request: SlurmRequest) -> SlurmPlan:
     flags = {"model.name_or_path": r.model} if r.model else None
     loader = GRPOConfigLoader(mode=r.mode, config_path=r.config, overrides=checked, flags=flags, world_size=world)
     cfg = loader.config
-    resolved = resolve(cfg, _job_facts(cfg, G), world_size=world)
+    # The job's nodes, as a login node that cannot see them plans them: GPUs with native bf16, and the engines the
+    # config asks for by name installed there.
+    c = cfg.cluster
+    wanted = {"vllm": c.use_vllm is True, "liger_kernel": cfg.training.use_liger_kernel is True}
+    engines = [name for name, on in {**wanted, "deepspeed": c.backend == "deepspeed"}.items() if on]
+    resolved = resolve(cfg, HardwareFacts.planned(G, engines, cores=G), world_size=world)
     plan = make_plan(cfg, resolved)
     problems = plan_problems(cfg, plan, loader.origin_of, resolved, gpus=None, self_launch=False)
     tensor_parallel = _job_problems(r, cfg, problems)
@@ -120,15 +125,6 @@ def plan_job(request: SlurmRequest) -> SlurmPlan:
     return SlurmPlan(job, {out: sbatch_script(job), **files}, summary, list(loader.warnings))
 
 
-def _job_facts(cfg, gpus_per_node: int) -> HardwareFacts:
-    """The job's nodes, as the sbatch script is written on a login node that cannot see them:
-    GPUs with native bf16, and the engines the config asks for by name installed there."""
-    c = cfg.cluster
-    wanted = {"vllm": c.use_vllm is True, "liger_kernel": cfg.training.use_liger_kernel is True}
-    wanted["deepspeed"] = c.backend == "deepspeed"
-    return HardwareFacts.planned(gpus_per_node, [name for name, on in wanted.items() if on], cores=gpus_per_node)
-
-
 def _job_problems(request: SlurmRequest, cfg, problems: list[Problem]) -> int:
     """Adds what only a SLURM job needs (directives sbatch accepts; a model every node can read; a
     vLLM tensor parallel size that fits) to `problems`; returns that tensor parallel size."""
@@ -136,9 +132,8 @@ def _job_problems(request: SlurmRequest, cfg, problems: list[Problem]) -> int:
     if not cfg.model.name_or_path:
         served = ", and the vLLM server needs a model to serve." if request.vllm_server_node else "."
         message = f"is not set: the job would train the embedded toy demo model{served}"
-        problems.append(
-            Problem("model.name_or_path", message, "pass --model (a Hub id or a path every node can read)", "--model")
-        )
+        fix = "pass --model (a Hub id or a path every node can read)"
+        problems.append(Problem("model.name_or_path", message, fix, "--model"))
     if not (request.vllm_server_node and cfg.model.name_or_path):
         return 1
     heads = attention_heads(cfg.model.name_or_path, cfg.model.revision)
@@ -200,7 +195,7 @@ def sbatch_script(job: SlurmJob) -> str:
     lines += [f"# {line}" for line in job.summary]
     lines += [f"#SBATCH {d}" for d in _directives(r)]
     lines += _prelude(job)
-    lines += _vllm_server(job) if r.vllm_server_node else _all_nodes_train()
+    lines += _vllm_server(job) if r.vllm_server_node else _ALL_NODES_TRAIN
     lines += ["", "# The options of `grpolab train`, the same on every rank."]
     lines += ["TRAIN_ARGS=("] + [f"    {line}" for line in _option_lines(job.train_args)] + [")", ""]
     lines += _train_step(r)
@@ -260,13 +255,12 @@ def _prelude(job: SlurmJob) -> list[str]:
     ]
 
 
-def _all_nodes_train() -> list[str]:
-    return [
-        'TRAIN_NODES=("${NODES[@]}")',
-        "# machine_rank 0: the first host (scontrol show hostnames ... | head -n1, without a pipe",
-        "# that pipefail would fail on when head closes it early).",
-        "export MAIN_NODE=${NODES[0]}",
-    ]
+_ALL_NODES_TRAIN = [
+    'TRAIN_NODES=("${NODES[@]}")',
+    "# machine_rank 0: the first host (scontrol show hostnames ... | head -n1, without a pipe",
+    "# that pipefail would fail on when head closes it early).",
+    "export MAIN_NODE=${NODES[0]}",
+]
 
 
 def _vllm_server(job: SlurmJob) -> list[str]:

@@ -90,9 +90,8 @@ def describe(func) -> str:
     source = getattr(func, "grpolab_source", None)
     params = getattr(source, "parameters", None)
     if isinstance(params, int):
-        return (
-            f"reward model {source.path}: an extra model is loaded ({params / 1e6:.2f}M parameters, {source.device})"
-        )
+        size = f"{params / 1e6:.2f}M parameters"
+        return f"reward model {source.path}: an extra model is loaded ({size}, {source.device})"
     if url := getattr(source, "url", None):
         return f"HTTP service {url}"
     cfg = getattr(source, "cfg", None)

@@ -25,12 +25,6 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _FIELD = re.compile(r"\{(\w+)\}")
 
 
-def _text_of(prompt) -> str:
-    if not isinstance(prompt, list):
-        return str(prompt)
-    return "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in prompt)
-
-
 class JudgeReward:
     """A callable reward (TRL's signature) asking an OpenAI-compatible model to grade each completion."""
 
@@ -63,7 +57,9 @@ class JudgeReward:
         )
 
     def message(self, prompt, completion, row: dict) -> str:
-        values = {"prompt": _text_of(prompt), "completion": completion_text(completion), **row}
+        if isinstance(prompt, list):
+            prompt = "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in prompt)
+        values = {"prompt": str(prompt), "completion": completion_text(completion), **row}
         if self.templated:
             return _FIELD.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), self.rubric)
         parts = [self.rubric.strip(), f"Prompt:\n{values['prompt']}", f"Response:\n{values['completion']}"]
@@ -77,7 +73,9 @@ class JudgeReward:
 
     def judge(self, prompts, completions, columns, i: int) -> float:
         content = self.message(prompts[i], completions[i], {k: v[i] for k, v in columns.items()})
-        fail = lambda what: self.error(what, show_sample(prompts, completions, columns, i))  # noqa: E731
+        where = f"judge `{self.cfg.model}` at {self.cfg.base_url} ({self.key})"
+        sample = lambda: show_sample(prompts, completions, columns, i)  # noqa: E731
+        fail = lambda what: RewardFunctionError(f"{where}: {what}\n  on sample {sample()}")  # noqa: E731
         try:
             response = self.client.chat.completions.create(
                 model=self.cfg.model,
@@ -114,8 +112,3 @@ class JudgeReward:
             return float(found.group(1)) if found else None
         except (TypeError, ValueError):
             return None
-
-    def error(self, what: str, sample: str) -> RewardFunctionError:
-        return RewardFunctionError(
-            f"judge `{self.cfg.model}` at {self.cfg.base_url} ({self.key}): {what}\n  on sample {sample}"
-        )

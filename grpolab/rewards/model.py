@@ -14,36 +14,24 @@ from .errors import RewardFunctionError, completion_text
 LOADED: list = []
 
 
-def _device(device: str | None) -> str:
-    import torch
-
-    if device and device != "auto":
-        return device
-    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"  # its rank's GPU
-
-
-def _dtype(dtype: str | None, device: str):
-    import torch
-
-    if dtype and dtype != "auto":
-        return getattr(torch, dtype)
-    # native bf16 only (runtime.hardware decides what counts)
-    return torch.bfloat16 if device.startswith("cuda") and hardware.probe().gpu_bf16 else torch.float32
-
-
 class RewardModel:
     """A callable reward (TRL's reward signature) backed by a sequence-classification model."""
 
     def __init__(self, path: str, key: str, batch_size=None, dtype=None, device=None, trust_remote_code=False):
+        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.path, self.key, self.batch_size = path, key, batch_size
-        self.device = _device(device)
+        if not device or device == "auto":  # its rank's GPU
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+        self.device = device
         hub.check_reachable(path, key)
+        if not dtype or dtype == "auto":  # native bf16 only (runtime.hardware decides what counts)
+            dtype = "bfloat16" if device.startswith("cuda") and hardware.probe().gpu_bf16 else "float32"
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
             self.model = AutoModelForSequenceClassification.from_pretrained(
-                path, num_labels=1, dtype=_dtype(dtype, self.device), trust_remote_code=trust_remote_code
+                path, num_labels=1, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
             )
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -52,15 +52,11 @@ def import_object(spec: str, key: str, what: str = "reward"):
 
 def load_python_reward(spec: str, key: str, kwargs: dict):
     """(function, kwargs still to bind) for a user or TRL reward."""
-    if spec.startswith("trl:"):
-        return _trl_reward(spec, key, kwargs)
-    func = import_object(spec, key)
-    if not callable(func):
-        raise ConfigError.of(key, f"`{spec}` is a {type(func).__name__}, not a function.")
-    return func, kwargs
-
-
-def _trl_reward(spec: str, key: str, kwargs: dict):
+    if not spec.startswith("trl:"):
+        func = import_object(spec, key)
+        if not callable(func):
+            raise ConfigError.of(key, f"`{spec}` is a {type(func).__name__}, not a function.")
+        return func, kwargs
     name = spec.partition(":")[2]
     try:
         import trl.rewards as trl_rewards

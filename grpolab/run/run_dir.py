@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from grpolab.config.errors import CANNOT_WRITE, ConfigError, Problem
+from grpolab.config.errors import CANNOT_WRITE, ConfigError
 from grpolab.config.yaml_io import dump_yaml
 
 from .record import read_json, write_text
@@ -266,7 +266,7 @@ def check_writable(folder: Path | str, key: str, needed: int | None = None) -> N
             )
             fix = f"free at least {size(needed - free)} on {mount}, or set `output_dir` to a folder on a larger disk"
     if problem:
-        raise ConfigError(Problem(key, problem + ".", fix), CANNOT_WRITE)
+        raise ConfigError.of(key, problem + ".", fix, kind=CANNOT_WRITE)
 
 
 class WriteFailed(Exception):

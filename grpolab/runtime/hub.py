@@ -88,7 +88,7 @@ def context_length(config: dict) -> int | None:
 
 def check_reachable(name: str, key: str, repo_type: str = "model", revision: str | None = None) -> None:
     """Before a Hub load of `name` (config key `key`): fail now, with the fix, when the Hub cannot be reached."""
-    from grpolab.config import ConfigError, Problem
+    from grpolab.config import ConfigError
     from grpolab.config.errors import INVALID_CONFIG, MODEL_NOT_LOADED
 
     local = name.startswith((".", "/", "~")) or os.path.exists(os.path.expanduser(name))
@@ -112,4 +112,4 @@ def check_reachable(name: str, key: str, repo_type: str = "model", revision: str
             "or point the key at a local .jsonl/.csv/.parquet file"
         )
     message = f"`{name}` is not a local path and the Hub at {hub.endpoint} cannot be reached ({hub.reason})."
-    raise ConfigError(Problem(key, message, fix), MODEL_NOT_LOADED if repo_type == "model" else INVALID_CONFIG)
+    raise ConfigError.of(key, message, fix, kind=MODEL_NOT_LOADED if repo_type == "model" else INVALID_CONFIG)
