@@ -39,15 +39,26 @@ def load_error(name: str, exc: Exception) -> ConfigError:
 
 def check_model_options(cfg, name: str) -> None:
     """Options that only the model's own config.json can settle, checked before it loads (and in
-    --dry-run): GRPOTrainer refuses them only after the model is in memory."""
-    coef = (cfg.grpo.model_extra or {}).get("router_aux_loss_coef")
-    config = hub.model_config(name, cfg.model.revision) if coef else {}
-    if config and "output_router_logits" not in config:  # what TRL asks of a Mixture-of-Experts config
+    --dry-run): GRPOTrainer refuses them only after the model is in memory. A model without a
+    readable config.json is left to the loader."""
+    extra = cfg.grpo.model_extra or {}
+    coef, cast = extra.get("router_aux_loss_coef"), extra.get("cast_lm_head_to_fp32") is True
+    config = hub.model_config(name, cfg.model.revision) if coef or cast else {}
+    if coef and config and "output_router_logits" not in config:  # what TRL asks of a Mixture-of-Experts config
         raise ConfigError.of(
             "grpo.router_aux_loss_coef",
             f"is {coef}, but `{name}` is not a Mixture-of-Experts model (its config.json has no "
             "`output_router_logits`), so there is no router loss to weigh",
             "remove `grpo.router_aux_loss_coef` (or set it to 0)",
+        )
+    # GRPOConfig's help: the cast is "only supported when ... tie_word_embeddings ... is False"; with a
+    # tied head GRPOTrainer reaches for `model.model.embed_tokens`, which GPT-2-style models lack.
+    if cast and config.get("tie_word_embeddings") is True:
+        raise ConfigError.of(
+            "grpo.cast_lm_head_to_fp32",
+            f"is true, but `{name}` ties its LM head to the word embeddings (config.json: "
+            "`tie_word_embeddings: true`), and TRL casts only an untied head",
+            "set `grpo.cast_lm_head_to_fp32: false`, or use a model with untied embeddings",
         )
 
 

@@ -94,10 +94,12 @@ def _closed(branch, lo, hi) -> set:
 
 
 # Keys the property test does not draw: the run's length (one step is what it trains);
-# torch_compile, which is valid and compiles for minutes on a CPU; router_aux_loss_coef, which
-# GRPOTrainer refuses for a model that is not a Mixture-of-Experts: only the model's config.json
-# says which, so train/model.py checks it before the model loads (tests/train/test_model_options.py).
-FIXED = {"training.max_steps", "mode", "training.torch_compile", "grpo.router_aux_loss_coef"}
+# torch_compile, which is valid and compiles for minutes on a CPU; router_aux_loss_coef (refused
+# for a model that is not a Mixture-of-Experts) and cast_lm_head_to_fp32 (refused for a tied LM
+# head, as the tiny GPT-2 has): only the model's config.json says which, so train/model.py checks
+# them before the model loads (tests/train/test_model_options.py).
+MODEL_STAGE = {"grpo.router_aux_loss_coef", "grpo.cast_lm_head_to_fp32"}
+FIXED = {"training.max_steps", "mode", "training.torch_compile", *MODEL_STAGE}
 
 
 def drawable() -> dict[str, st.SearchStrategy]:

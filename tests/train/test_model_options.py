@@ -45,8 +45,28 @@ def test_an_unknown_model_is_left_to_the_loader(tmp_path):
     check_model_options(_config(tmp_path, 0.01), str(tmp_path / "nowhere"))
 
 
+@pytest.mark.parametrize("nested", [False, True])
+@pytest.mark.parametrize("tied, refused", [(True, True), (False, False), (None, False)])
+def test_an_fp32_lm_head_cast_needs_an_untied_head(tmp_path, tied, refused, nested):
+    text = {"model_type": "gpt2", "n_positions": 64} | ({} if tied is None else {"tie_word_embeddings": tied})
+    config = {"model_type": "llava", "text_config": text} if nested else text
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    cfg = GRPOConfigLoader(mode="local", overrides={"grpo": {"cast_lm_head_to_fp32": True}}).config
+    if not refused:  # untied, or a config.json that does not say: left to TRL
+        check_model_options(cfg, str(tmp_path))
+        return
+    with pytest.raises(ConfigError) as err:
+        check_model_options(cfg, str(tmp_path))
+    text = str(err.value)
+    assert "grpo.cast_lm_head_to_fp32" in text and "tie_word_embeddings: true" in text
+    assert "Fix: set `grpo.cast_lm_head_to_fp32: false`" in text
+    fixed = GRPOConfigLoader(mode="local", overrides={"grpo": {"cast_lm_head_to_fp32": False}}).config
+    check_model_options(fixed, str(tmp_path))  # the fix it names passes
+
+
 @pytest.mark.slow
-def test_the_cli_refuses_it_before_loading_the_model(tiny_gpt2, tmp_path):
+@pytest.mark.parametrize("key, value", [("grpo.router_aux_loss_coef", "0.01"), ("grpo.cast_lm_head_to_fp32", "true")])
+def test_the_cli_refuses_it_before_loading_the_model(tiny_gpt2, tmp_path, key, value):
     import subprocess
 
     done = subprocess.run(
@@ -60,7 +80,7 @@ def test_the_cli_refuses_it_before_loading_the_model(tiny_gpt2, tmp_path):
             "--output-dir",
             str(tmp_path / "runs"),
             "--set",
-            "grpo.router_aux_loss_coef=0.01",
+            f"{key}={value}",
             "--dry-run",
         ],
         capture_output=True,
@@ -70,7 +90,7 @@ def test_the_cli_refuses_it_before_loading_the_model(tiny_gpt2, tmp_path):
         timeout=300,
     )
     assert done.returncode == 2, done.stderr[-2000:]
-    assert "grpo.router_aux_loss_coef" in done.stderr and "Traceback" not in done.stderr
+    assert key in done.stderr and "Traceback" not in done.stderr
 
 
 # A loaded model's positions are read by the same rule as its config.json on disk (runtime/hub),
