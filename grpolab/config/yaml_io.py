@@ -89,12 +89,11 @@ _NUMBER = re.compile(r"(?<![\d_.])[-+]?(?:\d[\d_]*+(?:\.[\d_]*+)?|\.\d[\d_]*+)[e
 
 
 def check_bounds(tree, text: str, origin: str) -> None:
-    """Refuse a parsed tree nested deeper than MAX_DEPTH or holding more than MAX_VALUES values
-    once its aliases are expanded. Each distinct node is visited once (sizes are memoised), so a
-    file whose aliases expand to billions of values is refused in time linear in its size.
-    A number written past a float's range (`1e400`) reads as infinity, and then fails as "a
-    finite number (got inf)" with nothing the user wrote in it: named here as typed, with its line.
-    `.inf` is YAML's own infinity, a plain float, and is left to the schema."""
+    """Refuse a parsed tree nested deeper than MAX_DEPTH or holding more than MAX_VALUES values once its aliases are
+    expanded. Each distinct node is visited once (sizes are memoised), so a file whose aliases expand to billions of
+    values is refused in time linear in its size. A number written past a float's range (`1e400`) reads as infinity,
+    and then fails as "a finite number (got inf)" with nothing the user wrote in it: named here as typed, with its
+    line. `.inf` is YAML's own infinity, a plain float, and is left to the schema."""
     seen: dict[int, tuple[int, int] | None] = {}  # id -> (expanded size, height); None while open
     overflows = []  # (mapping or list, key) of each number that read as infinity, in file order
 
@@ -162,9 +161,8 @@ def _flow_too_deep(text: str) -> int | None:
 
 
 def parse_yaml_text(text: str, origin: str):
-    """Parse text into a round-trip tree; syntax errors become a Problem with line and column.
-    Input past the bounds above (size, depth, expanded aliases) is a Problem too, never a hang
-    or a RecursionError."""
+    """Parse text into a round-trip tree; syntax errors become a Problem with line and column. Input past the bounds
+    above (size, depth, expanded aliases) is a Problem too, never a hang or a RecursionError."""
     if len(text) > MAX_CONFIG_BYTES:
         raise _too_large(len(text.encode("utf-8", "surrogatepass")), origin)
     if (deep_line := _flow_too_deep(text)) is not None:
@@ -337,11 +335,10 @@ def _represent_loaded_float(representer, value):
 
 def dump_yaml(data) -> str:
     yaml = _yaml()
-    yaml.representer.add_representer(
-        float, lambda r, v: r.represent_scalar("tag:yaml.org,2002:float", format_float(v))
-    )
-    yaml.representer.add_representer(ScalarFloat, _represent_loaded_float)
-    yaml.representer.add_representer(type(None), lambda r, v: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    representer = yaml.representer
+    representer.add_representer(float, lambda r, v: r.represent_scalar("tag:yaml.org,2002:float", format_float(v)))
+    representer.add_representer(ScalarFloat, _represent_loaded_float)
+    representer.add_representer(type(None), lambda r, v: r.represent_scalar("tag:yaml.org,2002:null", "null"))
     stream = io.StringIO()
     yaml.dump(data, stream)
     # Comments read from a CRLF file keep their `\r`: the text is LF throughout, and whoever
@@ -375,10 +372,9 @@ def inline_yaml(value) -> str:
 def _double_quoted(text: str) -> str:
     """A YAML double-quoted scalar on one line: JSON escapes, plus escapes for the characters
     YAML treats as line breaks or does not allow unescaped."""
-    out = json.dumps(text, ensure_ascii=False)
     return "".join(
         c if c.isprintable() or c == " " else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
-        for c in out
+        for c in json.dumps(text, ensure_ascii=False)
     )
 
 
@@ -430,11 +426,10 @@ def changed_while_editing(path) -> ConfigError:
 
 @contextlib.contextmanager
 def edit_lock(path):
-    """Hold the edit lock of `path` (an exclusive flock on its folder, re-entrant in a thread,
-    exclusive across threads and processes). The folder, not the file, is locked: an atomic
-    write replaces the file's inode, so a lock on the file itself would not be seen by the next
-    writer. Where the folder cannot be locked (no flock, no read access) the version check of
-    write_atomic still refuses a lost update."""
+    """Hold the edit lock of `path` (an exclusive flock on its folder, re-entrant in a thread, exclusive across threads
+    and processes). The folder, not the file, is locked: an atomic write replaces the file's inode, so a lock on the
+    file itself would not be seen by the next writer. Where the folder cannot be locked (no flock, no read access) the
+    version check of write_atomic still refuses a lost update."""
     folder = real_path(path).parent
     while not folder.is_dir() and folder != folder.parent:
         folder = folder.parent  # a new file in a folder not made yet: its nearest existing folder
@@ -522,8 +517,7 @@ def _write_atomic(path: Path, text: str, overwrite: bool, expect: str | None) ->
         if overwrite and old is not None and old.st_nlink > 1:
             # Replacing the name would split it from its other hard links; the temp file is
             # complete, so copying it into the file is the shortest window left.
-            with open(target, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
+            target.write_text(text, encoding="utf-8", newline="")
         elif overwrite:
             os.replace(tmp, target)
         else:
