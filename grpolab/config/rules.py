@@ -291,8 +291,7 @@ def pass_through_problems(cfg: GRPOLabConfig, origin_of) -> list[Problem]:
 
     # Intervals: above 1 a step count must be whole (below 1 it is a ratio of the total), where
     # transformers reads it: under its `steps` strategy.
-    defaults = {"logging": "steps", "save": "steps", "eval": "no"}
-    for kind, default in defaults.items():
+    for kind, default in {"logging": "steps", "save": "steps", "eval": "no"}.items():
         key = f"{kind}_steps"
         value = getattr(t, key, None) if kind != "eval" else tx.get(key)
         steps_strategy = tx.get(f"{kind}_strategy", default) == "steps"

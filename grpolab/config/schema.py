@@ -42,6 +42,9 @@ IMPORT_SPEC = _USER_REWARD.pattern
 _DTYPES = Literal["auto", "float32", "bfloat16", "float16"]
 # The local data file formats (train/data.py reads them); such a file has one split, all of it.
 DATA_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+# The descriptions a source of `data.datasets` shares with the single-source keys of `data:`.
+_DATASET = "builtin:NAME, a Hub dataset id, or a .jsonl/.json/.csv/.parquet path"
+_TRANSFORM = "module:function or file.py:function mapping a row to `prompt` plus the columns rewards read"
 # `data.eval_split`, `data.eval_samples` and `data.eval_every_steps` are the older names of three
 # `eval:` keys, kept as documented aliases: an `eval:` key left null takes its alias's value once,
 # at validation, so every reader reads `eval.*` only.
@@ -132,7 +135,7 @@ class ModelConfig(Section):
 
 
 class DataSource(Section):
-    path: UserPath = Field(description="builtin:NAME, a Hub dataset id, or a .jsonl/.json/.csv/.parquet path")
+    path: UserPath = Field(description=_DATASET)
     name: str | None = Field(None, description="label in the plan and per-source metrics; null = from the path")
     config_name: str | None = Field(None, description="Hub dataset configuration (subset)")
     split: str = Field("train", description="split to take rows from")
@@ -142,15 +145,11 @@ class DataSource(Section):
     columns: dict[str, str] = Field(default_factory=dict, description="rename this source's columns")
     system_prompt: str | None = Field(None, description="system message for this source's prompts")
     max_samples: int | None = Field(None, ge=1, description="rows taken from this source before weighting")
-    transform: ImportPath | None = Field(
-        None, description="module:function or file.py:function mapping a row to `prompt` plus the columns rewards read"
-    )
+    transform: ImportPath | None = Field(None, description=_TRANSFORM)
 
 
 class DataConfig(Section):
-    dataset: UserPath = Field(
-        "builtin:addition", description="builtin:NAME, a Hub dataset id, or a .jsonl/.json/.csv/.parquet path"
-    )
+    dataset: UserPath = Field("builtin:addition", description=_DATASET)
     config_name: str | None = Field(None, description="Hub dataset configuration (subset)")
     split: str = Field("train", description="split to train on")
     eval_split: str | None = Field(
@@ -168,9 +167,7 @@ class DataConfig(Section):
     )
     system_prompt: str | None = Field(None, description="system message for chat prompts (needs a chat template)")
     max_samples: int | None = Field(None, ge=1, description="use at most this many training rows")
-    transform: ImportPath | None = Field(
-        None, description="module:function or file.py:function mapping a row to `prompt` plus the columns rewards read"
-    )
+    transform: ImportPath | None = Field(None, description=_TRANSFORM)
     datasets: list[DataSource] | None = Field(
         None,
         min_length=1,
@@ -754,8 +751,6 @@ def closed_model() -> type[GRPOLabConfig]:
     they are reported as unknown keys, with the key to use instead (pydantic_errors words that)."""
     from .owned import OWNED, REMOVED
 
-    fields = trl_fields()
-
     def close(section: str):
         cls = SECTIONS[section]
 
@@ -763,7 +758,7 @@ def closed_model() -> type[GRPOLabConfig]:
             model_config = ConfigDict(**{**cls.model_config, "extra": "forbid", "validate_default": False})
 
         declared: dict = {}
-        for name, spec in fields[section].items():
+        for name, spec in trl_fields()[section].items():
             if name in cls.model_fields:
                 if spec.get("choices"):  # a typed field whose TRL values are an enum (lr_scheduler_type)
                     info = cls.model_fields[name]

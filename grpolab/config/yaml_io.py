@@ -83,11 +83,19 @@ def _line(node) -> int | None:
     return lc.line + 1 if lc is not None and lc.line is not None else None
 
 
-def check_bounds(tree, origin: str) -> None:
-    """Refuse a parsed tree nested deeper than MAX_DEPTH or holding more than MAX_VALUES values
-    once its aliases are expanded. Each distinct node is visited once (sizes are memoised), so a
-    file whose aliases expand to billions of values is refused in time linear in its size."""
+# A number starts where no digit is before it, and its digit runs never backtrack: on a line of
+# thousands of digits the search is linear (it was cubic: minutes for a 4,300-digit `9...9.5`).
+_NUMBER = re.compile(r"(?<![\d_.])[-+]?(?:\d[\d_]*+(?:\.[\d_]*+)?|\.\d[\d_]*+)[eE][-+]?\d++")
+
+
+def check_bounds(tree, text: str, origin: str) -> None:
+    """Refuse a parsed tree nested deeper than MAX_DEPTH or holding more than MAX_VALUES values once its aliases are
+    expanded. Each distinct node is visited once (sizes are memoised), so a file whose aliases expand to billions of
+    values is refused in time linear in its size. A number written past a float's range (`1e400`) reads as infinity,
+    and then fails as "a finite number (got inf)" with nothing the user wrote in it: named here as typed, with its
+    line. `.inf` is YAML's own infinity, a plain float, and is left to the schema."""
     seen: dict[int, tuple[int, int] | None] = {}  # id -> (expanded size, height); None while open
+    overflows = []  # (mapping or list, key) of each number that read as infinity, in file order
 
     def walk(node, depth: int) -> tuple[int, int]:
         if not isinstance(node, (dict, list)):
@@ -102,7 +110,9 @@ def check_bounds(tree, origin: str) -> None:
             return known
         seen[id(node)] = None
         size, height = 1, 0
-        for child in node.values() if isinstance(node, dict) else node:
+        for key, child in node.items() if isinstance(node, dict) else enumerate(node):
+            if isinstance(child, ScalarFloat) and math.isinf(child):
+                overflows.append((node, key))
             child_size, child_height = walk(child, depth + 1)
             size, height = size + child_size, max(height, child_height + 1)
             if size > MAX_VALUES:
@@ -113,6 +123,21 @@ def check_bounds(tree, origin: str) -> None:
         return size, height
 
     walk(tree, 0)
+    if not overflows:
+        return
+    node, key = overflows[0]
+    try:
+        line = (node.lc.value(key) if isinstance(node, dict) else node.lc.item(key))[0]
+    except (AttributeError, KeyError, TypeError, IndexError):
+        line = None
+    lines = text.splitlines()
+    found = _NUMBER.finditer(lines[line]) if line is not None and line < len(lines) else ()
+    typed = next((m.group() for m in found if math.isinf(float(m.group().replace("_", "")))), None)
+    in_file = line is not None and not origin.startswith("--set")  # a --set value is one line
+    number = f"`{clipped(typed, 40)}`" if typed else "a number"
+    what = f"{number} is beyond the largest number a float holds (about 1.8e308): it would read as infinity"
+    fix = "write the number you mean (e.g. 1.0e-4); YAML's `.inf` is infinity, if that is meant"
+    raise _error(what, fix, origin, line + 1 if in_file else None)
 
 
 # Quoted strings and comments (skipped), and the brackets of flow collections (counted).
@@ -136,9 +161,8 @@ def _flow_too_deep(text: str) -> int | None:
 
 
 def parse_yaml_text(text: str, origin: str):
-    """Parse text into a round-trip tree; syntax errors become a Problem with line and column.
-    Input past the bounds above (size, depth, expanded aliases) is a Problem too, never a hang
-    or a RecursionError."""
+    """Parse text into a round-trip tree; syntax errors become a Problem with line and column. Input past the bounds
+    above (size, depth, expanded aliases) is a Problem too, never a hang or a RecursionError."""
     if len(text) > MAX_CONFIG_BYTES:
         raise _too_large(len(text.encode("utf-8", "surrogatepass")), origin)
     if (deep_line := _flow_too_deep(text)) is not None:
@@ -174,45 +198,8 @@ def parse_yaml_text(text: str, origin: str):
         raise _error(f"YAML error: {what}", fix, where) from None
     except YAMLError as exc:
         raise _error(f"YAML error: {exc}", None, origin) from None
-    check_bounds(tree, origin)
-    _check_overflow(tree, text, origin)
+    check_bounds(tree, text, origin)
     return tree
-
-
-# A number starts where no digit is before it, and its digit runs never backtrack: on a line of
-# thousands of digits the search is linear (it was cubic: minutes for a 4,300-digit `9...9.5`).
-_NUMBER = re.compile(r"(?<![\d_.])[-+]?(?:\d[\d_]*+(?:\.[\d_]*+)?|\.\d[\d_]*+)[eE][-+]?\d++")
-
-
-def _check_overflow(tree, text: str, origin: str) -> None:
-    """A number written past a float's range (`1e400`) reads as infinity, and then fails as "a
-    finite number (got inf)" with nothing the user wrote in it: named here as typed, with its line.
-    `.inf` is YAML's own infinity, a plain float, and is left to the schema."""
-    lines = text.splitlines()
-    seen: set[int] = set()
-
-    def walk(node) -> None:
-        if id(node) in seen or not isinstance(node, (dict, list)):
-            return
-        seen.add(id(node))
-        for key, value in node.items() if isinstance(node, dict) else enumerate(node):
-            if isinstance(value, ScalarFloat) and math.isinf(value):
-                try:
-                    line = (node.lc.value(key) if isinstance(node, dict) else node.lc.item(key))[0]
-                except (AttributeError, KeyError, TypeError, IndexError):
-                    line = None
-                found = _NUMBER.finditer(lines[line]) if line is not None and line < len(lines) else ()
-                typed = next((m.group() for m in found if math.isinf(float(m.group().replace("_", "")))), None)
-                in_file = line is not None and not origin.startswith("--set")  # a --set value is one line
-                number = f"`{clipped(typed, 40)}`" if typed else "a number"
-                what = (
-                    f"{number} is beyond the largest number a float holds (about 1.8e308): it would read as infinity"
-                )
-                fix = "write the number you mean (e.g. 1.0e-4); YAML's `.inf` is infinity, if that is meant"
-                raise _error(what, fix, origin, line + 1 if in_file else None)
-            walk(value)
-
-    walk(tree)
 
 
 def real_path(path: str | os.PathLike) -> Path:
@@ -348,11 +335,10 @@ def _represent_loaded_float(representer, value):
 
 def dump_yaml(data) -> str:
     yaml = _yaml()
-    yaml.representer.add_representer(
-        float, lambda r, v: r.represent_scalar("tag:yaml.org,2002:float", format_float(v))
-    )
-    yaml.representer.add_representer(ScalarFloat, _represent_loaded_float)
-    yaml.representer.add_representer(type(None), lambda r, v: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    representer = yaml.representer
+    representer.add_representer(float, lambda r, v: r.represent_scalar("tag:yaml.org,2002:float", format_float(v)))
+    representer.add_representer(ScalarFloat, _represent_loaded_float)
+    representer.add_representer(type(None), lambda r, v: r.represent_scalar("tag:yaml.org,2002:null", "null"))
     stream = io.StringIO()
     yaml.dump(data, stream)
     # Comments read from a CRLF file keep their `\r`: the text is LF throughout, and whoever
@@ -386,10 +372,9 @@ def inline_yaml(value) -> str:
 def _double_quoted(text: str) -> str:
     """A YAML double-quoted scalar on one line: JSON escapes, plus escapes for the characters
     YAML treats as line breaks or does not allow unescaped."""
-    out = json.dumps(text, ensure_ascii=False)
     return "".join(
         c if c.isprintable() or c == " " else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
-        for c in out
+        for c in json.dumps(text, ensure_ascii=False)
     )
 
 
@@ -441,11 +426,10 @@ def changed_while_editing(path) -> ConfigError:
 
 @contextlib.contextmanager
 def edit_lock(path):
-    """Hold the edit lock of `path` (an exclusive flock on its folder, re-entrant in a thread,
-    exclusive across threads and processes). The folder, not the file, is locked: an atomic
-    write replaces the file's inode, so a lock on the file itself would not be seen by the next
-    writer. Where the folder cannot be locked (no flock, no read access) the version check of
-    write_atomic still refuses a lost update."""
+    """Hold the edit lock of `path` (an exclusive flock on its folder, re-entrant in a thread, exclusive across threads
+    and processes). The folder, not the file, is locked: an atomic write replaces the file's inode, so a lock on the
+    file itself would not be seen by the next writer. Where the folder cannot be locked (no flock, no read access) the
+    version check of write_atomic still refuses a lost update."""
     folder = real_path(path).parent
     while not folder.is_dir() and folder != folder.parent:
         folder = folder.parent  # a new file in a folder not made yet: its nearest existing folder
@@ -533,8 +517,7 @@ def _write_atomic(path: Path, text: str, overwrite: bool, expect: str | None) ->
         if overwrite and old is not None and old.st_nlink > 1:
             # Replacing the name would split it from its other hard links; the temp file is
             # complete, so copying it into the file is the shortest window left.
-            with open(target, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
+            target.write_text(text, encoding="utf-8", newline="")
         elif overwrite:
             os.replace(tmp, target)
         else:
