@@ -16,14 +16,19 @@ from statistics import fmean
 
 from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import derive
+from grpolab.config.files import based_text
+from grpolab.config.keys import lookup, split_key
+from grpolab.config.loader import schema_default
 from grpolab.config.rules import out_of_range, range_text
-from grpolab.config.yaml_io import inline_yaml, read_yaml_file, to_plain
+from grpolab.config.yaml_edit import set_with_comment
+from grpolab.config.yaml_io import dump_yaml, inline_yaml, parse_yaml_text, read_yaml_file, to_plain
 from grpolab.run import metrics
 from grpolab.run.record import SUMMARY, read_json
 from grpolab.run.run_dir import RESOLVED_CONFIG
 from grpolab.runtime.hub import context_length, model_config
 
 from .edits import annotate_changes
+from .memory import resolve_shape
 from .thresholds import THRESHOLDS, limit
 
 # Findings in the order a user should act on them: a broken run first, tuning last.
@@ -464,8 +469,6 @@ def find_lr_too_low(run: Run, zero_signal: bool, constant: bool) -> Finding | No
 
 def _model_parameters(run: Run) -> int | None:
     """Parameter count from the model's config.json, when its shape can be read (no torch)."""
-    from .memory import resolve_shape
-
     for model in _models(run):
         try:
             return resolve_shape(model).parameters
@@ -696,9 +699,6 @@ def write_next_config(
 
 
 def _minimal_text(run: Run, loader, source: Path, edits: dict, reason: dict, header, out: Path) -> str:
-    from grpolab.config.files import based_text
-    from grpolab.config.keys import lookup
-
     nxt = loader.with_overrides(edits)  # validated here: nothing is written when the edits do not fit
     GRPOConfigLoader.from_dict(nxt.to_dict(), world_size=run.world_size)
     was = run.loader.to_dict()
@@ -716,11 +716,6 @@ def _minimal_text(run: Run, loader, source: Path, edits: dict, reason: dict, hea
 def _full_text(run: Run, loader, source: str, edits: dict, reason: dict, header) -> str:
     """A full copy of the run's config file with the run's own --set values written in unmarked,
     and the edits marked `# Changed from <the run's value>: <finding>`."""
-    from grpolab.config.keys import lookup, split_key
-    from grpolab.config.loader import schema_default
-    from grpolab.config.yaml_edit import set_with_comment
-    from grpolab.config.yaml_io import dump_yaml, parse_yaml_text
-
     loader.with_overrides(edits)  # raises ConfigError (nothing written) when they do not validate together
     unmarked = "\n".join(_MARK.sub("", line) for line in loader.render().splitlines()) + "\n"
     tree = parse_yaml_text(unmarked, source)

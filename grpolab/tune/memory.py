@@ -18,11 +18,13 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import derive, reference_model_rule
+from grpolab.config.errors import did_you_mean
 from grpolab.runtime.hub import config_path
 
 GIB = 2**30
@@ -62,8 +64,6 @@ def gpu_memory(name: str) -> float:
     key = key.replace("-sxm", "").replace("-pcie", "")
     if key in GPUS:
         return GPUS[key]
-    from grpolab.config.errors import did_you_mean
-
     message = f"unknown GPU `{name}`; known: {', '.join(GPUS)}.{did_you_mean(key, GPUS)}"
     raise ConfigError.of("", message, "give its memory instead: --gpu-mem GB", "--gpu")
 
@@ -493,8 +493,6 @@ def suggest(shape: ModelShape, s: Setup, gpu_bytes: float, cfg) -> list[tuple[li
 def plan_device(cfg, gpu_gib: float | None) -> str:
     """Where the plan is for: a GPU when one is named or configured; with `cluster.device: auto`, a GPU in
     cluster mode or when this machine has the NVIDIA driver, else the CPU."""
-    import shutil
-
     if cfg.cluster.device == "cpu":
         return "cpu"
     named = gpu_gib is not None or cfg.cluster.device == "cuda" or cfg.mode == "cluster"

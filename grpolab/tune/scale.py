@@ -14,6 +14,7 @@ from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import Derived, derive, generation_round
+from grpolab.config.yaml_io import write_atomic
 
 from .edits import annotate_changes
 
@@ -209,8 +210,6 @@ def scaled_text(loader, reasons: dict, rows, source, gpus: int, vllm_gpus: int) 
 
 
 def write(text: str, out, force: bool, world: int) -> Path:
-    from grpolab.config.yaml_io import write_atomic
-
     path = write_atomic(Path(out), text, overwrite=force)
     GRPOConfigLoader(config_path=path, world_size=world)  # what was written validates for that world size
     return path
