@@ -29,7 +29,7 @@ from grpolab.runtime.hub import context_length, model_config
 
 from .edits import annotate_changes
 from .memory import resolve_shape
-from .thresholds import THRESHOLDS, limit
+from .thresholds import RANGE_NAMES, THRESHOLDS, limit
 
 # Findings in the order a user should act on them: a broken run first, tuning last.
 ORDER = tuple(
@@ -543,26 +543,15 @@ def find_small_batch(run: Run) -> Finding | None:
     )
 
 
-# key -> (finding, why it matters, the thresholds that mirror its range); the ranges themselves are
-# config/rules.py's RECOMMENDED, the same check `config validate` warns with.
+# key -> why its range matters. The finding is range_<the key's last part>; the ranges themselves are
+# config/rules.py's RECOMMENDED (the same check `config validate` warns with), mirrored in THRESHOLDS.
 RANGE_FINDINGS = {
-    "training.learning_rate": (
-        "range_learning_rate",
-        "below it the policy barely moves; above it updates overshoot and the run tends to diverge",
-        ["lr_range_low", "lr_range_high"],
-    ),
-    "grpo.beta": (
-        "range_beta",
-        "a tiny beta costs a reference-model forward pass for no effect; a large one pins the policy to "
-        "the reference model so it cannot learn",
-        ["beta_range_low", "beta_range_high"],
-    ),
-    "grpo.num_generations": (
-        "range_num_generations",
-        "the advantage is a reward minus its group's mean: with few completions that mean is noisy, with "
-        "many each prompt costs a lot of generation",
-        ["generations_range_low", "generations_range_high"],
-    ),
+    "training.learning_rate": "below it the policy barely moves; above it updates overshoot and the run tends "
+    "to diverge",
+    "grpo.beta": "a tiny beta costs a reference-model forward pass for no effect; a large one pins the policy to "
+    "the reference model so it cannot learn",
+    "grpo.num_generations": "the advantage is a reward minus its group's mean: with few completions that mean is "
+    "noisy, with many each prompt costs a lot of generation",
 }
 
 
@@ -572,12 +561,13 @@ def find_ranges(run: Run) -> list[Finding]:
         return []
     found = []
     for key, value, rec in out_of_range(cfg):
-        name, why, names = RANGE_FINDINGS[key]
+        name = f"range_{key.rsplit('.', 1)[1]}"  # range_learning_rate, range_beta, range_num_generations
+        names = [f"{RANGE_NAMES[key]}_range_{end}" for end in ("low", "high")]
         target = type(value)(min(max(value, rec.low), rec.high))
         edits = (generations_edits(cfg, target) if key == "grpo.num_generations" else None) or {key: target}
         no_kl = ["--set grpo.beta=0  (no KL, no reference model)"] if key == "grpo.beta" and value < rec.low else []
         title, evidence = f"{key} is outside the recommended range", [f"{key} {range_text(value, rec)}"]
-        found.append(Finding(name, title, evidence, why, edits, no_kl, names))
+        found.append(Finding(name, title, evidence, RANGE_FINDINGS[key], edits, no_kl, names))
     return found
 
 
