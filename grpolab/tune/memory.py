@@ -30,25 +30,10 @@ from grpolab.runtime.hub import config_path
 GIB = 2**30
 # Memory each GPU reports (GiB), as `nvidia-smi` shows it for the common models.
 GPUS = {
-    "h200": 139.8,
-    "h100": 79.6,
-    "h100-94gb": 93.1,
-    "a100": 79.2,
-    "a100-80gb": 79.2,
-    "a100-40gb": 39.4,
-    "b200": 178.4,
-    "l40s": 44.4,
-    "l40": 44.4,
-    "a6000": 47.5,
-    "a10g": 22.0,
-    "a10": 22.0,
-    "l4": 22.0,
-    "rtx4090": 23.6,
-    "rtx3090": 23.6,
-    "v100": 31.7,
-    "v100-16gb": 15.8,
-    "t4": 14.6,
-}
+    "h200": 139.8, "h100": 79.6, "h100-94gb": 93.1, "a100": 79.2, "a100-80gb": 79.2, "a100-40gb": 39.4,
+    "b200": 178.4, "l40s": 44.4, "l40": 44.4, "a6000": 47.5, "a10g": 22.0, "a10": 22.0, "l4": 22.0,
+    "rtx4090": 23.6, "rtx3090": 23.6, "v100": 31.7, "v100-16gb": 15.8, "t4": 14.6,
+}  # fmt: skip
 # CUDA context, NCCL buffers and allocator fragmentation: memory a process loses on any GPU.
 CUDA_RESERVE = 1.0 * GIB
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
