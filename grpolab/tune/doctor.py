@@ -22,6 +22,7 @@ from grpolab.config.loader import schema_default
 from grpolab.config.rules import out_of_range, range_text
 from grpolab.config.yaml_edit import set_with_comment
 from grpolab.config.yaml_io import dump_yaml, inline_yaml, parse_yaml_text, read_yaml_file, to_plain
+from grpolab.experiment.runs import load_run as read_run
 from grpolab.run import metrics
 from grpolab.run.record import SUMMARY, read_json
 from grpolab.run.run_dir import RESOLVED_CONFIG
@@ -102,8 +103,6 @@ class Run:
 def load_run(run_dir) -> Run:
     """The run through the one run reader (grpolab.experiment.runs: typed records, a field of the
     wrong type named, never met later), with its resolved config loaded where it still loads."""
-    from grpolab.experiment.runs import load_run as read_run
-
     path = Path(run_dir)
     if not path.is_dir():
         raise ConfigError.of("", "no such run directory.", "pass a folder made by `grpolab train`", str(path))

@@ -25,6 +25,7 @@ from pathlib import Path
 from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import derive, reference_model_rule
 from grpolab.config.errors import did_you_mean
+from grpolab.demo.tiny_model import CHARS, RECIPE, _source_digest, default_cache_dir
 from grpolab.runtime.hub import config_path
 
 GIB = 2**30
@@ -185,8 +186,6 @@ def parse_count(text: str) -> int | None:
 
 def demo_model_shape() -> ModelShape:
     """The embedded demo model: its cached config.json, else the recipe it is built from."""
-    from grpolab.demo.tiny_model import CHARS, RECIPE, _source_digest, default_cache_dir
-
     folder = default_cache_dir() / f"demo-addition-{_source_digest()}"
     if (folder / "config.json").is_file():
         return ModelShape.from_config_dir(folder)
