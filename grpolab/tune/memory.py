@@ -352,13 +352,6 @@ def kv_bytes_per_token(shape: ModelShape, b: int) -> int:
     return 2 * shape.layers * shape.kv_heads * shape.head_dim * b
 
 
-def generation_bytes(shape: ModelShape, s: Setup) -> float:
-    """transformers generation: the KV cache of the device's whole round (per_device x steps_per_generation
-    completions at full length) plus one step's logits for them."""
-    per_sequence = (s.prompt_tokens + s.completion_tokens) * kv_bytes_per_token(shape, s.activation_bytes)
-    return s.per_device * s.steps_per_generation * (per_sequence + shape.vocab * 4)
-
-
 @dataclass
 class Plan:
     shape: ModelShape
@@ -402,7 +395,10 @@ def estimate(shape: ModelShape, s: Setup, gpu_bytes: float | None) -> Plan:
                 "cluster.vllm_mode: server on other GPUs"
             )
     else:
-        gen_phase = comp["generation"] = generation_bytes(shape, s)
+        # transformers: the KV cache of the device's whole round (per_device x steps_per_generation
+        # completions at full length) plus one step's logits for them
+        per_sequence = (s.prompt_tokens + s.completion_tokens) * kv_bytes_per_token(shape, s.activation_bytes)
+        gen_phase = comp["generation"] = s.per_device * s.steps_per_generation * (per_sequence + shape.vocab * 4)
     if s.device == "cuda":
         comp["cuda_reserve"] = CUDA_RESERVE
     phases = ("activations", "logits", "generation", "trainable_parameters")
