@@ -26,15 +26,12 @@ class Batch:
     generation_batch: int | str  # an int, or "auto"
     steps_per_generation: int | None
 
-    def resolved(self, world: int) -> tuple[int, int]:
-        """(completions per round, steps per generation) as TRL resolves them."""
-        return generation_round(*astuple(self), world)  # the fields in generation_round's order
-
 
 def _cost(batch: Batch, world: int, target: dict, g: int, mu: int) -> tuple:
     """Lexicographic: unique prompts per round, effective batch, optimizer steps per round, memory per
     device (per_device_train_batch_size), then fewer changed keys."""
-    b, s = batch.resolved(world)
+    # completions per round and steps per generation as TRL resolves them (Batch's fields: its arguments, in order)
+    b, s = generation_round(*astuple(batch), world)
     eff = batch.per_device * batch.accumulation * world
     values = (b // g, eff, s * mu / batch.accumulation, batch.per_device)
     names = ("prompts", "effective", "steps_per_round", "per_device")
