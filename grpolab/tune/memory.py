@@ -490,24 +490,18 @@ def plan(cfg, shape: ModelShape, world: int, gpu_gib: float | None, prompt_token
 
 # --------------------------------------------------------------------------- report
 LABELS = {
-    "weights": "policy weights",
-    "gradients": "gradients",
-    "optimizer": "optimizer states (AdamW)",
-    "reference": "reference model",
-    "activations": "activations",
-    "logits": "logits buffer (fused LM head)",
-    "generation": "generation KV cache (transformers)",
-    "vllm": "vLLM colocate share",
+    "weights": "policy weights", "gradients": "gradients", "optimizer": "optimizer states (AdamW)",
+    "reference": "reference model", "activations": "activations", "logits": "logits buffer (fused LM head)",
+    "generation": "generation KV cache (transformers)", "vllm": "vLLM colocate share",
     "cuda_reserve": "CUDA context and allocator reserve",
-}
+}  # fmt: skip
 
 
 def render(p: Plan) -> str:
     s, shape = p.setup, p.shape
     tokens = s.prompt_tokens + s.completion_tokens
-    backend = {"ddp": "DDP (no sharding)", "fsdp": "FSDP (full shard)"}.get(
-        s.backend, f"DeepSpeed ZeRO-{s.backend[-1]}"
-    )
+    names = {"ddp": "DDP (no sharding)", "fsdp": "FSDP (full shard)"}
+    backend = names.get(s.backend, f"DeepSpeed ZeRO-{s.backend[-1]}")
     trainable = p.components["trainable_parameters"]
     lines = [
         f"memory plan per {'GPU' if s.device == 'cuda' else 'process'}: {shape.source}",
