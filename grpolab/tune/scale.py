@@ -91,9 +91,8 @@ def scale_config(path, gpus: int, vllm_gpus: int = 0, from_world: int | None = N
             edits[key], reasons[key] = new, why
     machines = cfg.cluster.num_machines
     edits["cluster.num_processes"] = world // machines
-    reasons["cluster.num_processes"] = f"{world} training processes" + (
-        f" ({world // machines} per machine x {machines})" if machines > 1 else ""
-    )
+    split = f" ({world // machines} per machine x {machines})" if machines > 1 else ""
+    reasons["cluster.num_processes"] = f"{world} training processes{split}"
     notes = _vllm_server(cfg, edits, reasons, world, gpus) if vllm_gpus else []
     loader.update_params(edits)  # validated for cluster.num_processes x num_machines = world
     GRPOConfigLoader.from_dict(loader.to_dict(), world_size=world)  # and explicitly for that world size
