@@ -270,9 +270,8 @@ def find_constant_reward(run: Run) -> Finding | None:
 
         reads = {s.name: f" reads column(s) {', '.join(c)}" for s in cfg.rewards if (c := BUILTIN_COLUMNS.get(s.name))}
         parts = [f"`{s.label}` (weight {s.weight:g}){reads.get(s.name, '')}" for s in cfg.rewards]
-        evidence.append(
-            "rewards: " + "; ".join(parts) + f"; data: {cfg.data.dataset}, columns {cfg.data.columns or '{}'}"
-        )
+        data = f"data: {cfg.data.dataset}, columns {cfg.data.columns or '{}'}"
+        evidence.append("rewards: " + "; ".join(parts) + "; " + data)
     sample = completions_sample(run.path)
     for row in sample:
         text = json.dumps({k: v for k, v in row.items() if k != "step"}, default=str)
