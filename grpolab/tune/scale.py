@@ -195,13 +195,10 @@ def render_table(rows) -> str:
 
 
 def scaled_text(loader, reasons: dict, rows, source, gpus: int, vllm_gpus: int) -> str:
-    head = [
-        f"# grpolab config scale: {source} for {gpus} GPU(s)"
-        + (f" ({gpus - vllm_gpus} training, {vllm_gpus} vLLM server)" if vllm_gpus else ""),
-        *[f"#   {line}" for line in render_table(rows).splitlines()],
-        "",
-    ]
-    text = "\n".join(head) + annotate_changes(loader.render(), reasons)
+    split = f" ({gpus - vllm_gpus} training, {vllm_gpus} vLLM server)" if vllm_gpus else ""
+    table = "".join(f"#   {line}\n" for line in render_table(rows).splitlines())
+    head = f"# grpolab config scale: {source} for {gpus} GPU(s){split}\n{table}"
+    text = head + annotate_changes(loader.render(), reasons)
     return text if text.endswith("\n") else text + "\n"
 
 
