@@ -66,8 +66,7 @@ class Watcher:
                 action = "warn"
                 if finding.id in self.reported:  # already warned on; wait for hard evidence
                     continue
-            verdict = Verdict(finding.id, action, step, finding)
-            self.reported[finding.id] = verdict
+            self.reported[finding.id] = verdict = Verdict(finding.id, action, step, finding)
             new.append(verdict)
         return new
 
