@@ -38,10 +38,9 @@ class Forecast:
         """The same measured rate, projected over another number of steps (probe --forecast: the
         timed steps ran alone, the real run trains `total_steps`; fewer steps than were timed take
         their share of the time the timed ones took)."""
+        timed = min(self.after_step, total_steps)
         elapsed = self.elapsed_seconds * min(1.0, total_steps / self.after_step)
-        return _projected(
-            min(self.after_step, total_steps), total_steps, self.seconds_per_step, elapsed, world_size, on_gpu
-        )
+        return _projected(timed, total_steps, self.seconds_per_step, elapsed, world_size, on_gpu)
 
     def line(self) -> str:
         finish = dt.datetime.fromisoformat(self.finish_at)

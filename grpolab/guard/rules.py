@@ -67,11 +67,8 @@ def live_findings(
             finding, limit = doctor.find_divergence(run), limits["weight_growth"]
             if weight_growth is not None and weight_growth > limit:  # first: the most direct evidence
                 finding = finding or doctor.divergence(run, [], [])
-                finding.evidence.insert(
-                    0,
-                    f"the trainable-weight norm is {weight_growth:.3g}x its value before step 1 (> {limit:g}x): one "
-                    "or more updates blew up the weights",
-                )
+                growth = f"the trainable-weight norm is {weight_growth:.3g}x its value before step 1 (> {limit:g}x)"
+                finding.evidence.insert(0, f"{growth}: one or more updates blew up the weights")
             if finding:
                 found["divergence"] = finding
         zero = zero_spread_window(run.metrics, window, limits["constant_reward_std"])

@@ -59,16 +59,14 @@ class Watcher:
         rows = self.rows + list(self.extra_rows() if self.extra_rows else [])
         # a doctor Run over the rows in memory (nothing is read from run_dir until a finding first holds)
         run = Run(Path(self.run_dir), rows, {}, {"world_size": self.world_size}, self.loader, None, 0)
-        limits = g.thresholds.model_dump()
         new = []
-        for finding in live_findings(run, kinds, g.window, limits, weight_growth):
+        for finding in live_findings(run, kinds, g.window, g.thresholds.model_dump(), weight_growth):
             action = g.kinds[finding.id]
             if only_reward_collapse(finding):
                 action = "warn"
                 if finding.id in self.reported:  # already warned on; wait for hard evidence
                     continue
-            verdict = Verdict(finding.id, action, step, finding)
-            self.reported[finding.id] = verdict
+            self.reported[finding.id] = verdict = Verdict(finding.id, action, step, finding)
             new.append(verdict)
         return new
 

@@ -16,15 +16,21 @@ from statistics import fmean
 
 from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import derive
+from grpolab.config.files import based_text
+from grpolab.config.keys import lookup, split_key
+from grpolab.config.loader import schema_default
 from grpolab.config.rules import out_of_range, range_text
-from grpolab.config.yaml_io import inline_yaml, read_yaml_file, to_plain
+from grpolab.config.yaml_edit import set_with_comment
+from grpolab.config.yaml_io import dump_yaml, inline_yaml, parse_yaml_text, read_yaml_file, to_plain
+from grpolab.experiment.runs import load_run as read_run
 from grpolab.run import metrics
 from grpolab.run.record import SUMMARY, read_json
 from grpolab.run.run_dir import RESOLVED_CONFIG
 from grpolab.runtime.hub import context_length, model_config
 
 from .edits import annotate_changes
-from .thresholds import THRESHOLDS, limit
+from .memory import resolve_shape
+from .thresholds import RANGE_NAMES, THRESHOLDS, limit
 
 # Findings in the order a user should act on them: a broken run first, tuning last.
 ORDER = tuple(
@@ -97,8 +103,6 @@ class Run:
 def load_run(run_dir) -> Run:
     """The run through the one run reader (grpolab.experiment.runs: typed records, a field of the
     wrong type named, never met later), with its resolved config loaded where it still loads."""
-    from grpolab.experiment.runs import load_run as read_run
-
     path = Path(run_dir)
     if not path.is_dir():
         raise ConfigError.of("", "no such run directory.", "pass a folder made by `grpolab train`", str(path))
@@ -266,9 +270,8 @@ def find_constant_reward(run: Run) -> Finding | None:
 
         reads = {s.name: f" reads column(s) {', '.join(c)}" for s in cfg.rewards if (c := BUILTIN_COLUMNS.get(s.name))}
         parts = [f"`{s.label}` (weight {s.weight:g}){reads.get(s.name, '')}" for s in cfg.rewards]
-        evidence.append(
-            "rewards: " + "; ".join(parts) + f"; data: {cfg.data.dataset}, columns {cfg.data.columns or '{}'}"
-        )
+        data = f"data: {cfg.data.dataset}, columns {cfg.data.columns or '{}'}"
+        evidence.append("rewards: " + "; ".join(parts) + "; " + data)
     sample = completions_sample(run.path)
     for row in sample:
         text = json.dumps({k: v for k, v in row.items() if k != "step"}, default=str)
@@ -464,8 +467,6 @@ def find_lr_too_low(run: Run, zero_signal: bool, constant: bool) -> Finding | No
 
 def _model_parameters(run: Run) -> int | None:
     """Parameter count from the model's config.json, when its shape can be read (no torch)."""
-    from .memory import resolve_shape
-
     for model in _models(run):
         try:
             return resolve_shape(model).parameters
@@ -540,26 +541,15 @@ def find_small_batch(run: Run) -> Finding | None:
     )
 
 
-# key -> (finding, why it matters, the thresholds that mirror its range); the ranges themselves are
-# config/rules.py's RECOMMENDED, the same check `config validate` warns with.
+# key -> why its range matters. The finding is range_<the key's last part>; the ranges themselves are
+# config/rules.py's RECOMMENDED (the same check `config validate` warns with), mirrored in THRESHOLDS.
 RANGE_FINDINGS = {
-    "training.learning_rate": (
-        "range_learning_rate",
-        "below it the policy barely moves; above it updates overshoot and the run tends to diverge",
-        ["lr_range_low", "lr_range_high"],
-    ),
-    "grpo.beta": (
-        "range_beta",
-        "a tiny beta costs a reference-model forward pass for no effect; a large one pins the policy to "
-        "the reference model so it cannot learn",
-        ["beta_range_low", "beta_range_high"],
-    ),
-    "grpo.num_generations": (
-        "range_num_generations",
-        "the advantage is a reward minus its group's mean: with few completions that mean is noisy, with "
-        "many each prompt costs a lot of generation",
-        ["generations_range_low", "generations_range_high"],
-    ),
+    "training.learning_rate": "below it the policy barely moves; above it updates overshoot and the run tends "
+    "to diverge",
+    "grpo.beta": "a tiny beta costs a reference-model forward pass for no effect; a large one pins the policy to "
+    "the reference model so it cannot learn",
+    "grpo.num_generations": "the advantage is a reward minus its group's mean: with few completions that mean is "
+    "noisy, with many each prompt costs a lot of generation",
 }
 
 
@@ -569,12 +559,13 @@ def find_ranges(run: Run) -> list[Finding]:
         return []
     found = []
     for key, value, rec in out_of_range(cfg):
-        name, why, names = RANGE_FINDINGS[key]
+        name = f"range_{key.rsplit('.', 1)[1]}"  # range_learning_rate, range_beta, range_num_generations
+        names = [f"{RANGE_NAMES[key]}_range_{end}" for end in ("low", "high")]
         target = type(value)(min(max(value, rec.low), rec.high))
         edits = (generations_edits(cfg, target) if key == "grpo.num_generations" else None) or {key: target}
         no_kl = ["--set grpo.beta=0  (no KL, no reference model)"] if key == "grpo.beta" and value < rec.low else []
         title, evidence = f"{key} is outside the recommended range", [f"{key} {range_text(value, rec)}"]
-        found.append(Finding(name, title, evidence, why, edits, no_kl, names))
+        found.append(Finding(name, title, evidence, RANGE_FINDINGS[key], edits, no_kl, names))
     return found
 
 
@@ -696,9 +687,6 @@ def write_next_config(
 
 
 def _minimal_text(run: Run, loader, source: Path, edits: dict, reason: dict, header, out: Path) -> str:
-    from grpolab.config.files import based_text
-    from grpolab.config.keys import lookup
-
     nxt = loader.with_overrides(edits)  # validated here: nothing is written when the edits do not fit
     GRPOConfigLoader.from_dict(nxt.to_dict(), world_size=run.world_size)
     was = run.loader.to_dict()
@@ -716,11 +704,6 @@ def _minimal_text(run: Run, loader, source: Path, edits: dict, reason: dict, hea
 def _full_text(run: Run, loader, source: str, edits: dict, reason: dict, header) -> str:
     """A full copy of the run's config file with the run's own --set values written in unmarked,
     and the edits marked `# Changed from <the run's value>: <finding>`."""
-    from grpolab.config.keys import lookup, split_key
-    from grpolab.config.loader import schema_default
-    from grpolab.config.yaml_edit import set_with_comment
-    from grpolab.config.yaml_io import dump_yaml, parse_yaml_text
-
     loader.with_overrides(edits)  # raises ConfigError (nothing written) when they do not validate together
     unmarked = "\n".join(_MARK.sub("", line) for line in loader.render().splitlines()) + "\n"
     tree = parse_yaml_text(unmarked, source)

@@ -18,35 +18,23 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import derive, reference_model_rule
+from grpolab.config.errors import did_you_mean
+from grpolab.demo.tiny_model import CHARS, RECIPE, _source_digest, default_cache_dir
 from grpolab.runtime.hub import config_path
 
 GIB = 2**30
 # Memory each GPU reports (GiB), as `nvidia-smi` shows it for the common models.
 GPUS = {
-    "h200": 139.8,
-    "h100": 79.6,
-    "h100-94gb": 93.1,
-    "a100": 79.2,
-    "a100-80gb": 79.2,
-    "a100-40gb": 39.4,
-    "b200": 178.4,
-    "l40s": 44.4,
-    "l40": 44.4,
-    "a6000": 47.5,
-    "a10g": 22.0,
-    "a10": 22.0,
-    "l4": 22.0,
-    "rtx4090": 23.6,
-    "rtx3090": 23.6,
-    "v100": 31.7,
-    "v100-16gb": 15.8,
-    "t4": 14.6,
-}
+    "h200": 139.8, "h100": 79.6, "h100-94gb": 93.1, "a100": 79.2, "a100-80gb": 79.2, "a100-40gb": 39.4,
+    "b200": 178.4, "l40s": 44.4, "l40": 44.4, "a6000": 47.5, "a10g": 22.0, "a10": 22.0, "l4": 22.0,
+    "rtx4090": 23.6, "rtx3090": 23.6, "v100": 31.7, "v100-16gb": 15.8, "t4": 14.6,
+}  # fmt: skip
 # CUDA context, NCCL buffers and allocator fragmentation: memory a process loses on any GPU.
 CUDA_RESERVE = 1.0 * GIB
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -62,8 +50,6 @@ def gpu_memory(name: str) -> float:
     key = key.replace("-sxm", "").replace("-pcie", "")
     if key in GPUS:
         return GPUS[key]
-    from grpolab.config.errors import did_you_mean
-
     message = f"unknown GPU `{name}`; known: {', '.join(GPUS)}.{did_you_mean(key, GPUS)}"
     raise ConfigError.of("", message, "give its memory instead: --gpu-mem GB", "--gpu")
 
@@ -200,8 +186,6 @@ def parse_count(text: str) -> int | None:
 
 def demo_model_shape() -> ModelShape:
     """The embedded demo model: its cached config.json, else the recipe it is built from."""
-    from grpolab.demo.tiny_model import CHARS, RECIPE, _source_digest, default_cache_dir
-
     folder = default_cache_dir() / f"demo-addition-{_source_digest()}"
     if (folder / "config.json").is_file():
         return ModelShape.from_config_dir(folder)
@@ -368,13 +352,6 @@ def kv_bytes_per_token(shape: ModelShape, b: int) -> int:
     return 2 * shape.layers * shape.kv_heads * shape.head_dim * b
 
 
-def generation_bytes(shape: ModelShape, s: Setup) -> float:
-    """transformers generation: the KV cache of the device's whole round (per_device x steps_per_generation
-    completions at full length) plus one step's logits for them."""
-    per_sequence = (s.prompt_tokens + s.completion_tokens) * kv_bytes_per_token(shape, s.activation_bytes)
-    return s.per_device * s.steps_per_generation * (per_sequence + shape.vocab * 4)
-
-
 @dataclass
 class Plan:
     shape: ModelShape
@@ -418,7 +395,10 @@ def estimate(shape: ModelShape, s: Setup, gpu_bytes: float | None) -> Plan:
                 "cluster.vllm_mode: server on other GPUs"
             )
     else:
-        gen_phase = comp["generation"] = generation_bytes(shape, s)
+        # transformers: the KV cache of the device's whole round (per_device x steps_per_generation
+        # completions at full length) plus one step's logits for them
+        per_sequence = (s.prompt_tokens + s.completion_tokens) * kv_bytes_per_token(shape, s.activation_bytes)
+        gen_phase = comp["generation"] = s.per_device * s.steps_per_generation * (per_sequence + shape.vocab * 4)
     if s.device == "cuda":
         comp["cuda_reserve"] = CUDA_RESERVE
     phases = ("activations", "logits", "generation", "trainable_parameters")
@@ -493,8 +473,6 @@ def suggest(shape: ModelShape, s: Setup, gpu_bytes: float, cfg) -> list[tuple[li
 def plan_device(cfg, gpu_gib: float | None) -> str:
     """Where the plan is for: a GPU when one is named or configured; with `cluster.device: auto`, a GPU in
     cluster mode or when this machine has the NVIDIA driver, else the CPU."""
-    import shutil
-
     if cfg.cluster.device == "cpu":
         return "cpu"
     named = gpu_gib is not None or cfg.cluster.device == "cuda" or cfg.mode == "cluster"
@@ -512,24 +490,18 @@ def plan(cfg, shape: ModelShape, world: int, gpu_gib: float | None, prompt_token
 
 # --------------------------------------------------------------------------- report
 LABELS = {
-    "weights": "policy weights",
-    "gradients": "gradients",
-    "optimizer": "optimizer states (AdamW)",
-    "reference": "reference model",
-    "activations": "activations",
-    "logits": "logits buffer (fused LM head)",
-    "generation": "generation KV cache (transformers)",
-    "vllm": "vLLM colocate share",
+    "weights": "policy weights", "gradients": "gradients", "optimizer": "optimizer states (AdamW)",
+    "reference": "reference model", "activations": "activations", "logits": "logits buffer (fused LM head)",
+    "generation": "generation KV cache (transformers)", "vllm": "vLLM colocate share",
     "cuda_reserve": "CUDA context and allocator reserve",
-}
+}  # fmt: skip
 
 
 def render(p: Plan) -> str:
     s, shape = p.setup, p.shape
     tokens = s.prompt_tokens + s.completion_tokens
-    backend = {"ddp": "DDP (no sharding)", "fsdp": "FSDP (full shard)"}.get(
-        s.backend, f"DeepSpeed ZeRO-{s.backend[-1]}"
-    )
+    names = {"ddp": "DDP (no sharding)", "fsdp": "FSDP (full shard)"}
+    backend = names.get(s.backend, f"DeepSpeed ZeRO-{s.backend[-1]}")
     trainable = p.components["trainable_parameters"]
     lines = [
         f"memory plan per {'GPU' if s.device == 'cuda' else 'process'}: {shape.source}",

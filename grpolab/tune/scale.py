@@ -14,6 +14,7 @@ from pathlib import Path
 
 from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import Derived, derive, generation_round
+from grpolab.config.yaml_io import write_atomic
 
 from .edits import annotate_changes
 
@@ -25,15 +26,12 @@ class Batch:
     generation_batch: int | str  # an int, or "auto"
     steps_per_generation: int | None
 
-    def resolved(self, world: int) -> tuple[int, int]:
-        """(completions per round, steps per generation) as TRL resolves them."""
-        return generation_round(*astuple(self), world)  # the fields in generation_round's order
-
 
 def _cost(batch: Batch, world: int, target: dict, g: int, mu: int) -> tuple:
     """Lexicographic: unique prompts per round, effective batch, optimizer steps per round, memory per
     device (per_device_train_batch_size), then fewer changed keys."""
-    b, s = batch.resolved(world)
+    # completions per round and steps per generation as TRL resolves them (Batch's fields: its arguments, in order)
+    b, s = generation_round(*astuple(batch), world)
     eff = batch.per_device * batch.accumulation * world
     values = (b // g, eff, s * mu / batch.accumulation, batch.per_device)
     names = ("prompts", "effective", "steps_per_round", "per_device")
@@ -93,9 +91,8 @@ def scale_config(path, gpus: int, vllm_gpus: int = 0, from_world: int | None = N
             edits[key], reasons[key] = new, why
     machines = cfg.cluster.num_machines
     edits["cluster.num_processes"] = world // machines
-    reasons["cluster.num_processes"] = f"{world} training processes" + (
-        f" ({world // machines} per machine x {machines})" if machines > 1 else ""
-    )
+    split = f" ({world // machines} per machine x {machines})" if machines > 1 else ""
+    reasons["cluster.num_processes"] = f"{world} training processes{split}"
     notes = _vllm_server(cfg, edits, reasons, world, gpus) if vllm_gpus else []
     loader.update_params(edits)  # validated for cluster.num_processes x num_machines = world
     GRPOConfigLoader.from_dict(loader.to_dict(), world_size=world)  # and explicitly for that world size
@@ -198,19 +195,14 @@ def render_table(rows) -> str:
 
 
 def scaled_text(loader, reasons: dict, rows, source, gpus: int, vllm_gpus: int) -> str:
-    head = [
-        f"# grpolab config scale: {source} for {gpus} GPU(s)"
-        + (f" ({gpus - vllm_gpus} training, {vllm_gpus} vLLM server)" if vllm_gpus else ""),
-        *[f"#   {line}" for line in render_table(rows).splitlines()],
-        "",
-    ]
-    text = "\n".join(head) + annotate_changes(loader.render(), reasons)
+    split = f" ({gpus - vllm_gpus} training, {vllm_gpus} vLLM server)" if vllm_gpus else ""
+    table = "".join(f"#   {line}\n" for line in render_table(rows).splitlines())
+    head = f"# grpolab config scale: {source} for {gpus} GPU(s){split}\n{table}"
+    text = head + annotate_changes(loader.render(), reasons)
     return text if text.endswith("\n") else text + "\n"
 
 
 def write(text: str, out, force: bool, world: int) -> Path:
-    from grpolab.config.yaml_io import write_atomic
-
     path = write_atomic(Path(out), text, overwrite=force)
     GRPOConfigLoader(config_path=path, world_size=world)  # what was written validates for that world size
     return path

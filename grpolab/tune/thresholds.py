@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 from grpolab.config.rules import RECOMMENDED
 
+# config key -> the name its range thresholds start with (lr_range_low, lr_range_high, ...)
+RANGE_NAMES = {"training.learning_rate": "lr", "grpo.beta": "beta", "grpo.num_generations": "generations"}
+
 
 @dataclass(frozen=True)
 class Threshold:
@@ -126,11 +129,7 @@ THRESHOLDS: dict[str, Threshold] = {
     # ---- the recommended ranges: config/rules.py's table, which `config validate` warns with
     **{
         f"{name}_range_{end}": Threshold(getattr(RECOMMENDED[key], end), key, "the recommended range")
-        for name, key in (
-            ("lr", "training.learning_rate"),
-            ("beta", "grpo.beta"),
-            ("generations", "grpo.num_generations"),
-        )
+        for key, name in RANGE_NAMES.items()
         for end in ("low", "high")
     },
 }
