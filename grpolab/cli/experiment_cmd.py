@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from grpolab.cli.common import count, output_file, positive_int
+from grpolab.cli.common import add_output, count, output_file, positive_int
 from grpolab.config.yaml_io import inline_yaml
 from grpolab.run.exit_codes import EXIT_USAGE
 
@@ -92,13 +92,12 @@ def register_import(csub) -> None:
         "import", help="convert a flat TRL / Open-R1 recipe (trl grpo --config) into a grpolab config"
     )
     imp.add_argument("recipe", metavar="RECIPE.yaml")
-    imp.add_argument("-o", "--output", type=output_file, metavar="OUT", help="write here (default: print to stdout)")
+    add_output(imp, "-o", "--output", metavar="OUT", help="write here (default: print to stdout)")
     imp.add_argument(
         "--mode",
         choices=("local", "cluster"),
         help="preset to layer over (default: cluster when the recipe uses vLLM or several processes)",
     )
-    imp.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     imp.add_argument(
         "--gpus",
         type=int,
