@@ -101,8 +101,7 @@ def cmd_explain(args) -> int:
     loader = load(args, args.world_size)
     cfg, world = loader.config, loader.target_world_size()
     d = derive(cfg, world, args.dataset_size)
-    # The decisions training would make on this machine for this world size (no torch: facts come from nvidia-smi
-    # and /proc).
+    # The decisions training would make here for this world size (no torch: facts from nvidia-smi and /proc).
     resolved = resolve(cfg, hardware.probe(use_torch=False), world_size=world)
     for problem in resolved.problems:
         print(f"warning: on this machine: {problem}", file=sys.stderr)
@@ -204,12 +203,11 @@ def cmd_set(args) -> int:
     # A file inside grpolab/presets (configs/ links there), followed through links.
     if args.output is None and real_path(args.file).parent == preset_dir().resolve():
         # Every later run of that mode layers over it: a shipped preset changes only by a commit.
-        name = Path(args.file).name
         raise ConfigError.of(
             "",
             "is a shipped preset; editing it in place would change every later run of its mode.",
             f"write a copy: `grpolab config set {args.file} {' '.join(args.assignments)} "
-            f"-o configs/{Path(name).stem}_mine.yaml` (or start one with `grpolab config new`)",
+            f"-o configs/{Path(args.file).stem}_mine.yaml` (or start one with `grpolab config new`)",
             args.file,
             BAD_ARGUMENTS,
         )

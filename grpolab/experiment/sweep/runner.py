@@ -81,9 +81,8 @@ def check_planned(sweep: Sweep, trials: list[Trial], force: bool) -> None:
     """Before anything is written: no two trials share a file, no file would be overwritten."""
     names = [t.path.name for t in trials]
     if twice := sorted({n for n in names if names.count(n) > 1}):
-        message = f"two trials would share a file name ({twice[0]})."
         fix = "give the values in a form that differs when written"
-        raise ConfigError.of("parameters", message, fix, str(sweep.path))
+        raise ConfigError.of("parameters", f"two trials would share a file name ({twice[0]}).", fix, str(sweep.path))
     for trial in trials:
         if trial.path.exists() and trial.path.read_text() != trial.text and not force:
             fix = "delete it, or pass --force to replace it"
