@@ -177,6 +177,8 @@ class SweepLoop:
         self.running: list[tuple[_TrialState, Unit]] = []
         self.stopping = self.exhausted = False
         self.last_report = 0.0
+        # Runs queued or running at once (a SLURM array without a limit, or a dry run: any number).
+        self.limit = math.inf if backend is None or backend.capacity is None else backend.capacity
 
     def run(self) -> int:
         while True:
@@ -194,11 +196,6 @@ class SweepLoop:
                     time.sleep(self.backend.poll_seconds)
             except KeyboardInterrupt:
                 self.interrupt()
-
-    @property
-    def limit(self) -> float:
-        """Runs queued or running at once (a SLURM array without a limit: any number)."""
-        return math.inf if self.backend.capacity is None else self.backend.capacity
 
     def fill(self) -> None:
         while not self.exhausted and len(self.running) + len(self.queue) < self.limit:
