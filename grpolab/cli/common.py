@@ -45,19 +45,19 @@ def add_layer_args(parser: argparse.ArgumentParser) -> None:
     """The options every command that resolves a config takes."""
     parser.add_argument("--mode", help="local or cluster (default: the file's `mode:`, else local)")
     parser.add_argument("--config", metavar="FILE", help="YAML file layered over the mode preset")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one key, e.g. --set grpo.beta=0.04 (repeatable)",
-    )
+    add_set(parser, "override one key, e.g. --set grpo.beta=0.04 (repeatable)")
+
+
+def add_set(parser: argparse.ArgumentParser, help: str) -> None:
+    """The repeatable --set KEY=VALUE, collected in args.overrides."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
 def load(args, world_size: int | None = None) -> GRPOConfigLoader:
-    """The loader for the options of add_layer_args."""
-    return GRPOConfigLoader(mode=args.mode, config_path=args.config, overrides=args.overrides, world_size=world_size)
+    """The loader for the options of add_layer_args; its warnings are printed."""
+    loader = GRPOConfigLoader(mode=args.mode, config_path=args.config, overrides=args.overrides, world_size=world_size)
+    print_warnings(loader)
+    return loader
 
 
 def print_warnings(loader: GRPOConfigLoader) -> None:

@@ -75,7 +75,6 @@ def register(sub) -> None:
 
 def cmd_show(args) -> int:
     loader = load(args)
-    print_warnings(loader)
     print(origins_yaml(loader) if args.origins else dump_yaml(loader.to_dict()), end="")
     return EXIT_OK
 
@@ -100,11 +99,9 @@ def cmd_explain(args) -> int:
     if args.key:
         return cmd_explain_key(args)
     loader = load(args, args.world_size)
-    print_warnings(loader)
     cfg, world = loader.config, loader.target_world_size()
     d = derive(cfg, world, args.dataset_size)
-    # The decisions training would make on this machine for this world size (no torch: facts come from nvidia-smi
-    # and /proc).
+    # The decisions training would make here for this world size (no torch: facts from nvidia-smi and /proc).
     resolved = resolve(cfg, hardware.probe(use_torch=False), world_size=world)
     for problem in resolved.problems:
         print(f"warning: on this machine: {problem}", file=sys.stderr)
@@ -206,12 +203,11 @@ def cmd_set(args) -> int:
     # A file inside grpolab/presets (configs/ links there), followed through links.
     if args.output is None and real_path(args.file).parent == preset_dir().resolve():
         # Every later run of that mode layers over it: a shipped preset changes only by a commit.
-        name = Path(args.file).name
         raise ConfigError.of(
             "",
             "is a shipped preset; editing it in place would change every later run of its mode.",
             f"write a copy: `grpolab config set {args.file} {' '.join(args.assignments)} "
-            f"-o configs/{Path(name).stem}_mine.yaml` (or start one with `grpolab config new`)",
+            f"-o configs/{Path(args.file).stem}_mine.yaml` (or start one with `grpolab config new`)",
             args.file,
             BAD_ARGUMENTS,
         )
@@ -250,9 +246,8 @@ def register_files(csub) -> None:
 
     mini = csub.add_parser("minimize", help="rewrite a full config as `base:` plus the keys that differ")
     mini.add_argument("file", metavar="FILE")
-    mini.add_argument("-o", "--output", type=output_file, metavar="OUT", help="write here instead of rewriting FILE")
+    add_output(mini, "-o", "--output", metavar="OUT", help="write here instead of rewriting FILE")
     mini.add_argument("--base", metavar="FILE_OR_MODE", help="the base to compare with (default: FILE's mode preset)")
-    mini.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     mini.set_defaults(func=cmd_minimize)
 
     ls = csub.add_parser("ls", help="list the shipped presets (and your configs in ./configs)")
@@ -283,7 +278,6 @@ def cmd_keys(args) -> int:
 def cmd_explain_key(args) -> int:
     info = key_info(args.key)
     loader = load(args, args.world_size)
-    print_warnings(loader)
     value = lookup(loader.to_dict(), args.key)
     rows = [("description", info.description), ("type", info.type)]
     if info.pass_through:

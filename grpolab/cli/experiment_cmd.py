@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from grpolab.cli.common import count, output_file, positive_int
+from grpolab.cli.common import add_output, count, output_file, positive_int
 from grpolab.config.yaml_io import inline_yaml
 from grpolab.run.exit_codes import EXIT_USAGE
 
@@ -92,13 +92,12 @@ def register_import(csub) -> None:
         "import", help="convert a flat TRL / Open-R1 recipe (trl grpo --config) into a grpolab config"
     )
     imp.add_argument("recipe", metavar="RECIPE.yaml")
-    imp.add_argument("-o", "--output", type=output_file, metavar="OUT", help="write here (default: print to stdout)")
+    add_output(imp, "-o", "--output", metavar="OUT", help="write here (default: print to stdout)")
     imp.add_argument(
         "--mode",
         choices=("local", "cluster"),
         help="preset to layer over (default: cluster when the recipe uses vLLM or several processes)",
     )
-    imp.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     imp.add_argument(
         "--gpus",
         type=int,
@@ -184,23 +183,20 @@ def cmd_compare(args) -> int:
 def cmd_sweep(args) -> int:
     from grpolab.experiment.sweep import SlurmOptions, load_sweep, run_sweep
 
-    given = [
-        flag for flag in ("--partition", "--time", "--cpus-per-trial") if getattr(args, flag[2:].replace("-", "_"))
-    ]
-    if given and not args.slurm:
-        print(f"error: {given[0]}: applies to --slurm only. Fix: add --slurm, or drop {given[0]}", file=sys.stderr)
-        return EXIT_USAGE
-    slurm = (
-        SlurmOptions(
+    slurm = None
+    if args.slurm:
+        slurm = SlurmOptions(
             partition=args.partition,
             gpus_per_trial=args.gpus_per_trial or 0,
             cpus_per_trial=args.cpus_per_trial,
             time_minutes=args.time or 24 * 60,
             parallel=args.parallel if args.parallel > 1 else None,
         )
-        if args.slurm
-        else None
-    )
+    else:
+        for flag in ("--partition", "--time", "--cpus-per-trial"):
+            if getattr(args, flag[2:].replace("-", "_")):
+                print(f"error: {flag}: applies to --slurm only. Fix: add --slurm, or drop {flag}", file=sys.stderr)
+                return EXIT_USAGE
     return run_sweep(
         load_sweep(args.sweep_file),
         dry_run=args.dry_run,

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from grpolab.cli.common import add_output, count, load, output_file, positive_int, print_warnings
+from grpolab.cli.common import add_output, add_set, count, load, positive_int
 from grpolab.config import ConfigError, GRPOConfigLoader
 from grpolab.config.derive import derive
 from grpolab.run.exit_codes import EXIT_OK
@@ -27,9 +27,7 @@ def register(sub) -> None:
     doctor = sub.add_parser("doctor", help="read runs' metrics and suggest the next config edit")
     doctor.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run directories made by grpolab train")
     doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
-    doctor.add_argument(
-        "--write-config", type=output_file, metavar="OUT", help="write the next experiment's config (one run only)"
-    )
+    add_output(doctor, "--write-config", metavar="OUT", help="write the next experiment's config (one run only)")
     doctor.add_argument(
         "--finding", metavar="ID", help="with --write-config: the finding to apply (default: the first)"
     )
@@ -37,7 +35,6 @@ def register(sub) -> None:
     doctor.add_argument(
         "--full", action="store_true", help="with --write-config: a full config instead of `base:` + the changes"
     )
-    doctor.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     doctor.add_argument("--thresholds", action="store_true", help="print the threshold table and exit")
     doctor.set_defaults(func=cmd_doctor)
 
@@ -45,9 +42,7 @@ def register(sub) -> None:
     probe.add_argument("config", metavar="CONFIG", help="the config file to probe")
     probe.add_argument("--prompts", type=positive_int, default=32, help="prompts to sample (default 32)")
     probe.add_argument("--model", metavar="PATH", help="model to sample (default: the config's model)")
-    probe.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one key"
-    )
+    add_set(probe, "override one key")
     probe.add_argument("--seed", type=int, default=None, help="sampling seed (default: training.seed)")
     add_output(probe, "--write-filtered", metavar="FILE", help="write prompts with 0 < pass rate < 1 as .jsonl")
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -159,7 +154,6 @@ def cmd_explain_memory(args) -> int:
         message = "--gpu, --gpu-mem, --model and --prompt-tokens belong to the memory plan."
         raise ConfigError.of("", message, "add --memory", "config explain")
     loader = load(args, args.world_size)
-    print_warnings(loader)
     cfg, world = loader.config, loader.target_world_size()
     gpu = memory.gpu_memory(args.gpu) if args.gpu else args.gpu_mem
     shape = memory.resolve_shape(args.model or cfg.model.name_or_path)

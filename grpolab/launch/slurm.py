@@ -1,7 +1,6 @@
-"""`grpolab launch slurm`'s job, planned from its request (`plan_job`), and its sbatch script: one
-`accelerate launch` per node (srun, one task per node), each with --num_machines,
---num_processes, its --machine_rank and rank 0's address. Optionally the first node runs a vLLM
-server (TRL's server mode) and the others train."""
+"""`grpolab launch slurm`'s job, planned from its request (`plan_job`), and its sbatch script: one `accelerate launch`
+per node (srun, one task per node), each with --num_machines, --num_processes, its --machine_rank and rank 0's address.
+Optionally the first node runs a vLLM server (TRL's server mode) and the others train."""
 
 from __future__ import annotations
 
@@ -264,8 +263,7 @@ _ALL_NODES_TRAIN = [
 
 
 def _vllm_server(job: SlurmJob) -> list[str]:
-    """A flat template: the first node serves generations (TRL server mode), and the trainers
-    wait until it answers."""
+    """A flat template: the first node serves generations (TRL server mode), and the trainers wait until it answers."""
     timeout, model, port = job.request.vllm_ready_timeout, job.cfg.model, job.cfg.cluster.vllm_server_port
     tp = job.vllm_tensor_parallel
     max_len = job.cfg.grpo.model_extra.get("vllm_max_model_length")  # prompt + completion, not the full context

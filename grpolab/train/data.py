@@ -25,12 +25,12 @@ def load_split(data_cfg, split: str, n_rows: int | None, seed: int, builtin_rows
     if data_cfg.datasets and split == data_cfg.split:
         return head(load_mixture(data_cfg, seed, builtin_rows)[0], n_rows)
     key = "data.split" if split == data_cfg.split else "data.eval_split"
-    return _load_source(data_cfg.dataset, data_cfg.config_name, split, n_rows, seed, builtin_rows, key, data_cfg)
+    return _load_source(data_cfg.dataset, split, n_rows, seed, builtin_rows, key, data_cfg)
 
 
-def _load_source(source, config_name, split, n_rows, seed, builtin_rows, split_key, spec, where="data"):
+def _load_source(source, split, n_rows, seed, builtin_rows, split_key, spec, where="data"):
     """One source (`data`, or the mixture's source at `where`): its first `n_rows` rows, through its
-    `transform` and `columns` (of `spec`)."""
+    `transform` and `columns` (of `spec`, which also names the Hub config)."""
     import datasets
 
     key = f"{where}.dataset" if where == "data" else f"{where}.path"
@@ -43,7 +43,7 @@ def _load_source(source, config_name, split, n_rows, seed, builtin_rows, split_k
         dataset = _load_local(source, split, spec if where == "data" else None, key)
     else:
         # A Hub id, or a local folder laid out like a Hub dataset repo (same loading code).
-        dataset = _load_hub(source, config_name, split, key)
+        dataset = _load_hub(source, spec.config_name, split, key)
     dataset = head(dataset, n_rows)
     if spec.transform:
         dataset = apply_transform(dataset, spec.transform, f"{where}.transform")
@@ -59,10 +59,9 @@ def source_name(path: str) -> str:
 
 
 def load_mixture(data_cfg, seed: int, builtin_rows=None, needs: dict | None = None):
-    """`data.datasets`: each source loaded, transformed, renamed and given its system prompt, then
-    weighted (weight 0.5 keeps half its rows, 2 repeats each row twice; rows picked with the
-    seed), concatenated and shuffled with the seed. A `source` column names each row's source.
-    Returns (dataset, {source: {"rows": taken, "of": available}})."""
+    """`data.datasets`: each source loaded, transformed, renamed and given its system prompt, then weighted (weight 0.5
+    keeps half its rows, 2 repeats each row twice; rows picked with the seed), concatenated and shuffled with the seed.
+    A `source` column names each row's source. Returns (dataset, {source: {"rows": taken, "of": available}})."""
     import datasets
 
     parts, counts, names = [], {}, []
@@ -71,10 +70,7 @@ def load_mixture(data_cfg, seed: int, builtin_rows=None, needs: dict | None = No
         name = src.name or source_name(src.path)
         name = name if name not in names else f"{name}_{i}"
         names.append(name)
-        split_key = f"{where}.split"
-        ds = _load_source(
-            src.path, src.config_name, src.split, src.max_samples, seed, builtin_rows, split_key, src, where=where
-        )
+        ds = _load_source(src.path, src.split, src.max_samples, seed, builtin_rows, f"{where}.split", src, where=where)
         have = ", ".join(ds.column_names)
         if "prompt" not in ds.column_names:
             raise ConfigError.of(
@@ -119,9 +115,8 @@ def _weighted(ds, weight: float, seed: int):
 
 
 def _aligned(parts):
-    """Same columns, same prompt kind in every source: the columns every source has are kept
-    (rewards' columns were checked per source), and plain string prompts become one user message
-    when another source has chat prompts."""
+    """Same columns, same prompt kind in every source: the columns every source has are kept (rewards' columns were
+    checked per source), and plain string prompts become one user message when another source has chat prompts."""
     common = set.intersection(*(set(p.column_names) for p in parts))
     chat = {isinstance(p[0]["prompt"], list) for p in parts if len(p)}
     out = []

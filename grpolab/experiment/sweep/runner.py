@@ -81,9 +81,8 @@ def check_planned(sweep: Sweep, trials: list[Trial], force: bool) -> None:
     """Before anything is written: no two trials share a file, no file would be overwritten."""
     names = [t.path.name for t in trials]
     if twice := sorted({n for n in names if names.count(n) > 1}):
-        message = f"two trials would share a file name ({twice[0]})."
         fix = "give the values in a form that differs when written"
-        raise ConfigError.of("parameters", message, fix, str(sweep.path))
+        raise ConfigError.of("parameters", f"two trials would share a file name ({twice[0]}).", fix, str(sweep.path))
     for trial in trials:
         if trial.path.exists() and trial.path.read_text() != trial.text and not force:
             fix = "delete it, or pass --force to replace it"
@@ -178,6 +177,8 @@ class SweepLoop:
         self.running: list[tuple[_TrialState, Unit]] = []
         self.stopping = self.exhausted = False
         self.last_report = 0.0
+        # Runs queued or running at once (a SLURM array without a limit, or a dry run: any number).
+        self.limit = math.inf if backend is None or backend.capacity is None else backend.capacity
 
     def run(self) -> int:
         while True:
@@ -195,11 +196,6 @@ class SweepLoop:
                     time.sleep(self.backend.poll_seconds)
             except KeyboardInterrupt:
                 self.interrupt()
-
-    @property
-    def limit(self) -> float:
-        """Runs queued or running at once (a SLURM array without a limit: any number)."""
-        return math.inf if self.backend.capacity is None else self.backend.capacity
 
     def fill(self) -> None:
         while not self.exhausted and len(self.running) + len(self.queue) < self.limit:
