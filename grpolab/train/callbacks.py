@@ -46,9 +46,8 @@ class EvalCallback(TrainerCallback):
         self.curve: list[dict] = []
         self.best: list[tuple[float, int]] = []  # (value, step), best first
         self.stopped: str | None = None  # why training stopped early, if it did
-        self._started = 0.0
+        self._started, self._since_better = 0.0, 0
         self.scoring_seconds = 0.0  # time spent evaluating since training began (training clocks leave it out)
-        self._since_better = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._started, self.scoring_seconds = time.perf_counter(), 0.0
@@ -186,11 +185,6 @@ class NanLossCallback(TrainerCallback):
                 self._stop(state, control, f"{key} is {value}")
 
 
-def non_finite_sampling(exc: BaseException) -> bool:
-    """torch.multinomial's refusal of the next-token probabilities (inf/NaN logits)."""
-    return "probability tensor contains" in str(exc)
-
-
 def weight_norms(model):
     """One fp32 L2 norm per trainable tensor this rank holds (None when it holds none): one fused call,
     in fp32 for every weight dtype (an fp16 norm would overflow early)."""
@@ -275,8 +269,7 @@ def _any_rank(flag: bool) -> bool:
 
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return flag
-    backend = torch.distributed.get_backend()
-    device = f"cuda:{torch.cuda.current_device()}" if backend == "nccl" else "cpu"
+    device = f"cuda:{torch.cuda.current_device()}" if torch.distributed.get_backend() == "nccl" else "cpu"
     value = torch.tensor(int(flag), dtype=torch.int32, device=device)
     torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
     return bool(value.item())

@@ -40,8 +40,7 @@ class GuardCallback(TrainerCallback):
         self.stopped_at: int | None = None  # every rank: the step it stopped at
         self.seconds_in_guard = 0.0  # this callback's own cost (the bench compares it to the loop)
         self._norm0: float | None = None
-        self._started = self._last = 0.0
-        self._first_step = 0
+        self._started, self._last, self._first_step = 0.0, 0.0, 0
         self._steps: list[float] = []  # seconds of each timed step, checkpoint saves and scoring left out
         self._saves: list[float] = []  # seconds of each checkpoint save among them
 
@@ -108,8 +107,7 @@ class GuardCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, model=None, **kwargs):
         if self.watcher is None or not logs or "train_runtime" in logs:  # the Trainer's closing summary
             return
-        began = time.perf_counter()
-        stop = False
+        began, stop = time.perf_counter(), False
         if self.is_main:
             growth = _weight_norm(model) / self._norm0 if self._norm0 and model is not None else None
             for verdict in self.watcher.observe(state.global_step, logs, growth):

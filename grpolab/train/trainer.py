@@ -75,8 +75,7 @@ def build_trainer(run: Run, training: TrainingArgs, model, tokenizer, reward_fun
         evaluation = cbs.EvalCallback(evaluator, e.every_steps, run.dir, run.wandb_run, goals=e)
     guards = Guards(cbs.NanLossCallback(), cbs.StopOnSignalCallback().install(), evaluation)
     guards.live = live_guard(run, evaluation)
-    keep = cfg.logging.save_completions
-    if keep is not None and run.is_main:
+    if (keep := cfg.logging.save_completions) is not None and run.is_main:
         max_len = cfg.generation.max_completion_length
         completions = cbs.CompletionsCallback(run.dir, keep.every_steps, keep.max_per_step, tokenizer, max_len)
     # The live guard comes before evaluation, so a step's time is taken before any held-out scoring.
@@ -148,7 +147,7 @@ def fit(trainer, guards: Guards, checkpoint: str | None) -> Outcome:
     except KeyboardInterrupt:
         status, exit_code, error = "interrupted", EXIT_SIGNAL["SIGINT"], "aborted by a second Ctrl-C (no checkpoint)"
     except RuntimeError as exc:
-        if not cbs.non_finite_sampling(exc):
+        if "probability tensor contains" not in str(exc):  # torch.multinomial refusing inf/NaN probabilities
             raise
         # Weights grown huge but still finite pass the NaN guard; the logits then overflow and
         # sampling refuses them. One process saves the checkpoint here; across ranks a save is
@@ -168,11 +167,9 @@ def fit(trainer, guards: Guards, checkpoint: str | None) -> Outcome:
         status, exit_code, error = "stopped", EXIT_GUARD_STOP, live_stop_reason(live, step)
     if nan.nan_step is not None:
         status, exit_code = "failed", EXIT_FAILED
-        checkpoint = (
-            f"stopped with a checkpoint (checkpoint-{nan.nan_step})"
-            if nan.checkpoint_saved
-            else "stopped; the last checkpoint saved before it stands"
-        )
+        checkpoint = "stopped; the last checkpoint saved before it stands"
+        if nan.checkpoint_saved:
+            checkpoint = f"stopped with a checkpoint (checkpoint-{nan.nan_step})"
         error = (
             f"training diverged (NaN) at step {nan.nan_step}: {nan.reason}; {checkpoint}; "
             "lower training.learning_rate or check the rewards"
@@ -192,8 +189,7 @@ def live_stop_reason(live, step: int) -> str:
 def finish(run: Run, trainer, tokenizer, guards: Guards, outcome: Outcome) -> None:
     """Save the final model and score it again (finished runs), then the summary and the record."""
     cfg = run.loader.config
-    evaluation, step = guards.evaluation, trainer.state.global_step
-    eval_after = None
+    evaluation, step, eval_after = guards.evaluation, trainer.state.global_step, None
     if outcome.status == "finished":
         with whole_or_removed(run, run.dir / "model"):
             save_final_model(trainer, tokenizer, run.dir / "model", run.is_main, run.model_name, cfg.model)
