@@ -76,7 +76,7 @@ def load_tokenizer(name: str, model_cfg):
             f"`{name}` has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}).",
             "save the tokenizer next to the weights (`tokenizer.save_pretrained(folder)`)",
         )
-    tokenizer = _from_pretrained(
+    tokenizer = from_pretrained(
         AutoTokenizer, name, model_cfg, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code
     )
     if tokenizer.pad_token is None:
@@ -96,10 +96,10 @@ def load_model(name: str, model_cfg, dtype: str):
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
         kwargs["quantization_config"] = quantization_config(model_cfg, dtype, device)
         kwargs["device_map"] = {"": device}  # bitsandbytes quantizes while placing the weights
-    return _from_pretrained(AutoModelForCausalLM, name, model_cfg, **kwargs)
+    return from_pretrained(AutoModelForCausalLM, name, model_cfg, **kwargs)
 
 
-def _from_pretrained(auto, name: str, model_cfg, **kwargs):
+def from_pretrained(auto, name: str, model_cfg, **kwargs):
     hub.check_reachable(name, "model.name_or_path", revision=model_cfg.revision)
     try:
         return auto.from_pretrained(name, **kwargs)

@@ -21,21 +21,17 @@ def run_from_args(args) -> int:
     """Entry point for `python training/grpo_training.py` and `grpolab train`."""
     # Before torch loads: OpenMP's default spin-wait makes a busy machine 20x slower (see Makefile).
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
-    _rank_output_to_log()
+    # A rank other than 0 of a launch grpolab started writes to RUN_DIR/logs/rankN.log, not the
+    # console: the plan and every warning print once (rank 0's), and nothing of the rank is lost.
+    dist, handed = detect(), run_dirs.handed_over_run_dir()
+    if dist.launcher is not None and not dist.is_main and handed is not None:
+        send_output_to_log(handed, dist.rank)
     try:
         return train(TrainRequest.from_args(args))
     except ConfigError as exc:
         return _fail(EXIT_USAGE, str(exc))
     except RewardFunctionError as exc:
         return _fail(EXIT_FAILED, str(exc))
-
-
-def _rank_output_to_log() -> None:
-    """A rank other than 0 of a launch grpolab started writes to RUN_DIR/logs/rankN.log, not the
-    console: the plan and every warning print once (rank 0's), and nothing of the rank is lost."""
-    dist, handed = detect(), run_dirs.handed_over_run_dir()
-    if dist.launcher is not None and not dist.is_main and handed is not None:
-        send_output_to_log(handed, dist.rank)
 
 
 def _fail(code: int, message: str) -> int:

@@ -60,10 +60,8 @@ def apply_environment(cfg) -> None:
 
 def join_distributed(cfg) -> dists.DistInfo:
     """This process's place in a launch. srun tasks get torch's rank variables here."""
-    started_by = dists.launcher()
-    if started_by == "srun":
-        c = cfg.cluster
-        os.environ.update(dists.srun_rank_env(os.environ, c.main_process_ip, c.main_process_port))
+    if (started_by := dists.launcher()) == "srun":
+        os.environ.update(dists.srun_rank_env(os.environ, cfg.cluster.main_process_ip, cfg.cluster.main_process_port))
     return dists.detect(started_by=started_by)
 
 
@@ -195,8 +193,8 @@ class TrainingData:
 
 def training_data(cfg, tokenizer, model, reward_needs, eval_reward_needs=None) -> TrainingData:
     """Load, check columns, format prompts, drop prompts that do not fit the context; held-out rows."""
-    d, e, seed = cfg.data, cfg.eval, cfg.training.seed
-    sources = None
+    d, e, seed, sources = cfg.data, cfg.eval, cfg.training.seed, None
+    max_len = cfg.generation.max_completion_length
     if d.datasets:  # a mixture: each source's system prompt is applied while mixing
         train_set, sources = datas.load_mixture(d, seed, builtin_rows, needs=reward_needs)
         train_set = datas.head(train_set, d.max_samples)
@@ -205,9 +203,7 @@ def training_data(cfg, tokenizer, model, reward_needs, eval_reward_needs=None) -
     datas.check_columns(train_set, reward_needs, f"`{d.dataset}`" if d.dataset else "the mixture")
     train_set = datas.format_prompts(train_set, tokenizer, None if d.datasets else d.system_prompt)
     context = models.context_length(model, tokenizer)
-    train_set, dropped, longest = datas.drop_too_long(
-        train_set, tokenizer, cfg.generation.max_completion_length, context
-    )
+    train_set, dropped, longest = datas.drop_too_long(train_set, tokenizer, max_len, context)
     # Held-out prompts take the training path: columns, system prompt, chat template, too-long drop.
     eval_set, eval_dropped, eval_rows, split = None, 0, None, e.split
     if d.test_size is not None:
@@ -221,7 +217,7 @@ def training_data(cfg, tokenizer, model, reward_needs, eval_reward_needs=None) -
         eval_set = datas.load_split(source, split, e.max_prompts, seed=seed + 1, builtin_rows=builtin_rows)
         datas.check_columns(eval_set, eval_reward_needs or reward_needs, f"`{source.dataset}` [{split}]")
         eval_set = datas.format_prompts(eval_set, tokenizer, d.system_prompt)
-        max_new = e.max_completion_length or cfg.generation.max_completion_length
+        max_new = e.max_completion_length or max_len
         # The held-out prompts' own completion limit is the fix that leaves training as it is.
         eval_set, eval_dropped, _ = datas.drop_too_long(
             eval_set, tokenizer, max_new, context, "eval.max_completion_length"
@@ -244,11 +240,8 @@ def preflight(cfg) -> None:
 
     name = model_path(cfg)
     tokenizer = models.load_tokenizer(name, cfg.model)
-    try:
-        config = AutoConfig.from_pretrained(
-            name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
-        )
-    except Exception as exc:
-        raise models.load_error(name, exc) from None
+    config = models.from_pretrained(
+        AutoConfig, name, cfg.model, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
+    )
     _, reward_needs = build_rewards(cfg.rewards, cfg.generation.max_completion_length)
     training_data(cfg, tokenizer, SimpleNamespace(config=config), reward_needs)  # reads only model.config
