@@ -52,14 +52,20 @@ def _tool_schema_problem(func, key: str, spec: str) -> Problem | None:
     return None
 
 
+def _import(spec: str, key: str, what: str, problems: list):
+    """The object behind `spec`, or None with its problems added to `problems`."""
+    try:
+        return import_object(spec, key, what)
+    except ConfigError as exc:
+        problems += exc.problems
+        return None
+
+
 def _load_tools(cfg, problems: list) -> list:
     tools = []
     for i, spec in enumerate(cfg.tools):
         key = f"tools[{i}]"
-        try:
-            func = import_object(spec, key, "tool")
-        except ConfigError as exc:
-            problems += exc.problems
+        if (func := _import(spec, key, "tool", problems)) is None:
             continue
         if not callable(func) or inspect.isclass(func):
             problems.append(Problem(key, f"tool `{spec}` is a {type(func).__name__}, not a function."))
@@ -83,9 +89,8 @@ def _check_environment(cls, key: str, spec: str, problems: list) -> None:
     methods = dict(inspect.getmembers(type(instance), predicate=inspect.isfunction))
     if "reset" not in methods:
         problems.append(Problem(key, f"environment `{spec}` has no `reset` method, which TRL calls per rollout."))
-    for name in methods:
-        if name.startswith("_") or name in ("reset", "get_reward"):
-            continue
+    public = [name for name in methods if not name.startswith("_") and name not in ("reset", "get_reward")]
+    for name in public:
         if problem := _tool_schema_problem(getattr(instance, name), key, f"{spec}.{name}"):
             problems.append(problem)
 
@@ -131,22 +136,15 @@ def load_agent(cfg, tokenizer=None) -> Agent:
         factories = {}
         for name, spec in named.items():
             key = "environment" if name is None else f"environment.{name}"
-            try:
-                cls = import_object(spec, key, "environment")
-            except ConfigError as exc:
-                problems += exc.problems
-                continue
-            _check_environment(cls, key, spec, problems)
-            factories[name] = cls
+            if (cls := _import(spec, key, "environment", problems)) is not None:
+                _check_environment(cls, key, spec, problems)
+                factories[name] = cls
         agent.environment_factory = factories if isinstance(env, dict) else factories.get(None)
         agent.specs["environment"] = env if isinstance(env, str) else ", ".join(f"{k}: {v}" for k, v in env.items())
-    if cfg.rollout is not None:
-        try:
-            agent.rollout_func = func = import_object(cfg.rollout, "rollout", "rollout")
-            _check_rollout(func, cfg.rollout, problems)
-            agent.specs["rollout"] = cfg.rollout
-        except ConfigError as exc:
-            problems += exc.problems
+    if cfg.rollout is not None and (func := _import(cfg.rollout, "rollout", "rollout", problems)) is not None:
+        agent.rollout_func = func
+        _check_rollout(func, cfg.rollout, problems)
+        agent.specs["rollout"] = cfg.rollout
     if tokenizer is not None and (cfg.tools or cfg.environment is not None) and not problems:
         if problem := _template_problem(tokenizer):
             problems.append(problem)
