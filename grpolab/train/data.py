@@ -64,12 +64,11 @@ def load_mixture(data_cfg, seed: int, builtin_rows=None, needs: dict | None = No
     A `source` column names each row's source. Returns (dataset, {source: {"rows": taken, "of": available}})."""
     import datasets
 
-    parts, counts, names = [], {}, []
+    parts, counts = [], {}  # counts: by unique source name, in order
     for i, src in enumerate(data_cfg.datasets):
         where = f"data.datasets[{i}]"
         name = src.name or source_name(src.path)
-        name = name if name not in names else f"{name}_{i}"
-        names.append(name)
+        name = name if name not in counts else f"{name}_{i}"
         ds = _load_source(src.path, src.split, src.max_samples, seed, builtin_rows, f"{where}.split", src, where=where)
         have = ", ".join(ds.column_names)
         if "prompt" not in ds.column_names:
@@ -96,7 +95,7 @@ def load_mixture(data_cfg, seed: int, builtin_rows=None, needs: dict | None = No
     try:
         mixed = datasets.concatenate_datasets(parts)
     except Exception as exc:
-        features = "; ".join(f"{n}: {dict(p.features)}" for n, p in zip(names, parts))
+        features = "; ".join(f"{n}: {dict(p.features)}" for n, p in zip(counts, parts))
         raise ConfigError.of(
             "data.datasets",
             f"the sources do not combine ({type(exc).__name__}: {exc}); their columns: {features}.",

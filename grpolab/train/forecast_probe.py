@@ -31,8 +31,7 @@ _TIMING_ONLY = (
 
 def forecast_config(config: str, overrides: tuple[str, ...] = (), model: str | None = None) -> tuple[Forecast, str]:
     """(the forecast for the config's whole run, the training output of the timed steps)."""
-    loader = GRPOConfigLoader(config_path=config, overrides=list(overrides) or None)
-    cfg = loader.config
+    cfg = GRPOConfigLoader(config_path=config, overrides=list(overrides) or None).config
     if not cfg.guard.forecast_after:
         why = "is 0 (no forecast), so --forecast has no steps to time."
         raise ConfigError.of("guard.forecast_after", why, "pass --set guard.forecast_after=10", config)

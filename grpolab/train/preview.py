@@ -50,8 +50,7 @@ def dry_run_checks(cfg, model, tokenizer, reward_funcs, data, prompts: int = 2) 
     TRL calls them; a reward that fails is a ConfigError naming its entry, after all of them ran."""
     import torch
 
-    agent = load_agent(cfg, tokenizer)
-    for line in agent.describe():
+    for line in load_agent(cfg, tokenizer).describe():
         print(line)
     generations = max(2, min(cfg.grpo.num_generations, 8))
     dataset = data.train_set

@@ -173,8 +173,7 @@ def write_filtered(report: ProbeReport, out, *, force: bool = False, config: str
             "probe more prompts (--prompts), or raise generation.temperature / grpo.num_generations",
             str(path),
         )
-    text = "".join(json.dumps(row, default=str) + "\n" for row in kept)
-    write_atomic(path, text, overwrite=force)
+    write_atomic(path, "".join(json.dumps(row, default=str) + "\n" for row in kept), overwrite=force)
     snippet = (
         f"data:\n  dataset: {path}\n  columns: {{}}  # the rows already carry the training columns\n"
         "  eval_split: null  # or a held-out .jsonl file: a file dataset has no built-in eval split"

@@ -108,8 +108,7 @@ def _made_by_rank_zero(make) -> Path:
 
 
 def open_run(loader, request, resolved, dist, shared_run_dir, model_name, derived, data) -> Run:
-    """The run directory (new, handed over by a launcher, shared by hand-started ranks, or the
-    one being resumed) and its record, written by rank 0."""
+    """The run directory and its record (run_info.json), written by rank 0."""
     cfg = loader.config
     resumed = bool(request.resume)
     if resumed:
@@ -126,8 +125,7 @@ def open_run(loader, request, resolved, dist, shared_run_dir, model_name, derive
     checkpoint = last_checkpoint(path) if resumed else None  # before the run's records are touched
     info = RunInfo.load(path) if resumed else RunInfo()
     if resumed and dist.is_main:  # steps logged after the checkpoint (a hard kill) are trained again
-        note = metrics.truncate_after(path, checkpoint_step(checkpoint)).note()
-        if note:
+        if note := metrics.truncate_after(path, checkpoint_step(checkpoint)).note():
             print(f"note: {note}")
     run = Run(loader, resolved, dist, path, info, checkpoint, data, derived, model_name)
     if dist.is_main:

@@ -16,17 +16,13 @@ def print_plan(loader, model_name: str, model, resolved, derived: Derived, data,
     source = loader.config_path or loader.preset_path
     overrides = " + " + ", ".join(f"{k}={v}" for k, v in loader.overrides.items()) if loader.overrides else ""
     lora = f" + LoRA r={cfg.model.lora.r}" if cfg.model.lora.enabled else ""
-    q = cfg.model.quantization
-    if q is not None:  # QLoRA: the base weights are frozen at 4/8 bits
+    if (q := cfg.model.quantization) is not None:  # QLoRA: the base weights are frozen at 4/8 bits
         lora += f", base {'4-bit ' + q.quant_type if q.load_in_4bit else '8-bit'} (bitsandbytes)"
     d, g = derived, cfg.grpo
     kl = f"on (beta {g.beta:g}, {d.reference_model_why})" if d.kl_tracked else f"off ({d.reference_model_why})"
-    mixture = cfg.data.datasets
-    data_source = (
-        f"mixture of {len(mixture)} sources (seed {cfg.training.seed})"
-        if mixture
-        else f"{cfg.data.dataset} [{cfg.data.split}]"
-    )
+    data_source = f"{cfg.data.dataset} [{cfg.data.split}]"
+    if mixture := cfg.data.datasets:
+        data_source = f"mixture of {len(mixture)} sources (seed {cfg.training.seed})"
     lines = [
         f"config       {source} (mode {cfg.mode}){overrides}",
         f"model        {model_name} ({params / 1e6:.2f}M parameters, context {data.context}){lora}",
@@ -69,12 +65,10 @@ def _eval_line(cfg, data) -> str:
 
 
 def print_result(run_dir: Path, summary, error: str | None) -> None:
-    final = summary.final
     print(f"\nrun {summary.status}: {run_dir}")
     if error:
         print(f"  {error}")
-    reward = final.get("reward")
-    if reward is not None:
+    if (reward := summary.final.get("reward")) is not None:
         print(
             f"  steps {summary.global_step}, final reward {reward:.3f}, best "
             f"{summary.best.get('reward', reward):.3f}, {summary.train_seconds:.1f} s"

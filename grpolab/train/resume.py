@@ -71,8 +71,7 @@ def check_records(run_dir: Path) -> None:
     problems += [
         Problem("", why, "correct or delete that line", str(run_dir)) for why in metrics.read_checked(run_dir)[1]
     ]
-    newest = next((f for f in _checkpoints(run_dir) if incomplete(f) is None), None)
-    if newest is not None:
+    if (newest := next((f for f in _checkpoints(run_dir) if incomplete(f) is None), None)) is not None:
         data = json.loads((newest / TrainerState.FILE).read_text())  # it parses: incomplete() said so
         state = TrainerState.from_dict(data if isinstance(data, dict) else {})
         unknown = [f"{state.FILE}: `{key}` is not a key transformers' trainer state has" for key in _unknown(state)]
@@ -102,8 +101,7 @@ def finished(request, loader) -> str | None:
     and a step past max_steps, so nothing is changed and the way to train longer is said."""
     run_dir = Path(request.resume)
     info = RunInfo.load(run_dir)
-    folders = _checkpoints(run_dir)
-    newest = next((f for f in folders if incomplete(f) is None), None)
+    newest = next((f for f in _checkpoints(run_dir) if incomplete(f) is None), None)
     state = TrainerState.load(newest) if newest is not None else TrainerState()
     steps = [s for s in (state.global_step, info.global_step if info.status == "finished" else None) if s is not None]
     if not steps:
@@ -139,11 +137,9 @@ def _checkpoints(run_dir: Path) -> list[Path]:
 def last_checkpoint(run_dir: Path) -> str:
     """The newest complete checkpoint-N: a run killed while saving leaves a half-written newest
     one, which is skipped (and said) in favour of the one before."""
-    folders = _checkpoints(run_dir)
+    folders, new_run = _checkpoints(run_dir), "start a new run instead"
     if not folders:
-        raise _refused(
-            f"`{run_dir}` has no checkpoint-N folder to resume from.", "start a new run instead", NO_CHECKPOINT
-        )
+        raise _refused(f"`{run_dir}` has no checkpoint-N folder to resume from.", new_run, NO_CHECKPOINT)
     for folder in folders:
         why = incomplete(folder)
         if why is None:
@@ -151,7 +147,7 @@ def last_checkpoint(run_dir: Path) -> str:
             return str(folder)
         print(f"note: skipping {folder.name}: {why} (a save cut short)")
     why = f"no complete checkpoint in `{run_dir}`: every checkpoint-N is cut short."
-    raise _refused(why, "start a new run instead", NO_CHECKPOINT)
+    raise _refused(why, new_run, NO_CHECKPOINT)
 
 
 def incomplete(folder: Path) -> str | None:
@@ -177,8 +173,7 @@ def incomplete(folder: Path) -> str | None:
 def check_resumable(request, resolved) -> None:
     """Before anything loads: the run is not training right now, and keeps its world size (another
     one silently changes the effective and generation batches, and a sharded checkpoint would not load)."""
-    holder = live_lock(Path(request.resume))
-    if holder:
+    if holder := live_lock(Path(request.resume)):
         why = f"the run is still training ({holder}); two trainers would write one directory."
         raise _refused(why, "wait for it to end or stop it, then resume")
     before = RunInfo.load(request.resume).world_size
