@@ -117,7 +117,6 @@ def sample(model, tokenizer, prompts: list, s: Sampling) -> Samples:
 
 @dataclass(frozen=True)
 class Scored:
-    rows: list[dict]  # the dataset rows sampled, one per prompt
     samples: Samples
     values: list[list | None]  # per reward function, one value (or None) per completion in prompt order
     errors: dict[int, Exception]  # reward index -> the tolerated error it raised (its values are None)
@@ -156,4 +155,4 @@ def sample_and_score(
             values[i] = None if func is None else list(func(**inputs))
         except tolerate as exc:
             errors[i] = exc
-    return Scored(rows, samples, values, errors)
+    return Scored(samples, values, errors)
