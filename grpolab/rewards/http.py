@@ -25,8 +25,7 @@ class HttpReward:
 
     def __init__(self, cfg, key: str):
         self.cfg, self.key, self.url, self._client = cfg, key, cfg.url, None
-        missing = [env for env in cfg.headers_env.values() if env not in os.environ]
-        if missing:
+        if missing := [env for env in cfg.headers_env.values() if env not in os.environ]:
             raise ConfigError.of(
                 f"{key}.headers_env",
                 f"environment variable(s) {', '.join(missing)} not set (the HTTP reward's headers read them).",

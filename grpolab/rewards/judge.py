@@ -29,8 +29,7 @@ class JudgeReward:
     """A callable reward (TRL's signature) asking an OpenAI-compatible model to grade each completion."""
 
     def __init__(self, cfg, key: str):
-        self.cfg, self.key = cfg, key
-        self.rubric = cfg.rubric
+        self.cfg, self.key, self.rubric = cfg, key, cfg.rubric
         if cfg.rubric_file is not None:
             path = Path(cfg.rubric_file)
             if not path.is_file():
