@@ -21,7 +21,6 @@ def with_stop_finding(info: dict, found: list[Finding]) -> list[Finding]:
 
 def stop_line(info: dict) -> str | None:
     """'  stopped by the guard at step 5: constant_reward: ...' for a stopped run's report."""
-    stop = RunInfo.from_dict(info).guard_stop
-    if not stop:
-        return None
-    return f"  stopped by the guard at step {stop.get('step')}: {stop.get('id')}: {stop.get('title')}"
+    if stop := RunInfo.from_dict(info).guard_stop:
+        return f"  stopped by the guard at step {stop.get('step')}: {stop.get('id')}: {stop.get('title')}"
+    return None

@@ -1,10 +1,9 @@
-"""The doctor's rules on a running run's metrics: the rows logged so far, kept in memory. Each live kind
-calls the doctor's own finder (grpolab.tune.doctor) on a doctor `Run` built from those rows, so a live
-finding reads exactly like `grpolab doctor` would. constant_reward and no_learning_signal look at a window
-instead of the whole history (a run that *had* signal and lost it is caught too): they hold when the reward
-spread was zero at each of the last `guard.window` logged steps. Divergence also counts blown-up weights (the
-callback measures the trainable-weight norm): a huge step under Adam saturates the softmax and the loss and
-gradient go to 0, never to NaN."""
+"""The doctor's rules on a running run's metrics: the rows logged so far, kept in memory. Each live kind calls the
+doctor's own finder (grpolab.tune.doctor) on a doctor `Run` built from those rows, so a live finding reads exactly like
+`grpolab doctor` would. constant_reward and no_learning_signal look at a window instead of the whole history (a run
+that *had* signal and lost it is caught too): they hold when the reward spread was zero at each of the last
+`guard.window` logged steps. Divergence also counts blown-up weights (the callback measures the trainable-weight norm):
+a huge step under Adam saturates the softmax and the loss and gradient go to 0, never to NaN."""
 
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from grpolab.run.metrics import is_number
 from grpolab.tune import doctor
 from grpolab.tune.doctor import Finding
 from grpolab.tune.thresholds import THRESHOLDS
@@ -33,14 +33,10 @@ def guard_limits(values: dict[str, float]) -> Iterator[None]:
 
 def _zero_spread(row: dict, limit: float) -> bool | None:
     """Whether every group of this logged step had the same reward; None for a row without rewards."""
-
-    def number(value) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
     frac, std = row.get("frac_reward_zero_std"), row.get("reward_std")
-    if number(frac):
+    if is_number(frac) and math.isfinite(frac):
         return frac >= 1.0 - 1e-9
-    return std <= limit if number(std) else None
+    return std <= limit if is_number(std) and math.isfinite(std) else None
 
 
 def zero_spread_window(rows: list[dict], window: int, limit: float) -> list[dict] | None:

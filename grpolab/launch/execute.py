@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grpolab.launch.accelerate_files import write_files
+from grpolab.run import run_dir as run_dirs
 from grpolab.run.rank_logs import rank_log
+from grpolab.run.record import RunInfo, now
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding grpolab/ (a checkout or site-packages)
 
@@ -35,9 +37,7 @@ def execute(spec: LaunchSpec, preflight=None) -> int:
         try:
             preflight()
         except BaseException:
-            from grpolab.run.run_dir import remove_if_empty
-
-            remove_if_empty(spec.run_dir)
+            run_dirs.remove_if_empty(spec.run_dir)
             raise
     spec.run_dir.mkdir(parents=True, exist_ok=True)  # made already, unless shared or resumed
     write_files(spec.files)
@@ -55,16 +55,11 @@ def execute(spec: LaunchSpec, preflight=None) -> int:
 
 
 def report_failure(spec: LaunchSpec, code: int, held=()) -> int:
-    """The ranks failed: say the first failed rank's error once, with its log (the tracebacks of
-    the ranks and the launcher stay in the logs), keep its exit code (2 for a config error),
-    record it as the run's error, and remove a run directory in which no run ever started. The
-    first to fail, by time, is the cause: the ranks that fail after it usually only saw their
-    peer vanish. `held`: the tracebacks kept off the console, shown when no rank said why."""
-    from grpolab.run import run_dir as run_dirs
-    from grpolab.run.record import RunInfo, now
-
-    errors = run_dirs.rank_errors(spec.run_dir)
-    first = errors[0] if errors else None
+    """The ranks failed: say the first failed rank's error once, with its log (the tracebacks of the ranks and the
+    launcher stay in the logs), keep its exit code (2 for a config error), record it as the run's error, and remove a
+    run directory in which no run ever started. The first to fail, by time, is the cause: the ranks that fail after it
+    usually only saw their peer vanish. `held`: the tracebacks kept off the console, shown when no rank said why."""
+    first = next(iter(run_dirs.rank_errors(spec.run_dir)), None)
     started = run_dirs.started(spec.run_dir)
     info = RunInfo.load(spec.run_dir) if started else None
     ended = info is not None and info.status in ("interrupted", "failed", "stopped") and info.exit_code

@@ -61,81 +61,54 @@ def plan_problems(
 
     if gpus is not None and isinstance(c.num_processes, int) and c.device != "cpu":
         if gpus == 0 and c.num_processes > 1:
-            add(
-                "cluster.num_processes",
-                f"is {c.num_processes}, but no CUDA GPU is visible.",
-                f"set `cluster.device: cpu` to run {c.num_processes} CPU processes (gloo; for "
-                "tests and debugging), or `cluster.num_processes: auto`",
-            )
+            fix = f"set `cluster.device: cpu` to run {c.num_processes} CPU processes (gloo; for tests and debugging), "
+            fix += "or `cluster.num_processes: auto`"
+            add("cluster.num_processes", f"is {c.num_processes}, but no CUDA GPU is visible.", fix)
         elif gpus and c.num_processes > gpus:
-            add(
-                "cluster.num_processes",
-                f"is {c.num_processes}, but only {gpus} CUDA GPU(s) are visible.",
-                f"set `cluster.num_processes: {gpus}` (or `auto`)",
-            )
+            message = f"is {c.num_processes}, but only {gpus} CUDA GPU(s) are visible."
+            add("cluster.num_processes", message, f"set `cluster.num_processes: {gpus}` (or `auto`)")
     if c.backend != "ddp" and plan.device == "cpu":
-        add(
-            "cluster.backend",
-            f"is {c.backend}, and grpolab starts {c.backend} on GPUs only; this run is on CPU"
-            + (" (accelerate has no FSDP on CPU)." if c.backend == "fsdp" else "."),
-            "set `cluster.backend: ddp` for CPU runs"
-            + (
-                " (DeepSpeed does run on CPU ranks started by hand: `DS_ACCELERATOR=cpu accelerate launch "
-                "--config_file configs/accelerate/zero2.yaml -m grpolab train ...`)"
-                if c.backend == "deepspeed"
-                else ""
-            ),
-        )
+        message = f"is {c.backend}, and grpolab starts {c.backend} on GPUs only; this run is on CPU"
+        message += " (accelerate has no FSDP on CPU)." if c.backend == "fsdp" else "."
+        fix = "set `cluster.backend: ddp` for CPU runs"
+        if c.backend == "deepspeed":
+            fix += " (DeepSpeed does run on CPU ranks started by hand: `DS_ACCELERATOR=cpu accelerate launch "
+            fix += "--config_file configs/accelerate/zero2.yaml -m grpolab train ...`)"
+        add("cluster.backend", message, fix)
     if W > 1 and c.backend == "deepspeed" and gpus is not None and importlib.util.find_spec("deepspeed") is None:
-        add(
-            "cluster.backend",
-            "is deepspeed, but DeepSpeed is not installed.",
-            "run `pip install deepspeed`, or set `cluster.backend: ddp` (or fsdp)",
-        )
+        fix = "run `pip install deepspeed`, or set `cluster.backend: ddp` (or fsdp)"
+        add("cluster.backend", "is deepspeed, but DeepSpeed is not installed.", fix)
     if c.machine_rank >= c.num_machines:
-        add(
-            "cluster.machine_rank",
-            f"is {c.machine_rank}, but cluster.num_machines is {c.num_machines} (ranks are 0 "
-            f".. {c.num_machines - 1}).",
-            "set `cluster.machine_rank` to this machine's rank",
-        )
+        ranks = f"ranks are 0 .. {c.num_machines - 1}"
+        message = f"is {c.machine_rank}, but cluster.num_machines is {c.num_machines} ({ranks})."
+        add("cluster.machine_rank", message, "set `cluster.machine_rank` to this machine's rank")
     if self_launch and c.num_machines > 1 and not c.main_process_ip:
-        add(
-            "cluster.main_process_ip",
-            f"is not set, and {c.num_machines} machines must find machine_rank 0.",
-            "set `cluster.main_process_ip` to the address of machine 0 (and run the same "
-            "command on every machine with its own `cluster.machine_rank`), or generate a "
-            "SLURM job with `grpolab launch slurm`",
+        fix = (
+            "set `cluster.main_process_ip` to the address of machine 0 (and run the same command on every machine "
+            "with its own `cluster.machine_rank`), or generate a SLURM job with `grpolab launch slurm`"
         )
+        add("cluster.main_process_ip", f"is not set, and {c.num_machines} machines must find machine_rank 0.", fix)
     if resolved.use_vllm and c.vllm_mode == "server" and c.vllm_server_host in LOCAL_HOSTS:
         if c.num_machines > 1:
-            add(
-                "cluster.vllm_server_host",
-                f"is `{c.vllm_server_host}`: machines other than the server's cannot reach a vLLM server there.",
-                "set `cluster.vllm_server_host` to the server machine's address (`grpolab launch "
-                "slurm --vllm-server-node` does it)",
-            )
+            message = f"is `{c.vllm_server_host}`: machines other than the server's cannot reach a vLLM server there."
+            fix = "set `cluster.vllm_server_host` to the server machine's address "
+            fix += "(`grpolab launch slurm --vllm-server-node` does it)"
+            add("cluster.vllm_server_host", message, fix)
         elif gpus and plan.per_machine >= gpus:
-            add(
-                "cluster.num_processes",
-                f"uses all {gpus} visible GPUs for training, and a vLLM server on this machine needs GPUs of its own.",
-                f"set `cluster.num_processes: {gpus - 1}` and start the server on the last GPU "
-                f"(`CUDA_VISIBLE_DEVICES={gpus - 1} VLLM_SERVER_DEV_MODE=1 vllm serve MODEL "
-                "...`), or `cluster.vllm_mode: colocate`",
+            message = f"uses all {gpus} visible GPUs for training, "
+            message += "and a vLLM server on this machine needs GPUs of its own."
+            fix = (
+                f"set `cluster.num_processes: {gpus - 1}` and start the server on the last GPU (`CUDA_VISIBLE_DEVICES="
+                f"{gpus - 1} VLLM_SERVER_DEV_MODE=1 vllm serve MODEL ...`), or `cluster.vllm_mode: colocate`"
             )
+            add("cluster.num_processes", message, fix)
     if plan.device == "cuda" and c.mixed_precision != "auto":
         if c.mixed_precision == "bf16" and not resolved.bf16:
-            add(
-                "cluster.mixed_precision",
-                "is bf16, but training.bf16 resolves to false.",
-                "set `training.bf16: true`, or `cluster.mixed_precision: auto`",
-            )
+            fix = "set `training.bf16: true`, or `cluster.mixed_precision: auto`"
+            add("cluster.mixed_precision", "is bf16, but training.bf16 resolves to false.", fix)
         elif c.mixed_precision != "bf16" and resolved.bf16:
-            add(
-                "cluster.mixed_precision",
-                f"is {c.mixed_precision}, but training.bf16 resolves to true (bf16 wins in transformers).",
-                "set `training.bf16: false`, or `cluster.mixed_precision: auto`",
-            )
+            message = f"is {c.mixed_precision}, but training.bf16 resolves to true (bf16 wins in transformers)."
+            add("cluster.mixed_precision", message, "set `training.bf16: false`, or `cluster.mixed_precision: auto`")
     return problems
 
 

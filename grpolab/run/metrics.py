@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .record import Summary, described, fits, write_text
+from .record import Summary, described, fits, number_or, write_text
 
 METRICS = "metrics.jsonl"
 COMPLETIONS = "completions.jsonl"
@@ -55,11 +55,6 @@ def read_counted(path: Path | str) -> tuple[list[dict], int]:
     return [r for r in records if r is not None], records.count(None)
 
 
-def read_jsonl(path: Path | str) -> list[dict]:
-    """The JSON objects of a .jsonl file, skipping blank, torn or non-object lines ([] if absent)."""
-    return read_counted(path)[0]
-
-
 def read(run_dir: Path | str) -> list[dict]:
     """Every record of a run's metrics.jsonl, in order, skipping those read_checked rejects."""
     return read_checked(run_dir)[0]
@@ -91,7 +86,7 @@ def read_checked(run_dir: Path | str) -> tuple[list[dict], list[str]]:
 
 def read_completions(run_dir: Path | str, step: int | None = None) -> list[dict]:
     """Sampled completions (completions.jsonl), all of them or those of one step."""
-    records = read_jsonl(Path(run_dir) / COMPLETIONS)
+    records = read_counted(Path(run_dir) / COMPLETIONS)[0]
     return records if step is None else [r for r in records if r.get("step") == step]
 
 
@@ -111,10 +106,9 @@ class Truncation:
         """One line for the user when a torn line was dropped (the rest is the normal resume)."""
         if not self.torn:
             return None
-        lines = "line" if self.torn == 1 else "lines"
         return (
-            f"metrics.jsonl: dropped {self.torn} torn {lines} (a write cut short when the run was killed); "
-            f"kept {self.kept} records up to the checkpoint"
+            f"metrics.jsonl: dropped {self.torn} torn {'line' if self.torn == 1 else 'lines'} (a write cut short "
+            f"when the run was killed); kept {self.kept} records up to the checkpoint"
         )
 
 
@@ -123,15 +117,10 @@ def truncate_after(run_dir: Path | str, step: int) -> Truncation:
     if not (path := path_of(run_dir)).exists():
         return Truncation(0, 0, 0)
     rows = [(line, record) for _, line, record in _lines(path)]
-    kept = [line for line, record in rows if record is not None and _step(record) <= step]
+    kept = [line for line, record in rows if record is not None and number_or(record.get("step"), 0) <= step]
     torn = sum(record is None for _, record in rows)
     write_text(path, "".join(line + "\n" for line in kept))
     return Truncation(len(kept), len(rows) - len(kept) - torn, torn)
-
-
-def _step(record: dict) -> float:
-    value = record.get("step", 0)
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
 
 def is_number(value) -> bool:
@@ -145,7 +134,7 @@ def summarize(records: list[dict]) -> Summary:
         final[key] = value
         if key not in best or (value < best[key] if lower_is_better(key) else value > best[key]):
             best[key] = value
-    steps = max((_step(r) for r in records), default=0)
+    steps = max((number_or(r.get("step"), 0) for r in records), default=0)
     return Summary(final=final, best=best, steps=int(steps) if float(steps).is_integer() else steps)
 
 

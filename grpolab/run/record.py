@@ -41,6 +41,11 @@ def read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def number_or(value, default: float) -> float:
+    """`value` when it is a number (JSON's true is not one), else `default`."""
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
 # Annotation words for numbers that cannot be negative (step counts, epochs): `fits` checks the sign.
 count, amount = int, float
 _NOT_STORED = ("extra", "unreadable")  # fields of a record object that are not keys of its file
@@ -122,9 +127,7 @@ class _Record:
                         f"{cls.FILE}: `{name}.{key}` should be {described(annotation)}, got {inner[key]!r:.60}"
                     )
                     values[name] = inner = {k: v for k, v in inner.items() if k != key}  # read as absent
-        record = cls(**values, extra=data)
-        record.unreadable = unreadable
-        return record
+        return cls(**values, extra=data, unreadable=unreadable)
 
     def to_dict(self) -> dict:
         kept = self.KEPT_WHEN_ENDED if getattr(self, "ended", None) is not None else ()

@@ -31,7 +31,7 @@ from pathlib import Path
 from grpolab.config.errors import CANNOT_WRITE, ConfigError
 from grpolab.config.yaml_io import dump_yaml
 
-from .record import read_json, write_text
+from .record import number_or, read_json, write_text
 
 RUN_DIR_ENV = "GRPOLAB_RUN_DIR"  # the run directory a started process must use
 # Whom the hand-off belongs to: `pid:<pid>@<host>` (a local launch or sweep: only its descendants)
@@ -211,11 +211,7 @@ def record_rank_error(run_dir: Path, rank: int, exit_code: int, message: str) ->
 def rank_errors(run_dir: Path) -> list[dict]:
     """The errors ranks recorded, the first to fail first (by time, then rank); the rest are usually fallout."""
     found = filter(None, (read_json(path) for path in (Path(run_dir) / "logs").glob("error-rank*.json")))
-    return sorted(found, key=lambda e: (_number(e.get("time"), float("inf")), _number(e.get("rank"), 0)))
-
-
-def _number(value, default: float) -> float:
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else default
+    return sorted(found, key=lambda e: (number_or(e.get("time"), float("inf")), number_or(e.get("rank"), 0)))
 
 
 def started(run_dir: Path) -> bool:

@@ -83,8 +83,7 @@ def _smi_gpus() -> tuple[tuple[GPU, ...], str]:
     if out.returncode != 0:
         return (), "nvidia-smi"
     rows = [[cell.strip() for cell in line.split(",")] for line in out.stdout.strip().splitlines() if line.strip()]
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
+    if (visible := os.environ.get("CUDA_VISIBLE_DEVICES")) is not None:
         by_id = {ident: row for row in rows for ident in row[:2]}
         wanted = itertools.takewhile(by_id.__contains__, (v.strip() for v in visible.split(",")))
         rows = [[w, *by_id[w][1:]] for w in wanted]

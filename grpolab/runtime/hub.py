@@ -11,6 +11,8 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import urlparse
 
+from grpolab.config.errors import INVALID_CONFIG, MODEL_NOT_LOADED, ConfigError
+
 DEFAULT_ENDPOINT = "https://huggingface.co"
 CONNECT_TIMEOUT_S = 3.0
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
@@ -70,9 +72,8 @@ def config_path(model: str, revision: str | None = None) -> Path | None:
 
 def model_config(model: str, revision: str | None = None) -> dict:
     """A model's config.json (a multimodal model's `text_config`), or {} when missing or unparsable."""
-    path = config_path(model, revision)
     try:
-        data = json.loads(path.read_text()) if path is not None else {}
+        data = json.loads(path.read_text()) if (path := config_path(model, revision)) is not None else {}
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict):
@@ -88,9 +89,6 @@ def context_length(config: dict) -> int | None:
 
 def check_reachable(name: str, key: str, repo_type: str = "model", revision: str | None = None) -> None:
     """Before a Hub load of `name` (config key `key`): fail now, with the fix, when the Hub cannot be reached."""
-    from grpolab.config import ConfigError
-    from grpolab.config.errors import INVALID_CONFIG, MODEL_NOT_LOADED
-
     local = name.startswith((".", "/", "~")) or os.path.exists(os.path.expanduser(name))
     # Behind a proxy a direct connect says nothing about whether requests get through.
     if offline() or local or any(os.environ.get(v) for v in PROXY_VARIABLES):
