@@ -8,11 +8,10 @@ a huge step under Adam saturates the softmax and the loss and gradient go to 0, 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from grpolab.run.metrics import is_number
+from grpolab.run.metrics import is_finite
 from grpolab.tune import doctor
 from grpolab.tune.doctor import Finding
 from grpolab.tune.thresholds import THRESHOLDS
@@ -34,9 +33,9 @@ def guard_limits(values: dict[str, float]) -> Iterator[None]:
 def _zero_spread(row: dict, limit: float) -> bool | None:
     """Whether every group of this logged step had the same reward; None for a row without rewards."""
     frac, std = row.get("frac_reward_zero_std"), row.get("reward_std")
-    if is_number(frac) and math.isfinite(frac):
+    if is_finite(frac):
         return frac >= 1.0 - 1e-9
-    return std <= limit if is_number(std) and math.isfinite(std) else None
+    return std <= limit if is_finite(std) else None
 
 
 def zero_spread_window(rows: list[dict], window: int, limit: float) -> list[dict] | None:

@@ -127,6 +127,11 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
+def is_finite(value) -> bool:
+    """A number that is neither NaN nor infinite (JSON's true is not a number)."""
+    return is_number(value) and math.isfinite(value)
+
+
 def summarize(records: list[dict]) -> Summary:
     """Final and best value of each logged metric (best by `lower_is_better`), and the last step."""
     final, best = {}, {}
@@ -140,8 +145,4 @@ def summarize(records: list[dict]) -> Summary:
 
 def series(records: list[dict], metric: str) -> list[tuple[float, float]]:
     """(step, value) of every record that logged `metric` as a finite number, in logged order."""
-    return [
-        (r["step"], r[metric])
-        for r in records
-        if "step" in r and is_number(r.get(metric)) and math.isfinite(r[metric])
-    ]
+    return [(r["step"], r[metric]) for r in records if "step" in r and is_finite(r.get(metric))]
